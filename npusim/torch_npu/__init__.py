@@ -1,0 +1,1 @@
+"""torch_npu-named operator API on numpy arrays (and torch CPU tensors)."""

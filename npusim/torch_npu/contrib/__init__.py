@@ -1,0 +1,1 @@
+"""Contrib modules with torch_npu names."""

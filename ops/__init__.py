@@ -1,0 +1,1 @@
+"""Operators: reference semantics, tilings, kernel selection and tiled-program generators."""

@@ -1,0 +1,1 @@
+"""SoC descriptors shipped with npusim (YAML files in this package)."""
