@@ -1,0 +1,157 @@
+"""Cube-unit matmul numerics: exact integer matmuls and the declared floating accumulation models.
+
+The cube's internal fp32 summation order is not published (ops-semantics 7.1), so npusim implements
+an explicit, named model chosen in the SoC descriptor (``numerics.cube_accumulation.model``):
+
+``fractal_exact_fp32_sequential`` (default)
+    For each k-fractal (k0 consecutive k indices, k0 = 32 B / itemsize = 16 for fp16/bf16), the k0
+    products are summed *exactly* and the sum is rounded once to fp32 (RNE). Fractal sums are added
+    into the fp32 L0C accumulator in increasing k order, each add rounded to fp32 (RNE). A bias, if
+    any, is the accumulator's initial value.
+``exact_round_once``
+    The whole dot product (plus bias) is computed exactly and rounded once to fp32 (RNE).
+
+Both are implemented exactly (not approximately): fractal sums are computed with float64 BLAS and
+*certified* against a rigorous error bound; the rare entries the bound cannot certify are recomputed
+with Python integers. Results are therefore independent of the BLAS library and thread count.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+CUBE_ACCUMULATION_MODELS = ("fractal_exact_fp32_sequential", "exact_round_once")
+
+_F64_EPS = 2.0**-52
+
+
+def cube_matmul_int(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact integer matmul (int8/int4 x int8/int4 -> int32 as on the cube).
+
+    Uses float64 BLAS, exact while every partial sum stays below 2^53 (always true for
+    |a|, |b| <= 128 and K <= 2^38); falls back to an int64 matmul otherwise. Wraps to int32 like
+    the L0C register.
+    """
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"cube_matmul_int: shapes {a.shape} x {b.shape} do not form a matmul")
+    if not (np.issubdtype(a.dtype, np.integer) and np.issubdtype(b.dtype, np.integer)):
+        raise TypeError(f"cube_matmul_int: integer inputs required, got {a.dtype} and {b.dtype}")
+    k = a.shape[1]
+    amax = int(np.abs(a.astype(np.int64)).max(initial=0))
+    bmax = int(np.abs(b.astype(np.int64)).max(initial=0))
+    if amax * bmax * max(k, 1) < 2**53:
+        out = a.astype(np.float64) @ b.astype(np.float64)
+        return out.astype(np.int64).astype(np.int32)
+    return (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
+
+
+def _round_fraction_to_f32(value: Fraction) -> np.float32:
+    """Round an exact rational to the nearest float32, ties to even (incl. subnormals, overflow)."""
+    if value == 0:
+        return np.float32(0.0)
+    sign = -1 if value < 0 else 1
+    mag = abs(value)
+    # Exponent e with 2^e <= mag < 2^(e+1).
+    e = mag.numerator.bit_length() - mag.denominator.bit_length()
+    if Fraction(2) ** e > mag:
+        e -= 1
+    e = max(e, -126)  # subnormal range keeps the quantum 2^-149
+    quantum = Fraction(2) ** (e - 23)
+    q, r = divmod(mag, quantum)
+    q = int(q)
+    if r * 2 > quantum or (r * 2 == quantum and q % 2 == 1):
+        q += 1
+    result = float(q * quantum)  # exact in float64
+    if result > float(np.finfo(np.float32).max):
+        return np.float32(sign * np.inf)
+    return np.float32(sign * result)
+
+
+def _exact_dot(a_row: np.ndarray, b_col: np.ndarray, init: float = 0.0) -> Fraction:
+    total = Fraction(init)
+    for x, y in zip(a_row.tolist(), b_col.tolist(), strict=True):
+        total += Fraction(x) * Fraction(y)
+    return total
+
+
+def _certified_round(
+    s: np.ndarray, bound: np.ndarray, fix, shape: tuple[int, int]
+) -> np.ndarray:
+    """Round float64 approximations ``s`` (|s - exact| <= bound) to float32, exactly.
+
+    Entries whose rounding the bound cannot certify are recomputed by ``fix(i, j) -> np.float32``.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = s.astype(np.float32)
+        lo = np.nextafter(r, np.float32(-np.inf)).astype(np.float64)
+        hi = np.nextafter(r, np.float32(np.inf)).astype(np.float64)
+        r64 = r.astype(np.float64)
+        mid_lo = (r64 + lo) / 2.0
+        mid_hi = (r64 + hi) / 2.0
+        ok = (np.abs(s - mid_lo) > bound) & (np.abs(s - mid_hi) > bound) & np.isfinite(r64)
+        ok |= bound == 0.0  # exact float64 value: the cast itself is correctly rounded
+    if not ok.all():
+        for i, j in zip(*np.nonzero(~ok), strict=True):
+            r[i, j] = fix(int(i), int(j))
+    return r.reshape(shape)
+
+
+def _fractal_sum_f32(a64: np.ndarray, b64: np.ndarray) -> np.ndarray:
+    """Exact sum of products over one k-fractal, rounded once to fp32."""
+    s = a64 @ b64
+    k = a64.shape[1]
+    # Each product is exact in float64 (<= 2x24 significant bits); the BLAS sum of k terms has an
+    # error of at most (k-1) * eps * sum|a||b| in any order.
+    bound = (k * _F64_EPS) * (np.abs(a64) @ np.abs(b64))
+
+    def fix(i: int, j: int) -> np.float32:
+        return _round_fraction_to_f32(_exact_dot(a64[i], b64[:, j]))
+
+    return _certified_round(s, bound, fix, s.shape)
+
+
+def cube_matmul_float(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    model: str = "fractal_exact_fp32_sequential",
+    bias: np.ndarray | None = None,
+    k0: int = 16,
+) -> np.ndarray:
+    """fp16/bf16 (or fp32) matmul with fp32 accumulation in the declared cube model.
+
+    ``a`` is (M, K), ``b`` is (K, N); ``bias`` (N,) or (M, N) float32 initialises the accumulator.
+    Returns the float32 L0C contents (M, N).
+    """
+    if model not in CUBE_ACCUMULATION_MODELS:
+        raise NotImplementedError(
+            f"cube accumulation model {model!r} is not implemented; choose one of "
+            f"{CUBE_ACCUMULATION_MODELS}"
+        )
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"cube_matmul_float: shapes {a.shape} x {b.shape} do not form a matmul")
+    m, k = a.shape
+    n = b.shape[1]
+    a64 = a.astype(np.float64)
+    b64 = b.astype(np.float64)
+    acc = np.zeros((m, n), dtype=np.float32)
+    if bias is not None:
+        acc = acc + np.broadcast_to(np.asarray(bias, dtype=np.float32), (m, n))
+    if model == "exact_round_once":
+        s = acc.astype(np.float64) + a64 @ b64
+        bound = ((k + 1) * _F64_EPS) * (np.abs(acc.astype(np.float64)) + np.abs(a64) @ np.abs(b64))
+
+        def fix(i: int, j: int) -> np.float32:
+            return _round_fraction_to_f32(_exact_dot(a64[i], b64[:, j], float(acc[i, j])))
+
+        return _certified_round(s, bound, fix, (m, n))
+    for start in range(0, k, k0):
+        part = _fractal_sum_f32(a64[:, start : start + k0], b64[start : start + k0, :])
+        acc = (acc + part).astype(np.float32)
+    return acc
