@@ -1,0 +1,113 @@
+"""Race detection by happens-before: every access must be ordered after its producer (and writes
+after pending readers) through pipe order, SetFlag/WaitFlag, barriers or cross-core flags.
+
+Each pipe keeps a knowledge vector: ``know[p][q]`` = the highest instruction sequence number of
+pipe ``q`` that pipe ``p`` knows to have completed. A flag carries the setter's vector; a wait
+merges it. Within one pipe instructions complete in order in this model (hardware.md 2.3 asks for
+PipeBarrier there; npusim executes a pipe's queue strictly one after another, which is stricter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from npusim.engine.errors import RaceError
+from npusim.engine.program import Region
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """Byte rows touched by a region: ``rows`` rows of ``row_bytes`` every ``stride`` bytes."""
+
+    start: int
+    rows: int
+    stride: int
+    row_bytes: int
+
+    @classmethod
+    def of(cls, r: Region) -> Footprint:
+        return cls(r.offset, r.rows, r.stride, r.row_bytes)
+
+    @property
+    def end(self) -> int:
+        return self.start + (self.rows - 1) * self.stride + self.row_bytes
+
+    def overlaps(self, o: Footprint) -> bool:
+        if self.end <= o.start or o.end <= self.start:
+            return False
+        if self.rows == 1 and o.rows == 1:
+            return True
+        if self.stride == o.stride and self.row_bytes <= self.stride and o.row_bytes <= o.stride:
+            s = self.stride
+            a0, b0 = self.start // s, o.start // s
+            if a0 + self.rows <= b0 or b0 + o.rows <= a0:
+                return False
+            ca, cb = self.start % s, o.start % s
+            return ca < cb + o.row_bytes and cb < ca + self.row_bytes
+        return True  # different shapes: conservatively overlapping spans
+
+
+@dataclass(slots=True)
+class _Access:
+    fp: Footprint
+    pipe: int
+    seq: int
+    name: str
+
+
+class HazardTracker:
+    """Checks every region access against the accesses it must be ordered after."""
+
+    def __init__(self, pipe_names: list[str]) -> None:
+        n = len(pipe_names)
+        self.names = pipe_names
+        self.know = np.full((n, n), -1, dtype=np.int64)
+        self.writes: dict[tuple, list[_Access]] = {}
+        self.reads: dict[tuple, list[_Access]] = {}
+
+    def completed(self, pipe: int, seq: int) -> None:
+        self.know[pipe, pipe] = seq
+
+    def payload(self, pipe: int) -> np.ndarray:
+        return self.know[pipe].copy()
+
+    def merge(self, pipe: int, payload: np.ndarray) -> None:
+        np.maximum(self.know[pipe], payload, out=self.know[pipe])
+
+    def _ordered(self, pipe: int, acc: _Access) -> bool:
+        return acc.pipe == pipe or self.know[pipe, acc.pipe] >= acc.seq
+
+    def access(
+        self, space: tuple, region: Region, pipe: int, seq: int, name: str, write: bool
+    ) -> None:
+        fp = Footprint.of(region)
+        for w in self.writes.get(space, ()):
+            if w.fp.overlaps(fp) and not self._ordered(pipe, w):
+                raise RaceError(
+                    f"race on {_space_name(space)} bytes [{fp.start}, {fp.end}): "
+                    f"{self.names[pipe]} '{name}' {'writes' if write else 'reads'} it while "
+                    f"{self.names[w.pipe]} '{w.name}' (its writer) has not signalled completion"
+                )
+        if write:
+            for r in self.reads.get(space, ()):
+                if r.fp.overlaps(fp) and not self._ordered(pipe, r):
+                    raise RaceError(
+                        f"race on {_space_name(space)} bytes [{fp.start}, {fp.end}): "
+                        f"{self.names[pipe]} '{name}' overwrites it while {self.names[r.pipe]} "
+                        f"'{r.name}' (a reader) has not signalled completion"
+                    )
+            self.writes[space] = [w for w in self.writes.get(space, []) if w.fp != fp]
+            self.writes[space].append(_Access(fp, pipe, seq, name))
+            self.reads[space] = [r for r in self.reads.get(space, []) if r.fp != fp]
+        else:
+            lst = self.reads.setdefault(space, [])
+            lst[:] = [r for r in lst if not (r.fp == fp and r.pipe == pipe)]
+            lst.append(_Access(fp, pipe, seq, name))
+
+
+def _space_name(space: tuple) -> str:
+    if space[0] == "GM":
+        return f"GM tensor '{space[1]}'"
+    return f"{space[0]} {space[1]}"

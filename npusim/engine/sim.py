@@ -1,0 +1,491 @@
+"""The event engine: every pipe of every core is a simpy process executing its queue in order.
+
+Pipes overlap; SetFlag/WaitFlag, PipeBarrier and cross-core flags follow hardware.md 2.3. GM
+traffic goes through the chip's shared memory system. In functional mode each instruction's value
+semantics runs on simulated buffers when it completes; timing is identical in both modes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+
+from npusim.engine import timing
+from npusim.engine.buffers import FunctionalContext
+from npusim.engine.errors import (
+    BufferOverflowError,
+    DeadlockError,
+    MisalignedError,
+    ProgramError,
+    SyncError,
+)
+from npusim.engine.hazards import HazardTracker
+from npusim.engine.memory import MemorySystem, TrafficStats
+from npusim.engine.program import BUFFERS, Instr, Kernel, _itemsize
+
+SPLIT_PIPES = {"aic": ("S", "MTE1", "MTE2", "M", "FIX", "MTE3"), "aiv": ("S", "V", "MTE2", "MTE3")}
+
+
+@dataclass(slots=True)
+class InstrRecord:
+    """One executed instruction: which core and pipe, when, and what it moved."""
+
+    core: int
+    pipe: str
+    name: str
+    kind: str
+    start: int
+    end: int
+    nbytes: int = 0
+    hbm_bytes: int = 0
+
+
+@dataclass(slots=True)
+class FlowRecord:
+    """A flag edge: set on (core, pipe) at ``ts_set``, consumed on (core, pipe) at ``ts_wait``."""
+
+    name: str
+    src_core: int
+    src_pipe: str
+    ts_set: int
+    dst_core: int
+    dst_pipe: str
+    ts_wait: int
+
+
+@dataclass
+class RunResult:
+    """Everything one run produced: cycles, per-instruction records, traffic and outputs."""
+
+    kernel: Kernel
+    soc: Any
+    cycles: int
+    records: list[InstrRecord]
+    flows: list[FlowRecord]
+    traffic: TrafficStats
+    functional: bool
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    hbm_busy_cycles: float = 0.0
+
+    @property
+    def freq_mhz(self) -> int:
+        return int(self.soc.aicore_freq_mhz)
+
+    @property
+    def microseconds(self) -> float:
+        return self.cycles / self.freq_mhz
+
+    def pipe_busy(self) -> dict[tuple[int, str], int]:
+        busy: dict[tuple[int, str], int] = {}
+        for r in self.records:
+            if r.kind in ("set_flag", "wait_flag", "cross_set", "cross_wait", "barrier"):
+                continue
+            key = (r.core, r.pipe)
+            busy[key] = busy.get(key, 0) + (r.end - r.start)
+        return busy
+
+
+class _Flag:
+    __slots__ = ("event", "is_set", "payload", "set_at", "set_pipe")
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.event = env.event()
+        self.is_set = False
+        self.payload: np.ndarray | None = None
+        self.set_at = 0
+        self.set_pipe = ""
+
+
+class _Counter:
+    """Cross-core flag: a counting semaphore saturating at the SoC's limit."""
+
+    __slots__ = ("count", "payloads", "sets", "waiters")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.waiters: list[simpy.Event] = []
+        self.payloads: list[tuple[np.ndarray, int, int, str]] = []
+        self.sets: dict[int, int] = {}
+
+
+class Engine:
+    """Runs one :class:`Kernel` on one SoC descriptor."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        soc: Any,
+        *,
+        functional: bool = False,
+        check_races: bool = True,
+        l2_page_bytes: int = 32768,
+    ) -> None:
+        self.kernel = kernel
+        self.soc = soc
+        self.functional = functional
+        self.env = simpy.Environment()
+        self.mem = MemorySystem(soc, kernel.gm, page_bytes=l2_page_bytes)
+        self.records: list[InstrRecord] = []
+        self.flows: list[FlowRecord] = []
+        self.core_descs = [soc.core(c.kind) for c in kernel.cores]
+        self.freq_scale = [soc.aicore_freq_mhz / soc.freq_mhz(c.kind) for c in kernel.cores]
+        self.pipe_index: dict[tuple[int, str], int] = {}
+        names: list[str] = []
+        self.queues: dict[tuple[int, str], list[Instr]] = {}
+        for ci, core in enumerate(kernel.cores):
+            pipes = tuple(self.core_descs[ci].pipes)
+            for ins in core.instrs:
+                if ins.pipe not in pipes:
+                    raise ProgramError(
+                        f"{core.name}: instruction '{ins.name}' uses pipe {ins.pipe}, which a "
+                        f"{core.kind} core does not have (pipes: {', '.join(pipes)})"
+                    )
+                key = (ci, ins.pipe)
+                if key not in self.pipe_index:
+                    self.pipe_index[key] = len(names)
+                    names.append(f"{core.name}/{ins.pipe}")
+                    self.queues[key] = []
+                self.queues[key].append(ins)
+        self.hazards = HazardTracker(names) if check_races else None
+        self.written_gm = {
+            r.tensor for c in kernel.cores for i in c.instrs for r in i.writes if r.buffer == "GM"
+        }
+        self.flags: dict[tuple, _Flag] = {}
+        self.counters: dict[tuple, _Counter] = {}
+        self.pending_wait: dict[tuple[int, str], str] = {}
+        self.ctx = FunctionalContext(kernel, self.core_descs) if functional else None
+        self._check_static()
+
+    # -- static checks ----------------------------------------------------------------------
+    def _check_static(self) -> None:
+        sync = self.soc.sync
+        for ci, core in enumerate(self.kernel.cores):
+            desc = self.core_descs[ci]
+            for ins in core.instrs:
+                for r in (*ins.reads, *ins.writes):
+                    self._check_region(core.name, desc, ins, r)
+                if ins.kind in ("set_flag", "wait_flag"):
+                    eid = ins.params["id"]
+                    if not 0 <= eid < sync.event_ids:
+                        raise SyncError(
+                            f"{core.name}: '{ins.name}' uses event id {eid}; valid ids are "
+                            f"0..{sync.event_ids - 1}"
+                        )
+                    for p in (ins.params["src"], ins.params["dst"]):
+                        if p not in desc.pipes:
+                            raise SyncError(
+                                f"{core.name}: '{ins.name}' names pipe {p}, absent "
+                                f"on a {core.kind} core"
+                            )
+                if ins.kind in ("cross_set", "cross_wait"):
+                    if self.soc.organisation != "split":
+                        raise SyncError(
+                            f"{core.name}: cross-core flags exist only on split (220x) SoCs, "
+                            f"not on {self.soc.name}"
+                        )
+                    fid = ins.params["id"]
+                    if not 0 <= fid < sync.cross_core_flag_ids:
+                        raise SyncError(
+                            f"{core.name}: '{ins.name}' uses cross-core flag id {fid}; valid ids "
+                            f"are 0..{sync.cross_core_flag_ids - 1}"
+                        )
+                    if ins.params["mode"] not in (0, 1, 2):
+                        raise SyncError(f"{core.name}: cross-core mode must be 0, 1 or 2")
+                    if ins.params["mode"] == 1 and core.kind != "aiv":
+                        raise SyncError(
+                            f"{core.name}: cross-core mode 1 is between the two AIVs "
+                            "of one AI Core; an AIC cannot use it"
+                        )
+
+    def _check_region(self, core_name: str, desc: Any, ins: Instr, r: Any) -> None:
+        if r.buffer not in BUFFERS:
+            raise ProgramError(f"{core_name}: '{ins.name}' names unknown buffer {r.buffer}")
+        if r.buffer == "GM":
+            t = self.kernel.gm.get(r.tensor)
+            if t is None:
+                raise ProgramError(
+                    f"{core_name}: '{ins.name}' names unknown GM tensor {r.tensor!r}"
+                )
+            if r.offset < 0 or r.end > t.nbytes:
+                raise BufferOverflowError(
+                    f"{core_name}: '{ins.name}' accesses GM tensor {r.tensor!r} bytes "
+                    f"[{r.offset}, {r.end}) outside its {t.nbytes} B"
+                )
+            return
+        spec = desc.buffers.get(r.buffer)
+        if spec is None:
+            raise ProgramError(f"{core_name}: '{ins.name}' uses {r.buffer}, absent on this core")
+        if r.offset < 0 or r.end > spec.capacity_bytes:
+            raise BufferOverflowError(
+                f"{core_name}: '{ins.name}' accesses {r.buffer} bytes [{r.offset}, {r.end}) "
+                f"beyond its capacity of {spec.capacity_bytes} B"
+            )
+        if r.offset % spec.alignment_bytes:
+            raise MisalignedError(
+                f"{core_name}: '{ins.name}' accesses {r.buffer} at offset {r.offset}, not a "
+                f"multiple of its {spec.alignment_bytes} B alignment"
+            )
+
+    # -- run ----------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        procs = {}
+        for key, instrs in self.queues.items():
+            procs[key] = self.env.process(self._pipe(key, instrs))
+        self.env.run()
+        stuck = [k for k, p in procs.items() if p.is_alive]
+        if stuck:
+            lines = []
+            for ci, pipe in stuck:
+                what = self.pending_wait.get((ci, pipe), "an earlier instruction")
+                lines.append(f"{self.kernel.cores[ci].name} pipe {pipe} waits on {what}")
+            raise DeadlockError(
+                "deadlock: these waits can never be satisfied - " + "; ".join(sorted(lines))
+            )
+        cycles = max((r.end for r in self.records), default=0)
+        outputs = self.ctx.outputs() if self.ctx is not None else {}
+        return RunResult(
+            self.kernel,
+            self.soc,
+            int(cycles),
+            self.records,
+            self.flows,
+            self.mem.stats,
+            self.functional,
+            outputs,
+            self.mem.hbm.busy_cycles,
+        )
+
+    def _pipe(self, key: tuple[int, str], instrs: list[Instr]):
+        ci, pipe = key
+        env = self.env
+        pidx = self.pipe_index[key]
+        desc = self.core_descs[ci]
+        scale = self.freq_scale[ci]
+        last_end = -1
+        for seq, ins in enumerate(instrs):
+            kind = ins.kind
+            if kind == "wait_flag":
+                yield from self._wait_flag(ci, pipe, pidx, ins)
+                continue
+            if kind == "cross_wait":
+                yield from self._cross_wait(ci, pipe, pidx, ins)
+                continue
+            if kind == "barrier":
+                # Queue order already serialises this pipe; the barrier costs its issue cycle.
+                start = env.now
+                yield env.timeout(1)
+                self.records.append(InstrRecord(ci, pipe, ins.name, kind, start, env.now))
+                continue
+            start = env.now
+            was_idle = start > last_end
+            if self.hazards is not None:
+                self._check_hazards(ci, pidx, seq, ins)
+            dur, nbytes, hbm = self._cost(ci, desc, ins, was_idle, start)
+            dur = max(1, math.ceil(dur * scale)) if kind != "dma" else max(1, dur)
+            yield env.timeout(dur)
+            if self.ctx is not None and ins.fn is not None:
+                self.ctx.core = ci
+                ins.fn(self.ctx)
+            if self.hazards is not None:
+                self.hazards.completed(pidx, seq)
+            last_end = env.now
+            self.records.append(InstrRecord(ci, pipe, ins.name, kind, start, env.now, nbytes, hbm))
+            if kind == "set_flag":
+                self._set_flag(ci, pipe, pidx, ins)
+            elif kind == "cross_set":
+                self._cross_set(ci, pipe, pidx, ins)
+
+    def _check_hazards(self, ci: int, pidx: int, seq: int, ins: Instr) -> None:
+        hz = self.hazards
+        for r in ins.reads:
+            if r.buffer == "GM":
+                if r.tensor not in self.written_gm:
+                    continue
+                space = ("GM", r.tensor)
+            else:
+                space = (self.kernel.cores[ci].name, r.buffer)
+            hz.access(space, r, pidx, seq, ins.name, write=False)
+        for r in ins.writes:
+            space = ("GM", r.tensor) if r.buffer == "GM" else (self.kernel.cores[ci].name, r.buffer)
+            hz.access(space, r, pidx, seq, ins.name, write=True)
+
+    def _cost(
+        self, ci: int, desc: Any, ins: Instr, was_idle: bool, now: int
+    ) -> tuple[int, int, int]:
+        kind = ins.kind
+        if kind == "dma":
+            local = timing.dma_local_cycles(desc, ins)
+            src, dst = ins.reads[0], ins.writes[0]
+            nbytes = max(src.nbytes, dst.nbytes)
+            end = float(now + local)
+            hbm_before = self.mem.stats.hbm_read_bytes + self.mem.stats.hbm_write_bytes
+            for region, write in ((src, False), (dst, True)):
+                if region.buffer == "GM":
+                    bypass = (not write) and ins.params.get("l2_cache") == "bypass"
+                    ch_end, lat = self.mem.gm_access(now, region, write, bypass)
+                    end = max(end, ch_end + lat, now + local + lat)
+            stats = self.mem.stats
+            path = f"{src.buffer}->{dst.buffer}"
+            stats.per_path_bytes[path] = stats.per_path_bytes.get(path, 0) + nbytes
+            hbm = stats.hbm_read_bytes + stats.hbm_write_bytes - hbm_before
+            return max(1, math.ceil(end - now - 1e-9)), nbytes, hbm
+        if kind == "mmad":
+            return timing.mmad_cycles(desc, ins, was_idle), 0, 0
+        if kind == "vec":
+            dt = ins.params["dtype"]
+            size = 0.5 if dt == "int4" else _itemsize(dt)
+            return timing.vector_cycles(desc, ins, was_idle, size), 0, 0
+        if kind == "fix":
+            cyc = timing.fixpipe_cycles(desc, ins, was_idle)
+            dst = ins.writes[0]
+            if dst.buffer == "GM":
+                ch_end, lat = self.mem.gm_access(now, dst, True, False)
+                cyc = max(cyc, math.ceil(ch_end - now) + lat)
+            return cyc, dst.nbytes, 0
+        if kind == "scalar":
+            return timing.scalar_cycles(desc, ins), 0, 0
+        if kind in ("set_flag", "cross_set"):
+            return timing.flag_cycles(desc), 0, 0
+        raise ProgramError(f"unknown instruction kind {kind!r}")
+
+    # -- intra-core flags -----------------------------------------------------------------------
+    def _flag(self, key: tuple) -> _Flag:
+        f = self.flags.get(key)
+        if f is None:
+            f = self.flags[key] = _Flag(self.env)
+        return f
+
+    def _set_flag(self, ci: int, pipe: str, pidx: int, ins: Instr) -> None:
+        p = ins.params
+        key = (ci, p["src"], p["dst"], p["id"])
+        f = self._flag(key)
+        if f.is_set:
+            raise SyncError(
+                f"{self.kernel.cores[ci].name}: SetFlag {p['src']}->{p['dst']} id {p['id']} set "
+                f"twice without a WaitFlag in between (undefined on hardware) at cycle "
+                f"{self.env.now}"
+            )
+        f.is_set = True
+        f.set_at = self.env.now
+        f.payload = self.hazards.payload(pidx) if self.hazards is not None else None
+        if not f.event.triggered:
+            f.event.succeed()
+
+    def _wait_flag(self, ci: int, pipe: str, pidx: int, ins: Instr):
+        p = ins.params
+        key = (ci, p["src"], p["dst"], p["id"])
+        f = self._flag(key)
+        start = self.env.now
+        if not f.is_set:
+            self.pending_wait[(ci, pipe)] = (
+                f"flag {p['src']}->{p['dst']} event id {p['id']} (no SetFlag will come)"
+            )
+            yield f.event
+            self.pending_wait.pop((ci, pipe), None)
+        f.is_set = False
+        if self.hazards is not None and f.payload is not None:
+            self.hazards.merge(pidx, f.payload)
+        self.flows.append(FlowRecord(ins.name, ci, p["src"], f.set_at, ci, pipe, self.env.now))
+        f.event = self.env.event()
+        self.records.append(InstrRecord(ci, pipe, ins.name, "wait_flag", start, self.env.now))
+
+    # -- cross-core flags ---------------------------------------------------------------------
+    def _targets(self, ci: int, mode: int) -> list[int]:
+        """Cores whose flag counter a CrossCoreSetFlag from core ``ci`` feeds (hardware.md 2.3)."""
+        cores = self.kernel.cores
+        me = cores[ci]
+        if mode == 0:
+            return [j for j, c in enumerate(cores) if c.kind == me.kind]
+        if mode == 1:
+            return [
+                j for j, c in enumerate(cores) if c.kind == "aiv" and c.core_id == me.core_id ^ 1
+            ]
+        if me.kind == "aic":
+            return [
+                j for j, c in enumerate(cores) if c.kind == "aiv" and c.core_id // 2 == me.core_id
+            ]
+        return [j for j, c in enumerate(cores) if c.kind == "aic" and c.core_id == me.core_id // 2]
+
+    def _cross_set(self, ci: int, pipe: str, pidx: int, ins: Instr) -> None:
+        mode, fid = ins.params["mode"], ins.params["id"]
+        targets = self._targets(ci, mode)
+        if not targets:
+            raise SyncError(
+                f"{self.kernel.cores[ci].name}: CrossCoreSetFlag mode {mode} id {fid} "
+                "has no partner core in this launch"
+            )
+        payload = self.hazards.payload(pidx) if self.hazards is not None else None
+        limit = self.soc.sync.cross_core_counter_max
+        for tj in targets:
+            ctr = self.counters.setdefault((tj, mode, fid), _Counter())
+            ctr.sets[ci] = ctr.sets.get(ci, 0) + 1
+            ctr.payloads.append((payload, ci, self.env.now, pipe))
+            needed = self._needed(tj, mode)
+            complete = min(ctr.sets.get(j, 0) for j in needed)
+            if complete > 0:
+                for j in needed:
+                    ctr.sets[j] -= 1
+                ctr.count += 1
+                if ctr.count > limit:
+                    raise SyncError(
+                        f"cross-core flag id {fid} (mode {mode}) of "
+                        f"{self.kernel.cores[tj].name} exceeds the counter limit {limit}: more "
+                        "sets than waits"
+                    )
+                while ctr.waiters and ctr.count > 0:
+                    ev = ctr.waiters.pop(0)
+                    ctr.count -= 1
+                    ev.succeed()
+
+    def _needed(self, tj: int, mode: int) -> list[int]:
+        """Setter cores whose sets together release one wait on core ``tj``."""
+        cores = self.kernel.cores
+        me = cores[tj]
+        if mode == 0:
+            return [j for j, c in enumerate(cores) if c.kind == me.kind]
+        if mode == 1:
+            return [
+                j for j, c in enumerate(cores) if c.kind == "aiv" and c.core_id == me.core_id ^ 1
+            ]
+        if me.kind == "aic":
+            return [
+                j for j, c in enumerate(cores) if c.kind == "aiv" and c.core_id // 2 == me.core_id
+            ]
+        return [j for j, c in enumerate(cores) if c.kind == "aic" and c.core_id == me.core_id // 2]
+
+    def _cross_wait(self, ci: int, pipe: str, pidx: int, ins: Instr):
+        mode, fid = ins.params["mode"], ins.params["id"]
+        ctr = self.counters.setdefault((ci, mode, fid), _Counter())
+        start = self.env.now
+        if ctr.count > 0:
+            ctr.count -= 1
+        else:
+            ev = self.env.event()
+            ctr.waiters.append(ev)
+            self.pending_wait[(ci, pipe)] = f"cross-core flag id {fid} (mode {mode})"
+            yield ev
+            self.pending_wait.pop((ci, pipe), None)
+        for payload, src, ts, spipe in ctr.payloads:
+            if self.hazards is not None and payload is not None:
+                self.hazards.merge(pidx, payload)
+            self.flows.append(FlowRecord(ins.name, src, spipe, ts, ci, pipe, self.env.now))
+        ctr.payloads.clear()
+        self.records.append(InstrRecord(ci, pipe, ins.name, "cross_wait", start, self.env.now))
+
+
+def run_kernel(
+    kernel: Kernel,
+    soc: Any,
+    *,
+    functional: bool = False,
+    check_races: bool = True,
+    l2_page_bytes: int = 32768,
+) -> RunResult:
+    """Simulate ``kernel`` on ``soc``; see :class:`Engine`."""
+    return Engine(
+        kernel, soc, functional=functional, check_races=check_races, l2_page_bytes=l2_page_bytes
+    ).run()

@@ -1,0 +1,121 @@
+"""Instruction costs from the SoC descriptor (hardware.md 2.9): head latency + work / throughput.
+
+Costs here are pure functions of an instruction and a core description; they never compute values.
+GM-side effects (shared HBM / L2 bandwidth, hits and misses) are added by ``npusim.engine.memory``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from npusim.engine.errors import ProgramError
+from npusim.engine.program import Instr, Region
+
+VECTOR_REPEAT_BYTES = 256
+
+
+def dma_local_cycles(core: Any, instr: Instr) -> int:
+    """Latency + bytes / bandwidth(bytes) of the core-side DMA engine for this transfer."""
+    src = instr.reads[0]
+    dst = instr.writes[0]
+    spec = core.transfer(src.buffer, dst.buffer)
+    if spec is None:
+        raise ProgramError(f"no data path {src.buffer}->{dst.buffer} on this core")
+    nbytes = max(src.nbytes, dst.nbytes)
+    bpc = spec.bytes_per_cycle(nbytes)
+    return int(spec.latency_cycles) + math.ceil(nbytes / bpc)
+
+
+def mmad_cycles(core: Any, instr: Instr, pipe_was_idle: bool) -> int:
+    """Cube: head (if the pipe was idle) + fractal count x cycles per fractal."""
+    cube = core.cube
+    if cube is None:
+        raise ProgramError("this core has no cube unit")
+    p = instr.params
+    dtype = p["dtype"]
+    m0, k0, n0 = cube.fractal_mkn(dtype)
+    fractals = math.ceil(p["m"] / m0) * math.ceil(p["k"] / k0) * math.ceil(p["n"] / n0)
+    per_fractal = (m0 * k0 * n0) / cube.macs_per_cycle(dtype)
+    head = cube.head_cycles if pipe_was_idle else cube.issue_cycles
+    return int(head) + math.ceil(fractals * per_fractal)
+
+
+def vector_repeats(elements: int, dtype_bytes: float) -> int:
+    return max(1, math.ceil(elements * dtype_bytes / VECTOR_REPEAT_BYTES))
+
+
+def bank_conflict_factor(core: Any, srcs: tuple[Region, ...], dsts: tuple[Region, ...]) -> int:
+    """Cycles one 256 B repeat needs on the UB ports (hardware.md 2.5, the bank-group rule).
+
+    Each operand reads/writes 8 consecutive 32 B blocks; bank group = (addr >> 5) % groups,
+    bank = addr // bank_bytes. The vector unit reads one block per group per cycle, so the repeat
+    takes as many cycles as the most-read group; a write to the same (group, bank) as a read
+    costs one more cycle.
+    """
+    vec = core.vector
+    groups = vec.ub_bank_groups
+    block = vec.ub_block_bytes
+    bank_bytes = vec.ub_bank_bytes
+    blocks = VECTOR_REPEAT_BYTES // block
+    reads: dict[int, int] = {}
+    read_banks: set[tuple[int, int]] = set()
+    for r in srcs:
+        if r.buffer != "UB":
+            continue
+        for i in range(blocks):
+            addr = r.offset + i * block
+            g = (addr // block) % groups
+            reads[g] = reads.get(g, 0) + 1
+            read_banks.add((g, addr // bank_bytes))
+    factor = max(reads.values(), default=1)
+    for w in dsts:
+        if w.buffer != "UB":
+            continue
+        for i in range(blocks):
+            addr = w.offset + i * block
+            if ((addr // block) % groups, addr // bank_bytes) in read_banks:
+                return factor + 1
+    return factor
+
+
+def vector_cycles(core: Any, instr: Instr, pipe_was_idle: bool, dtype_bytes: float) -> int:
+    """Vector: head (if idle) + repeats x cycles-per-repeat(class) x bank-conflict factor."""
+    vec = core.vector
+    if vec is None:
+        raise ProgramError("this core has no vector unit")
+    p = instr.params
+    repeats = vector_repeats(p["elements"], dtype_bytes)
+    cpr = vec.cycles_per_repeat(p["op_class"])
+    factor = (
+        bank_conflict_factor(core, instr.reads, instr.writes)
+        if p["op_class"]
+        in (
+            "binary",
+            "ternary",
+        )
+        else 1
+    )
+    head = vec.head_cycles if pipe_was_idle else 0
+    return int(head) + math.ceil(repeats * cpr * factor)
+
+
+def fixpipe_cycles(core: Any, instr: Instr, pipe_was_idle: bool) -> int:
+    """FixPipe: latency (if idle) + output elements / elements per cycle (fp32 out is capped)."""
+    fix = core.fixpipe
+    if fix is None:
+        raise ProgramError("this core has no FixPipe (310P drains L0C through the vector pipe)")
+    p = instr.params
+    rate = fix.elements_per_cycle
+    if p["out_dtype"] in ("float32", "int32"):
+        rate = min(rate, fix.max_fp32_elements_per_cycle)
+    head = fix.latency_cycles if pipe_was_idle else 0
+    return int(head) + math.ceil(p["elements"] / rate)
+
+
+def scalar_cycles(core: Any, instr: Instr) -> int:
+    return max(1, math.ceil(instr.params["count"] * core.scalar.cycles_per_instruction))
+
+
+def flag_cycles(core: Any) -> int:
+    return max(1, int(core.scalar.flag_cycles))

@@ -1,0 +1,166 @@
+"""Run summaries: per-pipe busy time, memory traffic, bandwidth, cube utilisation; and the
+PipeUtilization-style CSV whose column names follow the on-board profiler's report."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from npusim.engine.sim import RunResult
+
+AIC_PIPES = {
+    "M": "cube",
+    "MTE1": "mte1",
+    "MTE2": "mte2",
+    "FIX": "fixpipe",
+    "S": "scalar",
+    "MTE3": "mte3",
+}
+AIV_PIPES = {"V": "vec", "MTE2": "mte2", "MTE3": "mte3", "S": "scalar"}
+COUPLED_PIPES = {
+    "M": "cube",
+    "V": "vec",
+    "MTE1": "mte1",
+    "MTE2": "mte2",
+    "MTE3": "mte3",
+    "S": "scalar",
+}
+
+
+def core_end_cycles(result: RunResult) -> dict[int, int]:
+    ends: dict[int, int] = {}
+    for r in result.records:
+        ends[r.core] = max(ends.get(r.core, 0), r.end)
+    return ends
+
+
+def pipe_busy_by_kind(result: RunResult) -> dict[str, dict[str, float]]:
+    """Mean busy cycles per pipe over the cores of each kind (aic / aiv / aicore / vector_core)."""
+    busy = result.pipe_busy()
+    out: dict[str, dict[str, float]] = {}
+    counts: dict[str, int] = {}
+    for c in result.kernel.cores:
+        counts[c.kind] = counts.get(c.kind, 0) + 1
+    for (ci, pipe), cyc in busy.items():
+        kind = result.kernel.cores[ci].kind
+        out.setdefault(kind, {}).setdefault(pipe, 0.0)
+        out[kind][pipe] += cyc / counts[kind]
+    return out
+
+
+def cube_macs(result: RunResult) -> int:
+    total = 0
+    for core in result.kernel.cores:
+        for ins in core.instrs:
+            if ins.kind == "mmad":
+                p = ins.params
+                total += p["m"] * p["k"] * p["n"]
+    return total
+
+
+def summarize(result: RunResult) -> dict[str, Any]:
+    """A flat, JSON-ready summary of a run."""
+    soc = result.soc
+    cycles = max(result.cycles, 1)
+    us = result.microseconds
+    s: dict[str, Any] = {
+        "soc": soc.name,
+        "kernel": result.kernel.name,
+        "cycles": result.cycles,
+        "us": round(us, 3),
+        "cores": {
+            k: sum(1 for c in result.kernel.cores if c.kind == k)
+            for k in sorted({c.kind for c in result.kernel.cores})
+        },
+        "instructions": result.kernel.instruction_count(),
+    }
+    for kind, pipes in sorted(pipe_busy_by_kind(result).items()):
+        for pipe, cyc in sorted(pipes.items()):
+            s[f"{kind}_{pipe}_busy_pct"] = round(100.0 * cyc / cycles, 2)
+    s.update(result.traffic.as_dict())
+    seconds = us * 1e-6 if us > 0 else float("nan")
+    hbm = result.traffic.hbm_read_bytes + result.traffic.hbm_write_bytes
+    s["hbm_achieved_gb_per_s"] = round(hbm / seconds / 1e9, 3) if us > 0 else 0.0
+    s["gm_achieved_gb_per_s"] = (
+        round((result.traffic.gm_read_bytes + result.traffic.gm_write_bytes) / seconds / 1e9, 3)
+        if us > 0
+        else 0.0
+    )
+    macs = cube_macs(result)
+    if macs:
+        dtypes = {
+            i.params["dtype"] for c in result.kernel.cores for i in c.instrs if i.kind == "mmad"
+        }
+        dt = sorted(dtypes)[0]
+        cube_cores = sum(1 for c in result.kernel.cores if c.kind in ("aic", "aicore"))
+        peak = soc.core(
+            result.kernel.cores[0].kind
+            if result.kernel.cores[0].kind in ("aic", "aicore")
+            else "aic"
+        ).cube.macs_per_cycle(dt)
+        s["cube_macs"] = macs
+        s["cube_utilisation_pct"] = round(100.0 * macs / (peak * cycles * max(cube_cores, 1)), 2)
+        s["achieved_tflops"] = round(2 * macs / seconds / 1e12, 3)
+    return s
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    width = max(len(k) for k in s)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in s.items())
+
+
+def pipe_utilization_rows(result: RunResult) -> list[dict[str, Any]]:
+    """One row per block (AI Core = AIC + its 2 AIVs; or one AIV / coupled core), with the
+    profiler's PipeUtilization column names: times in microseconds, ratios = time / core time."""
+    f = result.freq_mhz
+    busy = result.pipe_busy()
+    ends = core_end_cycles(result)
+    cores = result.kernel.cores
+    has_aic = any(c.kind == "aic" for c in cores)
+    blocks: dict[int, list[int]] = {}
+    for ci, c in enumerate(cores):
+        if c.kind == "aic" or not has_aic:
+            blocks.setdefault(len(blocks), []).append(ci)
+    if has_aic:
+        aic_ids = {cores[ci].core_id: b for b, (ci,) in blocks.items()}
+        for ci, c in enumerate(cores):
+            if c.kind == "aiv" and c.core_id // 2 in aic_ids:
+                blocks[aic_ids[c.core_id // 2]].append(ci)
+    rows = []
+    for b, members in sorted(blocks.items()):
+        row: dict[str, Any] = {"block_id": b}
+        for prefix, kinds, pipes in (
+            ("aic", ("aic", "aicore"), AIC_PIPES),
+            ("aiv", ("aiv", "vector_core"), AIV_PIPES),
+        ):
+            ids = [ci for ci in members if cores[ci].kind in kinds]
+            if not ids:
+                continue
+            total = sum(ends.get(ci, 0) for ci in ids) / len(ids)
+            row[f"{prefix}_total_cycles"] = round(total)
+            row[f"{prefix}_time"] = round(total / f, 3)
+            for pipe, label in pipes.items():
+                t = sum(busy.get((ci, pipe), 0) for ci in ids) / len(ids)
+                row[f"{prefix}_{label}_time"] = round(t / f, 3)
+                row[f"{prefix}_{label}_ratio"] = round(t / total, 4) if total else 0.0
+        rows.append(row)
+    return rows
+
+
+def write_pipe_csv(result: RunResult, path: str | Path) -> Path:
+    rows = pipe_utilization_rows(result)
+    cols: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    path = Path(path)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    return path

@@ -1,0 +1,195 @@
+"""z = x + y on the vector cores: the worked program behind calibration rows H1-H7.
+
+The asc-devkit ``add_high_performance`` example tunes this kernel step by step (one AIV with a
+scalar loop, one AIV with vector Add, 48 AIVs, 32 KiB copies, double buffering, L2 bypass on the
+inputs, a UB layout without bank-group conflicts). Each step is a :class:`VectorAddTiling`; the
+program structure (copy in, Add, copy out, ping-pong flags) is written here from that description.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+
+SCALAR_INSTRS_PER_ELEMENT = 5  # GetValue x2, add, SetValue, loop step (the example's case 0 loop)
+
+
+@dataclass(frozen=True)
+class VectorAddTiling:
+    """How the add is split: cores, bytes per copy, buffering, L2 hint and UB layout."""
+
+    cores: int = 48
+    tile_bytes: int = 32768
+    double_buffer: bool = True
+    l2_bypass_inputs: bool = True
+    bank_conflict_free: bool = True
+    scalar_loop: bool = False
+
+    def validate(self, soc) -> None:
+        counts = soc.core_counts()
+        kind = "aiv" if "aiv" in counts else "vector_core"
+        if not 1 <= self.cores <= counts.get(kind, 0):
+            raise ValueError(
+                f"tiling.cores={self.cores}: must be in 1..{counts.get(kind, 0)} "
+                f"({kind} cores of {soc.name})"
+            )
+        if self.tile_bytes <= 0 or self.tile_bytes % 512:
+            raise ValueError(
+                f"tiling.tile_bytes={self.tile_bytes}: must be a positive multiple "
+                "of 512 (whole vector repeats, 32 B aligned)"
+            )
+
+
+H_SERIES: dict[str, VectorAddTiling] = {
+    "H1": VectorAddTiling(
+        cores=1,
+        tile_bytes=8192,
+        double_buffer=False,
+        l2_bypass_inputs=False,
+        bank_conflict_free=False,
+        scalar_loop=True,
+    ),
+    "H2": VectorAddTiling(
+        cores=1,
+        tile_bytes=8192,
+        double_buffer=False,
+        l2_bypass_inputs=False,
+        bank_conflict_free=False,
+    ),
+    "H3": VectorAddTiling(
+        cores=48,
+        tile_bytes=8192,
+        double_buffer=False,
+        l2_bypass_inputs=False,
+        bank_conflict_free=False,
+    ),
+    "H4": VectorAddTiling(
+        cores=48,
+        tile_bytes=32768,
+        double_buffer=False,
+        l2_bypass_inputs=False,
+        bank_conflict_free=False,
+    ),
+    "H5": VectorAddTiling(
+        cores=48,
+        tile_bytes=32768,
+        double_buffer=True,
+        l2_bypass_inputs=False,
+        bank_conflict_free=False,
+    ),
+    "H6": VectorAddTiling(
+        cores=48,
+        tile_bytes=32768,
+        double_buffer=True,
+        l2_bypass_inputs=True,
+        bank_conflict_free=False,
+    ),
+    "H7": VectorAddTiling(
+        cores=48,
+        tile_bytes=32768,
+        double_buffer=True,
+        l2_bypass_inputs=True,
+        bank_conflict_free=True,
+    ),
+}
+
+
+def reference_add(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """fp16 vector Add: one IEEE addition rounded to nearest even (numpy float16 is exact here)."""
+    return (x + y).astype(x.dtype)
+
+
+def _ub_layout(
+    b: ProgramBuilder, nbuf: int, tile_elems: int, dtype: str, conflict_free: bool
+) -> list[tuple[Region, Region, Region]]:
+    """x, y, z tiles per buffer; conflict-free shifts y and z by 256 B so the three operands of
+    one repeat fall in different UB bank groups (hardware.md 2.5)."""
+    shift = 256 if conflict_free else 0
+    bufs = []
+    for i in range(nbuf):
+        x = b.alloc("UB", (tile_elems,), dtype, f"x{i}")
+        y = b.alloc("UB", (tile_elems + shift // 2,), dtype, f"y{i}")
+        z = b.alloc("UB", (tile_elems + shift,), dtype, f"z{i}")
+        bufs.append((x, y.sub(shift, (tile_elems,)), z.sub(2 * shift, (tile_elems,))))
+    return bufs
+
+
+def build_vector_add(
+    soc,
+    n_elements: int,
+    tiling: VectorAddTiling,
+    *,
+    dtype: str = "float16",
+    x: np.ndarray | None = None,
+    y: np.ndarray | None = None,
+) -> Kernel:
+    """The tiled program of z = x + y over ``n_elements`` elements (flat ND tensors)."""
+    tiling.validate(soc)
+    kind = "aiv" if "aiv" in soc.core_counts() else "vector_core"
+    core_desc = soc.core(kind)
+    itemsize = 2 if dtype in ("float16", "bfloat16") else 4
+    tile_elems = tiling.tile_bytes // itemsize
+    gm = {
+        "x": GMTensor("x", (n_elements,), dtype, x, "input"),
+        "y": GMTensor("y", (n_elements,), dtype, y, "input"),
+        "z": GMTensor("z", (n_elements,), dtype, None, "output"),
+    }
+    per_core = math.ceil(n_elements / tiling.cores)
+    per_core = math.ceil(per_core / 16) * 16  # 32 B aligned core slices
+    nbuf = 2 if tiling.double_buffer else 1
+    bypass = "bypass" if tiling.l2_bypass_inputs else "normal"
+    cores = []
+    for c in range(tiling.cores):
+        prog = CoreProgram(c, kind)
+        b = ProgramBuilder(prog, core_desc)
+        bufs = _ub_layout(b, nbuf, tile_elems, dtype, tiling.bank_conflict_free)
+        start = c * per_core
+        stop = min(n_elements, start + per_core)
+        for t, off in enumerate(range(start, stop, tile_elems)):
+            n = min(tile_elems, stop - off)
+            xb, yb, zb = (r.sub(0, (n,)) for r in bufs[t % nbuf])
+            ev = t % nbuf
+            gx = Region("GM", off * itemsize, (n,), dtype, "x")
+            gy = Region("GM", off * itemsize, (n,), dtype, "y")
+            gz = Region("GM", off * itemsize, (n,), dtype, "z")
+            if t >= nbuf:
+                b.wait_flag("V", "MTE2", ev)
+            b.dma(gx, xb, l2_cache=bypass, name="DataCopy x GM->UB")
+            b.dma(gy, yb, l2_cache=bypass, name="DataCopy y GM->UB")
+            b.sync("MTE2", "V", ev)
+            if t >= nbuf:
+                b.wait_flag("MTE3", "V", ev)
+            if tiling.scalar_loop:
+                b.set_flag("V", "S", ev)
+                b.wait_flag("V", "S", ev)
+                b.scalar(
+                    "scalar add loop",
+                    SCALAR_INSTRS_PER_ELEMENT * n,
+                    fn=_add_fn(xb, yb, zb),
+                    reads=(xb, yb),
+                    writes=(zb,),
+                )
+                b.set_flag("S", "V", ev)
+                b.wait_flag("S", "V", ev)
+            else:
+                b.vec(
+                    "Add", "binary", zb, (xb, yb), elements=n, dtype=dtype, fn=_add_fn(xb, yb, zb)
+                )
+            b.set_flag("V", "MTE2", ev)
+            b.sync("V", "MTE3", ev)
+            b.dma(zb, gz, name="DataCopy z UB->GM")
+            b.set_flag("MTE3", "V", ev)
+        cores.append(prog)
+    meta = {"op": "vector_add", "tiling": tiling.__dict__.copy(), "n_elements": n_elements}
+    return Kernel("vector_add", gm, cores, meta)
+
+
+def _add_fn(xr: Region, yr: Region, zr: Region):
+    def add(ctx) -> None:
+        ctx.write(zr, reference_add(ctx.read(xr), ctx.read(yr)))
+
+    return add
