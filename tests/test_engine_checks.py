@@ -1,15 +1,10 @@
 """The engine's checks fire on deliberately broken programs, with clear messages (never a hang)."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from _fake_soc import FakeSoc
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _fake_soc import FakeSoc  # noqa: E402
-
-from npusim.engine.errors import (  # noqa: E402
+from npusim.engine.errors import (
     BufferOverflowError,
     DeadlockError,
     MisalignedError,
@@ -17,8 +12,8 @@ from npusim.engine.errors import (  # noqa: E402
     RaceError,
     SyncError,
 )
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region  # noqa: E402
-from npusim.engine.sim import run_kernel  # noqa: E402
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.sim import run_kernel
 
 SOC = FakeSoc()
 

@@ -1,18 +1,15 @@
 """Engine outputs: trace structure, determinism, functional vs timing-only agreement, overlap."""
 
+import itertools
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
+from _fake_soc import FakeSoc
+from npusim.ops.vector_add import VectorAddTiling, build_vector_add
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _fake_soc import FakeSoc  # noqa: E402
-
-from npusim.engine.sim import run_kernel  # noqa: E402
-from npusim.ops.vector_add import VectorAddTiling, build_vector_add  # noqa: E402
-from npusim.report.summary import pipe_utilization_rows, write_pipe_csv  # noqa: E402
-from npusim.report.trace import build_trace, write_trace  # noqa: E402
+from npusim.engine.sim import run_kernel
+from npusim.report.summary import pipe_utilization_rows, write_pipe_csv
+from npusim.report.trace import build_trace, write_trace
 
 SOC = FakeSoc()
 N = 16384 * 3 + 1000
@@ -61,7 +58,7 @@ def test_trace_is_well_formed(tmp_path):
         )
     for spans in by_thread.values():
         spans.sort()
-        for (_, end0), (start1, _) in zip(spans, spans[1:], strict=False):
+        for (_, end0), (start1, _) in itertools.pairwise(spans):
             assert start1 >= end0
     starts = {e["id"] for e in ev if e["ph"] == "s"}
     ends = {e["id"] for e in ev if e["ph"] == "f"}
