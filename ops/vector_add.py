@@ -193,3 +193,106 @@ def _add_fn(xr: Region, yr: Region, zr: Region):
         ctx.write(zr, reference_add(ctx.read(xr), ctx.read(yr)))
 
     return add
+
+
+def plan(soc, tiling: VectorAddTiling | str | None = None, *, x=None, y=None,
+         n_elements: int | None = None, dtype: str = "float16"):
+    """Runner entry: arrays (functional) or specs / ``n_elements`` (timing-only).
+
+    ``tiling`` may be a :class:`VectorAddTiling` or an H-series step name ("H1".."H7");
+    the default is the fully tuned H7 structure.
+    """
+    from npusim.runner import Plan
+    from npusim.spec import is_spec
+
+    if isinstance(tiling, str):
+        if tiling not in H_SERIES:
+            raise ValueError(f"tiling={tiling!r}: not one of {', '.join(H_SERIES)}")
+        tiling = H_SERIES[tiling]
+    tiling = tiling or H_SERIES["H7"]
+    functional = x is not None and not is_spec(x)
+    if functional:
+        x = np.asarray(x)
+        y = np.asarray(y)
+        if x.shape != y.shape or x.dtype != y.dtype:
+            raise ValueError(f"x and y must have one shape and dtype, got {x.shape} {x.dtype} "
+                             f"and {y.shape} {y.dtype}")
+        dtype = str(x.dtype)
+        n = x.size
+        kernel = build_vector_add(soc, n, tiling, dtype=dtype, x=x.reshape(-1),
+                                  y=y.reshape(-1))
+        shape = x.shape
+    else:
+        if x is not None:
+            shape, dtype = x.shape, x.dtype
+            n = int(np.prod(shape))
+        elif n_elements is not None:
+            n, shape = int(n_elements), (int(n_elements),)
+        else:
+            raise ValueError("vector_add needs x and y (arrays or specs) or n_elements")
+        kernel = build_vector_add(soc, n, tiling, dtype=dtype)
+    return Plan(kernel, "vector_add", tiling, functional,
+                finish=(lambda out: out["z"].reshape(shape)) if functional else None)
+
+
+def default_tiling_for(soc, **_: object) -> VectorAddTiling:
+    return H_SERIES["H7"]
+
+
+def cli_op_args(ns, functional: bool, rng: np.random.Generator) -> dict:
+    """Op arguments from ``npusim run vector_add`` flags (default 8192 x 8192 fp16)."""
+    from npusim.spec import spec
+
+    n = ns.n_elements or 8192 * 8192
+    dtype = ns.dtype or "float16"
+    if functional:
+        x = rng.standard_normal(n).astype(dtype)
+        y = rng.standard_normal(n).astype(dtype)
+        return {"x": x, "y": y}
+    return {"x": spec((n,), dtype), "y": spec((n,), dtype)}
+
+
+def cli_check(res, op_args: dict) -> str:
+    want = reference_add(op_args["x"], op_args["y"])
+    same = np.array_equal(res.outputs.view(np.uint16), want.view(np.uint16))
+    return f"output bit-exact vs fp16 RNE reference: {same}"
+
+
+def _pipe_times(text: str) -> dict[str, float]:
+    """'vec 15.9; MTE2 215.5; MTE3 54.3 us' -> {'vec': 15.9, 'MTE2': 215.5, 'MTE3': 54.3}."""
+    out = {}
+    for part in text.split(";"):
+        words = part.replace("us", "").split()
+        if len(words) >= 2:
+            out[words[0]] = float(words[1])
+    return out
+
+
+def h_series_result(step: str, soc_name: str = "Ascend910B2", soc=None):
+    """Simulate calibration step H1..H7 (timing-only) and return the SimResult."""
+    from npusim.runner import simulate
+    from npusim.spec import spec
+
+    n = 8192 * 8192
+    return simulate("vector_add", soc or soc_name, step, x=spec((n,), "float16"),
+                    y=spec((n,), "float16"), check_races=False)
+
+
+def calibration_prediction(row):
+    """Rows H1-H7: predicted total and per-pipe (vec = compute; MTE2/MTE3 = transfer) times."""
+    from npusim.report.summary import pipe_busy_by_kind
+    from npusim.validate import Prediction, soc_name_of
+
+    if row.id not in H_SERIES:
+        return None
+    res = h_series_result(row.id, soc_name_of(row))
+    busy = pipe_busy_by_kind(res.run).get("aiv", {})
+    f = res.run.freq_mhz
+    measured = _pipe_times(row.other_measured)
+    pipes = {}
+    for label, pipe, kind in (("vec", "V", "compute"), ("MTE2", "MTE2", "transfer"),
+                              ("MTE3", "MTE3", "transfer")):
+        if label in measured:
+            pred = busy.get("S" if pipe == "V" and H_SERIES[row.id].scalar_loop else pipe, 0.0)
+            pipes[label] = (pred / f, measured[label], kind)
+    return Prediction(res.microseconds, pipes, "us", note=f"tiling {row.id}")

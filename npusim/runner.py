@@ -1,0 +1,139 @@
+"""``npusim.simulate``: plan an operator's tiled program, run it on the engine, package the result.
+
+Each operator module exposes ``plan(soc, tiling=None, **op_args) -> Plan``; this module knows the
+registry of operators and nothing about their semantics.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from npusim.engine.program import Kernel
+from npusim.engine.sim import RunResult, run_kernel
+
+DEFAULT_SOC = "Ascend910B2"
+
+# operator name -> module under npusim.ops providing plan()
+OPERATORS: dict[str, str] = {
+    "vector_add": "npusim.ops.vector_add",
+}
+
+
+@dataclass
+class Plan:
+    """What an operator hands the runner: the kernel, its tiling, and how to finish outputs."""
+
+    kernel: Kernel
+    kernel_name: str
+    tiling: Any
+    functional: bool
+    finish: Callable[[dict[str, np.ndarray]], Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    host_us: float = 0.0
+
+
+@dataclass
+class SimResult:
+    """The result of :func:`simulate`."""
+
+    op: str
+    soc: Any
+    kernel_name: str
+    tiling: Any
+    run: RunResult
+    outputs: Any
+    notes: list[str]
+
+    @property
+    def cycles(self) -> int:
+        return self.run.cycles
+
+    @property
+    def microseconds(self) -> float:
+        return self.run.microseconds
+
+    def pipe_busy(self) -> dict[tuple[str, str], int]:
+        """Busy cycles per (core name, pipe)."""
+        cores = self.run.kernel.cores
+        return {(cores[c].name, p): v for (c, p), v in sorted(self.run.pipe_busy().items())}
+
+    def core_busy(self) -> dict[str, int]:
+        """Cycles from launch to each core's last instruction."""
+        from npusim.report.summary import core_end_cycles
+
+        cores = self.run.kernel.cores
+        return {cores[c].name: v for c, v in sorted(core_end_cycles(self.run).items())}
+
+    @property
+    def traffic(self) -> dict[str, int]:
+        return self.run.traffic.as_dict()
+
+    def summary(self) -> dict[str, Any]:
+        from npusim.report.summary import summarize
+
+        s = {"op": self.op, "selected_kernel": self.kernel_name}
+        s.update(summarize(self.run))
+        s["tiling"] = _tiling_str(self.tiling)
+        for i, note in enumerate(self.notes):
+            s[f"note_{i}"] = note
+        return s
+
+    def write_trace(self, path: str | Path) -> Path:
+        from npusim.report.trace import write_trace
+
+        return write_trace(self.run, path, {"op": self.op, "selected_kernel": self.kernel_name,
+                                            "tiling": _tiling_str(self.tiling),
+                                            "notes": self.notes})
+
+    def write_csv(self, path: str | Path) -> Path:
+        from npusim.report.summary import write_pipe_csv
+
+        return write_pipe_csv(self.run, path)
+
+
+def _tiling_str(tiling: Any) -> str:
+    if tiling is None:
+        return ""
+    if hasattr(tiling, "__dataclass_fields__"):
+        return ", ".join(f"{k}={getattr(tiling, k)}" for k in tiling.__dataclass_fields__)
+    return str(tiling)
+
+
+def resolve_soc(soc: Any = None, overrides: Sequence[str] = (), patch: Any = None) -> Any:
+    """A descriptor object from a name, a path or an already loaded descriptor."""
+    if soc is not None and not isinstance(soc, str | Path):
+        if overrides or patch:
+            raise ValueError("soc: overrides/patch need a SoC name or file, not a loaded object")
+        return soc
+    from npusim.hw import load_soc
+
+    return load_soc(str(soc or DEFAULT_SOC), overrides=overrides, patch=patch)
+
+
+def operator_module(op: str):
+    mod = OPERATORS.get(op)
+    if mod is None:
+        raise ValueError(f"op={op!r}: unknown operator; available: {', '.join(sorted(OPERATORS))}")
+    return importlib.import_module(mod)
+
+
+def simulate(op: str, soc: Any = None, tiling: Any = None, *, overrides: Sequence[str] = (),
+             patch: Any = None, check_races: bool = True, **op_args: Any) -> SimResult:
+    """Run ``op`` as a tiled program on ``soc`` (name, file or descriptor; default Ascend910B2).
+
+    Inputs may be arrays (functional run: outputs are the NPU's bits) or :class:`TensorSpec`
+    (timing-only run: outputs are None). Returns a :class:`SimResult`.
+    """
+    desc = resolve_soc(soc, overrides, patch)
+    plan: Plan = operator_module(op).plan(desc, tiling=tiling, **op_args)
+    run = run_kernel(plan.kernel, desc, functional=plan.functional, check_races=check_races)
+    outputs = None
+    if plan.functional:
+        outputs = plan.finish(run.outputs) if plan.finish else run.outputs
+    return SimResult(op, desc, plan.kernel_name, plan.tiling, run, outputs, plan.notes)

@@ -1,0 +1,39 @@
+"""Shape/dtype specs: stand-ins for arrays in timing-only runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor described only by shape and dtype (no data): runs on it are timing-only."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    transposed: bool = False  # for weights: a transposed view of a contiguous (N, K) tensor
+    npu_format: int = 2  # 2 = ND, 29 = FRACTAL_NZ
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def spec(shape: tuple[int, ...] | list[int], dtype: str, **kw: Any) -> TensorSpec:
+    """Shorthand: ``spec((16, 4096), "float16")``."""
+    return TensorSpec(tuple(int(s) for s in shape), str(dtype), **kw)
+
+
+def is_spec(x: Any) -> bool:
+    return isinstance(x, TensorSpec)
+
+
+def shape_dtype(x: Any) -> tuple[tuple[int, ...], str]:
+    """(shape, dtype name) of an array or a spec."""
+    if isinstance(x, TensorSpec):
+        return x.shape, x.dtype
+    arr = np.asarray(x)
+    return tuple(arr.shape), str(arr.dtype)

@@ -1,0 +1,204 @@
+"""``npusim validate``: predict every calibration row the simulator can express and report errors.
+
+Rows come from ``shared/calibration/measurements.csv`` (third-party hardware timings). Each row
+family is handled by the operator module that can express it (``calibration_cases``); rows no
+handler accepts are listed as unsupported, never dropped silently. The report gives predicted vs
+measured time with the signed error and, where a row gives per-pipe times or ratios, the compute-
+pipe error and the transfer / stall error separately.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import os
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Modules providing ``calibration_prediction(row, soc_loader) -> Prediction | None``.
+CALIBRATION_MODULES = (
+    "npusim.ops.vector_add",
+    "npusim.ops.tensor_copy",
+    "npusim.ops.matmul_program",
+    "npusim.ops.group_quant_program",
+)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One row of measurements.csv."""
+
+    id: str
+    soc: str
+    op: str
+    m: int | None
+    k: int | None
+    n: int | None
+    dtype: str
+    layout: str
+    tiling: str
+    measured_us: float
+    other_measured: str
+    source: str
+
+
+@dataclass
+class Prediction:
+    """A predicted row: total time and optional per-pipe comparisons."""
+
+    predicted_us: float
+    # name -> (predicted, measured, "compute" | "transfer"); values in us or ratios
+    pipes: dict[str, tuple[float, float, str]] = field(default_factory=dict)
+    pipe_unit: str = "us"
+    note: str = ""
+
+
+def default_measurements_path() -> Path:
+    env = os.environ.get("NPUSIM_CALIBRATION")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    candidates = [Path.cwd() / ".." / "shared" / "calibration" / "measurements.csv"]
+    candidates += [p / "shared" / "calibration" / "measurements.csv" for p in here.parents]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(
+        "measurements.csv not found: pass --measurements PATH or set NPUSIM_CALIBRATION "
+        "(expected ../shared/calibration/measurements.csv next to the project)"
+    )
+
+
+def _int(v: str) -> int | None:
+    v = v.strip()
+    return int(v) if v else None
+
+
+def load_measurements(path: Path | None = None) -> list[Measurement]:
+    path = path or default_measurements_path()
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [
+        Measurement(r["id"], r["soc"], r["op"], _int(r["m"]), _int(r["k"]), _int(r["n"]),
+                    r["dtype"], r["layout"], r["tiling"], float(r["measured_us"]),
+                    r["other_measured"], r["source"])
+        for r in rows
+    ]
+
+
+def soc_name_of(row: Measurement) -> str:
+    """The SoC a row names ("Ascend910B2 (48 AIV; B1 or B2)" -> "Ascend910B2")."""
+    m = re.match(r"(Ascend[0-9A-Za-z_]+)", row.soc)
+    if not m:
+        raise ValueError(f"row {row.id}: cannot read a SoC name from {row.soc!r}")
+    return m.group(1)
+
+
+def predict_row(row: Measurement) -> Prediction | None:
+    for modname in CALIBRATION_MODULES:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError:
+            continue
+        fn = getattr(mod, "calibration_prediction", None)
+        if fn is None:
+            continue
+        pred = fn(row)
+        if pred is not None:
+            return pred
+    return None
+
+
+def signed_error_pct(pred: float, meas: float) -> float:
+    return 100.0 * (pred - meas) / meas
+
+
+def run_validation(rows: list[Measurement]) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        pred = predict_row(row)
+        rec: dict[str, Any] = {"id": row.id, "soc": row.soc, "op": row.op,
+                               "measured_us": row.measured_us}
+        if pred is None:
+            rec.update(predicted_us=None, error_pct=None, status="unsupported")
+            out.append(rec)
+            continue
+        rec.update(predicted_us=round(pred.predicted_us, 3),
+                   error_pct=round(signed_error_pct(pred.predicted_us, row.measured_us), 1),
+                   status="ok", note=pred.note)
+        comp = [signed_error_pct(p, m) for p, m, kind in pred.pipes.values() if kind == "compute"]
+        xfer = [signed_error_pct(p, m) for p, m, kind in pred.pipes.values() if kind != "compute"]
+        rec["compute_pipe_error_pct"] = round(statistics.mean(comp), 1) if comp else None
+        rec["transfer_error_pct"] = round(statistics.mean(xfer), 1) if xfer else None
+        rec["pipes"] = "; ".join(
+            f"{k} {p:.3g}/{m:.3g}{'%' if pred.pipe_unit == 'ratio' else ' us'}"
+            for k, (p, m, _) in pred.pipes.items()
+        )
+        out.append(rec)
+    return out
+
+
+def error_stats(results: list[dict[str, Any]]) -> dict[str, float]:
+    errs = sorted(abs(r["error_pct"]) for r in results if r["error_pct"] is not None)
+    if not errs:
+        return {"rows": 0}
+    p90 = errs[min(len(errs) - 1, int(round(0.9 * (len(errs) - 1))))]
+    return {"rows": len(errs), "median_abs_error_pct": round(statistics.median(errs), 1),
+            "p90_abs_error_pct": round(p90, 1)}
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    cols = ["id", "op", "measured_us", "predicted_us", "error_pct", "compute_pipe_error_pct",
+            "transfer_error_pct", "pipes"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in results:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            if v is None:
+                v = "unsupported" if c == "predicted_us" else ""
+            cells.append(str(v).replace("|", "/"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(results: list[dict[str, Any]], outdir: Path) -> tuple[Path, Path]:
+    outdir.mkdir(parents=True, exist_ok=True)
+    stats = error_stats(results)
+    md = outdir / "validation.md"
+    md.write_text(
+        "# npusim validation against shared/calibration/measurements.csv\n\n"
+        + format_table(results)
+        + "\n\n"
+        + ", ".join(f"{k}: {v}" for k, v in stats.items())
+        + "\n",
+        encoding="utf-8",
+    )
+    buf = io.StringIO()
+    cols: list[str] = []
+    for r in results:
+        cols += [k for k in r if k not in cols]
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    w.writerows(results)
+    csvp = outdir / "validation.csv"
+    csvp.write_text(buf.getvalue(), encoding="utf-8")
+    return md, csvp
+
+
+def validate_command(args) -> int:
+    rows = load_measurements(args.measurements)
+    if args.rows:
+        prefixes = tuple(p.strip() for p in args.rows.split(","))
+        rows = [r for r in rows if r.id.startswith(prefixes)]
+    results = run_validation(rows)
+    print(format_table(results))
+    print(", ".join(f"{k}: {v}" for k, v in error_stats(results).items()))
+    if args.out:
+        md, csvp = write_report(results, args.out)
+        print(f"report: {md} {csvp}")
+    return 0
