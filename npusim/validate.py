@@ -146,7 +146,7 @@ def error_stats(results: list[dict[str, Any]]) -> dict[str, float]:
     errs = sorted(abs(r["error_pct"]) for r in results if r["error_pct"] is not None)
     if not errs:
         return {"rows": 0}
-    p90 = errs[min(len(errs) - 1, int(round(0.9 * (len(errs) - 1))))]
+    p90 = errs[min(len(errs) - 1, round(0.9 * (len(errs) - 1)))]
     return {"rows": len(errs), "median_abs_error_pct": round(statistics.median(errs), 1),
             "p90_abs_error_pct": round(p90, 1)}
 
