@@ -22,6 +22,7 @@ DEFAULT_SOC = "Ascend910B2"
 # operator name -> module under npusim.ops providing plan()
 OPERATORS: dict[str, str] = {
     "vector_add": "npusim.ops.vector_add",
+    "tensor_copy": "npusim.ops.tensor_copy",
 }
 
 

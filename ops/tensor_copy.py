@@ -1,0 +1,87 @@
+"""GM -> GM tensor copy on the vector cores (calibration rows F1, F2a-c).
+
+Declared model of the vendor copy kernel (its source was not read): every AIV streams its slice
+GM -> UB -> GM with MTE2 / MTE3 in ``tile_bytes`` chunks, ping-pong buffered. The rows measure the
+achieved HBM bandwidth, which this program exercises through the shared memory model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+
+
+@dataclass(frozen=True)
+class CopyTiling:
+    cores: int = 48
+    tile_bytes: int = 65536
+    buffers: int = 2
+
+
+def build_copy(soc, n_elements: int, dtype: str, tiling: CopyTiling,
+               x: np.ndarray | None = None) -> Kernel:
+    kind = "aiv" if "aiv" in soc.core_counts() else "vector_core"
+    avail = soc.core_counts()[kind]
+    if not 1 <= tiling.cores <= avail:
+        raise ValueError(f"tiling.cores={tiling.cores}: must be in 1..{avail}")
+    desc = soc.core(kind)
+    itemsize = np.dtype(dtype).itemsize
+    gm = {"x": GMTensor("x", (n_elements,), dtype, x, "input"),
+          "y": GMTensor("y", (n_elements,), dtype, None, "output")}
+    tile = tiling.tile_bytes // itemsize
+    per_core = math.ceil(math.ceil(n_elements / tiling.cores) / tile) * tile
+    cores = []
+    for c in range(tiling.cores):
+        prog = CoreProgram(c, kind)
+        b = ProgramBuilder(prog, desc)
+        bufs = [b.alloc("UB", (tile,), dtype, f"buf{i}") for i in range(tiling.buffers)]
+        start = c * per_core
+        stop = min(n_elements, start + per_core)
+        for t, off in enumerate(range(start, stop, tile)):
+            n = min(tile, stop - off)
+            ev = t % tiling.buffers
+            ub = bufs[ev].sub(0, (n,))
+            if t >= tiling.buffers:
+                b.wait_flag("MTE3", "MTE2", ev)
+            b.dma(Region("GM", off * itemsize, (n,), dtype, "x"), ub, name="DataCopy GM->UB")
+            b.sync("MTE2", "MTE3", ev)
+            b.dma(ub, Region("GM", off * itemsize, (n,), dtype, "y"), name="DataCopy UB->GM")
+            b.set_flag("MTE3", "MTE2", ev)
+        cores.append(prog)
+    return Kernel("tensor_copy", gm, cores, {"op": "tensor_copy", "n_elements": n_elements})
+
+
+def plan(soc, tiling: CopyTiling | None = None, *, x=None, n_elements: int | None = None,
+         dtype: str = "float32"):
+    from npusim.runner import Plan
+    from npusim.spec import is_spec
+
+    tiling = tiling or CopyTiling(cores=soc.core_counts().get("aiv", 1))
+    functional = x is not None and not is_spec(x)
+    if functional:
+        arr = np.ascontiguousarray(x)
+        kernel = build_copy(soc, arr.size, str(arr.dtype), tiling, arr.reshape(-1))
+        return Plan(kernel, "tensor_copy", tiling, True,
+                    finish=lambda out: out["y"].reshape(arr.shape))
+    if x is not None:
+        n_elements, dtype = int(np.prod(x.shape)), x.dtype
+    if n_elements is None:
+        raise ValueError("tensor_copy needs x (array or spec) or n_elements")
+    return Plan(build_copy(soc, int(n_elements), dtype, tiling), "tensor_copy", tiling, False)
+
+
+def calibration_prediction(row):
+    """Rows F*: GM -> GM copy of n float32 elements on a 910B2."""
+    from npusim.runner import simulate
+    from npusim.validate import Prediction, soc_name_of
+
+    if not row.id.startswith("F"):
+        return None
+    res = simulate("tensor_copy", soc_name_of(row), None, n_elements=row.n, dtype="float32",
+                   check_races=False)
+    gbps = 2 * row.n * 4 / (res.microseconds * 1e-6) / 1e12
+    return Prediction(res.microseconds, {}, note=f"read+write {gbps:.3f} TB/s predicted")
