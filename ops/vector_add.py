@@ -103,18 +103,24 @@ def reference_add(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (x + y).astype(x.dtype)
 
 
-def _ub_layout(
-    b: ProgramBuilder, nbuf: int, tile_elems: int, dtype: str, conflict_free: bool
-) -> list[tuple[Region, Region, Region]]:
-    """x, y, z tiles per buffer; conflict-free shifts y and z by 256 B so the three operands of
-    one repeat fall in different UB bank groups (hardware.md 2.5)."""
-    shift = 256 if conflict_free else 0
+def _ub_layout(b: ProgramBuilder, nbuf: int, tile_elems: int, dtype: str, staggered: bool
+               ) -> list[tuple[Region, Region, Region]]:
+    """x, y, z UB tiles per buffer, at the addresses the asc-devkit example documents.
+
+    Consecutive (cases 1-5): x0, y0, z0, x1, y1, z1 back to back. Staggered (case 6, 16256-element
+    tiles): x_i = 64 KiB * i, y_i = x_i + tile, z_i = 128 KiB + tile * i, so x and y of one repeat
+    start 256 B apart and fall in different UB bank groups (hardware.md 2.5).
+    """
+    itemsize = 2 if dtype in ("float16", "bfloat16") else 4
+    tile = tile_elems * itemsize
+    region = b.alloc("UB", (b.core.buffers["UB"].capacity_bytes // itemsize,), dtype, "ub")
     bufs = []
     for i in range(nbuf):
-        x = b.alloc("UB", (tile_elems,), dtype, f"x{i}")
-        y = b.alloc("UB", (tile_elems + shift // 2,), dtype, f"y{i}")
-        z = b.alloc("UB", (tile_elems + shift,), dtype, f"z{i}")
-        bufs.append((x, y.sub(shift, (tile_elems,)), z.sub(2 * shift, (tile_elems,))))
+        if staggered:
+            xo, yo, zo = 65536 * i, 65536 * i + tile, 131072 + tile * i
+        else:
+            xo, yo, zo = 3 * tile * i, 3 * tile * i + tile, 3 * tile * i + 2 * tile
+        bufs.append(tuple(region.sub(o, (tile_elems,)) for o in (xo, yo, zo)))
     return bufs
 
 
@@ -138,8 +144,10 @@ def build_vector_add(
         "y": GMTensor("y", (n_elements,), dtype, y, "input"),
         "z": GMTensor("z", (n_elements,), dtype, None, "output"),
     }
-    per_core = math.ceil(n_elements / tiling.cores)
-    per_core = math.ceil(per_core / 16) * 16  # 32 B aligned core slices
+    # Split whole rows of 8192 (or fewer) elements evenly, the remainder to the first cores.
+    row = math.gcd(n_elements, 8192)
+    rows = n_elements // row
+    base_rows, extra = divmod(rows, tiling.cores)
     nbuf = 2 if tiling.double_buffer else 1
     bypass = "bypass" if tiling.l2_bypass_inputs else "normal"
     cores = []
@@ -147,8 +155,9 @@ def build_vector_add(
         prog = CoreProgram(c, kind)
         b = ProgramBuilder(prog, core_desc)
         bufs = _ub_layout(b, nbuf, tile_elems, dtype, tiling.bank_conflict_free)
-        start = c * per_core
-        stop = min(n_elements, start + per_core)
+        first = c * base_rows + min(c, extra)
+        start = first * row
+        stop = start + (base_rows + (1 if c < extra else 0)) * row
         for t, off in enumerate(range(start, stop, tile_elems)):
             n = min(tile_elems, stop - off)
             xb, yb, zb = (r.sub(0, (n,)) for r in bufs[t % nbuf])
