@@ -72,13 +72,20 @@ class Core:
 
 AIC = Core(
     "aic",
-    {"L1": Buf(524288, 32), "L0A": Buf(65536, 512), "L0B": Buf(65536, 512), "L0C": Buf(131072, 64)},
+    {
+        "L1": Buf(524288, 32),
+        "L0A": Buf(65536, 512),
+        "L0B": Buf(65536, 512),
+        "L0C": Buf(131072, 64),
+        "BT": Buf(1024, 64),
+    },
     ("S", "MTE1", "MTE2", "M", "FIX"),
     {
         ("GM", "L1"): Path("MTE2", 0, 64.0),
         ("L1", "L0A"): Path("MTE1", 0, 256.0),
         ("L1", "L0B"): Path("MTE1", 0, 128.0),
         ("L0C", "GM"): Path("FIX", 0, 128.0),
+        ("L1", "BT"): Path("MTE1", 0, 32.0),
     },
     cube=Cube(),
     fixpipe=SimpleNamespace(
