@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from npusim.engine.program import GMTensor, Region
 
 GM_ALIGN = 512
@@ -124,22 +126,32 @@ class MemorySystem:
         self.stats = TrafficStats()
 
     def _pages(self, region: Region) -> dict[int, int]:
+        """Bytes the region touches in each L2 page."""
         base = self.base[region.tensor] + region.offset
         pb = self.l2.page_bytes
-        out: dict[int, int] = {}
-        rows = region.rows
-        row_bytes = region.row_bytes
-        stride = region.stride
-        for r in range(rows):
-            start = base + r * stride
-            end = start + row_bytes
-            p = start // pb
-            while start < end:
-                chunk = min(end, (p + 1) * pb) - start
-                out[p] = out.get(p, 0) + chunk
-                start += chunk
-                p += 1
-        return out
+        rows, row_bytes, stride = region.rows, region.row_bytes, region.stride
+        if rows == 1 or row_bytes > pb:
+            out: dict[int, int] = {}
+            for r in range(rows):
+                start = base + r * stride
+                end = start + row_bytes
+                p = start // pb
+                while start < end:
+                    chunk = min(end, (p + 1) * pb) - start
+                    out[p] = out.get(p, 0) + chunk
+                    start += chunk
+                    p += 1
+            return out
+        starts = base + np.arange(rows, dtype=np.int64) * stride
+        ends = starts + row_bytes
+        p0 = starts // pb
+        first = np.minimum(ends, (p0 + 1) * pb) - starts
+        pages = np.concatenate([p0, p0 + 1])
+        amounts = np.concatenate([first, row_bytes - first])
+        keep = amounts > 0
+        uniq, inv = np.unique(pages[keep], return_inverse=True)
+        sums = np.bincount(inv, weights=amounts[keep])
+        return dict(zip(uniq.tolist(), sums.astype(np.int64).tolist(), strict=True))
 
     def gm_access(self, now: int, region: Region, write: bool, bypass: bool) -> tuple[float, int]:
         """Account a GM read or write; returns (channel end time, extra latency cycles)."""

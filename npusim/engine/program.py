@@ -7,6 +7,7 @@ these instruction streams, one in-order queue per pipe.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,15 +43,14 @@ class Region:
     dtype: str
     tensor: str | None = None
     row_stride_bytes: int | None = None
+    nbytes: int = field(init=False, repr=False, compare=False)  # payload bytes, derived
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nbytes", _nbytes(self.shape, self.dtype))
 
     @property
     def itemsize(self) -> int:
         return _itemsize(self.dtype)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes moved or touched (the window's payload)."""
-        return _nbytes(self.shape, self.dtype)
 
     @property
     def rows(self) -> int:
@@ -99,7 +99,7 @@ def _itemsize(dtype: str) -> int:
 
 
 def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)
     if dtype == "int4":
         return (count + 1) // 2
     return count * _itemsize(dtype)
