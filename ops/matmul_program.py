@@ -92,6 +92,216 @@ def _nbytes(shape: tuple[int, int], dtype: str) -> int:
     return math.ceil(shape[0] * shape[1] * _ITEM[dtype])
 
 
+@dataclass(frozen=True)
+class GmMatrix:
+    """A 2-D matrix in a GM tensor: ``rows x cols`` of ``dtype``, row-major with ``row_bytes``
+    between rows, starting at byte ``offset``. ``transposed`` means the logical (k, n) operand is
+    stored as (n, k) (a transposed view of a contiguous matrix)."""
+
+    tensor: str
+    dtype: str
+    row_bytes: int
+    offset: int = 0
+    transposed: bool = False
+
+    def window(self, r0: int, rows: int, c0: int, cols: int) -> Region:
+        """Stored-layout window (row r0.., column c0..)."""
+        isz = _ITEM[self.dtype]
+        off = self.offset + r0 * self.row_bytes + math.ceil(c0 * isz)
+        return Region("GM", off, (rows, cols), self.dtype, self.tensor, self.row_bytes)
+
+
+class CubeEmitter:
+    """Emits the cube pipeline of one AIC: buffers are allocated once, ping-pong counters persist
+    across :meth:`block` calls so consecutive blocks overlap as in the real kernel."""
+
+    def __init__(
+        self,
+        bld: ProgramBuilder,
+        soc: Any,
+        t: CubeTiling,
+        in_dtype: str,
+        *,
+        functional: bool,
+        cube_model: str,
+        with_bias: bool,
+    ) -> None:
+        desc = bld.core
+        self.bld, self.t, self.in_dtype = bld, t, in_dtype
+        self.functional, self.cube_model = functional, cube_model
+        self.integer = in_dtype in ("int8", "int4")
+        self.acc_dtype = "int32" if self.integer else "float32"
+        self.n_l0 = 2 if t.l0_db else 1
+        self.n_l0c = 2 if t.l0c_db else 1
+        ka, kb = t.base_k * t.step_ka, t.base_k * t.step_kb
+        self.l1a = [bld.alloc("L1", (t.base_m, ka), in_dtype, f"A1_{i}") for i in range(t.depth_a1)]
+        self.l1b = [bld.alloc("L1", (kb, t.base_n), in_dtype, f"B1_{i}") for i in range(t.depth_b1)]
+        self.l0a = [
+            bld.alloc("L0A", (t.base_m, t.base_k), in_dtype, f"A0_{i}") for i in range(self.n_l0)
+        ]
+        self.l0b = [
+            bld.alloc("L0B", (t.base_k, t.base_n), in_dtype, f"B0_{i}") for i in range(self.n_l0)
+        ]
+        self.l0c = [
+            bld.alloc("L0C", (t.base_m, t.base_n), self.acc_dtype, f"C0_{i}")
+            for i in range(self.n_l0c)
+        ]
+        self.bt = self.l1bias = None
+        if with_bias:
+            if "BT" not in desc.buffers:
+                raise NotImplementedError(
+                    f"bias on {soc.name}: cores without a BiasTable (coupled 310P) would broadcast "
+                    "the bias UB -> L0C; that path is not modelled yet"
+                )
+            self.bt = bld.alloc("BT", (t.base_n,), self.acc_dtype, "bias")
+            self.l1bias = bld.alloc("L1", (t.base_n,), self.acc_dtype, "bias_l1")
+        self.coupled = desc.fixpipe is None
+        if self.coupled:
+            self.ub_out = [
+                bld.alloc("UB", (t.base_m, t.base_n), self.acc_dtype, f"C_ub{i}")
+                for i in range(self.n_l0c)
+            ]
+        self.ca = self.cb = self.step = self.tiles = 0
+
+    def block(
+        self,
+        a: GmMatrix,
+        b: GmMatrix,
+        out: GmMatrix,
+        epilogue: Epilogue,
+        m0: int,
+        m1: int,
+        n0: int,
+        n1: int,
+        k: int,
+        bias: GmMatrix | None = None,
+    ) -> None:
+        """C[m0:m1, n0:n1] = A[m0:m1, :k] @ B[:k, n0:n1] (+ bias) -> epilogue -> ``out``."""
+        t = self.t
+        blocks = [(bm, bn) for bm in range(m0, m1, t.base_m) for bn in range(n0, n1, t.base_n)]
+        if t.order == "n_first":
+            blocks.sort(key=lambda x: (x[1], x[0]))
+        ksteps = math.ceil(k / t.base_k)
+        for bm, bn in blocks:
+            rm, rn = min(t.base_m, m1 - bm), min(t.base_n, n1 - bn)
+            self._tile(a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps)
+
+    def _tile(self, a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps) -> None:
+        t, bld, dt = self.t, self.bld, self.in_dtype
+        fun = self.functional
+        cbuf = self.tiles % self.n_l0c
+        c_reg = Region("L0C", self.l0c[cbuf].offset, (rm, rn), self.acc_dtype)
+        bias_reg = None
+        if bias is not None and self.bt is not None:
+            bias_reg = Region("BT", self.bt.offset, (rn,), self.acc_dtype)
+            staged = Region("L1", self.l1bias.offset, (rn,), self.acc_dtype)
+            if self.tiles > 0:
+                bld.wait_flag("MTE1", "MTE2", 4)
+            src = bias.window(0, 1, bn, rn)
+            bld.dma(
+                Region("GM", src.offset, (rn,), self.acc_dtype, bias.tensor),
+                staged,
+                name="bias GM->L1",
+            )
+            bld.sync("MTE2", "MTE1", 4)
+            if self.tiles > 0:
+                bld.wait_flag("M", "MTE1", 2)
+            bld.dma(staged, bias_reg, name="bias L1->BT")
+            bld.set_flag("MTE1", "MTE2", 4)
+        a_reg = b_reg = None
+        for s in range(ksteps):
+            k0 = s * t.base_k
+            rk = min(t.base_k, k - k0)
+            if s % t.step_ka == 0:
+                ia = self.ca % t.depth_a1
+                kc = min(t.base_k * t.step_ka, k - k0)
+                if self.ca >= t.depth_a1:
+                    bld.wait_flag("MTE1", "MTE2", ia)
+                a_reg = Region("L1", self.l1a[ia].offset, (rm, kc), dt)
+                g = a.window(bm, rm, k0, kc)
+                bld.dma(
+                    g,
+                    a_reg,
+                    name="A GM->L1 nd2nz",
+                    transform="nd2nz",
+                    fn=_copy2d(g, a_reg) if fun else None,
+                )
+                bld.sync("MTE2", "MTE1", ia)
+                self.ca += 1
+            if s % t.step_kb == 0:
+                ib = self.cb % t.depth_b1
+                kc = min(t.base_k * t.step_kb, k - k0)
+                if self.cb >= t.depth_b1:
+                    bld.wait_flag("MTE1", "MTE2", 2 + ib)
+                b_reg = Region("L1", self.l1b[ib].offset, (kc, rn), dt)
+                g = b.window(bn, rn, k0, kc) if b.transposed else b.window(k0, kc, bn, rn)
+                bld.dma(
+                    g,
+                    b_reg,
+                    name="B GM->L1 nd2nz",
+                    transform="dn2nz" if b.transposed else "nd2nz",
+                    fn=_copy2d(g, b_reg, transpose=b.transposed) if fun else None,
+                )
+                bld.sync("MTE2", "MTE1", 2 + ib)
+                self.cb += 1
+            lb = self.step % self.n_l0
+            if self.step >= self.n_l0:
+                bld.wait_flag("M", "MTE1", lb)
+            a_src = _sub_cols(a_reg, (s % t.step_ka) * t.base_k, rk)
+            b_src = _sub_rows(b_reg, (s % t.step_kb) * t.base_k, rk)
+            a0 = Region("L0A", self.l0a[lb].offset, (rm, rk), dt)
+            b0 = Region("L0B", self.l0b[lb].offset, (rk, rn), dt)
+            bld.dma(a_src, a0, name="L1->L0A", fn=_copy2d(a_src, a0) if fun else None)
+            bld.dma(b_src, b0, name="L1->L0B", fn=_copy2d(b_src, b0) if fun else None)
+            if s % t.step_ka == t.step_ka - 1 or s == ksteps - 1:
+                bld.set_flag("MTE1", "MTE2", (self.ca - 1) % t.depth_a1)
+            if s % t.step_kb == t.step_kb - 1 or s == ksteps - 1:
+                bld.set_flag("MTE1", "MTE2", 2 + (self.cb - 1) % t.depth_b1)
+            bld.sync("MTE1", "M", lb)
+            if s == 0 and self.tiles >= self.n_l0c:
+                bld.wait_flag("V" if self.coupled else "FIX", "M", cbuf)
+            init_bias = bias_reg if s == 0 else None
+            fn = (
+                _mmad_fn(a0, b0, c_reg, s == 0, self.integer, self.cube_model, init_bias)
+                if fun
+                else None
+            )
+            bld.mmad(a0, b0, c_reg, rm, rk, rn, dt, accumulate=s > 0, fn=fn, bias=init_bias)
+            if s == 0 and bias_reg is not None:
+                bld.set_flag("M", "MTE1", 2)
+            bld.set_flag("M", "MTE1", lb)
+            self.step += 1
+        dst = out.window(bm, rm, bn, rn)
+        if self.coupled:
+            _coupled_epilogue(
+                bld,
+                c_reg,
+                self.ub_out[cbuf],
+                dst,
+                epilogue,
+                cbuf,
+                self.tiles,
+                self.n_l0c,
+                (bm, bn) if fun else None,
+            )
+        else:
+            bld.sync("M", "FIX", cbuf)
+            bld.fixpipe(
+                c_reg,
+                dst,
+                elements=rm * rn,
+                out_dtype=epilogue.out_dtype,
+                mode=epilogue.mode,
+                fn=_fix_fn(c_reg, dst, epilogue, bm, bn) if fun else None,
+            )
+            bld.set_flag("FIX", "M", cbuf)
+        self.tiles += 1
+
+
+def cube_kind(soc: Any) -> str:
+    return "aic" if "aic" in soc.core_counts() else "aicore"
+
+
 def build_matmul_kernel(
     soc: Any,
     m: int,
@@ -115,7 +325,7 @@ def build_matmul_kernel(
     accumulator (float32 for float matmuls, int32 for integer ones) through the bias table.
     """
     t = cube_tiling_from(tiling)
-    kind = "aic" if "aic" in soc.core_counts() else "aicore"
+    kind = cube_kind(soc)
     desc = soc.core(kind)
     cores_avail = soc.core_counts()[kind]
     if t.m_dim * t.n_dim > cores_avail:
@@ -124,25 +334,20 @@ def build_matmul_kernel(
             f"{kind} cores of {soc.name}"
         )
     functional = a is not None
-    integer = in_dtype in ("int8", "int4")
-    acc_dtype = "int32" if integer else "float32"
+    acc_dtype = "int32" if in_dtype in ("int8", "int4") else "float32"
     gm = {
         "a": GMTensor("a", (m, k), in_dtype, a, "input"),
         "b": GMTensor("b", (n, k) if trans_b else (k, n), in_dtype, b, "input"),
         "c": GMTensor("c", (m, n), epilogue.out_dtype, None, "output"),
     }
+    bias_m = None
     if bias is not None:
         gm["bias"] = GMTensor("bias", (n,), acc_dtype, np.asarray(bias).astype(acc_dtype), "input")
+        bias_m = GmMatrix("bias", acc_dtype, n * 4)
     isz = _ITEM[in_dtype]
-    osz = _ITEM[epilogue.out_dtype]
-    a_row = math.ceil(k * isz)
-    b_row = math.ceil((k if trans_b else n) * isz)
-    c_row = math.ceil(n * osz)
-    ka_chunk = t.base_k * t.step_ka
-    kb_chunk = t.base_k * t.step_kb
-    ksteps = math.ceil(k / t.base_k)
-    n_l0 = 2 if t.l0_db else 1
-    n_l0c = 2 if t.l0c_db else 1
+    am = GmMatrix("a", in_dtype, math.ceil(k * isz))
+    bmat = GmMatrix("b", in_dtype, math.ceil((k if trans_b else n) * isz), transposed=trans_b)
+    cm = GmMatrix("c", epilogue.out_dtype, math.ceil(n * _ITEM[epilogue.out_dtype]))
     cores: list[CoreProgram] = []
     for core_id in range(t.m_dim * t.n_dim):
         mi, ni = divmod(core_id, t.n_dim)
@@ -152,173 +357,16 @@ def build_matmul_kernel(
         cores.append(prog)
         if m0 >= m1 or n0 >= n1:
             continue
-        bld = ProgramBuilder(prog, desc)
-        l1a = [
-            bld.alloc("L1", (t.base_m, ka_chunk), in_dtype, f"A1_{i}") for i in range(t.depth_a1)
-        ]
-        l1b = [
-            bld.alloc("L1", (kb_chunk, t.base_n), in_dtype, f"B1_{i}") for i in range(t.depth_b1)
-        ]
-        l0a = [bld.alloc("L0A", (t.base_m, t.base_k), in_dtype, f"A0_{i}") for i in range(n_l0)]
-        l0b = [bld.alloc("L0B", (t.base_k, t.base_n), in_dtype, f"B0_{i}") for i in range(n_l0)]
-        l0c = [bld.alloc("L0C", (t.base_m, t.base_n), acc_dtype, f"C0_{i}") for i in range(n_l0c)]
-        bt = l1bias = None
-        if bias is not None:
-            if "BT" not in desc.buffers:
-                raise NotImplementedError(
-                    f"bias on {soc.name}: cores without a BiasTable (coupled 310P) would broadcast "
-                    "the bias UB -> L0C; that path is not modelled yet"
-                )
-            bt = bld.alloc("BT", (t.base_n,), acc_dtype, "bias")
-            l1bias = bld.alloc("L1", (t.base_n,), acc_dtype, "bias_l1")
-        coupled = desc.fixpipe is None
-        if coupled:
-            ub_out = [
-                bld.alloc("UB", (t.base_m, t.base_n), acc_dtype, f"C_ub{i}") for i in range(n_l0c)
-            ]
-        blocks = [(bm, bn) for bm in range(m0, m1, t.base_m) for bn in range(n0, n1, t.base_n)]
-        if t.order == "n_first":
-            blocks.sort(key=lambda x: (x[1], x[0]))
-        ca = cb = 0  # running L1 chunk counters (ping-pong index = counter % depth)
-        step = 0  # running L0 slice counter
-        for tile_idx, (bm, bn) in enumerate(blocks):
-            rm, rn = min(t.base_m, m1 - bm), min(t.base_n, n1 - bn)
-            cbuf = tile_idx % n_l0c
-            c_reg = Region("L0C", l0c[cbuf].offset, (rm, rn), acc_dtype)
-            bias_reg = None
-            if bt is not None:
-                bias_reg = Region("BT", bt.offset, (rn,), acc_dtype)
-                staged = Region("L1", l1bias.offset, (rn,), acc_dtype)
-                if tile_idx > 0:
-                    bld.wait_flag("MTE1", "MTE2", 4)
-                bld.dma(Region("GM", bn * 4, (rn,), acc_dtype, "bias"), staged, name="bias GM->L1")
-                bld.sync("MTE2", "MTE1", 4)
-                if tile_idx > 0:
-                    bld.wait_flag("M", "MTE1", 2)
-                bld.dma(staged, bias_reg, name="bias L1->BT")
-                bld.set_flag("MTE1", "MTE2", 4)
-            a_reg = b_reg = None
-            for s in range(ksteps):
-                k0 = s * t.base_k
-                rk = min(t.base_k, k - k0)
-                if s % t.step_ka == 0:
-                    ia = ca % t.depth_a1
-                    kc = min(ka_chunk, k - k0)
-                    if ca >= t.depth_a1:
-                        bld.wait_flag("MTE1", "MTE2", ia)
-                    a_reg = Region("L1", l1a[ia].offset, (rm, kc), in_dtype)
-                    bld.dma(
-                        Region(
-                            "GM", math.ceil(bm * a_row + k0 * isz), (rm, kc), in_dtype, "a", a_row
-                        ),
-                        a_reg,
-                        name="A GM->L1 nd2nz",
-                        transform="nd2nz",
-                        fn=_copy2d(
-                            Region(
-                                "GM",
-                                math.ceil(bm * a_row + k0 * isz),
-                                (rm, kc),
-                                in_dtype,
-                                "a",
-                                a_row,
-                            ),
-                            a_reg,
-                        )
-                        if functional
-                        else None,
-                    )
-                    bld.sync("MTE2", "MTE1", ia)
-                    ca += 1
-                if s % t.step_kb == 0:
-                    ib = cb % t.depth_b1
-                    kc = min(kb_chunk, k - k0)
-                    if cb >= t.depth_b1:
-                        bld.wait_flag("MTE1", "MTE2", 2 + ib)
-                    b_reg = Region("L1", l1b[ib].offset, (kc, rn), in_dtype)
-                    if trans_b:
-                        g = Region(
-                            "GM", math.ceil(bn * b_row + k0 * isz), (rn, kc), in_dtype, "b", b_row
-                        )
-                    else:
-                        g = Region(
-                            "GM", math.ceil(k0 * b_row + bn * isz), (kc, rn), in_dtype, "b", b_row
-                        )
-                    bld.dma(
-                        g,
-                        b_reg,
-                        name="B GM->L1 nd2nz",
-                        transform="dn2nz" if trans_b else "nd2nz",
-                        fn=_copy2d(g, b_reg, transpose=trans_b) if functional else None,
-                    )
-                    bld.sync("MTE2", "MTE1", 2 + ib)
-                    cb += 1
-                lb = step % n_l0
-                if step >= n_l0:
-                    bld.wait_flag("M", "MTE1", lb)
-                ka_off = (s % t.step_ka) * t.base_k
-                kb_off = (s % t.step_kb) * t.base_k
-                a_src = _sub_cols(a_reg, ka_off, rk)
-                b_src = _sub_rows(b_reg, kb_off, rk)
-                a0 = Region("L0A", l0a[lb].offset, (rm, rk), in_dtype)
-                b0 = Region("L0B", l0b[lb].offset, (rk, rn), in_dtype)
-                bld.dma(a_src, a0, name="L1->L0A", fn=_copy2d(a_src, a0) if functional else None)
-                bld.dma(b_src, b0, name="L1->L0B", fn=_copy2d(b_src, b0) if functional else None)
-                if s % t.step_ka == t.step_ka - 1 or s == ksteps - 1:
-                    bld.set_flag("MTE1", "MTE2", (ca - 1) % t.depth_a1)
-                if s % t.step_kb == t.step_kb - 1 or s == ksteps - 1:
-                    bld.set_flag("MTE1", "MTE2", 2 + (cb - 1) % t.depth_b1)
-                bld.sync("MTE1", "M", lb)
-                if s == 0 and tile_idx >= n_l0c:
-                    bld.wait_flag("V" if coupled else "FIX", "M", cbuf)
-                fn = None
-                if functional:
-                    fn = _mmad_fn(
-                        a0, b0, c_reg, s == 0, integer, cube_model, bias_reg if s == 0 else None
-                    )
-                bld.mmad(
-                    a0,
-                    b0,
-                    c_reg,
-                    rm,
-                    rk,
-                    rn,
-                    in_dtype,
-                    accumulate=s > 0,
-                    fn=fn,
-                    bias=bias_reg if s == 0 else None,
-                )
-                if s == 0 and bias_reg is not None:
-                    bld.set_flag("M", "MTE1", 2)
-                bld.set_flag("M", "MTE1", lb)
-                step += 1
-            out = Region(
-                "GM", math.ceil(bm * c_row + bn * osz), (rm, rn), epilogue.out_dtype, "c", c_row
-            )
-            fn = _fix_fn(c_reg, out, epilogue, bm, bn) if functional else None
-            if coupled:
-                _coupled_epilogue(
-                    bld,
-                    c_reg,
-                    ub_out[cbuf],
-                    out,
-                    epilogue,
-                    cbuf,
-                    tile_idx,
-                    n_l0c,
-                    (bm, bn) if functional else None,
-                )
-                continue
-            bld.sync("M", "FIX", cbuf)
-            bld.fixpipe(
-                c_reg,
-                out,
-                elements=rm * rn,
-                out_dtype=epilogue.out_dtype,
-                mode=epilogue.mode,
-                fn=fn,
-            )
-            bld.set_flag("FIX", "M", cbuf)
+        em = CubeEmitter(
+            ProgramBuilder(prog, desc),
+            soc,
+            t,
+            in_dtype,
+            functional=functional,
+            cube_model=cube_model,
+            with_bias=bias is not None,
+        )
+        em.block(am, bmat, cm, epilogue, m0, m1, n0, n1, k, bias_m)
     md = {
         "op": name,
         "m": m,

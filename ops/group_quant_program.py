@@ -1,0 +1,243 @@
+"""npu_group_quant as a tiled program on the vector cores (ops-semantics 4.5).
+
+Rows are split over ``min(S, cores)`` AIVs, the first ``S % cores`` taking one more row. Each core
+walks its rows group by group; H is processed in chunks of at most 8192 columns (aligned up to
+64); a UB pass holds ``rows_per_pass`` rows (32 KiB / 4 / chunk width as in the kernel). Per pass:
+MTE2 copies x rows (and, once per group and chunk, the scale row), the vector unit runs
+Cast(x -> fp32), Mul(scale), Adds(offset), Cast(-> int32, RINT), Cast(-> half), Cast(-> int8/int4),
+and MTE3 writes the result. The result is independent of the tiling (element-wise op).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+
+PEER_H = 8192
+UB_PASS_BYTES = 32768
+
+
+@dataclass(frozen=True)
+class GroupQuantTiling:
+    """Core count, H chunk width and rows per UB pass (defaults follow the kernel's rules)."""
+
+    cores: int
+    h_chunk: int
+    rows_per_pass: int
+    double_buffer: bool = True
+
+
+def default_group_quant_tiling(soc: Any, rows: int, h: int) -> GroupQuantTiling:
+    avail = soc.core_counts().get("aiv", 0)
+    if avail == 0:
+        raise NotImplementedError(
+            f"group_quant on {soc.name}: the op exists only on A2/A3 (split AIV cores)"
+        )
+    h_chunk = min(math.ceil(h / 64) * 64, PEER_H)
+    per_pass = max(1, UB_PASS_BYTES // 4 // h_chunk)
+    return GroupQuantTiling(cores=max(1, min(rows, avail)), h_chunk=h_chunk, rows_per_pass=per_pass)
+
+
+def validate_group_quant_tiling(t: GroupQuantTiling, soc: Any, rows: int, h: int) -> None:
+    avail = soc.core_counts().get("aiv", 0)
+    if not 1 <= t.cores <= min(rows, avail):
+        raise ValueError(f"tiling.cores={t.cores}: must be in 1..{min(rows, avail)}")
+    if t.h_chunk <= 0 or t.h_chunk % 64:
+        raise ValueError(f"tiling.h_chunk={t.h_chunk}: must be a positive multiple of 64")
+    if t.rows_per_pass < 1:
+        raise ValueError(f"tiling.rows_per_pass={t.rows_per_pass}: must be >= 1")
+    ub = soc.core("aiv").buffers["UB"].capacity_bytes
+    need = _ub_bytes(t)
+    if need > ub:
+        raise ValueError(
+            f"tiling needs {need} B of UB (rows_per_pass x h_chunk buffers, "
+            f"{'double' if t.double_buffer else 'single'}-buffered) > {ub} B"
+        )
+
+
+def _ub_bytes(t: GroupQuantTiling) -> int:
+    nbuf = 2 if t.double_buffer else 1
+    tile = t.rows_per_pass * t.h_chunk
+    # x (up to 4 B), fp32 work, int32 work, output (1 B) per buffer; scale row fp32 once.
+    return nbuf * tile * (4 + 4 + 4 + 1) + t.h_chunk * 4
+
+
+def _quantize(x: np.ndarray, s: np.ndarray, offset: float | None, out: str) -> np.ndarray:
+    """The vector chain's values: fp32 Mul, fp32 Add, RINT to int32, exact to half, saturate."""
+    from npusim.numerics import RoundMode, float_to_int
+
+    v = x.astype(np.float32) * s.astype(np.float32)
+    if offset is not None:
+        v = (v + np.float32(offset)).astype(np.float32)
+    i32 = float_to_int(v, "int32", RoundMode.RINT)
+    return float_to_int(i32.astype(np.float16), "int4" if out == "int4" else "int8", RoundMode.RINT)
+
+
+def build_group_quant(
+    soc: Any,
+    x_shape: tuple[int, int],
+    x_dtype: str,
+    scale_dtype: str,
+    group_index: np.ndarray,
+    tiling: GroupQuantTiling,
+    *,
+    out: str = "int8",
+    x: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
+    offset: float | None = None,
+) -> Kernel:
+    """The kernel. ``group_index`` (cumulative end rows) must already be validated."""
+    rows, h = x_shape
+    validate_group_quant_tiling(tiling, soc, rows, h)
+    e = len(group_index)
+    functional = x is not None
+    out_cols = h // 8 if out == "int4" else h
+    out_dtype = "int32" if out == "int4" else "int8"
+    gm = {
+        "x": GMTensor("x", (rows, h), x_dtype, x, "input"),
+        "scale": GMTensor("scale", (e, h), scale_dtype, scale, "input"),
+        "y": GMTensor("y", (rows, out_cols), out_dtype, None, "output"),
+    }
+    desc = soc.core("aiv")
+    xs = np.dtype(x_dtype if x_dtype != "bfloat16" else "float16").itemsize
+    ss = 2 if scale_dtype in ("float16", "bfloat16") else 4
+    base, extra = divmod(rows, tiling.cores)
+    starts = np.concatenate([[0], np.asarray(group_index, dtype=np.int64)])
+    nbuf = 2 if tiling.double_buffer else 1
+    cores = []
+    for c in range(tiling.cores):
+        prog = CoreProgram(c, "aiv")
+        cores.append(prog)
+        b = ProgramBuilder(prog, desc)
+        r0 = c * base + min(c, extra)
+        r1 = r0 + base + (1 if c < extra else 0)
+        tile = tiling.rows_per_pass * tiling.h_chunk
+        bufs = [
+            (
+                b.alloc("UB", (tile,), x_dtype, f"x{i}"),
+                b.alloc("UB", (tile,), "float32", f"f{i}"),
+                b.alloc("UB", (tile,), "int32", f"i{i}"),
+                b.alloc("UB", (tile,), "int8", f"y{i}"),
+            )
+            for i in range(nbuf)
+        ]
+        srow = b.alloc("UB", (tiling.h_chunk,), "float32", "scale")
+        t = 0
+        for h0 in range(0, h, tiling.h_chunk):
+            hw = min(tiling.h_chunk, h - h0)
+            for g in range(e):
+                g0, g1 = max(r0, int(starts[g])), min(r1, int(starts[g + 1]))
+                if g0 >= g1:
+                    continue
+                if t > 0:
+                    b.wait_flag("V", "MTE2", 2)  # previous scale row no longer read
+                sreg = Region("UB", srow.offset, (hw,), scale_dtype)
+                b.dma(
+                    Region("GM", (g * h + h0) * ss, (hw,), scale_dtype, "scale"),
+                    sreg,
+                    name="scale row GM->UB",
+                )
+                b.sync("MTE2", "V", 2)
+                for p0 in range(g0, g1, tiling.rows_per_pass):
+                    pr = min(tiling.rows_per_pass, g1 - p0)
+                    i = t % nbuf
+                    xb, fb, ib, yb = bufs[i]
+                    if t >= nbuf:
+                        b.wait_flag("V", "MTE2", i)
+                    xr = Region("UB", xb.offset, (pr, hw), x_dtype)
+                    b.dma(
+                        Region("GM", (p0 * h + h0) * xs, (pr, hw), x_dtype, "x", h * xs),
+                        xr,
+                        name="x GM->UB",
+                    )
+                    b.sync("MTE2", "V", i)
+                    if t >= nbuf:
+                        b.wait_flag("MTE3", "V", i)
+                    n = pr * hw
+                    fr = Region("UB", fb.offset, (pr, hw), "float32")
+                    ir = Region("UB", ib.offset, (pr, hw), "int32")
+                    ycols = hw // 8 if out == "int4" else hw
+                    yr = Region(
+                        "UB", yb.offset, (pr, ycols), out_dtype if out == "int4" else "int8"
+                    )
+                    fn = _tile_fn(xr, sreg, yr, offset, out) if functional else None
+                    b.vec("Cast x->fp32", "convert", fr, (xr,), elements=n, dtype=x_dtype)
+                    b.vec("Mul scale", "binary", fr, (fr, sreg), elements=n, dtype="float32")
+                    if offset is not None:
+                        b.vec("Adds offset", "unary", fr, (fr,), elements=n, dtype="float32")
+                    b.vec(
+                        "Cast fp32->int32 RINT", "convert", ir, (fr,), elements=n, dtype="float32"
+                    )
+                    b.vec("Cast int32->half", "convert", ir, (ir,), elements=n, dtype="int32")
+                    b.vec(
+                        f"Cast half->{out}",
+                        "convert",
+                        yr,
+                        (ir,),
+                        elements=n,
+                        dtype="float16",
+                        fn=fn,
+                    )
+                    b.set_flag("V", "MTE2", i)
+                    b.sync("V", "MTE3", i)
+                    ocols = 8 if out == "int4" else 1
+                    osz = 4 if out == "int4" else 1
+                    b.dma(
+                        yr,
+                        Region(
+                            "GM",
+                            (p0 * out_cols + h0 // ocols) * osz,
+                            (pr, ycols),
+                            yr.dtype,
+                            "y",
+                            out_cols * osz,
+                        ),
+                        name="y UB->GM",
+                    )
+                    b.set_flag("MTE3", "V", i)
+                    t += 1
+                b.set_flag("V", "MTE2", 2)
+    meta = {"op": "group_quant", "rows": rows, "h": h, "groups": e, "out": out}
+    return Kernel("group_quant", gm, cores, meta)
+
+
+def _tile_fn(xr: Region, sreg: Region, yr: Region, offset: float | None, out: str):
+    def fn(ctx) -> None:
+        q = _quantize(ctx.read(xr), ctx.read(sreg)[None, :], offset, out)
+        if out == "int4":
+            from npusim.numerics import pack_int4
+
+            q = pack_int4(q)
+        ctx.write(yr, q)
+
+    return fn
+
+
+def calibration_prediction(row):
+    """Rows E1*: per-token int4 dynamic quant on a 910B4, predicted with group_quant (one group,
+    int4 output, fp16 x) as the vector-only proxy the calibration README names."""
+    from npusim.engine.sim import run_kernel
+    from npusim.runner import resolve_soc
+    from npusim.validate import Prediction, soc_name_of
+
+    if not row.id.startswith("E1"):
+        return None
+    soc = resolve_soc(soc_name_of(row))
+    rows, h = int(row.m), int(row.k)
+    gi = np.array([rows], dtype=np.int64)
+    kern = build_group_quant(
+        soc,
+        (rows, h),
+        "float16",
+        "float32",
+        gi,
+        default_group_quant_tiling(soc, rows, h),
+        out="int4",
+    )
+    res = run_kernel(kern, soc, check_races=False)
+    return Prediction(res.microseconds, {}, note="group_quant proxy (1 group, int4 out)")
