@@ -162,6 +162,7 @@ class CubeEmitter:
                 for i in range(self.n_l0c)
             ]
         self.ca = self.cb = self.step = self.tiles = 0
+        self.offsets = (0, 0, 0)
 
     def block(
         self,
@@ -218,7 +219,8 @@ class CubeEmitter:
                 if self.ca >= t.depth_a1:
                     bld.wait_flag("MTE1", "MTE2", ia)
                 a_reg = Region("L1", self.l1a[ia].offset, (rm, kc), dt)
-                g = a.window(bm, rm, k0, kc)
+                ko = self.offsets[0]
+                g = a.window(bm, rm, ko + k0, kc)
                 bld.dma(
                     g,
                     a_reg,
@@ -234,7 +236,12 @@ class CubeEmitter:
                 if self.cb >= t.depth_b1:
                     bld.wait_flag("MTE1", "MTE2", 2 + ib)
                 b_reg = Region("L1", self.l1b[ib].offset, (kc, rn), dt)
-                g = b.window(bn, rn, k0, kc) if b.transposed else b.window(k0, kc, bn, rn)
+                ko, bco, _ = self.offsets
+                g = (
+                    b.window(bn + bco, rn, ko + k0, kc)
+                    if b.transposed
+                    else b.window(ko + k0, kc, bn + bco, rn)
+                )
                 bld.dma(
                     g,
                     b_reg,
@@ -271,7 +278,7 @@ class CubeEmitter:
                 bld.set_flag("M", "MTE1", 2)
             bld.set_flag("M", "MTE1", lb)
             self.step += 1
-        dst = out.window(bm, rm, bn, rn)
+        dst = out.window(bm, rm, bn + self.offsets[2], rn)
         if self.coupled:
             _coupled_epilogue(
                 bld,
