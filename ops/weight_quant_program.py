@@ -1,0 +1,530 @@
+"""Tiled programs of the npu_weight_quant_batchmatmul kernels on A2/A3 (split AIC + 2 AIV).
+
+Structures (ops-semantics 5.4-5.6; written from the descriptions, not the kernel sources):
+
+- ``Custom``: the AIVs dequantise an N strip of the weight (K x strip) into a GM workspace ring of
+  ``slots`` buffers (Cast, Add offset, Mul scale; bf16 through fp32), one strip ahead of the
+  cube; the AIC waits for a strip (cross-core flag mode 2), runs the fp16/bf16 matmul of x with it
+  and frees the slot. FixPipe writes fp16/bf16 (or int8 through the requant).
+- ``Msd``: AIVs split each x row into int8 digits (amax, scale, CAST_ROUND, residual) into a
+  workspace; the AIC runs the exact int8 matmul of the 2M digit rows with the weight and drains
+  int32 through FixPipe; the AIVs recombine (fp32), apply scale / offset / bias and round.
+- ``MsdGroup``: per (row, group) three int4 digits; the AIC computes one int4 matmul per group
+  into a workspace ring (int32 for inner_precise 0, fp16 through FixPipe for inner_precise 1);
+  the AIVs recombine each group (fp32, or fp16 Axpy for inner_precise 1) and accumulate.
+
+These programs model timing. Their outputs are the kernel numerics of
+``npusim.ops.weight_quant_batchmatmul`` (the same formulas), computed once per run; the tile-level
+value semantics of these mix kernels are not replayed instruction by instruction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.ops.matmul_program import CubeEmitter, CubeTiling, Epilogue, GmMatrix
+
+_ITEM = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1, "int32": 4, "int4": 0.5}
+READY, FREE, GROUP_READY, GROUP_FREE = 0, 1, 2, 3  # cross-core flag ids
+
+
+@dataclass(frozen=True)
+class WqbmmShape:
+    """What the programs need to know about one call."""
+
+    m: int
+    k: int
+    n: int
+    x_dtype: str  # float16 | bfloat16
+    w_dtype: str  # int8 | int4
+    group_size: int = 0
+    has_offset: bool = False
+    has_bias: bool = False
+    out_dtype: str = "float16"
+    inner_precise: int = 0
+    trans_w: bool = False
+    weight_nz: bool = False
+
+
+@dataclass(frozen=True)
+class WqbmmProgramTiling:
+    """Program-level tiling: cores, N strip per workspace slot, slots, vector piece rows, and
+    the cube tiling used inside each AIC."""
+
+    cube_cores: int
+    strip_n: int
+    slots: int
+    vec_rows: int
+    base_m: int
+    base_n: int
+    base_k: int
+    step_k: int
+
+
+def default_program_tiling(soc: Any, s: WqbmmShape, kernel: str) -> WqbmmProgramTiling:
+    """A CANN-like default: all AICs over N, 256-wide strips (or N / cores), two slots."""
+    aic = soc.core_counts()["aic"]
+    per_core = math.ceil(s.n / aic)
+    strip = min(256, max(64, math.ceil(per_core / 64) * 64))
+    cores = min(aic, math.ceil(s.n / strip))
+    base_m = min(128, max(16, math.ceil(s.m / 16) * 16))
+    base_k = 64 if kernel == "Custom" else (128 if s.w_dtype == "int8" else 256)
+    return WqbmmProgramTiling(
+        cube_cores=cores,
+        strip_n=strip,
+        slots=2,
+        vec_rows=max(16, min(256, 32768 // strip)),
+        base_m=base_m,
+        base_n=min(strip, 256),
+        base_k=base_k,
+        step_k=4,
+    )
+
+
+def _cube_tiling(t: WqbmmProgramTiling, base_m: int | None = None) -> CubeTiling:
+    return CubeTiling(
+        base_m=base_m or t.base_m,
+        base_n=t.base_n,
+        base_k=t.base_k,
+        step_ka=t.step_k,
+        step_kb=t.step_k,
+        depth_a1=2,
+        depth_b1=2,
+        single_core_m=1,
+        single_core_n=1,
+        m_dim=1,
+        n_dim=1,
+    )
+
+
+def _strips(n: int, t: WqbmmProgramTiling) -> list[list[tuple[int, int]]]:
+    """N strips assigned round-robin to the cube cores: per core a list of (n0, n1)."""
+    strips = [(n0, min(n, n0 + t.strip_n)) for n0 in range(0, n, t.strip_n)]
+    per: list[list[tuple[int, int]]] = [[] for _ in range(t.cube_cores)]
+    for i, st in enumerate(strips):
+        per[i % t.cube_cores].append(st)
+    return per
+
+
+def _w_bytes(s: WqbmmShape) -> int:
+    return math.ceil(s.k * s.n * _ITEM[s.w_dtype])
+
+
+def build_custom(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
+    """The Custom kernel (dequantise on AIV into a GM workspace, fp16/bf16 matmul on AIC)."""
+    per_core = _strips(s.n, t)
+    xd = s.x_dtype
+    ngroups = math.ceil(s.k / s.group_size) if s.group_size else 1
+    param_dtype = xd
+    gm = {
+        "x": GMTensor("x", (s.m, s.k), xd),
+        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype),
+        "scale": GMTensor("scale", (ngroups, s.n), param_dtype),
+        "ws": GMTensor("ws", (t.cube_cores * t.slots, s.k, t.strip_n), xd, role="workspace"),
+        "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
+    }
+    if s.has_offset:
+        gm["offset"] = GMTensor("offset", (ngroups, s.n), param_dtype)
+    if s.has_bias:
+        gm["bias"] = GMTensor("bias", (s.n,), "float32")
+    w_isz = _ITEM[s.w_dtype]
+    x_mat = GmMatrix("x", xd, s.k * 2)
+    y_mat = GmMatrix("y", s.out_dtype, math.ceil(s.n * _ITEM[s.out_dtype]))
+    bias_mat = GmMatrix("bias", "float32", s.n * 4) if s.has_bias else None
+    epi = _out_epilogue(s)
+    cores: list[CoreProgram] = []
+    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
+    for ci in range(t.cube_cores):
+        aic = CoreProgram(ci, "aic")
+        em = CubeEmitter(
+            ProgramBuilder(aic, aic_desc),
+            soc,
+            _cube_tiling(t),
+            xd,
+            functional=False,
+            cube_model="",
+            with_bias=s.has_bias,
+        )
+        for j, (n0, n1) in enumerate(per_core[ci]):
+            slot = ci * t.slots + j % t.slots
+            em.bld.cross_wait(READY, "MTE2")
+            ws = GmMatrix("ws", xd, t.strip_n * 2, offset=slot * s.k * t.strip_n * 2)
+            em.block(x_mat, ws, y_mat, epi, 0, s.m, n0, n1, s.k, bias_mat, b_col_offset=-n0)
+            em.bld.cross_set(2, "MTE2", FREE)
+        cores.append(aic)
+        for half in range(2):
+            aiv = CoreProgram(2 * ci + half, "aiv")
+            b = ProgramBuilder(aiv, aiv_desc)
+            bufs = [
+                (
+                    b.alloc("UB", (t.vec_rows, t.strip_n), "int8", f"w{i}"),
+                    b.alloc("UB", (t.vec_rows, t.strip_n), "float32", f"f{i}"),
+                    b.alloc("UB", (t.vec_rows, t.strip_n), xd, f"o{i}"),
+                )
+                for i in range(2)
+            ]
+            prm = b.alloc("UB", (2, t.strip_n), "float32", "params")
+            k0, k1 = half * math.ceil(s.k / 2), min(s.k, (half + 1) * math.ceil(s.k / 2))
+            it = 0
+            for j, (n0, n1) in enumerate(per_core[ci]):
+                slot = ci * t.slots + j % t.slots
+                width = n1 - n0
+                if j >= t.slots:
+                    b.cross_wait(FREE, "MTE3")
+                for r0 in range(k0, k1, t.vec_rows):
+                    rows = min(t.vec_rows, k1 - r0)
+                    i = it % 2
+                    wb, fb, ob = bufs[i]
+                    if it >= 2:
+                        b.wait_flag("V", "MTE2", i)
+                    wreg = Region("UB", wb.offset, (rows, width), s.w_dtype)
+                    if s.trans_w:
+                        src = Region(
+                            "GM",
+                            math.ceil((n0 * s.k + r0) * w_isz),
+                            (width, rows),
+                            s.w_dtype,
+                            "w",
+                            math.ceil(s.k * w_isz),
+                        )
+                    else:
+                        src = Region(
+                            "GM",
+                            math.ceil((r0 * s.n + n0) * w_isz),
+                            (rows, width),
+                            s.w_dtype,
+                            "w",
+                            math.ceil(s.n * w_isz),
+                        )
+                    b.dma(src, wreg, name="weight GM->UB")
+                    g_lo, g_hi = (
+                        (r0 // s.group_size, (r0 + rows - 1) // s.group_size)
+                        if s.group_size
+                        else (0, 0)
+                    )
+                    for g in range(g_lo, g_hi + 1):
+                        b.dma(
+                            Region("GM", (g * s.n + n0) * 2, (width,), param_dtype, "scale"),
+                            Region("UB", prm.offset, (width,), param_dtype),
+                            name="scale GM->UB",
+                        )
+                        if s.has_offset:
+                            b.dma(
+                                Region("GM", (g * s.n + n0) * 2, (width,), param_dtype, "offset"),
+                                Region("UB", prm.offset + t.strip_n * 4, (width,), param_dtype),
+                                name="offset GM->UB",
+                            )
+                    b.sync("MTE2", "V", i)
+                    if it >= 2:
+                        b.wait_flag("MTE3", "V", i)
+                    n_el = rows * width
+                    freg = Region("UB", fb.offset, (rows, width), "float32")
+                    oreg = Region("UB", ob.offset, (rows, width), xd)
+                    work_dt = "float16" if xd == "float16" else "float32"
+                    b.vec("Cast w->half", "convert", oreg, (wreg,), elements=n_el, dtype=s.w_dtype)
+                    if xd == "bfloat16":
+                        b.vec(
+                            "Cast half->fp32",
+                            "convert",
+                            freg,
+                            (oreg,),
+                            elements=n_el,
+                            dtype="float16",
+                        )
+                    acc = oreg if work_dt == "float16" else freg
+                    if s.has_offset:
+                        b.vec("Add offset", "binary", acc, (acc, prm), elements=n_el, dtype=work_dt)
+                    b.vec("Mul scale", "binary", acc, (acc, prm), elements=n_el, dtype=work_dt)
+                    if xd == "bfloat16":
+                        b.vec(
+                            "Cast fp32->bf16",
+                            "convert",
+                            oreg,
+                            (freg,),
+                            elements=n_el,
+                            dtype="float32",
+                        )
+                    b.set_flag("V", "MTE2", i)
+                    b.sync("V", "MTE3", i)
+                    dst = Region(
+                        "GM",
+                        ((slot * s.k + r0) * t.strip_n) * 2,
+                        (rows, width),
+                        xd,
+                        "ws",
+                        t.strip_n * 2,
+                    )
+                    b.dma(oreg, dst, name="dequant w UB->GM ws")
+                    b.set_flag("MTE3", "V", i)
+                    it += 1
+                b.cross_set(2, "MTE3", READY)
+            cores.append(aiv)
+    return Kernel("wqbmm_custom", gm, cores, _meta(s, "Custom", t))
+
+
+def _out_epilogue(s: WqbmmShape) -> Epilogue:
+    if s.out_dtype == "int8":
+        return Epilogue("QF322B8_PRE", "int8")
+    return Epilogue("F322F16" if s.out_dtype == "float16" else "F322BF16", s.out_dtype)
+
+
+def _meta(s: WqbmmShape, kernel: str, t: WqbmmProgramTiling) -> dict:
+    return {
+        "op": "weight_quant_batchmatmul",
+        "selected_kernel": kernel,
+        **s.__dict__,
+        "program_tiling": t.__dict__.copy(),
+    }
+
+
+def build_msd(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, *, group: bool) -> Kernel:
+    """Msd (per-channel int8, 2 digits) or MsdGroup (per-group int4, 3 digits per group)."""
+    digits = 3 if s.w_dtype == "int4" else 2
+    dig_dtype = "int4" if s.w_dtype == "int4" else "int8"
+    rows = digits * s.m
+    g = s.group_size if group else s.k
+    ngroups = math.ceil(s.k / g)
+    c_dtype = "float16" if (group and s.inner_precise == 1) else "int32"
+    per_core = _strips(s.n, t)
+    gm = {
+        "x": GMTensor("x", (s.m, s.k), s.x_dtype),
+        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype),
+        "scale": GMTensor("scale", (ngroups, s.n), s.x_dtype),
+        "digits": GMTensor("digits", (t.cube_cores, rows, s.k), dig_dtype, role="workspace"),
+        "c": GMTensor("c", (t.cube_cores * t.slots, rows, t.strip_n), c_dtype, role="workspace"),
+        "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
+    }
+    if s.has_offset:
+        gm["offset"] = GMTensor("offset", (ngroups, s.n), s.x_dtype)
+    if s.has_bias:
+        gm["bias"] = GMTensor("bias", (s.n,), "float32")
+    w_isz = _ITEM[s.w_dtype]
+    w_mat = GmMatrix(
+        "w", s.w_dtype, math.ceil((s.k if s.trans_w else s.n) * w_isz), transposed=s.trans_w
+    )
+    c_isz = _ITEM[c_dtype]
+    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
+    cores: list[CoreProgram] = []
+    base_m = max(16, math.ceil(rows / 16) * 16)
+    cube_t = _cube_tiling(t, base_m=min(base_m, 128))
+    for ci in range(t.cube_cores):
+        dig = GmMatrix(
+            "digits",
+            dig_dtype,
+            math.ceil(s.k * _ITEM[dig_dtype]),
+            offset=math.ceil(ci * rows * s.k * _ITEM[dig_dtype]),
+        )
+        aic = CoreProgram(ci, "aic")
+        em = CubeEmitter(
+            ProgramBuilder(aic, aic_desc),
+            soc,
+            cube_t,
+            dig_dtype,
+            functional=False,
+            cube_model="",
+            with_bias=False,
+        )
+        em.bld.cross_wait(READY, "MTE2")
+        epi = Epilogue("DEQF16" if c_dtype == "float16" else "NONE", c_dtype)
+        slot_i = 0
+        for n0, n1 in per_core[ci]:
+            for gi in range(ngroups):
+                slot = ci * t.slots + slot_i % t.slots
+                if slot_i >= t.slots:
+                    em.bld.cross_wait(GROUP_FREE, "FIX")
+                out = GmMatrix(
+                    "c",
+                    c_dtype,
+                    math.ceil(t.strip_n * c_isz),
+                    offset=math.ceil(slot * rows * t.strip_n * c_isz),
+                )
+                em.block(
+                    dig,
+                    w_mat,
+                    out,
+                    epi,
+                    0,
+                    rows,
+                    n0,
+                    n1,
+                    min(g, s.k - gi * g),
+                    k_offset=gi * g,
+                    out_col_offset=-n0,
+                )
+                em.bld.cross_set(2, "FIX", GROUP_READY)
+                slot_i += 1
+        cores.append(aic)
+        for half in range(2):
+            aiv = CoreProgram(2 * ci + half, "aiv")
+            b = ProgramBuilder(aiv, aiv_desc)
+            _msd_prepare(b, s, ci, half, rows, digits, dig_dtype, g, ngroups)
+            _msd_post(b, s, t, ci, half, per_core[ci], rows, digits, c_dtype, ngroups, group)
+            cores.append(aiv)
+    name = "MsdGroup" if group else "Msd"
+    return Kernel(f"wqbmm_{name.lower()}", gm, cores, _meta(s, name, t))
+
+
+def _msd_prepare(
+    b: ProgramBuilder,
+    s: WqbmmShape,
+    ci: int,
+    half: int,
+    rows: int,
+    digits: int,
+    dig_dtype: str,
+    g: int,
+    ngroups: int,
+) -> None:
+    """AIV phase 1: each AIV of the pair splits half of the x rows into digits."""
+    kpad = math.ceil(s.k / 16) * 16
+    xb = b.alloc("UB", (kpad,), s.x_dtype, "x")
+    fb = b.alloc("UB", (kpad,), "float32", "xf")
+    rb = b.alloc("UB", (kpad,), "float32", "res")
+    db = b.alloc("UB", (digits, kpad), "int8", "digits")
+    sb = b.alloc("UB", (max(ngroups, 8),), "float32", "amax")
+    for r in range(half, s.m, 2):
+        b.dma(
+            Region("GM", r * s.k * 2, (s.k,), s.x_dtype, "x"),
+            Region("UB", xb.offset, (s.k,), s.x_dtype),
+            name="x row GM->UB",
+        )
+        b.sync("MTE2", "V", 0)
+        n = s.k
+        b.vec("Cast x->fp32", "convert", fb, (xb,), elements=n, dtype=s.x_dtype)
+        b.vec("Abs", "unary", rb, (fb,), elements=n, dtype="float32")
+        b.vec("ReduceMax per group", "reduce", sb, (rb,), elements=n, dtype="float32")
+        if s.has_offset:
+            b.vec("ReduceSum per group", "reduce", sb, (fb,), elements=n, dtype="float32")
+        b.vec("Div by amax", "special", fb, (fb, sb), elements=n, dtype="float32")
+        for d in range(digits):
+            b.vec(f"Muls f{d}", "unary", rb, (fb,), elements=n, dtype="float32")
+            b.vec(f"Cast ROUND digit {d}", "convert", db, (rb,), elements=n, dtype="float32")
+            if d < digits - 1:
+                b.vec("Cast digit->fp32", "convert", rb, (db,), elements=n, dtype="int8")
+                b.vec("Sub residual", "binary", fb, (fb, rb), elements=n, dtype="float32")
+        b.sync("V", "MTE3", 0)
+        for d in range(digits):
+            row = d * s.m + r
+            off = math.ceil((ci * rows + row) * s.k * _ITEM[dig_dtype])
+            b.dma(
+                Region("UB", db.offset, (s.k,), dig_dtype),
+                Region("GM", off, (s.k,), dig_dtype, "digits"),
+                name="digits UB->GM",
+            )
+        b.set_flag("MTE3", "MTE2", 0)
+        b.wait_flag("MTE3", "MTE2", 0)
+    b.cross_set(2, "MTE3", READY)
+
+
+def _msd_post(
+    b: ProgramBuilder,
+    s: WqbmmShape,
+    t: WqbmmProgramTiling,
+    ci: int,
+    half: int,
+    strips: list[tuple[int, int]],
+    rows: int,
+    digits: int,
+    c_dtype: str,
+    ngroups: int,
+    group: bool,
+) -> None:
+    """AIV phase 2: recombine digit results per group, scale, offset, bias, round, write."""
+    width = math.ceil(t.strip_n / 2)
+    cb = b.alloc("UB", (rows, width), c_dtype, "c")
+    fb = b.alloc("UB", (rows, width), "float32", "cf")
+    acc = b.alloc("UB", (s.m, width), "float32", "acc")
+    prm = b.alloc("UB", (2, width), "float32", "params")
+    ob = b.alloc("UB", (s.m, width), s.out_dtype, "out")
+    c_isz = _ITEM[c_dtype]
+    slot_i = 0
+    work = "float16" if c_dtype == "float16" else "float32"
+    for n0, n1 in strips:
+        c0 = n0 + half * width
+        cw = min(width, n1 - c0)
+        for gi in range(ngroups):
+            slot = ci * t.slots + slot_i % t.slots
+            b.cross_wait(GROUP_READY, "MTE2")
+            slot_i += 1
+            if cw <= 0:  # this AIV's half of a narrow strip is empty: only keep the handshake
+                b.cross_set(2, "MTE2", GROUP_FREE)
+                continue
+            src = Region(
+                "GM",
+                math.ceil((slot * rows * t.strip_n + half * width) * c_isz),
+                (rows, cw),
+                c_dtype,
+                "c",
+                math.ceil(t.strip_n * c_isz),
+            )
+            creg = Region("UB", cb.offset, (rows, cw), c_dtype)
+            b.dma(src, creg, name="digit results GM->UB")
+            b.dma(
+                Region("GM", (gi * s.n + c0) * 2, (cw,), s.x_dtype, "scale"),
+                Region("UB", prm.offset, (cw,), s.x_dtype),
+                name="scale GM->UB",
+            )
+            b.cross_set(2, "MTE2", GROUP_FREE)
+            b.sync("MTE2", "V", 1)
+            n = s.m * cw
+            if work == "float32":
+                b.vec("Cast C->fp32", "convert", fb, (creg,), elements=rows * cw, dtype="int32")
+            for _ in range(digits - 1):
+                b.vec("Axpy digit", "ternary", fb, (fb, fb), elements=n, dtype=work)
+            if work == "float16":
+                b.vec("Cast fp16->fp32", "convert", fb, (creg,), elements=n, dtype="float16")
+            b.vec("Mul amax", "binary", fb, (fb, prm), elements=n, dtype="float32")
+            if s.has_offset:
+                b.vec("MulAddDst offset", "ternary", fb, (fb, prm), elements=n, dtype="float32")
+            b.vec("Mul scale", "binary", fb, (fb, prm), elements=n, dtype="float32")
+            if group:
+                b.vec("Add to acc", "binary", acc, (acc, fb), elements=n, dtype="float32")
+            b.set_flag("V", "MTE2", 1)
+            b.wait_flag("V", "MTE2", 1)
+        if cw <= 0:
+            continue
+        if s.has_bias:
+            b.vec("Add bias", "binary", acc, (acc, prm), elements=s.m * cw, dtype="float32")
+        b.vec("Cast ROUND -> out", "convert", ob, (acc,), elements=s.m * cw, dtype="float32")
+        b.sync("V", "MTE3", 2)
+        b.dma(
+            Region("UB", ob.offset, (s.m, cw), s.out_dtype),
+            Region("GM", c0 * 2, (s.m, cw), s.out_dtype, "y", s.n * 2),
+            name="y UB->GM",
+        )
+        b.set_flag("MTE3", "V", 2)
+        b.wait_flag("MTE3", "V", 2)
+
+
+KERNEL_BUILDERS = {
+    "Custom": lambda soc, s, t: build_custom(soc, s, t),
+    "Msd": lambda soc, s, t: build_msd(soc, s, t, group=False),
+    "MsdGroup": lambda soc, s, t: build_msd(soc, s, t, group=True),
+}
+
+
+def build_wqbmm(
+    soc: Any, s: WqbmmShape, kernel: str, tiling: WqbmmProgramTiling | None = None
+) -> Kernel:
+    """The tiled program of ``kernel``; NotImplementedError for kernels without a program."""
+    if soc.organisation != "split":
+        raise NotImplementedError(
+            f"weight_quant_batchmatmul timing on {soc.name}: the 310P WeightNz kernel program is "
+            "not modelled (its structure and numerics are unpublished, ops-semantics 7.9)"
+        )
+    if kernel not in KERNEL_BUILDERS:
+        raise NotImplementedError(
+            f"weight_quant_batchmatmul: no tiled program for kernel {kernel!r} yet (programs exist "
+            f"for {', '.join(KERNEL_BUILDERS)}); its numerics are still available through "
+            "npusim.torch_npu.npu_weight_quant_batchmatmul"
+        )
+    t = tiling or default_program_tiling(soc, s, kernel)
+    if t.cube_cores > soc.core_counts()["aic"]:
+        raise ValueError(
+            f"tiling.cube_cores={t.cube_cores} exceeds the "
+            f"{soc.core_counts()['aic']} AIC of {soc.name}"
+        )
+    return KERNEL_BUILDERS[kernel](soc, s, t)
