@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 from _fake_soc import FakeSoc
-from npusim.ops.vector_add import VectorAddTiling, build_vector_add
 
 from npusim.engine.sim import run_kernel
+from npusim.ops.vector_add import VectorAddTiling, build_vector_add
 from npusim.report.summary import pipe_utilization_rows, write_pipe_csv
 from npusim.report.trace import build_trace, write_trace
 

@@ -1,1 +1,1 @@
-"""npu_weight_quant_batchmatmul: kernel selection, per-kernel numerics, tilings and tiled programs."""
+"""npu_weight_quant_batchmatmul: kernel selection, per-kernel numerics and tilings."""
