@@ -1,1 +1,34 @@
-"""torch_npu-named operator API on numpy arrays (and torch CPU tensors)."""
+"""torch_npu-named operator API on numpy arrays (torch CPU tensors in -> torch tensors out).
+
+Each function mirrors the torch_npu signature and defaults and adds ``soc=`` (default
+``Ascend910B2``). Names resolve lazily so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "npu_convert_weight_to_int4pack": "npusim.torch_npu._elementwise",
+    "npu_trans_quant_param": "npusim.torch_npu._elementwise",
+    "npu_group_quant": "npusim.torch_npu._elementwise",
+    "npu_format_cast": "npusim.torch_npu._elementwise",
+    "npu_weight_quant_batchmatmul": "npusim.torch_npu._weight_quant",
+    "explain_weight_quant_batchmatmul": "npusim.torch_npu._weight_quant",
+    "npu_quant_matmul": "npusim.torch_npu._quant_matmul",
+    "matmul": "npusim.torch_npu._quant_matmul",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'npusim.torch_npu' has no attribute {name!r}")
+    return getattr(importlib.import_module(mod), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
