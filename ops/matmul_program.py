@@ -43,6 +43,7 @@ class CubeTiling:
     l0_db: bool = True
     l0c_db: bool = False
     order: str = "m_first"  # traversal of base blocks inside a core: m_first | n_first
+    swizzle: int = 0  # > 0: L2 swizzle panels of this many base rows, each visited N-first
 
 
 def _get(t: Any, *names: str, default: Any = None) -> Any:
@@ -74,6 +75,9 @@ def cube_tiling_from(t: Any) -> CubeTiling:
         l0_db=bool(_get(t, "l0_db", "l0_double_buffer", "dbL0A", default=True)),
         l0c_db=bool(_get(t, "l0c_db", "l0c_double_buffer", "dbL0C", default=False)),
         order="n_first" if "n" in order.split("_")[0] else "m_first",
+        swizzle=int(_get(t, "swizzle", default=1))
+        if _get(t, "block_order", default="") == "l2_swizzle"
+        else 0,
     )
 
 
@@ -179,9 +183,18 @@ class CubeEmitter:
     ) -> None:
         """C[m0:m1, n0:n1] = A[m0:m1, :k] @ B[:k, n0:n1] (+ bias) -> epilogue -> ``out``."""
         t = self.t
-        blocks = [(bm, bn) for bm in range(m0, m1, t.base_m) for bn in range(n0, n1, t.base_n)]
-        if t.order == "n_first":
-            blocks.sort(key=lambda x: (x[1], x[0]))
+        ms, ns = list(range(m0, m1, t.base_m)), list(range(n0, n1, t.base_n))
+        if t.swizzle > 0:
+            blocks = [
+                (bm, bn)
+                for p in range(0, len(ms), t.swizzle)
+                for bn in ns
+                for bm in ms[p : p + t.swizzle]
+            ]
+        elif t.order == "n_first":
+            blocks = [(bm, bn) for bn in ns for bm in ms]
+        else:
+            blocks = [(bm, bn) for bm in ms for bn in ns]
         ksteps = math.ceil(k / t.base_k)
         for bm, bn in blocks:
             rm, rn = min(t.base_m, m1 - bm), min(t.base_n, n1 - bn)
@@ -331,6 +344,11 @@ def build_matmul_kernel(
     ``b`` is given as stored: (k, n), or (n, k) when ``trans_b``. ``bias`` (n,) initialises the
     accumulator (float32 for float matmuls, int32 for integer ones) through the bias table.
     """
+    if int(getattr(tiling, "k_dim", 1)) > 1:
+        raise NotImplementedError(
+            "matmul program: split-K over cores (k_dim > 1) is not modelled; its partial-sum "
+            "order would be the declared soc.numerics.split_k_reduction_order"
+        )
     t = cube_tiling_from(tiling)
     kind = cube_kind(soc)
     desc = soc.core(kind)
