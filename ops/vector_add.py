@@ -37,10 +37,15 @@ class VectorAddTiling:
                 f"tiling.cores={self.cores}: must be in 1..{counts.get(kind, 0)} "
                 f"({kind} cores of {soc.name})"
             )
-        if self.tile_bytes <= 0 or self.tile_bytes % 512:
+        if self.tile_bytes <= 0 or self.tile_bytes % 32:
             raise ValueError(
-                f"tiling.tile_bytes={self.tile_bytes}: must be a positive multiple "
-                "of 512 (whole vector repeats, 32 B aligned)"
+                f"tiling.tile_bytes={self.tile_bytes}: must be a positive multiple of 32 "
+                "(UB alignment)"
+            )
+        if self.bank_conflict_free and self.tile_bytes > 32768:
+            raise ValueError(
+                f"tiling.tile_bytes={self.tile_bytes}: the staggered (bank-conflict-free) "
+                "layout holds tiles of at most 32768 B"
             )
 
 
@@ -90,7 +95,7 @@ H_SERIES: dict[str, VectorAddTiling] = {
     ),
     "H7": VectorAddTiling(
         cores=48,
-        tile_bytes=32768,
+        tile_bytes=32512,
         double_buffer=True,
         l2_bypass_inputs=True,
         bank_conflict_free=True,

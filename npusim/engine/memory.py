@@ -2,10 +2,11 @@
 
 Model (declared, hardware.md 2.6):
 - GM tensors are laid out one after another (512 B aligned) in one address space.
-- L2 is tracked in pages of ``page_bytes``. A normal read hits the pages present (moving them to the
-  most-recent end) and allocates missed pages; a ``bypass`` read (L2 cache hint disabled) hits
-  present pages but does not allocate. Writes allocate dirty pages without reading HBM. Evicting a
-  dirty page writes it back to HBM.
+- L2 keeps LRU order per page of ``page_bytes`` and presence / dirtiness per line (the
+  descriptor's ``line_bytes``). A normal read hits the lines present (moving the page to the
+  most-recent end) and allocates the missed ones; a ``bypass`` read (L2 cache hint disabled) hits
+  present lines but does not allocate. Writes allocate dirty lines without reading HBM. Evicting a
+  page writes its dirty lines back to HBM.
 - HBM and L2 are each one shared channel served in request order: a request occupies the channel
   for ``(bytes + request_overhead_bytes) / bandwidth``. A transfer ends when both its core-side DMA
   time and its channel reservations have finished; misses add the miss latency.
@@ -65,42 +66,56 @@ class SharedChannel:
 
 
 class L2Cache:
-    """Page-granular LRU with dirty bits."""
+    """LRU over pages; inside a page, presence and dirtiness are tracked per cache line, so a
+    transfer only hits the lines earlier transfers actually brought in."""
 
-    def __init__(self, capacity_bytes: int, page_bytes: int) -> None:
+    def __init__(self, capacity_bytes: int, page_bytes: int, line_bytes: int) -> None:
+        if page_bytes % line_bytes:
+            raise ValueError(f"L2 page {page_bytes} B is not a multiple of the line {line_bytes} B")
         self.page_bytes = page_bytes
+        self.line_bytes = line_bytes
         self.capacity_pages = max(1, capacity_bytes // page_bytes)
-        self.pages: OrderedDict[int, bool] = OrderedDict()
+        self.pages: OrderedDict[int, list[int]] = OrderedDict()  # page -> [present, dirty] masks
 
-    def _evict_for(self, n_new: int) -> int:
+    def _evict_for_one(self) -> int:
         writeback = 0
-        while len(self.pages) + n_new > self.capacity_pages and self.pages:
-            _, dirty = self.pages.popitem(last=False)
-            if dirty:
-                writeback += self.page_bytes
+        while len(self.pages) >= self.capacity_pages and self.pages:
+            _, (_, dirty) = self.pages.popitem(last=False)
+            writeback += dirty.bit_count() * self.line_bytes
         return writeback
 
-    def access(self, pages: dict[int, int], write: bool, allocate: bool) -> tuple[int, int, int]:
-        """Touch ``pages`` (page -> bytes touched); returns (hit_bytes, miss_bytes, writeback)."""
+    def access(self, pages: dict[int, tuple[int, int]], write: bool, allocate: bool
+               ) -> tuple[int, int, int]:
+        """Touch ``pages`` (page -> (line mask, bytes)); returns (hit, miss, writeback) bytes."""
         hit = miss = writeback = 0
-        for page, nbytes in pages.items():
-            if page in self.pages:
-                dirty = self.pages.pop(page) or write
-                self.pages[page] = dirty
-                hit += nbytes
-            elif write or allocate:
-                writeback += self._evict_for(1)
-                self.pages[page] = write
-                if not write:
+        for page, (mask, nbytes) in pages.items():
+            entry = self.pages.pop(page, None)
+            if entry is None:
+                if not (write or allocate):
                     miss += nbytes
-            else:
-                miss += nbytes
+                    continue
+                writeback += self._evict_for_one()
+                entry = [0, 0]
+            present = entry[0] & mask
+            if not write:
+                got = nbytes * present.bit_count() // mask.bit_count()
+                hit += got
+                miss += nbytes - got
+            if write or allocate:
+                entry[0] |= mask
+                if write:
+                    entry[1] |= mask
+            self.pages[page] = entry
         return hit, miss, writeback
 
     def warm(self, start: int, nbytes: int) -> None:
-        for page in range(start // self.page_bytes, (start + nbytes - 1) // self.page_bytes + 1):
-            self._evict_for(1)
-            self.pages[page] = False
+        """Mark a byte range present (clean), e.g. a tensor the previous op just wrote."""
+        pb, lb = self.page_bytes, self.line_bytes
+        full = (1 << (pb // lb)) - 1
+        for page in range(start // pb, (start + nbytes - 1) // pb + 1):
+            self._evict_for_one()
+            self.pages.pop(page, None)
+            self.pages[page] = [full, 0]
 
 
 class MemorySystem:
@@ -114,7 +129,7 @@ class MemorySystem:
         for name, t in gm.items():
             self.base[name] = addr
             addr += (t.nbytes + GM_ALIGN - 1) // GM_ALIGN * GM_ALIGN
-        self.l2 = L2Cache(mem.l2.capacity_bytes, page_bytes)
+        self.l2 = L2Cache(mem.l2.capacity_bytes, page_bytes, int(mem.l2.line_bytes))
         for name, t in gm.items():
             if t.l2_warm:
                 self.l2.warm(self.base[name], t.nbytes)
@@ -125,33 +140,27 @@ class MemorySystem:
         self.miss_latency = int(mem.l2.miss_extra_latency_cycles)
         self.stats = TrafficStats()
 
-    def _pages(self, region: Region) -> dict[int, int]:
-        """Bytes the region touches in each L2 page."""
+    def _pages(self, region: Region) -> dict[int, tuple[int, int]]:
+        """Per L2 page the region touches: (mask of touched lines, bytes touched)."""
         base = self.base[region.tensor] + region.offset
-        pb = self.l2.page_bytes
+        pb, lb = self.l2.page_bytes, self.l2.line_bytes
         rows, row_bytes, stride = region.rows, region.row_bytes, region.stride
-        if rows == 1 or row_bytes > pb:
-            out: dict[int, int] = {}
-            for r in range(rows):
-                start = base + r * stride
-                end = start + row_bytes
+        out: dict[int, tuple[int, int]] = {}
+        if rows > 1 and stride >= pb and row_bytes <= pb:
+            starts = base + np.arange(rows, dtype=np.int64) * stride
+            spans = zip(starts.tolist(), (starts + row_bytes).tolist(), strict=True)
+        else:
+            spans = ((base + r * stride, base + r * stride + row_bytes) for r in range(rows))
+        for start, end in spans:
+            while start < end:
                 p = start // pb
-                while start < end:
-                    chunk = min(end, (p + 1) * pb) - start
-                    out[p] = out.get(p, 0) + chunk
-                    start += chunk
-                    p += 1
-            return out
-        starts = base + np.arange(rows, dtype=np.int64) * stride
-        ends = starts + row_bytes
-        p0 = starts // pb
-        first = np.minimum(ends, (p0 + 1) * pb) - starts
-        pages = np.concatenate([p0, p0 + 1])
-        amounts = np.concatenate([first, row_bytes - first])
-        keep = amounts > 0
-        uniq, inv = np.unique(pages[keep], return_inverse=True)
-        sums = np.bincount(inv, weights=amounts[keep])
-        return dict(zip(uniq.tolist(), sums.astype(np.int64).tolist(), strict=True))
+                stop = min(end, (p + 1) * pb)
+                first, last = (start - p * pb) // lb, (stop - 1 - p * pb) // lb
+                mask = ((1 << (last + 1)) - 1) ^ ((1 << first) - 1)
+                m0, b0 = out.get(p, (0, 0))
+                out[p] = (m0 | mask, b0 + stop - start)
+                start = stop
+        return out
 
     def gm_access(self, now: int, region: Region, write: bool, bypass: bool) -> tuple[float, int]:
         """Account a GM read or write; returns (channel end time, extra latency cycles)."""
@@ -178,5 +187,5 @@ class MemorySystem:
 
     def flush_dirty_bytes(self) -> int:
         """Dirty bytes still in L2 at the end (written back later, outside the kernel's time)."""
-        return sum(self.l2.page_bytes for d in self.l2.pages.values() if d)
+        return sum(e[1].bit_count() * self.l2.line_bytes for e in self.l2.pages.values())
 

@@ -327,7 +327,9 @@ class Engine:
                 if region.buffer == "GM":
                     bypass = (not write) and ins.params.get("l2_cache") == "bypass"
                     ch_end, lat = self.mem.gm_access(now, region, write, bypass)
-                    end = max(end, ch_end + lat, now + local + lat)
+                    # Measured DMA curves already include the access latency of a lone
+                    # transfer; the memory latency adds only behind a busy shared channel.
+                    end = max(end, ch_end + lat)
             stats = self.mem.stats
             path = f"{src.buffer}->{dst.buffer}"
             stats.per_path_bytes[path] = stats.per_path_bytes.get(path, 0) + nbytes
