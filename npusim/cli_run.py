@@ -60,8 +60,9 @@ def run_command(args: argparse.Namespace) -> int:
         return _compare_inner_precise(op, soc, tiling, op_args)
     res = simulate(op, soc, tiling, **op_args)
     print(format_summary(res.summary()))
-    if args.functional and hasattr(mod, "cli_check"):
-        print(mod.cli_check(res, op_args))
+    check = getattr(mod, "cli_check", None) if args.functional else None
+    if check is not None:
+        print(check(res, op_args))
     if args.trace:
         print(f"trace: {res.write_trace(args.trace)}")
     if args.csv:

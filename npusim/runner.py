@@ -19,10 +19,15 @@ from npusim.engine.sim import RunResult, run_kernel
 
 DEFAULT_SOC = "Ascend910B2"
 
-# operator name -> module under npusim.ops providing plan()
+# operator name -> "module" (providing plan / cli_op_args) or "module:suffix" (providing
+# plan_<suffix> / cli_<suffix>)
 OPERATORS: dict[str, str] = {
     "vector_add": "npusim.ops.vector_add",
     "tensor_copy": "npusim.ops.tensor_copy",
+    "matmul": "npusim.ops.matmul_plans:matmul",
+    "quant_matmul": "npusim.ops.matmul_plans:quant_matmul",
+    "group_quant": "npusim.ops.group_quant_program:group_quant",
+    "weight_quant_batchmatmul": "npusim.ops.weight_quant_program:weight_quant_batchmatmul",
 }
 
 
@@ -117,11 +122,29 @@ def resolve_soc(soc: Any = None, overrides: Sequence[str] = (), patch: Any = Non
     return load_soc(str(soc or DEFAULT_SOC), overrides=overrides, patch=patch)
 
 
-def operator_module(op: str):
-    mod = OPERATORS.get(op)
-    if mod is None:
+class _OpEntry:
+    """Uniform view of an operator's entry points: ``plan``, ``cli_op_args``, ``cli_check``,
+    ``default_tiling_for``."""
+
+    def __init__(self, spec: str) -> None:
+        modname, _, suffix = spec.partition(":")
+        self.module = importlib.import_module(modname)
+        self.suffix = suffix
+
+    def __getattr__(self, name: str):
+        if self.suffix:
+            alias = {"plan": f"plan_{self.suffix}", "cli_op_args": f"cli_{self.suffix}",
+                     "cli_check": f"check_{self.suffix}",
+                     "default_tiling_for": f"default_tiling_{self.suffix}"}.get(name, name)
+            return getattr(self.module, alias)
+        return getattr(self.module, name)
+
+
+def operator_module(op: str) -> _OpEntry:
+    spec = OPERATORS.get(op)
+    if spec is None:
         raise ValueError(f"op={op!r}: unknown operator; available: {', '.join(sorted(OPERATORS))}")
-    return importlib.import_module(mod)
+    return _OpEntry(spec)
 
 
 def simulate(op: str, soc: Any = None, tiling: Any = None, *, overrides: Sequence[str] = (),

@@ -1,0 +1,183 @@
+"""Runner entries for ``matmul`` and ``quant_matmul``: validate, pick the tiling, build the cube
+program (``npusim.ops.matmul_program``) with the operator's epilogue semantics.
+
+The epilogue functions are the operators' own (``convert_l0c``, ``make_epilogue``), so the tiled
+program and the reference share one definition of the output path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from npusim.ops.matmul_program import Epilogue, build_matmul_kernel
+
+
+def _stored(x: Any, transposed: bool) -> np.ndarray | None:
+    """The contiguous stored matrix behind an array (a transposed view -> its base layout)."""
+    if not isinstance(x, np.ndarray):
+        return None
+    return np.ascontiguousarray(x.T if transposed else x)
+
+
+def _check_program_scope(batch: tuple[int, ...], trans_a: bool, op: str) -> None:
+    if batch and int(np.prod(batch)) > 1:
+        raise NotImplementedError(f"{op} program: batched inputs {batch} are not tiled yet "
+                                  "(the torch_npu API computes them)")
+    if trans_a:
+        raise NotImplementedError(f"{op} program: a transposed first operand is not tiled yet")
+
+
+def _tiling(tiling: Any, m: int, k: int, n: int, in_dtype: str, out_dtype: str, soc: Any,
+            trans_b: bool, with_bias: bool):
+    from npusim.ops.matmul_tiling import (
+        default_matmul_tiling,
+        tiling_from_dict,
+        validate_matmul_tiling,
+    )
+
+    if tiling is None:
+        return default_matmul_tiling(m, k, n, in_dtype, out_dtype, soc, trans_b,
+                                     with_bias=with_bias)
+    if isinstance(tiling, dict):
+        tiling = tiling_from_dict(tiling)
+    validate_matmul_tiling(tiling, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias)
+    return tiling
+
+
+def plan_matmul(soc: Any, tiling: Any = None, *, a: Any, b: Any, bias: Any = None,
+                out_dtype: Any = None, allow_hf32: bool = False):
+    """``matmul``: fp16 / bf16 (/ fp32) in, fp16 / bf16 / fp32 out, ND or transposed B."""
+    from npusim.ops.matmul import convert_l0c, validate_matmul
+    from npusim.runner import Plan
+
+    p = validate_matmul(a, b, out_dtype=out_dtype, bias=bias, allow_hf32=allow_hf32, soc=soc)
+    _check_program_scope(p.batch, p.trans_a, "matmul")
+    if p.in_dtype == "float32":
+        raise NotImplementedError("matmul program: fp32 / HF32 inputs are not tiled yet")
+    t = _tiling(tiling, p.m, p.k, p.n, p.in_dtype, p.out_dtype, soc, p.trans_b, bias is not None)
+    functional = isinstance(a, np.ndarray)
+    mode = {"float16": "F322F16", "bfloat16": "F322BF16", "float32": "NONE"}[p.out_dtype]
+    epi = Epilogue(mode, p.out_dtype, (lambda tile, r, c: convert_l0c(tile, p)))
+    fbias = np.asarray(bias).astype(np.float32) if isinstance(bias, np.ndarray) else None
+    if bias is not None and fbias is None:
+        fbias = np.zeros(p.n, np.float32)  # timing-only: the bias path is still exercised
+    kernel = build_matmul_kernel(soc, p.m, p.k, p.n, p.in_dtype, t, epi, trans_b=p.trans_b,
+                                 a=_stored(a, False), b=_stored(b, p.trans_b), bias=fbias,
+                                 cube_model=p.cube_model, name="matmul")
+    if not functional:
+        kernel.gm["a"].data = kernel.gm["b"].data = None
+    return Plan(kernel, "matmul (cube, FixPipe)" if not p.coupled else "matmul (coupled)", t,
+                functional, finish=lambda out: out["c"].reshape(p.out_shape))
+
+
+def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: Any,
+                      offset: Any = None, pertoken_scale: Any = None, bias: Any = None,
+                      output_dtype: Any = None):
+    """``quant_matmul`` (W8A8): exact int8 cube matmul with the int32 bias in L0C, then the
+    FixPipe requant / dequant (REQ8, DEQF16) or int32 output."""
+    from npusim.ops.quant_matmul import make_epilogue, validate_quant_matmul
+    from npusim.runner import Plan
+
+    p = validate_quant_matmul(x1, x2, scale, offset=offset, pertoken_scale=pertoken_scale,
+                              bias=bias, output_dtype=output_dtype, soc=soc)
+    _check_program_scope(p.batch, p.trans_x1, "quant_matmul")
+    if p.in_dtype != "int8":
+        raise NotImplementedError("quant_matmul program: int4 (int32-packed) inputs are not "
+                                  "tiled yet (the torch_npu API computes them)")
+    if p.epilogue == "VECTOR":
+        raise NotImplementedError(
+            "quant_matmul program: the AIV dequant epilogue (bf16 output or per-token scale) is "
+            "not tiled yet; the torch_npu API computes its values"
+        )
+    t = _tiling(tiling, p.m, p.k, p.n, "int8", p.out_dtype, soc, p.trans_x2,
+                bias is not None and p.bias_dtype == "int32")
+    functional = isinstance(x1, np.ndarray)
+    convert = None
+    if functional:
+        fn = make_epilogue(p, np.asarray(scale), offset=offset, pertoken_scale=pertoken_scale,
+                           bias=bias)
+
+        def convert(tile: np.ndarray, r: int, c: int) -> np.ndarray:
+            return fn(tile, r, c, 0)
+
+    mode = {"REQ8": "REQ8", "DEQF16": "DEQF16", "INT32": "NONE"}[p.epilogue]
+    ibias = None
+    if bias is not None and p.bias_dtype == "int32":
+        ibias = (np.asarray(bias).reshape(-1).astype(np.int32) if functional
+                 else np.zeros(p.n, np.int32))
+    kernel = build_matmul_kernel(soc, p.m, p.k, p.n, "int8", t,
+                                 Epilogue(mode, p.out_dtype, convert), trans_b=p.trans_x2,
+                                 a=_stored(x1, False), b=_stored(x2, p.trans_x2), bias=ibias,
+                                 name="quant_matmul", meta={"epilogue": p.epilogue})
+    return Plan(kernel, f"quant_matmul ({p.epilogue})", t, functional,
+                finish=lambda out: out["c"].reshape(p.out_shape))
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def cli_matmul(ns: Any, functional: bool, rng: np.random.Generator) -> dict:
+    """``npusim run matmul``: --m --k --n (default 1024), --dtype (float16), --out-dtype."""
+    from npusim.spec import spec
+
+    m, k, n = ns.m or 1024, ns.k or 1024, ns.n or 1024
+    dt = ns.dtype or "float16"
+    out = {"out_dtype": ns.out_dtype} if ns.out_dtype else {}
+    if functional:
+        from npusim.numerics import np_dtype
+
+        a = rng.standard_normal((m, k)).astype(np.float32).astype(np_dtype(dt))
+        b = rng.standard_normal((k, n)).astype(np.float32).astype(np_dtype(dt))
+        return {"a": a, "b": b, **out}
+    return {"a": spec((m, k), dt), "b": spec((k, n), dt), **out}
+
+
+def check_matmul(res: Any, op_args: dict) -> str:
+    from npusim.ops.matmul import reference_matmul
+
+    want = reference_matmul(op_args["a"], op_args["b"], out_dtype=op_args.get("out_dtype"),
+                            soc=res.soc)
+    same = np.array_equal(np.asarray(res.outputs).view(np.uint8), want.view(np.uint8))
+    return f"tiled program output bit-identical to the reference (declared cube model): {same}"
+
+
+def cli_quant_matmul(ns: Any, functional: bool, rng: np.random.Generator) -> dict:
+    """``npusim run quant_matmul``: W8A8 --m --k --n (default 1024), --out-dtype (int8)."""
+    from npusim.spec import spec
+
+    m, k, n = ns.m or 1024, ns.k or 1024, ns.n or 1024
+    out = ns.out_dtype or "int8"
+    scale = rng.uniform(1e-4, 2e-3, n).astype(np.float32)
+    if functional:
+        x1 = rng.integers(-128, 128, (m, k), dtype=np.int8)
+        x2 = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    else:
+        x1, x2 = spec((m, k), "int8"), spec((k, n), "int8")
+    return {"x1": x1, "x2": x2, "scale": scale, "output_dtype": out}
+
+
+def check_quant_matmul(res: Any, op_args: dict) -> str:
+    from npusim.ops.quant_matmul import reference_quant_matmul
+
+    want = reference_quant_matmul(**op_args, soc=res.soc)
+    same = np.array_equal(np.asarray(res.outputs).view(np.uint8), want.view(np.uint8))
+    return f"tiled program output bit-identical to the reference: {same}"
+
+
+def default_tiling_matmul(soc: Any, **op_args: Any):
+    from npusim.ops.matmul import validate_matmul
+
+    p = validate_matmul(op_args["a"], op_args["b"], out_dtype=op_args.get("out_dtype"),
+                        bias=op_args.get("bias"), soc=soc)
+    return _tiling(None, p.m, p.k, p.n, p.in_dtype, p.out_dtype, soc, p.trans_b,
+                   op_args.get("bias") is not None)
+
+
+def default_tiling_quant_matmul(soc: Any, **op_args: Any):
+    from npusim.ops.quant_matmul import validate_quant_matmul
+
+    p = validate_quant_matmul(op_args["x1"], op_args["x2"], op_args["scale"],
+                              output_dtype=op_args.get("output_dtype"), soc=soc)
+    return _tiling(None, p.m, p.k, p.n, "int8", p.out_dtype, soc, p.trans_x2, False)
