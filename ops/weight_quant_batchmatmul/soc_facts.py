@@ -1,0 +1,93 @@
+"""The few SoC facts the weight_quant_batchmatmul selection, numerics and tilings read.
+
+A ``soc`` argument may be a descriptor object (``npusim.hw.SocDescriptor`` or anything with the
+same accessors), a SoC name, or ``None`` for the default part. Keeping the reads here means the
+operator code depends on a handful of accessors only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+DEFAULT_SOC = "Ascend910B2"
+DEFAULT_CUBE_MODEL = "fractal_exact_fp32_sequential"
+DEFAULT_SPLIT_K_ORDER = "core_index_ascending"
+
+
+@lru_cache(maxsize=32)
+def _load(name: str) -> Any:
+    from npusim.hw import load_soc
+
+    return load_soc(name)
+
+
+def resolve_soc(soc: Any) -> Any:
+    """The descriptor for ``soc`` (object, name, or None = ``DEFAULT_SOC``)."""
+    if soc is None:
+        return _load(DEFAULT_SOC)
+    if isinstance(soc, str):
+        return _load(soc)
+    if not hasattr(soc, "core_counts"):
+        raise TypeError(
+            f"soc={soc!r}: expected a SoC name or a descriptor with core_counts()/core()"
+        )
+    return soc
+
+
+@dataclass(frozen=True)
+class SocFacts:
+    """What the operator needs to know about one SoC."""
+
+    name: str
+    organisation: str  # "split" (A2/A3) or "coupled" (310P)
+    aic_num: int  # cube cores (AI Cores on a coupled SoC)
+    aiv_num: int  # vector cores paired with the cube cores (2 per AIC on split SoCs)
+    l1_bytes: int
+    l0a_bytes: int
+    l0b_bytes: int
+    l0c_bytes: int
+    ub_bytes: int
+    bt_bytes: int
+    cube_model: str
+    split_k_order: str
+
+    @property
+    def split(self) -> bool:
+        return self.organisation == "split"
+
+
+def _capacity(core: Any, name: str) -> int:
+    buf = core.buffers.get(name) if hasattr(core.buffers, "get") else None
+    return int(buf.capacity_bytes) if buf is not None else 0
+
+
+def soc_facts(soc: Any) -> SocFacts:
+    """Read the operator-relevant facts of ``soc`` (see :func:`resolve_soc`)."""
+    d = resolve_soc(soc)
+    counts = d.core_counts()
+    organisation = getattr(d, "organisation", "split")
+    if organisation == "split":
+        cube_core, vec_core = d.core("aic"), d.core("aiv")
+        aic, aiv = counts["aic"], counts["aiv"]
+    else:
+        cube_core = vec_core = d.core("aicore")
+        aic = aiv = counts["aicore"]
+    numerics = getattr(d, "numerics", None)
+    model = getattr(getattr(numerics, "cube_accumulation", None), "model", DEFAULT_CUBE_MODEL)
+    order = getattr(numerics, "split_k_reduction_order", DEFAULT_SPLIT_K_ORDER)
+    return SocFacts(
+        name=str(getattr(d, "name", "?")),
+        organisation=organisation,
+        aic_num=int(aic),
+        aiv_num=int(aiv),
+        l1_bytes=_capacity(cube_core, "L1"),
+        l0a_bytes=_capacity(cube_core, "L0A"),
+        l0b_bytes=_capacity(cube_core, "L0B"),
+        l0c_bytes=_capacity(cube_core, "L0C"),
+        ub_bytes=_capacity(vec_core, "UB"),
+        bt_bytes=_capacity(cube_core, "BT"),
+        cube_model=str(model),
+        split_k_order=str(order),
+    )

@@ -1,0 +1,680 @@
+"""Tiling objects of the npu_weight_quant_batchmatmul kernels, their CANN-like defaults and
+their validation against the SoC's buffers.
+
+One frozen dataclass per kernel family; field names follow the kernels' tiling-data structs in
+ops-nn ``op_kernel/weight_quant_batch_matmul_v2_tiling_data.h`` (snake_case), so that a tiled
+program can be written from them. ``CubeBlock`` carries the fields of the AscendC matmul
+``TCubeTiling`` the kernels use (base block, L1 steps and depths, L0C double buffering).
+
+Which fields change the *numbers* (everything else only changes timing):
+
+- ``MsdSplitKTiling.v1_base_k`` (per-channel: the K block over which amax / digits are taken
+  and whose int32 partial products are recombined separately) and ``group_pack`` (per-group:
+  the order of offset and digit terms in the fp32 accumulation);
+- ``MsdGroupTiling.single_core_k`` (the K range of one core; the per-core fp32 partial sums are
+  added in GM in the SoC's ``split_k_reduction_order``);
+- ``CustomNzSplitKTiling.single_core_k`` / ``cube_block_dim_k`` (same, and whether a
+  post-processing pass with CAST_ROUND runs).
+
+``default_tiling`` reproduces CANN's host formulas where they decide those numeric fields
+(ops-nn ``op_host/op_tiling/*msd*``, ``*custom_nz_splitk*``, ``*fixpipe*``, read for
+behaviour); the cube base blocks, which CANN takes from its matmul tiling library, use the
+heuristic in ``_cube_block`` (documented there). ``validate_tiling`` checks structure (the
+splits cover the shape, alignment, core counts) and capacity (L1, L0A, L0B, L0C, BT, UB).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from npusim.ops.weight_quant_batchmatmul.args import PER_GROUP, WqbmmArgs
+from npusim.ops.weight_quant_batchmatmul.soc_facts import SocFacts, soc_facts
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _align(a: int, b: int) -> int:
+    return _ceil_div(a, b) * b
+
+
+@dataclass(frozen=True)
+class CubeBlock:
+    """The cube's L1/L0 blocking (TCubeTiling subset).
+
+    base_m/base_n/base_k: one Mmad block (L0A holds base_m x base_k, L0B base_k x base_n, L0C
+    base_m x base_n); step_ka/step_kb: base_k blocks of A/B per L1 load; step_m/step_n: base
+    blocks of M/N per L1 load; depth_a1/depth_b1: A/B L1 buffers in units of one step load
+    (2 = ping-pong); db_l0c: L0C buffers (1 or 2).
+    """
+
+    base_m: int
+    base_n: int
+    base_k: int
+    step_ka: int = 1
+    step_kb: int = 1
+    step_m: int = 1
+    step_n: int = 1
+    depth_a1: int = 2
+    depth_b1: int = 2
+    db_l0c: int = 1
+
+
+@dataclass(frozen=True)
+class CustomTiling:
+    """``Custom``: AIVs dequantise (vec_single_k x vec_single_n) weight tiles into a GM
+    workspace ring of ``weight_cache_count`` slots; each AIC multiplies x by its
+    ``single_core_n`` columns in strips of ``cube_single_n`` (AIC:AIV = 1:2)."""
+
+    cube_block_dim_m: int  # AICs along M
+    cube_block_dim_n: int  # AICs along N
+    single_core_m: int  # rows of x per AIC
+    single_core_n: int  # weight columns per AIC
+    cube_single_n: int  # columns per workspace strip (one vector->cube hand-over)
+    vec_block_dim_n: int  # AIV tasks along N
+    vec_block_dim_k: int  # AIV tasks along K
+    vec_single_n: int  # weight columns per vector tile
+    vec_single_k: int  # weight rows (K) per vector tile
+    vec_single_k_group_num: int  # groups per vector K tile (per-group; else 0)
+    weight_cache_count: int  # workspace ring slots
+    al1_pingpong: int
+    bl1_pingpong: int
+    group_size: int
+    cube: CubeBlock
+
+    @property
+    def cube_single_n_loop(self) -> int:
+        return _ceil_div(self.single_core_n, self.cube_single_n)
+
+
+@dataclass(frozen=True)
+class CustomNzSplitKTiling:
+    """``CustomNzSplitK`` (WeightQuantBatchMatmulV2CustomNzSplitKTilingData)."""
+
+    cube_block_dim_n: int
+    cube_block_dim_k: int  # AICs along K; their fp32 partials meet in a GM workspace
+    vec_block_dim_n: int
+    vec_block_dim_k: int
+    cube_single_core_n: int  # columns per AIC
+    single_core_k: int  # K per AIC
+    cube_single_m: int  # rows per Mmad pass
+    cube_single_n: int  # columns per Mmad pass / workspace slot
+    cube_base_k: int  # K per Mmad
+    single_k: int  # K per vector dequant pass (and per L1 load)
+    vec_single_n: int  # columns per vector pass
+    post_single_core_n: int  # columns per AIV in the post-processing pass
+    post_single_n: int
+    post_single_m: int
+    cache_num: int  # workspace slots of dequantised weight
+
+    @property
+    def single_core_k_loop(self) -> int:
+        return _ceil_div(self.single_core_k, self.single_k)
+
+
+@dataclass(frozen=True)
+class MsdTiling:
+    """``Msd`` (multi-core per-channel int8; WeightQuantBatchMatmulV2MsdTilingData): AIVs split
+    each row into two int8 digit rows; the AICs multiply the 2M digit rows by their N range."""
+
+    cube_block_dim_n: int
+    cube_block_dim_m: int
+    single_core_n: int
+    single_core_m: int  # digit rows per AIC (= 2M)
+    pre_process_used_vec_num: int  # AIVs splitting rows (one row each, rows round-robin)
+    v1_base_m: int  # rows per pre-processing pass
+    v1_base_k: int  # K per pre-processing pass (= K)
+    preload_times: int  # weight L1 loads issued before the digits are ready
+    post_process_base_m: int  # rows per recombination pass (each AIV takes half its rows)
+    cube: CubeBlock
+
+
+@dataclass(frozen=True)
+class MsdSplitKTiling:
+    """``MsdSplitK`` (per-channel int8 with large K/N, per-channel int4, per-group int4)."""
+
+    order: int  # digits per value: 2 (int8) or 3 (int4)
+    v1_base_k: int  # K block of the pre-processing (amax, digits) - numeric for per-channel
+    v1_base_m: int  # rows per pre-processing task
+    group_size: int
+    group_pack: int  # groups per cube task / recombination pass (per-group; else 1)
+    task_n_size: int  # N per cube round (workspace size)
+    task_single_core_n_size: int  # N per AIV in the recombination
+    post_process_single_core_m: int
+    post_process_base_m: int
+    cube_single_core_n: int
+    cube: CubeBlock
+
+    def k_block_num(self, k: int) -> int:
+        return _ceil_div(k, self.v1_base_k)
+
+
+@dataclass(frozen=True)
+class MsdGroupTiling:
+    """``MsdGroup`` (WeightQuantBatchMatmulV2MsdGroupTilingData)."""
+
+    order: int
+    group_size: int
+    cube_block_dim_n: int
+    cube_block_dim_k: int  # AICs along K; their fp32 partial sums are atomically added
+    vec_block_dim_n: int
+    single_core_k: int  # K per AIC (multiple of group_size)
+    single_core_group: int
+    vec_single_core_n: int
+    vec1_single_core_m: int  # rows per AIV in the digit split
+    cube_single_core_n: int
+    cube: CubeBlock
+
+
+@dataclass(frozen=True)
+class FixpipeTiling:
+    """``Fixpipe`` (WeightQuantBatchMatmulV2FixpipeTilingData): AIC only."""
+
+    n_block_num: int
+    m_block_num: int
+    base_m: int
+    base_n: int
+    base_k: int
+    single_core_m: int
+    single_core_n: int
+    a_full_load: bool
+
+
+TILING_TYPES: dict[str, type] = {
+    "Custom": CustomTiling,
+    "CustomNzSplitK": CustomNzSplitKTiling,
+    "Msd": MsdTiling,
+    "MsdSplitK": MsdSplitKTiling,
+    "MsdGroup": MsdGroupTiling,
+    "Fixpipe": FixpipeTiling,
+}
+TILING_DEPENDENT_NUMERICS = frozenset({"MsdSplitK", "MsdGroup", "CustomNzSplitK"})
+
+
+def tiling_as_dict(tiling: Any) -> dict[str, Any]:
+    """A plain dict of a tiling (nested CubeBlock flattened as ``cube``)."""
+    return {"type": type(tiling).__name__, **asdict(tiling)}
+
+
+# --------------------------------------------------------------------------------------------
+# defaults
+
+
+def _itemsize(dtype: str) -> float:
+    return {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1, "int4": 0.5, "int32": 4}[dtype]
+
+
+def _cube_block(
+    f: SocFacts, rows: int, cols: int, in_dtype: str, k_unit: int, k_total: int
+) -> CubeBlock:
+    """Heuristic base block: base_m = rows aligned to 16 (<= 128); base_n the largest of
+    256/128/64/32/16 not above ``cols`` (aligned); base_k the largest multiple of ``k_unit``
+    (<= 512 and <= K aligned) with double-buffered L0A/L0B fitting; L1 steps of 4 (halved while
+    L1 would overflow); L0C double-buffered when two fp32 blocks fit."""
+    out_bytes = 4
+    item = _itemsize(in_dtype)
+    base_m = min(128, _align(max(rows, 1), 16))
+    base_n = 16
+    for cand in (256, 128, 64, 32, 16):
+        if cand <= max(_align(cols, 16), 16):
+            base_n = cand
+            break
+    base_k = k_unit
+    cand = k_unit
+    while cand <= min(512, _align(k_total, k_unit)):
+        if 2 * base_m * cand * item <= f.l0a_bytes and 2 * cand * base_n * item <= f.l0b_bytes:
+            base_k = cand
+        cand += k_unit
+    step = 4
+    while step > 1 and 2 * step * base_k * (base_m + base_n) * item > f.l1_bytes:
+        step //= 2
+    db_l0c = 2 if 2 * base_m * base_n * out_bytes <= f.l0c_bytes else 1
+    return CubeBlock(base_m, base_n, base_k, step, step, 1, 1, 2, 2, db_l0c)
+
+
+def _default_custom(a: WqbmmArgs, f: SocFacts) -> CustomTiling:
+    """N over the AICs first (at least 64 columns each), then M if AICs remain and M > 128;
+    vector tiles of up to 128 columns and the K rows (a group multiple) that fit a third of UB;
+    a two-slot workspace ring."""
+    dim_n = max(1, min(f.aic_num, _ceil_div(a.n, 64)))
+    single_n = _align(_ceil_div(a.n, dim_n), 16)
+    dim_n = _ceil_div(a.n, single_n)
+    dim_m = max(1, min(f.aic_num // dim_n, _ceil_div(a.m, 128))) if a.m > 128 else 1
+    single_m = _ceil_div(a.m, dim_m)
+    cube = _cube_block(f, single_m, single_n, a.x_dtype, 16, a.k)
+    vec_n = min(128, _align(single_n, 32))
+    per_elem = 2 * _itemsize(a.weight_dtype) + (12 if a.x_dtype == "bfloat16" else 6)
+    unit = a.group_size if a.quant_type == PER_GROUP else 32
+    vec_k = max(unit, int((f.ub_bytes // 3) // (vec_n * per_elem)) // unit * unit)
+    vec_k = min(vec_k, _align(a.k, unit))
+    return CustomTiling(
+        cube_block_dim_m=dim_m,
+        cube_block_dim_n=dim_n,
+        single_core_m=single_m,
+        single_core_n=single_n,
+        cube_single_n=min(single_n, 256),
+        vec_block_dim_n=min(f.aiv_num, _ceil_div(a.n, vec_n)),
+        vec_block_dim_k=1,
+        vec_single_n=vec_n,
+        vec_single_k=vec_k,
+        vec_single_k_group_num=(vec_k // a.group_size) if a.quant_type == PER_GROUP else 0,
+        weight_cache_count=2,
+        al1_pingpong=2,
+        bl1_pingpong=2,
+        group_size=a.group_size,
+        cube=cube,
+    )
+
+
+def _default_custom_nz_splitk(a: WqbmmArgs, f: SocFacts) -> CustomNzSplitKTiling:
+    """CANN's formulas: K in 1024-aligned blocks over at most all AICs, the remaining AICs over
+    N in 64-aligned ranges; 128-wide Mmad passes (64 when a core has fewer columns), base K 128,
+    vector passes of 512 x 32, a post pass over the AIVs in 64-aligned column ranges."""
+    k_align = _align(a.k, 64 if a.weight_dtype == "int4" else 32)
+    n_align = _align(a.n, 16)
+    dim_k = min(_ceil_div(k_align, 1024), f.aic_num)
+    single_k = _align(_ceil_div(k_align, dim_k), 1024)
+    dim_k = _ceil_div(k_align, single_k)
+    dim_n = max(1, f.aic_num // dim_k)
+    core_n = _align(_ceil_div(n_align, dim_n), 64)
+    dim_n = _ceil_div(n_align, core_n)
+    cube_single_n = 128 if core_n >= 128 else 64
+    post_core_n = _align(_ceil_div(a.n, f.aiv_num), 64)
+    post_n = min(1024, post_core_n)
+    return CustomNzSplitKTiling(
+        cube_block_dim_n=dim_n,
+        cube_block_dim_k=dim_k,
+        vec_block_dim_n=2 * dim_n,
+        vec_block_dim_k=dim_k,
+        cube_single_core_n=core_n,
+        single_core_k=single_k,
+        cube_single_m=_align(min(a.m, 128), 16),
+        cube_single_n=cube_single_n,
+        cube_base_k=128,
+        single_k=512,
+        vec_single_n=32,
+        post_single_core_n=post_core_n,
+        post_single_n=post_n,
+        post_single_m=min(a.m, 16 * 1024 // post_n),
+        cache_num=4,
+    )
+
+
+def _default_msd(a: WqbmmArgs, f: SocFacts) -> MsdTiling:
+    """Rows over the AIVs for the digit split (CANN: min(M, AIVs) cores); N over the AICs in
+    64-aligned ranges; up to 3 weight L1 preloads; recombination in UB-sized row blocks."""
+    used = a.m
+    if used > f.aiv_num:
+        used = _ceil_div(a.m, _ceil_div(a.m, f.aiv_num))
+    core_n = _align(_ceil_div(a.n, f.aic_num), 64)
+    dim_n = _ceil_div(a.n, core_n)
+    cube = _cube_block(f, 2 * a.m, core_n, "int8", 32, a.k)
+    preload = min(3, a.k // (cube.base_k * cube.step_kb)) if cube.base_k * cube.step_kb else 0
+    return MsdTiling(
+        cube_block_dim_n=dim_n,
+        cube_block_dim_m=1,
+        single_core_n=core_n,
+        single_core_m=2 * a.m,
+        pre_process_used_vec_num=used,
+        v1_base_m=1,
+        v1_base_k=a.k,
+        preload_times=max(preload, 0),
+        post_process_base_m=max(1, min(a.m, (f.ub_bytes // 8) // (core_n * 4))),
+        cube=cube,
+    )
+
+
+def _msd_split_k_block(a: WqbmmArgs) -> int:
+    """CANN's per-channel K block: the first of 1..6 (4..6 when K/N >= 30 and the weight is not
+    transposed) equal splits, aligned to 64 (512 int8 / 1024 int4 when transposed), whose size
+    is at most 12 * 1024."""
+    k_unit = 64
+    if a.trans_b:
+        k_unit = 1024 if a.weight_dtype == "int4" else 512
+    first = 4 if (a.k // a.n >= 30 and not a.trans_b) else 1
+    for blocks in range(first, 7):
+        single_k = _align(_ceil_div(a.k, blocks), k_unit)
+        if 0 < single_k <= 12 * 1024:
+            return single_k
+    raise ValueError(f"k={a.k}: no MSD split-K block of at most 12288 exists")
+
+
+def _default_msd_split_k(a: WqbmmArgs, f: SocFacts) -> MsdSplitKTiling:
+    order = 3 if a.weight_dtype == "int4" else 2
+    if a.quant_type == PER_GROUP:
+        pack = 8 if a.group_size == 128 else 16
+        unit = pack * a.group_size
+        v1_k = _align(a.k, unit)
+        blocks = 1
+        while blocks <= 6 and v1_k > 12 * 1024:
+            v1_k = _align(_ceil_div(a.k, blocks), unit)
+            blocks += 1
+        v1_m = 1
+        core_n = 128
+        task_n = min(core_n * f.aiv_num, a.n)
+        post_n_blocks = _ceil_div(task_n, core_n)
+        post_m_blocks = max(1, min(f.aiv_num // post_n_blocks, a.m))
+    else:
+        pack = 1
+        v1_k = _msd_split_k_block(a)
+        blocks = _ceil_div(a.k, v1_k)
+        v1_m = min(8, 12 * 1024 // v1_k)
+        task_n = 16 * 1024 * 1024 // (blocks * order * a.m * 4) // 256 * 256
+        task_n = min(task_n, 128 * f.aiv_num, a.n)
+        core_n = _align(_ceil_div(task_n, f.aiv_num), 128)
+        post_n_blocks = 1 if core_n > task_n else _ceil_div(task_n, core_n)
+        post_m_blocks = max(1, f.aiv_num // post_n_blocks)
+    post_m = _ceil_div(a.m, post_m_blocks)
+    cube_core_n = _align(_ceil_div(task_n, f.aic_num), 64)
+    return MsdSplitKTiling(
+        order=order,
+        v1_base_k=v1_k,
+        v1_base_m=v1_m,
+        group_size=a.group_size,
+        group_pack=pack,
+        task_n_size=task_n,
+        task_single_core_n_size=core_n,
+        post_process_single_core_m=post_m,
+        post_process_base_m=min(32 * 256 // core_n, post_m),
+        cube_single_core_n=cube_core_n,
+        cube=_cube_block(f, order * a.m, cube_core_n, a.weight_dtype, 64, v1_k),
+    )
+
+
+def _default_msd_group(a: WqbmmArgs, f: SocFacts) -> MsdGroupTiling:
+    """CANN's formulas: N over the AICs in 2048-column blocks, K over the remaining AICs in
+    group-aligned ranges; vector N blocks of 1024 (an even number of them); rows over the AIVs
+    for the digit split."""
+    order = 3 if a.weight_dtype == "int4" else 2
+    dim_n = _ceil_div(a.n, 2048)
+    single_k = _align(_ceil_div(a.k, max(1, f.aic_num // dim_n)), a.group_size)
+    return MsdGroupTiling(
+        order=order,
+        group_size=a.group_size,
+        cube_block_dim_n=dim_n,
+        cube_block_dim_k=_ceil_div(a.k, single_k),
+        vec_block_dim_n=_align(_ceil_div(a.n, 1024), 2),
+        single_core_k=single_k,
+        single_core_group=_ceil_div(single_k, a.group_size),
+        vec_single_core_n=1024,
+        vec1_single_core_m=_ceil_div(a.m, f.aiv_num),
+        cube_single_core_n=2048,
+        cube=_cube_block(f, order * a.m, 2048, a.weight_dtype, a.group_size, a.group_size),
+    )
+
+
+def _default_fixpipe(a: WqbmmArgs, f: SocFacts) -> FixpipeTiling:
+    """CANN's formulas: N over the AICs in 32-aligned ranges (16 columns, base 32 when N is
+    tiny), the remaining AICs over M; base K 512; A fully loaded in L1 when singleCoreM * K *
+    4 <= 250 KiB (CANN multiplies by sizeof of the dtype enum, 4 bytes)."""
+    single_n = _align(_ceil_div(a.n, f.aic_num), 32)
+    base_n = min(single_n, 128)
+    if a.n <= f.aic_num * 16:
+        single_n, base_n = 16, 32
+    n_blocks = _ceil_div(a.n, single_n)
+    m_blocks = max(1, f.aic_num // n_blocks)
+    base_m = _align(_ceil_div(a.m, m_blocks), 16)
+    return FixpipeTiling(
+        n_block_num=n_blocks,
+        m_block_num=m_blocks,
+        base_m=base_m,
+        base_n=base_n,
+        base_k=min(a.k, 512),
+        single_core_m=min(a.m, base_m),
+        single_core_n=single_n,
+        a_full_load=base_m * a.k * 4 <= 250 * 1024,
+    )
+
+
+_DEFAULTS = {
+    "Custom": _default_custom,
+    "CustomNzSplitK": _default_custom_nz_splitk,
+    "Msd": _default_msd,
+    "MsdSplitK": _default_msd_split_k,
+    "MsdGroup": _default_msd_group,
+    "Fixpipe": _default_fixpipe,
+}
+
+
+def default_tiling(args: WqbmmArgs, soc: Any, kernel: str) -> Any:
+    """The CANN-like default tiling of ``kernel`` for ``args`` on ``soc``."""
+    fn = _DEFAULTS.get(kernel)
+    if fn is None:
+        raise NotImplementedError(
+            f"kernel={kernel!r}: no tiling model (tilings exist for {', '.join(_DEFAULTS)})"
+        )
+    return fn(args, soc_facts(soc))
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+class _Checker:
+    def __init__(self, tiling: Any) -> None:
+        self.name = type(tiling).__name__
+        self.problems: list[str] = []
+
+    def need(self, ok: bool, what: str) -> None:
+        if not ok:
+            self.problems.append(what)
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise ValueError(f"{self.name} is not legal: " + "; ".join(self.problems))
+
+
+def _positive_ints(c: _Checker, obj: Any, prefix: str = "") -> None:
+    for fld in fields(obj):
+        v = getattr(obj, fld.name)
+        if isinstance(v, CubeBlock):
+            _positive_ints(c, v, f"{prefix}{fld.name}.")
+        elif isinstance(v, bool):
+            continue
+        elif isinstance(v, int):
+            ok = (
+                v >= 0
+                if fld.name in ("vec_single_k_group_num", "group_size", "preload_times")
+                else v > 0
+            )
+            c.need(ok, f"{prefix}{fld.name}={v}: must be a positive int")
+        else:
+            c.need(False, f"{prefix}{fld.name}={v!r}: must be an int")
+
+
+def _check_cube(c: _Checker, cube: CubeBlock, f: SocFacts, in_item: float, out_bytes: int) -> None:
+    c.need(cube.base_m % 16 == 0, f"cube.base_m={cube.base_m}: must be a multiple of 16")
+    c.need(cube.base_n % 16 == 0, f"cube.base_n={cube.base_n}: must be a multiple of 16")
+    k0 = max(16, int(32 / in_item))
+    c.need(cube.base_k % k0 == 0, f"cube.base_k={cube.base_k}: must be a multiple of {k0}")
+    l0a = 2 * cube.base_m * cube.base_k * in_item
+    l0b = 2 * cube.base_k * cube.base_n * in_item
+    l0c = cube.db_l0c * cube.base_m * cube.base_n * out_bytes
+    c.need(l0a <= f.l0a_bytes, f"L0A: 2 x base_m x base_k = {l0a:.0f} B > {f.l0a_bytes} B")
+    c.need(l0b <= f.l0b_bytes, f"L0B: 2 x base_k x base_n = {l0b:.0f} B > {f.l0b_bytes} B")
+    c.need(
+        l0c <= f.l0c_bytes,
+        f"L0C: db_l0c x base_m x base_n x {out_bytes} = {l0c} B > {f.l0c_bytes} B",
+    )
+    a1 = cube.depth_a1 * cube.step_m * cube.step_ka * cube.base_m * cube.base_k * in_item
+    b1 = cube.depth_b1 * cube.step_n * cube.step_kb * cube.base_n * cube.base_k * in_item
+    c.need(a1 + b1 <= f.l1_bytes, f"L1: A {a1:.0f} B + B {b1:.0f} B > {f.l1_bytes} B")
+
+
+def _check_cores(c: _Checker, used_aic: int, used_aiv: int, f: SocFacts) -> None:
+    c.need(used_aic <= f.aic_num, f"uses {used_aic} cube cores > {f.aic_num} on {f.name}")
+    c.need(used_aiv <= f.aiv_num, f"uses {used_aiv} vector cores > {f.aiv_num} on {f.name}")
+
+
+def _validate_custom(c: _Checker, t: CustomTiling, a: WqbmmArgs, f: SocFacts) -> None:
+    _check_cores(
+        c, t.cube_block_dim_m * t.cube_block_dim_n, t.vec_block_dim_n * t.vec_block_dim_k, f
+    )
+    c.need(t.cube_block_dim_n * t.single_core_n >= a.n, "cube_block_dim_n x single_core_n < n")
+    c.need(t.cube_block_dim_m * t.single_core_m >= a.m, "cube_block_dim_m x single_core_m < m")
+    if a.quant_type == PER_GROUP:
+        c.need(t.group_size == a.group_size, f"group_size={t.group_size} != {a.group_size}")
+        c.need(t.vec_single_k % a.group_size == 0, "vec_single_k must be a multiple of the group")
+    c.need(t.vec_single_n % 16 == 0, f"vec_single_n={t.vec_single_n}: must be a multiple of 16")
+    x_item = _itemsize(a.x_dtype)
+    tile = t.vec_single_k * t.vec_single_n
+    work = 4 if a.x_dtype == "bfloat16" else 2
+    ub = tile * (2 * _itemsize(a.weight_dtype) + work + 2 * x_item)
+    c.need(ub <= f.ub_bytes, f"UB: vector tile needs {ub:.0f} B > {f.ub_bytes} B")
+    _check_cube(c, t.cube, f, x_item, 4)
+    if a.has_bias:
+        c.need(t.cube.base_n * 4 <= f.bt_bytes or f.bt_bytes == 0, "BT: base_n fp32 bias > BT")
+
+
+def _validate_custom_nz_splitk(
+    c: _Checker, t: CustomNzSplitKTiling, a: WqbmmArgs, f: SocFacts
+) -> None:
+    _check_cores(
+        c, t.cube_block_dim_n * t.cube_block_dim_k, t.vec_block_dim_n * t.vec_block_dim_k, f
+    )
+    c.need(t.cube_block_dim_k * t.single_core_k >= a.k, "cube_block_dim_k x single_core_k < k")
+    c.need((t.cube_block_dim_k - 1) * t.single_core_k < a.k, "a K block would be empty")
+    c.need(
+        t.cube_block_dim_n * t.cube_single_core_n >= a.n,
+        "cube_block_dim_n x cube_single_core_n < n",
+    )
+    c.need(t.single_core_k % t.single_k == 0, "single_core_k must be a multiple of single_k")
+    c.need(t.single_k % t.cube_base_k == 0, "single_k must be a multiple of cube_base_k")
+    c.need(
+        t.cube_base_k % 16 == 0 and t.cube_single_m % 16 == 0 and t.cube_single_n % 16 == 0,
+        "cube_base_k, cube_single_m, cube_single_n must be multiples of 16",
+    )
+    c.need(
+        t.vec_block_dim_n == 2 * t.cube_block_dim_n, "vec_block_dim_n must be 2 x cube_block_dim_n"
+    )
+    item = 2
+    c.need(2 * t.cube_single_m * t.cube_base_k * item <= f.l0a_bytes, "L0A overflow")
+    c.need(2 * t.cube_base_k * t.cube_single_n * item <= f.l0b_bytes, "L0B overflow")
+    c.need(2 * t.cube_single_m * t.cube_single_n * 4 <= f.l0c_bytes, "L0C overflow")
+    a1 = min(a.m * t.single_core_k * item, 2 * t.cube_single_m * t.single_k * item)
+    b1 = 2 * t.single_k * t.cube_single_n * item
+    c.need(a1 + b1 <= f.l1_bytes, f"L1: A {a1} B + B {b1} B > {f.l1_bytes} B")
+    ub_vec = t.single_k * t.vec_single_n * (2 * 1 + 2 + 4 + 2) * 2
+    ub_post = t.post_single_m * t.post_single_n * (4 * 2 + 2)
+    c.need(ub_vec <= f.ub_bytes, f"UB: dequant pass needs {ub_vec} B > {f.ub_bytes} B")
+    c.need(ub_post <= f.ub_bytes, f"UB: post pass needs {ub_post} B > {f.ub_bytes} B")
+
+
+def _validate_msd(c: _Checker, t: MsdTiling, a: WqbmmArgs, f: SocFacts) -> None:
+    _check_cores(c, t.cube_block_dim_n * t.cube_block_dim_m, t.pre_process_used_vec_num, f)
+    c.need(t.cube_block_dim_n * t.single_core_n >= a.n, "cube_block_dim_n x single_core_n < n")
+    c.need(t.single_core_m == 2 * a.m, f"single_core_m={t.single_core_m}: must be 2m = {2 * a.m}")
+    c.need(
+        t.v1_base_k == a.k, f"v1_base_k={t.v1_base_k}: the Msd kernel takes whole rows (k={a.k})"
+    )
+    ub_pre = t.v1_base_m * _align(a.k, 16) * (2 + 4 + 4 + 2 + 1 * 2)
+    ub_post = t.post_process_base_m * _align(t.single_core_n, 8) * 4 * 4
+    c.need(
+        ub_pre <= f.ub_bytes, f"UB: digit split of v1_base_m rows needs {ub_pre} B > {f.ub_bytes} B"
+    )
+    c.need(ub_post <= f.ub_bytes, f"UB: recombination block needs {ub_post} B > {f.ub_bytes} B")
+    _check_cube(c, t.cube, f, 1, 4)
+
+
+def _validate_msd_split_k(c: _Checker, t: MsdSplitKTiling, a: WqbmmArgs, f: SocFacts) -> None:
+    want_order = 3 if a.weight_dtype == "int4" else 2
+    c.need(t.order == want_order, f"order={t.order}: must be {want_order} for {a.weight_dtype}")
+    c.need(t.v1_base_k % 64 == 0, f"v1_base_k={t.v1_base_k}: must be a multiple of 64")
+    c.need(
+        t.v1_base_k * t.v1_base_m <= 12 * 1024,
+        f"v1_base_k x v1_base_m = {t.v1_base_k * t.v1_base_m}: UB pre-processing holds 12288",
+    )
+    if a.quant_type == PER_GROUP:
+        c.need(t.group_size == a.group_size, f"group_size={t.group_size} != {a.group_size}")
+        c.need(
+            t.v1_base_k % (t.group_pack * a.group_size) == 0,
+            "v1_base_k must be a multiple of group_pack x group_size",
+        )
+        c.need(t.v1_base_m == 1, "v1_base_m must be 1 per-group")
+    else:
+        c.need(t.group_pack == 1, "group_pack must be 1 per-channel")
+    c.need(_ceil_div(a.k, t.v1_base_k) <= 64, "more than 64 K blocks")
+    c.need(t.task_single_core_n_size % 64 == 0, "task_single_core_n_size must be a multiple of 64")
+    c.need(t.task_n_size <= a.n or t.task_n_size % 256 == 0, "task_n_size must not exceed n")
+    c_ws = t.order * t.post_process_base_m * t.task_single_core_n_size * 4
+    c.need(c_ws <= 32 * 1024, f"UB: one digit-result block {c_ws} B > 32 KiB ping buffer")
+    _check_cube(c, t.cube, f, _itemsize(a.weight_dtype), 4)
+
+
+def _validate_msd_group(c: _Checker, t: MsdGroupTiling, a: WqbmmArgs, f: SocFacts) -> None:
+    _check_cores(
+        c, t.cube_block_dim_n * t.cube_block_dim_k, t.vec_block_dim_n * t.cube_block_dim_k, f
+    )
+    c.need(t.group_size == a.group_size, f"group_size={t.group_size} != {a.group_size}")
+    c.need(t.single_core_k % a.group_size == 0, "single_core_k must be a multiple of the group")
+    c.need(
+        t.single_core_group == t.single_core_k // a.group_size,
+        "single_core_group != single_core_k / group",
+    )
+    c.need(t.cube_block_dim_k * t.single_core_k >= a.k, "cube_block_dim_k x single_core_k < k")
+    c.need((t.cube_block_dim_k - 1) * t.single_core_k < a.k, "a K block would be empty")
+    c.need(
+        t.cube_block_dim_n * t.cube_single_core_n >= a.n,
+        "cube_block_dim_n x cube_single_core_n < n",
+    )
+    c.need(
+        t.vec_block_dim_n * t.vec_single_core_n >= a.n, "vec_block_dim_n x vec_single_core_n < n"
+    )
+    m_align = _align(4 * a.m, 32)
+    al1 = t.single_core_k * m_align * _itemsize(a.weight_dtype)
+    bl1 = 2 * t.cube_single_core_n * a.group_size * _itemsize(a.weight_dtype)
+    c.need(al1 + bl1 <= f.l1_bytes, f"L1: digits {al1:.0f} B + weight {bl1:.0f} B > {f.l1_bytes} B")
+    ub = a.m * t.vec_single_core_n * (4 * 4 + 2 * 3)
+    c.need(
+        ub <= f.ub_bytes,
+        f"UB: recombination of m x vec_single_core_n needs {ub} B > {f.ub_bytes} B",
+    )
+    _check_cube(c, t.cube, f, _itemsize(a.weight_dtype), 4)
+
+
+def _validate_fixpipe(c: _Checker, t: FixpipeTiling, a: WqbmmArgs, f: SocFacts) -> None:
+    _check_cores(c, t.n_block_num * t.m_block_num, 0, f)
+    c.need(t.n_block_num * t.single_core_n >= a.n, "n_block_num x single_core_n < n")
+    c.need(t.m_block_num * t.base_m >= a.m, "m_block_num x base_m < m")
+    c.need(
+        t.base_k % 32 == 0 and t.base_n % 16 == 0 and t.base_m % 16 == 0,
+        "base_k % 32, base_n % 16, base_m % 16 must be 0",
+    )
+    c.need(2 * t.base_m * t.base_k * 2 <= f.l0a_bytes, "L0A overflow")
+    c.need(2 * t.base_k * t.base_n * 2 <= f.l0b_bytes, "L0B overflow")
+    c.need(2 * t.base_m * t.base_n * 4 <= f.l0c_bytes, "L0C overflow")
+    a1 = t.base_m * (a.k if t.a_full_load else 2 * t.base_k) * 2
+    b1 = 2 * t.base_k * t.base_n * (1 + 2)
+    c.need(a1 + b1 <= f.l1_bytes, f"L1: A {a1} B + weight {b1} B > {f.l1_bytes} B")
+
+
+_VALIDATORS = {
+    CustomTiling: _validate_custom,
+    CustomNzSplitKTiling: _validate_custom_nz_splitk,
+    MsdTiling: _validate_msd,
+    MsdSplitKTiling: _validate_msd_split_k,
+    MsdGroupTiling: _validate_msd_group,
+    FixpipeTiling: _validate_fixpipe,
+}
+
+
+def validate_tiling(tiling: Any, args: WqbmmArgs, soc: Any, kernel: str | None = None) -> None:
+    """Raise ValueError listing every rule ``tiling`` breaks for ``args`` on ``soc``."""
+    if kernel is not None:
+        want = TILING_TYPES.get(kernel)
+        if want is None:
+            raise NotImplementedError(f"kernel={kernel!r}: no tiling model")
+        if not isinstance(tiling, want):
+            raise TypeError(
+                f"tiling={type(tiling).__name__}: kernel {kernel!r} needs a {want.__name__}"
+            )
+    validator = _VALIDATORS.get(type(tiling))
+    if validator is None:
+        raise TypeError(f"tiling={type(tiling).__name__}: not a weight_quant_batchmatmul tiling")
+    c = _Checker(tiling)
+    _positive_ints(c, tiling)
+    if not c.problems:
+        validator(c, tiling, args, soc_facts(soc))
+    c.raise_if_any()
