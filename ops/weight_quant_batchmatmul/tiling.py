@@ -556,7 +556,9 @@ def _validate_custom_nz_splitk(
     a1 = min(a.m * t.single_core_k * item, 2 * t.cube_single_m * t.single_k * item)
     b1 = 2 * t.single_k * t.cube_single_n * item
     c.need(a1 + b1 <= f.l1_bytes, f"L1: A {a1} B + B {b1} B > {f.l1_bytes} B")
-    ub_vec = t.single_k * t.vec_single_n * (2 * 1 + 2 + 4 + 2) * 2
+    # int8 in (ping-pong), fp16 weight, fp16 temp, output; bf16 adds the fp32 weight
+    per_elem = 2 * _itemsize(a.weight_dtype) + 2 + 2 + 2 + (4 if a.x_dtype == "bfloat16" else 0)
+    ub_vec = int(t.single_k * t.vec_single_n * per_elem)
     ub_post = t.post_single_m * t.post_single_n * (4 * 2 + 2)
     c.need(ub_vec <= f.ub_bytes, f"UB: dequant pass needs {ub_vec} B > {f.ub_bytes} B")
     c.need(ub_post <= f.ub_bytes, f"UB: post pass needs {ub_post} B > {f.ub_bytes} B")
@@ -598,7 +600,7 @@ def _validate_msd_split_k(c: _Checker, t: MsdSplitKTiling, a: WqbmmArgs, f: SocF
     c.need(_ceil_div(a.k, t.v1_base_k) <= 64, "more than 64 K blocks")
     c.need(t.task_single_core_n_size % 64 == 0, "task_single_core_n_size must be a multiple of 64")
     c.need(t.task_n_size <= a.n or t.task_n_size % 256 == 0, "task_n_size must not exceed n")
-    c_ws = t.order * t.post_process_base_m * t.task_single_core_n_size * 4
+    c_ws = t.post_process_base_m * t.task_single_core_n_size * 4
     c.need(c_ws <= 32 * 1024, f"UB: one digit-result block {c_ws} B > 32 KiB ping buffer")
     _check_cube(c, t.cube, f, _itemsize(a.weight_dtype), 4)
 
@@ -635,6 +637,9 @@ def _validate_msd_group(c: _Checker, t: MsdGroupTiling, a: WqbmmArgs, f: SocFact
 
 
 def _validate_fixpipe(c: _Checker, t: FixpipeTiling, a: WqbmmArgs, f: SocFacts) -> None:
+    """Structure plus the fixed buffer partitions of the Fixpipe kernel (its InitBuffer): an
+    int8 weight tile of at most 64 KiB and an fp16 A tile of at most 125 KiB per L1 ping/pong
+    slot, an fp32 result block of at most 48 KiB in L0C."""
     _check_cores(c, t.n_block_num * t.m_block_num, 0, f)
     c.need(t.n_block_num * t.single_core_n >= a.n, "n_block_num x single_core_n < n")
     c.need(t.m_block_num * t.base_m >= a.m, "m_block_num x base_m < m")
@@ -642,12 +647,12 @@ def _validate_fixpipe(c: _Checker, t: FixpipeTiling, a: WqbmmArgs, f: SocFacts) 
         t.base_k % 32 == 0 and t.base_n % 16 == 0 and t.base_m % 16 == 0,
         "base_k % 32, base_n % 16, base_m % 16 must be 0",
     )
-    c.need(2 * t.base_m * t.base_k * 2 <= f.l0a_bytes, "L0A overflow")
-    c.need(2 * t.base_k * t.base_n * 2 <= f.l0b_bytes, "L0B overflow")
-    c.need(2 * t.base_m * t.base_n * 4 <= f.l0c_bytes, "L0C overflow")
-    a1 = t.base_m * (a.k if t.a_full_load else 2 * t.base_k) * 2
-    b1 = 2 * t.base_k * t.base_n * (1 + 2)
-    c.need(a1 + b1 <= f.l1_bytes, f"L1: A {a1} B + weight {b1} B > {f.l1_bytes} B")
+    w_tile = t.base_k * t.base_n
+    c.need(w_tile <= 64 * 1024, f"L1: int8 weight tile base_k x base_n = {w_tile} B > 64 KiB")
+    a_tile = t.base_m * (a.k if t.a_full_load else t.base_k) * 2
+    c.need(a_tile <= 125 * 1024, f"L1: fp16 A tile {a_tile} B > 125 KiB")
+    c_tile = t.base_m * t.base_n * 4
+    c.need(c_tile <= 48 * 1024, f"L0C: fp32 block base_m x base_n x 4 = {c_tile} B > 48 KiB")
 
 
 _VALIDATORS = {
