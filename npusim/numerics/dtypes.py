@@ -1,0 +1,80 @@
+"""dtype names used across npusim and the formats of the float types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+_ALIASES = {
+    "float16": np.float16, "fp16": np.float16, "half": np.float16,
+    "bfloat16": BF16, "bf16": BF16,
+    "float32": np.float32, "fp32": np.float32, "float": np.float32,
+    "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
+    "uint8": np.uint8, "uint64": np.uint64,
+}
+
+
+def np_dtype(name: str | np.dtype | type) -> np.dtype:
+    """The numpy dtype of a name ('float16', 'bf16', ...) or dtype; ValueError otherwise."""
+    if isinstance(name, str):
+        dt = _ALIASES.get(name)
+        if dt is None:
+            raise ValueError(f"dtype {name!r} is not one of {sorted(_ALIASES)}")
+        return np.dtype(dt)
+    dt = np.dtype(name)
+    if dt.name not in _ALIASES and dt != BF16:
+        raise ValueError(f"dtype {dt} is not supported by npusim")
+    return dt
+
+
+@dataclass(frozen=True)
+class FloatFormat:
+    """A binary floating-point format: ``mantissa_bits`` excludes the implicit bit."""
+
+    name: str
+    mantissa_bits: int
+    exponent_bits: int
+
+    @property
+    def bias(self) -> int:
+        return (1 << (self.exponent_bits - 1)) - 1
+
+    @property
+    def precision(self) -> int:
+        return self.mantissa_bits + 1
+
+    @property
+    def min_exponent(self) -> int:
+        """Exponent of the smallest normal number."""
+        return 1 - self.bias
+
+    @property
+    def max_finite(self) -> float:
+        return float((2 - 2.0**-self.mantissa_bits) * 2.0**self.bias)
+
+    @property
+    def min_normal(self) -> float:
+        return float(2.0**self.min_exponent)
+
+    @property
+    def min_subnormal(self) -> float:
+        return float(2.0 ** (self.min_exponent - self.mantissa_bits))
+
+
+FORMATS = {
+    "float16": FloatFormat("float16", 10, 5),
+    "bfloat16": FloatFormat("bfloat16", 7, 8),
+    "float32": FloatFormat("float32", 23, 8),
+    "fp19": FloatFormat("fp19", 10, 8),
+}
+
+
+def float_info(name: str) -> FloatFormat:
+    key = np_dtype(name).name if name not in FORMATS and name != "fp19" else name
+    if key not in FORMATS:
+        raise ValueError(f"float_info: {name!r} is not a float format of {sorted(FORMATS)}")
+    return FORMATS[key]
