@@ -1,0 +1,82 @@
+"""torch_npu-named ``npu_quant_matmul`` and the plain ``matmul`` baseline.
+
+numpy arrays in -> numpy arrays out; torch CPU tensors in -> torch tensors out (when torch is
+installed). ``soc=`` picks the SoC (default ``Ascend910B2``). The values are the bit-exact
+references of :mod:`npusim.ops.quant_matmul` and :mod:`npusim.ops.matmul`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from npusim.ops.matmul import dtype_name, reference_matmul
+from npusim.ops.quant_matmul import reference_quant_matmul
+
+
+def _np(x: Any, arg: str) -> tuple[Any, bool]:
+    """(numpy array or None, was_torch); a torch view keeps its strides (transposition)."""
+    if x is None or isinstance(x, np.ndarray):
+        return x, False
+    from npusim.torch_npu._convert import to_numpy
+
+    arr, was_torch = to_numpy(x)
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{arg}: {type(x).__name__} is not convertible to a numpy array")
+    return arr, bool(was_torch)
+
+
+def _out(out: np.ndarray, was_torch: bool) -> Any:
+    if not was_torch:
+        return out
+    from npusim.torch_npu._convert import to_output
+
+    return to_output(out, True)
+
+
+def npu_quant_matmul(
+    x1: Any,
+    x2: Any,
+    scale: Any,
+    *,
+    offset: Any = None,
+    pertoken_scale: Any = None,
+    bias: Any = None,
+    output_dtype: Any = None,
+    soc: Any = None,
+) -> Any:
+    """W8A8 (and int32-packed int4) quantised matmul, as ``torch_npu.npu_quant_matmul``.
+
+    ``output_dtype`` None means int8; a float32 ``scale`` is encoded with
+    ``npu_trans_quant_param`` exactly when torch_npu does so (no ``pertoken_scale``, output
+    neither bfloat16 nor int32). See :mod:`npusim.ops.quant_matmul` for the formulas.
+    """
+    (a1, torch_in), (a2, _), (sc, _) = _np(x1, "x1"), _np(x2, "x2"), _np(scale, "scale")
+    out = reference_quant_matmul(
+        a1, a2, sc,
+        offset=_np(offset, "offset")[0], pertoken_scale=_np(pertoken_scale, "pertoken_scale")[0],
+        bias=_np(bias, "bias")[0],
+        output_dtype=None if output_dtype is None else dtype_name(output_dtype), soc=soc,
+    )
+    return _out(out, torch_in)
+
+
+def matmul(
+    a: Any,
+    b: Any,
+    *,
+    out_dtype: Any = None,
+    bias: Any = None,
+    allow_hf32: bool = False,
+    soc: Any = None,
+) -> Any:
+    """``a @ b (+ bias)`` on the cube (fp16 / bf16 / fp32 in; same dtype or fp32 out), bit-exact
+    to the SoC's declared cube accumulation model. B may be a transposed view (recognised from
+    its strides). ``allow_hf32`` mirrors ``torch.npu.matmul.allow_hf32``."""
+    (aa, torch_in), (bb, _) = _np(a, "a"), _np(b, "b")
+    out = reference_matmul(
+        aa, bb, out_dtype=None if out_dtype is None else dtype_name(out_dtype),
+        bias=_np(bias, "bias")[0], allow_hf32=allow_hf32, soc=soc,
+    )
+    return _out(out, torch_in)
