@@ -180,8 +180,17 @@ class CubeEmitter:
         n1: int,
         k: int,
         bias: GmMatrix | None = None,
+        *,
+        k_offset: int = 0,
+        b_col_offset: int = 0,
+        out_col_offset: int = 0,
     ) -> None:
-        """C[m0:m1, n0:n1] = A[m0:m1, :k] @ B[:k, n0:n1] (+ bias) -> epilogue -> ``out``."""
+        """C[m0:m1, n0:n1] = A[m0:m1, ko:ko+k] @ B[ko:ko+k, n0:n1] (+ bias) -> epilogue -> out.
+
+        ``k_offset`` (ko) shifts the K window of A and B; ``b_col_offset`` / ``out_col_offset``
+        shift B's and the output's columns (e.g. a per-core workspace strip).
+        """
+        self.offsets = (k_offset, b_col_offset, out_col_offset)
         t = self.t
         ms, ns = list(range(m0, m1, t.base_m)), list(range(n0, n1, t.base_n))
         if t.swizzle > 0:
