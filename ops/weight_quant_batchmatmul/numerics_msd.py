@@ -205,15 +205,14 @@ def _digit_products(digits, args: WqbmmArgs, size: int, high_performance: bool):
     from npusim.numerics import deqf16
 
     out = []
+    m = digits[0].shape[0]
     nb = digits[0].shape[1]
     for b in range(nb):
         k0, k1 = b * size, min(args.k, (b + 1) * size)
-        w = args.weight[k0:k1]
-        row = []
-        for d in digits:
-            c = cube_matmul_int(d[:, b, : k1 - k0], w)
-            row.append(np.asarray(deqf16(c, F32(1.0))) if high_performance else c.astype(F32))
-        out.append(row)
+        stacked = np.concatenate([d[:, b, : k1 - k0] for d in digits], axis=0)
+        c = cube_matmul_int(stacked, args.weight[k0:k1])
+        c = np.asarray(deqf16(c, F32(1.0))) if high_performance else c.astype(F32)
+        out.append([c[i * m : (i + 1) * m] for i in range(len(digits))])
     return out
 
 
@@ -225,7 +224,7 @@ def _recombine(products, factors, high_performance: bool) -> np.ndarray:
             c16 = vo.mul_add(c16, products[i], factors[i])
         return (c16.astype(F32) * factors[0]).astype(F32)
     cc = np.zeros(products[0].shape, dtype=F32)
-    for p, f in zip(products, factors, strict=True):
+    for p, f in zip(products, factors[: len(products)], strict=True):
         cc = vo.mul_add(cc, p, F32(f))
     return cc
 
@@ -322,6 +321,6 @@ def _recombine_group(products, factors, high_performance: bool) -> np.ndarray:
     if high_performance:
         return _recombine(products, factors, True)
     cc = (products[0] * F32(factors[0])).astype(F32)
-    for p, f in zip(products[1:], factors[1:], strict=True):
+    for p, f in zip(products[1:], factors[1 : len(products)], strict=True):
         cc = vo.mul_add(cc, p, F32(f))
     return cc

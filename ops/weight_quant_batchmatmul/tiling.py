@@ -628,7 +628,8 @@ def _validate_msd_group(c: _Checker, t: MsdGroupTiling, a: WqbmmArgs, f: SocFact
     al1 = t.single_core_k * m_align * _itemsize(a.weight_dtype)
     bl1 = 2 * t.cube_single_core_n * a.group_size * _itemsize(a.weight_dtype)
     c.need(al1 + bl1 <= f.l1_bytes, f"L1: digits {al1:.0f} B + weight {bl1:.0f} B > {f.l1_bytes} B")
-    ub = a.m * t.vec_single_core_n * (4 * 4 + 2 * 3)
+    # fp32 accumulator of all rows + digit results of at most 8 rows + scale/offset rows
+    ub = (a.m * 4 + min(a.m, 8) * t.order * 4 + 2 * 4) * t.vec_single_core_n
     c.need(
         ub <= f.ub_bytes,
         f"UB: recombination of m x vec_single_core_n needs {ub} B > {f.ub_bytes} B",

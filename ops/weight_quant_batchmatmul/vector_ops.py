@@ -95,7 +95,7 @@ def pairwise_sum(v: np.ndarray) -> np.ndarray:
 
 def reduce_repeat_to_scalar(t: np.ndarray) -> np.ndarray:
     """(..., 64) fp32 -> (...): two BlockReduceSum passes (64 -> 8 -> 1)."""
-    return block_reduce_sum(block_reduce_sum(t))
+    return block_reduce_sum(block_reduce_sum(t))[..., 0]
 
 
 def halving_chunk_sum(v: np.ndarray) -> np.ndarray:

@@ -1,0 +1,154 @@
+"""torch_npu-named ``npu_weight_quant_batchmatmul`` and ``explain_weight_quant_batchmatmul``.
+
+numpy arrays in -> numpy array out; torch CPU tensors in -> torch tensor out (when torch is
+installed). The result is the bit-exact output of the kernel CANN would run on ``soc``
+(default ``Ascend910B2``; see :mod:`npusim.ops.weight_quant_batchmatmul`). Keywords beyond
+torch_npu's signature: ``soc``, ``kernel`` (force any capable kernel, for research),
+``deterministic`` (CANN's deterministic mode, which excludes the atomic-add templates) and
+``tiling`` (a user tiling for the chosen kernel).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from npusim.ops.weight_quant_batchmatmul import (
+    NUMERICS_MODELS,
+    TILING_DEPENDENT_NUMERICS,
+    WqbmmArgs,
+    compute,
+    default_tiling,
+    kernel_reasons,
+    normalize_args,
+    select_kernel,
+    tiling_as_dict,
+)
+
+_ARG_NAMES = (
+    "x",
+    "weight",
+    "antiquant_scale",
+    "antiquant_offset",
+    "quant_scale",
+    "quant_offset",
+    "bias",
+)
+
+
+def _to_numpy(value: Any, name: str) -> tuple[Any, bool]:
+    """(numpy array or None, was_torch). Strides of a torch view are kept (transposition)."""
+    if value is None or isinstance(value, np.ndarray):
+        return value, False
+    from npusim.torch_npu._convert import to_numpy
+
+    arr, was_torch = to_numpy(value)
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name}={type(value).__name__}: not convertible to a numpy array")
+    return arr, bool(was_torch)
+
+
+def _normalize(
+    x: Any,
+    weight: Any,
+    antiquant_scale: Any,
+    antiquant_offset: Any,
+    quant_scale: Any,
+    quant_offset: Any,
+    bias: Any,
+    antiquant_group_size: int,
+    inner_precise: int,
+    soc: Any,
+) -> tuple[WqbmmArgs, bool]:
+    values = (x, weight, antiquant_scale, antiquant_offset, quant_scale, quant_offset, bias)
+    arrays = []
+    torch_in = False
+    for name, value in zip(_ARG_NAMES, values, strict=True):
+        arr, was_torch = _to_numpy(value, name)
+        arrays.append(arr)
+        torch_in = torch_in or (name == "x" and was_torch)
+    args = normalize_args(
+        *arrays,
+        antiquant_group_size=antiquant_group_size,
+        inner_precise=inner_precise,
+        soc=soc,
+    )
+    return args, torch_in
+
+
+def npu_weight_quant_batchmatmul(
+    x: Any,
+    weight: Any,
+    antiquant_scale: Any,
+    antiquant_offset: Any = None,
+    quant_scale: Any = None,
+    quant_offset: Any = None,
+    bias: Any = None,
+    antiquant_group_size: int = 0,
+    inner_precise: int = 0,
+    *,
+    soc: Any = None,
+    kernel: str | None = None,
+    deterministic: bool = False,
+    tiling: Any = None,
+) -> Any:
+    """``y = x @ dequant(weight)`` as ``torch_npu.npu_weight_quant_batchmatmul`` computes it.
+
+    x (M, K) fp16/bf16; weight (K, N) int8 or int32-packed int4, ND or FRACTAL_NZ, possibly a
+    transposed view of an (N, K) array; antiquant_scale / antiquant_offset per-tensor,
+    per-channel or per-group (antiquant_group_size); quant_scale / quant_offset give int8
+    output. Returns (M, N) in x's dtype, or int8.
+    """
+    args, torch_in = _normalize(
+        x, weight, antiquant_scale, antiquant_offset, quant_scale, quant_offset, bias,
+        antiquant_group_size, inner_precise, soc,
+    )  # fmt: skip
+    chosen = select_kernel(args, soc, deterministic=deterministic, kernel=kernel)
+    out = compute(args, chosen, soc, tiling=tiling)
+    if not torch_in:
+        return out
+    from npusim.torch_npu._convert import to_output
+
+    return to_output(out, True)
+
+
+def explain_weight_quant_batchmatmul(
+    x: Any,
+    weight: Any,
+    antiquant_scale: Any,
+    antiquant_offset: Any = None,
+    quant_scale: Any = None,
+    quant_offset: Any = None,
+    bias: Any = None,
+    antiquant_group_size: int = 0,
+    inner_precise: int = 0,
+    *,
+    soc: Any = None,
+    kernel: str | None = None,
+    deterministic: bool = False,
+) -> dict[str, Any]:
+    """Which kernel runs and why: ``kernel`` (selected), ``capable`` (priority order),
+    ``not_capable`` (kernel -> reason), ``quant_type``, the call's shape facts, the default
+    tiling of the kernel (when modelled) and the numerics model the output is exact to."""
+    args, _ = _normalize(
+        x, weight, antiquant_scale, antiquant_offset, quant_scale, quant_offset, bias,
+        antiquant_group_size, inner_precise, soc,
+    )  # fmt: skip
+    reasons = kernel_reasons(args, soc, deterministic)
+    chosen = select_kernel(args, soc, deterministic=deterministic, kernel=kernel)
+    try:
+        tiling = tiling_as_dict(default_tiling(args, soc, chosen))
+    except NotImplementedError:
+        tiling = None
+    return {
+        "kernel": chosen,
+        "capable": [k for k, why in reasons.items() if why is None],
+        "not_capable": {k: why for k, why in reasons.items() if why is not None},
+        "quant_type": args.quant_type,
+        "deterministic": deterministic,
+        **args.summary(),
+        "tiling": tiling,
+        "tiling_changes_numerics": chosen in TILING_DEPENDENT_NUMERICS,
+        "numerics_model": NUMERICS_MODELS.get(chosen, ""),
+    }

@@ -1,0 +1,131 @@
+"""``torch_npu.contrib.module.LinearWeightQuant`` on numpy parameters.
+
+Parameters have the seed's shapes (seed 002 / ops-semantics 5.1): ``weight`` (N, K) int8 (or
+int32 (N, K/8) carrying int4), ``antiquant_scale`` / ``antiquant_offset`` (N,) or
+(N, ceil(K/g)) per-group, ``quant_scale`` / ``quant_offset`` (N,) float32 (quant_scale may be
+replaced by the int64 output of npu_trans_quant_param), ``bias`` (N,). They start as zeros
+(torch leaves them uninitialised); assign real values before calling. ``forward`` passes the
+transposed view of the weight (so the operator sees trans_weight = True) and of 2-D antiquant
+parameters, and the rest unchanged, as torch_npu's module does.
+
+``dtype`` is x's dtype (float16 or bfloat16); None means float16 (torch's float32 default would
+not pass the operator's dtype checks). ``bias`` is float16 for float16 x and float32 for bfloat16
+x. After a forward, ``kernel`` names the kernel that ran.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LinearWeightQuant"]
+
+
+def _x_dtype(dtype: Any) -> np.dtype:
+    """float16 / bfloat16 from a numpy dtype, a name or a torch dtype; None -> float16."""
+    if dtype is None:
+        return np.dtype(np.float16)
+    text = str(dtype)
+    if text.startswith("torch."):
+        name = text[len("torch.") :]
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            name = text
+    if name in ("float16", "half", "fp16"):
+        return np.dtype(np.float16)
+    if name in ("bfloat16", "bf16"):
+        from npusim.numerics import BF16
+
+        return np.dtype(BF16)
+    raise TypeError(f"dtype={dtype!r}: LinearWeightQuant supports float16 or bfloat16 x")
+
+
+def _positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
+        raise ValueError(f"{name}={value!r}: must be a positive int")
+    return int(value)
+
+
+class LinearWeightQuant:
+    """Weight-quantised linear layer: ``y = x @ dequant(weight).T (+ bias)``."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        antiquant_offset: bool = False,
+        quant_scale: bool = False,
+        quant_offset: bool = False,
+        antiquant_group_size: int = 0,
+        inner_precise: int = 0,
+        *,
+        soc: Any = None,
+    ) -> None:
+        self.in_features = _positive("in_features", in_features)
+        self.out_features = _positive("out_features", out_features)
+        self.device = device  # accepted for signature compatibility; unused
+        self.dtype = _x_dtype(dtype)
+        self.antiquant_group_size = antiquant_group_size
+        self.inner_precise = inner_precise
+        self.soc = soc
+        self.kernel: str | None = None
+        n, k = self.out_features, self.in_features
+        g = antiquant_group_size
+        param_shape: tuple[int, ...] = (n, math.ceil(k / g)) if g else (n,)
+        self.weight = np.zeros((n, k), dtype=np.int8)
+        self.antiquant_scale = np.zeros(param_shape, dtype=self.dtype)
+        self.antiquant_offset = (
+            np.zeros(param_shape, dtype=self.dtype) if antiquant_offset else None
+        )
+        self.quant_scale = np.zeros((n,), dtype=np.float32) if quant_scale else None
+        self.quant_offset = np.zeros((n,), dtype=np.float32) if quant_offset else None
+        bias_dtype = np.float16 if self.dtype == np.float16 else np.float32
+        self.bias = np.zeros((n,), dtype=bias_dtype) if bias else None
+
+    @staticmethod
+    def _t(param: Any) -> Any:
+        """Transposed view of a 2-D parameter (torch's ``transpose(-1, -2)``; a FRACTAL_NZ
+        weight through ``transpose_nz``); others as is."""
+        if getattr(param, "npu_format", None) == 29:
+            from npusim.ops.weight_quant_batchmatmul import transpose_nz
+
+            return transpose_nz(param)
+        if param is not None and getattr(param, "ndim", 0) == 2:
+            return param.transpose(-1, -2) if hasattr(param, "transpose") else param.T
+        return param
+
+    def forward(self, x: Any) -> Any:
+        from npusim.torch_npu._weight_quant import (
+            explain_weight_quant_batchmatmul,
+            npu_weight_quant_batchmatmul,
+        )
+
+        call = (
+            x,
+            self._t(self.weight),
+            self._t(self.antiquant_scale),
+            self._t(self.antiquant_offset),
+            self.quant_scale,
+            self.quant_offset,
+            self.bias,
+            self.antiquant_group_size,
+            self.inner_precise,
+        )
+        self.kernel = explain_weight_quant_batchmatmul(*call, soc=self.soc)["kernel"]
+        return npu_weight_quant_batchmatmul(*call, soc=self.soc, kernel=self.kernel)
+
+    __call__ = forward
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"dtype={self.dtype}, antiquant_group_size={self.antiquant_group_size}, "
+            f"inner_precise={self.inner_precise}"
+        )
