@@ -528,3 +528,187 @@ def build_wqbmm(
             f"{soc.core_counts()['aic']} AIC of {soc.name}"
         )
     return KERNEL_BUILDERS[kernel](soc, s, t)
+
+
+# -- runner entry -----------------------------------------------------------------------------
+
+
+def _materialize(x: Any, name: str) -> Any:
+    """Specs become zero arrays of their shape and dtype so validation and kernel selection run
+    unchanged (timing-only runs never read them). Transposed specs become transposed views."""
+    import numpy as np
+
+    from npusim.spec import TensorSpec
+
+    if not isinstance(x, TensorSpec):
+        return x
+    from npusim.numerics import np_dtype
+
+    shape = x.shape
+    if x.transposed:
+        arr = np.zeros((*shape[:-2], shape[-1], shape[-2]), dtype=np_dtype(x.dtype))
+        arr = np.swapaxes(arr, -1, -2)
+    else:
+        arr = np.zeros(shape, dtype=np_dtype(x.dtype))
+    if x.npu_format == 29:
+        raise NotImplementedError(
+            f"{name}: FRACTAL_NZ specs are not supported in timing-only runs yet; pass the NZ array"
+        )
+    return arr
+
+
+def program_tiling_from(kt: Any, soc: Any, s: WqbmmShape, kernel: str) -> WqbmmProgramTiling:
+    """Map the kernel's tiling data onto the program structure (see the module docstring)."""
+    base = default_program_tiling(soc, s, kernel)
+    cube = getattr(kt, "cube", None)
+    aic = soc.core_counts()["aic"]
+    if kernel == "Custom":
+        cores = min(aic, kt.cube_block_dim_n)
+        strip, slots, rows = kt.cube_single_n, kt.weight_cache_count, kt.vec_single_k
+    elif kernel == "Msd":
+        cores, strip, slots, rows = min(aic, kt.cube_block_dim_n), kt.single_core_n, 2, 0
+    elif kernel == "MsdGroup":
+        cores = min(aic, kt.cube_block_dim_n * kt.cube_block_dim_k)
+        strip, slots, rows = kt.cube_single_core_n, 2, 0
+    else:
+        return base
+    strip = max(16, min(strip, math.ceil(s.n / max(cores, 1) / 16) * 16 or 16))
+    return WqbmmProgramTiling(
+        cube_cores=max(1, min(cores, math.ceil(s.n / strip))),
+        strip_n=strip,
+        slots=max(1, slots),
+        vec_rows=rows or base.vec_rows,
+        base_m=cube.base_m if cube else base.base_m,
+        base_n=min(strip, cube.base_n) if cube else base.base_n,
+        base_k=cube.base_k if cube else base.base_k,
+        step_k=cube.step_ka if cube else base.step_k,
+    )
+
+
+def plan_weight_quant_batchmatmul(
+    soc: Any,
+    tiling: Any = None,
+    *,
+    x: Any,
+    weight: Any,
+    antiquant_scale: Any,
+    antiquant_offset: Any = None,
+    quant_scale: Any = None,
+    quant_offset: Any = None,
+    bias: Any = None,
+    antiquant_group_size: int = 0,
+    inner_precise: int = 0,
+    kernel: str | None = None,
+    deterministic: bool = False,
+):
+    """Validate, select the kernel as CANN does, build its program; outputs (functional runs) are
+    the selected kernel's numerics."""
+    import numpy as np
+
+    from npusim.ops.weight_quant_batchmatmul.args import normalize_args
+    from npusim.ops.weight_quant_batchmatmul.compute import compute
+    from npusim.ops.weight_quant_batchmatmul.selection import select_kernel
+    from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling
+    from npusim.runner import Plan
+    from npusim.spec import TensorSpec
+
+    functional = not isinstance(x, TensorSpec)
+    vals = {
+        k: _materialize(v, k)
+        for k, v in (
+            ("x", x),
+            ("weight", weight),
+            ("antiquant_scale", antiquant_scale),
+            ("antiquant_offset", antiquant_offset),
+            ("quant_scale", quant_scale),
+            ("quant_offset", quant_offset),
+            ("bias", bias),
+        )
+    }
+    args = normalize_args(
+        vals["x"],
+        vals["weight"],
+        vals["antiquant_scale"],
+        vals["antiquant_offset"],
+        vals["quant_scale"],
+        vals["quant_offset"],
+        vals["bias"],
+        antiquant_group_size,
+        inner_precise,
+        soc=soc,
+    )
+    name = select_kernel(args, soc, deterministic=deterministic, kernel=kernel)
+    kt = tiling if tiling is not None and not isinstance(tiling, WqbmmProgramTiling) else None
+    kt = kt or default_tiling(args, soc, name)
+    s = WqbmmShape(
+        m=args.m,
+        k=args.k,
+        n=args.n,
+        x_dtype=args.x_dtype,
+        w_dtype=args.weight_dtype,
+        group_size=args.group_size,
+        has_offset=args.has_offset,
+        has_bias=args.has_bias,
+        out_dtype=args.out_dtype,
+        inner_precise=args.inner_precise,
+        trans_w=args.trans_b,
+        weight_nz=args.weight_format == "NZ",
+    )
+    pt = tiling if isinstance(tiling, WqbmmProgramTiling) else program_tiling_from(kt, soc, s, name)
+    kern = build_wqbmm(soc, s, name, pt)
+    kern.meta["kernel_tiling"] = repr(kt)
+    y = compute(args, name, soc, kt) if functional else None
+    notes = [
+        f"capable kernel chosen as CANN does: {name}",
+        "outputs: the kernel's numerics model; the tiled program gives the timing",
+    ]
+    return Plan(kern, name, kt, functional, finish=(lambda out: np.asarray(y)), notes=notes)
+
+
+def cli_weight_quant_batchmatmul(ns: Any, functional: bool, rng: Any) -> dict:
+    """``npusim run weight_quant_batchmatmul``: W4A16 decode by default (M=16, K=N=4096, int4,
+    per-group 128, fp16) - the mission's central case."""
+    import numpy as np
+
+    from npusim.spec import spec
+
+    m, k, n = ns.m or 16, ns.k or 4096, ns.n or 4096
+    wdt = ns.weight_dtype or "int4"
+    g = ns.group_size if ns.group_size is not None else (128 if wdt == "int4" else 0)
+    xdt = ns.dtype or "float16"
+    ip = ns.inner_precise or 0
+    ngroups = math.ceil(k / g) if g else 1
+    out = {"antiquant_group_size": g, "inner_precise": ip}
+    if ns.kernel:
+        out["kernel"] = ns.kernel
+    from npusim.numerics import np_dtype
+
+    if functional:
+        x = rng.standard_normal((m, k)).astype(np.float32).astype(np_dtype(xdt))
+        w = rng.integers(
+            -8 if wdt == "int4" else -128, 8 if wdt == "int4" else 128, (k, n), dtype=np.int32
+        )
+        if wdt == "int4":
+            from npusim.numerics import pack_int4
+
+            w = pack_int4(w)
+        else:
+            w = w.astype(np.int8)
+        scale = (rng.uniform(0.5, 1.5, (ngroups, n)) * 0.01).astype(np.float32)
+        scale = scale.astype(np_dtype(xdt))
+        return {"x": x, "weight": w, "antiquant_scale": scale if g else scale[0], **out}
+    wshape = (k, n // 8) if wdt == "int4" else (k, n)
+    return {
+        "x": spec((m, k), xdt),
+        "weight": spec(wshape, "int32" if wdt == "int4" else "int8"),
+        "antiquant_scale": spec((ngroups, n) if g else (n,), xdt),
+        **out,
+    }
+
+
+def default_tiling_weight_quant_batchmatmul(soc: Any, **op_args: Any):
+    raise SystemExit(
+        "--tiling: for weight_quant_batchmatmul pass a WqbmmProgramTiling through "
+        "the Python API; the kernel tilings are documented in "
+        "npusim.ops.weight_quant_batchmatmul.tiling"
+    )

@@ -86,21 +86,23 @@ class L2Cache:
 
     def access(self, pages: dict[int, tuple[int, int]], write: bool, allocate: bool
                ) -> tuple[int, int, int]:
-        """Touch ``pages`` (page -> (line mask, bytes)); returns (hit, miss, writeback) bytes."""
+        """Touch ``pages`` (page -> (line mask, bytes)); returns (hit bytes, HBM bytes fetched for
+        the missing lines, written-back bytes)."""
         hit = miss = writeback = 0
         for page, (mask, nbytes) in pages.items():
             entry = self.pages.pop(page, None)
             if entry is None:
                 if not (write or allocate):
-                    miss += nbytes
+                    miss += mask.bit_count() * self.line_bytes
                     continue
                 writeback += self._evict_for_one()
                 entry = [0, 0]
             present = entry[0] & mask
             if not write:
-                got = nbytes * present.bit_count() // mask.bit_count()
-                hit += got
-                miss += nbytes - got
+                # A miss fetches whole lines from HBM; the lines already present are hits.
+                absent = (mask & ~entry[0]).bit_count()
+                hit += nbytes * present.bit_count() // mask.bit_count()
+                miss += absent * self.line_bytes
             if write or allocate:
                 entry[0] |= mask
                 if write:
