@@ -40,7 +40,11 @@ def default_group_quant_tiling(soc: Any, rows: int, h: int) -> GroupQuantTiling:
         )
     h_chunk = min(math.ceil(h / 64) * 64, PEER_H)
     per_pass = max(1, UB_PASS_BYTES // 4 // h_chunk)
-    return GroupQuantTiling(cores=max(1, min(rows, avail)), h_chunk=h_chunk, rows_per_pass=per_pass)
+    t = GroupQuantTiling(cores=max(1, min(rows, avail)), h_chunk=h_chunk, rows_per_pass=per_pass)
+    ub = soc.core("aiv").buffers["UB"].capacity_bytes
+    while t.rows_per_pass > 1 and _ub_bytes(t) > ub:  # keep the ping-pong working set in UB
+        t = GroupQuantTiling(t.cores, t.h_chunk, t.rows_per_pass // 2, t.double_buffer)
+    return t
 
 
 def validate_group_quant_tiling(t: GroupQuantTiling, soc: Any, rows: int, h: int) -> None:
@@ -241,3 +245,73 @@ def calibration_prediction(row):
     )
     res = run_kernel(kern, soc, check_races=False)
     return Prediction(res.microseconds, {}, note="group_quant proxy (1 group, int4 out)")
+
+
+def _group_quant_args(x: Any, scale: Any, group_index: Any, offset: Any, dst_dtype: Any):
+    """Shape/dtype checks of the tiled program's inputs (the operator's full validation lives in
+    the torch_npu API); returns (rows, h, x dtype, scale dtype, group_index, offset, out)."""
+    from npusim.spec import shape_dtype
+
+    (rows_h, xdt), (sshape, sdt) = shape_dtype(x), shape_dtype(scale)
+    if len(rows_h) != 2:
+        raise ValueError(f"x: must be 2-D (S, H), got shape {rows_h}")
+    if len(sshape) != 2 or sshape[1] != rows_h[1]:
+        raise ValueError(f"scale: must be 2-D (E, H) with H = {rows_h[1]}, got {sshape}")
+    for name, dt in (("x", xdt), ("scale", sdt)):
+        if dt not in ("float16", "bfloat16", "float32"):
+            raise TypeError(f"{name}: dtype {dt} must be float16, bfloat16 or float32")
+    gi = np.asarray(group_index, dtype=np.int64).reshape(-1)
+    if gi.size != sshape[0] or gi.size == 0:
+        raise ValueError(f"group_index: length {gi.size} must equal scale.shape[0] = {sshape[0]}")
+    if np.any(np.diff(gi) < 0) or gi[0] < 0 or gi[-1] != rows_h[0]:
+        raise ValueError(f"group_index: {gi.tolist()} must be non-decreasing, >= 0 and end at "
+                         f"the row count {rows_h[0]}")
+    out = "int8"
+    if dst_dtype is not None and "4" in str(dst_dtype):
+        out = "int4"
+        if rows_h[1] % 8:
+            raise ValueError(f"x: last dim {rows_h[1]} must be divisible by 8 for quint4x2")
+    off = None if offset is None else float(np.asarray(offset, dtype=np.float32).reshape(-1)[0])
+    return rows_h[0], rows_h[1], xdt, sdt, gi, off, out
+
+
+def plan_group_quant(soc: Any, tiling: Any = None, *, x: Any, scale: Any, group_index: Any,
+                     offset: Any = None, dst_dtype: Any = None):
+    """Runner entry for ``group_quant``."""
+    from npusim.runner import Plan
+
+    rows, h, xdt, sdt, gi, off, out = _group_quant_args(x, scale, group_index, offset, dst_dtype)
+    t = tiling or default_group_quant_tiling(soc, rows, h)
+    functional = isinstance(x, np.ndarray)
+    kern = build_group_quant(soc, (rows, h), xdt, sdt, gi, t, out=out,
+                             x=x if functional else None,
+                             scale=np.asarray(scale) if functional else None, offset=off)
+    return Plan(kern, "group_quant (AIV)", t, functional, finish=lambda o: o["y"])
+
+
+def cli_group_quant(ns: Any, functional: bool, rng: Any) -> dict:
+    """``npusim run group_quant``: --m rows (default 4096), --k H (512), 8 equal groups."""
+    from npusim.spec import spec
+
+    rows, h = ns.m or 4096, ns.k or 512
+    e = 8
+    gi = np.linspace(0, rows, e + 1).astype(np.int64)[1:]
+    xdt = ns.dtype or "float16"
+    if functional:
+        return {"x": (rng.standard_normal((rows, h)) * 3).astype(xdt),
+                "scale": rng.uniform(0.5, 20, (e, h)).astype(np.float32), "group_index": gi}
+    return {"x": spec((rows, h), xdt), "scale": spec((e, h), "float32"), "group_index": gi}
+
+
+def check_group_quant(res: Any, op_args: dict) -> str:
+    x = op_args["x"].astype(np.float32)
+    gi = np.asarray(op_args["group_index"])
+    grp = np.searchsorted(gi, np.arange(x.shape[0]), side="right")
+    want = _quantize(x, op_args["scale"][grp], None, "int8")
+    return f"output equals clip(rint(x*scale)) exactly: {np.array_equal(res.outputs, want)}"
+
+
+def default_tiling_group_quant(soc: Any, **op_args: Any) -> GroupQuantTiling:
+    rows, h, *_ = _group_quant_args(op_args["x"], op_args["scale"], op_args["group_index"],
+                                    op_args.get("offset"), op_args.get("dst_dtype"))
+    return default_group_quant_tiling(soc, rows, h)
