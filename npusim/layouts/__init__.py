@@ -1,1 +1,21 @@
-"""npusim.layouts."""
+"""ND <-> FRACTAL_NZ layouts and format-carrying arrays."""
+
+from npusim.layouts.formatted import (
+    ACL_FORMAT_FRACTAL_NZ,
+    ACL_FORMAT_ND,
+    FormattedArray,
+    npu_format_of,
+)
+from npusim.layouts.nz import nd_to_nz, nz_c0, nz_index, nz_storage_shape, nz_to_nd
+
+__all__ = [
+    "ACL_FORMAT_FRACTAL_NZ",
+    "ACL_FORMAT_ND",
+    "FormattedArray",
+    "nd_to_nz",
+    "npu_format_of",
+    "nz_c0",
+    "nz_index",
+    "nz_storage_shape",
+    "nz_to_nd",
+]
