@@ -1,0 +1,380 @@
+"""Pydantic models of one core kind (AIC, AIV, coupled AI Core, stand-alone vector core).
+
+Every model rejects unknown keys and is frozen; integers carry their unit in the field name.
+Numbers come from ``shared/reference/hardware.md``; the YAML files cite the source of each.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from npusim.hw.dtypes import DTYPE_BITS, DtypeName, canonical_dtype
+
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+PositiveFloat = Annotated[float, Field(strict=True, gt=0)]
+
+BufferName = Literal["L1", "L0A", "L0B", "L0C", "UB", "BT", "FB"]
+PathEnd = Literal["GM", "L1", "L0A", "L0B", "L0C", "UB", "BT", "FB"]
+PipeName = Literal["S", "V", "M", "MTE1", "MTE2", "MTE3", "FIX"]
+CoreKind = Literal["aic", "aiv", "aicore", "vector_core"]
+
+#: vector instruction classes every vector unit must describe (hardware.md 2.5)
+REQUIRED_VECTOR_CLASSES = (
+    "unary", "binary", "special", "ternary", "reduce", "convert", "copy", "dup"
+)
+
+#: intrinsic families a core may list in ``intrinsics`` (a closed vocabulary so typos fail)
+Intrinsic = Literal[
+    "mmad",
+    "mmad_sparse",
+    "mmad_unit_flag",
+    "gemv",
+    "load2d",
+    "load2d_transpose",
+    "load3d",
+    "load_sparse",
+    "nd2nz",
+    "nz2nd",
+    "data_copy_pad",
+    "fixpipe",
+    "l0c_to_ub",
+    "ub_to_l0c_broadcast",
+    "l1_to_ub",
+    "ub_to_l1",
+    "vector_alu",
+    "vector_special",
+    "vector_reduce",
+    "vector_convert",
+    "vector_gather",
+    "vector_sort",
+    "cross_core_flag",
+    "scalar_gm_access",
+]
+
+SOURCE_DESCRIPTION = (
+    "Where the numbers come from: hardware.md keys (INI, KPP, PTO, DEVKIT, DOC, CATLASS, HC19, "
+    "CM384), a calibration row id, or [D] derived / [G] guess, plus the choice made on conflicts"
+)
+
+
+class Model(BaseModel):
+    """Base of all descriptor models: unknown keys rejected, instances frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BufferSpec(Model):
+    """One on-core buffer."""
+
+    capacity_bytes: PositiveInt = Field(description="Physical capacity in bytes")
+    alignment_bytes: PositiveInt = Field(
+        description="Required start-address alignment of any region in this buffer, bytes"
+    )
+    reserved_bytes: NonNegInt = Field(
+        0,
+        description="Bytes the runtime keeps for itself (e.g. Ascend C TMP / KFC areas); "
+        "informative, the capacity check uses capacity_bytes",
+    )
+    source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
+
+    @field_validator("alignment_bytes")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"alignment_bytes={v}: must be a power of two")
+        return v
+
+    @model_validator(mode="after")
+    def _reserved_fits(self) -> BufferSpec:
+        if self.reserved_bytes >= self.capacity_bytes:
+            raise ValueError(
+                f"reserved_bytes={self.reserved_bytes}: must be below "
+                f"capacity_bytes={self.capacity_bytes}"
+            )
+        return self
+
+
+CurvePoint = tuple[PositiveInt, PositiveFloat]
+
+
+class TransferSpec(Model):
+    """One data path (a DMA instruction family) of a core: latency + bytes / bandwidth(bytes)."""
+
+    pipe: PipeName = Field(description="Pipe that executes this transfer")
+    latency_cycles: NonNegInt = Field(
+        description="First-data latency of one transfer in core cycles (GM paths: 0 here, the "
+        "L2 hit / miss latency of the memory section applies)"
+    )
+    peak_bytes_per_cycle: PositiveFloat = Field(
+        description="Peak core-side bandwidth in bytes per core cycle"
+    )
+    curve: tuple[CurvePoint, ...] = Field(
+        (),
+        description="Measured [size_bytes, bytes_per_cycle] points, sizes increasing; "
+        "interpolated linearly and clamped at both ends; empty = peak at every size",
+    )
+    source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _curve_ok(self) -> TransferSpec:
+        sizes = [s for s, _ in self.curve]
+        for i in range(1, len(sizes)):
+            if sizes[i] <= sizes[i - 1]:
+                raise ValueError(
+                    f"curve: sizes must increase strictly, point {i} has size {sizes[i]} after "
+                    f"{sizes[i - 1]}"
+                )
+        for i, (s, bw) in enumerate(self.curve):
+            if bw > self.peak_bytes_per_cycle * (1 + 1e-9):
+                raise ValueError(
+                    f"curve: point {i} ({s} B, {bw} B/cyc) exceeds peak_bytes_per_cycle="
+                    f"{self.peak_bytes_per_cycle}"
+                )
+        return self
+
+    def bytes_per_cycle(self, size_bytes: int) -> float:
+        """Bandwidth of a transfer of ``size_bytes``: the measured curve interpolated linearly,
+        clamped at its ends; the peak when no curve was measured."""
+        if isinstance(size_bytes, bool) or not isinstance(size_bytes, int | float):
+            raise TypeError(f"size_bytes={size_bytes!r}: must be a number of bytes")
+        if size_bytes <= 0:
+            raise ValueError(f"size_bytes={size_bytes}: must be positive")
+        if not self.curve:
+            return float(self.peak_bytes_per_cycle)
+        sizes = [s for s, _ in self.curve]
+        if size_bytes <= sizes[0]:
+            return float(self.curve[0][1])
+        if size_bytes >= sizes[-1]:
+            return float(self.curve[-1][1])
+        i = bisect.bisect_right(sizes, size_bytes)
+        (s0, b0), (s1, b1) = self.curve[i - 1], self.curve[i]
+        return b0 + (b1 - b0) * (size_bytes - s0) / (s1 - s0)
+
+
+class CubeDtypeSpec(Model):
+    """Cube throughput and fractal shape for one input dtype."""
+
+    macs_per_cycle: PositiveInt = Field(description="Multiply-accumulates per core cycle")
+    fractal_mkn: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+        description="(m0, k0, n0): one L0A fractal is m0 x k0, one L0B fractal k0 x n0"
+    )
+    out_dtypes: tuple[DtypeName, ...] = Field(
+        min_length=1, description="L0C / output dtypes the mmad supports for this input"
+    )
+    source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
+
+
+class CubeSpec(Model):
+    """The cube (matrix) unit."""
+
+    head_cycles: NonNegInt = Field(
+        description="Latency of an Mmad issued to an idle M pipe, core cycles"
+    )
+    issue_cycles: NonNegInt = Field(
+        description="Overhead of an Mmad issued back-to-back behind another, core cycles"
+    )
+    max_mkn: PositiveInt = Field(description="Largest m, k or n one Mmad instruction accepts")
+    dtypes: dict[DtypeName, CubeDtypeSpec] = Field(
+        min_length=1, description="Per input dtype: MACs per cycle, fractal shape, outputs"
+    )
+    source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _fractals_are_512_bytes(self) -> CubeSpec:
+        for name, d in self.dtypes.items():
+            m0, k0, _ = d.fractal_mkn
+            if m0 * k0 * DTYPE_BITS[name] != 512 * 8:
+                raise ValueError(
+                    f"dtypes.{name}.fractal_mkn={d.fractal_mkn}: an L0A fractal m0 x k0 must hold "
+                    f"512 bytes (hardware.md 1.5), got {m0 * k0 * DTYPE_BITS[name] // 8}"
+                )
+        return self
+
+    @property
+    def supported_dtypes(self) -> tuple[str, ...]:
+        return tuple(self.dtypes)
+
+    def _spec(self, dtype: object) -> CubeDtypeSpec:
+        name = canonical_dtype(dtype)
+        spec = self.dtypes.get(name)  # type: ignore[call-overload]
+        if spec is None:
+            raise ValueError(
+                f"dtype={dtype!r}: the cube does not support {name}; supported: "
+                f"{', '.join(self.dtypes)}"
+            )
+        return spec
+
+    def macs_per_cycle(self, dtype: object) -> int:
+        """MACs per cycle for input ``dtype``; ValueError if the cube does not support it."""
+        return self._spec(dtype).macs_per_cycle
+
+    def fractal_mkn(self, dtype: object) -> tuple[int, int, int]:
+        """(m0, k0, n0) of one cube step for input ``dtype``."""
+        return self._spec(dtype).fractal_mkn
+
+
+class VectorClassSpec(Model):
+    """Steady-state cost of one vector instruction class, conflict-free UB layout."""
+
+    cycles_per_repeat: PositiveFloat = Field(
+        description="Cycles per 256 B repeat when no UB bank-group conflict occurs"
+    )
+    by_dtype: dict[DtypeName, PositiveFloat] = Field(
+        default_factory=dict, description="Per-dtype cycles per repeat where it differs"
+    )
+    source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
+
+
+class VectorSpec(Model):
+    """The vector unit and the UB bank-group rule (hardware.md 2.5)."""
+
+    head_cycles: NonNegInt = Field(
+        description="Latency of a vector instruction issued to an idle V pipe, core cycles"
+    )
+    repeat_bytes: PositiveInt = Field(description="Bytes processed per repeat (8 blocks x 32 B)")
+    max_repeats: PositiveInt = Field(description="Largest repeat count of one instruction")
+    mask_bits: PositiveInt = Field(description="Width of the per-repeat element mask")
+    ub_bank_groups: PositiveInt = Field(
+        description="UB bank groups; group of an address = (addr // ub_block_bytes) % groups"
+    )
+    ub_block_bytes: PositiveInt = Field(description="Bytes of one UB block (one row of a bank)")
+    ub_bank_bytes: PositiveInt = Field(
+        description="Bytes spanned by one bank layer across all groups; bank index within a "
+        "group = addr // ub_bank_bytes"
+    )
+    read_blocks_per_group_per_cycle: PositiveInt = Field(
+        description="32 B blocks one bank group delivers to the vector unit per cycle"
+    )
+    classes: dict[str, VectorClassSpec] = Field(
+        description="Cycles per repeat per instruction class (unary, binary, special, ternary, "
+        "reduce, convert, copy, dup, and optional extra classes)"
+    )
+    supported_dtypes: tuple[DtypeName, ...] = Field(
+        min_length=1, description="Element dtypes of vector arithmetic"
+    )
+    source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _classes_complete(self) -> VectorSpec:
+        missing = [c for c in REQUIRED_VECTOR_CLASSES if c not in self.classes]
+        if missing:
+            raise ValueError(f"classes: missing required class(es) {', '.join(missing)}")
+        if self.repeat_bytes % self.ub_block_bytes:
+            raise ValueError(
+                f"repeat_bytes={self.repeat_bytes}: must be a multiple of "
+                f"ub_block_bytes={self.ub_block_bytes}"
+            )
+        return self
+
+    def cycles_per_repeat(self, op_class: str, dtype: object | None = None) -> float:
+        """Conflict-free cycles per repeat of ``op_class`` (optionally for ``dtype``)."""
+        spec = self.classes.get(op_class)
+        if spec is None:
+            raise ValueError(
+                f"op_class={op_class!r}: unknown vector instruction class; known: "
+                f"{', '.join(self.classes)}"
+            )
+        if dtype is not None:
+            name = canonical_dtype(dtype)
+            if name in spec.by_dtype:
+                return float(spec.by_dtype[name])  # type: ignore[index]
+        return float(spec.cycles_per_repeat)
+
+
+class FixpipeSpec(Model):
+    """FixPipe: L0C -> GM / L1 with on-the-fly conversion (220x only)."""
+
+    elements_per_cycle: PositiveInt = Field(description="Output elements per core cycle")
+    max_fp32_elements_per_cycle: PositiveInt = Field(
+        description="Cap on elements per cycle when the output is 32-bit"
+    )
+    latency_cycles: NonNegInt = Field(description="Latency when the FIX pipe was idle, cycles")
+    stages: tuple[str, ...] = Field(description="Conversion stages available on the path")
+    source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
+
+
+class ScalarSpec(Model):
+    """The scalar unit (no public CPI table; a rough calibration)."""
+
+    cycles_per_instruction: PositiveFloat = Field(
+        description="Average cycles per scalar instruction (loops, Get/SetValue, address math)"
+    )
+    flag_cycles: PositiveInt = Field(
+        description="Issue cycles of a set_flag / wait_flag / barrier / mask-setting instruction"
+    )
+    source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
+
+
+class CoreDescriptor(Model):
+    """One core kind of a SoC: buffers, pipes, transfer paths and compute units."""
+
+    kind: CoreKind = Field(description="aic / aiv (split) or aicore / vector_core (coupled)")
+    description: str = Field(description="What this core is, in one sentence")
+    compiler_target: str = Field(min_length=1, description="bisheng/ccec target of this core")
+    count: PositiveInt = Field(description="Cores of this kind available to one kernel launch")
+    freq_mhz: PositiveInt | None = Field(
+        None, description="Clock of this core kind in MHz; null = the SoC's aicore_freq_mhz"
+    )
+    pipes: tuple[PipeName, ...] = Field(min_length=1, description="Pipes of this core")
+    buffers: dict[BufferName, BufferSpec] = Field(description="Local buffers by name")
+    transfers: dict[str, TransferSpec] = Field(
+        description="Data paths keyed 'SRC->DST' (GM, L1, L0A, L0B, L0C, UB, BT, FB)"
+    )
+    cube: CubeSpec | None = Field(None, description="Cube unit, null if the core has none")
+    vector: VectorSpec | None = Field(None, description="Vector unit, null if the core has none")
+    fixpipe: FixpipeSpec | None = Field(None, description="FixPipe, null if the core has none")
+    scalar: ScalarSpec = Field(description="Scalar unit")
+    intrinsics: tuple[Intrinsic, ...] = Field(
+        (), description="Intrinsic families this core supports (capability flags)"
+    )
+
+    _paths: dict[tuple[str, str], TransferSpec] = PrivateAttr(default_factory=dict)
+
+    @field_validator("transfers")
+    @classmethod
+    def _keys(cls, v: dict[str, TransferSpec]) -> dict[str, TransferSpec]:
+        ends = PathEnd.__args__  # type: ignore[attr-defined]
+        for key in v:
+            parts = key.split("->")
+            if len(parts) != 2 or parts[0] not in ends or parts[1] not in ends:
+                raise ValueError(
+                    f"transfers key {key!r}: must be 'SRC->DST' with SRC, DST among "
+                    f"{', '.join(ends)}"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CoreDescriptor:
+        for key, t in self.transfers.items():
+            for end in key.split("->"):
+                if end != "GM" and end not in self.buffers:
+                    raise ValueError(f"transfers.{key}: this core has no {end} buffer")
+            if t.pipe not in self.pipes:
+                raise ValueError(f"transfers.{key}.pipe={t.pipe}: not among pipes {self.pipes}")
+        needs = (
+            (self.cube, ("L0A", "L0B", "L0C"), "M", "cube"),
+            (self.vector, ("UB",), "V", "vector"),
+            (self.fixpipe, ("L0C",), "FIX", "fixpipe"),
+        )
+        for unit, bufs, pipe, name in needs:
+            if unit is None:
+                continue
+            for b in bufs:
+                if b not in self.buffers:
+                    raise ValueError(f"{name}: the core has no {b} buffer")
+            if pipe not in self.pipes:
+                raise ValueError(f"{name}: the core has no {pipe} pipe")
+        if "FIX" in self.pipes and self.fixpipe is None:
+            raise ValueError("pipes: FIX listed but fixpipe is null")
+        return self
+
+    def model_post_init(self, __context: object) -> None:
+        self._paths = {tuple(k.split("->")): t for k, t in self.transfers.items()}  # type: ignore[misc]
+
+    def transfer(self, src: str, dst: str) -> TransferSpec | None:
+        """The data path ``src`` -> ``dst`` of this core, or None when the core has none."""
+        return self._paths.get((src, dst))
