@@ -78,6 +78,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="measurements.csv (default: ../shared/calibration/measurements.csv)")
     v.add_argument("--out", default=None, type=Path,
                    help="directory for the report (markdown and CSV)")
+    sw = sub.add_parser("sweep", help="sweep tilings x shapes x SoCs (study YAML or flags)")
+    sw.add_argument("study", nargs="?", default=None, help="study YAML (op, socs, cases, ...)")
+    sw.add_argument("--op", default="matmul")
+    sw.add_argument("--soc", action="append", default=None, help="SoC (repeatable)")
+    sw.add_argument("--m", type=int, action="append", default=None)
+    sw.add_argument("--k", type=int, action="append", default=None)
+    sw.add_argument("--n", type=int, action="append", default=None)
+    sw.add_argument("--dtype", default="float16")
+    sw.add_argument("--simulate-top", type=int, default=8,
+                    help="simulate this many best-bound tilings per case")
+    sw.add_argument("--max-tilings", type=int, default=None)
+    sw.add_argument("--out", type=Path, default=Path("sweep.csv"),
+                    help="results CSV (appended; an interrupted sweep resumes)")
+    sw.add_argument("--workers", type=int, default=None, help="local processes (default: cores)")
+    sw.add_argument("--ray", action="store_true", help="run the points on Ray (RAY_ADDRESS)")
     args = parser.parse_args(argv)
     if args.version:
         from npusim import __version__
@@ -92,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_run(args)
     if args.command == "validate":
         return _cmd_validate(args)
+    if args.command == "sweep":
+        from npusim.sweep import sweep_command
+
+        return sweep_command(args)
     parser.print_help()
     return 0
 

@@ -205,3 +205,17 @@ def _execute(points: Sequence[Point], workers: int | None, use_ray: bool,
                 yield row
                 bar.update()
     bar.close()
+
+
+def sweep_command(args) -> int:
+    """``npusim sweep``: a study file, or a one-operator study from flags."""
+    if args.study:
+        study = Study.from_yaml(args.study)
+    else:
+        cases = _expand_cases({"m": args.m or [16], "k": args.k or [4096], "n": args.n or [4096],
+                               "dtype": [args.dtype]})
+        study = Study(args.op, [{"name": s} for s in (args.soc or ["Ascend910B2"])], cases,
+                      args.simulate_top, args.max_tilings)
+    out = run_sweep(study, args.out, workers=args.workers, use_ray=args.ray)
+    print(f"results: {out}")
+    return 0

@@ -1,0 +1,91 @@
+"""Sweep adapter for ``matmul`` (and W8A8 ``quant_matmul``): legal tilings, an analytical lower
+bound per tiling (used to prune before the event simulation), and the simulation of one case.
+
+Bound (cycles, per core, the busiest core): max of cube cycles (fractals x cycles per fractal),
+MTE2 bytes / GM->L1 bandwidth at the chunk size, MTE1 bytes / L1->L0 bandwidths, FixPipe output /
+rate, and the chip's HBM time for the unique A and B bytes. It ignores dependencies and
+contention, so it is optimistic: it ranks, the simulation decides.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from npusim.spec import spec
+
+_ITEM = {"float16": 2, "bfloat16": 2, "int8": 1, "float32": 4}
+
+
+def _case(case: dict[str, Any]) -> tuple[int, int, int, str, str, bool]:
+    m, k, n = int(case["m"]), int(case["k"]), int(case["n"])
+    dt = case.get("dtype", "float16")
+    out = case.get("out_dtype", dt if dt != "int8" else "int8")
+    return m, k, n, dt, out, bool(case.get("trans_b", False))
+
+
+def enumerate_tilings(soc: Any, case: dict[str, Any]) -> Iterator[Any]:
+    from npusim.ops.matmul_tiling import enumerate_matmul_tilings
+
+    m, k, n, dt, out, tb = _case(case)
+    return enumerate_matmul_tilings(m, k, n, dt, out, soc, tb)
+
+
+def tiling_from_dict(soc: Any, case: dict[str, Any], d: dict[str, Any]) -> Any:
+    from npusim.ops.matmul_tiling import tiling_from_dict as _from
+    from npusim.ops.matmul_tiling import validate_matmul_tiling
+
+    m, k, n, dt, out, _ = _case(case)
+    t = _from(d)
+    validate_matmul_tiling(t, m, k, n, dt, out, soc)
+    return t
+
+
+def bound_cycles(soc: Any, case: dict[str, Any], t: Any) -> float:
+    m, k, n, dt, out, _ = _case(case)
+    core = soc.core("aic" if "aic" in soc.core_counts() else "aicore")
+    isz, osz = _ITEM[dt], _ITEM.get(out, 2)
+    m0, k0, n0 = core.cube.fractal_mkn(dt)
+    per_fractal = m0 * k0 * n0 / core.cube.macs_per_cycle(dt)
+    bm_blocks = math.ceil(t.single_core_m / t.base_m)
+    bn_blocks = math.ceil(t.single_core_n / t.base_n)
+    tiles = bm_blocks * bn_blocks
+    cube = tiles * math.ceil(t.base_m / m0) * math.ceil(k / k0) * math.ceil(t.base_n / n0)
+    cube *= per_fractal
+    a_bytes = tiles * t.base_m * k * isz
+    b_bytes = tiles * t.base_n * k * isz
+    chunk = t.base_m * t.base_k * t.step_ka * isz
+    mte2 = (a_bytes + b_bytes) / core.transfer("GM", "L1").bytes_per_cycle(max(1, chunk))
+    mte1 = (a_bytes / core.transfer("L1", "L0A").peak_bytes_per_cycle
+            + b_bytes / core.transfer("L1", "L0B").peak_bytes_per_cycle)
+    fix = 0.0
+    if core.fixpipe is not None:
+        fix = tiles * t.base_m * t.base_n / core.fixpipe.elements_per_cycle
+    hbm = (m * k + k * n) * isz + m * n * osz
+    hbm_cycles = hbm / soc.bytes_per_cycle(soc.memory.hbm.bandwidth_gb_per_s)
+    return max(cube, mte2, mte1, fix, hbm_cycles)
+
+
+def bound_us(soc: Any, case: dict[str, Any], t: Any) -> float:
+    return bound_cycles(soc, case, t) / soc.aicore_freq_mhz
+
+
+def simulate_case(soc_entry: dict[str, Any], case: dict[str, Any], tiling: dict[str, Any]):
+    """Timing-only simulation of one (SoC, case, tiling) point."""
+    import numpy as np
+
+    import npusim
+    from npusim.ops.matmul_tiling import tiling_from_dict as _from
+
+    m, k, n, dt, out, tb = _case(case)
+    t = _from(tiling)
+    soc = soc_entry["name"]
+    ov = soc_entry.get("overrides", ())
+    b = spec((k, n), dt, transposed=tb)
+    if dt == "int8":
+        return npusim.simulate("quant_matmul", soc, t, overrides=ov, check_races=False,
+                               x1=spec((m, k), "int8"), x2=b,
+                               scale=np.full(n, 1e-3, np.float32), output_dtype=out)
+    return npusim.simulate("matmul", soc, t, overrides=ov, check_races=False,
+                           a=spec((m, k), dt), b=b, out_dtype=out)
