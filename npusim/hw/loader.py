@@ -86,32 +86,49 @@ def _check_duplicates(node: yaml.Node, where: str, path: str) -> None:
             _check_duplicates(item, where, _join(path, str(i)))
 
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_yaml(text: str, where: str) -> Any:
     """Parse YAML text, rejecting duplicate mapping keys; errors name ``where``."""
+    loader = _Loader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None:
-            _check_duplicates(node, where, "")
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_duplicates(node, where, "")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise DescriptorError(f"{where}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
 
 
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
+_PARSED: dict[tuple[str, str], dict[str, Any]] = {}
+
+
 def _read_mapping(loc: Location) -> dict[str, Any]:
+    """The file's top-level mapping (a fresh copy; parsed texts are cached by content)."""
     node = loc.open()
     if not node.is_file():
         raise DescriptorError(f"{loc.label()}: no such descriptor file")
-    data = parse_yaml(node.read_text(encoding="utf-8"), loc.label())
-    if not isinstance(data, dict):
-        raise DescriptorError(
-            f"{loc.label()}: a descriptor file must be a YAML mapping, got "
-            f"{type(data).__name__}"
-        )
-    return data
+    text = node.read_text(encoding="utf-8")
+    key = (loc.label(), text)
+    if key not in _PARSED:
+        data = parse_yaml(text, loc.label())
+        if not isinstance(data, dict):
+            raise DescriptorError(
+                f"{loc.label()}: a descriptor file must be a YAML mapping, got "
+                f"{type(data).__name__}"
+            )
+        if len(_PARSED) > 256:
+            _PARSED.clear()
+        _PARSED[key] = data
+    return _copy(_PARSED[key])
 
 
 # -- merging with origin tracking ------------------------------------------------------------
