@@ -94,7 +94,7 @@ def _values(rng, shape, dtype):
     return v.astype(np.float32).astype(DT[dtype])
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), in_dtype=st.sampled_from(["float16", "bfloat16",
                                                                   "float32"]),
        out32=st.booleans(), bias_kind=st.sampled_from([None, "same", "float32"]),
