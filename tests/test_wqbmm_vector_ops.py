@@ -38,7 +38,7 @@ f32s = st.floats(width=32, allow_nan=False, allow_infinity=False)
 f16s = st.floats(width=16, allow_nan=False, allow_infinity=False)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(f32s, f32s, f32s)
 def test_fused_mul_add_float32_is_one_rounding(a, b, c):
     """fused_mul_add(a, b, c) == RNE_fp32(a*b + c) exactly (when finite)."""
@@ -48,7 +48,7 @@ def test_fused_mul_add_float32_is_one_rounding(a, b, c):
         assert got == want or (got == 0.0 and want == 0.0)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(f16s, f16s, f16s)
 def test_fused_mul_add_float16_is_one_rounding(a, b, c):
     """The fp16 Axpy of inner_precise 1 under a fused model: one RNE rounding to fp16."""
@@ -58,7 +58,7 @@ def test_fused_mul_add_float16_is_one_rounding(a, b, c):
         assert got == want or (got == 0.0 and want == 0.0)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(f16s, f16s, f16s)
 def test_default_mul_add_rounds_twice(a, b, c):
     """AXPY_FUSED is False: MulAddDst/Axpy round the product, then the sum (fp16 here)."""
