@@ -360,7 +360,9 @@ def build_msd(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, *, group: bool) ->
         for half in range(2):
             aiv = CoreProgram(2 * ci + half, "aiv")
             b = ProgramBuilder(aiv, aiv_desc)
+            mark = b.used_bytes("UB")
             _msd_prepare(b, s, ci, half, rows, digits, dig_dtype, g, ngroups)
+            b.release("UB", mark)  # the post-processing phase reuses the UB space
             _msd_post(b, s, t, ci, half, per_core[ci], rows, digits, c_dtype, ngroups, group)
             cores.append(aiv)
     name = "MsdGroup" if group else "Msd"

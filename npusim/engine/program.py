@@ -207,6 +207,12 @@ class ProgramBuilder:
     def used_bytes(self, buffer: str) -> int:
         return self._next.get(buffer, 0)
 
+    def release(self, buffer: str, mark: int) -> None:
+        """Free everything allocated in ``buffer`` after ``mark`` (a :meth:`used_bytes` value),
+        so a later phase of the program reuses the space; the race checker still orders the
+        phases' accesses."""
+        self._next[buffer] = min(self._next.get(buffer, 0), mark)
+
     # -- instructions -----------------------------------------------------------------------
     def emit(self, instr: Instr) -> Instr:
         self.program.instrs.append(instr)
