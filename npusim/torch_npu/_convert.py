@@ -22,12 +22,9 @@ def to_numpy(x: Any) -> tuple[Any, bool]:
     if t.dtype == torch.bfloat16:
         from npusim.numerics import BF16
 
-        return t.contiguous().view(torch.int16).numpy().view(BF16), True
-    arr = t.numpy()
-    if not t.is_contiguous():  # keep a transposed view a transposed view
-        arr = np.lib.stride_tricks.as_strided(t.contiguous().numpy(), t.shape,
-                                              tuple(s * t.element_size() for s in t.stride()))
-    return arr, True
+        # same element size: the int16 view keeps the strides (a transposed view stays one)
+        return t.view(torch.int16).numpy().view(BF16), True
+    return t.numpy(), True  # numpy shares the tensor's strides
 
 
 def to_output(arr: Any, as_torch: bool) -> Any:
