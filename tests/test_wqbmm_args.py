@@ -228,6 +228,8 @@ def test_nz_rules():
     _raises(ValueError, "ND weight", weight=nz8, quant_scale=np.ones(N, np.float32))
     bad = NzArray(np.zeros((2, 2, 16, 32), np.int8), (K, N))
     _raises(ValueError, "storage", weight=bad)
+    x = np.zeros((M, K), np.float16)
+    _raises(ValueError, "only the weight", x=NzArray(nz_storage(x, 16), x.shape))
 
 
 def test_310p_rules():

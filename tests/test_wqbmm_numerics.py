@@ -56,7 +56,7 @@ class Case:
 
     def __init__(self, seed, m, k, n, *, xdt="float16", wdt="int8", quant="channel", g=0,
                  offset=True, bias=True, trans=False, nz=False, int8_out=False, qs_int64=False,
-                 inner_precise=0, x=None, w=None):  # fmt: skip
+                 inner_precise=0, x=None, w=None, scale_int64=False):  # fmt: skip
         rng = np.random.default_rng(seed)
         xd = np.float16 if xdt == "float16" else BF16
         self.x = x if x is not None else rng.standard_normal((m, k)).astype(xd)
@@ -81,6 +81,10 @@ class Case:
         self.weight = self._weight(wdt, trans, nz)
         self.scale_arg = self._param(self.scale, quant, trans)
         self.offset_arg = None if self.offset is None else self._param(self.offset, quant, trans)
+        if scale_int64:  # Fixpipe path: uint64 parameters and int32 offsets
+            self.scale = trans_quant_param0((rng.random(n) * 0.02 + 0.001).astype(np.float32), None)
+            self.offset = rng.integers(-128, 128, n).astype(np.int32) if offset else None
+            self.scale_arg, self.offset_arg = self.scale, self.offset
 
     def _weight(self, wdt, trans, nz):
         from npusim.ops.weight_quant_batchmatmul import transpose_nz
@@ -128,6 +132,8 @@ def oracle(c: Case, kernel: str, tiling: dict | None, wdt: str):
                              tiling["single_core_k"], c.inner_precise)  # fmt: skip
     if kernel == "CustomNzSplitK":
         return ref_custom_nz_splitk(c.x, c.w, c.scale, c.offset, c.bias, tiling["single_core_k"])
+    if kernel == "Fixpipe":
+        return ref_fixpipe(c.x, c.w, c.scale, c.offset, c.bias)
     raise AssertionError(kernel)
 
 
@@ -341,6 +347,11 @@ def _random_case(i: int) -> tuple[Case, str, str]:
     if nz and wdt == "int4" and quant == "channel":
         trans = True
     int8_out = bool(rng.random() < 0.15) and not nz
+    qs_int64 = bool(rng.random() < 0.5)
+    i64 = xdt == "float16" and wdt == "int8" and quant == "channel" and m <= 96 and not int8_out
+    i64 = i64 and bool(rng.random() < 0.4)
+    if i64:
+        trans, nz = True, False
     if m >= 64:  # dequant-then-matmul kernels: keep the exact cube oracle cheap
         g = min(g, 64)
         k, n = (2 * g if g else 64), 64
@@ -349,14 +360,16 @@ def _random_case(i: int) -> tuple[Case, str, str]:
         n = int(rng.choice([64, 128]))
     offset, bias = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
     c = Case(2000 + i, m, k, n, xdt=xdt, wdt=wdt, quant=quant, g=g, trans=trans, nz=nz,
-             int8_out=int8_out, offset=offset, bias=bias)  # fmt: skip
+             int8_out=int8_out, qs_int64=qs_int64, offset=offset, bias=bias,
+             scale_int64=i64)  # fmt: skip
     return c, wdt, c.explain()["kernel"]
 
 
 @pytest.mark.parametrize("i", range(16))
 def test_random_matrix(i):
     """Seeded random calls over M, K, N, weight dtype, quantisation type, offset, bias, x dtype,
-    int8 output, ND/NZ and transposition: whichever kernel is selected matches the oracle."""
+    int8 output (float32 or int64 quant_scale), the int64 antiquant-scale path, ND/NZ and
+    transposition: whichever kernel is selected matches the oracle."""
     c, wdt, kernel = _random_case(i)
     info = c.explain()
     assert_same_bits(c.call(), oracle(c, kernel, info["tiling"], wdt))

@@ -144,6 +144,12 @@ def _require_array(name: str, value: Any) -> np.ndarray:
             f"{name}={type(value).__name__}: must be a numpy array (or a torch CPU tensor "
             "through npusim.torch_npu)"
         )
+    fmt = getattr(value, "npu_format", ACL_FORMAT_ND)
+    if name != "weight" and fmt != ACL_FORMAT_ND:
+        raise ValueError(
+            f"{name} npu_format={fmt}: must be ND ({ACL_FORMAT_ND}); only the weight may be "
+            "FRACTAL_NZ"
+        )
     return value
 
 
