@@ -141,6 +141,10 @@ def build_trace(result: RunResult, meta: dict[str, Any] | None = None) -> dict[s
         "time_unit": "ts/dur in microseconds = cycles / aicore_freq_mhz",
         "functional": result.functional,
     }
+    numerics = getattr(result.soc, "numerics", None)
+    if numerics is not None:  # declared models the outputs are exact to (never claimed more)
+        metadata["declared_cube_accumulation_model"] = str(numerics.cube_accumulation.model)
+        metadata["declared_split_k_reduction_order"] = str(numerics.split_k_reduction_order)
     for k, v in sorted(result.kernel.meta.items()):
         metadata[k] = v
     if meta:
