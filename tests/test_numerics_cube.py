@@ -65,13 +65,14 @@ def test_int_matmul_is_exact_int32():
     k=st.integers(1, 40),
     n=st.integers(1, 3),
     dtype=st.sampled_from(["float16", "bfloat16"]),
-    spread=st.integers(0, 30),
+    spread=st.integers(0, 26),
 )
 def test_fractal_model_matches_fraction_oracle(seed, m, k, n, dtype, spread):
     """fractal_exact_fp32_sequential: each 16-wide k chunk summed exactly, one fp32 rounding, then
     sequential fp32 adds - bit for bit, including wide exponent spreads that defeat float64 sums."""
     rng = np.random.default_rng(seed)
     dt = np.float16 if dtype == "float16" else ml_dtypes.bfloat16
+    # exponents spread over up to 2^26 (fp16 stays finite: |x| < 2^13 * 8)
     scale = np.exp2(rng.integers(-spread // 2, spread // 2 + 1, (m, k)).astype(np.float64))
     a = (rng.standard_normal((m, k)) * scale).astype(np.float32).astype(dt)
     b = rng.standard_normal((k, n)).astype(np.float32).astype(dt)

@@ -94,19 +94,44 @@ def _certified_round(
         mid_hi = (r64 + hi) / 2.0
         ok = (np.abs(s - mid_lo) > bound) & (np.abs(s - mid_hi) > bound) & np.isfinite(r64)
         ok |= bound == 0.0  # exact float64 value: the cast itself is correctly rounded
+        ok |= ~np.isfinite(s)  # inf / NaN inputs propagate as IEEE arithmetic does
     if not ok.all():
         for i, j in zip(*np.nonzero(~ok), strict=True):
             r[i, j] = fix(int(i), int(j))
     return r.reshape(shape)
 
 
-def _fractal_sum_f32(a64: np.ndarray, b64: np.ndarray) -> np.ndarray:
+_PRECISION = {"float16": (11, -24), "bfloat16": (8, -133), "float32": (24, -149)}
+
+
+def _min_lsb(x64: np.ndarray, dtype: np.dtype, axis: int) -> np.ndarray | None:
+    """Smallest unit in the last place over ``axis`` (nonzero entries), or None if unknown."""
+    prec = _PRECISION.get(np.dtype(dtype).name)
+    if prec is None:
+        return None
+    p, emin = prec
+    _, e = np.frexp(np.where(x64 == 0, 1.0, x64))
+    lsb = np.exp2(np.maximum(e - p, emin).astype(np.float64))
+    lsb = np.where(x64 == 0, np.inf, lsb)
+    return lsb.min(axis=axis)
+
+
+def _fractal_sum_f32(a64: np.ndarray, b64: np.ndarray, dta=None, dtb=None) -> np.ndarray:
     """Exact sum of products over one k-fractal, rounded once to fp32."""
     s = a64 @ b64
     k = a64.shape[1]
     # Each product is exact in float64 (<= 2x24 significant bits); the BLAS sum of k terms has an
     # error of at most (k-1) * eps * sum|a||b| in any order.
-    bound = (k * _F64_EPS) * (np.abs(a64) @ np.abs(b64))
+    absum = np.abs(a64) @ np.abs(b64)
+    bound = (k * _F64_EPS) * absum
+    if dta is not None:
+        la, lb = _min_lsb(a64, dta, 1), _min_lsb(b64, dtb, 0)
+        if la is not None and lb is not None:
+            # Every product is a multiple of la*lb; below 2^53 of that quantum all partial sums
+            # are exact in float64, whatever the order: the bound is then zero.
+            with np.errstate(invalid="ignore", over="ignore"):
+                exact = absum < np.outer(la, lb) * 2.0**53
+            bound = np.where(exact, 0.0, bound)
 
     def fix(i: int, j: int) -> np.float32:
         return _round_fraction_to_f32(_exact_dot(a64[i], b64[:, j]))
@@ -152,6 +177,7 @@ def cube_matmul_float(
 
         return _certified_round(s, bound, fix, (m, n))
     for start in range(0, k, k0):
-        part = _fractal_sum_f32(a64[:, start : start + k0], b64[start : start + k0, :])
+        part = _fractal_sum_f32(a64[:, start : start + k0], b64[start : start + k0, :],
+                                a.dtype, b.dtype)
         acc = (acc + part).astype(np.float32)
     return acc
