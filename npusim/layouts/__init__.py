@@ -5,12 +5,23 @@ from npusim.layouts.formatted import (
     ACL_FORMAT_ND,
     FormattedArray,
     npu_format_of,
+    origin_shape_of,
 )
-from npusim.layouts.nz import nd_to_nz, nz_c0, nz_index, nz_storage_shape, nz_to_nd
+from npusim.layouts.nz import (
+    C0_INT4,
+    C0_INT32_INT4,
+    nd_to_nz,
+    nz_c0,
+    nz_index,
+    nz_storage_shape,
+    nz_to_nd,
+)
 
 __all__ = [
     "ACL_FORMAT_FRACTAL_NZ",
     "ACL_FORMAT_ND",
+    "C0_INT4",
+    "C0_INT32_INT4",
     "FormattedArray",
     "nd_to_nz",
     "npu_format_of",
@@ -18,4 +29,5 @@ __all__ = [
     "nz_index",
     "nz_storage_shape",
     "nz_to_nd",
+    "origin_shape_of",
 ]
