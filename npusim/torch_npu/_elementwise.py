@@ -1,72 +1,113 @@
-"""torch_npu-named elementwise operators: int4pack, trans_quant_param, group_quant, format_cast."""
+"""torch_npu-named elementwise operators: int4pack, trans_quant_param, group_quant, format_cast.
+
+Same names, signatures and defaults as torch_npu, plus ``soc=`` (a SoC name, default the package
+default ``Ascend910B2``, or a loaded descriptor). numpy in -> numpy out; torch CPU tensors in ->
+torch tensors out. Each call checks that the op exists on the SoC family (seeds 000, 003, 004),
+validates every argument and returns the NPU's bits (the ``reference_*`` functions of
+``npusim.ops``). A FRACTAL_NZ result carries ``npu_format`` and ``origin_shape`` so it can be fed
+to the next op.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from npusim.torch_npu._convert import to_numpy, to_output
 
-A2A3_PREFIXES = ("Ascend910B", "Ascend910_93")
+A2_A3_PREFIXES = ("Ascend910B", "Ascend910_93")
+ATLAS_310P_PREFIXES = ("Ascend310P",)
+
+# op -> (SoC name prefixes it runs on, the products as the seed docs name them)
+SUPPORTED_SOCS: dict[str, tuple[tuple[str, ...], str]] = {
+    "npu_convert_weight_to_int4pack": (A2_A3_PREFIXES, "Atlas A2 / A3 only (seed 000)"),
+    "npu_trans_quant_param": (A2_A3_PREFIXES + ATLAS_310P_PREFIXES,
+                              "Atlas A2 / A3 and Atlas inference (310P) only (seed 003)"),
+    "npu_group_quant": (A2_A3_PREFIXES, "Atlas A2 / A3 only (seed 004)"),
+    "npu_format_cast": (A2_A3_PREFIXES + ATLAS_310P_PREFIXES,
+                        "Atlas A2 / A3 and Atlas inference (310P) only"),
+}
 
 
-def _soc_name(soc: Any) -> str:
+def soc_name(soc: Any) -> str:
+    """The SoC name of ``soc``: None -> the package default; a name; or a descriptor's name."""
     if soc is None:
         from npusim.runner import DEFAULT_SOC
 
         return DEFAULT_SOC
-    return soc if isinstance(soc, str) else str(getattr(soc, "name", soc))
+    if isinstance(soc, str):
+        from npusim.hw.loader import list_socs
+
+        known = list_socs()
+        if soc not in known:
+            raise ValueError(f"soc: {soc!r} is not a known SoC; must be one of {known}")
+        return soc
+    name = getattr(soc, "name", None)
+    if not isinstance(name, str):
+        raise TypeError(f"soc: must be a SoC name or a SoC descriptor, got {soc!r}")
+    return name
 
 
-def _require_a2a3(op: str, soc: Any) -> None:
-    name = _soc_name(soc)
-    if not name.startswith(A2A3_PREFIXES):
-        raise ValueError(f"soc: {op} is supported on Atlas A2 / A3 only (seed docs), not {name}")
+def check_soc(op: str, soc: Any) -> str:
+    """The SoC name, after checking that ``op`` exists on its family."""
+    name = soc_name(soc)
+    prefixes, products = SUPPORTED_SOCS[op]
+    if not name.startswith(prefixes):
+        raise ValueError(f"soc: {op} is not supported on {name}; it runs on {products}")
+    return name
 
 
 def npu_convert_weight_to_int4pack(weight: Any, inner_k_tiles: int = 0, *, soc: Any = None,
                                    emulate_hardware_masking: bool = False) -> Any:
-    """Pack int32 values in [-8, 7] 8 per int32 (host work in torch_npu)."""
-    from npusim.ops.int4pack import int4pack
+    """int32 (k, n) values in [-8, 7] -> int32 (k, n/8), 8 int4 per word; FRACTAL_NZ input ->
+    NZ storage (ceil(n/64), ceil(k/16), 16, 8). Host work in torch_npu (no NPU kernel).
+    Out-of-range values raise unless ``emulate_hardware_masking`` (then ``& 0xF`` as the host
+    loop does)."""
+    from npusim.ops.int4pack import reference_int4pack
 
-    _require_a2a3("npu_convert_weight_to_int4pack", soc)
-    w, t = to_numpy(weight)
-    return to_output(int4pack(w, inner_k_tiles,
-                              emulate_hardware_masking=emulate_hardware_masking), t)
+    check_soc("npu_convert_weight_to_int4pack", soc)
+    w, was_torch = to_numpy(weight)
+    out = reference_int4pack(w, inner_k_tiles, emulate_hardware_masking=emulate_hardware_masking)
+    return to_output(out, was_torch)
 
 
 def npu_trans_quant_param(scale: Any, offset: Any = None, round_mode: int = 0, *,
                           soc: Any = None) -> Any:
-    from npusim.ops.trans_quant_param import trans_quant_param
+    """float32 scale (+ offset) -> int64 FixPipe quant parameters (round_mode 0 truncates the
+    scale to 19 bits, 1 rounds to nearest even)."""
+    from npusim.ops.trans_quant_param import reference_trans_quant_param
 
-    s, t = to_numpy(scale)
+    check_soc("npu_trans_quant_param", soc)
+    s, was_torch = to_numpy(scale)
     o, _ = to_numpy(offset)
-    return to_output(trans_quant_param(s, o, round_mode), t)
+    return to_output(reference_trans_quant_param(s, o, round_mode), was_torch)
 
 
 def npu_group_quant(x: Any, scale: Any, group_index: Any, *, offset: Any = None,
                     dst_dtype: Any = None, soc: Any = None,
                     emulate_hardware_trap: bool = False) -> Any:
+    """Per-group quantisation of x (S, H) to int8, or to int4 packed in int32 (S, H/8) for
+    ``dst_dtype=torch.quint4x2``. A bad group_index raises ValueError unless
+    ``emulate_hardware_trap`` (then HardwareTrapError, as the device traps)."""
     from npusim.ops.group_quant import reference_group_quant
 
-    _require_a2a3("npu_group_quant", soc)
-    xa, t = to_numpy(x)
+    check_soc("npu_group_quant", soc)
+    xa, was_torch = to_numpy(x)
     sa, _ = to_numpy(scale)
     gi, _ = to_numpy(group_index)
     off, _ = to_numpy(offset)
-    out = reference_group_quant(np.asarray(xa), np.asarray(sa), np.asarray(gi),
-                                None if off is None else np.asarray(off), dst_dtype,
+    out = reference_group_quant(xa, sa, gi, off, dst_dtype,
                                 emulate_hardware_trap=emulate_hardware_trap)
-    return to_output(out, t)
+    return to_output(out, was_torch)
 
 
 def npu_format_cast(x: Any, acl_format: int, *, soc: Any = None) -> Any:
-    from npusim.ops.format_cast import format_cast
+    """``x`` in ``acl_format`` (2 = ND, 29 = FRACTAL_NZ); an NZ result carries its format and
+    origin shape."""
+    from npusim.ops.format_cast import reference_format_cast
 
-    xa, t = to_numpy(x)
-    if t and hasattr(x, "npu_format"):
-        from npusim.layouts import FormattedArray
-
-        xa = FormattedArray(xa, x.npu_format, x.origin_shape)
-    return to_output(format_cast(xa, acl_format), t)
+    check_soc("npu_format_cast", soc)
+    xa, was_torch = to_numpy(x)
+    out = reference_format_cast(xa, acl_format)
+    if was_torch and out is xa:
+        return x  # already in that format: torch_npu returns the tensor itself
+    return to_output(out, was_torch)
