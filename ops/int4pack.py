@@ -63,8 +63,11 @@ def validate_int4pack(weight: Any, inner_k_tiles: Any = 0, *,
     if w.dtype != np.int32:
         raise TypeError(f"weight: dtype {w.dtype} not supported; must be int32")
     was_nz = npu_format_of(weight) == ACL_FORMAT_FRACTAL_NZ
-    if was_nz:
-        w = nz_to_nd(w, origin_shape_of(weight))  # torch_npu: npu_format_cast(weight, ND) first
+    if was_nz:  # torch_npu: npu_format_cast(weight, ND) first
+        try:
+            w = nz_to_nd(w, origin_shape_of(weight))
+        except ValueError as exc:
+            raise ValueError(f"weight: FRACTAL_NZ input is inconsistent ({exc})") from None
     elif not w.flags.c_contiguous:
         raise ValueError("weight: must be contiguous (torch_npu: 'weight should be contiguous')")
     if w.ndim == 3:

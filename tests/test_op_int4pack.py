@@ -90,6 +90,18 @@ def test_inner_k_tiles_is_ignored():
     assert np.array_equal(int4pack(w, 0), int4pack(w, 8))
 
 
+def test_inconsistent_nz_input_names_weight():
+    """An NZ-tagged weight whose storage cannot hold its origin shape raises naming weight."""
+
+    class Tagged(np.ndarray):
+        npu_format = 29
+        origin_shape = (40, 16)
+
+    bad = np.zeros((1, 1, 16, 16), np.int32).view(Tagged)
+    with pytest.raises(ValueError, match="weight: FRACTAL_NZ input is inconsistent"):
+        reference_int4pack(bad)
+
+
 def test_validate_returns_nd_weight():
     """validate_int4pack returns the ND weight and whether the input was NZ."""
     w = np.zeros((16, 8), np.int32)
