@@ -253,7 +253,8 @@ class ProgramBuilder:
                 name=label,
                 reads=(src,),
                 writes=(dst,),
-                params={"src": src.buffer, "dst": dst.buffer, "l2_cache": l2_cache},
+                params={"src": src.buffer, "dst": dst.buffer, "l2_cache": l2_cache,
+                        "transform": transform},
                 fn=fn if fn is not None else _copy_fn(src, dst),
             )
         )

@@ -158,6 +158,7 @@ class Engine:
         self.counters: dict[tuple, _Counter] = {}
         self.pending_wait: dict[tuple[int, str], str] = {}
         self.ctx = FunctionalContext(kernel, self.core_descs) if functional else None
+        self.launch_cycles = int(getattr(soc, "kernel_launch_cycles", 0) or 0)
         self._check_static()
 
     # -- static checks ----------------------------------------------------------------------
@@ -266,6 +267,8 @@ class Engine:
         desc = self.core_descs[ci]
         scale = self.freq_scale[ci]
         last_end = -1
+        if self.launch_cycles:
+            yield env.timeout(self.launch_cycles)
         for seq, ins in enumerate(instrs):
             kind = ins.kind
             if kind == "wait_flag":

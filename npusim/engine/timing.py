@@ -23,7 +23,8 @@ def dma_local_cycles(core: Any, instr: Instr) -> int:
     if spec is None:
         raise ProgramError(f"no data path {src.buffer}->{dst.buffer} on this core")
     nbytes = max(src.nbytes, dst.nbytes)
-    bpc = spec.bytes_per_cycle(nbytes)
+    transform = instr.params.get("transform", "")
+    bpc = spec.bytes_per_cycle(nbytes, transform) if transform else spec.bytes_per_cycle(nbytes)
     return int(spec.latency_cycles) + math.ceil(nbytes / bpc)
 
 

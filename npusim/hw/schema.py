@@ -145,6 +145,12 @@ class SocDescriptor(Model):
     cores: dict[CoreKind, CoreDescriptor] = Field(description="Core kinds by name")
     memory: MemorySpec = Field(description="Chip memory hierarchy")
     sync: SyncSpec = Field(description="Synchronisation limits")
+    kernel_launch_cycles: NonNegInt = Field(
+        0,
+        description="Fixed cost of one kernel launch (scheduling to the cores and the end "
+        "response, part of the profiler's Task Duration) in AI-core cycles; added before the "
+        "first instruction",
+    )
     numerics: NumericsSpec = Field(description="Declared numerics")
     provenance: tuple[str, ...] = Field(
         (), description="Files merged into this descriptor, most general first"

@@ -117,10 +117,21 @@ class TransferSpec(Model):
         description="Measured [size_bytes, bytes_per_cycle] points, sizes increasing; "
         "interpolated linearly and clamped at both ends; empty = peak at every size",
     )
+    nd2nz_curve: tuple[CurvePoint, ...] = Field(
+        (),
+        description="Measured [size_bytes, bytes_per_cycle] points of the same path when it "
+        "converts ND to FRACTAL_NZ on the fly (GM->L1 nd2nz / dn2nz); empty = use `curve`",
+    )
     source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
 
     @model_validator(mode="after")
     def _curve_ok(self) -> TransferSpec:
+        for i, (s, bw) in enumerate(self.nd2nz_curve):
+            if i and s <= self.nd2nz_curve[i - 1][0]:
+                raise ValueError(f"nd2nz_curve: sizes must increase strictly (point {i})")
+            if bw > self.peak_bytes_per_cycle * (1 + 1e-9):
+                raise ValueError(f"nd2nz_curve: point {i} ({s} B, {bw} B/cyc) exceeds "
+                                 f"peak_bytes_per_cycle={self.peak_bytes_per_cycle}")
         sizes = [s for s, _ in self.curve]
         for i in range(1, len(sizes)):
             if sizes[i] <= sizes[i - 1]:
@@ -136,22 +147,26 @@ class TransferSpec(Model):
                 )
         return self
 
-    def bytes_per_cycle(self, size_bytes: int) -> float:
+    def bytes_per_cycle(self, size_bytes: int, transform: str = "") -> float:
         """Bandwidth of a transfer of ``size_bytes``: the measured curve interpolated linearly,
-        clamped at its ends; the peak when no curve was measured."""
+        clamped at its ends; the peak when no curve was measured. ``transform`` "nd2nz" or
+        "dn2nz" selects ``nd2nz_curve`` when one was measured."""
         if isinstance(size_bytes, bool) or not isinstance(size_bytes, int | float):
             raise TypeError(f"size_bytes={size_bytes!r}: must be a number of bytes")
         if size_bytes <= 0:
             raise ValueError(f"size_bytes={size_bytes}: must be positive")
-        if not self.curve:
+        curve = self.curve
+        if transform in ("nd2nz", "dn2nz") and self.nd2nz_curve:
+            curve = self.nd2nz_curve
+        if not curve:
             return float(self.peak_bytes_per_cycle)
-        sizes = [s for s, _ in self.curve]
+        sizes = [s for s, _ in curve]
         if size_bytes <= sizes[0]:
-            return float(self.curve[0][1])
+            return float(curve[0][1])
         if size_bytes >= sizes[-1]:
-            return float(self.curve[-1][1])
+            return float(curve[-1][1])
         i = bisect.bisect_right(sizes, size_bytes)
-        (s0, b0), (s1, b1) = self.curve[i - 1], self.curve[i]
+        (s0, b0), (s1, b1) = curve[i - 1], curve[i]
         return b0 + (b1 - b0) * (size_bytes - s0) / (s1 - s0)
 
 
