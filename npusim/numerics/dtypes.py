@@ -19,21 +19,28 @@ _ALIASES = {
 
 
 def np_dtype(name: str | np.dtype | type) -> np.dtype:
-    """The numpy dtype of a name ('float16', 'bf16', ...) or dtype; ValueError otherwise."""
+    """The numpy dtype of a name ('float16', 'fp16', 'bf16', 'int32', ...) or of a supported dtype.
+
+    Raises ValueError for any other name or dtype (float64, int4, ...)."""
     if isinstance(name, str):
         dt = _ALIASES.get(name)
         if dt is None:
-            raise ValueError(f"dtype {name!r} is not one of {sorted(_ALIASES)}")
+            raise ValueError(f"name: dtype {name!r} is not one of {sorted(_ALIASES)}")
         return np.dtype(dt)
-    dt = np.dtype(name)
-    if dt.name not in _ALIASES and dt != BF16:
-        raise ValueError(f"dtype {dt} is not supported by npusim")
+    try:
+        dt = np.dtype(name)
+    except TypeError:
+        raise TypeError(f"name: {name!r} is neither a dtype name nor a numpy dtype") from None
+    if dt.name not in _ALIASES:
+        raise ValueError(f"name: dtype {dt} is not supported by npusim; use one of "
+                         f"{sorted(_ALIASES)}")
     return dt
 
 
 @dataclass(frozen=True)
 class FloatFormat:
-    """A binary floating-point format: ``mantissa_bits`` excludes the implicit bit."""
+    """A binary floating-point format with IEEE-style subnormals: ``mantissa_bits`` excludes the
+    implicit bit, ``bias`` = 2^(exponent_bits-1) - 1, the top exponent is kept for inf / NaN."""
 
     name: str
     mantissa_bits: int
@@ -73,8 +80,13 @@ FORMATS = {
 }
 
 
-def float_info(name: str) -> FloatFormat:
-    key = np_dtype(name).name if name not in FORMATS and name != "fp19" else name
+def float_info(name: str | np.dtype) -> FloatFormat:
+    """The format of float16 / bfloat16 / float32 (any alias accepted by ``np_dtype``) or 'fp19'
+    (s1 e8 m10, the FixPipe scale M1). ValueError for anything else."""
+    if isinstance(name, str) and name in FORMATS:
+        return FORMATS[name]
+    key = np_dtype(name).name
     if key not in FORMATS:
-        raise ValueError(f"float_info: {name!r} is not a float format of {sorted(FORMATS)}")
+        raise ValueError(f"name: {name!r} is not a float format; use one of {sorted(FORMATS)} "
+                         "or an alias of them")
     return FORMATS[key]

@@ -1,8 +1,10 @@
 """Casts in every rounding mode the Ascend kernels use, computed exactly.
 
 Every float16 / bfloat16 / float32 / int32 value is exact in float64, so values are rounded there by
-scaling with powers of two (exact) and rounding the scaled significand. Saturation follows
-ops-semantics 0.2: vector Cast saturates on overflow by default; NaN -> 0 for float -> int.
+scaling with powers of two (exact) and rounding the scaled significand. int64 / uint64 values beyond
+2^53 are first rounded to odd at 53 bits with integer arithmetic; that keeps every later rounding to
+<= 51 bits correct in every mode (the sticky bit survives). Saturation follows ops-semantics 0.2:
+vector Cast saturates on overflow by default; NaN -> 0 and +-inf -> max / min for float -> int.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import enum
 
 import numpy as np
 
-from npusim.numerics.dtypes import FORMATS, np_dtype
+from npusim.numerics.dtypes import BF16, FORMATS, np_dtype
 
 INT_RANGES = {
     "int4": (-8, 7),
@@ -21,10 +23,18 @@ INT_RANGES = {
     "int64": (-(2**63), 2**63 - 1),
 }
 
+_FLOAT_TARGETS = ("float16", "bfloat16", "float32")
+
 
 class RoundMode(enum.StrEnum):
-    """CAST_RINT (nearest, ties to even), CAST_ROUND (nearest, ties away from zero), CAST_TRUNC,
-    CAST_FLOOR, CAST_CEIL, CAST_ODD (round to odd: truncate, then set the last bit if inexact)."""
+    """The Ascend C ``RoundMode`` values (ops-semantics 0.2).
+
+    RINT: nearest, ties to even (CAST_RINT). ROUND: nearest, ties away from zero (CAST_ROUND).
+    TRUNC / FLOOR / CEIL: toward zero / -inf / +inf. ODD: round to odd - truncate toward zero and
+    set the last kept bit if anything was discarded. For float -> int, ODD is defined the same way
+    on the integer grid: truncate toward zero, then step one away from zero if the value was
+    inexact and the truncated integer is even (so 2.5 -> 3, 3.5 -> 3, 4.0 -> 4, -2.5 -> -3).
+    """
 
     RINT = "rint"
     ROUND = "round"
@@ -34,24 +44,73 @@ class RoundMode(enum.StrEnum):
     ODD = "odd"
 
 
-def _as_f64(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x)
-    if x.dtype == np.float64:
-        return x
-    if np.issubdtype(x.dtype, np.integer) and x.dtype.itemsize == 8:
-        big = np.abs(x.astype(np.float64)) >= 2.0**53
-        if np.any(big):
-            raise NotImplementedError("int64 values beyond 2^53 are not supported by these casts")
-    return x.astype(np.float64)
+def _check_mode(mode: RoundMode | str) -> RoundMode:
+    try:
+        return RoundMode(mode)
+    except ValueError:
+        raise ValueError(
+            f"mode: {mode!r} is not a rounding mode; use one of {[m.value for m in RoundMode]}"
+        ) from None
+
+
+def _first_index(mask: np.ndarray) -> tuple[int, ...]:
+    """Index (as a tuple) of the first True element of ``mask``; works for 0-d arrays."""
+    return tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(mask)[0]), mask.shape))
+
+
+def _is_int(dt: np.dtype) -> bool:
+    return dt.kind in "iub"
+
+
+def _checked_array(x: np.ndarray) -> np.ndarray:
+    """``x`` as an array of a supported numeric dtype (bool, integer, float16/bf16/32/64)."""
+    arr = np.asarray(x)
+    if _is_int(arr.dtype) or arr.dtype == BF16 or (arr.dtype.kind == "f" and arr.itemsize <= 8):
+        return arr
+    raise TypeError(f"x: dtype {arr.dtype} is not supported; use a bool, integer, float16, "
+                    "bfloat16, float32 or float64 array")
+
+
+def _wide_int_to_f64(a: np.ndarray) -> np.ndarray:
+    """int64 / uint64 -> float64, exact below 2^53 and rounded to odd at 53 bits above."""
+    neg = a < 0
+    # |a| as uint64 without overflowing at -2^63: -(a + 1) fits in int64, then add the 1 back.
+    mag = np.where(neg, -(a + 1), a).astype(np.uint64) + neg.astype(np.uint64)
+    big = mag >= np.uint64(1 << 53)
+    out = mag.astype(np.float64)  # exact where not big
+    if np.any(big):
+        m = mag[big]
+        _, e = np.frexp(m.astype(np.float64))
+        bitlen = e.astype(np.uint64)  # may be one too large when the float conversion rounded up
+        bitlen -= ((m >> (bitlen - np.uint64(1))) == 0).astype(np.uint64)
+        shift = bitlen - np.uint64(53)
+        kept = m >> shift
+        sticky = (m & ((np.uint64(1) << shift) - np.uint64(1))) != 0
+        kept |= sticky.astype(np.uint64)
+        out[big] = np.ldexp(kept.astype(np.float64), shift.astype(np.int64))
+    return np.where(neg, -out, out)
+
+
+def _to_f64(arr: np.ndarray) -> np.ndarray:
+    if _is_int(arr.dtype) and arr.dtype.itemsize == 8:
+        return _wide_int_to_f64(arr)
+    return arr.astype(np.float64)
 
 
 def round_to_integral(x: np.ndarray, mode: RoundMode | str) -> np.ndarray:
-    """Round to an integral float64 in ``mode``, exactly (NaN and inf pass through).
+    """Round to an integral float64 in ``mode``, exactly; NaN and +-inf pass through.
 
-    ODD for integers: truncate toward zero; if that was inexact and the result is even, step one
-    away from zero (so inexact results are always odd)."""
-    mode = RoundMode(mode)
-    v = _as_f64(x)
+    ``x`` may be float16 / bfloat16 / float32 / float64 (or an integer array exact in float64).
+    Zero results keep the sign of the input (-0.3 -> -0.0 in RINT / TRUNC / CEIL / ROUND)."""
+    mode = _check_mode(mode)
+    arr = _checked_array(x)
+    if _is_int(arr.dtype) and arr.dtype.itemsize == 8:
+        big = np.abs(_wide_int_to_f64(arr)) >= 2.0**53
+        if np.any(big):
+            idx = _first_index(big)
+            raise ValueError(f"x: integer {int(arr[idx])} at index {idx} is not exact in the "
+                             "float64 result (|x| must be below 2^53)")
+    v = arr.astype(np.float64)
     with np.errstate(invalid="ignore"):
         if mode is RoundMode.RINT:
             return np.rint(v)
@@ -62,7 +121,7 @@ def round_to_integral(x: np.ndarray, mode: RoundMode | str) -> np.ndarray:
         if mode is RoundMode.CEIL:
             return np.ceil(v)
         t = np.trunc(v)
-        frac = v - t  # exact
+        frac = v - t  # exact: v and t share the exponent range and t has no fraction bits
         if mode is RoundMode.ROUND:
             return np.where(np.abs(frac) >= 0.5, t + np.sign(v), t)  # keeps -0.0
         inexact = (frac != 0) & np.isfinite(v)
@@ -75,61 +134,67 @@ def float_to_int(x: np.ndarray, dtype: str, mode: RoundMode | str = RoundMode.RI
     """Float (or integer) -> int4 / int8 / int16 / int32 / int64 in ``mode``.
 
     Saturates to the target range (int4 = [-8, 7], returned as int8); NaN -> 0, +-inf -> max/min.
-    ``saturate=False`` raises ValueError on an out-of-range value instead.
+    ``saturate=False`` raises ValueError on an out-of-range value (inf included; NaN still -> 0).
+    Integer inputs are exact, so ``mode`` does not change them.
     """
+    mode = _check_mode(mode)
     if dtype not in INT_RANGES:
-        raise ValueError(f"dtype {dtype!r}: must be one of {sorted(INT_RANGES)}")
+        raise ValueError(f"dtype: {dtype!r} is not an integer target; use one of "
+                         f"{sorted(INT_RANGES)}")
     lo, hi = INT_RANGES[dtype]
-    arr = np.asarray(x)
-    if np.issubdtype(arr.dtype, np.integer):
-        r = arr.astype(np.int64)
+    arr = _checked_array(x)
+    out_dtype = np.int8 if dtype == "int4" else np_dtype(dtype)
+    if _is_int(arr.dtype):
+        if arr.dtype == np.uint64:
+            arr64 = np.minimum(arr, np.uint64(hi)).astype(np.int64)  # hi <= 2^63 - 1
+        else:
+            arr64 = arr.astype(np.int64)
+        over, under = arr64 > hi, arr64 < lo
         nan = np.zeros(arr.shape, bool)
+        ints = arr64
     else:
         r = round_to_integral(arr, mode)
         nan = np.isnan(r)
-    if not saturate:
-        bad = ~nan & ((r < lo) | (r > hi))
-        if np.any(bad):
-            idx = tuple(int(i[0]) for i in np.nonzero(bad))
-            raise ValueError(f"value {arr[idx]!r} at index {idx} is outside the {dtype} range "
-                             f"[{lo}, {hi}] (saturate=False)")
-    if not np.issubdtype(arr.dtype, np.integer):
-        r = np.where(nan, 0.0, np.clip(r, lo, hi))
-    else:
-        r = np.clip(r, lo, hi)
-    out = np.int8 if dtype == "int4" else np_dtype(dtype)
-    return r.astype(out)
+        # lo and hi + 1 are powers of two (or small), so both comparisons are exact in float64.
+        over, under = r >= float(hi + 1), r < float(lo)
+        ints = np.where(nan | over | under, 0.0, r).astype(np.int64)
+    if not saturate and np.any(over | under):
+        idx = _first_index(over | under)
+        raise ValueError(f"x: value {arr[idx].item()!r} at index {idx} is outside the {dtype} "
+                         f"range [{lo}, {hi}] (saturate=False)")
+    ints = np.where(over, hi, np.where(under, lo, ints))
+    return np.where(nan, 0, ints).astype(out_dtype)
 
 
 def cast_float(x: np.ndarray, dtype: str, mode: RoundMode | str = RoundMode.RINT, *,
                saturate: bool = True) -> np.ndarray:
     """Any float or integer array -> float16 / bfloat16 / float32, rounded exactly in ``mode``.
 
-    Subnormals of the target are produced (no flush). Overflow: ``saturate=True`` gives +-max
-    finite (the vector Cast default); otherwise IEEE behaviour of the mode (RINT / ROUND -> inf;
-    TRUNC / ODD -> max; FLOOR: +max / -inf; CEIL: +inf / -max). NaN stays NaN, inf stays inf.
+    Subnormals of the target are produced (no flush); zeros keep their sign. Overflow:
+    ``saturate=True`` gives +-max finite (the vector Cast default, "溢出默认按照饱和处理");
+    otherwise the IEEE result of the mode (RINT / ROUND -> +-inf; TRUNC / ODD -> +-max;
+    FLOOR: +max / -inf; CEIL: +inf / -max). NaN stays NaN and +-inf stays +-inf in both cases.
     """
-    mode = RoundMode(mode)
-    name = np_dtype(dtype).name if dtype not in FORMATS else dtype
-    if name not in ("float16", "bfloat16", "float32"):
-        raise ValueError(f"dtype {dtype!r}: must be float16, bfloat16 or float32")
+    mode = _check_mode(mode)
+    try:
+        name = dtype if isinstance(dtype, str) and dtype in _FLOAT_TARGETS else np_dtype(dtype).name
+    except (ValueError, TypeError):
+        name = None
+    if name not in _FLOAT_TARGETS:
+        raise ValueError(f"dtype: {dtype!r} is not a float target; use float16, bfloat16 or "
+                         "float32 (or fp16, bf16, fp32)")
     fmt = FORMATS[name]
-    v = _as_f64(x)
+    v = _to_f64(_checked_array(x))
     finite = np.isfinite(v) & (v != 0)
     safe = np.where(finite, v, 1.0)
-    _, e = np.frexp(safe)  # safe = m * 2^e, 0.5 <= |m| < 1 -> exponent of safe is e - 1
-    q = np.maximum(e - 1, fmt.min_exponent) - fmt.mantissa_bits  # quantum exponent
-    scaled = np.ldexp(safe, -q)  # exact
-    if mode is RoundMode.ODD:
-        t = np.trunc(scaled)
-        inexact = t != scaled
-        rounded = np.where(inexact & (np.fmod(t, 2.0) == 0), t + np.sign(scaled), t)
-    else:
-        rounded = round_to_integral(scaled, mode)
-    res = np.ldexp(rounded, q)
+    _, e = np.frexp(safe)  # |safe| = m * 2^e with 0.5 <= m < 1, so its exponent is e - 1
+    q = np.maximum(e - 1, fmt.min_exponent) - fmt.mantissa_bits  # exponent of the target's ulp
+    rounded = round_to_integral(np.ldexp(safe, -q), mode)  # scaling by 2^-q is exact
+    with np.errstate(over="ignore"):  # a float64 input near its max may round up to inf here
+        res = np.ldexp(rounded, q)
     mx = fmt.max_finite
-    over = np.abs(res) > mx
-    if np.any(over & finite):
+    over = finite & (np.abs(res) > mx)
+    if np.any(over):
         pos = res > 0
         if saturate or mode in (RoundMode.TRUNC, RoundMode.ODD):
             ovf = np.where(pos, mx, -mx)
@@ -141,5 +206,5 @@ def cast_float(x: np.ndarray, dtype: str, mode: RoundMode | str = RoundMode.RINT
             ovf = np.where(pos, np.inf, -mx)
         res = np.where(over, ovf, res)
     res = np.where(finite, res, v)  # zeros keep their sign, NaN / inf pass through
-    with np.errstate(invalid="ignore"):
-        return res.astype(np_dtype(name))
+    with np.errstate(invalid="ignore", over="ignore"):
+        return res.astype(np_dtype(name))  # every value is exact in the target: no rounding here
