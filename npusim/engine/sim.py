@@ -400,7 +400,8 @@ class Engine:
 
     # -- cross-core flags ---------------------------------------------------------------------
     def _targets(self, ci: int, mode: int) -> list[int]:
-        """Cores whose flag counter a CrossCoreSetFlag from core ``ci`` feeds (hardware.md 2.3)."""
+        """Partners of core ``ci`` for a mode (hardware.md 2.3): the cores its CrossCoreSetFlag
+        feeds, and equally the setters whose sets together release one of its waits."""
         cores = self.kernel.cores
         me = cores[ci]
         if mode == 0:
@@ -429,7 +430,7 @@ class Engine:
             ctr = self.counters.setdefault((tj, mode, fid), _Counter())
             ctr.sets[ci] = ctr.sets.get(ci, 0) + 1
             ctr.payloads.append((payload, ci, self.env.now, pipe))
-            needed = self._needed(tj, mode)
+            needed = self._targets(tj, mode)  # the partner relation is symmetric
             complete = min(ctr.sets.get(j, 0) for j in needed)
             if complete > 0:
                 for j in needed:
@@ -445,22 +446,6 @@ class Engine:
                     ev = ctr.waiters.pop(0)
                     ctr.count -= 1
                     ev.succeed()
-
-    def _needed(self, tj: int, mode: int) -> list[int]:
-        """Setter cores whose sets together release one wait on core ``tj``."""
-        cores = self.kernel.cores
-        me = cores[tj]
-        if mode == 0:
-            return [j for j, c in enumerate(cores) if c.kind == me.kind]
-        if mode == 1:
-            return [
-                j for j, c in enumerate(cores) if c.kind == "aiv" and c.core_id == me.core_id ^ 1
-            ]
-        if me.kind == "aic":
-            return [
-                j for j, c in enumerate(cores) if c.kind == "aiv" and c.core_id // 2 == me.core_id
-            ]
-        return [j for j, c in enumerate(cores) if c.kind == "aic" and c.core_id == me.core_id // 2]
 
     def _cross_wait(self, ci: int, pipe: str, pidx: int, ins: Instr):
         mode, fid = ins.params["mode"], ins.params["id"]
