@@ -1,0 +1,283 @@
+"""npu_trans_quant_param as a tiled program on one AIV (ops-semantics 3.2: "single AI Vector core").
+
+The element count is ``max(len(scale), len(offset))``; a length-1 side is loaded once and read
+for every element (the broadcasting rule of 3.2). Elements are processed in chunks, ping-pong
+buffered. Per chunk:
+
+- MTE2: the scale chunk (fp32) and, with an offset, the offset chunk (fp32) GM -> UB;
+- V (offset only): Cast fp32 -> int32 with CAST_RINT (round half to even, saturating, NaN -> 0),
+  Maxs -256, Mins 255 - the clamp to the 9-bit range;
+- S: a scalar loop builds each uint64: GetValue of the scale bits, the fp19 step (round_mode 0:
+  ``& 0xFFFFE000``; round_mode 1: round to nearest even at bit 13 with sticky bits 11..0, zero /
+  subnormal -> signed zero, inf / NaN truncated, a carry runs into the exponent), ``| 1 << 46``,
+  ``| (offset & 0x1FF) << 37``, SetValue into the uint64 chunk. The vector unit has no 64-bit
+  integer ALU, which is why the assembly is scalar work;
+- MTE3: the uint64 chunk UB -> GM.
+
+The scalar instruction counts per element (``SCALAR_PER_ELEMENT``) are a stated model, not
+calibrated: the CANN kernel source was not read. The bit assembly here is written independently of
+``npusim.numerics.fp19_bits`` / ``encode_quant_param``, so the tests comparing the program to
+``ops.trans_quant_param.reference_trans_quant_param`` check two implementations against each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+
+# Scalar instructions per output element (ASSUMPTION, not calibrated): GetValue scale, mask,
+# or sign bit, SetValue, loop increment + branch = 6; round_mode 1 adds the RNE (exponent
+# extract and two compares, round bit, sticky test, lsb, add, shift = 10); an offset adds GetValue,
+# and 0x1FF, shift, or = 4.
+SCALAR_PER_ELEMENT = {"base": 6, "round_rne": 10, "offset": 4}
+SCALAR_PER_CHUNK = 20  # address set-up, loop entry (ASSUMPTION)
+DEFAULT_CHUNK = 2048
+
+
+@dataclass(frozen=True)
+class TransQuantParamTiling:
+    """Elements per chunk (a multiple of 8, so every UB buffer stays 32 B aligned) and whether
+    chunks are ping-pong buffered."""
+
+    chunk: int = DEFAULT_CHUNK
+    double_buffer: bool = True
+
+
+def _ub_bytes(t: TransQuantParamTiling, with_offset: bool) -> int:
+    per = 4 + 8 + (8 if with_offset else 0)  # scale fp32, out uint64, offset fp32 + int32
+    return (2 if t.double_buffer else 1) * t.chunk * per
+
+
+def validate_trans_quant_param_tiling(t: TransQuantParamTiling, soc: Any,
+                                      with_offset: bool) -> None:
+    if isinstance(t.chunk, bool) or not isinstance(t.chunk, int) or t.chunk <= 0 or t.chunk % 8:
+        raise ValueError(f"tiling.chunk={t.chunk!r}: must be a positive multiple of 8 elements "
+                         "(32 B-aligned fp32 buffers)")
+    ub = soc.core("aiv").buffers["UB"].capacity_bytes
+    need = _ub_bytes(t, with_offset)
+    if need > ub:
+        raise ValueError(f"tiling.chunk={t.chunk}: needs {need} B of UB > {ub} B")
+
+
+def _fp19_assembly(scale_bits: np.ndarray, round_mode: int) -> np.ndarray:
+    """The scalar loop's scale step on uint32 bit patterns -> uint64 with bits 31..13 set."""
+    u = scale_bits.astype(np.uint64)
+    if round_mode == 0:
+        return u & np.uint64(0xFFFFE000)
+    sign = u & np.uint64(0x80000000)
+    exp = (u >> np.uint64(23)) & np.uint64(0xFF)
+    mant19 = u >> np.uint64(13)  # sign, exponent and the 10 kept mantissa bits
+    rbit = (u >> np.uint64(12)) & np.uint64(1)
+    sticky = (u & np.uint64(0xFFF)) != 0
+    odd = (mant19 & np.uint64(1)) == 1
+    inc = ((rbit == 1) & (sticky | odd)).astype(np.uint64)
+    rounded = (mant19 + inc) << np.uint64(13)
+    out = np.where(exp == 0, sign, rounded)
+    return np.where(exp == 0xFF, u & np.uint64(0xFFFFE000), out)
+
+
+def build_trans_quant_param(
+    soc: Any,
+    scale_len: int,
+    offset_len: int | None,
+    round_mode: int,
+    tiling: TransQuantParamTiling,
+    *,
+    scale: np.ndarray | None = None,
+    offset: np.ndarray | None = None,
+) -> Kernel:
+    """The one-AIV kernel for flat lengths ``scale_len`` / ``offset_len`` (None: no offset); the
+    output ``y`` holds ``max(scale_len, offset_len)`` uint64 values."""
+    with_off = offset_len is not None
+    validate_trans_quant_param_tiling(tiling, soc, with_off)
+    count = max(scale_len, offset_len or 1)
+    functional = scale is not None
+    gm = {"scale": GMTensor("scale", (scale_len,), "float32",
+                            None if scale is None else np.asarray(scale, np.float32).reshape(-1),
+                            "input")}
+    if with_off:
+        gm["offset"] = GMTensor("offset", (offset_len,), "float32",
+                                None if offset is None
+                                else np.asarray(offset, np.float32).reshape(-1), "input")
+    gm["y"] = GMTensor("y", (count,), "uint64", None, "output")
+    prog = CoreProgram(0, "aiv")
+    b = ProgramBuilder(prog, soc.core("aiv"))
+    nbuf = 2 if tiling.double_buffer else 1
+    chunk = min(tiling.chunk, -(-count // 8) * 8)
+    s_bcast, o_bcast = scale_len == 1 < count, with_off and offset_len == 1 < count
+    bufs = []
+    for i in range(nbuf):
+        sb = b.alloc("UB", (chunk,), "float32", f"scale{i}")
+        ob = b.alloc("UB", (chunk,), "float32", f"offset{i}") if with_off else None
+        ib = b.alloc("UB", (chunk,), "int32", f"offset_i32_{i}") if with_off else None
+        yb = b.alloc("UB", (chunk,), "uint64", f"y{i}")
+        bufs.append((sb, ob, ib, yb))
+    per_elem = SCALAR_PER_ELEMENT["base"] + (SCALAR_PER_ELEMENT["round_rne"] if round_mode else 0)
+    per_elem += SCALAR_PER_ELEMENT["offset"] if with_off else 0
+    for t, e0 in enumerate(range(0, count, chunk)):
+        n = min(chunk, count - e0)
+        i = t % nbuf
+        sb, ob, ib, yb = bufs[i]
+        if t >= nbuf:  # the scalar loop (and the cast) of chunk t - nbuf released this buffer
+            b.wait_flag("S", "MTE2", i)
+        sreg = oreg = ireg = None
+        if not s_bcast or t < nbuf:
+            sn = 1 if s_bcast else n
+            sreg = Region("UB", sb.offset, (sn,), "float32")
+            b.dma(Region("GM", 0 if s_bcast else e0 * 4, (sn,), "float32", "scale"), sreg,
+                  name="scale GM->UB")
+        if with_off and (not o_bcast or t < nbuf):
+            on = 1 if o_bcast else n
+            oreg = Region("UB", ob.offset, (on,), "float32")
+            b.dma(Region("GM", 0 if o_bcast else e0 * 4, (on,), "float32", "offset"), oreg,
+                  name="offset GM->UB")
+        b.sync("MTE2", "S", i)
+        if oreg is not None:
+            b.sync("MTE2", "V", i)
+            ireg = Region("UB", ib.offset, oreg.shape, "int32")
+            b.vec("Cast offset fp32->int32 RINT", "convert", ireg, (oreg,),
+                  elements=oreg.shape[0], dtype="float32",
+                  fn=_cast_fn(oreg, ireg) if functional else None)
+            b.vec("Maxs -256", "unary", ireg, (ireg,), elements=oreg.shape[0], dtype="int32",
+                  fn=_clamp_fn(ireg, -256, None) if functional else None)
+            b.vec("Mins 255", "unary", ireg, (ireg,), elements=oreg.shape[0], dtype="int32",
+                  fn=_clamp_fn(ireg, None, 255) if functional else None)
+            b.sync("V", "S", i)
+        if t >= nbuf:  # MTE3 of chunk t - nbuf has read the uint64 buffer
+            b.wait_flag("MTE3", "S", i)
+        yreg = Region("UB", yb.offset, (n,), "uint64")
+        s_in = Region("UB", sb.offset, (1 if s_bcast else n,), "float32")
+        i_in = None
+        if with_off:
+            i_in = Region("UB", ib.offset, (1 if o_bcast else n,), "int32")
+        reads = (s_in,) if i_in is None else (s_in, i_in)
+        b.scalar(f"quant param loop x{n}", SCALAR_PER_CHUNK + per_elem * n,
+                 fn=_assemble_fn(s_in, i_in, yreg, n, round_mode) if functional else None,
+                 reads=reads, writes=(yreg,))
+        b.set_flag("S", "MTE2", i)
+        b.sync("S", "MTE3", i)
+        b.dma(yreg, Region("GM", e0 * 8, (n,), "uint64", "y"), name="y UB->GM")
+        b.set_flag("MTE3", "S", i)
+    # drain the flags the last chunks set, so every SetFlag has its WaitFlag
+    nchunks = -(-count // chunk)
+    for t in range(max(0, nchunks - nbuf), nchunks):
+        b.wait_flag("S", "MTE2", t % nbuf)
+        b.wait_flag("MTE3", "S", t % nbuf)
+    meta = {"op": "trans_quant_param", "count": count, "round_mode": round_mode,
+            "offset": with_off}
+    return Kernel("trans_quant_param", gm, [prog], meta)
+
+
+def _cast_fn(src: Region, dst: Region):
+    def fn(ctx) -> None:
+        from npusim.numerics import RoundMode, float_to_int
+
+        ctx.write(dst, float_to_int(ctx.read(src), "int32", RoundMode.RINT))
+
+    return fn
+
+
+def _clamp_fn(r: Region, lo: int | None, hi: int | None):
+    def fn(ctx) -> None:
+        v = ctx.read(r)
+        v = np.maximum(v, np.int32(lo)) if lo is not None else np.minimum(v, np.int32(hi))
+        ctx.write(r, v.astype(np.int32))
+
+    return fn
+
+
+def _assemble_fn(s_in: Region, i_in: Region | None, y: Region, n: int, round_mode: int):
+    def fn(ctx) -> None:
+        bits = np.broadcast_to(ctx.read(s_in).view(np.uint32), (n,))
+        q = _fp19_assembly(bits, round_mode) | np.uint64(1 << 46)
+        if i_in is not None:
+            off = np.broadcast_to(ctx.read(i_in), (n,)).astype(np.int64)
+            q = q | ((off.astype(np.uint64) & np.uint64(0x1FF)) << np.uint64(37))
+        ctx.write(y, q)
+
+    return fn
+
+
+def _args(scale: Any, offset: Any, round_mode: Any):
+    """(scale length, offset length or None, round_mode, output shape, functional); arrays get the
+    operator's full validation, specs the shape / dtype rules."""
+    from npusim.ops.trans_quant_param import _check_round_mode, validate_trans_quant_param
+    from npusim.spec import is_spec, shape_dtype
+
+    if not is_spec(scale) and (offset is None or not is_spec(offset)):
+        s, o, mode, shape = validate_trans_quant_param(scale, offset, round_mode)
+        return s.size, None if o is None else o.size, mode, shape, True
+    mode = _check_round_mode(round_mode)
+    sshape, sdt = shape_dtype(scale)
+    shapes = [("scale", sshape, sdt)]
+    if offset is not None:
+        shapes.append(("offset", *shape_dtype(offset)))
+    for name, shape, dt in shapes:
+        if dt != "float32":
+            raise TypeError(f"{name}: dtype {dt} not supported; must be float32")
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[0] == 1)) or 0 in shape:
+            raise ValueError(f"{name}: shape {shape} not supported; must be (n,) or (1, n), "
+                             "non-empty")
+    slen = int(np.prod(sshape))
+    if offset is None:
+        return slen, None, mode, sshape, False
+    oshape = shapes[1][1]
+    olen = int(np.prod(oshape))
+    if len(sshape) == 2:
+        if oshape != sshape:
+            raise ValueError(f"offset: shape {oshape} must equal scale's {sshape} when scale is "
+                             "2-D (seed 003)")
+        return slen, olen, mode, sshape, False
+    if slen > 1 and olen > 1 and slen != olen:
+        raise ValueError(f"offset: scale and offset lengths {slen} and {olen} must be equal "
+                         "when both are greater than 1")
+    return slen, olen, mode, (sshape if sshape[0] > oshape[0] else oshape), False
+
+
+def plan_trans_quant_param(soc: Any, tiling: Any = None, *, scale: Any, offset: Any = None,
+                           round_mode: Any = 0):
+    """Runner entry for ``trans_quant_param``: arrays -> functional run whose output is the
+    operator's int64 tensor; specs -> timing only."""
+    from npusim.runner import Plan
+
+    if soc.core_counts().get("aiv", 0) == 0:
+        raise NotImplementedError(f"trans_quant_param on {soc.name}: the kernel runs on an AIV "
+                                  "(A2 / A3 only)")
+    slen, olen, mode, shape, functional = _args(scale, offset, round_mode)
+    t = tiling or TransQuantParamTiling()
+    kern = build_trans_quant_param(soc, slen, olen, mode, t,
+                                   scale=np.asarray(scale) if functional else None,
+                                   offset=None if offset is None or not functional
+                                   else np.asarray(offset))
+    return Plan(kern, "trans_quant_param (1 AIV)", t, functional,
+                finish=lambda o: o["y"].view(np.int64).reshape(shape))
+
+
+def cli_trans_quant_param(ns: Any, functional: bool, rng: Any) -> dict:
+    """``npusim run trans_quant_param``: --n channels (default 4096), offset of the same length,
+    round_mode 1 when --kernel rne."""
+    from npusim.spec import spec
+
+    n = ns.n or 4096
+    mode = 1 if (ns.kernel or "") == "rne" else 0
+    if functional:
+        return {"scale": rng.uniform(1e-4, 1e-1, n).astype(np.float32),
+                "offset": rng.uniform(-300, 300, n).astype(np.float32), "round_mode": mode}
+    return {"scale": spec((n,), "float32"), "offset": spec((n,), "float32"), "round_mode": mode}
+
+
+def check_trans_quant_param(res: Any, op_args: dict) -> str:
+    from npusim.ops.trans_quant_param import reference_trans_quant_param
+
+    want = reference_trans_quant_param(op_args["scale"], op_args.get("offset"),
+                                       op_args.get("round_mode", 0))
+    same = np.array_equal(np.asarray(res.outputs).view(np.uint64), want.view(np.uint64))
+    return f"output equals reference_trans_quant_param bit for bit: {same}"
+
+
+def default_tiling_trans_quant_param(soc: Any, **op_args: Any) -> TransQuantParamTiling:
+    return TransQuantParamTiling()
