@@ -1,4 +1,5 @@
-"""The ``npusim`` command line: SoCs, single operator runs, H-series / calibration validation."""
+"""The ``npusim`` command line: SoCs, single operator runs, H-series / calibration validation,
+sweeps and their comparison reports."""
 
 from __future__ import annotations
 
@@ -93,6 +94,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="results CSV (appended; an interrupted sweep resumes)")
     sw.add_argument("--workers", type=int, default=None, help="local processes (default: cores)")
     sw.add_argument("--ray", action="store_true", help="run the points on Ray (RAY_ADDRESS)")
+    sw.add_argument("--ray-address", default=None,
+                    help="Ray cluster address, e.g. ray://head:10001 (default: $RAY_ADDRESS, "
+                         "else a local Ray with --workers CPUs)")
+    sw.add_argument("--what-if", action="append", default=None, metavar="PATH=VALUE",
+                    help="flags study: a what-if variant compared with the baseline "
+                         "(repeatable, one variant; PATH*=F scales the SoC's value)")
+    sw.add_argument("--report", type=Path, default=None,
+                    help="also write the comparison report (markdown + PNG) to this directory")
+    rp = sub.add_parser("report", help="comparison report of a sweep CSV: tables and plots")
+    rp.add_argument("results", type=Path, help="results CSV written by npusim sweep")
+    rp.add_argument("--out", type=Path, default=Path("report"), help="output directory")
+    rp.add_argument("--heatmap", default=None, metavar="X,Y",
+                    help="the two tiling fields of the heatmap (default: the two that vary most)")
     args = parser.parse_args(argv)
     if args.version:
         from npusim import __version__
@@ -111,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         from npusim.sweep import sweep_command
 
         return sweep_command(args)
+    if args.command == "report":
+        from npusim.report.compare import report_command
+
+        return report_command(args)
     parser.print_help()
     return 0
 

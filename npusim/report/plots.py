@@ -1,0 +1,117 @@
+"""PNG plots of sweep results: roofline, per-pipe bars, tiling heatmap, inner_precise comparison.
+
+Each function takes plain numbers (the report computes them from the CSV) and writes one file,
+so the figures show exactly what the report's tables list. matplotlib is the optional extra
+``plot``; :func:`require_matplotlib` turns its absence into one clear error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def require_matplotlib() -> Any:
+    """``matplotlib.pyplot`` with the non-interactive Agg backend, or a RuntimeError naming the
+    extra to install."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise RuntimeError("npusim report draws its plots with matplotlib, which is not "
+                           "installed: pip install 'npusim[plot]'") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    require_matplotlib().close(fig)
+    return path
+
+
+def roofline(points: Sequence[tuple[str, float, float]],
+             roofs: Mapping[str, tuple[float, float]], path: Path) -> Path:
+    """Log-log roofline. ``points``: (roof label, flop/byte, TFLOPS); ``roofs``: label ->
+    (peak TFLOPS, HBM GB/s). Each roof is min(peak, bandwidth x intensity)."""
+    plt = require_matplotlib()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    xs = [p[1] for p in points] or [1.0]
+    ridges = [pk * 1e12 / (bw * 1e9) for pk, bw in roofs.values()] or [1.0]
+    lo = min([*xs, *ridges]) / 4
+    hi = max([*xs, *ridges]) * 4
+    grid = [lo * (hi / lo) ** (i / 199) for i in range(200)]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, (peak, bw)) in enumerate(roofs.items()):
+        c = colours[i % len(colours)]
+        ax.plot(grid, [min(peak, bw * 1e9 * x / 1e12) for x in grid], color=c, label=label,
+                linestyle=("-", "--", ":", "-.")[i % 4])
+        pts = [(x, y) for lab, x, y in points if lab == label]
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], color=c, s=18, zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("operational intensity (flop / HBM byte)")
+    ax.set_ylabel("TFLOPS")
+    ax.set_title("roofline (lines: descriptor peak and HBM bandwidth; dots: simulated)")
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=6)
+    return _save(fig, path)
+
+
+def pipe_bars(groups: Mapping[str, Mapping[str, float]], path: Path) -> Path:
+    """Grouped bars: for each labelled point, the busy percent of each pipe."""
+    plt = require_matplotlib()
+    pipes = sorted({p for g in groups.values() for p in g})
+    labels = list(groups)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.9 * len(labels)), 4.0))
+    width = 0.8 / max(1, len(pipes))
+    for j, pipe in enumerate(pipes):
+        ax.bar([i + j * width - 0.4 + width / 2 for i in range(len(labels))],
+               [groups[lab].get(pipe, 0.0) for lab in labels], width=width, label=pipe)
+    ax.set_xticks(range(len(labels)), labels, fontsize=6, rotation=20, ha="right")
+    ax.set_ylabel("busy % of the run")
+    ax.set_title("per-pipe busy time (best tiling per case and variant)", fontsize=8)
+    ax.legend(fontsize=6, ncol=2)
+    return _save(fig, path)
+
+
+def heatmap(xs: Sequence[Any], ys: Sequence[Any], grid: Sequence[Sequence[float]],
+            xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    """Time (us) over two tiling fields; ``grid[iy][ix]`` is NaN where nothing was simulated."""
+    plt = require_matplotlib()
+    fig, ax = plt.subplots(figsize=(1.5 + 0.7 * len(xs), 1.2 + 0.45 * len(ys)))
+    im = ax.imshow([[v if math.isfinite(v) else float("nan") for v in row] for row in grid],
+                   cmap="viridis_r", aspect="auto", origin="lower")
+    for iy, row in enumerate(grid):
+        for ix, v in enumerate(row):
+            if math.isfinite(v):
+                ax.text(ix, iy, f"{v:g}", ha="center", va="center", fontsize=6, color="w")
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs], fontsize=7)
+    ax.set_yticks(range(len(ys)), [str(y) for y in ys], fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=7)
+    fig.colorbar(im, ax=ax, label="us (min over other fields)")
+    return _save(fig, path)
+
+
+def inner_precise_bars(labels: Sequence[str], times: Mapping[int, Sequence[float]],
+                       path: Path) -> Path:
+    """Bars of the best time per inner_precise mode for each case / variant."""
+    plt = require_matplotlib()
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.9 * len(labels)), 3.6))
+    modes = sorted(times)
+    width = 0.8 / max(1, len(modes))
+    for j, mode in enumerate(modes):
+        ax.bar([i + j * width - 0.4 + width / 2 for i in range(len(labels))], times[mode],
+               width=width, label=f"inner_precise={mode}")
+    ax.set_xticks(range(len(labels)), labels, fontsize=6, rotation=20, ha="right")
+    ax.set_ylabel("us")
+    ax.set_title("inner_precise: best simulated time per mode", fontsize=8)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
