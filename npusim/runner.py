@@ -29,6 +29,7 @@ OPERATORS: dict[str, str] = {
     "group_quant": "npusim.ops.group_quant_program:group_quant",
     "trans_quant_param": "npusim.ops.trans_quant_param_program:trans_quant_param",
     "format_cast": "npusim.ops.format_cast_program:format_cast",
+    "int4pack": "npusim.ops.int4pack:int4pack",
     "weight_quant_batchmatmul": "npusim.ops.weight_quant_program:weight_quant_batchmatmul",
 }
 

@@ -12,6 +12,12 @@ seed requires values in [-8, 7], so by default they raise ValueError;
 
 torch_npu runs this on the host CPU (device -> host copy, C++ loop, host -> device copy): there
 is no NPU kernel to time. ``host_cost_model`` states that, with an uncalibrated estimate.
+
+Simulation: ``npusim.simulate("int4pack", weight=...)`` and ``npusim run int4pack`` deliberately
+raise :class:`HostOperatorError` (a ``NotImplementedError``) instead of inventing an NPU program.
+Its message says the op is host work and quotes ``host_cost_model`` for the weight's shape (the
+stated, uncalibrated host copy and loop rates below), so a study gets a number without mistaking
+it for simulated NPU time. The command line prints that message and exits with status 1.
 """
 
 from __future__ import annotations
@@ -148,3 +154,48 @@ def host_cost_model(k: int, n: int, *, nz_input: bool = False) -> dict[str, Any]
             + ("; excludes the NPU TransData (NZ -> ND) that precedes the copy" if nz_input
                else "")),
     }
+
+
+class HostOperatorError(NotImplementedError):
+    """The operator runs on the host CPU in torch_npu; there is no NPU program to simulate."""
+
+
+def _host_message(k: int, n: int, nz_input: bool) -> str:
+    c = host_cost_model(k, n, nz_input=nz_input)
+    return (f"int4pack is host work in torch_npu (npu_convert_weight_to_int4pack packs on the "
+            f"CPU: device->host copy, C++ loop, host->device copy); there is no NPU kernel to "
+            f"simulate. Stated host cost model (ops.int4pack.host_cost_model) for a ({k}, {n}) "
+            f"int32 weight: {c['seconds'] * 1e6:.1f} us = copies {c['copy_seconds'] * 1e6:.1f} "
+            f"us ({c['device_to_host_bytes']} B down, {c['host_to_device_bytes']} B up) + pack "
+            f"loop {c['host_pack_seconds'] * 1e6:.1f} us"
+            + (f" + NZ re-tiling {c['host_retile_seconds'] * 1e6:.1f} us" if nz_input else "")
+            + f". {c['assumptions']}.")
+
+
+def plan_int4pack(soc: Any, tiling: Any = None, *, weight: Any, inner_k_tiles: Any = 0,
+                  emulate_hardware_masking: bool = False):
+    """Runner entry for ``int4pack``: checks the weight (array or spec), then raises
+    :class:`HostOperatorError` quoting the host cost model - never a fake NPU time."""
+    from npusim.spec import is_spec
+
+    if is_spec(weight):
+        if weight.dtype != "int32":
+            raise TypeError(f"weight: dtype {weight.dtype} not supported; must be int32")
+        if len(weight.shape) != 2 or min(weight.shape) <= 0 or weight.shape[-1] % 8:
+            raise ValueError(f"weight: shape {weight.shape} must be 2-D, non-empty, last dim a "
+                             "multiple of 8")
+        (k, n), nz = weight.shape, weight.npu_format == ACL_FORMAT_FRACTAL_NZ
+    else:
+        w, nz = validate_int4pack(weight, inner_k_tiles,
+                                  emulate_hardware_masking=emulate_hardware_masking)
+        k, n = w.shape
+    raise HostOperatorError(_host_message(int(k), int(n), nz))
+
+
+def cli_int4pack(ns: Any, functional: bool, rng: Any) -> dict:
+    """``npusim run int4pack --k K --n N``: prints why there is nothing to simulate (host work)
+    with the host cost model's estimate, and exits with status 1."""
+    k, n = ns.k or 4096, ns.n or 4096
+    if n % 8:
+        raise SystemExit(f"--n {n}: must be a multiple of 8 (8 int4 values per int32)")
+    raise SystemExit(_host_message(k, n, False))
