@@ -13,9 +13,19 @@ Structures (ops-semantics 5.4-5.6; written from the descriptions, not the kernel
   into a workspace ring (int32 for inner_precise 0, fp16 through FixPipe for inner_precise 1);
   the AIVs recombine each group (fp32, or fp16 Axpy for inner_precise 1) and accumulate.
 
-These programs model timing. Their outputs are the kernel numerics of
-``npusim.ops.weight_quant_batchmatmul`` (the same formulas), computed once per run; the tile-level
-value semantics of these mix kernels are not replayed instruction by instruction.
+- ``MsdSplitK``: as MsdGroup with digits per K block (``v1_base_k`` per-channel, the group
+  per-group), the blocks' products recombined in K-block order.
+
+Other kernels live in ``weight_quant_program_splitk`` (CustomNzSplitK, SplitK: K split over the
+AICs, fp32 partials in a GM workspace reduced by all AIVs in a declared order) and
+``weight_quant_program_fixpipe`` (Fixpipe: identity matmul + DEQF16 into L1, then the fp16
+matmul; 310P WeightNz on the coupled AI Core).
+
+These programs model timing. Their functional outputs are the kernel numerics of
+``npusim.ops.weight_quant_batchmatmul`` (``compute``: the same formulas), computed once per run;
+the tile-level value semantics of these mix kernels are not replayed instruction by instruction.
+Every kernel's metadata declares ``compulsory_hbm_bytes`` (inputs and output once) for the
+summary's HBM bound.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder,
 from npusim.ops.matmul_program import CubeEmitter, CubeTiling, Epilogue, GmMatrix
 
 _ITEM = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1, "int32": 4, "int4": 0.5}
+ITEM = _ITEM
 READY, FREE, GROUP_READY, GROUP_FREE = 0, 1, 2, 3  # cross-core flag ids
 
 
@@ -47,6 +58,7 @@ class WqbmmShape:
     inner_precise: int = 0
     trans_w: bool = False
     weight_nz: bool = False
+    scale_int64: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class WqbmmProgramTiling:
     base_n: int
     base_k: int
     step_k: int
+    k_block: int = 0  # MSD kernels: K per digit block (0 = whole K, or the group)
 
 
 def default_program_tiling(soc: Any, s: WqbmmShape, kernel: str) -> WqbmmProgramTiling:
@@ -271,34 +284,104 @@ def _out_epilogue(s: WqbmmShape) -> Epilogue:
     return Epilogue("F322F16" if s.out_dtype == "float16" else "F322BF16", s.out_dtype)
 
 
-def _meta(s: WqbmmShape, kernel: str, t: WqbmmProgramTiling) -> dict:
+def _meta(s: WqbmmShape, kernel: str, t: Any) -> dict:
+    return kernel_meta(s, kernel, t)
+
+
+def kernel_meta(s: WqbmmShape, kernel: str, t: Any) -> dict:
+    """Trace / summary metadata of a wqbmm program: the call, the tiling and the bytes that
+    must cross HBM at least once (read every input, write the output)."""
     return {
         "op": "weight_quant_batchmatmul",
         "selected_kernel": kernel,
         **s.__dict__,
-        "program_tiling": t.__dict__.copy(),
+        "program_tiling": dict(t.__dict__) if hasattr(t, "__dict__") else repr(t),
+        "compulsory_hbm_bytes": compulsory_hbm_bytes(s),
+        "compulsory_hbm_what": "x + weight + antiquant scale/offset + bias + y, each once",
     }
 
 
-def build_msd(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, *, group: bool) -> Kernel:
-    """Msd (per-channel int8, 2 digits) or MsdGroup (per-group int4, 3 digits per group)."""
+def bias_dtype(s: WqbmmShape) -> str:
+    """The bias dtype the API takes: fp16 with fp16 x, fp32 with bf16 x (ops-semantics 5.2)."""
+    return "float16" if s.x_dtype == "float16" else "float32"
+
+
+def compulsory_hbm_bytes(s: WqbmmShape) -> int:
+    """Bytes every implementation must move between HBM and the chip: x, the (packed) weight,
+    the antiquant scale (and offset), the bias and quant parameters once each, y once.
+    Parameters use the x dtype (8 bytes for an int64 scale)."""
+    ngroups = math.ceil(s.k / s.group_size) if s.group_size else 1
+    pbytes = 8 if s.scale_int64 else 2
+    total = s.m * s.k * 2 + math.ceil(s.k * s.n * _ITEM[s.w_dtype])
+    total += ngroups * s.n * pbytes * (2 if s.has_offset else 1)
+    if s.has_bias:
+        total += s.n * _ITEM[bias_dtype(s)]
+    if s.out_dtype == "int8":
+        total += s.n * 8
+    return total + math.ceil(s.m * s.n * _ITEM[s.out_dtype])
+
+
+def weight_tile_region(s: WqbmmShape, r0: int, rows: int, c0: int, cols: int) -> Region:
+    """The GM window of weight rows (K) r0.. and columns (N) c0.. in its storage layout: ND
+    (K, N), ND transposed (N, K), or FRACTAL_NZ of the transposed (N, K) weight, where each
+    32-byte K column block of the tile is one contiguous run of ``cols`` x 32 bytes."""
+    isz = _ITEM[s.w_dtype]
+    if s.weight_nz:
+        c0e = int(32 / isz)
+        if r0 % c0e:
+            raise ValueError(f"NZ weight tile must start on a {c0e}-element K block, got {r0}")
+        n1 = math.ceil(s.n / 16) * 16
+        runs = math.ceil(rows / c0e)
+        return Region(
+            "GM", (r0 // c0e) * n1 * 32 + c0 * 32, (runs, cols * c0e), s.w_dtype, "w", n1 * 32
+        )
+    if s.trans_w:
+        return Region(
+            "GM", math.ceil((c0 * s.k + r0) * isz), (cols, rows), s.w_dtype, "w",
+            math.ceil(s.k * isz),
+        )
+    return Region(
+        "GM", math.ceil((r0 * s.n + c0) * isz), (rows, cols), s.w_dtype, "w", math.ceil(s.n * isz)
+    )
+
+
+def build_msd(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, *, kernel: str) -> Kernel:
+    """Msd (per-channel int8, 2 digits, one K block), MsdGroup (per-group, digits per group) or
+    MsdSplitK (digits per K block of ``t.k_block``: ``v1_base_k`` per-channel, the group
+    per-group; int8 2 digits, int4 3).
+
+    The AIVs of each AIC split the x rows into digits per block; the AIC multiplies every
+    block's digit rows by the block's weight rows into a ring of GM workspace slots (int32,
+    or fp16 through FixPipe for inner_precise 1 per-group); the AIVs recombine block by block
+    into one fp32 accumulator - in MsdSplitK the blocks' products are summed in K-block order
+    (``k_block_ascending``, the order of the numerics model; no cross-core reduction)."""
     digits = 3 if s.w_dtype == "int4" else 2
     dig_dtype = "int4" if s.w_dtype == "int4" else "int8"
     rows = digits * s.m
-    g = s.group_size if group else s.k
+    group = kernel != "Msd"
+    if kernel == "MsdSplitK":
+        g = t.k_block or (s.group_size or s.k)
+    else:
+        g = s.group_size if group else s.k
     ngroups = math.ceil(s.k / g)
-    c_dtype = "float16" if (group and s.inner_precise == 1) else "int32"
+    chunk = 0  # MsdSplitK pre-processes per K block (<= 12288 elements, groups whole)
+    if kernel == "MsdSplitK" and s.k > 4096:
+        chunk = g if g <= 12288 else 4096
+        if s.group_size:
+            chunk = max(g, 4096 // g * g)
+    high_perf = s.inner_precise == 1 and s.group_size > 0 and s.w_dtype == "int4"
+    c_dtype = "float16" if (group and high_perf) else "int32"
     per_core = _strips(s.n, t)
     gm = {
         "x": GMTensor("x", (s.m, s.k), s.x_dtype),
         "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype),
-        "scale": GMTensor("scale", (ngroups, s.n), s.x_dtype),
+        "scale": GMTensor("scale", (_param_rows(s), s.n), s.x_dtype),
         "digits": GMTensor("digits", (t.cube_cores, rows, s.k), dig_dtype, role="workspace"),
         "c": GMTensor("c", (t.cube_cores * t.slots, rows, t.strip_n), c_dtype, role="workspace"),
         "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
     }
     if s.has_offset:
-        gm["offset"] = GMTensor("offset", (ngroups, s.n), s.x_dtype)
+        gm["offset"] = GMTensor("offset", (_param_rows(s), s.n), s.x_dtype)
     if s.has_bias:
         gm["bias"] = GMTensor("bias", (s.n,), "float32")
     w_isz = _ITEM[s.w_dtype]
@@ -361,12 +444,17 @@ def build_msd(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, *, group: bool) ->
             aiv = CoreProgram(2 * ci + half, "aiv")
             b = ProgramBuilder(aiv, aiv_desc)
             mark = b.used_bytes("UB")
-            _msd_prepare(b, s, ci, half, rows, digits, dig_dtype, g, ngroups)
+            _msd_prepare(b, s, ci, half, rows, digits, dig_dtype, g, ngroups, chunk)
             b.release("UB", mark)  # the post-processing phase reuses the UB space
             _msd_post(b, s, t, ci, half, per_core[ci], rows, digits, c_dtype, ngroups, group)
             cores.append(aiv)
-    name = "MsdGroup" if group else "Msd"
-    return Kernel(f"wqbmm_{name.lower()}", gm, cores, _meta(s, name, t))
+    meta = _meta(s, kernel, t)
+    if kernel == "MsdSplitK":
+        meta["split_k_accumulation"] = (
+            f"{ngroups} K blocks of {g}: digit products in GM workspace slots, recombined into "
+            "one fp32 accumulator per output element in k_block_ascending order (declared model)"
+        )
+    return Kernel(f"wqbmm_{kernel.lower()}", gm, cores, meta)
 
 
 def _msd_prepare(
@@ -379,22 +467,25 @@ def _msd_prepare(
     dig_dtype: str,
     g: int,
     ngroups: int,
+    chunk: int = 0,
 ) -> None:
-    """AIV phase 1: each AIV of the pair splits half of the x rows into digits."""
-    kpad = math.ceil(s.k / 16) * 16
+    """AIV phase 1: each AIV of the pair splits half of the x rows into digits, ``chunk`` K
+    elements per pass (whole rows unless the kernel pre-processes per K block)."""
+    chunk = chunk or s.k
+    kpad = math.ceil(chunk / 16) * 16
     xb = b.alloc("UB", (kpad,), s.x_dtype, "x")
     fb = b.alloc("UB", (kpad,), "float32", "xf")
     rb = b.alloc("UB", (kpad,), "float32", "res")
     db = b.alloc("UB", (digits, kpad), "int8", "digits")
-    sb = b.alloc("UB", (max(ngroups, 8),), "float32", "amax")
-    for r in range(half, s.m, 2):
+    sb = b.alloc("UB", (max(math.ceil(ngroups * chunk / s.k), 8),), "float32", "amax")
+    for r, k0 in [(r, k0) for r in range(half, s.m, 2) for k0 in range(0, s.k, chunk)]:
+        n = min(chunk, s.k - k0)
         b.dma(
-            Region("GM", r * s.k * 2, (s.k,), s.x_dtype, "x"),
-            Region("UB", xb.offset, (s.k,), s.x_dtype),
+            Region("GM", (r * s.k + k0) * 2, (n,), s.x_dtype, "x"),
+            Region("UB", xb.offset, (n,), s.x_dtype),
             name="x row GM->UB",
         )
         b.sync("MTE2", "V", 0)
-        n = s.k
         b.vec("Cast x->fp32", "convert", fb, (xb,), elements=n, dtype=s.x_dtype)
         b.vec("Abs", "unary", rb, (fb,), elements=n, dtype="float32")
         b.vec("ReduceMax per group", "reduce", sb, (rb,), elements=n, dtype="float32")
@@ -410,10 +501,10 @@ def _msd_prepare(
         b.sync("V", "MTE3", 0)
         for d in range(digits):
             row = d * s.m + r
-            off = math.ceil((ci * rows + row) * s.k * _ITEM[dig_dtype])
+            off = math.ceil(((ci * rows + row) * s.k + k0) * _ITEM[dig_dtype])
             b.dma(
-                Region("UB", db.offset, (s.k,), dig_dtype),
-                Region("GM", off, (s.k,), dig_dtype, "digits"),
+                Region("UB", db.offset, (n,), dig_dtype),
+                Region("GM", off, (n,), dig_dtype, "digits"),
                 name="digits UB->GM",
             )
         b.set_flag("MTE3", "MTE2", 0)
@@ -465,7 +556,8 @@ def _msd_post(
             creg = Region("UB", cb.offset, (rows, cw), c_dtype)
             b.dma(src, creg, name="digit results GM->UB")
             b.dma(
-                Region("GM", (gi * s.n + c0) * 2, (cw,), s.x_dtype, "scale"),
+                Region("GM", ((gi if s.group_size else 0) * s.n + c0) * 2, (cw,), s.x_dtype,
+                       "scale"),
                 Region("UB", prm.offset, (cw,), s.x_dtype),
                 name="scale GM->UB",
             )
@@ -503,20 +595,54 @@ def _msd_post(
 
 KERNEL_BUILDERS = {
     "Custom": lambda soc, s, t: build_custom(soc, s, t),
-    "Msd": lambda soc, s, t: build_msd(soc, s, t, group=False),
-    "MsdGroup": lambda soc, s, t: build_msd(soc, s, t, group=True),
+    "Msd": lambda soc, s, t: build_msd(soc, s, t, kernel="Msd"),
+    "MsdGroup": lambda soc, s, t: build_msd(soc, s, t, kernel="MsdGroup"),
+    "MsdSplitK": lambda soc, s, t: build_msd(soc, s, t, kernel="MsdSplitK"),
 }
 
 
-def build_wqbmm(
-    soc: Any, s: WqbmmShape, kernel: str, tiling: WqbmmProgramTiling | None = None
-) -> Kernel:
-    """The tiled program of ``kernel``; NotImplementedError for kernels without a program."""
+def _param_rows(s: WqbmmShape) -> int:
+    return math.ceil(s.k / s.group_size) if s.group_size else 1
+
+
+#: kernels whose program reads the kernel's own tiling object (tiling.py) directly
+KERNEL_TILING_PROGRAMS = {"CustomNzSplitK": "CustomNzSplitKTiling", "SplitK":
+                          "CustomNzSplitKTiling", "Fixpipe": "FixpipeTiling"}
+
+
+def build_wqbmm(soc: Any, s: WqbmmShape, kernel: str, tiling: Any = None) -> Kernel:
+    """The tiled program of ``kernel``.
+
+    ``tiling``: a :class:`WqbmmProgramTiling` for Custom / Msd / MsdGroup / MsdSplitK (default:
+    ``default_program_tiling``); the kernel tiling object for CustomNzSplitK and SplitK
+    (``CustomNzSplitKTiling``) and Fixpipe (``FixpipeTiling``), required; a
+    ``WeightNzProgramTiling`` (optional) for the 310P WeightNz kernel.
+    """
     if soc.organisation != "split":
-        raise NotImplementedError(
-            f"weight_quant_batchmatmul timing on {soc.name}: the 310P WeightNz kernel program is "
-            "not modelled (its structure and numerics are unpublished, ops-semantics 7.9)"
+        from npusim.ops.weight_quant_program_fixpipe import (
+            WeightNzProgramTiling,
+            build_weight_nz,
+            default_weight_nz_tiling,
         )
+
+        if kernel != "WeightNz":
+            raise NotImplementedError(f"kernel {kernel!r} is not registered on {soc.name}")
+        t = tiling if isinstance(tiling, WeightNzProgramTiling) else None
+        return build_weight_nz(soc, s, t or default_weight_nz_tiling(soc, s))
+    if kernel in KERNEL_TILING_PROGRAMS:
+        want = KERNEL_TILING_PROGRAMS[kernel]
+        if type(tiling).__name__ != want:
+            raise TypeError(
+                f"tiling={type(tiling).__name__}: the {kernel} program needs a {want} "
+                "(npusim.ops.weight_quant_batchmatmul.default_tiling)"
+            )
+        if kernel == "Fixpipe":
+            from npusim.ops.weight_quant_program_fixpipe import build_fixpipe
+
+            return build_fixpipe(soc, s, tiling)
+        from npusim.ops.weight_quant_program_splitk import build_dequant_splitk
+
+        return build_dequant_splitk(soc, s, tiling, kernel)
     if kernel not in KERNEL_BUILDERS:
         raise NotImplementedError(
             f"weight_quant_batchmatmul: no tiled program for kernel {kernel!r} yet (programs exist "
@@ -572,6 +698,9 @@ def program_tiling_from(kt: Any, soc: Any, s: WqbmmShape, kernel: str) -> WqbmmP
     elif kernel == "MsdGroup":
         cores = min(aic, kt.cube_block_dim_n * kt.cube_block_dim_k)
         strip, slots, rows = kt.cube_single_core_n, 2, 0
+    elif kernel == "MsdSplitK":
+        cores = min(aic, math.ceil(kt.task_n_size / kt.cube_single_core_n))
+        strip, slots, rows = kt.cube_single_core_n, 2, 0
     else:
         return base
     strip = max(16, min(strip, math.ceil(s.n / max(cores, 1) / 16) * 16 or 16))
@@ -584,6 +713,7 @@ def program_tiling_from(kt: Any, soc: Any, s: WqbmmShape, kernel: str) -> WqbmmP
         base_n=min(strip, cube.base_n) if cube else base.base_n,
         base_k=cube.base_k if cube else base.base_k,
         step_k=cube.step_ka if cube else base.step_k,
+        k_block=(s.group_size or kt.v1_base_k) if kernel == "MsdSplitK" else 0,
     )
 
 
@@ -610,7 +740,7 @@ def plan_weight_quant_batchmatmul(
     from npusim.ops.weight_quant_batchmatmul.args import normalize_args
     from npusim.ops.weight_quant_batchmatmul.compute import compute
     from npusim.ops.weight_quant_batchmatmul.selection import select_kernel
-    from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling
+    from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling, validate_tiling
     from npusim.runner import Plan
     from npusim.spec import TensorSpec
 
@@ -640,8 +770,6 @@ def plan_weight_quant_batchmatmul(
         soc=soc,
     )
     name = select_kernel(args, soc, deterministic=deterministic, kernel=kernel)
-    kt = tiling if tiling is not None and not isinstance(tiling, WqbmmProgramTiling) else None
-    kt = kt or default_tiling(args, soc, name)
     s = WqbmmShape(
         m=args.m,
         k=args.k,
@@ -655,16 +783,47 @@ def plan_weight_quant_batchmatmul(
         inner_precise=args.inner_precise,
         trans_w=args.trans_b,
         weight_nz=args.weight_format == "NZ",
+        scale_int64=args.scale_dtype == "int64",
     )
-    pt = tiling if isinstance(tiling, WqbmmProgramTiling) else program_tiling_from(kt, soc, s, name)
+    if name == "WeightNz":
+        from npusim.ops.weight_quant_program_fixpipe import (
+            WeightNzProgramTiling,
+            default_weight_nz_tiling,
+        )
+
+        kt = tiling if isinstance(tiling, WeightNzProgramTiling) else None
+        kt = kt or default_weight_nz_tiling(soc, s)
+        pt = kt
+    else:
+        user = tiling is not None and not isinstance(tiling, WqbmmProgramTiling)
+        kt = tiling if user else default_tiling(args, soc, name)
+        if user:
+            validate_tiling(kt, args, soc, name)
+        if name in KERNEL_TILING_PROGRAMS:
+            pt = kt
+        elif isinstance(tiling, WqbmmProgramTiling):
+            pt = tiling
+        else:
+            pt = program_tiling_from(kt, soc, s, name)
     kern = build_wqbmm(soc, s, name, pt)
     kern.meta["kernel_tiling"] = repr(kt)
+    kern.meta["compulsory_hbm_bytes"] = _compulsory_from_args(args)
     y = compute(args, name, soc, kt) if functional else None
     notes = [
         f"capable kernel chosen as CANN does: {name}",
         "outputs: the kernel's numerics model; the tiled program gives the timing",
     ]
     return Plan(kern, name, kt, functional, finish=(lambda out: np.asarray(y)), notes=notes)
+
+
+def _compulsory_from_args(args: Any) -> int:
+    """Compulsory HBM bytes of a validated call: each parameter array once as given (x, scale,
+    offset, quant parameter, bias), the weight packed (int4 = half a byte), y once."""
+    total = math.ceil(args.k * args.n * _ITEM[args.weight_dtype])
+    for arr in (args.x, args.antiquant_scale, args.antiquant_offset, args.quant_param, args.bias):
+        if arr is not None:
+            total += int(arr.nbytes)
+    return total + math.ceil(args.m * args.n * _ITEM[args.out_dtype])
 
 
 def cli_weight_quant_batchmatmul(ns: Any, functional: bool, rng: Any) -> dict:

@@ -1,0 +1,367 @@
+"""Split-K dequantise-then-matmul programs: ``CustomNzSplitK`` and ``SplitK`` (A2/A3 mix kernels).
+
+Structure (ops-semantics 5.3 / 5.4 and the CustomNzSplitK tiling data; written from the
+descriptions and the kernel's published structure, no code copied):
+
+- AIC ``i`` owns the N range ``i % cube_block_dim_n`` (``cube_single_core_n`` columns) and the K
+  range ``i // cube_block_dim_n`` (``single_core_k`` rows). Its two AIVs dequantise that K x N
+  block, ``cube_single_n`` columns (one strip) at a time, in passes of ``single_k`` rows x
+  ``vec_single_n`` columns (GM -> UB, Cast / Add offset / Mul scale, UB -> GM) into a workspace
+  ring of ``cache_num`` slots; cross-core flags (mode 2) hand a strip to the cube and the slot
+  back, as in ``Custom``.
+- The AIC multiplies x[:, K range] by each strip (``CubeEmitter``: ND2NZ loads, L0 ping-pong,
+  Mmad with base ``cube_single_m x cube_single_n x cube_base_k``).
+- When a post pass is needed (more than one K block, bf16 x, or a bias) the strip result leaves
+  FixPipe as fp32 partials; after every AIC is done (mode 2 to its AIVs, then a mode-0 barrier of
+  all AIVs) the AIVs reduce the partials column-range by column-range (``post_single_core_n``
+  per AIV, ``post_single_m x post_single_n`` per pass), apply the bf16 scale and the bias, and
+  Cast with CAST_ROUND. Otherwise FixPipe writes fp16 y directly (F322F16).
+
+Split-K accumulation model (hardware order not published): the real kernel atomically adds the
+partials into a zeroed fp32 workspace. Here every K block writes its own workspace slot and the
+AIVs add the slots in **core-index-ascending** order (``SPLIT_K_ACCUMULATION`` below, the SoC's
+``numerics.split_k_reduction_order``), which is the order the numerics model
+(``numerics_custom.custom_nz_splitk``) uses. The slots cost ``cube_block_dim_k`` reads of the
+partials in the post pass where the device does read-modify-writes in L2.
+
+``SplitK`` (bf16 x int8 -> bf16, per-group ND, shape white-list only; never selected because the
+white-list is not reproduced): its kernel source was not read. Its program reuses this structure
+with an ND weight and the Custom bf16 dequant (Cast, Add, Mul in fp32, Cast to bf16); the tiling
+is CustomNzSplitK's default. It is reachable only through ``build_wqbmm`` and gives timing only;
+its numerics raise NotImplementedError.
+
+Functional outputs of these programs come from the numerics model (``compute``), not from the
+instructions: the instructions carry no value semantics.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.ops.matmul_program import CubeEmitter, CubeTiling, Epilogue, GmMatrix
+from npusim.ops.weight_quant_program import (
+    FREE,
+    ITEM,
+    READY,
+    WqbmmShape,
+    bias_dtype,
+    kernel_meta,
+    weight_tile_region,
+)
+
+DONE, ALL_AIV = 4, 5  # cross-core flag ids: AIC finished its partials; barrier of all AIVs
+SPLIT_K_ACCUMULATION = (
+    "split_k partials: one fp32 GM workspace slot per K block, added by the AIVs in "
+    "core_index_ascending order (declared model; device atomic-add order unpublished)"
+)
+
+
+def _ranges(total: int, size: int) -> list[tuple[int, int]]:
+    return [(a, min(total, a + size)) for a in range(0, total, size)]
+
+
+def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str) -> Kernel:
+    """The CustomNzSplitK / SplitK program for the kernel tiling ``kt`` (CustomNzSplitKTiling)."""
+    order = getattr(getattr(soc, "numerics", None), "split_k_reduction_order", "")
+    if order and order != "core_index_ascending":
+        raise NotImplementedError(
+            f"split_k_reduction_order={order!r}: the split-K programs implement "
+            "core_index_ascending only"
+        )
+    xd = s.x_dtype
+    dim_n, dim_k = kt.cube_block_dim_n, kt.cube_block_dim_k
+    ncores = dim_n * dim_k
+    if ncores > soc.core_counts()["aic"]:
+        raise ValueError(
+            f"tiling uses {ncores} AICs (cube_block_dim_n x cube_block_dim_k), more than the "
+            f"{soc.core_counts()['aic']} of {soc.name}"
+        )
+    post = dim_k > 1 or xd == "bfloat16" or s.has_bias
+    strip, slots = kt.cube_single_n, kt.cache_num
+    ngroups = math.ceil(s.k / s.group_size) if s.group_size else 1
+    gm = {
+        "x": GMTensor("x", (s.m, s.k), xd),
+        "w": GMTensor("w", weight_storage_shape(s), s.w_dtype),
+        "scale": GMTensor("scale", (ngroups, s.n), xd),
+        "ws": GMTensor("ws", (ncores * slots, kt.single_core_k, strip), xd, role="workspace"),
+        "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
+    }
+    if s.has_offset:
+        gm["offset"] = GMTensor("offset", (ngroups, s.n), xd)
+    if s.has_bias:
+        gm["bias"] = GMTensor("bias", (s.n,), bias_dtype(s))
+    if post:
+        gm["part"] = GMTensor("part", (dim_k, s.m, s.n), "float32", role="workspace")
+    x_mat = GmMatrix("x", xd, s.k * 2)
+    step = max(1, kt.single_k // kt.cube_base_k)
+    cube_t = CubeTiling(
+        base_m=kt.cube_single_m,
+        base_n=strip,
+        base_k=kt.cube_base_k,
+        step_ka=step,
+        step_kb=step,
+        depth_a1=2,
+        depth_b1=2,
+        single_core_m=1,
+        single_core_n=1,
+        m_dim=1,
+        n_dim=1,
+    )
+    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
+    cores: list[CoreProgram] = []
+    for ci in range(ncores):
+        ni, ki = ci % dim_n, ci // dim_n
+        n_lo, n_hi = ni * kt.cube_single_core_n, min(s.n, (ni + 1) * kt.cube_single_core_n)
+        k_lo, k_hi = ki * kt.single_core_k, min(s.k, (ki + 1) * kt.single_core_k)
+        strips = _ranges(n_hi - n_lo, strip)
+        strips = [(n_lo + a, n_lo + b) for a, b in strips]
+        aic = CoreProgram(ci, "aic")
+        em = CubeEmitter(
+            ProgramBuilder(aic, aic_desc),
+            soc,
+            cube_t,
+            xd,
+            functional=False,
+            cube_model="",
+            with_bias=False,
+        )
+        if post:
+            out = GmMatrix("part", "float32", s.n * 4, offset=ki * s.m * s.n * 4)
+            epi = Epilogue("NONE", "float32")
+        else:
+            out = GmMatrix("y", s.out_dtype, s.n * ITEM[s.out_dtype])
+            epi = Epilogue("F322F16", s.out_dtype)
+        for j, (n0, n1) in enumerate(strips):
+            slot = ci * slots + j % slots
+            em.bld.cross_wait(READY, "MTE2")
+            base = slot * kt.single_core_k * strip * 2
+            ws = GmMatrix("ws", xd, strip * 2, offset=base - k_lo * strip * 2)
+            em.block(x_mat, ws, out, epi, 0, s.m, n0, n1, k_hi - k_lo, k_offset=k_lo,
+                     b_col_offset=-n0)
+            em.bld.cross_set(2, "MTE2", FREE)
+        if post:
+            em.bld.cross_set(2, "FIX", DONE)
+        cores.append(aic)
+        for half in range(2):
+            aiv = CoreProgram(2 * ci + half, "aiv")
+            b = ProgramBuilder(aiv, aiv_desc)
+            mark = b.used_bytes("UB")
+            _dequant_strips(b, s, kt, ci, half, strips, (k_lo, k_hi), kernel)
+            if post:
+                b.release("UB", mark)
+                b.cross_wait(DONE, "MTE2")
+                b.cross_set(0, "MTE2", ALL_AIV)
+                b.cross_wait(ALL_AIV, "MTE2", mode=0)
+                _post_pass(b, s, kt, 2 * ci + half, dim_k)
+            cores.append(aiv)
+    meta = kernel_meta(s, kernel, kt)
+    meta["split_k_accumulation"] = SPLIT_K_ACCUMULATION if post else "none (one K block)"
+    return Kernel(f"wqbmm_{kernel.lower()}", gm, cores, meta)
+
+
+def weight_storage_shape(s: WqbmmShape) -> tuple[int, ...]:
+    """GM storage shape of the weight: ND (K, N) / (N, K), or FRACTAL_NZ of the (N, K)
+    transposed weight (K / c0, N / 16, 16, c0) with c0 = 32 bytes of elements."""
+    if not s.weight_nz:
+        return (s.n, s.k) if s.trans_w else (s.k, s.n)
+    c0 = 32 if s.w_dtype == "int8" else 64
+    return (math.ceil(s.k / c0), math.ceil(s.n / 16), 16, c0)
+
+
+def _dequant_strips(
+    b: ProgramBuilder,
+    s: WqbmmShape,
+    kt: Any,
+    ci: int,
+    half: int,
+    strips: list[tuple[int, int]],
+    krange: tuple[int, int],
+    kernel: str,
+) -> None:
+    """AIV half of one AIC: dequantise its half of every strip's columns into the ring slot
+    (ping-pong UB buffers, parameters included, so one pass's loads overlap the previous
+    pass's vector work)."""
+    xd, rows, cols = s.x_dtype, kt.single_k, kt.vec_single_n
+    strip, slots = kt.cube_single_n, kt.cache_num
+    bufs = [
+        {
+            "w": b.alloc("UB", (rows, cols), s.w_dtype, f"w{i}"),
+            "h": b.alloc("UB", (rows, cols), "float16", f"h{i}"),
+            "f": b.alloc("UB", (rows, cols), "float32", f"f{i}") if xd == "bfloat16" else None,
+            "o": b.alloc("UB", (rows, cols), xd, f"o{i}"),
+            "p": b.alloc("UB", (2, max(cols, 16)), "float32", f"params{i}"),
+            "b": b.alloc("UB", (2, cols, 16), "float16", f"params_brcb{i}")
+            if s.weight_nz
+            else None,
+        }
+        for i in range(2)
+    ]
+    k_lo, k_hi = krange
+    it = 0
+    for j, (n0, n1) in enumerate(strips):
+        slot = ci * slots + j % slots
+        hw = math.ceil((n1 - n0) / 2)
+        c_lo, c_hi = n0 + half * hw, min(n1, n0 + (half + 1) * hw)
+        if j >= slots:
+            b.cross_wait(FREE, "MTE3")
+        for c0, c1 in [(c_lo + a, c_lo + e) for a, e in _ranges(max(0, c_hi - c_lo), cols)]:
+            width = c1 - c0
+            for r0, r1 in [(k_lo + a, k_lo + e) for a, e in _ranges(k_hi - k_lo, rows)]:
+                nr = r1 - r0
+                i = it % 2
+                u = bufs[i]
+                if it >= 2:
+                    b.wait_flag("V", "MTE2", i)
+                wreg = Region("UB", u["w"].offset, (nr, width), s.w_dtype)
+                b.dma(weight_tile_region(s, r0, nr, c0, width), wreg, name="weight GM->UB")
+                prm = u["p"]
+                for g in _groups(s, r0, r1):
+                    b.dma(
+                        Region("GM", (g * s.n + c0) * 2, (width,), xd, "scale"),
+                        Region("UB", prm.offset, (width,), xd),
+                        name="scale GM->UB",
+                    )
+                    if s.has_offset:
+                        b.dma(
+                            Region("GM", (g * s.n + c0) * 2, (width,), xd, "offset"),
+                            Region("UB", prm.offset + prm.shape[1] * 4, (width,), xd),
+                            name="offset GM->UB",
+                        )
+                b.sync("MTE2", "V", i)
+                if it >= 2:
+                    b.wait_flag("MTE3", "V", i)
+                oreg = Region("UB", u["o"].offset, (nr, width), xd)
+                _dequant_ops(b, s, kernel, u, wreg, oreg, width)
+                b.set_flag("V", "MTE2", i)
+                b.sync("V", "MTE3", i)
+                dst = Region(
+                    "GM",
+                    ((slot * kt.single_core_k + r0 - k_lo) * strip + c0 - n0) * 2,
+                    (nr, width),
+                    xd,
+                    "ws",
+                    strip * 2,
+                )
+                b.dma(oreg, dst, name="dequant w UB->GM ws")
+                b.set_flag("MTE3", "V", i)
+                it += 1
+        b.cross_set(2, "MTE3", READY)
+    for i in range(min(it, 2)):  # drain the ping-pong flags left set by the last passes
+        b.wait_flag("V", "MTE2", (it - 1 - i) % 2)
+        b.wait_flag("MTE3", "V", (it - 1 - i) % 2)
+
+
+def _groups(s: WqbmmShape, r0: int, r1: int) -> range:
+    if not s.group_size:
+        return range(0, 1)
+    return range(r0 // s.group_size, (r1 - 1) // s.group_size + 1)
+
+
+def _dequant_ops(
+    b: ProgramBuilder,
+    s: WqbmmShape,
+    kernel: str,
+    u: dict[str, Region | None],
+    wreg: Region,
+    oreg: Region,
+    width: int,
+) -> None:
+    """The vector dequant of one pass (timing; see ``numerics_custom`` for the values).
+
+    fp16 x (both kernels): Cast w->half, Add offset, Mul scale (fp16). CustomNzSplitK bf16:
+    Cast w->half, Add offset (fp16), Cast half->fp32->bf16 (the scale comes after the matmul).
+    SplitK bf16 (the Custom chain): Cast w->half->fp32, Add offset, Mul scale (fp32), Cast to
+    bf16. Per-channel parameters of an NZ tile vary along its rows and are first broadcast per
+    32 B block (Brcb)."""
+    xd, shape = s.x_dtype, oreg.shape
+    n_el = shape[0] * shape[1]
+    h = Region("UB", u["h"].offset, shape, "float16")
+    prm = u["p"]
+    b.vec("Cast w->half", "convert", h, (wreg,), elements=n_el, dtype=s.w_dtype)
+    par = prm
+    if u["b"] is not None:
+        par = u["b"]
+        b.vec("Brcb params", "dup", par, (prm,), elements=width * 16 * (1 + s.has_offset),
+              dtype="float16")
+    if xd == "float16":
+        if s.has_offset:
+            b.vec("Add offset", "binary", h, (h, par), elements=n_el, dtype="float16")
+        b.vec("Mul scale", "binary", oreg, (h, par), elements=n_el, dtype="float16")
+        return
+    f = Region("UB", u["f"].offset, shape, "float32")
+    if kernel == "SplitK":
+        b.vec("Cast half->fp32", "convert", f, (h,), elements=n_el, dtype="float16")
+        b.vec("Cast params->fp32", "convert", prm, (prm,), elements=2 * width, dtype="bfloat16")
+        if s.has_offset:
+            b.vec("Add offset", "binary", f, (f, par), elements=n_el, dtype="float32")
+        b.vec("Mul scale", "binary", f, (f, par), elements=n_el, dtype="float32")
+    else:
+        if s.has_offset:
+            b.vec("Add offset", "binary", h, (h, par), elements=n_el, dtype="float16")
+        b.vec("Cast half->fp32", "convert", f, (h,), elements=n_el, dtype="float16")
+    b.vec("Cast fp32->bf16", "convert", oreg, (f,), elements=n_el, dtype="float32")
+
+
+def _post_pass(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, dim_k: int) -> None:
+    """AIV ``v`` of the launch: reduce the K partials of its column range in core-index order,
+    scale (bf16), bias, CAST_ROUND, write y."""
+    pm, pn = max(1, kt.post_single_m), kt.post_single_n
+    c_lo, c_hi = v * kt.post_single_core_n, min(s.n, (v + 1) * kt.post_single_core_n)
+    if c_lo >= c_hi:
+        return
+    acc = b.alloc("UB", (pm, pn), "float32", "acc")
+    tmp = b.alloc("UB", (pm, pn), "float32", "part")
+    raw = b.alloc("UB", (pn,), "float32", "param_in")
+    sc = b.alloc("UB", (pn,), "float32", "scale")
+    bi = b.alloc("UB", (pn,), "float32", "bias")
+    out = b.alloc("UB", (pm, pn), s.out_dtype, "out")
+    first = True
+    for m0, m1 in _ranges(s.m, pm):
+        for c0, c1 in [(c_lo + a, c_lo + e) for a, e in _ranges(c_hi - c_lo, pn)]:
+            rows, width = m1 - m0, c1 - c0
+            n_el = rows * width
+            if not first:
+                b.wait_flag("MTE3", "MTE2", 1)
+            first = False
+            for ki in range(dim_k):
+                dst = acc if ki == 0 else tmp
+                if ki > 1:
+                    b.wait_flag("V", "MTE2", 0)
+                b.dma(
+                    Region("GM", ((ki * s.m + m0) * s.n + c0) * 4, (rows, width), "float32",
+                           "part", s.n * 4),
+                    Region("UB", dst.offset, (rows, width), "float32"),
+                    name=f"partial {ki} GM->UB",
+                )
+                b.sync("MTE2", "V", 0)
+                if ki > 0:
+                    b.vec("Add partial", "binary", acc, (acc, tmp), elements=n_el,
+                          dtype="float32")
+                    if ki < dim_k - 1:
+                        b.set_flag("V", "MTE2", 0)
+            if s.x_dtype == "bfloat16":
+                b.dma(Region("GM", c0 * 2, (width,), s.x_dtype, "scale"),
+                      Region("UB", raw.offset, (width,), s.x_dtype), name="scale GM->UB")
+                b.sync("MTE2", "V", 2)
+                b.vec("Cast scale->fp32", "convert", sc, (raw,), elements=width, dtype="bfloat16")
+                b.vec("Mul scale", "binary", acc, (acc, sc), elements=n_el, dtype="float32")
+            if s.has_bias:
+                bdt = bias_dtype(s)
+                b.dma(Region("GM", c0 * ITEM[bdt], (width,), bdt, "bias"),
+                      Region("UB", bi.offset, (width,), bdt), name="bias GM->UB")
+                b.sync("MTE2", "V", 3)
+                if bdt != "float32":
+                    b.vec("Cast bias->fp32", "convert", bi, (bi,), elements=width, dtype=bdt)
+                b.vec("Add bias", "binary", acc, (acc, bi), elements=n_el, dtype="float32")
+            b.vec("Cast ROUND -> out", "convert", out, (acc,), elements=n_el, dtype="float32")
+            b.sync("V", "MTE3", 2)
+            b.dma(
+                Region("UB", out.offset, (rows, width), s.out_dtype),
+                Region("GM", (m0 * s.n + c0) * ITEM[s.out_dtype], (rows, width), s.out_dtype,
+                       "y", s.n * ITEM[s.out_dtype]),
+                name="y UB->GM",
+            )
+            b.set_flag("MTE3", "MTE2", 1)
+    b.wait_flag("MTE3", "MTE2", 1)

@@ -1,0 +1,224 @@
+"""Tiled programs of the split-K, Fixpipe and 310P WeightNz kernels of npu_weight_quant_batchmatmul:
+they run without races or deadlocks, cover the operands exactly once (MACs, weight bytes), name
+their split-K accumulation model, and functional runs return the numerics model's bits."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import npusim
+from npusim.engine.sim import run_kernel
+from npusim.ops.weight_quant_batchmatmul import (
+    compute,
+    default_tiling,
+    normalize_args,
+    transpose_nz,
+)
+from npusim.ops.weight_quant_program import WqbmmShape, build_wqbmm
+from npusim.runner import resolve_soc
+from npusim.spec import spec
+from npusim.torch_npu import npu_format_cast
+
+B2 = "Ascend910B2"
+
+
+def macs(kernel, dtype=None) -> int:
+    return sum(
+        i.params["m"] * i.params["k"] * i.params["n"]
+        for c in kernel.cores
+        for i in c.instrs
+        if i.kind == "mmad" and (dtype is None or i.params["dtype"] == dtype)
+    )
+
+
+def dma_bytes(kernel, tensor: str, into: str) -> int:
+    """Bytes read from GM tensor ``tensor`` into local buffer ``into``."""
+    return sum(
+        i.reads[0].nbytes
+        for c in kernel.cores
+        for i in c.instrs
+        if i.kind == "dma" and i.reads[0].tensor == tensor and i.writes[0].buffer == into
+    )
+
+
+def bits(a):
+    a = np.asarray(a)
+    return a.view(np.uint16) if a.dtype.itemsize == 2 else a.view(np.uint8)
+
+
+def nz_call(seed, m, k, n, xdt="float16", offset=True, bias=True):
+    import ml_dtypes
+
+    rng = np.random.default_rng(seed)
+    xd = np.float16 if xdt == "float16" else ml_dtypes.bfloat16
+    x = rng.standard_normal((m, k)).astype(np.float32).astype(xd)
+    w = rng.integers(-128, 128, (n, k)).astype(np.int8)
+    kw = {
+        "x": x,
+        "weight": transpose_nz(npu_format_cast(w, 29)),
+        "antiquant_scale": (rng.random(n) * 0.05 + 0.01).astype(xd),
+    }
+    if offset:
+        kw["antiquant_offset"] = (rng.standard_normal(n) * 3).astype(xd)
+    if bias:
+        kw["bias"] = rng.standard_normal(n).astype(np.float16 if xdt == "float16" else np.float32)
+    return kw
+
+
+def args_of(kw):
+    return normalize_args(
+        kw["x"], kw["weight"], kw["antiquant_scale"], kw.get("antiquant_offset"),
+        bias=kw.get("bias"),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("m", "k", "n", "xdt", "dim_k", "bias"),
+    [(65, 512, 256, "float16", 2, True), (96, 256, 128, "bfloat16", 1, False),
+     (80, 128, 192, "float16", 1, False)],
+)  # fmt: skip
+def test_custom_nz_split_k_program(m, k, n, xdt, dim_k, bias):
+    """CustomNzSplitK: every K block x N range on its own AIC (MACs = m k n once), the weight
+    read from GM exactly once, partial slots only when a post pass is needed, the accumulation
+    model named; the functional output is the numerics model's."""
+    kw = nz_call(7, m, k, n, xdt, bias=bias)
+    args = args_of(kw)
+    kt = default_tiling(args, B2, "CustomNzSplitK")
+    kt = dataclasses.replace(
+        kt, single_core_k=k // dim_k, single_k=min(512, k // dim_k), cube_block_dim_k=dim_k
+    )
+    r = npusim.simulate("weight_quant_batchmatmul", B2, tiling=kt, **kw)
+    assert r.kernel_name == "CustomNzSplitK"
+    kern = r.run.kernel
+    assert macs(kern) == m * k * n
+    assert dma_bytes(kern, "w", "UB") == k * n
+    post = dim_k > 1 or xdt == "bfloat16" or bias
+    assert ("part" in kern.gm) == post
+    if post:
+        assert kern.gm["part"].shape == (dim_k, m, n)
+        assert "core_index_ascending" in kern.meta["split_k_accumulation"]
+        assert dma_bytes(kern, "part", "UB") == dim_k * m * n * 4
+    want = compute(args, "CustomNzSplitK", B2, kt)
+    assert np.array_equal(bits(r.outputs), bits(want))
+
+
+def test_split_k_program_timing_only():
+    """SplitK (white-list template, never selected): its program builds from a CustomNzSplitK
+    tiling on an ND per-group weight and runs; K split over 2 AICs with fp32 partials."""
+    import ml_dtypes
+
+    soc = resolve_soc(B2)
+    m, k, n, g = 16, 512, 256, 64
+    x = np.zeros((m, k), ml_dtypes.bfloat16)
+    w = np.zeros((k, n), np.int8)
+    sc = np.ones((k // g, n), ml_dtypes.bfloat16)
+    args = normalize_args(x, w, sc, sc, antiquant_group_size=g)
+    from npusim.ops.weight_quant_batchmatmul.soc_facts import soc_facts
+    from npusim.ops.weight_quant_batchmatmul.tiling import _default_custom_nz_splitk
+
+    kt = dataclasses.replace(
+        _default_custom_nz_splitk(args, soc_facts(soc)), single_core_k=256, single_k=256,
+        cube_block_dim_k=2,
+    )  # fmt: skip
+    s = WqbmmShape(m, k, n, "bfloat16", "int8", g, True, False, "bfloat16")
+    kern = build_wqbmm(soc, s, "SplitK", kt)
+    res = run_kernel(kern, soc)
+    assert res.cycles > 0 and macs(kern) == m * k * n
+    assert dma_bytes(kern, "w", "UB") == k * n
+    assert kern.gm["part"].shape == (2, m, n)
+    with pytest.raises(TypeError, match="CustomNzSplitKTiling"):
+        build_wqbmm(soc, s, "SplitK", None)
+
+
+@pytest.mark.parametrize(("m", "k", "n", "off", "bias"), [(32, 1024, 256, True, True),
+                                                         (96, 256, 512, False, False)])
+def test_fixpipe_program(m, k, n, off, bias):
+    """Fixpipe: stage 1 multiplies every weight element by the identity once (int8 MACs = K x
+    sum of tile widths squared), stage 2 is the fp16 matmul (m k n MACs); weight read once per
+    M block; functional output = numerics model."""
+    from npusim.torch_npu import npu_trans_quant_param
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((m, k)).astype(np.float16)
+    w = rng.integers(-128, 128, (n, k)).astype(np.int8)
+    q = npu_trans_quant_param((rng.random(n) * 0.02 + 0.001).astype(np.float32))
+    kw = {"x": x, "weight": w.T, "antiquant_scale": q}
+    if off:
+        kw["antiquant_offset"] = rng.integers(-128, 128, n).astype(np.int32)
+    if bias:
+        kw["bias"] = rng.standard_normal(n).astype(np.float16)
+    r = npusim.simulate("weight_quant_batchmatmul", B2, **kw)
+    assert r.kernel_name == "Fixpipe"
+    kern, kt = r.run.kernel, r.tiling
+    assert macs(kern, "float16") == m * k * n
+    widths = [
+        min(kt.base_n, hi - n0)
+        for lo, hi in ((a, min(n, a + kt.single_core_n)) for a in range(0, n, kt.single_core_n))
+        for n0 in range(lo, hi, kt.base_n)
+    ]
+    m_blocks = -(-m // kt.base_m)
+    assert macs(kern, "int8") == m_blocks * k * sum(wd * wd for wd in widths)
+    assert dma_bytes(kern, "w", "L1") == m_blocks * k * n
+    args = normalize_args(x, w.T, q, kw.get("antiquant_offset"), bias=kw.get("bias"))
+    assert np.array_equal(bits(r.outputs), bits(compute(args, "Fixpipe", B2)))
+
+
+@pytest.mark.parametrize(
+    ("m", "k", "n", "kw"),
+    [(16, 2048, 512, {"antiquant_group_size": 128, "deterministic": True}),  # MsdGroup excluded
+     (8, 14336, 512, {})],  # per-channel int8, K > 13696
+)  # fmt: skip
+def test_msd_split_k_program(m, k, n, kw):
+    """MsdSplitK: integer digit matmuls cover digits x m x K x N once; the K-block
+    accumulation model is named in the metadata."""
+    if kw:
+        args = {
+            "x": spec((m, k), "float16"),
+            "weight": spec((k, n // 8), "int32"),
+            "antiquant_scale": spec((k // 128, n), "float16"),
+        }
+        digits, dt = 3, "int4"
+    else:
+        args = {
+            "x": spec((m, k), "float16"),
+            "weight": spec((k, n), "int8"),
+            "antiquant_scale": spec((n,), "float16"),
+        }
+        digits, dt = 2, "int8"
+    r = npusim.simulate("weight_quant_batchmatmul", B2, **args, **kw)
+    assert r.kernel_name == "MsdSplitK" and r.outputs is None
+    assert macs(r.run.kernel, dt) == digits * m * k * n
+    assert "k_block_ascending" in r.run.kernel.meta["split_k_accumulation"]
+
+
+def test_weight_nz_310p_program_timing_only_and_functional_refuses():
+    """310P WeightNz: a coupled-core program (no AIC/AIV, no cross-core flags) whose MACs are
+    m k n and which reads the NZ weight once per M block; its numerics are unpublished, so a
+    functional run raises NotImplementedError naming them."""
+    soc = "Ascend310P3"
+    m, k, n = 200, 512, 384
+    args = {
+        "x": spec((m, k), "float16"),
+        "weight": spec((k, n), "int8", transposed=True),
+        "antiquant_scale": spec((n,), "float16"),
+        "antiquant_offset": spec((n,), "float16"),
+        "bias": spec((n,), "float16"),
+    }
+    r = npusim.simulate("weight_quant_batchmatmul", soc, **args)
+    kern = r.run.kernel
+    assert r.kernel_name == "WeightNz" and {c.kind for c in kern.cores} == {"aicore"}
+    assert not any(i.kind.startswith("cross") for c in kern.cores for i in c.instrs)
+    assert macs(kern) == m * k * n
+    t = r.tiling
+    m_blocks = sum(
+        -(-(min(m, (mi + 1) * -(-m // t.m_block_num)) - mi * -(-m // t.m_block_num)) // t.m_l1)
+        for mi in range(t.m_block_num)
+    )
+    assert dma_bytes(kern, "w", "UB") == m_blocks * k * n
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 64)).astype(np.float16)
+    w = rng.integers(-128, 128, (64, 32)).astype(np.int8)
+    with pytest.raises(NotImplementedError, match="WeightNz"):
+        npusim.simulate("weight_quant_batchmatmul", soc, x=x, weight=np.ascontiguousarray(w.T).T,
+                        antiquant_scale=np.ones(32, np.float16))
