@@ -1,4 +1,5 @@
-"""``npusim run``: one operator, a summary table, optional trace and CSV files."""
+"""``npusim run``: one operator, a summary table (ending with the HBM-bound line: compulsory bytes
+/ HBM bandwidth vs the simulated time, bottleneck pipe named), optional trace and CSV files."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import numpy as np
 import yaml
 
-from npusim.report.summary import format_summary
+from npusim.report.summary import format_summary, hbm_roofline
 from npusim.runner import OPERATORS, operator_module, resolve_soc, simulate
 
 
@@ -77,9 +78,10 @@ def _compare_inner_precise(op: str, soc, tiling, op_args: dict) -> int:
         res = simulate(op, soc, tiling, **{**op_args, "inner_precise": ip})
         rows[ip] = res
         outs[ip] = res.outputs
-    print(f"{'inner_precise':>14} {'kernel':>16} {'cycles':>10} {'us':>10}")
+    print(f"{'inner_precise':>14} {'kernel':>16} {'cycles':>10} {'us':>10}  HBM bound")
     for ip, res in rows.items():
-        print(f"{ip:>14} {res.kernel_name:>16} {res.cycles:>10} {res.microseconds:>10.3f}")
+        line = hbm_roofline(res.run)["hbm_roofline"]
+        print(f"{ip:>14} {res.kernel_name:>16} {res.cycles:>10} {res.microseconds:>10.3f}  {line}")
     if outs[0] is not None and outs[1] is not None:
         a = np.asarray(outs[0], dtype=np.float64)
         b = np.asarray(outs[1], dtype=np.float64)

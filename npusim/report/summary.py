@@ -1,5 +1,6 @@
-"""Run summaries: per-pipe busy time, memory traffic, bandwidth, cube utilisation; and the
-PipeUtilization-style CSV whose column names follow the on-board profiler's report."""
+"""Run summaries: per-pipe busy time, memory traffic, bandwidth, cube utilisation, the HBM bound
+(compulsory bytes / HBM bandwidth) with the bottleneck pipe; and the PipeUtilization-style CSV
+whose column names follow the on-board profiler's report."""
 
 from __future__ import annotations
 
@@ -103,7 +104,57 @@ def summarize(result: RunResult) -> dict[str, Any]:
         s["cube_macs"] = macs
         s["cube_utilisation_pct"] = round(100.0 * macs / (peak * cycles * max(cube_cores, 1)), 2)
         s["achieved_tflops"] = round(2 * macs / seconds / 1e12, 3)
+    s.update(hbm_roofline(result))
     return s
+
+
+def compulsory_hbm_bytes(result: RunResult) -> tuple[int, str]:
+    """Bytes that must cross HBM at least once, and where the figure comes from: the kernel's
+    ``meta["compulsory_hbm_bytes"]`` when the operator declares it (e.g. a packed int4 weight),
+    else every GM input read once plus every output written once (workspaces excluded)."""
+    declared = result.kernel.meta.get("compulsory_hbm_bytes")
+    if declared is not None:
+        return int(declared), "declared by the operator"
+    total = sum(t.nbytes for t in result.kernel.gm.values() if t.role in ("input", "output"))
+    return total, "GM inputs + outputs once"
+
+
+def bottleneck_pipe(result: RunResult) -> tuple[str, float]:
+    """The (core kind, pipe) with the highest mean busy share of the run, e.g. ``aic/MTE2``,
+    and that share in percent (the same figure as the summary's ``<kind>_<pipe>_busy_pct``)."""
+    cycles = max(result.cycles, 1)
+    best, pct = "-", 0.0
+    for kind, pipes in sorted(pipe_busy_by_kind(result).items()):
+        for pipe, cyc in sorted(pipes.items()):
+            share = 100.0 * cyc / cycles
+            if share > pct:
+                best, pct = f"{kind}/{pipe}", share
+    return best, pct
+
+
+def hbm_roofline(result: RunResult) -> dict[str, Any]:
+    """Simulated time against the HBM bound (compulsory bytes / the SoC's HBM bandwidth), with
+    the bottleneck pipe named: one printable line plus its numbers."""
+    nbytes, source = compulsory_hbm_bytes(result)
+    bw = float(result.soc.memory.hbm.bandwidth_gb_per_s)
+    bound_us = nbytes / (bw * 1e3)
+    us = result.microseconds
+    ratio = us / bound_us if bound_us > 0 else float("inf")
+    pipe, pct = bottleneck_pipe(result)
+    line = (
+        f"HBM bound {bound_us:.2f} us; simulated {us:.2f} us = {ratio:.2f} x bound; "
+        f"bottleneck pipe {pipe} (busy {pct:.1f}%)"
+    )
+    return {
+        "hbm_compulsory_bytes": nbytes,
+        "hbm_compulsory_source": source,
+        "hbm_bandwidth_gb_per_s": bw,
+        "hbm_bound_us": round(bound_us, 3),
+        "time_over_hbm_bound": round(ratio, 3),
+        "bottleneck_pipe": pipe,
+        "bottleneck_busy_pct": round(pct, 2),
+        "hbm_roofline": line,
+    }
 
 
 def format_summary(s: dict[str, Any]) -> str:
