@@ -30,6 +30,7 @@ OPERATORS: dict[str, str] = {
     "trans_quant_param": "npusim.ops.trans_quant_param_program:trans_quant_param",
     "format_cast": "npusim.ops.format_cast_program:format_cast",
     "int4pack": "npusim.ops.int4pack:int4pack",
+    "dynamic_quant": "npusim.ops.dynamic_quant_program:dynamic_quant",
     "weight_quant_batchmatmul": "npusim.ops.weight_quant_program:weight_quant_batchmatmul",
 }
 

@@ -24,6 +24,7 @@ CALIBRATION_MODULES = (
     "npusim.ops.vector_add",
     "npusim.ops.tensor_copy",
     "npusim.ops.matmul_program",
+    "npusim.ops.dynamic_quant_program",
     "npusim.ops.group_quant_program",
 )
 

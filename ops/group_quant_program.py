@@ -222,9 +222,11 @@ def _tile_fn(xr: Region, sreg: Region, yr: Region, offset: float | None, out: st
     return fn
 
 
-def calibration_prediction(row):
-    """Rows E1*: per-token int4 dynamic quant on a 910B4, predicted with group_quant (one group,
-    int4 output, fp16 x) as the vector-only proxy the calibration README names."""
+def proxy_prediction(row):
+    """Rows E1* predicted with group_quant (one group, int4 output, fp16 x) as the vector-only
+    proxy the calibration README names. Superseded in ``npusim validate`` by
+    ``ops.dynamic_quant_program.calibration_prediction`` (the measured kernel itself); kept to
+    compare the two."""
     from npusim.engine.sim import run_kernel
     from npusim.runner import resolve_soc
     from npusim.validate import Prediction, soc_name_of

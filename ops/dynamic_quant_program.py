@@ -1,0 +1,260 @@
+"""Per-token dynamic quantisation (npu_dynamic_quant, int4 output) as a timing-only AIV program.
+
+It exists to predict calibration rows E1a-E1h (910B4, fp16 x of (rows, 512), int4 out), which
+measure this kernel; group_quant was only a proxy for them. The program is the kernel's structure
+as the public descriptions give it, not CANN code:
+
+- rows are split over ``min(rows, AIVs)`` cores (the first ``rows % cores`` take one more);
+- a UB pass holds ``rows_per_pass`` rows of an ``h_chunk``-wide column chunk; x, the int4 output
+  and the scale are ping-pong buffered so MTE2 / V / MTE3 overlap; the fp32 work tiles are used
+  by V alone and are single;
+- H <= h_chunk (the E rows): one pass per row block computes the max and quantises. Larger H
+  takes two sweeps over the chunks: the first finds each row's max (chunk maxima merged with a
+  Max), the second reloads the chunks and quantises;
+- vector steps per chunk: Cast fp16 -> fp32, Abs, WholeReduceMax (64 fp32 per repeat -> one
+  value) and, for rows wider than 64, a second WholeReduceMax over the partial maxima (one repeat
+  per row); per row block Muls 1/7 (scale = max / 7, int4's largest magnitude), Div (1 / scale),
+  Brcb (each row's reciprocal to a 32 B block); then Mul (x * reciprocal), Cast fp32 -> fp16
+  (RINT), Cast fp16 -> int4 (RINT, saturating); MTE3 stores the int4 rows and the fp32 scales.
+
+Costs are the descriptor's vector classes (``reduce`` = 7 cycles per repeat for WholeReduceMax)
+and DMA curves; nothing here is fitted to the E rows. Functional runs are not implemented: the
+npu_dynamic_quant numerics (rounding chain, zero rows, smooth scales) are not specified in
+ops-semantics, so a request with arrays raises ``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+
+INT4_MAX = 7
+MAX_H_CHUNK = 8192
+FP32_PASS_BYTES = 32768  # fp32 work tile per pass (as group_quant's kernel rule)
+REDUCE_ELEMS = 64  # fp32 elements one WholeReduceMax repeat folds into one value
+
+
+@dataclass(frozen=True)
+class DynamicQuantTiling:
+    """Cores, H chunk width (multiple of 64), rows per UB pass, ping-pong buffering."""
+
+    cores: int
+    h_chunk: int
+    rows_per_pass: int
+    double_buffer: bool = True
+
+
+def default_dynamic_quant_tiling(soc: Any, rows: int, h: int) -> DynamicQuantTiling:
+    avail = soc.core_counts().get("aiv", 0)
+    if avail == 0:
+        raise NotImplementedError(f"dynamic_quant on {soc.name}: modelled on A2 / A3 AIVs only")
+    h_chunk = min(math.ceil(h / 64) * 64, MAX_H_CHUNK)
+    per_pass = max(1, FP32_PASS_BYTES // 4 // h_chunk)
+    return DynamicQuantTiling(max(1, min(rows, avail)), h_chunk, per_pass)
+
+
+def _ub_bytes(t: DynamicQuantTiling) -> int:
+    nbuf = 2 if t.double_buffer else 1
+    tile = t.rows_per_pass * t.h_chunk
+    rows8 = math.ceil(t.rows_per_pass / 8) * 8
+    single = tile * 4 * 2 + rows8 * (math.ceil(t.h_chunk / REDUCE_ELEMS) + 8 + 4) * 4
+    return nbuf * (tile * 2 + tile // 2 + rows8 * 4) + single
+
+
+def validate_dynamic_quant_tiling(t: DynamicQuantTiling, soc: Any, rows: int, h: int) -> None:
+    avail = soc.core_counts().get("aiv", 0)
+    if not 1 <= t.cores <= min(rows, avail):
+        raise ValueError(f"tiling.cores={t.cores}: must be in 1..{min(rows, avail)}")
+    if t.h_chunk <= 0 or t.h_chunk % 64:
+        raise ValueError(f"tiling.h_chunk={t.h_chunk}: must be a positive multiple of 64")
+    if t.rows_per_pass < 1:
+        raise ValueError(f"tiling.rows_per_pass={t.rows_per_pass}: must be >= 1")
+    ub = soc.core("aiv").buffers["UB"].capacity_bytes
+    if _ub_bytes(t) > ub:
+        raise ValueError(f"tiling needs {_ub_bytes(t)} B of UB > {ub} B")
+
+
+def build_dynamic_quant(soc: Any, rows: int, h: int, x_dtype: str,
+                        tiling: DynamicQuantTiling) -> Kernel:
+    """The timing kernel for x (rows, h) -> int4 y (rows, h / 8 int32 words), fp32 scale (rows,)."""
+    validate_dynamic_quant_tiling(tiling, soc, rows, h)
+    gm = {"x": GMTensor("x", (rows, h), x_dtype, None, "input"),
+          "y": GMTensor("y", (rows, h // 8), "int32", None, "output"),
+          "scale": GMTensor("scale", (rows,), "float32", None, "output")}
+    desc = soc.core("aiv")
+    base, extra = divmod(rows, tiling.cores)
+    cores = []
+    for c in range(tiling.cores):
+        prog = CoreProgram(c, "aiv")
+        cores.append(prog)
+        r0 = c * base + min(c, extra)
+        _CoreWriter(ProgramBuilder(prog, desc), tiling, h, x_dtype).emit(
+            r0, r0 + base + (1 if c < extra else 0))
+    meta = {"op": "dynamic_quant", "rows": rows, "h": h, "out": "int4", "timing_only": True}
+    return Kernel("dynamic_quant", gm, cores, meta)
+
+
+class _CoreWriter:
+    """Emits one core's instruction stream; counts x loads and output stores for ping-pong."""
+
+    def __init__(self, b: ProgramBuilder, t: DynamicQuantTiling, h: int, x_dtype: str) -> None:
+        self.b, self.h, self.x_dtype = b, h, x_dtype
+        self.nbuf = 2 if t.double_buffer else 1
+        self.rpp, hc = t.rows_per_pass, t.h_chunk
+        tile = self.rpp * hc
+        rows8 = math.ceil(self.rpp / 8) * 8
+        self.chunks = [(h0, min(hc, h - h0)) for h0 in range(0, h, hc)]
+        self.xb = [b.alloc("UB", (tile,), x_dtype, f"x{i}") for i in range(self.nbuf)]
+        self.yb = [b.alloc("UB", (tile,), "int4", f"y{i}") for i in range(self.nbuf)]
+        self.sb = [b.alloc("UB", (rows8,), "float32", f"scale{i}") for i in range(self.nbuf)]
+        self.work = b.alloc("UB", (tile,), "float32", "x_fp32")
+        self.absb = b.alloc("UB", (tile,), "float32", "abs")
+        self.part = b.alloc("UB", (rows8 * math.ceil(hc / REDUCE_ELEMS),), "float32", "partial")
+        self.rmax = b.alloc("UB", (rows8,), "float32", "row_max")
+        self.cmax = b.alloc("UB", (rows8,), "float32", "chunk_max")
+        self.brcb = b.alloc("UB", (rows8 * 8,), "float32", "recip_blocks")
+        self.loads = self.stores = 0
+
+    def load(self, p0: int, pr: int, h0: int, hw: int) -> Region:
+        b, i = self.b, self.loads % self.nbuf
+        if self.loads >= self.nbuf:
+            b.wait_flag("V", "MTE2", i)
+        xr = Region("UB", self.xb[i].offset, (pr, hw), self.x_dtype)
+        b.dma(Region("GM", (p0 * self.h + h0) * 2, (pr, hw), self.x_dtype, "x", self.h * 2), xr,
+              name="x GM->UB")
+        b.sync("MTE2", "V", i)
+        self.loads += 1
+        return xr
+
+    def release_x(self) -> None:
+        self.b.set_flag("V", "MTE2", (self.loads - 1) % self.nbuf)
+
+    def row_max(self, xr: Region, pr: int, hw: int, dst: Region) -> Region:
+        """Cast, Abs and the max reductions of one chunk; returns the region of the maxima."""
+        b, n = self.b, pr * hw
+        f = Region("UB", self.work.offset, (n,), "float32")
+        a = Region("UB", self.absb.offset, (n,), "float32")
+        b.vec("Cast fp16->fp32", "convert", f, (xr,), elements=n, dtype=self.x_dtype)
+        b.vec("Abs", "unary", a, (f,), elements=n, dtype="float32")
+        pm = Region("UB", self.part.offset, (pr * math.ceil(hw / REDUCE_ELEMS),), "float32")
+        b.vec("WholeReduceMax (64 -> 1)", "reduce", pm, (a,), elements=n, dtype="float32")
+        if hw <= REDUCE_ELEMS:
+            return pm
+        b.vec("WholeReduceMax (row partials)", "reduce", dst, (pm,),  # one repeat per row
+              elements=pr * REDUCE_ELEMS, dtype="float32")
+        return dst
+
+    def emit(self, r0: int, r1: int) -> None:
+        b, nbuf, h = self.b, self.nbuf, self.h
+        two_sweeps = len(self.chunks) > 1
+        for p0 in range(r0, r1, self.rpp):
+            pr = min(self.rpp, r1 - p0)
+            rm = Region("UB", self.rmax.offset, (pr,), "float32")
+            if two_sweeps:  # sweep 1: each row's max over all chunks
+                for k, (h0, hw) in enumerate(self.chunks):
+                    xr = self.load(p0, pr, h0, hw)
+                    cm = Region("UB", self.cmax.offset, (pr,), "float32")
+                    got = self.row_max(xr, pr, hw, rm if k == 0 else cm)
+                    self.release_x()
+                    if k:
+                        b.vec("Max (merge chunk maxima)", "binary", rm, (rm, got), elements=pr,
+                              dtype="float32")
+            j = self.stores % nbuf
+            if self.stores >= nbuf:
+                b.wait_flag("MTE3", "V", j)
+            sr = Region("UB", self.sb[j].offset, (pr,), "float32")
+            recip = Region("UB", self.cmax.offset, (pr,), "float32")
+            bb = Region("UB", self.brcb.offset, (pr * 8,), "float32")
+            for k, (h0, hw) in enumerate(self.chunks):
+                n = pr * hw
+                xr = self.load(p0, pr, h0, hw)
+                f = Region("UB", self.work.offset, (n,), "float32")
+                if two_sweeps:
+                    b.vec("Cast fp16->fp32", "convert", f, (xr,), elements=n, dtype=self.x_dtype)
+                else:
+                    rm = self.row_max(xr, pr, hw, rm)
+                self.release_x()
+                if k == 0:
+                    b.vec(f"Muls 1/{INT4_MAX} (scale)", "unary", sr, (rm,), elements=pr,
+                          dtype="float32")
+                    b.vec("Div 1/scale", "divide", recip, (sr,), elements=pr, dtype="float32")
+                    b.vec("Brcb reciprocal", "dup", bb, (recip,), elements=pr * 8,
+                          dtype="float32")
+                b.vec("Mul x * 1/scale", "binary", f, (f, bb), elements=n, dtype="float32")
+                hh = Region("UB", self.absb.offset, (n,), "float16")
+                b.vec("Cast fp32->fp16 RINT", "convert", hh, (f,), elements=n, dtype="float32")
+                yr = Region("UB", self.yb[j].offset, (pr, hw // 8), "int32")
+                b.vec("Cast fp16->int4 RINT", "convert", yr, (hh,), elements=n, dtype="float16")
+                b.sync("V", "MTE3", j)
+                b.dma(yr, Region("GM", (p0 * (h // 8) + h0 // 8) * 4, (pr, hw // 8), "int32",
+                                 "y", (h // 8) * 4), name="y int4 UB->GM")
+                if k < len(self.chunks) - 1:  # the next chunk's int4 output reuses buffer j
+                    b.set_flag("MTE3", "V", j)
+                    b.wait_flag("MTE3", "V", j)
+            b.dma(sr, Region("GM", p0 * 4, (pr,), "float32", "scale"), name="scale UB->GM")
+            b.set_flag("MTE3", "V", j)
+            self.stores += 1
+        for t in range(max(0, self.loads - nbuf), self.loads):
+            b.wait_flag("V", "MTE2", t % nbuf)
+        for t in range(max(0, self.stores - nbuf), self.stores):
+            b.wait_flag("MTE3", "V", t % nbuf)
+
+
+def _args(x: Any) -> tuple[int, int, str]:
+    from npusim.spec import is_spec, shape_dtype
+
+    if not is_spec(x):
+        raise NotImplementedError(
+            "dynamic_quant: the program is timing-only (npu_dynamic_quant's numerics are not "
+            "modelled); pass x as npusim.spec.spec(shape, dtype)")
+    shape, dt = shape_dtype(x)
+    if len(shape) != 2 or min(shape) <= 0:
+        raise ValueError(f"x: shape {shape} must be 2-D (tokens, H), non-empty")
+    if dt not in ("float16", "bfloat16"):
+        raise TypeError(f"x: dtype {dt} must be float16 or bfloat16")
+    if shape[1] % 8:
+        raise ValueError(f"x: last dim {shape[1]} must be a multiple of 8 for int4 output")
+    return int(shape[0]), int(shape[1]), dt
+
+
+def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any):
+    """Runner entry for ``dynamic_quant`` (timing only)."""
+    from npusim.runner import Plan
+
+    rows, h, dt = _args(x)
+    t = tiling or default_dynamic_quant_tiling(soc, rows, h)
+    return Plan(build_dynamic_quant(soc, rows, h, dt, t), "dynamic_quant per-token int4 (AIV)",
+                t, False, notes=["timing-only program: no functional outputs"])
+
+
+def cli_dynamic_quant(ns: Any, functional: bool, rng: Any) -> dict:
+    """``npusim run dynamic_quant``: --m tokens (default 4096), --k H (512); timing only."""
+    from npusim.spec import spec
+
+    if functional:
+        raise SystemExit("dynamic_quant: timing-only program; run without --functional")
+    return {"x": spec((ns.m or 4096, ns.k or 512), ns.dtype or "float16")}
+
+
+def default_tiling_dynamic_quant(soc: Any, **op_args: Any) -> DynamicQuantTiling:
+    rows, h, _ = _args(op_args["x"])
+    return default_dynamic_quant_tiling(soc, rows, h)
+
+
+def calibration_prediction(row):
+    """Rows E1*: per-token int4 dynamic quant of fp16 (m, k) on the row's SoC, default tiling."""
+    from npusim.engine.sim import run_kernel
+    from npusim.runner import resolve_soc
+    from npusim.validate import Prediction, soc_name_of
+
+    if not row.id.startswith("E1"):
+        return None
+    soc = resolve_soc(soc_name_of(row))
+    rows, h = int(row.m), int(row.k)
+    t = default_dynamic_quant_tiling(soc, rows, h)
+    res = run_kernel(build_dynamic_quant(soc, rows, h, "float16", t), soc, check_races=False)
+    return Prediction(res.microseconds, {}, note=f"dynamic_quant program ({t.cores} AIV, "
+                                                 f"{t.rows_per_pass} rows/pass)")
