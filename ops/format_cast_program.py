@@ -23,6 +23,10 @@ the 32-byte-block shuffle in UB, as TransData kernels do. Values are only moved:
 fp32 16, int8 32; zero padding) for every legal tiling. The V copy is costed as the descriptor's
 ``copy`` class over the tile's bytes; strided UB writes cost no extra (the engine models read bank
 conflicts only), and GM runs have no per-burst cost beyond the size curves.
+
+Inputs: an array (functional run; an NZ source is a ``FormattedArray``) or a ``spec`` whose
+``shape`` is the logical (origin) shape and ``npu_format`` the source format (timing only). A
+cast to the format the input already has launches no kernel in torch_npu and raises here.
 """
 
 from __future__ import annotations
