@@ -68,3 +68,28 @@ ax.legend()
 fig.tight_layout()
 fig.savefig(OUT / "a_w4a16_decode_socs.png", dpi=120)
 assert all(r[2] > 0 for r in rows)
+
+# %% [markdown]
+# What-if: the o_proj layer on a 910B2 with twice its HBM bandwidth, as a sweep study variant
+# (`what_if` in a study file; `*=2` scales the descriptor's own value). Whether more bandwidth
+# helps depends on what bounds the kernel: the per-pipe busy time in the CSV's summary says which.
+
+# %%
+from npusim.sweep import Study, run_sweep  # noqa: E402
+
+study = Study("weight_quant_batchmatmul", [{"name": "Ascend910B2"}],
+              [{"m": M, "k": 4096, "n": 4096, "weight_dtype": "int4", "group_size": 128}],
+              what_if=[{"label": "hbm_x2", "overrides": ["memory.hbm.bandwidth_gb_per_s*=2"]}])
+wi_csv = OUT / "a_what_if.csv"
+wi_csv.unlink(missing_ok=True)
+run_sweep(study, wi_csv, workers=2, progress=False)
+import csv  # noqa: E402
+
+with open(wi_csv, newline="") as f:
+    what_if = {r["variant"]: r for r in csv.DictReader(f)}
+for label, r in what_if.items():
+    print(f"{label:<9} {r['overrides'] or '-':<40} {r['us']:>8} us  {r['kernel']}")
+    print("   busy %:", r["summary"])
+speed = float(what_if["baseline"]["us"]) / float(what_if["hbm_x2"]["us"])
+print(f"speed-up from 2x HBM: {speed:.3f}x")
+assert speed >= 0.999  # more bandwidth never costs time in this model

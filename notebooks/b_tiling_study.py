@@ -57,3 +57,16 @@ ax.set_xlabel("analytical bound (us)")
 ax.set_ylabel("simulated (us)")
 fig.tight_layout()
 fig.savefig(OUT / "b_bound_vs_simulated.png", dpi=120)
+
+# %% [markdown]
+# The same CSV through the comparison report (`npusim report b_tiling_study.csv --out DIR`):
+# the best point's per-pipe busy time, its place under the roofline and the time over the two
+# tiling fields that vary most among the simulated candidates.
+
+# %%
+from npusim.report.compare import write_report  # noqa: E402
+
+report = write_report(csv_path, OUT / "b_report")
+lines = report.read_text().splitlines()
+print("\n".join(lines[lines.index("## Time over two tiling fields"):][:12]))
+assert (OUT / "b_report" / "roofline.png").exists() and (OUT / "b_report" / "pipes.png").exists()

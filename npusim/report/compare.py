@@ -58,6 +58,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return out
 
 
+def _is_pipe(key: str) -> bool:
+    """``<core>_<pipe>_busy_pct`` (not aggregates such as ``bottleneck_busy_pct``)."""
+    return key.endswith("_busy_pct") and "_" in key.removesuffix("_busy_pct")
+
+
 def best_points(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
     """(soc, variant, case JSON) -> the ok row with the least simulated time (first on ties)."""
     best: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -222,7 +227,7 @@ def write_report(results: str | Path, out_dir: str | Path,
 
     md += ["", "## Per-pipe busy time (best point)", ""]
     groups: dict[str, dict[str, float]] = {}
-    pipes = sorted({k for r in best.values() for k in r["_summary"] if k.endswith("_busy_pct")})
+    pipes = sorted({k for r in best.values() for k in r["_summary"] if _is_pipe(k)})
     ptable = []
     for (soc, var, _), r in best.items():
         label = f"{soc} {var} {case_label(r['_case'])}"
