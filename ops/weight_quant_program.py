@@ -21,9 +21,12 @@ AICs, fp32 partials in a GM workspace reduced by all AIVs in a declared order) a
 ``weight_quant_program_fixpipe`` (Fixpipe: identity matmul + DEQF16 into L1, then the fp16
 matmul; 310P WeightNz on the coupled AI Core).
 
-These programs model timing. Their functional outputs are the kernel numerics of
+Functional outputs: ``Custom`` is replayed from its instructions (vector dequant in UB, the GM
+workspace, Mmad in the SoC's declared cube model, FixPipe RNE / requant; an NZ weight is replayed
+from its ND values, as the program reads ND windows) and equals ``compute`` bit for bit (tested).
+Every other kernel's functional output is the numerics model of
 ``npusim.ops.weight_quant_batchmatmul`` (``compute``: the same formulas), computed once per run;
-the tile-level value semantics of these mix kernels are not replayed instruction by instruction.
+their instructions carry no value semantics.
 Every kernel's metadata declares ``compulsory_hbm_bytes`` (inputs and output once) for the
 summary's HBM bound.
 """
@@ -126,30 +129,46 @@ def _w_bytes(s: WqbmmShape) -> int:
     return math.ceil(s.k * s.n * _ITEM[s.w_dtype])
 
 
-def build_custom(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
-    """The Custom kernel (dequantise on AIV into a GM workspace, fp16/bf16 matmul on AIC)."""
+def build_custom(
+    soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, data: dict[str, Any] | None = None
+) -> Kernel:
+    """The Custom kernel (dequantise on AIV into a GM workspace, fp16/bf16 matmul on AIC).
+
+    With ``data`` (see :func:`custom_replay_data`) the program is functional: the AIV vector
+    instructions dequantise into UB (Cast, Add, Mul as the numerics model, ``numerics_custom``),
+    the workspace and cube tiles carry the values, Mmad accumulates in the SoC's declared cube
+    model and FixPipe rounds (RNE) or requantises - the output is replayed, not computed aside.
+    """
     per_core = _strips(s.n, t)
     xd = s.x_dtype
+    fun = data is not None
     ngroups = math.ceil(s.k / s.group_size) if s.group_size else 1
+    gsize = s.group_size or s.k
     param_dtype = xd
+    d = data or {}
     gm = {
-        "x": GMTensor("x", (s.m, s.k), xd),
-        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype),
-        "scale": GMTensor("scale", (ngroups, s.n), param_dtype),
+        "x": GMTensor("x", (s.m, s.k), xd, d.get("x")),
+        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype, d.get("w")),
+        "scale": GMTensor("scale", (ngroups, s.n), param_dtype, d.get("scale")),
         "ws": GMTensor("ws", (t.cube_cores * t.slots, s.k, t.strip_n), xd, role="workspace"),
         "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
     }
     if s.has_offset:
-        gm["offset"] = GMTensor("offset", (ngroups, s.n), param_dtype)
+        gm["offset"] = GMTensor("offset", (ngroups, s.n), param_dtype, d.get("offset"))
     if s.has_bias:
-        gm["bias"] = GMTensor("bias", (s.n,), "float32")
+        gm["bias"] = GMTensor("bias", (s.n,), "float32", d.get("bias"))
     w_isz = _ITEM[s.w_dtype]
     x_mat = GmMatrix("x", xd, s.k * 2)
     y_mat = GmMatrix("y", s.out_dtype, math.ceil(s.n * _ITEM[s.out_dtype]))
     bias_mat = GmMatrix("bias", "float32", s.n * 4) if s.has_bias else None
     epi = _out_epilogue(s)
+    if fun:
+        epi.convert = _epilogue_convert(s, d.get("quant_param"))
+    cube_model = str(soc.numerics.cube_accumulation.model) if fun else ""
     cores: list[CoreProgram] = []
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
+    # parameter rows one vector tile can span (a tile may start inside a group)
+    pgroups = math.ceil(t.vec_rows / gsize) + 1 if s.group_size else 1
     for ci in range(t.cube_cores):
         aic = CoreProgram(ci, "aic")
         em = CubeEmitter(
@@ -157,8 +176,8 @@ def build_custom(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
             soc,
             _cube_tiling(t),
             xd,
-            functional=False,
-            cube_model="",
+            functional=fun,
+            cube_model=cube_model,
             with_bias=s.has_bias,
         )
         for j, (n0, n1) in enumerate(per_core[ci]):
@@ -176,10 +195,10 @@ def build_custom(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
                     b.alloc("UB", (t.vec_rows, t.strip_n), "int8", f"w{i}"),
                     b.alloc("UB", (t.vec_rows, t.strip_n), "float32", f"f{i}"),
                     b.alloc("UB", (t.vec_rows, t.strip_n), xd, f"o{i}"),
+                    b.alloc("UB", (2, pgroups, t.strip_n), "float32", f"params{i}"),
                 )
                 for i in range(2)
             ]
-            prm = b.alloc("UB", (2, t.strip_n), "float32", "params")
             k0, k1 = half * math.ceil(s.k / 2), min(s.k, (half + 1) * math.ceil(s.k / 2))
             it = 0
             for j, (n0, n1) in enumerate(per_core[ci]):
@@ -190,10 +209,9 @@ def build_custom(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
                 for r0 in range(k0, k1, t.vec_rows):
                     rows = min(t.vec_rows, k1 - r0)
                     i = it % 2
-                    wb, fb, ob = bufs[i]
+                    wb, fb, ob, pb = bufs[i]
                     if it >= 2:
                         b.wait_flag("V", "MTE2", i)
-                    wreg = Region("UB", wb.offset, (rows, width), s.w_dtype)
                     if s.trans_w:
                         src = Region(
                             "GM",
@@ -212,22 +230,25 @@ def build_custom(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
                             "w",
                             math.ceil(s.n * w_isz),
                         )
+                    wreg = Region("UB", wb.offset, src.shape, s.w_dtype)  # stored layout
                     b.dma(src, wreg, name="weight GM->UB")
                     g_lo, g_hi = (
                         (r0 // s.group_size, (r0 + rows - 1) // s.group_size)
                         if s.group_size
                         else (0, 0)
                     )
+                    srow = t.strip_n * 4  # bytes per parameter row in UB
                     for g in range(g_lo, g_hi + 1):
+                        po = pb.offset + (g - g_lo) * srow
                         b.dma(
                             Region("GM", (g * s.n + n0) * 2, (width,), param_dtype, "scale"),
-                            Region("UB", prm.offset, (width,), param_dtype),
+                            Region("UB", po, (width,), param_dtype),
                             name="scale GM->UB",
                         )
                         if s.has_offset:
                             b.dma(
                                 Region("GM", (g * s.n + n0) * 2, (width,), param_dtype, "offset"),
-                                Region("UB", prm.offset + t.strip_n * 4, (width,), param_dtype),
+                                Region("UB", po + pgroups * srow, (width,), param_dtype),
                                 name="offset GM->UB",
                             )
                     b.sync("MTE2", "V", i)
@@ -236,30 +257,26 @@ def build_custom(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
                     n_el = rows * width
                     freg = Region("UB", fb.offset, (rows, width), "float32")
                     oreg = Region("UB", ob.offset, (rows, width), xd)
+                    hreg = Region("UB", ob.offset, (rows, width), "float16")
+                    prm = Region("UB", pb.offset, (2, pgroups, t.strip_n), "float32")
                     work_dt = "float16" if xd == "float16" else "float32"
-                    b.vec("Cast w->half", "convert", oreg, (wreg,), elements=n_el, dtype=s.w_dtype)
+                    pv = _ParamView(pb.offset, pgroups, srow, width, param_dtype, r0, rows, gsize,
+                                    g_lo) if fun else None
+                    b.vec("Cast w->half", "convert", hreg, (wreg,), elements=n_el,
+                          dtype=s.w_dtype, fn=_cast_w_fn(wreg, hreg, s) if fun else None)
                     if xd == "bfloat16":
-                        b.vec(
-                            "Cast half->fp32",
-                            "convert",
-                            freg,
-                            (oreg,),
-                            elements=n_el,
-                            dtype="float16",
-                        )
-                    acc = oreg if work_dt == "float16" else freg
+                        b.vec("Cast half->fp32", "convert", freg, (hreg,), elements=n_el,
+                              dtype="float16", fn=_cast_fn(hreg, freg) if fun else None)
+                    acc = hreg if work_dt == "float16" else freg
                     if s.has_offset:
-                        b.vec("Add offset", "binary", acc, (acc, prm), elements=n_el, dtype=work_dt)
-                    b.vec("Mul scale", "binary", acc, (acc, prm), elements=n_el, dtype=work_dt)
+                        b.vec("Add offset", "binary", acc, (acc, prm), elements=n_el,
+                              dtype=work_dt,
+                              fn=_param_op_fn(acc, acc, pv, 1, "add") if fun else None)
+                    b.vec("Mul scale", "binary", acc, (acc, prm), elements=n_el, dtype=work_dt,
+                          fn=_param_op_fn(acc, acc, pv, 0, "mul") if fun else None)
                     if xd == "bfloat16":
-                        b.vec(
-                            "Cast fp32->bf16",
-                            "convert",
-                            oreg,
-                            (freg,),
-                            elements=n_el,
-                            dtype="float32",
-                        )
+                        b.vec("Cast fp32->bf16", "convert", oreg, (freg,), elements=n_el,
+                              dtype="float32", fn=_cast_fn(freg, oreg) if fun else None)
                     b.set_flag("V", "MTE2", i)
                     b.sync("V", "MTE3", i)
                     dst = Region(
@@ -275,13 +292,138 @@ def build_custom(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
                     it += 1
                 b.cross_set(2, "MTE3", READY)
             cores.append(aiv)
-    return Kernel("wqbmm_custom", gm, cores, _meta(s, "Custom", t))
+    meta = _meta(s, "Custom", t)
+    if fun:
+        meta["functional_replay"] = f"instructions (cube model {cube_model})"
+    return Kernel("wqbmm_custom", gm, cores, meta)
+
+
+@dataclass(frozen=True)
+class _ParamView:
+    """Where one vector tile's parameter rows sit in UB: row ``g - g_lo`` of the scale block
+    (``which`` 0) or the offset block (``which`` 1), ``row_bytes`` apart."""
+
+    offset: int
+    pgroups: int
+    row_bytes: int
+    width: int
+    dtype: str
+    r0: int
+    rows: int
+    gsize: int
+    g_lo: int
+
+    def per_row(self, ctx: Any, which: int) -> Any:
+        """(rows, width) parameter values of the tile, each K row taking its group's row."""
+        import numpy as np
+
+        groups = (np.arange(self.r0, self.r0 + self.rows) // self.gsize) - self.g_lo
+        base = self.offset + which * self.pgroups * self.row_bytes
+        table = np.stack([
+            ctx.read(Region("UB", base + g * self.row_bytes, (self.width,), self.dtype))
+            for g in range(int(groups.max()) + 1)
+        ])
+        return table[groups]
+
+
+def _cast_w_fn(wreg: Region, hreg: Region, s: WqbmmShape):
+    """Cast int8 / int4 (stored layout, transposed when the weight is) -> half (exact)."""
+    import numpy as np
+
+    def fn(ctx: Any) -> None:
+        raw = ctx.read(wreg)
+        if s.w_dtype == "int4":
+            b = raw.astype(np.uint8)
+            lo, hi = (b & 0xF).astype(np.int8), (b >> 4).astype(np.int8)
+            v = np.stack([lo, hi], axis=-1).reshape(*b.shape[:-1], b.shape[-1] * 2)
+            v = np.where(v >= 8, v - 16, v)[..., : wreg.shape[-1]]
+        else:
+            v = raw
+        v = v.T if s.trans_w else v
+        ctx.write(hreg, np.asarray(v, dtype=np.float16))
+
+    return fn
+
+
+def _cast_fn(src: Region, dst: Region):
+    """Vector Cast: fp16 -> fp32 (exact), fp32 -> bf16 (RINT, saturating, as the model)."""
+    import numpy as np
+
+    def fn(ctx: Any) -> None:
+        v = ctx.read(src)
+        if dst.dtype == "bfloat16":
+            from npusim.numerics import RoundMode, cast_float
+
+            ctx.write(dst, np.asarray(cast_float(v, "bfloat16", RoundMode.RINT, saturate=True)))
+        else:
+            ctx.write(dst, v.astype(np.float32))
+
+    return fn
+
+
+def _param_op_fn(dst: Region, src: Region, pv: _ParamView, which: int, op: str):
+    """dst = src (+|*) parameter row of each K row, in the working dtype (one RNE rounding)."""
+    import numpy as np
+
+    def fn(ctx: Any) -> None:
+        a = ctx.read(src)
+        p = pv.per_row(ctx, which).astype(a.dtype)
+        with np.errstate(over="ignore"):
+            r = (a + p) if op == "add" else (a * p)
+        ctx.write(dst, r.astype(a.dtype))
+
+    return fn
+
+
+def custom_replay_data(args: Any) -> dict[str, Any]:
+    """GM contents of the Custom program for a validated call: x, the weight in its stored ND
+    layout ((N, K) when transposed; int4 packed two per byte, low nibble first), the (G, N)
+    parameters, the bias as fp32 (exact), the int8-output quant parameter."""
+    import numpy as np
+
+    from npusim.numerics import pack_int4
+
+    w = np.ascontiguousarray(args.weight.T if args.trans_b else args.weight)
+    if args.weight_dtype == "int4":
+        if w.shape[-1] % 8:
+            raise NotImplementedError(
+                "Custom replay: an int4 weight whose stored last dimension is not a multiple of "
+                "8 (packing)"
+            )
+        w = pack_int4(w)
+    g = math.ceil(args.k / args.group_size) if args.group_size else 1
+    scale = np.broadcast_to(args.antiquant_scale, (g, args.n)).copy()
+    out = {"x": np.ascontiguousarray(args.x), "w": w, "scale": scale}
+    if args.antiquant_offset is not None:
+        out["offset"] = np.broadcast_to(args.antiquant_offset, (g, args.n)).copy()
+    if args.bias is not None:
+        out["bias"] = np.asarray(args.bias, dtype=np.float32)
+    out["quant_param"] = args.quant_param
+    return out
 
 
 def _out_epilogue(s: WqbmmShape) -> Epilogue:
+    """FixPipe out of L0C (value semantics attached by :func:`_epilogue_convert`)."""
     if s.out_dtype == "int8":
         return Epilogue("QF322B8_PRE", "int8")
     return Epilogue("F322F16" if s.out_dtype == "float16" else "F322BF16", s.out_dtype)
+
+
+def _epilogue_convert(s: WqbmmShape, quant_param: Any):
+    """Value semantics of the Custom FixPipe: RNE to fp16/bf16, or the int8 requant with the
+    tile's columns of the quant parameter."""
+    import numpy as np
+
+    from npusim.ops.weight_quant_batchmatmul.numerics_common import fixpipe_round, requant_output
+
+    def convert(tile: Any, row0: int, col0: int) -> Any:
+        if s.out_dtype != "int8":
+            return fixpipe_round(tile, s.out_dtype)
+        qp = np.asarray(quant_param).reshape(-1)
+        qp = qp if qp.size == 1 else qp[col0 : col0 + tile.shape[1]]
+        return requant_output(tile, qp)
+
+    return convert
 
 
 def _meta(s: WqbmmShape, kernel: str, t: Any) -> dict:
@@ -805,15 +947,28 @@ def plan_weight_quant_batchmatmul(
             pt = tiling
         else:
             pt = program_tiling_from(kt, soc, s, name)
-    kern = build_wqbmm(soc, s, name, pt)
+    replay = functional and name == "Custom"
+    if replay:
+        validate_tiling(kt, args, soc, name)
+        kern = build_custom(soc, s, pt, custom_replay_data(args))
+    else:
+        kern = build_wqbmm(soc, s, name, pt)
     kern.meta["kernel_tiling"] = repr(kt)
     kern.meta["compulsory_hbm_bytes"] = _compulsory_from_args(args)
-    y = compute(args, name, soc, kt) if functional else None
+    y = compute(args, name, soc, kt) if functional and not replay else None
     notes = [
         f"capable kernel chosen as CANN does: {name}",
-        "outputs: the kernel's numerics model; the tiled program gives the timing",
+        "outputs: replayed from the program's instructions (declared cube model)"
+        if replay
+        else "outputs: the kernel's numerics model; the tiled program gives the timing",
     ]
-    return Plan(kern, name, kt, functional, finish=(lambda out: np.asarray(y)), notes=notes)
+
+    def finish(out: dict) -> Any:
+        if replay:
+            return np.asarray(out["y"]).reshape(args.m, args.n)
+        return np.asarray(y)
+
+    return Plan(kern, name, kt, functional, finish=finish, notes=notes)
 
 
 def _compulsory_from_args(args: Any) -> int:
