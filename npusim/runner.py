@@ -152,15 +152,19 @@ def operator_module(op: str) -> _OpEntry:
 
 
 def simulate(op: str, soc: Any = None, tiling: Any = None, *, overrides: Sequence[str] = (),
-             patch: Any = None, check_races: bool = True, **op_args: Any) -> SimResult:
+             patch: Any = None, check_races: bool = True, l2_start: str | None = None,
+             **op_args: Any) -> SimResult:
     """Run ``op`` as a tiled program on ``soc`` (name, file or descriptor; default Ascend910B2).
 
     Inputs may be arrays (functional run: outputs are the NPU's bits) or :class:`TensorSpec`
-    (timing-only run: outputs are None). Returns a :class:`SimResult`.
+    (timing-only run: outputs are None). ``l2_start``: "cold" (default: a layer inside a model)
+    or "repeat" (the steady state of a benchmark loop of this kernel); see
+    :data:`npusim.engine.sim.L2_START_MODES`. Returns a :class:`SimResult`.
     """
     desc = resolve_soc(soc, overrides, patch)
     plan: Plan = operator_module(op).plan(desc, tiling=tiling, **op_args)
-    run = run_kernel(plan.kernel, desc, functional=plan.functional, check_races=check_races)
+    run = run_kernel(plan.kernel, desc, functional=plan.functional, check_races=check_races,
+                     l2_start=l2_start)
     outputs = None
     if plan.functional:
         outputs = plan.finish(run.outputs) if plan.finish else run.outputs

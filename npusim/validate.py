@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from npusim.engine.sim import default_l2_start
+
 # Modules providing ``calibration_prediction(row, soc_loader) -> Prediction | None``.
 CALIBRATION_MODULES = (
     "npusim.ops.vector_add",
@@ -118,10 +120,14 @@ def signed_error_pct(pred: float, meas: float) -> float:
     return 100.0 * (pred - meas) / meas
 
 
-def run_validation(rows: list[Measurement]) -> list[dict[str, Any]]:
+def run_validation(rows: list[Measurement], l2_start: str = "repeat") -> list[dict[str, Any]]:
+    """Predict every row. The rows were measured as loops of launches (profiler steps, sample
+    series), so by default each run starts from the L2 the previous launch left
+    (``l2_start="repeat"``, see :data:`npusim.engine.sim.L2_START_MODES`)."""
     out = []
     for row in rows:
-        pred = predict_row(row)
+        with default_l2_start(l2_start):
+            pred = predict_row(row)
         rec: dict[str, Any] = {"id": row.id, "soc": row.soc, "op": row.op,
                                "measured_us": row.measured_us}
         if pred is None:
@@ -196,7 +202,7 @@ def validate_command(args) -> int:
     if args.rows:
         prefixes = tuple(p.strip() for p in args.rows.split(","))
         rows = [r for r in rows if r.id.startswith(prefixes)]
-    results = run_validation(rows)
+    results = run_validation(rows, getattr(args, "l2_start", "repeat"))
     print(format_table(results))
     print(", ".join(f"{k}: {v}" for k, v in error_stats(results).items()))
     if args.out:

@@ -123,7 +123,10 @@ class L2Cache:
 class MemorySystem:
     """GM address map, L2 and the shared HBM / L2 channels of one chip."""
 
-    def __init__(self, soc, gm: dict[str, GMTensor], page_bytes: int = 32768) -> None:
+    def __init__(self, soc, gm: dict[str, GMTensor], page_bytes: int = 32768,
+                 l2: L2Cache | None = None) -> None:
+        """``l2``: the cache as a previous launch left it (``l2_start="repeat"``); None = cold
+        except for the tensors marked ``l2_warm``."""
         mem = soc.memory
         self.soc = soc
         self.base: dict[str, int] = {}
@@ -131,10 +134,13 @@ class MemorySystem:
         for name, t in gm.items():
             self.base[name] = addr
             addr += (t.nbytes + GM_ALIGN - 1) // GM_ALIGN * GM_ALIGN
-        self.l2 = L2Cache(mem.l2.capacity_bytes, page_bytes, int(mem.l2.line_bytes))
-        for name, t in gm.items():
-            if t.l2_warm:
-                self.l2.warm(self.base[name], t.nbytes)
+        if l2 is not None:
+            self.l2 = l2
+        else:
+            self.l2 = L2Cache(mem.l2.capacity_bytes, page_bytes, int(mem.l2.line_bytes))
+            for name, t in gm.items():
+                if t.l2_warm:
+                    self.l2.warm(self.base[name], t.nbytes)
         overhead = float(getattr(mem.hbm, "request_overhead_bytes", 0) or 0)
         self.hbm = SharedChannel(soc.bytes_per_cycle(mem.hbm.bandwidth_gb_per_s), overhead)
         self.l2_channel = SharedChannel(soc.bytes_per_cycle(mem.l2.bandwidth_gb_per_s))
@@ -186,6 +192,31 @@ class MemorySystem:
         end = max(end, self.l2_channel.reserve(now, nbytes))
         latency = self.hit_latency + (self.miss_latency if miss else 0)
         return end, latency
+
+    def replay_launch(self, kernel) -> L2Cache:
+        """Leave the L2 as one earlier launch of ``kernel`` would: every core's GM accesses in
+        program order, the cores interleaved round-robin (their concurrent progress approximated
+        by equal rates). Only the cache state changes; no time or traffic is charged."""
+        streams = []
+        for core in kernel.cores:
+            acc = []
+            for ins in core.instrs:
+                if ins.kind == "dma":
+                    bypass = ins.params.get("l2_cache") == "bypass"
+                    src, dst = ins.reads[0], ins.writes[0]
+                    if src.buffer == "GM":
+                        acc.append((src, False, bypass))
+                    if dst.buffer == "GM":
+                        acc.append((dst, True, False))
+                elif ins.kind == "fix" and ins.writes[0].buffer == "GM":
+                    acc.append((ins.writes[0], True, False))
+            streams.append(acc)
+        for step in range(max((len(a) for a in streams), default=0)):
+            for acc in streams:
+                if step < len(acc):
+                    region, write, bypass = acc[step]
+                    self.l2.access(self._pages(region), write, allocate=not bypass)
+        return self.l2
 
     def flush_dirty_bytes(self) -> int:
         """Dirty bytes still in L2 at the end (written back later, outside the kernel's time)."""
