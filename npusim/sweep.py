@@ -354,8 +354,10 @@ def _execute_ray(points: Sequence[Point], workers: int | None, address: str | No
     started = False
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
-        kw: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
-        ray.init(**kw, include_dashboard=False, log_to_driver=False)
+        if address:  # an existing cluster: its resources, its logging
+            ray.init(address=address)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         started = True
     try:
         remote_version = ray.get(ray.remote(_worker_version).remote())
