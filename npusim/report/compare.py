@@ -355,7 +355,7 @@ def report_command(args: Any) -> int:
         heat = (parts[0], parts[1])
     try:
         path = write_report(args.results, args.out, heat)
-    except RuntimeError as exc:  # matplotlib missing
+    except (RuntimeError, ValueError) as exc:  # matplotlib missing, bad CSV or --heatmap
         raise SystemExit(f"npusim report: {exc}") from exc
     print(f"report: {path}")
     return 0
