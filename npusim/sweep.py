@@ -357,7 +357,8 @@ def _execute_ray(points: Sequence[Point], workers: int | None, address: str | No
         if address:  # an existing cluster: its resources, its logging
             ray.init(address=address)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=workers, include_dashboard=False,
+                     log_to_driver=False)
         started = True
     try:
         remote_version = ray.get(ray.remote(_worker_version).remote())
