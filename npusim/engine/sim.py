@@ -192,8 +192,25 @@ class Engine:
         self.counters: dict[tuple, _Counter] = {}
         self.pending_wait: dict[tuple[int, str], str] = {}
         self.ctx = FunctionalContext(kernel, self.core_descs) if functional else None
-        self.launch_cycles = int(getattr(soc, "kernel_launch_cycles", 0) or 0)
+        self.launch_cycles = self._launch_offsets(soc, kernel)
         self._check_static()
+
+    @staticmethod
+    def _launch_offsets(soc: Any, kernel: Kernel) -> list[int]:
+        """Cycles before each core's first instruction: the launch floor plus its block's place
+        in the dispatch order (blocks are dispatched one after another). A block is one AI Core:
+        an AIC with its AIVs in a mix kernel (AIV ``core_id`` = 2 x block + half), else a core."""
+        floor = int(getattr(soc, "kernel_launch_cycles", 0) or 0)
+        per_block = int(getattr(soc, "kernel_launch_per_block_cycles", 0) or 0)
+        mix = {c.kind for c in kernel.cores} >= {"aic", "aiv"}
+        ratio = 1
+        if mix:
+            counts = soc.core_counts()
+            ratio = max(1, counts.get("aiv", 1) // max(1, counts.get("aic", 1)))
+        return [
+            floor + per_block * (c.core_id // ratio if mix and c.kind == "aiv" else c.core_id)
+            for c in kernel.cores
+        ]
 
     # -- static checks ----------------------------------------------------------------------
     def _check_static(self) -> None:
@@ -302,8 +319,8 @@ class Engine:
         desc = self.core_descs[ci]
         scale = self.freq_scale[ci]
         last_end = -1
-        if self.launch_cycles:
-            yield env.timeout(self.launch_cycles)
+        if self.launch_cycles[ci]:
+            yield env.timeout(self.launch_cycles[ci])
         for seq, ins in enumerate(instrs):
             kind = ins.kind
             if kind == "wait_flag":

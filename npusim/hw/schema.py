@@ -151,6 +151,11 @@ class SocDescriptor(Model):
         "response, part of the profiler's Task Duration) in AI-core cycles; added before the "
         "first instruction",
     )
+    kernel_launch_per_block_cycles: NonNegInt = Field(
+        0,
+        description="Dispatch cost of each further block (AI Core) of a launch in AI-core "
+        "cycles: block b starts kernel_launch_cycles + b x this after the launch",
+    )
     numerics: NumericsSpec = Field(description="Declared numerics")
     provenance: tuple[str, ...] = Field(
         (), description="Files merged into this descriptor, most general first"
