@@ -26,6 +26,9 @@ def _add_run_parser(sub) -> None:
     p.add_argument("--functional", action="store_true",
                    help="run on random data (seeded) and report output checks, not only timing")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--l2-start", default="cold", choices=("cold", "repeat"),
+                   help="L2 at kernel start: cold (a layer in a model; default) or repeat (the "
+                   "steady state of a benchmark loop of this kernel)")
     p.add_argument("--compare-inner-precise", action="store_true",
                    help="run inner_precise 0 and 1 and report time and output difference")
     for name, kw in _OP_ARGS:
@@ -79,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="measurements.csv (default: ../shared/calibration/measurements.csv)")
     v.add_argument("--out", default=None, type=Path,
                    help="directory for the report (markdown and CSV)")
+    v.add_argument("--l2-start", default="repeat", choices=("cold", "repeat"),
+                   help="L2 at kernel start (default repeat: the rows were measured in loops)")
     sw = sub.add_parser("sweep", help="sweep tilings x shapes x SoCs (study YAML or flags)")
     sw.add_argument("study", nargs="?", default=None, help="study YAML (op, socs, cases, ...)")
     sw.add_argument("--op", default="matmul")

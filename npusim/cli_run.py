@@ -57,9 +57,10 @@ def run_command(args: argparse.Namespace) -> int:
         tiling = apply_tiling_overrides(mod.default_tiling_for(soc, **op_args), overrides)
     elif getattr(args, "step", None):
         tiling = args.step
+    l2_start = getattr(args, "l2_start", "cold")
     if getattr(args, "compare_inner_precise", False):
-        return _compare_inner_precise(op, soc, tiling, op_args)
-    res = simulate(op, soc, tiling, **op_args)
+        return _compare_inner_precise(op, soc, tiling, {**op_args, "l2_start": l2_start})
+    res = simulate(op, soc, tiling, l2_start=l2_start, **op_args)
     print(format_summary(res.summary()))
     check = getattr(mod, "cli_check", None) if args.functional else None
     if check is not None:

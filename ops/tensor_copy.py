@@ -60,7 +60,7 @@ def plan(soc, tiling: CopyTiling | None = None, *, x=None, n_elements: int | Non
     from npusim.runner import Plan
     from npusim.spec import is_spec
 
-    tiling = tiling or CopyTiling(cores=soc.core_counts().get("aiv", 1))
+    tiling = tiling or default_tiling_for(soc)
     functional = x is not None and not is_spec(x)
     if functional:
         arr = np.ascontiguousarray(x)
@@ -85,3 +85,17 @@ def calibration_prediction(row):
                    check_races=False)
     gbps = 2 * row.n * 4 / (res.microseconds * 1e-6) / 1e12
     return Prediction(res.microseconds, {}, note=f"read+write {gbps:.3f} TB/s predicted")
+
+
+def cli_op_args(ns, functional: bool, rng) -> dict:
+    """``npusim run tensor_copy``: row F1's copy (33554432 float32) unless --n-elements / --dtype
+    say otherwise."""
+    n = ns.n_elements or 33554432
+    dtype = ns.dtype or "float32"
+    if functional:
+        return {"x": rng.standard_normal(n).astype(dtype)}
+    return {"n_elements": n, "dtype": dtype}
+
+
+def default_tiling_for(soc, **op_args) -> CopyTiling:
+    return CopyTiling(cores=soc.core_counts().get("aiv", 1))
