@@ -225,6 +225,43 @@ def convert_l0c(acc: np.ndarray, plan: MatmulPlan) -> np.ndarray:
                       saturate=saturate)
 
 
+def split_k_order_of(soc: Any) -> str:
+    """The SoC's declared split-K reduction order (``core_index_ascending`` if it declares none)."""
+    try:
+        return str(soc.numerics.split_k_reduction_order)
+    except AttributeError:
+        return "core_index_ascending"
+
+
+def split_k_accumulate(
+    a: np.ndarray,
+    b: np.ndarray,
+    single_core_k: int,
+    *,
+    model: str,
+    bias: np.ndarray | None = None,
+    k0: int = 16,
+    order: str = "core_index_ascending",
+) -> np.ndarray:
+    """The fp32 accumulator of a split-K matmul under the declared model: partial ``l`` is the
+    cube result of K slice ``[l*single_core_k, (l+1)*single_core_k)`` (``bias`` initialises slice
+    0), and the partials are added onto a zeroed fp32 accumulator in ascending slice (= core)
+    index, each add RNE. The hardware's order is not published (ops-semantics 7.6)."""
+    if order != "core_index_ascending":
+        raise NotImplementedError(
+            f"split_k_reduction_order={order!r}: only core_index_ascending is implemented"
+        )
+    from npusim.numerics.cube import cube_matmul_float
+
+    k = a.shape[-1]
+    total = np.zeros((a.shape[0], b.shape[1]), np.float32)
+    for i, lo in enumerate(range(0, k, single_core_k)):
+        part = cube_matmul_float(a[:, lo : lo + single_core_k], b[lo : lo + single_core_k],
+                                 model=model, bias=bias if i == 0 else None, k0=k0)
+        total = total + part
+    return total
+
+
 def reference_matmul(
     a: np.ndarray,
     b: np.ndarray,
@@ -233,13 +270,17 @@ def reference_matmul(
     bias: np.ndarray | None = None,
     allow_hf32: bool = False,
     soc: Any = None,
+    single_core_k: int | None = None,
 ) -> np.ndarray:
-    """``a @ b (+ bias)`` as the NPU computes it under the SoC's declared cube model."""
+    """``a @ b (+ bias)`` as the NPU computes it under the SoC's declared cube model; with
+    ``single_core_k`` < k, under the declared split-K model (:func:`split_k_accumulate`)."""
     plan = validate_matmul(a, b, out_dtype=out_dtype, bias=bias, allow_hf32=allow_hf32, soc=soc)
     for arg, v in (("a", a), ("b", b), ("bias", bias)):
         if v is not None and not isinstance(v, np.ndarray):
             raise TypeError(f"{arg}: the reference needs data (a numpy array), got "
                             f"{type(v).__name__}")
+    if single_core_k is not None and (not isinstance(single_core_k, int) or single_core_k < 1):
+        raise ValueError(f"single_core_k={single_core_k!r}: must be a positive integer")
     from npusim.numerics import np_dtype
     from npusim.numerics.cube import cube_matmul_float
 
@@ -248,8 +289,14 @@ def reference_matmul(
     a_b = np.broadcast_to(a, (*plan.batch, plan.m, plan.k)) if nb else a
     b_b = np.broadcast_to(b, (*plan.batch, plan.k, plan.n)) if nb else b
     out = np.empty(plan.out_shape, dtype=np_dtype(plan.out_dtype))
+    split = single_core_k is not None and single_core_k < plan.k
+    order = split_k_order_of(resolve_soc(soc)) if split else ""
     for idx in np.ndindex(*plan.batch):
-        acc = cube_matmul_float(a_b[idx], b_b[idx], model=plan.cube_model, bias=init,
-                                k0=_K0[plan.in_dtype])
+        if split:
+            acc = split_k_accumulate(a_b[idx], b_b[idx], single_core_k, model=plan.cube_model,
+                                     bias=init, k0=_K0[plan.in_dtype], order=order)
+        else:
+            acc = cube_matmul_float(a_b[idx], b_b[idx], model=plan.cube_model, bias=init,
+                                    k0=_K0[plan.in_dtype])
         out[idx] = convert_l0c(acc, plan)
     return out

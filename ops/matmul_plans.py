@@ -11,26 +11,41 @@ from typing import Any
 
 import numpy as np
 
-from npusim.ops.matmul_program import Epilogue, build_matmul_kernel
+from npusim.ops.matmul_program import BatchLayout, Epilogue, build_matmul_kernel
 
 
 def _stored(x: Any, transposed: bool) -> np.ndarray | None:
-    """The contiguous stored matrix behind an array (a transposed view -> its base layout)."""
+    """The contiguous stored tensor behind an array (a transposed view -> its base layout)."""
     if not isinstance(x, np.ndarray):
         return None
-    return np.ascontiguousarray(x.T if transposed else x)
+    return np.ascontiguousarray(np.swapaxes(x, -1, -2) if transposed else x)
 
 
-def _check_program_scope(batch: tuple[int, ...], trans_a: bool, op: str) -> None:
-    if batch and int(np.prod(batch)) > 1:
-        raise NotImplementedError(f"{op} program: batched inputs {batch} are not tiled yet "
-                                  "(the torch_npu API computes them)")
+def _batch_layout(shape_a: tuple[int, ...], shape_b: tuple[int, ...], batch: tuple[int, ...],
+                  bias_batched: bool = False) -> BatchLayout | None:
+    """Flat stored-matrix indices of each output matrix (broadcast batch dims -> index 0)."""
+    if not batch:
+        return None
+
+    def index(shape: tuple[int, ...]) -> tuple[int, ...]:
+        bshape = shape[:-2]
+        ar = np.arange(int(np.prod(bshape, dtype=np.int64))).reshape(bshape)
+        return tuple(int(v) for v in np.broadcast_to(ar, batch).reshape(-1))
+
+    return BatchLayout(index(shape_a), index(shape_b), bias_batched)
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(x.shape)
+
+
+def _check_program_scope(trans_a: bool, op: str) -> None:
     if trans_a:
         raise NotImplementedError(f"{op} program: a transposed first operand is not tiled yet")
 
 
 def _tiling(tiling: Any, m: int, k: int, n: int, in_dtype: str, out_dtype: str, soc: Any,
-            trans_b: bool, with_bias: bool):
+            trans_b: bool, with_bias: bool, split_k: bool = False):
     from npusim.ops.matmul_tiling import (
         default_matmul_tiling,
         tiling_from_dict,
@@ -39,24 +54,37 @@ def _tiling(tiling: Any, m: int, k: int, n: int, in_dtype: str, out_dtype: str, 
 
     if tiling is None:
         return default_matmul_tiling(m, k, n, in_dtype, out_dtype, soc, trans_b,
-                                     with_bias=with_bias)
+                                     with_bias=with_bias, split_k=split_k)
     if isinstance(tiling, dict):
         tiling = tiling_from_dict(tiling)
     validate_matmul_tiling(tiling, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias)
     return tiling
 
 
+def _split_order(soc: Any) -> str:
+    from npusim.ops.matmul import split_k_order_of
+
+    return split_k_order_of(soc)
+
+
+def _kernel_label(base: str, t: Any, extra: str = "") -> str:
+    parts = [p for p in (extra, f"split-K x{t.k_dim}" if t.k_dim > 1 else "") if p]
+    return f"{base} ({', '.join(parts)})" if parts else base
+
+
 def plan_matmul(soc: Any, tiling: Any = None, *, a: Any, b: Any, bias: Any = None,
                 out_dtype: Any = None, allow_hf32: bool = False):
-    """``matmul``: fp16 / bf16 (/ fp32) in, fp16 / bf16 / fp32 out, ND or transposed B."""
+    """``matmul``: fp16 / bf16 (/ fp32) in, fp16 / bf16 / fp32 out, ND or transposed B, batched
+    (batches spread over the cube cores); split-K over cores with an AIV reduction."""
     from npusim.ops.matmul import convert_l0c, validate_matmul
     from npusim.runner import Plan
 
     p = validate_matmul(a, b, out_dtype=out_dtype, bias=bias, allow_hf32=allow_hf32, soc=soc)
-    _check_program_scope(p.batch, p.trans_a, "matmul")
+    _check_program_scope(p.trans_a, "matmul")
     if p.in_dtype == "float32":
         raise NotImplementedError("matmul program: fp32 / HF32 inputs are not tiled yet")
-    t = _tiling(tiling, p.m, p.k, p.n, p.in_dtype, p.out_dtype, soc, p.trans_b, bias is not None)
+    t = _tiling(tiling, p.m, p.k, p.n, p.in_dtype, p.out_dtype, soc, p.trans_b, bias is not None,
+                split_k=not p.coupled)
     functional = isinstance(a, np.ndarray)
     mode = {"float16": "F322F16", "bfloat16": "F322BF16", "float32": "NONE"}[p.out_dtype]
     epi = Epilogue(mode, p.out_dtype, (lambda tile, r, c: convert_l0c(tile, p)))
@@ -65,53 +93,86 @@ def plan_matmul(soc: Any, tiling: Any = None, *, a: Any, b: Any, bias: Any = Non
         fbias = np.zeros(p.n, np.float32)  # timing-only: the bias path is still exercised
     kernel = build_matmul_kernel(soc, p.m, p.k, p.n, p.in_dtype, t, epi, trans_b=p.trans_b,
                                  a=_stored(a, False), b=_stored(b, p.trans_b), bias=fbias,
-                                 cube_model=p.cube_model, name="matmul")
+                                 cube_model=p.cube_model, name="matmul",
+                                 batch=_batch_layout(_shape(a), _shape(b), p.batch),
+                                 split_k_order=_split_order(soc))
     if not functional:
         kernel.gm["a"].data = kernel.gm["b"].data = None
-    return Plan(kernel, "matmul (cube, FixPipe)" if not p.coupled else "matmul (coupled)", t,
-                functional, finish=lambda out: out["c"].reshape(p.out_shape))
+    base = "matmul (cube, FixPipe)" if not p.coupled else "matmul (coupled)"
+    return Plan(kernel, _kernel_label(base, t), t, functional,
+                finish=lambda out: out["c"].reshape(p.out_shape))
+
+
+def _data(x: Any, functional: bool) -> np.ndarray | None:
+    return np.asarray(x) if functional and isinstance(x, np.ndarray) else None
 
 
 def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: Any,
                       offset: Any = None, pertoken_scale: Any = None, bias: Any = None,
                       output_dtype: Any = None):
     """``quant_matmul`` (W8A8): exact int8 cube matmul with the int32 bias in L0C, then the
-    FixPipe requant / dequant (REQ8, DEQF16) or int32 output."""
-    from npusim.ops.quant_matmul import make_epilogue, validate_quant_matmul
+    FixPipe requant / dequant (REQ8, DEQF16), int32 output, or (bf16 output / per-token scale)
+    the AIV dequant epilogue fed through a GM workspace; batched inputs; split-K (int32 and AIV
+    epilogues: the integer partials add exactly)."""
+    from npusim.ops.matmul_mix import AivStage
+    from npusim.ops.quant_matmul import make_epilogue, validate_quant_matmul, vector_out_cast
     from npusim.runner import Plan
 
     p = validate_quant_matmul(x1, x2, scale, offset=offset, pertoken_scale=pertoken_scale,
                               bias=bias, output_dtype=output_dtype, soc=soc)
-    _check_program_scope(p.batch, p.trans_x1, "quant_matmul")
+    _check_program_scope(p.trans_x1, "quant_matmul")
     if p.in_dtype != "int8":
         raise NotImplementedError("quant_matmul program: int4 (int32-packed) inputs are not "
                                   "tiled yet (the torch_npu API computes them)")
-    if p.epilogue == "VECTOR":
-        raise NotImplementedError(
-            "quant_matmul program: the AIV dequant epilogue (bf16 output or per-token scale) is "
-            "not tiled yet; the torch_npu API computes its values"
-        )
+    fixpipe_quant = p.epilogue in ("REQ8", "DEQF16")
     t = _tiling(tiling, p.m, p.k, p.n, "int8", p.out_dtype, soc, p.trans_x2,
-                bias is not None and p.bias_dtype == "int32")
+                bias is not None and p.bias_dtype == "int32",
+                split_k=not p.coupled and not fixpipe_quant)
+    if t.k_dim > 1 and fixpipe_quant:
+        raise NotImplementedError(
+            f"quant_matmul program: split-K (k_dim={t.k_dim}) with the FixPipe {p.epilogue} "
+            "output would need the requant on the AIV after the reduction; that vector "
+            "reproduction of the FixPipe formula is not modelled"
+        )
     functional = isinstance(x1, np.ndarray)
-    convert = None
-    if functional:
-        fn = make_epilogue(p, np.asarray(scale), offset=offset, pertoken_scale=pertoken_scale,
-                           bias=bias)
+    nb = int(np.prod(p.batch, dtype=np.int64)) if p.batch else 1
+    aiv = None
+    epilogue_of = None
+    if p.epilogue == "VECTOR":
+        float_bias = p.bias_dtype not in (None, "int32")
+        aiv = AivStage(
+            p.out_dtype, dequant=True, scale=_data(scale, functional),
+            scale_dtype=p.scale_dtype, has_pertoken=p.pertoken,
+            pertoken=_data(pertoken_scale, functional),
+            bias_dtype=p.bias_dtype if float_bias else None,
+            bias=_data(bias, functional) if float_bias else None,
+            bias_rows=nb if p.bias_batched else 1,
+            convert=lambda f, r, c, b: vector_out_cast(f, p.out_dtype), label="dequant",
+        )
+        epi = Epilogue("NONE", "int32")
+    else:
+        mode = {"REQ8": "REQ8", "DEQF16": "DEQF16", "INT32": "NONE"}[p.epilogue]
+        epi = Epilogue(mode, p.out_dtype)
+        if functional:
+            fn = make_epilogue(p, np.asarray(scale), offset=offset,
+                               pertoken_scale=pertoken_scale, bias=bias)
 
-        def convert(tile: np.ndarray, r: int, c: int) -> np.ndarray:
-            return fn(tile, r, c, 0)
+            def epilogue_of(bidx: int) -> Epilogue:
+                return Epilogue(mode, p.out_dtype, lambda tile, r, c: fn(tile, r, c, bidx))
 
-    mode = {"REQ8": "REQ8", "DEQF16": "DEQF16", "INT32": "NONE"}[p.epilogue]
+            epi = epilogue_of(0)
     ibias = None
     if bias is not None and p.bias_dtype == "int32":
-        ibias = (np.asarray(bias).reshape(-1).astype(np.int32) if functional
-                 else np.zeros(p.n, np.int32))
-    kernel = build_matmul_kernel(soc, p.m, p.k, p.n, "int8", t,
-                                 Epilogue(mode, p.out_dtype, convert), trans_b=p.trans_x2,
-                                 a=_stored(x1, False), b=_stored(x2, p.trans_x2), bias=ibias,
-                                 name="quant_matmul", meta={"epilogue": p.epilogue})
-    return Plan(kernel, f"quant_matmul ({p.epilogue})", t, functional,
+        ibias = (np.asarray(bias).reshape(-1, p.n).astype(np.int32) if functional
+                 else np.zeros((nb if p.bias_batched else 1, p.n), np.int32))
+    kernel = build_matmul_kernel(
+        soc, p.m, p.k, p.n, "int8", t, epi, trans_b=p.trans_x2,
+        a=_stored(x1, False), b=_stored(x2, p.trans_x2), bias=ibias, name="quant_matmul",
+        meta={"epilogue": p.epilogue},
+        batch=_batch_layout(_shape(x1), _shape(x2), p.batch, p.bias_batched),
+        epilogue_of=epilogue_of, aiv=aiv, split_k_order=_split_order(soc),
+    )
+    return Plan(kernel, _kernel_label("quant_matmul", t, p.epilogue), t, functional,
                 finish=lambda out: out["c"].reshape(p.out_shape))
 
 
@@ -172,12 +233,17 @@ def default_tiling_matmul(soc: Any, **op_args: Any):
     p = validate_matmul(op_args["a"], op_args["b"], out_dtype=op_args.get("out_dtype"),
                         bias=op_args.get("bias"), soc=soc)
     return _tiling(None, p.m, p.k, p.n, p.in_dtype, p.out_dtype, soc, p.trans_b,
-                   op_args.get("bias") is not None)
+                   op_args.get("bias") is not None, split_k=not p.coupled)
 
 
 def default_tiling_quant_matmul(soc: Any, **op_args: Any):
     from npusim.ops.quant_matmul import validate_quant_matmul
 
     p = validate_quant_matmul(op_args["x1"], op_args["x2"], op_args["scale"],
-                              output_dtype=op_args.get("output_dtype"), soc=soc)
-    return _tiling(None, p.m, p.k, p.n, "int8", p.out_dtype, soc, p.trans_x2, False)
+                              offset=op_args.get("offset"),
+                              pertoken_scale=op_args.get("pertoken_scale"),
+                              bias=op_args.get("bias"), output_dtype=op_args.get("output_dtype"),
+                              soc=soc)
+    return _tiling(None, p.m, p.k, p.n, "int8", p.out_dtype, soc, p.trans_x2,
+                   p.bias_dtype == "int32",
+                   split_k=not p.coupled and p.epilogue not in ("REQ8", "DEQF16"))

@@ -44,6 +44,8 @@ class CubeTiling:
     l0c_db: bool = False
     order: str = "m_first"  # traversal of base blocks inside a core: m_first | n_first
     swizzle: int = 0  # > 0: L2 swizzle panels of this many base rows, each visited N-first
+    k_dim: int = 1  # > 1: split-K over this many cube cores (mix kernel, AIV reduction)
+    single_core_k: int = 0  # K per split-K core (0 = all of K)
 
 
 def _get(t: Any, *names: str, default: Any = None) -> Any:
@@ -78,6 +80,8 @@ def cube_tiling_from(t: Any) -> CubeTiling:
         swizzle=int(_get(t, "swizzle", default=1))
         if _get(t, "block_order", default="") == "l2_swizzle"
         else 0,
+        k_dim=int(_get(t, "k_dim", "kDim", default=1)),
+        single_core_k=int(_get(t, "single_core_k", "singleCoreK", default=0)),
     )
 
 
@@ -167,6 +171,10 @@ class CubeEmitter:
             ]
         self.ca = self.cb = self.step = self.tiles = 0
         self.offsets = (0, 0, 0)
+        # Optional FixPipe destination hook (mix kernels): ``sink(bm, bn, rm, rn)`` emits what
+        # must precede the FixPipe on the FIX pipe and returns (destination, after) where
+        # ``after()`` emits what follows it (e.g. a cross-core flag to the AIVs).
+        self.sink: Callable[[int, int, int, int], tuple[Region, Callable[[], None]]] | None = None
 
     def block(
         self,
@@ -300,7 +308,12 @@ class CubeEmitter:
                 bld.set_flag("M", "MTE1", 2)
             bld.set_flag("M", "MTE1", lb)
             self.step += 1
-        dst = out.window(bm, rm, bn + self.offsets[2], rn)
+        after = None
+        if self.sink is not None and not self.coupled:
+            bld.sync("M", "FIX", cbuf)
+            dst, after = self.sink(bm, bn, rm, rn)
+        else:
+            dst = out.window(bm, rm, bn + self.offsets[2], rn)
         if self.coupled:
             _coupled_epilogue(
                 bld,
@@ -314,7 +327,8 @@ class CubeEmitter:
                 (bm, bn) if fun else None,
             )
         else:
-            bld.sync("M", "FIX", cbuf)
+            if after is None:
+                bld.sync("M", "FIX", cbuf)
             bld.fixpipe(
                 c_reg,
                 dst,
@@ -324,11 +338,40 @@ class CubeEmitter:
                 fn=_fix_fn(c_reg, dst, epilogue, bm, bn) if fun else None,
             )
             bld.set_flag("FIX", "M", cbuf)
+            if after is not None:
+                after()
         self.tiles += 1
 
 
 def cube_kind(soc: Any) -> str:
     return "aic" if "aic" in soc.core_counts() else "aicore"
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """Batched operands: output matrix ``i`` is stored A matrix ``a_index[i]`` times stored B
+    matrix ``b_index[i]`` (broadcast batch dims resolved to flat indices); ``bias_batched``: the
+    bias holds one row per output matrix."""
+
+    a_index: tuple[int, ...]
+    b_index: tuple[int, ...]
+    bias_batched: bool = False
+
+    @property
+    def count(self) -> int:
+        return len(self.a_index)
+
+
+def work_items(t: CubeTiling, batch: int) -> list[tuple[int, int, int, int]]:
+    """(batch, m block, n block, k slice) of every single-core job, in core-assignment order:
+    job ``j`` runs on cube core ``j % cores`` (round robin when batches outnumber the cores)."""
+    return [
+        (bi, mi, ni, li)
+        for bi in range(batch)
+        for mi in range(t.m_dim)
+        for ni in range(t.n_dim)
+        for li in range(t.k_dim)
+    ]
 
 
 def build_matmul_kernel(
@@ -347,70 +390,140 @@ def build_matmul_kernel(
     cube_model: str = "fractal_exact_fp32_sequential",
     name: str = "matmul",
     meta: dict | None = None,
+    batch: BatchLayout | None = None,
+    epilogue_of: Callable[[int], Epilogue] | None = None,
+    aiv: Any = None,
+    split_k_order: str = "core_index_ascending",
 ) -> Kernel:
     """Build the kernel of C (m x n) = A (m x k) @ B (k x n) [+ bias] -> epilogue.
 
-    ``b`` is given as stored: (k, n), or (n, k) when ``trans_b``. ``bias`` (n,) initialises the
-    accumulator (float32 for float matmuls, int32 for integer ones) through the bias table.
+    ``b`` is given as stored: (k, n), or (n, k) when ``trans_b``; with ``batch`` the stored
+    operands carry a leading batch dim and ``epilogue_of(i)`` (if given) is output matrix i's
+    epilogue. ``bias`` (n,) or (batch, n) initialises the accumulator (float32 for float matmuls,
+    int32 for integer ones) through the bias table.
+
+    Mix kernels (split SoCs): ``aiv`` (an :class:`npusim.ops.matmul_mix.AivStage`) sends the
+    accumulator tiles through a GM workspace to the two AIVs of each AI Core, which finish the
+    output (the quant_matmul dequant epilogue); ``tiling.k_dim > 1`` splits K over cube cores,
+    whose partials the AIVs add in ``split_k_order`` (then ``aiv``'s conversion, or ``epilogue``
+    as a cast when ``aiv`` is None).
     """
-    if int(getattr(tiling, "k_dim", 1)) > 1:
-        raise NotImplementedError(
-            "matmul program: split-K over cores (k_dim > 1) is not modelled; its partial-sum "
-            "order would be the declared soc.numerics.split_k_reduction_order"
-        )
     t = cube_tiling_from(tiling)
     kind = cube_kind(soc)
     desc = soc.core(kind)
     cores_avail = soc.core_counts()[kind]
-    if t.m_dim * t.n_dim > cores_avail:
+    if t.m_dim * t.n_dim * t.k_dim > cores_avail:
         raise ValueError(
-            f"tiling core grid {t.m_dim}x{t.n_dim} exceeds the {cores_avail} "
+            f"tiling core grid {t.m_dim}x{t.n_dim}x{t.k_dim} exceeds the {cores_avail} "
             f"{kind} cores of {soc.name}"
+        )
+    mix = aiv is not None or t.k_dim > 1
+    if mix and getattr(soc, "organisation", "split") != "split":
+        what = "split-K (k_dim > 1)" if t.k_dim > 1 else "the AIV epilogue"
+        raise NotImplementedError(
+            f"matmul program: {what} needs the AIC + AIV cross-core flags of a split SoC; the "
+            f"coupled {soc.name} path is not modelled"
         )
     functional = a is not None
     acc_dtype = "int32" if in_dtype in ("int8", "int4") else "float32"
+    nb = batch.count if batch is not None else 1
+    na = max(batch.a_index) + 1 if batch is not None else 1
+    nbb = max(batch.b_index) + 1 if batch is not None else 1
+    lead = (lambda cnt: (cnt,)) if batch is not None else (lambda cnt: ())
+    out_dtype = aiv.out_dtype if aiv is not None else epilogue.out_dtype
     gm = {
-        "a": GMTensor("a", (m, k), in_dtype, a, "input"),
-        "b": GMTensor("b", (n, k) if trans_b else (k, n), in_dtype, b, "input"),
-        "c": GMTensor("c", (m, n), epilogue.out_dtype, None, "output"),
+        "a": GMTensor("a", (*lead(na), m, k), in_dtype, a, "input"),
+        "b": GMTensor("b", (*lead(nbb), *((n, k) if trans_b else (k, n))), in_dtype, b, "input"),
+        "c": GMTensor("c", (*lead(nb), m, n), out_dtype, None, "output"),
     }
-    bias_m = None
+    bias_rows = 0
     if bias is not None:
-        gm["bias"] = GMTensor("bias", (n,), acc_dtype, np.asarray(bias).astype(acc_dtype), "input")
-        bias_m = GmMatrix("bias", acc_dtype, n * 4)
+        bias_arr = np.asarray(bias).astype(acc_dtype).reshape(-1, n)
+        bias_rows = bias_arr.shape[0]
+        gm["bias"] = GMTensor("bias", bias_arr.shape, acc_dtype, bias_arr, "input")
     isz = _ITEM[in_dtype]
-    am = GmMatrix("a", in_dtype, math.ceil(k * isz))
-    bmat = GmMatrix("b", in_dtype, math.ceil((k if trans_b else n) * isz), transposed=trans_b)
-    cm = GmMatrix("c", epilogue.out_dtype, math.ceil(n * _ITEM[epilogue.out_dtype]))
+    osz = _ITEM[out_dtype]
+    a_rb = math.ceil(k * isz)
+    b_rb = math.ceil((k if trans_b else n) * isz)
+    c_rb = math.ceil(n * osz)
+    part_rb = n * 4
+    split = t.k_dim > 1
+    sck = t.single_core_k if split else k
+    if split:
+        if t.single_core_k <= 0 or t.single_core_k * t.k_dim < k:
+            raise ValueError(f"tiling: k_dim={t.k_dim} x single_core_k={t.single_core_k} does "
+                             f"not cover k={k}")
+        gm["part"] = GMTensor("part", (t.k_dim, nb, m, n), acc_dtype, None, "workspace")
+    items = work_items(t, nb)
+    n_cores = min(cores_avail, len(items))
     cores: list[CoreProgram] = []
-    for core_id in range(t.m_dim * t.n_dim):
-        mi, ni = divmod(core_id, t.n_dim)
-        m0, n0 = mi * t.single_core_m, ni * t.single_core_n
-        m1, n1 = min(m, m0 + t.single_core_m), min(n, n0 + t.single_core_n)
+    ring = None
+    if aiv is not None and not split:
+        from npusim.ops.matmul_mix import WorkspaceRing
+
+        ring = WorkspaceRing(n_cores, t.base_m, t.base_n, acc_dtype)
+        gm["ws"] = ring.tensor()
+    ws_epi = Epilogue("NONE", acc_dtype)
+    for core_id in range(n_cores):
         prog = CoreProgram(core_id, kind)
         cores.append(prog)
-        if m0 >= m1 or n0 >= n1:
-            continue
-        em = CubeEmitter(
-            ProgramBuilder(prog, desc),
-            soc,
-            t,
-            in_dtype,
-            functional=functional,
-            cube_model=cube_model,
-            with_bias=bias is not None,
-        )
-        em.block(am, bmat, cm, epilogue, m0, m1, n0, n1, k, bias_m)
+        bld = ProgramBuilder(prog, desc)
+        em = None
+        for bi, mi, ni, li in items[core_id::n_cores]:
+            m0, n0, k0 = mi * t.single_core_m, ni * t.single_core_n, li * sck
+            m1, n1 = min(m, m0 + t.single_core_m), min(n, n0 + t.single_core_n)
+            k1 = min(k, k0 + sck)
+            if m0 >= m1 or n0 >= n1 or k0 >= k1:
+                continue
+            if em is None:
+                em = CubeEmitter(bld, soc, t, in_dtype, functional=functional,
+                                 cube_model=cube_model, with_bias=bias is not None)
+                if ring is not None:
+                    em.sink = ring.sink(bld, core_id)
+            ai = batch.a_index[bi] if batch is not None else 0
+            bj = batch.b_index[bi] if batch is not None else 0
+            am = GmMatrix("a", in_dtype, a_rb, offset=math.ceil(ai * m * k * isz))
+            bmat = GmMatrix("b", in_dtype, b_rb, offset=math.ceil(bj * k * n * isz),
+                            transposed=trans_b)
+            bias_m = None
+            if bias is not None and li == 0:
+                bias_m = GmMatrix("bias", acc_dtype, n * 4,
+                                  offset=(bi if bias_rows > 1 else 0) * n * 4)
+            if split:
+                out = GmMatrix("part", acc_dtype, part_rb, offset=(li * nb + bi) * m * n * 4)
+                epi = ws_epi
+            elif ring is not None:
+                ring.batch_index = bi
+                out, epi = GmMatrix("c", out_dtype, c_rb), ws_epi
+            else:
+                out = GmMatrix("c", out_dtype, c_rb, offset=math.ceil(bi * m * n * osz))
+                epi = epilogue_of(bi) if epilogue_of is not None else epilogue
+            em.block(am, bmat, out, epi, m0, m1, n0, n1, k1 - k0, bias_m, k_offset=k0)
+        if split:
+            from npusim.ops.matmul_mix import DONE
+
+            bld.cross_set(2, "FIX", DONE)
     md = {
         "op": name,
         "m": m,
         "k": k,
         "n": n,
         "in_dtype": in_dtype,
-        "out_dtype": epilogue.out_dtype,
+        "out_dtype": out_dtype,
         "trans_b": trans_b,
         "cube_model": cube_model,
     }
+    if batch is not None:
+        md["batch"] = nb
+    if mix:
+        from npusim.ops.matmul_mix import emit_aiv_programs
+
+        info, extra = emit_aiv_programs(
+            soc, cores, ring, aiv, epilogue, t, m, n, nb, acc_dtype,
+            split_k_order=split_k_order if split else None, functional=functional,
+        )
+        md.update(info)
+        gm.update(extra)
     md.update(meta or {})
     return Kernel(name, gm, cores, md)
 

@@ -283,6 +283,13 @@ def validate_matmul_tiling(
     if t.used_cores > cores:
         _fail("m_dim", t.m_dim, f"grid {t.m_dim}x{t.n_dim}x{t.k_dim} needs more than the "
               f"{cores} {kind} cores of {getattr(soc, 'name', soc)}")
+    if t.k_dim > 1:
+        if getattr(soc, "organisation", "split") != "split":
+            _fail("k_dim", t.k_dim, f"split-K reduces on the AIVs of a split SoC; "
+                  f"{getattr(soc, 'name', soc)} is coupled")
+        if t.single_core_k % k0:
+            _fail("single_core_k", t.single_core_k, f"with k_dim > 1 each K slice must start on "
+                  f"a fractal boundary: a multiple of k0={k0}")
     if max(t.step_ka, t.step_kb) % min(t.step_ka, t.step_kb):
         _fail("step_ka", t.step_ka, f"step_ka and step_kb={t.step_kb} must be multiples of each "
               "other")
@@ -394,6 +401,7 @@ def default_matmul_tiling(
     trans_b: bool = False,
     *,
     with_bias: bool = False,
+    split_k: bool = False,
 ) -> MatmulTiling:
     """The documented default heuristic (in the spirit of CANN's matmul tiling; not a copy of it).
 
@@ -409,6 +417,10 @@ def default_matmul_tiling(
        128x256x64 fp16 on a 512 KiB L1); L0C ping-pong when two tiles fit.
     5. Block order ``l2_swizzle`` when A + B exceed half the L2 (panels sized so the panels of all
        grid rows fit a quarter of it), else ``row_major``. ``trans_b`` does not change the choice.
+    6. Only when ``split_k`` (the operator can reduce partials on the AIVs of a split SoC) and the
+       grid leaves at least half the cube cores idle (small M x N): K is split over
+       ``k_dim = min(idle-free cores // grid, K // SPLIT_K_MIN_BYTES-worth of K)`` cores, each
+       slice a multiple of base K; not when that gives fewer than 2 slices.
     """
     _check_dtypes(in_dtype, out_dtype)
     for name, v in (("m", m), ("k", k), ("n", n)):
@@ -451,7 +463,32 @@ def default_matmul_tiling(
             f"{getattr(soc, 'name', soc)}: even 16x16 base blocks do not fit its buffers"
         )
     t = best[1]
+    if split_k:
+        t = _with_split_k(t, m, k, n, in_dtype, out_dtype, soc, with_bias)
     return _with_block_order(t, m, k, n, in_dtype, soc)
+
+
+SPLIT_K_MIN_BYTES = 2048  # least K per split-K core, in bytes of input (1024 fp16, 2048 int8)
+
+
+def _with_split_k(t: MatmulTiling, m: int, k: int, n: int, in_dtype: str, out_dtype: str,
+                  soc: Any, with_bias: bool) -> MatmulTiling:
+    if getattr(soc, "organisation", "split") != "split" or "aiv" not in soc.core_counts():
+        return t
+    cores = int(soc.core_counts()[cube_core_kind(soc)])
+    grid = t.m_dim * t.n_dim
+    if 2 * grid > cores:
+        return t
+    kd = min(cores // grid, k // (SPLIT_K_MIN_BYTES * 8 // DTYPE_BITS[in_dtype]))
+    if kd < 2:
+        return t
+    sck = _align(-(-k // kd), t.base_k)
+    kd = -(-k // sck)
+    if kd < 2:
+        return t
+    fitted = _fit_steps(replace(t, k_dim=kd, single_core_k=sck), m, k, n, in_dtype, out_dtype,
+                        soc, with_bias)
+    return fitted if fitted is not None else t
 
 
 def _with_block_order(t: MatmulTiling, m: int, k: int, n: int, in_dtype: str,

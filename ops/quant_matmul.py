@@ -290,6 +290,14 @@ def quant_params(scale: np.ndarray, offset: np.ndarray | None, plan: QuantMatmul
     return np.asarray(scale).view(np.int64) if scale.dtype == np.uint64 else scale
 
 
+def vector_out_cast(f: np.ndarray, out_dtype: str) -> np.ndarray:
+    """The vector epilogue's last step: Cast fp32 -> bf16 / fp16 with CAST_RINT, saturating
+    (ops-semantics 0.2 and 6.2); shared by the reference and the AIV program."""
+    from npusim.numerics import RoundMode, cast_float
+
+    return cast_float(np.asarray(f, dtype=np.float32), out_dtype, RoundMode.RINT, saturate=True)
+
+
 def make_epilogue(
     plan: QuantMatmulPlan,
     scale: np.ndarray,
@@ -304,7 +312,7 @@ def make_epilogue(
 
     Shared by the reference and the tiled program, so the value semantics live in one place.
     """
-    from npusim.numerics import RoundMode, cast_float, decode_quant_param, deqf16, requant_int8
+    from npusim.numerics import decode_quant_param, deqf16, requant_int8
 
     n = plan.n
     if plan.epilogue in ("REQ8", "DEQF16"):
@@ -341,7 +349,7 @@ def make_epilogue(
             f = f * ptk[rows, None]
         if fbias is not None:
             f = f + fbias[bidx if plan.bias_batched else 0, cols][None, :]
-        return cast_float(f, plan.out_dtype, RoundMode.RINT, saturate=True)
+        return vector_out_cast(f, plan.out_dtype)
 
     return vector
 

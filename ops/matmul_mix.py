@@ -1,0 +1,360 @@
+"""The AIV half of mix matmul kernels on split SoCs (A2 / A3: one AIC + two AIVs per AI Core).
+
+Two structures, both reading the cube's int32 / fp32 accumulator tiles from a GM workspace:
+
+* **Vector epilogue** (quant_matmul with bf16 output or a per-token scale, ops-semantics 6.2): each
+  AIC writes every L0C tile by FixPipe (no conversion) into a per-core ring of ``RING_SLOTS`` tile
+  slots and raises cross-core flag READY (mode 2, both AIVs released). AIV ``h`` of the pair takes
+  rows ``h`` of the tile's two halves, in chunks of ``vec_rows`` rows, double-buffered in UB:
+  MTE2 loads the chunk + scale (+ per-token scale, + float bias), V runs ``Cast int32->fp32``,
+  ``Mul scale``, [``Brcb`` + ``Mul pertoken``], [``Add bias``], ``Cast fp32->out`` (CAST_RINT),
+  MTE3 stores the output. After loading a slot's last chunk the AIV sets FREE; the AIC waits for
+  FREE from both AIVs before it overwrites that slot.
+* **Split-K reduction**: each cube core writes its K-slice partial to a ``part`` workspace; every
+  AIC sets DONE to its AIVs when its partials are out, the AIVs meet in a mode-0 barrier (all AIVs
+  of the launch) and then share the output, each chunk loading the ``k_dim`` partials and adding
+  them in the declared order before the same conversion.
+
+Declared split-K model (``core_index_ascending``, the SoC's ``numerics.split_k_reduction_order``;
+the hardware's order is not published): partial ``l`` is the cube result of K slice ``l`` (the
+bias initialises slice 0's accumulator); the partials are added onto a zero-initialised fp32
+accumulator in ascending slice (= core) index, each add RNE (``((0 + p0) + p1) + ...``); integer
+partials add exactly. :func:`npusim.ops.matmul.reference_matmul` with ``single_core_k`` computes
+the same model from the operands.
+
+Simplifications (stated, not hidden): UB chunk rows are packed (no 32 B row padding); a (1,)
+scale is broadcast to (n,) on the host; the local layout of tiles is row-major.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from npusim.engine.program import CoreProgram, GMTensor, ProgramBuilder, Region
+
+DONE, READY, FREE, ALL_AIV = 0, 1, 2, 3  # cross-core flag ids
+RING_SLOTS = 2  # accumulator tiles per AIC in the workspace ring (GM ping-pong)
+UB_RESERVE_BYTES = 1024  # UB left unallocated by the chunk buffers (alignment slack)
+SPLIT_K_ORDERS = ("core_index_ascending",)
+_ISZ = {"float16": 2, "bfloat16": 2, "float32": 4, "int32": 4, "int8": 1}
+
+
+@dataclass(eq=False)
+class AivStage:
+    """What the AIVs do to an accumulator tile (after any split-K reduction).
+
+    ``dequant``: ``fp32(acc) * scale[col]`` (AscendDequant; scale not truncated), then
+    ``* pertoken[row]`` if ``has_pertoken``, ``+ bias[col]`` if ``bias_dtype``; ``convert`` maps
+    the fp32 (or accumulator) tile ``(tile, row0, col0, batch)`` to the output dtype (None: the
+    accumulator is stored as is). Arrays are None in timing-only runs.
+    """
+
+    out_dtype: str
+    dequant: bool = False
+    scale: np.ndarray | None = None
+    scale_dtype: str = "float32"
+    has_pertoken: bool = False
+    pertoken: np.ndarray | None = None
+    bias_dtype: str | None = None
+    bias: np.ndarray | None = None
+    bias_rows: int = 1
+    convert: Callable[[np.ndarray, int, int, int], np.ndarray] | None = None
+    label: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def gm_tensors(self, m: int, n: int) -> dict[str, GMTensor]:
+        """The GM inputs the AIVs read besides the workspace."""
+        out: dict[str, GMTensor] = {}
+        if self.dequant:
+            sc = None if self.scale is None else np.broadcast_to(
+                np.asarray(self.scale).reshape(-1), (n,)).copy()
+            out["scale"] = GMTensor("scale", (n,), self.scale_dtype, sc, "input")
+        if self.has_pertoken:
+            out["pertoken"] = GMTensor("pertoken", (m,), "float32", self.pertoken, "input")
+        if self.bias_dtype is not None:
+            b = None if self.bias is None else np.asarray(self.bias).reshape(self.bias_rows, n)
+            out["fbias"] = GMTensor("fbias", (self.bias_rows, n), self.bias_dtype, b, "input")
+        return out
+
+
+def cast_stage(out_dtype: str, convert: Callable[[np.ndarray, int, int], np.ndarray] | None,
+               acc_dtype: str) -> AivStage:
+    """The stage of a split-K matmul: the reduced accumulator cast to the output (the operator's
+    FixPipe conversion, run on the vector unit) or stored as is when out == acc dtype."""
+    if out_dtype == acc_dtype:
+        return AivStage(out_dtype, label="store")
+    if convert is None:
+        return AivStage(out_dtype, convert=lambda f, r, c, b: f, label=f"Cast->{out_dtype}")
+    return AivStage(out_dtype, convert=lambda f, r, c, b: convert(f, r, c),
+                    label=f"Cast->{out_dtype}")
+
+
+class WorkspaceRing:
+    """Per-AIC ring of accumulator tile slots in GM between the cube and its two AIVs."""
+
+    def __init__(self, n_cores: int, base_m: int, base_n: int, dtype: str,
+                 slots: int = RING_SLOTS) -> None:
+        self.n_cores, self.base_m, self.base_n = n_cores, base_m, base_n
+        self.dtype, self.slots = dtype, slots
+        self.tiles: dict[int, list[tuple[int, int, int, int, int, int]]] = {}
+        self.batch_index = 0  # output matrix of the tiles being emitted (set by the builder)
+
+    def tensor(self) -> GMTensor:
+        return GMTensor("ws", (self.n_cores * self.slots, self.base_m, self.base_n), self.dtype,
+                        None, "workspace")
+
+    def region(self, core: int, slot: int, r0: int, rows: int, cols: int) -> Region:
+        row_bytes = self.base_n * _ISZ[self.dtype]
+        off = ((core * self.slots + slot) * self.base_m + r0) * row_bytes
+        return Region("GM", off, (rows, cols), self.dtype, "ws", row_bytes)
+
+    def sink(self, bld: ProgramBuilder, core: int):
+        """The CubeEmitter hook: wait until both AIVs freed the slot, FixPipe into it, READY."""
+        tiles = self.tiles.setdefault(core, [])
+
+        def sink(bm: int, bn: int, rm: int, rn: int):
+            idx = len(tiles)
+            slot = idx % self.slots
+            if idx >= self.slots:
+                bld.cross_wait(FREE, "FIX")
+            tiles.append((self.batch_index, bm, bn, rm, rn, slot))
+            return self.region(core, slot, 0, rm, rn), lambda: bld.cross_set(2, "FIX", READY)
+
+        return sink
+
+
+def vec_rows_for(ub_bytes: int, n_src: int, width: int, stage: AivStage, acc_dtype: str) -> int:
+    """Rows per UB chunk so that two chunk buffers (sources, output, parameters) fit in UB."""
+    per_row = n_src * width * _ISZ[acc_dtype]
+    if stage.convert is not None:
+        per_row += width * _ISZ[stage.out_dtype]
+    if stage.has_pertoken:
+        per_row += 4 + 32  # the per-token scale and its Brcb (8 copies per row)
+    fixed, allocs = 0, n_src + 3
+    if stage.dequant:
+        fixed += width * (4 + (_ISZ[stage.scale_dtype] if stage.scale_dtype != "float32" else 0))
+        allocs += 2
+    if stage.bias_dtype is not None:
+        fixed += width * (4 + (_ISZ[stage.bias_dtype] if stage.bias_dtype != "float32" else 0))
+        allocs += 2
+    budget = (ub_bytes - UB_RESERVE_BYTES) // 2 - fixed - 32 * allocs
+    rows = budget // per_row
+    if rows < 1:
+        raise ValueError(f"AIV UB of {ub_bytes} B cannot hold one row of {n_src} accumulator "
+                         f"tiles {width} wide (split-K too deep for this base_n)")
+    return int(rows)
+
+
+class AivTileEmitter:
+    """Emits one AIV's chunk pipeline (ping-pong UB): load, reduce, dequant / cast, store."""
+
+    def __init__(self, bld: ProgramBuilder, stage: AivStage, n_src: int, width: int,
+                 vec_rows: int, acc_dtype: str, m: int, n: int, functional: bool) -> None:
+        self.bld, self.st, self.n_src = bld, stage, n_src
+        self.acc, self.m, self.n, self.fun = acc_dtype, m, n, functional
+        self.count = 0
+        st = stage
+        self.src = [[bld.alloc("UB", (vec_rows, width), acc_dtype, f"src{i}_{j}")
+                     for j in range(n_src)] for i in range(2)]
+        self.out = ([bld.alloc("UB", (vec_rows, width), st.out_dtype, f"out{i}") for i in range(2)]
+                    if st.convert is not None else None)
+        self.sc = self.sc_raw = self.fb = self.fb_raw = self.pt = self.pb = None
+        if st.dequant:
+            self.sc = [bld.alloc("UB", (width,), "float32", f"scale{i}") for i in range(2)]
+            if st.scale_dtype != "float32":
+                self.sc_raw = [bld.alloc("UB", (width,), st.scale_dtype, f"scale_in{i}")
+                               for i in range(2)]
+        if st.has_pertoken:
+            self.pt = [bld.alloc("UB", (max(vec_rows, 8),), "float32", f"pt{i}") for i in range(2)]
+            self.pb = [bld.alloc("UB", (vec_rows, 8), "float32", f"pt_brcb{i}") for i in range(2)]
+        if st.bias_dtype is not None:
+            self.fb = [bld.alloc("UB", (width,), "float32", f"bias{i}") for i in range(2)]
+            if st.bias_dtype != "float32":
+                self.fb_raw = [bld.alloc("UB", (width,), st.bias_dtype, f"bias_in{i}")
+                               for i in range(2)]
+
+    def _vec(self, op: str, cls: str, dst: Region, srcs: tuple[Region, ...], dtype: str,
+             fn: Callable[[Any], None] | None, elements: int | None = None) -> None:
+        n_el = elements if elements is not None else math.prod(dst.shape)
+        self.bld.vec(op, cls, dst, srcs, elements=n_el, dtype=dtype, fn=fn if self.fun else None)
+
+    def chunk(self, srcs: list[Region], bidx: int, row0: int, rows: int, col0: int,
+              cols: int) -> None:
+        """Output rows ``row0..`` / cols ``col0..`` of matrix ``bidx`` from the GM ``srcs``."""
+        bld, st, i = self.bld, self.st, self.count % 2
+        free_pipe = "V" if self.out is not None else "MTE3"
+        if self.count >= 2:
+            bld.wait_flag(free_pipe, "MTE2", i)
+        ub = lambda base, dt, shape=(rows, cols): Region("UB", base.offset, shape, dt)  # noqa: E731
+        s = [ub(self.src[i][j], self.acc) for j in range(self.n_src)]
+        for j, g in enumerate(srcs):
+            bld.dma(g, s[j], name="acc GM->UB" if self.n_src == 1 else f"partial {j} GM->UB")
+        sc = raw = pt = pb = fb = braw = None
+        if st.dequant:
+            sc = ub(self.sc[i], "float32", (cols,))
+            raw = ub(self.sc_raw[i], st.scale_dtype, (cols,)) if self.sc_raw else sc
+            bld.dma(Region("GM", col0 * _ISZ[st.scale_dtype], (cols,), st.scale_dtype, "scale"),
+                    raw, name="scale GM->UB")
+        if st.has_pertoken:
+            pt = ub(self.pt[i], "float32", (rows,))
+            pb = ub(self.pb[i], "float32", (rows, 8))
+            bld.dma(Region("GM", row0 * 4, (rows,), "float32", "pertoken"), pt,
+                    name="pertoken GM->UB")
+        if st.bias_dtype is not None:
+            fb = ub(self.fb[i], "float32", (cols,))
+            braw = ub(self.fb_raw[i], st.bias_dtype, (cols,)) if self.fb_raw else fb
+            brow = bidx if st.bias_rows > 1 else 0
+            bld.dma(Region("GM", (brow * self.n + col0) * _ISZ[st.bias_dtype], (cols,),
+                           st.bias_dtype, "fbias"), braw, name="bias GM->UB")
+        bld.sync("MTE2", "V", i)
+        if self.count >= 2 and self.out is not None:
+            bld.wait_flag("MTE3", "V", i)
+        acc = s[0]
+        if self.n_src > 1:
+            self._reduce(s)
+        if st.dequant:
+            acc = self._dequant(s[0], sc, raw, pt, pb, fb, braw)
+        last = acc
+        if st.convert is not None:
+            o = ub(self.out[i], st.out_dtype)
+            conv = st.convert
+
+            def fn(ctx, a=acc, o=o, r=row0, c=col0, b=bidx) -> None:
+                ctx.write(o, conv(ctx.read(a), r, c, b))
+
+            self._vec(f"Cast {acc.dtype}->{st.out_dtype}", "convert", o, (acc,), acc.dtype, fn)
+            bld.set_flag("V", "MTE2", i)
+            last = o
+        bld.sync("V", "MTE3", i)
+        dst = Region("GM", ((bidx * self.m + row0) * self.n + col0) * _ISZ[st.out_dtype],
+                     (rows, cols), st.out_dtype, "c", self.n * _ISZ[st.out_dtype])
+        bld.dma(last, dst, name="out UB->GM")
+        bld.set_flag("MTE3", "V" if self.out is not None else "MTE2", i)
+        self.count += 1
+
+    def _reduce(self, s: list[Region]) -> None:
+        """Partials added in ascending slice order onto a zero accumulator (declared model)."""
+        a0 = s[0]
+        if self.acc == "float32":
+            self._vec("Adds 0 (zeroed accumulator)", "unary", a0, (a0,), "float32",
+                      lambda ctx: ctx.write(a0, ctx.read(a0) + np.float32(0)))
+        for p in s[1:]:
+            if self.acc == "float32":
+                def fn(ctx, p=p):
+                    ctx.write(a0, ctx.read(a0) + ctx.read(p))
+            else:
+                def fn(ctx, p=p):
+                    ctx.write(a0, (ctx.read(a0).astype(np.int64) + ctx.read(p)).astype(np.int32))
+            self._vec("Add partial", "binary", a0, (a0, p), self.acc, fn)
+
+    def _dequant(self, s0, sc, sc_raw, pt, pb, fb, fb_raw) -> Region:
+        st = self.st
+        f = Region("UB", s0.offset, s0.shape, "float32")
+        self._vec("Cast int32->fp32", "convert", f, (s0,), "int32",
+                  lambda ctx: ctx.write(f, ctx.read(s0).astype(np.float32)))
+        if sc_raw is not sc:
+            self._vec(f"Cast scale {st.scale_dtype}->fp32", "convert", sc, (sc_raw,),
+                      st.scale_dtype,
+                      lambda ctx: ctx.write(sc, ctx.read(sc_raw).astype(np.float32)))
+        self._vec("Mul scale", "binary", f, (f, sc), "float32",
+                  lambda ctx: ctx.write(f, ctx.read(f) * ctx.read(sc)[None, :]))
+        if pt is not None:
+            self._vec("Brcb pertoken", "dup", pb, (pt,), "float32",
+                      lambda ctx: ctx.write(pb, np.repeat(ctx.read(pt)[:, None], 8, axis=1)))
+            self._vec("Mul pertoken", "binary", f, (f, pb), "float32",
+                      lambda ctx: ctx.write(f, ctx.read(f) * ctx.read(pb)[:, :1]))
+        if fb is not None:
+            if fb_raw is not fb:
+                self._vec(f"Cast bias {st.bias_dtype}->fp32", "convert", fb, (fb_raw,),
+                          st.bias_dtype,
+                          lambda ctx: ctx.write(fb, ctx.read(fb_raw).astype(np.float32)))
+            self._vec("Add bias", "binary", f, (f, fb), "float32",
+                      lambda ctx: ctx.write(f, ctx.read(f) + ctx.read(fb)[None, :]))
+        return f
+
+
+def emit_aiv_programs(
+    soc: Any,
+    cores: list[CoreProgram],
+    ring: WorkspaceRing | None,
+    stage: AivStage | None,
+    epilogue: Any,
+    t: Any,
+    m: int,
+    n: int,
+    nb: int,
+    acc_dtype: str,
+    *,
+    split_k_order: str | None,
+    functional: bool,
+) -> tuple[dict[str, Any], dict[str, GMTensor]]:
+    """Append the AIV programs of a mix matmul to ``cores`` (after its AICs); return the kernel
+    metadata and the extra GM tensors the AIVs read."""
+    desc = soc.core("aiv")
+    ub = int(desc.buffers["UB"].capacity_bytes)
+    n_aic = len(cores)
+    if stage is None:
+        stage = cast_stage(epilogue.out_dtype, epilogue.convert, acc_dtype)
+    info: dict[str, Any] = {"aiv_stage": stage.label or "dequant"}
+    if split_k_order is None:
+        assert ring is not None
+        width = t.base_n
+        vec_rows = min(vec_rows_for(ub, 1, width, stage, acc_dtype), math.ceil(t.base_m / 2))
+        for ci in range(n_aic):
+            tiles = ring.tiles.get(ci, [])
+            for h in range(2):
+                prog = CoreProgram(2 * ci + h, "aiv")
+                cores.append(prog)
+                if not tiles:
+                    continue
+                bld = ProgramBuilder(prog, desc)
+                em = AivTileEmitter(bld, stage, 1, width, vec_rows, acc_dtype, m, n, functional)
+                for bi, bm, bn, rm, rn, slot in tiles:
+                    bld.cross_wait(READY, "MTE2")
+                    half = math.ceil(rm / 2)
+                    lo, hi = min(rm, h * half), min(rm, (h + 1) * half)
+                    for r in range(lo, hi, vec_rows):
+                        rows = min(vec_rows, hi - r)
+                        em.chunk([ring.region(ci, slot, r, rows, rn)], bi, bm + r, rows, bn, rn)
+                    bld.cross_set(2, "MTE2", FREE)
+        info.update(workspace_slots=ring.slots, aiv_vec_rows=vec_rows)
+        return info, stage.gm_tensors(m, n)
+    if split_k_order not in SPLIT_K_ORDERS:
+        raise NotImplementedError(
+            f"split_k_reduction_order={split_k_order!r}: only {SPLIT_K_ORDERS} is implemented")
+    k_dim = t.k_dim
+    width = min(n, t.base_n)
+    strips = math.ceil(n / width)
+    n_aiv = 2 * n_aic
+    vec_rows = vec_rows_for(ub, k_dim, width, stage, acc_dtype)
+    rows_per = max(1, min(vec_rows, math.ceil(m / max(1, math.ceil(n_aiv / (strips * nb))))))
+    units = [(bi, r0, c0) for bi in range(nb) for r0 in range(0, m, rows_per)
+             for c0 in range(0, n, width)]
+    part_row = n * _ISZ[acc_dtype]
+    for j in range(n_aiv):
+        prog = CoreProgram(j, "aiv")
+        cores.append(prog)
+        bld = ProgramBuilder(prog, desc)
+        bld.cross_wait(DONE, "MTE2")
+        bld.cross_set(0, "MTE2", ALL_AIV)
+        bld.cross_wait(ALL_AIV, "MTE2", mode=0)
+        mine = units[j::n_aiv]
+        if not mine:
+            continue
+        em = AivTileEmitter(bld, stage, k_dim, width, rows_per, acc_dtype, m, n, functional)
+        for bi, r0, c0 in mine:
+            rows, cols = min(rows_per, m - r0), min(width, n - c0)
+            srcs = [Region("GM", ((li * nb + bi) * m + r0) * part_row + c0 * _ISZ[acc_dtype],
+                           (rows, cols), acc_dtype, "part", part_row) for li in range(k_dim)]
+            em.chunk(srcs, bi, r0, rows, c0, cols)
+    info.update(split_k={"k_dim": k_dim, "single_core_k": t.single_core_k,
+                         "reduction_order": split_k_order,
+                         "model": "partials of ascending K slices added onto a zeroed "
+                                  "accumulator, fp32 RNE per add (integer: exact)"},
+                aiv_vec_rows=rows_per)
+    return info, stage.gm_tensors(m, n)
