@@ -318,8 +318,9 @@ def emit_aiv_programs(
                     bld.cross_wait(READY, "MTE2")
                     half = math.ceil(rm / 2)
                     lo, hi = min(rm, h * half), min(rm, (h + 1) * half)
-                    for r in range(lo, hi, vec_rows):
-                        rows = min(vec_rows, hi - r)
+                    per = math.ceil((hi - lo) / max(1, math.ceil((hi - lo) / vec_rows)))
+                    for r in range(lo, hi, max(1, per)):
+                        rows = min(per, hi - r)
                         em.chunk([ring.region(ci, slot, r, rows, rn)], bi, bm + r, rows, bn, rn)
                     bld.cross_set(2, "MTE2", FREE)
         info.update(workspace_slots=ring.slots, aiv_vec_rows=vec_rows)

@@ -67,9 +67,10 @@ def _split_order(soc: Any) -> str:
     return split_k_order_of(soc)
 
 
-def _kernel_label(base: str, t: Any, extra: str = "") -> str:
-    parts = [p for p in (extra, f"split-K x{t.k_dim}" if t.k_dim > 1 else "") if p]
-    return f"{base} ({', '.join(parts)})" if parts else base
+def _kernel_label(op: str, t: Any, path: str) -> str:
+    """e.g. ``quant_matmul (VECTOR, split-K x4 + AIV reduction)``."""
+    split = f", split-K x{t.k_dim} + AIV reduction" if t.k_dim > 1 else ""
+    return f"{op} ({path}{split})"
 
 
 def plan_matmul(soc: Any, tiling: Any = None, *, a: Any, b: Any, bias: Any = None,
@@ -98,8 +99,8 @@ def plan_matmul(soc: Any, tiling: Any = None, *, a: Any, b: Any, bias: Any = Non
                                  split_k_order=_split_order(soc))
     if not functional:
         kernel.gm["a"].data = kernel.gm["b"].data = None
-    base = "matmul (cube, FixPipe)" if not p.coupled else "matmul (coupled)"
-    return Plan(kernel, _kernel_label(base, t), t, functional,
+    path = "coupled" if p.coupled else ("cube" if t.k_dim > 1 else "cube, FixPipe")
+    return Plan(kernel, _kernel_label("matmul", t, path), t, functional,
                 finish=lambda out: out["c"].reshape(p.out_shape))
 
 

@@ -4,7 +4,8 @@ bound per tiling (used to prune before the event simulation), and the simulation
 Bound (cycles, per core, the busiest core): max of cube cycles (fractals x cycles per fractal),
 MTE2 bytes / GM->L1 bandwidth at the chunk size, MTE1 bytes / L1->L0 bandwidths, FixPipe output /
 rate, and the chip's HBM time for the unique A and B bytes. It ignores dependencies and
-contention, so it is optimistic: it ranks, the simulation decides.
+contention (and a split-K tiling's AIV reduction), so it is optimistic: it ranks, the simulation
+decides.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def tiling_from_dict(soc: Any, case: dict[str, Any], d: dict[str, Any]) -> Any:
 
 
 def bound_cycles(soc: Any, case: dict[str, Any], t: Any) -> float:
-    m, k, n, dt, out, _ = _case(case)
+    m, k_full, n, dt, out, _ = _case(case)
+    k = t.single_core_k if t.k_dim > 1 else k_full  # a split-K core sees its K slice only
     core = soc.core("aic" if "aic" in soc.core_counts() else "aicore")
     isz, osz = _ITEM[dt], _ITEM.get(out, 2)
     m0, k0, n0 = core.cube.fractal_mkn(dt)
@@ -62,7 +64,7 @@ def bound_cycles(soc: Any, case: dict[str, Any], t: Any) -> float:
     fix = 0.0
     if core.fixpipe is not None:
         fix = tiles * t.base_m * t.base_n / core.fixpipe.elements_per_cycle
-    hbm = (m * k + k * n) * isz + m * n * osz
+    hbm = (m * k_full + k_full * n) * isz + m * n * osz
     hbm_cycles = hbm / soc.bytes_per_cycle(soc.memory.hbm.bandwidth_gb_per_s)
     return max(cube, mte2, mte1, fix, hbm_cycles)
 
