@@ -536,14 +536,17 @@ def enumerate_matmul_tilings(
     with_bias: bool = False,
     block_orders: tuple[str, ...] = ("row_major", "col_major"),
     bases: tuple[tuple[int, int], ...] | None = None,
+    k_dims: tuple[int, ...] = (1,),
 ) -> Iterator[MatmulTiling]:
     """Yield legal tilings (each passes :func:`validate_matmul_tiling`), lazily.
 
     Space: base M / N = 16 x 2^i up to M / N aligned to 16 (and that aligned size itself), base K
     = k0 x 2^i up to K aligned to k0; per (base M, base N) the grids m_dim (1..) x the largest
     useful n_dim; stepKa = stepKb and (2s, s), (s, 2s) powers of two; L1 depth 2 then 1; L0
-    ping-pong on / off; ``block_orders``. k_dim = 1 (no split-K). Larger blocks come first.
-    ``bases`` restricts the (base M, base N) pairs.
+    ping-pong on / off; ``block_orders``; ``k_dims`` (default no split-K): each k_dim > 1 gives
+    K slices of ``ceil(K / k_dim)`` aligned to base K (skipped where the grid would not fit the
+    cores or the slices would leave a core idle). Larger blocks come first. ``bases`` restricts
+    the (base M, base N) pairs.
     """
     _check_dtypes(in_dtype, out_dtype)
     for o in block_orders:
@@ -570,9 +573,17 @@ def enumerate_matmul_tilings(
             nd = min(nb, cores // md)
             per_n = -(-nb // nd)
             grids.append((md, -(-nb // per_n), per_m, per_n))
+        splits = []
+        for bk in bks:
+            for kd in k_dims:
+                sck = k if kd == 1 else _align(-(-k // kd), bk)
+                if kd == 1 or -(-k // sck) == kd:
+                    splits.append((bk, kd, sck))
         for md, nd, per_m, per_n in grids:
-            for bk in bks:
-                ksteps = -(-k // bk)
+            for bk, kd, sck in splits:
+                if md * nd * kd > cores:
+                    continue
+                ksteps = -(-sck // bk)
                 steps = []
                 s = 1
                 while s <= ksteps:
@@ -587,8 +598,8 @@ def enumerate_matmul_tilings(
                                 t = MatmulTiling(
                                     base_m=bm, base_n=bn, base_k=bk,
                                     single_core_m=min(m, per_m * bm),
-                                    single_core_n=min(n, per_n * bn), single_core_k=k,
-                                    m_dim=md, n_dim=nd, step_ka=ska, step_kb=skb,
+                                    single_core_n=min(n, per_n * bn), single_core_k=sck,
+                                    m_dim=md, n_dim=nd, k_dim=kd, step_ka=ska, step_kb=skb,
                                     depth_a1=depth, depth_b1=depth, db_l0a=dba, db_l0b=dba,
                                     db_l0c=dbc, block_order=order,
                                     in_bits=in_bits, out_bits=out_bits,
