@@ -8,6 +8,10 @@ buffers; Mmad on the cube accumulating in L0C; L0C -> GM by FixPipe with the epi
 
 Functional runs keep tiles row-major inside L1 / L0 (the fractal byte order inside local buffers
 is not modelled; transfer costs use the ND2NZ path). Accumulation follows the declared cube model.
+
+Batched inputs: the single-core jobs (batch, m block, n block, k slice) are dealt round robin
+over the cube cores (:func:`work_items`). Mix kernels on split SoCs - the AIV dequant epilogue
+and split-K with its AIV reduction - add the AIV programs of :mod:`npusim.ops.matmul_mix`.
 """
 
 from __future__ import annotations
