@@ -160,7 +160,7 @@ def error_stats(results: list[dict[str, Any]]) -> dict[str, float]:
 
 def format_table(results: list[dict[str, Any]]) -> str:
     cols = ["id", "op", "measured_us", "predicted_us", "error_pct", "compute_pipe_error_pct",
-            "transfer_error_pct", "pipes"]
+            "transfer_error_pct", "pipes", "note"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in results:
         cells = []

@@ -256,5 +256,10 @@ def calibration_prediction(row):
     rows, h = int(row.m), int(row.k)
     t = default_dynamic_quant_tiling(soc, rows, h)
     res = run_kernel(build_dynamic_quant(soc, rows, h, "float16", t), soc, check_races=False)
+    from npusim.ops.group_quant_program import proxy_prediction
+
+    gq = proxy_prediction(row).predicted_us
+    err = 100.0 * (gq - row.measured_us) / row.measured_us
     return Prediction(res.microseconds, {}, note=f"dynamic_quant program ({t.cores} AIV, "
-                                                 f"{t.rows_per_pass} rows/pass)")
+                                                 f"{t.rows_per_pass} rows/pass); group_quant on "
+                                                 f"the same rows {gq:.2f} us ({err:+.1f} %)")
