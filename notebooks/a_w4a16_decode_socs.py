@@ -4,8 +4,9 @@
 # One decode step (M = 1 token... here M = 16 tokens of a small batch) through the linear layers of
 # a 7B-class transformer block (hidden 4096, MLP 11008): weights int4 per-group 128
 # (`npu_weight_quant_batchmatmul`) vs plain fp16 (`matmul`). Timing-only runs on shape specs.
-# The 310P has no W4A16 kernel program in npusim (its WeightNz kernel is unpublished), so it
-# shows the fp16 baseline only - the run says why instead of inventing a number.
+# The 310P takes int8 weights only (seed 002: no int4 on the inference series), so it shows the
+# fp16 baseline only - the run says why instead of inventing a number. (Its WeightNz kernel has a
+# timing-only program in npusim; an int8 study can use it.)
 
 # %%
 import os
@@ -45,7 +46,7 @@ for soc in SOCS:
             q = w4a16(soc, k, n)
             q_us, kern = q.microseconds, q.kernel_name
         except (NotImplementedError, TypeError, ValueError) as exc:
-            # 310P: int8 weights only (seed 002) and no published WeightNz kernel structure
+            # 310P: int8 weights only (seed 002)
             q_us, kern = float("nan"), f"not available: {exc}"[:90]
         rows.append((soc, layer, base.microseconds, q_us, kern))
         print(f"{soc:<15} {layer:<26} fp16 {base.microseconds:8.1f} us   W4A16 {q_us:8.1f} us"
