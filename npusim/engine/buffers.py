@@ -39,6 +39,7 @@ class FunctionalContext:
     def __init__(self, kernel: Kernel, core_descs: list[Any]) -> None:
         self.kernel = kernel
         self.core = 0
+        self.accumulate = False  # set by the engine while an atomic-add instruction completes
         self.gm: dict[str, np.ndarray] = {}
         for name, t in kernel.gm.items():
             raw = np.zeros(t.nbytes, dtype=np.uint8)
@@ -78,8 +79,23 @@ class FunctionalContext:
         return self.view(r).copy()
 
     def write(self, r: Region, data: np.ndarray) -> None:
+        """Store ``data`` into ``r``; while ``accumulate`` is set (an atomic-add instruction) a GM
+        destination becomes old + data rounded once to its dtype (int32 wraps)."""
         v = self.view(r)
         arr = np.asarray(data)
+        if self.accumulate and r.buffer == "GM":
+            if arr.dtype != v.dtype and arr.dtype.itemsize == v.dtype.itemsize:
+                arr = arr.view(v.dtype)
+            if v.dtype.kind in "iu":
+                total = v.astype(np.int64) + arr.reshape(v.shape).astype(np.int64)
+                v[...] = total.astype(v.dtype)  # two's-complement wrap
+            else:
+                # float64 holds the sum of two fp32 / fp16 / bf16 values exactly, so this is one
+                # rounding (bf16 goes via fp32 in ml_dtypes; an fp32 rounding of such a sum never
+                # moves it across a bf16 rounding boundary)
+                total = v.astype(np.float64) + arr.reshape(v.shape).astype(np.float64)
+                v[...] = total.astype(v.dtype)
+            return
         if arr.dtype != v.dtype:
             arr = (
                 arr.view(v.dtype) if arr.dtype.itemsize == v.dtype.itemsize else arr.astype(v.dtype)

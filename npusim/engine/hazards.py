@@ -55,6 +55,7 @@ class _Access:
     pipe: int
     seq: int
     name: str
+    atomic: bool = False
 
 
 class HazardTracker:
@@ -80,10 +81,15 @@ class HazardTracker:
         return acc.pipe == pipe or self.know[pipe, acc.pipe] >= acc.seq
 
     def access(
-        self, space: tuple, region: Region, pipe: int, seq: int, name: str, write: bool
+        self, space: tuple, region: Region, pipe: int, seq: int, name: str, write: bool,
+        atomic: bool = False,
     ) -> None:
+        """Check one access; atomic adds need no order among themselves, only against plain
+        reads and writes."""
         fp = Footprint.of(region)
         for w in self.writes.get(space, ()):
+            if atomic and w.atomic:
+                continue
             if w.fp.overlaps(fp) and not self._ordered(pipe, w):
                 raise RaceError(
                     f"race on {_space_name(space)} bytes [{fp.start}, {fp.end}): "
@@ -98,8 +104,12 @@ class HazardTracker:
                         f"{self.names[pipe]} '{name}' overwrites it while {self.names[r.pipe]} "
                         f"'{r.name}' (a reader) has not signalled completion"
                     )
-            self.writes[space] = [w for w in self.writes.get(space, []) if w.fp != fp]
-            self.writes[space].append(_Access(fp, pipe, seq, name))
+            # A plain write supersedes earlier writes of the same bytes; unordered atomic adds
+            # all stay pending (a later reader must be ordered after every one of them).
+            keep = [w for w in self.writes.get(space, [])
+                    if w.fp != fp or (atomic and w.atomic and w.pipe != pipe)]
+            self.writes[space] = keep
+            self.writes[space].append(_Access(fp, pipe, seq, name, atomic))
             self.reads[space] = [r for r in self.reads.get(space, []) if r.fp != fp]
         else:
             lst = self.reads.setdefault(space, [])

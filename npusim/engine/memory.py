@@ -170,13 +170,28 @@ class MemorySystem:
                 start = stop
         return out
 
-    def gm_access(self, now: int, region: Region, write: bool, bypass: bool) -> tuple[float, int]:
-        """Account a GM read or write; returns (channel end time, extra latency cycles)."""
+    def gm_access(self, now: int, region: Region, write: bool, bypass: bool,
+                  atomic: bool = False) -> tuple[float, int]:
+        """Account a GM read or write; returns (channel end time, extra latency cycles). An atomic
+        add is a read-modify-write in L2: absent lines are fetched from HBM first, then dirtied;
+        the L2 channel carries the data twice."""
         if region.tensor not in self.base:
             raise KeyError(f"GM region names unknown tensor {region.tensor!r}")
         pages = self._pages(region)
-        hit, miss, writeback = self.l2.access(pages, write, allocate=not bypass)
         nbytes = region.nbytes
+        if atomic:
+            _, fetched, wb0 = self.l2.access(pages, False, allocate=True)
+            _, _, wb1 = self.l2.access(pages, True, allocate=True)
+            self.stats.gm_write_bytes += nbytes
+            self.stats.l2_miss_bytes += fetched
+            self.stats.hbm_read_bytes += fetched
+            self.stats.hbm_write_bytes += wb0 + wb1
+            end = float(now)
+            if fetched or wb0 or wb1:
+                end = max(end, self.hbm.reserve(now, fetched + wb0 + wb1, requests=1))
+            end = max(end, self.l2_channel.reserve(now, 2 * nbytes))
+            return end, self.hit_latency + (self.miss_latency if fetched else 0)
+        hit, miss, writeback = self.l2.access(pages, write, allocate=not bypass)
         st = self.stats
         if write:
             st.gm_write_bytes += nbytes

@@ -228,15 +228,19 @@ class ProgramBuilder:
         l2_cache: str = "normal",
         transform: str = "",
         pipe: str | None = None,
+        atomic: str = "",
     ) -> Instr:
         """A data move src -> dst on the pipe the SoC assigns to that path (MTE2/MTE3/MTE1/FIX/V).
 
         ``l2_cache`` is ``normal`` or ``bypass`` (SetL2CacheHint CACHE_MODE_DISABLE on reads);
         ``transform`` names an on-the-fly layout change (``nd2nz``, ``nz2nd``) for the trace.
-        Without ``fn`` the functional semantics is a byte copy of equal-sized windows.
+        ``atomic="add"`` (SetAtomicAdd; GM destinations only) adds into the destination instead of
+        overwriting it, see :func:`check_atomic`. Without ``fn`` the functional semantics is a
+        byte copy (or add) of equal-sized windows.
         """
         from npusim.engine.errors import ProgramError
 
+        check_atomic(atomic, dst, self.program.name)
         spec = self.core.transfer(src.buffer, dst.buffer)
         if spec is None:
             raise ProgramError(
@@ -254,7 +258,7 @@ class ProgramBuilder:
                 reads=(src,),
                 writes=(dst,),
                 params={"src": src.buffer, "dst": dst.buffer, "l2_cache": l2_cache,
-                        "transform": transform},
+                        "transform": transform, "atomic": atomic},
                 fn=fn if fn is not None else _copy_fn(src, dst),
             )
         )
@@ -329,8 +333,11 @@ class ProgramBuilder:
         mode: str,
         fn: Callable[[Any], None] | None = None,
         extra_reads: tuple[Region, ...] = (),
+        atomic: str = "",
     ) -> Instr:
-        """FixPipe L0C -> GM / L1 with on-the-fly conversion ``mode`` (F322F16, REQ8, ...)."""
+        """FixPipe L0C -> GM / L1 with on-the-fly conversion ``mode`` (F322F16, REQ8, ...);
+        ``atomic="add"`` accumulates into a GM destination (see :func:`check_atomic`)."""
+        check_atomic(atomic, dst, self.program.name)
         return self.emit(
             Instr(
                 pipe="FIX",
@@ -338,7 +345,8 @@ class ProgramBuilder:
                 name=f"Fixpipe {mode}",
                 reads=(src, *extra_reads),
                 writes=(dst,),
-                params={"elements": elements, "out_dtype": out_dtype, "dst": dst.buffer},
+                params={"elements": elements, "out_dtype": out_dtype, "dst": dst.buffer,
+                        "atomic": atomic},
                 fn=fn,
             )
         )
@@ -415,6 +423,26 @@ class ProgramBuilder:
                 params={"mode": mode, "id": flag_id},
             )
         )
+
+
+#: dtypes an atomic add into GM supports (the result is dst + src rounded once to dst's dtype,
+#: RNE for floats; int32 wraps - a declared model, the overflow behaviour is not published)
+ATOMIC_ADD_DTYPES = ("float32", "float16", "bfloat16", "int32")
+
+
+def check_atomic(atomic: str, dst: Region, where: str) -> None:
+    """Validate an ``atomic`` mode: "" (plain write) or "add" into a GM region of a supported
+    dtype. Atomic adds to the same bytes from different pipes need no ordering among
+    themselves (they commute up to rounding; the simulator applies them in completion order)."""
+    from npusim.engine.errors import ProgramError
+
+    if atomic not in ("", "add"):
+        raise ProgramError(f"{where}: atomic must be '' or 'add', got {atomic!r}")
+    if atomic and dst.buffer != "GM":
+        raise ProgramError(f"{where}: atomic add needs a GM destination, not {dst.buffer}")
+    if atomic and dst.dtype not in ATOMIC_ADD_DTYPES:
+        raise ProgramError(f"{where}: atomic add into {dst.dtype} is not supported "
+                           f"(dtypes: {', '.join(ATOMIC_ADD_DTYPES)})")
 
 
 def _copy_fn(src: Region, dst: Region) -> Callable[[Any], None]:

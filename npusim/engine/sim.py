@@ -344,7 +344,9 @@ class Engine:
             yield env.timeout(dur)
             if self.ctx is not None and ins.fn is not None:
                 self.ctx.core = ci
+                self.ctx.accumulate = ins.params.get("atomic") == "add"
                 ins.fn(self.ctx)
+                self.ctx.accumulate = False
             if self.hazards is not None:
                 self.hazards.completed(pidx, seq)
             last_end = env.now
@@ -364,9 +366,10 @@ class Engine:
             else:
                 space = (self.kernel.cores[ci].name, r.buffer)
             hz.access(space, r, pidx, seq, ins.name, write=False)
+        atomic = ins.params.get("atomic") == "add"
         for r in ins.writes:
             space = ("GM", r.tensor) if r.buffer == "GM" else (self.kernel.cores[ci].name, r.buffer)
-            hz.access(space, r, pidx, seq, ins.name, write=True)
+            hz.access(space, r, pidx, seq, ins.name, write=True, atomic=atomic)
 
     def _cost(
         self, ci: int, desc: Any, ins: Instr, was_idle: bool, now: int
@@ -381,7 +384,8 @@ class Engine:
             for region, write in ((src, False), (dst, True)):
                 if region.buffer == "GM":
                     bypass = (not write) and ins.params.get("l2_cache") == "bypass"
-                    ch_end, lat = self.mem.gm_access(now, region, write, bypass)
+                    atomic = write and ins.params.get("atomic") == "add"
+                    ch_end, lat = self.mem.gm_access(now, region, write, bypass, atomic)
                     # Measured DMA curves already include the access latency of a lone
                     # transfer; the memory latency adds only behind a busy shared channel.
                     end = max(end, ch_end + lat)
@@ -400,7 +404,8 @@ class Engine:
             cyc = timing.fixpipe_cycles(desc, ins, was_idle)
             dst = ins.writes[0]
             if dst.buffer == "GM":
-                ch_end, lat = self.mem.gm_access(now, dst, True, False)
+                atomic = ins.params.get("atomic") == "add"
+                ch_end, lat = self.mem.gm_access(now, dst, True, False, atomic)
                 cyc = max(cyc, math.ceil(ch_end - now) + lat)
             return cyc, dst.nbytes, 0
         if kind == "scalar":
