@@ -49,7 +49,7 @@ class Vec:
     ub_block_bytes: int = 32
     ub_bank_bytes: int = 65536
 
-    def cycles_per_repeat(self, op_class: str) -> float:
+    def cycles_per_repeat(self, op_class: str, dtype: object | None = None) -> float:
         return 1.0
 
 

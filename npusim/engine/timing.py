@@ -77,7 +77,7 @@ def vector_cycles(core: Any, instr: Instr, pipe_was_idle: bool, dtype_bytes: flo
         raise ProgramError("this core has no vector unit")
     p = instr.params
     repeats = vector_repeats(p["elements"], dtype_bytes)
-    cpr = vec.cycles_per_repeat(p["op_class"])
+    cpr = vec.cycles_per_repeat(p["op_class"], p.get("dtype"))  # per-dtype rates where cited
     factor = (
         bank_conflict_factor(core, instr.reads)
         if p["op_class"]
