@@ -9,12 +9,12 @@ Structures (ops-semantics 5.4-5.6; written from the descriptions, not the kernel
 - ``Msd``: AIVs split each x row into int8 digits (amax, scale, CAST_ROUND, residual) into a
   workspace; the AIC runs the exact int8 matmul of the 2M digit rows with the weight and drains
   int32 through FixPipe; the AIVs recombine (fp32), apply scale / offset / bias and round.
-- ``MsdGroup``: per (row, group) three int4 digits; the AIC computes one int4 matmul per group
-  into a workspace ring (int32 for inner_precise 0, fp16 through FixPipe for inner_precise 1);
-  the AIVs recombine each group (fp32, or fp16 Axpy for inner_precise 1) and accumulate.
-
-- ``MsdSplitK``: as MsdGroup with digits per K block (``v1_base_k`` per-channel, the group
-  per-group), the blocks' products recombined in K-block order.
+- ``MsdGroup``: in ``weight_quant_program_msdgroup`` (the ``MsdGroupTiling`` grid: each AIC one
+  (N range, K range) cell, per group int4 digit matmuls; its AIVs recombine the cell and atomically
+  add the fp32 partial into a zeroed GM workspace; a final pass adds the bias and casts).
+- ``MsdSplitK``: digits per K block (``v1_base_k`` per-channel, the group per-group); the AIC
+  computes one integer matmul per block into a workspace ring (int32, or fp16 through FixPipe for
+  inner_precise 1 per-group); the blocks' products recombined in K-block order.
 
 Other kernels live in ``weight_quant_program_splitk`` (CustomNzSplitK, SplitK: K split over the
 AICs, fp32 partials in a GM workspace reduced by all AIVs in a declared order) and
@@ -488,15 +488,18 @@ def weight_tile_region(s: WqbmmShape, r0: int, rows: int, c0: int, cols: int) ->
 
 
 def build_msd(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, *, kernel: str) -> Kernel:
-    """Msd (per-channel int8, 2 digits, one K block), MsdGroup (per-group, digits per group) or
-    MsdSplitK (digits per K block of ``t.k_block``: ``v1_base_k`` per-channel, the group
-    per-group; int8 2 digits, int4 3).
+    """Msd (per-channel int8, 2 digits, one K block) or MsdSplitK (digits per K block of
+    ``t.k_block``: ``v1_base_k`` per-channel, the group per-group; int8 2 digits, int4 3).
 
     The AIVs of each AIC split the x rows into digits per block; the AIC multiplies every
     block's digit rows by the block's weight rows into a ring of GM workspace slots (int32,
     or fp16 through FixPipe for inner_precise 1 per-group); the AIVs recombine block by block
     into one fp32 accumulator - in MsdSplitK the blocks' products are summed in K-block order
-    (``k_block_ascending``, the order of the numerics model; no cross-core reduction)."""
+    (``k_block_ascending``, the order of the numerics model; no cross-core reduction).
+    MsdGroup has its own program (``weight_quant_program_msdgroup.build_msd_group``)."""
+    if kernel not in ("Msd", "MsdSplitK"):
+        raise ValueError(f"build_msd builds Msd / MsdSplitK, not {kernel!r} (MsdGroup: "
+                         "weight_quant_program_msdgroup.build_msd_group with its MsdGroupTiling)")
     digits = 3 if s.w_dtype == "int4" else 2
     dig_dtype = "int4" if s.w_dtype == "int4" else "int8"
     rows = digits * s.m
@@ -738,7 +741,6 @@ def _msd_post(
 KERNEL_BUILDERS = {
     "Custom": lambda soc, s, t: build_custom(soc, s, t),
     "Msd": lambda soc, s, t: build_msd(soc, s, t, kernel="Msd"),
-    "MsdGroup": lambda soc, s, t: build_msd(soc, s, t, kernel="MsdGroup"),
     "MsdSplitK": lambda soc, s, t: build_msd(soc, s, t, kernel="MsdSplitK"),
 }
 
@@ -749,15 +751,17 @@ def _param_rows(s: WqbmmShape) -> int:
 
 #: kernels whose program reads the kernel's own tiling object (tiling.py) directly
 KERNEL_TILING_PROGRAMS = {"CustomNzSplitK": "CustomNzSplitKTiling", "SplitK":
-                          "CustomNzSplitKTiling", "Fixpipe": "FixpipeTiling"}
+                          "CustomNzSplitKTiling", "Fixpipe": "FixpipeTiling",
+                          "MsdGroup": "MsdGroupTiling"}
 
 
 def build_wqbmm(soc: Any, s: WqbmmShape, kernel: str, tiling: Any = None) -> Kernel:
     """The tiled program of ``kernel``.
 
-    ``tiling``: a :class:`WqbmmProgramTiling` for Custom / Msd / MsdGroup / MsdSplitK (default:
+    ``tiling``: a :class:`WqbmmProgramTiling` for Custom / Msd / MsdSplitK (default:
     ``default_program_tiling``); the kernel tiling object for CustomNzSplitK and SplitK
-    (``CustomNzSplitKTiling``) and Fixpipe (``FixpipeTiling``), required; a
+    (``CustomNzSplitKTiling``), Fixpipe (``FixpipeTiling``) and MsdGroup (``MsdGroupTiling``),
+    required; a
     ``WeightNzProgramTiling`` (optional) for the 310P WeightNz kernel.
     """
     if soc.organisation != "split":
@@ -782,6 +786,10 @@ def build_wqbmm(soc: Any, s: WqbmmShape, kernel: str, tiling: Any = None) -> Ker
             from npusim.ops.weight_quant_program_fixpipe import build_fixpipe
 
             return build_fixpipe(soc, s, tiling)
+        if kernel == "MsdGroup":
+            from npusim.ops.weight_quant_program_msdgroup import build_msd_group
+
+            return build_msd_group(soc, s, tiling)
         from npusim.ops.weight_quant_program_splitk import build_dequant_splitk
 
         return build_dequant_splitk(soc, s, tiling, kernel)
@@ -837,9 +845,6 @@ def program_tiling_from(kt: Any, soc: Any, s: WqbmmShape, kernel: str) -> WqbmmP
         strip, slots, rows = kt.cube_single_n, kt.weight_cache_count, kt.vec_single_k
     elif kernel == "Msd":
         cores, strip, slots, rows = min(aic, kt.cube_block_dim_n), kt.single_core_n, 2, 0
-    elif kernel == "MsdGroup":
-        cores = min(aic, kt.cube_block_dim_n * kt.cube_block_dim_k)
-        strip, slots, rows = kt.cube_single_core_n, 2, 0
     elif kernel == "MsdSplitK":
         cores = min(aic, math.ceil(kt.task_n_size / kt.cube_single_core_n))
         strip, slots, rows = kt.cube_single_core_n, 2, 0

@@ -1,0 +1,435 @@
+"""Tiled program of the ``MsdGroup`` kernel (A2/A3 mix kernel, per-group A16W4 decode).
+
+The work partition follows ``MsdGroupTiling`` (ops-semantics 5.5(c); structure read from the
+published kernel ``WeightQuantBatchMatMulV2MsdGroupKernel`` for behaviour, no code copied):
+
+1. *Setup, all AIVs of the launch.* AIV ``v`` zeroes its share of the fp32 GM workspace ``acc``
+   (M x N): ``ceil(M N / AIVs)`` elements aligned to 128 (512 B), a vector Dup of 0 then UB -> GM.
+   AIV ``v < M`` splits row ``v`` of x over the whole K into digits (Cast, Abs, per-group max by a
+   64-lane Max and two BlockReduceMax, Brcb; with an offset the per-group row sums the same way;
+   Div by the group max, Muls, then per digit Cast ROUND / Cast to half / Cast to int4 or int8 and
+   the residual Sub, Muls) and writes the digit rows, the broadcast group maxima (and sums) to GM
+   workspaces. A mode-0 barrier of all AIVs (SyncAll), then each AIV signals its AIC.
+2. *AIC ``ci`` = cell (``ci % cube_block_dim_n``, ``ci // cube_block_dim_n``)*: columns
+   ``[n * cube_single_core_n, ...)`` x K rows ``[k * single_core_k, ...)``. Before the signal it
+   streams the weight tiles of its first three groups GM -> L1 (an L2 warm-up overlapping step 1).
+   Then per group of its K range one integer matmul (digits x M rows, group K, the cell's columns)
+   into a two-slot C workspace of its K index (int32; fp16 through FixPipe DEQF16 with scale 1.0
+   for inner_precise 1); a flag per group to its AIVs, and from the third group on it waits for
+   the slot to be free.
+3. *AIV ``h`` of AIC ``ci``* (vec N index ``v % vec_block_dim_n``, vec K index
+   ``v // vec_block_dim_n``, which is its AIC's cell: checked) recombines its
+   ``vec_single_core_n`` columns of the cell group by group: scale (and offset) rows; C digit rows
+   (int32: row chunks of 8, 6 and the rest, each digit Cast then Muls / Axpy in fp32; fp16: the
+   Axpy chain in fp16, Cast, Muls); x scale, x group max; into an fp32 accumulator (M x columns)
+   in UB. After its last group one UB -> GM DMA with **atomic add** into ``acc``.
+4. *All AIVs, after a second mode-0 barrier:* AIV ``v`` loads the ``acc`` columns of vec N index
+   ``v % vec_block_dim_n``, adds the bias, Casts (CAST_ROUND) to the output dtype and writes y.
+
+Accumulation order: the device adds the K-range partials in whatever order the atomics land (the
+simulator applies them in completion order); the functional output is the numerics model
+(``numerics_msd.msd_group``), which adds them in the SoC's declared ``split_k_reduction_order``
+(``core_index_ascending``); the metadata ``split_k_accumulation`` says so. The final cast pass is
+the model's ``+ bias; CAST_ROUND`` (no int8 output: MsdGroup excludes it).
+
+Assumptions / simplifications (timing only; the instructions carry no value semantics):
+
+- Every AIV of the launch runs step 4 (the kernel's cube_block_dim_k copies per column range write
+  identical y); only the AIVs of vec K index 0 issue the y write here (identical concurrent
+  writes would be a race to the hazard checker) - the others load, add and cast.
+- The zeroing size is M N fp32; the kernel's size argument looks like a byte count used as an
+  element count (it would zero 4x as much) - unverified, not modelled.
+- The cube loads the digits per base block from GM (``CubeEmitter``) where the kernel keeps the
+  core's digits of its K range in L1 once; the digits are small (3 x M x K / 2 bytes).
+- An NZ weight is read as ND windows of the same bytes.
+- NotImplementedError: fewer AIVs in the launch than rows of x (the kernel splits one row per AIV
+  and would leave rows without digits), ``vec1_single_core_m != 1``, and vector tilings whose
+  AIV column ranges are not inside their AIC's cell.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.ops.matmul_program import CubeEmitter, CubeTiling, Epilogue, GmMatrix
+from npusim.ops.weight_quant_program import (
+    ITEM,
+    WqbmmShape,
+    bias_dtype,
+    kernel_meta,
+    weight_tile_region,
+)
+
+# cross-core flag ids: digits ready (AIV -> AIC), C slot ready / free, the two AIV barriers
+READY, GROUP_READY, GROUP_FREE, ALL_DIGITS, ALL_ATOMIC = 0, 2, 3, 4, 5
+ZERO_CHUNK = 16384  # fp32 elements zeroed per UB -> GM copy (64 KiB)
+
+
+def msd_group_cells(kt: Any, s: WqbmmShape) -> list[tuple[int, int, int, int]]:
+    """(n0, n1, k0, k1) of each cube core of the launch, core index order (N index fastest)."""
+    cells = []
+    for ci in range(kt.cube_block_dim_n * kt.cube_block_dim_k):
+        ni, ki = ci % kt.cube_block_dim_n, ci // kt.cube_block_dim_n
+        n0, k0 = ni * kt.cube_single_core_n, ki * kt.single_core_k
+        n1, k1 = min(s.n, n0 + kt.cube_single_core_n), min(s.k, k0 + kt.single_core_k)
+        cells.append((n0, n1, k0, k1))
+    return cells
+
+
+def accumulation_note(kt: Any, order: str) -> str:
+    """The ``split_k_accumulation`` metadata of the program."""
+    return (
+        f"{kt.cube_block_dim_k} K ranges of {kt.single_core_k}: each cube cell's fp32 partial "
+        "(M x its columns) is atomically added (UB->GM DMA, atomic add) into a zeroed fp32 GM "
+        "workspace; device order unpublished (the simulator applies atomics in completion order); "
+        f"functional output = numerics model adding the partials in {order} order "
+        "(SoC split_k_reduction_order); then + bias and CAST_ROUND to y"
+    )
+
+
+def _check(soc: Any, s: WqbmmShape, kt: Any, n_aiv: int) -> None:
+    if kt.cube_block_dim_n * kt.cube_block_dim_k > soc.core_counts()["aic"]:
+        raise ValueError(
+            f"MsdGroup: cube_block_dim_n x cube_block_dim_k = "
+            f"{kt.cube_block_dim_n * kt.cube_block_dim_k} exceeds the "
+            f"{soc.core_counts()['aic']} AIC of {soc.name}"
+        )
+    if s.group_size <= 0:
+        raise ValueError("MsdGroup needs a per-group call (antiquant_group_size > 0)")
+    if kt.vec1_single_core_m != 1:
+        raise NotImplementedError(
+            f"MsdGroup program: vec1_single_core_m={kt.vec1_single_core_m}; the kernel splits one "
+            "row of x per AIV (rows per AIV other than 1 are not modelled)"
+        )
+    if n_aiv < s.m:
+        raise NotImplementedError(
+            f"MsdGroup program: M={s.m} rows but only {n_aiv} AIVs in the launch; the kernel "
+            "splits one row per AIV (block index < M) and would leave rows without digits"
+        )
+    for ci, (n0, n1, _, _) in enumerate(msd_group_cells(kt, s)):
+        for h in range(2):
+            v = 2 * ci + h
+            vn, vk = v % kt.vec_block_dim_n, v // kt.vec_block_dim_n
+            c0 = vn * kt.vec_single_core_n
+            c1 = min(s.n, c0 + kt.vec_single_core_n)
+            inside = c0 >= c1 or (n0 <= c0 and c1 <= n1)
+            if vk != ci // kt.cube_block_dim_n or not inside:
+                raise NotImplementedError(
+                    f"MsdGroup program: AIV {v} (vec N index {vn}, K index {vk}) does not "
+                    f"recombine inside the cell of its AIC {ci}; only vec_block_dim_n = 2 x "
+                    "cube_block_dim_n with 2 x vec_single_core_n = cube_single_core_n is modelled"
+                )
+
+
+def build_msd_group(soc: Any, s: WqbmmShape, kt: Any) -> Kernel:
+    """The MsdGroup program for the kernel tiling ``kt`` (``MsdGroupTiling``)."""
+    order = getattr(getattr(soc, "numerics", None), "split_k_reduction_order", "")
+    if order and order != "core_index_ascending":
+        raise NotImplementedError(
+            f"split_k_reduction_order={order!r}: only core_index_ascending is modelled"
+        )
+    order = order or "core_index_ascending"
+    cells = msd_group_cells(kt, s)
+    n_aic = len(cells)
+    n_aiv = 2 * n_aic
+    _check(soc, s, kt, n_aiv)
+    digits = 3 if s.w_dtype == "int4" else 2
+    dig_dtype = "int4" if s.w_dtype == "int4" else "int8"
+    rows = digits * s.m
+    g = s.group_size
+    ngroups = math.ceil(s.k / g)
+    high_perf = s.inner_precise == 1 and s.w_dtype == "int4"
+    c_dtype = "float16" if high_perf else "int32"
+    c_isz = ITEM[c_dtype]
+    csn = kt.cube_single_core_n
+    gm = {
+        "x": GMTensor("x", (s.m, s.k), s.x_dtype),
+        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype),
+        "scale": GMTensor("scale", (ngroups, s.n), s.x_dtype),
+        "digits": GMTensor("digits", (rows, s.k), dig_dtype, role="workspace"),
+        "amax": GMTensor("amax", (s.m, ngroups * 8), "float32", role="workspace"),
+        "c": GMTensor("c", (n_aic * 2, rows, csn), c_dtype, role="workspace"),
+        "acc": GMTensor("acc", (s.m, s.n), "float32", role="workspace"),
+        "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
+    }
+    if s.has_offset:
+        gm["offset"] = GMTensor("offset", (ngroups, s.n), s.x_dtype)
+        gm["rsum"] = GMTensor("rsum", (s.m, ngroups * 8), "float32", role="workspace")
+    if s.has_bias:
+        gm["bias"] = GMTensor("bias", (s.n,), bias_dtype(s))
+    cb = kt.cube
+    cube_t = CubeTiling(
+        base_m=cb.base_m, base_n=cb.base_n, base_k=cb.base_k, step_ka=cb.step_ka,
+        step_kb=cb.step_kb, depth_a1=cb.depth_a1, depth_b1=cb.depth_b1, single_core_m=1,
+        single_core_n=1, m_dim=1, n_dim=1, l0c_db=cb.db_l0c > 1,
+    )
+    dig = GmMatrix("digits", dig_dtype, math.ceil(s.k * ITEM[dig_dtype]))
+    w_mat = GmMatrix(
+        "w", s.w_dtype, math.ceil((s.k if s.trans_w else s.n) * ITEM[s.w_dtype]),
+        transposed=s.trans_w,
+    )
+    epi = Epilogue("DEQF16" if high_perf else "NONE", c_dtype)
+    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
+    cores: list[CoreProgram] = []
+    for ci, (n0, n1, k0, k1) in enumerate(cells):
+        groups = range(k0 // g, math.ceil(k1 / g))
+        aic = CoreProgram(ci, "aic")
+        bld = ProgramBuilder(aic, aic_desc)
+        pre = bld.alloc("L1", (g, n1 - n0), s.w_dtype, "B1_preload")
+        for gi in list(groups)[:3]:
+            src = weight_tile_region(s, gi * g, min(g, s.k - gi * g), n0, n1 - n0)
+            bld.dma(src, Region("L1", pre.offset, src.shape, s.w_dtype),
+                    name="weight preload GM->L1 (L2 warm-up)", transform="nd2nz")
+        em = CubeEmitter(bld, soc, cube_t, dig_dtype, functional=False, cube_model="",
+                         with_bias=False)
+        bld.cross_wait(READY, "MTE2")
+        for task, gi in enumerate(groups):
+            slot = ci * 2 + task % 2
+            if task >= 2:
+                bld.cross_wait(GROUP_FREE, "FIX")
+            out = GmMatrix("c", c_dtype, math.ceil(csn * c_isz),
+                           offset=math.ceil(slot * rows * csn * c_isz))
+            em.block(dig, w_mat, out, epi, 0, rows, n0, n1, min(g, s.k - gi * g),
+                     k_offset=gi * g, out_col_offset=-n0)
+            bld.cross_set(2, "FIX", GROUP_READY)
+        cores.append(aic)
+        for h in range(2):
+            v = 2 * ci + h
+            aiv = CoreProgram(v, "aiv")
+            b = ProgramBuilder(aiv, aiv_desc)
+            mark = b.used_bytes("UB")
+            _setup(b, s, v, n_aiv, digits, dig_dtype, ngroups)
+            b.release("UB", mark)
+            c0 = (v % kt.vec_block_dim_n) * kt.vec_single_core_n
+            cw = min(kt.vec_single_core_n, s.n - c0)
+            _recombine(b, s, kt, groups, ci, c0 - n0, cw, digits, c_dtype)
+            b.release("UB", mark)
+            b.cross_set(0, "MTE3", ALL_ATOMIC)
+            b.cross_wait(ALL_ATOMIC, "MTE2", mode=0)
+            if cw > 0:
+                _final(b, s, c0, cw, write=v < kt.vec_block_dim_n)
+            cores.append(aiv)
+    meta = kernel_meta(s, "MsdGroup", kt)
+    meta["split_k_accumulation"] = accumulation_note(kt, order)
+    meta["cube_cells"] = [list(c) for c in cells]
+    return Kernel("wqbmm_msdgroup", gm, cores, meta)
+
+
+def _setup(
+    b: ProgramBuilder, s: WqbmmShape, v: int, n_aiv: int, digits: int, dig_dtype: str,
+    ngroups: int,
+) -> None:
+    """Step 1 on AIV ``v``: zero its share of ``acc``; split row ``v`` (if any) into digits;
+    barrier of all AIVs; signal the AIC."""
+    total = s.m * s.n
+    share = math.ceil(math.ceil(total / n_aiv) / 128) * 128
+    z0 = v * share
+    if z0 < total:
+        zn = min(share, total - z0)
+        zb = b.alloc("UB", (min(zn, ZERO_CHUNK),), "float32", "zeros")
+        b.vec("Duplicate 0", "dup", zb, (), elements=min(zn, ZERO_CHUNK), dtype="float32")
+        b.sync("V", "MTE3", 1)
+        for off in range(z0, z0 + zn, ZERO_CHUNK):
+            cnt = min(ZERO_CHUNK, z0 + zn - off)
+            b.dma(Region("UB", zb.offset, (cnt,), "float32"),
+                  Region("GM", off * 4, (cnt,), "float32", "acc"), name="zero acc UB->GM")
+    if v < s.m:
+        _split_row(b, s, v, digits, dig_dtype, ngroups)
+    b.cross_set(0, "MTE3", ALL_DIGITS)
+    b.cross_wait(ALL_DIGITS, "MTE2", mode=0)
+    b.cross_set(2, "MTE2", READY)
+
+
+def _split_row(
+    b: ProgramBuilder, s: WqbmmShape, r: int, digits: int, dig_dtype: str, ngroups: int
+) -> None:
+    """Digits of row ``r`` of x (whole K), its broadcast group maxima (and sums) to GM."""
+    k, g = s.k, s.group_size
+    kpad = math.ceil(k / 16) * 16
+    xb = b.alloc("UB", (kpad,), s.x_dtype, "x")
+    fb = b.alloc("UB", (kpad,), "float32", "xf")
+    mb = b.alloc("UB", (kpad,), "float32", "multi_scale")
+    db = b.alloc("UB", (digits, kpad), dig_dtype, "digits")
+    brc = b.alloc("UB", (ngroups * 8,), "float32", "group_brc")
+    hb = Region("UB", xb.offset, (kpad,), "float16")
+    b.dma(Region("GM", r * k * 2, (k,), s.x_dtype, "x"), Region("UB", xb.offset, (k,), s.x_dtype),
+          name="x row GM->UB")
+    b.sync("MTE2", "V", 0)
+    b.vec("Cast x->fp32", "convert", fb, (xb,), elements=k, dtype=s.x_dtype)
+
+    def group_reduce(what: str, src: Region, red: str) -> None:
+        if g == 128:
+            b.vec(f"{red} halves", "binary", mb, (src, src), elements=k // 2, dtype="float32")
+        b.vec(f"BlockReduce{red} per group", "reduce", mb, (mb,), elements=ngroups * 64,
+              dtype="float32")
+        b.vec(f"BlockReduce{red} blocks", "reduce", mb, (mb,), elements=ngroups * 8,
+              dtype="float32")
+        b.vec("Brcb", "copy", brc, (mb,), elements=ngroups * 8, dtype="float32")
+        b.sync("V", "MTE3", 0)
+        b.dma(Region("UB", brc.offset, (ngroups * 8,), "float32"),
+              Region("GM", r * ngroups * 32, (ngroups * 8,), "float32", what),
+              name=f"{what} GM workspace")
+        b.set_flag("MTE3", "V", 0)
+        b.wait_flag("MTE3", "V", 0)
+
+    if s.has_offset:
+        group_reduce("rsum", fb, "Sum")
+    b.vec("Abs", "unary", mb, (fb,), elements=k, dtype="float32")
+    group_reduce("amax", mb, "Max")
+    b.vec("Div by group max", "special", mb, (fb, brc), elements=k, dtype="float32")
+    b.vec("Muls f1", "unary", mb, (mb,), elements=k, dtype="float32")
+    for d in range(digits):
+        if d:
+            b.vec("Sub digit", "binary", mb, (mb, fb), elements=k, dtype="float32")
+            b.vec("Muls f2", "unary", mb, (mb,), elements=k, dtype="float32")
+        b.vec(f"Cast ROUND digit {d}", "convert", fb, (mb,), elements=k, dtype="float32")
+        b.vec("Cast fp32->half", "convert", hb, (fb,), elements=k, dtype="float32")
+        dreg = Region("UB", db.offset + math.ceil(d * kpad * ITEM[dig_dtype]), (k,), dig_dtype)
+        b.vec(f"Cast half->{dig_dtype}", "convert", dreg, (hb,), elements=k, dtype="float16")
+    b.sync("V", "MTE3", 0)
+    for d in range(digits):
+        b.dma(Region("UB", db.offset + math.ceil(d * kpad * ITEM[dig_dtype]), (k,), dig_dtype),
+              Region("GM", math.ceil((r * digits + d) * k * ITEM[dig_dtype]), (k,), dig_dtype,
+                     "digits"),
+              name="digits UB->GM")
+
+
+def _row_chunks(m: int) -> list[tuple[int, int]]:
+    """The int32 recombination's row chunks (8 rows, then up to row 14, then the rest)."""
+    edges = [0, min(m, 8), min(m, 14), m]
+    return [(a, e) for a, e in itertools.pairwise(edges) if e > a]
+
+
+def _recombine(
+    b: ProgramBuilder, s: WqbmmShape, kt: Any, groups: range, ci: int, cc0: int, cw: int,
+    digits: int, c_dtype: str,
+) -> None:
+    """Step 3 on one AIV: per group of AIC ``ci``'s K range recombine the cell's columns
+    [cc0, cc0 + cw) into an fp32 UB accumulator; then one atomic-add DMA into ``acc``."""
+    ntask = len(groups)
+    if cw <= 0:  # an empty column range keeps the handshakes with its AIC
+        for task in range(ntask):
+            b.cross_wait(GROUP_READY, "MTE2")
+            if task + 2 < ntask:
+                b.cross_set(2, "MTE2", GROUP_FREE)
+        return
+    m, vsn, xd, csn = s.m, kt.vec_single_core_n, s.x_dtype, kt.cube_single_core_n
+    c0 = (ci % kt.cube_block_dim_n) * csn + cc0  # the global first column
+    ng8 = math.ceil(s.k / s.group_size) * 8
+    rows = digits * m
+    c_isz = ITEM[c_dtype]
+    sc_raw = b.alloc("UB", (vsn,), xd, "scale_in")
+    sc = b.alloc("UB", (vsn,), "float32", "scale")
+    if s.has_offset:
+        of_raw = b.alloc("UB", (vsn,), xd, "offset_in")
+        of = b.alloc("UB", (vsn,), "float32", "scale_offset")
+        rs = b.alloc("UB", (m * 8,), "float32", "rsum")
+    acc = b.alloc("UB", (m, cw), "float32", "acc")
+    am = b.alloc("UB", (m * 8,), "float32", "amax")
+    if c_dtype == "int32":
+        crow = max(a + digits * (e - a) for a, e in _row_chunks(m))
+        cbuf = b.alloc("UB", (crow, cw), "int32", "c")
+        cf = Region("UB", cbuf.offset, (m, cw), "float32")  # recombined rows alias the C rows
+    else:
+        cbytes = max(rows * cw * 2, m * cw * 6)
+        cbuf = b.alloc("UB", (cbytes,), "int8", "c16")
+        cf = Region("UB", cbuf.offset + m * cw * 2, (m, cw), "float32")  # over digits 1, 2
+    n = m * cw
+    for task, gi in enumerate(groups):
+        if task:
+            b.wait_flag("V", "MTE2", 0)
+        b.dma(Region("GM", (gi * s.n + c0) * 2, (cw,), xd, "scale"),
+              Region("UB", sc_raw.offset, (cw,), xd), name="scale GM->UB")
+        b.dma(Region("GM", gi * 32, (m, 8), "float32", "amax", ng8 * 4),
+              Region("UB", am.offset, (m, 8), "float32"), name="group max GM->UB")
+        if s.has_offset:
+            b.dma(Region("GM", (gi * s.n + c0) * 2, (cw,), xd, "offset"),
+                  Region("UB", of_raw.offset, (cw,), xd), name="offset GM->UB")
+            b.dma(Region("GM", gi * 32, (m, 8), "float32", "rsum", ng8 * 4),
+                  Region("UB", rs.offset, (m, 8), "float32"), name="group sum GM->UB")
+        b.sync("MTE2", "V", 0)
+        b.vec("Cast scale->fp32", "convert", sc, (sc_raw,), elements=cw, dtype=xd)
+        if s.has_offset:
+            b.vec("Cast offset->fp32", "convert", of, (of_raw,), elements=cw, dtype=xd)
+            b.vec("Mul scale*offset", "binary", of, (of, sc), elements=cw, dtype="float32")
+            if task == 0:
+                b.vec("Mul rsum*offset", "binary", acc, (rs, of), elements=n, dtype="float32")
+            else:
+                b.vec("MulAddDst rsum*offset", "ternary", acc, (rs, of), elements=n,
+                      dtype="float32")
+        b.cross_wait(GROUP_READY, "MTE2")
+        base = (ci * 2 + task % 2) * rows * csn
+        if c_dtype == "int32":
+            for ci_, (a, e) in enumerate(_row_chunks(m)):
+                tail = e - a
+                if ci_:
+                    b.set_flag("V", "MTE2", 1)
+                    b.wait_flag("V", "MTE2", 1)
+                for d in range(digits):
+                    ub = Region("UB", cbuf.offset + (a + d * tail) * cw * 4, (tail, cw), "int32")
+                    b.dma(Region("GM", (base + (a * digits + d) * csn + cc0) * c_isz,
+                                 (tail, cw), c_dtype, "c", digits * csn * c_isz),
+                          ub, name=f"C digit {d} GM->UB")
+                    b.sync("MTE2", "V", 2)
+                    f = Region("UB", ub.offset, (tail, cw), "float32")
+                    b.vec("Cast C->fp32", "convert", f, (ub,), elements=tail * cw, dtype="int32")
+                    if d == 0:
+                        b.vec("Muls 1/f1", "unary", f, (f,), elements=tail * cw, dtype="float32")
+                    else:
+                        b.vec("Axpy digit", "ternary", f, (f,), elements=tail * cw,
+                              dtype="float32")
+        else:
+            for d in range(digits):
+                ub = Region("UB", cbuf.offset + d * m * cw * 2, (m, cw), "float16")
+                b.dma(Region("GM", (base + d * csn + cc0) * c_isz, (m, cw), c_dtype, "c",
+                             digits * csn * c_isz), ub, name=f"C digit {d} GM->UB")
+            b.sync("MTE2", "V", 2)
+            c16 = Region("UB", cbuf.offset, (m, cw), "float16")
+            for _ in range(digits - 1):
+                b.vec("Axpy digit (fp16)", "ternary", c16, (c16,), elements=n, dtype="float16")
+            b.vec("Cast fp16->fp32", "convert", cf, (c16,), elements=n, dtype="float16")
+            b.vec("Muls 1/f1", "unary", cf, (cf,), elements=n, dtype="float32")
+        if task + 2 < ntask:
+            b.cross_set(2, "MTE2", GROUP_FREE)
+        b.vec("Mul scale", "binary", cf, (cf, sc), elements=n, dtype="float32")
+        b.vec("Mul group max", "binary", cf, (cf, am), elements=n, dtype="float32")
+        if task == 0 and not s.has_offset:
+            b.vec("Copy to acc", "copy", acc, (cf,), elements=n, dtype="float32")
+        else:
+            b.vec("Add to acc", "binary", acc, (acc, cf), elements=n, dtype="float32")
+        b.set_flag("V", "MTE2", 0)
+    b.wait_flag("V", "MTE2", 0)
+    b.sync("V", "MTE3", 3)
+    b.dma(Region("UB", acc.offset, (m, cw), "float32"),
+          Region("GM", c0 * 4, (m, cw), "float32", "acc", s.n * 4),
+          name="partial UB->GM atomic add", atomic="add")
+
+
+def _final(b: ProgramBuilder, s: WqbmmShape, c0: int, cw: int, *, write: bool) -> None:
+    """Step 4 on one AIV: acc columns [c0, c0 + cw) + bias, CAST_ROUND, y (if ``write``)."""
+    m = s.m
+    res = b.alloc("UB", (m, cw), "float32", "res")
+    out = b.alloc("UB", (m, cw), s.out_dtype, "out")
+    b.dma(Region("GM", c0 * 4, (m, cw), "float32", "acc", s.n * 4),
+          Region("UB", res.offset, (m, cw), "float32"), name="acc GM->UB")
+    if s.has_bias:
+        bdt = bias_dtype(s)
+        braw = b.alloc("UB", (cw,), bdt, "bias_in")
+        bf = b.alloc("UB", (cw,), "float32", "bias")
+        b.dma(Region("GM", c0 * ITEM[bdt], (cw,), bdt, "bias"),
+              Region("UB", braw.offset, (cw,), bdt), name="bias GM->UB")
+    b.sync("MTE2", "V", 0)
+    if s.has_bias:
+        if bdt != "float32":
+            b.vec("Cast bias->fp32", "convert", bf, (braw,), elements=cw, dtype=bdt)
+        b.vec("Add bias", "binary", res, (res, bf if bdt != "float32" else braw),
+              elements=m * cw, dtype="float32")
+    b.vec("Cast ROUND -> out", "convert", out, (res,), elements=m * cw, dtype="float32")
+    if write:
+        b.sync("V", "MTE3", 0)
+        isz = ITEM[s.out_dtype]
+        b.dma(Region("UB", out.offset, (m, cw), s.out_dtype),
+              Region("GM", c0 * isz, (m, cw), s.out_dtype, "y", s.n * isz), name="y UB->GM")
