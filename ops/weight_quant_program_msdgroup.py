@@ -54,7 +54,6 @@ import math
 from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
-from npusim.ops.matmul_program import CubeEmitter, CubeTiling, Epilogue, GmMatrix
 from npusim.ops.weight_quant_program import (
     ITEM,
     WqbmmShape,
@@ -143,7 +142,6 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any) -> Kernel:
     ngroups = math.ceil(s.k / g)
     high_perf = s.inner_precise == 1 and s.w_dtype == "int4"
     c_dtype = "float16" if high_perf else "int32"
-    c_isz = ITEM[c_dtype]
     csn = kt.cube_single_core_n
     gm = {
         "x": GMTensor("x", (s.m, s.k), s.x_dtype),
@@ -160,41 +158,13 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any) -> Kernel:
         gm["rsum"] = GMTensor("rsum", (s.m, ngroups * 8), "float32", role="workspace")
     if s.has_bias:
         gm["bias"] = GMTensor("bias", (s.n,), bias_dtype(s))
-    cb = kt.cube
-    cube_t = CubeTiling(
-        base_m=cb.base_m, base_n=cb.base_n, base_k=cb.base_k, step_ka=cb.step_ka,
-        step_kb=cb.step_kb, depth_a1=cb.depth_a1, depth_b1=cb.depth_b1, single_core_m=1,
-        single_core_n=1, m_dim=1, n_dim=1, l0c_db=cb.db_l0c > 1,
-    )
-    dig = GmMatrix("digits", dig_dtype, math.ceil(s.k * ITEM[dig_dtype]))
-    w_mat = GmMatrix(
-        "w", s.w_dtype, math.ceil((s.k if s.trans_w else s.n) * ITEM[s.w_dtype]),
-        transposed=s.trans_w,
-    )
-    epi = Epilogue("DEQF16" if high_perf else "NONE", c_dtype)
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
     cores: list[CoreProgram] = []
     for ci, (n0, n1, k0, k1) in enumerate(cells):
         groups = range(k0 // g, math.ceil(k1 / g))
         aic = CoreProgram(ci, "aic")
-        bld = ProgramBuilder(aic, aic_desc)
-        pre = bld.alloc("L1", (g, n1 - n0), s.w_dtype, "B1_preload")
-        for gi in list(groups)[:3]:
-            src = weight_tile_region(s, gi * g, min(g, s.k - gi * g), n0, n1 - n0)
-            bld.dma(src, Region("L1", pre.offset, src.shape, s.w_dtype),
-                    name="weight preload GM->L1 (L2 warm-up)", transform="nd2nz")
-        em = CubeEmitter(bld, soc, cube_t, dig_dtype, functional=False, cube_model="",
-                         with_bias=False)
-        bld.cross_wait(READY, "MTE2")
-        for task, gi in enumerate(groups):
-            slot = ci * 2 + task % 2
-            if task >= 2:
-                bld.cross_wait(GROUP_FREE, "FIX")
-            out = GmMatrix("c", c_dtype, math.ceil(csn * c_isz),
-                           offset=math.ceil(slot * rows * csn * c_isz))
-            em.block(dig, w_mat, out, epi, 0, rows, n0, n1, min(g, s.k - gi * g),
-                     k_offset=gi * g, out_col_offset=-n0)
-            bld.cross_set(2, "FIX", GROUP_READY)
+        _cube_cell(ProgramBuilder(aic, aic_desc), s, kt, ci, (n0, n1, k0, k1), digits,
+                   dig_dtype, c_dtype)
         cores.append(aic)
         for h in range(2):
             v = 2 * ci + h
@@ -216,6 +186,90 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any) -> Kernel:
     meta["split_k_accumulation"] = accumulation_note(kt, order)
     meta["cube_cells"] = [list(c) for c in cells]
     return Kernel("wqbmm_msdgroup", gm, cores, meta)
+
+
+def _cube_cell(
+    b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int, cell: tuple[int, int, int, int],
+    digits: int, dig_dtype: str, c_dtype: str,
+) -> None:
+    """Step 2 on AIC ``ci``: the digits of its K range into L1 once; per group the cell's
+    weight tile (group x cell columns, one ND2NZ DMA, double-buffered in L1), base blocks of
+    ``base_n`` x ``base_k`` through L0A / L0B (ping-pong), Mmad, FixPipe into C slot
+    ``group % 2``. L1 offsets inside a tile follow an N-block-major NZ layout."""
+    n0, n1, k0, k1 = cell
+    g, cb = s.group_size, kt.cube
+    rows = digits * s.m
+    if rows > cb.base_m:
+        raise NotImplementedError(
+            f"MsdGroup program: {rows} digit rows exceed base_m={cb.base_m} (one M block modelled)"
+        )
+    csn, cw, kw = kt.cube_single_core_n, n1 - n0, k1 - k0
+    c_isz = ITEM[c_dtype]
+    groups = range(k0 // g, math.ceil(k1 / g))
+    a1 = b.alloc("L1", (cb.base_m, kw), dig_dtype, "A1_digits")
+    b1 = [b.alloc("L1", (g, csn), s.w_dtype, f"B1_{i}") for i in range(2)]
+    l0a = [b.alloc("L0A", (cb.base_m, cb.base_k), dig_dtype, f"A0_{i}") for i in range(2)]
+    l0b = [b.alloc("L0B", (cb.base_k, cb.base_n), dig_dtype, f"B0_{i}") for i in range(2)]
+    nc = 2 if cb.db_l0c > 1 else 1
+    l0c = [b.alloc("L0C", (cb.base_m, cb.base_n), "int32", f"C0_{i}") for i in range(nc)]
+    for gi in list(groups)[:3]:  # the kernel's L2 warm-up: three weight tiles into one buffer
+        src = weight_tile_region(s, gi * g, min(g, s.k - gi * g), n0, cw)
+        b.dma(src, Region("L1", b1[0].offset, src.shape, s.w_dtype),
+              name="weight preload GM->L1 (L2 warm-up)", transform="nd2nz")
+    b.cross_wait(READY, "MTE2")
+    b.dma(Region("GM", math.ceil(k0 * ITEM[dig_dtype]), (rows, kw), dig_dtype, "digits",
+                 math.ceil(s.k * ITEM[dig_dtype])),
+          Region("L1", a1.offset, (rows, kw), dig_dtype), name="A digits GM->L1 nd2nz",
+          transform="nd2nz")
+    b.sync("MTE2", "MTE1", 0)
+    step = tile = 0
+    mode = "DEQF16" if c_dtype == "float16" else "NONE"
+    for task, gi in enumerate(groups):
+        ib, kg = task % 2, min(g, s.k - gi * g)
+        if task >= 2:
+            b.wait_flag("MTE1", "MTE2", 2 + ib)
+        src = weight_tile_region(s, gi * g, kg, n0, cw)
+        b.dma(src, Region("L1", b1[ib].offset, src.shape, s.w_dtype), name="B GM->L1 nd2nz",
+              transform="nd2nz")
+        b.sync("MTE2", "MTE1", 2 + ib)
+        if task >= 2:
+            b.cross_wait(GROUP_FREE, "FIX")
+        slot = ci * 2 + task % 2
+        for bn in range(0, cw, cb.base_n):
+            rn = min(cb.base_n, cw - bn)
+            cbuf = tile % nc
+            c_reg = Region("L0C", l0c[cbuf].offset, (rows, rn), "int32")
+            ksteps = range(0, kg, cb.base_k)
+            for j, kk in enumerate(ksteps):
+                rk = min(cb.base_k, kg - kk)
+                lb = step % 2
+                if step >= 2:
+                    b.wait_flag("M", "MTE1", lb)
+                ka = (gi * g - k0) + kk
+                a_src = Region("L1", a1.offset + math.ceil(rows * ka * ITEM[dig_dtype]),
+                               (rows, rk), dig_dtype)
+                b_src = Region("L1", b1[ib].offset + math.ceil((bn * g + kk * rn)
+                                                               * ITEM[s.w_dtype]),
+                               (rk, rn), s.w_dtype)
+                a0 = Region("L0A", l0a[lb].offset, (rows, rk), dig_dtype)
+                b0 = Region("L0B", l0b[lb].offset, (rk, rn), dig_dtype)
+                b.dma(a_src, a0, name="L1->L0A")
+                b.dma(b_src, b0, name="L1->L0B")
+                b.sync("MTE1", "M", lb)
+                if j == 0 and tile >= nc:
+                    b.wait_flag("FIX", "M", cbuf)
+                b.mmad(a0, b0, c_reg, rows, rk, rn, dig_dtype, accumulate=j > 0)
+                b.set_flag("M", "MTE1", lb)
+                step += 1
+            b.sync("M", "FIX", cbuf)
+            dst = Region("GM", math.ceil((slot * rows * csn + bn) * c_isz), (rows, rn), c_dtype,
+                         "c", math.ceil(csn * c_isz))
+            b.fixpipe(c_reg, dst, elements=rows * rn, out_dtype=c_dtype, mode=mode)
+            b.set_flag("FIX", "M", cbuf)
+            tile += 1
+        if task + 2 < len(groups):
+            b.set_flag("MTE1", "MTE2", 2 + ib)
+        b.cross_set(2, "FIX", GROUP_READY)
 
 
 def _setup(
