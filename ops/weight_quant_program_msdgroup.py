@@ -39,8 +39,11 @@ Assumptions / simplifications (timing only; the instructions carry no value sema
   writes would be a race to the hazard checker) - the others load, add and cast.
 - The zeroing size is M N fp32; the kernel's size argument looks like a byte count used as an
   element count (it would zero 4x as much) - unverified, not modelled.
-- The cube loads the digits per base block from GM (``CubeEmitter``) where the kernel keeps the
-  core's digits of its K range in L1 once; the digits are small (3 x M x K / 2 bytes).
+- The C workspace holds two slots per AIC, each (digit rows x cube_single_core_n) contiguous; the
+  kernel's slots span all N per K index (same bytes per transfer, other addresses) - contiguous
+  per-core slots keep the hazard checker's strided footprints exact.
+- L1 offsets inside a weight tile follow an N-block-major layout; the L1 -> L0 moves are base
+  blocks of ``base_n`` x ``base_k`` (the matmul library's inner loop is not published).
 - An NZ weight is read as ND windows of the same bytes.
 - NotImplementedError: fewer AIVs in the launch than rows of x (the kernel splits one row per AIV
   and would leave rows without digits), ``vec1_single_core_m != 1``, and vector tilings whose
