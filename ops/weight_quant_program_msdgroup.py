@@ -45,9 +45,11 @@ Assumptions / simplifications (timing only; the instructions carry no value sema
 - L1 offsets inside a weight tile follow an N-block-major layout; the L1 -> L0 moves are base
   blocks of ``base_n`` x ``base_k`` (the matmul library's inner loop is not published).
 - An NZ weight is read as ND windows of the same bytes.
-- NotImplementedError: fewer AIVs in the launch than rows of x (the kernel splits one row per AIV
-  and would leave rows without digits), ``vec1_single_core_m != 1``, and vector tilings whose
-  AIV column ranges are not inside their AIC's cell.
+- The launch has ``max(cells, ceil(M / 2))`` AIC blocks (the host asks for max(M, 2 x cells)
+  AIVs; the block-dim rounding is assumed to be ceil(AIVs / 2)): blocks beyond the cells only
+  split rows, zero their workspace share and run step 4.
+- NotImplementedError: ``vec1_single_core_m != 1`` (the kernel reads one row per AIV), and vector
+  tilings whose AIV column ranges are not inside their AIC's cell.
 """
 
 from __future__ import annotations
@@ -92,12 +94,11 @@ def accumulation_note(kt: Any, order: str) -> str:
     )
 
 
-def _check(soc: Any, s: WqbmmShape, kt: Any, n_aiv: int) -> None:
-    if kt.cube_block_dim_n * kt.cube_block_dim_k > soc.core_counts()["aic"]:
+def _check(soc: Any, s: WqbmmShape, kt: Any, n_blocks: int) -> None:
+    if n_blocks > soc.core_counts()["aic"]:
         raise ValueError(
-            f"MsdGroup: cube_block_dim_n x cube_block_dim_k = "
-            f"{kt.cube_block_dim_n * kt.cube_block_dim_k} exceeds the "
-            f"{soc.core_counts()['aic']} AIC of {soc.name}"
+            f"MsdGroup: a launch of {n_blocks} AIC blocks (cube_block_dim_n x cube_block_dim_k, "
+            f"or M / 2) exceeds the {soc.core_counts()['aic']} AIC of {soc.name}"
         )
     if s.group_size <= 0:
         raise ValueError("MsdGroup needs a per-group call (antiquant_group_size > 0)")
@@ -105,11 +106,6 @@ def _check(soc: Any, s: WqbmmShape, kt: Any, n_aiv: int) -> None:
         raise NotImplementedError(
             f"MsdGroup program: vec1_single_core_m={kt.vec1_single_core_m}; the kernel splits one "
             "row of x per AIV (rows per AIV other than 1 are not modelled)"
-        )
-    if n_aiv < s.m:
-        raise NotImplementedError(
-            f"MsdGroup program: M={s.m} rows but only {n_aiv} AIVs in the launch; the kernel "
-            "splits one row per AIV (block index < M) and would leave rows without digits"
         )
     for ci, (n0, n1, _, _) in enumerate(msd_group_cells(kt, s)):
         for h in range(2):
@@ -136,8 +132,9 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any) -> Kernel:
     order = order or "core_index_ascending"
     cells = msd_group_cells(kt, s)
     n_aic = len(cells)
-    n_aiv = 2 * n_aic
-    _check(soc, s, kt, n_aiv)
+    n_blocks = max(n_aic, math.ceil(s.m / 2))  # the host launches max(M, 2 x cells) AIVs
+    n_aiv = 2 * n_blocks
+    _check(soc, s, kt, n_blocks)
     digits = 3 if s.w_dtype == "int4" else 2
     dig_dtype = "int4" if s.w_dtype == "int4" else "int8"
     rows = digits * s.m
@@ -163,11 +160,15 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any) -> Kernel:
         gm["bias"] = GMTensor("bias", (s.n,), bias_dtype(s))
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
     cores: list[CoreProgram] = []
-    for ci, (n0, n1, k0, k1) in enumerate(cells):
-        groups = range(k0 // g, math.ceil(k1 / g))
+    for ci in range(n_blocks):
         aic = CoreProgram(ci, "aic")
-        _cube_cell(ProgramBuilder(aic, aic_desc), s, kt, ci, (n0, n1, k0, k1), digits,
-                   dig_dtype, c_dtype)
+        if ci < n_aic:
+            n0, _, k0, k1 = cells[ci]
+            groups = range(k0 // g, math.ceil(k1 / g))
+            _cube_cell(ProgramBuilder(aic, aic_desc), s, kt, ci, cells[ci], digits, dig_dtype,
+                       c_dtype)
+        else:  # a block launched only for the digit split of more rows: its cube has no cell
+            ProgramBuilder(aic, aic_desc).cross_wait(READY, "MTE2")
         cores.append(aic)
         for h in range(2):
             v = 2 * ci + h
@@ -178,8 +179,9 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any) -> Kernel:
             b.release("UB", mark)
             c0 = (v % kt.vec_block_dim_n) * kt.vec_single_core_n
             cw = min(kt.vec_single_core_n, s.n - c0)
-            _recombine(b, s, kt, groups, ci, c0 - n0, cw, digits, c_dtype)
-            b.release("UB", mark)
+            if ci < n_aic:
+                _recombine(b, s, kt, groups, ci, c0 - n0, cw, digits, c_dtype)
+                b.release("UB", mark)
             b.cross_set(0, "MTE3", ALL_ATOMIC)
             b.cross_wait(ALL_ATOMIC, "MTE2", mode=0)
             if cw > 0:

@@ -48,15 +48,21 @@ def _macs(core):
                if "m" in i.params and "k" in i.params and i.kind == "mmad")
 
 
-@pytest.mark.parametrize(("m", "k", "n"), [(16, 4096, 4096), (1, 8192, 12288), (4, 1024, 512)])
+@pytest.mark.parametrize(
+    ("m", "k", "n"), [(16, 4096, 4096), (1, 8192, 12288), (4, 1024, 512), (16, 256, 512)]
+)
 def test_cells_follow_tiling_and_macs_cover_each_mkn_once_per_digit(m, k, n):
     """Each AIC loads exactly its cell's weight (every (k, n) of the cell once) and runs
     digits x M x cell MACs; the cells tile K x N exactly once, so the digit matmuls cover every
-    (m, k, n) once per digit."""
+    (m, k, n) once per digit. The launch has max(cells, M / 2) blocks (one x row per AIV in the
+    digit split); blocks beyond the cells do no cube work."""
     _, s, kt, kern = _kernel(m, k, n)
     cells = msd_group_cells(kt, s)
     aics = [c for c in kern.cores if c.kind == "aic"]
-    assert len(aics) == kt.cube_block_dim_n * kt.cube_block_dim_k == len(cells)
+    assert len(cells) == kt.cube_block_dim_n * kt.cube_block_dim_k
+    assert len(aics) == max(len(cells), -(-m // 2))
+    assert all(_macs(c) == 0 and not _b_windows(c, n) for c in aics[len(cells):])
+    aics = aics[: len(cells)]
     assert kern.meta["cube_cells"] == [list(c) for c in cells]
     cover = np.zeros((k, n), np.int32)
     for core, (n0, n1, k0, k1) in zip(aics, cells, strict=True):
@@ -71,6 +77,9 @@ def test_cells_follow_tiling_and_macs_cover_each_mkn_once_per_digit(m, k, n):
         cover += mine
     assert cover.min() == cover.max() == 1
     assert sum(_macs(c) for c in aics) == 3 * m * k * n
+    x_rows = sorted(i.reads[0].offset // (2 * k) for c in kern.cores for i in c.instrs
+                    if i.name == "x row GM->UB")
+    assert x_rows == list(range(m))  # every row split into digits once
 
 
 def test_aivs_recombine_their_cell_and_add_atomically():
