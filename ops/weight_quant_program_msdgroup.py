@@ -13,8 +13,9 @@ published kernel ``WeightQuantBatchMatMulV2MsdGroupKernel`` for behaviour, no co
 2. *AIC ``ci`` = cell (``ci % cube_block_dim_n``, ``ci // cube_block_dim_n``)*: columns
    ``[n * cube_single_core_n, ...)`` x K rows ``[k * single_core_k, ...)``. Before the signal it
    streams the weight tiles of its first three groups GM -> L1 (an L2 warm-up overlapping step 1).
-   Then per group of its K range one integer matmul (digits x M rows, group K, the cell's columns)
-   into a two-slot C workspace of its K index (int32; fp16 through FixPipe DEQF16 with scale 1.0
+   After it, the digits of its K range GM -> L1 once; then per group of its K range the weight tile
+   (one DMA, double-buffered in L1) and one integer matmul (digits x M rows, group K, the cell's
+   columns) into a two-slot GM C workspace (int32; fp16 through FixPipe DEQF16 with scale 1.0
    for inner_precise 1); a flag per group to its AIVs, and from the third group on it waits for
    the slot to be free.
 3. *AIV ``h`` of AIC ``ci``* (vec N index ``v % vec_block_dim_n``, vec K index
@@ -44,7 +45,7 @@ Assumptions / simplifications (timing only; the instructions carry no value sema
   per-core slots keep the hazard checker's strided footprints exact.
 - L1 offsets inside a weight tile follow an N-block-major layout; the L1 -> L0 moves are base
   blocks of ``base_n`` x ``base_k`` (the matmul library's inner loop is not published).
-- An NZ weight is read as ND windows of the same bytes.
+- An NZ weight tile is read as its NZ window (``weight_tile_region``), one DMA per group tile.
 - The launch has ``max(cells, ceil(M / 2))`` AIC blocks (the host asks for max(M, 2 x cells)
   AIVs; the block-dim rounding is assumed to be ceil(AIVs / 2)): blocks beyond the cells only
   split rows, zero their workspace share and run step 4.
