@@ -191,7 +191,9 @@ def _bandwidth_counters(result: RunResult, windows: int = 64) -> list[dict[str, 
 def write_trace(result: RunResult, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
     """Write the trace; deterministic key order and formatting."""
     path = Path(path)
-    text = json.dumps(build_trace(result, meta), sort_keys=True, separators=(",", ":"))
+    # default=str: kernel metadata may carry tiling objects (dataclasses); their repr is the record
+    text = json.dumps(build_trace(result, meta), sort_keys=True, separators=(",", ":"),
+                      default=str)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text + "\n", encoding="utf-8")
     tmp.replace(path)
