@@ -5,8 +5,8 @@ Model (declared, hardware.md 2.6):
 - L2 keeps LRU order per page of ``page_bytes`` and presence / dirtiness per line (the
   descriptor's ``line_bytes``). A normal read hits the lines present (moving the page to the
   most-recent end) and allocates the missed ones; a ``bypass`` read (L2 cache hint disabled) hits
-  present lines but does not allocate. Writes allocate dirty lines without reading HBM. Evicting a
-  page writes its dirty lines back to HBM.
+  present lines but does not allocate. Writes allocate dirty lines without reading HBM; an atomic
+  add first fetches the lines it lacks. Evicting a page writes its dirty lines back to HBM.
 - HBM and L2 are each one shared channel served in request order: a request occupies the channel
   for ``(bytes + request_overhead_bytes) / bandwidth``. A transfer ends when both its core-side DMA
   time and its channel reservations have finished; misses add the miss latency.
@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-from npusim.engine.program import GMTensor, Region
+from npusim.engine.program import GMTensor, Instr, Region
 
 GM_ALIGN = 512
 
@@ -63,6 +64,30 @@ class SharedChannel:
         self.free_at = start + dur
         self.busy_cycles += dur
         return self.free_at
+
+
+class GmAccess(NamedTuple):
+    """One GM access of an instruction, as the memory system sees it."""
+
+    region: Region
+    write: bool
+    bypass: bool = False  # read with L2 no-allocate (SetL2CacheHint)
+    atomic: bool = False  # atomic add: read-modify-write in L2
+
+
+def gm_accesses(ins: Instr) -> list[GmAccess]:
+    """The GM reads and writes of a DMA or FixPipe instruction, in the order they are made."""
+    out: list[GmAccess] = []
+    atomic = ins.params.get("atomic") == "add"
+    if ins.kind == "dma":
+        src, dst = ins.reads[0], ins.writes[0]
+        if src.buffer == "GM":
+            out.append(GmAccess(src, False, bypass=ins.params.get("l2_cache") == "bypass"))
+        if dst.buffer == "GM":
+            out.append(GmAccess(dst, True, atomic=atomic))
+    elif ins.kind == "fix" and ins.writes[0].buffer == "GM":
+        out.append(GmAccess(ins.writes[0], True, atomic=atomic))
+    return out
 
 
 class L2Cache:
@@ -170,41 +195,37 @@ class MemorySystem:
                 start = stop
         return out
 
-    def gm_access(self, now: int, region: Region, write: bool, bypass: bool,
-                  atomic: bool = False) -> tuple[float, int]:
-        """Account a GM read or write; returns (channel end time, extra latency cycles). An atomic
-        add is a read-modify-write in L2: absent lines are fetched from HBM first, then dirtied;
-        the L2 channel carries the data twice."""
-        if region.tensor not in self.base:
-            raise KeyError(f"GM region names unknown tensor {region.tensor!r}")
+    def _touch(self, region: Region, access: GmAccess) -> tuple[int, int, int]:
+        """Update the L2 for one access: (hit bytes, HBM bytes fetched, written-back bytes). An
+        atomic add is a read-modify-write: absent lines are fetched first, then dirtied."""
         pages = self._pages(region)
-        nbytes = region.nbytes
-        if atomic:
+        if access.atomic:
             _, fetched, wb0 = self.l2.access(pages, False, allocate=True)
             _, _, wb1 = self.l2.access(pages, True, allocate=True)
-            self.stats.gm_write_bytes += nbytes
-            self.stats.l2_miss_bytes += fetched
-            self.stats.hbm_read_bytes += fetched
-            self.stats.hbm_write_bytes += wb0 + wb1
-            end = float(now)
-            if fetched or wb0 or wb1:
-                end = max(end, self.hbm.reserve(now, fetched + wb0 + wb1, requests=1))
-            end = max(end, self.l2_channel.reserve(now, 2 * nbytes))
-            return end, self.hit_latency + (self.miss_latency if fetched else 0)
-        hit, miss, writeback = self.l2.access(pages, write, allocate=not bypass)
+            return 0, fetched, wb0 + wb1
+        return self.l2.access(pages, access.write, allocate=not access.bypass)
+
+    def gm_access(self, now: int, access: GmAccess) -> tuple[float, int]:
+        """Account one GM access; returns (channel end time, extra latency cycles). An atomic
+        add carries its data over the L2 channel twice (read and write)."""
+        region = access.region
+        if region.tensor not in self.base:
+            raise KeyError(f"GM region names unknown tensor {region.tensor!r}")
+        hit, miss, writeback = self._touch(region, access)
+        nbytes = region.nbytes
         st = self.stats
-        if write:
+        if access.write:
             st.gm_write_bytes += nbytes
         else:
             st.gm_read_bytes += nbytes
             st.l2_hit_bytes += hit
-            st.l2_miss_bytes += miss
-            st.hbm_read_bytes += miss
+        st.l2_miss_bytes += miss
+        st.hbm_read_bytes += miss
         st.hbm_write_bytes += writeback
         end = float(now)
         if miss or writeback:
             end = max(end, self.hbm.reserve(now, miss + writeback, requests=1))
-        end = max(end, self.l2_channel.reserve(now, nbytes))
+        end = max(end, self.l2_channel.reserve(now, nbytes * (2 if access.atomic else 1)))
         latency = self.hit_latency + (self.miss_latency if miss else 0)
         return end, latency
 
@@ -212,25 +233,11 @@ class MemorySystem:
         """Leave the L2 as one earlier launch of ``kernel`` would: every core's GM accesses in
         program order, the cores interleaved round-robin (their concurrent progress approximated
         by equal rates). Only the cache state changes; no time or traffic is charged."""
-        streams = []
-        for core in kernel.cores:
-            acc = []
-            for ins in core.instrs:
-                if ins.kind == "dma":
-                    bypass = ins.params.get("l2_cache") == "bypass"
-                    src, dst = ins.reads[0], ins.writes[0]
-                    if src.buffer == "GM":
-                        acc.append((src, False, bypass))
-                    if dst.buffer == "GM":
-                        acc.append((dst, True, False))
-                elif ins.kind == "fix" and ins.writes[0].buffer == "GM":
-                    acc.append((ins.writes[0], True, False))
-            streams.append(acc)
+        streams = [[a for ins in core.instrs for a in gm_accesses(ins)] for core in kernel.cores]
         for step in range(max((len(a) for a in streams), default=0)):
             for acc in streams:
                 if step < len(acc):
-                    region, write, bypass = acc[step]
-                    self.l2.access(self._pages(region), write, allocate=not bypass)
+                    self._touch(acc[step].region, acc[step])
         return self.l2
 
     def flush_dirty_bytes(self) -> int:

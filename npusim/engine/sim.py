@@ -27,7 +27,7 @@ from npusim.engine.errors import (
     SyncError,
 )
 from npusim.engine.hazards import HazardTracker
-from npusim.engine.memory import L2Cache, MemorySystem, TrafficStats
+from npusim.engine.memory import L2Cache, MemorySystem, TrafficStats, gm_accesses
 from npusim.engine.program import BUFFERS, Instr, Kernel, _itemsize
 
 #: How the L2 looks when the kernel starts. "cold": empty except tensors marked ``l2_warm`` (a
@@ -55,6 +55,10 @@ def _check_l2_start(mode: str) -> str:
     if mode not in L2_START_MODES:
         raise ValueError(f"l2_start={mode!r}: must be one of {', '.join(L2_START_MODES)}")
     return mode
+
+
+def _is_atomic(ins: Instr) -> bool:
+    return ins.params.get("atomic") == "add"
 
 
 SPLIT_PIPES = {"aic": ("S", "MTE1", "MTE2", "M", "FIX", "MTE3"), "aiv": ("S", "V", "MTE2", "MTE3")}
@@ -344,7 +348,7 @@ class Engine:
             yield env.timeout(dur)
             if self.ctx is not None and ins.fn is not None:
                 self.ctx.core = ci
-                self.ctx.accumulate = ins.params.get("atomic") == "add"
+                self.ctx.accumulate = _is_atomic(ins)
                 ins.fn(self.ctx)
                 self.ctx.accumulate = False
             if self.hazards is not None:
@@ -366,7 +370,7 @@ class Engine:
             else:
                 space = (self.kernel.cores[ci].name, r.buffer)
             hz.access(space, r, pidx, seq, ins.name, write=False)
-        atomic = ins.params.get("atomic") == "add"
+        atomic = _is_atomic(ins)
         for r in ins.writes:
             space = ("GM", r.tensor) if r.buffer == "GM" else (self.kernel.cores[ci].name, r.buffer)
             hz.access(space, r, pidx, seq, ins.name, write=True, atomic=atomic)
@@ -381,14 +385,11 @@ class Engine:
             nbytes = max(src.nbytes, dst.nbytes)
             end = float(now + local)
             hbm_before = self.mem.stats.hbm_read_bytes + self.mem.stats.hbm_write_bytes
-            for region, write in ((src, False), (dst, True)):
-                if region.buffer == "GM":
-                    bypass = (not write) and ins.params.get("l2_cache") == "bypass"
-                    atomic = write and ins.params.get("atomic") == "add"
-                    ch_end, lat = self.mem.gm_access(now, region, write, bypass, atomic)
-                    # Measured DMA curves already include the access latency of a lone
-                    # transfer; the memory latency adds only behind a busy shared channel.
-                    end = max(end, ch_end + lat)
+            for access in gm_accesses(ins):
+                ch_end, lat = self.mem.gm_access(now, access)
+                # Measured DMA curves already include the access latency of a lone
+                # transfer; the memory latency adds only behind a busy shared channel.
+                end = max(end, ch_end + lat)
             stats = self.mem.stats
             path = f"{src.buffer}->{dst.buffer}"
             stats.per_path_bytes[path] = stats.per_path_bytes.get(path, 0) + nbytes
@@ -402,12 +403,10 @@ class Engine:
             return timing.vector_cycles(desc, ins, was_idle, size), 0, 0
         if kind == "fix":
             cyc = timing.fixpipe_cycles(desc, ins, was_idle)
-            dst = ins.writes[0]
-            if dst.buffer == "GM":
-                atomic = ins.params.get("atomic") == "add"
-                ch_end, lat = self.mem.gm_access(now, dst, True, False, atomic)
+            for access in gm_accesses(ins):
+                ch_end, lat = self.mem.gm_access(now, access)
                 cyc = max(cyc, math.ceil(ch_end - now) + lat)
-            return cyc, dst.nbytes, 0
+            return cyc, ins.writes[0].nbytes, 0
         if kind == "scalar":
             return timing.scalar_cycles(desc, ins), 0, 0
         if kind in ("set_flag", "cross_set"):
