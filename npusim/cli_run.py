@@ -57,10 +57,9 @@ def run_command(args: argparse.Namespace) -> int:
         tiling = apply_tiling_overrides(mod.default_tiling_for(soc, **op_args), overrides)
     elif getattr(args, "step", None):
         tiling = args.step
-    l2_start = getattr(args, "l2_start", "cold")
     if getattr(args, "compare_inner_precise", False):
-        return _compare_inner_precise(op, soc, tiling, {**op_args, "l2_start": l2_start})
-    res = simulate(op, soc, tiling, l2_start=l2_start, **op_args)
+        return _compare_inner_precise(op, soc, tiling, op_args, args.l2_start)
+    res = simulate(op, soc, tiling, l2_start=args.l2_start, **op_args)
     print(format_summary(res.summary()))
     check = getattr(mod, "cli_check", None) if args.functional else None
     if check is not None:
@@ -72,11 +71,11 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare_inner_precise(op: str, soc, tiling, op_args: dict) -> int:
+def _compare_inner_precise(op: str, soc, tiling, op_args: dict, l2_start: str) -> int:
     rows = {}
     outs = {}
     for ip in (0, 1):
-        res = simulate(op, soc, tiling, **{**op_args, "inner_precise": ip})
+        res = simulate(op, soc, tiling, l2_start=l2_start, **{**op_args, "inner_precise": ip})
         rows[ip] = res
         outs[ip] = res.outputs
     print(f"{'inner_precise':>14} {'kernel':>16} {'cycles':>10} {'us':>10}  HBM bound")

@@ -202,7 +202,7 @@ def validate_command(args) -> int:
     if args.rows:
         prefixes = tuple(p.strip() for p in args.rows.split(","))
         rows = [r for r in rows if r.id.startswith(prefixes)]
-    results = run_validation(rows, getattr(args, "l2_start", "repeat"))
+    results = run_validation(rows, args.l2_start)
     print(format_table(results))
     print(", ".join(f"{k}: {v}" for k, v in error_stats(results).items()))
     if args.out:
