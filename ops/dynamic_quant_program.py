@@ -26,34 +26,25 @@ ops-semantics, so a request with arrays raises ``NotImplementedError``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.ops.group_quant_program import (
+    RowChunkTiling,
+    default_row_chunk_tiling,
+    validate_row_chunk_tiling,
+)
 
 INT4_MAX = 7
-MAX_H_CHUNK = 8192
-FP32_PASS_BYTES = 32768  # fp32 work tile per pass (as group_quant's kernel rule)
 REDUCE_ELEMS = 64  # fp32 elements one WholeReduceMax repeat folds into one value
 
-
-@dataclass(frozen=True)
-class DynamicQuantTiling:
-    """Cores, H chunk width (multiple of 64), rows per UB pass, ping-pong buffering."""
-
-    cores: int
-    h_chunk: int
-    rows_per_pass: int
-    double_buffer: bool = True
+#: cores, H chunk width (multiple of 64), rows per UB pass, ping-pong: group_quant's tiling
+DynamicQuantTiling = RowChunkTiling
 
 
 def default_dynamic_quant_tiling(soc: Any, rows: int, h: int) -> DynamicQuantTiling:
-    avail = soc.core_counts().get("aiv", 0)
-    if avail == 0:
-        raise NotImplementedError(f"dynamic_quant on {soc.name}: modelled on A2 / A3 AIVs only")
-    h_chunk = min(math.ceil(h / 64) * 64, MAX_H_CHUNK)
-    per_pass = max(1, FP32_PASS_BYTES // 4 // h_chunk)
-    return DynamicQuantTiling(max(1, min(rows, avail)), h_chunk, per_pass)
+    """group_quant's rule (H chunks up to 8192, a 32 KiB fp32 work tile per pass)."""
+    return default_row_chunk_tiling(soc, rows, h, "dynamic_quant", _ub_bytes)
 
 
 def _ub_bytes(t: DynamicQuantTiling) -> int:
@@ -65,16 +56,7 @@ def _ub_bytes(t: DynamicQuantTiling) -> int:
 
 
 def validate_dynamic_quant_tiling(t: DynamicQuantTiling, soc: Any, rows: int, h: int) -> None:
-    avail = soc.core_counts().get("aiv", 0)
-    if not 1 <= t.cores <= min(rows, avail):
-        raise ValueError(f"tiling.cores={t.cores}: must be in 1..{min(rows, avail)}")
-    if t.h_chunk <= 0 or t.h_chunk % 64:
-        raise ValueError(f"tiling.h_chunk={t.h_chunk}: must be a positive multiple of 64")
-    if t.rows_per_pass < 1:
-        raise ValueError(f"tiling.rows_per_pass={t.rows_per_pass}: must be >= 1")
-    ub = soc.core("aiv").buffers["UB"].capacity_bytes
-    if _ub_bytes(t) > ub:
-        raise ValueError(f"tiling needs {_ub_bytes(t)} B of UB > {ub} B")
+    validate_row_chunk_tiling(t, soc, rows, _ub_bytes(t))
 
 
 def build_dynamic_quant(soc: Any, rows: int, h: int, x_dtype: str,

@@ -11,6 +11,7 @@ and MTE3 writes the result. The result is independent of the tiling (element-wis
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +24,9 @@ UB_PASS_BYTES = 32768
 
 
 @dataclass(frozen=True)
-class GroupQuantTiling:
-    """Core count, H chunk width and rows per UB pass (defaults follow the kernel's rules)."""
+class RowChunkTiling:
+    """How a per-row AIV op (group_quant, dynamic_quant) is tiled: rows over ``cores``, H in
+    ``h_chunk``-wide chunks, ``rows_per_pass`` rows per UB pass, optional ping-pong buffers."""
 
     cores: int
     h_chunk: int
@@ -32,22 +34,29 @@ class GroupQuantTiling:
     double_buffer: bool = True
 
 
-def default_group_quant_tiling(soc: Any, rows: int, h: int) -> GroupQuantTiling:
+GroupQuantTiling = RowChunkTiling
+
+
+def default_row_chunk_tiling(soc: Any, rows: int, h: int, op: str,
+                             ub_bytes: Callable[[RowChunkTiling], int]) -> RowChunkTiling:
+    """The kernels' rule: every AIV (at most one per row), H chunks of up to PEER_H (a multiple
+    of 64), an fp32 work tile of UB_PASS_BYTES per pass, halved until ``ub_bytes`` fits UB."""
     avail = soc.core_counts().get("aiv", 0)
     if avail == 0:
         raise NotImplementedError(
-            f"group_quant on {soc.name}: the op exists only on A2/A3 (split AIV cores)"
+            f"{op} on {soc.name}: the op exists only on A2/A3 (split AIV cores)"
         )
     h_chunk = min(math.ceil(h / 64) * 64, PEER_H)
     per_pass = max(1, UB_PASS_BYTES // 4 // h_chunk)
-    t = GroupQuantTiling(cores=max(1, min(rows, avail)), h_chunk=h_chunk, rows_per_pass=per_pass)
+    t = RowChunkTiling(cores=max(1, min(rows, avail)), h_chunk=h_chunk, rows_per_pass=per_pass)
     ub = soc.core("aiv").buffers["UB"].capacity_bytes
-    while t.rows_per_pass > 1 and _ub_bytes(t) > ub:  # keep the ping-pong working set in UB
-        t = GroupQuantTiling(t.cores, t.h_chunk, t.rows_per_pass // 2, t.double_buffer)
+    while t.rows_per_pass > 1 and ub_bytes(t) > ub:  # keep the ping-pong working set in UB
+        t = RowChunkTiling(t.cores, t.h_chunk, t.rows_per_pass // 2, t.double_buffer)
     return t
 
 
-def validate_group_quant_tiling(t: GroupQuantTiling, soc: Any, rows: int, h: int) -> None:
+def validate_row_chunk_tiling(t: RowChunkTiling, soc: Any, rows: int, need_ub: int) -> None:
+    """Check ``t`` against the core count, the 64-element chunk rule and UB (``need_ub`` bytes)."""
     avail = soc.core_counts().get("aiv", 0)
     if not 1 <= t.cores <= min(rows, avail):
         raise ValueError(f"tiling.cores={t.cores}: must be in 1..{min(rows, avail)}")
@@ -56,12 +65,19 @@ def validate_group_quant_tiling(t: GroupQuantTiling, soc: Any, rows: int, h: int
     if t.rows_per_pass < 1:
         raise ValueError(f"tiling.rows_per_pass={t.rows_per_pass}: must be >= 1")
     ub = soc.core("aiv").buffers["UB"].capacity_bytes
-    need = _ub_bytes(t)
-    if need > ub:
+    if need_ub > ub:
         raise ValueError(
-            f"tiling needs {need} B of UB (rows_per_pass x h_chunk buffers, "
+            f"tiling needs {need_ub} B of UB (rows_per_pass x h_chunk buffers, "
             f"{'double' if t.double_buffer else 'single'}-buffered) > {ub} B"
         )
+
+
+def default_group_quant_tiling(soc: Any, rows: int, h: int) -> GroupQuantTiling:
+    return default_row_chunk_tiling(soc, rows, h, "group_quant", _ub_bytes)
+
+
+def validate_group_quant_tiling(t: GroupQuantTiling, soc: Any, rows: int, h: int) -> None:
+    validate_row_chunk_tiling(t, soc, rows, _ub_bytes(t))
 
 
 def _ub_bytes(t: GroupQuantTiling) -> int:
