@@ -101,12 +101,18 @@ def default_program_tiling(soc: Any, s: WqbmmShape, kernel: str) -> WqbmmProgram
 
 
 def _cube_tiling(t: WqbmmProgramTiling, base_m: int | None = None) -> CubeTiling:
+    return block_cube_tiling(base_m or t.base_m, t.base_n, t.base_k, t.step_k)
+
+
+def block_cube_tiling(base_m: int, base_n: int, base_k: int, step_k: int) -> CubeTiling:
+    """A CubeEmitter tiling for one block at a time (the WQBMM programs place blocks themselves):
+    double-buffered L1, stepKa = stepKb = ``step_k``, a 1 x 1 grid."""
     return CubeTiling(
-        base_m=base_m or t.base_m,
-        base_n=t.base_n,
-        base_k=t.base_k,
-        step_ka=t.step_k,
-        step_kb=t.step_k,
+        base_m=base_m,
+        base_n=base_n,
+        base_k=base_k,
+        step_ka=step_k,
+        step_kb=step_k,
         depth_a1=2,
         depth_b1=2,
         single_core_m=1,

@@ -40,13 +40,14 @@ import math
 from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
-from npusim.ops.matmul_program import CubeEmitter, CubeTiling, Epilogue, GmMatrix
+from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
 from npusim.ops.weight_quant_program import (
     FREE,
     ITEM,
     READY,
     WqbmmShape,
     bias_dtype,
+    block_cube_tiling,
     kernel_meta,
     weight_tile_region,
 )
@@ -96,19 +97,7 @@ def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str) -> Kerne
         gm["part"] = GMTensor("part", (dim_k, s.m, s.n), "float32", role="workspace")
     x_mat = GmMatrix("x", xd, s.k * 2)
     step = max(1, kt.single_k // kt.cube_base_k)
-    cube_t = CubeTiling(
-        base_m=kt.cube_single_m,
-        base_n=strip,
-        base_k=kt.cube_base_k,
-        step_ka=step,
-        step_kb=step,
-        depth_a1=2,
-        depth_b1=2,
-        single_core_m=1,
-        single_core_n=1,
-        m_dim=1,
-        n_dim=1,
-    )
+    cube_t = block_cube_tiling(kt.cube_single_m, strip, kt.cube_base_k, step)
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
     cores: list[CoreProgram] = []
     for ci in range(ncores):
