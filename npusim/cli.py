@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--rows", default=None,
                    help="row id prefix filter, e.g. H (H-series) or A,B (comma separated)")
     v.add_argument("--measurements", default=None, type=Path,
-                   help="measurements.csv (default: ../shared/calibration/measurements.csv)")
+                   help="measurements CSV (default: the calibration rows shipped with npusim)")
+    v.add_argument("--workers", type=int, default=None,
+                   help="rows predicted in parallel processes (default: the CPUs available)")
     v.add_argument("--out", default=None, type=Path,
                    help="directory for the report (markdown and CSV)")
     v.add_argument("--l2-start", default="repeat", choices=("cold", "repeat"),

@@ -1,13 +1,20 @@
 """npusim validate: rows predicted under the repeat L2 start, signed errors, report files."""
 
 import csv
+from pathlib import Path
 
+import pytest
+
+from npusim.cli import main
 from npusim.runner import simulate
 from npusim.validate import (
+    default_measurements_path,
     error_stats,
+    format_row_progress,
     format_table,
     load_measurements,
     run_validation,
+    shipped_measurements_path,
     write_report,
 )
 
@@ -46,3 +53,52 @@ def test_copy_row_uses_repeat_l2_and_signed_error(tmp_path):
     assert [r["id"] for r in back] == ["F9", "Z1"]
     assert float(back[0]["predicted_us"]) == f9["predicted_us"]
     assert "median_abs_error_pct" in md.read_text(encoding="utf-8")
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "calibration" / "measurements.csv"
+
+
+def test_shipped_calibration_is_the_default_and_loads():
+    """Rule: without --measurements / NPUSIM_CALIBRATION validate reads the rows shipped inside
+    the package (a fresh clone has no ../shared), and every row has a source."""
+    path = shipped_measurements_path()
+    assert path.is_file() and path == default_measurements_path()
+    rows = load_measurements()
+    assert len(rows) >= 30 and all(r.source for r in rows)
+    assert {r.id[0] for r in rows} >= {"A", "B", "E", "F", "H"}
+
+
+@pytest.mark.skipif(not SHARED.is_file(), reason="no shared calibration set next to the project")
+def test_shipped_calibration_equals_the_shared_set():
+    """Rule: the shipped copy is verbatim (rows are never edited to fit the model)."""
+    assert shipped_measurements_path().read_bytes() == SHARED.read_bytes()
+
+
+def test_parallel_rows_keep_file_order_and_report_each_row(tmp_path):
+    """Rule: with workers > 1 each row is reported once as it completes and the result list is in
+    the file's row order, equal to the serial run."""
+    path = _csv(tmp_path, ["Z1,Ascend910B2,unknown op,,,,,,,1.0,,,s,A",
+                           "F8,Ascend910B2,copy (GM to GM),,,65536,float32,contiguous,x,5.0,,,s,A",
+                           "Z2,Ascend910B2,other op,,,,,,,1.0,,,s,A"])
+    rows = load_measurements(path)
+    seen = []
+    par = run_validation(rows, workers=2, on_row=lambda d, t, rec, s: seen.append((d, t, rec)))
+    assert [r["id"] for r in par] == ["Z1", "F8", "Z2"]
+    assert sorted(d for d, _, _ in seen) == [1, 2, 3] and {t for _, t, _ in seen} == {3}
+    assert sorted(rec["id"] for _, _, rec in seen) == ["F8", "Z1", "Z2"]
+    assert par == run_validation(rows, workers=1)
+    line = format_row_progress(2, 3, par[1], 0.5)
+    assert line.startswith("[2/3] F8 copy (GM to GM): predicted ") and "error" in line
+
+
+def test_validate_command_prints_rows_then_closing_line(tmp_path, capsys):
+    """Rule: `npusim validate --measurements F` prints one line per row and ends with the
+    sentence naming the row count and the median / p90 absolute error."""
+    path = _csv(tmp_path, ["F8,Ascend910B2,copy (GM to GM),,,65536,float32,contiguous,x,5.0,,,s,A",
+                           "Z1,Ascend910B2,unknown op,,,,,,,1.0,,,s,A"])
+    assert main(["validate", "--measurements", str(path), "--workers", "1",
+                 "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert any(x.startswith("[1/2] F8") for x in out) and any(x.startswith("[2/2] Z1") for x in out)
+    assert out[-1].startswith("validated 1 rows (1 unsupported): median |error| ")
+    assert (tmp_path / "rep" / "validation.csv").is_file()
