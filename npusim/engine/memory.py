@@ -174,26 +174,15 @@ class MemorySystem:
         self.stats = TrafficStats()
 
     def _pages(self, region: Region) -> dict[int, tuple[int, int]]:
-        """Per L2 page the region touches: (mask of touched lines, bytes touched)."""
+        """Per L2 page the region touches: (mask of touched lines, bytes touched). The pattern
+        depends only on the region's page-relative shape, so it is computed once per shape
+        (:func:`page_pattern`) and shifted to the region's first page."""
         base = self.base[region.tensor] + region.offset
-        pb, lb = self.l2.page_bytes, self.l2.line_bytes
-        rows, row_bytes, stride = region.rows, region.row_bytes, region.stride
-        out: dict[int, tuple[int, int]] = {}
-        if rows > 1 and stride >= pb and row_bytes <= pb:
-            starts = base + np.arange(rows, dtype=np.int64) * stride
-            spans = zip(starts.tolist(), (starts + row_bytes).tolist(), strict=True)
-        else:
-            spans = ((base + r * stride, base + r * stride + row_bytes) for r in range(rows))
-        for start, end in spans:
-            while start < end:
-                p = start // pb
-                stop = min(end, (p + 1) * pb)
-                first, last = (start - p * pb) // lb, (stop - 1 - p * pb) // lb
-                mask = ((1 << (last + 1)) - 1) ^ ((1 << first) - 1)
-                m0, b0 = out.get(p, (0, 0))
-                out[p] = (m0 | mask, b0 + stop - start)
-                start = stop
-        return out
+        pb = self.l2.page_bytes
+        first = base // pb
+        pattern = page_pattern(base - first * pb, region.rows, region.row_bytes, region.stride,
+                               pb, self.l2.line_bytes)
+        return {first + rel: entry for rel, entry in pattern}
 
     def _touch(self, region: Region, access: GmAccess) -> tuple[int, int, int]:
         """Update the L2 for one access: (hit bytes, HBM bytes fetched, written-back bytes). An
@@ -244,3 +233,46 @@ class MemorySystem:
         """Dirty bytes still in L2 at the end (written back later, outside the kernel's time)."""
         return sum(e[1].bit_count() * self.l2.line_bytes for e in self.l2.pages.values())
 
+
+#: page-relative shape -> pattern; bounded so that long sweeps do not grow it without limit
+_PATTERNS: dict[tuple[int, int, int, int, int, int], tuple[tuple[int, tuple[int, int]], ...]] = {}
+_PATTERNS_MAX = 65536
+
+
+def page_pattern(start: int, rows: int, row_bytes: int, stride: int, page_bytes: int,
+                 line_bytes: int) -> tuple[tuple[int, tuple[int, int]], ...]:
+    """The L2 pages a strided window touches, relative to the page holding its first byte:
+    ``(page - first page, (mask of touched lines, bytes touched))`` in first-touch order, for a
+    window of ``rows`` rows of ``row_bytes`` every ``stride`` bytes starting ``start`` bytes into
+    its first page. Pure, so memoised: a GM access pattern repeats across tiles and cores."""
+    key = (start, rows, row_bytes, stride, page_bytes, line_bytes)
+    hit = _PATTERNS.get(key)
+    if hit is None:
+        if len(_PATTERNS) >= _PATTERNS_MAX:
+            _PATTERNS.clear()
+        hit = _PATTERNS[key] = tuple(
+            page_touches(start, rows, row_bytes, stride, page_bytes, line_bytes).items())
+    return hit
+
+
+def page_touches(base: int, rows: int, row_bytes: int, stride: int, page_bytes: int,
+                 line_bytes: int) -> dict[int, tuple[int, int]]:
+    """Per page (absolute, ``base`` in bytes): (mask of touched lines, bytes touched), in
+    first-touch order; the unmemoised computation behind :func:`page_pattern`."""
+    pb, lb = page_bytes, line_bytes
+    out: dict[int, tuple[int, int]] = {}
+    if rows > 1 and stride >= pb and row_bytes <= pb:
+        starts = base + np.arange(rows, dtype=np.int64) * stride
+        spans = zip(starts.tolist(), (starts + row_bytes).tolist(), strict=True)
+    else:
+        spans = ((base + r * stride, base + r * stride + row_bytes) for r in range(rows))
+    for start, end in spans:
+        while start < end:
+            p = start // pb
+            stop = min(end, (p + 1) * pb)
+            first, last = (start - p * pb) // lb, (stop - 1 - p * pb) // lb
+            mask = ((1 << (last + 1)) - 1) ^ ((1 << first) - 1)
+            m0, b0 = out.get(p, (0, 0))
+            out[p] = (m0 | mask, b0 + stop - start)
+            start = stop
+    return out
