@@ -39,6 +39,7 @@ from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.ops.matmul_program import CubeEmitter, CubeTiling, Epilogue, GmMatrix
+from npusim.ops.weight_quant_batchmatmul.tiling import custom_param_groups, custom_vector_buffers
 
 _ITEM = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1, "int32": 4, "int4": 0.5}
 ITEM = _ITEM
@@ -174,7 +175,7 @@ def build_custom(
     cores: list[CoreProgram] = []
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
     # parameter rows one vector tile can span (a tile may start inside a group)
-    pgroups = math.ceil(t.vec_rows / gsize) + 1 if s.group_size else 1
+    pgroups = custom_param_groups(t.vec_rows, s.group_size)
     for ci in range(t.cube_cores):
         aic = CoreProgram(ci, "aic")
         em = CubeEmitter(
@@ -196,14 +197,13 @@ def build_custom(
         for half in range(2):
             aiv = CoreProgram(2 * ci + half, "aiv")
             b = ProgramBuilder(aiv, aiv_desc)
+            ub = {
+                name: b.alloc("UB", shape, dt, name)
+                for name, shape, dt in custom_vector_buffers(t.vec_rows, t.strip_n, xd, pgroups)
+            }
+            # fp16 x has no fp32 working tile (its chain runs in the fp16 output tile)
             bufs = [
-                (
-                    b.alloc("UB", (t.vec_rows, t.strip_n), "int8", f"w{i}"),
-                    b.alloc("UB", (t.vec_rows, t.strip_n), "float32", f"f{i}"),
-                    b.alloc("UB", (t.vec_rows, t.strip_n), xd, f"o{i}"),
-                    b.alloc("UB", (2, pgroups, t.strip_n), "float32", f"params{i}"),
-                )
-                for i in range(2)
+                (ub[f"w{i}"], ub.get(f"f{i}"), ub[f"o{i}"], ub[f"params{i}"]) for i in range(2)
             ]
             k0, k1 = half * math.ceil(s.k / 2), min(s.k, (half + 1) * math.ceil(s.k / 2))
             it = 0
@@ -261,7 +261,7 @@ def build_custom(
                     if it >= 2:
                         b.wait_flag("MTE3", "V", i)
                     n_el = rows * width
-                    freg = Region("UB", fb.offset, (rows, width), "float32")
+                    freg = Region("UB", fb.offset, (rows, width), "float32") if fb else None
                     oreg = Region("UB", ob.offset, (rows, width), xd)
                     hreg = Region("UB", ob.offset, (rows, width), "float16")
                     prm = Region("UB", pb.offset, (2, pgroups, t.strip_n), "float32")
@@ -829,15 +829,34 @@ def _materialize(x: Any, name: str) -> Any:
     from npusim.numerics import np_dtype
 
     shape = x.shape
+    if x.npu_format == 29:
+        return _materialize_nz(x, name)
     if x.transposed:
         arr = np.zeros((*shape[:-2], shape[-1], shape[-2]), dtype=np_dtype(x.dtype))
         arr = np.swapaxes(arr, -1, -2)
     else:
         arr = np.zeros(shape, dtype=np_dtype(x.dtype))
-    if x.npu_format == 29:
-        raise NotImplementedError(
-            f"{name}: FRACTAL_NZ specs are not supported in timing-only runs yet; pass the NZ array"
-        )
+    return arr
+
+
+def _materialize_nz(x: Any, name: str) -> Any:
+    """A FRACTAL_NZ spec becomes zero NZ storage. The spec's ``shape`` is the logical (K, N)
+    view, as for ND specs; with ``transposed`` the origin ND matrix is (N, K) (the NZ
+    weight of a transposed weight, ``transpose_nz``'s flag set)."""
+    import numpy as np
+
+    from npusim.layouts.formatted import FormattedArray
+    from npusim.layouts.nz import nz_storage_shape
+    from npusim.numerics import np_dtype
+    from npusim.ops.weight_quant_batchmatmul.args import NZ_TRANSPOSED_ATTR
+
+    if len(x.shape) != 2:
+        raise ValueError(f"{name}: a FRACTAL_NZ spec must be 2-D, got shape {x.shape}")
+    origin = (x.shape[1], x.shape[0]) if x.transposed else tuple(x.shape)
+    dt = np_dtype(x.dtype)
+    c0 = 32 // dt.itemsize
+    arr = FormattedArray(np.zeros(nz_storage_shape(origin, c0), dtype=dt), 29, origin)
+    setattr(arr, NZ_TRANSPOSED_ATTR, bool(x.transposed))
     return arr
 
 

@@ -41,6 +41,10 @@ from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
+from npusim.ops.weight_quant_batchmatmul.tiling import (
+    custom_nz_splitk_post_buffers,
+    custom_nz_splitk_vector_buffers,
+)
 from npusim.ops.weight_quant_program import (
     FREE,
     ITEM,
@@ -174,16 +178,17 @@ def _dequant_strips(
     pass's vector work)."""
     xd, rows, cols = s.x_dtype, kt.single_k, kt.vec_single_n
     strip, slots = kt.cube_single_n, kt.cache_num
+    layout = custom_nz_splitk_vector_buffers(rows, cols, xd, s.w_dtype, s.weight_nz)
+    ub = {name: b.alloc("UB", shape, dt, name) for name, shape, dt in layout}
     bufs = [
         {
-            "w": b.alloc("UB", (rows, cols), s.w_dtype, f"w{i}"),
-            "h": b.alloc("UB", (rows, cols), "float16", f"h{i}"),
-            "f": b.alloc("UB", (rows, cols), "float32", f"f{i}") if xd == "bfloat16" else None,
-            "o": b.alloc("UB", (rows, cols), xd, f"o{i}"),
-            "p": b.alloc("UB", (2, max(cols, 16)), "float32", f"params{i}"),
-            "b": b.alloc("UB", (2, cols, 16), "float16", f"params_brcb{i}")
-            if s.weight_nz
-            else None,
+            "w": ub[f"w{i}"],
+            "h": ub[f"h{i}"],
+            "f": ub.get("f"),
+            # bf16: the side's fp16 working tile is reused for its bf16 output
+            "o": ub[f"o{i}"] if f"o{i}" in ub else ub[f"h{i}"],
+            "p": ub[f"params{i}"],
+            "b": ub.get(f"params_brcb{i}"),
         }
         for i in range(2)
     ]
@@ -300,12 +305,13 @@ def _post_pass(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, dim_k: int) ->
     c_lo, c_hi = v * kt.post_single_core_n, min(s.n, (v + 1) * kt.post_single_core_n)
     if c_lo >= c_hi:
         return
-    acc = b.alloc("UB", (pm, pn), "float32", "acc")
-    tmp = b.alloc("UB", (pm, pn), "float32", "part")
-    raw = b.alloc("UB", (pn,), "float32", "param_in")
-    sc = b.alloc("UB", (pn,), "float32", "scale")
-    bi = b.alloc("UB", (pn,), "float32", "bias")
-    out = b.alloc("UB", (pm, pn), s.out_dtype, "out")
+    ub = {
+        name: b.alloc("UB", shape, dt, name)
+        for name, shape, dt in custom_nz_splitk_post_buffers(pm, pn, s.out_dtype)
+    }
+    acc, tmp, raw, sc, bi, out = (
+        ub[k] for k in ("acc", "part", "param_in", "scale", "bias", "out")
+    )
     first = True
     for m0, m1 in _ranges(s.m, pm):
         for c0, c1 in [(c_lo + a, c_lo + e) for a, e in _ranges(c_hi - c_lo, pn)]:

@@ -25,6 +25,7 @@ splits cover the shape, alignment, core counts) and capacity (L1, L0A, L0B, L0C,
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -38,6 +39,80 @@ def _ceil_div(a: int, b: int) -> int:
 
 def _align(a: int, b: int) -> int:
     return _ceil_div(a, b) * b
+
+
+UB_ALIGN = 32  # bytes: one DataBlock, the UB allocation alignment of every AIV descriptor
+
+#: one UB buffer of a program's layout: (name, shape, dtype)
+Buffer = tuple[str, tuple[int, ...], str]
+
+
+def layout_bytes(buffers: list[Buffer], align: int = UB_ALIGN) -> int:
+    """Bytes a sequence of buffers takes when allocated one after the other, each start
+    aligned to ``align`` (as ``ProgramBuilder.alloc`` places them)."""
+    end = 0
+    for _, shape, dtype in buffers:
+        n = 1
+        for d in shape:
+            n *= d
+        end = _align(end, align) + math.ceil(n * _itemsize(dtype))
+    return end
+
+
+def custom_vector_buffers(rows: int, width: int, x_dtype: str, pgroups: int) -> list[Buffer]:
+    """UB layout of one ``Custom`` AIV (declared once; the program allocates exactly this):
+    per ping-pong side the stored weight tile (int8 bytes; int4 uses half), the fp32 working
+    tile (bf16 x only: the bf16 chain runs in fp32), the x-dtype dequantised tile (the fp16
+    working tile for fp16 x) and the fp32 scale / offset rows of ``pgroups`` groups."""
+    out: list[Buffer] = []
+    for i in range(2):
+        out.append((f"w{i}", (rows, width), "int8"))
+        if x_dtype == "bfloat16":
+            out.append((f"f{i}", (rows, width), "float32"))
+        out.append((f"o{i}", (rows, width), x_dtype))
+        out.append((f"params{i}", (2, pgroups, width), "float32"))
+    return out
+
+
+def custom_param_groups(rows: int, group_size: int) -> int:
+    """Parameter rows one Custom vector tile of ``rows`` K rows can span (it may start inside
+    a group); 1 per-channel."""
+    return _ceil_div(rows, group_size) + 1 if group_size else 1
+
+
+def custom_nz_splitk_vector_buffers(
+    rows: int, cols: int, x_dtype: str, w_dtype: str, weight_nz: bool
+) -> list[Buffer]:
+    """UB layout of one ``CustomNzSplitK`` / ``SplitK`` AIV dequant pass (declared once; the
+    program allocates exactly this). The MTE2 input tile and the MTE3 output tile are
+    ping-ponged; the vector-only intermediates are not (the V pipe is in order). fp16 x: the
+    fp16 working tile per side; bf16 x: one fp32 tile, and the fp16 working tile of each side
+    is reused for its bf16 output (the fp16 values are dead once cast to fp32)."""
+    out: list[Buffer] = []
+    if x_dtype == "bfloat16":
+        out.append(("f", (rows, cols), "float32"))
+    for i in range(2):
+        out.append((f"w{i}", (rows, cols), w_dtype))
+        out.append((f"h{i}", (rows, cols), "float16"))
+        if x_dtype != "bfloat16":
+            out.append((f"o{i}", (rows, cols), x_dtype))
+        out.append((f"params{i}", (2, max(cols, 16)), "float32"))
+        if weight_nz:
+            out.append((f"params_brcb{i}", (2, cols, 16), "float16"))
+    return out
+
+
+def custom_nz_splitk_post_buffers(pm: int, pn: int, out_dtype: str) -> list[Buffer]:
+    """UB layout of one split-K post-processing AIV: the fp32 accumulator and one incoming
+    partial (``pm`` x ``pn``), the raw / fp32 scale and fp32 bias rows, the output tile."""
+    return [
+        ("acc", (pm, pn), "float32"),
+        ("part", (pm, pn), "float32"),
+        ("param_in", (pn,), "float32"),
+        ("scale", (pn,), "float32"),
+        ("bias", (pn,), "float32"),
+        ("out", (pm, pn), out_dtype),
+    ]
 
 
 @dataclass(frozen=True)
@@ -207,12 +282,20 @@ def _itemsize(dtype: str) -> float:
 
 
 def _cube_block(
-    f: SocFacts, rows: int, cols: int, in_dtype: str, k_unit: int, k_total: int
+    f: SocFacts,
+    rows: int,
+    cols: int,
+    in_dtype: str,
+    k_unit: int,
+    k_total: int,
+    bias: bool = False,
 ) -> CubeBlock:
     """Heuristic base block: base_m = rows aligned to 16 (<= 128); base_n the largest of
     256/128/64/32/16 not above ``cols`` (aligned); base_k the largest multiple of ``k_unit``
     (<= 512 and <= K aligned) with double-buffered L0A/L0B fitting; L1 steps of 4 (halved while
-    L1 would overflow); L0C double-buffered when two fp32 blocks fit."""
+    L1 would overflow); L0C double-buffered when two fp32 blocks fit. With ``bias`` the L1
+    budget also holds the fp32 bias row of one base block (``base_n`` x 4 B, staged in L1 on
+    its way to the BiasTable), as CANN's L1 budget does (aL1 + bL1 + biasL1)."""
     out_bytes = 4
     item = _itemsize(in_dtype)
     base_m = min(128, _align(max(rows, 1), 16))
@@ -228,33 +311,60 @@ def _cube_block(
             base_k = cand
         cand += k_unit
     step = 4
-    while step > 1 and 2 * step * base_k * (base_m + base_n) * item > f.l1_bytes:
+    reserve = base_n * 4 if bias else 0
+    while step > 1 and 2 * step * base_k * (base_m + base_n) * item + reserve > f.l1_bytes:
         step //= 2
     db_l0c = 2 if 2 * base_m * base_n * out_bytes <= f.l0c_bytes else 1
     return CubeBlock(base_m, base_n, base_k, step, step, 1, 1, 2, 2, db_l0c)
 
 
+def custom_vec_single_k(a: WqbmmArgs, f: SocFacts, width: int) -> int:
+    """The largest K rows per Custom vector tile whose UB layout (``custom_vector_buffers``,
+    ``width`` columns) fits the AIV's UB, as CANN solves its buffer-sum <= UB inequality.
+
+    Per-group the rows are a multiple of the group (CANN's first choice) or, when not even one
+    group fits, the largest multiple of 32 dividing the group (CANN's fallback: a factor of
+    the group); per-channel a multiple of 32. Never more than K (aligned)."""
+    g = a.group_size if a.quant_type == PER_GROUP else 0
+
+    def fits(rows: int) -> bool:
+        bufs = custom_vector_buffers(rows, width, a.x_dtype, custom_param_groups(rows, g))
+        return layout_bytes(bufs) <= f.ub_bytes
+
+    unit = g if g and fits(g) else 32
+    if g and unit == 32:
+        unit = max(d for d in range(32, g + 1, 32) if g % d == 0 and fits(d))
+        return unit
+    cap = _align(a.k, unit)
+    lo, hi = 1, cap // unit  # binary search over multiples of unit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid * unit):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo * unit
+
+
 def _default_custom(a: WqbmmArgs, f: SocFacts) -> CustomTiling:
     """N over the AICs first (at least 64 columns each), then M if AICs remain and M > 128;
-    vector tiles of up to 128 columns and the K rows (a group multiple) that fit a third of UB;
-    a two-slot workspace ring."""
+    the vector tile spans one workspace strip (``cube_single_n`` columns, as the program
+    builds it) and the K rows that fit UB (``custom_vec_single_k``); a two-slot workspace
+    ring."""
     dim_n = max(1, min(f.aic_num, _ceil_div(a.n, 64)))
     single_n = _align(_ceil_div(a.n, dim_n), 16)
     dim_n = _ceil_div(a.n, single_n)
     dim_m = max(1, min(f.aic_num // dim_n, _ceil_div(a.m, 128))) if a.m > 128 else 1
     single_m = _ceil_div(a.m, dim_m)
-    cube = _cube_block(f, single_m, single_n, a.x_dtype, 16, a.k)
-    vec_n = min(128, _align(single_n, 32))
-    per_elem = 2 * _itemsize(a.weight_dtype) + (12 if a.x_dtype == "bfloat16" else 6)
-    unit = a.group_size if a.quant_type == PER_GROUP else 32
-    vec_k = max(unit, int((f.ub_bytes // 3) // (vec_n * per_elem)) // unit * unit)
-    vec_k = min(vec_k, _align(a.k, unit))
+    cube = _cube_block(f, single_m, single_n, a.x_dtype, 16, a.k, bias=a.has_bias)
+    vec_n = min(single_n, 256)
+    vec_k = custom_vec_single_k(a, f, vec_n)
     return CustomTiling(
         cube_block_dim_m=dim_m,
         cube_block_dim_n=dim_n,
         single_core_m=single_m,
         single_core_n=single_n,
-        cube_single_n=min(single_n, 256),
+        cube_single_n=vec_n,
         vec_block_dim_n=min(f.aiv_num, _ceil_div(a.n, vec_n)),
         vec_block_dim_k=1,
         vec_single_n=vec_n,
@@ -484,7 +594,9 @@ def _positive_ints(c: _Checker, obj: Any, prefix: str = "") -> None:
             c.need(False, f"{prefix}{fld.name}={v!r}: must be an int")
 
 
-def _check_cube(c: _Checker, cube: CubeBlock, f: SocFacts, in_item: float, out_bytes: int) -> None:
+def _check_cube(
+    c: _Checker, cube: CubeBlock, f: SocFacts, in_item: float, out_bytes: int, bias: bool = False
+) -> None:
     c.need(cube.base_m % 16 == 0, f"cube.base_m={cube.base_m}: must be a multiple of 16")
     c.need(cube.base_n % 16 == 0, f"cube.base_n={cube.base_n}: must be a multiple of 16")
     k0 = max(16, int(32 / in_item))
@@ -500,7 +612,11 @@ def _check_cube(c: _Checker, cube: CubeBlock, f: SocFacts, in_item: float, out_b
     )
     a1 = cube.depth_a1 * cube.step_m * cube.step_ka * cube.base_m * cube.base_k * in_item
     b1 = cube.depth_b1 * cube.step_n * cube.step_kb * cube.base_n * cube.base_k * in_item
-    c.need(a1 + b1 <= f.l1_bytes, f"L1: A {a1:.0f} B + B {b1:.0f} B > {f.l1_bytes} B")
+    bias_l1 = cube.base_n * 4 if bias else 0
+    c.need(
+        a1 + b1 + bias_l1 <= f.l1_bytes,
+        f"L1: A {a1:.0f} B + B {b1:.0f} B + bias {bias_l1} B > {f.l1_bytes} B",
+    )
 
 
 def _check_cores(c: _Checker, used_aic: int, used_aiv: int, f: SocFacts) -> None:
@@ -514,16 +630,27 @@ def _validate_custom(c: _Checker, t: CustomTiling, a: WqbmmArgs, f: SocFacts) ->
     )
     c.need(t.cube_block_dim_n * t.single_core_n >= a.n, "cube_block_dim_n x single_core_n < n")
     c.need(t.cube_block_dim_m * t.single_core_m >= a.m, "cube_block_dim_m x single_core_m < m")
-    if a.quant_type == PER_GROUP:
-        c.need(t.group_size == a.group_size, f"group_size={t.group_size} != {a.group_size}")
-        c.need(t.vec_single_k % a.group_size == 0, "vec_single_k must be a multiple of the group")
+    g = a.group_size if a.quant_type == PER_GROUP else 0
+    if g:
+        c.need(t.group_size == g, f"group_size={t.group_size} != {g}")
+        c.need(
+            t.vec_single_k % g == 0 or (g % t.vec_single_k == 0 and t.vec_single_k % 32 == 0),
+            f"vec_single_k={t.vec_single_k}: must be a multiple of the group ({g}) or a "
+            "multiple of 32 dividing it",
+        )
     c.need(t.vec_single_n % 16 == 0, f"vec_single_n={t.vec_single_n}: must be a multiple of 16")
+    c.need(
+        t.vec_single_n == t.cube_single_n,
+        f"vec_single_n={t.vec_single_n}: the program's vector tile spans one workspace strip, "
+        f"so it must equal cube_single_n={t.cube_single_n}",
+    )
     x_item = _itemsize(a.x_dtype)
-    tile = t.vec_single_k * t.vec_single_n
-    work = 4 if a.x_dtype == "bfloat16" else 2
-    ub = tile * (2 * _itemsize(a.weight_dtype) + work + 2 * x_item)
-    c.need(ub <= f.ub_bytes, f"UB: vector tile needs {ub:.0f} B > {f.ub_bytes} B")
-    _check_cube(c, t.cube, f, x_item, 4)
+    bufs = custom_vector_buffers(
+        t.vec_single_k, t.cube_single_n, a.x_dtype, custom_param_groups(t.vec_single_k, g)
+    )
+    ub = layout_bytes(bufs)
+    c.need(ub <= f.ub_bytes, f"UB: vector tiles need {ub} B > {f.ub_bytes} B")
+    _check_cube(c, t.cube, f, x_item, 4, bias=a.has_bias)
     if a.has_bias:
         c.need(t.cube.base_n * 4 <= f.bt_bytes or f.bt_bytes == 0, "BT: base_n fp32 bias > BT")
 
@@ -556,10 +683,14 @@ def _validate_custom_nz_splitk(
     a1 = min(a.m * t.single_core_k * item, 2 * t.cube_single_m * t.single_k * item)
     b1 = 2 * t.single_k * t.cube_single_n * item
     c.need(a1 + b1 <= f.l1_bytes, f"L1: A {a1} B + B {b1} B > {f.l1_bytes} B")
-    # int8 in (ping-pong), fp16 weight, fp16 temp, output; bf16 adds the fp32 weight
-    per_elem = 2 * _itemsize(a.weight_dtype) + 2 + 2 + 2 + (4 if a.x_dtype == "bfloat16" else 0)
-    ub_vec = int(t.single_k * t.vec_single_n * per_elem)
-    ub_post = t.post_single_m * t.post_single_n * (4 * 2 + 2)
+    ub_vec = layout_bytes(
+        custom_nz_splitk_vector_buffers(
+            t.single_k, t.vec_single_n, a.x_dtype, a.weight_dtype, a.weight_format == "NZ"
+        )
+    )
+    ub_post = layout_bytes(
+        custom_nz_splitk_post_buffers(max(1, t.post_single_m), t.post_single_n, a.out_dtype)
+    )
     c.need(ub_vec <= f.ub_bytes, f"UB: dequant pass needs {ub_vec} B > {f.ub_bytes} B")
     c.need(ub_post <= f.ub_bytes, f"UB: post pass needs {ub_post} B > {f.ub_bytes} B")
 
