@@ -136,6 +136,15 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
             "reproduction of the FixPipe formula is not modelled"
         )
     functional = isinstance(x1, np.ndarray)
+    if functional and p.coupled:
+        # Agrees with npusim.torch_npu.npu_quant_matmul: on 310P the dequant runs L0C -> UB on
+        # the vector unit, whose order of operations and rounding are not published; giving
+        # the FixPipe formula's bits there would be a made-up model. Timing-only runs work.
+        raise NotImplementedError(
+            f"quant_matmul numerics on {soc.name} (Atlas inference series: L0C -> UB -> vector "
+            "dequant) are not published; run timing-only (TensorSpec inputs) or use an A2 / A3 "
+            "SoC for output bits"
+        )
     nb = int(np.prod(p.batch, dtype=np.int64)) if p.batch else 1
     aiv = None
     epilogue_of = None

@@ -57,10 +57,22 @@ def validate_trans_quant_param_tiling(t: TransQuantParamTiling, soc: Any,
     if isinstance(t.chunk, bool) or not isinstance(t.chunk, int) or t.chunk <= 0 or t.chunk % 8:
         raise ValueError(f"tiling.chunk={t.chunk!r}: must be a positive multiple of 8 elements "
                          "(32 B-aligned fp32 buffers)")
-    ub = soc.core("aiv").buffers["UB"].capacity_bytes
+    ub = soc.core(vector_core_kind(soc)).buffers["UB"].capacity_bytes
     need = _ub_bytes(t, with_offset)
     if need > ub:
         raise ValueError(f"tiling.chunk={t.chunk}: needs {need} B of UB > {ub} B")
+
+
+def vector_core_kind(soc: Any) -> str:
+    """The core the kernel runs on: one AIV on A2 / A3; one AI Core on the coupled 310P,
+    whose vector and scalar units run the same program (declared model: seed 003 lists the
+    310P, its kernel source was not read, the A2 / A3 structure is assumed)."""
+    counts = soc.core_counts()
+    if counts.get("aiv", 0):
+        return "aiv"
+    if counts.get("aicore", 0):
+        return "aicore"
+    raise NotImplementedError(f"trans_quant_param on {soc.name}: no core with a vector unit")
 
 
 def _fp19_assembly(scale_bits: np.ndarray, round_mode: int) -> np.ndarray:
@@ -104,8 +116,9 @@ def build_trans_quant_param(
                                 None if offset is None
                                 else np.asarray(offset, np.float32).reshape(-1), "input")
     gm["y"] = GMTensor("y", (count,), "uint64", None, "output")
-    prog = CoreProgram(0, "aiv")
-    b = ProgramBuilder(prog, soc.core("aiv"))
+    kind = vector_core_kind(soc)
+    prog = CoreProgram(0, kind)
+    b = ProgramBuilder(prog, soc.core(kind))
     nbuf = 2 if tiling.double_buffer else 1
     chunk = min(tiling.chunk, -(-count // 8) * 8)
     s_bcast, o_bcast = scale_len == 1 < count, with_off and offset_len == 1 < count
@@ -244,16 +257,15 @@ def plan_trans_quant_param(soc: Any, tiling: Any = None, *, scale: Any, offset: 
     operator's int64 tensor; specs -> timing only."""
     from npusim.runner import Plan
 
-    if soc.core_counts().get("aiv", 0) == 0:
-        raise NotImplementedError(f"trans_quant_param on {soc.name}: the kernel runs on an AIV "
-                                  "(A2 / A3 only)")
     slen, olen, mode, shape, functional = _args(scale, offset, round_mode)
     t = tiling or TransQuantParamTiling()
     kern = build_trans_quant_param(soc, slen, olen, mode, t,
                                    scale=np.asarray(scale) if functional else None,
                                    offset=None if offset is None or not functional
                                    else np.asarray(offset))
-    return Plan(kern, "trans_quant_param (1 AIV)", t, functional,
+    kind = vector_core_kind(soc)
+    label = "1 AIV" if kind == "aiv" else "1 AI Core; 310P structure assumed (declared model)"
+    return Plan(kern, f"trans_quant_param ({label})", t, functional,
                 finish=lambda o: o["y"].view(np.int64).reshape(shape))
 
 
