@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from npusim.engine import gm_cost
 from npusim.engine.errors import ProgramError
 from npusim.engine.program import Instr, Region
 
@@ -16,7 +17,10 @@ VECTOR_REPEAT_BYTES = 256
 
 
 def dma_local_cycles(core: Any, instr: Instr) -> int:
-    """Latency + bytes / bandwidth(bytes) of the core-side DMA engine for this transfer."""
+    """Latency + bytes / bandwidth(bytes) of the core-side DMA engine, plus the layout surcharge
+    (:mod:`npusim.engine.gm_cost`): (factor - 1) x bytes at the path's large-transfer rate for GM
+    rows that are short, strided or not 512 B aligned and for the C0 padding of an ND -> NZ copy
+    (factor 1, no surcharge, for the contiguous aligned copies the curves were measured with)."""
     src = instr.reads[0]
     dst = instr.writes[0]
     spec = core.transfer(src.buffer, dst.buffer)
@@ -25,7 +29,13 @@ def dma_local_cycles(core: Any, instr: Instr) -> int:
     nbytes = max(src.nbytes, dst.nbytes)
     transform = instr.params.get("transform", "")
     bpc = spec.bytes_per_cycle(nbytes, transform) if transform else spec.bytes_per_cycle(nbytes)
-    return int(spec.latency_cycles) + math.ceil(nbytes / bpc)
+    cycles = nbytes / bpc
+    factor = gm_cost.gm_side_factor(core, src, dst, transform)
+    if factor > 1.0:  # the extra bursts stream at the path's large-transfer rate
+        plateau = spec.bytes_per_cycle(1 << 40, transform) if transform else spec.bytes_per_cycle(
+            1 << 40)
+        cycles += (factor - 1.0) * nbytes / plateau
+    return int(spec.latency_cycles) + math.ceil(cycles)
 
 
 def mmad_cycles(core: Any, instr: Instr, pipe_was_idle: bool) -> int:
@@ -101,7 +111,9 @@ def fixpipe_cycles(core: Any, instr: Instr, pipe_was_idle: bool) -> int:
     if p["out_dtype"] in ("float32", "int32"):
         rate = min(rate, fix.max_fp32_elements_per_cycle)
     head = fix.latency_cycles if pipe_was_idle else 0
-    return int(head) + math.ceil(p["elements"] / rate)
+    # NZ -> ND into GM: the output rows' burst cost (gm_cost; 1 for aligned rows)
+    factor = gm_cost.gm_side_factor(core, instr.reads[0], instr.writes[0])
+    return int(head) + math.ceil(p["elements"] / rate * factor)
 
 
 def scalar_cycles(core: Any, instr: Instr) -> int:

@@ -324,6 +324,42 @@ class ScalarSpec(Model):
     source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
 
 
+class GmBurstSpec(Model):
+    """How this core's DMA engines cut a GM access into requests (npusim.engine.gm_cost)."""
+
+    granule_bytes: PositiveInt = Field(
+        description="Smallest unit fetched from GM (a DataBlock); partial blocks cost whole ones"
+    )
+    window_bytes: PositiveInt = Field(
+        description="Requests never cross a boundary of this many GM bytes (the alignment that "
+        "reaches full bandwidth)"
+    )
+    burst_bytes: tuple[PositiveInt, ...] = Field(
+        min_length=1, description="Request lengths the engine issues, increasing; a request's "
+        "span is rounded up to the next one"
+    )
+    request_overhead_bytes: Annotated[float, Field(ge=0)] = Field(
+        description="Per-request cost in byte-equivalents of transfer time at peak rate"
+    )
+    source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _bursts_ok(self) -> GmBurstSpec:
+        b = self.burst_bytes
+        if any(b[i] <= b[i - 1] for i in range(1, len(b))):
+            raise ValueError(f"burst_bytes={b}: must increase strictly")
+        if b[-1] != self.window_bytes:
+            raise ValueError(
+                f"burst_bytes={b}: the largest burst must equal window_bytes={self.window_bytes}"
+            )
+        if self.window_bytes % self.granule_bytes:
+            raise ValueError(
+                f"window_bytes={self.window_bytes}: must be a multiple of "
+                f"granule_bytes={self.granule_bytes}"
+            )
+        return self
+
+
 class CoreDescriptor(Model):
     """One core kind of a SoC: buffers, pipes, transfer paths and compute units."""
 
@@ -345,6 +381,10 @@ class CoreDescriptor(Model):
     scalar: ScalarSpec = Field(description="Scalar unit")
     intrinsics: tuple[Intrinsic, ...] = Field(
         (), description="Intrinsic families this core supports (capability flags)"
+    )
+    gm_bursts: GmBurstSpec | None = Field(
+        None, description="GM request model of the DMA engines (layout-dependent cost); null = "
+        "layout not modelled, every layout costs as the measured contiguous curves"
     )
 
     _paths: dict[tuple[str, str], TransferSpec] = PrivateAttr(default_factory=dict)
