@@ -152,18 +152,22 @@ def operator_module(op: str) -> _OpEntry:
 
 
 def simulate(op: str, soc: Any = None, tiling: Any = None, *, overrides: Sequence[str] = (),
-             patch: Any = None, check_races: bool = True, l2_start: str | None = None,
+             patch: Any = None, check_races: bool | None = None, l2_start: str | None = None,
              **op_args: Any) -> SimResult:
     """Run ``op`` as a tiled program on ``soc`` (name, file or descriptor; default Ascend910B2).
 
     Inputs may be arrays (functional run: outputs are the NPU's bits) or :class:`TensorSpec`
     (timing-only run: outputs are None). ``l2_start``: "cold" (default: a layer inside a model)
     or "repeat" (the steady state of a benchmark loop of this kernel); see
-    :data:`npusim.engine.sim.L2_START_MODES`. Returns a :class:`SimResult`.
+    :data:`npusim.engine.sim.L2_START_MODES`. ``check_races``: check that every read follows its
+    producer's flag (a program bug raises :class:`npusim.engine.errors.RaceError`); None (default)
+    = on in functional runs, off in timing-only runs, where a race cannot change a cycle and the
+    check costs about as much as the simulation. Returns a :class:`SimResult`.
     """
     desc = resolve_soc(soc, overrides, patch)
     plan: Plan = operator_module(op).plan(desc, tiling=tiling, **op_args)
-    run = run_kernel(plan.kernel, desc, functional=plan.functional, check_races=check_races,
+    races = plan.functional if check_races is None else bool(check_races)
+    run = run_kernel(plan.kernel, desc, functional=plan.functional, check_races=races,
                      l2_start=l2_start)
     outputs = None
     if plan.functional:

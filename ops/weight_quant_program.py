@@ -940,6 +940,7 @@ def plan_weight_quant_batchmatmul(
         antiquant_group_size,
         inner_precise,
         soc=soc,
+        values=functional,
     )
     name = select_kernel(args, soc, deterministic=deterministic, kernel=kernel)
     s = WqbmmShape(

@@ -48,7 +48,7 @@ def test_bad_arguments(shape, dt, exc, msg):
 def test_schedules_are_race_free_and_stream_every_byte(rows, h, t):
     """Rule: with race checks on, every tiling runs to completion; x is read once per sweep
     and the int4 output and scales are written exactly once."""
-    res = simulate("dynamic_quant", SOC, t, x=spec((rows, h), "bfloat16"))
+    res = simulate("dynamic_quant", SOC, t, x=spec((rows, h), "bfloat16"), check_races=True)
     tiling = res.tiling
     sweeps = 2 if h > tiling.h_chunk else 1
     paths = res.traffic

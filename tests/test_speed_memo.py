@@ -62,3 +62,51 @@ def test_runs_identical_with_and_without_page_memo(op, args, l2, monkeypatch):
     monkeypatch.setattr(MemorySystem, "_pages", _direct_pages)
     slow = _fingerprint(npusim.simulate(op, "Ascend910B2", l2_start=l2, **args))
     assert fast == slow
+
+
+def test_timing_only_int4_weight_is_not_unpacked_and_times_as_functional(monkeypatch):
+    """Rule: a timing-only int4 run never unpacks the placeholder weight, and its cycles and
+    per-instruction records equal those of a functional run on real data of the same shapes."""
+    from npusim.numerics import int4, pack_int4
+
+    rng = np.random.default_rng(1)
+    k, n, g = 512, 256, 128
+    real = {"x": rng.standard_normal((1, k)).astype(np.float16),
+            "weight": pack_int4(rng.integers(-8, 8, (k, n), dtype=np.int32)),
+            "antiquant_scale": (rng.uniform(0.5, 1.5, (k // g, n)) * 0.01).astype(np.float16),
+            "antiquant_group_size": g}
+    functional = npusim.simulate("weight_quant_batchmatmul", "Ascend910B2", **real)
+
+    def refuse(*_a, **_k):
+        raise AssertionError("unpack_int4 called in a timing-only run")
+
+    monkeypatch.setattr(int4, "unpack_int4", refuse)
+    monkeypatch.setattr("npusim.numerics.unpack_int4", refuse)
+    timing = npusim.simulate("weight_quant_batchmatmul", "Ascend910B2",
+                             x=spec((1, k), "float16"), weight=spec((k, n // 8), "int32"),
+                             antiquant_scale=spec((k // g, n), "float16"),
+                             antiquant_group_size=g)
+    assert timing.outputs is None and functional.outputs is not None
+    assert _fingerprint(timing)[:3] == _fingerprint(functional)[:3]
+
+
+@pytest.mark.parametrize(("inputs", "given", "expected"), [
+    ("spec", None, False), ("array", None, True), ("spec", True, True), ("array", False, False)])
+def test_race_checks_default_on_for_functional_off_for_timing_only(inputs, given, expected,
+                                                                   monkeypatch):
+    """Rule: ``check_races=None`` (the default) checks races in functional runs only; an explicit
+    True / False is passed to the engine as given."""
+    import npusim.runner as runner
+
+    seen = {}
+    real_run = runner.run_kernel
+
+    def spy(*a, **kw):
+        seen["check_races"] = kw["check_races"]
+        return real_run(*a, **kw)
+
+    monkeypatch.setattr(runner, "run_kernel", spy)
+    x = spec((4096,), "float16") if inputs == "spec" else np.ones(4096, np.float16)
+    kw = {} if given is None else {"check_races": given}
+    npusim.simulate("tensor_copy", "Ascend910B2", x=x, **kw)
+    assert seen["check_races"] is expected

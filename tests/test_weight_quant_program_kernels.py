@@ -186,7 +186,7 @@ def test_msd_split_k_program(m, k, n, kw):
             "antiquant_scale": spec((n,), "float16"),
         }
         digits, dt = 2, "int8"
-    r = npusim.simulate("weight_quant_batchmatmul", B2, **args, **kw)
+    r = npusim.simulate("weight_quant_batchmatmul", B2, check_races=True, **args, **kw)
     assert r.kernel_name == "MsdSplitK" and r.outputs is None
     assert macs(r.run.kernel, dt) == digits * m * k * n
     assert "k_block_ascending" in r.run.kernel.meta["split_k_accumulation"]
@@ -205,7 +205,7 @@ def test_weight_nz_310p_program_timing_only_and_functional_refuses():
         "antiquant_offset": spec((n,), "float16"),
         "bias": spec((n,), "float16"),
     }
-    r = npusim.simulate("weight_quant_batchmatmul", soc, **args)
+    r = npusim.simulate("weight_quant_batchmatmul", soc, check_races=True, **args)
     kern = r.run.kernel
     assert r.kernel_name == "WeightNz" and {c.kind for c in kern.cores} == {"aicore"}
     assert not any(i.kind.startswith("cross") for c in kern.cores for i in c.instrs)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -19,7 +18,6 @@ _NP = {
     "int8": np.int8,
     "uint8": np.uint8,
     "float16": np.float16,
-    "bfloat16": ml_dtypes.bfloat16,
     "int16": np.int16,
     "float32": np.float32,
     "int32": np.int32,
@@ -30,6 +28,10 @@ _NP = {
 
 
 def np_dtype_of(dtype: str) -> np.dtype:
+    if dtype == "bfloat16":  # ml_dtypes is loaded only when a run needs bf16 values
+        from npusim.numerics.dtypes import bf16
+
+        return bf16()
     return np.dtype(_NP[dtype])
 
 

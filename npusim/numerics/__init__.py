@@ -1,7 +1,9 @@
 """Numerics: casts in every rounding mode, the FixPipe quant parameter, int4 packing, and the
 cube accumulation models (``npusim.numerics.cube``)."""
 
-from npusim.numerics.dtypes import BF16, FORMATS, FloatFormat, float_info, np_dtype
+from typing import Any
+
+from npusim.numerics.dtypes import FORMATS, FloatFormat, bf16, float_info, is_bf16, np_dtype
 from npusim.numerics.fixpipe import (
     QuantParam,
     decode_quant_param,
@@ -19,6 +21,13 @@ from npusim.numerics.rounding import (
     round_to_integral,
 )
 
+
+def __getattr__(name: str) -> Any:
+    if name == "BF16":  # the bfloat16 numpy dtype; ml_dtypes is loaded on first use
+        return bf16()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "BF16",
     "FORMATS",
@@ -26,6 +35,7 @@ __all__ = [
     "FloatFormat",
     "QuantParam",
     "RoundMode",
+    "bf16",
     "cast_float",
     "decode_quant_param",
     "deqf16",
@@ -33,6 +43,7 @@ __all__ = [
     "float_info",
     "float_to_int",
     "fp19_bits",
+    "is_bf16",
     "np_dtype",
     "pack_int4",
     "requant_int8",

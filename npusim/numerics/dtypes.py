@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
-import ml_dtypes
 import numpy as np
 
-BF16 = np.dtype(ml_dtypes.bfloat16)
+
+@functools.cache
+def bf16() -> np.dtype:
+    """numpy's bfloat16 dtype (from ml_dtypes), loaded on first use: importing ml_dtypes costs
+    more CPU time than many whole timing-only simulations, which never need it."""
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def is_bf16(dt: Any) -> bool:
+    """Whether ``dt`` is the bfloat16 dtype (checked by name, so ml_dtypes is not loaded)."""
+    return getattr(dt, "name", None) == "bfloat16"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BF16":  # the bfloat16 numpy dtype, resolved lazily (see bf16)
+        return bf16()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _ALIASES = {
     "float16": np.float16, "fp16": np.float16, "half": np.float16,
-    "bfloat16": BF16, "bf16": BF16,
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
     "float32": np.float32, "fp32": np.float32, "float": np.float32,
     "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
     "uint8": np.uint8, "uint64": np.uint64,
@@ -26,7 +46,7 @@ def np_dtype(name: str | np.dtype | type) -> np.dtype:
         dt = _ALIASES.get(name)
         if dt is None:
             raise ValueError(f"name: dtype {name!r} is not one of {sorted(_ALIASES)}")
-        return np.dtype(dt)
+        return bf16() if dt == "bfloat16" else np.dtype(dt)
     try:
         dt = np.dtype(name)
     except TypeError:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from npusim.numerics.dtypes import BF16
+from npusim.numerics.dtypes import is_bf16
 from npusim.numerics.rounding import RoundMode, cast_float, float_to_int
 
 _SIGN_BIT = np.uint64(1 << 46)
@@ -24,7 +24,7 @@ def _exact_f32(x: np.ndarray, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype == np.float32:
         return arr
-    if arr.dtype.kind not in "fiu" and arr.dtype != BF16:
+    if arr.dtype.kind not in "fiu" and not is_bf16(arr.dtype):
         raise TypeError(f"{name}: dtype {arr.dtype} is not a real number type; float32 expected")
     with np.errstate(over="ignore", invalid="ignore"):
         f32 = arr.astype(np.float32)
@@ -109,7 +109,7 @@ def _acc_to_f32(acc: np.ndarray) -> np.ndarray:
     a = np.asarray(acc)
     if a.dtype == np.float32:
         return a
-    if a.dtype in (np.float16, BF16):
+    if a.dtype == np.float16 or is_bf16(a.dtype):
         return a.astype(np.float32)  # exact
     if a.dtype.kind in "iu":
         return cast_float(a, "float32", RoundMode.RINT)

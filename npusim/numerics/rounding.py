@@ -13,7 +13,7 @@ import enum
 
 import numpy as np
 
-from npusim.numerics.dtypes import BF16, FORMATS, np_dtype
+from npusim.numerics.dtypes import FORMATS, is_bf16, np_dtype
 
 INT_RANGES = {
     "int4": (-8, 7),
@@ -65,7 +65,7 @@ def _is_int(dt: np.dtype) -> bool:
 def _checked_array(x: np.ndarray) -> np.ndarray:
     """``x`` as an array of a supported numeric dtype (bool, integer, float16/bf16/32/64)."""
     arr = np.asarray(x)
-    if _is_int(arr.dtype) or arr.dtype == BF16 or (arr.dtype.kind == "f" and arr.itemsize <= 8):
+    if _is_int(arr.dtype) or is_bf16(arr.dtype) or (arr.dtype.kind == "f" and arr.itemsize <= 8):
         return arr
     raise TypeError(f"x: dtype {arr.dtype} is not supported; use a bool, integer, float16, "
                     "bfloat16, float32 or float64 array")

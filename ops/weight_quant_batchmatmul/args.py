@@ -172,7 +172,11 @@ def _shape_is(shape: tuple[int, ...], *allowed: tuple[int, ...]) -> bool:
 # weight decoding
 
 
-def _unpack(packed: np.ndarray) -> np.ndarray:
+def _unpack(packed: np.ndarray, values: bool = True) -> np.ndarray:
+    """int32-packed int4 -> int8 values; ``values=False`` (timing-only runs): zeros of the same
+    shape, never touched, so no unpacking work is done for placeholder weights."""
+    if not values:
+        return np.zeros((*packed.shape[:-1], packed.shape[-1] * 8), dtype=np.int8)
     from npusim.numerics import unpack_int4
 
     return np.asarray(unpack_int4(np.ascontiguousarray(packed, dtype=np.int32)), dtype=np.int8)
@@ -202,8 +206,9 @@ def _nz_origin(weight: np.ndarray) -> np.ndarray:
     return np.asarray(nz_to_nd(storage, origin))
 
 
-def _decode_weight(weight: np.ndarray, split: bool) -> tuple[np.ndarray, str, str, bool]:
-    """(K, N) int8 values, weight dtype, format, trans_b."""
+def _decode_weight(weight: np.ndarray, split: bool, values: bool = True
+                   ) -> tuple[np.ndarray, str, str, bool]:
+    """(K, N) int8 values (zeros when not ``values``), weight dtype, format, trans_b."""
     fmt = getattr(weight, "npu_format", ACL_FORMAT_ND)
     if weight.dtype not in (np.int8, np.int32):
         raise TypeError(
@@ -236,8 +241,8 @@ def _decode_weight(weight: np.ndarray, split: bool) -> tuple[np.ndarray, str, st
     if w_dtype == "int8":
         return np.asarray(weight), w_dtype, "ND", trans
     if trans:  # (K/8, N) view of a contiguous (N, K/8) packed matrix
-        return _unpack(weight.T).T, w_dtype, "ND", trans
-    return _unpack(weight), w_dtype, "ND", trans
+        return _unpack(weight.T, values).T, w_dtype, "ND", trans
+    return _unpack(weight, values), w_dtype, "ND", trans
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,8 +396,12 @@ def normalize_args(
     inner_precise: int = 0,
     *,
     soc: Any = None,
+    values: bool = True,
 ) -> WqbmmArgs:
-    """Validate one npu_weight_quant_batchmatmul call and return its logical form."""
+    """Validate one npu_weight_quant_batchmatmul call and return its logical form.
+
+    ``values=False`` (timing-only runs on placeholder arrays): shapes, dtypes and layouts are
+    validated as usual but an int4 weight is not unpacked (its int8 values are zeros)."""
     facts = soc_facts(soc)
     split = facts.split
     x = _require_array("x", x)
@@ -419,7 +428,7 @@ def normalize_args(
     # weight
     if not split and weight.dtype != np.int8:
         raise TypeError(f"weight.dtype={weight.dtype}: must be int8 on {facts.name} (seed 002)")
-    w, w_dtype, w_format, trans_b = _decode_weight(weight, split)
+    w, w_dtype, w_format, trans_b = _decode_weight(weight, split, values)
     k, n = (int(v) for v in w.shape)
     if k != k_x:
         raise ValueError(
