@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="directory for the report (markdown and CSV)")
     v.add_argument("--l2-start", default="repeat", choices=("cold", "repeat"),
                    help="L2 at kernel start (default repeat: the rows were measured in loops)")
+    v.add_argument("--lofo", action="store_true",
+                   help="also print the fitted numbers, their sensitivity and the "
+                   "leave-one-family-out error (npusim.calibration_fit)")
     sw = sub.add_parser("sweep", help="sweep tilings x shapes x SoCs (study YAML or flags)")
     sw.add_argument("study", nargs="?", default=None, help="study YAML (op, socs, cases, ...)")
     sw.add_argument("--op", default="matmul")

@@ -274,6 +274,10 @@ def validate_command(args) -> int:
     if args.out:
         md, csvp = write_report(results, args.out)
         print(f"report: {md} {csvp}")
+    if getattr(args, "lofo", False):  # fitted numbers, sensitivity, leave-one-family-out
+        from npusim.calibration_fit import fit_report
+
+        print(fit_report(rows, results, args.l2_start))
     sys.stdout.write(closing_line(results, stats) + "\n")
     return 0
 

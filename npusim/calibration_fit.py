@@ -1,0 +1,202 @@
+"""Which descriptor numbers were fitted to which calibration rows, how much each moves each row
+family, and leave-one-family-out (LOFO) error (issue 13 item 6).
+
+Every fitted number of the SoC descriptors is listed in :data:`FITTED` with the rows it was
+fitted on. ``sensitivity`` re-simulates one representative row per family with one number
+changed by +10 % (descriptor overrides, nothing else touched) and reports the elasticity
+(relative change of the prediction per relative change of the number).
+
+LOFO, declared method: for a family X, every number fitted on X is refitted on the other
+families' rows by least squares on their signed errors, using the linearised model
+``err(theta) = err + (100 + err) * sum_j elasticity_j * dtheta_j / theta_j`` (elasticities of the
+family's representative row). A number no other family constrains (all their elasticities
+below 1e-3) falls back to its declared documented alternative (``fallback``); X's rows are then
+predicted with the same linearised model. The linearisation is exact for additive costs (launch
+floor, per-block dispatch) and approximate for bandwidths; nothing is fitted per row or shape.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+FAMILIES = ("A", "B", "E", "F", "H")
+#: one cheap row per family whose elasticities stand for the family (declared approximation)
+REPRESENTATIVE = {"A": "A2", "B": "B1", "E": "E1e", "F": "F1", "H": "H4"}
+STEP = 0.10
+
+
+@dataclass(frozen=True)
+class FittedNumber:
+    """A descriptor number fitted to calibration rows."""
+
+    name: str
+    paths: tuple[str, ...]  # dotted descriptor paths changed together (relative change)
+    family: str  # family whose rows it was fitted on
+    rows: str  # the rows, as cited in socs/
+    fallback: float  # relative value used when no other family constrains it (1.0 = keep)
+    fallback_source: str
+
+
+FITTED: tuple[FittedNumber, ...] = (
+    FittedNumber("HBM bandwidth", ("memory.hbm.bandwidth_gb_per_s",), "F",
+                 "F1 (consistent with H6)", 1380 / 1446,
+                 "INI-implied 1.38 TB/s on a 910B2 (hardware.md 1.1) [D]"),
+    FittedNumber("HBM request overhead", ("memory.hbm.request_overhead_bytes",), "H", "H3/H4",
+                 0.0, "0: the family file's 'not modelled' value (no source gives one)"),
+    FittedNumber("L2 bandwidth", ("memory.l2.bandwidth_gb_per_s",), "B", "B2-B4",
+                 4880 / 3600, "INI-implied l2_read_rate 110 B/cyc/core (4.88 TB/s on 910_9391)"),
+    FittedNumber("launch floor", ("kernel_launch_cycles",), "E", "E1a", 0.0,
+                 "0: no documented launch cost"),
+    FittedNumber("per-block dispatch", ("kernel_launch_per_block_cycles",), "E", "E1a/E1b", 0.0,
+                 "0: no documented dispatch cost"),
+    FittedNumber("scalar cycles per instruction",
+                 ("cores.aic.scalar.cycles_per_instruction",
+                  "cores.aiv.scalar.cycles_per_instruction"), "H", "H1", 1.0,
+                 "none documented (hardware.md 2.8): kept, so H1 is not a LOFO prediction"),
+)
+
+
+def _get(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        if part == "cores":
+            continue
+        obj = obj.core(part) if part in ("aic", "aiv") else getattr(obj, part)
+    return obj
+
+
+@contextmanager
+def scaled(number: FittedNumber, factor: float) -> Iterator[None]:
+    """Within the block, every SoC the calibration predictions resolve has ``number`` scaled."""
+    import npusim.runner as runner
+    from npusim.hw import load_soc
+
+    orig = runner.resolve_soc
+
+    def patched(soc: Any = None, overrides: Sequence[str] = (), patch: Any = None) -> Any:
+        if soc is not None and not isinstance(soc, str):
+            return orig(soc, overrides, patch)
+        base = load_soc(str(soc or runner.DEFAULT_SOC))
+        extra = []
+        for p in number.paths:
+            v = _get(base, p)
+            new = v * factor
+            extra.append(f"{p}={round(new) if isinstance(v, int) else new}")
+        return orig(soc, (*overrides, *extra), patch)
+
+    runner.resolve_soc = patched
+    try:
+        yield
+    finally:
+        runner.resolve_soc = orig
+
+
+def _predict(row: Any, l2_start: str) -> float:
+    from npusim.engine.sim import default_l2_start
+    from npusim.validate import predict_row
+
+    with default_l2_start(l2_start):
+        pred = predict_row(row)
+    if pred is None:
+        raise ValueError(f"row {row.id}: not expressible")
+    return pred.predicted_us
+
+
+def sensitivity(rows: Sequence[Any], l2_start: str = "repeat") -> dict[str, dict[str, float]]:
+    """Elasticity of each family's representative row to each fitted number (+10 % step)."""
+    by_id = {r.id: r for r in rows}
+    out: dict[str, dict[str, float]] = {}
+    for fam, rid in REPRESENTATIVE.items():
+        row = by_id.get(rid)
+        if row is None:
+            continue
+        base = _predict(row, l2_start)
+        out[fam] = {}
+        for num in FITTED:
+            with scaled(num, 1 + STEP):
+                p = _predict(row, l2_start)
+            out[fam][num.name] = (p - base) / base / STEP
+    return out
+
+
+def _family(row_id: str) -> str:
+    return row_id[0]
+
+
+def lofo(results: Sequence[dict[str, Any]], elast: dict[str, dict[str, float]]
+         ) -> dict[str, dict[str, Any]]:
+    """Leave-one-family-out errors from in-sample ``results`` (validate records) and
+    ``elast`` (:func:`sensitivity`); see the module docstring for the method."""
+    import numpy as np
+
+    ok = [r for r in results if r.get("error_pct") is not None]
+    out: dict[str, dict[str, Any]] = {}
+    for fam in FAMILIES:
+        if fam not in elast:
+            continue
+        nums = [n for n in FITTED if n.family == fam]
+        train = [r for r in ok if _family(r["id"]) != fam and _family(r["id"]) in elast]
+        rel = np.zeros(len(nums))
+        how = []
+        fit_idx = [i for i, n in enumerate(nums)
+                   if any(abs(elast[_family(r["id"])][n.name]) > 1e-3 for r in train)]
+        for i, n in enumerate(nums):
+            if i not in fit_idx:
+                rel[i] = n.fallback - 1.0
+                how.append(f"{n.name}: fallback x{n.fallback:.3g} ({n.fallback_source})")
+        if fit_idx and train:
+            a = np.array([[(100 + r["error_pct"]) * elast[_family(r["id"])][nums[i].name]
+                           for i in fit_idx] for r in train])
+            b = -np.array([r["error_pct"] for r in train], dtype=float)
+            sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+            for i, d in zip(fit_idx, sol, strict=True):
+                rel[i] = max(d, -0.9)
+                how.append(f"{nums[i].name}: refit x{1 + rel[i]:.3g} on the other families")
+        errs = {}
+        for r in ok:
+            if _family(r["id"]) != fam:
+                continue
+            e = r["error_pct"]
+            shift = sum(elast[fam][n.name] * rel[i] for i, n in enumerate(nums))
+            errs[r["id"]] = round(e + (100 + e) * shift, 1)
+        absd = sorted(abs(v) for v in errs.values())
+        out[fam] = {"numbers": how or ["nothing fitted on this family"], "errors": errs,
+                    "median_abs": round(statistics.median(absd), 1) if absd else None}
+    return out
+
+
+def format_fit_tables(elast: dict[str, dict[str, float]], lofo_res: dict[str, dict[str, Any]]
+                      ) -> str:
+    """Markdown: provenance of fitted numbers, sensitivity, LOFO per family."""
+    lines = ["| fitted number | descriptor path | fitted on | LOFO fallback |", "|---|---|---|---|"]
+    for n in FITTED:
+        lines.append(f"| {n.name} | {', '.join(n.paths)} | {n.rows} | {n.fallback_source} |")
+    fams = [f for f in FAMILIES if f in elast]
+    lines += ["", "Elasticity (relative change of the representative row per relative change of "
+              "the number, +10 % step): " + ", ".join(f"{f}={REPRESENTATIVE[f]}" for f in fams),
+              "", "| fitted number | " + " | ".join(fams) + " |", "|---|" + "---|" * len(fams)]
+    for n in FITTED:
+        lines.append(f"| {n.name} | " + " | ".join(f"{elast[f][n.name]:+.3f}" for f in fams)
+                     + " |")
+    lines += ["", "| left-out family | refit | LOFO errors (%) | median abs |", "|---|---|---|---|"]
+    all_abs = []
+    for fam, rec in lofo_res.items():
+        errs = rec["errors"]
+        all_abs += [abs(v) for v in errs.values()]
+        lines.append(f"| {fam} | {'; '.join(rec['numbers'])} | "
+                     + ", ".join(f"{k} {v:+.1f}" for k, v in errs.items())
+                     + f" | {rec['median_abs']} |")
+    if all_abs:
+        lines.append(f"\nLOFO over all rows: median |error| {round(statistics.median(all_abs), 1)}"
+                     " %")
+    return "\n".join(lines)
+
+
+def fit_report(rows: Sequence[Any], results: Sequence[dict[str, Any]],
+               l2_start: str = "repeat") -> str:
+    """The tables ``npusim validate --lofo`` prints beside the in-sample table."""
+    elast = sensitivity(rows, l2_start)
+    return format_fit_tables(elast, lofo(results, elast))

@@ -1,0 +1,47 @@
+"""Leave-one-family-out bookkeeping (npusim.calibration_fit) on synthetic errors and
+elasticities: refit through other families when they constrain a number, declared fallback when
+none does, and every fitted number names its rows and a descriptor path that exists."""
+
+import pytest
+
+from npusim import calibration_fit as cf
+from npusim.hw import load_soc
+
+
+def _elast(**over):
+    e = {f: {n.name: 0.0 for n in cf.FITTED} for f in cf.FAMILIES}
+    for key, v in over.items():
+        fam, name = key.split("__")
+        e[fam][name.replace("_", " ")] = v
+    return e
+
+
+def test_every_fitted_number_has_a_real_descriptor_path_and_rows():
+    """Each listed number exists in the 910_9391 descriptor and cites its rows and family."""
+    soc = load_soc("Ascend910_9391")
+    for n in cf.FITTED:
+        assert n.family in cf.FAMILIES and n.rows
+        for p in n.paths:
+            assert cf._get(soc, p) is not None
+
+
+def test_unconstrained_number_falls_back_and_shifts_the_family():
+    """Only E is sensitive to the launch floor: leaving E out uses the fallback (0 = -100 %),
+    and an E row with elasticity -0.5 at +0 % error moves to -(100)(-0.5)(-1) = -50 %."""
+    e = _elast(E__launch_floor=0.5)
+    res = [{"id": "E1a", "error_pct": 0.0}, {"id": "A2", "error_pct": 3.0}]
+    out = cf.lofo(res, e)
+    assert out["E"]["errors"]["E1a"] == pytest.approx(-50.0)
+    assert any("fallback" in s for s in out["E"]["numbers"])
+    assert out["A"]["errors"]["A2"] == 3.0  # nothing fitted on A
+
+
+def test_constrained_number_is_refit_on_the_other_families():
+    """If A rows are also sensitive to the launch floor, leaving E out refits it on A: A's +10 %
+    error with elasticity 0.5 asks for about -18 %, which then moves E's rows."""
+    e = _elast(E__launch_floor=0.5, A__launch_floor=0.5)
+    res = [{"id": "E1a", "error_pct": 0.0}, {"id": "A2", "error_pct": 10.0}]
+    out = cf.lofo(res, e)
+    d = -10.0 / (110 * 0.5)
+    assert out["E"]["errors"]["E1a"] == pytest.approx(round(100 * 0.5 * d, 1))
+    assert any("refit" in s for s in out["E"]["numbers"])
