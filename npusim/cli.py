@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--out", type=Path, default=Path("report"), help="output directory")
     rp.add_argument("--heatmap", default=None, metavar="X,Y",
                     help="the two tiling fields of the heatmap (default: the two that vary most)")
+    from npusim.model import add_model_parser
+
+    add_model_parser(sub)
     args = parser.parse_args(argv)
     if args.version:
         from npusim import __version__
@@ -135,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         from npusim.sweep import sweep_command
 
         return sweep_command(args)
+    if args.command == "model":
+        from npusim.model import model_command
+
+        return model_command(args)
     if args.command == "report":
         from npusim.report.compare import report_command
 
