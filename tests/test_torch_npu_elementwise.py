@@ -53,6 +53,8 @@ def test_signatures_and_defaults_match_torch_npu():
     assert list(_params(npu_format_cast).items()) == [
         ("x", ("POSITIONAL_OR_KEYWORD", empty)),
         ("acl_format", ("POSITIONAL_OR_KEYWORD", empty)),
+        ("customize_dtype", ("KEYWORD_ONLY", None)),
+        ("input_dtype", ("KEYWORD_ONLY", None)),
         ("soc", ("KEYWORD_ONLY", None))]
 
 
@@ -203,16 +205,21 @@ def test_torch_trans_quant_param_and_int4pack():
 
 
 def test_torch_nz_tensor_feeds_on():
-    """A FRACTAL_NZ torch result carries npu_format / origin_shape and can be fed to
-    int4pack and cast back to ND."""
+    """A FRACTAL_NZ torch result keeps the logical shape and values, reports format 29, its
+    storage holds the NZ element count, and it feeds int4pack (NZ out, C0 = 8) and casts back."""
     torch = pytest.importorskip("torch")
+    from npusim.layouts import nd_to_nz
+    from npusim.torch_npu import get_npu_format, npu_storage_array
+
     w = (torch.arange(20 * 64, dtype=torch.int32).reshape(20, 64) % 16) - 8
     z = npu_format_cast(w, 29)
-    assert isinstance(z, torch.Tensor) and z.npu_format == 29 and z.origin_shape == (20, 64)
-    assert tuple(z.shape) == (4, 2, 16, 16)
+    assert tuple(z.shape) == (20, 64) and get_npu_format(z) == 29 and torch.equal(z, w)
+    assert z.untyped_storage().nbytes() == 4 * 2 * 16 * 16 * 4
+    assert np.array_equal(npu_storage_array(z), nd_to_nz(w.numpy(), 16))
     assert npu_format_cast(w, 2) is w
     back = npu_format_cast(z, 2)
-    assert torch.equal(back, w)
+    assert get_npu_format(back) == 2 and torch.equal(back, w)
     packed = npu_convert_weight_to_int4pack(z)
-    assert packed.npu_format == 29 and packed.origin_shape == (20, 8)
-    assert tuple(packed.shape) == (1, 2, 16, 8)
+    assert get_npu_format(packed) == 29 and tuple(packed.shape) == (20, 8)
+    assert npu_storage_array(packed).shape == (1, 2, 16, 8)
+    assert torch.equal(packed, npu_convert_weight_to_int4pack(w))

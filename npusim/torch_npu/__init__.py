@@ -14,6 +14,11 @@ _EXPORTS = {
     "npu_trans_quant_param": "npusim.torch_npu._elementwise",
     "npu_group_quant": "npusim.torch_npu._elementwise",
     "npu_format_cast": "npusim.torch_npu._elementwise",
+    "npu_format_cast_": "npusim.torch_npu._elementwise",
+    "get_npu_format": "npusim.torch_npu._elementwise",
+    "npu_storage_array": "npusim.torch_npu._tensor",
+    "set_soc": "npusim.torch_npu._state",
+    "current_soc": "npusim.torch_npu._state",
     "npu_weight_quant_batchmatmul": "npusim.torch_npu._weight_quant",
     "explain_weight_quant_batchmatmul": "npusim.torch_npu._weight_quant",
     "npu_quant_matmul": "npusim.torch_npu._quant_matmul",
@@ -23,10 +28,17 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+_SUBMODULES = ("npu", "contrib", "testing")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"npusim.torch_npu.{name}")
     mod = _EXPORTS.get(name)
     if mod is None:
-        raise AttributeError(f"module 'npusim.torch_npu' has no attribute {name!r}")
+        raise AttributeError(
+            f"torch_npu.{name} is not modelled by npusim (module 'npusim.torch_npu' has no "
+            f"attribute {name!r}); npusim provides: {', '.join(__all__)}")
     return getattr(importlib.import_module(mod), name)
 
 

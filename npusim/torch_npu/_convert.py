@@ -3,6 +3,11 @@
 torch is optional: it is never imported at module import time, only inside the functions that
 meet a tensor. A tensor is recognised by its type's module, so numpy-only installs never import
 torch at all.
+
+A torch tensor whose storage is FRACTAL_NZ (see :mod:`npusim.torch_npu._tensor`) reaches the
+numpy operators as the ``FormattedArray`` storage they read: the whole base tensor as is, or its
+last-two-dims transpose (``w_nz.t()``) through ``transpose_nz``. Any other view of an NZ storage
+is handed over as its logical ND values (what torch_npu's implicit contiguous copy gives).
 """
 
 from __future__ import annotations
@@ -20,19 +25,12 @@ def is_torch_tensor(x: Any) -> bool:
                for c in type(x).__mro__)
 
 
-def to_numpy(x: Any) -> tuple[Any, bool]:
-    """(numpy array, was_torch) for a torch CPU tensor; anything else passes through unchanged
-    with False.
-
-    bf16 tensors come through an int16 view into ``ml_dtypes.bfloat16`` (bit-exact); strides are
-    kept (a transposed tensor gives a transposed numpy view). A tensor tagged with
-    ``npu_format`` / ``origin_shape`` (a FRACTAL_NZ result of this API) becomes a
-    ``FormattedArray`` so it can be fed on."""
-    if not is_torch_tensor(x):
-        return x, False
+def plain_numpy(t: Any) -> np.ndarray:
+    """The logical values of a torch CPU tensor as numpy (bf16 bit-exact through int16; strides
+    kept, so a transposed tensor gives a transposed numpy view)."""
     import torch
 
-    t = x.detach()
+    t = t.detach()
     if t.device.type != "cpu":
         t = t.cpu()
     if t.is_quantized or t.dtype in (torch.quint4x2, torch.qint8, torch.quint8, torch.qint32):
@@ -41,31 +39,69 @@ def to_numpy(x: Any) -> tuple[Any, bool]:
     if t.dtype == torch.bfloat16:
         from npusim.numerics import BF16
 
-        arr = t.view(torch.int16).numpy().view(BF16)
-    else:
-        arr = t.resolve_conj().resolve_neg().numpy()
-    if all(hasattr(x, a) for a in FORMAT_ATTRS):
-        from npusim.layouts import FormattedArray
+        return t.view(torch.int16).numpy().view(BF16)
+    return t.resolve_conj().resolve_neg().numpy()
 
-        arr = FormattedArray(np.ascontiguousarray(arr), x.npu_format, x.origin_shape)
-    return arr, True
+
+def _nz_array(x: Any) -> Any:
+    """The FormattedArray an NZ torch tensor stands for, or None when ``x`` is a view that is
+    neither its base nor the base's last-two-dims transpose."""
+    from npusim.layouts import ACL_FORMAT_FRACTAL_NZ, FormattedArray, nd_to_nz
+    from npusim.torch_npu._tensor import base_tensor, desc_of
+
+    desc = desc_of(x)
+    base = base_tensor(x)
+    whole = FormattedArray(nd_to_nz(plain_numpy(base), desc.c0), ACL_FORMAT_FRACTAL_NZ,
+                           desc.base_sizes)
+    if x.data_ptr() != base.data_ptr():
+        return None
+    if tuple(x.shape) == desc.base_sizes and x.is_contiguous():
+        return whole
+    if x.dim() >= 2 and tuple(x.transpose(-1, -2).shape) == desc.base_sizes and \
+            x.transpose(-1, -2).is_contiguous():
+        from npusim.ops.weight_quant_batchmatmul import transpose_nz
+
+        return transpose_nz(whole)
+    return None
+
+
+def to_numpy(x: Any) -> tuple[Any, bool]:
+    """(numpy array, was_torch) for a torch CPU tensor; anything else passes through unchanged
+    with False. A FRACTAL_NZ tensor becomes its ``FormattedArray`` storage (module docstring)."""
+    if not is_torch_tensor(x):
+        return x, False
+    from npusim.torch_npu._tensor import ACL_FORMAT_FRACTAL_NZ, get_npu_format
+
+    if get_npu_format(x) == ACL_FORMAT_FRACTAL_NZ:
+        arr = _nz_array(x)
+        if arr is not None:
+            return arr, True
+    return plain_numpy(x), True
 
 
 def to_output(arr: Any, as_torch: bool) -> Any:
-    """``arr`` as is when ``as_torch`` is False, else a torch tensor (bf16 through an int16
-    view) that carries ``npu_format`` / ``origin_shape`` when ``arr`` does."""
+    """``arr`` as is when ``as_torch`` is False, else a torch tensor on the (simulated) NPU: its
+    storage carries a descriptor; a FRACTAL_NZ ``FormattedArray`` becomes a tensor of its logical
+    shape whose storage is NZ."""
     if not as_torch or arr is None:
         return arr
     import torch
 
     from npusim.numerics import BF16
+    from npusim.torch_npu._tensor import ACL_FORMAT_FRACTAL_NZ, new_formatted, register
 
+    nz = getattr(arr, "npu_format", None) == ACL_FORMAT_FRACTAL_NZ
+    c0 = None
+    if nz:
+        from npusim.layouts import nz_to_nd
+
+        c0 = int(arr.shape[-1])
+        arr = nz_to_nd(np.asarray(arr).view(np.ndarray), arr.origin_shape)
     a = np.ascontiguousarray(arr)
     if a.dtype == BF16:
         out = torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
     else:
         out = torch.from_numpy(a.copy())
-    if all(hasattr(arr, name) for name in FORMAT_ATTRS):
-        for attr in FORMAT_ATTRS:
-            setattr(out, attr, getattr(arr, attr))
-    return out
+    if nz:
+        return new_formatted(out, ACL_FORMAT_FRACTAL_NZ, c0)
+    return register(out)

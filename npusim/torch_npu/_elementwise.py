@@ -31,9 +31,9 @@ SUPPORTED_SOCS: dict[str, tuple[tuple[str, ...], str]] = {
 def soc_name(soc: Any) -> str:
     """The SoC name of ``soc``: None -> the package default; a name; or a descriptor's name."""
     if soc is None:
-        from npusim.runner import DEFAULT_SOC
+        from npusim.torch_npu._state import current_soc
 
-        return DEFAULT_SOC
+        return current_soc()
     if isinstance(soc, str):
         from npusim.hw.loader import list_socs
 
@@ -100,14 +100,44 @@ def npu_group_quant(x: Any, scale: Any, group_index: Any, *, offset: Any = None,
     return to_output(out, was_torch)
 
 
-def npu_format_cast(x: Any, acl_format: int, *, soc: Any = None) -> Any:
-    """``x`` in ``acl_format`` (2 = ND, 29 = FRACTAL_NZ); an NZ result carries its format and
-    origin shape."""
-    from npusim.ops.format_cast import reference_format_cast
+def npu_format_cast(x: Any, acl_format: Any, *, customize_dtype: Any = None,
+                    input_dtype: Any = None, soc: Any = None) -> Any:
+    """``x`` in ``acl_format`` (an int, or a tensor whose format to adopt).
+
+    torch tensors follow torch_npu's tensor model (:mod:`npusim.torch_npu._tensor`): the result
+    has ``x``'s logical shape and values, ``get_npu_format`` reports the new format, views and
+    ``requires_grad`` are kept, a 0-D / 1-D tensor asked for NZ stays ND, base formats (ND,
+    NCHW, NCDHW, ...) are relabelled in place. numpy arrays: ND (2) <-> FRACTAL_NZ (29) only,
+    the NZ result being the ``FormattedArray`` storage."""
+    from npusim.torch_npu._convert import is_torch_tensor
 
     check_soc("npu_format_cast", soc)
-    xa, was_torch = to_numpy(x)
-    out = reference_format_cast(xa, acl_format)
-    if was_torch and out is xa:
-        return x  # already in that format: torch_npu returns the tensor itself
-    return to_output(out, was_torch)
+    if is_torch_tensor(x):
+        from npusim.torch_npu import _tensor
+
+        return _tensor.npu_format_cast(x, acl_format, customize_dtype, input_dtype)
+    from npusim.ops.format_cast import reference_format_cast
+
+    if customize_dtype is not None or input_dtype is not None:
+        raise NotImplementedError("npu_format_cast: customize_dtype= / input_dtype= are "
+                                  "modelled for torch tensors only")
+    return reference_format_cast(x, acl_format)
+
+
+def npu_format_cast_(x: Any, acl_format: Any, *, customize_dtype: Any = None,
+                     input_dtype: Any = None, soc: Any = None) -> Any:
+    """In-place ``npu_format_cast`` of a torch tensor (returns ``x``)."""
+    from npusim.torch_npu import _tensor
+    from npusim.torch_npu._convert import is_torch_tensor
+
+    check_soc("npu_format_cast", soc)
+    if not is_torch_tensor(x):
+        raise TypeError(f"x: npu_format_cast_ needs a torch tensor, got {type(x).__name__}")
+    return _tensor.npu_format_cast_(x, acl_format, customize_dtype, input_dtype)
+
+
+def get_npu_format(x: Any) -> int:
+    """``torch_npu.get_npu_format``: the ACL format of ``x``'s storage."""
+    from npusim.torch_npu._tensor import get_npu_format as fmt
+
+    return fmt(x)

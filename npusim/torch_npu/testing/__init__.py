@@ -1,0 +1,1 @@
+"""``torch_npu.testing`` for the drop-in mode: a TestCase and the device decorators."""
