@@ -30,7 +30,7 @@ def test_mix_kernel_block_is_one_ai_core():
     """AIC b and AIVs 2b, 2b+1 form block b and start together."""
     k = _kernel([("aic", 0), ("aic", 1), ("aiv", 0), ("aiv", 1), ("aiv", 2), ("aiv", 3)])
     offsets = Engine._launch_offsets(SOC, k)
-    floor, step = SOC.kernel_launch_cycles, SOC.kernel_launch_per_block_cycles
+    floor, step = SOC.kernel_launch_mix_cycles, SOC.kernel_launch_mix_per_block_cycles
     assert offsets == [floor, floor + step, floor, floor, floor + step, floor + step]
 
 
@@ -38,3 +38,18 @@ def test_override_removes_dispatch_cost():
     soc = load_soc("Ascend910B4", overrides=["kernel_launch_per_block_cycles=0"])
     k = _kernel([("aiv", i) for i in range(8)])
     assert set(Engine._launch_offsets(soc, k)) == {soc.kernel_launch_cycles}
+
+
+def test_launch_cost_by_kernel_type():
+    """DEVKIT head-overhead figures: an empty cube-only kernel costs more than a vector one and a
+    MIX kernel more again, and its per-core growth is steepest (12.66 vs 5.7 us at 24 cores)."""
+    vec = SOC.launch_cycles({"aiv"})
+    cube = SOC.launch_cycles({"aic"})
+    mix = SOC.launch_cycles({"aic", "aiv"})
+    assert vec == (SOC.kernel_launch_cycles, SOC.kernel_launch_per_block_cycles)
+    assert vec[0] < cube[0] < mix[0] and vec[1] < cube[1] < mix[1]
+    f = SOC.aicore_freq_mhz
+    assert abs(cube[0] + 23 * cube[1] - 5.7 * f) <= 23
+    assert abs(mix[0] + 23 * mix[1] - 12.66 * f) <= 23
+    k = _kernel([("aic", i) for i in range(3)])
+    assert Engine._launch_offsets(SOC, k) == [cube[0] + i * cube[1] for i in range(3)]

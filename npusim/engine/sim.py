@@ -206,6 +206,8 @@ class Engine:
         an AIC with its AIVs in a mix kernel (AIV ``core_id`` = 2 x block + half), else a core."""
         floor = int(getattr(soc, "kernel_launch_cycles", 0) or 0)
         per_block = int(getattr(soc, "kernel_launch_per_block_cycles", 0) or 0)
+        if hasattr(soc, "launch_cycles"):  # per kernel type: vector, cube-only, mix
+            floor, per_block = soc.launch_cycles({c.kind for c in kernel.cores})
         mix = {c.kind for c in kernel.cores} >= {"aic", "aiv"}
         ratio = 1
         if mix:

@@ -156,6 +156,22 @@ class SocDescriptor(Model):
         description="Dispatch cost of each further block (AI Core) of a launch in AI-core "
         "cycles: block b starts kernel_launch_cycles + b x this after the launch",
     )
+    kernel_launch_cube_cycles: NonNegInt | None = Field(
+        None, description="kernel_launch_cycles for a cube-only kernel (AIC cores only); "
+        "null = kernel_launch_cycles"
+    )
+    kernel_launch_cube_per_block_cycles: NonNegInt | None = Field(
+        None, description="kernel_launch_per_block_cycles for a cube-only kernel; null = the "
+        "vector value"
+    )
+    kernel_launch_mix_cycles: NonNegInt | None = Field(
+        None, description="kernel_launch_cycles for a mix kernel (AIC and AIV); null = "
+        "kernel_launch_cycles"
+    )
+    kernel_launch_mix_per_block_cycles: NonNegInt | None = Field(
+        None, description="kernel_launch_per_block_cycles for a mix kernel; null = the "
+        "vector value"
+    )
     numerics: NumericsSpec = Field(description="Declared numerics")
     provenance: tuple[str, ...] = Field(
         (), description="Files merged into this descriptor, most general first"
@@ -196,6 +212,18 @@ class SocDescriptor(Model):
         return self
 
     # -- accessors used by the engine ------------------------------------------------------
+    def launch_cycles(self, kinds: set[str] | frozenset[str]) -> tuple[int, int]:
+        """(launch floor, per-block dispatch) in cycles for a kernel whose cores are of
+        ``kinds``: mix (AIC + AIV), cube-only (AIC) or the default (vector / coupled)."""
+        floor, per_block = self.kernel_launch_cycles, self.kernel_launch_per_block_cycles
+        if {"aic", "aiv"} <= set(kinds):
+            f, b = self.kernel_launch_mix_cycles, self.kernel_launch_mix_per_block_cycles
+        elif set(kinds) == {"aic"}:
+            f, b = self.kernel_launch_cube_cycles, self.kernel_launch_cube_per_block_cycles
+        else:
+            f = b = None
+        return (floor if f is None else f), (per_block if b is None else b)
+
     def core_counts(self) -> dict[str, int]:
         """Cores per kind, e.g. {"aic": 24, "aiv": 48}."""
         return {k: c.count for k, c in self.cores.items()}
