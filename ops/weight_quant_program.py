@@ -959,15 +959,20 @@ def plan_weight_quant_batchmatmul(
         scale_int64=args.scale_dtype == "int64",
     )
     if name == "WeightNz":
+        from npusim.ops.weight_quant_batchmatmul.selection import WEIGHT_NZ_LAYOUT_MODEL
         from npusim.ops.weight_quant_program_fixpipe import (
             WeightNzProgramTiling,
             default_weight_nz_tiling,
         )
 
+        # the kernel reads the (N, K) NZ weight whatever the call's layout (declared model)
+        s = WqbmmShape(**{**s.__dict__, "trans_w": True, "weight_nz": True})
         kt = tiling if isinstance(tiling, WeightNzProgramTiling) else None
         kt = kt or default_weight_nz_tiling(soc, s)
         pt = kt
+        layout_note = WEIGHT_NZ_LAYOUT_MODEL
     else:
+        layout_note = ""
         user = tiling is not None and not isinstance(tiling, WqbmmProgramTiling)
         kt = tiling if user else default_tiling(args, soc, name)
         if user:
@@ -993,6 +998,12 @@ def plan_weight_quant_batchmatmul(
         if replay
         else "outputs: the kernel's numerics model; the tiled program gives the timing",
     ]
+
+    if layout_note:
+        from npusim.ops.weight_quant_batchmatmul.compute import NUMERICS_MODELS
+
+        notes += [layout_note, f"numerics model: {NUMERICS_MODELS['WeightNz']}"]
+        kern.meta["weight_layout_model"] = layout_note
 
     def finish(out: dict) -> Any:
         if replay:

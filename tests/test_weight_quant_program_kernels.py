@@ -18,7 +18,7 @@ from npusim.ops.weight_quant_batchmatmul import (
 from npusim.ops.weight_quant_program import WqbmmShape, build_wqbmm
 from npusim.runner import resolve_soc
 from npusim.spec import spec
-from npusim.torch_npu import npu_format_cast
+from npusim.torch_npu import npu_format_cast, npu_weight_quant_batchmatmul
 
 B2 = "Ascend910B2"
 
@@ -194,8 +194,8 @@ def test_msd_split_k_program(m, k, n, kw):
 
 def test_weight_nz_310p_program_timing_only_and_functional_refuses():
     """310P WeightNz: a coupled-core program (no AIC/AIV, no cross-core flags) whose MACs are
-    m k n and which reads the NZ weight once per M block; its numerics are unpublished, so a
-    functional run raises NotImplementedError naming them."""
+    m k n and which reads the NZ weight once per M block; a functional run gives the declared
+    310P oracle's bits (the API's)."""
     soc = "Ascend310P3"
     m, k, n = 200, 512, 384
     args = {
@@ -219,6 +219,7 @@ def test_weight_nz_310p_program_timing_only_and_functional_refuses():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((16, 64)).astype(np.float16)
     w = rng.integers(-128, 128, (64, 32)).astype(np.int8)
-    with pytest.raises(NotImplementedError, match="WeightNz"):
-        npusim.simulate("weight_quant_batchmatmul", soc, x=x, weight=np.ascontiguousarray(w.T).T,
-                        antiquant_scale=np.ones(32, np.float16))
+    wt, one = np.ascontiguousarray(w.T).T, np.ones(32, np.float16)
+    f = npusim.simulate("weight_quant_batchmatmul", soc, x=x, weight=wt, antiquant_scale=one)
+    api = npu_weight_quant_batchmatmul(x, wt, one, soc=soc)
+    assert np.array_equal(f.outputs.view(np.uint16), api.view(np.uint16))

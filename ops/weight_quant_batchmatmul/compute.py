@@ -12,6 +12,8 @@ from npusim.ops.weight_quant_batchmatmul.args import WqbmmArgs
 from npusim.ops.weight_quant_batchmatmul.numerics_custom import custom, custom_nz_splitk
 from npusim.ops.weight_quant_batchmatmul.numerics_fixpipe import fixpipe
 from npusim.ops.weight_quant_batchmatmul.numerics_msd import msd_group, msd_multicore, msd_split_k
+from npusim.ops.weight_quant_batchmatmul.numerics_weight_nz import MODEL as WEIGHT_NZ_MODEL
+from npusim.ops.weight_quant_batchmatmul.numerics_weight_nz import weight_nz_310p
 from npusim.ops.weight_quant_batchmatmul.selection import (
     capable_kernels,
     is_msd_high_precision,
@@ -47,7 +49,7 @@ NUMERICS_MODELS: dict[str, str] = {
     "Fixpipe": "w16 = DEQF16(w + off, M1) (declared: fp32 product RNE, fp16 RNE saturating), "
     "fp16 matmul in the cube model with fp16 bias, fixpipe RNE",
     "SplitK": "not modelled (white-list-only template)",
-    "WeightNz": "not modelled (310P WeightNz numerics unpublished, ops-semantics 7.9)",
+    "WeightNz": WEIGHT_NZ_MODEL + "; A2/A3 WeightNz: not modelled",
 }
 
 
@@ -66,10 +68,7 @@ def compute(args: WqbmmArgs, kernel: str, soc: Any = None, tiling: Any = None) -
             f"{', '.join(capable) or 'none'}"
         )
     if kernel == "WeightNz":
-        raise NotImplementedError(
-            "kernel 'WeightNz' (310P): its numerics are not modelled (the kernel source was not "
-            "read; ops-semantics 7.9)"
-        )
+        return weight_nz_310p(args, facts)
     if kernel == "SplitK":
         raise NotImplementedError(
             "kernel 'SplitK': numerics of the white-list template not modelled"

@@ -34,8 +34,11 @@ Deterministic mode (``deterministic=True``) excludes SplitK, MsdGroup and Custom
 atomic adds).
 
 On 310P (coupled SoCs) only WeightNz is registered. It is treated as capable for any validated
-call with a transposed weight; an ND weight is assumed to be converted to FRACTAL_NZ by the
-aclnn layer [INF: the 310P host code was not read].
+call: seed 002 allows ND and FRACTAL_NZ int8 weights, transposed or not, on the inference
+series, and the kernel reads one layout (the (N, K) weight in FRACTAL_NZ). Declared model
+(``WEIGHT_NZ_LAYOUT_MODEL``): any other layout is converted to it before the kernel (by the
+aclnn layer, or the graph's use_internal_format_weight), and that conversion is not timed
+[INF: the 310P host code was not read].
 """
 
 from __future__ import annotations
@@ -72,6 +75,10 @@ MSD_GROUP_CUBE_N = 2048
 #: MSD_HIGH_PRECISION_LIST (ops-semantics 5.5a): (m, k, n, has_bias, trans_a, trans_b)
 MSD_HIGH_PRECISION_SHAPES = frozenset({(36, 8192, 1280, False, False, True)})
 
+WEIGHT_NZ_LAYOUT_MODEL = (
+    "310P WeightNz: the weight is taken as the (N, K) FRACTAL_NZ layout the kernel reads; other "
+    "layouts are converted before the kernel, untimed (declared model)"
+)
 _WHITE_LIST = "its shape white-list is not reproduced (treated as empty)"
 
 
@@ -221,9 +228,11 @@ def _why_not_fixpipe(a: WqbmmArgs, f: SocFacts, deterministic: bool) -> str | No
 
 
 def _why_not_weight_nz(a: WqbmmArgs, f: SocFacts, deterministic: bool) -> str | None:
+    if not f.split:
+        return None  # the only 310P template; layouts are converted before it (module doc)
     if not a.trans_b:
         return "needs a transposed weight"
-    if f.split and a.weight_format != "NZ":
+    if a.weight_format != "NZ":
         return "needs a FRACTAL_NZ weight"
     return None
 
