@@ -744,8 +744,15 @@ def _msd_post(
         b.wait_flag("MTE3", "V", 2)
 
 
+A2_WEIGHT_NZ_PROGRAM_MODEL = (
+    "A2/A3 WeightNz (custom_weight_nz): the Custom program and tiling (the kernel dequantises on "
+    "the AIVs into a GM workspace for the cube as Custom does; its NZ weight is read as ND "
+    "windows, the Custom program's approximation)"
+)
+
 KERNEL_BUILDERS = {
     "Custom": lambda soc, s, t: build_custom(soc, s, t),
+    "WeightNz": lambda soc, s, t: build_custom(soc, s, t),
     "Msd": lambda soc, s, t: build_msd(soc, s, t, kernel="Msd"),
     "MsdSplitK": lambda soc, s, t: build_msd(soc, s, t, kernel="MsdSplitK"),
 }
@@ -958,7 +965,7 @@ def plan_weight_quant_batchmatmul(
         weight_nz=args.weight_format == "NZ",
         scale_int64=args.scale_dtype == "int64",
     )
-    if name == "WeightNz":
+    if name == "WeightNz" and soc.organisation != "split":
         from npusim.ops.weight_quant_batchmatmul.selection import WEIGHT_NZ_LAYOUT_MODEL
         from npusim.ops.weight_quant_program_fixpipe import (
             WeightNzProgramTiling,
@@ -973,16 +980,20 @@ def plan_weight_quant_batchmatmul(
         layout_note = WEIGHT_NZ_LAYOUT_MODEL
     else:
         layout_note = ""
+        # A2/A3 WeightNz (custom_weight_nz) has Custom's structure: Custom's tiling and program
+        tname = "Custom" if name == "WeightNz" else name
+        if name == "WeightNz":
+            layout_note = A2_WEIGHT_NZ_PROGRAM_MODEL
         user = tiling is not None and not isinstance(tiling, WqbmmProgramTiling)
-        kt = tiling if user else default_tiling(args, soc, name)
+        kt = tiling if user else default_tiling(args, soc, tname)
         if user:
-            validate_tiling(kt, args, soc, name)
+            validate_tiling(kt, args, soc, tname)
         if name in KERNEL_TILING_PROGRAMS:
             pt = kt
         elif isinstance(tiling, WqbmmProgramTiling):
             pt = tiling
         else:
-            pt = program_tiling_from(kt, soc, s, name)
+            pt = program_tiling_from(kt, soc, s, tname)
     replay = functional and name == "Custom"
     if replay:
         validate_tiling(kt, args, soc, name)
@@ -1003,6 +1014,7 @@ def plan_weight_quant_batchmatmul(
         from npusim.ops.weight_quant_batchmatmul.compute import NUMERICS_MODELS
 
         notes += [layout_note, f"numerics model: {NUMERICS_MODELS['WeightNz']}"]
+        kern.meta["selected_kernel"] = name
         kern.meta["weight_layout_model"] = layout_note
 
     def finish(out: dict) -> Any:

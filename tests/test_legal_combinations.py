@@ -31,10 +31,7 @@ FAMILIES = {"A2": "Ascend910B2", "A3": "Ascend910_9391", "310P": "Ascend310P3"}
 SAMPLE_PER_FAMILY = {"weight_quant_batchmatmul": 48, "trans_quant_param": 6, "group_quant": 6,
                      "int4pack": 3}
 #: message fragment -> the unimplemented path it names (issue 16 items still open)
-EXPECTED_NOT_IMPLEMENTED = {
-    "kernel 'WeightNz' on A2/A3": "A2/A3 WeightNz (per-group int8 NZ transposed weight falls to "
-    "it): numerics not modelled",
-}
+EXPECTED_NOT_IMPLEMENTED: dict[str, str] = {}
 M_CLASSES = (1, 16, 56, 100, 300, 2048)  # 1; <=16; 49..64; 65..256; >256; the upper sample
 
 

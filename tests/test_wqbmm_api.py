@@ -116,9 +116,9 @@ def test_linear_weight_quant_rejects_bad_construction():
 
 
 def test_not_modelled_behaviour_raises():
-    """A2/A3 WeightNz numerics and an all-zero row in an MSD kernel raise NotImplementedError
-    naming what is missing, instead of returning made-up numbers (310P WeightNz has its
-    declared oracle, tests/test_wqbmm_weight_nz_310p.py)."""
+    """An all-zero row in an MSD kernel raises NotImplementedError naming what is missing,
+    instead of returning made-up numbers; A2/A3 WeightNz (custom_weight_nz) gives Custom's
+    chain (310P WeightNz has its declared oracle, tests/test_wqbmm_weight_nz_310p.py)."""
     from npusim.ops.weight_quant_batchmatmul import compute, normalize_args
 
     x, w, s = _inputs(m=4, k=64, n=64)
@@ -129,8 +129,8 @@ def test_not_modelled_behaviour_raises():
 
     wnz = transpose_nz(npu_format_cast(np.ascontiguousarray(w.T), 29))
     a = normalize_args(x, wnz, s, None, None, None, None, 0, 0, soc="Ascend910B2")
-    with pytest.raises(NotImplementedError, match="WeightNz' on A2/A3"):
-        compute(a, "WeightNz", "Ascend910B2")
+    y = compute(a, "WeightNz", "Ascend910B2")
+    assert np.array_equal(y.view(np.uint16), compute(a, "Custom", "Ascend910B2").view(np.uint16))
     x[2] = 0
     with pytest.raises(NotImplementedError, match="max"):
         npu_weight_quant_batchmatmul(x, w, s)

@@ -49,7 +49,7 @@ NUMERICS_MODELS: dict[str, str] = {
     "Fixpipe": "w16 = DEQF16(w + off, M1) (declared: fp32 product RNE, fp16 RNE saturating), "
     "fp16 matmul in the cube model with fp16 bias, fixpipe RNE",
     "SplitK": "not modelled (white-list-only template)",
-    "WeightNz": WEIGHT_NZ_MODEL + "; A2/A3 WeightNz: not modelled",
+    "WeightNz": WEIGHT_NZ_MODEL + "; A2/A3 WeightNz (custom_weight_nz): the Custom chain",
 }
 
 
@@ -68,7 +68,9 @@ def compute(args: WqbmmArgs, kernel: str, soc: Any = None, tiling: Any = None) -
             f"{', '.join(capable) or 'none'}"
         )
     if kernel == "WeightNz":
-        return weight_nz_310p(args, facts)
+        # A2/A3 custom_weight_nz: Custom's dequant chain (cast, offset, scale in fp16, or fp32
+        # for bf16 x) and cube/FixPipe path, read from the kernel's structure
+        return custom(args, facts) if facts.split else weight_nz_310p(args, facts)
     if kernel == "SplitK":
         raise NotImplementedError(
             "kernel 'SplitK': numerics of the white-list template not modelled"
