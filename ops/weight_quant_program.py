@@ -826,7 +826,9 @@ def build_wqbmm(soc: Any, s: WqbmmShape, kernel: str, tiling: Any = None) -> Ker
 
 def _materialize(x: Any, name: str) -> Any:
     """Specs become zero arrays of their shape and dtype so validation and kernel selection run
-    unchanged (timing-only runs never read them). Transposed specs become transposed views."""
+    unchanged. Timing-only runs never read or write them (``normalize_args(values=False)`` skips
+    int4 unpacking and NZ conversion), so their pages are never touched. Transposed specs become
+    transposed views."""
     import numpy as np
 
     from npusim.spec import TensorSpec

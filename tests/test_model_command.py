@@ -27,7 +27,7 @@ def tiny(tmp_path, monkeypatch):
     return path
 
 
-@pytest.mark.parametrize("quant", ["w4a16", "w8a8"])
+@pytest.mark.parametrize("quant", ["w4a16", "w8a16", "w8a8"])
 def test_layer_is_the_sum_of_simulated_ops_and_model_scales_by_layers(tiny, quant):
     """Rule: each op's time equals a direct simulate() of that call; layer time = sum of ops;
     total = layers x layer; tokens/s = tokens / total; identical calls are simulated once."""

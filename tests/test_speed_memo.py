@@ -110,3 +110,30 @@ def test_race_checks_default_on_for_functional_off_for_timing_only(inputs, given
     kw = {} if given is None else {"check_races": given}
     npusim.simulate("tensor_copy", "Ascend910B2", x=x, **kw)
     assert seen["check_races"] is expected
+
+
+def test_timing_only_nz_weight_is_not_converted_and_times_as_functional(monkeypatch):
+    """Rule: a timing-only FRACTAL_NZ weight spec is never converted to ND, and the run's records
+    equal a functional run on a real NZ weight of the same shapes."""
+    import npusim.layouts.nz as nz
+    from npusim.ops.weight_quant_batchmatmul import transpose_nz
+    from npusim.torch_npu import npu_format_cast
+
+    rng = np.random.default_rng(2)
+    m, k, n = 16, 256, 128
+    real = {"x": rng.standard_normal((m, k)).astype(np.float16),
+            "weight": transpose_nz(npu_format_cast(rng.integers(-128, 128, (n, k))
+                                                   .astype(np.int8), 29)),
+            "antiquant_scale": (rng.random(n) * 0.05 + 0.01).astype(np.float16)}
+    functional = npusim.simulate("weight_quant_batchmatmul", "Ascend910B2", **real)
+
+    def refuse(*_a, **_k):
+        raise AssertionError("nz_to_nd called in a timing-only run")
+
+    monkeypatch.setattr(nz, "nz_to_nd", refuse)
+    timing = npusim.simulate("weight_quant_batchmatmul", "Ascend910B2",
+                             x=spec((m, k), "float16"),
+                             weight=spec((k, n), "int8", transposed=True, npu_format=29),
+                             antiquant_scale=spec((n,), "float16"))
+    assert timing.outputs is None and timing.kernel_name == functional.kernel_name
+    assert _fingerprint(timing)[:3] == _fingerprint(functional)[:3]

@@ -182,8 +182,9 @@ def _unpack(packed: np.ndarray, values: bool = True) -> np.ndarray:
     return np.asarray(unpack_int4(np.ascontiguousarray(packed, dtype=np.int32)), dtype=np.int8)
 
 
-def _nz_origin(weight: np.ndarray) -> np.ndarray:
-    """The origin ND matrix of a FRACTAL_NZ weight (storage checked against torch_npu's shape)."""
+def _nz_origin(weight: np.ndarray, values: bool = True) -> np.ndarray:
+    """The origin ND matrix of a FRACTAL_NZ weight (storage checked against torch_npu's shape);
+    zeros of the origin shape when not ``values`` (timing-only: the storage is not converted)."""
     from npusim.layouts.nz import nz_storage_shape, nz_to_nd
 
     origin = getattr(weight, "origin_shape", None)
@@ -203,6 +204,8 @@ def _nz_origin(weight: np.ndarray) -> np.ndarray:
             f"weight.shape={storage.shape}: FRACTAL_NZ storage of a {weight.dtype} origin "
             f"{origin} must have shape {expected} (C0={c0}, ops-semantics 1.1/2.4)"
         )
+    if not values:
+        return np.zeros(origin, dtype=storage.dtype)
     return np.asarray(nz_to_nd(storage, origin))
 
 
@@ -217,10 +220,10 @@ def _decode_weight(weight: np.ndarray, split: bool, values: bool = True
         )
     w_dtype = "int8" if weight.dtype == np.int8 else "int4"
     if fmt == ACL_FORMAT_FRACTAL_NZ:
-        nd = _nz_origin(weight)
+        nd = _nz_origin(weight, values)
         trans = bool(getattr(weight, NZ_TRANSPOSED_ATTR, False))
-        values = _unpack(nd) if w_dtype == "int4" else nd
-        return (values.T if trans else values), w_dtype, "NZ", trans
+        vals = _unpack(nd, values) if w_dtype == "int4" else nd
+        return (vals.T if trans else vals), w_dtype, "NZ", trans
     if fmt != ACL_FORMAT_ND:
         raise ValueError(
             f"weight npu_format={fmt!r}: must be ND ({ACL_FORMAT_ND}) or FRACTAL_NZ "
