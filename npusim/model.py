@@ -186,7 +186,7 @@ def run_phase(cfg: ModelConfig, quant: str, phase: str, tokens: int, soc: str,
     for label, op, mkn, args in op_calls(cfg, quant, tokens):
         key = cache_key(op, desc, None, None, args)
         if key not in seen:
-            seen[key] = timing_summary(op, soc, overrides=overrides, use_cache=use_cache, **args)
+            seen[key] = timing_summary(op, desc, use_cache=use_cache, **args)
         res.ops.append(OpTime(label, op, mkn, seen[key]))
     res.simulated = len(seen)
     return res
