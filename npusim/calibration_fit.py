@@ -10,9 +10,12 @@ LOFO, declared method: for a family X, every number fitted on X is refitted on t
 families' rows by least squares on their signed errors, using the linearised model
 ``err(theta) = err + (100 + err) * sum_j elasticity_j * dtheta_j / theta_j`` (elasticities of the
 family's representative row). A number no other family constrains (all their elasticities
-below 1e-3) falls back to its declared documented alternative (``fallback``); X's rows are then
-predicted with the same linearised model. The linearisation is exact for additive costs (launch
-floor, per-block dispatch) and approximate for bandwidths; nothing is fitted per row or shape.
+below ``MATERIAL`` = 0.05) falls back to its declared documented alternative (``fallback``);
+X's rows are then
+predicted with the same linearised model; for additive numbers (launch floor, per-block
+dispatch) the representative elasticity is rescaled by the row's predicted time (the same
+absolute shift), which makes it exact up to the block count. Bandwidth elasticities are
+approximate away from the +10 % step. Nothing is fitted per row or shape.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ FAMILIES = ("A", "B", "E", "F", "H")
 #: one cheap row per family whose elasticities stand for the family (declared approximation)
 REPRESENTATIVE = {"A": "A2", "B": "B1", "E": "E1e", "F": "F1", "H": "H4"}
 STEP = 0.10
+#: an elasticity below this is too weak to refit a number on (it would amplify noise)
+MATERIAL = 0.05
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class FittedNumber:
     rows: str  # the rows, as cited in socs/
     fallback: float  # relative value used when no other family constrains it (1.0 = keep)
     fallback_source: str
+    additive: bool = False  # an absolute time shift (same us for every row of a family)
 
 
 FITTED: tuple[FittedNumber, ...] = (
@@ -50,9 +56,9 @@ FITTED: tuple[FittedNumber, ...] = (
     FittedNumber("L2 bandwidth", ("memory.l2.bandwidth_gb_per_s",), "B", "B2-B4",
                  4880 / 3600, "INI-implied l2_read_rate 110 B/cyc/core (4.88 TB/s on 910_9391)"),
     FittedNumber("launch floor", ("kernel_launch_cycles",), "E", "E1a", 0.0,
-                 "0: no documented launch cost"),
+                 "0: no documented launch cost", additive=True),
     FittedNumber("per-block dispatch", ("kernel_launch_per_block_cycles",), "E", "E1a/E1b", 0.0,
-                 "0: no documented dispatch cost"),
+                 "0: no documented dispatch cost", additive=True),
     FittedNumber("scalar cycles per instruction",
                  ("cores.aic.scalar.cycles_per_instruction",
                   "cores.aiv.scalar.cycles_per_instruction"), "H", "H1", 1.0,
@@ -126,6 +132,18 @@ def _family(row_id: str) -> str:
     return row_id[0]
 
 
+def _row_elasticity(r: dict[str, Any], n: FittedNumber, elast: dict[str, dict[str, float]],
+                    pred: dict[str, float]) -> float:
+    """The family's representative elasticity; for an additive number rescaled to the row's own
+    time (the same absolute shift is a smaller fraction of a longer row)."""
+    fam = _family(r["id"])
+    e = elast[fam][n.name]
+    rep = pred.get(REPRESENTATIVE[fam])
+    if n.additive and rep and r.get("predicted_us"):
+        return e * rep / float(r["predicted_us"])
+    return e
+
+
 def lofo(results: Sequence[dict[str, Any]], elast: dict[str, dict[str, float]]
          ) -> dict[str, dict[str, Any]]:
     """Leave-one-family-out errors from in-sample ``results`` (validate records) and
@@ -133,6 +151,7 @@ def lofo(results: Sequence[dict[str, Any]], elast: dict[str, dict[str, float]]
     import numpy as np
 
     ok = [r for r in results if r.get("error_pct") is not None]
+    pred = {r["id"]: float(r["predicted_us"]) for r in ok if r.get("predicted_us")}
     out: dict[str, dict[str, Any]] = {}
     for fam in FAMILIES:
         if fam not in elast:
@@ -142,13 +161,13 @@ def lofo(results: Sequence[dict[str, Any]], elast: dict[str, dict[str, float]]
         rel = np.zeros(len(nums))
         how = []
         fit_idx = [i for i, n in enumerate(nums)
-                   if any(abs(elast[_family(r["id"])][n.name]) > 1e-3 for r in train)]
+                   if any(abs(elast[_family(r["id"])][n.name]) >= MATERIAL for r in train)]
         for i, n in enumerate(nums):
             if i not in fit_idx:
                 rel[i] = n.fallback - 1.0
                 how.append(f"{n.name}: fallback x{n.fallback:.3g} ({n.fallback_source})")
         if fit_idx and train:
-            a = np.array([[(100 + r["error_pct"]) * elast[_family(r["id"])][nums[i].name]
+            a = np.array([[(100 + r["error_pct"]) * _row_elasticity(r, nums[i], elast, pred)
                            for i in fit_idx] for r in train])
             b = -np.array([r["error_pct"] for r in train], dtype=float)
             sol, *_ = np.linalg.lstsq(a, b, rcond=None)
@@ -160,7 +179,7 @@ def lofo(results: Sequence[dict[str, Any]], elast: dict[str, dict[str, float]]
             if _family(r["id"]) != fam:
                 continue
             e = r["error_pct"]
-            shift = sum(elast[fam][n.name] * rel[i] for i, n in enumerate(nums))
+            shift = sum(_row_elasticity(r, n, elast, pred) * rel[i] for i, n in enumerate(nums))
             errs[r["id"]] = round(e + (100 + e) * shift, 1)
         absd = sorted(abs(v) for v in errs.values())
         out[fam] = {"numbers": how or ["nothing fitted on this family"], "errors": errs,
