@@ -9,7 +9,7 @@
 import numpy as np
 
 from npusim.torch_npu import explain_weight_quant_batchmatmul, npu_weight_quant_batchmatmul
-from npusim.torch_npu.contrib.module import LinearWeightQuant
+from npusim.torch_npu.contrib.module import NumpyLinearWeightQuant as LinearWeightQuant
 
 rng = np.random.default_rng(0)
 K, N = 512, 256

@@ -11,7 +11,7 @@ from _wqbmm_oracle import NzArray, nz_storage, pack_int4, ref_custom, ref_msd
 
 from npusim.ops.weight_quant_batchmatmul import MsdTiling
 from npusim.torch_npu import explain_weight_quant_batchmatmul, npu_weight_quant_batchmatmul
-from npusim.torch_npu.contrib.module import LinearWeightQuant
+from npusim.torch_npu.contrib.module import NumpyLinearWeightQuant as LinearWeightQuant
 
 RNG = np.random.default_rng(7)
 

@@ -22,6 +22,7 @@ _EXPORTS = {
     "npu_weight_quant_batchmatmul": "npusim.torch_npu._weight_quant",
     "explain_weight_quant_batchmatmul": "npusim.torch_npu._weight_quant",
     "npu_quant_matmul": "npusim.torch_npu._quant_matmul",
+    "npu_quantize": "npusim.torch_npu._quantize",
     "matmul": "npusim.torch_npu._quant_matmul",
 }
 

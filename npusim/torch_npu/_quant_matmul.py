@@ -27,6 +27,20 @@ def _np(x: Any, arg: str) -> tuple[Any, bool]:
     return arr, bool(was_torch)
 
 
+def _logical(a: Any) -> Any:
+    """A FRACTAL_NZ operand as its logical ND values (a transposed NZ view as the transposed
+    view of its origin matrix); anything else unchanged.
+
+    Declared model: the cube multiplies the same values whatever the weight's storage layout;
+    NZ changes how the matrix is loaded (timing), not the products or their accumulation."""
+    if getattr(a, "npu_format", 2) != 29:
+        return a
+    from npusim.layouts import nz_to_nd
+
+    nd = nz_to_nd(np.asarray(a).view(np.ndarray), a.origin_shape)
+    return nd.T if getattr(a, "npu_transposed", False) else nd
+
+
 def _out(out: np.ndarray, was_torch: bool) -> Any:
     if not was_torch:
         return out
@@ -44,15 +58,41 @@ def npu_quant_matmul(
     pertoken_scale: Any = None,
     bias: Any = None,
     output_dtype: Any = None,
+    x1_dtype: Any = None,
+    x2_dtype: Any = None,
+    pertoken_scale_dtype: Any = None,
+    scale_dtype: Any = None,
+    group_sizes: Any = None,
+    y_scale: Any = None,
     soc: Any = None,
 ) -> Any:
-    """W8A8 (and int32-packed int4) quantised matmul, as ``torch_npu.npu_quant_matmul``.
+    """W8A8 (and int32-packed int4, A4W4) quantised matmul, as ``torch_npu.npu_quant_matmul``.
 
     ``output_dtype`` None means int8; a float32 ``scale`` is encoded with
     ``npu_trans_quant_param`` exactly when torch_npu does so (no ``pertoken_scale``, output
-    neither bfloat16 nor int32). See :mod:`npusim.ops.quant_matmul` for the formulas.
+    neither bfloat16 nor int32). ``x2`` may be FRACTAL_NZ (A2/A3 weight-NZ path: read as its
+    logical values). See :mod:`npusim.ops.quant_matmul` for the formulas. Not modelled (raise
+    NotImplementedError naming them): ``group_sizes`` per-group paths (A8W4, per-group A4W4),
+    the Ascend950 dtype overrides ``x1_dtype`` / ``x2_dtype`` / ``scale_dtype`` /
+    ``pertoken_scale_dtype`` and ``y_scale``.
     """
+    from npusim.torch_npu._state import resolve
+
+    soc = resolve(soc)
+    for name, value in (("x1_dtype", x1_dtype), ("x2_dtype", x2_dtype),
+                        ("pertoken_scale_dtype", pertoken_scale_dtype),
+                        ("scale_dtype", scale_dtype), ("y_scale", y_scale)):
+        if value is not None:
+            raise NotImplementedError(f"npu_quant_matmul: {name}= (Ascend950 fp8 / hifloat8 / "
+                                      "mx formats) is not modelled")
+    if group_sizes is not None and any(int(g) for g in group_sizes):
+        raise NotImplementedError(
+            f"npu_quant_matmul: group_sizes={list(group_sizes)} (per-group A8W4 / A4W4 "
+            "dequantisation) is not modelled; its accumulation order is not published")
     (a1, torch_in), (a2, _), (sc, _) = _np(x1, "x1"), _np(x2, "x2"), _np(scale, "scale")
+    if getattr(a1, "npu_format", 2) == 29:
+        raise ValueError("x1: only ND format is supported (torch_npu: x1 must be ND)")
+    a2 = _logical(a2)
     out = reference_quant_matmul(
         a1, a2, sc,
         offset=_np(offset, "offset")[0], pertoken_scale=_np(pertoken_scale, "pertoken_scale")[0],
@@ -73,8 +113,13 @@ def matmul(
 ) -> Any:
     """``a @ b (+ bias)`` on the cube (fp16 / bf16 / fp32 in; same dtype or fp32 out), bit-exact
     to the SoC's declared cube accumulation model. B may be a transposed view (recognised from
-    its strides). ``allow_hf32`` mirrors ``torch.npu.matmul.allow_hf32``."""
+    its strides); either operand may be FRACTAL_NZ (read as its logical values).
+    ``allow_hf32`` mirrors ``torch.npu.matmul.allow_hf32``."""
+    from npusim.torch_npu._state import resolve
+
+    soc = resolve(soc)
     (aa, torch_in), (bb, _) = _np(a, "a"), _np(b, "b")
+    aa, bb = _logical(aa), _logical(bb)
     out = reference_matmul(
         aa, bb, out_dtype=None if out_dtype is None else dtype_name(out_dtype),
         bias=_np(bias, "bias")[0], allow_hf32=allow_hf32, soc=soc,

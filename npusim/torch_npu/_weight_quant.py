@@ -49,6 +49,28 @@ def _to_numpy(value: Any, name: str) -> tuple[Any, bool]:
     return arr, bool(was_torch)
 
 
+_INT4_NAMES = ("quint4x2", "int4", "int32")
+
+
+def _check_weight_dtype(weight_dtype: Any, weight: Any) -> None:
+    """torch_npu's ``weight_dtype=``: None infers from the weight; torch.int8 needs an int8
+    weight, torch.quint4x2 (or an int4 name) an int32 weight carrying 8 int4 values. The
+    Ascend950 formats (hifloat8, float8, float4) are not modelled."""
+    if weight_dtype is None:
+        return
+    name = str(weight_dtype).removeprefix("torch.").removeprefix("torch_npu.")
+    w_dtype = str(getattr(weight, "dtype", "")).removeprefix("torch.")
+    if name == "int8" and w_dtype == "int8":
+        return
+    if name in _INT4_NAMES and w_dtype == "int32":
+        return
+    if name in ("int8", *_INT4_NAMES):
+        raise TypeError(f"weight_dtype={weight_dtype!r} does not match weight.dtype={w_dtype} "
+                        "(int8 weight for int8; int32 carrying int4 for quint4x2)")
+    raise NotImplementedError(f"weight_dtype={weight_dtype!r}: only int8 and int4 weights are "
+                              "modelled (hifloat8 / float8 / float4 weights are Ascend950-only)")
+
+
 def _normalize(
     x: Any,
     weight: Any,
@@ -60,7 +82,9 @@ def _normalize(
     antiquant_group_size: int,
     inner_precise: int,
     soc: Any,
+    weight_dtype: Any = None,
 ) -> tuple[WqbmmArgs, bool]:
+    _check_weight_dtype(weight_dtype, weight)
     values = (x, weight, antiquant_scale, antiquant_offset, quant_scale, quant_offset, bias)
     arrays = []
     torch_in = False
@@ -92,6 +116,7 @@ def npu_weight_quant_batchmatmul(
     kernel: str | None = None,
     deterministic: bool = False,
     tiling: Any = None,
+    weight_dtype: Any = None,
 ) -> Any:
     """``y = x @ dequant(weight)`` as ``torch_npu.npu_weight_quant_batchmatmul`` computes it.
 
@@ -100,9 +125,12 @@ def npu_weight_quant_batchmatmul(
     per-channel or per-group (antiquant_group_size); quant_scale / quant_offset give int8
     output. Returns (M, N) in x's dtype, or int8.
     """
+    from npusim.torch_npu._state import resolve
+
+    soc = resolve(soc)
     args, torch_in = _normalize(
         x, weight, antiquant_scale, antiquant_offset, quant_scale, quant_offset, bias,
-        antiquant_group_size, inner_precise, soc,
+        antiquant_group_size, inner_precise, soc, weight_dtype,
     )  # fmt: skip
     chosen = select_kernel(args, soc, deterministic=deterministic, kernel=kernel)
     out = compute(args, chosen, soc, tiling=tiling)
@@ -127,13 +155,17 @@ def explain_weight_quant_batchmatmul(
     soc: Any = None,
     kernel: str | None = None,
     deterministic: bool = False,
+    weight_dtype: Any = None,
 ) -> dict[str, Any]:
     """Which kernel runs and why: ``kernel`` (selected), ``capable`` (priority order),
     ``not_capable`` (kernel -> reason), ``quant_type``, the call's shape facts, the default
     tiling of the kernel (when modelled) and the numerics model the output is exact to."""
+    from npusim.torch_npu._state import resolve
+
+    soc = resolve(soc)
     args, _ = _normalize(
         x, weight, antiquant_scale, antiquant_offset, quant_scale, quant_offset, bias,
-        antiquant_group_size, inner_precise, soc,
+        antiquant_group_size, inner_precise, soc, weight_dtype,
     )  # fmt: skip
     reasons = kernel_reasons(args, soc, deterministic)
     chosen = select_kernel(args, soc, deterministic=deterministic, kernel=kernel)

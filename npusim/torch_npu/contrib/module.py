@@ -1,4 +1,15 @@
-"""``torch_npu.contrib.module.LinearWeightQuant`` on numpy parameters.
+"""``torch_npu.contrib.module.LinearWeightQuant``: a ``torch.nn.Module`` when torch is installed,
+else the numpy class below (always available as ``NumpyLinearWeightQuant``).
+
+The torch module registers what torch_npu's does: ``weight`` (out, in), ``antiquant_scale``
+(out,), and ``antiquant_offset`` / ``quant_scale`` / ``quant_offset`` / ``bias`` (out,) or
+``None`` - all ``Parameter(requires_grad=False)`` of torch's default dtype, to be replaced by
+assigning ``.data`` (``model.weight.data = w_int8``); ``state_dict`` lists them. ``forward``
+calls ``npu_weight_quant_batchmatmul(x, weight.T, scale[.T], offset[.T], quant_scale,
+quant_offset, bias, antiquant_group_size, inner_precise, weight_dtype=)`` on the current SoC.
+``.npu()`` registers the parameters as NPU tensors (a CPU no-op).
+
+The numpy class:
 
 Parameters have the seed's shapes (seed 002 / ops-semantics 5.1): ``weight`` (N, K) int8 (or
 int32 (N, K/8) carrying int4), ``antiquant_scale`` / ``antiquant_offset`` (N,) or
@@ -20,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LinearWeightQuant"]
+__all__ = ["LinearWeightQuant", "NumpyLinearWeightQuant"]
 
 
 def _x_dtype(dtype: Any) -> np.dtype:
@@ -50,7 +61,7 @@ def _positive(name: str, value: Any) -> int:
     return int(value)
 
 
-class LinearWeightQuant:
+class NumpyLinearWeightQuant:
     """Weight-quantised linear layer: ``y = x @ dequant(weight).T (+ bias)``."""
 
     def __init__(
@@ -129,3 +140,79 @@ class LinearWeightQuant:
             f"dtype={self.dtype}, antiquant_group_size={self.antiquant_group_size}, "
             f"inner_precise={self.inner_precise}"
         )
+
+
+def _torch_class() -> Any:
+    import torch
+    from torch import nn
+
+    class TorchLinearWeightQuant(nn.Module):
+        """torch_npu's LinearWeightQuant module on npusim (module docstring)."""
+
+        def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                     device: Any = None, dtype: Any = None, antiquant_offset: bool = False,
+                     quant_scale: bool = False, quant_offset: bool = False,
+                     antiquant_group_size: int = 0, inner_precise: int = 0,
+                     weight_dtype: Any = None, *, soc: Any = None) -> None:
+            super().__init__()
+            self.in_features = _positive("in_features", in_features)
+            self.out_features = _positive("out_features", out_features)
+            n, k = self.out_features, self.in_features
+
+            def param() -> Any:
+                return nn.Parameter(torch.zeros(n), requires_grad=False)
+
+            self.weight = nn.Parameter(torch.zeros(n, k), requires_grad=False)
+            self.antiquant_scale = param()
+            for name, wanted in (("antiquant_offset", antiquant_offset),
+                                 ("quant_scale", quant_scale), ("quant_offset", quant_offset),
+                                 ("bias", bias)):
+                if wanted:
+                    setattr(self, name, param())
+                else:
+                    self.register_parameter(name, None)
+            self.antiquant_group_size = antiquant_group_size
+            self.inner_precise = inner_precise
+            self.weight_dtype = weight_dtype
+            self.soc = soc
+            self.kernel: str | None = None
+
+        def npu(self, device: Any = None) -> Any:
+            from npusim.dropin import as_npu
+
+            return self._apply(as_npu)
+
+        def forward(self, x: Any) -> Any:
+            from npusim.torch_npu._weight_quant import (
+                explain_weight_quant_batchmatmul,
+                npu_weight_quant_batchmatmul,
+            )
+
+            scale, offset = self.antiquant_scale, self.antiquant_offset
+            if scale.dim() == 2:
+                scale = scale.transpose(-1, -2)
+            if offset is not None and offset.dim() == 2:
+                offset = offset.transpose(-1, -2)
+            call = (x, self.weight.transpose(-1, -2), scale, offset, self.quant_scale,
+                    self.quant_offset, self.bias, self.antiquant_group_size,
+                    self.inner_precise)
+            self.kernel = explain_weight_quant_batchmatmul(
+                *call, soc=self.soc, weight_dtype=self.weight_dtype)["kernel"]
+            return npu_weight_quant_batchmatmul(*call, soc=self.soc, kernel=self.kernel,
+                                                weight_dtype=self.weight_dtype)
+
+        def extra_repr(self) -> str:
+            return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                    f"antiquant_group_size={self.antiquant_group_size}, "
+                    f"inner_precise={self.inner_precise}, weight_dtype={self.weight_dtype}")
+
+    TorchLinearWeightQuant.__name__ = TorchLinearWeightQuant.__qualname__ = "LinearWeightQuant"
+    return TorchLinearWeightQuant
+
+
+try:
+    import torch as _torch  # noqa: F401
+except ImportError:
+    LinearWeightQuant: Any = NumpyLinearWeightQuant
+else:
+    LinearWeightQuant = _torch_class()

@@ -1,0 +1,94 @@
+"""``torch_npu.npu_quantize`` where its result does not depend on unpublished rounding.
+
+torch_npu documents ``y = round(x / scales + zero_points)`` (``div_mode=True``) or
+``y = round(x * scales + zero_points)`` (``div_mode=False``), saturated to the output type;
+``torch.quint4x2`` (``div_mode=False`` only, Atlas A2 / A3 only) packs 8 int4 values per int32
+along the last dim. The kernel's intermediate precision and rounding mode are not published, so
+npusim computes in float64 and accepts only inputs where every ``x*scale (+zp)`` (or
+``x/scale (+zp)``) is exactly an integer - there every rounding chain agrees. Other inputs raise
+NotImplementedError naming the first element that would need the unpublished rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from npusim.torch_npu._convert import to_numpy, to_output
+
+_OUT = {"qint8": ("int8", -128, 127), "quint8": ("uint8", 0, 255), "int32": ("int32", -2**31,
+        2**31 - 1), "quint4x2": ("int4", -8, 7), "int8": ("int8", -128, 127)}
+
+
+def _dtype_key(dtype: Any) -> str:
+    name = str(dtype).removeprefix("torch.")
+    if name not in _OUT:
+        raise TypeError(f"dtype: {dtype!r} not supported; must be one of torch.qint8, "
+                        "torch.quint8, torch.int32 (div_mode=True) or torch.qint8, "
+                        "torch.quint4x2 (div_mode=False)")
+    return name
+
+
+def _along(param: np.ndarray, x: np.ndarray, axis: int, name: str) -> np.ndarray:
+    """``param`` broadcast against ``x`` along ``axis``."""
+    p = np.asarray(param, dtype=np.float64)
+    if p.ndim == 1:
+        if p.shape[0] not in (1, x.shape[axis]):
+            raise ValueError(f"{name}: shape {p.shape} must be (1,) or ({x.shape[axis]},) "
+                             f"(input's dim {axis})")
+        shape = [1] * x.ndim
+        shape[axis] = p.shape[0]
+        p = p.reshape(shape)
+    try:
+        return np.broadcast_to(p, x.shape)
+    except ValueError:
+        raise ValueError(f"{name}: shape {p.shape} does not broadcast to input "
+                         f"{x.shape}") from None
+
+
+def npu_quantize(input: Any, scales: Any, zero_points: Any, dtype: Any, axis: int = 1,
+                 div_mode: bool = True, *, soc: Any = None) -> Any:
+    """Quantise ``input`` with per-axis ``scales`` / ``zero_points`` (module docstring)."""
+    from npusim.torch_npu._elementwise import soc_name
+
+    name = soc_name(soc)
+    key = _dtype_key(dtype)
+    if key == "quint4x2" and (div_mode or not name.startswith(("Ascend910B", "Ascend910_93"))):
+        raise ValueError(f"dtype: torch.quint4x2 needs div_mode=False on Atlas A2 / A3; got "
+                         f"div_mode={div_mode} on {name}")
+    if div_mode and key == "int8":
+        key = "qint8"
+    x, was_torch = to_numpy(input)
+    x = np.asarray(x)
+    if x.dtype.name not in ("float32", "float16", "bfloat16"):
+        raise TypeError(f"input: dtype {x.dtype} not supported; must be float32, float16 or "
+                        "bfloat16")
+    if x.ndim == 0:
+        raise ValueError("input: must have at least 1 dim")
+    ax = (x.ndim - 2 if axis == -2 else x.ndim - 1) if not div_mode else axis % x.ndim
+    s = _along(np.asarray(to_numpy(scales)[0]).astype(np.float64), x, ax, "scales")
+    xf = x.astype(np.float64)
+    v = xf / s if div_mode else xf * s
+    if zero_points is not None:
+        v = v + _along(np.asarray(to_numpy(zero_points)[0]).astype(np.float64), x, ax,
+                       "zero_points")
+    frac = v != np.round(v)
+    if np.any(frac):
+        idx = tuple(int(i[0]) for i in np.nonzero(frac))
+        raise NotImplementedError(
+            f"npu_quantize: input{list(idx)} gives {float(v[idx])!r}, not an integer; the "
+            "kernel's rounding chain for such values is not published (npusim models only "
+            "exactly-representable results)")
+    out_name, lo, hi = _OUT[key]
+    q = np.clip(v, lo, hi).astype(np.int64)
+    if key == "quint4x2":
+        from npusim.numerics import pack_int4
+
+        if q.shape[-1] % 8:
+            raise ValueError(f"input: last dim {q.shape[-1]} must be a multiple of 8 for "
+                             "torch.quint4x2")
+        out = np.asarray(pack_int4(q.astype(np.int32), mask_out_of_range=True), dtype=np.int32)
+    else:
+        out = q.astype(out_name)
+    return to_output(out, was_torch)
