@@ -138,9 +138,7 @@ def test_patterns_on_310p_refusals(on_310p):
     assert on_310p["w8a8_dynamic"].startswith("refused")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 item 5 open: on 310P a non-transposed int8 "
-                   "weight is refused by kernel selection (WeightNz needs a transposed weight) "
-                   "and the WeightNz numerics are not modelled")
 def test_patterns_on_310p_w8a16(on_310p):
-    """W8A16 with the serving layout ((in, out) contiguous, NZ) runs on 310P."""
+    """W8A16 with the serving layout ((in, out) contiguous weight cast to NZ, fp16 x, flattened
+    per-channel scale and offset) runs on 310P and matches the float reference."""
     assert on_310p["w8a16"] == "ok"
