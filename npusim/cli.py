@@ -7,47 +7,13 @@ import argparse
 import sys
 from pathlib import Path
 
-# The main job `npusim run` runs with no arguments: the mission's central case, a W4A16 decode
-# layer on an Atlas A2 part (falls back to the vector add while that operator is unavailable).
-DEFAULT_RUN = ["weight_quant_batchmatmul"]
-
 
 def _add_run_parser(sub) -> None:
-    p = sub.add_parser("run", help="run one operator as a tiled program and print its summary")
-    p.add_argument("op", nargs="?", default=None, help="operator (default: the main job)")
-    p.add_argument("--soc", default=None, help="SoC name or descriptor file (default Ascend910B2)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                   help="override a descriptor field, e.g. memory.hbm.bandwidth_gb_per_s=3200")
-    p.add_argument("--patch", default=None, help="YAML patch deep-merged into the descriptor")
-    p.add_argument("--tiling", dest="tiling", action="append", default=[], metavar="FIELD=VALUE",
-                   help="tiling field override (repeatable); unspecified fields keep the default")
-    p.add_argument("--trace", default=None, help="write a Chrome trace JSON here")
-    p.add_argument("--csv", default=None, help="write the PipeUtilization-style CSV here")
-    p.add_argument("--functional", action="store_true",
-                   help="run on random data (seeded) and report output checks, not only timing")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--l2-start", default="cold", choices=("cold", "repeat"),
-                   help="L2 at kernel start: cold (a layer in a model; default) or repeat (the "
-                   "steady state of a benchmark loop of this kernel)")
-    p.add_argument("--compare-inner-precise", action="store_true",
-                   help="run inner_precise 0 and 1 and report time and output difference")
-    for name, kw in _OP_ARGS:
-        p.add_argument(name, **kw)
+    from npusim.cli_run import add_run_arguments
 
-
-_OP_ARGS = [
-    ("--m", {"type": int, "default": None}),
-    ("--k", {"type": int, "default": None}),
-    ("--n", {"type": int, "default": None}),
-    ("--n-elements", {"type": int, "default": None}),
-    ("--dtype", {"default": None, "help": "activation / input dtype"}),
-    ("--out-dtype", {"default": None}),
-    ("--weight-dtype", {"default": None, "help": "int8 or int4"}),
-    ("--group-size", {"type": int, "default": None}),
-    ("--inner-precise", {"type": int, "default": None}),
-    ("--kernel", {"default": None, "help": "force a capable kernel (research)"}),
-    ("--step", {"default": None, "help": "vector_add H-series step (H1..H7)"}),
-]
+    p = sub.add_parser("run", add_help=False,
+                       help="run one operator as a tiled program and print its summary")
+    add_run_arguments(p)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -75,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     if add_socs_parser is not None:
         add_socs_parser(sub)
     _add_run_parser(sub)
+    from npusim.cli_run import add_ops_parser
+
+    add_ops_parser(sub)
     v = sub.add_parser("validate", help="compare predictions with the calibration measurements")
     v.add_argument("--rows", default=None,
                    help="row id prefix filter, e.g. H (H-series) or A,B (comma separated)")
@@ -132,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_socs(args)
     if args.command == "run":
         return _cmd_run(args)
+    if args.command == "ops":
+        from npusim.cli_run import ops_command
+
+        return ops_command(args)
     if args.command == "validate":
         return _cmd_validate(args)
     if args.command == "sweep":

@@ -1,0 +1,139 @@
+"""`npusim run` says what ran and ends with its verdict; `npusim ops` / `run OP --help` list each
+operator's arguments, defaults, kernels and tiling fields; flags an operator does not read are
+errors."""
+
+import argparse
+import re
+
+import numpy as np
+import pytest
+
+from npusim.cli import main
+from npusim.cli_run import OP_FLAGS, OPERATOR_CLI, _dest
+from npusim.runner import OPERATORS, operator_module
+
+VERDICT = re.compile(r"^HBM bound [0-9.]+ us \(no launch is faster: .*\); simulated [0-9.]+ us "
+                     r"(= [0-9.]+ x bound|\(no HBM traffic is unavoidable: the data fits in the "
+                     r"L2\)); bottleneck pipe \S+ \(busy [0-9.]+%\)$")
+
+
+def _out(capsys, argv):
+    rc = main(argv)
+    return rc, capsys.readouterr().out.strip().splitlines()
+
+
+def test_run_starts_with_what_ran_and_ends_with_the_verdict(capsys):
+    """Rule: line 1 names op, tensors (shape dtype format), quantisation, SoC, kernel, tiling
+    origin and L2 start; the last line is the HBM-bound verdict."""
+    rc, out = _out(capsys, ["run", "vector_add", "--n-elements", "65536", "--step", "H6",
+                            "--l2-start", "repeat"])
+    assert rc == 0
+    assert out[0].startswith("npusim run vector_add: x (65536,) float16 ND, y (65536,) float16 "
+                             "ND -> z (65536,) float16; no quantisation; SoC Ascend910B2; kernel ")
+    assert "tiling of calibration step H6; L2 start repeat; timing only" in out[0]
+    assert VERDICT.match(out[-1]), out[-1]
+    rc, out = _out(capsys, ["run", "weight_quant_batchmatmul", "--m", "1", "--k", "256", "--n",
+                            "256", "--weight-dtype", "int8"])
+    assert "W8A16 antiquant per-channel, inner_precise 0; SoC Ascend910B2" in out[0]
+    assert VERDICT.match(out[-1])
+
+
+def test_user_tiling_origin_is_named(capsys):
+    """Rule: --tiling makes the header say the tiling is the user's, with the fields given."""
+    rc, out = _out(capsys, ["run", "tensor_copy", "--n-elements", "65536", "--tiling", "cores=4"])
+    assert rc == 0 and "tiling user (cores=4)" in out[0]
+
+
+def test_functional_wqbmm_prints_an_output_check(capsys):
+    """Rule: --functional on weight_quant_batchmatmul prints an output check (against an
+    independent float64 reference) like the other operators, before the verdict."""
+    rc, out = _out(capsys, ["run", "weight_quant_batchmatmul", "--m", "2", "--k", "256", "--n",
+                            "128", "--functional"])
+    assert rc == 0
+    check = [x for x in out if x.startswith("output vs float64 dequantise-then-matmul")]
+    assert len(check) == 1 and "finite: True" in check[0]
+    err = float(re.search(r"max abs error ([0-9.e+-]+)", check[0]).group(1))
+    assert 0 <= err < 0.05
+    assert VERDICT.match(out[-1])
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["run", "matmul", "--weight-dtype", "int4"], "--weight-dtype"),
+    (["run", "vector_add", "--m", "16"], "--m"),
+    (["run", "tensor_copy", "--step", "H6"], "--step"),
+    (["run", "matmul", "--compare-inner-precise"], "--compare-inner-precise"),
+])
+def test_flags_that_do_not_apply_are_errors(argv, flag):
+    """Rule: a flag the chosen operator does not read stops the run naming the flag."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert f"{flag} does not apply to {argv[1]}" in str(e.value.code)
+
+
+def test_unknown_kernel_is_an_error():
+    """Rule: --kernel must name one of the operator's kernels."""
+    with pytest.raises(SystemExit) as e:
+        main(["run", "format_cast", "--kernel", "nz2xx"])
+    assert "not a kernel of format_cast; kernels: nd2nz, nz2nd" in str(e.value.code)
+
+
+def test_every_registered_operator_is_described():
+    """Rule: `npusim ops` covers exactly the runner's operators, and each declared flag exists."""
+    assert set(OPERATOR_CLI) == set(OPERATORS)
+    for info in OPERATOR_CLI.values():
+        assert set(info.flags) <= set(OP_FLAGS)
+
+
+def _ns(**given):
+    ns = argparse.Namespace(**{_dest(f): None for f in OP_FLAGS})
+    for k, v in given.items():
+        setattr(ns, k, v)
+    return ns
+
+
+def _describe(args):
+    return {k: (tuple(getattr(v, "shape", ())), str(getattr(v, "dtype", v))) for k, v in
+            args.items()}
+
+
+@pytest.mark.parametrize("op", [o for o in OPERATOR_CLI if o != "int4pack"])
+def test_documented_defaults_are_the_defaults(op):
+    """Rule: each '(default V)' in an operator's flag help is what the operator uses when the
+    flag is absent (the call with the flag set to V equals the call without it)."""
+    mod = operator_module(op)
+    base = _describe(mod.cli_op_args(_ns(), functional=False, rng=np.random.default_rng(0)))
+    checked = 0
+    for flag, text in OPERATOR_CLI[op].flags.items():
+        hit = re.search(r"\(default ([0-9a-z]+)\b", text)
+        if not hit or flag in ("--kernel", "--step"):
+            continue
+        kw = OP_FLAGS[flag]
+        value = kw.get("type", str)(hit.group(1))
+        got = mod.cli_op_args(_ns(**{_dest(flag): value}), functional=False,
+                              rng=np.random.default_rng(0))
+        assert _describe(got) == base, (flag, value)
+        checked += 1
+    assert checked >= 1
+
+
+def test_ops_list_and_show(capsys):
+    """Rule: `npusim ops` lists every operator with its arguments and kernels; `ops show NAME`
+    and `run NAME --help` give its arguments with defaults, kernels and tiling fields."""
+    rc, out = _out(capsys, ["ops"])
+    assert rc == 0 and out[-1].startswith(f"{len(OPERATORS)} operators;")
+    text = "\n".join(out)
+    assert "weight_quant_batchmatmul" in text and "MsdGroup" in text
+    rc, out = _out(capsys, ["ops", "show", "matmul"])
+    text = "\n".join(out)
+    assert "--m" in text and "(default 1024)" in text and "base_m = " in text
+    with pytest.raises(SystemExit) as e:
+        main(["run", "vector_add", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "--step" in text and "cores = " in text and "(default float16)" in text
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    flat = " ".join(text.split())
+    assert "read by matmul (default 1024)" in flat
+    assert "weight_quant_batchmatmul (default 16)" in flat
