@@ -78,11 +78,11 @@ class GmAccess(NamedTuple):
 def gm_accesses(ins: Instr) -> list[GmAccess]:
     """The GM reads and writes of a DMA or FixPipe instruction, in the order they are made."""
     out: list[GmAccess] = []
-    atomic = ins.params.get("atomic") == "add"
+    atomic = getattr(ins, "atomic", "") == "add"
     if ins.kind == "dma":
         src, dst = ins.reads[0], ins.writes[0]
         if src.buffer == "GM":
-            out.append(GmAccess(src, False, bypass=ins.params.get("l2_cache") == "bypass"))
+            out.append(GmAccess(src, False, bypass=getattr(ins, "l2_cache", "") == "bypass"))
         if dst.buffer == "GM":
             out.append(GmAccess(dst, True, atomic=atomic))
     elif ins.kind == "fix" and ins.writes[0].buffer == "GM":

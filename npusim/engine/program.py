@@ -7,14 +7,31 @@ these instruction streams, one in-order queue per pipe.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-BUFFERS = ("GM", "L1", "L0A", "L0B", "L0C", "UB", "BT", "FB")
+from npusim.isa.instructions import (
+    Cast,
+    CrossCoreSetFlag,
+    CrossCoreWaitFlag,
+    DataCopy,
+    FixPipe,
+    Instruction,
+    Mmad,
+    PipeBarrier,
+    Scalar,
+    SetFlag,
+    Vector,
+    WaitFlag,
+)
+from npusim.isa.opcodes import FixpipeMode, Transform, VecOp
+from npusim.isa.operands import BUFFERS, ITEMSIZE, Region, itemsize, nbytes_of  # noqa: F401
+
+#: the instruction base class (older name)
+Instr = Instruction
 INSTR_KINDS = (
     "dma",
     "mmad",
@@ -27,104 +44,15 @@ INSTR_KINDS = (
     "cross_set",
     "cross_wait",
 )
+_ITEMSIZE = ITEMSIZE
+_itemsize = itemsize
+_nbytes = nbytes_of
 
 
-@dataclass(frozen=True, slots=True)
-class Region:
-    """A window of a buffer: ``shape`` elements of ``dtype`` starting at byte ``offset``.
-
-    ``row_stride_bytes`` (2-D windows only) is the distance between rows; ``None`` = contiguous.
-    GM regions name their ``tensor``; offsets are then relative to that tensor.
-    """
-
-    buffer: str
-    offset: int
-    shape: tuple[int, ...]
-    dtype: str
-    tensor: str | None = None
-    row_stride_bytes: int | None = None
-    nbytes: int = field(init=False, repr=False, compare=False)  # payload bytes, derived
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "nbytes", _nbytes(self.shape, self.dtype))
-
-    @property
-    def itemsize(self) -> int:
-        return _itemsize(self.dtype)
-
-    @property
-    def rows(self) -> int:
-        return self.shape[0] if self.row_stride_bytes is not None else 1
-
-    @property
-    def row_bytes(self) -> int:
-        return self.nbytes // self.rows if self.rows else 0
-
-    @property
-    def stride(self) -> int:
-        return self.row_stride_bytes if self.row_stride_bytes is not None else self.nbytes
-
-    @property
-    def end(self) -> int:
-        """One past the last byte of the window's span."""
-        return self.offset + (self.rows - 1) * self.stride + self.row_bytes
-
-    def sub(self, offset_bytes: int, shape: tuple[int, ...], dtype: str | None = None) -> Region:
-        """A contiguous sub-window of a contiguous region."""
-        return Region(
-            self.buffer, self.offset + offset_bytes, shape, dtype or self.dtype, self.tensor
-        )
-
-
-_ITEMSIZE = {
-    "int4": 0.5,
-    "int8": 1,
-    "uint8": 1,
-    "float16": 2,
-    "bfloat16": 2,
-    "int16": 2,
-    "float32": 4,
-    "int32": 4,
-    "uint32": 4,
-    "int64": 8,
-    "uint64": 8,
-}
-
-
-def _itemsize(dtype: str) -> int:
-    size = _ITEMSIZE.get(dtype)
-    if size is None:
-        raise ValueError(f"dtype {dtype!r} is not a buffer dtype; use one of {sorted(_ITEMSIZE)}")
-    return max(1, int(size))
-
-
-def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
-    count = math.prod(shape)
-    if dtype == "int4":
-        return (count + 1) // 2
-    return count * _itemsize(dtype)
-
-
-def nbytes_of(shape: tuple[int, ...], dtype: str) -> int:
-    """Payload size in bytes of ``shape`` elements of ``dtype`` (int4 packs two per byte)."""
-    return _nbytes(shape, dtype)
-
-
-@dataclass(slots=True)
-class Instr:
-    """One instruction on one pipe.
-
-    ``params`` carries what the timing model needs (see ``npusim.engine.timing``); ``fn`` is the
-    value semantics, called with the engine's functional context when the instruction completes.
-    """
-
-    pipe: str
-    kind: str
-    name: str
-    reads: tuple[Region, ...] = ()
-    writes: tuple[Region, ...] = ()
-    params: dict[str, Any] = field(default_factory=dict)
-    fn: Callable[[Any], None] | None = None
+def timing_only(ctx: Any) -> None:
+    """Semantics of an instruction a program emits for its timing alone: no buffer changes. The
+    kernels whose outputs still come from a numerics model emit these (being retired; see
+    ``npusim.isa.semantics.supplied_semantics``)."""
 
 
 @dataclass(slots=True)
@@ -214,7 +142,7 @@ class ProgramBuilder:
         self._next[buffer] = min(self._next.get(buffer, 0), mark)
 
     # -- instructions -----------------------------------------------------------------------
-    def emit(self, instr: Instr) -> Instr:
+    def emit(self, instr: Instruction) -> Instruction:
         self.program.instrs.append(instr)
         return instr
 
@@ -229,14 +157,14 @@ class ProgramBuilder:
         transform: str = "",
         pipe: str | None = None,
         atomic: str = "",
-    ) -> Instr:
-        """A data move src -> dst on the pipe the SoC assigns to that path (MTE2/MTE3/MTE1/FIX/V).
+    ) -> Instruction:
+        """A DataCopy src -> dst on the pipe the SoC assigns to that path (MTE2/MTE3/MTE1/FIX/V).
 
         ``l2_cache`` is ``normal`` or ``bypass`` (SetL2CacheHint CACHE_MODE_DISABLE on reads);
-        ``transform`` names an on-the-fly layout change (``nd2nz``, ``nz2nd``) for the trace.
+        ``transform`` names an on-the-fly layout change (``nd2nz``, ``nz2nd``, ``dn2nz``).
         ``atomic="add"`` (SetAtomicAdd; GM destinations only) adds into the destination instead of
-        overwriting it, see :func:`check_atomic`. Without ``fn`` the functional semantics is a
-        byte copy (or add) of equal-sized windows.
+        overwriting it, see :func:`check_atomic`. The values follow the semantics table
+        (``npusim.isa.semantics.data_copy``) unless a program supplies ``fn``.
         """
         from npusim.engine.errors import ProgramError
 
@@ -249,19 +177,16 @@ class ProgramBuilder:
             )
         if l2_cache not in ("normal", "bypass"):
             raise ProgramError(f"l2_cache must be 'normal' or 'bypass', got {l2_cache!r}")
+        try:
+            Transform(transform)
+        except ValueError:
+            raise ProgramError(f"transform must be one of {[t.value for t in Transform]}, got "
+                               f"{transform!r}") from None
         label = name or f"{src.buffer}->{dst.buffer}" + (f" {transform}" if transform else "")
-        return self.emit(
-            Instr(
-                pipe=pipe or spec.pipe,
-                kind="dma",
-                name=label,
-                reads=(src,),
-                writes=(dst,),
-                params={"src": src.buffer, "dst": dst.buffer, "l2_cache": l2_cache,
-                        "transform": transform, "atomic": atomic},
-                fn=fn if fn is not None else _copy_fn(src, dst),
-            )
-        )
+        return self.emit(DataCopy(
+            pipe=pipe or spec.pipe, name=label, reads=(src,), writes=(dst,), fn=fn,
+            transform=transform, l2_cache=l2_cache, atomic=atomic,
+        ))
 
     def mmad(
         self,
@@ -276,22 +201,22 @@ class ProgramBuilder:
         accumulate: bool,
         fn: Callable[[Any], None] | None = None,
         bias: Region | None = None,
-    ) -> Instr:
-        """Cube matmul L0A (m x k) x L0B (k x n) -> L0C (m x n), accumulating or initialising."""
+        accumulation: str | None = None,
+    ) -> Instruction:
+        """Cube matmul L0A (m x k) x L0B (k x n) -> L0C (m x n), accumulating or initialising.
+
+        With ``accumulation`` (the declared fp accumulation model; any value for integer
+        dtypes) the semantics table computes it; without it and without ``fn`` the Mmad is
+        emitted for its timing alone (:func:`timing_only`)."""
         reads = (a, b, c) if accumulate else (a, b)
         if bias is not None:
             reads = (*reads, bias)
-        return self.emit(
-            Instr(
-                pipe="M",
-                kind="mmad",
-                name="Mmad",
-                reads=reads,
-                writes=(c,),
-                params={"m": m, "k": k, "n": n, "dtype": dtype},
-                fn=fn,
-            )
-        )
+        if fn is None and accumulation is None:
+            fn = timing_only
+        return self.emit(Mmad(
+            pipe="M", name="Mmad", reads=reads, writes=(c,), fn=fn, m=m, k=k, n=n, dtype=dtype,
+            accumulate=accumulate, has_bias=bias is not None, accumulation=accumulation or "",
+        ))
 
     def vec(
         self,
@@ -304,24 +229,65 @@ class ProgramBuilder:
         dtype: str,
         fn: Callable[[Any], None] | None = None,
         pipe: str = "V",
-    ) -> Instr:
-        """A vector instruction over ``elements`` elements of ``dtype`` (repeats of 256 B).
-
-        ``op_class`` selects the descriptor's cycles-per-repeat class (unary, binary, ...); bank
-        conflicts are derived from the UB addresses of ``srcs`` and ``dst``.
-        """
+    ) -> Instruction:
+        """An untyped vector instruction named ``op`` with cost class ``op_class`` (older form:
+        its values come from ``fn``, else it is timing only). New code uses :meth:`vop` /
+        :meth:`cast`, whose values come from the semantics table."""
         dsts = dst if isinstance(dst, tuple) else (dst,)
-        return self.emit(
-            Instr(
-                pipe=pipe,
-                kind="vec",
-                name=op,
-                reads=tuple(srcs),
-                writes=dsts,
-                params={"op_class": op_class, "elements": elements, "dtype": dtype},
-                fn=fn,
-            )
-        )
+        return self.emit(Vector(
+            pipe=pipe, name=op, reads=tuple(srcs), writes=dsts, fn=fn or timing_only,
+            op=VecOp.CUSTOM, elements=elements, dtype=dtype, cost_class=op_class,
+        ))
+
+    def vop(
+        self,
+        op: VecOp,
+        dst: Region,
+        srcs: tuple[Region, ...] = (),
+        *,
+        dtype: str | None = None,
+        elements: int | None = None,
+        scalar: float | int | None = None,
+        name: str | None = None,
+        pipe: str = "V",
+    ) -> Instruction:
+        """A typed vector instruction (semantics and cost class from ``op``); ``dtype`` defaults
+        to the destination's, ``elements`` to the destination's element count."""
+        from npusim.engine.errors import ProgramError
+
+        if op in (VecOp.CAST, VecOp.CUSTOM):
+            raise ProgramError(f"vop: use cast() for Cast and vec() for a program-supplied op, "
+                               f"not {op}")
+        reads = tuple(srcs)
+        if op in (VecOp.AXPY, VecOp.MUL_ADD_DST):
+            reads = (*reads, dst)  # reads its destination
+        return self.emit(Vector(
+            pipe=pipe, name=name or op.value, reads=reads, writes=(dst,), op=op,
+            elements=dst.elements if elements is None else elements,
+            dtype=dtype or dst.dtype, scalar=scalar,
+        ))
+
+    def cast(
+        self,
+        dst: Region,
+        src: Region,
+        *,
+        round_mode: str = "rint",
+        saturate: bool = True,
+        elements: int | None = None,
+        name: str | None = None,
+        pipe: str = "V",
+    ) -> Instruction:
+        """Vector Cast src -> dst in ``round_mode`` (RoundMode name), saturating by default."""
+        from npusim.numerics import RoundMode
+
+        RoundMode(round_mode)
+        return self.emit(Cast(
+            pipe=pipe, name=name or f"Cast {src.dtype}->{dst.dtype} {round_mode.upper()}",
+            reads=(src,), writes=(dst,), op=VecOp.CAST,
+            elements=src.elements if elements is None else elements, dtype=src.dtype,
+            round_mode=round_mode, saturate=saturate,
+        ))
 
     def fixpipe(
         self,
@@ -334,22 +300,26 @@ class ProgramBuilder:
         fn: Callable[[Any], None] | None = None,
         extra_reads: tuple[Region, ...] = (),
         atomic: str = "",
-    ) -> Instr:
+        replay: bool = False,
+    ) -> Instruction:
         """FixPipe L0C -> GM / L1 with on-the-fly conversion ``mode`` (F322F16, REQ8, ...);
-        ``atomic="add"`` accumulates into a GM destination (see :func:`check_atomic`)."""
+        ``atomic="add"`` accumulates into a GM destination (see :func:`check_atomic`). With
+        ``replay`` the semantics table computes the values (parameter-free modes NONE, F322F16,
+        F322BF16); else ``fn`` does, or, without it, the instruction is timing only."""
+        from npusim.engine.errors import ProgramError
+
         check_atomic(atomic, dst, self.program.name)
-        return self.emit(
-            Instr(
-                pipe="FIX",
-                kind="fix",
-                name=f"Fixpipe {mode}",
-                reads=(src, *extra_reads),
-                writes=(dst,),
-                params={"elements": elements, "out_dtype": out_dtype, "dst": dst.buffer,
-                        "atomic": atomic},
-                fn=fn,
-            )
-        )
+        try:
+            FixpipeMode(mode)
+        except ValueError:
+            raise ProgramError(f"fixpipe mode must be one of {[m.value for m in FixpipeMode]}, "
+                               f"got {mode!r}") from None
+        if fn is None and not replay:
+            fn = timing_only
+        return self.emit(FixPipe(
+            pipe="FIX", name=f"Fixpipe {mode}", reads=(src, *extra_reads), writes=(dst,),
+            fn=fn, elements=elements, out_dtype=out_dtype, mode=mode, atomic=atomic,
+        ))
 
     def scalar(
         self,
@@ -358,71 +328,42 @@ class ProgramBuilder:
         fn: Callable[[Any], None] | None = None,
         reads: tuple[Region, ...] = (),
         writes: tuple[Region, ...] = (),
-    ) -> Instr:
+    ) -> Instruction:
         """``instructions`` scalar-unit instructions (address arithmetic, loops, Get/SetValue)."""
-        return self.emit(
-            Instr(
-                pipe="S",
-                kind="scalar",
-                name=name,
-                reads=reads,
-                writes=writes,
-                params={"count": instructions},
-                fn=fn,
-            )
-        )
+        return self.emit(Scalar(pipe="S", name=name, reads=reads, writes=writes, fn=fn,
+                                count=instructions))
 
-    def set_flag(self, src_pipe: str, dst_pipe: str, event_id: int) -> Instr:
-        return self.emit(
-            Instr(
-                pipe=src_pipe,
-                kind="set_flag",
-                name=f"SetFlag {src_pipe}->{dst_pipe} #{event_id}",
-                params={"src": src_pipe, "dst": dst_pipe, "id": event_id},
-            )
-        )
+    def set_flag(self, src_pipe: str, dst_pipe: str, event_id: int) -> Instruction:
+        return self.emit(SetFlag(
+            pipe=src_pipe, name=f"SetFlag {src_pipe}->{dst_pipe} #{event_id}",
+            src_pipe=src_pipe, dst_pipe=dst_pipe, event_id=event_id,
+        ))
 
-    def wait_flag(self, src_pipe: str, dst_pipe: str, event_id: int) -> Instr:
-        return self.emit(
-            Instr(
-                pipe=dst_pipe,
-                kind="wait_flag",
-                name=f"WaitFlag {src_pipe}->{dst_pipe} #{event_id}",
-                params={"src": src_pipe, "dst": dst_pipe, "id": event_id},
-            )
-        )
+    def wait_flag(self, src_pipe: str, dst_pipe: str, event_id: int) -> Instruction:
+        return self.emit(WaitFlag(
+            pipe=dst_pipe, name=f"WaitFlag {src_pipe}->{dst_pipe} #{event_id}",
+            src_pipe=src_pipe, dst_pipe=dst_pipe, event_id=event_id,
+        ))
 
     def sync(self, src_pipe: str, dst_pipe: str, event_id: int) -> None:
         """SetFlag on ``src_pipe`` immediately followed by the matching WaitFlag on ``dst_pipe``."""
         self.set_flag(src_pipe, dst_pipe, event_id)
         self.wait_flag(src_pipe, dst_pipe, event_id)
 
-    def barrier(self, pipe: str) -> Instr:
-        return self.emit(
-            Instr(pipe=pipe, kind="barrier", name=f"PipeBarrier {pipe}", params={"pipe": pipe})
-        )
+    def barrier(self, pipe: str) -> Instruction:
+        return self.emit(PipeBarrier(pipe=pipe, name=f"PipeBarrier {pipe}"))
 
-    def cross_set(self, mode: int, pipe: str, flag_id: int) -> Instr:
+    def cross_set(self, mode: int, pipe: str, flag_id: int) -> Instruction:
         """CrossCoreSetFlag<mode, pipe>(flag_id) (hardware.md 2.3)."""
-        return self.emit(
-            Instr(
-                pipe=pipe,
-                kind="cross_set",
-                name=f"CrossCoreSetFlag m{mode} #{flag_id}",
-                params={"mode": mode, "id": flag_id},
-            )
-        )
+        return self.emit(CrossCoreSetFlag(
+            pipe=pipe, name=f"CrossCoreSetFlag m{mode} #{flag_id}", mode=mode, flag_id=flag_id,
+        ))
 
-    def cross_wait(self, flag_id: int, pipe: str, mode: int = 2) -> Instr:
+    def cross_wait(self, flag_id: int, pipe: str, mode: int = 2) -> Instruction:
         """CrossCoreWaitFlag(flag_id) on ``pipe``; ``mode`` must match the setters' mode."""
-        return self.emit(
-            Instr(
-                pipe=pipe,
-                kind="cross_wait",
-                name=f"CrossCoreWaitFlag m{mode} #{flag_id}",
-                params={"mode": mode, "id": flag_id},
-            )
-        )
+        return self.emit(CrossCoreWaitFlag(
+            pipe=pipe, name=f"CrossCoreWaitFlag m{mode} #{flag_id}", mode=mode, flag_id=flag_id,
+        ))
 
 
 #: dtypes an atomic add into GM supports (the result is dst + src rounded once to dst's dtype,
@@ -443,11 +384,3 @@ def check_atomic(atomic: str, dst: Region, where: str) -> None:
     if atomic and dst.dtype not in ATOMIC_ADD_DTYPES:
         raise ProgramError(f"{where}: atomic add into {dst.dtype} is not supported "
                            f"(dtypes: {', '.join(ATOMIC_ADD_DTYPES)})")
-
-
-def _copy_fn(src: Region, dst: Region) -> Callable[[Any], None]:
-    def copy(ctx: Any) -> None:
-        data = ctx.read(src)
-        ctx.write(dst, data.reshape(dst.shape) if data.size == int(np.prod(dst.shape)) else data)
-
-    return copy

@@ -28,7 +28,25 @@ from npusim.engine.errors import (
 )
 from npusim.engine.hazards import HazardTracker
 from npusim.engine.memory import L2Cache, MemorySystem, TrafficStats, gm_accesses
-from npusim.engine.program import BUFFERS, Instr, Kernel, _itemsize
+from npusim.engine.program import BUFFERS, Kernel
+from npusim.isa.instructions import (
+    Cast,
+    CrossCoreSetFlag,
+    CrossCoreWaitFlag,
+    DataCopy,
+    FixPipe,
+    Instruction,
+    Mmad,
+    PipeBarrier,
+    Scalar,
+    SetFlag,
+    Vector,
+    WaitFlag,
+)
+from npusim.isa.operands import element_bytes
+from npusim.isa.semantics import execute
+
+Instr = Instruction
 
 #: How the L2 looks when the kernel starts. "cold": empty except tensors marked ``l2_warm`` (a
 #: layer inside a model: weights come from HBM, the previous op's output is resident). "repeat":
@@ -58,7 +76,7 @@ def _check_l2_start(mode: str) -> str:
 
 
 def _is_atomic(ins: Instr) -> bool:
-    return ins.params.get("atomic") == "add"
+    return getattr(ins, "atomic", "") == "add"
 
 
 SPLIT_PIPES = {"aic": ("S", "MTE1", "MTE2", "M", "FIX", "MTE3"), "aiv": ("S", "V", "MTE2", "MTE3")}
@@ -226,34 +244,34 @@ class Engine:
             for ins in core.instrs:
                 for r in (*ins.reads, *ins.writes):
                     self._check_region(core.name, desc, ins, r)
-                if ins.kind in ("set_flag", "wait_flag"):
-                    eid = ins.params["id"]
+                if isinstance(ins, SetFlag | WaitFlag):
+                    eid = ins.event_id
                     if not 0 <= eid < sync.event_ids:
                         raise SyncError(
                             f"{core.name}: '{ins.name}' uses event id {eid}; valid ids are "
                             f"0..{sync.event_ids - 1}"
                         )
-                    for p in (ins.params["src"], ins.params["dst"]):
+                    for p in (ins.src_pipe, ins.dst_pipe):
                         if p not in desc.pipes:
                             raise SyncError(
                                 f"{core.name}: '{ins.name}' names pipe {p}, absent "
                                 f"on a {core.kind} core"
                             )
-                if ins.kind in ("cross_set", "cross_wait"):
+                if isinstance(ins, CrossCoreSetFlag | CrossCoreWaitFlag):
                     if self.soc.organisation != "split":
                         raise SyncError(
                             f"{core.name}: cross-core flags exist only on split (220x) SoCs, "
                             f"not on {self.soc.name}"
                         )
-                    fid = ins.params["id"]
+                    fid = ins.flag_id
                     if not 0 <= fid < sync.cross_core_flag_ids:
                         raise SyncError(
                             f"{core.name}: '{ins.name}' uses cross-core flag id {fid}; valid ids "
                             f"are 0..{sync.cross_core_flag_ids - 1}"
                         )
-                    if ins.params["mode"] not in (0, 1, 2):
+                    if ins.mode not in (0, 1, 2):
                         raise SyncError(f"{core.name}: cross-core mode must be 0, 1 or 2")
-                    if ins.params["mode"] == 1 and core.kind != "aiv":
+                    if ins.mode == 1 and core.kind != "aiv":
                         raise SyncError(
                             f"{core.name}: cross-core mode 1 is between the two AIVs "
                             "of one AI Core; an AIC cannot use it"
@@ -328,14 +346,15 @@ class Engine:
         if self.launch_cycles[ci]:
             yield env.timeout(self.launch_cycles[ci])
         for seq, ins in enumerate(instrs):
+            cls = type(ins)
             kind = ins.kind
-            if kind == "wait_flag":
+            if cls is WaitFlag:
                 yield from self._wait_flag(ci, pipe, pidx, ins)
                 continue
-            if kind == "cross_wait":
+            if cls is CrossCoreWaitFlag:
                 yield from self._cross_wait(ci, pipe, pidx, ins)
                 continue
-            if kind == "barrier":
+            if cls is PipeBarrier:
                 # Queue order already serialises this pipe; the barrier costs its issue cycle.
                 start = env.now
                 yield env.timeout(1)
@@ -345,21 +364,21 @@ class Engine:
             was_idle = start > last_end
             if self.hazards is not None:
                 self._check_hazards(ci, pidx, seq, ins)
-            dur, nbytes, hbm = self._cost(ci, desc, ins, was_idle, start)
-            dur = max(1, math.ceil(dur * scale)) if kind != "dma" else max(1, dur)
+            dur, nbytes, hbm = _COST[cls](self, desc, ins, was_idle, start)
+            dur = max(1, math.ceil(dur * scale)) if cls is not DataCopy else max(1, dur)
             yield env.timeout(dur)
-            if self.ctx is not None and ins.fn is not None:
+            if self.ctx is not None:
                 self.ctx.core = ci
                 self.ctx.accumulate = _is_atomic(ins)
-                ins.fn(self.ctx)
+                execute(ins, self.ctx)
                 self.ctx.accumulate = False
             if self.hazards is not None:
                 self.hazards.completed(pidx, seq)
             last_end = env.now
             self.records.append(InstrRecord(ci, pipe, ins.name, kind, start, env.now, nbytes, hbm))
-            if kind == "set_flag":
+            if cls is SetFlag:
                 self._set_flag(ci, pipe, pidx, ins)
-            elif kind == "cross_set":
+            elif cls is CrossCoreSetFlag:
                 self._cross_set(ci, pipe, pidx, ins)
 
     def _check_hazards(self, ci: int, pidx: int, seq: int, ins: Instr) -> None:
@@ -377,43 +396,43 @@ class Engine:
             space = ("GM", r.tensor) if r.buffer == "GM" else (self.kernel.cores[ci].name, r.buffer)
             hz.access(space, r, pidx, seq, ins.name, write=True, atomic=atomic)
 
-    def _cost(
-        self, ci: int, desc: Any, ins: Instr, was_idle: bool, now: int
-    ) -> tuple[int, int, int]:
-        kind = ins.kind
-        if kind == "dma":
-            local = timing.dma_local_cycles(desc, ins)
-            src, dst = ins.reads[0], ins.writes[0]
-            nbytes = max(src.nbytes, dst.nbytes)
-            end = float(now + local)
-            hbm_before = self.mem.stats.hbm_read_bytes + self.mem.stats.hbm_write_bytes
-            for access in gm_accesses(ins):
-                ch_end, lat = self.mem.gm_access(now, access)
-                # Measured DMA curves already include the access latency of a lone
-                # transfer; the memory latency adds only behind a busy shared channel.
-                end = max(end, ch_end + lat)
-            stats = self.mem.stats
-            path = f"{src.buffer}->{dst.buffer}"
-            stats.per_path_bytes[path] = stats.per_path_bytes.get(path, 0) + nbytes
-            hbm = stats.hbm_read_bytes + stats.hbm_write_bytes - hbm_before
-            return max(1, math.ceil(end - now - 1e-9)), nbytes, hbm
-        if kind == "mmad":
-            return timing.mmad_cycles(desc, ins, was_idle), 0, 0
-        if kind == "vec":
-            dt = ins.params["dtype"]
-            size = 0.5 if dt == "int4" else _itemsize(dt)
-            return timing.vector_cycles(desc, ins, was_idle, size), 0, 0
-        if kind == "fix":
-            cyc = timing.fixpipe_cycles(desc, ins, was_idle)
-            for access in gm_accesses(ins):
-                ch_end, lat = self.mem.gm_access(now, access)
-                cyc = max(cyc, math.ceil(ch_end - now) + lat)
-            return cyc, ins.writes[0].nbytes, 0
-        if kind == "scalar":
-            return timing.scalar_cycles(desc, ins), 0, 0
-        if kind in ("set_flag", "cross_set"):
-            return timing.flag_cycles(desc), 0, 0
-        raise ProgramError(f"unknown instruction kind {kind!r}")
+    # -- the cost table (local costs from npusim.engine.timing, GM effects from memory) -------
+    def _cost_dma(self, desc: Any, ins: Instr, was_idle: bool, now: int) -> tuple[int, int, int]:
+        local = timing.dma_local_cycles(desc, ins)
+        src, dst = ins.reads[0], ins.writes[0]
+        nbytes = max(src.nbytes, dst.nbytes)
+        end = float(now + local)
+        hbm_before = self.mem.stats.hbm_read_bytes + self.mem.stats.hbm_write_bytes
+        for access in gm_accesses(ins):
+            ch_end, lat = self.mem.gm_access(now, access)
+            # Measured DMA curves already include the access latency of a lone
+            # transfer; the memory latency adds only behind a busy shared channel.
+            end = max(end, ch_end + lat)
+        stats = self.mem.stats
+        path = f"{src.buffer}->{dst.buffer}"
+        stats.per_path_bytes[path] = stats.per_path_bytes.get(path, 0) + nbytes
+        hbm = stats.hbm_read_bytes + stats.hbm_write_bytes - hbm_before
+        return max(1, math.ceil(end - now - 1e-9)), nbytes, hbm
+
+    def _cost_mmad(self, desc: Any, ins: Instr, was_idle: bool, now: int) -> tuple[int, int, int]:
+        return timing.mmad_cycles(desc, ins, was_idle), 0, 0
+
+    def _cost_vec(self, desc: Any, ins: Instr, was_idle: bool, now: int) -> tuple[int, int, int]:
+        return timing.vector_cycles(desc, ins, was_idle, element_bytes(ins.dtype)), 0, 0
+
+    def _cost_fix(self, desc: Any, ins: Instr, was_idle: bool, now: int) -> tuple[int, int, int]:
+        cyc = timing.fixpipe_cycles(desc, ins, was_idle)
+        for access in gm_accesses(ins):
+            ch_end, lat = self.mem.gm_access(now, access)
+            cyc = max(cyc, math.ceil(ch_end - now) + lat)
+        return cyc, ins.writes[0].nbytes, 0
+
+    def _cost_scalar(self, desc: Any, ins: Instr, was_idle: bool, now: int
+                     ) -> tuple[int, int, int]:
+        return timing.scalar_cycles(desc, ins), 0, 0
+
+    def _cost_flag(self, desc: Any, ins: Instr, was_idle: bool, now: int) -> tuple[int, int, int]:
+        return timing.flag_cycles(desc), 0, 0
 
     # -- intra-core flags -----------------------------------------------------------------------
     def _flag(self, key: tuple) -> _Flag:
@@ -422,13 +441,13 @@ class Engine:
             f = self.flags[key] = _Flag(self.env)
         return f
 
-    def _set_flag(self, ci: int, pipe: str, pidx: int, ins: Instr) -> None:
-        p = ins.params
-        key = (ci, p["src"], p["dst"], p["id"])
+    def _set_flag(self, ci: int, pipe: str, pidx: int, ins: SetFlag) -> None:
+        key = (ci, ins.src_pipe, ins.dst_pipe, ins.event_id)
         f = self._flag(key)
         if f.is_set:
             raise SyncError(
-                f"{self.kernel.cores[ci].name}: SetFlag {p['src']}->{p['dst']} id {p['id']} set "
+                f"{self.kernel.cores[ci].name}: SetFlag {ins.src_pipe}->{ins.dst_pipe} id "
+                f"{ins.event_id} set "
                 f"twice without a WaitFlag in between (undefined on hardware) at cycle "
                 f"{self.env.now}"
             )
@@ -438,21 +457,21 @@ class Engine:
         if not f.event.triggered:
             f.event.succeed()
 
-    def _wait_flag(self, ci: int, pipe: str, pidx: int, ins: Instr):
-        p = ins.params
-        key = (ci, p["src"], p["dst"], p["id"])
+    def _wait_flag(self, ci: int, pipe: str, pidx: int, ins: WaitFlag):
+        key = (ci, ins.src_pipe, ins.dst_pipe, ins.event_id)
         f = self._flag(key)
         start = self.env.now
         if not f.is_set:
             self.pending_wait[(ci, pipe)] = (
-                f"flag {p['src']}->{p['dst']} event id {p['id']} (no SetFlag will come)"
+                f"flag {ins.src_pipe}->{ins.dst_pipe} event id {ins.event_id} (no SetFlag will "
+                "come)"
             )
             yield f.event
             self.pending_wait.pop((ci, pipe), None)
         f.is_set = False
         if self.hazards is not None and f.payload is not None:
             self.hazards.merge(pidx, f.payload)
-        self.flows.append(FlowRecord(ins.name, ci, p["src"], f.set_at, ci, pipe, self.env.now))
+        self.flows.append(FlowRecord(ins.name, ci, ins.src_pipe, f.set_at, ci, pipe, self.env.now))
         f.event = self.env.event()
         self.records.append(InstrRecord(ci, pipe, ins.name, "wait_flag", start, self.env.now))
 
@@ -474,8 +493,8 @@ class Engine:
             ]
         return [j for j, c in enumerate(cores) if c.kind == "aic" and c.core_id == me.core_id // 2]
 
-    def _cross_set(self, ci: int, pipe: str, pidx: int, ins: Instr) -> None:
-        mode, fid = ins.params["mode"], ins.params["id"]
+    def _cross_set(self, ci: int, pipe: str, pidx: int, ins: CrossCoreSetFlag) -> None:
+        mode, fid = ins.mode, ins.flag_id
         targets = self._targets(ci, mode)
         if not targets:
             raise SyncError(
@@ -505,8 +524,8 @@ class Engine:
                     ctr.count -= 1
                     ev.succeed()
 
-    def _cross_wait(self, ci: int, pipe: str, pidx: int, ins: Instr):
-        mode, fid = ins.params["mode"], ins.params["id"]
+    def _cross_wait(self, ci: int, pipe: str, pidx: int, ins: CrossCoreWaitFlag):
+        mode, fid = ins.mode, ins.flag_id
         ctr = self.counters.setdefault((ci, mode, fid), _Counter())
         start = self.env.now
         if ctr.count > 0:
@@ -524,6 +543,18 @@ class Engine:
         ctr.payloads.clear()
         self.records.append(InstrRecord(ci, pipe, ins.name, "cross_wait", start, self.env.now))
 
+
+#: the cost table: instruction class -> Engine method giving (cycles, bytes moved, HBM bytes)
+_COST = {
+    DataCopy: Engine._cost_dma,
+    Mmad: Engine._cost_mmad,
+    Vector: Engine._cost_vec,
+    Cast: Engine._cost_vec,
+    FixPipe: Engine._cost_fix,
+    Scalar: Engine._cost_scalar,
+    SetFlag: Engine._cost_flag,
+    CrossCoreSetFlag: Engine._cost_flag,
+}
 
 def run_kernel(
     kernel: Kernel,

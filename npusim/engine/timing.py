@@ -1,4 +1,5 @@
-"""Instruction costs from the SoC descriptor (hardware.md 2.9): head latency + work / throughput.
+"""The cost table's local costs, from the SoC descriptor (hardware.md 2.9): head latency + work /
+throughput, one function per instruction class (dispatched by ``npusim.engine.sim``'s ``_COST``).
 
 Costs here are pure functions of an instruction and a core description; they never compute values.
 GM-side effects (shared HBM / L2 bandwidth, hits and misses) are added by ``npusim.engine.memory``.
@@ -11,7 +12,8 @@ from typing import Any
 
 from npusim.engine import gm_cost
 from npusim.engine.errors import ProgramError
-from npusim.engine.program import Instr, Region
+from npusim.isa.instructions import Instruction as Instr
+from npusim.isa.operands import Region
 
 VECTOR_REPEAT_BYTES = 256
 
@@ -43,10 +45,9 @@ def mmad_cycles(core: Any, instr: Instr, pipe_was_idle: bool) -> int:
     cube = core.cube
     if cube is None:
         raise ProgramError("this core has no cube unit")
-    p = instr.params
-    dtype = p["dtype"]
+    dtype = instr.dtype
     m0, k0, n0 = cube.fractal_mkn(dtype)
-    fractals = math.ceil(p["m"] / m0) * math.ceil(p["k"] / k0) * math.ceil(p["n"] / n0)
+    fractals = math.ceil(instr.m / m0) * math.ceil(instr.k / k0) * math.ceil(instr.n / n0)
     per_fractal = (m0 * k0 * n0) / cube.macs_per_cycle(dtype)
     head = cube.head_cycles if pipe_was_idle else cube.issue_cycles
     return int(head) + math.ceil(fractals * per_fractal)
@@ -85,18 +86,10 @@ def vector_cycles(core: Any, instr: Instr, pipe_was_idle: bool, dtype_bytes: flo
     vec = core.vector
     if vec is None:
         raise ProgramError("this core has no vector unit")
-    p = instr.params
-    repeats = vector_repeats(p["elements"], dtype_bytes)
-    cpr = vec.cycles_per_repeat(p["op_class"], p.get("dtype"))  # per-dtype rates where cited
-    factor = (
-        bank_conflict_factor(core, instr.reads)
-        if p["op_class"]
-        in (
-            "binary",
-            "ternary",
-        )
-        else 1
-    )
+    op_class = instr.op_class
+    repeats = vector_repeats(instr.elements, dtype_bytes)
+    cpr = vec.cycles_per_repeat(op_class, instr.dtype)  # per-dtype rates where cited
+    factor = bank_conflict_factor(core, instr.reads) if op_class in ("binary", "ternary") else 1
     head = vec.head_cycles if pipe_was_idle else 0
     return int(head) + math.ceil(repeats * cpr * factor)
 
@@ -106,18 +99,17 @@ def fixpipe_cycles(core: Any, instr: Instr, pipe_was_idle: bool) -> int:
     fix = core.fixpipe
     if fix is None:
         raise ProgramError("this core has no FixPipe (310P drains L0C through the vector pipe)")
-    p = instr.params
     rate = fix.elements_per_cycle
-    if p["out_dtype"] in ("float32", "int32"):
+    if instr.out_dtype in ("float32", "int32"):
         rate = min(rate, fix.max_fp32_elements_per_cycle)
     head = fix.latency_cycles if pipe_was_idle else 0
     # NZ -> ND into GM: the output rows' burst cost (gm_cost; 1 for aligned rows)
     factor = gm_cost.gm_side_factor(core, instr.reads[0], instr.writes[0])
-    return int(head) + math.ceil(p["elements"] / rate * factor)
+    return int(head) + math.ceil(instr.elements / rate * factor)
 
 
 def scalar_cycles(core: Any, instr: Instr) -> int:
-    return max(1, math.ceil(instr.params["count"] * core.scalar.cycles_per_instruction))
+    return max(1, math.ceil(instr.count * core.scalar.cycles_per_instruction))
 
 
 def flag_cycles(core: Any) -> int:

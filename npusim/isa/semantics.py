@@ -1,0 +1,297 @@
+"""The semantics table: instruction class -> its effect on the functional buffers.
+
+Written only with ``npusim.numerics`` and IEEE element-wise numpy arithmetic in the instruction's
+own dtype (numpy's float32 / float16 and ml_dtypes' bfloat16 operations are correctly rounded per
+operation, RNE). Nothing here casts implicitly: an operand whose dtype differs from what the
+instruction declares is a :class:`ProgramError`.
+
+Declared models (the hardware behaviour is not published; named in ``DECLARED_MODELS``):
+
+- addressing: a vector source whose region shape broadcasts to the destination's stands for a
+  repeat / block stride of 0 (one row or one scalar block reused), elements in row-major order;
+- local buffers hold tiles in logical row-major order; ``nd2nz`` / ``nz2nd`` DataCopies change the
+  cost, not the element order inside L1 / L0 (``dn2nz`` transposes a column-major source);
+- ``Axpy`` / ``MulAddDst``: the product is rounded to the working dtype, then the sum (not fused),
+  as ``npusim.ops.weight_quant_batchmatmul.vector_ops``;
+- ``BlockReduceSum`` / ``WholeReduceSum``: a pairwise tree inside each 32 B block / repeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from npusim.isa.instructions import (
+    Cast,
+    CrossCoreSetFlag,
+    CrossCoreWaitFlag,
+    DataCopy,
+    FixPipe,
+    Instruction,
+    Mmad,
+    PipeBarrier,
+    Scalar,
+    SetFlag,
+    Vector,
+    WaitFlag,
+)
+from npusim.isa.opcodes import BINARY, FixpipeMode, Transform, VecOp
+from npusim.isa.operands import Region
+
+DECLARED_MODELS = {
+    "vector_addressing": "broadcast_region_shape",
+    "local_tile_order": "logical_row_major",
+    "axpy": "product_rounded_then_sum",
+    "reduce_sum_order": "pairwise_tree",
+}
+
+
+class SemanticsError(Exception):
+    """An instruction's operands do not fit its semantics (a program bug)."""
+
+
+def _err(ins: Instruction, msg: str) -> SemanticsError:
+    from npusim.engine.errors import ProgramError
+
+    return ProgramError(f"'{ins.name}': {msg}")  # type: ignore[return-value]
+
+
+def _np(dtype: str) -> np.dtype:
+    from npusim.engine.buffers import np_dtype_of
+
+    return np_dtype_of(dtype)
+
+
+def _logical(ctx: Any, r: Region) -> np.ndarray:
+    """Element values of ``r`` (int4 unpacked to int8)."""
+    v = ctx.read(r)
+    if r.dtype == "int4":
+        from npusim.numerics import unpack_int4
+
+        v = unpack_int4(v.reshape(-1))[: r.elements].reshape(r.shape)
+    return v
+
+
+def _store(ctx: Any, r: Region, values: np.ndarray) -> None:
+    """Store element values into ``r`` (int4 packed); values must already be ``r``'s dtype."""
+    if r.dtype == "int4":
+        from npusim.numerics import pack_int4
+
+        ctx.write(r, pack_int4(np.asarray(values).reshape(r.shape)))
+        return
+    ctx.write(r, values)
+
+
+def _typed(ins: Instruction, ctx: Any, r: Region, dtype: str) -> np.ndarray:
+    if r.dtype != dtype:
+        raise _err(ins, f"operand {r.buffer}@{r.offset} is {r.dtype}, the instruction computes "
+                        f"in {dtype} (no implicit casts)")
+    return ctx.read(r)
+
+
+def _bcast(ins: Instruction, v: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        return np.broadcast_to(v.reshape(v.shape), shape)
+    except ValueError:
+        if v.size == int(np.prod(shape)):
+            return v.reshape(shape)
+        raise _err(ins, f"source of shape {v.shape} does not broadcast to {shape}") from None
+
+
+# -- data movement -----------------------------------------------------------------------------
+def data_copy(ins: DataCopy, ctx: Any) -> None:
+    src, dst = ins.reads[0], ins.writes[0]
+    data = ctx.read(src)
+    if ins.transform == Transform.DN2NZ:
+        data = data.T
+    if src.dtype != dst.dtype:
+        if src.nbytes != dst.nbytes:
+            raise _err(ins, f"copy {src.dtype}{src.shape} -> {dst.dtype}{dst.shape}: a DataCopy "
+                            "moves bytes; sizes differ")
+        data = np.ascontiguousarray(data).view(np.uint8).view(_np(dst.dtype))
+    ctx.write(dst, data.reshape(ctx.view(dst).shape))
+
+
+# -- cube --------------------------------------------------------------------------------------
+def mmad(ins: Mmad, ctx: Any) -> None:
+    from npusim.numerics.cube import cube_matmul_float, cube_matmul_int
+
+    a = _logical(ctx, ins.reads[0])
+    b = _logical(ctx, ins.reads[1])
+    c = ins.writes[0]
+    integer = ins.dtype in ("int8", "int4")
+    init: np.ndarray | None = None
+    if ins.accumulate:
+        init = ctx.read(c)
+    elif ins.has_bias:
+        init = np.broadcast_to(ctx.read(ins.reads[-1]), c.shape).astype(
+            np.int32 if integer else np.float32)
+    if integer:
+        acc = np.zeros(c.shape, np.int64) if init is None else init.astype(np.int64)
+        ctx.write(c, (acc + cube_matmul_int(a, b)).astype(np.int32))
+        return
+    if not ins.accumulation:
+        raise _err(ins, "a floating-point Mmad needs its declared accumulation model")
+    ctx.write(c, cube_matmul_float(a, b, model=ins.accumulation, bias=init))
+
+
+def fixpipe(ins: FixPipe, ctx: Any) -> None:
+    """The parameter-free FixPipe conversions (others need their quant parameters: FB)."""
+    from npusim.numerics import RoundMode, cast_float
+
+    src, dst = ins.reads[0], ins.writes[0]
+    tile = ctx.read(src)
+    mode = FixpipeMode(ins.mode)
+    if mode is FixpipeMode.NONE:
+        out = tile
+    elif mode in (FixpipeMode.F322F16, FixpipeMode.F322BF16):
+        out = cast_float(tile, dst.dtype, RoundMode.RINT, saturate=False)
+    else:
+        raise NotImplementedError(
+            f"'{ins.name}': FixPipe {mode} reads per-channel quant parameters, which the "
+            "semantics table does not model yet; the program must supply them")
+    ctx.write(dst, np.asarray(out).astype(_np(dst.dtype), copy=False))
+
+
+# -- vector ------------------------------------------------------------------------------------
+def _binary(op: VecOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if op is VecOp.ADD:
+        return a + b
+    if op is VecOp.SUB:
+        return a - b
+    if op is VecOp.MUL:
+        return a * b
+    if op is VecOp.DIV:
+        return a / b
+    if op is VecOp.MAX:
+        return np.maximum(a, b)
+    return np.minimum(a, b)
+
+
+def _pairwise_blocks(v: np.ndarray, lanes: int, fn: Callable) -> np.ndarray:
+    b = v.reshape(*v.shape[:-1], v.shape[-1] // lanes, lanes)
+    while b.shape[-1] > 1:
+        b = fn(b[..., 0::2], b[..., 1::2])
+    return b[..., 0]
+
+
+def vector(ins: Vector, ctx: Any) -> None:
+    op, dt = ins.op, ins.dtype
+    dst = ins.writes[0]
+    npdt = _np(dt)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if op in BINARY:
+            a = _typed(ins, ctx, ins.reads[0], dt)
+            b = _typed(ins, ctx, ins.reads[1], dt)
+            shape = ctx.view(dst).shape
+            out = _binary(op, _bcast(ins, a, shape), _bcast(ins, b, shape))
+        elif op in (VecOp.ADDS, VecOp.MULS, VecOp.MAXS, VecOp.MINS):
+            a = _typed(ins, ctx, ins.reads[0], dt)
+            s = np.asarray(ins.scalar).astype(npdt)
+            base = {VecOp.ADDS: VecOp.ADD, VecOp.MULS: VecOp.MUL, VecOp.MAXS: VecOp.MAX,
+                    VecOp.MINS: VecOp.MIN}[op]
+            out = _binary(base, a, s)
+        elif op is VecOp.AXPY:
+            src = _typed(ins, ctx, ins.reads[-1], dt)
+            acc = ctx.read(dst)
+            prod = (src * np.asarray(ins.scalar).astype(npdt)).astype(npdt)
+            out = acc + prod.astype(acc.dtype)
+        elif op is VecOp.MUL_ADD_DST:
+            a = _typed(ins, ctx, ins.reads[0], dt)
+            b = _typed(ins, ctx, ins.reads[1], dt)
+            acc = ctx.read(dst)
+            shape = acc.shape
+            out = acc + (_bcast(ins, a, shape) * _bcast(ins, b, shape)).astype(npdt)
+        elif op is VecOp.ABS:
+            out = np.abs(_typed(ins, ctx, ins.reads[0], dt))
+        elif op is VecOp.EXP:
+            out = np.exp(_typed(ins, ctx, ins.reads[0], dt))
+        elif op is VecOp.LN:
+            out = np.log(_typed(ins, ctx, ins.reads[0], dt))
+        elif op is VecOp.SQRT:
+            out = np.sqrt(_typed(ins, ctx, ins.reads[0], dt))
+        elif op is VecOp.RECIPROCAL:
+            a = _typed(ins, ctx, ins.reads[0], dt)
+            out = npdt.type(1) / a
+        elif op is VecOp.COPY:
+            out = _typed(ins, ctx, ins.reads[0], dt)
+        elif op is VecOp.DUPLICATE:
+            out = np.full(ctx.view(dst).shape, ins.scalar, dtype=npdt)
+        elif op is VecOp.BRCB:
+            a = _typed(ins, ctx, ins.reads[0], dt).reshape(-1)
+            lanes = 32 // npdt.itemsize
+            out = np.repeat(a, lanes)
+        elif op in (VecOp.BLOCK_REDUCE_SUM, VecOp.BLOCK_REDUCE_MAX,
+                    VecOp.WHOLE_REDUCE_SUM, VecOp.WHOLE_REDUCE_MAX):
+            a = _typed(ins, ctx, ins.reads[0], dt).reshape(-1)
+            block = 32 if op in (VecOp.BLOCK_REDUCE_SUM, VecOp.BLOCK_REDUCE_MAX) else 256
+            lanes = block // npdt.itemsize
+            if a.size % lanes:
+                raise _err(ins, f"{a.size} elements are not whole {block} B blocks")
+            fn = np.add if op in (VecOp.BLOCK_REDUCE_SUM, VecOp.WHOLE_REDUCE_SUM) else np.maximum
+            out = _pairwise_blocks(a, lanes, fn)
+        else:
+            raise _err(ins, f"{op} has no semantics in the table; the program must supply it")
+    v = ctx.view(dst)
+    out = np.asarray(out)
+    if out.dtype != v.dtype:
+        raise _err(ins, f"result is {out.dtype}, destination {dst.dtype} (no implicit casts)")
+    ctx.write(dst, out.reshape(v.shape))
+
+
+def cast(ins: Cast, ctx: Any) -> None:
+    from npusim.numerics import cast_float, float_to_int
+
+    src, dst = ins.reads[0], ins.writes[0]
+    if src.dtype != ins.dtype:
+        raise _err(ins, f"source is {src.dtype}, the Cast declares {ins.dtype}")
+    v = _logical(ctx, src)
+    if dst.dtype in ("float16", "bfloat16", "float32"):
+        out = cast_float(v, dst.dtype, ins.round_mode, saturate=ins.saturate)
+    elif dst.dtype in ("int4", "int8", "int16", "int32", "int64"):
+        out = float_to_int(v, dst.dtype, ins.round_mode, saturate=ins.saturate)
+    else:
+        raise _err(ins, f"Cast to {dst.dtype} is not a vector Cast target")
+    _store(ctx, dst, np.asarray(out).reshape(dst.shape))
+
+
+def _nothing(ins: Instruction, ctx: Any) -> None:
+    """Flags, barriers and scalar bookkeeping change no buffer."""
+
+
+#: instruction class -> semantics (``fn`` on an instruction overrides it while being retired)
+SEMANTICS: dict[type, Callable[[Any, Any], None]] = {
+    DataCopy: data_copy,
+    Mmad: mmad,
+    FixPipe: fixpipe,
+    Vector: vector,
+    Cast: cast,
+    Scalar: _nothing,
+    SetFlag: _nothing,
+    WaitFlag: _nothing,
+    PipeBarrier: _nothing,
+    CrossCoreSetFlag: _nothing,
+    CrossCoreWaitFlag: _nothing,
+}
+
+
+def execute(ins: Instruction, ctx: Any) -> None:
+    """Apply ``ins`` to the functional context: the program's ``fn`` if it supplies one (being
+    retired), else the table's semantics."""
+    if ins.fn is not None:
+        ins.fn(ctx)
+        return
+    SEMANTICS[type(ins)](ins, ctx)
+
+
+def supplied_semantics(kernel: Any) -> dict[str, int]:
+    """Instructions per kernel whose values a program closure supplies instead of the table
+    (the retirement count the ISA issue tracks), by instruction name."""
+    counts: dict[str, int] = {}
+    for core in kernel.cores:
+        for ins in core.instrs:
+            if ins.fn is not None:
+                counts[ins.name] = counts.get(ins.name, 0) + 1
+    return counts
