@@ -4,8 +4,9 @@ NZ -> ND rows, hooked into the DMA and FixPipe costs of the 220x descriptors."""
 import pytest
 
 from npusim.engine import gm_cost, timing
-from npusim.engine.program import Instr, Region
+from npusim.engine.program import Region
 from npusim.hw import load_soc
+from npusim.isa import DataCopy, FixPipe
 
 SOC = load_soc("Ascend910B2")
 AIC = SOC.core("aic")
@@ -13,8 +14,8 @@ AIV = SOC.core("aiv")
 SPEC = AIC.gm_bursts
 
 
-def _dma(src: Region, dst: Region, transform: str = "") -> Instr:
-    return Instr("MTE2", "dma", "t", (src,), (dst,), {"transform": transform})
+def _dma(src: Region, dst: Region, transform: str = "") -> DataCopy:
+    return DataCopy(pipe="MTE2", name="t", reads=(src,), writes=(dst,), transform=transform)
 
 
 def _nd_tile(n_total: int, rows: int = 256, cols: int = 256, row0: int = 0, col0: int = 0):
@@ -102,8 +103,8 @@ def test_fixpipe_nz2nd_rows_misaligned_cost_more():
 
     def fix(n_total: int) -> int:
         out = Region("GM", n_total * 2, (128, 256), "float16", "c", n_total * 2)
-        ins = Instr("FIX", "fix", "f", (l0c,), (out,),
-                    {"elements": 128 * 256, "out_dtype": "float16"})
+        ins = FixPipe(pipe="FIX", name="f", reads=(l0c,), writes=(out,),
+                      elements=128 * 256, out_dtype="float16", mode="F322F16")
         return timing.fixpipe_cycles(AIC, ins, pipe_was_idle=True)
 
     fixp = AIC.fixpipe
@@ -117,8 +118,10 @@ def test_mte3_misaligned_rows_cost_more():
     strided = Region("GM", 200, (100, 100), "float16", "y", 208)
     contiguous = Region("GM", 0, (100 * 100,), "float16", "y")
     mte3 = AIV.transfer("UB", "GM")
-    a = timing.dma_local_cycles(AIV, Instr(mte3.pipe, "dma", "t", (ub,), (strided,), {}))
-    b = timing.dma_local_cycles(AIV, Instr(mte3.pipe, "dma", "t", (ub,), (contiguous,), {}))
+    a = timing.dma_local_cycles(AIV, DataCopy(pipe=mte3.pipe, name="t", reads=(ub,),
+                                                    writes=(strided,)))
+    b = timing.dma_local_cycles(AIV, DataCopy(pipe=mte3.pipe, name="t", reads=(ub,),
+                                                    writes=(contiguous,)))
     assert a > 1.3 * b
 
 
