@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.isa import VecOp
 
 PEER_H = 8192
 UB_PASS_BYTES = 32768
@@ -115,7 +116,6 @@ def build_group_quant(
     rows, h = x_shape
     validate_group_quant_tiling(tiling, soc, rows, h)
     e = len(group_index)
-    functional = x is not None
     out_cols = h // 8 if out == "int4" else h
     out_dtype = "int32" if out == "int4" else "int8"
     gm = {
@@ -147,6 +147,9 @@ def build_group_quant(
             for i in range(nbuf)
         ]
         srow = b.alloc("UB", (tiling.h_chunk,), "float32", "scale")
+        # a non-fp32 scale row lands here first and is cast to fp32 (the Mul computes in fp32)
+        sraw = (b.alloc("UB", (tiling.h_chunk,), scale_dtype, "scale_raw")
+                if scale_dtype != "float32" else None)
         t = 0
         for h0 in range(0, h, tiling.h_chunk):
             hw = min(tiling.h_chunk, h - h0)
@@ -156,13 +159,16 @@ def build_group_quant(
                     continue
                 if t > 0:
                     b.wait_flag("V", "MTE2", 2)  # previous scale row no longer read
-                sreg = Region("UB", srow.offset, (hw,), scale_dtype)
+                sreg = Region("UB", srow.offset, (hw,), "float32")
+                sload = sreg if sraw is None else Region("UB", sraw.offset, (hw,), scale_dtype)
                 b.dma(
                     Region("GM", (g * h + h0) * ss, (hw,), scale_dtype, "scale"),
-                    sreg,
+                    sload,
                     name="scale row GM->UB",
                 )
                 b.sync("MTE2", "V", 2)
+                if sraw is not None:
+                    b.cast(sreg, sload, round_mode="rint", name="Cast scale->fp32")
                 for p0 in range(g0, g1, tiling.rows_per_pass):
                     pr = min(tiling.rows_per_pass, g1 - p0)
                     i = t % nbuf
@@ -178,31 +184,21 @@ def build_group_quant(
                     b.sync("MTE2", "V", i)
                     if t >= nbuf:
                         b.wait_flag("MTE3", "V", i)
-                    n = pr * hw
                     fr = Region("UB", fb.offset, (pr, hw), "float32")
                     ir = Region("UB", ib.offset, (pr, hw), "int32")
                     ycols = hw // 8 if out == "int4" else hw
                     yr = Region(
                         "UB", yb.offset, (pr, ycols), out_dtype if out == "int4" else "int8"
                     )
-                    fn = _tile_fn(xr, sreg, yr, offset, out) if functional else None
-                    b.vec("Cast x->fp32", "convert", fr, (xr,), elements=n, dtype=x_dtype)
-                    b.vec("Mul scale", "binary", fr, (fr, sreg), elements=n, dtype="float32")
+                    hr = Region("UB", ib.offset, (pr, hw), "float16")  # in place over ir
+                    qr = Region("UB", yb.offset, (pr, hw), out)  # the bytes of yr
+                    b.cast(fr, xr, round_mode="rint", name="Cast x->fp32")
+                    b.vop(VecOp.MUL, fr, (fr, sreg), name="Mul scale")
                     if offset is not None:
-                        b.vec("Adds offset", "unary", fr, (fr,), elements=n, dtype="float32")
-                    b.vec(
-                        "Cast fp32->int32 RINT", "convert", ir, (fr,), elements=n, dtype="float32"
-                    )
-                    b.vec("Cast int32->half", "convert", ir, (ir,), elements=n, dtype="int32")
-                    b.vec(
-                        f"Cast half->{out}",
-                        "convert",
-                        yr,
-                        (ir,),
-                        elements=n,
-                        dtype="float16",
-                        fn=fn,
-                    )
+                        b.vop(VecOp.ADDS, fr, (fr,), scalar=offset, name="Adds offset")
+                    b.cast(ir, fr, round_mode="rint", name="Cast fp32->int32 RINT")
+                    b.cast(hr, ir, round_mode="rint", name="Cast int32->half")
+                    b.cast(qr, hr, round_mode="rint", name=f"Cast half->{out}")
                     b.set_flag("V", "MTE2", i)
                     b.sync("V", "MTE3", i)
                     ocols = 8 if out == "int4" else 1
@@ -224,18 +220,6 @@ def build_group_quant(
                 b.set_flag("V", "MTE2", 2)
     meta = {"op": "group_quant", "rows": rows, "h": h, "groups": e, "out": out}
     return Kernel("group_quant", gm, cores, meta)
-
-
-def _tile_fn(xr: Region, sreg: Region, yr: Region, offset: float | None, out: str):
-    def fn(ctx) -> None:
-        q = _quantize(ctx.read(xr), ctx.read(sreg)[None, :], offset, out)
-        if out == "int4":
-            from npusim.numerics import pack_int4
-
-            q = pack_int4(q)
-        ctx.write(yr, q)
-
-    return fn
 
 
 def proxy_prediction(row):

@@ -79,7 +79,8 @@ def _store(ctx: Any, r: Region, values: np.ndarray) -> None:
     if r.dtype == "int4":
         from npusim.numerics import pack_int4
 
-        ctx.write(r, pack_int4(np.asarray(values).reshape(r.shape)))
+        packed = np.ascontiguousarray(pack_int4(np.asarray(values).reshape(r.shape)))
+        ctx.write(r, packed.view(np.uint8).reshape(ctx.view(r).shape))
         return
     ctx.write(r, values)
 
