@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.isa import VecOp
 
 SCALAR_INSTRS_PER_ELEMENT = 5  # GetValue x2, add, SetValue, loop step (the example's case 0 loop)
 
@@ -190,9 +191,7 @@ def build_vector_add(
                 b.set_flag("S", "V", ev)
                 b.wait_flag("S", "V", ev)
             else:
-                b.vec(
-                    "Add", "binary", zb, (xb, yb), elements=n, dtype=dtype, fn=_add_fn(xb, yb, zb)
-                )
+                b.vop(VecOp.ADD, zb, (xb, yb), elements=n, dtype=dtype)
             b.set_flag("V", "MTE2", ev)
             b.sync("V", "MTE3", ev)
             b.dma(zb, gz, name="DataCopy z UB->GM")
