@@ -8,6 +8,29 @@ import sys
 from pathlib import Path
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a size or count; 0 and negatives are refused, never
+    replaced by a default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return value
+
+
 def _add_run_parser(sub) -> None:
     from npusim.cli_run import add_run_arguments
 
@@ -33,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="npusim", description="Cycle-approximate, bit-exact Ascend NPU simulator"
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of a user error (default: one line)")
     sub = parser.add_subparsers(dest="command")
     try:
         from npusim.hw.cli_socs import add_socs_parser
@@ -62,16 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("study", nargs="?", default=None, help="study YAML (op, socs, cases, ...)")
     sw.add_argument("--op", default="matmul")
     sw.add_argument("--soc", action="append", default=None, help="SoC (repeatable)")
-    sw.add_argument("--m", type=int, action="append", default=None)
-    sw.add_argument("--k", type=int, action="append", default=None)
-    sw.add_argument("--n", type=int, action="append", default=None)
+    sw.add_argument("--m", type=positive_int, action="append", default=None)
+    sw.add_argument("--k", type=positive_int, action="append", default=None)
+    sw.add_argument("--n", type=positive_int, action="append", default=None)
     sw.add_argument("--dtype", default="float16")
-    sw.add_argument("--simulate-top", type=int, default=8,
+    sw.add_argument("--simulate-top", type=positive_int, default=8,
                     help="simulate this many best-bound tilings per case")
-    sw.add_argument("--max-tilings", type=int, default=None)
+    sw.add_argument("--max-tilings", type=positive_int, default=None)
     sw.add_argument("--out", type=Path, default=Path("sweep.csv"),
                     help="results CSV (appended; an interrupted sweep resumes)")
-    sw.add_argument("--workers", type=int, default=None, help="local processes (default: cores)")
+    sw.add_argument("--workers", type=positive_int, default=None,
+                    help="local processes (default: cores)")
     sw.add_argument("--ray", action="store_true", help="run the points on Ray (RAY_ADDRESS)")
     sw.add_argument("--ray-address", default=None,
                     help="Ray cluster address, e.g. ray://head:10001 (default: $RAY_ADDRESS, "
@@ -90,6 +116,46 @@ def main(argv: list[str] | None = None) -> int:
 
     add_model_parser(sub)
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(parser, args)
+    except SystemExit as exc:
+        if isinstance(exc.code, str) and not args.debug:
+            return _user_error(exc.code)
+        raise
+    except USER_ERRORS as exc:
+        if args.debug:
+            raise
+        return _user_error(_error_text(exc))
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input (or an unmodelled request), not a simulator bug."""
+    import yaml
+
+    return (ValueError, TypeError, KeyError, OSError, NotImplementedError, yaml.YAMLError,
+            RecursionError)
+
+
+USER_ERRORS = _user_errors()
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"{exc.filename}: no such file"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, ValueError | TypeError) else f"{type(exc).__name__}: {text}"
+
+
+def _user_error(message: str) -> int:
+    """argparse's convention: ``npusim: error: <message>`` on stderr, exit status 2."""
+    message = message.removeprefix("npusim: error: ").removeprefix("npusim run: ")
+    print(f"npusim: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.version:
         from npusim import __version__
 

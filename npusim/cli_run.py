@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from npusim.cli import non_negative_int, positive_int
 from npusim.report.summary import format_summary, hbm_roofline
 from npusim.runner import OPERATORS, operator_module, resolve_soc, simulate
 
@@ -28,16 +29,16 @@ DEFAULT_RUN = "weight_quant_batchmatmul"
 
 #: Operator flags: flag -> (argparse keywords, generic help). Defaults are per operator.
 OP_FLAGS: dict[str, dict[str, Any]] = {
-    "--m": {"type": int, "metavar": "M", "help": "rows M (tokens / rows of x or a)"},
-    "--k": {"type": int, "metavar": "K", "help": "reduction size K (or the row length H)"},
-    "--n": {"type": int, "metavar": "N", "help": "columns N (output channels)"},
-    "--n-elements": {"type": int, "metavar": "COUNT", "help": "elements of a 1-D tensor"},
+    "--m": {"type": positive_int, "metavar": "M", "help": "rows M (tokens / rows of x or a)"},
+    "--k": {"type": positive_int, "metavar": "K", "help": "reduction size K (or the row length H)"},
+    "--n": {"type": positive_int, "metavar": "N", "help": "columns N (output channels)"},
+    "--n-elements": {"type": positive_int, "metavar": "COUNT", "help": "elements of a 1-D tensor"},
     "--dtype": {"metavar": "DTYPE", "help": "activation / input dtype"},
     "--out-dtype": {"metavar": "DTYPE", "help": "output dtype"},
-    "--weight-dtype": {"metavar": "DTYPE", "help": "weight dtype: int8 or int4"},
-    "--group-size": {"type": int, "metavar": "G", "help": "antiquant group size along K "
-                     "(0 = per-channel)"},
-    "--inner-precise": {"type": int, "metavar": "0|1", "help": "inner_precise mode"},
+    "--weight-dtype": {"choices": ("int8", "int4"), "help": "weight dtype: int8 or int4"},
+    "--group-size": {"type": non_negative_int, "metavar": "G",
+                     "help": "antiquant group size along K (0 = per-channel)"},
+    "--inner-precise": {"type": int, "choices": (0, 1), "help": "inner_precise mode"},
     "--kernel": {"metavar": "NAME", "help": "force a kernel the operator has"},
     "--step": {"metavar": "H1..H7", "help": "vector_add: the tiling of calibration step H1..H7"},
     "--compare-inner-precise": {"action": "store_true",
@@ -234,7 +235,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", default=None, help="write the PipeUtilization-style CSV here")
     p.add_argument("--functional", action="store_true",
                    help="run on random data (seeded) and report output checks, not only timing")
-    p.add_argument("--seed", type=int, default=0, help="seed of --functional data (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of --functional data (default 0)")
     p.add_argument("--l2-start", default="cold", choices=("cold", "repeat"),
                    help="L2 at kernel start: cold (a layer in a model; default) or repeat (the "
                    "steady state of a benchmark loop of this kernel)")

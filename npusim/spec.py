@@ -17,6 +17,12 @@ class TensorSpec:
     transposed: bool = False  # for weights: a transposed view of a contiguous (N, K) tensor
     npu_format: int = 2  # 2 = ND, 29 = FRACTAL_NZ
 
+    def __post_init__(self) -> None:
+        for i, d in enumerate(self.shape):
+            if isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 0:
+                raise ValueError(f"spec: shape {self.shape} dim {i} = {d!r}; every dim must be "
+                                 "an integer >= 0")
+
     @property
     def ndim(self) -> int:
         return len(self.shape)

@@ -262,17 +262,23 @@ def _group_quant_args(x: Any, scale: Any, group_index: Any, offset: Any, dst_dty
     for name, dt in (("x", xdt), ("scale", sdt)):
         if dt not in ("float16", "bfloat16", "float32"):
             raise TypeError(f"{name}: dtype {dt} must be float16, bfloat16 or float32")
-    gi = np.asarray(group_index, dtype=np.int64).reshape(-1)
+    gi = np.asarray(group_index).reshape(-1)
+    gi = gi.astype(np.int64) if gi.dtype.kind in "iu" else gi
     if gi.size != sshape[0] or gi.size == 0:
         raise ValueError(f"group_index: length {gi.size} must equal scale.shape[0] = {sshape[0]}")
     if np.any(np.diff(gi) < 0) or gi[0] < 0 or gi[-1] != rows_h[0]:
         raise ValueError(f"group_index: {gi.tolist()} must be non-decreasing, >= 0 and end at "
                          f"the row count {rows_h[0]}")
-    out = "int8"
-    if dst_dtype is not None and "4" in str(dst_dtype):
-        out = "int4"
-        if rows_h[1] % 8:
-            raise ValueError(f"x: last dim {rows_h[1]} must be divisible by 8 for quint4x2")
+    from npusim.ops.group_quant import INDEX_DTYPES, dst_dtype_kind
+
+    gdt = np.asarray(group_index).dtype.name
+    if gdt not in INDEX_DTYPES:
+        raise TypeError(f"group_index: dtype {gdt} not supported; must be int32 or int64")
+    if offset is not None and shape_dtype(offset)[1] != sdt:
+        raise TypeError(f"offset: dtype {shape_dtype(offset)[1]} must equal scale's dtype {sdt}")
+    out = dst_dtype_kind(dst_dtype)
+    if out == "int4" and rows_h[1] % 8:
+        raise ValueError(f"x: last dim {rows_h[1]} must be divisible by 8 for quint4x2")
     off = None if offset is None else float(np.asarray(offset, dtype=np.float32).reshape(-1)[0])
     return rows_h[0], rows_h[1], xdt, sdt, gi, off, out
 

@@ -238,9 +238,17 @@ def plan(soc, tiling: VectorAddTiling | str | None = None, *, x=None, y=None,
     else:
         if x is not None:
             shape, dtype = x.shape, x.dtype
+            if y is None or tuple(y.shape) != tuple(shape) or str(y.dtype) != str(dtype):
+                raise ValueError(f"x and y must have one shape and dtype, got {x.shape} "
+                                 f"{x.dtype} and {getattr(y, 'shape', None)} "
+                                 f"{getattr(y, 'dtype', None)}")
             n = int(np.prod(shape))
+            if n < 1:
+                raise ValueError(f"x: shape {tuple(shape)} is empty; nothing to simulate")
         elif n_elements is not None:
             n, shape = int(n_elements), (int(n_elements),)
+            if n < 1:
+                raise ValueError(f"n_elements={n_elements!r}: must be >= 1")
         else:
             raise ValueError("vector_add needs x and y (arrays or specs) or n_elements")
         kernel = build_vector_add(soc, n, tiling, dtype=dtype)
