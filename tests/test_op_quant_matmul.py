@@ -125,8 +125,8 @@ def _finish(v, j, i, scale, offset, ptk, bj, bias, out):
             oj = None if offset is None else float(offset.reshape(-1)[j if offset.size > 1 else 0])
             m1, off9 = param_fields(encode_param(float(sj), oj))
         prod = rne(rne(Fraction(v), "float32") * m1, "float32")
-        if out == "float16":
-            return rne(prod, "float16")
+        if out == "float16":  # DEQF16 overflow saturates: the declared model (README fidelity)
+            return rne(prod, "float16", saturate=True)
         s9 = max(-256, min(255, round(prod)))
         return max(-128, min(127, s9 + off9))
     f = rne(rne(Fraction(v), "float32") * Fraction(float(sj)), "float32")
