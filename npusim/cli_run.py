@@ -124,7 +124,7 @@ OPERATOR_CLI: dict[str, OperatorCli] = {
 }
 
 COMMON_HELP = ("common to every operator: --soc, --set, --patch, --tiling, --trace, --csv, "
-               "--functional, --seed, --l2-start")
+               "--profile, --gantt, --functional, --seed, --l2-start")
 
 
 def kernels_of(op: str) -> tuple[str, ...]:
@@ -232,7 +232,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tiling", dest="tiling", action="append", default=[], metavar="FIELD=VALUE",
                    help="tiling field override (repeatable); unspecified fields keep the default")
     p.add_argument("--trace", default=None, help="write a Chrome trace JSON here")
-    p.add_argument("--csv", default=None, help="write the PipeUtilization-style CSV here")
+    p.add_argument("--csv", default=None,
+                   help="write msprof op's PipeUtilization.csv (one row per sub-block) here")
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="write msprof-shaped output under DIR: OPPROF_*/PipeUtilization.csv, "
+                   "OpBasicInfo.csv; PROF_*/mindstudio_profiler_output/op_summary_*.csv, "
+                   "msprof_*.json timeline, gantt_*.png")
+    p.add_argument("--gantt", default=None, metavar="FILE.png",
+                   help="write a PNG timeline of the pipes per core (needs matplotlib)")
     p.add_argument("--functional", action="store_true",
                    help="run on random data (seeded) and report output checks, not only timing")
     p.add_argument("--seed", type=non_negative_int, default=0,
@@ -403,6 +410,15 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"trace: {res.write_trace(args.trace)}")
     if args.csv:
         print(f"csv:   {res.write_csv(args.csv)}")
+    if args.profile:
+        from npusim.profile import write_profile
+
+        files = write_profile(args.profile, op, res, op_args)
+        print(f"profile: {files['opprof']} and {files['prof']} (msprof's folder layout)")
+    if args.gantt:
+        from npusim.report.plots import gantt_png
+
+        print(f"gantt: {gantt_png(res.run, args.gantt, title=f'{op}: {res.kernel_name}')}")
     print(verdict)
     return 0
 

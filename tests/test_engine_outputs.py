@@ -84,11 +84,11 @@ def test_outputs_are_byte_identical_across_runs(tmp_path):
 
 
 def test_pipe_csv_columns_follow_profiler_names():
-    """CSV rows carry aiv_vec_time / aiv_mte2_time / aiv_mte3_time and their ratios."""
+    """CSV rows carry aiv_vec_time(us) / aiv_mte2_time(us) / aiv_mte3_time(us) and ratios."""
     res = run_kernel(_kernel(data=False)[0], SOC)
     rows = pipe_utilization_rows(res)
     assert len(rows) == 4
-    for col in ("aiv_total_cycles", "aiv_vec_time", "aiv_vec_ratio", "aiv_mte2_time",
-                "aiv_mte2_ratio", "aiv_mte3_time", "aiv_mte3_ratio"):
+    for col in ("aiv_total_cycles", "aiv_vec_time(us)", "aiv_vec_ratio", "aiv_mte2_time(us)",
+                "aiv_mte2_ratio", "aiv_mte3_time(us)", "aiv_mte3_ratio"):
         assert col in rows[0]
     assert 0 < rows[0]["aiv_mte2_ratio"] <= 1

@@ -115,3 +115,45 @@ def inner_precise_bars(labels: Sequence[str], times: Mapping[int, Sequence[float
     ax.set_title("inner_precise: best simulated time per mode", fontsize=8)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+#: Pipe colours of the Gantt chart (fixed, so two charts compare at a glance).
+PIPE_COLOURS = {"MTE2": "tab:blue", "MTE1": "tab:cyan", "M": "tab:red", "FIX": "tab:orange",
+                "V": "tab:green", "MTE3": "tab:purple", "S": "tab:gray"}
+GANTT_PIPE_ORDER = ("S", "MTE2", "MTE1", "M", "FIX", "V", "MTE3")
+
+
+def gantt_png(run: Any, path: str | Path, title: str = "", max_cores: int = 8) -> Path:
+    """Timeline of one run as a PNG: one row per (core, pipe) busy at least once, one bar per
+    instruction (flag waits and barriers left out), x in microseconds. Shows the first
+    ``max_cores`` cores of the launch (the title says how many of how many)."""
+    plt = require_matplotlib()
+    f = run.freq_mhz
+    cores = run.kernel.cores
+    shown = list(range(min(len(cores), max_cores)))
+    spans: dict[tuple[int, str], list[tuple[float, float]]] = {}
+    for r in run.records:
+        if r.core not in shown or r.kind in ("set_flag", "wait_flag", "cross_set",
+                                             "cross_wait", "barrier") or r.end <= r.start:
+            continue
+        spans.setdefault((r.core, r.pipe), []).append((r.start / f, (r.end - r.start) / f))
+    rows = sorted(spans, key=lambda k: (k[0], GANTT_PIPE_ORDER.index(k[1])
+                                        if k[1] in GANTT_PIPE_ORDER else 99))
+    fig, ax = plt.subplots(figsize=(9.0, 1.2 + 0.22 * max(1, len(rows))))
+    for i, key in enumerate(rows):
+        ax.broken_barh(spans[key], (i - 0.4, 0.8), color=PIPE_COLOURS.get(key[1], "black"),
+                       linewidth=0)
+    ax.set_yticks(range(len(rows)), [f"{cores[c].name.upper()} {p}" for c, p in rows],
+                  fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(run.microseconds, 1e-3))
+    ax.set_xlabel("time since launch (us)")
+    ax.set_ylabel("core / pipe")
+    head = title or run.kernel.name
+    ax.set_title(f"{head}: pipes per core, {len(shown)} of {len(cores)} cores, "
+                 f"{run.microseconds:.2f} us simulated", fontsize=8)
+    used = [p for p in GANTT_PIPE_ORDER if any(k[1] == p for k in rows)]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=PIPE_COLOURS[p]) for p in used]
+    ax.legend(handles, used, title="pipe", fontsize=6, title_fontsize=6, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # outside the axes: covers no bar
+    return _save(fig, Path(path))

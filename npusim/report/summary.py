@@ -203,40 +203,95 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in s.items())
 
 
+#: PipeUtilization pipe columns in the order msprof op's documentation lists them (see
+#: :mod:`npusim.profile`): (prefix, simulator pipe, column stem).
+PIPE_COLUMNS = (
+    ("aiv", "V", "vec"),
+    ("aic", "M", "cube"),
+    ("aic", "S", "scalar"),
+    ("aiv", "S", "scalar"),
+    ("aic", "FIX", "fixpipe"),
+    ("aic", "MTE1", "mte1"),
+    ("aic", "MTE2", "mte2"),
+    ("aiv", "MTE2", "mte2"),
+    ("aic", "MTE3", "mte3"),
+    ("aiv", "MTE3", "mte3"),
+)
+_PREFIX = {"aic": "aic", "aicore": "aic", "aiv": "aiv", "vector_core": "aiv"}
+_STEMS = {"M": "cube", "V": "vec", "MTE1": "mte1", "MTE2": "mte2", "MTE3": "mte3", "S": "scalar",
+          "FIX": "fixpipe"}
+
+
+def core_spans(result: RunResult) -> dict[int, tuple[int, int]]:
+    """(first instruction start, last instruction end) cycles per core index."""
+    spans: dict[int, tuple[int, int]] = {}
+    for r in result.records:
+        a, b = spans.get(r.core, (r.start, r.end))
+        spans[r.core] = (min(a, r.start), max(b, r.end))
+    return spans
+
+
+def sub_blocks(result: RunResult) -> list[tuple[int, str, int]]:
+    """(block_id, sub_block_id, core index) per core, msprof style: a mix block is its AIC
+    (``cube0``) and its two AIVs (``vector0``, ``vector1``); a vector-only or cube-only launch has
+    one sub-block per block. The AIV of a mix block is the AIV whose id // 2 is the AIC's id."""
+    cores = result.kernel.cores
+    aics = [ci for ci, c in enumerate(cores) if c.kind in ("aic", "aicore")]
+    aivs = [ci for ci, c in enumerate(cores) if c.kind in ("aiv", "vector_core")]
+    out: list[tuple[int, str, int]] = []
+    if aics and aivs:
+        block_of = {cores[ci].core_id: b for b, ci in enumerate(aics)}
+        seen: dict[int, int] = {}
+        for b, ci in enumerate(aics):
+            out.append((b, "cube0", ci))
+        for ci in aivs:
+            b = block_of.get(cores[ci].core_id // 2)
+            if b is None:  # an AIV without its AIC in this launch: a block of its own
+                b = len(aics) + len(seen)
+            n = seen.get(b, 0)
+            seen[b] = n + 1
+            out.append((b, f"vector{n}", ci))
+    else:
+        for b, ci in enumerate(aics or aivs):
+            out.append((b, "cube0" if aics else "vector0", ci))
+    return sorted(out, key=lambda t: (t[0], t[1]))
+
+
 def pipe_utilization_rows(result: RunResult) -> list[dict[str, Any]]:
-    """One row per block (AI Core = AIC + its 2 AIVs; or one AIV / coupled core), with the
-    profiler's PipeUtilization column names: times in microseconds, ratios = time / core time."""
+    """One row per sub-block (a mix block gives three: its AIC and its two AIVs) with msprof op's
+    PipeUtilization column names: ``*_time(us)`` in microseconds, ``*_total_cycles`` from the
+    core's first instruction to its last, ratios = pipe busy cycles / those cycles. A row's
+    columns of the other core kind are ``N/A`` (the sub-block has no such unit)."""
     f = result.freq_mhz
     busy = result.pipe_busy()
-    ends = core_end_cycles(result)
+    spans = core_spans(result)
     cores = result.kernel.cores
-    has_aic = any(c.kind == "aic" for c in cores)
-    blocks: dict[int, list[int]] = {}
-    for ci, c in enumerate(cores):
-        if c.kind == "aic" or not has_aic:
-            blocks.setdefault(len(blocks), []).append(ci)
-    if has_aic:
-        aic_ids = {cores[ci].core_id: b for b, (ci,) in blocks.items()}
-        for ci, c in enumerate(cores):
-            if c.kind == "aiv" and c.core_id // 2 in aic_ids:
-                blocks[aic_ids[c.core_id // 2]].append(ci)
+    kinds = {_PREFIX[c.kind] for c in cores}
+    coupled = any(c.kind == "aicore" for c in cores)
+    cols = ["block_id", "sub_block_id"]
+    for prefix in ("aic", "aiv"):
+        if prefix in kinds:
+            cols += [f"{prefix}_time(us)", f"{prefix}_total_cycles"]
+    pipe_cols = [(p, pipe, stem) for p, pipe, stem in PIPE_COLUMNS if p in kinds]
+    if coupled:  # a 310P AI Core has its vector unit and MTE3 inside: aic_ columns for them
+        pipe_cols = [("aic", pipe, _STEMS[pipe]) for pipe in COUPLED_PIPES]
+    for stem in dict.fromkeys(stem for _p, _pipe, stem in pipe_cols):  # documented order:
+        mine = [p for p, _pipe, st in pipe_cols if st == stem]  # ai*_x_time, then ai*_x_ratio
+        cols += [f"{p}_{stem}_time(us)" for p in mine] + [f"{p}_{stem}_ratio" for p in mine]
     rows = []
-    for b, members in sorted(blocks.items()):
-        row: dict[str, Any] = {"block_id": b}
-        for prefix, kinds, pipes in (
-            ("aic", ("aic", "aicore"), AIC_PIPES),
-            ("aiv", ("aiv", "vector_core"), AIV_PIPES),
-        ):
-            ids = [ci for ci in members if cores[ci].kind in kinds]
-            if not ids:
+    for block, sub, ci in sub_blocks(result):
+        prefix = _PREFIX[cores[ci].kind]
+        a, b = spans.get(ci, (0, 0))
+        total = b - a
+        row: dict[str, Any] = {c: "N/A" for c in cols}
+        row.update({"block_id": block, "sub_block_id": sub,
+                    f"{prefix}_time(us)": round(total / f, 3), f"{prefix}_total_cycles": total})
+        for p, pipe, stem in pipe_cols:
+            if p != prefix:
                 continue
-            total = sum(ends.get(ci, 0) for ci in ids) / len(ids)
-            row[f"{prefix}_total_cycles"] = round(total)
-            row[f"{prefix}_time"] = round(total / f, 3)
-            for pipe, label in pipes.items():
-                t = sum(busy.get((ci, pipe), 0) for ci in ids) / len(ids)
-                row[f"{prefix}_{label}_time"] = round(t / f, 3)
-                row[f"{prefix}_{label}_ratio"] = round(t / total, 4) if total else 0.0
+            t = busy.get((ci, pipe), 0)
+            row[f"{p}_{stem}_time(us)"] = round(t / f, 3)
+            row[f"{p}_{stem}_ratio"] = round(t / total, 4) if total else 0.0
         rows.append(row)
     return rows
 
