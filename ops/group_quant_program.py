@@ -192,8 +192,11 @@ def build_group_quant(
                     )
                     hr = Region("UB", ib.offset, (pr, hw), "float16")  # in place over ir
                     qr = Region("UB", yb.offset, (pr, hw), out)  # the bytes of yr
-                    b.cast(fr, xr, round_mode="rint", name="Cast x->fp32")
-                    b.vop(VecOp.MUL, fr, (fr, sreg), name="Mul scale")
+                    if x_dtype == "float32":  # no Cast (fp32 -> fp32 would round to integral)
+                        b.vop(VecOp.MUL, fr, (xr, sreg), name="Mul scale")
+                    else:
+                        b.cast(fr, xr, round_mode="rint", name="Cast x->fp32")
+                        b.vop(VecOp.MUL, fr, (fr, sreg), name="Mul scale")
                     if offset is not None:
                         b.vop(VecOp.ADDS, fr, (fr,), scalar=offset, name="Adds offset")
                     b.cast(ir, fr, round_mode="rint", name="Cast fp32->int32 RINT")

@@ -132,6 +132,17 @@ def _strips(n: int, t: WqbmmProgramTiling) -> list[list[tuple[int, int]]]:
     return per
 
 
+def strips_per_core(n: int, t: WqbmmProgramTiling) -> list[list[tuple[int, int]]]:
+    """The N strips (n0, n1) each AIC computes, AIC index ascending."""
+    return _strips(n, t)
+
+
+def cube_tiling_for_rows(t: WqbmmProgramTiling, rows: int) -> CubeTiling:
+    """The AIC's cube tiling for ``rows`` A rows (the MSD digit rows): base_m covers them in
+    16-row fractals, at most 128."""
+    return _cube_tiling(t, base_m=min(max(16, math.ceil(rows / 16) * 16), 128))
+
+
 def _w_bytes(s: WqbmmShape) -> int:
     return math.ceil(s.k * s.n * _ITEM[s.w_dtype])
 
@@ -753,9 +764,19 @@ A2_WEIGHT_NZ_PROGRAM_MODEL = (
 KERNEL_BUILDERS = {
     "Custom": lambda soc, s, t: build_custom(soc, s, t),
     "WeightNz": lambda soc, s, t: build_custom(soc, s, t),
-    "Msd": lambda soc, s, t: build_msd(soc, s, t, kernel="Msd"),
+    "Msd": lambda soc, s, t: _build_msd_multicore(soc, s, t),
     "MsdSplitK": lambda soc, s, t: build_msd(soc, s, t, kernel="MsdSplitK"),
 }
+
+
+#: kernels whose functional outputs are replayed from their instructions
+REPLAYED_KERNELS = frozenset({"Custom", "Msd"})
+
+
+def _build_msd_multicore(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
+    from npusim.ops.weight_quant_program_msd import build_msd_multicore
+
+    return build_msd_multicore(soc, s, t)
 
 
 def _param_rows(s: WqbmmShape) -> int:
@@ -813,12 +834,16 @@ def build_wqbmm(soc: Any, s: WqbmmShape, kernel: str, tiling: Any = None) -> Ker
             "npusim.torch_npu.npu_weight_quant_batchmatmul"
         )
     t = tiling or default_program_tiling(soc, s, kernel)
+    _check_cube_cores(soc, t)
+    return KERNEL_BUILDERS[kernel](soc, s, t)
+
+
+def _check_cube_cores(soc: Any, t: WqbmmProgramTiling) -> None:
     if t.cube_cores > soc.core_counts()["aic"]:
         raise ValueError(
             f"tiling.cube_cores={t.cube_cores} exceeds the "
             f"{soc.core_counts()['aic']} AIC of {soc.name}"
         )
-    return KERNEL_BUILDERS[kernel](soc, s, t)
 
 
 # -- runner entry -----------------------------------------------------------------------------
@@ -996,8 +1021,15 @@ def plan_weight_quant_batchmatmul(
             pt = tiling
         else:
             pt = program_tiling_from(kt, soc, s, tname)
-    replay = functional and name == "Custom"
-    if replay:
+    replay = functional and name in REPLAYED_KERNELS
+    if name == "Msd":
+        from npusim.ops.weight_quant_batchmatmul.selection import is_msd_high_precision
+        from npusim.ops.weight_quant_program_msd import build_msd_multicore, msd_replay_data
+
+        _check_cube_cores(soc, pt)
+        kern = build_msd_multicore(soc, s, pt, msd_replay_data(args) if replay else None,
+                                   high_precision=is_msd_high_precision(args))
+    elif replay:
         validate_tiling(kt, args, soc, name)
         kern = build_custom(soc, s, pt, custom_replay_data(args))
     else:

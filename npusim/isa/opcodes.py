@@ -37,6 +37,8 @@ class VecOp(StrEnum):
     BLOCK_REDUCE_MAX = "BlockReduceMax"
     WHOLE_REDUCE_SUM = "WholeReduceSum"
     WHOLE_REDUCE_MAX = "WholeReduceMax"
+    REDUCE_SUM = "ReduceSum"  # whole region -> one element (Ascend C level-2 ReduceSum)
+    REDUCE_MAX = "ReduceMax"  # whole region -> one element (Ascend C level-2 ReduceMax)
     TRANSPOSE_BLOCKS = "TransposeBlocks"
     CUSTOM = "Custom"  # an instruction whose semantics a program supplies (being retired)
 
@@ -60,6 +62,7 @@ _COST_CLASS: dict[VecOp, str] = {
     VecOp.COPY: "copy", VecOp.TRANSPOSE_BLOCKS: "copy",
     VecOp.BLOCK_REDUCE_SUM: "reduce", VecOp.BLOCK_REDUCE_MAX: "reduce",
     VecOp.WHOLE_REDUCE_SUM: "reduce", VecOp.WHOLE_REDUCE_MAX: "reduce",
+    VecOp.REDUCE_SUM: "reduce", VecOp.REDUCE_MAX: "reduce",
     VecOp.CUSTOM: "",
 }
 

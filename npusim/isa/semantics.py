@@ -13,7 +13,11 @@ Declared models (the hardware behaviour is not published; named in ``DECLARED_MO
   cost, not the element order inside L1 / L0 (``dn2nz`` transposes a column-major source);
 - ``Axpy`` / ``MulAddDst``: the product is rounded to the working dtype, then the sum (not fused),
   as ``npusim.ops.weight_quant_batchmatmul.vector_ops``;
-- ``BlockReduceSum`` / ``WholeReduceSum``: a pairwise tree inside each 32 B block / repeat.
+- ``BlockReduceSum`` / ``WholeReduceSum``: a pairwise tree inside each 32 B block / repeat;
+  ``ReduceSum`` (whole region -> one element): the 32 B block sums, then a pairwise tree over
+  them (an odd last value carried to the next level); ``ReduceMax`` is exact in any order;
+- a float -> same-float ``Cast`` rounds to an integral value in its mode (Ascend C Cast with
+  CAST_ROUND / CAST_FLOOR ... on fp32 -> fp32), exactly.
 """
 
 from __future__ import annotations
@@ -178,6 +182,16 @@ def _pairwise_blocks(v: np.ndarray, lanes: int, fn: Callable) -> np.ndarray:
     return b[..., 0]
 
 
+def _pairwise_carry(v: np.ndarray) -> np.ndarray:
+    """Pairwise tree over a 1-D array of any length: adjacent pairs added, an odd last value
+    carried to the next level."""
+    while v.size > 1:
+        half = v.size // 2
+        head = v[0 : 2 * half : 2] + v[1 : 2 * half : 2]
+        v = np.concatenate([head, v[2 * half :]]) if v.size % 2 else head
+    return v
+
+
 def vector(ins: Vector, ctx: Any) -> None:
     op, dt = ins.op, ins.dtype
     dst = ins.writes[0]
@@ -233,6 +247,14 @@ def vector(ins: Vector, ctx: Any) -> None:
                 raise _err(ins, f"{a.size} elements are not whole {block} B blocks")
             fn = np.add if op in (VecOp.BLOCK_REDUCE_SUM, VecOp.WHOLE_REDUCE_SUM) else np.maximum
             out = _pairwise_blocks(a, lanes, fn)
+        elif op is VecOp.REDUCE_MAX:
+            out = np.max(_typed(ins, ctx, ins.reads[0], dt)).reshape(1)
+        elif op is VecOp.REDUCE_SUM:
+            a = _typed(ins, ctx, ins.reads[0], dt).reshape(-1)
+            lanes = 32 // npdt.itemsize
+            if a.size % lanes:
+                raise _err(ins, f"{a.size} elements are not whole 32 B blocks")
+            out = _pairwise_carry(_pairwise_blocks(a, lanes, np.add)).reshape(1)
         else:
             raise _err(ins, f"{op} has no semantics in the table; the program must supply it")
     v = ctx.view(dst)
@@ -249,7 +271,12 @@ def cast(ins: Cast, ctx: Any) -> None:
     if src.dtype != ins.dtype:
         raise _err(ins, f"source is {src.dtype}, the Cast declares {ins.dtype}")
     v = _logical(ctx, src)
-    if dst.dtype in ("float16", "bfloat16", "float32"):
+    if dst.dtype == src.dtype and dst.dtype in ("float16", "bfloat16", "float32"):
+        from npusim.numerics import round_to_integral
+
+        with np.errstate(invalid="ignore", over="ignore"):
+            out = round_to_integral(v, ins.round_mode).astype(_np(dst.dtype))
+    elif dst.dtype in ("float16", "bfloat16", "float32"):
         out = cast_float(v, dst.dtype, ins.round_mode, saturate=ins.saturate)
     elif dst.dtype in ("int4", "int8", "int16", "int32", "int64"):
         out = float_to_int(v, dst.dtype, ins.round_mode, saturate=ins.saturate)

@@ -98,6 +98,11 @@ def _check_amax(amax: np.ndarray, what: str) -> None:
         )
 
 
+def check_row_amax(x: np.ndarray) -> None:
+    """Raise the not-modelled error of a row of x whose max |x| is 0 or not finite."""
+    _check_amax(np.max(np.abs(np.asarray(x, dtype=F32)), axis=1, keepdims=True), "row")
+
+
 def split_digits(xn: np.ndarray, f1: np.float32, f2: np.float32, count: int) -> list[np.ndarray]:
     """Integral fp32 digits d_0..d_{count-1} of normalised x (split-K / group recurrence)."""
     t = (xn * f1).astype(F32)

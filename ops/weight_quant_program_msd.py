@@ -1,0 +1,346 @@
+"""The Msd kernel (multi-core, per-channel int8 weight) as a program whose run gives its bits.
+
+Structure (ops-semantics 5.5; written from the description, not the kernel source): the two AIVs
+of each AIC split alternate x rows into two int8 digit rows, a row's max |x| and (with an offset)
+its row sum, into GM workspaces; the AIC multiplies the 2M digit rows by the raw weight (exact
+int32) strip by strip into a ring of workspace slots; the AIVs recombine each strip's columns
+(one half each): ``c = (C1 * 1/E1 + C2 * 1/E2) * amax``, ``+ rsum * offset``, ``* scale``,
+``+ bias``, CAST_ROUND to the output dtype.
+
+Every vector instruction is a typed instruction whose values come from the semantics table
+(``npusim.isa.semantics``), in the order of the numerics model
+(``weight_quant_batchmatmul.numerics_msd.msd_multicore``, the test oracle): a functional run's
+output is read from the simulated GM. Scalars the kernel keeps in registers (amax, 1/amax, the
+row sum) live in 32 B UB slots here and reach the recombination through a GM workspace (the
+declared data path; the kernel's own layout is not published).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.isa.opcodes import VecOp
+from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
+from npusim.ops.weight_quant_program import (
+    GROUP_FREE,
+    GROUP_READY,
+    READY,
+    WqbmmProgramTiling,
+    WqbmmShape,
+    cube_tiling_for_rows,
+    kernel_meta,
+    strips_per_core,
+)
+
+# Msd constants (numerics_msd: C++ float constexpr; E2 computed in double, stored as float)
+E1 = 127.499
+E2 = 127.499 * 127.499 * 2
+SLOT = 32  # bytes of one scalar slot in UB (a vector operand starts 32 B aligned)
+_RECIPROCAL_MIN_K = 128  # K >= 128: x * (1/amax) (scalar reciprocal + Muls), else x / amax
+_HALVING_MIN_K = 4096  # K >= 4096: the row sum halves in place (RowSumInplace)
+
+
+def _f32(v: float) -> float:
+    import numpy as np
+
+    return float(np.float32(v))
+
+
+INV_E1 = _f32(_f32(1.0) / _f32(E1))
+INV_E2 = _f32(_f32(1.0) / _f32(E2))
+
+
+def _slot(st: Region, i: int, elements: int = 1) -> Region:
+    return Region("UB", st.offset + i * SLOT, (elements,), "float32")
+
+
+def _chunk(v: Region, start: int, count: int) -> Region:
+    """Elements [start, start + count) of a 1-D fp32 UB region."""
+    return Region("UB", v.offset + 4 * start, (count,), "float32")
+
+
+def emit_block_sums_to_scalar(b: ProgramBuilder, t64: Region, s8: Region, dst: Region) -> None:
+    """(64,) -> (8,) -> (1,): two BlockReduceSums (the kernels' ReduceRepeatToScalar)."""
+    b.vop(VecOp.BLOCK_REDUCE_SUM, s8, (t64,), elements=64)
+    b.vop(VecOp.BLOCK_REDUCE_SUM, dst, (s8,), elements=8)
+
+
+def emit_sequential_row_sum(
+    b: ProgramBuilder, v: Region, k: int, t64: Region, s8: Region, dst: Region
+) -> None:
+    """Row sum of ``v`` (k >= 64 fp32) as RowSumFixTmpTensor adds it: the first two 64-lane
+    chunks, each further full chunk in turn, a partial tail lane-wise; then two block sums."""
+    full = k // 64
+    if k >= 128:
+        b.vop(VecOp.ADD, t64, (_chunk(v, 0, 64), _chunk(v, 64, 64)))
+        for i in range(2, full):
+            b.vop(VecOp.ADD, t64, (t64, _chunk(v, 64 * i, 64)))
+        tail = k - full * 64
+        if tail:
+            head = _chunk(t64, 0, tail)
+            b.vop(VecOp.ADD, head, (head, _chunk(v, 64 * full, tail)))
+    else:
+        b.vop(VecOp.COPY, t64, (_chunk(v, 0, 64),))
+        if k > 64:
+            head = _chunk(t64, 0, k - 64)
+            b.vop(VecOp.ADD, head, (_chunk(v, 0, k - 64), _chunk(v, 64, k - 64)))
+    emit_block_sums_to_scalar(b, t64, s8, dst)
+
+
+def emit_halving_row_sum(
+    b: ProgramBuilder, v: Region, k: int, work: Region, s8: Region, dst: Region
+) -> None:
+    """Row sum of ``v`` (k >= 64 fp32) as RowSumInplace adds it: chunk i onto chunk P+i
+    (P = half the chunks, an odd last chunk carried) until one 64-lane chunk remains, the
+    partial tail added lane-wise, then two block sums. The first pass reads ``v`` and writes
+    ``work`` (``v`` itself when they are the same region), later passes work in place."""
+    full = k // 64
+    src, r = v, full
+    while r > 1:
+        p = r // 2
+        b.vop(VecOp.ADD, _chunk(work, 0, 64 * p), (_chunk(src, 0, 64 * p),
+                                                    _chunk(src, 64 * p, 64 * p)))
+        if r % 2:
+            b.vop(VecOp.COPY, _chunk(work, 64 * p, 64), (_chunk(src, 128 * p, 64),))
+        src, r = work, p + r % 2
+    if src is not work:
+        b.vop(VecOp.COPY, _chunk(work, 0, 64), (_chunk(src, 0, 64),))
+    if k > full * 64:
+        head = _chunk(work, 0, k - full * 64)
+        b.vop(VecOp.ADD, head, (head, _chunk(v, full * 64, k - full * 64)))
+    emit_block_sums_to_scalar(b, _chunk(work, 0, 64), s8, dst)
+
+
+def _emit_digit(b: ProgramBuilder, src: Region, half: Region, digit: Region) -> None:
+    """Integral fp32 ``src`` (already CAST_ROUNDed) -> half (exact) -> int8 (saturating)."""
+    b.cast(half, src, round_mode="rint", name="Cast digit fp32->half")
+    b.cast(digit, half, round_mode="rint", name="Cast digit half->int8")
+
+
+def _prepare_rows(
+    b: ProgramBuilder, s: WqbmmShape, ci: int, half: int, high_precision: bool
+) -> None:
+    """AIV phase 1: digits, amax and row sum of the rows ``half, half + 2, ...``."""
+    k = s.k
+    kpad = math.ceil(k / 64) * 64
+    xb = b.alloc("UB", (kpad,), s.x_dtype, "x")
+    fb = b.alloc("UB", (kpad,), "float32", "xf")
+    rb = b.alloc("UB", (kpad,), "float32", "work")
+    db = b.alloc("UB", (2, kpad), "int8", "digits")
+    st = b.alloc("UB", (4, SLOT // 4), "float32", "stats")
+    t64 = b.alloc("UB", (64,), "float32", "chunk")
+    s8 = b.alloc("UB", (8,), "float32", "blocks")
+    x_row = Region("UB", xb.offset, (k,), s.x_dtype)
+    hrow = Region("UB", xb.offset, (k,), "float16")  # the x tile, reused for the half digits
+    xf = Region("UB", fb.offset, (k,), "float32")
+    w = Region("UB", rb.offset, (k,), "float32")
+    digit = [Region("UB", db.offset + d * kpad, (k,), "int8") for d in range(2)]
+    amax, recip, rsum, part = (_slot(st, i) for i in range(4))
+    for r in range(half, s.m, 2):
+        b.dma(Region("GM", r * k * 2, (k,), s.x_dtype, "x"), x_row, name="x row GM->UB")
+        b.sync("MTE2", "V", 0)
+        b.cast(xf, x_row, round_mode="rint", name="Cast x->fp32")
+        b.vop(VecOp.ABS, w, (xf,))
+        b.vop(VecOp.REDUCE_MAX, amax, (w,), elements=k)
+        if s.has_offset and not high_precision:
+            if k >= _HALVING_MIN_K:
+                emit_halving_row_sum(b, xf, k, w, s8, rsum)
+            elif k >= 64:
+                emit_sequential_row_sum(b, xf, k, t64, s8, rsum)
+            else:
+                b.vop(VecOp.REDUCE_SUM, rsum, (xf,), elements=k)
+        if k >= _RECIPROCAL_MIN_K:
+            b.vop(VecOp.DUPLICATE, recip, scalar=1.0)
+            b.vop(VecOp.DIV, recip, (recip, amax))
+            b.vop(VecOp.MUL, xf, (xf, recip), name="Muls 1/amax")
+        else:
+            b.vop(VecOp.DIV, xf, (xf, amax), name="Div amax")
+        b.vop(VecOp.MULS, w, (xf,), scalar=_f32(E1))
+        b.cast(w, w, round_mode="round", name="Cast ROUND digit 1")
+        _emit_digit(b, w, hrow, digit[0])
+        b.vop(VecOp.MULS, w, (w,), scalar=INV_E1)
+        b.vop(VecOp.SUB, xf, (xf, w), name="Sub residual")
+        if s.has_offset and high_precision:
+            emit_halving_row_sum(b, w, k, w, s8, rsum)
+        b.vop(VecOp.MULS, xf, (xf,), scalar=_f32(E2))
+        b.cast(xf, xf, round_mode="round", name="Cast ROUND digit 2")
+        _emit_digit(b, xf, hrow, digit[1])
+        if s.has_offset and high_precision:
+            b.vop(VecOp.MULS, w, (xf,), scalar=INV_E2)
+            emit_halving_row_sum(b, w, k, w, s8, part)
+            b.vop(VecOp.ADD, rsum, (rsum, part))
+            b.vop(VecOp.MUL, rsum, (rsum, amax))
+        b.sync("V", "MTE3", 0)
+        for d in range(2):
+            b.dma(digit[d], Region("GM", ((ci * 2 + d) * s.m + r) * k, (k,), "int8", "digits"),
+                  name="digits UB->GM")
+        for j, slot in [(0, 0)] + ([(1, 2)] if s.has_offset else []):  # amax, rsum
+            b.dma(_slot(st, slot, SLOT // 4),
+                  Region("GM", ((ci * 2 + j) * s.m + r) * SLOT, (SLOT // 4,), "float32",
+                         "stats"), name="row stats UB->GM")
+        b.set_flag("MTE3", "MTE2", 0)
+        b.wait_flag("MTE3", "MTE2", 0)
+    b.cross_set(2, "MTE3", READY)
+
+
+def _recombine_strips(
+    b: ProgramBuilder, s: WqbmmShape, t: WqbmmProgramTiling, ci: int, half: int,
+    strips: list[tuple[int, int]],
+) -> None:
+    """AIV phase 2: this AIV's half of every strip's columns, recombined and stored."""
+    m, xd = s.m, s.x_dtype
+    width = math.ceil(t.strip_n / 2)
+    def lanes(count: int, item: int) -> int:  # elements of a 32 B-aligned row
+        return math.ceil(count * item / SLOT) * SLOT // item
+
+    cb = b.alloc("UB", (2, m * lanes(width, 4)), "int32", "c")
+    f1 = b.alloc("UB", (m, width), "float32", "c1")
+    f2 = b.alloc("UB", (m, width), "float32", "c2")
+    pin = b.alloc("UB", (3, lanes(width, 2)), xd, "params_in")
+    pf = b.alloc("UB", (3, lanes(width, 4)), "float32", "params")
+    st = b.alloc("UB", (2, lanes(m, 4)), "float32", "row_stats")
+    ob = b.alloc("UB", (m, width), s.out_dtype, "out")
+    amax = Region("UB", st.offset, (m, 1), "float32")
+    rsum = Region("UB", st.offset + lanes(m, 4) * 4, (m, 1), "float32")
+    p_row, i_row = lanes(width, 4) * 4, lanes(width, 2) * 2  # bytes per parameter row
+    for j, (n0, n1) in enumerate(strips):
+        c0 = n0 + half * width
+        cw = min(width, n1 - c0)
+        slot = ci * t.slots + j % t.slots
+        b.cross_wait(GROUP_READY, "MTE2")
+        if cw <= 0:  # this AIV's half of a narrow strip is empty: keep the handshake only
+            b.cross_set(2, "MTE2", GROUP_FREE)
+            continue
+        src = Region("GM", (slot * 2 * m * t.strip_n + half * width) * 4, (2 * m, cw), "int32",
+                     "c", t.strip_n * 4)
+        c_ub = [Region("UB", cb.offset, (m, cw), "int32")]
+        if (m * cw * 4) % SLOT == 0:  # both digits' rows in one copy
+            b.dma(src, Region("UB", cb.offset, (2 * m, cw), "int32"), name="digit results GM->UB")
+            c_ub.append(Region("UB", cb.offset + m * cw * 4, (m, cw), "int32"))
+        else:  # the second digit's rows would start unaligned: one copy per digit
+            c_ub.append(Region("UB", cb.offset + m * lanes(width, 4) * 4, (m, cw), "int32"))
+            for d in range(2):
+                b.dma(Region("GM", src.offset + d * m * t.strip_n * 4, (m, cw), "int32", "c",
+                             t.strip_n * 4), c_ub[d], name="digit results GM->UB")
+        names = ["scale"] + (["offset"] if s.has_offset else [])
+        p_in = {nm: Region("UB", pin.offset + i * i_row, (cw,), xd) for i, nm in enumerate(names)}
+        p32 = {nm: Region("UB", pf.offset + i * p_row, (cw,), "float32")
+               for i, nm in enumerate([*names, "bias"])}
+        for nm in names:
+            b.dma(Region("GM", c0 * 2, (cw,), xd, nm), p_in[nm], name=f"{nm} GM->UB")
+        if s.has_bias:
+            b.dma(Region("GM", c0 * 4, (cw,), "float32", "bias"), p32["bias"],
+                  name="bias GM->UB")
+        if j == 0:
+            for row, reg in enumerate([amax] + ([rsum] if s.has_offset else [])):
+                b.dma(Region("GM", ((ci * 2 + row) * m) * SLOT, (m, 1), "float32", "stats",
+                             SLOT), reg, name="row stats GM->UB")
+        b.cross_set(2, "MTE2", GROUP_FREE)
+        b.sync("MTE2", "V", 1)
+        c1 = Region("UB", f1.offset, (m, cw), "float32")
+        c2 = Region("UB", f2.offset, (m, cw), "float32")
+        b.cast(c1, c_ub[0], name="Cast C1->fp32")
+        b.cast(c2, c_ub[1], name="Cast C2->fp32")
+        b.vop(VecOp.MULS, c1, (c1,), scalar=INV_E1)
+        b.vop(VecOp.MULS, c2, (c2,), scalar=INV_E2)
+        b.vop(VecOp.ADD, c1, (c1, c2))
+        b.vop(VecOp.MUL, c1, (c1, amax), name="Mul amax")
+        for nm in names:
+            b.cast(p32[nm], p_in[nm], name=f"Cast {nm}->fp32")
+        if s.has_offset:
+            b.vop(VecOp.MUL_ADD_DST, c1, (rsum, p32["offset"]), name="MulAddDst rsum*offset")
+        b.vop(VecOp.MUL, c1, (c1, p32["scale"]), name="Mul scale")
+        if s.has_bias:
+            b.vop(VecOp.ADD, c1, (c1, p32["bias"]), name="Add bias")
+        out = Region("UB", ob.offset, (m, cw), s.out_dtype)
+        b.cast(out, c1, round_mode="round", name="Cast ROUND -> out")
+        b.set_flag("V", "MTE2", 1)
+        b.wait_flag("V", "MTE2", 1)
+        b.sync("V", "MTE3", 2)
+        b.dma(out, Region("GM", c0 * 2, (m, cw), s.out_dtype, "y", s.n * 2), name="y UB->GM")
+        b.set_flag("MTE3", "V", 2)
+        b.wait_flag("MTE3", "V", 2)
+
+
+def build_msd_multicore(
+    soc: Any,
+    s: WqbmmShape,
+    t: WqbmmProgramTiling,
+    data: dict[str, Any] | None = None,
+    *,
+    high_precision: bool = False,
+) -> Kernel:
+    """The Msd program; with ``data`` (:func:`msd_replay_data`) a functional run replays its
+    values (HIGH_PRECISION variant of the white-listed shape when ``high_precision``)."""
+    if s.w_dtype != "int8" or s.group_size:
+        raise ValueError("the Msd kernel takes a per-channel int8 weight")
+    d = data or {}
+    m, rows = s.m, 2 * s.m
+    gm = {
+        "x": GMTensor("x", (m, s.k), s.x_dtype, d.get("x")),
+        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), "int8", d.get("w")),
+        "scale": GMTensor("scale", (1, s.n), s.x_dtype, d.get("scale")),
+        "digits": GMTensor("digits", (t.cube_cores, rows, s.k), "int8", role="workspace"),
+        "stats": GMTensor("stats", (t.cube_cores, 2, m, SLOT // 4), "float32",
+                          role="workspace"),
+        "c": GMTensor("c", (t.cube_cores * t.slots, rows, t.strip_n), "int32",
+                      role="workspace"),
+        "y": GMTensor("y", (m, s.n), s.out_dtype, role="output"),
+    }
+    if s.has_offset:
+        gm["offset"] = GMTensor("offset", (1, s.n), s.x_dtype, d.get("offset"))
+    if s.has_bias:
+        gm["bias"] = GMTensor("bias", (s.n,), "float32", d.get("bias"))
+    w_mat = GmMatrix("w", "int8", s.k if s.trans_w else s.n, transposed=s.trans_w)
+    per_core = strips_per_core(s.n, t)
+    cube_t = cube_tiling_for_rows(t, rows)
+    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
+    cores: list[CoreProgram] = []
+    for ci in range(t.cube_cores):
+        aic = CoreProgram(ci, "aic")
+        em = CubeEmitter(ProgramBuilder(aic, aic_desc), soc, cube_t, "int8",
+                         functional=data is not None, cube_model="", with_bias=False)
+        dig = GmMatrix("digits", "int8", s.k, offset=ci * rows * s.k)
+        em.bld.cross_wait(READY, "MTE2")
+        for j, (n0, n1) in enumerate(per_core[ci]):
+            slot = ci * t.slots + j % t.slots
+            if j >= t.slots:
+                em.bld.cross_wait(GROUP_FREE, "FIX")
+            out = GmMatrix("c", "int32", t.strip_n * 4, offset=slot * rows * t.strip_n * 4)
+            em.block(dig, w_mat, out, Epilogue("NONE", "int32"), 0, rows, n0, n1, s.k,
+                     out_col_offset=-n0)
+            em.bld.cross_set(2, "FIX", GROUP_READY)
+        cores.append(aic)
+        for half in range(2):
+            aiv = CoreProgram(2 * ci + half, "aiv")
+            b = ProgramBuilder(aiv, aiv_desc)
+            mark = b.used_bytes("UB")
+            _prepare_rows(b, s, ci, half, high_precision)
+            b.release("UB", mark)  # the recombination phase reuses the UB space
+            _recombine_strips(b, s, t, ci, half, per_core[ci])
+            cores.append(aiv)
+    meta = kernel_meta(s, "Msd", t)
+    meta["msd_variant"] = "HIGH_PRECISION" if high_precision else "default"
+    if data is not None:
+        meta["functional_replay"] = "instructions (semantics table; exact int8 cube)"
+    return Kernel("wqbmm_msd", gm, cores, meta)
+
+
+def msd_replay_data(args: Any) -> dict[str, Any]:
+    """GM contents of the Msd program for a validated call: x, the int8 weight in its stored
+    layout ((N, K) when transposed), the (1, N) scale and offset, the bias as fp32 (exact)."""
+    import numpy as np
+
+    from npusim.ops.weight_quant_batchmatmul.numerics_msd import check_row_amax
+
+    check_row_amax(args.x)
+    w = np.ascontiguousarray(args.weight.T if args.trans_b else args.weight)
+    out = {"x": np.ascontiguousarray(args.x), "w": w,
+           "scale": np.broadcast_to(args.antiquant_scale, (1, args.n)).copy()}
+    if args.antiquant_offset is not None:
+        out["offset"] = np.broadcast_to(args.antiquant_offset, (1, args.n)).copy()
+    if args.bias is not None:
+        out["bias"] = np.asarray(args.bias, dtype=np.float32)
+    return out
