@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
-from npusim.numerics.cube import cube_matmul_float, cube_matmul_int
 
 _ITEM = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1, "int32": 4, "int4": 0.5}
 
@@ -260,7 +259,6 @@ class CubeEmitter:
                     a_reg,
                     name="A GM->L1 nd2nz",
                     transform="nd2nz",
-                    fn=_copy2d(g, a_reg) if fun else None,
                 )
                 bld.sync("MTE2", "MTE1", ia)
                 self.ca += 1
@@ -281,7 +279,6 @@ class CubeEmitter:
                     b_reg,
                     name="B GM->L1 nd2nz",
                     transform="dn2nz" if b.transposed else "nd2nz",
-                    fn=_copy2d(g, b_reg, transpose=b.transposed) if fun else None,
                 )
                 bld.sync("MTE2", "MTE1", 2 + ib)
                 self.cb += 1
@@ -292,8 +289,8 @@ class CubeEmitter:
             b_src = _sub_rows(b_reg, (s % t.step_kb) * t.base_k, rk)
             a0 = Region("L0A", self.l0a[lb].offset, (rm, rk), dt)
             b0 = Region("L0B", self.l0b[lb].offset, (rk, rn), dt)
-            bld.dma(a_src, a0, name="L1->L0A", fn=_copy2d(a_src, a0) if fun else None)
-            bld.dma(b_src, b0, name="L1->L0B", fn=_copy2d(b_src, b0) if fun else None)
+            bld.dma(a_src, a0, name="L1->L0A")
+            bld.dma(b_src, b0, name="L1->L0B")
             if s % t.step_ka == t.step_ka - 1 or s == ksteps - 1:
                 bld.set_flag("MTE1", "MTE2", (self.ca - 1) % t.depth_a1)
             if s % t.step_kb == t.step_kb - 1 or s == ksteps - 1:
@@ -302,12 +299,10 @@ class CubeEmitter:
             if s == 0 and self.tiles >= self.n_l0c:
                 bld.wait_flag("V" if self.coupled else "FIX", "M", cbuf)
             init_bias = bias_reg if s == 0 else None
-            fn = (
-                _mmad_fn(a0, b0, c_reg, s == 0, self.integer, self.cube_model, init_bias)
-                if fun
-                else None
-            )
-            bld.mmad(a0, b0, c_reg, rm, rk, rn, dt, accumulate=s > 0, fn=fn, bias=init_bias)
+            # values from the semantics table (exact integers / the declared fp model)
+            acc_model = ("exact_integer" if self.integer else self.cube_model) if fun else None
+            bld.mmad(a0, b0, c_reg, rm, rk, rn, dt, accumulate=s > 0, bias=init_bias,
+                     accumulation=acc_model)
             if s == 0 and bias_reg is not None:
                 bld.set_flag("M", "MTE1", 2)
             bld.set_flag("M", "MTE1", lb)
@@ -549,43 +544,6 @@ def _sub_rows(r: Region, row0: int, rows: int) -> Region:
     _, cols = r.shape
     isz = _ITEM[r.dtype]
     return Region(r.buffer, r.offset + math.ceil(row0 * cols * isz), (rows, cols), r.dtype)
-
-
-def _copy2d(src: Region, dst: Region, transpose: bool = False):
-    def copy(ctx) -> None:
-        data = ctx.read(src)
-        ctx.write(dst, data.T if transpose else data)
-
-    return copy
-
-
-def _mmad_fn(
-    a0: Region, b0: Region, c: Region, init: bool, integer: bool, model: str, bias: Region | None
-):
-    def mmad(ctx) -> None:
-        a = ctx.read(a0)
-        b = ctx.read(b0)
-        if integer:
-            part = cube_matmul_int(a, b)
-            if init:
-                acc = (
-                    np.zeros(c.shape, np.int32)
-                    if bias is None
-                    else np.broadcast_to(ctx.read(bias), c.shape).astype(np.int32)
-                )
-            else:
-                acc = ctx.read(c)
-            ctx.write(c, (acc.astype(np.int64) + part).astype(np.int32))
-        else:
-            init_acc = None
-            if init:
-                if bias is not None:
-                    init_acc = np.broadcast_to(ctx.read(bias), c.shape).astype(np.float32)
-            else:
-                init_acc = ctx.read(c)
-            ctx.write(c, cube_matmul_float(a, b, model=model, bias=init_acc))
-
-    return mmad
 
 
 def _fix_fn(c: Region, out: Region, epi: Epilogue, row0: int, col0: int):

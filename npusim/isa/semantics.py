@@ -108,6 +108,12 @@ def _bcast(ins: Instruction, v: np.ndarray, shape: tuple[int, ...]) -> np.ndarra
 # -- data movement -----------------------------------------------------------------------------
 def data_copy(ins: DataCopy, ctx: Any) -> None:
     src, dst = ins.reads[0], ins.writes[0]
+    if ins.transform == Transform.DN2NZ and src.dtype == "int4":
+        # a transposed int4 source: transpose the elements, not the packed bytes
+        if dst.dtype != "int4":
+            raise _err(ins, f"copy int4 -> {dst.dtype}: a DataCopy moves bytes")
+        _store(ctx, dst, _logical(ctx, src).T.reshape(dst.shape))
+        return
     data = ctx.read(src)
     if ins.transform == Transform.DN2NZ:
         data = data.T
@@ -209,10 +215,10 @@ def vector(ins: Vector, ctx: Any) -> None:
                     VecOp.MINS: VecOp.MIN}[op]
             out = _binary(base, a, s)
         elif op is VecOp.AXPY:
-            src = _typed(ins, ctx, ins.reads[-1], dt)
-            acc = ctx.read(dst)
+            src = _typed(ins, ctx, ins.reads[0], dt)
+            acc = _typed(ins, ctx, dst, dt)
             prod = (src * np.asarray(ins.scalar).astype(npdt)).astype(npdt)
-            out = acc + prod.astype(acc.dtype)
+            out = acc + _bcast(ins, prod, acc.shape)
         elif op is VecOp.MUL_ADD_DST:
             a = _typed(ins, ctx, ins.reads[0], dt)
             b = _typed(ins, ctx, ins.reads[1], dt)
