@@ -17,128 +17,42 @@ byte-identical files.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import importlib
+import importlib.util
 import itertools
 import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import yaml
+from npusim.sweep_file import (
+    RESULT_COLUMNS,
+    Appender,
+    read_existing,
+    read_rows,
+    write_tidy,
+)
+from npusim.sweep_study import BASELINE, Study, StudyError, expand_cases, resolve_overrides
 
-RESULT_COLUMNS = ["key", "op", "soc", "variant", "overrides", "case", "tiling", "rank",
-                  "bound_us", "status", "kernel", "cycles", "us", "error", "summary"]
+__all__ = ["BASELINE", "RESULT_COLUMNS", "Point", "Study", "StudyError", "SweepError",
+           "SweepOutcome", "expand_cases", "plan_points", "resolve_overrides",
+           "run_point", "run_sweep", "sweep_command"]
+
 # SimResult.summary() entries kept in the CSV's ``summary`` JSON (besides every *_busy_pct):
 # what the report needs for rooflines and traffic tables.
 SUMMARY_KEYS = ("cube_macs", "gm_read_bytes", "gm_write_bytes", "hbm_read_bytes",
                 "hbm_write_bytes", "l2_hit_bytes", "l2_miss_bytes")
-BASELINE = "baseline"
+DEFAULT_TILING = {"tiling": "default"}
 
 
-@dataclass
-class Study:
-    """A sweep specification: ``socs`` entries are ``{name, label?, overrides?}``; ``what_if``
-    entries ``{label, overrides}`` are crossed with every SoC (plus its baseline)."""
-
-    op: str
-    socs: list[dict[str, Any]]
-    cases: list[dict[str, Any]]
-    simulate_top: int = 8
-    max_tilings: int | None = None
-    tilings: list[dict[str, Any]] = field(default_factory=list)
-    what_if: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> Study:
-        """Read and check a study file (unknown keys are errors, not ignored)."""
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a study file is a mapping with keys op, socs, cases")
-        allowed = {"op", "socs", "cases", "simulate_top", "max_tilings", "tilings", "what_if"}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: "
-                             f"{', '.join(sorted(allowed))}")
-        for req in ("op", "socs", "cases"):
-            if req not in data:
-                raise ValueError(f"{path}: missing required key {req!r}")
-        socs = [s if isinstance(s, dict) else {"name": s} for s in data["socs"]]
-        for s in socs:
-            if "name" not in s:
-                raise ValueError(f"{path}: every entry of socs needs a name")
-        what_if = list(data.get("what_if") or [])
-        for w in what_if:
-            if not isinstance(w, dict) or "label" not in w or not w.get("overrides"):
-                raise ValueError(f"{path}: every what_if entry needs a label and overrides, "
-                                 f"got {w!r}")
-        return cls(data["op"], socs, _expand_cases(data["cases"]),
-                   int(data.get("simulate_top", 8)), data.get("max_tilings"),
-                   list(data.get("tilings") or []), what_if)
-
-    def variants(self) -> list[dict[str, Any]]:
-        """Every (SoC, what-if) combination as ``{name, label, overrides}`` with the scaled
-        overrides (``path*=f``) resolved to absolute values, in study order."""
-        out: list[dict[str, Any]] = []
-        for s in self.socs:
-            base_ov = list(s.get("overrides") or [])
-            label = s.get("label") or (BASELINE if not base_ov else ";".join(base_ov))
-            out.append({"name": s["name"], "label": label,
-                        "overrides": resolve_overrides(s["name"], base_ov)})
-            for w in self.what_if:
-                ov = base_ov + list(w["overrides"])
-                out.append({"name": s["name"], "label": str(w["label"]),
-                            "overrides": resolve_overrides(s["name"], ov)})
-        return out
-
-
-def resolve_overrides(soc: str, overrides: Sequence[str]) -> list[str]:
-    """Turn ``path*=factor`` (scale the SoC's own value, e.g. ``memory.hbm.bandwidth_gb_per_s*=2``)
-    into ``path=value``; other overrides pass unchanged. Integer fields stay integers (rounded)."""
-    if not any("*=" in o for o in overrides):
-        return list(overrides)
-    from npusim.hw import load_soc
-
-    data = load_soc(soc).model_dump(mode="json")
-    out = []
-    for o in overrides:
-        path, sep, factor = o.partition("*=")
-        if not sep:
-            out.append(o)
-            continue
-        node: Any = data
-        parts = path.strip().split(".")
-        parts[0] = "cores" if parts[0] == "core" else parts[0]
-        for part in parts:
-            if isinstance(node, list) and part.isdigit():
-                node = node[int(part)]
-            elif isinstance(node, dict) and part in node:
-                node = node[part]
-            else:
-                raise ValueError(f"override {o!r}: {soc} has no numeric field {path.strip()!r}")
-        if isinstance(node, bool) or not isinstance(node, int | float):
-            raise ValueError(f"override {o!r}: field {path.strip()!r} is {node!r}, not a number")
-        value = node * float(factor)
-        value = round(value) if isinstance(node, int) else round(value, 6)
-        out.append(f"{path.strip()}={value}")
-    return out
-
-
-def _expand_cases(cases: Any) -> list[dict[str, Any]]:
-    """A list of dicts, or a dict of lists (cartesian product)."""
-    if isinstance(cases, dict):
-        keys = sorted(cases)
-        values = [v if isinstance(v, list) else [v] for v in (cases[k] for k in keys)]
-        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
-    if isinstance(cases, list) and all(isinstance(c, dict) for c in cases):
-        return cases
-    raise ValueError("cases must be a list of mappings or a mapping of lists")
+class SweepError(ValueError):
+    """A sweep cannot start (missing extra, version skew): nothing has been written."""
 
 
 def _tiling_dict(t: Any) -> dict[str, Any]:
@@ -157,19 +71,73 @@ def point_key(op: str, soc: dict[str, Any], case: dict[str, Any], tiling: dict[s
 
 @dataclass(frozen=True)
 class Point:
-    """One (variant, case, tiling) to simulate; ``soc`` is a resolved variant."""
+    """One (variant, case, tiling) to simulate; ``soc`` is a resolved variant. A point whose
+    planning failed carries the ``error`` and becomes an error row without simulating;
+    ``default`` marks the tiling ``simulate`` would pick (the reference for speed-ups)."""
 
     key: str
     op: str
     soc: dict[str, Any]
     case: dict[str, Any]
     tiling: dict[str, Any]
-    rank: int
-    bound_us: float
+    rank: int | None
+    bound_us: float | None
+    default: bool = False
+    error: str = ""
+
+
+def _error_text(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+
+
+def _plan_case(study: Study, adapter: Any, soc: Any, var: dict[str, Any],
+               case: dict[str, Any]) -> list[Point]:
+    """The points of one (variant, case): ranked tilings plus the default; a failure is an
+    error point (for the case, or for one user-listed tiling), never an abort."""
+    op = study.op
+
+    def failed(tiling: dict[str, Any], exc: BaseException, what: str) -> Point:
+        return Point(point_key(op, var, case, tiling), op, var, case, tiling, None, None,
+                     error=f"{what}: {_error_text(exc)}")
+
+    try:
+        # the default tiling first: computing it validates the case the way simulate() does
+        default_of = getattr(adapter, "default_tiling", None)
+        default = _tiling_dict(default_of(soc, case)) if default_of else DEFAULT_TILING
+        cands, bad = [], []
+        if study.tilings:
+            for d in study.tilings:
+                try:
+                    cands.append(adapter.tiling_from_dict(soc, case, d))
+                except Exception as exc:  # an illegal user tiling is a row, not an abort
+                    bad.append(failed(d, exc, "tiling refused"))
+        else:
+            cands = list(itertools.islice(adapter.enumerate_tilings(soc, case),
+                                          study.max_tilings))
+            if not cands:
+                raise ValueError("the adapter found no legal tiling for this case")
+        scored = sorted(((adapter.bound_us(soc, case, t), i, t) for i, t in enumerate(cands)),
+                        key=lambda x: (x[0], x[1]))
+        keep = scored if study.tilings else scored[: study.simulate_top]
+        points: list[Point] = []
+        for rank, (bound, _, t) in enumerate(keep):
+            td = _tiling_dict(t)
+            points.append(Point(point_key(op, var, case, td), op, var, case, td, rank,
+                                round(bound, 3), default=td == default))
+        if not any(p.default for p in points):
+            bound = (adapter.bound_us(soc, case, adapter.tiling_from_dict(soc, case, default))
+                     if default_of else None)
+            points.append(Point(point_key(op, var, case, default), op, var, case, default, None,
+                                None if bound is None else round(bound, 3), default=True))
+        return points + bad
+    except Exception as exc:  # planning failed for this case: one error row says why
+        return [failed({}, exc, "planning failed")]
 
 
 def plan_points(study: Study) -> list[Point]:
-    """Enumerate, bound and select the points to simulate (deterministic order)."""
+    """Enumerate, bound and select the points to simulate (deterministic order). A bad study
+    (unknown operator or SoC, bad override) raises before anything runs; a case or tiling that
+    fails to plan is an error point."""
     from npusim.runner import resolve_soc
 
     adapter = sweep_adapter(study.op)
@@ -177,18 +145,7 @@ def plan_points(study: Study) -> list[Point]:
     for var in study.variants():
         soc = resolve_soc(var["name"], var["overrides"])
         for case in study.cases:
-            if study.tilings:
-                cands = [adapter.tiling_from_dict(soc, case, d) for d in study.tilings]
-            else:
-                cands = list(itertools.islice(adapter.enumerate_tilings(soc, case),
-                                              study.max_tilings))
-            scored = sorted(((adapter.bound_us(soc, case, t), i, t) for i, t in enumerate(cands)),
-                            key=lambda x: (x[0], x[1]))
-            keep = scored if study.tilings else scored[: study.simulate_top]
-            for rank, (bound, _, t) in enumerate(keep):
-                td = _tiling_dict(t)
-                points.append(Point(point_key(study.op, var, case, td), study.op, var, case, td,
-                                    rank, round(bound, 3)))
+            points.extend(_plan_case(study, adapter, soc, var, case))
     return points
 
 
@@ -271,7 +228,12 @@ def run_point(p: Point) -> dict[str, Any]:
                            "overrides": ";".join(p.soc.get("overrides", [])),
                            "case": json.dumps(p.case, sort_keys=True),
                            "tiling": json.dumps(p.tiling, sort_keys=True, default=str),
-                           "rank": p.rank, "bound_us": p.bound_us}
+                           "rank": "" if p.rank is None else p.rank,
+                           "default": 1 if p.default else 0,
+                           "bound_us": "" if p.bound_us is None else p.bound_us}
+    if p.error:
+        row.update(status="error", kernel="", cycles="", us="", error=p.error, summary="")
+        return row
     try:
         res = sweep_adapter(p.op).simulate_case(p.soc, p.case, p.tiling)
         summ = res.summary()
@@ -281,39 +243,55 @@ def run_point(p: Point) -> dict[str, Any]:
                    us=round(res.microseconds, 3), error="",
                    summary=json.dumps(keep, sort_keys=True))
     except Exception as exc:  # a failing point is data, not a fatal error
-        msg = " ".join(f"{type(exc).__name__}: {exc}".split())
-        row.update(status="error", kernel="", cycles="", us="", error=msg[:500], summary="")
+        row.update(status="error", kernel="", cycles="", us="", error=_error_text(exc),
+                   summary="")
     return row
 
 
-def _done_keys(path: Path) -> set[str]:
-    if not path.exists():
-        return set()
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames and list(reader.fieldnames) != RESULT_COLUMNS:
-            raise ValueError(f"{path}: columns {reader.fieldnames} differ from this version's "
-                             f"{RESULT_COLUMNS}; write to a new --out file")
-        return {r["key"] for r in reader}
+@dataclass
+class SweepOutcome:
+    """What a (resumed) sweep did: its plan, how much was already in the file, what it wrote."""
+
+    path: Path
+    points: list[Point]
+    already_done: int
+    written: int
+    torn_tail_dropped: bool
+    tidy: Path | None = None
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+def check_ray_available() -> None:
+    """``--ray`` without Ray is refused before anything is planned or written."""
+    if importlib.util.find_spec("ray") is None:
+        raise SweepError("--ray needs Ray, which is not installed: pip install 'npusim[ray]' "
+                         "(or run without --ray: a local process pool)")
 
 
 def run_sweep(study: Study, out: str | Path, *, workers: int | None = None, use_ray: bool = False,
-              ray_address: str | None = None, progress: bool = True) -> Path:
-    """Run (or resume) a sweep; rows are appended to ``out`` in plan order."""
+              ray_address: str | None = None, progress: bool = True) -> SweepOutcome:
+    """Run (or resume) a sweep; rows are appended to ``out`` in plan order, whole lines only.
+    Start-up failures (bad study, missing Ray, a results file of another study) raise before
+    the file is created or changed."""
     out = Path(out)
-    done = _done_keys(out)
-    points = [p for p in plan_points(study) if p.key not in done]
-    new_file = not out.exists() or out.stat().st_size == 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=RESULT_COLUMNS, lineterminator="\n")
-        if new_file:
-            w.writeheader()
-            f.flush()
-        for row in _execute(points, workers, use_ray, ray_address, progress):
-            w.writerow(row)
-            f.flush()
-    return out
+    if use_ray:
+        check_ray_available()
+    plan = plan_points(study)
+    columns = RESULT_COLUMNS
+    existing = read_existing(out, columns)
+    todo = [p for p in plan if p.key not in existing.keys]
+    done = len(plan) - len(todo)
+    appender = Appender(out, columns, existing)
+    written = 0
+    try:
+        for row in _execute(todo, workers, use_ray, ray_address, progress):
+            appender.write(row)
+            written += 1
+    finally:
+        appender.close()
+    return SweepOutcome(out, plan, done, written, existing.torn, write_tidy(out))
 
 
 def _worker_version() -> str:
@@ -350,7 +328,7 @@ def _execute_ray(points: Sequence[Point], workers: int | None, address: str | No
     try:
         import ray
     except ImportError as exc:
-        raise RuntimeError("--ray needs the optional extra: pip install 'npusim[ray]'") from exc
+        raise SweepError("--ray needs the optional extra: pip install 'npusim[ray]'") from exc
     started = False
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
@@ -363,7 +341,7 @@ def _execute_ray(points: Sequence[Point], workers: int | None, address: str | No
     try:
         remote_version = ray.get(ray.remote(_worker_version).remote())
         if remote_version != _worker_version():
-            raise RuntimeError(f"Ray workers run npusim {remote_version}, the driver "
+            raise SweepError(f"Ray workers run npusim {remote_version}, the driver "
                                f"{_worker_version()}: install the same version on the cluster")
         remote = ray.remote(run_point)
         refs = [remote.remote(p) for p in points]
@@ -376,21 +354,35 @@ def _execute_ray(points: Sequence[Point], workers: int | None, address: str | No
 
 
 def sweep_command(args: Any) -> int:
-    """``npusim sweep``: a study file, or a one-operator study from flags."""
+    """``npusim sweep``: a study file, or a one-operator study from flags; prints where the
+    results went, whether it resumed, and the best tiling per case against the default."""
+    from npusim.sweep_summary import summary_lines
+
     if args.study:
         study = Study.from_yaml(args.study)
     else:
-        cases = _expand_cases({"m": args.m or [16], "k": args.k or [4096], "n": args.n or [4096],
-                               "dtype": [args.dtype]})
-        study = Study(args.op, [{"name": s} for s in (args.soc or ["Ascend910B2"])], cases,
-                      args.simulate_top, args.max_tilings,
-                      what_if=[{"label": ";".join(args.what_if), "overrides": args.what_if}]
-                      if getattr(args, "what_if", None) else [])
-    out = run_sweep(study, args.out, workers=args.workers, use_ray=args.ray,
-                    ray_address=getattr(args, "ray_address", None))
-    print(f"results: {out}")
+        data: dict[str, Any] = {
+            "op": args.op, "socs": list(args.soc or ["Ascend910B2"]),
+            "cases": {"m": args.m or [16], "k": args.k or [4096], "n": args.n or [4096],
+                      "dtype": [args.dtype]},
+            "simulate_top": args.simulate_top}
+        if args.max_tilings is not None:
+            data["max_tilings"] = args.max_tilings
+        if getattr(args, "what_if", None):
+            data["what_if"] = [{"label": ";".join(args.what_if), "overrides": args.what_if}]
+        study = Study.from_mapping(data, "command line")
+    outcome = run_sweep(study, args.out, workers=args.workers, use_ray=args.ray,
+                        ray_address=getattr(args, "ray_address", None))
+    rows = read_rows(outcome.path)
+    for line in summary_lines(outcome, rows):
+        print(line)
     if getattr(args, "report", None):
         from npusim.report.compare import write_report
 
-        print(f"report: {write_report(out, args.report)}")
+        print(f"report: {write_report(outcome.path, args.report)}")
+    planned = {p.key for p in outcome.points}
+    if not any(r["status"] == "ok" for r in rows if r["key"] in planned):
+        first = next((r["error"] for r in rows if r["key"] in planned), "")
+        raise SweepError(f"every point of the study failed ({len(planned)} error rows in "
+                         f"{outcome.path}); first: {first}")
     return 0

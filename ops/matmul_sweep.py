@@ -91,3 +91,17 @@ def simulate_case(soc_entry: dict[str, Any], case: dict[str, Any], tiling: dict[
                                scale=np.full(n, 1e-3, np.float32), output_dtype=out)
     return npusim.simulate("matmul", soc, t, overrides=ov, check_races=False,
                            a=spec((m, k), dt), b=b, out_dtype=out)
+
+
+def default_tiling(soc: Any, case: dict[str, Any]) -> Any:
+    """The tiling ``simulate`` picks when given none (the sweep's reference for speed-ups)."""
+    import numpy as np
+
+    from npusim.ops.matmul_plans import default_tiling_matmul, default_tiling_quant_matmul
+
+    m, k, n, dt, out, tb = _case(case)
+    b = spec((k, n), dt, transposed=tb)
+    if dt == "int8":
+        return default_tiling_quant_matmul(soc, x1=spec((m, k), "int8"), x2=b,
+                                           scale=np.full(n, 1e-3, np.float32), output_dtype=out)
+    return default_tiling_matmul(soc, a=spec((m, k), dt), b=b, out_dtype=out)

@@ -6,7 +6,13 @@ import csv
 import pytest
 
 from npusim.hw import load_soc
-from npusim.sweep import RESULT_COLUMNS, Study, plan_points, resolve_overrides, run_sweep
+from npusim.sweep import (
+    RESULT_COLUMNS,
+    Study,
+    plan_points,
+    resolve_overrides,
+    run_sweep,
+)
 
 
 def _small_study() -> Study:
@@ -31,8 +37,9 @@ def _rows(path):
 def test_serial_file_shape(serial_csv):
     """Every planned point gives one ok row, in plan order, with the declared columns."""
     rows = _rows(serial_csv)
+    plan = plan_points(_small_study())
     assert list(rows[0]) == RESULT_COLUMNS
-    assert [r["key"] for r in rows] == [p.key for p in plan_points(_small_study())]
+    assert [r["key"] for r in rows] == [p.key for p in plan]
     assert all(r["status"] == "ok" and int(r["cycles"]) > 0 for r in rows)
     assert {r["variant"] for r in rows} == {"baseline", "hbm_x2"}
 

@@ -67,41 +67,127 @@ def location_of(path: str | Path) -> Location:
     return Location(p.parent.resolve(), p.name)
 
 
-# -- YAML with duplicate-key rejection -------------------------------------------------------
-def _check_duplicates(node: yaml.Node, where: str, path: str) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise DescriptorError(
-                    f"{where}: field {_join(path, str(key))}: duplicate key {key!r} "
-                    f"(lines {seen[key]} and {line})"
-                )
-            seen[key] = line
-            _check_duplicates(value_node, where, _join(path, str(key)))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _check_duplicates(item, where, _join(path, str(i)))
+# -- YAML: plain data only, duplicate keys rejected, aliases bounded -------------------------
+#: Expanded nodes one document may hold, every alias use counting its whole subtree: shipped
+#: descriptors hold a few thousand, so an alias bomb is refused long before it costs memory.
+MAX_YAML_NODES = 200_000
+
+_STD = "tag:yaml.org,2002:"
+#: The tags a descriptor or study may carry (explicitly or as resolved plain scalars): YAML's
+#: core data types. ``!!python/...``, ``!!binary``, ``!!set``, local ``!tags`` are refused.
+PLAIN_TAGS = frozenset(
+    _STD + t for t in ("null", "bool", "int", "float", "str", "seq", "map", "merge", "timestamp")
+)
+
+
+class _Walk:
+    """One pass over the composed node graph: tags, duplicate keys, alias expansion size.
+
+    A node shared through an alias is checked once but counted at every use, so the expanded
+    size is known without expanding; a node that contains itself (recursive alias) is refused.
+    """
+
+    def __init__(self, where: str, limit: int) -> None:
+        self.where, self.limit = where, limit
+        self.size: dict[int, int] = {}
+        self.open: set[int] = set()
+
+    def _line(self, node: yaml.Node) -> int:
+        return node.start_mark.line + 1
+
+    def visit(self, node: yaml.Node, path: str) -> int:
+        ident = id(node)
+        if ident in self.size:
+            return self.size[ident]
+        if ident in self.open:
+            raise DescriptorError(
+                f"{self.where}: line {self._line(node)}: field {path or '<root>'}: recursive "
+                "alias (a node that contains itself) is not allowed"
+            )
+        if node.tag not in PLAIN_TAGS:
+            tag = "!!" + node.tag.removeprefix(_STD) if node.tag.startswith(_STD) else node.tag
+            raise DescriptorError(
+                f"{self.where}: line {self._line(node)}: field {path or '<root>'}: tag "
+                f"{tag} is not allowed (plain YAML only: mappings, lists, strings, "
+                "numbers, booleans, null)"
+            )
+        self.open.add(ident)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
+                line = self._line(key_node)
+                if key in seen and key_node.tag != _STD + "merge":
+                    raise DescriptorError(
+                        f"{self.where}: field {_join(path, str(key))}: duplicate key {key!r} "
+                        f"(lines {seen[key]} and {line})"
+                    )
+                seen[key] = line
+                total += self.visit(key_node, path)
+                total += self.visit(value_node, _join(path, str(key)))
+                self._bound(total, key_node)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                total += self.visit(item, _join(path, str(i)))
+                self._bound(total, item)
+        self.open.discard(ident)
+        self.size[ident] = total
+        return total
+
+    def _bound(self, total: int, node: yaml.Node) -> None:
+        if total > self.limit:
+            raise DescriptorError(
+                f"{self.where}: line {self._line(node)}: the document expands to more than "
+                f"{self.limit} nodes (aliases counted at every use); refusing it as an alias "
+                "bomb or a file far larger than any descriptor or study"
+            )
+
+
+def _check_nodes(node: yaml.Node, where: str, limit: int = MAX_YAML_NODES) -> None:
+    """Refuse non-plain tags, duplicate keys, recursive aliases and oversize expansion."""
+    _Walk(where, limit).visit(node, "")
 
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def parse_yaml(text: str, where: str) -> Any:
-    """Parse YAML text, rejecting duplicate mapping keys; errors name ``where``."""
+    """Parse YAML text as plain data (see ``_check_nodes``); errors name ``where``."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_duplicates(node, where, "")
+        _check_nodes(node, where)
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
-        raise DescriptorError(f"{where}: not valid YAML: {exc}") from None
+        raise DescriptorError(f"{where}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise DescriptorError(f"{where}: not valid YAML: nesting too deep") from None
     finally:
         loader.dispose()
+
+
+def decode_utf8(data: bytes, where: str) -> str:
+    """The text of a YAML file; DescriptorError naming the file and the first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DescriptorError(
+            f"{where}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def read_yaml_file(path: str | Path, where: str | None = None) -> Any:
+    """Read and parse a user YAML file (study, patch): missing, undecodable or non-plain YAML
+    is a DescriptorError naming the file."""
+    p = Path(path)
+    label = where or str(path)
+    if not p.is_file():
+        raise DescriptorError(f"{label}: no such YAML file")
+    return parse_yaml(decode_utf8(p.read_bytes(), label), label)
 
 
 def _join(prefix: str, key: str) -> str:
@@ -116,7 +202,7 @@ def _read_mapping(loc: Location) -> dict[str, Any]:
     node = loc.open()
     if not node.is_file():
         raise DescriptorError(f"{loc.label()}: no such descriptor file")
-    text = node.read_text(encoding="utf-8")
+    text = decode_utf8(node.read_bytes(), loc.label())
     key = (loc.label(), text)
     if key not in _PARSED:
         data = parse_yaml(text, loc.label())

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from npusim.hw.errors import DescriptorError
-from npusim.hw.loader import deep_merge, parse_yaml, validate_mapping
+from npusim.hw.loader import deep_merge, parse_yaml, read_yaml_file, validate_mapping
 from npusim.hw.schema import SocDescriptor
 
 PATH_ALIASES = {"core": "cores"}
@@ -78,7 +78,7 @@ def _load_patch(patch: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], 
         p = Path(patch)
         if not p.is_file():
             raise DescriptorError(f"patch={str(patch)!r}: no such YAML file")
-        data = parse_yaml(p.read_text(encoding="utf-8"), f"patch {p}")
+        data = read_yaml_file(p, f"patch {p}")
         if not isinstance(data, dict):
             raise DescriptorError(f"patch {p}: must be a YAML mapping, got {type(data).__name__}")
         return data, f"patch {p}"

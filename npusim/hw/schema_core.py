@@ -62,9 +62,10 @@ SOURCE_DESCRIPTION = (
 
 
 class Model(BaseModel):
-    """Base of all descriptor models: unknown keys rejected, instances frozen."""
+    """Base of all descriptor models: unknown keys rejected, instances frozen, floats finite
+    (``.inf`` / ``.nan`` bandwidths or latencies would turn every time into 0 or nan)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BufferSpec(Model):
