@@ -60,9 +60,10 @@ def _case_label(case_json: str) -> str:
 
 
 def test_files_written(results):
-    """The markdown and every plot (roofline, pipes, heatmap, inner_precise) exist."""
+    """The markdown and every plot (best time, roofline, pipes, heatmap, inner_precise) exist."""
     _, out, md = results
-    for name in ("report.md", "roofline.png", "pipes.png", "heatmap_0.png", "inner_precise.png"):
+    for name in ("report.md", "best.png", "roofline.png", "pipes.png", "heatmap_0.png",
+                 "inner_precise.png"):
         assert (out / name).stat().st_size > 1000 or name == "report.md", name
     assert "## inner_precise comparison" in md
 

@@ -1,11 +1,12 @@
 """``npusim report``: the what-if comparison report of a sweep CSV (markdown tables + PNG plots).
 
-Sections: best time per case and variant with the speed-up over the SoC's baseline; per-pipe
-busy time of those best points; a roofline (descriptor peak compute of the case's dtype and HBM
-bandwidth per variant, points at flop / simulated HBM byte); heatmaps of time over two tiling
-fields; and, when the study varies ``inner_precise``, the time per mode plus the output difference
-between the modes. Times, cycles and busy percentages are copied from the CSV text unchanged, so
-the tables can be checked against it; derived columns (speed-up, intensity, TFLOPS) say so.
+Sections: best time per case and variant with the speed-up over the SoC's baseline (table and
+bar chart); per-pipe busy time of those best points; a roofline (descriptor peak compute of the
+case's dtype and HBM bandwidth per variant, points at flop / simulated HBM byte); heatmaps of
+time over two tiling fields; and, when the study varies ``inner_precise``, the time per mode plus
+the output difference between the modes. Times, cycles and busy percentages are copied from the
+CSV text unchanged, so the tables can be checked against it; derived columns (speed-up,
+intensity, TFLOPS) say so.
 
 Output difference: the sweep runs timing-only, so the report computes both modes' outputs with
 ``npusim.torch_npu.npu_weight_quant_batchmatmul`` on seeded random inputs (``OUTPUT_SEED``) for
@@ -218,6 +219,11 @@ def write_report(results: str | Path, out_dir: str | Path,
                       r["cycles"], r["kernel"], r["rank"], _fmt(speed)])
     md += _table(["case", "soc", "variant", "overrides", "us", "cycles", "kernel", "bound rank",
                   "speed-up"], table)
+    if table:
+        plots.best_time_bars([(f"{t[1]} {t[0]}", t[2], float(t[4]),
+                               float(t[8]) if t[8] != "-" else math.nan) for t in table],
+                             out / "best.png")
+        md += ["", "![best time per case](best.png)"]
     errors = [r for r in rows if r["status"] != "ok"]
     if errors:
         md += ["", f"{len(errors)} failed point(s), first errors:", ""]
