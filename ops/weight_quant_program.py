@@ -6,27 +6,23 @@ Structures (ops-semantics 5.4-5.6; written from the descriptions, not the kernel
   ``slots`` buffers (Cast, Add offset, Mul scale; bf16 through fp32), one strip ahead of the
   cube; the AIC waits for a strip (cross-core flag mode 2), runs the fp16/bf16 matmul of x with it
   and frees the slot. FixPipe writes fp16/bf16 (or int8 through the requant).
-- ``Msd``: AIVs split each x row into int8 digits (amax, scale, CAST_ROUND, residual) into a
-  workspace; the AIC runs the exact int8 matmul of the 2M digit rows with the weight and drains
-  int32 through FixPipe; the AIVs recombine (fp32), apply scale / offset / bias and round.
+- ``Msd`` (``weight_quant_program_msd``) and ``MsdSplitK`` (``weight_quant_program_msd_splitk``):
+  AIVs split x rows into integer digits (per row / per K block / per group) into a workspace;
+  the AIC runs the exact integer matmul of the digit rows with the raw weight; the AIVs
+  recombine (fp32, or the fp16 chain of inner_precise 1), apply scale / offset / bias and round.
 - ``MsdGroup``: in ``weight_quant_program_msdgroup`` (the ``MsdGroupTiling`` grid: each AIC one
   (N range, K range) cell, per group int4 digit matmuls; its AIVs recombine the cell and atomically
   add the fp32 partial into a zeroed GM workspace; a final pass adds the bias and casts).
-- ``MsdSplitK``: digits per K block (``v1_base_k`` per-channel, the group per-group); the AIC
-  computes one integer matmul per block into a workspace ring (int32, or fp16 through FixPipe for
-  inner_precise 1 per-group); the blocks' products recombined in K-block order.
 
 Other kernels live in ``weight_quant_program_splitk`` (CustomNzSplitK, SplitK: K split over the
 AICs, fp32 partials in a GM workspace reduced by all AIVs in a declared order) and
 ``weight_quant_program_fixpipe`` (Fixpipe: identity matmul + DEQF16 into L1, then the fp16
 matmul; 310P WeightNz on the coupled AI Core).
 
-Functional outputs: ``Custom`` is replayed from its instructions (vector dequant in UB, the GM
-workspace, Mmad in the SoC's declared cube model, FixPipe RNE / requant; an NZ weight is replayed
-from its ND values, as the program reads ND windows) and equals ``compute`` bit for bit (tested).
-Every other kernel's functional output is the numerics model of
-``npusim.ops.weight_quant_batchmatmul`` (``compute``: the same formulas), computed once per run;
-their instructions carry no value semantics.
+Functional outputs: ``Custom``, ``Msd`` and ``MsdSplitK`` are replayed from their instructions
+(``REPLAYED_KERNELS``) and equal the numerics model ``compute`` (the test oracle) bit for bit;
+the other kernels' functional output is still their numerics model, computed once per run, and
+the run's notes say so.
 Every kernel's metadata declares ``compulsory_hbm_bytes`` (inputs and output once) for the
 summary's HBM bound.
 """
@@ -79,6 +75,7 @@ class WqbmmProgramTiling:
     base_k: int
     step_k: int
     k_block: int = 0  # MSD kernels: K per digit block (0 = whole K, or the group)
+    group_pack: int = 1  # MsdSplitK per-group: groups per recombination pass
 
 
 def default_program_tiling(soc: Any, s: WqbmmShape, kernel: str) -> WqbmmProgramTiling:
@@ -504,257 +501,6 @@ def weight_tile_region(s: WqbmmShape, r0: int, rows: int, c0: int, cols: int) ->
     )
 
 
-def build_msd(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, *, kernel: str) -> Kernel:
-    """Msd (per-channel int8, 2 digits, one K block) or MsdSplitK (digits per K block of
-    ``t.k_block``: ``v1_base_k`` per-channel, the group per-group; int8 2 digits, int4 3).
-
-    The AIVs of each AIC split the x rows into digits per block; the AIC multiplies every
-    block's digit rows by the block's weight rows into a ring of GM workspace slots (int32,
-    or fp16 through FixPipe for inner_precise 1 per-group); the AIVs recombine block by block
-    into one fp32 accumulator - in MsdSplitK the blocks' products are summed in K-block order
-    (``k_block_ascending``, the order of the numerics model; no cross-core reduction).
-    MsdGroup has its own program (``weight_quant_program_msdgroup.build_msd_group``)."""
-    if kernel not in ("Msd", "MsdSplitK"):
-        raise ValueError(f"build_msd builds Msd / MsdSplitK, not {kernel!r} (MsdGroup: "
-                         "weight_quant_program_msdgroup.build_msd_group with its MsdGroupTiling)")
-    digits = 3 if s.w_dtype == "int4" else 2
-    dig_dtype = "int4" if s.w_dtype == "int4" else "int8"
-    rows = digits * s.m
-    group = kernel != "Msd"
-    if kernel == "MsdSplitK":
-        g = t.k_block or (s.group_size or s.k)
-    else:
-        g = s.group_size if group else s.k
-    ngroups = math.ceil(s.k / g)
-    chunk = 0  # MsdSplitK pre-processes per K block (<= 12288 elements, groups whole)
-    if kernel == "MsdSplitK" and s.k > 4096:
-        chunk = g if g <= 12288 else 4096
-        if s.group_size:
-            chunk = max(g, 4096 // g * g)
-    high_perf = s.inner_precise == 1 and s.group_size > 0 and s.w_dtype == "int4"
-    c_dtype = "float16" if (group and high_perf) else "int32"
-    per_core = _strips(s.n, t)
-    gm = {
-        "x": GMTensor("x", (s.m, s.k), s.x_dtype),
-        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype),
-        "scale": GMTensor("scale", (_param_rows(s), s.n), s.x_dtype),
-        "digits": GMTensor("digits", (t.cube_cores, rows, s.k), dig_dtype, role="workspace"),
-        "c": GMTensor("c", (t.cube_cores * t.slots, rows, t.strip_n), c_dtype, role="workspace"),
-        "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
-    }
-    if s.has_offset:
-        gm["offset"] = GMTensor("offset", (_param_rows(s), s.n), s.x_dtype)
-    if s.has_bias:
-        gm["bias"] = GMTensor("bias", (s.n,), "float32")
-    w_isz = _ITEM[s.w_dtype]
-    w_mat = GmMatrix(
-        "w", s.w_dtype, math.ceil((s.k if s.trans_w else s.n) * w_isz), transposed=s.trans_w
-    )
-    c_isz = _ITEM[c_dtype]
-    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
-    cores: list[CoreProgram] = []
-    base_m = max(16, math.ceil(rows / 16) * 16)
-    cube_t = _cube_tiling(t, base_m=min(base_m, 128))
-    for ci in range(t.cube_cores):
-        dig = GmMatrix(
-            "digits",
-            dig_dtype,
-            math.ceil(s.k * _ITEM[dig_dtype]),
-            offset=math.ceil(ci * rows * s.k * _ITEM[dig_dtype]),
-        )
-        aic = CoreProgram(ci, "aic")
-        em = CubeEmitter(
-            ProgramBuilder(aic, aic_desc),
-            soc,
-            cube_t,
-            dig_dtype,
-            functional=False,
-            cube_model="",
-            with_bias=False,
-        )
-        em.bld.cross_wait(READY, "MTE2")
-        epi = Epilogue("DEQF16" if c_dtype == "float16" else "NONE", c_dtype)
-        slot_i = 0
-        for n0, n1 in per_core[ci]:
-            for gi in range(ngroups):
-                slot = ci * t.slots + slot_i % t.slots
-                if slot_i >= t.slots:
-                    em.bld.cross_wait(GROUP_FREE, "FIX")
-                out = GmMatrix(
-                    "c",
-                    c_dtype,
-                    math.ceil(t.strip_n * c_isz),
-                    offset=math.ceil(slot * rows * t.strip_n * c_isz),
-                )
-                em.block(
-                    dig,
-                    w_mat,
-                    out,
-                    epi,
-                    0,
-                    rows,
-                    n0,
-                    n1,
-                    min(g, s.k - gi * g),
-                    k_offset=gi * g,
-                    out_col_offset=-n0,
-                )
-                em.bld.cross_set(2, "FIX", GROUP_READY)
-                slot_i += 1
-        cores.append(aic)
-        for half in range(2):
-            aiv = CoreProgram(2 * ci + half, "aiv")
-            b = ProgramBuilder(aiv, aiv_desc)
-            mark = b.used_bytes("UB")
-            _msd_prepare(b, s, ci, half, rows, digits, dig_dtype, g, ngroups, chunk)
-            b.release("UB", mark)  # the post-processing phase reuses the UB space
-            _msd_post(b, s, t, ci, half, per_core[ci], rows, digits, c_dtype, ngroups, group)
-            cores.append(aiv)
-    meta = _meta(s, kernel, t)
-    if kernel == "MsdSplitK":
-        meta["split_k_accumulation"] = (
-            f"{ngroups} K blocks of {g}: digit products in GM workspace slots, recombined into "
-            "one fp32 accumulator per output element in k_block_ascending order (declared model)"
-        )
-    return Kernel(f"wqbmm_{kernel.lower()}", gm, cores, meta)
-
-
-def _msd_prepare(
-    b: ProgramBuilder,
-    s: WqbmmShape,
-    ci: int,
-    half: int,
-    rows: int,
-    digits: int,
-    dig_dtype: str,
-    g: int,
-    ngroups: int,
-    chunk: int = 0,
-) -> None:
-    """AIV phase 1: each AIV of the pair splits half of the x rows into digits, ``chunk`` K
-    elements per pass (whole rows unless the kernel pre-processes per K block)."""
-    chunk = chunk or s.k
-    kpad = math.ceil(chunk / 16) * 16
-    xb = b.alloc("UB", (kpad,), s.x_dtype, "x")
-    fb = b.alloc("UB", (kpad,), "float32", "xf")
-    rb = b.alloc("UB", (kpad,), "float32", "res")
-    db = b.alloc("UB", (digits, kpad), "int8", "digits")
-    sb = b.alloc("UB", (max(math.ceil(ngroups * chunk / s.k), 8),), "float32", "amax")
-    for r, k0 in [(r, k0) for r in range(half, s.m, 2) for k0 in range(0, s.k, chunk)]:
-        n = min(chunk, s.k - k0)
-        b.dma(
-            Region("GM", (r * s.k + k0) * 2, (n,), s.x_dtype, "x"),
-            Region("UB", xb.offset, (n,), s.x_dtype),
-            name="x row GM->UB",
-        )
-        b.sync("MTE2", "V", 0)
-        b.vec("Cast x->fp32", "convert", fb, (xb,), elements=n, dtype=s.x_dtype)
-        b.vec("Abs", "unary", rb, (fb,), elements=n, dtype="float32")
-        b.vec("ReduceMax per group", "reduce", sb, (rb,), elements=n, dtype="float32")
-        if s.has_offset:
-            b.vec("ReduceSum per group", "reduce", sb, (fb,), elements=n, dtype="float32")
-        b.vec("Div by amax", "special", fb, (fb, sb), elements=n, dtype="float32")
-        for d in range(digits):
-            b.vec(f"Muls f{d}", "unary", rb, (fb,), elements=n, dtype="float32")
-            b.vec(f"Cast ROUND digit {d}", "convert", db, (rb,), elements=n, dtype="float32")
-            if d < digits - 1:
-                b.vec("Cast digit->fp32", "convert", rb, (db,), elements=n, dtype="int8")
-                b.vec("Sub residual", "binary", fb, (fb, rb), elements=n, dtype="float32")
-        b.sync("V", "MTE3", 0)
-        for d in range(digits):
-            row = d * s.m + r
-            off = math.ceil(((ci * rows + row) * s.k + k0) * _ITEM[dig_dtype])
-            b.dma(
-                Region("UB", db.offset, (n,), dig_dtype),
-                Region("GM", off, (n,), dig_dtype, "digits"),
-                name="digits UB->GM",
-            )
-        b.set_flag("MTE3", "MTE2", 0)
-        b.wait_flag("MTE3", "MTE2", 0)
-    b.cross_set(2, "MTE3", READY)
-
-
-def _msd_post(
-    b: ProgramBuilder,
-    s: WqbmmShape,
-    t: WqbmmProgramTiling,
-    ci: int,
-    half: int,
-    strips: list[tuple[int, int]],
-    rows: int,
-    digits: int,
-    c_dtype: str,
-    ngroups: int,
-    group: bool,
-) -> None:
-    """AIV phase 2: recombine digit results per group, scale, offset, bias, round, write."""
-    width = math.ceil(t.strip_n / 2)
-    cb = b.alloc("UB", (rows, width), c_dtype, "c")
-    fb = b.alloc("UB", (rows, width), "float32", "cf")
-    acc = b.alloc("UB", (s.m, width), "float32", "acc")
-    prm = b.alloc("UB", (2, width), "float32", "params")
-    ob = b.alloc("UB", (s.m, width), s.out_dtype, "out")
-    c_isz = _ITEM[c_dtype]
-    slot_i = 0
-    work = "float16" if c_dtype == "float16" else "float32"
-    for n0, n1 in strips:
-        c0 = n0 + half * width
-        cw = min(width, n1 - c0)
-        for gi in range(ngroups):
-            slot = ci * t.slots + slot_i % t.slots
-            b.cross_wait(GROUP_READY, "MTE2")
-            slot_i += 1
-            if cw <= 0:  # this AIV's half of a narrow strip is empty: only keep the handshake
-                b.cross_set(2, "MTE2", GROUP_FREE)
-                continue
-            src = Region(
-                "GM",
-                math.ceil((slot * rows * t.strip_n + half * width) * c_isz),
-                (rows, cw),
-                c_dtype,
-                "c",
-                math.ceil(t.strip_n * c_isz),
-            )
-            creg = Region("UB", cb.offset, (rows, cw), c_dtype)
-            b.dma(src, creg, name="digit results GM->UB")
-            b.dma(
-                Region("GM", ((gi if s.group_size else 0) * s.n + c0) * 2, (cw,), s.x_dtype,
-                       "scale"),
-                Region("UB", prm.offset, (cw,), s.x_dtype),
-                name="scale GM->UB",
-            )
-            b.cross_set(2, "MTE2", GROUP_FREE)
-            b.sync("MTE2", "V", 1)
-            n = s.m * cw
-            if work == "float32":
-                b.vec("Cast C->fp32", "convert", fb, (creg,), elements=rows * cw, dtype="int32")
-            for _ in range(digits - 1):
-                b.vec("Axpy digit", "ternary", fb, (fb, fb), elements=n, dtype=work)
-            if work == "float16":
-                b.vec("Cast fp16->fp32", "convert", fb, (creg,), elements=n, dtype="float16")
-            b.vec("Mul amax", "binary", fb, (fb, prm), elements=n, dtype="float32")
-            if s.has_offset:
-                b.vec("MulAddDst offset", "ternary", fb, (fb, prm), elements=n, dtype="float32")
-            b.vec("Mul scale", "binary", fb, (fb, prm), elements=n, dtype="float32")
-            if group:
-                b.vec("Add to acc", "binary", acc, (acc, fb), elements=n, dtype="float32")
-            b.set_flag("V", "MTE2", 1)
-            b.wait_flag("V", "MTE2", 1)
-        if cw <= 0:
-            continue
-        if s.has_bias:
-            b.vec("Add bias", "binary", acc, (acc, prm), elements=s.m * cw, dtype="float32")
-        b.vec("Cast ROUND -> out", "convert", ob, (acc,), elements=s.m * cw, dtype="float32")
-        b.sync("V", "MTE3", 2)
-        b.dma(
-            Region("UB", ob.offset, (s.m, cw), s.out_dtype),
-            Region("GM", c0 * 2, (s.m, cw), s.out_dtype, "y", s.n * 2),
-            name="y UB->GM",
-        )
-        b.set_flag("MTE3", "V", 2)
-        b.wait_flag("MTE3", "V", 2)
-
-
 A2_WEIGHT_NZ_PROGRAM_MODEL = (
     "A2/A3 WeightNz (custom_weight_nz): the Custom program and tiling (the kernel dequantises on "
     "the AIVs into a GM workspace for the cube as Custom does; its NZ weight is read as ND "
@@ -765,18 +511,24 @@ KERNEL_BUILDERS = {
     "Custom": lambda soc, s, t: build_custom(soc, s, t),
     "WeightNz": lambda soc, s, t: build_custom(soc, s, t),
     "Msd": lambda soc, s, t: _build_msd_multicore(soc, s, t),
-    "MsdSplitK": lambda soc, s, t: build_msd(soc, s, t, kernel="MsdSplitK"),
+    "MsdSplitK": lambda soc, s, t: _build_msd_split_k(soc, s, t),
 }
 
 
 #: kernels whose functional outputs are replayed from their instructions
-REPLAYED_KERNELS = frozenset({"Custom", "Msd"})
+REPLAYED_KERNELS = frozenset({"Custom", "Msd", "MsdSplitK"})
 
 
 def _build_msd_multicore(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
     from npusim.ops.weight_quant_program_msd import build_msd_multicore
 
     return build_msd_multicore(soc, s, t)
+
+
+def _build_msd_split_k(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
+    from npusim.ops.weight_quant_program_msd_splitk import build_msd_split_k
+
+    return build_msd_split_k(soc, s, t)
 
 
 def _param_rows(s: WqbmmShape) -> int:
@@ -920,6 +672,7 @@ def program_tiling_from(kt: Any, soc: Any, s: WqbmmShape, kernel: str) -> WqbmmP
         base_k=cube.base_k if cube else base.base_k,
         step_k=cube.step_ka if cube else base.step_k,
         k_block=(s.group_size or kt.v1_base_k) if kernel == "MsdSplitK" else 0,
+        group_pack=kt.group_pack if kernel == "MsdSplitK" else 1,
     )
 
 
@@ -1029,6 +782,15 @@ def plan_weight_quant_batchmatmul(
         _check_cube_cores(soc, pt)
         kern = build_msd_multicore(soc, s, pt, msd_replay_data(args) if replay else None,
                                    high_precision=is_msd_high_precision(args))
+    elif name == "MsdSplitK":
+        from npusim.ops.weight_quant_program_msd_splitk import (
+            build_msd_split_k,
+            msd_split_k_replay_data,
+        )
+
+        _check_cube_cores(soc, pt)
+        data = msd_split_k_replay_data(args, pt.k_block) if replay else None
+        kern = build_msd_split_k(soc, s, pt, data)
     elif replay:
         validate_tiling(kt, args, soc, name)
         kern = build_custom(soc, s, pt, custom_replay_data(args))

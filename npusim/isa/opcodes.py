@@ -37,8 +37,8 @@ class VecOp(StrEnum):
     BLOCK_REDUCE_MAX = "BlockReduceMax"
     WHOLE_REDUCE_SUM = "WholeReduceSum"
     WHOLE_REDUCE_MAX = "WholeReduceMax"
-    REDUCE_SUM = "ReduceSum"  # whole region -> one element (Ascend C level-2 ReduceSum)
-    REDUCE_MAX = "ReduceMax"  # whole region -> one element (Ascend C level-2 ReduceMax)
+    REDUCE_SUM = "ReduceSum"  # each row of the region -> one element (level-2 ReduceSum)
+    REDUCE_MAX = "ReduceMax"  # each row of the region -> one element (level-2 ReduceMax)
     TRANSPOSE_BLOCKS = "TransposeBlocks"
     CUSTOM = "Custom"  # an instruction whose semantics a program supplies (being retired)
 

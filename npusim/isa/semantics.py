@@ -14,8 +14,9 @@ Declared models (the hardware behaviour is not published; named in ``DECLARED_MO
 - ``Axpy`` / ``MulAddDst``: the product is rounded to the working dtype, then the sum (not fused),
   as ``npusim.ops.weight_quant_batchmatmul.vector_ops``;
 - ``BlockReduceSum`` / ``WholeReduceSum``: a pairwise tree inside each 32 B block / repeat;
-  ``ReduceSum`` (whole region -> one element): the 32 B block sums, then a pairwise tree over
-  them (an odd last value carried to the next level); ``ReduceMax`` is exact in any order;
+  ``ReduceSum`` (each row of the source region -> one element): the row's 32 B block sums, then
+  a pairwise tree over them (an odd last value carried to the next level); ``ReduceMax`` (each
+  row -> its maximum) is exact in any order;
 - a float -> same-float ``Cast`` rounds to an integral value in its mode (Ascend C Cast with
   CAST_ROUND / CAST_FLOOR ... on fp32 -> fp32), exactly.
 """
@@ -71,20 +72,22 @@ def _np(dtype: str) -> np.dtype:
 def _logical(ctx: Any, r: Region) -> np.ndarray:
     """Element values of ``r`` (int4 unpacked to int8)."""
     v = ctx.read(r)
-    if r.dtype == "int4":
-        from npusim.numerics import unpack_int4
-
-        v = unpack_int4(v.reshape(-1))[: r.elements].reshape(r.shape)
+    if r.dtype == "int4":  # two per byte, low nibble first, two's complement
+        b = v.astype(np.uint8)
+        nib = np.stack([b & 0xF, b >> 4], axis=-1).reshape(*b.shape[:-1], -1).astype(np.int8)
+        v = np.where(nib >= 8, nib - 16, nib).astype(np.int8)[..., : r.shape[-1]]
+        v = v.reshape(r.shape)
     return v
 
 
 def _store(ctx: Any, r: Region, values: np.ndarray) -> None:
     """Store element values into ``r`` (int4 packed); values must already be ``r``'s dtype."""
-    if r.dtype == "int4":
-        from npusim.numerics import pack_int4
-
-        packed = np.ascontiguousarray(pack_int4(np.asarray(values).reshape(r.shape)))
-        ctx.write(r, packed.view(np.uint8).reshape(ctx.view(r).shape))
+    if r.dtype == "int4":  # values in [-8, 7], packed two per byte, low nibble first
+        v = np.asarray(values).reshape(r.shape).astype(np.int16) & 0xF
+        if v.shape[-1] % 2:
+            v = np.concatenate([v, np.zeros((*v.shape[:-1], 1), v.dtype)], axis=-1)
+        packed = (v[..., 0::2] | (v[..., 1::2] << 4)).astype(np.uint8)
+        ctx.write(r, packed.reshape(ctx.view(r).shape))
         return
     ctx.write(r, values)
 
@@ -253,14 +256,16 @@ def vector(ins: Vector, ctx: Any) -> None:
                 raise _err(ins, f"{a.size} elements are not whole {block} B blocks")
             fn = np.add if op in (VecOp.BLOCK_REDUCE_SUM, VecOp.WHOLE_REDUCE_SUM) else np.maximum
             out = _pairwise_blocks(a, lanes, fn)
-        elif op is VecOp.REDUCE_MAX:
-            out = np.max(_typed(ins, ctx, ins.reads[0], dt)).reshape(1)
+        elif op is VecOp.REDUCE_MAX:  # each row of the source (its last axis) -> one value
+            a = _typed(ins, ctx, ins.reads[0], dt)
+            out = np.max(a.reshape(-1, a.shape[-1]), axis=1)
         elif op is VecOp.REDUCE_SUM:
-            a = _typed(ins, ctx, ins.reads[0], dt).reshape(-1)
+            a = _typed(ins, ctx, ins.reads[0], dt)
             lanes = 32 // npdt.itemsize
-            if a.size % lanes:
-                raise _err(ins, f"{a.size} elements are not whole 32 B blocks")
-            out = _pairwise_carry(_pairwise_blocks(a, lanes, np.add)).reshape(1)
+            if a.shape[-1] % lanes:
+                raise _err(ins, f"rows of {a.shape[-1]} elements are not whole 32 B blocks")
+            rows = _pairwise_blocks(a.reshape(-1, a.shape[-1]), lanes, np.add)
+            out = np.array([_pairwise_carry(r)[0] for r in rows], dtype=npdt)
         else:
             raise _err(ins, f"{op} has no semantics in the table; the program must supply it")
     v = ctx.view(dst)

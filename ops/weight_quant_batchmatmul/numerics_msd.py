@@ -103,6 +103,12 @@ def check_row_amax(x: np.ndarray) -> None:
     _check_amax(np.max(np.abs(np.asarray(x, dtype=F32)), axis=1, keepdims=True), "row")
 
 
+def check_block_amax(x: np.ndarray, size: int, what: str) -> None:
+    """Raise the not-modelled error of a block of ``size`` x elements (zero padded) whose
+    max |x| is 0 or not finite."""
+    _check_amax(np.max(np.abs(_blocks(np.asarray(x, dtype=F32), size)), axis=2), what)
+
+
 def split_digits(xn: np.ndarray, f1: np.float32, f2: np.float32, count: int) -> list[np.ndarray]:
     """Integral fp32 digits d_0..d_{count-1} of normalised x (split-K / group recurrence)."""
     t = (xn * f1).astype(F32)

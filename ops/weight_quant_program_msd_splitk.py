@@ -1,0 +1,417 @@
+"""The MsdSplitK kernel as a program whose run gives its bits (per-channel int8 / int4 with K
+blocks of ``v1_base_k``, per-group int4 with the group as block; both inner_precise modes).
+
+Structure (ops-semantics 5.5; written from the description, not the kernel source): the two AIVs
+of each AIC split alternate x rows, block by block, into ``D`` integer digits (int8: 2, int4: 3)
+of ``x / amax`` with the recurrence ``t0 = xn f1, d_i = ROUND(t_i), t_{i+1} = (t_i - d_i) f2``,
+and (with an offset) take each block's row sum; digits go to a GM workspace, amax / row sums to a
+stats workspace. The AIC multiplies each block's ``D x M`` digit rows by the block's weight rows
+(exact int32; fp16 through FixPipe DEQF16 with scale 1 for inner_precise 1 per-group) into a
+ring of workspace slots, block after block for each N strip. The AIVs recombine each strip's
+columns (one half each) into one fp32 accumulator, per ``group_pack`` blocks the offset terms
+``rsum_b * (scale * offset)`` first, then each block's digit terms
+``(sum_i C_i * divF_i) * scale * amax_b``; then bias and CAST_ROUND.
+
+Every vector instruction is a typed ISA instruction (values from ``npusim.isa.semantics``) in the
+order of the numerics model (``numerics_msd.msd_split_k``, the test oracle). Blocks of a
+pre-processing pass are the rows of 2-D UB regions, so one instruction covers them all.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.isa.opcodes import VecOp
+from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
+from npusim.ops.weight_quant_program import (
+    GROUP_FREE,
+    GROUP_READY,
+    ITEM,
+    READY,
+    WqbmmProgramTiling,
+    WqbmmShape,
+    cube_tiling_for_rows,
+    kernel_meta,
+    strips_per_core,
+)
+
+SLOT = 32  # bytes: a vector operand starts 32 B aligned in UB
+#: (f1, f2, digits) per weight dtype (numerics_msd.DIGIT_FACTORS)
+FACTORS = {"int8": (127.0, 254.0, 2), "int4": (7.49, 14.98, 3)}
+
+
+def _f32(v: float) -> float:
+    import numpy as np
+
+    return float(np.float32(v))
+
+
+def _f16(v: float) -> float:
+    import numpy as np
+
+    return float(np.float16(v))
+
+
+def recombination_scalars(w_dtype: str, high_perf: bool) -> list[float]:
+    """divF_i as the kernels hold them: fp32 1/f1, 1/(f1 f2), 1/(f1 f2^2); for the fp16 chain
+    1/f1 (fp32), half(1/f2), half(1/f2^2)."""
+    f1, f2 = _f32(FACTORS[w_dtype][0]), _f32(FACTORS[w_dtype][1])
+    if high_perf:
+        return [_f32(1.0 / f1), _f16(_f32(1.0 / f2)), _f16(_f32(1.0 / _f32(f2 * f2)))]
+    f12 = _f32(f1 * f2)
+    return [_f32(1.0 / f1), _f32(1.0 / f12), _f32(1.0 / _f32(f12 * f2))]
+
+
+def _lanes(count: int, item: int) -> int:
+    """Elements of a row of ``count`` ``item``-byte elements padded to 32 B."""
+    return math.ceil(count * item / SLOT) * SLOT // item
+
+
+def _blocks(base: int, nbk: int, g: int, col0: int, cols: int) -> Region:
+    """Columns [col0, col0 + cols) of ``nbk`` fp32 blocks of ``g`` elements at UB ``base``."""
+    return Region("UB", base + col0 * 4, (nbk, cols), "float32", row_stride_bytes=g * 4)
+
+
+class _Geometry:
+    """Blocks, digits and pre-processing passes of one call."""
+
+    def __init__(self, s: WqbmmShape, t: WqbmmProgramTiling) -> None:
+        self.per_group = s.group_size > 0
+        self.g = s.group_size if self.per_group else (t.k_block or s.k)
+        self.nb = math.ceil(s.k / self.g)
+        self.digits = FACTORS[s.w_dtype][2]
+        self.high_perf = self.per_group and s.w_dtype == "int4" and s.inner_precise == 1
+        self.c_dtype = "float16" if self.high_perf else "int32"
+        self.pack = t.group_pack if self.per_group else self.nb
+        # blocks per pre-processing pass: the whole row up to K = 4096, else whole blocks of
+        # at most 12288 elements (the kernel's v1 loop)
+        self.per_pass = (self.nb if s.k <= 4096
+                         else max(1, 4096 // self.g) if self.per_group else 1)
+        self.rows = self.digits * s.m
+
+
+def _prepare_rows(b: ProgramBuilder, s: WqbmmShape, geo: _Geometry, ci: int, half: int) -> None:
+    """AIV phase 1: digits, amax and row sums of the rows ``half, half + 2, ...``, block pass by
+    block pass."""
+    g, nb, per = geo.g, geo.nb, geo.per_pass
+    span = per * g
+    f1, f2 = _f32(FACTORS[s.w_dtype][0]), _f32(FACTORS[s.w_dtype][1])
+    xb = b.alloc("UB", (span,), s.x_dtype, "x")
+    fb = b.alloc("UB", (span,), "float32", "xf")
+    wb = b.alloc("UB", (span,), "float32", "work")
+    db = [b.alloc("UB", (span,), s.w_dtype, f"digit{d}") for d in range(geo.digits)]
+    sums = b.alloc("UB", (per * 8,), "float32", "block_sums")
+    st = b.alloc("UB", (2, _lanes(per, 4)), "float32", "stats")
+    amax_at, rsum_at = st.offset, st.offset + _lanes(per, 4) * 4
+    m, k = s.m, s.k
+    for r in range(half, m, 2):
+        for b0 in range(0, nb, per):
+            nbk = min(per, nb - b0)
+            k0 = b0 * g
+            n = min(k, k0 + nbk * g) - k0  # real elements; the last block may be partial
+            length = nbk * g
+            xf = Region("UB", fb.offset, (nbk, g), "float32")
+            w = Region("UB", wb.offset, (nbk, g), "float32")
+            amax = Region("UB", amax_at, (nbk, 1), "float32")
+            rsum = Region("UB", rsum_at, (nbk,), "float32")
+            b.dma(Region("GM", (r * k + k0) * 2, (n,), s.x_dtype, "x"),
+                  Region("UB", xb.offset, (n,), s.x_dtype), name="x row GM->UB")
+            b.sync("MTE2", "V", 0)
+            b.cast(Region("UB", fb.offset, (n,), "float32"),
+                   Region("UB", xb.offset, (n,), s.x_dtype), name="Cast x->fp32")
+            if n < length:  # the partial block is zero padded
+                b.vop(VecOp.DUPLICATE, Region("UB", fb.offset + n * 4, (length - n,), "float32"),
+                      scalar=0.0, name="Duplicate 0 pad")
+            b.vop(VecOp.ABS, w, (xf,))
+            b.vop(VecOp.REDUCE_MAX, Region("UB", amax_at, (nbk,), "float32"), (w,),
+                  name="ReduceMax per block")
+            if s.has_offset:
+                _emit_block_sums(b, geo, fb.offset, wb.offset, nbk, sums, rsum)
+            b.vop(VecOp.DIV, xf, (xf, amax), name="Div amax")
+            b.vop(VecOp.MULS, w, (xf,), scalar=f1, name="Muls f1")
+            for d in range(geo.digits):
+                if d:
+                    b.vop(VecOp.SUB, w, (w, xf), name="Sub digit")
+                    b.vop(VecOp.MULS, w, (w,), scalar=f2, name="Muls f2")
+                b.cast(xf, w, round_mode="round", name=f"Cast ROUND digit {d}")
+                half_row = Region("UB", xb.offset, (nbk, g), "float16")
+                b.cast(half_row, xf, round_mode="rint", name="Cast digit fp32->half")
+                b.cast(Region("UB", db[d].offset, (nbk, g), s.w_dtype), half_row,
+                       round_mode="rint", name=f"Cast digit half->{s.w_dtype}")
+            b.sync("V", "MTE3", 0)
+            isz = ITEM[s.w_dtype]
+            for d in range(geo.digits):
+                row = (ci * geo.rows + d * m + r) * k + k0
+                b.dma(Region("UB", db[d].offset, (n,), s.w_dtype),
+                      Region("GM", math.ceil(row * isz), (n,), s.w_dtype, "digits"),
+                      name="digits UB->GM")
+            for j, at in [(0, amax_at)] + ([(1, rsum_at)] if s.has_offset else []):
+                # stats workspace (cores, 2, nb, m): this row's column of blocks b0..
+                b.dma(Region("UB", at, (nbk,), "float32"),
+                      Region("GM", (((ci * 2 + j) * nb + b0) * m + r) * 4, (nbk, 1), "float32",
+                             "stats", m * 4), name="block stats UB->GM")
+            b.set_flag("MTE3", "MTE2", 0)
+            b.wait_flag("MTE3", "MTE2", 0)
+    b.sync("MTE3", "V", 0)  # the recombination's vector work reuses this phase's UB
+    b.cross_set(2, "MTE3", READY)
+
+
+def _emit_block_sums(
+    b: ProgramBuilder, geo: _Geometry, x_at: int, w_at: int, nbk: int, sums: Region,
+    dst: Region,
+) -> None:
+    """Each block's row sum: per-group (g = 64 / 128) the halves added then two block sums;
+    per-channel the in-place halving of the block's 64-lane chunks, then two block sums."""
+    g = geo.g
+    if geo.per_group and g not in (64, 128):
+        raise ValueError(f"MsdSplitK per-group row sums take groups of 64 or 128, not {g}")
+    if g == 64 and geo.per_group:
+        head = Region("UB", x_at, (nbk, 64), "float32")
+    elif geo.per_group:
+        head = Region("UB", w_at, (nbk, 64), "float32")
+        b.vop(VecOp.ADD, head, (_blocks(x_at, nbk, g, 0, 64), _blocks(x_at, nbk, g, 64, 64)),
+              name="Add group halves")
+    else:
+        src, r = x_at, g // 64
+        while r > 1:
+            p = r // 2
+            b.vop(VecOp.ADD, _blocks(w_at, nbk, g, 0, 64 * p),
+                  (_blocks(src, nbk, g, 0, 64 * p), _blocks(src, nbk, g, 64 * p, 64 * p)),
+                  name="Add chunk halves")
+            if r % 2:
+                b.vop(VecOp.COPY, _blocks(w_at, nbk, g, 64 * p, 64),
+                      (_blocks(src, nbk, g, 128 * p, 64),), name="Copy odd chunk")
+            src, r = w_at, p + r % 2
+        head = _blocks(src, nbk, g, 0, 64)
+    eights = Region("UB", sums.offset, (nbk * 8,), "float32")
+    b.vop(VecOp.BLOCK_REDUCE_SUM, eights, (head,), elements=nbk * 64)
+    b.vop(VecOp.BLOCK_REDUCE_SUM, dst, (eights,), elements=nbk * 8)
+
+
+def _recombine_strips(
+    b: ProgramBuilder, s: WqbmmShape, t: WqbmmProgramTiling, geo: _Geometry, ci: int, half: int,
+    strips: list[tuple[int, int]],
+) -> None:
+    """AIV phase 2: this AIV's half of every strip's columns, block by block into one fp32
+    accumulator (per pack: the offset terms, then the digit terms), bias, CAST_ROUND, store."""
+    m, xd, nb, rows = s.m, s.x_dtype, geo.nb, geo.rows
+    width = math.ceil(t.strip_n / 2)
+    wl = _lanes(width, 4)
+    c_isz = ITEM[geo.c_dtype]
+    div = recombination_scalars(s.w_dtype, geo.high_perf)
+    pk = geo.pack if geo.per_group else 1  # parameter rows held per pack
+    cb = [b.alloc("UB", (m, wl), "int32", f"c{d}") for d in range(geo.digits)]
+    cc = b.alloc("UB", (m, width), "float32", "cc")
+    acc = b.alloc("UB", (m, width), "float32", "acc")
+    i_row, p_row = _lanes(width, 2) * 2, wl * 4
+    pin = b.alloc("UB", (2 * pk, _lanes(width, 2)), xd, "params_in")
+    pf = b.alloc("UB", (2 * pk + 1, wl), "float32", "params")
+    ml = _lanes(m, 4)
+    st = b.alloc("UB", (2 * nb, ml), "float32", "block_stats")
+    ob = b.alloc("UB", (m, width), s.out_dtype, "out")
+
+    def stat(j: int, blk: int) -> Region:  # amax (j 0) / rsum (j 1) of block blk, per row
+        return Region("UB", st.offset + (j * nb + blk) * ml * 4, (m, 1), "float32")
+
+    def prm(base: int, row: int, cw: int, dtype: str, stride: int) -> Region:
+        return Region("UB", base + row * stride, (cw,), dtype)
+
+    slot_i = 0
+    for si, (n0, n1) in enumerate(strips):
+        c0 = n0 + half * width
+        cw = min(width, n1 - c0)
+        acc_r = Region("UB", acc.offset, (m, cw), "float32")
+        cc_r = Region("UB", cc.offset, (m, cw), "float32")
+        if cw > 0:
+            b.vop(VecOp.DUPLICATE, acc_r, scalar=0.0, name="Duplicate 0 acc")
+        for blk in range(nb):
+            slot = ci * t.slots + slot_i % t.slots
+            slot_i += 1
+            b.cross_wait(GROUP_READY, "MTE2")
+            if cw <= 0:  # this AIV's half of a narrow strip is empty: keep the handshake only
+                b.cross_set(2, "MTE2", GROUP_FREE)
+                continue
+            pack_start = blk % geo.pack == 0
+            rows_here = min(pk, nb - blk) if geo.per_group else 1
+            prow0 = blk if geo.per_group else 0
+            names = ["scale"] + (["offset"] if s.has_offset else [])
+            if si == 0 and blk == 0:
+                b.dma(Region("GM", ci * 2 * nb * m * 4, (2 * nb, m), "float32", "stats", m * 4),
+                      Region("UB", st.offset, (2 * nb, m), "float32", row_stride_bytes=ml * 4),
+                      name="block stats GM->UB")
+            if pack_start:
+                for i, nm in enumerate(names):
+                    b.dma(Region("GM", (prow0 * s.n + c0) * 2, (rows_here, cw), xd, nm, s.n * 2),
+                          Region("UB", pin.offset + i * pk * i_row, (rows_here, cw), xd,
+                                 row_stride_bytes=i_row), name=f"{nm} GM->UB")
+            c_ub = [Region("UB", cb[d].offset, (m, cw), geo.c_dtype) for d in range(geo.digits)]
+            for d in range(geo.digits):
+                src = (slot * rows + d * m) * t.strip_n + half * width
+                b.dma(Region("GM", math.ceil(src * c_isz), (m, cw), geo.c_dtype, "c",
+                             math.ceil(t.strip_n * c_isz)), c_ub[d], name="digit results GM->UB")
+            b.cross_set(2, "MTE2", GROUP_FREE)
+            b.sync("MTE2", "V", 1)
+            if pack_start:
+                for i, nm in enumerate(names):
+                    b.cast(Region("UB", pf.offset + i * pk * p_row, (rows_here, cw), "float32",
+                                  row_stride_bytes=p_row),
+                           Region("UB", pin.offset + i * pk * i_row, (rows_here, cw), xd,
+                                  row_stride_bytes=i_row), name=f"Cast {nm}->fp32")
+                if s.has_offset:  # scale * offset, in place of the offset rows
+                    off = Region("UB", pf.offset + pk * p_row, (rows_here, cw), "float32",
+                                 row_stride_bytes=p_row)
+                    sc = Region("UB", pf.offset, (rows_here, cw), "float32",
+                                row_stride_bytes=p_row)
+                    b.vop(VecOp.MUL, off, (sc, off), name="Mul scale*offset")
+                    for bb in range(blk, min(nb, blk + geo.pack)):
+                        so_row = prm(pf.offset + pk * p_row, bb - blk if geo.per_group else 0,
+                                     cw, "float32", p_row)
+                        b.vop(VecOp.MUL_ADD_DST, acc_r, (stat(1, bb), so_row),
+                              name="MulAddDst rsum*scale*offset")
+            scale_row = prm(pf.offset, (blk % pk) if geo.per_group else 0, cw, "float32", p_row)
+            _emit_digit_terms(b, geo, c_ub, cc_r, div)
+            b.vop(VecOp.MUL, cc_r, (cc_r, scale_row), name="Mul scale")
+            b.vop(VecOp.MUL_ADD_DST, acc_r, (cc_r, stat(0, blk)), name="MulAddDst cc*amax")
+            b.set_flag("V", "MTE2", 1)
+            b.wait_flag("V", "MTE2", 1)
+        if cw <= 0:
+            continue
+        if s.has_bias:
+            bias = prm(pf.offset, 2 * pk, cw, "float32", p_row)
+            b.dma(Region("GM", c0 * 4, (cw,), "float32", "bias"), bias, name="bias GM->UB")
+            b.sync("MTE2", "V", 1)
+            b.vop(VecOp.ADD, acc_r, (acc_r, bias), name="Add bias")
+        out = Region("UB", ob.offset, (m, cw), s.out_dtype)
+        b.cast(out, acc_r, round_mode="round", name="Cast ROUND -> out")
+        b.sync("V", "MTE3", 2)
+        b.dma(out, Region("GM", c0 * 2, (m, cw), s.out_dtype, "y", s.n * 2), name="y UB->GM")
+        b.set_flag("MTE3", "V", 2)
+        b.wait_flag("MTE3", "V", 2)
+        b.set_flag("V", "MTE2", 1)  # the next strip's loads wait for this strip's vector work
+        b.wait_flag("V", "MTE2", 1)
+
+
+def _emit_digit_terms(
+    b: ProgramBuilder, geo: _Geometry, c_ub: list[Region], cc: Region, div: list[float]
+) -> None:
+    """cc = sum_i C_i divF_i: fp32 Axpys from 0 (each C_i cast to fp32 in place), or the fp16
+    chain of inner_precise 1 (C_0 += C_i half(divF_i), then fp32 times divF_0)."""
+    if geo.high_perf:
+        for d in range(1, geo.digits):
+            b.vop(VecOp.AXPY, c_ub[0], (c_ub[d],), scalar=div[d], name="Axpy fp16 digit")
+        b.cast(cc, c_ub[0], name="Cast fp16->fp32")
+        b.vop(VecOp.MULS, cc, (cc,), scalar=div[0], name="Muls divF0")
+        return
+    b.vop(VecOp.DUPLICATE, cc, scalar=0.0, name="Duplicate 0 cc")
+    for d in range(geo.digits):
+        f = c_ub[d].as_dtype("float32")
+        b.cast(f, c_ub[d], name=f"Cast C{d}->fp32")
+        b.vop(VecOp.AXPY, cc, (f,), scalar=div[d], name="Axpy digit")
+
+
+def build_msd_split_k(
+    soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, data: dict[str, Any] | None = None
+) -> Kernel:
+    """The MsdSplitK program; with ``data`` (:func:`msd_split_k_replay_data`) a functional run
+    replays its values."""
+    geo = _Geometry(s, t)
+    d = data or {}
+    m, rows = s.m, geo.rows
+    g_rows = geo.nb if geo.per_group else 1
+    dig_isz = ITEM[s.w_dtype]
+    gm = {
+        "x": GMTensor("x", (m, s.k), s.x_dtype, d.get("x")),
+        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype, d.get("w")),
+        "scale": GMTensor("scale", (g_rows, s.n), s.x_dtype, d.get("scale")),
+        "digits": GMTensor("digits", (t.cube_cores, rows, s.k), s.w_dtype, role="workspace"),
+        "stats": GMTensor("stats", (t.cube_cores, 2, geo.nb, m), "float32", role="workspace"),
+        "c": GMTensor("c", (t.cube_cores * t.slots, rows, t.strip_n), geo.c_dtype,
+                      role="workspace"),
+        "y": GMTensor("y", (m, s.n), s.out_dtype, role="output"),
+    }
+    if s.has_offset:
+        gm["offset"] = GMTensor("offset", (g_rows, s.n), s.x_dtype, d.get("offset"))
+    if s.has_bias:
+        gm["bias"] = GMTensor("bias", (s.n,), "float32", d.get("bias"))
+    w_mat = GmMatrix("w", s.w_dtype, math.ceil((s.k if s.trans_w else s.n) * dig_isz),
+                     transposed=s.trans_w)
+    c_isz = ITEM[geo.c_dtype]
+    epi = Epilogue("DEQF16" if geo.high_perf else "NONE", geo.c_dtype)
+    if geo.high_perf and data is not None:
+        epi.convert = _deqf16_unit_scale
+    per_core = strips_per_core(s.n, t)
+    cube_t = cube_tiling_for_rows(t, rows)
+    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
+    cores: list[CoreProgram] = []
+    for ci in range(t.cube_cores):
+        aic = CoreProgram(ci, "aic")
+        em = CubeEmitter(ProgramBuilder(aic, aic_desc), soc, cube_t, s.w_dtype,
+                         functional=data is not None, cube_model="", with_bias=False)
+        dig = GmMatrix("digits", s.w_dtype, math.ceil(s.k * dig_isz),
+                       offset=math.ceil(ci * rows * s.k * dig_isz))
+        em.bld.cross_wait(READY, "MTE2")
+        slot_i = 0
+        for n0, n1 in per_core[ci]:
+            for blk in range(geo.nb):
+                slot = ci * t.slots + slot_i % t.slots
+                if slot_i >= t.slots:
+                    em.bld.cross_wait(GROUP_FREE, "FIX")
+                out = GmMatrix("c", geo.c_dtype, math.ceil(t.strip_n * c_isz),
+                               offset=math.ceil(slot * rows * t.strip_n * c_isz))
+                em.block(dig, w_mat, out, epi, 0, rows, n0, n1, min(geo.g, s.k - blk * geo.g),
+                         k_offset=blk * geo.g, out_col_offset=-n0)
+                em.bld.cross_set(2, "FIX", GROUP_READY)
+                slot_i += 1
+        cores.append(aic)
+        for half in range(2):
+            aiv = CoreProgram(2 * ci + half, "aiv")
+            b = ProgramBuilder(aiv, aiv_desc)
+            mark = b.used_bytes("UB")
+            _prepare_rows(b, s, geo, ci, half)
+            b.release("UB", mark)  # the recombination phase reuses the UB space
+            _recombine_strips(b, s, t, geo, ci, half, per_core[ci])
+            cores.append(aiv)
+    meta = kernel_meta(s, "MsdSplitK", t)
+    meta["split_k_accumulation"] = (
+        f"{geo.nb} K blocks of {geo.g}: digit products in GM workspace slots, recombined into "
+        "one fp32 accumulator per output element in k_block_ascending order (declared model)")
+    if data is not None:
+        meta["functional_replay"] = "instructions (semantics table; exact integer cube)"
+    return Kernel("wqbmm_msdsplitk", gm, cores, meta)
+
+
+def _deqf16_unit_scale(tile: Any, row0: int, col0: int) -> Any:
+    """FixPipe DEQF16 with the scale 1.0 the kernel sets (int32 -> fp16)."""
+    import numpy as np
+
+    from npusim.numerics import deqf16
+
+    return np.asarray(deqf16(tile, np.float32(1.0)))
+
+
+def msd_split_k_replay_data(args: Any, block: int) -> dict[str, Any]:
+    """GM contents for a validated call: x, the weight in its stored layout (int4 packed two per
+    byte, low nibble first), the (G, N) scale and offset, the bias as fp32 (exact)."""
+    import numpy as np
+
+    from npusim.numerics import pack_int4
+    from npusim.ops.weight_quant_batchmatmul.numerics_msd import check_block_amax
+
+    size = args.group_size or block
+    check_block_amax(args.x, size, "group" if args.group_size else "K block")
+    w = np.ascontiguousarray(args.weight.T if args.trans_b else args.weight)
+    if args.weight_dtype == "int4":
+        if w.shape[-1] % 2:
+            raise NotImplementedError("MsdSplitK replay: an int4 weight with an odd stored last "
+                                      "dimension (packing)")
+        w = pack_int4(w)
+    g = math.ceil(args.k / args.group_size) if args.group_size else 1
+    out = {"x": np.ascontiguousarray(args.x), "w": w,
+           "scale": np.broadcast_to(args.antiquant_scale, (g, args.n)).copy()}
+    if args.antiquant_offset is not None:
+        out["offset"] = np.broadcast_to(args.antiquant_offset, (g, args.n)).copy()
+    if args.bias is not None:
+        out["bias"] = np.asarray(args.bias, dtype=np.float32)
+    return out
