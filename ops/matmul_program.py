@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,8 @@ class CubeTiling:
     swizzle: int = 0  # > 0: L2 swizzle panels of this many base rows, each visited N-first
     k_dim: int = 1  # > 1: split-K over this many cube cores (mix kernel, AIV reduction)
     single_core_k: int = 0  # K per split-K core (0 = all of K)
+    step_m: int = 1  # base blocks of M one L1 A buffer holds (reused across the group's N blocks)
+    step_n: int = 1  # base blocks of N one L1 B buffer holds (reused across the group's M blocks)
 
 
 def _get(t: Any, *names: str, default: Any = None) -> Any:
@@ -85,6 +87,8 @@ def cube_tiling_from(t: Any) -> CubeTiling:
         else 0,
         k_dim=int(_get(t, "k_dim", "kDim", default=1)),
         single_core_k=int(_get(t, "single_core_k", "singleCoreK", default=0)),
+        step_m=int(_get(t, "step_m", "stepM", default=1)),
+        step_n=int(_get(t, "step_n", "stepN", default=1)),
     )
 
 
@@ -145,8 +149,10 @@ class CubeEmitter:
         self.n_l0 = 2 if t.l0_db else 1
         self.n_l0c = 2 if t.l0c_db else 1
         ka, kb = t.base_k * t.step_ka, t.base_k * t.step_kb
-        self.l1a = [bld.alloc("L1", (t.base_m, ka), in_dtype, f"A1_{i}") for i in range(t.depth_a1)]
-        self.l1b = [bld.alloc("L1", (kb, t.base_n), in_dtype, f"B1_{i}") for i in range(t.depth_b1)]
+        self.l1a = [bld.alloc("L1", (t.step_m * t.base_m, ka), in_dtype, f"A1_{i}")
+                    for i in range(t.depth_a1)]
+        self.l1b = [bld.alloc("L1", (kb, t.step_n * t.base_n), in_dtype, f"B1_{i}")
+                    for i in range(t.depth_b1)]
         self.l0a = [
             bld.alloc("L0A", (t.base_m, t.base_k), in_dtype, f"A0_{i}") for i in range(self.n_l0)
         ]
@@ -203,24 +209,46 @@ class CubeEmitter:
         """
         self.offsets = (k_offset, b_col_offset, out_col_offset)
         t = self.t
-        ms, ns = list(range(m0, m1, t.base_m)), list(range(n0, n1, t.base_n))
-        if t.swizzle > 0:
-            blocks = [
-                (bm, bn)
-                for p in range(0, len(ms), t.swizzle)
-                for bn in ns
-                for bm in ms[p : p + t.swizzle]
-            ]
-        elif t.order == "n_first":
-            blocks = [(bm, bn) for bn in ns for bm in ms]
-        else:
-            blocks = [(bm, bn) for bm in ms for bn in ns]
         ksteps = math.ceil(k / t.base_k)
-        for bm, bn in blocks:
-            rm, rn = min(t.base_m, m1 - bm), min(t.base_n, n1 - bn)
-            self._tile(a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps)
+        if t.step_m == 1 and t.step_n == 1:
+            for bm, bn in self._order(range(m0, m1, t.base_m), range(n0, n1, t.base_n)):
+                rm, rn = min(t.base_m, m1 - bm), min(t.base_n, n1 - bn)
+                self._tile(a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps)
+            return
+        # L1 groups of step_m x step_n base blocks: an operand whose K chunks all fit its L1
+        # buffers is loaded once per group (step_m base rows of A, step_n base columns of B)
+        # and read by every tile of the group; otherwise each tile loads its own, as above.
+        gm_, gn_ = t.step_m * t.base_m, t.step_n * t.base_n
+        a_res = math.ceil(k / (t.base_k * t.step_ka)) <= t.depth_a1
+        b_res = math.ceil(k / (t.base_k * t.step_kb)) <= t.depth_b1
+        for g0m, g0n in self._order(range(m0, m1, gm_), range(n0, n1, gn_)):
+            grows, gcols = min(gm_, m1 - g0m), min(gn_, n1 - g0n)
+            tiles = self._order(range(g0m, g0m + grows, t.base_m),
+                                range(g0n, g0n + gcols, t.base_n))
+            ra = _Resident(g0m, grows) if a_res else None
+            rb = _Resident(g0n, gcols) if b_res else None
+            for i, (bm, bn) in enumerate(tiles):
+                rm, rn = min(t.base_m, m1 - bm), min(t.base_n, n1 - bn)
+                for r in (ra, rb):
+                    if r is not None:
+                        r.first, r.last = i == 0, i == len(tiles) - 1
+                self._tile(a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra, rb)
 
-    def _tile(self, a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps) -> None:
+    def _order(self, ms: range, ns: range) -> list[tuple[int, int]]:
+        """(row, col) origins in the tiling's traversal: M outer, N outer, or swizzle panels."""
+        t = self.t
+        ms_, ns_ = list(ms), list(ns)
+        if t.swizzle > 0:
+            return [(bm, bn) for p in range(0, len(ms_), t.swizzle) for bn in ns_
+                    for bm in ms_[p : p + t.swizzle]]
+        if t.order == "n_first":
+            return [(bm, bn) for bn in ns_ for bm in ms_]
+        return [(bm, bn) for bm in ms_ for bn in ns_]
+
+    def _tile(self, a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra=None, rb=None
+              ) -> None:
+        """One L0C tile over all of K. ``ra`` / ``rb`` (:class:`_Resident`): the operand's L1
+        chunks are shared by a group of tiles (loaded by its first tile, released by its last)."""
         t, bld, dt = self.t, self.bld, self.in_dtype
         fun = self.functional
         cbuf = self.tiles % self.n_l0c
@@ -246,14 +274,18 @@ class CubeEmitter:
         for s in range(ksteps):
             k0 = s * t.base_k
             rk = min(t.base_k, k - k0)
-            if s % t.step_ka == 0:
+            if s % t.step_ka == 0 and ra is not None and not ra.first:
+                ia, full = ra.chunks[s // t.step_ka]
+                a_reg = _window(full, bm - ra.origin, rm, 0, full.shape[1])
+            elif s % t.step_ka == 0:
                 ia = self.ca % t.depth_a1
                 kc = min(t.base_k * t.step_ka, k - k0)
                 if self.ca >= t.depth_a1:
                     bld.wait_flag("MTE1", "MTE2", ia)
-                a_reg = Region("L1", self.l1a[ia].offset, (rm, kc), dt)
+                r0, nr = (ra.origin, ra.extent) if ra is not None else (bm, rm)
+                a_reg = Region("L1", self.l1a[ia].offset, (nr, kc), dt)
                 ko = self.offsets[0]
-                g = a.window(bm, rm, ko + k0, kc)
+                g = a.window(r0, nr, ko + k0, kc)
                 bld.dma(
                     g,
                     a_reg,
@@ -262,17 +294,24 @@ class CubeEmitter:
                 )
                 bld.sync("MTE2", "MTE1", ia)
                 self.ca += 1
-            if s % t.step_kb == 0:
+                if ra is not None:
+                    ra.chunks[s // t.step_ka] = (ia, a_reg)
+                    a_reg = _window(a_reg, bm - ra.origin, rm, 0, kc)
+            if s % t.step_kb == 0 and rb is not None and not rb.first:
+                ib, full = rb.chunks[s // t.step_kb]
+                b_reg = _window(full, 0, full.shape[0], bn - rb.origin, rn)
+            elif s % t.step_kb == 0:
                 ib = self.cb % t.depth_b1
                 kc = min(t.base_k * t.step_kb, k - k0)
                 if self.cb >= t.depth_b1:
                     bld.wait_flag("MTE1", "MTE2", 2 + ib)
-                b_reg = Region("L1", self.l1b[ib].offset, (kc, rn), dt)
+                c0, nc = (rb.origin, rb.extent) if rb is not None else (bn, rn)
+                b_reg = Region("L1", self.l1b[ib].offset, (kc, nc), dt)
                 ko, bco, _ = self.offsets
                 g = (
-                    b.window(bn + bco, rn, ko + k0, kc)
+                    b.window(c0 + bco, nc, ko + k0, kc)
                     if b.transposed
-                    else b.window(ko + k0, kc, bn + bco, rn)
+                    else b.window(ko + k0, kc, c0 + bco, nc)
                 )
                 bld.dma(
                     g,
@@ -282,19 +321,23 @@ class CubeEmitter:
                 )
                 bld.sync("MTE2", "MTE1", 2 + ib)
                 self.cb += 1
+                if rb is not None:
+                    rb.chunks[s // t.step_kb] = (ib, b_reg)
+                    b_reg = _window(b_reg, 0, kc, bn - rb.origin, rn)
             lb = self.step % self.n_l0
             if self.step >= self.n_l0:
                 bld.wait_flag("M", "MTE1", lb)
             a_src = _sub_cols(a_reg, (s % t.step_ka) * t.base_k, rk)
-            b_src = _sub_rows(b_reg, (s % t.step_kb) * t.base_k, rk)
+            b_src = (_sub_rows(b_reg, (s % t.step_kb) * t.base_k, rk) if rb is None
+                     else _window(b_reg, (s % t.step_kb) * t.base_k, rk, 0, rn))
             a0 = Region("L0A", self.l0a[lb].offset, (rm, rk), dt)
             b0 = Region("L0B", self.l0b[lb].offset, (rk, rn), dt)
             bld.dma(a_src, a0, name="L1->L0A")
             bld.dma(b_src, b0, name="L1->L0B")
-            if s % t.step_ka == t.step_ka - 1 or s == ksteps - 1:
-                bld.set_flag("MTE1", "MTE2", (self.ca - 1) % t.depth_a1)
-            if s % t.step_kb == t.step_kb - 1 or s == ksteps - 1:
-                bld.set_flag("MTE1", "MTE2", 2 + (self.cb - 1) % t.depth_b1)
+            if (s % t.step_ka == t.step_ka - 1 or s == ksteps - 1) and (ra is None or ra.last):
+                bld.set_flag("MTE1", "MTE2", ia)
+            if (s % t.step_kb == t.step_kb - 1 or s == ksteps - 1) and (rb is None or rb.last):
+                bld.set_flag("MTE1", "MTE2", 2 + ib)
             bld.sync("MTE1", "M", lb)
             if s == 0 and self.tiles >= self.n_l0c:
                 bld.wait_flag("V" if self.coupled else "FIX", "M", cbuf)
@@ -525,6 +568,26 @@ def build_matmul_kernel(
         gm.update(extra)
     md.update(meta or {})
     return Kernel(name, gm, cores, md)
+
+
+@dataclass
+class _Resident:
+    """An operand panel shared by a group of tiles: rows (A) or columns (B) ``origin`` ..
+    ``origin + extent`` of the single-core block, its L1 chunk per K chunk index."""
+
+    origin: int
+    extent: int
+    first: bool = True
+    last: bool = True
+    chunks: dict[int, tuple[int, Region]] = field(default_factory=dict)
+
+
+def _window(r: Region, row0: int, rows: int, col0: int, cols: int) -> Region:
+    """A (rows x cols) window of a 2-D local region at (row0, col0), keeping its row stride."""
+    isz = _ITEM[r.dtype]
+    stride = r.stride if r.row_stride_bytes is not None else math.ceil(r.shape[1] * isz)
+    return Region(r.buffer, r.offset + row0 * stride + math.ceil(col0 * isz), (rows, cols),
+                  r.dtype, None, stride)
 
 
 def _sub_cols(r: Region, col0: int, cols: int) -> Region:
