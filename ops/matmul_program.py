@@ -178,6 +178,7 @@ class CubeEmitter:
                 bld.alloc("UB", (t.base_m, t.base_n), self.acc_dtype, f"C_ub{i}")
                 for i in range(self.n_l0c)
             ]
+        self.atomic = ""  # "add": FixPipe adds the tile into GM (single-core split-K partials)
         self.ca = self.cb = self.step = self.tiles = 0
         self.offsets = (0, 0, 0)
         # Optional FixPipe destination hook (mix kernels): ``sink(bm, bn, rm, rn)`` emits what
@@ -378,6 +379,7 @@ class CubeEmitter:
                 out_dtype=epilogue.out_dtype,
                 mode=epilogue.mode,
                 fn=_fix_fn(c_reg, dst, epilogue, bm, bn) if fun else None,
+                atomic=self.atomic,
             )
             bld.set_flag("FIX", "M", cbuf)
             if after is not None:
@@ -491,6 +493,12 @@ def build_matmul_kernel(
     part_rb = n * 4
     split = t.k_dim > 1
     sck = t.single_core_k if split else k
+    # single-core split-K: K-outer loop over slices of single_core_k, partials added atomically
+    # into the output (zeroed before the launch, as for every atomic-add output; not timed here)
+    k_slice = t.single_core_k if not split and 0 < t.single_core_k < k else k
+    if k_slice < k and (aiv is not None or desc.fixpipe is None):
+        raise NotImplementedError("single-core split-K with an AIV epilogue or on a coupled core "
+                                  "is not modelled (partials need FixPipe's atomic add into GM)")
     if split:
         if t.single_core_k <= 0 or t.single_core_k * t.k_dim < k:
             raise ValueError(f"tiling: k_dim={t.k_dim} x single_core_k={t.single_core_k} does "
@@ -540,7 +548,10 @@ def build_matmul_kernel(
             else:
                 out = GmMatrix("c", out_dtype, c_rb, offset=math.ceil(bi * m * n * osz))
                 epi = epilogue_of(bi) if epilogue_of is not None else epilogue
-            em.block(am, bmat, out, epi, m0, m1, n0, n1, k1 - k0, bias_m, k_offset=k0)
+            for ks in range(k0, k1, k_slice):
+                em.atomic = "add" if k_slice < k else ""
+                em.block(am, bmat, out, epi, m0, m1, n0, n1, min(k_slice, k1 - ks),
+                         bias_m if ks == k0 else None, k_offset=ks)
         if split:
             from npusim.ops.matmul_mix import DONE
 
@@ -557,6 +568,9 @@ def build_matmul_kernel(
     }
     if batch is not None:
         md["batch"] = nb
+    if k_slice < k:
+        md["single_core_split_k"] = math.ceil(k / k_slice)
+        md["split_k_reduction_order"] = "slice_ascending (FixPipe atomic add, one core)"
     if mix:
         from npusim.ops.matmul_mix import emit_aiv_programs
 

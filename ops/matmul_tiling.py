@@ -270,6 +270,9 @@ def validate_matmul_tiling(
         ("k", k, "single_core_k", "k_dim", k0),
     ):
         s, g = getattr(t, sc), getattr(t, grid)
+        if dim == "k" and g == 1 and s < size:
+            _check_single_core_split_k(t, k, k0, out_dtype, soc)
+            continue
         if s * g < size:
             _fail(sc, s, f"{grid}={g} x {sc}={s} does not cover {dim}={size}")
         if (g - 1) * s >= size:
@@ -331,6 +334,24 @@ def validate_matmul_tiling(
         if ub is not None and l0c_need > ub:
             _fail("base_n", t.base_n, f"coupled core stages the L0C tile(s) in UB: {l0c_need} B > "
                   f"UB {ub} B")
+
+
+def _check_single_core_split_k(t: MatmulTiling, k: int, k0: int, out_dtype: str, soc: Any) -> None:
+    """single_core_k < k with k_dim = 1: each core runs its K in slices of single_core_k (K-outer
+    loop) and FixPipe adds every slice's partial atomically into the zeroed GM output, so the
+    output must be the 32-bit accumulator dtype (an fp16 atomic add would round each partial)."""
+    if t.single_core_k % k0:
+        _fail("single_core_k", t.single_core_k, f"single-core split-K slices must start on a "
+              f"fractal boundary: a multiple of k0={k0}")
+    if out_dtype not in ("float32", "int32"):
+        _fail("single_core_k", t.single_core_k, f"single-core split-K (single_core_k < k={k}) "
+              f"adds partials atomically into GM: out_dtype must be float32 / int32, not "
+              f"{out_dtype}")
+    if t.base_k > t.single_core_k:
+        _fail("base_k", t.base_k, f"must be <= single_core_k={t.single_core_k}")
+    if getattr(soc, "organisation", "split") != "split":
+        _fail("single_core_k", t.single_core_k, "single-core split-K on a coupled core (FixPipe-"
+              "less 310P) is not modelled: its UB -> GM drain has no atomic path here")
 
 
 # -- default heuristic --------------------------------------------------------------------------
