@@ -516,7 +516,7 @@ KERNEL_BUILDERS = {
 
 
 #: kernels whose functional outputs are replayed from their instructions
-REPLAYED_KERNELS = frozenset({"Custom", "Msd", "MsdSplitK"})
+REPLAYED_KERNELS = frozenset({"Custom", "Msd", "MsdSplitK", "MsdGroup"})
 
 
 def _build_msd_multicore(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
@@ -774,7 +774,8 @@ def plan_weight_quant_batchmatmul(
             pt = tiling
         else:
             pt = program_tiling_from(kt, soc, s, tname)
-    replay = functional and name in REPLAYED_KERNELS
+    replay = functional and name in REPLAYED_KERNELS and not (
+        name == "MsdGroup" and s.weight_nz)
     if name == "Msd":
         from npusim.ops.weight_quant_batchmatmul.selection import is_msd_high_precision
         from npusim.ops.weight_quant_program_msd import build_msd_multicore, msd_replay_data
@@ -791,6 +792,15 @@ def plan_weight_quant_batchmatmul(
         _check_cube_cores(soc, pt)
         data = msd_split_k_replay_data(args, pt.k_block) if replay else None
         kern = build_msd_split_k(soc, s, pt, data)
+    elif name == "MsdGroup" and replay:
+        from npusim.numerics import np_dtype
+        from npusim.ops.weight_quant_program_msd_splitk import msd_split_k_replay_data
+        from npusim.ops.weight_quant_program_msdgroup import build_msd_group
+
+        data = msd_split_k_replay_data(args, s.group_size)
+        if args.bias is not None:  # the kernel loads the bias as given and casts it on the AIV
+            data["bias"] = np.asarray(args.bias).astype(np_dtype(bias_dtype(s)))
+        kern = build_msd_group(soc, s, pt, data)
     elif replay:
         validate_tiling(kt, args, soc, name)
         kern = build_custom(soc, s, pt, custom_replay_data(args))

@@ -42,14 +42,15 @@ _RECIPROCAL_MIN_K = 128  # K >= 128: x * (1/amax) (scalar reciprocal + Muls), el
 _HALVING_MIN_K = 4096  # K >= 4096: the row sum halves in place (RowSumInplace)
 
 
-def _f32(v: float) -> float:
+def f32_value(v: float) -> float:
+    """``v`` rounded to the nearest float32 (a C++ float constant)."""
     import numpy as np
 
     return float(np.float32(v))
 
 
-INV_E1 = _f32(_f32(1.0) / _f32(E1))
-INV_E2 = _f32(_f32(1.0) / _f32(E2))
+INV_E1 = f32_value(f32_value(1.0) / f32_value(E1))
+INV_E2 = f32_value(f32_value(1.0) / f32_value(E2))
 
 
 def _slot(st: Region, i: int, elements: int = 1) -> Region:
@@ -157,14 +158,14 @@ def _prepare_rows(
             b.vop(VecOp.MUL, xf, (xf, recip), name="Muls 1/amax")
         else:
             b.vop(VecOp.DIV, xf, (xf, amax), name="Div amax")
-        b.vop(VecOp.MULS, w, (xf,), scalar=_f32(E1))
+        b.vop(VecOp.MULS, w, (xf,), scalar=f32_value(E1))
         b.cast(w, w, round_mode="round", name="Cast ROUND digit 1")
         _emit_digit(b, w, hrow, digit[0])
         b.vop(VecOp.MULS, w, (w,), scalar=INV_E1)
         b.vop(VecOp.SUB, xf, (xf, w), name="Sub residual")
         if s.has_offset and high_precision:
             emit_halving_row_sum(b, w, k, w, s8, rsum)
-        b.vop(VecOp.MULS, xf, (xf,), scalar=_f32(E2))
+        b.vop(VecOp.MULS, xf, (xf,), scalar=f32_value(E2))
         b.cast(xf, xf, round_mode="round", name="Cast ROUND digit 2")
         _emit_digit(b, xf, hrow, digit[1])
         if s.has_offset and high_precision:

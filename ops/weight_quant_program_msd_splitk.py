@@ -36,16 +36,11 @@ from npusim.ops.weight_quant_program import (
     kernel_meta,
     strips_per_core,
 )
+from npusim.ops.weight_quant_program_msd import f32_value
 
 SLOT = 32  # bytes: a vector operand starts 32 B aligned in UB
 #: (f1, f2, digits) per weight dtype (numerics_msd.DIGIT_FACTORS)
 FACTORS = {"int8": (127.0, 254.0, 2), "int4": (7.49, 14.98, 3)}
-
-
-def _f32(v: float) -> float:
-    import numpy as np
-
-    return float(np.float32(v))
 
 
 def _f16(v: float) -> float:
@@ -57,11 +52,12 @@ def _f16(v: float) -> float:
 def recombination_scalars(w_dtype: str, high_perf: bool) -> list[float]:
     """divF_i as the kernels hold them: fp32 1/f1, 1/(f1 f2), 1/(f1 f2^2); for the fp16 chain
     1/f1 (fp32), half(1/f2), half(1/f2^2)."""
-    f1, f2 = _f32(FACTORS[w_dtype][0]), _f32(FACTORS[w_dtype][1])
+    f1, f2 = f32_value(FACTORS[w_dtype][0]), f32_value(FACTORS[w_dtype][1])
     if high_perf:
-        return [_f32(1.0 / f1), _f16(_f32(1.0 / f2)), _f16(_f32(1.0 / _f32(f2 * f2)))]
-    f12 = _f32(f1 * f2)
-    return [_f32(1.0 / f1), _f32(1.0 / f12), _f32(1.0 / _f32(f12 * f2))]
+        return [f32_value(1.0 / f1), _f16(f32_value(1.0 / f2)),
+                _f16(f32_value(1.0 / f32_value(f2 * f2)))]
+    f12 = f32_value(f1 * f2)
+    return [f32_value(1.0 / f1), f32_value(1.0 / f12), f32_value(1.0 / f32_value(f12 * f2))]
 
 
 def _lanes(count: int, item: int) -> int:
@@ -97,7 +93,7 @@ def _prepare_rows(b: ProgramBuilder, s: WqbmmShape, geo: _Geometry, ci: int, hal
     block pass."""
     g, nb, per = geo.g, geo.nb, geo.per_pass
     span = per * g
-    f1, f2 = _f32(FACTORS[s.w_dtype][0]), _f32(FACTORS[s.w_dtype][1])
+    f1, f2 = f32_value(FACTORS[s.w_dtype][0]), f32_value(FACTORS[s.w_dtype][1])
     xb = b.alloc("UB", (span,), s.x_dtype, "x")
     fb = b.alloc("UB", (span,), "float32", "xf")
     wb = b.alloc("UB", (span,), "float32", "work")

@@ -60,6 +60,7 @@ import math
 from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.isa.opcodes import VecOp
 from npusim.ops.weight_quant_program import (
     ITEM,
     WqbmmShape,
@@ -67,6 +68,8 @@ from npusim.ops.weight_quant_program import (
     kernel_meta,
     weight_tile_region,
 )
+from npusim.ops.weight_quant_program_msd import f32_value
+from npusim.ops.weight_quant_program_msd_splitk import FACTORS, recombination_scalars
 
 # cross-core flag ids: digits ready (AIV -> AIC), C slot ready / free, the two AIV barriers
 READY, GROUP_READY, GROUP_FREE, ALL_DIGITS, ALL_ATOMIC = 0, 2, 3, 4, 5
@@ -123,8 +126,18 @@ def _check(soc: Any, s: WqbmmShape, kt: Any, n_blocks: int) -> None:
                 )
 
 
-def build_msd_group(soc: Any, s: WqbmmShape, kt: Any) -> Kernel:
-    """The MsdGroup program for the kernel tiling ``kt`` (``MsdGroupTiling``)."""
+def build_msd_group(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | None = None
+                    ) -> Kernel:
+    """The MsdGroup program for the kernel tiling ``kt`` (``MsdGroupTiling``); with ``data``
+    (``weight_quant_program_msd_splitk.msd_split_k_replay_data``: x, stored weight, (G, N)
+    parameters, fp32 bias) a functional run replays its values."""
+    if data is not None and s.weight_nz:
+        raise NotImplementedError("MsdGroup replay: an NZ weight (the L1 tile layout of the NZ "
+                                  "window is not modelled)")
+    if s.k % s.group_size:
+        raise NotImplementedError(f"MsdGroup program: K={s.k} is not a multiple of the group "
+                                  f"size {s.group_size}")
+    d = data or {}
     order = getattr(getattr(soc, "numerics", None), "split_k_reduction_order", "")
     if order and order != "core_index_ascending":
         raise NotImplementedError(
@@ -145,9 +158,9 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any) -> Kernel:
     c_dtype = "float16" if high_perf else "int32"
     csn = kt.cube_single_core_n
     gm = {
-        "x": GMTensor("x", (s.m, s.k), s.x_dtype),
-        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype),
-        "scale": GMTensor("scale", (ngroups, s.n), s.x_dtype),
+        "x": GMTensor("x", (s.m, s.k), s.x_dtype, d.get("x")),
+        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype, d.get("w")),
+        "scale": GMTensor("scale", (ngroups, s.n), s.x_dtype, d.get("scale")),
         "digits": GMTensor("digits", (rows, s.k), dig_dtype, role="workspace"),
         "amax": GMTensor("amax", (s.m, ngroups * 8), "float32", role="workspace"),
         "c": GMTensor("c", (n_aic * 2, rows, csn), c_dtype, role="workspace"),
@@ -155,10 +168,10 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any) -> Kernel:
         "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
     }
     if s.has_offset:
-        gm["offset"] = GMTensor("offset", (ngroups, s.n), s.x_dtype)
+        gm["offset"] = GMTensor("offset", (ngroups, s.n), s.x_dtype, d.get("offset"))
         gm["rsum"] = GMTensor("rsum", (s.m, ngroups * 8), "float32", role="workspace")
     if s.has_bias:
-        gm["bias"] = GMTensor("bias", (s.n,), bias_dtype(s))
+        gm["bias"] = GMTensor("bias", (s.n,), bias_dtype(s), d.get("bias"))
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
     cores: list[CoreProgram] = []
     for ci in range(n_blocks):
@@ -167,7 +180,7 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any) -> Kernel:
             n0, _, k0, k1 = cells[ci]
             groups = range(k0 // g, math.ceil(k1 / g))
             _cube_cell(ProgramBuilder(aic, aic_desc), s, kt, ci, cells[ci], digits, dig_dtype,
-                       c_dtype)
+                       c_dtype, functional=data is not None)
         else:  # a block launched only for the digit split of more rows: its cube has no cell
             ProgramBuilder(aic, aic_desc).cross_wait(READY, "MTE2")
         cores.append(aic)
@@ -186,22 +199,27 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any) -> Kernel:
             b.cross_set(0, "MTE3", ALL_ATOMIC)
             b.cross_wait(ALL_ATOMIC, "MTE2", mode=0)
             if cw > 0:
-                _final(b, s, c0, cw, write=v < kt.vec_block_dim_n)
+                _final(b, s, c0, cw, write=v < kt.vec_block_dim_n,
+                       bias_dt=gm["bias"].dtype if s.has_bias else "")
             cores.append(aiv)
     meta = kernel_meta(s, "MsdGroup", kt)
     meta["split_k_accumulation"] = accumulation_note(kt, order)
     meta["cube_cells"] = [list(c) for c in cells]
+    if data is not None:
+        meta["functional_replay"] = ("instructions (semantics table; exact integer cube; atomic "
+                                     "adds applied in core_index_ascending order)")
     return Kernel("wqbmm_msdgroup", gm, cores, meta)
 
 
 def _cube_cell(
     b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int, cell: tuple[int, int, int, int],
-    digits: int, dig_dtype: str, c_dtype: str,
+    digits: int, dig_dtype: str, c_dtype: str, *, functional: bool = False,
 ) -> None:
     """Step 2 on AIC ``ci``: the digits of its K range into L1 once; per group the cell's
     weight tile (group x cell columns, one ND2NZ DMA, double-buffered in L1), base blocks of
     ``base_n`` x ``base_k`` through L0A / L0B (ping-pong), Mmad, FixPipe into C slot
-    ``group % 2``. L1 offsets inside a tile follow an N-block-major NZ layout."""
+    ``group % 2``. L1 holds the tiles in logical (K, N) order (the declared local-tile model);
+    L0 base blocks are windows of them."""
     n0, n1, k0, k1 = cell
     g, cb = s.group_size, kt.cube
     rows = digits * s.m
@@ -235,8 +253,9 @@ def _cube_cell(
         if task >= 2:
             b.wait_flag("MTE1", "MTE2", 2 + ib)
         src = weight_tile_region(s, gi * g, kg, n0, cw)
-        b.dma(src, Region("L1", b1[ib].offset, src.shape, s.w_dtype), name="B GM->L1 nd2nz",
-              transform="nd2nz")
+        b.dma(src, Region("L1", b1[ib].offset, (kg, cw), s.w_dtype),
+              name="B GM->L1 " + ("dn2nz" if s.trans_w else "nd2nz"),
+              transform="dn2nz" if s.trans_w else "nd2nz")
         b.sync("MTE2", "MTE1", 2 + ib)
         if task >= 2:
             b.cross_wait(GROUP_FREE, "FIX")
@@ -252,11 +271,12 @@ def _cube_cell(
                 if step >= 2:
                     b.wait_flag("M", "MTE1", lb)
                 ka = (gi * g - k0) + kk
-                a_src = Region("L1", a1.offset + math.ceil(rows * ka * ITEM[dig_dtype]),
-                               (rows, rk), dig_dtype)
-                b_src = Region("L1", b1[ib].offset + math.ceil((bn * g + kk * rn)
-                                                               * ITEM[s.w_dtype]),
-                               (rk, rn), s.w_dtype)
+                a_src = Region("L1", a1.offset + math.ceil(ka * ITEM[dig_dtype]),
+                               (rows, rk), dig_dtype,
+                               row_stride_bytes=math.ceil(kw * ITEM[dig_dtype]))
+                b_src = Region("L1", b1[ib].offset + math.ceil((kk * cw + bn) * ITEM[s.w_dtype]),
+                               (rk, rn), s.w_dtype,
+                               row_stride_bytes=math.ceil(cw * ITEM[s.w_dtype]))
                 a0 = Region("L0A", l0a[lb].offset, (rows, rk), dig_dtype)
                 b0 = Region("L0B", l0b[lb].offset, (rk, rn), dig_dtype)
                 b.dma(a_src, a0, name="L1->L0A")
@@ -264,13 +284,15 @@ def _cube_cell(
                 b.sync("MTE1", "M", lb)
                 if j == 0 and tile >= nc:
                     b.wait_flag("FIX", "M", cbuf)
-                b.mmad(a0, b0, c_reg, rows, rk, rn, dig_dtype, accumulate=j > 0)
+                b.mmad(a0, b0, c_reg, rows, rk, rn, dig_dtype, accumulate=j > 0,
+                       accumulation="exact_integer" if functional else None)
                 b.set_flag("M", "MTE1", lb)
                 step += 1
             b.sync("M", "FIX", cbuf)
             dst = Region("GM", math.ceil((slot * rows * csn + bn) * c_isz), (rows, rn), c_dtype,
                          "c", math.ceil(csn * c_isz))
-            b.fixpipe(c_reg, dst, elements=rows * rn, out_dtype=c_dtype, mode=mode)
+            b.fixpipe(c_reg, dst, elements=rows * rn, out_dtype=c_dtype, mode=mode,
+                      replay=functional, deq_scale=1.0 if mode == "DEQF16" else None)
             b.set_flag("FIX", "M", cbuf)
             tile += 1
         if task + 2 < len(groups):
@@ -290,7 +312,7 @@ def _setup(
     if z0 < total:
         zn = min(share, total - z0)
         zb = b.alloc("UB", (min(zn, ZERO_CHUNK),), "float32", "zeros")
-        b.vec("Duplicate 0", "dup", zb, (), elements=min(zn, ZERO_CHUNK), dtype="float32")
+        b.vop(VecOp.DUPLICATE, zb, scalar=0.0, name="Duplicate 0")
         b.sync("V", "MTE3", 1)
         for off in range(z0, z0 + zn, ZERO_CHUNK):
             cnt = min(ZERO_CHUNK, z0 + zn - off)
@@ -309,25 +331,35 @@ def _split_row(
     """Digits of row ``r`` of x (whole K), its broadcast group maxima (and sums) to GM."""
     k, g = s.k, s.group_size
     kpad = math.ceil(k / 16) * 16
+    f1, f2 = (f32_value(v) for v in FACTORS[dig_dtype][:2])
     xb = b.alloc("UB", (kpad,), s.x_dtype, "x")
     fb = b.alloc("UB", (kpad,), "float32", "xf")
     mb = b.alloc("UB", (kpad,), "float32", "multi_scale")
     db = b.alloc("UB", (digits, kpad), dig_dtype, "digits")
     brc = b.alloc("UB", (ngroups * 8,), "float32", "group_brc")
-    hb = Region("UB", xb.offset, (kpad,), "float16")
+    hb = Region("UB", xb.offset, (ngroups, g), "float16")
+    xf = Region("UB", fb.offset, (ngroups, g), "float32")
+    ms = Region("UB", mb.offset, (ngroups, g), "float32")
     b.dma(Region("GM", r * k * 2, (k,), s.x_dtype, "x"), Region("UB", xb.offset, (k,), s.x_dtype),
           name="x row GM->UB")
     b.sync("MTE2", "V", 0)
-    b.vec("Cast x->fp32", "convert", fb, (xb,), elements=k, dtype=s.x_dtype)
+    b.cast(xf, Region("UB", xb.offset, (ngroups, g), s.x_dtype), name="Cast x->fp32")
 
     def group_reduce(what: str, src: Region, red: str) -> None:
+        """Per group: (128: the halves combined,) two block reductions, Brcb to 8 lanes."""
+        add = red == "Sum"
+        lanes64 = Region("UB", mb.offset, (ngroups, 64), "float32")
         if g == 128:
-            b.vec(f"{red} halves", "binary", mb, (src, src), elements=k // 2, dtype="float32")
-        b.vec(f"BlockReduce{red} per group", "reduce", mb, (mb,), elements=ngroups * 64,
-              dtype="float32")
-        b.vec(f"BlockReduce{red} blocks", "reduce", mb, (mb,), elements=ngroups * 8,
-              dtype="float32")
-        b.vec("Brcb", "copy", brc, (mb,), elements=ngroups * 8, dtype="float32")
+            halves = [Region("UB", src.offset + h * 256, (ngroups, 64), "float32",
+                             row_stride_bytes=g * 4) for h in range(2)]
+            b.vop(VecOp.ADD if add else VecOp.MAX, lanes64, tuple(halves), name=f"{red} halves")
+            src = lanes64
+        eights = Region("UB", mb.offset, (ngroups * 8,), "float32")
+        ones = Region("UB", mb.offset, (ngroups,), "float32")
+        block = VecOp.BLOCK_REDUCE_SUM if add else VecOp.BLOCK_REDUCE_MAX
+        b.vop(block, eights, (src,), elements=ngroups * 64, name=f"BlockReduce{red} per group")
+        b.vop(block, ones, (eights,), elements=ngroups * 8, name=f"BlockReduce{red} blocks")
+        b.vop(VecOp.BRCB, brc, (ones,), elements=ngroups * 8, name="Brcb")
         b.sync("V", "MTE3", 0)
         b.dma(Region("UB", brc.offset, (ngroups * 8,), "float32"),
               Region("GM", r * ngroups * 32, (ngroups * 8,), "float32", what),
@@ -336,19 +368,21 @@ def _split_row(
         b.wait_flag("MTE3", "V", 0)
 
     if s.has_offset:
-        group_reduce("rsum", fb, "Sum")
-    b.vec("Abs", "unary", mb, (fb,), elements=k, dtype="float32")
-    group_reduce("amax", mb, "Max")
-    b.vec("Div by group max", "special", mb, (fb, brc), elements=k, dtype="float32")
-    b.vec("Muls f1", "unary", mb, (mb,), elements=k, dtype="float32")
+        group_reduce("rsum", xf, "Sum")
+    b.vop(VecOp.ABS, ms, (xf,))
+    group_reduce("amax", ms, "Max")
+    gmax = Region("UB", brc.offset, (ngroups, 1), "float32", row_stride_bytes=32)
+    b.vop(VecOp.DIV, ms, (xf, gmax), name="Div by group max")
+    b.vop(VecOp.MULS, ms, (ms,), scalar=f1, name="Muls f1")
     for d in range(digits):
         if d:
-            b.vec("Sub digit", "binary", mb, (mb, fb), elements=k, dtype="float32")
-            b.vec("Muls f2", "unary", mb, (mb,), elements=k, dtype="float32")
-        b.vec(f"Cast ROUND digit {d}", "convert", fb, (mb,), elements=k, dtype="float32")
-        b.vec("Cast fp32->half", "convert", hb, (fb,), elements=k, dtype="float32")
-        dreg = Region("UB", db.offset + math.ceil(d * kpad * ITEM[dig_dtype]), (k,), dig_dtype)
-        b.vec(f"Cast half->{dig_dtype}", "convert", dreg, (hb,), elements=k, dtype="float16")
+            b.vop(VecOp.SUB, ms, (ms, xf), name="Sub digit")
+            b.vop(VecOp.MULS, ms, (ms,), scalar=f2, name="Muls f2")
+        b.cast(xf, ms, round_mode="round", name=f"Cast ROUND digit {d}")
+        b.cast(hb, xf, name="Cast fp32->half")
+        dreg = Region("UB", db.offset + math.ceil(d * kpad * ITEM[dig_dtype]), (ngroups, g),
+                      dig_dtype)
+        b.cast(dreg, hb, name=f"Cast half->{dig_dtype}")
     b.sync("V", "MTE3", 0)
     for d in range(digits):
         b.dma(Region("UB", db.offset + math.ceil(d * kpad * ITEM[dig_dtype]), (k,), dig_dtype),
@@ -377,6 +411,7 @@ def _recombine(
                 b.cross_set(2, "MTE2", GROUP_FREE)
         return
     m, vsn, xd, csn = s.m, kt.vec_single_core_n, s.x_dtype, kt.cube_single_core_n
+    div = recombination_scalars(s.w_dtype, s.inner_precise == 1 and s.w_dtype == "int4")
     c0 = (ci % kt.cube_block_dim_n) * csn + cc0  # the global first column
     ng8 = math.ceil(s.k / s.group_size) * 8
     rows = digits * m
@@ -397,7 +432,6 @@ def _recombine(
         cbytes = max(rows * cw * 2, m * cw * 6)
         cbuf = b.alloc("UB", (cbytes,), "int8", "c16")
         cf = Region("UB", cbuf.offset + m * cw * 2, (m, cw), "float32")  # over digits 1, 2
-    n = m * cw
     for task, gi in enumerate(groups):
         if task:
             b.wait_flag("V", "MTE2", 0)
@@ -411,15 +445,18 @@ def _recombine(
             b.dma(Region("GM", gi * 32, (m, 8), "float32", "rsum", ng8 * 4),
                   Region("UB", rs.offset, (m, 8), "float32"), name="group sum GM->UB")
         b.sync("MTE2", "V", 0)
-        b.vec("Cast scale->fp32", "convert", sc, (sc_raw,), elements=cw, dtype=xd)
+        sc_r = Region("UB", sc.offset, (cw,), "float32")
+        acc_r = Region("UB", acc.offset, (m, cw), "float32")
+        b.cast(sc_r, Region("UB", sc_raw.offset, (cw,), xd), name="Cast scale->fp32")
         if s.has_offset:
-            b.vec("Cast offset->fp32", "convert", of, (of_raw,), elements=cw, dtype=xd)
-            b.vec("Mul scale*offset", "binary", of, (of, sc), elements=cw, dtype="float32")
+            of_r = Region("UB", of.offset, (cw,), "float32")
+            rs_r = Region("UB", rs.offset, (m, 1), "float32", row_stride_bytes=32)
+            b.cast(of_r, Region("UB", of_raw.offset, (cw,), xd), name="Cast offset->fp32")
+            b.vop(VecOp.MUL, of_r, (sc_r, of_r), name="Mul scale*offset")
             if task == 0:
-                b.vec("Mul rsum*offset", "binary", acc, (rs, of), elements=n, dtype="float32")
+                b.vop(VecOp.MUL, acc_r, (rs_r, of_r), name="Mul rsum*offset")
             else:
-                b.vec("MulAddDst rsum*offset", "ternary", acc, (rs, of), elements=n,
-                      dtype="float32")
+                b.vop(VecOp.MUL_ADD_DST, acc_r, (rs_r, of_r), name="MulAddDst rsum*offset")
         b.cross_wait(GROUP_READY, "MTE2")
         base = (ci * 2 + task % 2) * rows * csn
         if c_dtype == "int32":
@@ -433,14 +470,14 @@ def _recombine(
                     b.dma(Region("GM", (base + (a * digits + d) * csn + cc0) * c_isz,
                                  (tail, cw), c_dtype, "c", digits * csn * c_isz),
                           ub, name=f"C digit {d} GM->UB")
-                    b.sync("MTE2", "V", 2)
+                    b.sync("MTE2", "V", 2 + d)  # one event per digit: MTE2 runs ahead
                     f = Region("UB", ub.offset, (tail, cw), "float32")
-                    b.vec("Cast C->fp32", "convert", f, (ub,), elements=tail * cw, dtype="int32")
+                    b.cast(f, ub, name="Cast C->fp32")
                     if d == 0:
-                        b.vec("Muls 1/f1", "unary", f, (f,), elements=tail * cw, dtype="float32")
+                        b.vop(VecOp.MULS, f, (f,), scalar=div[0], name="Muls 1/f1")
                     else:
-                        b.vec("Axpy digit", "ternary", f, (f,), elements=tail * cw,
-                              dtype="float32")
+                        cc_rows = Region("UB", cbuf.offset + a * cw * 4, (tail, cw), "float32")
+                        b.vop(VecOp.AXPY, cc_rows, (f,), scalar=div[d], name="Axpy digit")
         else:
             for d in range(digits):
                 ub = Region("UB", cbuf.offset + d * m * cw * 2, (m, cw), "float16")
@@ -448,18 +485,20 @@ def _recombine(
                              digits * csn * c_isz), ub, name=f"C digit {d} GM->UB")
             b.sync("MTE2", "V", 2)
             c16 = Region("UB", cbuf.offset, (m, cw), "float16")
-            for _ in range(digits - 1):
-                b.vec("Axpy digit (fp16)", "ternary", c16, (c16,), elements=n, dtype="float16")
-            b.vec("Cast fp16->fp32", "convert", cf, (c16,), elements=n, dtype="float16")
-            b.vec("Muls 1/f1", "unary", cf, (cf,), elements=n, dtype="float32")
+            for d in range(1, digits):
+                cd = Region("UB", cbuf.offset + d * m * cw * 2, (m, cw), "float16")
+                b.vop(VecOp.AXPY, c16, (cd,), scalar=div[d], name="Axpy digit (fp16)")
+            b.cast(cf, c16, name="Cast fp16->fp32")
+            b.vop(VecOp.MULS, cf, (cf,), scalar=div[0], name="Muls 1/f1")
         if task + 2 < ntask:
             b.cross_set(2, "MTE2", GROUP_FREE)
-        b.vec("Mul scale", "binary", cf, (cf, sc), elements=n, dtype="float32")
-        b.vec("Mul group max", "binary", cf, (cf, am), elements=n, dtype="float32")
+        b.vop(VecOp.MUL, cf, (cf, sc_r), name="Mul scale")
+        b.vop(VecOp.MUL, cf, (cf, Region("UB", am.offset, (m, 1), "float32",
+                                         row_stride_bytes=32)), name="Mul group max")
         if task == 0 and not s.has_offset:
-            b.vec("Copy to acc", "copy", acc, (cf,), elements=n, dtype="float32")
+            b.vop(VecOp.COPY, acc_r, (cf,), name="Copy to acc")
         else:
-            b.vec("Add to acc", "binary", acc, (acc, cf), elements=n, dtype="float32")
+            b.vop(VecOp.ADD, acc_r, (acc_r, cf), name="Add to acc")
         b.set_flag("V", "MTE2", 0)
     b.wait_flag("V", "MTE2", 0)
     b.sync("V", "MTE3", 3)
@@ -468,7 +507,8 @@ def _recombine(
           name="partial UB->GM atomic add", atomic="add")
 
 
-def _final(b: ProgramBuilder, s: WqbmmShape, c0: int, cw: int, *, write: bool) -> None:
+def _final(b: ProgramBuilder, s: WqbmmShape, c0: int, cw: int, *, write: bool,
+           bias_dt: str) -> None:
     """Step 4 on one AIV: acc columns [c0, c0 + cw) + bias, CAST_ROUND, y (if ``write``)."""
     m = s.m
     res = b.alloc("UB", (m, cw), "float32", "res")
@@ -476,20 +516,22 @@ def _final(b: ProgramBuilder, s: WqbmmShape, c0: int, cw: int, *, write: bool) -
     b.dma(Region("GM", c0 * 4, (m, cw), "float32", "acc", s.n * 4),
           Region("UB", res.offset, (m, cw), "float32"), name="acc GM->UB")
     if s.has_bias:
-        bdt = bias_dtype(s)
-        braw = b.alloc("UB", (cw,), bdt, "bias_in")
-        bf = b.alloc("UB", (cw,), "float32", "bias")
-        b.dma(Region("GM", c0 * ITEM[bdt], (cw,), bdt, "bias"),
-              Region("UB", braw.offset, (cw,), bdt), name="bias GM->UB")
+        braw = b.alloc("UB", (cw,), bias_dt, "bias_in")
+        b.dma(Region("GM", c0 * ITEM[bias_dt], (cw,), bias_dt, "bias"),
+              Region("UB", braw.offset, (cw,), bias_dt), name="bias GM->UB")
     b.sync("MTE2", "V", 0)
+    res_r = Region("UB", res.offset, (m, cw), "float32")
     if s.has_bias:
-        if bdt != "float32":
-            b.vec("Cast bias->fp32", "convert", bf, (braw,), elements=cw, dtype=bdt)
-        b.vec("Add bias", "binary", res, (res, bf if bdt != "float32" else braw),
-              elements=m * cw, dtype="float32")
-    b.vec("Cast ROUND -> out", "convert", out, (res,), elements=m * cw, dtype="float32")
+        bias = Region("UB", braw.offset, (cw,), bias_dt)
+        if bias_dt != "float32":
+            bf = b.alloc("UB", (cw,), "float32", "bias")
+            b.cast(Region("UB", bf.offset, (cw,), "float32"), bias, name="Cast bias->fp32")
+            bias = Region("UB", bf.offset, (cw,), "float32")
+        b.vop(VecOp.ADD, res_r, (res_r, bias), name="Add bias")
+    out_r = Region("UB", out.offset, (m, cw), s.out_dtype)
+    b.cast(out_r, res_r, round_mode="round", name="Cast ROUND -> out")
     if write:
         b.sync("V", "MTE3", 0)
         isz = ITEM[s.out_dtype]
-        b.dma(Region("UB", out.offset, (m, cw), s.out_dtype),
-              Region("GM", c0 * isz, (m, cw), s.out_dtype, "y", s.n * isz), name="y UB->GM")
+        b.dma(out_r, Region("GM", c0 * isz, (m, cw), s.out_dtype, "y", s.n * isz),
+              name="y UB->GM")

@@ -12,7 +12,8 @@ SOC = load_soc("Ascend910B2")
 N = 4096
 
 
-def _kernel(parts: list[np.ndarray | None], dtype: str, atomic: str = "add") -> Kernel:
+def _kernel(parts: list[np.ndarray | None], dtype: str, atomic: str = "add",
+            extra_loads: tuple[int, ...] = ()) -> Kernel:
     gm = {f"x{i}": GMTensor(f"x{i}", (N,), dtype, p, "input") for i, p in enumerate(parts)}
     gm["y"] = GMTensor("y", (N,), dtype, None, "output")
     cores = []
@@ -20,6 +21,8 @@ def _kernel(parts: list[np.ndarray | None], dtype: str, atomic: str = "add") -> 
         prog = CoreProgram(i, "aiv")
         b = ProgramBuilder(prog, SOC.core("aiv"))
         ub = b.alloc("UB", (N,), dtype, "buf")
+        for _ in range(extra_loads[i] if extra_loads else 0):  # make this core finish later
+            b.dma(Region("GM", 0, (N,), dtype, f"x{i}"), ub)
         b.dma(Region("GM", 0, (N,), dtype, f"x{i}"), ub)
         b.sync("MTE2", "MTE3", 0)
         b.dma(ub, Region("GM", 0, (N,), dtype, "y"), atomic=atomic)
@@ -27,16 +30,23 @@ def _kernel(parts: list[np.ndarray | None], dtype: str, atomic: str = "add") -> 
     return Kernel("atomic", gm, cores, {})
 
 
-def test_fp32_atomic_adds_from_three_cores_round_once_each():
-    rng = np.random.default_rng(3)
-    parts = [rng.standard_normal(N).astype(np.float32) * 10.0 ** i for i in range(3)]
-    res = run_kernel(_kernel(parts, "float32"), SOC, functional=True)
-    # completion order: equal programs finish in core order; each add rounds once to fp32
-    order = sorted(range(3), key=lambda i: max(r.end for r in res.records if r.core == i))
+def _sum(parts, order):
     acc = np.zeros(N, np.float32)
     for i in order:
         acc = (acc + parts[i]).astype(np.float32)
-    assert res.outputs["y"].view(np.uint32).tolist() == acc.view(np.uint32).tolist()
+    return acc.view(np.uint32).tolist()
+
+
+def test_fp32_atomic_adds_apply_in_core_order_rounding_once_each():
+    """Declared model: atomic adds apply in ascending core order whatever order they complete
+    in (core 0 finishes last here), each rounded once to fp32."""
+    rng = np.random.default_rng(3)
+    parts = [rng.standard_normal(N).astype(np.float32) * 10.0 ** (4 * i) for i in range(3)]
+    res = run_kernel(_kernel(parts, "float32", extra_loads=(6, 0, 0)), SOC, functional=True)
+    done = sorted(range(3), key=lambda i: max(r.end for r in res.records if r.core == i))
+    assert done[-1] == 0, "the setup makes core 0 complete last"
+    assert _sum(parts, done) != _sum(parts, [0, 1, 2]), "the order matters for these values"
+    assert res.outputs["y"].view(np.uint32).tolist() == _sum(parts, [0, 1, 2])
 
 
 def test_int32_atomic_add_wraps():

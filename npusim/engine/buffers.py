@@ -53,6 +53,8 @@ class FunctionalContext:
                     )
                 raw[:] = src
             self.gm[name] = raw
+        # atomic adds not yet applied, per GM tensor: (issuing core, region, data)
+        self._pending: dict[str, list[tuple[int, Region, np.ndarray]]] = {}
         self.local: list[dict[str, np.ndarray]] = [
             {b: np.zeros(spec.capacity_bytes, dtype=np.uint8) for b, spec in d.buffers.items()}
             for d in core_descs
@@ -62,7 +64,13 @@ class FunctionalContext:
         return self.gm[r.tensor] if r.buffer == "GM" else self.local[self.core][r.buffer]
 
     def view(self, r: Region) -> np.ndarray:
-        """A writable typed view of region ``r`` (2-D strided windows included)."""
+        """A writable typed view of region ``r`` (2-D strided windows included); pending atomic
+        adds into its GM tensor are applied first."""
+        if r.buffer == "GM" and r.tensor in self._pending and not self.accumulate:
+            self._apply_atomics(r.tensor)  # (an atomic add itself only asks for the shape)
+        return self._view(r)
+
+    def _view(self, r: Region) -> np.ndarray:
         raw = self._bytes(r)
         dt = np_dtype_of(r.dtype)
         shape = r.shape
@@ -81,30 +89,51 @@ class FunctionalContext:
         return self.view(r).copy()
 
     def write(self, r: Region, data: np.ndarray) -> None:
-        """Store ``data`` into ``r``; while ``accumulate`` is set (an atomic-add instruction) a GM
-        destination becomes old + data rounded once to its dtype (int32 wraps)."""
+        """Store ``data`` into ``r``. While ``accumulate`` is set (an atomic-add instruction) a GM
+        destination gets ``+ data`` instead, rounded once to its dtype (int32 wraps).
+
+        Declared model (``numerics.split_k_reduction_order: core_index_ascending``; the
+        hardware's atomic order is not published): atomic adds into a GM tensor are held and
+        applied in ascending issuing-core order (program order within a core) when the tensor
+        is next read, so the result does not depend on which add completed first."""
+        if self.accumulate and r.buffer == "GM":
+            self._pending.setdefault(r.tensor, []).append(
+                (self.core, r, np.array(data, copy=True)))
+            return
         v = self.view(r)
         arr = np.asarray(data)
-        if self.accumulate and r.buffer == "GM":
-            if arr.dtype != v.dtype and arr.dtype.itemsize == v.dtype.itemsize:
-                arr = arr.view(v.dtype)
-            if v.dtype.kind in "iu":
-                total = v.astype(np.int64) + arr.reshape(v.shape).astype(np.int64)
-                v[...] = total.astype(v.dtype)  # two's-complement wrap
-            else:
-                # float64 holds the sum of two fp32 / fp16 / bf16 values exactly, so this is one
-                # rounding (bf16 goes via fp32 in ml_dtypes; an fp32 rounding of such a sum never
-                # moves it across a bf16 rounding boundary)
-                total = v.astype(np.float64) + arr.reshape(v.shape).astype(np.float64)
-                v[...] = total.astype(v.dtype)
-            return
         if arr.dtype != v.dtype:
             arr = (
                 arr.view(v.dtype) if arr.dtype.itemsize == v.dtype.itemsize else arr.astype(v.dtype)
             )
         v[...] = arr.reshape(v.shape)
 
+    def _apply_atomics(self, tensor: str) -> None:
+        for _core, r, data in sorted(self._pending.pop(tensor), key=lambda p: p[0]):
+            self._add(r, data)
+
+    def _add(self, r: Region, data: np.ndarray) -> None:
+        """``r += data`` rounded once to r's dtype (RNE; int32 wraps)."""
+        v = self._view(r)
+        arr = np.asarray(data)
+        if arr.dtype != v.dtype and arr.dtype.itemsize == v.dtype.itemsize:
+            arr = arr.view(v.dtype)
+        arr = arr.reshape(v.shape)
+        if v.dtype.kind in "iu":
+            v[...] = (v.astype(np.int64) + arr.astype(np.int64)).astype(v.dtype)  # wraps
+            return
+        from npusim.numerics import cast_float
+
+        # the float64 sum of two fp32 / fp16 / bf16 values is exact, or (exponents more than 29
+        # apart) off only far below half a target ulp, so one exact rounding of it is the
+        # correctly rounded sum
+        total = v.astype(np.float64) + arr.astype(np.float64)
+        name = "bfloat16" if v.dtype.name == "bfloat16" else v.dtype.name
+        v[...] = cast_float(total, name, "rint", saturate=False)
+
     def tensor(self, name: str) -> np.ndarray:
+        if name in self._pending:
+            self._apply_atomics(name)
         t = self.kernel.gm[name]
         dt = np_dtype_of(t.dtype)
         shape = t.shape

@@ -301,11 +301,13 @@ class ProgramBuilder:
         extra_reads: tuple[Region, ...] = (),
         atomic: str = "",
         replay: bool = False,
+        deq_scale: float | None = None,
     ) -> Instruction:
         """FixPipe L0C -> GM / L1 with on-the-fly conversion ``mode`` (F322F16, REQ8, ...);
         ``atomic="add"`` accumulates into a GM destination (see :func:`check_atomic`). With
         ``replay`` the semantics table computes the values (parameter-free modes NONE, F322F16,
-        F322BF16); else ``fn`` does, or, without it, the instruction is timing only."""
+        F322BF16, and DEQF16 with a scalar ``deq_scale``); else ``fn`` does, or, without it, the
+        instruction is timing only."""
         from npusim.engine.errors import ProgramError
 
         check_atomic(atomic, dst, self.program.name)
@@ -319,6 +321,7 @@ class ProgramBuilder:
         return self.emit(FixPipe(
             pipe="FIX", name=f"Fixpipe {mode}", reads=(src, *extra_reads), writes=(dst,),
             fn=fn, elements=elements, out_dtype=out_dtype, mode=mode, atomic=atomic,
+            deq_scale=deq_scale,
         ))
 
     def scalar(

@@ -129,6 +129,7 @@ class FixPipe(Instruction):
     out_dtype: str
     mode: str
     atomic: str = ""
+    deq_scale: float | None = None  # the scalar scale of DEQF16 / REQ8 (SetFixpipe scalar)
     kind: ClassVar[str] = "fix"
 
     @property

@@ -152,7 +152,8 @@ def mmad(ins: Mmad, ctx: Any) -> None:
 
 
 def fixpipe(ins: FixPipe, ctx: Any) -> None:
-    """The parameter-free FixPipe conversions (others need their quant parameters: FB)."""
+    """The parameter-free FixPipe conversions and DEQF16 with a scalar scale (the per-channel
+    modes need their quant parameters in FB, not modelled here)."""
     from npusim.numerics import RoundMode, cast_float
 
     src, dst = ins.reads[0], ins.writes[0]
@@ -162,6 +163,10 @@ def fixpipe(ins: FixPipe, ctx: Any) -> None:
         out = tile
     elif mode in (FixpipeMode.F322F16, FixpipeMode.F322BF16):
         out = cast_float(tile, dst.dtype, RoundMode.RINT, saturate=False)
+    elif mode is FixpipeMode.DEQF16 and ins.deq_scale is not None:
+        from npusim.numerics import deqf16
+
+        out = deqf16(tile, np.float32(ins.deq_scale))
     else:
         raise NotImplementedError(
             f"'{ins.name}': FixPipe {mode} reads per-channel quant parameters, which the "
