@@ -247,6 +247,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--l2-start", default="cold", choices=("cold", "repeat"),
                    help="L2 at kernel start: cold (a layer in a model; default) or repeat (the "
                    "steady state of a benchmark loop of this kernel)")
+    p.add_argument("--max-instructions", type=positive_int, default=None, metavar="N",
+                   help="refuse a run needing more instructions, with its estimate (default "
+                   "$NPUSIM_MAX_INSTRUCTIONS, else 2000000)")
     for flag, kw in OP_FLAGS.items():
         kw = dict(kw)
         kw["help"] = f"{kw['help']}; {flag_defaults(flag)}"
@@ -397,8 +400,10 @@ def run_command(args: argparse.Namespace) -> int:
         tiling = args.step
         origin = f"of calibration step {args.step}"
     if getattr(args, "compare_inner_precise", False):
-        return _compare_inner_precise(op, soc, tiling, op_args, args.l2_start)
-    res = simulate(op, soc, tiling, l2_start=args.l2_start, **op_args)
+        return _compare_inner_precise(op, soc, tiling, op_args, args.l2_start,
+                                      getattr(args, "max_instructions", None))
+    res = simulate(op, soc, tiling, l2_start=args.l2_start,
+                   max_instructions=getattr(args, "max_instructions", None), **op_args)
     print(header_line(op, soc, res, op_args, args, origin))
     summary = res.summary()
     verdict = summary.pop("hbm_roofline")
@@ -429,11 +434,13 @@ def _output_check(op: str, mod: Any):
     return getattr(mod, "cli_check", None)
 
 
-def _compare_inner_precise(op: str, soc, tiling, op_args: dict, l2_start: str) -> int:
+def _compare_inner_precise(op: str, soc, tiling, op_args: dict, l2_start: str,
+                           max_instructions: int | None = None) -> int:
     rows = {}
     outs = {}
     for ip in (0, 1):
-        res = simulate(op, soc, tiling, l2_start=l2_start, **{**op_args, "inner_precise": ip})
+        res = simulate(op, soc, tiling, l2_start=l2_start, max_instructions=max_instructions,
+                       **{**op_args, "inner_precise": ip})
         rows[ip] = res
         outs[ip] = res.outputs
     print(f"npusim run {op} --compare-inner-precise: "

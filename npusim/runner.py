@@ -153,7 +153,7 @@ def operator_module(op: str) -> _OpEntry:
 
 def simulate(op: str, soc: Any = None, tiling: Any = None, *, overrides: Sequence[str] = (),
              patch: Any = None, check_races: bool | None = None, l2_start: str | None = None,
-             **op_args: Any) -> SimResult:
+             max_instructions: int | None = None, **op_args: Any) -> SimResult:
     """Run ``op`` as a tiled program on ``soc`` (name, file or descriptor; default Ascend910B2).
 
     Inputs may be arrays (functional run: outputs are the NPU's bits) or :class:`TensorSpec`
@@ -162,10 +162,17 @@ def simulate(op: str, soc: Any = None, tiling: Any = None, *, overrides: Sequenc
     :data:`npusim.engine.sim.L2_START_MODES`. ``check_races``: check that every read follows its
     producer's flag (a program bug raises :class:`npusim.engine.errors.RaceError`); None (default)
     = on in functional runs, off in timing-only runs, where a race cannot change a cycle and the
-    check costs about as much as the simulation. Returns a :class:`SimResult`.
+    check costs about as much as the simulation. ``max_instructions`` (default
+    $NPUSIM_MAX_INSTRUCTIONS, else 2,000,000): a run that needs more is refused with its estimate
+    (:mod:`npusim.size_guard`). Returns a :class:`SimResult`.
     """
+    from npusim import size_guard
+
+    limit = size_guard.instruction_limit(max_instructions)
     desc = resolve_soc(soc, overrides, patch)
+    size_guard.check_before_plan(op, desc, op_args, limit, tiling=tiling)
     plan: Plan = operator_module(op).plan(desc, tiling=tiling, **op_args)
+    size_guard.check_after_plan(op, plan.kernel, limit)
     races = plan.functional if check_races is None else bool(check_races)
     run = run_kernel(plan.kernel, desc, functional=plan.functional, check_races=races,
                      l2_start=l2_start)

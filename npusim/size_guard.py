@@ -1,0 +1,248 @@
+"""Size guard of ``simulate``: a run too large to finish in reasonable time or memory is refused
+with its estimate instead of running for an hour or asking for hundreds of GiB.
+
+Two checks, both against a configurable instruction limit (``max_instructions`` of
+``simulate``, else ``$NPUSIM_MAX_INSTRUCTIONS``, else ``DEFAULT_MAX_INSTRUCTIONS``):
+
+- before planning, lower bounds that need no program, the largest of: every input byte is read
+  from GM at least once by an instruction that moves at most one on-core buffer's capacity (the
+  descriptor has no GM->GM path); a cube operator's M*K*N MACs over the most one mmad can do
+  (its blocks fit L0A, L0B, L0C); a streaming operator's chunks (the given or default tiling)
+  times the instructions each chunk needs at least; a cube operator's A and B bytes over the L0A
+  and L0B capacities (the cube reads only from them). Shapes such as M = 2^31 - 1 are refused
+  here, before any array or program exists;
+- after planning, before the engine: the program's exact instruction count (the engine costs
+  about twice the build, so a program over the limit is refused before the larger half).
+
+A third check covers operators that still materialise a timing-only run's specs as zero arrays
+(``MATERIALISES_SPECS``; a declared stop-gap until their planners stop doing so): their spec
+bytes are refused above ``max_timing_bytes`` (default ``DEFAULT_MAX_TIMING_BYTES``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from npusim.spec import TensorSpec
+
+DEFAULT_MAX_INSTRUCTIONS = 2_000_000
+ENV_MAX_INSTRUCTIONS = "NPUSIM_MAX_INSTRUCTIONS"
+DEFAULT_MAX_TIMING_BYTES = 1 << 30
+#: Operators whose timing-only planning turns specs into zero arrays of the data's size
+#: (weight_quant_batchmatmul: ops/weight_quant_program.py materialises x / weight / scales and
+#: ops/weight_quant_batchmatmul/args.py unpacks an int4 spec weight to int8 zeros).
+MATERIALISES_SPECS = frozenset({"weight_quant_batchmatmul"})
+_BITS = {"int4": 4, "int8": 8, "uint8": 8, "bool": 8, "float16": 16, "bfloat16": 16,
+         "int16": 16, "float32": 32, "int32": 32, "uint32": 32, "float64": 64, "int64": 64}
+
+
+class SizeLimitError(ValueError):
+    """A run whose size exceeds a limit; the message gives the estimate and the limit."""
+
+
+def instruction_limit(max_instructions: int | None = None) -> int:
+    """The limit in force: the argument, else $NPUSIM_MAX_INSTRUCTIONS, else the default."""
+    if max_instructions is None:
+        text = os.environ.get(ENV_MAX_INSTRUCTIONS)
+        if text is None:
+            return DEFAULT_MAX_INSTRUCTIONS
+        try:
+            max_instructions = int(text)
+        except ValueError:
+            raise SizeLimitError(f"${ENV_MAX_INSTRUCTIONS}={text!r}: must be an integer >= 1") \
+                from None
+        where = f"${ENV_MAX_INSTRUCTIONS}"
+    else:
+        where = "max_instructions"
+    if isinstance(max_instructions, bool) or not isinstance(max_instructions, int | np.integer) \
+            or max_instructions < 1:
+        raise SizeLimitError(f"{where}={max_instructions!r}: must be an integer >= 1")
+    return int(max_instructions)
+
+
+def _nbytes(x: Any) -> int | None:
+    """Bytes of an array or spec argument (None for anything else)."""
+    if isinstance(x, TensorSpec):
+        bits = _BITS.get(x.dtype, 32)
+        return math.ceil(math.prod(x.shape) * bits / 8)
+    if isinstance(x, np.ndarray):
+        return int(x.nbytes)
+    return None
+
+
+def input_bytes(op_args: Mapping[str, Any]) -> int:
+    """Total bytes of the tensor arguments (arrays and specs; exact integers, no overflow)."""
+    return sum(b for b in (_nbytes(v) for v in op_args.values()) if b is not None)
+
+
+def largest_buffer_bytes(desc: Any) -> int:
+    """The most bytes one instruction can move: the largest on-core buffer of any core kind."""
+    caps = [b.capacity_bytes for kind in desc.core_counts()
+            for b in desc.core(kind).buffers.values()]
+    return max(caps)
+
+
+def _dims(x: Any) -> tuple[tuple[int, ...], str] | None:
+    if isinstance(x, TensorSpec) and x.npu_format == 2:
+        return x.shape, x.dtype
+    if type(x) is np.ndarray:  # plain ND arrays only (a formatted array's shape is storage)
+        return x.shape, str(x.dtype)
+    return None
+
+
+def cube_macs(op: str, op_args: Mapping[str, Any]) -> int | None:
+    """M x K x N of a cube operator's call (None when the shapes are not plain ND)."""
+    names = {"matmul": ("a", "b"), "quant_matmul": ("x1", "x2"),
+             "weight_quant_batchmatmul": ("x", "weight")}.get(op)
+    if names is None:
+        return None
+    xa, xb = (_dims(op_args.get(n)) for n in names)
+    if xa is None or xb is None or len(xa[0]) < 2 or len(xb[0]) < 2:
+        return None
+    n = xb[0][-1] * (8 if op == "weight_quant_batchmatmul" and xb[1] == "int32" else 1)
+    return math.prod(xa[0][:-1]) * xa[0][-1] * n
+
+
+def largest_mmad_macs(desc: Any) -> int | None:
+    """The most MACs one mmad can do: its (m, k), (k, n), (m, n) blocks fit L0A, L0B and L0C
+    (1-byte inputs, 4-byte accumulators: the most elements), so m*k*n <= sqrt(A * B * C)."""
+    for kind in desc.core_counts():
+        bufs = desc.core(kind).buffers
+        if {"L0A", "L0B", "L0C"} <= set(bufs):
+            a, b = bufs["L0A"].capacity_bytes, bufs["L0B"].capacity_bytes
+            c = bufs["L0C"].capacity_bytes // 4
+            return math.isqrt(a * b * c) + 1
+    return None
+
+
+def _l0_bound(op: str, desc: Any, op_args: Mapping[str, Any]) -> tuple[int, str] | None:
+    """Every A byte enters L0A and every B byte L0B at least once, each move at most the
+    buffer's capacity (B as the cube's input dtype: a quantised weight is dequantised first)."""
+    macs = cube_macs(op, op_args)
+    if macs is None:
+        return None
+    names = {"matmul": ("a", "b"), "quant_matmul": ("x1", "x2"),
+             "weight_quant_batchmatmul": ("x",)}[op]
+    ashape, adt = _dims(op_args[names[0]])
+    m_rows = math.prod(ashape[:-1])
+    k = ashape[-1]
+    n = macs // max(1, m_rows * k)
+    bits = _BITS.get(adt, 16)
+    a_bytes, b_bytes = m_rows * k * bits // 8, k * n * bits // 8
+    for kind in desc.core_counts():
+        bufs = desc.core(kind).buffers
+        if {"L0A", "L0B"} <= set(bufs):
+            ca, cb = bufs["L0A"].capacity_bytes, bufs["L0B"].capacity_bytes
+            count = math.ceil(a_bytes / ca) + math.ceil(b_bytes / cb)
+            return count, (f"A ({a_bytes:,} B) and B ({b_bytes:,} B as {adt}) enter L0A / L0B "
+                           f"of {ca:,} / {cb:,} B at least once")
+    return None
+
+
+def _chunk(op: str, tiling: Any, x: Any) -> tuple[int, int, str] | None:
+    """(most input bytes one chunk of ``tiling`` covers, instructions each chunk needs at least,
+    what they are) for the streaming operators; None for the others."""
+    if op == "vector_add" and hasattr(tiling, "tile_bytes"):
+        return tiling.tile_bytes, 4, "load x, load y, add, store"
+    if op == "tensor_copy" and hasattr(tiling, "tile_bytes"):
+        return tiling.tile_bytes, 2, "load, store"
+    if op in ("group_quant", "dynamic_quant") and hasattr(tiling, "rows_per_pass"):
+        bits = _BITS.get(_dims(x)[1] if _dims(x) else "float32", 32)
+        return math.ceil(tiling.rows_per_pass * tiling.h_chunk * bits / 8), 2, "load, store"
+    if op == "format_cast" and hasattr(tiling, "m_tile"):  # C0 columns of 32 bytes per strip
+        return tiling.m_tile * tiling.n_strips * 32, 2, "load, store"
+    return None
+
+
+def _streaming_bound(op: str, desc: Any, tiling: Any,
+                     op_args: Mapping[str, Any]) -> tuple[int, str] | None:
+    """A streaming operator's chunks of input times the instructions each needs at least."""
+    from npusim.runner import operator_module
+
+    if op not in ("vector_add", "tensor_copy", "group_quant", "dynamic_quant", "format_cast"):
+        return None
+    x = op_args.get("x")
+    if x is not None:
+        nbytes = _nbytes(x)
+    else:  # tensor_copy's timing-only call: n_elements of dtype
+        n, dtype = op_args.get("n_elements"), op_args.get("dtype", "float32")
+        ok = isinstance(n, int | np.integer) and not isinstance(n, bool) and n > 0
+        nbytes = math.ceil(int(n) * _BITS.get(str(dtype), 32) / 8) if ok else None
+    if not nbytes:
+        return None
+    try:
+        t = tiling if tiling is not None else operator_module(op).default_tiling_for(
+            desc, **op_args)
+    except Exception:  # the planner reports bad arguments itself, with its own message
+        return None
+    chunk = _chunk(op, t, x)
+    if chunk is None or chunk[0] < 1:
+        return None
+    size, per, what = chunk
+    chunks = math.ceil(nbytes / size)
+    return per * chunks, (f"{nbytes:,} input bytes in chunks of at most {size:,} B (the "
+                          f"{'given' if tiling is not None else 'default'} tiling), each at "
+                          f"least {per} instructions ({what})")
+
+
+def lower_bound(op: str, desc: Any, op_args: Mapping[str, Any],
+                tiling: Any = None) -> tuple[int, str]:
+    """The largest of the lower bounds on the instruction count, with how it was derived."""
+    total = input_bytes(op_args)
+    per = largest_buffer_bytes(desc)
+    bounds = [(math.ceil(total / per),
+               f"the inputs hold {total:,} bytes and one instruction moves at most {per:,} "
+               "(the largest on-core buffer)")]
+    macs, per_mmad = cube_macs(op, op_args), largest_mmad_macs(desc)
+    if macs is not None and per_mmad:
+        bounds.append((math.ceil(macs / per_mmad),
+                       f"{macs:,} MACs and one mmad does at most {per_mmad:,} (L0A x L0B x L0C "
+                       "capacities)"))
+    l0 = _l0_bound(op, desc, op_args)
+    if l0 is not None:
+        bounds.append(l0)
+    stream = _streaming_bound(op, desc, tiling, op_args)
+    if stream is not None:
+        bounds.append(stream)
+    return max(bounds, key=lambda b: b[0])
+
+
+def check_before_plan(op: str, desc: Any, op_args: Mapping[str, Any], limit: int,
+                      max_timing_bytes: int = DEFAULT_MAX_TIMING_BYTES,
+                      tiling: Any = None) -> None:
+    """Refuse a run whose instruction lower bound exceeds ``limit`` (no array, no program yet),
+    and a timing-only run of a spec-materialising operator above ``max_timing_bytes``."""
+    bound, why = lower_bound(op, desc, op_args, tiling)
+    if bound > limit:
+        raise SizeLimitError(
+            f"{op}: needs at least {bound:,} instructions ({why}), above the limit of "
+            f"{limit:,} (max_instructions= / ${ENV_MAX_INSTRUCTIONS} / npusim run "
+            "--max-instructions)"
+        )
+    specs = [v for v in op_args.values() if isinstance(v, TensorSpec)]
+    if op in MATERIALISES_SPECS and specs:
+        spec_bytes = sum(_nbytes(s) or 0 for s in specs)
+        if spec_bytes > max_timing_bytes:
+            raise SizeLimitError(
+                f"{op}: a timing-only run of this operator still builds zero arrays of its "
+                f"inputs' size ({spec_bytes:,} bytes of specs, more with the unpacked weight), "
+                f"above the limit of {max_timing_bytes:,} bytes; a known limitation of its "
+                "planner (npusim.size_guard.MATERIALISES_SPECS)"
+            )
+
+
+def check_after_plan(op: str, kernel: Any, limit: int) -> None:
+    """Refuse a built program over ``limit`` instructions before the engine runs it."""
+    count = kernel.instruction_count()
+    if count > limit:
+        raise SizeLimitError(
+            f"{op}: the program has {count:,} instructions, above the limit of {limit:,} "
+            f"(max_instructions= / ${ENV_MAX_INSTRUCTIONS} / npusim run --max-instructions); "
+            "at the 18,000-36,000 instructions per CPU-second of README Benchmarks it would "
+            f"take {count / 36_000:,.0f}-{count / 18_000:,.0f} CPU-s"
+        )
