@@ -58,6 +58,8 @@ def _tiling(tiling: Any, m: int, k: int, n: int, in_dtype: str, out_dtype: str, 
     if isinstance(tiling, dict):
         tiling = tiling_from_dict(tiling)
     validate_matmul_tiling(tiling, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias)
+    if hasattr(tiling, "for_dtypes"):
+        tiling = tiling.for_dtypes(in_dtype, out_dtype)  # in_bits / out_bits from the operands
     return tiling
 
 

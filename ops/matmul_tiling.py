@@ -100,9 +100,15 @@ class MatmulTiling:
     db_l0c: bool = False
     block_order: str = "row_major"
     swizzle: int = 1
-    in_bits: int = 16
-    out_bits: int = 16
+    in_bits: int | None = None  # None: derived from the operand dtypes (:meth:`for_dtypes`)
+    out_bits: int | None = None
     acc_bits: int = 32
+
+    def for_dtypes(self, in_dtype: str, out_dtype: str) -> MatmulTiling:
+        """This tiling with ``in_bits`` / ``out_bits`` taken from the call's dtypes (a value
+        given by hand must agree: :func:`validate_matmul_tiling` checks it)."""
+        return replace(self, in_bits=_bits(in_dtype, "in_dtype"),
+                       out_bits=_bits(out_dtype, "out_dtype"))
 
     # Names read by the cube program (ops/matmul_program.py: cube_tiling_from).
     @property
@@ -246,10 +252,12 @@ def validate_matmul_tiling(
     if t.block_order not in BLOCK_ORDERS:
         _fail("block_order", t.block_order, f"must be one of {BLOCK_ORDERS}")
     in_bits, out_bits = DTYPE_BITS[in_dtype], DTYPE_BITS[out_dtype]
-    if t.in_bits != in_bits:
-        _fail("in_bits", t.in_bits, f"must be {in_bits} for in_dtype {in_dtype}")
-    if t.out_bits != out_bits:
-        _fail("out_bits", t.out_bits, f"must be {out_bits} for out_dtype {out_dtype}")
+    if t.in_bits is not None and t.in_bits != in_bits:
+        _fail("in_bits", t.in_bits, f"must be {in_bits} for in_dtype {in_dtype} (or None: "
+              "derived)")
+    if t.out_bits is not None and t.out_bits != out_bits:
+        _fail("out_bits", t.out_bits, f"must be {out_bits} for out_dtype {out_dtype} (or None: "
+              "derived)")
     if t.acc_bits != 32:
         _fail("acc_bits", t.acc_bits, "L0C accumulates in 32-bit (fp32 / int32)")
     k0 = k0_of(in_dtype)
@@ -487,6 +495,39 @@ def default_matmul_tiling(
     if split_k:
         t = _with_split_k(t, m, k, n, in_dtype, out_dtype, soc, with_bias)
     return _with_block_order(t, m, k, n, in_dtype, soc)
+
+
+def tiling_for_tiles(
+    m: int, k: int, n: int, in_dtype: str, out_dtype: str, soc: Any, *, base_m: int,
+    base_n: int, base_k: int, with_bias: bool = False, **fields: Any,
+) -> MatmulTiling:
+    """"My tile sizes, your core grid": a legal tiling with the caller's base block and the core
+    grid, single-core blocks and (unless given in ``fields``) steps / L1 depths the default
+    heuristic would pick for it: the grid minimising base blocks per core (then m_dim + n_dim),
+    the largest stepKa = stepKb fitting double-buffered L1. Other ``fields`` (``step_m``,
+    ``block_order``, ``db_l0c`` ...) are kept as given. Raises ValueError naming the field if
+    the result is not legal."""
+    _check_dtypes(in_dtype, out_dtype)
+    for name, v in (("m", m), ("k", k), ("n", n), ("base_m", base_m), ("base_n", base_n),
+                    ("base_k", base_k)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name}={v!r}: must be a positive integer")
+    cores = int(soc.core_counts()[cube_core_kind(soc)])
+    mb, nb = -(-m // base_m), -(-n // base_n)
+    _, md, nd = _best_grid(mb, nb, cores)
+    t = MatmulTiling(base_m=base_m, base_n=base_n, base_k=base_k,
+                     single_core_m=min(m, -(-mb // md) * base_m),
+                     single_core_n=min(n, -(-nb // nd) * base_n), single_core_k=k,
+                     m_dim=md, n_dim=nd).for_dtypes(in_dtype, out_dtype)
+    steps_given = {"step_ka", "step_kb", "depth_a1", "depth_b1"} & set(fields)
+    t = replace(t, **fields)
+    if not steps_given:
+        fitted = _fit_steps(t, m, k, n, in_dtype, out_dtype, soc, with_bias)
+        if fitted is None:
+            validate_matmul_tiling(t, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias)
+        t = fitted or t
+    validate_matmul_tiling(t, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias)
+    return t
 
 
 SPLIT_K_MIN_BYTES = 2048  # least K per split-K core, in bytes of input (1024 fp16, 2048 int8)

@@ -12,6 +12,7 @@ from npusim.ops.matmul_tiling import (
     MatmulTiling,
     default_matmul_tiling,
     enumerate_matmul_tilings,
+    tiling_for_tiles,
     tiling_from_dict,
     validate_matmul_tiling,
 )
@@ -236,3 +237,41 @@ def test_ascendc_names_round_trip():
     assert back == t
     with pytest.raises(ValueError, match="unknown field 'bogus'"):
         tiling_from_dict({"bogus": 1})
+
+
+def test_bits_are_derived_from_the_operand_dtypes_when_not_given():
+    """in_bits / out_bits left None are filled from the call (int8 -> 8, fp32 out -> 32); a
+    value given by hand must still agree with the dtypes."""
+    import numpy as np
+
+    from npusim import simulate
+
+    soc = load_soc("Ascend910B2")
+    t = MatmulTiling(base_m=64, base_n=64, base_k=64, single_core_m=64, single_core_n=64,
+                     single_core_k=128)
+    assert (t.in_bits, t.out_bits) == (None, None)
+    validate_matmul_tiling(t, 64, 128, 64, "float16", "float32", soc)
+    assert t.for_dtypes("int8", "float32").in_bits == 8
+    a = np.ones((64, 128), np.float16)
+    res = simulate("matmul", soc="Ascend910B2", tiling=t, a=a, b=np.ones((128, 64), np.float16),
+                   out_dtype="float32")
+    assert (res.tiling.in_bits, res.tiling.out_bits) == (16, 32)
+    with pytest.raises(ValueError, match=r"tiling\.out_bits=16"):
+        validate_matmul_tiling(replace(t, out_bits=16), 64, 128, 64, "float16",
+                               "float32", soc)
+
+
+def test_tiling_for_tiles_derives_the_grid_from_the_callers_tile_sizes():
+    """My tiles (128 x 128 x 64), your grid: 1024 x 1024 has 8 x 8 base blocks; on 24 cube cores
+    the fewest blocks per core is 3 (e.g. 8 x 3 cores, 1 x 3 blocks each); the result is legal
+    and keeps the caller's base block and extra fields."""
+    soc = load_soc("Ascend910B2")
+    t = tiling_for_tiles(1024, 512, 1024, "float16", "float16", soc, base_m=128, base_n=128,
+                         base_k=64, block_order="col_major")
+    assert (t.base_m, t.base_n, t.base_k, t.block_order) == (128, 128, 64, "col_major")
+    per_core = (-(-t.single_core_m // 128)) * (-(-t.single_core_n // 128))
+    assert per_core == 3 and t.m_dim * t.n_dim <= 24
+    assert t.m_dim * t.single_core_m >= 1024 and t.n_dim * t.single_core_n >= 1024
+    validate_matmul_tiling(t, 1024, 512, 1024, "float16", "float16", soc)
+    with pytest.raises(ValueError, match="base_m"):
+        tiling_for_tiles(64, 64, 64, "float16", "float16", soc, base_m=24, base_n=64, base_k=64)
