@@ -190,9 +190,15 @@ def lofo(results: Sequence[dict[str, Any]], elast: dict[str, dict[str, float]]
 def format_fit_tables(elast: dict[str, dict[str, float]], lofo_res: dict[str, dict[str, Any]]
                       ) -> str:
     """Markdown: provenance of fitted numbers, sensitivity, LOFO per family."""
-    lines = ["| fitted number | descriptor path | fitted on | LOFO fallback |", "|---|---|---|---|"]
+    lines = ["| fitted number | descriptor path | fitted on | LOFO fallback | leave-out error "
+             "(its family's rows predicted without it: median abs %) |", "|---|---|---|---|---|"]
     for n in FITTED:
-        lines.append(f"| {n.name} | {', '.join(n.paths)} | {n.rows} | {n.fallback_source} |")
+        rec = lofo_res.get(n.family, {})
+        how = next((h for h in rec.get("numbers", []) if h.startswith(n.name + ":")), "")
+        left = (f"{n.family}: {rec['median_abs']} ({how.split(': ', 1)[1].split(' (')[0]})"
+                if rec.get("median_abs") is not None and how else "not computed")
+        lines.append(f"| {n.name} | {', '.join(n.paths)} | {n.rows} | {n.fallback_source} | "
+                     f"{left} |")
     fams = [f for f in FAMILIES if f in elast]
     lines += ["", "Elasticity (relative change of the representative row per relative change of "
               "the number, +10 % step): " + ", ".join(f"{f}={REPRESENTATIVE[f]}" for f in fams),

@@ -45,3 +45,14 @@ def test_constrained_number_is_refit_on_the_other_families():
     d = -10.0 / (110 * 0.5)
     assert out["E"]["errors"]["E1a"] == pytest.approx(round(100 * 0.5 * d, 1))
     assert any("refit" in s for s in out["E"]["numbers"])
+
+
+def test_provenance_table_gives_each_fitted_number_its_leave_out_error():
+    """The first table of format_fit_tables names, per fitted number, its family's LOFO median
+    and how the number was replaced (fallback / refit): the README's fidelity list is generated
+    from it."""
+    e = _elast(E__launch_floor=0.5)
+    res = [{"id": "E1a", "error_pct": 0.0}, {"id": "A2", "error_pct": 3.0}]
+    table = cf.format_fit_tables(e, cf.lofo(res, e)).split("\n\n")[0]
+    row = next(line for line in table.splitlines() if line.startswith("| launch floor |"))
+    assert row.rstrip().endswith("| E: 50.0 (fallback x0) |")

@@ -39,3 +39,19 @@ def test_many_cores_are_bounded_by_the_shared_hbm_channel():
     hbm = SOC.bytes_per_cycle(SOC.memory.hbm.bandwidth_gb_per_s)
     assert rate <= hbm
     assert rate > 0.5 * hbm
+
+
+def test_aggregate_rate_grows_with_the_cores_taking_part_until_the_hbm_channel_binds():
+    """K = 8192, N = cores x 256, cold L2, one 256-column strip per core: with 1, 2 and 4 cores
+    each core streams at its own MTE2 rate (aggregate within 15 % of cores x the one-core rate:
+    the cores do not yet share a bottleneck); 24 cores stay under the HBM channel, which 24 x the
+    one-core rate would exceed."""
+    k = 8192
+    rates = {}
+    for cores in (1, 2, 4, 24):
+        res = _gemv(k, cores * 256, cores)
+        rates[cores] = k * cores * 256 * 2 / res.cycles
+    hbm = SOC.bytes_per_cycle(SOC.memory.hbm.bandwidth_gb_per_s)
+    for cores in (2, 4):
+        assert rates[cores] >= 0.85 * cores * rates[1]
+    assert 24 * rates[1] > hbm >= rates[24]
