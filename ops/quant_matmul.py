@@ -48,6 +48,10 @@ _TABLE_A2A3 = (
     ("int8", frozenset({"float32"}), False, frozenset({"int32", "float32", None}), True,
      "float16"),
     ("int4", _INT64_F32, False, frozenset({"int32", None}), False, "float16"),
+    # A4W4 with per-token scale: table 2's int32 row; its float16 offset belongs to the
+    # per-group form (group_sizes), which is not modelled
+    ("int4", frozenset({"float32"}), False, frozenset({None}), True, "float16"),
+    ("int4", frozenset({"float32"}), False, frozenset({None}), True, "bfloat16"),
     ("int8", frozenset({"float32", "bfloat16"}), False, frozenset({"int32", None}), False,
      "int32"),
 )

@@ -71,8 +71,9 @@ def npu_quant_matmul(
     ``output_dtype`` None means int8; a float32 ``scale`` is encoded with
     ``npu_trans_quant_param`` exactly when torch_npu does so (no ``pertoken_scale``, output
     neither bfloat16 nor int32). ``x2`` may be FRACTAL_NZ (A2/A3 weight-NZ path: read as its
-    logical values). See :mod:`npusim.ops.quant_matmul` for the formulas. Not modelled (raise
-    NotImplementedError naming them): ``group_sizes`` per-group paths (A8W4, per-group A4W4),
+    logical values). See :mod:`npusim.ops.quant_matmul` for the formulas; int8 ``x1`` with
+    int32 ``x2`` and ``group_sizes`` is A8W4 (:mod:`npusim.ops.quant_matmul_a8w4`, a declared
+    numerics model). Not modelled (raise NotImplementedError naming them): per-group A4W4,
     the Ascend950 dtype overrides ``x1_dtype`` / ``x2_dtype`` / ``scale_dtype`` /
     ``pertoken_scale_dtype`` and ``y_scale``.
     """
@@ -85,14 +86,30 @@ def npu_quant_matmul(
         if value is not None:
             raise NotImplementedError(f"npu_quant_matmul: {name}= (Ascend950 fp8 / hifloat8 / "
                                       "mx formats) is not modelled")
-    if group_sizes is not None and any(int(g) for g in group_sizes):
-        raise NotImplementedError(
-            f"npu_quant_matmul: group_sizes={list(group_sizes)} (per-group A8W4 / A4W4 "
-            "dequantisation) is not modelled; its accumulation order is not published")
     (a1, torch_in), (a2, _), (sc, _) = _np(x1, "x1"), _np(x2, "x2"), _np(scale, "scale")
     if getattr(a1, "npu_format", 2) == 29:
         raise ValueError("x1: only ND format is supported (torch_npu: x1 must be ND)")
     a2 = _logical(a2)
+    if getattr(a1, "dtype", None) == np.int8 and getattr(a2, "dtype", None) == np.int32:
+        from npusim.ops.quant_matmul_a8w4 import reference_a8w4
+
+        if group_sizes is None:
+            raise ValueError("group_sizes: int8 x1 with int32 (int4) x2 is A8W4 and needs "
+                             "group_sizes=[0, 0, group_k]")
+        out = reference_a8w4(
+            a1, a2, sc, offset=_np(offset, "offset")[0],
+            pertoken_scale=_np(pertoken_scale, "pertoken_scale")[0], bias=_np(bias, "bias")[0],
+            output_dtype=None if output_dtype is None else dtype_name(output_dtype),
+            group_sizes=group_sizes, soc=soc)
+        return _out(out, torch_in)
+    if group_sizes is not None:
+        from npusim.ops.quant_matmul_a8w4 import check_group_sizes
+
+        if any(check_group_sizes(group_sizes)):
+            raise NotImplementedError(
+                f"npu_quant_matmul: group_sizes={list(group_sizes)} with x1 {a1.dtype} / x2 "
+                f"{a2.dtype} (per-group A4W4 dequantisation) is not modelled; its "
+                "accumulation order is not published")
     out = reference_quant_matmul(
         a1, a2, sc,
         offset=_np(offset, "offset")[0], pertoken_scale=_np(pertoken_scale, "pertoken_scale")[0],

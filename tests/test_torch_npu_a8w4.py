@@ -1,0 +1,115 @@
+"""npu_quant_matmul A8W4 (int8 x int4, group_sizes) and A4W4 with a per-token scale."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from npusim.ops.quant_matmul_a8w4 import reference_a8w4  # noqa: E402
+from npusim.torch_npu import (  # noqa: E402
+    npu_convert_weight_to_int4pack,
+    npu_quant_matmul,
+    npu_quantize,
+    npu_trans_quant_param,
+)
+
+
+def _a8w4_inputs(m=3, k=256, n=64, g=64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x1 = torch.randint(-128, 128, (m, k), dtype=torch.int8, generator=gen)
+    # w in {-1, 0, 1} and one power-of-two scale per column: each group's digit sum has
+    # |.| <= 64 * 8 and the four-group fp16 running sum <= 2048, so no fp16 step rounds
+    w = torch.randint(-1, 2, (k, n), dtype=torch.int32, generator=gen)
+    exps = torch.randint(-9, -5, (1, n), generator=gen).expand(k // g, n)
+    scale = torch.pow(2.0, exps.float()).contiguous()
+    ptk = torch.pow(2.0, torch.randint(-3, 1, (m, 1), generator=gen).float())
+    y_off = torch.randint(-64, 64, (n,), generator=gen).float()
+    return x1, w, scale, ptk, y_off
+
+
+def test_a8w4_equals_the_exact_digit_formula_when_every_step_is_exact():
+    """With power-of-two scales and small integers no intermediate rounds, so the output is
+    ((x - 8) @ dequant(w) + y_offset) * pertoken for each group-scaled column: the two-digit
+    split (x = 16*hi + lo + 8) loses nothing but the +8 term the caller folds into y_offset."""
+    x1, w, scale, ptk, y_off = _a8w4_inputs()
+    g = 64
+    packed = npu_convert_weight_to_int4pack(w)
+    q = npu_trans_quant_param(scale.reshape(-1)).reshape(scale.shape)
+    for out_dtype in (torch.float16, torch.bfloat16):
+        y = npu_quant_matmul(x1, packed, q, offset=y_off, pertoken_scale=ptk,
+                             output_dtype=out_dtype, group_sizes=[0, 0, g])
+        xs = (x1.double() - 8).reshape(3, -1, g)
+        ws = w.double().reshape(-1, g, 64) * scale.double()[:, None, :]
+        exact = (torch.einsum("mjg,jgn->mn", xs, ws) + y_off.double()) * ptk.double()
+        assert y.dtype == out_dtype and y.shape == (3, 64)
+        assert torch.equal(y, exact.to(out_dtype))
+
+
+def test_a8w4_sums_groups_in_fp16():
+    """The declared model sums the per-group results in fp16: a group result below half an
+    fp16 ulp of the running sum is lost (an fp32 sum would keep it)."""
+    k, g, n = 128, 64, 8
+    x = np.full((1, k), 8 + 16, dtype=np.int8)  # hi = 1, lo = 0 for every element
+    w = np.zeros((k, n), dtype=np.int32)
+    w[:g] = 7
+    w[g:g + 1] = 1  # group 1 sums to 1 * scale
+    packed = np.asarray(npu_convert_weight_to_int4pack(w))
+    scale = np.array([[1.0] * n, [2.0 ** -8] * n], dtype=np.float32)
+    q = np.asarray(npu_trans_quant_param(scale.reshape(-1))).reshape(scale.shape)
+    ptk = np.ones((1, 1), np.float32)
+    y = reference_a8w4(x, packed, q, pertoken_scale=ptk, output_dtype="float16",
+                       group_sizes=[0, 0, g])
+    # hi digit: group 0 gives 448, group 1 gives 2^-8 (lost in fp16 next to 448); lo digit 0
+    assert np.array_equal(y.view(np.uint16), np.full((1, n), np.float16(448 * 16)).view(np.uint16))
+
+
+def test_a8w4_refusals_name_the_argument():
+    """group_sizes length / range, scale dtype and shape, missing pertoken_scale, bias, output
+    dtype and a 310P SoC are refused with errors naming the rule."""
+    x1, w, scale, ptk, y_off = _a8w4_inputs()
+    packed = npu_convert_weight_to_int4pack(w)
+    q = npu_trans_quant_param(scale.reshape(-1)).reshape(scale.shape)
+    kw = dict(offset=y_off, pertoken_scale=ptk, output_dtype=torch.float16)
+    with pytest.raises(ValueError, match="three elements"):
+        npu_quant_matmul(x1, packed, q, group_sizes=[0, 64], **kw)
+    with pytest.raises(ValueError, match=r"range \[0, 65535\]"):
+        npu_quant_matmul(x1, packed, q, group_sizes=[0, 0, 70000], **kw)
+    with pytest.raises(ValueError, match="dividing k"):
+        npu_quant_matmul(x1, packed, q, group_sizes=[0, 0, 48], **kw)
+    with pytest.raises(ValueError, match="group_sizes"):
+        npu_quant_matmul(x1, packed, q, **kw)
+    with pytest.raises(TypeError, match="scale: dtype float32"):
+        npu_quant_matmul(x1, packed, scale, group_sizes=[0, 0, 64], **kw)
+    with pytest.raises(ValueError, match=r"scale: shape"):
+        npu_quant_matmul(x1, packed, q[:2], group_sizes=[0, 0, 64], **kw)
+    with pytest.raises(ValueError, match="pertoken_scale: required"):
+        npu_quant_matmul(x1, packed, q, offset=y_off, output_dtype=torch.float16,
+                         group_sizes=[0, 0, 64])
+    with pytest.raises(ValueError, match="output_dtype: int8"):
+        npu_quant_matmul(x1, packed, q, offset=y_off, pertoken_scale=ptk, group_sizes=[0, 0, 64])
+    with pytest.raises(ValueError, match="bias"):
+        npu_quant_matmul(x1, packed, q, bias=y_off, group_sizes=[0, 0, 64], **kw)
+    with pytest.raises(ValueError, match="Atlas inference"):
+        npu_quant_matmul(x1, packed, q, group_sizes=[0, 0, 64], soc="Ascend310P3", **kw)
+
+
+def test_a4w4_pertoken_equals_the_int8_pertoken_path():
+    """int4 x int4 with a float32 scale and a per-token scale runs the same vector epilogue as
+    int8 x int8 (fp32(acc) * scale * pertoken, RINT cast): the same values give the same bits,
+    for float16 and bfloat16 output; a bias is refused (not in the table's int32 row)."""
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randint(-8, 8, (16, 64), generator=gen)
+    b = torch.randint(-8, 8, (64, 32), generator=gen)
+    scale = torch.rand(1, generator=gen)
+    ptk = torch.rand(16, generator=gen)
+    one = torch.tensor([1.0])
+    qa = npu_quantize(a.float(), one, None, torch.quint4x2, -1, False)
+    qb = npu_quantize(b.float(), one, None, torch.quint4x2, -1, False)
+    for out_dtype in (torch.float16, torch.bfloat16):
+        y4 = npu_quant_matmul(qa, qb, scale, pertoken_scale=ptk, output_dtype=out_dtype)
+        y8 = npu_quant_matmul(a.to(torch.int8), b.to(torch.int8), scale, pertoken_scale=ptk,
+                              output_dtype=out_dtype)
+        assert y4.shape == (16, 32) and torch.equal(y4.view(torch.int16), y8.view(torch.int16))
+    with pytest.raises(ValueError, match="supported-combination table"):
+        npu_quant_matmul(qa, qb, scale, pertoken_scale=ptk, bias=torch.zeros(32),
+                         output_dtype=torch.float16)
