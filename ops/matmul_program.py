@@ -51,6 +51,7 @@ class CubeTiling:
     single_core_k: int = 0  # K per split-K core (0 = all of K)
     step_m: int = 1  # base blocks of M one L1 A buffer holds (reused across the group's N blocks)
     step_n: int = 1  # base blocks of N one L1 B buffer holds (reused across the group's M blocks)
+    block_dim: int = 0  # > 0: base blocks dealt round robin over this many cores (no static grid)
 
 
 def _get(t: Any, *names: str, default: Any = None) -> Any:
@@ -89,6 +90,7 @@ def cube_tiling_from(t: Any) -> CubeTiling:
         single_core_k=int(_get(t, "single_core_k", "singleCoreK", default=0)),
         step_m=int(_get(t, "step_m", "stepM", default=1)),
         step_n=int(_get(t, "step_n", "stepN", default=1)),
+        block_dim=int(_get(t, "block_dim", "blockDim", default=0) or 0),
     )
 
 
@@ -236,15 +238,7 @@ class CubeEmitter:
                 self._tile(a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra, rb)
 
     def _order(self, ms: range, ns: range) -> list[tuple[int, int]]:
-        """(row, col) origins in the tiling's traversal: M outer, N outer, or swizzle panels."""
-        t = self.t
-        ms_, ns_ = list(ms), list(ns)
-        if t.swizzle > 0:
-            return [(bm, bn) for p in range(0, len(ms_), t.swizzle) for bn in ns_
-                    for bm in ms_[p : p + t.swizzle]]
-        if t.order == "n_first":
-            return [(bm, bn) for bn in ns_ for bm in ms_]
-        return [(bm, bn) for bm in ms_ for bn in ns_]
+        return visit_order(self.t, ms, ns)
 
     def _tile(self, a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra=None, rb=None
               ) -> None:
@@ -387,6 +381,18 @@ class CubeEmitter:
         self.tiles += 1
 
 
+def visit_order(t: CubeTiling, ms: Any, ns: Any) -> list[tuple[int, int]]:
+    """(row, col) origins in the tiling's traversal: M outer, N outer, or swizzle panels of
+    ``t.swizzle`` rows, each visited column by column."""
+    ms_, ns_ = list(ms), list(ns)
+    if t.swizzle > 0:
+        return [(bm, bn) for p in range(0, len(ms_), t.swizzle) for bn in ns_
+                for bm in ms_[p : p + t.swizzle]]
+    if t.order == "n_first":
+        return [(bm, bn) for bn in ns_ for bm in ms_]
+    return [(bm, bn) for bm in ms_ for bn in ns_]
+
+
 def cube_kind(soc: Any) -> str:
     return "aic" if "aic" in soc.core_counts() else "aicore"
 
@@ -406,9 +412,15 @@ class BatchLayout:
         return len(self.a_index)
 
 
-def work_items(t: CubeTiling, batch: int) -> list[tuple[int, int, int, int]]:
+def work_items(t: CubeTiling, batch: int, m: int = 0, n: int = 0
+               ) -> list[tuple[int, int, int, int]]:
     """(batch, m block, n block, k slice) of every single-core job, in core-assignment order:
-    job ``j`` runs on cube core ``j % cores`` (round robin when batches outnumber the cores)."""
+    job ``j`` runs on cube core ``j % cores`` (round robin when batches outnumber the cores).
+    With ``t.block_dim`` the jobs are the base blocks of the (m, n) matrix in the tiling's visit
+    order (row / column major or swizzle panels), dealt round robin over ``block_dim`` cores."""
+    if t.block_dim:
+        order = visit_order(t, range(-(-m // t.base_m)), range(-(-n // t.base_n)))
+        return [(bi, mi, ni, 0) for bi in range(batch) for mi, ni in order]
     return [
         (bi, mi, ni, li)
         for bi in range(batch)
@@ -504,8 +516,9 @@ def build_matmul_kernel(
             raise ValueError(f"tiling: k_dim={t.k_dim} x single_core_k={t.single_core_k} does "
                              f"not cover k={k}")
         gm["part"] = GMTensor("part", (t.k_dim, nb, m, n), acc_dtype, None, "workspace")
-    items = work_items(t, nb)
-    n_cores = min(cores_avail, len(items))
+    items = work_items(t, nb, m, n)
+    n_cores = min(t.block_dim or cores_avail, len(items))
+    unit_m, unit_n = (t.base_m, t.base_n) if t.block_dim else (t.single_core_m, t.single_core_n)
     cores: list[CoreProgram] = []
     ring = None
     if aiv is not None and not split:
@@ -520,8 +533,8 @@ def build_matmul_kernel(
         bld = ProgramBuilder(prog, desc)
         em = None
         for bi, mi, ni, li in items[core_id::n_cores]:
-            m0, n0, k0 = mi * t.single_core_m, ni * t.single_core_n, li * sck
-            m1, n1 = min(m, m0 + t.single_core_m), min(n, n0 + t.single_core_n)
+            m0, n0, k0 = mi * unit_m, ni * unit_n, li * sck
+            m1, n1 = min(m, m0 + unit_m), min(n, n0 + unit_n)
             k1 = min(k, k0 + sck)
             if m0 >= m1 or n0 >= n1 or k0 >= k1:
                 continue

@@ -73,6 +73,11 @@ def _align(x: int, a: int) -> int:
 class MatmulTiling:
     """One cube-matmul tiling (all sizes in elements unless the name says bits).
 
+    ``block_dim`` > 0 replaces the static grid by a round-robin scheduler (CATLASS-style block
+    loop ``for i = core; i < blocks; i += block_dim``): every base block of the matrix, in the
+    ``block_order`` (swizzle panels included), goes to core ``i % block_dim``; the grid is then
+    1 x 1 x 1 and the single-core block the whole matrix.
+
     ``block_order``: ``row_major`` visits a core's base blocks row by row (M outer, N inner; Ascend
     C ``MatrixTraverse::FIRSTN``), ``col_major`` column by column (N outer, M inner; ``FIRSTM``),
     ``l2_swizzle`` panels of ``swizzle`` base rows, each visited column by column, so that the A
@@ -100,6 +105,7 @@ class MatmulTiling:
     db_l0c: bool = False
     block_order: str = "row_major"
     swizzle: int = 1
+    block_dim: int = 0  # > 0: round-robin scheduler (base blocks dealt over block_dim cores)
     in_bits: int | None = None  # None: derived from the operand dtypes (:meth:`for_dtypes`)
     out_bits: int | None = None
     acc_bits: int = 32
@@ -128,7 +134,7 @@ class MatmulTiling:
 
     @property
     def used_cores(self) -> int:
-        return self.m_dim * self.n_dim * self.k_dim
+        return self.block_dim or self.m_dim * self.n_dim * self.k_dim
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -291,6 +297,11 @@ def validate_matmul_tiling(
             _fail(f"base_{dim}", base, f"must be <= {sc} aligned to {unit} ({limit})")
     kind = cube_core_kind(soc)
     cores = int(soc.core_counts()[kind])
+    if not isinstance(t.block_dim, int) or isinstance(t.block_dim, bool) or t.block_dim < 0:
+        _fail("block_dim", t.block_dim, "must be 0 (static grid) or a positive core count")
+    if t.block_dim and (t.m_dim, t.n_dim, t.k_dim) != (1, 1, 1):
+        _fail("block_dim", t.block_dim, "the round-robin scheduler deals base blocks itself: "
+              f"m_dim, n_dim, k_dim must be 1 (got {t.m_dim}, {t.n_dim}, {t.k_dim})")
     if t.used_cores > cores:
         _fail("m_dim", t.m_dim, f"grid {t.m_dim}x{t.n_dim}x{t.k_dim} needs more than the "
               f"{cores} {kind} cores of {getattr(soc, 'name', soc)}")
