@@ -131,3 +131,18 @@ def test_no_descriptor_means_no_layout_cost():
     assert core.gm_bursts is None
     src = _nd_tile(4100, row0=1)
     assert gm_cost.gm_side_factor(core, src, Region("L1", 0, (256, 256), "float16")) == 1.0
+
+
+def test_whole_matmul_with_n_a_few_elements_off_16_costs_more_per_column():
+    """End to end (default tiling, cold L2): a decode-shaped matmul 16 x 2048 x N whose N is 4
+    elements off a multiple of 16 (1028) takes more cycles per output column than N = 1024: the
+    weight rows start off 32 B / 512 B boundaries and every ND2NZ B load pays extra bursts."""
+    from npusim import simulate
+    from npusim.spec import TensorSpec
+
+    per_col = {}
+    for n in (1024, 1028):
+        res = simulate("matmul", "Ascend910B2", a=TensorSpec((16, 2048), "float16"),
+                       b=TensorSpec((2048, n), "float16"), l2_start="cold")
+        per_col[n] = res.run.cycles / n
+    assert per_col[1028] > 1.1 * per_col[1024]
