@@ -377,9 +377,9 @@ def sweep_command(args: Any) -> int:
     for line in summary_lines(outcome, rows):
         print(line)
     if getattr(args, "report", None):
-        from npusim.report.compare import write_report
+        from npusim.report.compare import report_sentence, write_report
 
-        print(f"report: {write_report(outcome.path, args.report)}")
+        print(report_sentence(write_report(outcome.path, args.report)))
     planned = {p.key for p in outcome.points}
     if not any(r["status"] == "ok" for r in rows if r["key"] in planned):
         first = next((r["error"] for r in rows if r["key"] in planned), "")

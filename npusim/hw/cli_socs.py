@@ -89,11 +89,17 @@ def run_socs(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
     command = getattr(args, "socs_command", None)
     try:
         if command is None:
-            print(socs_table([load_soc(n) for n in list_socs()]), file=out)
+            names = list_socs()
+            print(socs_table([load_soc(n) for n in names]), file=out)
+            print(f"{len(names)} SoCs; npusim socs show NAME prints one descriptor in full "
+                  "(--set PATH=VALUE for a what-if)", file=out)
             return 0
         if command == "show":
             soc = load_soc(args.name, overrides=args.overrides, patch=args.patch)
             out.write(soc.model_dump_yaml())
+            changed = len(args.overrides) + (1 if args.patch else 0)
+            print(f"# the {soc.name} descriptor as npusim uses it, {changed} change(s) applied; "
+                  "save it and pass --soc FILE to run on it", file=out)  # a YAML comment
             return 0
         if command == "validate":
             soc = validate_soc_file(args.file)

@@ -363,5 +363,11 @@ def report_command(args: Any) -> int:
         path = write_report(args.results, args.out, heat)
     except (RuntimeError, ValueError) as exc:  # matplotlib missing, bad CSV or --heatmap
         raise SystemExit(f"npusim report: {exc}") from exc
-    print(f"report: {path}")
+    print(report_sentence(path))
     return 0
+
+
+def report_sentence(path: Path) -> str:
+    """The closing line of ``npusim report`` / ``npusim sweep --report``."""
+    return (f"report written to {path} (best time per case, per-pipe busy, roofline and heatmap "
+            "tables, with their PNGs beside it)")
