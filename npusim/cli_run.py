@@ -400,6 +400,11 @@ def run_command(args: argparse.Namespace) -> int:
         tiling = args.step
         origin = f"of calibration step {args.step}"
     if getattr(args, "compare_inner_precise", False):
+        files = [f for f in ("trace", "csv", "profile", "gantt") if getattr(args, f, None)]
+        if files:
+            raise SystemExit(f"npusim run {op}: --compare-inner-precise runs two launches and "
+                             f"writes no files; drop --{', --'.join(files)} (or run each "
+                             "inner_precise separately)")
         return _compare_inner_precise(op, soc, tiling, op_args, args.l2_start,
                                       getattr(args, "max_instructions", None))
     res = simulate(op, soc, tiling, l2_start=args.l2_start,

@@ -194,3 +194,12 @@ def test_measured_calibration_profile_joins_the_predicted_one(tmp_path):
     assert cols <= set(predicted[0])
     assert float(measured[0]["aic_cube_ratio"]) == 0.545  # the row: "Cube 54.5%"
     assert "Task Duration(us)" in text and "38.8" in text
+
+
+def test_compare_inner_precise_refuses_output_files(tmp_path, capsys):
+    """Rule: --compare-inner-precise runs two launches and writes no files, so asking it for a
+    profile (or trace / csv / gantt) is an error naming the flag, and nothing is written."""
+    assert main(["run", "weight_quant_batchmatmul", "--compare-inner-precise", "--profile",
+                 str(tmp_path / "p")]) == 2
+    assert "drop --profile" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
