@@ -208,7 +208,9 @@ def write_report(results: str | Path, out_dir: str | Path,
     md = [f"# Sweep report: {Path(results).name}", "",
           f"{len(rows)} points: {len(ok)} simulated, {len(rows) - len(ok)} failed. Times, cycles "
           "and busy % are the CSV's values; speed-up = baseline us / us of the same SoC and "
-          "case.", ""]
+          "case. Estimate rank: the tiling's place in the sweep's analytical estimate "
+          "(`bound_us`), which ranks tilings before simulation but is not a lower bound (a "
+          "simulated time can be below it).", ""]
 
     md += ["## Best time per case and variant", ""]
     table = []
@@ -217,7 +219,7 @@ def write_report(results: str | Path, out_dir: str | Path,
         speed = float(base["us"]) / float(r["us"]) if base and float(r["us"]) > 0 else math.nan
         table.append([case_label(r["_case"]), soc, var, r["overrides"] or "-", r["us"],
                       r["cycles"], r["kernel"], r["rank"], _fmt(speed)])
-    md += _table(["case", "soc", "variant", "overrides", "us", "cycles", "kernel", "bound rank",
+    md += _table(["case", "soc", "variant", "overrides", "us", "cycles", "kernel", "estimate rank",
                   "speed-up"], table)
     if table:
         plots.best_time_bars([(f"{t[1]} {t[0]}", t[2], float(t[4]),
@@ -276,7 +278,7 @@ def write_report(results: str | Path, out_dir: str | Path,
 
     md += ["", "## Time over two tiling fields", "",
            "Each cell: the least simulated us over the tilings at that pair (blank: not "
-           "simulated - the bound pruned it).", ""]
+           "simulated - the sweep's analytical estimate ranked it below simulate_top).", ""]
     by_group: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in ok:
         by_group[(r["soc"], r["variant"], r["case"])].append(r)
