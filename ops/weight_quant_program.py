@@ -19,7 +19,7 @@ AICs, fp32 partials in a GM workspace reduced by all AIVs in a declared order) a
 ``weight_quant_program_fixpipe`` (Fixpipe: identity matmul + DEQF16 into L1, then the fp16
 matmul; 310P WeightNz on the coupled AI Core).
 
-Functional outputs: ``Custom``, ``Msd`` and ``MsdSplitK`` are replayed from their instructions
+Functional outputs: ``Custom``, ``Msd``, ``MsdSplitK``, ``MsdGroup`` and ``Fixpipe`` are replayed from their instructions
 (``REPLAYED_KERNELS``) and equal the numerics model ``compute`` (the test oracle) bit for bit;
 the other kernels' functional output is still their numerics model, computed once per run, and
 the run's notes say so.
@@ -516,7 +516,7 @@ KERNEL_BUILDERS = {
 
 
 #: kernels whose functional outputs are replayed from their instructions
-REPLAYED_KERNELS = frozenset({"Custom", "Msd", "MsdSplitK", "MsdGroup"})
+REPLAYED_KERNELS = frozenset({"Custom", "Msd", "MsdSplitK", "MsdGroup", "Fixpipe"})
 
 
 def _build_msd_multicore(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
@@ -801,6 +801,10 @@ def plan_weight_quant_batchmatmul(
         if args.bias is not None:  # the kernel loads the bias as given and casts it on the AIV
             data["bias"] = np.asarray(args.bias).astype(np_dtype(bias_dtype(s)))
         kern = build_msd_group(soc, s, pt, data)
+    elif name == "Fixpipe" and replay:
+        from npusim.ops.weight_quant_program_fixpipe import build_fixpipe, fixpipe_replay_data
+
+        kern = build_fixpipe(soc, s, pt, fixpipe_replay_data(args, pt.base_n))
     elif replay:
         validate_tiling(kt, args, soc, name)
         kern = build_custom(soc, s, pt, custom_replay_data(args))

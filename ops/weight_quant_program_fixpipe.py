@@ -25,8 +25,10 @@ because a 200x core has no bias table), UB -> GM. One instruction stream per cor
 cross-core flags. Its numerics are not modelled (ops-semantics 7.9), so functional runs raise
 NotImplementedError; the program gives timing only.
 
-Functional outputs of the Fixpipe program come from the numerics model (``compute``); the
-instructions carry no value semantics.
+Functional runs of the Fixpipe program replay its values: the identity Mmad (exact int32, the
+offset as the bias-table initial value), FixPipe VDEQF16 with the uint64 parameters in FB, the
+fp16 Mmad in the declared cube model and FixPipe F322F16 come from the semantics table; the
+output equals the numerics model (tested bit for bit).
 """
 
 from __future__ import annotations
@@ -78,25 +80,29 @@ class _Pair:
             self.b.wait_flag(self.cons, self.prod, self.ids[i])
 
 
-def build_fixpipe(soc: Any, s: WqbmmShape, kt: Any) -> Kernel:
-    """The Fixpipe kernel's program for its tiling ``kt`` (FixpipeTiling)."""
+def build_fixpipe(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | None = None
+                  ) -> Kernel:
+    """The Fixpipe kernel's program for its tiling ``kt`` (FixpipeTiling); with ``data``
+    (:func:`fixpipe_replay_data`) a functional run replays its values."""
     ncores = kt.n_block_num * kt.m_block_num
     if ncores > soc.core_counts()["aic"]:
         raise ValueError(
             f"tiling uses {ncores} AICs (n_block_num x m_block_num), more than the "
             f"{soc.core_counts()['aic']} of {soc.name}"
         )
+    d = data or {}
     gm = {
-        "x": GMTensor("x", (s.m, s.k), "float16"),
-        "w": GMTensor("w", (s.n, s.k), "int8"),
-        "scale": GMTensor("scale", (s.n,), "int64"),
-        "diag": GMTensor("diag", (kt.base_n, kt.base_n), "int8"),
+        "x": GMTensor("x", (s.m, s.k), "float16", d.get("x")),
+        "w": GMTensor("w", (s.n, s.k), "int8", d.get("w")),
+        "scale": GMTensor("scale", (s.n,), "int64", d.get("scale")),
+        "diag": GMTensor("diag", (kt.base_n, kt.base_n), "int8", d.get("diag")),
         "y": GMTensor("y", (s.m, s.n), "float16", role="output"),
     }
     if s.has_offset:
-        gm["offset"] = GMTensor("offset", (s.n,), "int32")
+        gm["offset"] = GMTensor("offset", (s.n,), "int32", d.get("offset"))
     if s.has_bias:
-        gm["bias"] = GMTensor("bias", (s.n,), "float16")
+        gm["bias"] = GMTensor("bias", (s.n,), "float16", d.get("bias"))
+    cube_model = str(soc.numerics.cube_accumulation.model) if data is not None else None
     desc = soc.core("aic")
     cores = []
     for ci in range(ncores):
@@ -106,15 +112,21 @@ def build_fixpipe(soc: Any, s: WqbmmShape, kt: Any) -> Kernel:
         m0, m1 = mi * kt.base_m, min(s.m, (mi + 1) * kt.base_m)
         n_lo, n_hi = ni * kt.single_core_n, min(s.n, (ni + 1) * kt.single_core_n)
         if m0 < m1 and n_lo < n_hi:
-            _fixpipe_core(ProgramBuilder(prog, desc), s, kt, (m0, m1), (n_lo, n_hi))
+            _fixpipe_core(ProgramBuilder(prog, desc), s, kt, (m0, m1), (n_lo, n_hi), cube_model)
     meta = kernel_meta(s, "Fixpipe", kt)
     meta["stage1"] = "w16 = DEQF16(w_int8 @ I + offset_int32) via FixPipe into L1"
+    if data is not None:
+        meta["functional_replay"] = f"instructions (semantics table; cube model {cube_model})"
     return Kernel("wqbmm_fixpipe", gm, cores, meta)
 
 
 def _fixpipe_core(
-    b: ProgramBuilder, s: WqbmmShape, kt: Any, mr: tuple[int, int], nr: tuple[int, int]
+    b: ProgramBuilder, s: WqbmmShape, kt: Any, mr: tuple[int, int], nr: tuple[int, int],
+    cube_model: str | None = None,
 ) -> None:
+    """One AIC's M block x N range; ``cube_model`` (functional runs) makes the cube and FixPipe
+    instructions carry their values."""
+    fun = cube_model is not None
     m0, m1 = mr
     rm = m1 - m0
     bn, bk = kt.base_n, kt.base_k
@@ -173,7 +185,7 @@ def _fixpipe_core(
             b.dma(Region("L1", prm_l1.offset + bn * 8, (wn,), "int32"),
                   Region("BT", bt_off.offset, (wn,), "int32"), name="offset L1->BT")
         if bt_bias is not None:
-            b.dma(Region("L1", prm_l1.offset + bn * 16, (wn,), "float32"),
+            b.dma(Region("L1", prm_l1.offset + bn * 16, (wn,), "float16"),
                   Region("BT", bt_bias.offset, (wn,), "float32"), name="bias L1->BT")
         b.dma(Region("L1", prm_l1.offset, (wn,), "uint64"),
               Region("FB", fb.offset, (wn,), "uint64"), name="scale L1->FB")
@@ -183,12 +195,14 @@ def _fixpipe_core(
             wk = k1 - k0
             i = l1_in.acquire()
             b.dma(weight_tile_region(s, k0, wk, n0, wn),
-                  Region("L1", w8_l1[i].offset, (wn, wk), "int8"), name="w GM->L1 nd2nz",
+                  Region("L1", w8_l1[i].offset, (wn, wk), "int8", None, bk),
+                  name="w GM->L1 nd2nz",
                   transform="nd2nz")
             xi = 0 if kt.a_full_load else i
             if not kt.a_full_load:
                 b.dma(Region("GM", (m0 * s.k + k0) * 2, (rm, wk), "float16", "x", s.k * 2),
-                      Region("L1", x_l1[xi].offset, (rm, wk), "float16"), name="x GM->L1 nd2nz",
+                      Region("L1", x_l1[xi].offset, (rm, wk), "float16", None, xk * 2),
+                      name="x GM->L1 nd2nz",
                       transform="nd2nz")
             l1_in.ready(i)
             # stage 1: w16[k0:k1, n0:n1] = DEQF16(w @ I + offset), 32 K rows at a time
@@ -197,20 +211,22 @@ def _fixpipe_core(
                 j = l0a1.acquire()
                 a = Region("L0A", a1[j].offset, (rr, wn), "int8")
                 b.dma(Region("L1", w8_l1[i].offset + r0, (wn, rr), "int8", None, bk), a,
-                      name="w L1->L0A transpose")
+                      name="w L1->L0A transpose", transform="dn2nz")
                 l0a1.ready(j)
                 c = l0c1.acquire()
                 creg = Region("L0C", c1[c].offset, (rr, wn), "int32")
                 bias = Region("BT", bt_off.offset, (wn,), "int32") if s.has_offset else None
-                b.mmad(a, Region("L0B", diag_l0.offset, (wn, wn), "int8"), creg, rr, wn, wn,
-                       "int8", accumulate=False, bias=bias)
+                eye = Region("L0B", diag_l0.offset, (wn, wn), "int8", None, bn)
+                b.mmad(a, eye, creg, rr, wn, wn, "int8", accumulate=False, bias=bias,
+                       accumulation="exact_integer" if fun else None)
                 l0a1.release(j)
                 l0c1.ready(c)
                 if r0 == 0:
                     w16.acquire()  # stage 2 of the previous K tile has read w16
-                b.fixpipe(creg, Region("L1", w16_l1.offset + r0 * bn * 2, (rr, wn), "float16"),
+                b.fixpipe(creg, Region("L1", w16_l1.offset + r0 * bn * 2, (rr, wn), "float16",
+                                       None, bn * 2),
                           elements=rr * wn, out_dtype="float16", mode="VDEQF16",
-                          extra_reads=(Region("FB", fb.offset, (wn,), "uint64"),))
+                          extra_reads=(Region("FB", fb.offset, (wn,), "uint64"),), replay=fun)
                 l0c1.release(c)
             w16.ready(0)
             # stage 2: acc += x[:, k0:k1] @ w16
@@ -224,14 +240,14 @@ def _fixpipe_core(
                 xoff = x_l1[xi].offset + ((k0 if kt.a_full_load else 0) + s0) * 2
                 b.dma(Region("L1", xoff, (rm, sk), "float16", None, xk * 2), xa,
                       name="x L1->L0A")
-                b.dma(Region("L1", w16_l1.offset + s0 * bn * 2, (sk, wn), "float16"), wb,
-                      name="w16 L1->L0B")
+                b.dma(Region("L1", w16_l1.offset + s0 * bn * 2, (sk, wn), "float16", None,
+                             bn * 2), wb, name="w16 L1->L0B")
                 l0_2.ready(j)
                 first = kti == 0 and s0 == 0
                 init = (Region("BT", bt_bias.offset, (wn,), "float32")
                         if first and bt_bias is not None else None)
                 b.mmad(xa, wb, Region("L0C", acc.offset, (rm, wn), "float32"), rm, sk, wn,
-                       "float16", accumulate=not first, bias=init)
+                       "float16", accumulate=not first, bias=init, accumulation=cube_model)
                 l0_2.release(j)
             w16.release(0)
             l1_in.release(i)
@@ -239,12 +255,30 @@ def _fixpipe_core(
         b.sync("M", "FIX", 2)
         b.fixpipe(Region("L0C", acc.offset, (rm, wn), "float32"),
                   Region("GM", (m0 * s.n + n0) * 2, (rm, wn), "float16", "y", s.n * 2),
-                  elements=rm * wn, out_dtype="float16", mode="F322F16")
+                  elements=rm * wn, out_dtype="float16", mode="F322F16", replay=fun)
         b.set_flag("FIX", "M", 2)
         tile_done.release(t)
     b.wait_flag("FIX", "M", 2)
     for pair in (l1_in, l0a1, l0c1, l0_2, w16, prm, prm_fix, tile_done):
         pair.drain()
+
+
+def fixpipe_replay_data(args: Any, base_n: int) -> dict[str, Any]:
+    """GM contents for a validated Fixpipe call: x, the (N, K) int8 weight as stored, the int64
+    scale parameters, the int32 offset, the fp16 bias, and the int8 identity the stage-1
+    matmul multiplies by."""
+    import numpy as np
+
+    out = {"x": np.ascontiguousarray(args.x),
+           "w": np.ascontiguousarray(args.weight.T),
+           "scale": np.broadcast_to(args.antiquant_scale.reshape(-1), (args.n,)).astype(np.int64),
+           "diag": np.eye(base_n, dtype=np.int8)}
+    if args.antiquant_offset is not None:
+        out["offset"] = np.broadcast_to(np.asarray(args.antiquant_offset).reshape(-1),
+                                        (args.n,)).astype(np.int32)
+    if args.bias is not None:
+        out["bias"] = np.asarray(args.bias, dtype=np.float16)
+    return out
 
 
 # -- 310P WeightNz -------------------------------------------------------------------------------

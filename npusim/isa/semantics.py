@@ -120,6 +120,10 @@ def data_copy(ins: DataCopy, ctx: Any) -> None:
     data = ctx.read(src)
     if ins.transform == Transform.DN2NZ:
         data = data.T
+    if dst.buffer == "BT" and src.dtype in ("float16", "bfloat16") and dst.dtype == "float32":
+        # the bias-table load widens fp16 / bf16 to fp32 (exact)
+        ctx.write(dst, data.astype(np.float32).reshape(ctx.view(dst).shape))
+        return
     if src.dtype != dst.dtype:
         if src.nbytes != dst.nbytes:
             raise _err(ins, f"copy {src.dtype}{src.shape} -> {dst.dtype}{dst.shape}: a DataCopy "
@@ -152,8 +156,8 @@ def mmad(ins: Mmad, ctx: Any) -> None:
 
 
 def fixpipe(ins: FixPipe, ctx: Any) -> None:
-    """The parameter-free FixPipe conversions and DEQF16 with a scalar scale (the per-channel
-    modes need their quant parameters in FB, not modelled here)."""
+    """The parameter-free FixPipe conversions, DEQF16 with a scalar scale and VDEQF16 with its
+    per-column parameters in FB (the other quant modes are not in the table yet)."""
     from npusim.numerics import RoundMode, cast_float
 
     src, dst = ins.reads[0], ins.writes[0]
@@ -167,6 +171,12 @@ def fixpipe(ins: FixPipe, ctx: Any) -> None:
         from npusim.numerics import deqf16
 
         out = deqf16(tile, np.float32(ins.deq_scale))
+    elif mode is FixpipeMode.VDEQF16 and len(ins.reads) > 1 and ins.reads[1].buffer == "FB":
+        # per-column quant parameters (npu_trans_quant_param's uint64 encoding) in FB
+        from npusim.numerics import decode_quant_param, deqf16
+
+        params = ctx.read(ins.reads[1]).view(np.int64).reshape(-1)[: tile.shape[-1]]
+        out = deqf16(tile, np.asarray(decode_quant_param(params).m1, dtype=np.float32))
     else:
         raise NotImplementedError(
             f"'{ins.name}': FixPipe {mode} reads per-channel quant parameters, which the "
