@@ -171,7 +171,8 @@ def simulate(op: str, soc: Any = None, tiling: Any = None, *, overrides: Sequenc
     limit = size_guard.instruction_limit(max_instructions)
     desc = resolve_soc(soc, overrides, patch)
     size_guard.check_before_plan(op, desc, op_args, limit, tiling=tiling)
-    plan: Plan = operator_module(op).plan(desc, tiling=tiling, **op_args)
+    with size_guard.build_budget(op, limit):
+        plan: Plan = operator_module(op).plan(desc, tiling=tiling, **op_args)
     size_guard.check_after_plan(op, plan.kernel, limit)
     races = plan.functional if check_races is None else bool(check_races)
     run = run_kernel(plan.kernel, desc, functional=plan.functional, check_races=races,

@@ -11,8 +11,10 @@ Two checks, both against a configurable instruction limit (``max_instructions`` 
   times the instructions each chunk needs at least; a cube operator's A and B bytes over the L0A
   and L0B capacities (the cube reads only from them). Shapes such as M = 2^31 - 1 are refused
   here, before any array or program exists;
-- after planning, before the engine: the program's exact instruction count (the engine costs
-  about twice the build, so a program over the limit is refused before the larger half).
+- while planning: the builder spends an instruction budget of the limit (``build_budget``), so
+  a program past the limit stops being built the moment it passes it (building costs roughly a
+  third of a run; the bounds above are loose by 3-10x for vector operators);
+- after planning, before the engine: the program's exact instruction count.
 
 A third check covers operators that still materialise a timing-only run's specs as zero arrays
 (``MATERIALISES_SPECS``; a declared stop-gap until their planners stop doing so): their spec
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -246,3 +249,33 @@ def check_after_plan(op: str, kernel: Any, limit: int) -> None:
             "at the 18,000-36,000 instructions per CPU-second of README Benchmarks it would "
             f"take {count / 36_000:,.0f}-{count / 18_000:,.0f} CPU-s"
         )
+
+
+class _Budget:
+    """Instructions a build may still emit; ``spend`` raises once the limit is passed."""
+
+    __slots__ = ("left", "limit", "op")
+
+    def __init__(self, op: str, limit: int) -> None:
+        self.op, self.limit, self.left = op, limit, limit
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise SizeLimitError(
+                f"{self.op}: the program passed the limit of {self.limit:,} instructions while "
+                f"being built (stopped there; max_instructions= / ${ENV_MAX_INSTRUCTIONS} / "
+                "npusim run --max-instructions)"
+            )
+
+
+@contextmanager
+def build_budget(op: str, limit: int) -> Iterator[None]:
+    """Within the block, program builders stop with SizeLimitError past ``limit`` instructions."""
+    from npusim.engine.program import BUILD_BUDGET
+
+    token = BUILD_BUDGET.set(_Budget(op, limit))
+    try:
+        yield
+    finally:
+        BUILD_BUDGET.reset(token)

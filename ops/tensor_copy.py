@@ -60,10 +60,15 @@ def plan(soc, tiling: CopyTiling | None = None, *, x=None, n_elements: int | Non
     from npusim.runner import Plan
     from npusim.spec import is_spec
 
+    if tiling is not None and not isinstance(tiling, CopyTiling):
+        raise TypeError(f"tiling={tiling!r}: expected a CopyTiling (fields cores, tile_bytes, "
+                        "buffers)")
     tiling = tiling or default_tiling_for(soc)
     functional = x is not None and not is_spec(x)
     if functional:
         arr = np.ascontiguousarray(x)
+        if arr.size < 1:
+            raise ValueError(f"tensor_copy: x of shape {arr.shape} is empty; nothing to time")
         kernel = build_copy(soc, arr.size, str(arr.dtype), tiling, arr.reshape(-1))
         return Plan(kernel, "tensor_copy", tiling, True,
                     finish=lambda out: out["y"].reshape(arr.shape))
@@ -71,6 +76,10 @@ def plan(soc, tiling: CopyTiling | None = None, *, x=None, n_elements: int | Non
         n_elements, dtype = int(np.prod(x.shape)), x.dtype
     if n_elements is None:
         raise ValueError("tensor_copy needs x (array or spec) or n_elements")
+    if isinstance(n_elements, bool) or not isinstance(n_elements, int | np.integer) \
+            or n_elements < 1:
+        raise ValueError(f"tensor_copy: n_elements={n_elements!r} must be an integer >= 1 "
+                         "(an empty copy has nothing to time)")
     return Plan(build_copy(soc, int(n_elements), dtype, tiling), "tensor_copy", tiling, False)
 
 

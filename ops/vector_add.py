@@ -222,6 +222,9 @@ def plan(soc, tiling: VectorAddTiling | str | None = None, *, x=None, y=None,
         if tiling not in H_SERIES:
             raise ValueError(f"tiling={tiling!r}: not one of {', '.join(H_SERIES)}")
         tiling = H_SERIES[tiling]
+    if tiling is not None and not isinstance(tiling, VectorAddTiling):
+        raise TypeError(f"tiling={tiling!r}: expected a VectorAddTiling or an H-series step "
+                        f"name ({', '.join(H_SERIES)})")
     tiling = tiling or H_SERIES["H7"]
     functional = x is not None and not is_spec(x)
     if functional:
@@ -238,7 +241,7 @@ def plan(soc, tiling: VectorAddTiling | str | None = None, *, x=None, y=None,
     else:
         if x is not None:
             shape, dtype = x.shape, x.dtype
-            if y is None or tuple(y.shape) != tuple(shape) or str(y.dtype) != str(dtype):
+            if not is_spec(y) or tuple(y.shape) != tuple(shape) or str(y.dtype) != str(dtype):
                 raise ValueError(f"x and y must have one shape and dtype, got {x.shape} "
                                  f"{x.dtype} and {getattr(y, 'shape', None)} "
                                  f"{getattr(y, 'dtype', None)}")

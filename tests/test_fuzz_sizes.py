@@ -1,6 +1,6 @@
 """Size guard: the largest legal shape of every operator in a timing-only run is refused up front
-with its estimate (or finishes small), a built program over the instruction limit never reaches
-the engine, and timing-only runs build no data-sized zero arrays."""
+with its estimate (or finishes small), a program over the instruction limit stops being built at
+the limit, and timing-only runs build no data-sized zero arrays."""
 
 import argparse
 import time
@@ -16,6 +16,7 @@ from npusim.size_guard import (
     DEFAULT_MAX_INSTRUCTIONS,
     MATERIALISES_SPECS,
     SizeLimitError,
+    check_after_plan,
     instruction_limit,
 )
 from npusim.spec import spec
@@ -69,14 +70,19 @@ def test_default_limit_and_where_it_comes_from(monkeypatch):
             instruction_limit(bad)
 
 
-def test_program_over_the_limit_never_reaches_the_engine():
+def test_program_over_the_limit_stops_being_built():
     """A 1024^3 matmul passes the lower bounds at a 2,000 limit but its program does not: the
-    refusal gives the exact count (the same count an unlimited run builds)."""
+    build stops at the limit (not after building all of it); the after-plan check, the
+    backstop for instructions added past the builder, gives the exact count."""
     args = {"a": spec((1024, 1024), "float16"), "b": spec((1024, 1024), "float16")}
-    count = npusim.simulate("matmul", "Ascend910B2", **args).run.kernel.instruction_count()
+    kernel = npusim.simulate("matmul", "Ascend910B2", **args).run.kernel
+    count = kernel.instruction_count()
     assert count > 2_000
-    with pytest.raises(SizeLimitError, match=f"the program has {count:,} instructions"):
+    with pytest.raises(SizeLimitError, match="passed the limit of 2,000 instructions while "
+                                             "being built"):
         npusim.simulate("matmul", "Ascend910B2", max_instructions=2_000, **args)
+    with pytest.raises(SizeLimitError, match=f"the program has {count:,} instructions"):
+        check_after_plan("matmul", kernel, 2_000)
 
 
 def test_huge_matmul_refused_by_its_macs_before_any_array():
@@ -141,7 +147,7 @@ def test_cli_max_instructions_flag_is_one_error_line(capsys):
     assert main(["run", "matmul", "--m", "1024", "--k", "1024", "--n", "1024",
                  "--max-instructions", "1000"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("npusim: error: matmul: the program has ")
+    assert len(err) == 1 and err[0].startswith("npusim: error: matmul: the program passed ")
 
 
 def test_the_spy_sees_a_materialising_operator(monkeypatch):

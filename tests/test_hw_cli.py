@@ -52,7 +52,7 @@ def test_show_prints_resolved_yaml_with_overrides(tmp_path):
 def test_show_reports_bad_override():
     """A bad override makes `socs show` exit 1 with the error on stderr."""
     rc, out, err = _run(["socs", "show", "Ascend910B4", "--set", "nope=1"])
-    assert rc == 1 and out == "" and "nope: unknown override path" in err
+    assert rc == 2 and out == "" and "nope: unknown override path" in err
 
 
 def test_validate_ok_and_error(tmp_path):
@@ -65,4 +65,4 @@ def test_validate_ok_and_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(dumped.replace("aicore_freq_mhz:", "aicore_freq:"), encoding="utf-8")
     rc, out, err = _run(["socs", "validate", str(bad)])
-    assert rc == 1 and str(bad) in err and "aicore_freq" in err
+    assert rc == 2 and str(bad) in err and "aicore_freq" in err

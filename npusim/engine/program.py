@@ -8,6 +8,7 @@ these instruction streams, one in-order queue per pipe.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,10 @@ class CoreProgram:
     @property
     def name(self) -> str:
         return f"{self.kind}{self.core_id}"
+
+
+#: The instruction budget of the build in progress (set by ``npusim.size_guard``; None = none).
+BUILD_BUDGET: ContextVar[Any] = ContextVar("npusim_build_budget", default=None)
 
 
 @dataclass(slots=True)
@@ -144,6 +149,9 @@ class ProgramBuilder:
     # -- instructions -----------------------------------------------------------------------
     def emit(self, instr: Instruction) -> Instruction:
         self.program.instrs.append(instr)
+        budget = BUILD_BUDGET.get()
+        if budget is not None:  # npusim.size_guard: stop a build past the instruction limit
+            budget.spend()
         return instr
 
     def dma(

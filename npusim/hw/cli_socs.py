@@ -105,7 +105,7 @@ def run_socs(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
             soc = validate_soc_file(args.file)
             print(f"OK: {args.file} ({soc.name}, {_cores_text(soc)})", file=out)
             return 0
-    except DescriptorError as exc:
-        print(f"error: {exc}", file=err)
-        return 1
+    except DescriptorError as exc:  # the CLI's convention for user errors: one line, exit 2
+        print(f"npusim: error: {' '.join(str(exc).split())}", file=err)
+        return 2
     raise ValueError(f"socs_command={command!r}: unknown; use show or validate")  # pragma: no cover

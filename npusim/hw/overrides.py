@@ -114,6 +114,10 @@ def apply_what_if(
             if probe in origins:
                 return origins[probe]
             probe = probe.rpartition(".")[0]
+        # a model-level rule (e.g. reserved < capacity) reports the parent: name the change
+        inside = [o for p, o in origins.items() if path and p.startswith(path + ".")]
+        if len(inside) == 1:
+            return inside[0]
         return f"{soc.name} with what-if changes ({'; '.join(applied)})"
 
     return validate_mapping(data, origin_of)
