@@ -1,17 +1,28 @@
 """Engine speed (issue 14): simulated instructions per CPU-second (time.process_time) of timing-only
-runs, program build and engine run measured apart, beside bare simpy timeouts and a hand-rolled
-heap on the same machine in the same process. Prints a markdown table; asserts nothing.
+runs on the fast engine (npusim.engine.fast) beside the simpy reference engine and bare simpy
+timeouts / a hand-rolled heap, same machine, same process; program build measured apart. Then
+`npusim model` (Llama-2-7B W4A16 decode on a 910B4) cold and warm. Prints markdown; asserts
+nothing (each case also prints whether the two engines' results are identical).
 
-    python benchmarks/bench_engine_speed.py            # decode W4A16, W8A8 1024^3, matmul 2048^3
-    python benchmarks/bench_engine_speed.py --huge     # + prefill W8A16 4096^3, matmul 4096^3
+    python benchmarks/bench_engine_speed.py              # the five cases + npusim model
+    python benchmarks/bench_engine_speed.py --huge       # + fp16 matmul 8192^3 (fast engine only)
+    python benchmarks/bench_engine_speed.py --profile-build   # where program generation goes
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import gc
 import heapq
+import io
+import os
 import platform
+import pstats
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -24,7 +35,7 @@ from npusim.spec import spec
 SOC = "Ascend910B2"
 
 
-def _cases(huge: bool):
+def _cases():
     yield ("decode W4A16 M=1 K=N=4096 (int4 g128)", "weight_quant_batchmatmul",
            {"x": spec((1, 4096), "float16"), "weight": spec((4096, 512), "int32"),
             "antiquant_scale": spec((32, 4096), "float16"), "antiquant_group_size": 128})
@@ -33,12 +44,15 @@ def _cases(huge: bool):
             "scale": np.full(1024, 1e-3, np.float32), "output_dtype": "int8"})
     yield ("matmul fp16 2048^3", "matmul",
            {"a": spec((2048, 2048), "float16"), "b": spec((2048, 2048), "float16")})
-    if huge:
-        yield ("prefill W8A16 M=K=N=4096 (int8 per-channel)", "weight_quant_batchmatmul",
-               {"x": spec((4096, 4096), "float16"), "weight": spec((4096, 4096), "int8"),
-                "antiquant_scale": spec((4096,), "float16")})
-        yield ("matmul fp16 4096^3", "matmul",
-               {"a": spec((4096, 4096), "float16"), "b": spec((4096, 4096), "float16")})
+    yield ("matmul fp16 4096^3", "matmul",
+           {"a": spec((4096, 4096), "float16"), "b": spec((4096, 4096), "float16")})
+    yield ("prefill W8A16 M=K=N=4096 (int8 per-channel)", "weight_quant_batchmatmul",
+           {"x": spec((4096, 4096), "float16"), "weight": spec((4096, 4096), "int8"),
+            "antiquant_scale": spec((4096,), "float16")})
+
+
+HUGE = ("matmul fp16 8192^3", "matmul",
+        {"a": spec((8192, 8192), "float16"), "b": spec((8192, 8192), "float16")})
 
 
 def bare_simpy(n: int = 200_000, procs: int = 64) -> float:
@@ -71,9 +85,106 @@ def bare_heap(n: int = 200_000, procs: int = 64) -> float:
     return count / (time.process_time() - t)
 
 
+def _fingerprint(res) -> tuple:
+    return (res.cycles, [(r.core, r.pipe, r.name, r.start, r.end, r.nbytes, r.hbm_bytes)
+                         for r in res.records],
+            [(f.name, f.src_core, f.ts_set, f.dst_core, f.ts_wait) for f in res.flows],
+            res.traffic.as_dict(), res.hbm_busy_cycles)
+
+
+def _engine_run(kernel, desc, engine: str) -> tuple[object, float]:
+    gc.collect()
+    t = time.process_time()
+    res = run_kernel(kernel, desc, check_races=False, engine=engine)
+    return res, time.process_time() - t
+
+
+def engines_table(desc) -> None:
+    print("| case | instructions | simulated us | build CPU-s | reference CPU-s | reference "
+          "instr/CPU-s | fast CPU-s | fast instr/CPU-s | speed-up | identical |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label, op, op_args in _cases():
+        t0 = time.process_time()
+        plan = operator_module(op).plan(desc, **op_args)
+        build = time.process_time() - t0
+        n = plan.kernel.instruction_count()
+        ref, t_ref = _engine_run(plan.kernel, desc, "reference")
+        got, t_fast = _engine_run(plan.kernel, desc, "fast")
+        same = "yes" if _fingerprint(ref) == _fingerprint(got) else "NO"
+        print(f"| {label} | {n} | {got.microseconds:.1f} | {build:.2f} | {t_ref:.2f} | "
+              f"{n / t_ref:,.0f} | {t_fast:.2f} | {n / t_fast:,.0f} | {t_ref / t_fast:.1f}x | "
+              f"{same} |", flush=True)
+        del plan, ref, got
+
+
+def huge_case() -> None:
+    """fp16 matmul 8192^3 on the fast engine alone, in a child process (its own peak memory)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = f"import sys; sys.path.insert(0, {here!r}); import bench_engine_speed; " \
+        "bench_engine_speed._huge_child()"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    print(out.stdout.strip())
+
+
+def _huge_child() -> None:
+    desc = resolve_soc(SOC)
+    label, op, op_args = HUGE
+    t0 = time.process_time()
+    plan = operator_module(op).plan(desc, **op_args)
+    t1 = time.process_time()
+    res = run_kernel(plan.kernel, desc, check_races=False)
+    t2 = time.process_time()
+    n = plan.kernel.instruction_count()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{label} (fast engine, own process): {n} instructions, {res.microseconds:.1f} us "
+          f"simulated, build {t1 - t0:.2f} CPU-s, engine {t2 - t1:.2f} CPU-s "
+          f"({n / (t2 - t1):,.0f} instr/CPU-s), peak resident memory {peak:.0f} MiB")
+
+
+def model_command() -> None:
+    """`npusim model llama-2-7b --soc Ascend910B4 --quant w4a16 --prefill-tokens 0` as a child
+    process (imports included): cold (empty result cache), warm (same cache), and cold on the
+    reference engine."""
+    cmd = [sys.executable, "-m", "npusim.cli", "model", "llama-2-7b", "--soc", "Ascend910B4",
+           "--quant", "w4a16", "--prefill-tokens", "0"]
+    with tempfile.TemporaryDirectory() as cache:
+        rows = []
+        for label, engine, fresh in (("cold", "fast", True), ("warm", "fast", False),
+                                     ("cold, reference engine", "reference", True)):
+            if fresh:
+                for f in os.listdir(cache):
+                    os.remove(os.path.join(cache, f))
+            env = dict(os.environ, NPUSIM_CACHE_DIR=cache, NPUSIM_ENGINE=engine)
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t = time.perf_counter()
+            subprocess.run(cmd, env=env, capture_output=True, check=True)
+            wall = time.perf_counter() - t
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            rows.append(f"{label} {wall:.2f} s wall / {cpu:.2f} CPU-s")
+    print("`npusim model llama-2-7b --soc Ascend910B4 --quant w4a16 --prefill-tokens 0` (32 layers "
+          "x 7 linear ops, imports included): " + "; ".join(rows))
+
+
+def profile_build(desc) -> None:
+    """cProfile of the prefill case's program generation: the top functions by own time."""
+    label, op, op_args = list(_cases())[-1]
+    prof = cProfile.Profile()
+    prof.enable()
+    operator_module(op).plan(desc, **op_args)
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(12)
+    print(f"program generation of {label}, by own time (cProfile):")
+    print("\n".join(line for line in buf.getvalue().splitlines() if line.strip())[-2500:])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--huge", action="store_true", help="also the 4096^3 prefill and matmul")
+    ap.add_argument("--huge", action="store_true", help="also fp16 matmul 8192^3 (fast only)")
+    ap.add_argument("--profile-build", action="store_true",
+                    help="profile the prefill case's program generation")
+    ap.add_argument("--no-model", action="store_true", help="skip the npusim model timing")
     args = ap.parse_args()
     print(f"machine: {platform.node()} {platform.machine()} Python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}; CPU-seconds (time.process_time), timing-only, "
@@ -81,24 +192,17 @@ def main() -> None:
     t = time.process_time()
     desc = resolve_soc(SOC)
     print(f"SoC load: {time.process_time() - t:.2f} CPU-s")
-    print("| case | instructions | simulated us | build CPU-s | engine CPU-s | engine instr/CPU-s "
-          "| end-to-end instr/CPU-s |")
-    print("|---|---|---|---|---|---|---|")
-    for label, op, op_args in _cases(args.huge):
-        t0 = time.process_time()
-        plan = operator_module(op).plan(desc, **op_args)
-        t1 = time.process_time()
-        res = run_kernel(plan.kernel, desc, check_races=False)
-        t2 = time.process_time()
-        n = plan.kernel.instruction_count()
-        print(f"| {label} | {n} | {res.microseconds:.1f} | {t1 - t0:.2f} | {t2 - t1:.2f} | "
-              f"{n / (t2 - t1):,.0f} | {n / (t2 - t0):,.0f} |")
+    engines_table(desc)
     print(f"\nbare simpy timeouts: {bare_simpy():,.0f} /CPU-s; hand-rolled heap events: "
           f"{bare_heap():,.0f} /CPU-s")
-    print("compiled engine: not available in this build (issue 14 items 2-3); only the simpy "
-          "reference engine is measured")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak resident memory: {peak:.0f} MiB")
+    print(f"peak resident memory (this process): {peak:.0f} MiB")
+    if args.huge:
+        huge_case()
+    if not args.no_model:
+        model_command()
+    if args.profile_build:
+        profile_build(desc)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of a user error (default: one line)")
+    parser.add_argument("--engine", choices=("fast", "reference"), default=None,
+                        help="engine of timing-only runs: fast (default) or the simpy reference "
+                             "(same results; $NPUSIM_ENGINE)")
     sub = parser.add_subparsers(dest="command")
     try:
         from npusim.hw.cli_socs import add_socs_parser
@@ -116,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
 
     add_model_parser(sub)
     args = parser.parse_args(argv)
+    from npusim.engine.fast import engine_environment
+
     try:
-        return _dispatch(parser, args)
+        with engine_environment(args.engine):
+            return _dispatch(parser, args)
     except SystemExit as exc:
         if isinstance(exc.code, str) and not args.debug:
             return _user_error(exc.code)

@@ -564,10 +564,17 @@ def run_kernel(
     check_races: bool = True,
     l2_page_bytes: int = 32768,
     l2_start: str | None = None,
+    engine: str | None = None,
 ) -> RunResult:
     """Simulate ``kernel`` on ``soc``; see :class:`Engine` and :data:`L2_START_MODES`
-    (``l2_start`` None = the :func:`default_l2_start` in force, normally "cold")."""
+    (``l2_start`` None = the :func:`default_l2_start` in force, normally "cold"). ``engine``:
+    "fast" (default: timing-only runs without race checks go to :mod:`npusim.engine.fast`, same
+    results) or "reference" (this module's simpy engine); see ``fast.selected_engine``."""
     mode = _check_l2_start(l2_start if l2_start is not None else _L2_START.get())
+    from npusim.engine import fast
+
+    if fast.use_fast(engine, functional=functional, check_races=check_races):
+        return fast.run_fast(kernel, soc, l2_page_bytes=l2_page_bytes, l2_start=mode)
     l2_state = None
     if mode == "repeat":
         l2_state = MemorySystem(soc, kernel.gm, page_bytes=l2_page_bytes).replay_launch(kernel)

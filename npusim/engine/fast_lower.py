@@ -1,0 +1,346 @@
+"""Lowering for the fast engine (issue 14 item 2): a kernel's instruction streams as compact tuples.
+
+Every pipe's queue becomes a list of tuples whose first element is an integer kind and whose other
+elements are what the event loop needs and nothing else: precomputed durations (idle and busy
+variants, already scaled to the AI-core clock), a flag slot, a cross-core counter, and for GM
+traffic the L2 pages each access touches (absolute pages: the GM address map is static). Local
+costs come from ``npusim.engine.timing`` exactly as the reference engine computes them, memoised
+per cost signature (the parameters the cost function reads), so each distinct signature is costed
+once per run. A cost function that raises is lowered to :data:`K_ERROR`; the event loop then hands
+the run to the reference engine, which raises the error at the same instruction.
+
+The same pass makes the reference engine's static checks (pipes, regions, flag ids, cross-core
+modes); :func:`lower` returns None when one fails, and the caller
+lets the reference engine raise the exact error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from npusim.engine import timing
+from npusim.engine.memory import MemorySystem
+from npusim.engine.program import BUFFERS, Kernel
+from npusim.isa.instructions import (
+    Cast,
+    CrossCoreSetFlag,
+    CrossCoreWaitFlag,
+    DataCopy,
+    FixPipe,
+    Mmad,
+    PipeBarrier,
+    Scalar,
+    SetFlag,
+    Vector,
+    WaitFlag,
+)
+from npusim.isa.operands import element_bytes
+
+# instruction kinds of the lowered streams; the last element of every tuple is the bytes the
+# instruction's record reports
+K_LOCAL = 0  # (K_LOCAL, dur_idle, dur_busy, nbytes): no GM, no flag (Mmad, Vector, local DMA)
+K_DMA = 1  # (K_DMA, local cycles, accesses, nbytes): a DataCopy with a GM side
+K_FIX = 2  # (K_FIX, cycles_idle, cycles_busy, accesses, clock scale, nbytes): FixPipe into GM
+K_SET = 3  # (K_SET, dur, flag slot, 0)
+K_XSET = 4  # (K_XSET, dur, mode, flag id, 0)
+K_WAIT = 5  # (K_WAIT, flag slot, 0)
+K_XWAIT = 6  # (K_XWAIT, (core, mode, flag id), 0)
+K_BARRIER = 7  # (K_BARRIER, 0)
+K_ERROR = 8  # (K_ERROR, exception, 0): the reference engine raises it when the pipe reaches it
+
+#: the L2 pages of one access, each (page, line mask, bytes, lines in mask)
+Pages = tuple[tuple[int, int, int, int], ...]
+#: (pages, write, allocate, atomic, bytes) of one GM access
+Access = tuple[Pages, bool, bool, bool, int]
+
+
+@dataclass
+class Lowered:
+    """A kernel lowered for the fast engine (one entry per pipe, in the reference's order)."""
+
+    kernel: Kernel
+    pipe_keys: list[tuple[int, str]]  # (core index, pipe name), simpy process creation order
+    streams: list[list[tuple]]  # per pipe: lowered instructions
+    core_accesses: list[list[Access]]  # per core: GM accesses in program order (repeat replay)
+    flag_slots: int
+    per_path_bytes: dict[str, int] = field(default_factory=dict)
+
+    def instrs(self) -> list[list[Any]]:
+        """Per pipe, the original instructions (for the names and kinds of records)."""
+        index = {key: p for p, key in enumerate(self.pipe_keys)}
+        out: list[list[Any]] = [[] for _ in self.pipe_keys]
+        for ci, core in enumerate(self.kernel.cores):
+            for ins in core.instrs:
+                out[index[(ci, ins.pipe)]].append(ins)
+        return out
+
+
+def _layout(r: Any) -> tuple[int, int, int, int]:
+    """(offset, rows, row bytes, stride) of a region, as Region's properties compute them."""
+    nb = r.nbytes
+    rsb = r.row_stride_bytes
+    if rsb is None:
+        return r.offset, 1, nb, nb
+    rows = r.shape[0]
+    return r.offset, rows, (nb // rows if rows else 0), rsb
+
+
+class _Kind:
+    """Per core kind: descriptor, clock scale, pipes, (capacity, alignment) per buffer."""
+
+    __slots__ = ("buffers", "desc", "flag_cycles", "index", "pipes", "scale")
+
+    def __init__(self, index: int, soc: Any, kind: str) -> None:
+        self.index = index
+        self.desc = desc = soc.core(kind)
+        self.scale = soc.aicore_freq_mhz / soc.freq_mhz(kind)
+        self.pipes = frozenset(desc.pipes)
+        self.buffers = {name: (b.capacity_bytes, b.alignment_bytes)
+                        for name, b in desc.buffers.items() if name in BUFFERS}
+        try:
+            self.flag_cycles = max(1, math.ceil(timing.flag_cycles(desc) * self.scale))
+        except Exception:  # the reference raises it at the first SetFlag
+            self.flag_cycles = -1
+
+
+class _Lowerer:
+    """Cost memo and GM page memo of one run (the cold paths of :func:`lower`)."""
+
+    def __init__(self, kernel: Kernel, soc: Any, mem: MemorySystem) -> None:
+        self.soc = soc
+        self.mem = mem
+        self.gm_sizes = {name: t.nbytes for name, t in kernel.gm.items()}
+        self.kinds: dict[str, _Kind] = {}
+        self.cost: dict[tuple, tuple] = {}
+        self.pages: dict[tuple, Pages] = {}
+
+    def kind(self, kind: str) -> _Kind:
+        k = self.kinds.get(kind)
+        if k is None:
+            k = self.kinds[kind] = _Kind(len(self.kinds), self.soc, kind)
+        return k
+
+    def region_ok(self, r: Any, kd: _Kind) -> bool:
+        """The reference's ``_check_region`` as a predicate."""
+        b = r.buffer
+        o = r.offset
+        nb = r.nbytes
+        rsb = r.row_stride_bytes
+        if rsb is None:
+            end = o + nb
+        else:
+            rows = r.shape[0]
+            end = o + (rows - 1) * rsb + (nb // rows if rows else 0)
+        if b == "GM":  # (BUFFERS holds GM; a local buffer must be in kd.buffers, all BUFFERS)
+            size = self.gm_sizes.get(r.tensor)
+            return size is not None and o >= 0 and end <= size
+        lim = kd.buffers.get(b)
+        if lim is None:  # not on this core (or not a buffer at all)
+            return False
+        return o >= 0 and end <= lim[0] and o % lim[1] == 0
+
+    def access(self, r: Any, layout: tuple[int, int, int, int], write: bool, allocate: bool,
+               atomic: bool) -> Access:
+        key = (r.tensor, layout)
+        pages = self.pages.get(key)
+        if pages is None:
+            pages = self.pages[key] = tuple(
+                (page, mask, nb, mask.bit_count()) for page, (mask, nb) in
+                self.mem._pages(r).items())
+        return (pages, write, allocate, atomic, r.nbytes)
+
+    def local(self, kd: _Kind, cost: Any, nbytes: int = 0) -> tuple:
+        """(K_LOCAL, idle, busy, nbytes) from ``cost(desc, was_idle)``, scaled to the AI-core
+        clock; (K_ERROR, exc, 0) when the cost function raises."""
+        try:
+            idle, busy = cost(kd.desc, True), cost(kd.desc, False)
+        except Exception as exc:  # raised by the reference at this instruction
+            return (K_ERROR, exc, 0)
+        s = kd.scale
+        return (K_LOCAL, max(1, math.ceil(idle * s)), max(1, math.ceil(busy * s)), nbytes)
+
+    def dma(self, ins: Any, kd: _Kind, core_acc: list[Access],
+            paths: dict[tuple[str, str], int]) -> tuple:
+        src, dst = ins.reads[0], ins.writes[0]
+        sb, db = src.buffer, dst.buffer
+        snb, dnb = src.nbytes, dst.nbytes
+        nbytes = snb if snb > dnb else dnb
+        pk = (sb, db)
+        paths[pk] = paths.get(pk, 0) + nbytes
+        sgm, dgm = sb == "GM", db == "GM"
+        if not (sgm or dgm):  # on-core copy: the whole lowered tuple is the memo entry
+            key = (DataCopy, kd.index, sb, db, nbytes, ins.transform)
+            low = self.cost.get(key)
+            if low is None:
+                try:
+                    local = timing.dma_local_cycles(kd.desc, ins)
+                except Exception as exc:  # raised by the reference here
+                    return (K_ERROR, exc, 0)
+                dur = max(1, local)  # the reference's ceil(end - now - 1e-9) of an integer
+                low = self.cost[key] = (K_LOCAL, dur, dur, nbytes)
+            return low
+        sl = _layout(src) if sgm else None
+        dl = _layout(dst) if dgm else None
+        key = (DataCopy, kd.index, sb, db, nbytes, ins.transform, sl, dl)
+        local = self.cost.get(key)
+        if local is None:
+            try:
+                local = self.cost[key] = timing.dma_local_cycles(kd.desc, ins)
+            except Exception as exc:  # raised by the reference here
+                return (K_ERROR, exc, 0)
+        if sgm and dgm:
+            accs: tuple = (self.access(src, sl, False, ins.l2_cache != "bypass", False),
+                           self.access(dst, dl, True, True, ins.atomic == "add"))
+        elif sgm:
+            accs = (self.access(src, sl, False, ins.l2_cache != "bypass", False),)
+        else:
+            accs = (self.access(dst, dl, True, True, ins.atomic == "add"),)
+        core_acc.extend(accs)
+        return (K_DMA, local, accs, nbytes)
+
+    def fix(self, ins: Any, kd: _Kind, core_acc: list[Access]) -> tuple:
+        src, dst = ins.reads[0], ins.writes[0]
+        dgm = dst.buffer == "GM"
+        key = (FixPipe, kd.index, ins.elements, ins.out_dtype, src.buffer, dst.buffer,
+               _layout(src) if src.buffer == "GM" else None, _layout(dst) if dgm else None)
+        low = self.cost.get(key)
+        if low is None:
+            if dgm:  # unscaled (idle, busy): the channel time joins them before scaling
+                try:
+                    low = (timing.fixpipe_cycles(kd.desc, ins, True),
+                           timing.fixpipe_cycles(kd.desc, ins, False))
+                except Exception as exc:  # raised by the reference here
+                    return (K_ERROR, exc, 0)
+            else:
+                low = self.local(kd, lambda d, idle: timing.fixpipe_cycles(d, ins, idle),
+                                 dst.nbytes)
+                if low[0] == K_ERROR:
+                    return low
+            self.cost[key] = low
+        if not dgm:
+            return low
+        acc = self.access(dst, _layout(dst), True, True, ins.atomic == "add")
+        core_acc.append(acc)
+        return (K_FIX, low[0], low[1], (acc,), kd.scale, dst.nbytes)
+
+    def other(self, ins: Any, cls: type, ci: int, kd: _Kind, core_acc: list[Access]) -> tuple:
+        """The less frequent classes: Vector, Cast, FixPipe, Scalar, barriers, cross-core."""
+        cost = self.cost
+        if cls is Vector or cls is Cast:
+            op_class = ins.op_class
+            reads: tuple = ()
+            if op_class in ("binary", "ternary"):  # the bank-conflict rule reads UB offsets
+                reads = tuple((r.buffer, r.offset) for r in ins.reads)
+            key = (Vector, kd.index, op_class, ins.elements, ins.dtype, reads)
+            low = cost.get(key)
+            if low is None:
+                low = cost[key] = self.local(kd, lambda d, idle: timing.vector_cycles(
+                    d, ins, idle, element_bytes(ins.dtype)))
+            return low
+        if cls is FixPipe:
+            return self.fix(ins, kd, core_acc)
+        if cls is Scalar:
+            key = (Scalar, kd.index, ins.count)
+            low = cost.get(key)
+            if low is None:
+                low = cost[key] = self.local(kd, lambda d, idle: timing.scalar_cycles(d, ins))
+            return low
+        if cls is CrossCoreWaitFlag:
+            return (K_XWAIT, (ci, ins.mode, ins.flag_id), 0)
+        if cls is CrossCoreSetFlag:
+            if kd.flag_cycles < 0:
+                return (K_ERROR, None, 0)
+            return (K_XSET, kd.flag_cycles, ins.mode, ins.flag_id, 0)
+        if cls is PipeBarrier:
+            return (K_BARRIER, 0)
+        return (K_ERROR, TypeError(f"no cost for {cls.__name__}"), 0)
+
+
+def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
+    """Lower every core's stream (pipes in the order the reference engine creates them); None
+    when a static check of the reference engine fails."""
+    lw = _Lowerer(kernel, soc, mem)
+    sync = soc.sync
+    event_ids = sync.event_ids
+    split = soc.organisation == "split"
+    xids = sync.cross_core_flag_ids
+    keys: list[tuple[int, str]] = []
+    streams: list[list[tuple]] = []
+    core_accesses: list[list[Access]] = []
+    paths: dict[tuple[str, str], int] = {}
+    nflags = 0
+    cost = lw.cost
+    region_ok = lw.region_ok
+    dma = lw.dma
+    for ci, core in enumerate(kernel.cores):
+        kd = lw.kind(core.kind)
+        pipes, ki, flag_cycles, bufs = kd.pipes, kd.index, kd.flag_cycles, kd.buffers
+        acc: list[Access] = []
+        core_accesses.append(acc)
+        pmap: dict[str, Any] = {}  # pipe -> its stream's append
+        flags: dict[tuple[type, str, str, int], tuple] = {}  # -> lowered SetFlag / WaitFlag
+        for ins in core.instrs:
+            pipe = ins.pipe
+            put = pmap.get(pipe)
+            if put is None:
+                if pipe not in pipes:
+                    return None
+                keys.append((ci, pipe))
+                streams.append([])
+                put = pmap[pipe] = streams[-1].append
+            for r in ins.reads:
+                lim = bufs.get(r.buffer)
+                if lim is not None and r.row_stride_bytes is None:  # contiguous, on the core
+                    o = r.offset
+                    if o < 0 or o + r.nbytes > lim[0] or o % lim[1]:
+                        return None
+                elif not region_ok(r, kd):
+                    return None
+            for r in ins.writes:
+                lim = bufs.get(r.buffer)
+                if lim is not None and r.row_stride_bytes is None:
+                    o = r.offset
+                    if o < 0 or o + r.nbytes > lim[0] or o % lim[1]:
+                        return None
+                elif not region_ok(r, kd):
+                    return None
+            cls = type(ins)
+            if cls is SetFlag or cls is WaitFlag:
+                fk = (cls, ins.src_pipe, ins.dst_pipe, ins.event_id)
+                low = flags.get(fk)
+                if low is None:
+                    if not (0 <= fk[3] < event_ids and fk[1] in pipes and fk[2] in pipes):
+                        return None
+                    other = flags.get((SetFlag if cls is WaitFlag else WaitFlag, *fk[1:]))
+                    if other is None:
+                        slot = nflags
+                        nflags += 1
+                    else:
+                        slot = other[1] if other[0] == K_WAIT else other[2]
+                    if cls is WaitFlag:
+                        low = (K_WAIT, slot, 0)
+                    elif flag_cycles < 0:
+                        low = (K_ERROR, None, 0)
+                    else:
+                        low = (K_SET, flag_cycles, slot, 0)
+                    flags[fk] = low
+            elif cls is DataCopy:
+                low = dma(ins, kd, acc, paths)
+            elif cls is Mmad:
+                key = (Mmad, ki, ins.m, ins.k, ins.n, ins.dtype)
+                low = cost.get(key)
+                if low is None:
+                    low = cost[key] = lw.local(kd, lambda d, idle, ins=ins: timing.mmad_cycles(
+                        d, ins, idle))
+            else:
+                if cls is CrossCoreSetFlag or cls is CrossCoreWaitFlag:
+                    if not (split and 0 <= ins.flag_id < xids and ins.mode in (0, 1, 2)):
+                        return None
+                    if ins.mode == 1 and core.kind != "aiv":
+                        return None
+                low = lw.other(ins, cls, ci, kd, acc)
+            put(low)
+    return Lowered(kernel, keys, streams, core_accesses, nflags,
+                   {f"{s}->{d}": v for (s, d), v in paths.items()})
