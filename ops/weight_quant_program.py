@@ -19,10 +19,10 @@ AICs, fp32 partials in a GM workspace reduced by all AIVs in a declared order) a
 ``weight_quant_program_fixpipe`` (Fixpipe: identity matmul + DEQF16 into L1, then the fp16
 matmul; 310P WeightNz on the coupled AI Core).
 
-Functional outputs: ``Custom``, ``Msd``, ``MsdSplitK``, ``MsdGroup`` and ``Fixpipe`` are replayed from their instructions
-(``REPLAYED_KERNELS``) and equal the numerics model ``compute`` (the test oracle) bit for bit;
-the other kernels' functional output is still their numerics model, computed once per run, and
-the run's notes say so.
+Functional outputs: ``Custom``, ``Msd``, ``MsdSplitK``, ``MsdGroup`` and ``Fixpipe`` are
+replayed from their instructions (``REPLAYED_KERNELS``) and equal the numerics model
+``compute`` (the test oracle) bit for bit; the other kernels' functional output is still their
+numerics model, computed once per run, and the run's notes say so.
 Every kernel's metadata declares ``compulsory_hbm_bytes`` (inputs and output once) for the
 summary's HBM bound.
 """

@@ -30,8 +30,17 @@ def bias_f32(args: WqbmmArgs) -> np.ndarray | None:
 
 
 def fixpipe_round(acc: np.ndarray, out_dtype: str) -> np.ndarray:
-    """Fixpipe F322F16 / F322BF16: RNE (documented); overflow saturates to the largest finite
-    value [declared model: fixpipe overflow behaviour is not documented]."""
+    """FixPipe F322F16 / F322BF16 on A2 / A3: RNE (documented); overflow gives +-inf, the
+    default Inf/NaN float-overflow mode of these SoCs (CANN ``aclrtFloatOverflowMode``; the same
+    rule as ``ops.matmul.FIXPIPE_CAST_SATURATES`` and the semantics table's FixPipe)."""
+    from npusim.numerics import RoundMode, cast_float
+
+    return np.asarray(cast_float(acc, out_dtype, RoundMode.RINT, saturate=False))
+
+
+def saturating_round(acc: np.ndarray, out_dtype: str) -> np.ndarray:
+    """The fp32 -> fp16 / bf16 conversion on the Atlas inference series (310P), which supports
+    only the saturation overflow mode: RNE, overflow to +-max (CANN runtime documentation)."""
     from npusim.numerics import RoundMode, cast_float
 
     return np.asarray(cast_float(acc, out_dtype, RoundMode.RINT, saturate=True))

@@ -18,7 +18,7 @@ Order of operations, from the structure of CANN's 310P kernel
 Declared models (the hardware behaviour is not published; named in ``NUMERICS_MODELS`` and in
 every run's notes): ``BIAS_MODEL`` - the bias enters as the accumulator's initial value, as a
 BiasTable would load it; ``L0C_TO_UB_CAST`` - the fp32 -> fp16 conversion on the L0C -> UB
-move rounds to nearest even and saturates on overflow (the FixPipe F322F16 rule).
+move rounds to nearest even and saturates on overflow (the 310P has only the saturation mode).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 
 from npusim.numerics.cube import cube_matmul_float
 from npusim.ops.weight_quant_batchmatmul.args import WqbmmArgs
-from npusim.ops.weight_quant_batchmatmul.numerics_common import bias_f32, fixpipe_round
+from npusim.ops.weight_quant_batchmatmul.numerics_common import bias_f32, saturating_round
 from npusim.ops.weight_quant_batchmatmul.numerics_custom import dequant_weight_fp16
 from npusim.ops.weight_quant_batchmatmul.soc_facts import SocFacts
 
@@ -54,4 +54,4 @@ def weight_nz_310p(args: WqbmmArgs, facts: SocFacts) -> np.ndarray:
         )
     w = dequant_weight_fp16(args)
     acc = cube_matmul_float(args.x, w, model=facts.cube_model, bias=bias_f32(args))
-    return fixpipe_round(acc, "float16")
+    return saturating_round(acc, "float16")
