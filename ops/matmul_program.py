@@ -372,7 +372,8 @@ class CubeEmitter:
                 elements=rm * rn,
                 out_dtype=epilogue.out_dtype,
                 mode=epilogue.mode,
-                fn=_fix_fn(c_reg, dst, epilogue, bm, bn) if fun else None,
+                fn=_fix_fn(c_reg, dst, epilogue, bm, bn) if fun and epilogue.convert else None,
+                replay=fun and epilogue.convert is None,  # parameter-free modes: the table
                 atomic=self.atomic,
             )
             bld.set_flag("FIX", "M", cbuf)

@@ -19,8 +19,8 @@ AICs, fp32 partials in a GM workspace reduced by all AIVs in a declared order) a
 ``weight_quant_program_fixpipe`` (Fixpipe: identity matmul + DEQF16 into L1, then the fp16
 matmul; 310P WeightNz on the coupled AI Core).
 
-Functional outputs: ``Custom``, ``Msd``, ``MsdSplitK``, ``MsdGroup`` and ``Fixpipe`` are
-replayed from their instructions (``REPLAYED_KERNELS``) and equal the numerics model
+Functional outputs: ``Custom``, ``Msd``, ``MsdSplitK``, ``MsdGroup``, ``Fixpipe`` and
+``CustomNzSplitK`` are replayed from their instructions (``REPLAYED_KERNELS``) and equal the numerics model
 ``compute`` (the test oracle) bit for bit; the other kernels' functional output is still their
 numerics model, computed once per run, and the run's notes say so.
 Every kernel's metadata declares ``compulsory_hbm_bytes`` (inputs and output once) for the
@@ -516,7 +516,8 @@ KERNEL_BUILDERS = {
 
 
 #: kernels whose functional outputs are replayed from their instructions
-REPLAYED_KERNELS = frozenset({"Custom", "Msd", "MsdSplitK", "MsdGroup", "Fixpipe"})
+REPLAYED_KERNELS = frozenset({"Custom", "Msd", "MsdSplitK", "MsdGroup", "Fixpipe",
+                              "CustomNzSplitK"})
 
 
 def _build_msd_multicore(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
@@ -801,6 +802,13 @@ def plan_weight_quant_batchmatmul(
         if args.bias is not None:  # the kernel loads the bias as given and casts it on the AIV
             data["bias"] = np.asarray(args.bias).astype(np_dtype(bias_dtype(s)))
         kern = build_msd_group(soc, s, pt, data)
+    elif name == "CustomNzSplitK" and replay:
+        from npusim.ops.weight_quant_program_splitk import (
+            build_dequant_splitk,
+            nz_splitk_replay_data,
+        )
+
+        kern = build_dequant_splitk(soc, s, pt, name, nz_splitk_replay_data(args))
     elif name == "Fixpipe" and replay:
         from npusim.ops.weight_quant_program_fixpipe import build_fixpipe, fixpipe_replay_data
 

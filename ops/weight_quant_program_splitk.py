@@ -30,8 +30,10 @@ with an ND weight and the Custom bf16 dequant (Cast, Add, Mul in fp32, Cast to b
 is CustomNzSplitK's default. It is reachable only through ``build_wqbmm`` and gives timing only;
 its numerics raise NotImplementedError.
 
-Functional outputs of these programs come from the numerics model (``compute``), not from the
-instructions: the instructions carry no value semantics.
+Functional runs of CustomNzSplitK replay its values (typed dequant, the NZ window delivered to UB
+in logical order under the declared local-tile model, the cube in the declared model, the
+core-ordered post pass) and equal ``numerics_custom.custom_nz_splitk`` bit for bit; SplitK's
+instructions carry timing only.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import math
 from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.isa.opcodes import VecOp
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     custom_nz_splitk_post_buffers,
@@ -67,8 +70,15 @@ def _ranges(total: int, size: int) -> list[tuple[int, int]]:
     return [(a, min(total, a + size)) for a in range(0, total, size)]
 
 
-def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str) -> Kernel:
-    """The CustomNzSplitK / SplitK program for the kernel tiling ``kt`` (CustomNzSplitKTiling)."""
+def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str,
+                         data: dict[str, Any] | None = None) -> Kernel:
+    """The CustomNzSplitK / SplitK program for the kernel tiling ``kt`` (CustomNzSplitKTiling);
+    with ``data`` (:func:`nz_splitk_replay_data`, CustomNzSplitK only) a functional run replays
+    its values."""
+    if data is not None and kernel != "CustomNzSplitK":
+        raise NotImplementedError(f"{kernel}: no replay (its numerics are not modelled)")
+    d = data or {}
+    cube_model = str(soc.numerics.cube_accumulation.model) if data is not None else ""
     order = getattr(getattr(soc, "numerics", None), "split_k_reduction_order", "")
     if order and order != "core_index_ascending":
         raise NotImplementedError(
@@ -87,16 +97,16 @@ def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str) -> Kerne
     strip, slots = kt.cube_single_n, kt.cache_num
     ngroups = math.ceil(s.k / s.group_size) if s.group_size else 1
     gm = {
-        "x": GMTensor("x", (s.m, s.k), xd),
-        "w": GMTensor("w", weight_storage_shape(s), s.w_dtype),
-        "scale": GMTensor("scale", (ngroups, s.n), xd),
+        "x": GMTensor("x", (s.m, s.k), xd, d.get("x")),
+        "w": GMTensor("w", weight_storage_shape(s), s.w_dtype, d.get("w")),
+        "scale": GMTensor("scale", (ngroups, s.n), xd, d.get("scale")),
         "ws": GMTensor("ws", (ncores * slots, kt.single_core_k, strip), xd, role="workspace"),
         "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
     }
     if s.has_offset:
-        gm["offset"] = GMTensor("offset", (ngroups, s.n), xd)
+        gm["offset"] = GMTensor("offset", (ngroups, s.n), xd, d.get("offset"))
     if s.has_bias:
-        gm["bias"] = GMTensor("bias", (s.n,), bias_dtype(s))
+        gm["bias"] = GMTensor("bias", (s.n,), bias_dtype(s), d.get("bias"))
     if post:
         gm["part"] = GMTensor("part", (dim_k, s.m, s.n), "float32", role="workspace")
     x_mat = GmMatrix("x", xd, s.k * 2)
@@ -116,8 +126,8 @@ def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str) -> Kerne
             soc,
             cube_t,
             xd,
-            functional=False,
-            cube_model="",
+            functional=data is not None,
+            cube_model=cube_model,
             with_bias=False,
         )
         if post:
@@ -151,7 +161,34 @@ def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str) -> Kerne
             cores.append(aiv)
     meta = kernel_meta(s, kernel, kt)
     meta["split_k_accumulation"] = SPLIT_K_ACCUMULATION if post else "none (one K block)"
+    if data is not None:
+        meta["functional_replay"] = f"instructions (semantics table; cube model {cube_model})"
     return Kernel(f"wqbmm_{kernel.lower()}", gm, cores, meta)
+
+
+def nz_splitk_replay_data(args: Any) -> dict[str, Any]:
+    """GM contents of the CustomNzSplitK program for a validated call: x, the weight as its
+    FRACTAL_NZ storage of the transposed (N, K) matrix (int4 packed two per byte), the (1, N)
+    parameters and the bias in the dtype the API takes."""
+    import numpy as np
+
+    from npusim.layouts.nz import nd_to_nz
+    from npusim.numerics import np_dtype
+
+    wt = np.ascontiguousarray(np.asarray(args.weight).T).astype(np.int8)  # (N, K)
+    if args.weight_dtype == "int4":
+        nz = nd_to_nz(wt, 64).astype(np.int16) & 0xF
+        w = (nz[..., 0::2] | (nz[..., 1::2] << 4)).astype(np.uint8)
+    else:
+        w = nd_to_nz(wt, 32)
+    out = {"x": np.ascontiguousarray(args.x), "w": np.ascontiguousarray(w),
+           "scale": np.broadcast_to(args.antiquant_scale, (1, args.n)).copy()}
+    if args.antiquant_offset is not None:
+        out["offset"] = np.broadcast_to(args.antiquant_offset, (1, args.n)).copy()
+    if args.bias is not None:
+        xd = "float16" if args.x_dtype == "float16" else "float32"
+        out["bias"] = np.asarray(args.bias).astype(np_dtype(xd))
+    return out
 
 
 def weight_storage_shape(s: WqbmmShape) -> tuple[int, ...]:
@@ -209,7 +246,9 @@ def _dequant_strips(
                 if it >= 2:
                     b.wait_flag("V", "MTE2", i)
                 wreg = Region("UB", u["w"].offset, (nr, width), s.w_dtype)
-                b.dma(weight_tile_region(s, r0, nr, c0, width), wreg, name="weight GM->UB")
+                # an NZ window lands in UB in logical order (declared local-tile model)
+                b.dma(weight_tile_region(s, r0, nr, c0, width), wreg, name="weight GM->UB",
+                      transform="nz2nd" if s.weight_nz else "")
                 prm = u["p"]
                 for g in _groups(s, r0, r1):
                     b.dma(
@@ -262,40 +301,47 @@ def _dequant_ops(
     oreg: Region,
     width: int,
 ) -> None:
-    """The vector dequant of one pass (timing; see ``numerics_custom`` for the values).
+    """The vector dequant of one pass, typed (values from the semantics table, in the order of
+    ``numerics_custom``).
 
     fp16 x (both kernels): Cast w->half, Add offset, Mul scale (fp16). CustomNzSplitK bf16:
-    Cast w->half, Add offset (fp16), Cast half->fp32->bf16 (the scale comes after the matmul).
-    SplitK bf16 (the Custom chain): Cast w->half->fp32, Add offset, Mul scale (fp32), Cast to
-    bf16. Per-channel parameters of an NZ tile vary along its rows and are first broadcast per
-    32 B block (Brcb)."""
+    Cast the offset bf16->fp16, Cast w->half, Add offset (fp16), Cast half->fp32->bf16 (the scale
+    comes after the matmul). SplitK bf16 (the Custom chain): Cast w->half->fp32, Add offset, Mul
+    scale (fp32), Cast to bf16. An NZ tile's per-channel parameters vary along its rows on the
+    device and are first broadcast per 32 B block (Brcb, kept for its time); the tile is in
+    logical order here, so the values use the parameter rows as column broadcasts."""
     xd, shape = s.x_dtype, oreg.shape
     n_el = shape[0] * shape[1]
     h = Region("UB", u["h"].offset, shape, "float16")
     prm = u["p"]
-    b.vec("Cast w->half", "convert", h, (wreg,), elements=n_el, dtype=s.w_dtype)
-    par = prm
+    scale = Region("UB", prm.offset, (width,), xd)
+    offset = Region("UB", prm.offset + prm.shape[1] * 4, (width,), xd)
+    if xd == "bfloat16" and kernel != "SplitK" and s.has_offset:
+        offset16 = Region("UB", offset.offset, (width,), "float16")
+        b.cast(offset16, offset, name="Cast offset bf16->fp16")
+        offset = offset16
+    b.cast(h, wreg, name="Cast w->half")
     if u["b"] is not None:
-        par = u["b"]
-        b.vec("Brcb params", "dup", par, (prm,), elements=width * 16 * (1 + s.has_offset),
+        b.vec("Brcb params", "dup", u["b"], (prm,), elements=width * 16 * (1 + s.has_offset),
               dtype="float16")
     if xd == "float16":
         if s.has_offset:
-            b.vec("Add offset", "binary", h, (h, par), elements=n_el, dtype="float16")
-        b.vec("Mul scale", "binary", oreg, (h, par), elements=n_el, dtype="float16")
+            b.vop(VecOp.ADD, h, (h, offset), name="Add offset")
+        b.vop(VecOp.MUL, oreg, (h, scale), name="Mul scale")
         return
     f = Region("UB", u["f"].offset, shape, "float32")
-    if kernel == "SplitK":
+    if kernel == "SplitK":  # timing only (no numerics): the Custom bf16 chain's instructions
         b.vec("Cast half->fp32", "convert", f, (h,), elements=n_el, dtype="float16")
         b.vec("Cast params->fp32", "convert", prm, (prm,), elements=2 * width, dtype="bfloat16")
         if s.has_offset:
-            b.vec("Add offset", "binary", f, (f, par), elements=n_el, dtype="float32")
-        b.vec("Mul scale", "binary", f, (f, par), elements=n_el, dtype="float32")
-    else:
-        if s.has_offset:
-            b.vec("Add offset", "binary", h, (h, par), elements=n_el, dtype="float16")
-        b.vec("Cast half->fp32", "convert", f, (h,), elements=n_el, dtype="float16")
-    b.vec("Cast fp32->bf16", "convert", oreg, (f,), elements=n_el, dtype="float32")
+            b.vec("Add offset", "binary", f, (f, prm), elements=n_el, dtype="float32")
+        b.vec("Mul scale", "binary", f, (f, prm), elements=n_el, dtype="float32")
+        b.vec("Cast fp32->bf16", "convert", oreg, (f,), elements=n_el, dtype="float32")
+        return
+    if s.has_offset:
+        b.vop(VecOp.ADD, h, (h, offset), name="Add offset")
+    b.cast(f, h, name="Cast half->fp32")
+    b.cast(oreg, f, name="Cast fp32->bf16")
 
 
 def _post_pass(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, dim_k: int) -> None:
@@ -316,7 +362,6 @@ def _post_pass(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, dim_k: int) ->
     for m0, m1 in _ranges(s.m, pm):
         for c0, c1 in [(c_lo + a, c_lo + e) for a, e in _ranges(c_hi - c_lo, pn)]:
             rows, width = m1 - m0, c1 - c0
-            n_el = rows * width
             if not first:
                 b.wait_flag("MTE3", "MTE2", 1)
             first = False
@@ -332,25 +377,32 @@ def _post_pass(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, dim_k: int) ->
                 )
                 b.sync("MTE2", "V", 0)
                 if ki > 0:
-                    b.vec("Add partial", "binary", acc, (acc, tmp), elements=n_el,
-                          dtype="float32")
+                    acc_r = Region("UB", acc.offset, (rows, width), "float32")
+                    b.vop(VecOp.ADD, acc_r, (acc_r, Region("UB", tmp.offset, (rows, width),
+                                                          "float32")), name="Add partial")
                     if ki < dim_k - 1:
                         b.set_flag("V", "MTE2", 0)
             if s.x_dtype == "bfloat16":
                 b.dma(Region("GM", c0 * 2, (width,), s.x_dtype, "scale"),
                       Region("UB", raw.offset, (width,), s.x_dtype), name="scale GM->UB")
                 b.sync("MTE2", "V", 2)
-                b.vec("Cast scale->fp32", "convert", sc, (raw,), elements=width, dtype="bfloat16")
-                b.vec("Mul scale", "binary", acc, (acc, sc), elements=n_el, dtype="float32")
+                sc_r = Region("UB", sc.offset, (width,), "float32")
+                b.cast(sc_r, Region("UB", raw.offset, (width,), s.x_dtype), name="Cast scale->fp32")
+                acc_r = Region("UB", acc.offset, (rows, width), "float32")
+                b.vop(VecOp.MUL, acc_r, (acc_r, sc_r), name="Mul scale")
             if s.has_bias:
                 bdt = bias_dtype(s)
                 b.dma(Region("GM", c0 * ITEM[bdt], (width,), bdt, "bias"),
                       Region("UB", bi.offset, (width,), bdt), name="bias GM->UB")
                 b.sync("MTE2", "V", 3)
+                bi_r = Region("UB", bi.offset, (width,), "float32")
                 if bdt != "float32":
-                    b.vec("Cast bias->fp32", "convert", bi, (bi,), elements=width, dtype=bdt)
-                b.vec("Add bias", "binary", acc, (acc, bi), elements=n_el, dtype="float32")
-            b.vec("Cast ROUND -> out", "convert", out, (acc,), elements=n_el, dtype="float32")
+                    b.cast(bi_r, Region("UB", bi.offset, (width,), bdt), name="Cast bias->fp32")
+                acc_r = Region("UB", acc.offset, (rows, width), "float32")
+                b.vop(VecOp.ADD, acc_r, (acc_r, bi_r), name="Add bias")
+            b.cast(Region("UB", out.offset, (rows, width), s.out_dtype),
+                   Region("UB", acc.offset, (rows, width), "float32"), round_mode="round",
+                   name="Cast ROUND -> out")
             b.sync("V", "MTE3", 2)
             b.dma(
                 Region("UB", out.offset, (rows, width), s.out_dtype),

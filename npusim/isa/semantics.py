@@ -10,7 +10,8 @@ Declared models (the hardware behaviour is not published; named in ``DECLARED_MO
 - addressing: a vector source whose region shape broadcasts to the destination's stands for a
   repeat / block stride of 0 (one row or one scalar block reused), elements in row-major order;
 - local buffers hold tiles in logical row-major order; ``nd2nz`` / ``nz2nd`` DataCopies change the
-  cost, not the element order inside L1 / L0 (``dn2nz`` transposes a column-major source);
+  cost, not the element order inside L1 / L0 (``dn2nz`` transposes a column-major source; an
+  ``nz2nd`` copy of a GM FRACTAL_NZ window into a local buffer delivers the logical order);
 - ``Axpy`` / ``MulAddDst``: the product is rounded to the working dtype, then the sum (not fused),
   as ``npusim.ops.weight_quant_batchmatmul.vector_ops``;
 - ``BlockReduceSum`` / ``WholeReduceSum``: a pairwise tree inside each 32 B block / repeat;
@@ -116,6 +117,15 @@ def data_copy(ins: DataCopy, ctx: Any) -> None:
         if dst.dtype != "int4":
             raise _err(ins, f"copy int4 -> {dst.dtype}: a DataCopy moves bytes")
         _store(ctx, dst, _logical(ctx, src).T.reshape(dst.shape))
+        return
+    if ins.transform == Transform.NZ2ND and src.buffer == "GM" and dst.buffer != "GM":
+        # a GM FRACTAL_NZ window (runs of cols x c0 elements) into a local tile, which holds
+        # the logical (rows, cols) order (the declared local-tile model)
+        rows, cols = dst.shape
+        v = _logical(ctx, src)
+        c0 = v.shape[-1] // cols
+        tile = v.reshape(-1, cols, c0).transpose(0, 2, 1).reshape(-1, cols)[:rows]
+        _store(ctx, dst, np.ascontiguousarray(tile))
         return
     data = ctx.read(src)
     if ins.transform == Transform.DN2NZ:
