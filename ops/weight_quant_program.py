@@ -20,9 +20,9 @@ AICs, fp32 partials in a GM workspace reduced by all AIVs in a declared order) a
 matmul; 310P WeightNz on the coupled AI Core).
 
 Functional outputs: ``Custom``, ``Msd``, ``MsdSplitK``, ``MsdGroup``, ``Fixpipe`` and
-``CustomNzSplitK`` are replayed from their instructions (``REPLAYED_KERNELS``) and equal the numerics model
-``compute`` (the test oracle) bit for bit; the other kernels' functional output is still their
-numerics model, computed once per run, and the run's notes say so.
+``CustomNzSplitK`` are replayed from their instructions (``REPLAYED_KERNELS``) and equal the
+numerics model ``compute`` (the test oracle) bit for bit; the other kernels' functional output
+is still their numerics model, computed once per run, and the run's notes say so.
 Every kernel's metadata declares ``compulsory_hbm_bytes`` (inputs and output once) for the
 summary's HBM bound.
 """
