@@ -6,6 +6,7 @@ and stale data behave as on the device.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -77,10 +78,10 @@ class FunctionalContext:
         if r.dtype == "int4":
             shape = (*shape[:-1], (shape[-1] + 1) // 2) if shape else (1,)
         if r.row_stride_bytes is None:
-            n = int(np.prod(shape)) * dt.itemsize
+            n = math.prod(shape) * dt.itemsize
             return raw[r.offset : r.offset + n].view(dt).reshape(shape)
         rows = shape[0]
-        cols_bytes = int(np.prod(shape[1:])) * dt.itemsize
+        cols_bytes = math.prod(shape[1:]) * dt.itemsize
         base = raw[r.offset :]
         win = as_strided(base, shape=(rows, cols_bytes), strides=(r.row_stride_bytes, 1))
         return win.view(dt).reshape(shape)

@@ -30,8 +30,9 @@ _F64_EPS = 2.0**-52
 def cube_matmul_int(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Exact integer matmul (int8/int4 x int8/int4 -> int32 as on the cube).
 
-    Uses float64 BLAS, exact while every partial sum stays below 2^53 (always true for
-    |a|, |b| <= 128 and K <= 2^38); falls back to an int64 matmul otherwise. Wraps to int32 like
+    Uses float32 BLAS while every partial sum stays below 2^24 (int8 x int8 blocks of K <= 1024),
+    float64 BLAS below 2^53 (always true for |a|, |b| <= 128 and K <= 2^38), an int64 matmul
+    otherwise - each exact. Wraps to int32 like
     the L0C register.
     """
     a = np.asarray(a)
@@ -43,7 +44,11 @@ def cube_matmul_int(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     k = a.shape[1]
     amax = int(np.abs(a.astype(np.int64)).max(initial=0))
     bmax = int(np.abs(b.astype(np.int64)).max(initial=0))
-    if amax * bmax * max(k, 1) < 2**53:
+    bound = amax * bmax * max(k, 1)
+    if bound < 2**24:  # every partial sum is an integer exact in float32
+        out = a.astype(np.float32) @ b.astype(np.float32)
+        return out.astype(np.int64).astype(np.int32)
+    if bound < 2**53:
         out = a.astype(np.float64) @ b.astype(np.float64)
         return out.astype(np.int64).astype(np.int32)
     return (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
