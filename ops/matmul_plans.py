@@ -218,10 +218,14 @@ def check_matmul(res: Any, op_args: dict) -> str:
 
 def cli_quant_matmul(ns: Any, functional: bool, rng: np.random.Generator) -> dict:
     """``npusim run quant_matmul``: W8A8 --m --k --n (default 1024), --out-dtype (int8)."""
+    from npusim.ops.quant_matmul import LAST_DIM_LIMIT
     from npusim.spec import spec
 
     m, k, n = ns.m or 1024, ns.k or 1024, ns.n or 1024
     out = ns.out_dtype or "int8"
+    if n > LAST_DIM_LIMIT:  # checked before the scale array of n values is drawn
+        raise ValueError(f"--n {n}: x2's last dim must be <= {LAST_DIM_LIMIT} "
+                         "(npu_quant_matmul)")
     scale = rng.uniform(1e-4, 2e-3, n).astype(np.float32)
     if functional:
         x1 = rng.integers(-128, 128, (m, k), dtype=np.int8)

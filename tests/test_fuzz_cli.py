@@ -81,6 +81,7 @@ def test_run_with_odd_flags_is_clean(capsys, argv):
     ["run", "matmul", "--max-instructions", "10"],
     ["run", "vector_add", "--step", "H9"],
     ["run", "tensor_copy", "--n-elements", "0"],
+    ["run", "quant_matmul", "--n", "2147483647"],  # drew a 16 GiB scale array before the check
     ["run", "weight_quant_batchmatmul", "--kernel", "NoSuchKernel"],
     ["socs", "show", "NoSuchSoc"],
     ["report", "/no/such/results.csv"],

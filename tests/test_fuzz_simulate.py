@@ -173,3 +173,34 @@ def test_junk_tilings_are_clear_errors(op, tiling):
         assert str(exc).strip()
         return
     pytest.fail(f"{op} accepted tiling {tiling!r} ({out.cycles} cycles)")
+
+
+WQ_ARGS = {"x": spec((16, 512), "float16"), "weight": spec((512, 512), "int8"),
+           "antiquant_scale": spec((512,), "float16")}
+WQ_FIELDS = {"cube_cores": 2, "strip_n": 256, "slots": 2, "vec_rows": 128, "base_m": 16,
+             "base_n": 256, "base_k": 128, "step_k": 4}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("slots", 0), ("step_k", 0), ("base_m", 0), ("vec_rows", 0), ("base_n", -16),
+    ("base_k", 7), ("strip_n", 3),
+])
+@pytest.mark.xfail(strict=True, reason="issue 17: WqbmmProgramTiling (ops/weight_quant_program.py,"
+                   " the lead's file) has no validator; slots/step_k = 0 divide by zero, zero or"
+                   " negative sizes simulate, base_k = 7 fails in the engine, not naming the field")
+def test_user_wqbmm_program_tiling_errors_name_field_value_and_limit(field, value):
+    """A user WqbmmProgramTiling with a bad field is a ValueError naming field and value."""
+    from npusim.ops.weight_quant_program import WqbmmProgramTiling
+
+    t = WqbmmProgramTiling(**{**WQ_FIELDS, field: value})
+    with pytest.raises(ValueError, match=f"{field}={value}"):
+        npusim.simulate("weight_quant_batchmatmul", "Ascend910B2", t, **WQ_ARGS)
+
+
+def test_the_wqbmm_program_tiling_above_is_legal():
+    """The unmutated tiling of the xfail cases runs (they fail for their field, not the rest)."""
+    from npusim.ops.weight_quant_program import WqbmmProgramTiling
+
+    res = npusim.simulate("weight_quant_batchmatmul", "Ascend910B2",
+                          WqbmmProgramTiling(**WQ_FIELDS), **WQ_ARGS)
+    assert res.cycles > 0
