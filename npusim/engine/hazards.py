@@ -10,6 +10,7 @@ PipeBarrier there; npusim executes a pipe's queue strictly one after another, wh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,22 +18,20 @@ from npusim.engine.errors import RaceError
 from npusim.engine.program import Region
 
 
-@dataclass(frozen=True, slots=True)
-class Footprint:
-    """Byte rows touched by a region: ``rows`` rows of ``row_bytes`` every ``stride`` bytes."""
+class Footprint(NamedTuple):
+    """Byte rows touched by a region: ``rows`` rows of ``row_bytes`` every ``stride`` bytes,
+    ending at ``end`` (a tuple: compared and hashed at C speed, the checker's hot path)."""
 
     start: int
     rows: int
     stride: int
     row_bytes: int
+    end: int
 
     @classmethod
     def of(cls, r: Region) -> Footprint:
-        return cls(r.offset, r.rows, r.stride, r.row_bytes)
-
-    @property
-    def end(self) -> int:
-        return self.start + (self.rows - 1) * self.stride + self.row_bytes
+        start, rows, stride, row_bytes = r.offset, r.rows, r.stride, r.row_bytes
+        return cls(start, rows, stride, row_bytes, start + (rows - 1) * stride + row_bytes)
 
     def overlaps(self, o: Footprint) -> bool:
         if self.end <= o.start or o.end <= self.start:
@@ -67,6 +66,8 @@ class HazardTracker:
         self.know = np.full((n, n), -1, dtype=np.int64)
         self.writes: dict[tuple, list[_Access]] = {}
         self.reads: dict[tuple, list[_Access]] = {}
+        self._limit: dict[tuple, int] = {}  # list length that triggers the next pruning
+        self._core_pipes: dict[str, np.ndarray] = {}
 
     def completed(self, pipe: int, seq: int) -> None:
         self.know[pipe, pipe] = seq
@@ -76,6 +77,29 @@ class HazardTracker:
 
     def merge(self, pipe: int, payload: np.ndarray) -> None:
         np.maximum(self.know[pipe], payload, out=self.know[pipe])
+
+    def _pipes_of(self, core: str) -> np.ndarray:
+        """Indices of the pipes of ``core`` (pipe names are ``<core>/<pipe>``)."""
+        if core not in self._core_pipes:
+            self._core_pipes[core] = np.array(
+                [i for i, n in enumerate(self.names) if n.split("/")[0] == core], dtype=np.int64)
+        return self._core_pipes[core]
+
+    def _prune(self, space: tuple) -> None:
+        """Drop the accesses of a core-local space that every pipe of that core already knows
+        completed: knowledge only grows, so no later access can race with them (same result,
+        shorter lists)."""
+        pipes = self._pipes_of(space[0])
+        sub = self.know[pipes]
+
+        def live(a: _Access) -> bool:
+            return bool((sub[:, a.pipe] < a.seq).any())
+
+        for table in (self.writes, self.reads):
+            if space in table:
+                table[space] = [a for a in table[space] if live(a)]
+        size = len(self.writes.get(space, ())) + len(self.reads.get(space, ()))
+        self._limit[space] = max(64, 2 * size)
 
     def _ordered(self, pipe: int, acc: _Access) -> bool:
         return acc.pipe == pipe or self.know[pipe, acc.pipe] >= acc.seq
@@ -115,6 +139,9 @@ class HazardTracker:
             lst = self.reads.setdefault(space, [])
             lst[:] = [r for r in lst if not (r.fp == fp and r.pipe == pipe)]
             lst.append(_Access(fp, pipe, seq, name))
+        if space[0] != "GM" and (len(self.writes.get(space, ())) + len(self.reads.get(space, ()))
+                                 > self._limit.get(space, 64)):
+            self._prune(space)
 
 
 def _space_name(space: tuple) -> str:
