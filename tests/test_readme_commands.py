@@ -144,10 +144,10 @@ def test_readme_command_runs_and_ends_with_a_sentence(line, cmd, workdir, reques
     argv = shlex.split(cmd)
     if argv[0] == "python":
         argv[0] = sys.executable
-    elif argv[0] == "npusim":
-        argv[0] = shutil.which("npusim") or argv[0]
     # the commands of this environment first (a venv's npusim, not another install on PATH)
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    if argv[0] == "npusim":
+        argv[0] = shutil.which("npusim", path=path) or argv[0]
     env = dict(os.environ, XDG_CACHE_HOME=str(workdir / "cache"), MPLBACKEND="Agg", PATH=path)
     proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True,
                           timeout=1200)
