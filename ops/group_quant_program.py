@@ -41,7 +41,8 @@ GroupQuantTiling = RowChunkTiling
 def default_row_chunk_tiling(soc: Any, rows: int, h: int, op: str,
                              ub_bytes: Callable[[RowChunkTiling], int]) -> RowChunkTiling:
     """The kernels' rule: every AIV (at most one per row), H chunks of up to PEER_H (a multiple
-    of 64), an fp32 work tile of UB_PASS_BYTES per pass, halved until ``ub_bytes`` fits UB."""
+    of 64), an fp32 work tile of UB_PASS_BYTES per pass, halved until ``ub_bytes`` fits UB (the
+    rows per pass first, then - one row still too wide - the H chunk)."""
     avail = soc.core_counts().get("aiv", 0)
     if avail == 0:
         raise NotImplementedError(
@@ -53,6 +54,8 @@ def default_row_chunk_tiling(soc: Any, rows: int, h: int, op: str,
     ub = soc.core("aiv").buffers["UB"].capacity_bytes
     while t.rows_per_pass > 1 and ub_bytes(t) > ub:  # keep the ping-pong working set in UB
         t = RowChunkTiling(t.cores, t.h_chunk, t.rows_per_pass // 2, t.double_buffer)
+    while t.h_chunk > 64 and ub_bytes(t) > ub:  # one row still too wide: narrower H chunks
+        t = RowChunkTiling(t.cores, max(64, t.h_chunk // 2 // 64 * 64), 1, t.double_buffer)
     return t
 
 

@@ -357,3 +357,15 @@ def test_e_zero_is_a_host_error_even_when_emulating():
     args = _args(scale=np.ones((0, 8), np.float16), group_index=np.array([], np.int32))
     with pytest.raises(ValueError, match="E >= 1"):
         validate_group_quant(**args, emulate_hardware_trap=True)
+
+
+def test_default_tiling_fits_ub_for_wide_rows():
+    """H = 18944 (qwen2-7b's intermediate size): one 8192-wide row already overflows UB, so the
+    default narrows the H chunk; the run simulates instead of failing."""
+    from npusim.hw import load_soc
+    from npusim.ops.group_quant_program import _ub_bytes, default_group_quant_tiling
+
+    soc = load_soc("Ascend910B2")
+    t = default_group_quant_tiling(soc, 16, 18944)
+    assert t.h_chunk < 8192 and t.h_chunk % 64 == 0
+    assert _ub_bytes(t) <= soc.core("aiv").buffers["UB"].capacity_bytes

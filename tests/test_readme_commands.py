@@ -40,12 +40,7 @@ SKIP = {
 
 #: README command -> why it fails today (a known bug, reported; strict: the fix turns it green
 #: and this entry must go).
-KNOWN_FAILING = {
-    "npusim model qwen2-7b --quant w8a8 --soc Ascend910B4 --soc Ascend910B2 --set "
-    "memory.hbm.bandwidth_gb_per_s=3200 --plot model.png":
-        "group_quant's default tiling for H = 18944 (qwen2-7b's intermediate size) needs 245760 B "
-        "of UB > 196608 B (npusim run group_quant --m 16 --k 18944 fails the same way)",
-}
+KNOWN_FAILING: dict[str, str] = {}
 
 #: README command -> (the command the test runs instead, why). Only narrowing the data, never the
 #: code path: the same subcommand and flags on fewer rows.
