@@ -300,5 +300,5 @@ def model_command(args: Any) -> int:
                              f"{b.total_us / r.total_us:.2f}x")
             print(f"| {label} | {' | '.join(cells)} |")
     if args.plot:
-        print(f"\nplot: {plot_variants(results, args.plot)}")
+        print(f"\nThe what-if plot is written to {plot_variants(results, args.plot)}.")
     return 0
