@@ -113,3 +113,26 @@ def test_a4w4_pertoken_equals_the_int8_pertoken_path():
     with pytest.raises(ValueError, match="supported-combination table"):
         npu_quant_matmul(qa, qb, scale, pertoken_scale=ptk, bias=torch.zeros(32),
                          output_dtype=torch.float16)
+
+
+def test_310p_batched_weight_quant_broadcasts_batches_of_the_2d_call():
+    """On 310P a batched x / weight (op-plugin's 310P test passes 4-D operands) broadcasts
+    its batch dims; each output matrix is the 2-D call on its pair (declared: batches are
+    independent problems), non-transposed int8 weights included; A2 still refuses batches."""
+    from npusim.torch_npu import npu_weight_quant_batchmatmul
+
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn((2, 1, 4, 32), generator=gen).half()
+    w = torch.randint(-128, 128, (3, 32, 16), dtype=torch.int8, generator=gen)
+    s = (torch.rand((1, 16), generator=gen) / 64).half()
+    o = torch.randn((1, 16), generator=gen).half()
+    y = npu_weight_quant_batchmatmul(x, w, s, o, soc="Ascend310P3")
+    assert y.shape == (2, 3, 4, 16) and y.dtype == torch.float16
+    for i in range(2):
+        for j in range(3):
+            want = npu_weight_quant_batchmatmul(x[i, 0], w[j], s, o, soc="Ascend310P3")
+            assert torch.equal(y[i, j].view(torch.int16), want.view(torch.int16))
+    ref = torch.matmul(x.float(), ((w.float() + o.float()) * s.float()))
+    assert torch.allclose(y.float(), ref, rtol=1e-2, atol=1e-2)
+    with pytest.raises(ValueError, match="A2/A3"):
+        npu_weight_quant_batchmatmul(x, w, s, o, soc="Ascend910B2")

@@ -128,12 +128,63 @@ def npu_weight_quant_batchmatmul(
     from npusim.torch_npu._state import resolve
 
     soc = resolve(soc)
+    if _batched_on_coupled(x, weight, soc):
+        return _batched_310p(
+            x, weight, antiquant_scale, antiquant_offset, quant_scale, quant_offset, bias,
+            antiquant_group_size, inner_precise, soc=soc, kernel=kernel,
+            deterministic=deterministic, tiling=tiling, weight_dtype=weight_dtype)
     args, torch_in = _normalize(
         x, weight, antiquant_scale, antiquant_offset, quant_scale, quant_offset, bias,
         antiquant_group_size, inner_precise, soc, weight_dtype,
     )  # fmt: skip
     chosen = select_kernel(args, soc, deterministic=deterministic, kernel=kernel)
     out = compute(args, chosen, soc, tiling=tiling)
+    if not torch_in:
+        return out
+    from npusim.torch_npu._convert import to_output
+
+    return to_output(out, True)
+
+
+def _batched_on_coupled(x: Any, weight: Any, soc: Any) -> bool:
+    """True for an x or weight with batch dims on a coupled (310P) SoC."""
+    from npusim.ops.weight_quant_batchmatmul.soc_facts import soc_facts
+
+    def logical_ndim(a: Any) -> int:  # a numpy NZ array's shape is its storage shape
+        if getattr(a, "npu_format", 2) == 29 and getattr(a, "origin_shape", None) is not None:
+            return len(a.origin_shape)
+        return len(getattr(a, "shape", ()))
+
+    return max(logical_ndim(x), logical_ndim(weight)) > 2 and not soc_facts(soc).split
+
+
+def _batched_310p(x: Any, weight: Any, antiquant_scale: Any, antiquant_offset: Any,
+                  quant_scale: Any, quant_offset: Any, bias: Any, antiquant_group_size: int,
+                  inner_precise: int, **kw: Any) -> Any:
+    """Batched x / weight on 310P (op-plugin's 310P test passes 4-D operands): the batch dims
+    broadcast, each (M, K) x (K, N) matrix pair is the 2-D call on the same kernel, stacked.
+
+    Declared model: batches are independent 2-D problems (same kernel, same per-matrix
+    numerics); the kernel's batch loop order cannot change a value. A FRACTAL_NZ batched
+    weight is not modelled."""
+    from npusim.ops.matmul import broadcast_batch
+    from npusim.torch_npu._tensor import ACL_FORMAT_FRACTAL_NZ, get_npu_format
+
+    if get_npu_format(weight) == ACL_FORMAT_FRACTAL_NZ:
+        raise NotImplementedError("weight: a batched FRACTAL_NZ weight on 310P is not modelled")
+    (xa, torch_in), (wa, _) = _to_numpy(x, "x"), _to_numpy(weight, "weight")
+    for name, a in (("x", xa), ("weight", wa)):
+        if not 2 <= a.ndim <= 6:
+            raise ValueError(f"{name}.ndim={a.ndim}: must be in range [2, 6]")
+    batch = broadcast_batch(xa.shape[:-2], wa.shape[:-2], "x/weight")
+    xb = np.broadcast_to(xa, (*batch, *xa.shape[-2:]))
+    wb = np.broadcast_to(wa, (*batch, *wa.shape[-2:]))
+    rest = [_to_numpy(v, n)[0] for v, n in zip(
+        (antiquant_scale, antiquant_offset, quant_scale, quant_offset, bias), _ARG_NAMES[2:],
+        strict=True)]
+    outs = [npu_weight_quant_batchmatmul(xb[i], wb[i], *rest, antiquant_group_size,
+                                         inner_precise, **kw) for i in np.ndindex(*batch)]
+    out = np.stack(outs).reshape(*batch, *outs[0].shape)
     if not torch_in:
         return out
     from npusim.torch_npu._convert import to_output
