@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from _wqbmm_replay import B2, args_of, bits, fixpipe_call, nz_call, oracle
 
 import npusim
 from npusim.engine.sim import run_kernel
@@ -13,14 +14,11 @@ from npusim.ops.weight_quant_batchmatmul import (
     compute,
     default_tiling,
     normalize_args,
-    transpose_nz,
 )
 from npusim.ops.weight_quant_program import WqbmmShape, build_wqbmm
 from npusim.runner import resolve_soc
 from npusim.spec import spec
-from npusim.torch_npu import npu_format_cast, npu_weight_quant_batchmatmul
-
-B2 = "Ascend910B2"
+from npusim.torch_npu import npu_weight_quant_batchmatmul
 
 
 def macs(kernel, dtype=None) -> int:
@@ -40,37 +38,6 @@ def dma_bytes(kernel, tensor: str, into: str) -> int:
         for i in c.instrs
         if i.kind == "dma" and i.reads[0].tensor == tensor and i.writes[0].buffer == into
     )
-
-
-def bits(a):
-    a = np.asarray(a)
-    return a.view(np.uint16) if a.dtype.itemsize == 2 else a.view(np.uint8)
-
-
-def nz_call(seed, m, k, n, xdt="float16", offset=True, bias=True):
-    import ml_dtypes
-
-    rng = np.random.default_rng(seed)
-    xd = np.float16 if xdt == "float16" else ml_dtypes.bfloat16
-    x = rng.standard_normal((m, k)).astype(np.float32).astype(xd)
-    w = rng.integers(-128, 128, (n, k)).astype(np.int8)
-    kw = {
-        "x": x,
-        "weight": transpose_nz(npu_format_cast(w, 29)),
-        "antiquant_scale": (rng.random(n) * 0.05 + 0.01).astype(xd),
-    }
-    if offset:
-        kw["antiquant_offset"] = (rng.standard_normal(n) * 3).astype(xd)
-    if bias:
-        kw["bias"] = rng.standard_normal(n).astype(np.float16 if xdt == "float16" else np.float32)
-    return kw
-
-
-def args_of(kw):
-    return normalize_args(
-        kw["x"], kw["weight"], kw["antiquant_scale"], kw.get("antiquant_offset"),
-        bias=kw.get("bias"),
-    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -137,17 +104,7 @@ def test_fixpipe_program(m, k, n, off, bias):
     """Fixpipe: stage 1 multiplies every weight element by the identity once (int8 MACs = K x
     sum of tile widths squared), stage 2 is the fp16 matmul (m k n MACs); weight read once per
     M block; functional output = numerics model."""
-    from npusim.torch_npu import npu_trans_quant_param
-
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((m, k)).astype(np.float16)
-    w = rng.integers(-128, 128, (n, k)).astype(np.int8)
-    q = npu_trans_quant_param((rng.random(n) * 0.02 + 0.001).astype(np.float32))
-    kw = {"x": x, "weight": w.T, "antiquant_scale": q}
-    if off:
-        kw["antiquant_offset"] = rng.integers(-128, 128, n).astype(np.int32)
-    if bias:
-        kw["bias"] = rng.standard_normal(n).astype(np.float16)
+    kw = fixpipe_call(3, m, k, n, off, bias)
     r = npusim.simulate("weight_quant_batchmatmul", B2, **kw)
     assert r.kernel_name == "Fixpipe"
     kern, kt = r.run.kernel, r.tiling
@@ -160,8 +117,7 @@ def test_fixpipe_program(m, k, n, off, bias):
     m_blocks = -(-m // kt.base_m)
     assert macs(kern, "int8") == m_blocks * k * sum(wd * wd for wd in widths)
     assert dma_bytes(kern, "w", "L1") == m_blocks * k * n
-    args = normalize_args(x, w.T, q, kw.get("antiquant_offset"), bias=kw.get("bias"))
-    assert np.array_equal(bits(r.outputs), bits(compute(args, "Fixpipe", B2)))
+    assert np.array_equal(bits(r.outputs), bits(oracle(kw, "Fixpipe")))
 
 
 @pytest.mark.parametrize(

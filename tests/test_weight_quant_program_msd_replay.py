@@ -2,50 +2,20 @@
 instruction ran through the semantics table (digit split, exact int8 cube, recombination), and
 equals the numerics model (the oracle) bit for bit."""
 
-import ml_dtypes
 import numpy as np
 import pytest
+from _wqbmm_replay import check_replay, wqbmm_call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import npusim
-from npusim.ops.weight_quant_batchmatmul import compute, normalize_args
-
-B2 = "Ascend910B2"
-
-
-def bits(a):
-    a = np.asarray(a)
-    return a.view(np.uint16)
-
 
 def _call(seed, m, k, n, xdt, off, bias, trans, scale_x=1.0):
-    rng = np.random.default_rng(seed)
-    xd = np.float16 if xdt == "float16" else ml_dtypes.bfloat16
-    x = np.clip(rng.standard_normal((m, k)) * scale_x, -60000, 60000)
-    x = x.astype(np.float32).astype(xd)
-    w = rng.integers(-128, 128, (k, n)).astype(np.int8)
-    sc = (rng.random(n) * 0.05 + 0.01).astype(xd)
-    of = (rng.standard_normal(n) * 3).astype(xd) if off else None
-    b = rng.standard_normal(n).astype(np.float16 if xdt == "float16" else np.float32)
-    weight = np.ascontiguousarray(w.T).T if trans else w
-    kw = dict(x=x, weight=weight, antiquant_scale=sc, antiquant_offset=of,
-              bias=b if bias else None)
-    return kw
+    return wqbmm_call(seed, m, k, n, xdt=xdt, offset=off, bias=bias, trans=trans,
+                      x_scale=scale_x)
 
 
 def _check(kw):
-    r = npusim.simulate("weight_quant_batchmatmul", B2, **kw)
-    assert r.kernel_name == "Msd"
-    assert "functional_replay" in r.run.kernel.meta
-    vec = [i for c in r.run.kernel.cores for i in c.instrs if i.kind == "vec"]
-    assert vec and all(i.fn is None for i in vec), "every vector instruction is typed"
-    args = normalize_args(kw["x"], kw["weight"], kw["antiquant_scale"], kw["antiquant_offset"],
-                          bias=kw["bias"])
-    want = compute(args, "Msd", B2, r.tiling)
-    assert np.array_equal(bits(r.outputs), bits(want))
-    assert np.count_nonzero(bits(r.outputs)) > r.outputs.size // 2
-    return r
+    return check_replay(kw, "Msd")
 
 
 @pytest.mark.parametrize(

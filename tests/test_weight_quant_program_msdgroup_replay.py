@@ -3,44 +3,19 @@ matmuls, per-cell recombination atomically added into a zeroed fp32 workspace (a
 declared core_index_ascending order), bias and CAST_ROUND - the output is read from the
 simulated GM and equals the numerics model (the oracle) bit for bit."""
 
-import ml_dtypes
-import numpy as np
 import pytest
+from _wqbmm_replay import check_replay, wqbmm_call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import npusim
-from npusim.numerics import pack_int4
-from npusim.ops.weight_quant_batchmatmul import compute, normalize_args
-
-B2 = "Ascend910B2"
-
 
 def _call(seed, m, k, n, xdt, g, off, bias, ip):
-    rng = np.random.default_rng(seed)
-    xd = np.float16 if xdt == "float16" else ml_dtypes.bfloat16
-    x = rng.standard_normal((m, k)).astype(np.float32).astype(xd)
-    w = rng.integers(-8, 8, (k, n)).astype(np.int8)
-    sc = (rng.random((k // g, n)) * 0.05 + 0.01).astype(xd)
-    of = (rng.standard_normal((k // g, n)) * 3).astype(xd) if off else None
-    b = rng.standard_normal(n).astype(np.float16 if xdt == "float16" else np.float32)
-    return dict(x=x, weight=pack_int4(w), antiquant_scale=sc, antiquant_offset=of,
-                bias=b if bias else None, antiquant_group_size=g, inner_precise=ip)
+    return wqbmm_call(seed, m, k, n, xdt=xdt, wdt="int4", group=g, offset=off, bias=bias,
+                      inner_precise=ip)
 
 
 def _check(kw):
-    r = npusim.simulate("weight_quant_batchmatmul", B2, kernel="MsdGroup", **kw)
-    assert r.kernel_name == "MsdGroup"
-    assert "functional_replay" in r.run.kernel.meta
-    vec = [i for c in r.run.kernel.cores for i in c.instrs if i.kind == "vec"]
-    assert vec and all(i.fn is None for i in vec), "every vector instruction is typed"
-    args = normalize_args(kw["x"], kw["weight"], kw["antiquant_scale"], kw["antiquant_offset"],
-                          bias=kw["bias"], antiquant_group_size=kw["antiquant_group_size"],
-                          inner_precise=kw["inner_precise"])
-    want = compute(args, "MsdGroup", B2, r.tiling)
-    assert np.array_equal(r.outputs.view(np.uint16), want.view(np.uint16))
-    assert np.count_nonzero(r.outputs.view(np.uint16)) > r.outputs.size // 2
-    return r
+    return check_replay(kw, "MsdGroup", force=True)
 
 
 @pytest.mark.parametrize(

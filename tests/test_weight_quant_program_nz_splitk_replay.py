@@ -5,16 +5,11 @@ read from the simulated GM; it equals the numerics model (the oracle) bit for bi
 
 import dataclasses
 
-import numpy as np
+from _wqbmm_replay import B2, args_of, check_replay, nz_call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_weight_quant_program_kernels import args_of, bits, nz_call
 
-import npusim
-from npusim.ops.weight_quant_batchmatmul import compute
 from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling
-
-B2 = "Ascend910B2"
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -36,12 +31,4 @@ def test_custom_nz_split_k_replay_property(m, k64, n64, xdt, off, bias, split, s
     if split:  # two K blocks on two AICs: the post pass adds the partials in core order
         kt = dataclasses.replace(kt, single_core_k=k // 2, single_k=kt.cube_base_k,
                                  cube_block_dim_k=2)
-    r = npusim.simulate("weight_quant_batchmatmul", B2, tiling=kt, **kw)
-    assert r.kernel_name == "CustomNzSplitK"
-    assert "functional_replay" in r.run.kernel.meta
-    typed = [i for c in r.run.kernel.cores for i in c.instrs
-             if i.kind == "vec" and i.name != "Brcb params"]
-    assert typed and all(i.fn is None for i in typed), "dequant and post pass are typed"
-    want = compute(args, "CustomNzSplitK", B2, kt)
-    assert np.array_equal(bits(r.outputs), bits(want))
-    assert np.count_nonzero(bits(r.outputs)) > r.outputs.size // 2
+    check_replay(kw, "CustomNzSplitK", tiling=kt, untyped=frozenset({"Brcb params"}))
