@@ -142,8 +142,10 @@ class CubeEmitter:
         functional: bool,
         cube_model: str,
         with_bias: bool,
+        interner: Interner | None = None,
     ) -> None:
         desc = bld.core
+        self.intern = interner if interner is not None else Interner()
         self.bld, self.t, self.in_dtype = bld, t, in_dtype
         self.functional, self.cube_model = functional, cube_model
         self.integer = in_dtype in ("int8", "int4")
@@ -247,7 +249,8 @@ class CubeEmitter:
         t, bld, dt = self.t, self.bld, self.in_dtype
         fun = self.functional
         cbuf = self.tiles % self.n_l0c
-        c_reg = Region("L0C", self.l0c[cbuf].offset, (rm, rn), self.acc_dtype)
+        reg, copy = self.intern.region, self.intern.copy
+        c_reg = reg("L0C", self.l0c[cbuf].offset, (rm, rn), self.acc_dtype)
         bias_reg = None
         if bias is not None and self.bt is not None:
             bias_reg = Region("BT", self.bt.offset, (rn,), self.acc_dtype)
@@ -278,15 +281,10 @@ class CubeEmitter:
                 if self.ca >= t.depth_a1:
                     bld.wait_flag("MTE1", "MTE2", ia)
                 r0, nr = (ra.origin, ra.extent) if ra is not None else (bm, rm)
-                a_reg = Region("L1", self.l1a[ia].offset, (nr, kc), dt)
+                a_reg = reg("L1", self.l1a[ia].offset, (nr, kc), dt)
                 ko = self.offsets[0]
-                g = a.window(r0, nr, ko + k0, kc)
-                bld.dma(
-                    g,
-                    a_reg,
-                    name="A GM->L1 nd2nz",
-                    transform="nd2nz",
-                )
+                copy(bld, self.intern.window(a, r0, nr, ko + k0, kc), a_reg, "A GM->L1 nd2nz",
+                     "nd2nz")
                 bld.sync("MTE2", "MTE1", ia)
                 self.ca += 1
                 if ra is not None:
@@ -301,19 +299,15 @@ class CubeEmitter:
                 if self.cb >= t.depth_b1:
                     bld.wait_flag("MTE1", "MTE2", 2 + ib)
                 c0, nc = (rb.origin, rb.extent) if rb is not None else (bn, rn)
-                b_reg = Region("L1", self.l1b[ib].offset, (kc, nc), dt)
+                b_reg = reg("L1", self.l1b[ib].offset, (kc, nc), dt)
                 ko, bco, _ = self.offsets
-                g = (
-                    b.window(c0 + bco, nc, ko + k0, kc)
-                    if b.transposed
-                    else b.window(ko + k0, kc, c0 + bco, nc)
-                )
-                bld.dma(
-                    g,
-                    b_reg,
-                    name="B GM->L1 nd2nz",
-                    transform="dn2nz" if b.transposed else "nd2nz",
-                )
+                win = self.intern.window
+                if b.transposed:
+                    copy(bld, win(b, c0 + bco, nc, ko + k0, kc), b_reg, "B GM->L1 nd2nz",
+                         "dn2nz")
+                else:
+                    copy(bld, win(b, ko + k0, kc, c0 + bco, nc), b_reg, "B GM->L1 nd2nz",
+                         "nd2nz")
                 bld.sync("MTE2", "MTE1", 2 + ib)
                 self.cb += 1
                 if rb is not None:
@@ -322,13 +316,13 @@ class CubeEmitter:
             lb = self.step % self.n_l0
             if self.step >= self.n_l0:
                 bld.wait_flag("M", "MTE1", lb)
-            a_src = _sub_cols(a_reg, (s % t.step_ka) * t.base_k, rk)
-            b_src = (_sub_rows(b_reg, (s % t.step_kb) * t.base_k, rk) if rb is None
-                     else _window(b_reg, (s % t.step_kb) * t.base_k, rk, 0, rn))
-            a0 = Region("L0A", self.l0a[lb].offset, (rm, rk), dt)
-            b0 = Region("L0B", self.l0b[lb].offset, (rk, rn), dt)
-            bld.dma(a_src, a0, name="L1->L0A")
-            bld.dma(b_src, b0, name="L1->L0B")
+            a_src = _sub_cols(a_reg, (s % t.step_ka) * t.base_k, rk, reg)
+            b_src = (_sub_rows(b_reg, (s % t.step_kb) * t.base_k, rk, reg) if rb is None
+                     else _window(b_reg, (s % t.step_kb) * t.base_k, rk, 0, rn, reg))
+            a0 = reg("L0A", self.l0a[lb].offset, (rm, rk), dt)
+            b0 = reg("L0B", self.l0b[lb].offset, (rk, rn), dt)
+            copy(bld, a_src, a0, "L1->L0A")
+            copy(bld, b_src, b0, "L1->L0B")
             if (s % t.step_ka == t.step_ka - 1 or s == ksteps - 1) and (ra is None or ra.last):
                 bld.set_flag("MTE1", "MTE2", ia)
             if (s % t.step_kb == t.step_kb - 1 or s == ksteps - 1) and (rb is None or rb.last):
@@ -339,8 +333,7 @@ class CubeEmitter:
             init_bias = bias_reg if s == 0 else None
             # values from the semantics table (exact integers / the declared fp model)
             acc_model = ("exact_integer" if self.integer else self.cube_model) if fun else None
-            bld.mmad(a0, b0, c_reg, rm, rk, rn, dt, accumulate=s > 0, bias=init_bias,
-                     accumulation=acc_model)
+            self.intern.mmad(bld, a0, b0, c_reg, rm, rk, rn, dt, s > 0, init_bias, acc_model)
             if s == 0 and bias_reg is not None:
                 bld.set_flag("M", "MTE1", 2)
             bld.set_flag("M", "MTE1", lb)
@@ -528,6 +521,7 @@ def build_matmul_kernel(
         ring = WorkspaceRing(n_cores, t.base_m, t.base_n, acc_dtype)
         gm["ws"] = ring.tensor()
     ws_epi = Epilogue("NONE", acc_dtype)
+    interner = Interner()  # one per kernel: the cores share their repeated instructions
     for core_id in range(n_cores):
         prog = CoreProgram(core_id, kind)
         cores.append(prog)
@@ -541,7 +535,8 @@ def build_matmul_kernel(
                 continue
             if em is None:
                 em = CubeEmitter(bld, soc, t, in_dtype, functional=functional,
-                                 cube_model=cube_model, with_bias=bias is not None)
+                                 cube_model=cube_model, with_bias=bias is not None,
+                                 interner=interner)
                 if ring is not None:
                     em.sink = ring.sink(bld, core_id)
             ai = batch.a_index[bi] if batch is not None else 0
@@ -610,31 +605,81 @@ class _Resident:
     chunks: dict[int, tuple[int, Region]] = field(default_factory=dict)
 
 
-def _window(r: Region, row0: int, rows: int, col0: int, cols: int) -> Region:
-    """A (rows x cols) window of a 2-D local region at (row0, col0), keeping its row stride."""
+def _window(r: Region, row0: int, rows: int, col0: int, cols: int, make=Region) -> Region:
+    """A (rows x cols) window of a 2-D local region at (row0, col0), keeping its row stride
+    (``make``: the Region constructor, or an :meth:`Interner.region`)."""
     isz = _ITEM[r.dtype]
     stride = r.stride if r.row_stride_bytes is not None else math.ceil(r.shape[1] * isz)
-    return Region(r.buffer, r.offset + row0 * stride + math.ceil(col0 * isz), (rows, cols),
-                  r.dtype, None, stride)
+    return make(r.buffer, r.offset + row0 * stride + math.ceil(col0 * isz), (rows, cols),
+                r.dtype, None, stride)
 
 
-def _sub_cols(r: Region, col0: int, cols: int) -> Region:
+def _sub_cols(r: Region, col0: int, cols: int, make=Region) -> Region:
     rows, total = r.shape
     isz = _ITEM[r.dtype]
-    return Region(
-        r.buffer,
-        r.offset + math.ceil(col0 * isz),
-        (rows, cols),
-        r.dtype,
-        None,
-        math.ceil(total * isz),
-    )
+    return make(r.buffer, r.offset + math.ceil(col0 * isz), (rows, cols), r.dtype, None,
+                math.ceil(total * isz))
 
 
-def _sub_rows(r: Region, row0: int, rows: int) -> Region:
+def _sub_rows(r: Region, row0: int, rows: int, make=Region) -> Region:
     _, cols = r.shape
     isz = _ITEM[r.dtype]
-    return Region(r.buffer, r.offset + math.ceil(row0 * cols * isz), (rows, cols), r.dtype)
+    return make(r.buffer, r.offset + math.ceil(row0 * cols * isz), (rows, cols), r.dtype)
+
+
+class Interner:
+    """Shares the immutable regions and instructions a cube program repeats (issue 14 item 3).
+
+    A matmul's cores run the same few L1 / L0 windows, copies, Mmads and flags tens of thousands
+    of times, and cores in one block row load the same GM windows: each distinct value is built
+    (and validated by the builder) once per kernel and the program lists hold that one object.
+    Instructions are frozen and the engines never look at their identity, so runs are unchanged.
+    Keys are the constructors' arguments (integers and strings); instruction keys name their
+    interned regions by identity, which the value kept beside each instruction pins.
+    """
+
+    __slots__ = ("instrs", "regions")
+
+    def __init__(self) -> None:
+        self.regions: dict[tuple, Region] = {}
+        self.instrs: dict[tuple, tuple] = {}
+
+    def region(self, buffer: str, offset: int, shape: tuple[int, ...], dtype: str,
+               tensor: str | None = None, stride: int | None = None) -> Region:
+        key = (buffer, offset, shape, dtype, tensor, stride)
+        r = self.regions.get(key)
+        if r is None:
+            r = self.regions[key] = Region(buffer, offset, shape, dtype, tensor, stride)
+        return r
+
+    def window(self, mat: GmMatrix, r0: int, rows: int, c0: int, cols: int) -> Region:
+        """``mat.window(r0, rows, c0, cols)``, interned."""
+        off = mat.offset + r0 * mat.row_bytes + math.ceil(c0 * _ITEM[mat.dtype])
+        return self.region("GM", off, (rows, cols), mat.dtype, mat.tensor, mat.row_bytes)
+
+    def copy(self, bld: ProgramBuilder, src: Region, dst: Region, name: str,
+             transform: str = "") -> None:
+        """``bld.dma(src, dst, name=name, transform=transform)``, the instruction interned."""
+        key = (id(bld.core), id(src), id(dst), name, transform)
+        hit = self.instrs.get(key)
+        if hit is not None and hit[0] is src and hit[1] is dst:
+            bld.emit(hit[2])
+        else:
+            self.instrs[key] = (src, dst, bld.dma(src, dst, name=name, transform=transform))
+
+    def mmad(self, bld: ProgramBuilder, a: Region, b: Region, c: Region, m: int, k: int, n: int,
+             dtype: str, accumulate: bool, bias: Region | None, accumulation: str | None
+             ) -> None:
+        """``bld.mmad(...)`` (no ``fn``), the instruction interned."""
+        key = (id(bld.core), id(a), id(b), id(c), m, k, n, dtype, accumulate, id(bias),
+               accumulation)
+        hit = self.instrs.get(key)
+        if hit is not None and (r := hit[0])[0] is a and r[1] is b and r[2] is c and r[3] is bias:
+            bld.emit(hit[1])
+        else:
+            self.instrs[key] = ((a, b, c, bias), bld.mmad(
+                a, b, c, m, k, n, dtype, accumulate=accumulate, bias=bias,
+                accumulation=accumulation))
 
 
 def _fix_fn(c: Region, out: Region, epi: Epilogue, row0: int, col0: int):

@@ -70,6 +70,12 @@ class CoreProgram:
         return f"{self.kind}{self.core_id}"
 
 
+#: the transform names DataCopy accepts
+_TRANSFORMS = frozenset(t.value for t in Transform)
+#: interned SetFlag / WaitFlag instructions, keyed by (class, src pipe, dst pipe, event id): they
+#: are immutable and fully determined by the key, so every program shares one object per key
+_FLAGS: dict[tuple, Instruction] = {}
+
 #: The instruction budget of the build in progress (set by ``npusim.size_guard``; None = none).
 BUILD_BUDGET: ContextVar[Any] = ContextVar("npusim_build_budget", default=None)
 
@@ -114,6 +120,7 @@ class ProgramBuilder:
         self.program = program
         self.core = core_desc
         self._next: dict[str, int] = {}
+        self._paths: dict[tuple[str, str], Any] = {}  # (src, dst) -> the core's TransferSpec
 
     # -- allocation -------------------------------------------------------------------------
     def alloc(self, buffer: str, shape: tuple[int, ...], dtype: str, name: str = "") -> Region:
@@ -176,20 +183,22 @@ class ProgramBuilder:
         """
         from npusim.engine.errors import ProgramError
 
-        check_atomic(atomic, dst, self.program.name)
-        spec = self.core.transfer(src.buffer, dst.buffer)
+        if atomic:
+            check_atomic(atomic, dst, self.program.name)
+        path = (src.buffer, dst.buffer)
+        spec = self._paths.get(path)
         if spec is None:
-            raise ProgramError(
-                f"{self.program.name}: no data path {src.buffer}->{dst.buffer} on a "
-                f"{self.program.kind} core"
-            )
+            spec = self._paths[path] = self.core.transfer(*path)
+            if spec is None:
+                raise ProgramError(
+                    f"{self.program.name}: no data path {src.buffer}->{dst.buffer} on a "
+                    f"{self.program.kind} core"
+                )
         if l2_cache not in ("normal", "bypass"):
             raise ProgramError(f"l2_cache must be 'normal' or 'bypass', got {l2_cache!r}")
-        try:
-            Transform(transform)
-        except ValueError:
+        if not isinstance(transform, str) or transform not in _TRANSFORMS:
             raise ProgramError(f"transform must be one of {[t.value for t in Transform]}, got "
-                               f"{transform!r}") from None
+                               f"{transform!r}")
         label = name or f"{src.buffer}->{dst.buffer}" + (f" {transform}" if transform else "")
         return self.emit(DataCopy(
             pipe=pipe or spec.pipe, name=label, reads=(src,), writes=(dst,), fn=fn,
@@ -345,16 +354,24 @@ class ProgramBuilder:
                                 count=instructions))
 
     def set_flag(self, src_pipe: str, dst_pipe: str, event_id: int) -> Instruction:
-        return self.emit(SetFlag(
-            pipe=src_pipe, name=f"SetFlag {src_pipe}->{dst_pipe} #{event_id}",
-            src_pipe=src_pipe, dst_pipe=dst_pipe, event_id=event_id,
-        ))
+        key = (SetFlag, src_pipe, dst_pipe, event_id)
+        ins = _FLAGS.get(key)
+        if ins is None:
+            ins = _FLAGS[key] = SetFlag(
+                pipe=src_pipe, name=f"SetFlag {src_pipe}->{dst_pipe} #{event_id}",
+                src_pipe=src_pipe, dst_pipe=dst_pipe, event_id=event_id,
+            )
+        return self.emit(ins)
 
     def wait_flag(self, src_pipe: str, dst_pipe: str, event_id: int) -> Instruction:
-        return self.emit(WaitFlag(
-            pipe=dst_pipe, name=f"WaitFlag {src_pipe}->{dst_pipe} #{event_id}",
-            src_pipe=src_pipe, dst_pipe=dst_pipe, event_id=event_id,
-        ))
+        key = (WaitFlag, src_pipe, dst_pipe, event_id)
+        ins = _FLAGS.get(key)
+        if ins is None:
+            ins = _FLAGS[key] = WaitFlag(
+                pipe=dst_pipe, name=f"WaitFlag {src_pipe}->{dst_pipe} #{event_id}",
+                src_pipe=src_pipe, dst_pipe=dst_pipe, event_id=event_id,
+            )
+        return self.emit(ins)
 
     def sync(self, src_pipe: str, dst_pipe: str, event_id: int) -> None:
         """SetFlag on ``src_pipe`` immediately followed by the matching WaitFlag on ``dst_pipe``."""

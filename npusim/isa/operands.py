@@ -42,10 +42,19 @@ def itemsize(dtype: str) -> int:
 
 def nbytes_of(shape: tuple[int, ...], dtype: str) -> int:
     """Payload size in bytes of ``shape`` elements of ``dtype`` (int4 packs two per byte)."""
+    try:
+        return _NBYTES[(shape, dtype)]
+    except (KeyError, TypeError):  # not seen yet, or an unhashable shape
+        pass
     count = math.prod(shape)
-    if dtype == "int4":
-        return (count + 1) // 2
-    return count * itemsize(dtype)
+    nb = (count + 1) // 2 if dtype == "int4" else count * itemsize(dtype)
+    if type(shape) is tuple and len(_NBYTES) < 1 << 16:
+        _NBYTES[(shape, dtype)] = nb
+    return nb
+
+
+#: nbytes_of memo (program builders size the same few shapes hundreds of thousands of times)
+_NBYTES: dict[tuple, int] = {}
 
 
 @dataclass(frozen=True, slots=True)
