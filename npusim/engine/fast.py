@@ -33,6 +33,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -230,17 +231,40 @@ def _replay(l2: L2Cache, streams: list[list[Access]]) -> None:
                     access(pages, write, alloc)
 
 
+class Records:
+    """The event loop's records, 20 bytes each: record ``r`` is pipe ``pipe[r]``'s next
+    instruction (every instruction of a pipe is recorded once, in its order), from ``start[r]`` to
+    ``end[r]``; ``hbm`` holds the HBM bytes of the records that moved any."""
+
+    __slots__ = ("end", "hbm", "pipe", "start")
+
+    def __init__(self, pipe: array, start: array, end: array, hbm: dict[int, int]) -> None:
+        self.pipe, self.start, self.end, self.hbm = pipe, start, end, hbm
+
+    def __len__(self) -> int:
+        return len(self.pipe)
+
+    def rows(self, hbm: bool = True) -> Iterator[tuple]:
+        """(pipe, index, start, end[, hbm bytes]) per record, in order."""
+        nxt: dict[int, int] = {}
+        get = self.hbm.get
+        for p, s, e in zip(self.pipe, self.start, self.end, strict=True):
+            i = nxt.get(p, 0)
+            nxt[p] = i + 1
+            yield (p, i, s, e, get(p << 32 | i, 0)) if hbm else (p, i, s, e)
+
+
 class FastRunResult(RunResult):
     """A :class:`~npusim.engine.sim.RunResult` whose ``records`` and ``flows`` are built from the
     event loop's tuples when first read: building half a million records costs more than
     simulating them, and most callers read only cycles, traffic and :meth:`pipe_busy`, which the
     tuples give directly. Once read they are the reference engine's lists, element for element."""
 
-    _raw: tuple[Lowered, list[tuple], list[tuple]] | None = None
+    _raw: tuple[Lowered, Records, list[tuple]] | None = None
 
     @classmethod
     def build(cls, kernel: Kernel, soc: Any, cycles: int, mem: MemorySystem, l2_start: str,
-              low: Lowered, recs: list[tuple], flows: list[tuple]) -> FastRunResult:
+              low: Lowered, recs: Records, flows: list[tuple]) -> FastRunResult:
         res = cls(kernel, soc, cycles, None, None, mem.stats, False, {}, mem.hbm.busy_cycles,
                   l2_start)
         res._raw = (low, recs, flows)
@@ -256,7 +280,7 @@ class FastRunResult(RunResult):
             instrs, streams = low.instrs(), low.streams
             got = self.__dict__["_records"] = [
                 InstrRecord(cores[p], pipes[p], (ins := instrs[p][i]).name, ins.kind, s, e,
-                            streams[p][i][-1], h) for p, i, s, e, h in recs]
+                            streams[p][i][-1], h) for p, i, s, e, h in recs.rows()]
         return got
 
     @records.setter
@@ -293,7 +317,7 @@ class FastRunResult(RunResult):
         low, recs, _ = self._raw
         keys, streams = low.pipe_keys, low.streams
         busy: dict[tuple[int, str], int] = {}
-        for p, i, s, e, _h in recs:
+        for p, i, s, e in recs.rows(hbm=False):
             if streams[p][i][0] <= K_FIX:  # not a flag, wait or barrier record
                 key = keys[p]
                 busy[key] = busy.get(key, 0) + (e - s)
@@ -342,10 +366,10 @@ def run_fast(kernel: Kernel, soc: Any, *, l2_page_bytes: int = 32768,
 
 
 def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launch: list[int]
-                ) -> tuple[int, list[tuple], list[tuple]]:
-    """Run the lowered streams; returns (cycles, records, flows) as tuples:
-    records (pipe, index, start, end, hbm bytes), flows (pipe, index, set at, waited at) or
-    (pipe, index, setter core, setter pipe, set at, released at).
+                ) -> tuple[int, Records, list[tuple]]:
+    """Run the lowered streams; returns (cycles, :class:`Records`, flows), flows as tuples
+    (pipe, index, set at, waited at) or (pipe, index, setter core, setter pipe, set at,
+    released at).
 
     A heap entry is one int, (time, order, pipe) packed into bit fields, so that the heap
     compares machine-size ints, not tuples; ``order`` is the simpy insertion counter."""
@@ -374,9 +398,12 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
     l2_reserve = mem.l2_channel.reserve
     hit_lat, miss_lat = mem.hit_latency, mem.miss_latency
     gr = gw = l2hit = l2miss = hr = hw = 0
-    records: list[tuple] = []
+    rec_pipe = array("I")
+    rec_start = array("q")
+    rec_end = array("q")
+    rec_hbm: dict[int, int] = {}  # (pipe << 32 | index) -> HBM bytes, where not 0
+    rp, rs, rend = rec_pipe.append, rec_start.append, rec_end.append
     flows: list[tuple] = []
-    rec = records.append
     flow = flows.append
     ceil = math.ceil
     heap: list[int] = []
@@ -410,7 +437,11 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
         st = state[p]
         if st == 1:
             ins = stream[i]
-            rec((p, i, started[p], now, hbm_of[p]))
+            rp(p)
+            rs(started[p])
+            rend(now)
+            if hbm_of[p]:
+                rec_hbm[p << 32 | i] = hbm_of[p]
             k0 = ins[0]
             if k0 == K_SET:
                 last_end[p] = now
@@ -467,14 +498,18 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
             flag_set[slot] = False
             flow((p, i, flag_at[slot], now))
             flag_waiters[slot] = []
-            rec((p, i, started[p], now, 0))
+            rp(p)
+            rs(started[p])
+            rend(now)
             i += 1
         elif st == 3:
             ctr = counters[stream[i][1]]
             for src, spipe, ts in ctr.payloads:
                 flow((p, i, src, spipe, ts, now))
             ctr.payloads.clear()
-            rec((p, i, started[p], now, 0))
+            rp(p)
+            rs(started[p])
+            rend(now)
             i += 1
         n = lens[p]
         t = -1
@@ -487,7 +522,9 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
                     flag_set[slot] = False
                     flow((p, i, flag_at[slot], now))
                     flag_waiters[slot] = []
-                    rec((p, i, now, now, 0))
+                    rp(p)
+                    rs(now)
+                    rend(now)
                     i += 1
                     continue
                 flag_waiters[slot].append(p)
@@ -561,7 +598,9 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
                     for src, spipe, ts in ctr.payloads:
                         flow((p, i, src, spipe, ts, now))
                     ctr.payloads.clear()
-                    rec((p, i, now, now, 0))
+                    rp(p)
+                    rs(now)
+                    rend(now)
                     i += 1
                     continue
                 ctr.waiters.append(p)
@@ -596,4 +635,4 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
     st_.hbm_read_bytes += hr
     st_.hbm_write_bytes += hw
     # records are appended in time order, so the last one ends last (the reference's max end)
-    return (records[-1][3] if records else 0), records, flows
+    return (rec_end[-1] if rec_end else 0), Records(rec_pipe, rec_start, rec_end, rec_hbm), flows

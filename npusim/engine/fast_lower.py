@@ -274,6 +274,9 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
     cost = lw.cost
     region_ok = lw.region_ok
     dma = lw.dma
+    # instructions already lowered, by identity (programs share immutable instruction objects,
+    # ops.matmul_program.Interner): id -> (kind index, pipe, lowered, accesses, path, bytes)
+    seen: dict[int, tuple] = {}
     for ci, core in enumerate(kernel.cores):
         kd = lw.kind(core.kind)
         pipes, ki, flag_cycles, bufs = kd.pipes, kd.index, kd.flag_cycles, kd.buffers
@@ -282,6 +285,16 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
         pmap: dict[str, Any] = {}  # pipe -> its stream's append
         flags: dict[tuple[type, str, str, int], tuple] = {}  # -> lowered SetFlag / WaitFlag
         for ins in core.instrs:
+            hit = seen.get(id(ins))
+            if hit is not None and hit[0] == ki:  # checked and costed on this core kind
+                put = pmap.get(hit[1])
+                if put is not None:
+                    if hit[3]:
+                        acc.extend(hit[3])
+                    if hit[4] is not None:
+                        paths[hit[4]] += hit[5]
+                    put(hit[2])
+                    continue
             pipe = ins.pipe
             put = pmap.get(pipe)
             if put is None:
@@ -327,20 +340,31 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
                         low = (K_SET, flag_cycles, slot, 0)
                     flags[fk] = low
             elif cls is DataCopy:
+                n_acc = len(acc)
                 low = dma(ins, kd, acc, paths)
+                if low[0] != K_ERROR:
+                    src, dst = ins.reads[0], ins.writes[0]
+                    seen[id(ins)] = (ki, pipe, low, tuple(acc[n_acc:]), (src.buffer, dst.buffer),
+                                     max(src.nbytes, dst.nbytes))
             elif cls is Mmad:
                 key = (Mmad, ki, ins.m, ins.k, ins.n, ins.dtype)
                 low = cost.get(key)
                 if low is None:
                     low = cost[key] = lw.local(kd, lambda d, idle, ins=ins: timing.mmad_cycles(
                         d, ins, idle))
+                seen[id(ins)] = (ki, pipe, low, (), None, 0)
             else:
                 if cls is CrossCoreSetFlag or cls is CrossCoreWaitFlag:
                     if not (split and 0 <= ins.flag_id < xids and ins.mode in (0, 1, 2)):
                         return None
                     if ins.mode == 1 and core.kind != "aiv":
                         return None
-                low = lw.other(ins, cls, ci, kd, acc)
+                    low = lw.other(ins, cls, ci, kd, acc)
+                else:
+                    n_acc = len(acc)
+                    low = lw.other(ins, cls, ci, kd, acc)
+                    if low[0] != K_ERROR:
+                        seen[id(ins)] = (ki, pipe, low, tuple(acc[n_acc:]), None, 0)
             put(low)
     return Lowered(kernel, keys, streams, core_accesses, nflags,
                    {f"{s}->{d}": v for (s, d), v in paths.items()})
