@@ -1,4 +1,4 @@
-"""Per-token dynamic quantisation (npu_dynamic_quant, int4 output) as a timing-only AIV program.
+"""Per-token dynamic quantisation, int4 output: the timing-only AIV program of rows E1a-E1h.
 
 It exists to predict calibration rows E1a-E1h (910B4, fp16 x of (rows, 512), int4 out), which
 measure this kernel; group_quant was only a proxy for them. The program is the kernel's structure
@@ -18,15 +18,18 @@ as the public descriptions give it, not CANN code:
   (RINT), Cast fp16 -> int4 (RINT, saturating); MTE3 stores the int4 rows and the fp32 scales.
 
 Costs are the descriptor's vector classes (``reduce`` = 7 cycles per repeat for WholeReduceMax)
-and DMA curves; nothing here is fitted to the E rows. Functional runs are not implemented: the
-npu_dynamic_quant numerics (rounding chain, zero rows, smooth scales) are not specified in
-ops-semantics, so a request with arrays raises ``NotImplementedError``.
+and DMA curves; nothing here is fitted to the E rows. This program (``dst_type`` None) is kept
+for the E rows, timing only: its chain is an earlier structural guess, not the public kernel's.
+``dst_type='int8'`` / ``'int4'`` selects :mod:`npusim.ops.dynamic_quant_pertoken`, the typed
+program with the public A2 kernel's chain, whose instructions give npu_dynamic_quant's bits.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.ops.group_quant_program import (
@@ -185,31 +188,61 @@ class _CoreWriter:
             b.wait_flag("MTE3", "V", t % nbuf)
 
 
-def _args(x: Any) -> tuple[int, int, str]:
+def _args(x: Any, dst_type: Any = None) -> tuple[int, int, str]:
     from npusim.spec import is_spec, shape_dtype
 
-    if not is_spec(x):
+    if dst_type is None and not is_spec(x):
         raise NotImplementedError(
-            "dynamic_quant: the program is timing-only (npu_dynamic_quant's numerics are not "
-            "modelled); pass x as npusim.spec.spec(shape, dtype)")
+            "dynamic_quant: without dst_type the program is the timing-only E1-row kernel; pass "
+            "dst_type='int8' or 'int4' for the typed per-token program with output bits, or x "
+            "as npusim.spec.spec(shape, dtype)")
     shape, dt = shape_dtype(x)
     if len(shape) != 2 or min(shape) <= 0:
         raise ValueError(f"x: shape {shape} must be 2-D (tokens, H), non-empty")
     if dt not in ("float16", "bfloat16"):
         raise TypeError(f"x: dtype {dt} must be float16 or bfloat16")
-    if shape[1] % 8:
+    if dst_type != "int8" and shape[1] % 8:
         raise ValueError(f"x: last dim {shape[1]} must be a multiple of 8 for int4 output")
     return int(shape[0]), int(shape[1]), dt
 
 
-def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any):
-    """Runner entry for ``dynamic_quant`` (timing only)."""
+def _dst(dst_type: Any) -> str | None:
+    if dst_type is None or dst_type in ("int8", "int4"):
+        return dst_type
+    raise ValueError(f"dst_type: {dst_type!r} must be None (the E1-row timing kernel), 'int8' "
+                     "or 'int4'")
+
+
+def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any, dst_type: Any = None,
+                       smooth_scales: Any = None):
+    """Runner entry for ``dynamic_quant``. ``dst_type`` None: the E1-row int4 program (timing
+    only, cycles of the calibration rows); 'int8' / 'int4': the typed per-token program of
+    :mod:`npusim.ops.dynamic_quant_pertoken` (output bits when x is an array)."""
     from npusim.runner import Plan
 
-    rows, h, dt = _args(x)
-    t = tiling or default_dynamic_quant_tiling(soc, rows, h)
-    return Plan(build_dynamic_quant(soc, rows, h, dt, t), "dynamic_quant per-token int4 (AIV)",
-                t, False, notes=["timing-only program: no functional outputs"])
+    out = _dst(dst_type)
+    rows, h, dt = _args(x, out)
+    if out is None:
+        if smooth_scales is not None:
+            raise ValueError("smooth_scales: needs dst_type='int8' or 'int4' (the typed program)")
+        t = tiling or default_dynamic_quant_tiling(soc, rows, h)
+        return Plan(build_dynamic_quant(soc, rows, h, dt, t),
+                    "dynamic_quant per-token int4 (AIV)", t, False,
+                    notes=["timing-only program: no functional outputs"])
+    from npusim.ops.dynamic_quant_pertoken import build_pertoken, default_pertoken_tiling
+    from npusim.spec import is_spec, shape_dtype
+
+    functional = not is_spec(x)
+    if smooth_scales is not None and shape_dtype(smooth_scales) != ((h,), dt):
+        raise ValueError(f"smooth_scales: {shape_dtype(smooth_scales)} must be (({h},), {dt!r}) "
+                         "(one value per column of x, x's dtype)")
+    t = tiling or default_pertoken_tiling(soc, rows, h)
+    kern = build_pertoken(soc, rows, h, dt, out, t, x=np.asarray(x) if functional else None,
+                          smooth=np.asarray(smooth_scales) if functional and
+                          smooth_scales is not None else None,
+                          has_smooth=smooth_scales is not None)
+    return Plan(kern, f"dynamic_quant per-token {out} (AIV)", t, functional,
+                finish=lambda o: (o["y"], o["scale"]))
 
 
 def cli_dynamic_quant(ns: Any, functional: bool, rng: Any) -> dict:
@@ -222,7 +255,12 @@ def cli_dynamic_quant(ns: Any, functional: bool, rng: Any) -> dict:
 
 
 def default_tiling_dynamic_quant(soc: Any, **op_args: Any) -> DynamicQuantTiling:
-    rows, h, _ = _args(op_args["x"])
+    out = _dst(op_args.get("dst_type"))
+    rows, h, _ = _args(op_args["x"], out if out else None)
+    if out is not None:
+        from npusim.ops.dynamic_quant_pertoken import default_pertoken_tiling
+
+        return default_pertoken_tiling(soc, rows, h)
     return default_dynamic_quant_tiling(soc, rows, h)
 
 

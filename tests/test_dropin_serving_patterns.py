@@ -84,23 +84,25 @@ SCRIPT = textwrap.dedent('''
         assert y.dtype == act and torch.allclose(y.float(), acc.float() * deq, rtol=1e-2,
                                                  atol=1e-2)
 
-    # W8A8 dynamic: per-token int8 activations (npu_dynamic_quant is not modelled by npusim,
-    # so its outputs are built here), per-channel float scale, pertoken_scale, output x.dtype
+    # W8A8 dynamic: npu_dynamic_quant per-token int8 activations, per-channel scale in the
+    # params dtype (flattened), transposed + NZ weight, pertoken_scale, output x.dtype
     def w8a8_dynamic():
-        try:
-            torch_npu.npu_dynamic_quant
-            raise AssertionError("npu_dynamic_quant should not exist")
-        except AttributeError as exc:
-            assert "npu_dynamic_quant" in str(exc)
-        w = to_nz(torch.randint(-8, 8, (out_f, in_f), dtype=torch.int8).npu().t().contiguous())
-        scale = (torch.rand(out_f) / 64).float().npu()
-        qx = torch.randint(-100, 100, (m, in_f), dtype=torch.int8).npu()
-        pertoken = (torch.rand(m) / 32).npu()
+        layer = torch.nn.Module()
+        layer.weight = torch.nn.Parameter(torch.randint(-8, 8, (out_f, in_f), dtype=torch.int8),
+                                          requires_grad=False)
+        layer.weight_scale = torch.nn.Parameter((torch.rand(out_f, 1) / 64).to(act), False)
+        layer = layer.npu()
+        layer.weight.data = to_nz(layer.weight.data.transpose(0, 1).contiguous())
+        layer.weight_scale.data = layer.weight_scale.data.flatten()
+        x = (torch.randn(m, in_f) * 3).to(act).npu()
+        qx, pertoken = torch_npu.npu_dynamic_quant(x, dst_type=torch.int8)
+        assert qx.dtype == torch.int8 and qx.shape == x.shape and pertoken.shape == (m,)
+        assert pertoken.dtype == torch.float32 and int(qx.abs().max()) == 127
         bias = torch.randn(out_f).to(act).npu()
-        y = torch_npu.npu_quant_matmul(qx, w, scale, pertoken_scale=pertoken, bias=bias,
-                                       output_dtype=act)
-        acc = (qx.int() @ w.int()).float()
-        want = (acc * scale * pertoken[:, None] + bias.float()).to(act)
+        y = torch_npu.npu_quant_matmul(qx, layer.weight, layer.weight_scale,
+                                       pertoken_scale=pertoken, bias=bias, output_dtype=x.dtype)
+        acc = (qx.int() @ layer.weight.int()).float()
+        want = (acc * layer.weight_scale.float() * pertoken[:, None] + bias.float()).to(act)
         assert torch.equal(y.view(torch.int16), want.view(torch.int16))
 
     for name, fn in (("w8a16", w8a16), ("w4a16", w4a16), ("w8a8_static", w8a8_static),
@@ -120,7 +122,8 @@ def _run(tmp_path, soc: str) -> dict[str, str]:
 
 def test_patterns_on_a2(tmp_path):
     """On Ascend910B2 all four linear methods run and match an independent computation
-    (W8A8 dynamic bit for bit: fp32 acc * scale * pertoken + bias, RINT to bf16)."""
+    (W8A8 dynamic, npu_dynamic_quant included, bit for bit: fp32 acc * scale * pertoken + bias,
+    RINT to bf16)."""
     assert _run(tmp_path, "Ascend910B2") == {
         "w8a16": "ok", "w4a16": "ok", "w8a8_static": "ok", "w8a8_dynamic": "ok"}
 
@@ -131,8 +134,9 @@ def on_310p(tmp_path_factory):
 
 
 def test_patterns_on_310p_refusals(on_310p):
-    """On Ascend310P3 int4 weights and pertoken_scale are refused as the docs say, and W8A8
-    static is validated but its 310P epilogue is reported as not modelled."""
+    """On Ascend310P3 int4 weights are refused and npu_dynamic_quant (A2 / A3 only) is refused
+    as the docs say, and W8A8 static is validated but its 310P epilogue is reported as not
+    modelled."""
     assert on_310p["w4a16"].startswith("refused")
     assert on_310p["w8a8_static"].startswith("not-modelled")
     assert on_310p["w8a8_dynamic"].startswith("refused")

@@ -23,6 +23,7 @@ _EXPORTS = {
     "explain_weight_quant_batchmatmul": "npusim.torch_npu._weight_quant",
     "npu_quant_matmul": "npusim.torch_npu._quant_matmul",
     "npu_quantize": "npusim.torch_npu._quantize",
+    "npu_dynamic_quant": "npusim.torch_npu._quantize",
     "matmul": "npusim.torch_npu._quant_matmul",
 }
 

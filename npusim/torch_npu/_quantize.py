@@ -92,3 +92,63 @@ def npu_quantize(input: Any, scales: Any, zero_points: Any, dtype: Any, axis: in
     else:
         out = q.astype(out_name)
     return to_output(out, was_torch)
+
+
+_DYNAMIC_OUT = {"int8": "int8", "qint8": "int8", "quint4x2": "int4"}
+
+
+def npu_dynamic_quant(input: Any, *, smooth_scales: Any = None, group_index: Any = None,
+                      dst_type: Any = None, quant_mode: str = "pertoken",
+                      dst_type_max: float = 0.0, soc: Any = None) -> tuple[Any, Any]:
+    """``torch_npu.npu_dynamic_quant``: per-token symmetric quantisation, ``(y, scale)``.
+
+    ``scale = rowmax(|x (* smooth_scales)|) / DTYPE_MAX`` (127 for int8, 7 for quint4x2) and
+    ``y = round(x / scale)``, computed by running the typed per-token program
+    (:mod:`npusim.ops.dynamic_quant_pertoken`, the public kernel's fp32 chain) on ``soc``: y is
+    int8 of x's shape, or for ``dst_type=torch.quint4x2`` int32 with 8 int4 per word (last dim
+    / 8); scale is float32 of x's shape without its last dim. Atlas A2 / A3 only (torch_npu
+    docs). Not modelled (NotImplementedError): ``group_index`` (MoE), ``quant_mode`` other than
+    "pertoken", ``dst_type_max``."""
+    from npusim.runner import simulate
+    from npusim.torch_npu._elementwise import soc_name
+
+    name = soc_name(soc)
+    if not name.startswith(("Ascend910B", "Ascend910_93")):
+        raise ValueError(f"soc: npu_dynamic_quant is not supported on {name}; it runs on Atlas "
+                         "A2 / A3 only (torch_npu docs)")
+    unmodelled = {"group_index": group_index is not None, "quant_mode": quant_mode != "pertoken",
+                  "dst_type_max": dst_type_max != 0.0}
+    for arg, bad in unmodelled.items():
+        if bad:
+            raise NotImplementedError(f"npu_dynamic_quant: {arg}= is not modelled (only "
+                                      "per-token quantisation without MoE groups)")
+    key = "int8" if dst_type is None else str(dst_type).removeprefix("torch.")
+    if key not in _DYNAMIC_OUT:
+        raise TypeError(f"dst_type: {dst_type!r} not supported; must be None, torch.int8 or "
+                        "torch.quint4x2 (Atlas A2 / A3)")
+    out = _DYNAMIC_OUT[key]
+    x, was_torch = to_numpy(input)
+    x = np.asarray(x)
+    if x.dtype.name not in ("float16", "bfloat16"):
+        raise TypeError(f"input: dtype {x.dtype} not supported; must be float16 or bfloat16")
+    if x.ndim < 2:
+        raise ValueError(f"input: must have more than 1 dim, got shape {x.shape}")
+    if out == "int4" and x.shape[-1] % 8:
+        raise ValueError(f"input: last dim {x.shape[-1]} must be a multiple of 8 for "
+                         "torch.quint4x2")
+    smooth = None
+    if smooth_scales is not None:
+        smooth = np.ascontiguousarray(to_numpy(smooth_scales)[0])
+        if smooth.shape != (x.shape[-1],) or smooth.dtype != x.dtype:
+            raise ValueError(f"smooth_scales: shape {smooth.shape} / dtype {smooth.dtype} must "
+                             f"be ({x.shape[-1]},) / {x.dtype} (without group_index: 1-D, one "
+                             "value per column of input, input's dtype)")
+    rows = int(np.prod(x.shape[:-1]))
+    if rows == 0:
+        raise ValueError(f"input: shape {x.shape} has no rows")
+    res = simulate("dynamic_quant", name, x=np.ascontiguousarray(x).reshape(rows, x.shape[-1]),
+                   dst_type=out, smooth_scales=smooth)
+    y, scale = res.outputs
+    y = np.asarray(y).reshape(*x.shape[:-1], -1)
+    scale = np.asarray(scale).reshape(x.shape[:-1])
+    return to_output(y, was_torch), to_output(scale, was_torch)

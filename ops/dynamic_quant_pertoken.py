@@ -1,0 +1,208 @@
+"""npu_dynamic_quant (per-token, symmetric) as a typed AIV program: timing and output bits.
+
+The vector chain is the public A2 DynamicQuant kernel's (CANN open-source ``dynamic_quant.h``,
+read, not copied), every step an instruction of the semantics table:
+
+- Cast x (fp16 / bf16) -> fp32 (exact; the kernel's CAST_NONE, written RINT); with
+  ``smooth_scales`` a Mul by the fp32-cast smooth row;
+- Abs, ReduceMax per row (exact in any order);
+- Div: ``r = DTYPE_MAX / rowmax`` (fp32, RNE; DTYPE_MAX = 127 for int8, 7 for int4), and the
+  scale output ``1 / r`` (the kernel's scalar division, IEEE fp32);
+- Mul x by ``r`` (fp32, RNE; the kernel's Muls by the per-row scalar), Cast fp32 -> int32 RINT,
+  int32 -> fp16, fp16 -> int8 / int4 (both exact: the values are integers of at most 128).
+
+Structure (the ``RowChunkTiling`` of group_quant): rows over ``cores`` AIVs, ``rows_per_pass``
+rows per UB pass, ping-pong x / y / scale buffers. A row wider than ``h_chunk`` takes two sweeps
+(each chunk's ReduceMax merged with a Max, then the chunks reloaded and quantised) - declared:
+the public kernel has a separate large-shape variant whose order cannot change a value (max is
+exact; every other step is per element). A zero row gives ``r = inf``, scale 0 and ``0 * inf =
+NaN`` cast to 0 (the semantics table's NaN -> 0 Cast rule, declared).
+
+Not modelled (NotImplementedError): ``group_index`` (MoE smooth groups), and ``smooth_scales``
+with rows wider than one H chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.isa.opcodes import VecOp
+from npusim.ops.group_quant_program import (
+    RowChunkTiling,
+    default_row_chunk_tiling,
+    validate_row_chunk_tiling,
+)
+
+DTYPE_MAX = {"int8": 127.0, "int4": 7.0}
+
+
+def ub_bytes(t: RowChunkTiling, smooth: bool = False) -> int:
+    """UB working set: ping-pong x (2 B), y (1 B) and scale tiles; single fp32 work tiles."""
+    nbuf = 2 if t.double_buffer else 1
+    tile = t.rows_per_pass * t.h_chunk
+    rows8 = math.ceil(t.rows_per_pass / 8) * 8
+    single = tile * 4 * 2 + rows8 * 4 * 5 + (t.h_chunk * 6 if smooth else 0)
+    return nbuf * (tile * 2 + tile + rows8 * 4) + single
+
+
+def default_pertoken_tiling(soc: Any, rows: int, h: int) -> RowChunkTiling:
+    return default_row_chunk_tiling(soc, rows, h, "dynamic_quant", ub_bytes)
+
+
+def build_pertoken(soc: Any, rows: int, h: int, x_dtype: str, out: str, tiling: RowChunkTiling,
+                   *, x: np.ndarray | None = None, smooth: np.ndarray | None = None,
+                   has_smooth: bool = False) -> Kernel:
+    """x (rows, h) -> y int8 (rows, h) or int4 packed in int32 (rows, h / 8), fp32 scale."""
+    has_smooth = has_smooth or smooth is not None
+    if has_smooth and h > tiling.h_chunk:
+        raise NotImplementedError("dynamic_quant: smooth_scales with rows wider than one H "
+                                  f"chunk ({h} > {tiling.h_chunk}) are not modelled")
+    validate_row_chunk_tiling(tiling, soc, rows, ub_bytes(tiling, has_smooth))
+    out_cols, out_dt = (h // 8, "int32") if out == "int4" else (h, "int8")
+    gm = {"x": GMTensor("x", (rows, h), x_dtype, x, "input"),
+          "y": GMTensor("y", (rows, out_cols), out_dt, None, "output"),
+          "scale": GMTensor("scale", (rows,), "float32", None, "output")}
+    if has_smooth:
+        gm["smooth"] = GMTensor("smooth", (h,), x_dtype, smooth, "input")
+    desc = soc.core("aiv")
+    base, extra = divmod(rows, tiling.cores)
+    cores = []
+    for c in range(tiling.cores):
+        prog = CoreProgram(c, "aiv")
+        cores.append(prog)
+        r0 = c * base + min(c, extra)
+        _Writer(ProgramBuilder(prog, desc), tiling, h, x_dtype, out, has_smooth).emit(
+            r0, r0 + base + (1 if c < extra else 0))
+    meta = {"op": "dynamic_quant", "rows": rows, "h": h, "out": out, "smooth": has_smooth}
+    return Kernel("dynamic_quant", gm, cores, meta)
+
+
+class _Writer:
+    """One core's instruction stream (event ids: 0/1 ping-pong, 2 the smooth row)."""
+
+    def __init__(self, b: ProgramBuilder, t: RowChunkTiling, h: int, x_dtype: str, out: str,
+                 smooth: bool) -> None:
+        self.b, self.h, self.x_dtype, self.out = b, h, x_dtype, out
+        self.nbuf = 2 if t.double_buffer else 1
+        self.rpp, hc = t.rows_per_pass, t.h_chunk
+        tile = self.rpp * hc
+        rows8 = math.ceil(self.rpp / 8) * 8
+        self.chunks = [(h0, min(hc, h - h0)) for h0 in range(0, h, hc)]
+        self.xb = [b.alloc("UB", (tile,), x_dtype, f"x{i}") for i in range(self.nbuf)]
+        self.yb = [b.alloc("UB", (tile,), "int8", f"y{i}") for i in range(self.nbuf)]
+        self.sb = [b.alloc("UB", (rows8,), "float32", f"scale{i}") for i in range(self.nbuf)]
+        self.work = b.alloc("UB", (tile,), "float32", "x_fp32")
+        self.tmp = b.alloc("UB", (tile,), "float32", "abs_int32_half")
+        self.rmax = b.alloc("UB", (rows8,), "float32", "row_max")
+        self.cmax = b.alloc("UB", (rows8,), "float32", "chunk_max")
+        self.recip = b.alloc("UB", (rows8,), "float32", "dtype_max_over_max")
+        self.cmaxv = b.alloc("UB", (rows8,), "float32", "dtype_max")
+        self.ones = b.alloc("UB", (rows8,), "float32", "ones")
+        self.smooth = None
+        if smooth:
+            self.smooth_raw = b.alloc("UB", (hc,), x_dtype, "smooth_raw")
+            self.smooth = b.alloc("UB", (hc,), "float32", "smooth")
+        self.loads = self.stores = 0
+
+    def _load(self, p0: int, pr: int, h0: int, hw: int) -> Region:
+        b, i = self.b, self.loads % self.nbuf
+        if self.loads >= self.nbuf:
+            b.wait_flag("V", "MTE2", i)
+        xr = Region("UB", self.xb[i].offset, (pr, hw), self.x_dtype)
+        b.dma(Region("GM", (p0 * self.h + h0) * 2, (pr, hw), self.x_dtype, "x", self.h * 2), xr,
+              name="x GM->UB")
+        b.sync("MTE2", "V", i)
+        self.loads += 1
+        return xr
+
+    def _to_fp32(self, xr: Region, pr: int, hw: int) -> Region:
+        """Cast (and smooth Mul) of a loaded chunk into the fp32 work tile; frees the x tile."""
+        b = self.b
+        f = Region("UB", self.work.offset, (pr, hw), "float32")
+        b.cast(f, xr, round_mode="rint", name="Cast x->fp32")
+        if self.smooth is not None:
+            b.vop(VecOp.MUL, f, (f, Region("UB", self.smooth.offset, (hw,), "float32")),
+                  name="Mul smooth_scales")
+        b.set_flag("V", "MTE2", (self.loads - 1) % self.nbuf)
+        return f
+
+    def _row_max(self, f: Region, pr: int, hw: int, dst: Region) -> None:
+        a = Region("UB", self.tmp.offset, (pr, hw), "float32")
+        self.b.vop(VecOp.ABS, a, (f,), name="Abs")
+        self.b.vop(VecOp.REDUCE_MAX, dst, (a,), name="ReduceMax per row")
+
+    def _prologue(self) -> None:
+        b = self.b
+        b.vop(VecOp.DUPLICATE, self.cmaxv, scalar=DTYPE_MAX[self.out], name="Duplicate DTYPE_MAX")
+        b.vop(VecOp.DUPLICATE, self.ones, scalar=1.0, name="Duplicate 1.0")
+        if self.smooth is not None:
+            hw = self.chunks[0][1]
+            raw = Region("UB", self.smooth_raw.offset, (hw,), self.x_dtype)
+            b.dma(Region("GM", 0, (hw,), self.x_dtype, "smooth"), raw, name="smooth GM->UB")
+            b.sync("MTE2", "V", 2)
+            b.cast(Region("UB", self.smooth.offset, (hw,), "float32"), raw, round_mode="rint",
+                   name="Cast smooth->fp32")
+
+    def _quantise(self, f: Region, pr: int, hw: int, p0: int, h0: int, j: int) -> None:
+        b, h = self.b, self.h
+        b.vop(VecOp.MUL, f, (f, Region("UB", self.recip.offset, (pr, 1), "float32")),
+              name="Mul x * DTYPE_MAX / max")
+        ir = Region("UB", self.tmp.offset, (pr, hw), "int32")
+        hr = Region("UB", self.tmp.offset, (pr, hw), "float16")
+        b.cast(ir, f, round_mode="rint", name="Cast fp32->int32 RINT")
+        b.cast(hr, ir, round_mode="round", name="Cast int32->fp16")
+        qr = Region("UB", self.yb[j].offset, (pr, hw), self.out)
+        b.cast(qr, hr, round_mode="trunc", name=f"Cast fp16->{self.out}")
+        b.sync("V", "MTE3", j)
+        if self.out == "int4":
+            yr = Region("UB", self.yb[j].offset, (pr, hw // 8), "int32")
+            dst = Region("GM", (p0 * (h // 8) + h0 // 8) * 4, (pr, hw // 8), "int32", "y",
+                         (h // 8) * 4)
+        else:
+            yr = Region("UB", self.yb[j].offset, (pr, hw), "int8")
+            dst = Region("GM", p0 * h + h0, (pr, hw), "int8", "y", h)
+        b.dma(yr, dst, name="y UB->GM")
+
+    def emit(self, r0: int, r1: int) -> None:
+        b, nbuf = self.b, self.nbuf
+        self._prologue()
+        two_sweeps = len(self.chunks) > 1
+        for p0 in range(r0, r1, self.rpp):
+            pr = min(self.rpp, r1 - p0)
+            rm = Region("UB", self.rmax.offset, (pr,), "float32")
+            if two_sweeps:
+                for k, (h0, hw) in enumerate(self.chunks):
+                    f = self._to_fp32(self._load(p0, pr, h0, hw), pr, hw)
+                    cm = Region("UB", self.cmax.offset, (pr,), "float32")
+                    self._row_max(f, pr, hw, rm if k == 0 else cm)
+                    if k:
+                        b.vop(VecOp.MAX, rm, (rm, cm), name="Max (merge chunk maxima)")
+            j = self.stores % nbuf
+            if self.stores >= nbuf:
+                b.wait_flag("MTE3", "V", j)
+            sr = Region("UB", self.sb[j].offset, (pr,), "float32")
+            rc = Region("UB", self.recip.offset, (pr,), "float32")
+            for k, (h0, hw) in enumerate(self.chunks):
+                f = self._to_fp32(self._load(p0, pr, h0, hw), pr, hw)
+                if not two_sweeps:
+                    self._row_max(f, pr, hw, rm)
+                if k == 0:
+                    b.vop(VecOp.DIV, rc, (Region("UB", self.cmaxv.offset, (pr,), "float32"), rm),
+                          name="Div DTYPE_MAX / max")
+                    b.vop(VecOp.DIV, sr, (Region("UB", self.ones.offset, (pr,), "float32"), rc),
+                          name="Div scale = 1 / (DTYPE_MAX / max)")
+                self._quantise(f, pr, hw, p0, h0, j)
+                if k < len(self.chunks) - 1:  # the next chunk's output reuses buffer j
+                    b.set_flag("MTE3", "V", j)
+                    b.wait_flag("MTE3", "V", j)
+            b.dma(sr, Region("GM", p0 * 4, (pr,), "float32", "scale"), name="scale UB->GM")
+            b.set_flag("MTE3", "V", j)
+            self.stores += 1
+        for t in range(max(0, self.loads - nbuf), self.loads):
+            b.wait_flag("V", "MTE2", t % nbuf)
+        for t in range(max(0, self.stores - nbuf), self.stores):
+            b.wait_flag("MTE3", "V", t % nbuf)
