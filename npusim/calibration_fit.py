@@ -63,6 +63,11 @@ FITTED: tuple[FittedNumber, ...] = (
                  ("cores.aic.scalar.cycles_per_instruction",
                   "cores.aiv.scalar.cycles_per_instruction"), "H", "H1", 1.0,
                  "none documented (hardware.md 2.8): kept, so H1 is not a LOFO prediction"),
+    FittedNumber("vector binary / ternary cycles per repeat (conflict-free)",
+                 ("cores.aiv.vector.classes.binary.cycles_per_repeat",
+                  "cores.aiv.vector.classes.ternary.cycles_per_repeat"), "H",
+                 "H6/H7 (DEVKIT add case 5 vs 6: 12.85 -> 6.95 us)", 2.0,
+                 "KPP / PTO 2 (6 for ternary) cyc/rep, measured in the bank-conflicting layout"),
 )
 
 
@@ -70,7 +75,10 @@ def _get(obj: Any, path: str) -> Any:
     for part in path.split("."):
         if part == "cores":
             continue
-        obj = obj.core(part) if part in ("aic", "aiv") else getattr(obj, part)
+        if isinstance(obj, dict):
+            obj = obj[part]
+        else:
+            obj = obj.core(part) if part in ("aic", "aiv") else getattr(obj, part)
     return obj
 
 

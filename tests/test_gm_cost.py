@@ -1,6 +1,8 @@
 """GM access cost from layout (npusim.engine.gm_cost): bursts, 512 B alignment, ND -> NZ padding,
 NZ -> ND rows, hooked into the DMA and FixPipe costs of the 220x descriptors."""
 
+import math
+
 import pytest
 
 from npusim.engine import gm_cost, timing
@@ -36,8 +38,15 @@ def test_32b_aligned_worst_case_is_70_percent_of_512b_aligned():
     """DOC best_practices_10_0014: a 32 B-aligned copy reaches at worst 70 % of the 512 B-aligned
     bandwidth; the declared request overhead reproduces that for a 512 B row."""
     assert gm_cost.layout_factor(SPEC, 32, 1, 512, 512) == pytest.approx(1 / 0.7)
-    # a long contiguous copy only pays its one extra request
-    assert 1.0 < gm_cost.layout_factor(SPEC, 32, 1, 65536, 65536) < 1.01
+    # a long contiguous copy only pays its one extra request: 64 KiB starting 32 B into a 512 B
+    # window is a 512 B burst (480 B payload), 127 full windows and a last 32 B in the smallest
+    # (128 B) burst - 129 requests, 65664 B charged - against 128 requests of 512 B aligned
+    ov = SPEC.request_overhead_bytes
+    small, window = SPEC.burst_bytes[0], SPEC.window_bytes
+    charged = window + 127 * window + small
+    assert charged == 65664
+    assert gm_cost.layout_factor(SPEC, 32, 1, 65536, 65536) == pytest.approx(
+        (charged + 129 * ov) / (65536 + 128 * ov), rel=1e-12)
 
 
 def test_bursts_round_up_to_128_256_512():
@@ -60,14 +69,47 @@ def test_residue_classes_equal_row_by_row_sum():
         assert fast == (sum(c[0] for c in slow), sum(c[1] for c in slow))
 
 
+def _requests_brute_force(start: int, rows: int, row_bytes: int, stride: int
+                          ) -> tuple[int, int]:
+    """Independent oracle of the documented rules: walk each row's 32 B blocks, cut at 512 B
+    address boundaries, round each piece up to a 128 / 256 / 512 B burst."""
+    req = charged = 0
+    for r in range(rows):
+        lo = (start + r * stride) // 32 * 32
+        hi = -(-(start + r * stride + row_bytes) // 32) * 32
+        while lo < hi:
+            cut = min(hi, (lo // 512 + 1) * 512)
+            req += 1
+            charged += next(b for b in (128, 256, 512) if cut - lo <= b)
+            lo = cut
+    return req, charged
+
+
 def test_misaligned_n_costs_more_than_aligned_nd2nz_load():
     """An ND B tile whose row stride is a few elements off a multiple of 16 (N = 4100 fp16) loads
-    slower than the same tile of N = 4096: rows start off 512 B (and off 32 B) boundaries. Size:
-    between 1.2x and 2x of the aligned tile's cycles."""
+    slower than the same tile of N = 4096: rows start off 512 B (and off 32 B) boundaries.
+
+    Size, from the descriptor alone: the aligned 256 x 256 tile (128 KiB, 512 B rows at a 512 B
+    multiple stride) costs the nd2nz curve, 131072 / 111.0 B/cyc = 1181 cycles. With N = 4100 the
+    rows start 8, 16, ... bytes past a window (stride 8200 = 8 mod 512): the 4 rows that start on
+    a boundary take one request, the other 252 two - 508 requests, 178176 B in 128 / 256 / 512 B
+    bursts - so the factor is (178176 + 508 x 160) / (131072 + 256 x 160) = 1.508 and the
+    surcharge streams at the nd2nz plateau: 1181 + 0.508 x 131072 / 118.7 -> 1742 cycles."""
     l1 = Region("L1", 0, (256, 256), "float16")
     aligned = timing.dma_local_cycles(AIC, _dma(_nd_tile(4096), l1, "nd2nz"))
     ragged = timing.dma_local_cycles(AIC, _dma(_nd_tile(4100, row0=1), l1, "nd2nz"))
-    assert 1.2 * aligned < ragged < 2.0 * aligned
+    path = AIC.transfer("GM", "L1")
+    nbytes = 256 * 512
+    assert aligned == math.ceil(nbytes / path.bytes_per_cycle(nbytes, "nd2nz")) == 1181
+    req, charged = _requests_brute_force(4100 * 2, 256, 512, 4100 * 2)
+    assert (req, charged) == (508, 178176)
+    ov = SPEC.request_overhead_bytes
+    factor = (charged + req * ov) / (nbytes + 256 * ov)
+    assert gm_cost.gm_side_factor(AIC, _nd_tile(4100, row0=1), l1, "nd2nz") == pytest.approx(
+        factor, rel=1e-12)
+    plateau = path.bytes_per_cycle(1 << 40, "nd2nz")
+    assert ragged == math.ceil(nbytes / path.bytes_per_cycle(nbytes, "nd2nz")
+                               + (factor - 1) * nbytes / plateau) == 1742
 
 
 def test_ragged_k_pays_c0_padding_in_nd2nz():

@@ -57,6 +57,7 @@ from npusim.engine.fast_lower import (
 from npusim.engine.memory import L2Cache, MemorySystem
 from npusim.engine.program import Kernel
 from npusim.engine.sim import Engine, FlowRecord, InstrRecord, RunResult
+from npusim.engine.timing import in_flight_cycles
 
 ENGINES = ("fast", "reference")
 _ENGINE: ContextVar[str | None] = ContextVar("npusim_engine", default=None)
@@ -571,6 +572,10 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
                         e += hit_lat + miss_lat if miss else hit_lat
                         if e > end:
                             end = e
+                        if miss and not write and ins[3] is not None:  # bytes in flight
+                            e = fnow + in_flight_cycles(ins[3], nb, miss, miss_lat)
+                            if e > end:
+                                end = e
                         h += miss + wb
                     else:
                         c = ceil(e - now) + (hit_lat + miss_lat if miss else hit_lat)

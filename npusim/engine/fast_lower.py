@@ -41,7 +41,7 @@ from npusim.isa.operands import element_bytes
 # instruction kinds of the lowered streams; the last element of every tuple is the bytes the
 # instruction's record reports
 K_LOCAL = 0  # (K_LOCAL, dur_idle, dur_busy, nbytes): no GM, no flag (Mmad, Vector, local DMA)
-K_DMA = 1  # (K_DMA, local cycles, accesses, nbytes): a DataCopy with a GM side
+K_DMA = 1  # (K_DMA, local cycles, accesses, in-flight spec or None, nbytes): DataCopy with GM
 K_FIX = 2  # (K_FIX, cycles_idle, cycles_busy, accesses, clock scale, nbytes): FixPipe into GM
 K_SET = 3  # (K_SET, dur, flag slot, 0)
 K_XSET = 4  # (K_XSET, dur, mode, flag id, 0)
@@ -198,7 +198,8 @@ class _Lowerer:
         else:
             accs = (self.access(dst, dl, True, True, ins.atomic == "add"),)
         core_acc.extend(accs)
-        return (K_DMA, local, accs, nbytes)
+        in_flight = timing.in_flight_spec(kd.desc, sb, db) if sgm else None
+        return (K_DMA, local, accs, in_flight, nbytes)
 
     def fix(self, ins: Any, kd: _Kind, core_acc: list[Access]) -> tuple:
         src, dst = ins.reads[0], ins.writes[0]

@@ -172,6 +172,7 @@ class MemorySystem:
         self.hit_latency = int(mem.l2.hit_latency_cycles)
         self.miss_latency = int(mem.l2.miss_extra_latency_cycles)
         self.stats = TrafficStats()
+        self.last_miss = 0  # HBM bytes the last gm_access fetched (the in-flight limit reads it)
 
     def _pages(self, region: Region) -> dict[int, tuple[int, int]]:
         """Per L2 page the region touches: (mask of touched lines, bytes touched). The pattern
@@ -201,6 +202,7 @@ class MemorySystem:
         if region.tensor not in self.base:
             raise KeyError(f"GM region names unknown tensor {region.tensor!r}")
         hit, miss, writeback = self._touch(region, access)
+        self.last_miss = miss
         nbytes = region.nbytes
         st = self.stats
         if access.write:

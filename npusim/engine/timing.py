@@ -40,6 +40,26 @@ def dma_local_cycles(core: Any, instr: Instr) -> int:
     return int(spec.latency_cycles) + math.ceil(cycles)
 
 
+def in_flight_spec(core: Any, src: str, dst: str) -> Any:
+    """The core's GM read in-flight limit when it applies to the path ``src`` -> ``dst``."""
+    spec = getattr(core, "gm_read_in_flight", None)
+    if spec is None or f"{src}->{dst}" not in spec.paths:
+        return None
+    return spec
+
+
+def in_flight_cycles(spec: Any, nbytes: int, missed: int, miss_latency: int) -> float:
+    """Cycles a GM read of ``nbytes`` takes when ``missed`` of them miss in L2, under the core's
+    bytes-in-flight limit (Little's law, descriptor ``gm_read_in_flight``): every request waits
+    the L2 round trip plus ``miss_latency``; at most ``outstanding_bytes`` are in flight, so the
+    missed bytes stream at outstanding / (round trip + miss latency) and the hit ones at
+    outstanding / round trip. The engine takes the larger of this and the path's curve time."""
+    hit_rt = spec.request_latency_cycles
+    miss_rt = hit_rt + miss_latency
+    missed = min(missed, nbytes)
+    return miss_rt + (missed * miss_rt + (nbytes - missed) * hit_rt) / spec.outstanding_bytes
+
+
 def mmad_cycles(core: Any, instr: Instr, pipe_was_idle: bool) -> int:
     """Cube: head (if the pipe was idle) + fractal count x cycles per fractal."""
     cube = core.cube

@@ -361,6 +361,26 @@ class GmBurstSpec(Model):
         return self
 
 
+class InFlightSpec(Model):
+    """Bytes one core keeps in flight on its GM read paths (npusim.engine.timing.in_flight_cycles).
+
+    Little's law: a read whose lines miss in L2 waits ``request_latency_cycles`` + the L2 miss
+    latency per request, and with at most ``outstanding_bytes`` requested and not yet returned
+    its missed bytes stream at no more than outstanding_bytes / that round trip. Hits keep the
+    path's measured curve (taken as L2-hit measurements)."""
+
+    outstanding_bytes: PositiveInt = Field(
+        description="Bytes of GM read requests one core keeps in flight on these paths"
+    )
+    request_latency_cycles: PositiveInt = Field(
+        description="Round trip of one GM read request served by the L2 (hit), core cycles"
+    )
+    paths: tuple[str, ...] = Field(
+        min_length=1, description="Transfer keys ('GM->L1', ...) the limit applies to"
+    )
+    source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
+
+
 class CoreDescriptor(Model):
     """One core kind of a SoC: buffers, pipes, transfer paths and compute units."""
 
@@ -386,6 +406,11 @@ class CoreDescriptor(Model):
     gm_bursts: GmBurstSpec | None = Field(
         None, description="GM request model of the DMA engines (layout-dependent cost); null = "
         "layout not modelled, every layout costs as the measured contiguous curves"
+    )
+
+    gm_read_in_flight: InFlightSpec | None = Field(
+        None, description="Per-core bytes-in-flight limit of GM reads that miss in L2 (Little's "
+        "law); null = not modelled, misses cost only the shared HBM channel and its latency"
     )
 
     _paths: dict[tuple[str, str], TransferSpec] = PrivateAttr(default_factory=dict)
@@ -426,6 +451,11 @@ class CoreDescriptor(Model):
                 raise ValueError(f"{name}: the core has no {pipe} pipe")
         if "FIX" in self.pipes and self.fixpipe is None:
             raise ValueError("pipes: FIX listed but fixpipe is null")
+        if self.gm_read_in_flight is not None:
+            for key in self.gm_read_in_flight.paths:
+                if key not in self.transfers or not key.startswith("GM->"):
+                    raise ValueError(f"gm_read_in_flight.paths: {key!r} is not a GM read path "
+                                     f"of this core (transfers: {', '.join(self.transfers)})")
         return self
 
     def model_post_init(self, __context: object) -> None:
