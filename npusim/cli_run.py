@@ -388,6 +388,11 @@ def run_command(args: argparse.Namespace) -> int:
     check_applicable(op, args)
     soc = resolve_soc(args.soc, args.overrides, args.patch)
     mod = operator_module(op)
+    if args.functional:  # the size guard first: refuse before drawing data-sized inputs
+        from npusim.size_guard import check_before_drawing
+
+        specs = mod.cli_op_args(args, functional=False, rng=np.random.default_rng(0))
+        check_before_drawing(op, soc, specs, getattr(args, "max_instructions", None))
     rng = np.random.default_rng(args.seed)
     op_args = mod.cli_op_args(args, functional=args.functional, rng=rng)
     tiling = None

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 QUANT_SCHEMES = ("w4a16", "w8a16", "w8a8")
 NOT_MODELLED = (
@@ -73,7 +72,14 @@ def shipped_configs() -> list[str]:
 
 
 def load_config(ref: str | Path) -> ModelConfig:
-    """A config from a YAML file path or a shipped name (``llama-2-7b``)."""
+    """A config from a YAML file path or a shipped name (``llama-2-7b``). Read as the SoC
+    descriptors are (:func:`npusim.hw.loader.read_yaml_file`: plain YAML only, bounded aliases,
+    UTF-8); every error is a ``DescriptorError`` (a ValueError) naming the file, the field and
+    the rule. Fields other than the five sizes, ``name`` and ``source`` are ignored (a Hugging
+    Face config.json, which YAML reads, carries many)."""
+    from npusim.hw.errors import DescriptorError
+    from npusim.hw.loader import read_yaml_file
+
     path = Path(ref)
     if not path.exists():
         shipped = workloads_dir() / f"{ref}.yaml"
@@ -81,24 +87,33 @@ def load_config(ref: str | Path) -> ModelConfig:
             raise ValueError(f"CONFIG={str(ref)!r}: neither a file nor a shipped config "
                              f"({', '.join(shipped_configs())})")
         path = shipped
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml_file(path)
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a model config must be a mapping")
+        raise DescriptorError(f"{path}: a model config must be a mapping of fields, got "
+                              f"{type(data).__name__}")
     missing = [f for f in _FIELDS if f not in data]
     if missing:
-        raise ValueError(f"{path}: missing field(s) {', '.join(missing)}")
+        raise DescriptorError(f"{path}: field {missing[0]}: missing (required: "
+                              f"{', '.join(missing)})")
     vals = {}
     for f in _FIELDS:
         v = data[f]
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{path}: {f}={v!r} must be a positive integer")
+            raise DescriptorError(f"{path}: field {f}: {v!r} must be a positive integer")
         vals[f] = v
+    for f in ("name", "source"):
+        if f in data and not isinstance(data[f], str):
+            raise DescriptorError(f"{path}: field {f}: {data[f]!r} must be a string")
     if vals["hidden_size"] % vals["num_attention_heads"]:
-        raise ValueError(f"{path}: hidden_size={vals['hidden_size']} is not a multiple of "
-                         f"num_attention_heads={vals['num_attention_heads']}")
+        raise DescriptorError(
+            f"{path}: field hidden_size: {vals['hidden_size']} is not a multiple of "
+            f"num_attention_heads={vals['num_attention_heads']}")
     if vals["num_attention_heads"] % vals["num_key_value_heads"]:
-        raise ValueError(f"{path}: num_attention_heads={vals['num_attention_heads']} is not a "
-                         f"multiple of num_key_value_heads={vals['num_key_value_heads']}")
+        raise DescriptorError(
+            f"{path}: field num_attention_heads: {vals['num_attention_heads']} is not a "
+            f"multiple of num_key_value_heads={vals['num_key_value_heads']}")
     return ModelConfig(name=str(data.get("name", path.stem)), source=str(data.get("source", "")),
                        **vals)
 

@@ -16,9 +16,8 @@ Two checks, both against a configurable instruction limit (``max_instructions`` 
   third of a run; the bounds above are loose by 3-10x for vector operators);
 - after planning, before the engine: the program's exact instruction count.
 
-A third check covers operators that still materialise a timing-only run's specs as zero arrays
-(``MATERIALISES_SPECS``; a declared stop-gap until their planners stop doing so): their spec
-bytes are refused above ``max_timing_bytes`` (default ``DEFAULT_MAX_TIMING_BYTES``).
+Timing-only runs build no data-sized array (weight_quant_batchmatmul's specs become zero-stride
+placeholders), so memory is bounded by the program, i.e. by the instruction limit.
 """
 
 from __future__ import annotations
@@ -35,11 +34,6 @@ from npusim.spec import TensorSpec
 
 DEFAULT_MAX_INSTRUCTIONS = 2_000_000
 ENV_MAX_INSTRUCTIONS = "NPUSIM_MAX_INSTRUCTIONS"
-DEFAULT_MAX_TIMING_BYTES = 1 << 30
-#: Operators whose timing-only planning turns specs into zero arrays of the data's size
-#: (weight_quant_batchmatmul: ops/weight_quant_program.py materialises x / weight / scales and
-#: ops/weight_quant_batchmatmul/args.py unpacks an int4 spec weight to int8 zeros).
-MATERIALISES_SPECS = frozenset({"weight_quant_batchmatmul"})
 _BITS = {"int4": 4, "int8": 8, "uint8": 8, "bool": 8, "float16": 16, "bfloat16": 16,
          "int16": 16, "float32": 32, "int32": 32, "uint32": 32, "float64": 64, "int64": 64}
 
@@ -91,7 +85,7 @@ def largest_buffer_bytes(desc: Any) -> int:
 
 
 def _dims(x: Any) -> tuple[tuple[int, ...], str] | None:
-    if isinstance(x, TensorSpec) and x.npu_format == 2:
+    if isinstance(x, TensorSpec):  # a spec's shape is logical, FRACTAL_NZ ones included
         return x.shape, x.dtype
     if type(x) is np.ndarray:  # plain ND arrays only (a formatted array's shape is storage)
         return x.shape, str(x.dtype)
@@ -216,10 +210,8 @@ def lower_bound(op: str, desc: Any, op_args: Mapping[str, Any],
 
 
 def check_before_plan(op: str, desc: Any, op_args: Mapping[str, Any], limit: int,
-                      max_timing_bytes: int = DEFAULT_MAX_TIMING_BYTES,
                       tiling: Any = None) -> None:
-    """Refuse a run whose instruction lower bound exceeds ``limit`` (no array, no program yet),
-    and a timing-only run of a spec-materialising operator above ``max_timing_bytes``."""
+    """Refuse a run whose instruction lower bound exceeds ``limit`` (no array, no program yet)."""
     bound, why = lower_bound(op, desc, op_args, tiling)
     if bound > limit:
         raise SizeLimitError(
@@ -227,16 +219,26 @@ def check_before_plan(op: str, desc: Any, op_args: Mapping[str, Any], limit: int
             f"{limit:,} (max_instructions= / ${ENV_MAX_INSTRUCTIONS} / npusim run "
             "--max-instructions)"
         )
-    specs = [v for v in op_args.values() if isinstance(v, TensorSpec)]
-    if op in MATERIALISES_SPECS and specs:
-        spec_bytes = sum(_nbytes(s) or 0 for s in specs)
-        if spec_bytes > max_timing_bytes:
-            raise SizeLimitError(
-                f"{op}: a timing-only run of this operator still builds zero arrays of its "
-                f"inputs' size ({spec_bytes:,} bytes of specs, more with the unpacked weight), "
-                f"above the limit of {max_timing_bytes:,} bytes; a known limitation of its "
-                "planner (npusim.size_guard.MATERIALISES_SPECS)"
-            )
+
+
+#: Input bytes above which the CLI's ``--functional`` refuses to draw random data (its draws
+#: take several times the inputs' size in intermediates: int32 / float64 before the cast).
+DEFAULT_MAX_DRAWN_BYTES = 256 << 20
+
+
+def check_before_drawing(op: str, desc: Any, spec_args: Mapping[str, Any],
+                         max_instructions: int | None = None,
+                         max_bytes: int = DEFAULT_MAX_DRAWN_BYTES) -> None:
+    """Before a functional CLI run draws its random inputs: the lower-bound check on the same
+    call as specs, then the inputs' size against ``max_bytes``."""
+    check_before_plan(op, desc, spec_args, instruction_limit(max_instructions))
+    total = input_bytes(spec_args)
+    if total > max_bytes:
+        raise SizeLimitError(
+            f"{op}: --functional would draw {total:,} bytes of random inputs (and several "
+            f"times that in intermediates), above the limit of {max_bytes:,} bytes; run it "
+            "timing-only (drop --functional) or pass your own arrays to npusim.simulate"
+        )
 
 
 def check_after_plan(op: str, kernel: Any, limit: int) -> None:

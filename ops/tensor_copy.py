@@ -73,7 +73,9 @@ def plan(soc, tiling: CopyTiling | None = None, *, x=None, n_elements: int | Non
         return Plan(kernel, "tensor_copy", tiling, True,
                     finish=lambda out: out["y"].reshape(arr.shape))
     if x is not None:
-        n_elements, dtype = int(np.prod(x.shape)), x.dtype
+        n_elements, dtype = math.prod(x.shape), x.dtype
+        if n_elements < 1:  # the array run's message
+            raise ValueError(f"tensor_copy: x of shape {x.shape} is empty; nothing to time")
     if n_elements is None:
         raise ValueError("tensor_copy needs x (array or spec) or n_elements")
     if isinstance(n_elements, bool) or not isinstance(n_elements, int | np.integer) \

@@ -603,46 +603,49 @@ def _check_cube_cores(soc: Any, t: WqbmmProgramTiling) -> None:
 
 
 def _materialize(x: Any, name: str) -> Any:
-    """Specs become zero arrays of their shape and dtype so validation and kernel selection run
-    unchanged. Timing-only runs never read or write them (``normalize_args(values=False)`` skips
-    int4 unpacking and NZ conversion), so their pages are never touched. Transposed specs become
-    transposed views."""
-    import numpy as np
-
+    """Specs become placeholders (zero-stride zeros of their shape and dtype, one element of
+    memory) so validation and kernel selection run unchanged; timing-only runs never read them
+    (``normalize_args(values=False)``). A transposed spec stands for a transposed view."""
+    from npusim.ops.weight_quant_batchmatmul.args import placeholder
     from npusim.spec import TensorSpec
 
     if not isinstance(x, TensorSpec):
         return x
-    from npusim.numerics import np_dtype
-
-    shape = x.shape
     if x.npu_format == 29:
         return _materialize_nz(x, name)
-    if x.transposed:
-        arr = np.zeros((*shape[:-2], shape[-1], shape[-2]), dtype=np_dtype(x.dtype))
-        arr = np.swapaxes(arr, -1, -2)
-    else:
-        arr = np.zeros(shape, dtype=np_dtype(x.dtype))
-    return arr
+    return placeholder(x.shape, _spec_dtype(x, name), transposed=x.transposed)
+
+
+def _spec_dtype(x: Any, name: str) -> Any:
+    """The numpy dtype of spec ``x``: npusim's names, else numpy's (float64, bool: refused by
+    ``normalize_args`` with the rule, as the same array would be)."""
+    import numpy as np
+
+    from npusim.numerics import np_dtype
+
+    try:
+        return np_dtype(x.dtype)
+    except ValueError:
+        try:
+            return np.dtype(x.dtype)
+        except TypeError:
+            raise TypeError(f"{name}.dtype={x.dtype!r}: not a dtype") from None
 
 
 def _materialize_nz(x: Any, name: str) -> Any:
-    """A FRACTAL_NZ spec becomes zero NZ storage. The spec's ``shape`` is the logical (K, N)
-    view, as for ND specs; with ``transposed`` the origin ND matrix is (N, K) (the NZ
+    """A FRACTAL_NZ spec becomes placeholder NZ storage. The spec's ``shape`` is the logical
+    (K, N) view, as for ND specs; with ``transposed`` the origin ND matrix is (N, K) (the NZ
     weight of a transposed weight, ``transpose_nz``'s flag set)."""
-    import numpy as np
-
     from npusim.layouts.formatted import FormattedArray
     from npusim.layouts.nz import nz_storage_shape
-    from npusim.numerics import np_dtype
-    from npusim.ops.weight_quant_batchmatmul.args import NZ_TRANSPOSED_ATTR
+    from npusim.ops.weight_quant_batchmatmul.args import NZ_TRANSPOSED_ATTR, placeholder
 
     if len(x.shape) != 2:
         raise ValueError(f"{name}: a FRACTAL_NZ spec must be 2-D, got shape {x.shape}")
     origin = (x.shape[1], x.shape[0]) if x.transposed else tuple(x.shape)
-    dt = np_dtype(x.dtype)
+    dt = _spec_dtype(x, name)
     c0 = 32 // dt.itemsize
-    arr = FormattedArray(np.zeros(nz_storage_shape(origin, c0), dtype=dt), 29, origin)
+    arr = FormattedArray(placeholder(nz_storage_shape(origin, c0), dt), 29, origin)
     setattr(arr, NZ_TRANSPOSED_ATTR, bool(x.transposed))
     return arr
 

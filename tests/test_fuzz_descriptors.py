@@ -141,3 +141,53 @@ def test_absurd_but_finite_numbers_run_or_refuse_clearly(value):
                 assert res.cycles > 0 and math.isfinite(res.microseconds)
         except CLEAR_ERRORS as exc:
             assert str(exc).strip()
+
+
+# -- workload (model) configs: read like the SoC descriptors -----------------------------------
+
+_TINY_MODEL = ("name: tiny\nhidden_size: 256\nintermediate_size: 512\nnum_attention_heads: 4\n"
+               "num_key_value_heads: 2\nnum_hidden_layers: 3\n")
+
+
+@pytest.mark.parametrize("body,field", [
+    (b"\xff\xfe", "not UTF-8"),
+    (b"hidden_size: !!python/object:os.system {}\n",
+     "line 1: field hidden_size: tag !!python/object:os.system"),
+    (b"a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c]\n"
+     b"e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e]\n",
+     "alias bomb"),
+    (b"hidden_size: 1\nhidden_size: 2\n", "field hidden_size: duplicate key"),
+    (b"[1, 2]\n", "must be a mapping of fields, got list"),
+    (b"", "field hidden_size: missing"),
+    (b"hidden_size: [", "not valid YAML"),
+    (_TINY_MODEL.replace("num_hidden_layers: 3", "num_hidden_layers: .inf").encode(),
+     "field num_hidden_layers: inf must be a positive integer"),
+    (_TINY_MODEL.replace("hidden_size: 256", "hidden_size: 250").encode(),
+     "field hidden_size: 250 is not a multiple of num_attention_heads=4"),
+    (_TINY_MODEL.replace("name: tiny", "name: [1]").encode(), "field name: [1] must be a string"),
+])
+def test_workload_config_errors_name_file_field_and_problem(tmp_path, body, field):
+    """``npusim model CONFIG`` reads its YAML as the SoC descriptors are read: undecodable
+    text, tags, alias bombs, duplicate keys, wrong types and rule violations are a
+    DescriptorError naming the file and the field; the CLI prints it as one error line."""
+    from npusim.cli import main
+    from npusim.model import load_config
+
+    path = tmp_path / "cfg.yaml"
+    path.write_bytes(body)
+    with pytest.raises(DescriptorError) as exc:
+        load_config(path)
+    assert str(exc.value).startswith(str(path)) and field in str(exc.value), exc.value
+    assert main(["model", str(path)]) == 2
+
+
+def test_workload_config_ignores_extra_fields(tmp_path):
+    """A Hugging Face config.json (JSON is YAML) carries many more fields: they are ignored."""
+    from npusim.model import load_config
+
+    path = tmp_path / "config.json"
+    path.write_text('{"hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4, '
+                    '"num_key_value_heads": 2, "num_hidden_layers": 3, "vocab_size": 32000}')
+    cfg = load_config(path)
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.name) == (256, 3, "config")

@@ -4,6 +4,7 @@ the limit, and timing-only runs build no data-sized zero arrays."""
 
 import argparse
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -14,7 +15,6 @@ from npusim.cli_run import OP_FLAGS, _dest
 from npusim.runner import OPERATORS, operator_module
 from npusim.size_guard import (
     DEFAULT_MAX_INSTRUCTIONS,
-    MATERIALISES_SPECS,
     SizeLimitError,
     check_after_plan,
     instruction_limit,
@@ -95,16 +95,87 @@ def test_huge_matmul_refused_by_its_macs_before_any_array():
     assert time.process_time() - t0 < 5.0
 
 
-def test_wqbmm_timing_only_above_a_gib_of_specs_is_refused():
-    """weight_quant_batchmatmul still turns specs into zero arrays (declared in
-    MATERIALISES_SPECS): the legal K = 65408, N = 65528 int4 call (2.1 GB of packed weight,
-    ~16 GiB once materialised and unpacked) is refused up front instead of allocating."""
-    assert "weight_quant_batchmatmul" in MATERIALISES_SPECS
-    with pytest.raises(SizeLimitError, match="builds zero arrays"):
-        npusim.simulate("weight_quant_batchmatmul", "Ascend910B2",
-                        x=spec((1, 65408), "float16"), weight=spec((65408, 65528 // 8), "int32"),
-                        antiquant_scale=spec((65408 // 128, 65528), "float16"),
-                        antiquant_group_size=128)
+def _peak(fn) -> tuple[object, int]:
+    """(what ``fn`` returned or raised, peak bytes traced by tracemalloc while it ran; numpy
+    reports its data buffers to tracemalloc)."""
+    tracemalloc.start()
+    try:
+        try:
+            out: object = fn()
+        except SizeLimitError as exc:
+            out = exc
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _wq_specs(m: int, k: int, n: int, w: str, g: int, nz: bool = False) -> dict:
+    wshape = (k, n // 8) if w == "int4" else (k, n)
+    weight = spec(wshape, "int32" if w == "int4" else "int8", npu_format=29 if nz else 2)
+    return {"x": spec((m, k), "float16"), "weight": weight,
+            "antiquant_scale": spec((k // g, n) if g else (n,), "float16"),
+            "antiquant_group_size": g}
+
+
+WQ = "weight_quant_batchmatmul"
+#: the largest legal calls of every device operator (documented maxima: M up to 2^31 - 1,
+#: K and N up to 65535): name -> (operator, its spec arguments)
+LARGEST_CALLS = {
+    "wqbmm int4 g128 K=65408 N=65528 M=1": (WQ, _wq_specs(1, 65408, 65528, "int4", 128)),
+    "wqbmm int8 per-channel K=N=65535 M=1": (WQ, _wq_specs(1, 65535, 65535, "int8", 0)),
+    "wqbmm int4 NZ g64 K=65472 N=65472 M=16": (WQ, _wq_specs(16, 65472, 65472, "int4", 64,
+                                                            True)),
+    "wqbmm int8 M=2^31-1 K=N=65535": (WQ, _wq_specs(2**31 - 1, 65535, 65535, "int8", 0)),
+    "matmul M=1 K=N=65535": ("matmul", {"a": spec((1, 65535), "float16"),
+                                        "b": spec((65535, 65535), "float16")}),
+    "quant_matmul M=1 K=N=65535": ("quant_matmul", {
+        "x1": spec((1, 65535), "int8"), "x2": spec((65535, 65535), "int8"),
+        "scale": spec((65535,), "float32"), "output_dtype": "float16"}),
+    "format_cast 65535 x 65535 fp16": ("format_cast", {"x": spec((65535, 65535), "float16"),
+                                                       "acl_format": 29}),
+    "dynamic_quant 2^31-1 x 8192": ("dynamic_quant", {"x": spec((2**31 - 1, 8192), "float16")}),
+    "vector_add 2^31-1": ("vector_add", {"x": spec((2**31 - 1,), "float16"),
+                                         "y": spec((2**31 - 1,), "float16")}),
+    **{f"{op} (CLI maxima)": (op, _cli_args(op, **LARGEST)) for op in DEVICE_OPS},
+}
+PEAK_LIMIT_BYTES = 16 << 20
+
+
+def _warm(op: str) -> None:
+    """Run a small call of ``op`` first: imports, descriptor and memo caches are not the run's
+    memory."""
+    npusim.simulate(op, "Ascend910B2", **_cli_args(op, m=16, k=256, n=256, n_elements=4096))
+
+
+@pytest.mark.parametrize("name", sorted(LARGEST_CALLS))
+def test_largest_legal_timing_only_runs_in_bounded_memory(name):
+    """Timing-only runs of the largest legal shapes (specs of up to 2^31 - 1 rows, 8.6 GB of
+    weight) are refused up front with the estimate, or finish, and never trace more than
+    16 MiB (weight_quant_batchmatmul's specs used to become data-sized zero arrays: 16 GiB
+    for the int4 call). A 50,000-instruction limit keeps the suite fast; the default limit
+    bounds a build the same way (about 500 B per instruction)."""
+    op, args = LARGEST_CALLS[name]
+    _warm(op)
+    out, peak = _peak(lambda: npusim.simulate(op, "Ascend910B2", max_instructions=50_000,
+                                              **args))
+    if isinstance(out, SizeLimitError):
+        assert "instructions" in str(out) and "limit of 50,000" in str(out), out
+    else:
+        assert out.outputs is None and out.run.kernel.instruction_count() <= 50_000
+    assert peak < PEAK_LIMIT_BYTES, (name, peak)
+
+
+@pytest.mark.parametrize("w,k,n,g", [("int8", 65535, 256, 0), ("int4", 65408, 256, 0)])
+def test_wqbmm_timing_only_at_a_maximal_dim_finishes_without_data_arrays(w, k, n, g):
+    """K or N at its documented maximum with the other small: the run finishes, its memory is
+    its program's (under 1 KiB per instruction, plus 1 MiB) and less than its int8 weight (a
+    materialising planner built at least that: K x N int8 zeros besides the program)."""
+    _warm(WQ)
+    args = _wq_specs(1, k, n, w, g)
+    res, peak = _peak(lambda: npusim.simulate(WQ, "Ascend910B2", **args))
+    assert not isinstance(res, SizeLimitError) and res.cycles > 0 and res.outputs is None
+    assert peak < (1 << 20) + 1024 * res.run.kernel.instruction_count(), peak
+    assert peak < k * n, (peak, k * n)
 
 
 SPEC_CALLS = {
@@ -150,9 +221,8 @@ def test_cli_max_instructions_flag_is_one_error_line(capsys):
     assert len(err) == 1 and err[0].startswith("npusim: error: matmul: the program passed ")
 
 
-def test_the_spy_sees_a_materialising_operator(monkeypatch):
-    """The check above can fail: weight_quant_batchmatmul's timing-only run (declared in
-    MATERIALISES_SPECS) does ask for a zero array of its whole unpacked weight."""
+def test_the_spy_sees_a_data_sized_array(monkeypatch):
+    """The spy above can fail: a functional run's numerics ask numpy for data-sized arrays."""
     seen: list[int] = []
     real = np.zeros
 
@@ -161,7 +231,27 @@ def test_the_spy_sees_a_materialising_operator(monkeypatch):
         return real(shape, *a, **kw)
 
     monkeypatch.setattr(np, "zeros", spy)
-    npusim.simulate("weight_quant_batchmatmul", "Ascend910B2", x=spec((16, 512), "float16"),
-                    weight=spec((512, 512 // 8), "int32"),
-                    antiquant_scale=spec((4, 512), "float16"), antiquant_group_size=128)
-    assert max(seen) >= 512 * 512
+    rng = np.random.default_rng(0)
+    npusim.simulate("matmul", "Ascend910B2",
+                    a=rng.standard_normal((64, 512)).astype(np.float16),
+                    b=rng.standard_normal((512, 512)).astype(np.float16))
+    assert max(seen) >= 64 * 512 // 4
+
+
+@pytest.mark.parametrize("argv", [
+    ["--functional"],
+    ["--functional", "--max-instructions", "100000"],
+    ["--max-instructions", "100000"],
+])
+def test_cli_largest_wqbmm_refused_before_any_data(capsys, argv):
+    """``npusim run weight_quant_batchmatmul`` at K = N = 65535: the size guard runs before
+    --functional draws 4.3 GB (plus intermediates) of random inputs; the message says which
+    limit and by how much; nothing data-sized is traced."""
+    cmd = ["run", WQ, "--m", "1", "--k", "65535", "--n", "65535", "--weight-dtype",
+           "int8", "--group-size", "0", *argv]
+    rc, peak = _peak(lambda: main(cmd))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("npusim: error: " + WQ), err
+    assert ("needs at least 131,071 instructions" if "100000" in argv else
+            "--functional would draw 4,295,098,365 bytes") in err[0]
+    assert peak < PEAK_LIMIT_BYTES, peak

@@ -38,6 +38,7 @@ from npusim.ops.weight_quant_batchmatmul.soc_facts import soc_facts
 ACL_FORMAT_ND = 2
 ACL_FORMAT_FRACTAL_NZ = 29
 NZ_TRANSPOSED_ATTR = "npu_transposed"
+PLACEHOLDER_TRANSPOSED_ATTR = "placeholder_transposed"
 MAX_KN = 65535
 MAX_M = 2**31 - 1
 
@@ -104,13 +105,38 @@ class WqbmmArgs:
         }
 
 
+class Placeholder(np.ndarray):
+    """Zeros with every stride 0 (one element of memory, safe to read): a timing-only run's
+    stand-in for a spec's data, so validation and kernel selection run unchanged without a
+    data-sized array. ``placeholder_transposed`` says what the strides of the array it stands
+    for would say (a transposed view or not)."""
+
+
+def placeholder(shape: tuple[int, ...], dtype: Any, transposed: bool = False) -> np.ndarray:
+    """A :class:`Placeholder` of ``shape`` and ``dtype``; ``transposed``: it stands for the
+    transposed view of a contiguous array (torch_npu's ``is_transpose_last_two_dims``)."""
+    arr = np.broadcast_to(np.zeros((), dtype=dtype), tuple(shape)).view(Placeholder)
+    setattr(arr, PLACEHOLDER_TRANSPOSED_ATTR, bool(transposed))
+    return arr
+
+
+def _contiguous(a: np.ndarray, values: bool) -> np.ndarray:
+    """``np.ascontiguousarray(a)``, except for placeholder values (``values=False``), which
+    stay zero-stride views instead of becoming data-sized copies."""
+    return np.ascontiguousarray(a) if values else np.asarray(a)
+
+
 def is_transpose_last_two_dims(a: np.ndarray) -> bool:
     """torch_npu's rule: stride(-2) == 1 element and stride(-1) == size(-2) elements, except a
-    (1, 1) last-two-dims block, which is not transposed (ops-semantics 5.1)."""
+    (1, 1) last-two-dims block, which is not transposed (ops-semantics 5.1). A placeholder
+    answers for the array it stands for."""
     if a.ndim < 2:
         return False
     if a.shape[-1] == 1 and a.shape[-2] == 1:
         return False
+    flag = getattr(a, PLACEHOLDER_TRANSPOSED_ATTR, None)
+    if flag is not None:
+        return bool(flag)
     item = a.itemsize
     return a.strides[-2] == item and a.strides[-1] == a.shape[-2] * item
 
@@ -173,10 +199,10 @@ def _shape_is(shape: tuple[int, ...], *allowed: tuple[int, ...]) -> bool:
 
 
 def _unpack(packed: np.ndarray, values: bool = True) -> np.ndarray:
-    """int32-packed int4 -> int8 values; ``values=False`` (timing-only runs): zeros of the same
-    shape, never touched, so no unpacking work is done for placeholder weights."""
+    """int32-packed int4 -> int8 values; ``values=False`` (timing-only runs): placeholder
+    zeros of the unpacked shape, so no unpacking work or memory is spent on them."""
     if not values:
-        return np.zeros((*packed.shape[:-1], packed.shape[-1] * 8), dtype=np.int8)
+        return placeholder((*packed.shape[:-1], packed.shape[-1] * 8), np.int8)
     from npusim.numerics import unpack_int4
 
     return np.asarray(unpack_int4(np.ascontiguousarray(packed, dtype=np.int32)), dtype=np.int8)
@@ -205,7 +231,7 @@ def _nz_origin(weight: np.ndarray, values: bool = True) -> np.ndarray:
             f"{origin} must have shape {expected} (C0={c0}, ops-semantics 1.1/2.4)"
         )
     if not values:
-        return np.zeros(origin, dtype=storage.dtype)
+        return placeholder(origin, storage.dtype)
     return np.asarray(nz_to_nd(storage, origin))
 
 
@@ -404,7 +430,8 @@ def normalize_args(
     """Validate one npu_weight_quant_batchmatmul call and return its logical form.
 
     ``values=False`` (timing-only runs on placeholder arrays): shapes, dtypes and layouts are
-    validated as usual but an int4 weight is not unpacked (its int8 values are zeros)."""
+    validated as usual but an int4 weight is not unpacked (its int8 values are zeros) and
+    placeholder inputs (:func:`placeholder`) stay zero-stride views: no data-sized copy."""
     facts = soc_facts(soc)
     split = facts.split
     x = _require_array("x", x)
@@ -492,12 +519,12 @@ def normalize_args(
                 f"antiquant_offset.dtype={antiquant_offset.dtype}: must equal "
                 f"antiquant_scale.dtype={s_dtype} (seed 002)"
             )
-        offset = np.ascontiguousarray(antiquant_offset).reshape(s_shape)
+        offset = _contiguous(antiquant_offset, values).reshape(s_shape)
     if s_dtype == "int64":
         _check_int64_scale_path(x_dtype, w_dtype, w_format, antiquant_offset, quant_scale)
-        scale = np.ascontiguousarray(antiquant_scale).reshape(s_shape).view(np.int64)
+        scale = _contiguous(antiquant_scale, values).reshape(s_shape).view(np.int64)
     else:
-        scale = np.ascontiguousarray(antiquant_scale).reshape(s_shape)
+        scale = _contiguous(antiquant_scale, values).reshape(s_shape)
     quant_type = _quant_type(int(antiquant_scale.size), g)
     if not split and quant_type != PER_CHANNEL:
         raise ValueError(
@@ -542,8 +569,8 @@ def normalize_args(
         _check_nz_rules(w_dtype, quant_type, trans_a, trans_b, g, k, n)
 
     return WqbmmArgs(
-        x=np.ascontiguousarray(x),
-        weight=np.ascontiguousarray(w, dtype=np.int8),
+        x=_contiguous(x, values),
+        weight=np.ascontiguousarray(w, dtype=np.int8) if values else np.asarray(w),
         antiquant_scale=scale,
         antiquant_offset=offset,
         quant_param=quant_param,

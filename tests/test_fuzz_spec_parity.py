@@ -1,0 +1,109 @@
+"""One validation path for arrays and specs (issue 17): a call mutated one way (dtype, empty or
+sliced dim, another rank, transposition, a dropped or unknown argument) is refused by a
+timing-only run (its inputs as TensorSpecs) exactly when the functional run (the arrays) is
+refused, with the same exception type. Rules on values cannot be checked on a spec
+(``VALUE_RULES``: an int64 quant scale's bits; group_index's contents, which stay an array)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_fuzz_simulate import CLEAR_ERRORS, DEVICE_OPS, TIMING_ONLY, default_call
+
+import npusim
+from npusim.spec import TensorSpec, spec
+
+LIMIT = 20_000
+PARITY_OPS = [op for op in DEVICE_OPS if op not in TIMING_ONLY]
+KEEP_DATA = {"group_quant": ("group_index",)}  # decides the work: data in both runs
+#: refusals that depend on an array's values (a spec has none): message fragment -> the rule
+VALUE_RULES = {"bit 46 = 0": "quant_matmul: an int64 scale's bit 46 (its values) selects uint8 "
+                             "saturation, not modelled"}
+
+
+def as_spec(a: Any) -> Any:
+    """The TensorSpec of array ``a`` (its logical shape; transposed 2-D views and FRACTAL_NZ
+    arrays keep their layout flags); anything else unchanged."""
+    if not isinstance(a, np.ndarray):
+        return a
+    dt = str(a.dtype)
+    if getattr(a, "npu_format", 2) == 29:
+        trans = bool(getattr(a, "npu_transposed", False))
+        o = tuple(a.origin_shape)
+        return spec((o[1], o[0]) if trans else o, dt, transposed=trans, npu_format=29)
+    trans = a.ndim == 2 and a.shape[0] > 1 and a.shape[1] > 1 and a.strides[0] < a.strides[1]
+    return spec(a.shape, dt, transposed=trans)
+
+
+def outcome(op: str, args: dict) -> tuple[str, str] | None:
+    """None if the run works, else (exception type, message)."""
+    try:
+        npusim.simulate(op, "Ascend910B2", max_instructions=LIMIT, check_races=False, **args)
+    except CLEAR_ERRORS as exc:
+        return type(exc).__name__, str(exc)
+    return None
+
+
+def specs_of(op: str, args: dict) -> dict:
+    keep = KEEP_DATA.get(op, ())
+    return {k: v if k in keep else as_spec(v) for k, v in args.items()}
+
+
+def _mutate(draw, op: str) -> tuple[dict, str]:
+    args = dict(default_call(op, True))
+    arrays = sorted(k for k, v in args.items() if isinstance(v, np.ndarray)
+                    and k not in KEEP_DATA.get(op, ()))
+    kind = draw(st.sampled_from(["dtype", "empty", "slice", "rank", "transpose", "drop",
+                                 "extra"]))
+    if kind == "extra":
+        return {**args, "no_such_argument": 1}, "extra"
+    key = draw(st.sampled_from(arrays if kind != "drop" else sorted(args)))
+    if kind == "drop":
+        del args[key]
+        return args, f"drop {key}"
+    a = args[key]
+    if getattr(a, "npu_format", 2) != 2:
+        return args, "unchanged (FRACTAL_NZ)"
+    if kind == "dtype":
+        dt = draw(st.sampled_from(["float16", "float32", "int8", "int32", "int64", "float64",
+                                   "bool", "uint8"]))
+        args[key] = a.astype(dt)
+    elif kind == "empty" and a.ndim:
+        args[key] = a[:0]
+    elif kind == "slice" and a.ndim and a.shape[-1] > 1:
+        args[key] = a[..., : a.shape[-1] // 2]
+    elif kind == "rank":
+        args[key] = a.reshape(1, *a.shape) if draw(st.booleans()) or a.ndim < 2 else a.ravel()
+    elif kind == "transpose" and a.ndim == 2:
+        args[key] = np.ascontiguousarray(a.T).T if a.shape[0] > 1 < a.shape[1] else a
+    return args, f"{kind} {key}"
+
+
+@st.composite
+def mutated(draw):
+    op = draw(st.sampled_from(PARITY_OPS))
+    args, what = _mutate(draw, op)
+    return op, args, what
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_spec_run_refuses_exactly_what_the_array_run_refuses(call):
+    op, args, what = call
+    arrays, specs = outcome(op, args), outcome(op, specs_of(op, args))
+    if arrays and specs is None and any(f in arrays[1] for f in VALUE_RULES):
+        return
+    kinds = (arrays and arrays[0], specs and specs[0])  # None: the run worked
+    assert kinds[0] == kinds[1], f"{op} ({what}): arrays -> {arrays}, specs -> {specs}"
+
+
+@pytest.mark.parametrize("op", PARITY_OPS)
+def test_unmutated_calls_agree(op):
+    """The starting calls run both ways (the mutations start from working calls)."""
+    args = default_call(op, True)
+    assert outcome(op, args) is None and outcome(op, specs_of(op, args)) is None
+    assert any(isinstance(v, TensorSpec) for v in specs_of(op, args).values())
