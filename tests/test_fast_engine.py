@@ -484,3 +484,19 @@ def test_cli_engine_flag_sets_the_engine_for_the_command_only(monkeypatch, capsy
     assert cli.main(["--engine", "reference", "--version"]) == 0
     assert cli.main(["--version"]) == 0
     assert seen == ["reference", "fast"] and "NPUSIM_ENGINE" not in os.environ
+
+
+def test_gm_cost_memo_sees_offsets_modulo_the_burst_window():
+    """The fast engine costs a GM copy once per (offset modulo the burst window, shape): copies
+    of one shape at offsets equal modulo 512 B, and at offsets that differ inside the window
+    (32 B, 96 B, a strided window), each get the reference engine's cycles (cold and repeat)."""
+    def build(b, _i):
+        ub = b.alloc("UB", (4096,), "float16")
+        for off in (0, 512, 32, 544, 8192 + 96, 96, 1 << 15, (1 << 15) + 32):
+            b.dma(Region("GM", off, (1024,), "float16", "x"), ub)
+            b.dma(Region("GM", off, (8, 96), "float16", "x", 640), ub.sub(0, (8, 96)))
+            b.sync("MTE2", "MTE3", 0)
+            b.dma(ub.sub(0, (8, 96)), Region("GM", off, (8, 96), "float16", "z", 640))
+            b.sync("MTE3", "MTE2", 1)
+    for l2_start in ("cold", "repeat"):
+        assert_same(*run_both(_one_core(build), SPLIT, l2_start=l2_start))

@@ -90,13 +90,17 @@ def _layout(r: Any) -> tuple[int, int, int, int]:
 class _Kind:
     """Per core kind: descriptor, clock scale, pipes, (capacity, alignment) per buffer."""
 
-    __slots__ = ("buffers", "desc", "flag_cycles", "index", "pipes", "scale")
+    __slots__ = ("buffers", "desc", "flag_cycles", "index", "pipes", "scale", "window")
 
     def __init__(self, index: int, soc: Any, kind: str) -> None:
         self.index = index
         self.desc = desc = soc.core(kind)
         self.scale = soc.aicore_freq_mhz / soc.freq_mhz(kind)
         self.pipes = frozenset(desc.pipes)
+        # GM costs see a GM start address only modulo the burst window (npusim.engine.gm_cost:
+        # row_cost reads start % window); without a burst model they ignore it
+        bursts = getattr(desc, "gm_bursts", None)
+        self.window = int(bursts.window_bytes) if bursts is not None else 1
         self.buffers = {name: (b.capacity_bytes, b.alignment_bytes)
                         for name, b in desc.buffers.items() if name in BUFFERS}
         try:
@@ -183,13 +187,17 @@ class _Lowerer:
             return low
         sl = _layout(src) if sgm else None
         dl = _layout(dst) if dgm else None
-        key = (DataCopy, kd.index, sb, db, nbytes, ins.transform, sl, dl)
-        local = self.cost.get(key)
-        if local is None:
+        w = kd.window
+        key = (DataCopy, kd.index, sb, db, nbytes, ins.transform,
+               sl and (sl[0] % w, *sl[1:]), dl and (dl[0] % w, *dl[1:]))
+        got = self.cost.get(key)
+        if got is None:
             try:
-                local = self.cost[key] = timing.dma_local_cycles(kd.desc, ins)
+                got = self.cost[key] = (timing.dma_local_cycles(kd.desc, ins),
+                                        timing.in_flight_spec(kd.desc, sb, db) if sgm else None)
             except Exception as exc:  # raised by the reference here
                 return (K_ERROR, exc, 0)
+        local, in_flight = got
         if sgm and dgm:
             accs: tuple = (self.access(src, sl, False, ins.l2_cache != "bypass", False),
                            self.access(dst, dl, True, True, ins.atomic == "add"))
@@ -198,14 +206,16 @@ class _Lowerer:
         else:
             accs = (self.access(dst, dl, True, True, ins.atomic == "add"),)
         core_acc.extend(accs)
-        in_flight = timing.in_flight_spec(kd.desc, sb, db) if sgm else None
         return (K_DMA, local, accs, in_flight, nbytes)
 
     def fix(self, ins: Any, kd: _Kind, core_acc: list[Access]) -> tuple:
         src, dst = ins.reads[0], ins.writes[0]
         dgm = dst.buffer == "GM"
+        w = kd.window
+        sl = _layout(src) if src.buffer == "GM" else None
+        dl = _layout(dst) if dgm else None
         key = (FixPipe, kd.index, ins.elements, ins.out_dtype, src.buffer, dst.buffer,
-               _layout(src) if src.buffer == "GM" else None, _layout(dst) if dgm else None)
+               sl and (sl[0] % w, *sl[1:]), dl and (dl[0] % w, *dl[1:]))
         low = self.cost.get(key)
         if low is None:
             if dgm:  # unscaled (idle, busy): the channel time joins them before scaling
@@ -222,7 +232,7 @@ class _Lowerer:
             self.cost[key] = low
         if not dgm:
             return low
-        acc = self.access(dst, _layout(dst), True, True, ins.atomic == "add")
+        acc = self.access(dst, dl, True, True, ins.atomic == "add")
         core_acc.append(acc)
         return (K_FIX, low[0], low[1], (acc,), kd.scale, dst.nbytes)
 
@@ -276,7 +286,8 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
     region_ok = lw.region_ok
     dma = lw.dma
     # instructions already lowered, by identity (programs share immutable instruction objects,
-    # ops.matmul_program.Interner): id -> (kind index, pipe, lowered, accesses, path, bytes)
+    # ops.matmul_program.Interner): id -> (kind index, pipe, lowered, accesses, path, bytes);
+    # flags are keyed to their core instead of its kind (a negative index)
     seen: dict[int, tuple] = {}
     for ci, core in enumerate(kernel.cores):
         kd = lw.kind(core.kind)
@@ -285,9 +296,10 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
         core_accesses.append(acc)
         pmap: dict[str, Any] = {}  # pipe -> its stream's append
         flags: dict[tuple[type, str, str, int], tuple] = {}  # -> lowered SetFlag / WaitFlag
+        fmark = -1 - ci  # the kind index of this core's flags (slots are per core)
         for ins in core.instrs:
             hit = seen.get(id(ins))
-            if hit is not None and hit[0] == ki:  # checked and costed on this core kind
+            if hit is not None and (hit[0] == ki or hit[0] == fmark):  # checked and costed
                 put = pmap.get(hit[1])
                 if put is not None:
                     if hit[3]:
@@ -340,6 +352,7 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
                     else:
                         low = (K_SET, flag_cycles, slot, 0)
                     flags[fk] = low
+                seen[id(ins)] = (fmark, pipe, low, (), None, 0)
             elif cls is DataCopy:
                 n_acc = len(acc)
                 low = dma(ins, kd, acc, paths)
