@@ -15,8 +15,13 @@ series (310P) supports only the saturation mode, so there it saturates to +-max 
 Layouts: A and B may be ND or the transposed view of a contiguous matrix (recognised from the
 strides, as torch_npu does); the layout changes the data movement, not the values.
 
-HF32 (``allow_hf32=True`` with fp32 inputs): the rounding HF32 applies to the inputs is not
-published, so it raises NotImplementedError rather than guessing.
+fp32 inputs (A2 / A3): 16 x 8 fractals (k0 = 32 B / 4), the same declared accumulation model
+with k0 = 8; the tiled program replays them (``npusim.isa`` Mmad).
+
+HF32 (``allow_hf32=True`` with fp32 inputs): the public AscendC docs say the fp32 L0A / L0B data
+are rounded to HF32 before the Mmad, to nearest with ties to even (default) or away from zero
+(``SetHF32Mode`` / ``SetHF32TransMode``), but not the HF32 format's mantissa width, so it raises
+NotImplementedError rather than guessing.
 """
 
 from __future__ import annotations
@@ -180,7 +185,9 @@ def validate_matmul(
         if not _supports(soc, "hf32_cube"):
             raise ValueError(f"allow_hf32: {soc.name} has no HF32 cube mode")
         raise NotImplementedError(
-            "allow_hf32=True with float32 inputs: the HF32 input rounding is not published"
+            "allow_hf32=True with float32 inputs: HF32's mantissa width is not published (the "
+            "AscendC docs give only its rounding: to nearest, ties to even or away from zero); "
+            "run with allow_hf32=False (plain fp32 cube) instead"
         )
     for d, arg in ((da, "a"), (dbm, "b")):
         if d.nz:

@@ -77,15 +77,13 @@ def _kernel_label(op: str, t: Any, path: str) -> str:
 
 def plan_matmul(soc: Any, tiling: Any = None, *, a: Any, b: Any, bias: Any = None,
                 out_dtype: Any = None, allow_hf32: bool = False):
-    """``matmul``: fp16 / bf16 (/ fp32) in, fp16 / bf16 / fp32 out, ND or transposed B, batched
+    """``matmul``: fp16 / bf16 / fp32 in, fp16 / bf16 / fp32 out, ND or transposed B, batched
     (batches spread over the cube cores); split-K over cores with an AIV reduction."""
     from npusim.ops.matmul import convert_l0c, validate_matmul
     from npusim.runner import Plan
 
     p = validate_matmul(a, b, out_dtype=out_dtype, bias=bias, allow_hf32=allow_hf32, soc=soc)
     _check_program_scope(p.trans_a, "matmul")
-    if p.in_dtype == "float32":
-        raise NotImplementedError("matmul program: fp32 / HF32 inputs are not tiled yet")
     t = _tiling(tiling, p.m, p.k, p.n, p.in_dtype, p.out_dtype, soc, p.trans_b, bias is not None,
                 split_k=not p.coupled)
     functional = isinstance(a, np.ndarray)

@@ -162,7 +162,8 @@ def mmad(ins: Mmad, ctx: Any) -> None:
         return
     if not ins.accumulation:
         raise _err(ins, "a floating-point Mmad needs its declared accumulation model")
-    ctx.write(c, cube_matmul_float(a, b, model=ins.accumulation, bias=init))
+    k0 = 32 // np.dtype(a.dtype).itemsize  # one 32 B fractal row: 16 fp16 / bf16, 8 fp32
+    ctx.write(c, cube_matmul_float(a, b, model=ins.accumulation, bias=init, k0=k0))
 
 
 def fixpipe(ins: FixPipe, ctx: Any) -> None:
