@@ -8,6 +8,7 @@ program structure (copy in, Add, copy out, ping-pong flags) is written here from
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -225,7 +226,7 @@ def plan(soc, tiling: VectorAddTiling | str | None = None, *, x=None, y=None,
     if tiling is not None and not isinstance(tiling, VectorAddTiling):
         raise TypeError(f"tiling={tiling!r}: expected a VectorAddTiling or an H-series step "
                         f"name ({', '.join(H_SERIES)})")
-    tiling = tiling or H_SERIES["H7"]
+    tiling = tiling or default_tiling_for(soc)
     functional = x is not None and not is_spec(x)
     if functional:
         x = np.asarray(x)
@@ -260,7 +261,12 @@ def plan(soc, tiling: VectorAddTiling | str | None = None, *, x=None, y=None,
 
 
 def default_tiling_for(soc, **_: object) -> VectorAddTiling:
-    return H_SERIES["H7"]
+    """Row H7's tiling on at most the SoC's vector cores (48 AIVs on a 910B2; 40 on a 910B4,
+    7 or 8 vector cores on a 310P, where H7's 48 was illegal)."""
+    counts = soc.core_counts()
+    avail = counts.get("aiv", counts.get("vector_core", 1))
+    h7 = H_SERIES["H7"]
+    return h7 if h7.cores <= avail else dataclasses.replace(h7, cores=avail)
 
 
 def cli_op_args(ns, functional: bool, rng: np.random.Generator) -> dict:

@@ -124,3 +124,20 @@ def test_trans_quant_param_default_tiling_is_legal(soc, n, off, mode):
             **({"offset": spec((n,), "float32")} if off else {})}
     desc, t = _default("trans_quant_param", soc, args)
     validate_trans_quant_param_tiling(t, desc, off)
+
+
+ALL_SOCS = ("Ascend910B1", "Ascend910B2", "Ascend910B3", "Ascend910B4", "Ascend910_9362",
+            "Ascend910_9391", "Ascend310P1", "Ascend310P3", "Ascend310P5")
+
+
+@SETTINGS
+@given(soc=st.sampled_from(ALL_SOCS), n=st.integers(1, MAX_ROWS),
+       dt=st.sampled_from(["float16", "float32"]))
+def test_vector_add_and_copy_default_tilings_are_legal_on_every_soc(soc, n, dt):
+    """Row H7's default (48 cores) was illegal on the 910B4 / 910_9362 (40 AIVs) and every
+    310P (7 or 8 vector cores): the default now uses at most the SoC's vector cores."""
+    args = {"x": spec((n,), dt), "y": spec((n,), dt)}
+    desc, t = _default("vector_add", soc, args)
+    t.validate(desc)
+    _, c = _default("tensor_copy", soc, {"n_elements": n, "dtype": dt})
+    assert 1 <= c.cores <= max(desc.core_counts().get(k, 0) for k in ("aiv", "vector_core"))
