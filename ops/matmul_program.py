@@ -183,6 +183,9 @@ class CubeEmitter:
                 for i in range(self.n_l0c)
             ]
         self.atomic = ""  # "add": FixPipe adds the tile into GM (single-core split-K partials)
+        # what a tile template depends on besides the tile (tiling, dtypes, buffer layout, core)
+        self.layout_key = (t, in_dtype, cube_model, id(desc), *(
+            r.offset for r in (*self.l1a, *self.l1b, *self.l0a, *self.l0b, *self.l0c)))
         self.ca = self.cb = self.step = self.tiles = 0
         self.offsets = (0, 0, 0)
         # Optional FixPipe destination hook (mix kernels): ``sink(bm, bn, rm, rn)`` emits what
@@ -245,7 +248,32 @@ class CubeEmitter:
     def _tile(self, a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra=None, rb=None
               ) -> None:
         """One L0C tile over all of K. ``ra`` / ``rb`` (:class:`_Resident`): the operand's L1
-        chunks are shared by a group of tiles (loaded by its first tile, released by its last)."""
+        chunks are shared by a group of tiles (loaded by its first tile, released by its last).
+
+        Timing-only tiles without bias, L1 groups or a FixPipe hook are replayed from a template
+        (:class:`TileTemplate`) when an earlier tile of the kernel had the same shape and
+        ping-pong state: its instructions again, with this tile's GM windows."""
+        if self.functional or ra is not None or rb is not None or bias is not None or \
+                self.sink is not None or self.coupled or not self.intern.templates:
+            self._tile_emit(a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra, rb)
+            return
+        t = self.t
+        key = (self.layout_key, rm, rn, k, b.transposed, epilogue.mode, epilogue.out_dtype,
+               self.atomic, self.ca % t.depth_a1, min(self.ca, t.depth_a1), self.cb % t.depth_b1,
+               min(self.cb, t.depth_b1), self.step % self.n_l0, min(self.step, self.n_l0),
+               self.tiles % self.n_l0c, min(self.tiles, self.n_l0c))
+        tpl = self.intern.tiles.get(key)
+        if tpl is None:
+            instrs = self.bld.program.instrs
+            start, counts = len(instrs), (self.ca, self.cb, self.step)
+            self._tile_emit(a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra, rb)
+            self.intern.tiles[key] = TileTemplate.record(
+                instrs[start:], self.ca - counts[0], self.cb - counts[1], self.step - counts[2])
+            return
+        tpl.replay(self, a, b, out, bm, bn, rm, rn)
+
+    def _tile_emit(self, a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra=None,
+                   rb=None) -> None:
         t, bld, dt = self.t, self.bld, self.in_dtype
         fun = self.functional
         cbuf = self.tiles % self.n_l0c
@@ -627,6 +655,67 @@ def _sub_rows(r: Region, row0: int, rows: int, make=Region) -> Region:
     return make(r.buffer, r.offset + math.ceil(row0 * cols * isz), (rows, cols), r.dtype)
 
 
+@dataclass(frozen=True)
+class TileTemplate:
+    """The instructions of one timing-only tile, split at its GM instructions: ``segments[i]``
+    precedes ``gm[i]`` (an A or B load, or the FixPipe out), the last segment ends the tile;
+    ``ca`` / ``cb`` / ``steps``: the L1 A / B loads and K steps the tile advances the emitter."""
+
+    segments: tuple[tuple[Any, ...], ...]
+    gm: tuple[Any, ...]
+    ca: int
+    cb: int
+    steps: int
+
+    @classmethod
+    def record(cls, instrs: list[Any], ca: int, cb: int, steps: int) -> TileTemplate:
+        from npusim.isa.instructions import FixPipe
+
+        segments, gm, seg = [], [], []
+        for ins in instrs:
+            is_gm = type(ins) is FixPipe or (
+                ins.kind == "dma" and ins.reads[0].buffer == "GM")
+            if is_gm:
+                segments.append(tuple(seg))
+                gm.append(ins)
+                seg = []
+            else:
+                seg.append(ins)
+        segments.append(tuple(seg))
+        return cls(tuple(segments), tuple(gm), ca, cb, steps)
+
+    def replay(self, em: CubeEmitter, a: GmMatrix, b: GmMatrix, out: GmMatrix, bm: int,
+               bn: int, rm: int, rn: int) -> None:
+        """Emit the tile at (bm, bn): the recorded instructions, each GM one rebuilt for this
+        tile's windows exactly as :meth:`CubeEmitter._tile_emit` builds it."""
+        t, bld, win, copy = em.t, em.bld, em.intern.window, em.intern.copy
+        ko, bco, oco = em.offsets
+        ja = jb = 0
+        for seg, ins in zip(self.segments, self.gm, strict=False):
+            bld.emit_many(seg)
+            if ins.kind == "fix":
+                bld.fixpipe(ins.reads[0], out.window(bm, rm, bn + oco, rn),
+                            elements=ins.elements, out_dtype=ins.out_dtype, mode=ins.mode,
+                            atomic=ins.atomic)
+                continue
+            dst = ins.writes[0]
+            if ins.name.startswith("A"):
+                src = win(a, bm, rm, ko + ja * t.base_k * t.step_ka, dst.shape[1])
+                ja += 1
+            elif b.transposed:
+                src = win(b, bn + bco, rn, ko + jb * t.base_k * t.step_kb, dst.shape[0])
+                jb += 1
+            else:
+                src = win(b, ko + jb * t.base_k * t.step_kb, dst.shape[0], bn + bco, rn)
+                jb += 1
+            copy(bld, src, dst, ins.name, ins.transform)
+        bld.emit_many(self.segments[-1])
+        em.ca += self.ca
+        em.cb += self.cb
+        em.step += self.steps
+        em.tiles += 1
+
+
 class Interner:
     """Shares the immutable regions and instructions a cube program repeats (issue 14 item 3).
 
@@ -638,11 +727,13 @@ class Interner:
     interned regions by identity, which the value kept beside each instruction pins.
     """
 
-    __slots__ = ("instrs", "regions")
+    __slots__ = ("instrs", "regions", "tiles")
+    templates = True  # replay timing-only tiles from TileTemplate (a subclass may turn it off)
 
     def __init__(self) -> None:
         self.regions: dict[tuple, Region] = {}
         self.instrs: dict[tuple, tuple] = {}
+        self.tiles: dict[tuple, TileTemplate] = {}
 
     def region(self, buffer: str, offset: int, shape: tuple[int, ...], dtype: str,
                tensor: str | None = None, stride: int | None = None) -> Region:

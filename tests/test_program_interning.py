@@ -21,7 +21,9 @@ from tests.test_fast_engine import fingerprint
 
 
 class _PassThrough(mp.Interner):
-    """Builds every region and instruction afresh (no sharing)."""
+    """Builds every region and instruction afresh (no sharing, no tile templates)."""
+
+    templates = False
 
     def region(self, buffer, offset, shape, dtype, tensor=None, stride=None):
         return mp.Region(buffer, offset, shape, dtype, tensor, stride)
@@ -86,3 +88,32 @@ def test_cores_share_instruction_objects():
     instrs = [ins for c in kernel.cores for ins in c.instrs]
     distinct = len({id(ins) for ins in instrs})
     assert len(kernel.cores) > 1 and distinct * 10 < len(instrs)
+
+
+def _sampled_tilings(m: int, k: int, n: int, count: int, seed: int) -> list:
+    import random
+
+    from npusim.ops import matmul_sweep
+
+    soc = load_soc("Ascend910B2")
+    tilings = list(matmul_sweep.enumerate_tilings(soc, {"m": m, "k": k, "n": n,
+                                                        "dtype": "float16"}))
+    return random.Random(seed).sample(tilings, min(count, len(tilings)))
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(1, 4096, 4096), (200, 1000, 700), (512, 384, 2048)])
+def test_tile_templates_over_the_tiling_space(m, k, n, monkeypatch):
+    """Legal tilings drawn from the sweep's space (L1 depths, L0 / L0C double buffering, K
+    steps, block orders, ragged edge tiles, several tiles per core): the template-replayed
+    program equals the fresh build instruction for instruction."""
+    soc = load_soc("Ascend910B2")
+    args = {"a": spec((m, k), "float16"), "b": spec((k, n), "float16")}
+    plan = operator_module("matmul").plan
+    tilings = _sampled_tilings(m, k, n, 12, seed=m + k + n)
+    shared = [plan(soc, t, **args).kernel for t in tilings]
+    monkeypatch.setattr(mp, "Interner", _PassThrough)
+    for t, ks in zip(tilings, shared, strict=True):
+        kf = plan(soc, t, **args).kernel
+        got = [ins for c in ks.cores for ins in c.instrs]
+        want = [ins for c in kf.cores for ins in c.instrs]
+        assert got == want, f"tiling {t}"

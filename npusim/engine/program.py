@@ -161,6 +161,14 @@ class ProgramBuilder:
             budget.spend()
         return instr
 
+    def emit_many(self, instrs: tuple[Instruction, ...] | list[Instruction]) -> None:
+        """:meth:`emit` each of ``instrs`` in order (an instruction sequence replayed whole)."""
+        budget = BUILD_BUDGET.get()
+        if budget is not None:
+            for _ in instrs:
+                budget.spend()
+        self.program.instrs.extend(instrs)
+
     def dma(
         self,
         src: Region,
