@@ -6,6 +6,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
+
+
+class NpusimParser(argparse.ArgumentParser):
+    """argparse with the CLI's one error form for every command and subcommand (subparsers
+    inherit the class): the usage line, then ``npusim: error: <command>: <message>``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        where = self.prog.removeprefix("npusim").strip()
+        self.exit(2, f"npusim: error: {where + ': ' if where else ''}{message}\n")
 
 
 def positive_int(text: str) -> int:
@@ -52,7 +63,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = NpusimParser(
         prog="npusim", description="Cycle-approximate, bit-exact Ascend NPU simulator"
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
