@@ -18,8 +18,12 @@ the public kernel has a separate large-shape variant whose order cannot change a
 exact; every other step is per element). A zero row gives ``r = inf``, scale 0 and ``0 * inf =
 NaN`` cast to 0 (the semantics table's NaN -> 0 Cast rule, declared).
 
-Not modelled (NotImplementedError): ``group_index`` (MoE smooth groups), and ``smooth_scales``
-with rows wider than one H chunk.
+MoE groups (``group_index``, cumulative end rows): row r uses smooth row g with
+``group_index[g-1] <= r < group_index[g]``; each core walks its rows group by group and loads
+that group's smooth row before the group's passes (declared structure: the public MoE variant
+was not read; the per-element values cannot depend on it).
+
+Not modelled (NotImplementedError): ``smooth_scales`` with rows wider than one H chunk.
 """
 
 from __future__ import annotations
@@ -55,9 +59,11 @@ def default_pertoken_tiling(soc: Any, rows: int, h: int) -> RowChunkTiling:
 
 def build_pertoken(soc: Any, rows: int, h: int, x_dtype: str, out: str, tiling: RowChunkTiling,
                    *, x: np.ndarray | None = None, smooth: np.ndarray | None = None,
-                   has_smooth: bool = False) -> Kernel:
-    """x (rows, h) -> y int8 (rows, h) or int4 packed in int32 (rows, h / 8), fp32 scale."""
+                   has_smooth: bool = False, group_index: np.ndarray | None = None) -> Kernel:
+    """x (rows, h) -> y int8 (rows, h) or int4 packed in int32 (rows, h / 8), fp32 scale.
+    ``smooth`` is (h,), or (groups, h) with ``group_index`` (validated cumulative end rows)."""
     has_smooth = has_smooth or smooth is not None
+    ends = None if group_index is None else [int(e) for e in np.asarray(group_index).reshape(-1)]
     if has_smooth and h > tiling.h_chunk:
         raise NotImplementedError("dynamic_quant: smooth_scales with rows wider than one H "
                                   f"chunk ({h} > {tiling.h_chunk}) are not modelled")
@@ -67,7 +73,8 @@ def build_pertoken(soc: Any, rows: int, h: int, x_dtype: str, out: str, tiling: 
           "y": GMTensor("y", (rows, out_cols), out_dt, None, "output"),
           "scale": GMTensor("scale", (rows,), "float32", None, "output")}
     if has_smooth:
-        gm["smooth"] = GMTensor("smooth", (h,), x_dtype, smooth, "input")
+        shape = (h,) if ends is None else (len(ends), h)
+        gm["smooth"] = GMTensor("smooth", shape, x_dtype, smooth, "input")
     desc = soc.core("aiv")
     base, extra = divmod(rows, tiling.cores)
     cores = []
@@ -75,10 +82,26 @@ def build_pertoken(soc: Any, rows: int, h: int, x_dtype: str, out: str, tiling: 
         prog = CoreProgram(c, "aiv")
         cores.append(prog)
         r0 = c * base + min(c, extra)
+        r1 = r0 + base + (1 if c < extra else 0)
         _Writer(ProgramBuilder(prog, desc), tiling, h, x_dtype, out, has_smooth).emit(
-            r0, r0 + base + (1 if c < extra else 0))
-    meta = {"op": "dynamic_quant", "rows": rows, "h": h, "out": out, "smooth": has_smooth}
+            _segments(r0, r1, ends if has_smooth else None))
+    meta = {"op": "dynamic_quant", "rows": rows, "h": h, "out": out, "smooth": has_smooth,
+            "groups": None if ends is None else len(ends)}
     return Kernel("dynamic_quant", gm, cores, meta)
+
+
+def _segments(r0: int, r1: int, ends: list[int] | None) -> list[tuple[int, int, int | None]]:
+    """(first row, end row, smooth row) runs of a core's rows [r0, r1): one run with smooth row
+    0 (or none) without groups, else one per non-empty group."""
+    if ends is None:
+        return [(r0, r1, 0)] if r1 > r0 else []
+    runs, start = [], 0
+    for g, end in enumerate(ends):
+        a, b = max(r0, start), min(r1, end)
+        if a < b:
+            runs.append((a, b, g))
+        start = max(start, end)
+    return runs
 
 
 class _Writer:
@@ -139,13 +162,17 @@ class _Writer:
         b = self.b
         b.vop(VecOp.DUPLICATE, self.cmaxv, scalar=DTYPE_MAX[self.out], name="Duplicate DTYPE_MAX")
         b.vop(VecOp.DUPLICATE, self.ones, scalar=1.0, name="Duplicate 1.0")
-        if self.smooth is not None:
-            hw = self.chunks[0][1]
-            raw = Region("UB", self.smooth_raw.offset, (hw,), self.x_dtype)
-            b.dma(Region("GM", 0, (hw,), self.x_dtype, "smooth"), raw, name="smooth GM->UB")
-            b.sync("MTE2", "V", 2)
-            b.cast(Region("UB", self.smooth.offset, (hw,), "float32"), raw, round_mode="rint",
-                   name="Cast smooth->fp32")
+
+    def _load_smooth(self, g: int, first: bool) -> None:
+        """Smooth row ``g`` into UB as fp32 (event 2: the previous row no longer read)."""
+        b, h = self.b, self.h
+        if not first:
+            b.wait_flag("V", "MTE2", 2)
+        raw = Region("UB", self.smooth_raw.offset, (h,), self.x_dtype)
+        b.dma(Region("GM", g * h * 2, (h,), self.x_dtype, "smooth"), raw, name="smooth GM->UB")
+        b.sync("MTE2", "V", 2)
+        b.cast(Region("UB", self.smooth.offset, (h,), "float32"), raw, round_mode="rint",
+               name="Cast smooth->fp32")
 
     def _quantise(self, f: Region, pr: int, hw: int, p0: int, h0: int, j: int) -> None:
         b, h = self.b, self.h
@@ -167,9 +194,20 @@ class _Writer:
             dst = Region("GM", p0 * h + h0, (pr, hw), "int8", "y", h)
         b.dma(yr, dst, name="y UB->GM")
 
-    def emit(self, r0: int, r1: int) -> None:
-        b, nbuf = self.b, self.nbuf
+    def emit(self, runs: list[tuple[int, int, int | None]]) -> None:
         self._prologue()
+        for i, (r0, r1, g) in enumerate(runs):
+            if self.smooth is not None:
+                self._load_smooth(g, i == 0)
+            self._rows(r0, r1)
+            if self.smooth is not None:
+                self.b.set_flag("V", "MTE2", 2)
+        if self.smooth is not None and runs:
+            self.b.wait_flag("V", "MTE2", 2)
+        self._drain()
+
+    def _rows(self, r0: int, r1: int) -> None:
+        b, nbuf = self.b, self.nbuf
         two_sweeps = len(self.chunks) > 1
         for p0 in range(r0, r1, self.rpp):
             pr = min(self.rpp, r1 - p0)
@@ -202,6 +240,9 @@ class _Writer:
             b.dma(sr, Region("GM", p0 * 4, (pr,), "float32", "scale"), name="scale UB->GM")
             b.set_flag("MTE3", "V", j)
             self.stores += 1
+
+    def _drain(self) -> None:
+        b, nbuf = self.b, self.nbuf
         for t in range(max(0, self.loads - nbuf), self.loads):
             b.wait_flag("V", "MTE2", t % nbuf)
         for t in range(max(0, self.stores - nbuf), self.stores):

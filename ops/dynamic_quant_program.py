@@ -214,7 +214,7 @@ def _dst(dst_type: Any) -> str | None:
 
 
 def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any, dst_type: Any = None,
-                       smooth_scales: Any = None):
+                       smooth_scales: Any = None, group_index: Any = None):
     """Runner entry for ``dynamic_quant``. ``dst_type`` None: the E1-row int4 program (timing
     only, cycles of the calibration rows); 'int8' / 'int4': the typed per-token program of
     :mod:`npusim.ops.dynamic_quant_pertoken` (output bits when x is an array)."""
@@ -233,16 +233,36 @@ def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any, dst_type: Any = 
     from npusim.spec import is_spec, shape_dtype
 
     functional = not is_spec(x)
-    if smooth_scales is not None and shape_dtype(smooth_scales) != ((h,), dt):
-        raise ValueError(f"smooth_scales: {shape_dtype(smooth_scales)} must be (({h},), {dt!r}) "
-                         "(one value per column of x, x's dtype)")
+    ends = _group_ends(group_index, smooth_scales, rows)
+    want = ((h,) if ends is None else (len(ends), h), dt)
+    if smooth_scales is not None and shape_dtype(smooth_scales) != want:
+        raise ValueError(f"smooth_scales: {shape_dtype(smooth_scales)} must be {want} (one "
+                         "value per column of x (one row per group with group_index), x's "
+                         "dtype)")
     t = tiling or default_pertoken_tiling(soc, rows, h)
     kern = build_pertoken(soc, rows, h, dt, out, t, x=np.asarray(x) if functional else None,
                           smooth=np.asarray(smooth_scales) if functional and
                           smooth_scales is not None else None,
-                          has_smooth=smooth_scales is not None)
+                          has_smooth=smooth_scales is not None, group_index=ends)
     return Plan(kern, f"dynamic_quant per-token {out} (AIV)", t, functional,
                 finish=lambda o: (o["y"], o["scale"]))
+
+
+def _group_ends(group_index: Any, smooth_scales: Any, rows: int) -> np.ndarray | None:
+    """``group_index`` checked as torch_npu documents it: 1-D int32 cumulative end rows,
+    non-decreasing, the last equal to the row count; only with ``smooth_scales``."""
+    if group_index is None:
+        return None
+    if smooth_scales is None:
+        raise ValueError("group_index: needs smooth_scales (one smooth row per group)")
+    gi = np.asarray(group_index)
+    if gi.ndim != 1 or gi.size == 0 or gi.dtype != np.int32:
+        raise ValueError(f"group_index: must be a non-empty 1-D int32 array, got "
+                         f"{gi.dtype} {gi.shape}")
+    if np.any(np.diff(gi) < 0) or gi[0] < 0 or int(gi[-1]) != rows:
+        raise ValueError(f"group_index: {gi.tolist()} must be non-decreasing, >= 0 and end at "
+                         f"the row count {rows}")
+    return gi
 
 
 def cli_dynamic_quant(ns: Any, functional: bool, rng: Any) -> dict:

@@ -64,6 +64,24 @@ def test_smooth_scales_multiply_before_the_max():
     assert np.array_equal(scale.view(np.uint32), want_scale.view(np.uint32))
 
 
+@pytest.mark.parametrize("ends,tiling", [
+    ([0, 5, 5, 30, 64], None),                      # empty groups, groups across passes
+    ([7, 64], RowChunkTiling(5, 128, 4, False)),    # groups across cores, single-buffered
+])
+def test_moe_groups_pick_each_rows_smooth_row(ends, tiling):
+    """Rule: with group_index (cumulative end rows) row r uses smooth row g where
+    ends[g-1] <= r < ends[g]; empty groups use nothing."""
+    x = _x((64, 128), "bfloat16", seed=5)
+    smooth = np.random.default_rng(6).uniform(-2, 2, (len(ends), 128)).astype(BF16)
+    gi = np.array(ends, np.int32)
+    y, scale = simulate("dynamic_quant", SOC, tiling, x=x, dst_type="int8",
+                        smooth_scales=smooth, group_index=gi).outputs
+    rows = np.searchsorted(gi, np.arange(64), side="right")
+    want_y, want_scale = _formula(x, "int8", smooth[rows])
+    assert np.array_equal(y.view(np.uint8), want_y.view(np.uint8))
+    assert np.array_equal(scale.view(np.uint32), want_scale.view(np.uint32))
+
+
 def test_timing_run_and_functional_run_have_the_same_cycles():
     """Rule: the values come from the same program whose cycles a timing-only run reports."""
     x = _x((64, 512), "float16")
@@ -125,16 +143,19 @@ def test_api_shapes_dtypes_and_int4_packing():
 
 
 def test_api_refusals():
-    """Rule: 310P is refused (A2 / A3 only), MoE group_index / other quant modes are not
-    modelled, a 1-D input and float32 are refused."""
+    """Rule: 310P is refused (A2 / A3 only), a group_index not ending at the row count or
+    without smooth_scales is refused, other quant modes are not modelled, a 1-D input and
+    float32 are refused."""
     from npusim.torch_npu import npu_dynamic_quant
 
     x = torch.ones(4, 64, dtype=torch.float16)
     with pytest.raises(ValueError, match="A2 / A3 only"):
         npu_dynamic_quant(x, soc="Ascend310P3")
-    with pytest.raises(NotImplementedError, match="group_index"):
+    with pytest.raises(ValueError, match="group_index"):
         npu_dynamic_quant(x, smooth_scales=torch.ones(2, 64, dtype=torch.float16),
-                          group_index=torch.tensor([2, 4], dtype=torch.int32))
+                          group_index=torch.tensor([2, 3], dtype=torch.int32))
+    with pytest.raises(ValueError, match="group_index: needs smooth_scales"):
+        npu_dynamic_quant(x, group_index=torch.tensor([4], dtype=torch.int32))
     with pytest.raises(NotImplementedError, match="quant_mode"):
         npu_dynamic_quant(x, quant_mode="perchannel")
     with pytest.raises(ValueError, match="more than 1 dim"):

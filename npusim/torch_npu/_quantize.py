@@ -107,7 +107,8 @@ def npu_dynamic_quant(input: Any, *, smooth_scales: Any = None, group_index: Any
     (:mod:`npusim.ops.dynamic_quant_pertoken`, the public kernel's fp32 chain) on ``soc``: y is
     int8 of x's shape, or for ``dst_type=torch.quint4x2`` int32 with 8 int4 per word (last dim
     / 8); scale is float32 of x's shape without its last dim. Atlas A2 / A3 only (torch_npu
-    docs). Not modelled (NotImplementedError): ``group_index`` (MoE), ``quant_mode`` other than
+    docs). MoE ``group_index`` (cumulative int32 end rows of the flattened rows) picks each
+    row's ``smooth_scales`` row. Not modelled (NotImplementedError): ``quant_mode`` other than
     "pertoken", ``dst_type_max``."""
     from npusim.runner import simulate
     from npusim.torch_npu._elementwise import soc_name
@@ -116,12 +117,11 @@ def npu_dynamic_quant(input: Any, *, smooth_scales: Any = None, group_index: Any
     if not name.startswith(("Ascend910B", "Ascend910_93")):
         raise ValueError(f"soc: npu_dynamic_quant is not supported on {name}; it runs on Atlas "
                          "A2 / A3 only (torch_npu docs)")
-    unmodelled = {"group_index": group_index is not None, "quant_mode": quant_mode != "pertoken",
-                  "dst_type_max": dst_type_max != 0.0}
+    unmodelled = {"quant_mode": quant_mode != "pertoken", "dst_type_max": dst_type_max != 0.0}
     for arg, bad in unmodelled.items():
         if bad:
             raise NotImplementedError(f"npu_dynamic_quant: {arg}= is not modelled (only "
-                                      "per-token quantisation without MoE groups)")
+                                      "per-token quantisation)")
     key = "int8" if dst_type is None else str(dst_type).removeprefix("torch.")
     if key not in _DYNAMIC_OUT:
         raise TypeError(f"dst_type: {dst_type!r} not supported; must be None, torch.int8 or "
@@ -136,18 +136,24 @@ def npu_dynamic_quant(input: Any, *, smooth_scales: Any = None, group_index: Any
     if out == "int4" and x.shape[-1] % 8:
         raise ValueError(f"input: last dim {x.shape[-1]} must be a multiple of 8 for "
                          "torch.quint4x2")
-    smooth = None
+    smooth = gi = None
     if smooth_scales is not None:
         smooth = np.ascontiguousarray(to_numpy(smooth_scales)[0])
-        if smooth.shape != (x.shape[-1],) or smooth.dtype != x.dtype:
+        want = (x.shape[-1],) if group_index is None else (smooth.shape[0], x.shape[-1])
+        if smooth.ndim != len(want) or smooth.shape != want or smooth.dtype != x.dtype:
             raise ValueError(f"smooth_scales: shape {smooth.shape} / dtype {smooth.dtype} must "
-                             f"be ({x.shape[-1]},) / {x.dtype} (without group_index: 1-D, one "
-                             "value per column of input, input's dtype)")
+                             f"be 1-D ({x.shape[-1]},) without group_index, 2-D (groups, "
+                             f"{x.shape[-1]}) with it, in input's dtype {x.dtype}")
+    if group_index is not None:
+        gi = np.asarray(to_numpy(group_index)[0])
+        if smooth is not None and gi.shape != (smooth.shape[0],):
+            raise ValueError(f"group_index: shape {gi.shape} must be ({smooth.shape[0]},) (one "
+                             "end row per smooth_scales row)")
     rows = int(np.prod(x.shape[:-1]))
     if rows == 0:
         raise ValueError(f"input: shape {x.shape} has no rows")
     res = simulate("dynamic_quant", name, x=np.ascontiguousarray(x).reshape(rows, x.shape[-1]),
-                   dst_type=out, smooth_scales=smooth)
+                   dst_type=out, smooth_scales=smooth, group_index=gi)
     y, scale = res.outputs
     y = np.asarray(y).reshape(*x.shape[:-1], -1)
     scale = np.asarray(scale).reshape(x.shape[:-1])
