@@ -56,3 +56,23 @@ def test_provenance_table_gives_each_fitted_number_its_leave_out_error():
     table = cf.format_fit_tables(e, cf.lofo(res, e)).split("\n\n")[0]
     row = next(line for line in table.splitlines() if line.startswith("| launch floor |"))
     assert row.rstrip().endswith("| E: 50.0 (fallback x0) |")
+
+
+def test_simulated_lofo_predicts_the_family_with_the_replaced_numbers():
+    """simulate_lofo re-simulates the left-out family's rows with each number scaled by its
+    refit / fallback factor (here HBM bandwidth x1.1 on row F1: the same as predicting F1 on a
+    descriptor with that bandwidth), and leaves a family whose numbers all stay untouched."""
+    from npusim.validate import load_measurements, signed_error_pct
+
+    rows = [r for r in load_measurements() if r.id == "F1"]
+    rec = {"numbers": ["HBM bandwidth: refit x1.1"], "errors": {"F1": 0.0}, "median_abs": 0.0,
+           "rel": {"HBM bandwidth": 0.1}}
+    kept = {"numbers": ["nothing fitted on this family"], "errors": {"A2": 3.0},
+            "median_abs": 3.0, "rel": {}}
+    out = cf.simulate_lofo(rows, {"F": rec, "A": kept})
+    hbm = next(n for n in cf.FITTED if n.name == "HBM bandwidth")
+    with cf.scaled(hbm, 1.1):
+        direct = cf._predict(rows[0], "repeat")
+    assert out["F"]["errors"]["F1"] == round(signed_error_pct(direct, rows[0].measured_us), 1)
+    assert out["F"]["errors"]["F1"] < -3.0  # faster HBM: F1 (HBM-bound) predicted faster
+    assert out["A"] is kept

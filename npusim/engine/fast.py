@@ -573,7 +573,8 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
                         if e > end:
                             end = e
                         if miss and not write and ins[3] is not None:  # bytes in flight
-                            e = fnow + in_flight_cycles(ins[3], nb, miss, miss_lat)
+                            ifl = ins[3]
+                            e = fnow + in_flight_cycles(ifl[0], nb, miss, miss_lat, ifl[1])
                             if e > end:
                                 end = e
                         h += miss + wb

@@ -41,7 +41,7 @@ from npusim.isa.operands import element_bytes
 # instruction kinds of the lowered streams; the last element of every tuple is the bytes the
 # instruction's record reports
 K_LOCAL = 0  # (K_LOCAL, dur_idle, dur_busy, nbytes): no GM, no flag (Mmad, Vector, local DMA)
-K_DMA = 1  # (K_DMA, local cycles, accesses, in-flight spec or None, nbytes): DataCopy with GM
+K_DMA = 1  # (K_DMA, local cycles, accesses, (in-flight spec, layout factor) or None, nbytes)
 K_FIX = 2  # (K_FIX, cycles_idle, cycles_busy, accesses, clock scale, nbytes): FixPipe into GM
 K_SET = 3  # (K_SET, dur, flag slot, 0)
 K_XSET = 4  # (K_XSET, dur, mode, flag id, 0)
@@ -194,7 +194,7 @@ class _Lowerer:
         if got is None:
             try:
                 got = self.cost[key] = (timing.dma_local_cycles(kd.desc, ins),
-                                        timing.in_flight_spec(kd.desc, sb, db) if sgm else None)
+                                        timing.in_flight_of(kd.desc, ins) if sgm else None)
             except Exception as exc:  # raised by the reference here
                 return (K_ERROR, exc, 0)
         local, in_flight = got

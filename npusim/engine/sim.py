@@ -403,7 +403,7 @@ class Engine:
         nbytes = max(src.nbytes, dst.nbytes)
         end = float(now + local)
         hbm_before = self.mem.stats.hbm_read_bytes + self.mem.stats.hbm_write_bytes
-        in_flight = timing.in_flight_spec(desc, src.buffer, dst.buffer)
+        in_flight = timing.in_flight_of(desc, ins)
         for access in gm_accesses(ins):
             ch_end, lat = self.mem.gm_access(now, access)
             # Measured DMA curves already include the access latency of a lone
@@ -412,7 +412,8 @@ class Engine:
             if in_flight is not None and not access.write and self.mem.last_miss:
                 # L2 misses: the core's bytes in flight bound the stream (timing.in_flight_cycles)
                 end = max(end, float(now) + timing.in_flight_cycles(
-                    in_flight, access.region.nbytes, self.mem.last_miss, self.mem.miss_latency))
+                    in_flight[0], access.region.nbytes, self.mem.last_miss,
+                    self.mem.miss_latency, in_flight[1]))
         stats = self.mem.stats
         path = f"{src.buffer}->{dst.buffer}"
         stats.per_path_bytes[path] = stats.per_path_bytes.get(path, 0) + nbytes

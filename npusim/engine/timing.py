@@ -40,24 +40,31 @@ def dma_local_cycles(core: Any, instr: Instr) -> int:
     return int(spec.latency_cycles) + math.ceil(cycles)
 
 
-def in_flight_spec(core: Any, src: str, dst: str) -> Any:
-    """The core's GM read in-flight limit when it applies to the path ``src`` -> ``dst``."""
+def in_flight_of(core: Any, instr: Instr) -> tuple[Any, float] | None:
+    """(the core's GM read in-flight limit, the GM layout factor of the read) when the limit
+    applies to this DataCopy's path, else None. The factor (:mod:`npusim.engine.gm_cost`) scales
+    the streamed bytes: short or misaligned rows occupy more of the bytes in flight per payload."""
     spec = getattr(core, "gm_read_in_flight", None)
-    if spec is None or f"{src}->{dst}" not in spec.paths:
+    src, dst = instr.reads[0], instr.writes[0]
+    if spec is None or src.buffer != "GM" or f"GM->{dst.buffer}" not in spec.paths:
         return None
-    return spec
+    factor = gm_cost.layout_factor(getattr(core, "gm_bursts", None), *gm_cost.region_layout(src))
+    return spec, factor
 
 
-def in_flight_cycles(spec: Any, nbytes: int, missed: int, miss_latency: int) -> float:
+def in_flight_cycles(spec: Any, nbytes: int, missed: int, miss_latency: int,
+                     factor: float = 1.0) -> float:
     """Cycles a GM read of ``nbytes`` takes when ``missed`` of them miss in L2, under the core's
     bytes-in-flight limit (Little's law, descriptor ``gm_read_in_flight``): every request waits
     the L2 round trip plus ``miss_latency``; at most ``outstanding_bytes`` are in flight, so the
     missed bytes stream at outstanding / (round trip + miss latency) and the hit ones at
-    outstanding / round trip. The engine takes the larger of this and the path's curve time."""
+    outstanding / round trip, both slowed by the layout ``factor``. The engine takes the larger
+    of this and the path's curve time."""
     hit_rt = spec.request_latency_cycles
     miss_rt = hit_rt + miss_latency
     missed = min(missed, nbytes)
-    return miss_rt + (missed * miss_rt + (nbytes - missed) * hit_rt) / spec.outstanding_bytes
+    return miss_rt + factor * (missed * miss_rt + (nbytes - missed) * hit_rt) / (
+        spec.outstanding_bytes)
 
 
 def mmad_cycles(core: Any, instr: Instr, pipe_was_idle: bool) -> int:
