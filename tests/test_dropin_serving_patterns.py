@@ -43,38 +43,48 @@ SCRIPT = textwrap.dedent('''
         assert torch_npu.get_npu_format(layer.weight) == 29
         layer.weight_scale.data = torch.flatten(layer.weight_scale.data)
         layer.weight_offset.data = torch.flatten(layer.weight_offset.data)
-        x = torch.randn(m, in_f).to(act).npu()
+        x3 = torch.randn(2, m // 2, in_f).to(act).npu()  # (batch, seq, hidden), reshaped
+        x = x3.reshape(-1, x3.shape[-1])
         y = torch_npu.npu_weight_quant_batchmatmul(x=x, weight=layer.weight,
                                                    antiquant_scale=layer.weight_scale,
                                                    antiquant_offset=layer.weight_offset,
                                                    bias=None)
+        assert y.reshape(x3.shape[0], x3.shape[1], -1).shape == (2, m // 2, out_f)
         want = x.float() @ ((layer.weight.float() + layer.weight_offset.float())
                             * layer.weight_scale.float())
         assert y.shape == (m, out_f) and y.dtype == act
         assert torch.allclose(y.float(), want, rtol=2e-2, atol=2e-2)
 
-    # W4A16: int4 values packed by npu_convert_weight_to_int4pack, per-group scale / offset
+    # W4A16 (GPTQ-style keywords): int4 values packed by npu_convert_weight_to_int4pack,
+    # per-group scale / offset, a bf16 model's bias passed as float32
     def w4a16():
         g = 32
         w = torch.randint(-8, 8, (in_f, out_f), dtype=torch.int32)
         packed = torch_npu.npu_convert_weight_to_int4pack(w.npu())
         scale = (torch.rand(in_f // g, out_f) / 8).to(act).npu()
         offset = torch.randint(-2, 2, (in_f // g, out_f)).to(act).npu()
+        bias = torch.randn(out_f).to(act).npu()
+        bias = bias.float() if bias.dtype == torch.bfloat16 else bias
         x = torch.randn(m, in_f).to(act).npu()
-        y = torch_npu.npu_weight_quant_batchmatmul(x, packed, scale, offset,
-                                                   antiquant_group_size=g)
+        y = torch_npu.npu_weight_quant_batchmatmul(x, packed, antiquant_scale=scale,
+                                                   antiquant_offset=offset,
+                                                   antiquant_group_size=g, bias=bias)
         deq = (w.float() + offset.float().repeat_interleave(g, 0)) * \\
             scale.float().repeat_interleave(g, 0)
-        assert torch.allclose(y.float(), x.float() @ deq, rtol=2e-2, atol=2e-2)
+        want = x.float() @ deq + bias.float()
+        assert torch.allclose(y.float(), want, rtol=2e-2, atol=2e-2)
 
-    # W8A8 static: int8 activations, transposed + NZ weight, int32 bias, deq scale
+    # W8A8 static: per-tensor input scale / int8 offset in the params dtype repeated over the
+    # hidden size, npu_quantize with the reciprocal, transposed + NZ weight, int32 quant_bias,
+    # deq_scale float32 (bf16 model) or int64 (fp16 model: the encoded FixPipe parameter)
     def w8a8_static():
         w = torch.randint(-8, 8, (out_f, in_f), dtype=torch.int8).npu()
         w = to_nz(w.transpose(0, 1).contiguous())
-        input_scale = torch.tensor([1.0]).repeat(in_f).npu()
-        xf = torch.randint(-20, 20, (m, in_f)).float().npu()
-        qx = torch_npu.npu_quantize(xf, 1 / input_scale, None, torch.qint8, -1, False)
-        assert qx.dtype == torch.int8 and torch.equal(qx.float(), xf)
+        input_scale = torch.tensor([0.5]).to(act).repeat(in_f).npu()
+        input_offset = torch.tensor([3], dtype=torch.int8).repeat(in_f).to(act).npu()
+        xf = (torch.randint(-40, 40, (m, in_f)) / 2).to(act).npu()
+        qx = torch_npu.npu_quantize(xf, 1 / input_scale, input_offset, torch.qint8, -1, False)
+        assert qx.dtype == torch.int8 and torch.equal(qx.float(), xf.float() * 2 + 3)
         quant_bias = torch.randint(-50, 50, (out_f,), dtype=torch.int32).npu()
         deq = torch.rand(out_f) / 64
         deq_scale = deq.npu() if act == torch.bfloat16 else \\
