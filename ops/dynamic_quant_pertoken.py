@@ -35,6 +35,7 @@ import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
+from npusim.ops.dynamic_quant_program import RowStream
 from npusim.ops.group_quant_program import (
     RowChunkTiling,
     default_row_chunk_tiling,
@@ -104,7 +105,7 @@ def _segments(r0: int, r1: int, ends: list[int] | None) -> list[tuple[int, int, 
     return runs
 
 
-class _Writer:
+class _Writer(RowStream):
     """One core's instruction stream (event ids: 0/1 ping-pong, 2 the smooth row)."""
 
     def __init__(self, b: ProgramBuilder, t: RowChunkTiling, h: int, x_dtype: str, out: str,
@@ -130,17 +131,6 @@ class _Writer:
             self.smooth_raw = b.alloc("UB", (hc,), x_dtype, "smooth_raw")
             self.smooth = b.alloc("UB", (hc,), "float32", "smooth")
         self.loads = self.stores = 0
-
-    def _load(self, p0: int, pr: int, h0: int, hw: int) -> Region:
-        b, i = self.b, self.loads % self.nbuf
-        if self.loads >= self.nbuf:
-            b.wait_flag("V", "MTE2", i)
-        xr = Region("UB", self.xb[i].offset, (pr, hw), self.x_dtype)
-        b.dma(Region("GM", (p0 * self.h + h0) * 2, (pr, hw), self.x_dtype, "x", self.h * 2), xr,
-              name="x GM->UB")
-        b.sync("MTE2", "V", i)
-        self.loads += 1
-        return xr
 
     def _to_fp32(self, xr: Region, pr: int, hw: int) -> Region:
         """Cast (and smooth Mul) of a loaded chunk into the fp32 work tile; frees the x tile."""
@@ -204,7 +194,7 @@ class _Writer:
                 self.b.set_flag("V", "MTE2", 2)
         if self.smooth is not None and runs:
             self.b.wait_flag("V", "MTE2", 2)
-        self._drain()
+        self.drain()
 
     def _rows(self, r0: int, r1: int) -> None:
         b, nbuf = self.b, self.nbuf
@@ -214,7 +204,7 @@ class _Writer:
             rm = Region("UB", self.rmax.offset, (pr,), "float32")
             if two_sweeps:
                 for k, (h0, hw) in enumerate(self.chunks):
-                    f = self._to_fp32(self._load(p0, pr, h0, hw), pr, hw)
+                    f = self._to_fp32(self.load(p0, pr, h0, hw), pr, hw)
                     cm = Region("UB", self.cmax.offset, (pr,), "float32")
                     self._row_max(f, pr, hw, rm if k == 0 else cm)
                     if k:
@@ -225,7 +215,7 @@ class _Writer:
             sr = Region("UB", self.sb[j].offset, (pr,), "float32")
             rc = Region("UB", self.recip.offset, (pr,), "float32")
             for k, (h0, hw) in enumerate(self.chunks):
-                f = self._to_fp32(self._load(p0, pr, h0, hw), pr, hw)
+                f = self._to_fp32(self.load(p0, pr, h0, hw), pr, hw)
                 if not two_sweeps:
                     self._row_max(f, pr, hw, rm)
                 if k == 0:
@@ -241,9 +231,3 @@ class _Writer:
             b.set_flag("MTE3", "V", j)
             self.stores += 1
 
-    def _drain(self) -> None:
-        b, nbuf = self.b, self.nbuf
-        for t in range(max(0, self.loads - nbuf), self.loads):
-            b.wait_flag("V", "MTE2", t % nbuf)
-        for t in range(max(0, self.stores - nbuf), self.stores):
-            b.wait_flag("MTE3", "V", t % nbuf)

@@ -82,7 +82,40 @@ def build_dynamic_quant(soc: Any, rows: int, h: int, x_dtype: str,
     return Kernel("dynamic_quant", gm, cores, meta)
 
 
-class _CoreWriter:
+class RowStream:
+    """Ping-pong bookkeeping shared by the dynamic-quant programs: a subclass allocates ``xb``
+    (one x tile per buffer) and counts ``loads`` / ``stores``; event ids 0/1 are the buffers."""
+
+    b: ProgramBuilder
+    h: int
+    x_dtype: str
+    nbuf: int
+    xb: list[Region]
+    loads: int
+    stores: int
+
+    def load(self, p0: int, pr: int, h0: int, hw: int) -> Region:
+        """x rows [p0, p0 + pr), columns [h0, h0 + hw) GM -> the next x buffer."""
+        b, i = self.b, self.loads % self.nbuf
+        if self.loads >= self.nbuf:
+            b.wait_flag("V", "MTE2", i)
+        xr = Region("UB", self.xb[i].offset, (pr, hw), self.x_dtype)
+        b.dma(Region("GM", (p0 * self.h + h0) * 2, (pr, hw), self.x_dtype, "x", self.h * 2), xr,
+              name="x GM->UB")
+        b.sync("MTE2", "V", i)
+        self.loads += 1
+        return xr
+
+    def drain(self) -> None:
+        """Wait for the last loads' and stores' flags (nothing left in flight)."""
+        b, nbuf = self.b, self.nbuf
+        for t in range(max(0, self.loads - nbuf), self.loads):
+            b.wait_flag("V", "MTE2", t % nbuf)
+        for t in range(max(0, self.stores - nbuf), self.stores):
+            b.wait_flag("MTE3", "V", t % nbuf)
+
+
+class _CoreWriter(RowStream):
     """Emits one core's instruction stream; counts x loads and output stores for ping-pong."""
 
     def __init__(self, b: ProgramBuilder, t: DynamicQuantTiling, h: int, x_dtype: str) -> None:
@@ -102,17 +135,6 @@ class _CoreWriter:
         self.cmax = b.alloc("UB", (rows8,), "float32", "chunk_max")
         self.brcb = b.alloc("UB", (rows8 * 8,), "float32", "recip_blocks")
         self.loads = self.stores = 0
-
-    def load(self, p0: int, pr: int, h0: int, hw: int) -> Region:
-        b, i = self.b, self.loads % self.nbuf
-        if self.loads >= self.nbuf:
-            b.wait_flag("V", "MTE2", i)
-        xr = Region("UB", self.xb[i].offset, (pr, hw), self.x_dtype)
-        b.dma(Region("GM", (p0 * self.h + h0) * 2, (pr, hw), self.x_dtype, "x", self.h * 2), xr,
-              name="x GM->UB")
-        b.sync("MTE2", "V", i)
-        self.loads += 1
-        return xr
 
     def release_x(self) -> None:
         self.b.set_flag("V", "MTE2", (self.loads - 1) % self.nbuf)
@@ -182,10 +204,7 @@ class _CoreWriter:
             b.dma(sr, Region("GM", p0 * 4, (pr,), "float32", "scale"), name="scale UB->GM")
             b.set_flag("MTE3", "V", j)
             self.stores += 1
-        for t in range(max(0, self.loads - nbuf), self.loads):
-            b.wait_flag("V", "MTE2", t % nbuf)
-        for t in range(max(0, self.stores - nbuf), self.stores):
-            b.wait_flag("MTE3", "V", t % nbuf)
+        self.drain()
 
 
 def _args(x: Any, dst_type: Any = None) -> tuple[int, int, str]:
