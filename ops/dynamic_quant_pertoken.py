@@ -110,16 +110,9 @@ class _Writer(RowStream):
 
     def __init__(self, b: ProgramBuilder, t: RowChunkTiling, h: int, x_dtype: str, out: str,
                  smooth: bool) -> None:
-        self.b, self.h, self.x_dtype, self.out = b, h, x_dtype, out
-        self.nbuf = 2 if t.double_buffer else 1
-        self.rpp, hc = t.rows_per_pass, t.h_chunk
-        tile = self.rpp * hc
-        rows8 = math.ceil(self.rpp / 8) * 8
-        self.chunks = [(h0, min(hc, h - h0)) for h0 in range(0, h, hc)]
-        self.xb = [b.alloc("UB", (tile,), x_dtype, f"x{i}") for i in range(self.nbuf)]
-        self.yb = [b.alloc("UB", (tile,), "int8", f"y{i}") for i in range(self.nbuf)]
-        self.sb = [b.alloc("UB", (rows8,), "float32", f"scale{i}") for i in range(self.nbuf)]
-        self.work = b.alloc("UB", (tile,), "float32", "x_fp32")
+        super().__init__(b, t, h, x_dtype, "int8")
+        self.out = out
+        tile, rows8, hc = self.tile, self.rows8, t.h_chunk
         self.tmp = b.alloc("UB", (tile,), "float32", "abs_int32_half")
         self.rmax = b.alloc("UB", (rows8,), "float32", "row_max")
         self.cmax = b.alloc("UB", (rows8,), "float32", "chunk_max")
@@ -130,7 +123,6 @@ class _Writer(RowStream):
         if smooth:
             self.smooth_raw = b.alloc("UB", (hc,), x_dtype, "smooth_raw")
             self.smooth = b.alloc("UB", (hc,), "float32", "smooth")
-        self.loads = self.stores = 0
 
     def _to_fp32(self, xr: Region, pr: int, hw: int) -> Region:
         """Cast (and smooth Mul) of a loaded chunk into the fp32 work tile; frees the x tile."""

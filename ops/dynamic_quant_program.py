@@ -83,16 +83,23 @@ def build_dynamic_quant(soc: Any, rows: int, h: int, x_dtype: str,
 
 
 class RowStream:
-    """Ping-pong bookkeeping shared by the dynamic-quant programs: a subclass allocates ``xb``
-    (one x tile per buffer) and counts ``loads`` / ``stores``; event ids 0/1 are the buffers."""
+    """Ping-pong state shared by the dynamic-quant programs: the x / y / scale buffers (event
+    ids 0/1) and the fp32 work tile, allocated first in this order; x loads and output stores
+    counted for the ping-pong waits."""
 
-    b: ProgramBuilder
-    h: int
-    x_dtype: str
-    nbuf: int
-    xb: list[Region]
-    loads: int
-    stores: int
+    def __init__(self, b: ProgramBuilder, t: RowChunkTiling, h: int, x_dtype: str,
+                 y_dtype: str) -> None:
+        self.b, self.h, self.x_dtype = b, h, x_dtype
+        self.nbuf = 2 if t.double_buffer else 1
+        self.rpp, hc = t.rows_per_pass, t.h_chunk
+        self.tile, self.rows8 = self.rpp * hc, math.ceil(self.rpp / 8) * 8
+        self.chunks = [(h0, min(hc, h - h0)) for h0 in range(0, h, hc)]
+        self.xb = [b.alloc("UB", (self.tile,), x_dtype, f"x{i}") for i in range(self.nbuf)]
+        self.yb = [b.alloc("UB", (self.tile,), y_dtype, f"y{i}") for i in range(self.nbuf)]
+        self.sb = [b.alloc("UB", (self.rows8,), "float32", f"scale{i}")
+                   for i in range(self.nbuf)]
+        self.work = b.alloc("UB", (self.tile,), "float32", "x_fp32")
+        self.loads = self.stores = 0
 
     def load(self, p0: int, pr: int, h0: int, hw: int) -> Region:
         """x rows [p0, p0 + pr), columns [h0, h0 + hw) GM -> the next x buffer."""
@@ -119,22 +126,13 @@ class _CoreWriter(RowStream):
     """Emits one core's instruction stream; counts x loads and output stores for ping-pong."""
 
     def __init__(self, b: ProgramBuilder, t: DynamicQuantTiling, h: int, x_dtype: str) -> None:
-        self.b, self.h, self.x_dtype = b, h, x_dtype
-        self.nbuf = 2 if t.double_buffer else 1
-        self.rpp, hc = t.rows_per_pass, t.h_chunk
-        tile = self.rpp * hc
-        rows8 = math.ceil(self.rpp / 8) * 8
-        self.chunks = [(h0, min(hc, h - h0)) for h0 in range(0, h, hc)]
-        self.xb = [b.alloc("UB", (tile,), x_dtype, f"x{i}") for i in range(self.nbuf)]
-        self.yb = [b.alloc("UB", (tile,), "int4", f"y{i}") for i in range(self.nbuf)]
-        self.sb = [b.alloc("UB", (rows8,), "float32", f"scale{i}") for i in range(self.nbuf)]
-        self.work = b.alloc("UB", (tile,), "float32", "x_fp32")
+        super().__init__(b, t, h, x_dtype, "int4")
+        tile, rows8, hc = self.tile, self.rows8, t.h_chunk
         self.absb = b.alloc("UB", (tile,), "float32", "abs")
         self.part = b.alloc("UB", (rows8 * math.ceil(hc / REDUCE_ELEMS),), "float32", "partial")
         self.rmax = b.alloc("UB", (rows8,), "float32", "row_max")
         self.cmax = b.alloc("UB", (rows8,), "float32", "chunk_max")
         self.brcb = b.alloc("UB", (rows8 * 8,), "float32", "recip_blocks")
-        self.loads = self.stores = 0
 
     def release_x(self) -> None:
         self.b.set_flag("V", "MTE2", (self.loads - 1) % self.nbuf)
