@@ -418,7 +418,7 @@ def test_l2_accessor_equals_l2cache_access(accesses, capacity_pages):
     for first, npages, nbytes, (write, allocate) in accesses:
         pages = {first + j: (((1 << (pb // lb)) - 1) >> (j % 4), nbytes // (j + 1) + 1)
                  for j in range(npages)}
-        pre = tuple((p, m, nb, m.bit_count()) for p, (m, nb) in pages.items())
+        pre = (first, tuple((p - first, m, nb, m.bit_count()) for p, (m, nb) in pages.items()))
         assert access(pre, write, allocate) == ref.access(pages, write, allocate)
         assert list(mine.pages.items()) == list(ref.pages.items())
 

@@ -179,7 +179,9 @@ def l2_read_write(l2: L2Cache) -> tuple[Any, Any]:
 
     def read(pages: Pages, allocate: bool) -> tuple[int, int, int]:
         hit = miss = writeback = 0
-        for page, mask, nbytes, bits in pages:
+        first, pattern = pages
+        for rel, mask, nbytes, bits in pattern:
+            page = first + rel
             entry = get(page)
             if entry is not None:
                 move(page)
@@ -203,7 +205,9 @@ def l2_read_write(l2: L2Cache) -> tuple[Any, Any]:
 
     def write(pages: Pages) -> tuple[int, int, int]:
         writeback = 0
-        for page, mask, _nbytes, _bits in pages:
+        first, pattern = pages
+        for rel, mask, _nbytes, _bits in pattern:
+            page = first + rel
             entry = get(page)
             if entry is None:
                 while len(od) >= cap:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from npusim.engine import timing
-from npusim.engine.memory import MemorySystem
+from npusim.engine.memory import MemorySystem, page_pattern
 from npusim.engine.program import BUFFERS, Kernel
 from npusim.isa.instructions import (
     Cast,
@@ -50,8 +50,9 @@ K_XWAIT = 6  # (K_XWAIT, (core, mode, flag id), 0)
 K_BARRIER = 7  # (K_BARRIER, 0)
 K_ERROR = 8  # (K_ERROR, exception, 0): the reference engine raises it when the pipe reaches it
 
-#: the L2 pages of one access, each (page, line mask, bytes, lines in mask)
-Pages = tuple[tuple[int, int, int, int], ...]
+#: the L2 pages of one access: (first page, its page pattern), the pattern's entries (page - first
+#: page, line mask, bytes, lines in mask) - shared by every access of that page-relative shape
+Pages = tuple[int, tuple[tuple[int, int, int, int], ...]]
 #: (pages, write, allocate, atomic, bytes) of one GM access
 Access = tuple[Pages, bool, bool, bool, int]
 
@@ -118,7 +119,7 @@ class _Lowerer:
         self.gm_sizes = {name: t.nbytes for name, t in kernel.gm.items()}
         self.kinds: dict[str, _Kind] = {}
         self.cost: dict[tuple, tuple] = {}
-        self.pages: dict[tuple, Pages] = {}
+        self.patterns: dict[tuple, tuple] = {}  # page-relative shape -> entries of Pages
 
     def kind(self, kind: str) -> _Kind:
         k = self.kinds.get(kind)
@@ -147,13 +148,19 @@ class _Lowerer:
 
     def access(self, r: Any, layout: tuple[int, int, int, int], write: bool, allocate: bool,
                atomic: bool) -> Access:
-        key = (r.tensor, layout)
-        pages = self.pages.get(key)
-        if pages is None:
-            pages = self.pages[key] = tuple(
-                (page, mask, nb, mask.bit_count()) for page, (mask, nb) in
-                self.mem._pages(r).items())
-        return (pages, write, allocate, atomic, r.nbytes)
+        """One GM access: its pages as MemorySystem._pages finds them (page_pattern of the
+        window's page-relative shape, from its first page), in the same order."""
+        mem = self.mem
+        pb = mem.l2.page_bytes
+        base = mem.base[r.tensor] + layout[0]
+        first = base // pb
+        key = (base - first * pb, *layout[1:])
+        pat = self.patterns.get(key)
+        if pat is None:
+            pat = self.patterns[key] = tuple(
+                (rel, mask, nb, mask.bit_count()) for rel, (mask, nb) in
+                page_pattern(*key, pb, mem.l2.line_bytes))
+        return ((first, pat), write, allocate, atomic, r.nbytes)
 
     def local(self, kd: _Kind, cost: Any, nbytes: int = 0) -> tuple:
         """(K_LOCAL, idle, busy, nbytes) from ``cost(desc, was_idle)``, scaled to the AI-core
