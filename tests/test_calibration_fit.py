@@ -76,3 +76,58 @@ def test_simulated_lofo_predicts_the_family_with_the_replaced_numbers():
     assert out["F"]["errors"]["F1"] == round(signed_error_pct(direct, rows[0].measured_us), 1)
     assert out["F"]["errors"]["F1"] < -3.0  # faster HBM: F1 (HBM-bound) predicted faster
     assert out["A"] is kept
+
+
+def _yaml_lines(path):
+    """(dotted key path, line) for every key line of a descriptor YAML, by indentation; a flow
+    mapping (``binary: {cycles_per_repeat: 1.0, ...}``) is one line for its key."""
+    import re
+
+    stack: list[tuple[int, str]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^(\s*)([A-Za-z0-9_>\-]+):", line)
+        if not m or line.lstrip().startswith("#"):
+            continue
+        indent = len(m.group(1))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, m.group(2)))
+        yield ".".join(k for _, k in stack), line
+
+
+def test_every_fitted_number_cites_its_rows_where_it_is_set():
+    """Every A2 / A3 descriptor line that sets a fitted number names one of the calibration rows
+    it was fitted on (copies on other SKUs included); a line that derives the value elsewhere
+    (INI rates: 910B4 / 910_9362 HBM) is not the fitted number and says so."""
+    import re
+    from pathlib import Path
+
+    import npusim
+
+    socs = Path(npusim.__file__).resolve().parent.parent / "socs"
+    files = sorted(socs.glob("Ascend910*.yaml"))
+    cores = {k: socs / "cores" / f"dav_c220_{k}.yaml" for k in ("aic", "aiv")}
+    checked = 0
+    for n in cf.FITTED:
+        ids = set(re.findall(r"\b[A-H][0-9][a-h]?\b", n.rows))
+        ids |= {f"{i[0]}{d}" for i in ids for d in range(int(i[1]), 10)
+                if f"{i}-{i[0]}" in n.rows}  # "B2-B4" cites B3 too
+        assert ids, n.name
+        for p in n.paths:
+            if p.startswith("cores."):
+                _, kind, rest = p.split(".", 2)
+                targets = [(cores[kind], rest)]
+            else:
+                targets = [(f, p) for f in files]
+            for f, key in targets:
+                for kpath, line in _yaml_lines(f):
+                    if not key.startswith(kpath) or kpath.count(".") < key.count(".") - (
+                            1 if "{" in line else 0):
+                        continue
+                    if "[D] INI" in line:
+                        continue
+                    checked += 1
+                    assert any(re.search(rf"\b{i}\b", line) for i in ids), (
+                        f"{f.name}: {kpath} sets the fitted {n.name!r} without citing "
+                        f"{sorted(ids)}: {line.strip()[:120]}")
+    assert checked >= 30
