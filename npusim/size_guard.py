@@ -233,6 +233,9 @@ def check_before_drawing(op: str, desc: Any, spec_args: Mapping[str, Any],
     call as specs, then the inputs' size against ``max_bytes``."""
     check_before_plan(op, desc, spec_args, instruction_limit(max_instructions))
     total = input_bytes(spec_args)
+    n = spec_args.get("n_elements")  # tensor_copy's timing-only call: no spec, a count
+    if isinstance(n, int | np.integer) and not isinstance(n, bool) and n > 0:
+        total += math.ceil(int(n) * _BITS.get(str(spec_args.get("dtype", "float32")), 32) / 8)
     if total > max_bytes:
         raise SizeLimitError(
             f"{op}: --functional would draw {total:,} bytes of random inputs (and several "

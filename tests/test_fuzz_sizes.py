@@ -11,7 +11,7 @@ import pytest
 
 import npusim
 from npusim.cli import main
-from npusim.cli_run import OP_FLAGS, _dest
+from npusim.cli_run import OP_FLAGS, OPERATOR_CLI, _dest
 from npusim.runner import OPERATORS, operator_module
 from npusim.size_guard import (
     DEFAULT_MAX_INSTRUCTIONS,
@@ -255,3 +255,42 @@ def test_cli_largest_wqbmm_refused_before_any_data(capsys, argv):
     assert ("needs at least 131,071 instructions" if "100000" in argv else
             "--functional would draw 4,295,098,365 bytes") in err[0]
     assert peak < PEAK_LIMIT_BYTES, peak
+
+
+class _SmallDrawsOnly:
+    """A numpy Generator that refuses draws of more than 2^24 values (so a regressed guard
+    fails this test instead of exhausting the machine's memory)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+
+    def __getattr__(self, name: str):
+        real = getattr(self._rng, name)
+
+        def draw(*args, **kw):
+            size = kw.get("size", args[-1] if args and isinstance(args[-1], tuple | int)
+                          else None)
+            n = int(np.prod(size)) if size is not None else 1
+            assert n <= 1 << 24, f"{name} asked to draw {n:,} values"
+            return real(*args, **kw)
+
+        return draw
+
+
+@pytest.mark.parametrize("op", DEVICE_OPS)
+def test_cli_functional_at_the_maxima_is_refused_before_drawing(capsys, monkeypatch, op):
+    """Every operator's ``npusim run --functional`` at the documented maxima is refused before
+    its random inputs are drawn (tensor_copy's call is a count, not a spec: it drew 2^31 - 1
+    float32 and was OOM-killed at 22 GiB); trans_quant_param's largest call is small."""
+    real_rng = np.random.default_rng
+    monkeypatch.setattr(np.random, "default_rng", lambda *a: _SmallDrawsOnly(real_rng(*a)))
+    flags = [f for f in ("--m", "--k", "--n", "--n-elements") if f in OPERATOR_CLI[op].flags]
+    sizes = {"--m": "2147483647", "--k": "65528", "--n": "65528", "--n-elements": "2147483647"}
+    argv = ["run", op, "--functional", *[a for f in flags for a in (f, sizes[f])]]
+    rc, peak = _peak(lambda: main(argv))
+    err = capsys.readouterr().err.strip().splitlines()
+    if op == "trans_quant_param":
+        assert rc == 0
+    else:
+        assert rc == 2 and err[-1].startswith(f"npusim: error: {op}: "), err
+    assert peak < PEAK_LIMIT_BYTES, (op, peak)
