@@ -191,3 +191,17 @@ def test_workload_config_ignores_extra_fields(tmp_path):
                     '"num_key_value_heads": 2, "num_hidden_layers": 3, "vocab_size": 32000}')
     cfg = load_config(path)
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.name) == (256, 3, "config")
+
+
+@pytest.mark.parametrize("text", [
+    "cores.aic.cube.head_cycles=18446744073709551616",
+    "kernel_launch_cycles=18446744073709551616",
+    "memory.l2.hit_latency_cycles=18446744073709551616",
+    "cores.aiv.vector.classes.binary.cycles_per_repeat=18446744073709551616",
+    "cores.aic.gm_bursts.request_overhead_bytes=1e308",
+])
+def test_numbers_beyond_any_part_are_refused(text):
+    """Integers above 2^40 (and 1e308 overheads) passed the schema and then crashed the engines
+    with OverflowError; they are refused naming the override (found by the fuzz test above)."""
+    with pytest.raises(DescriptorError, match="override"):
+        load_soc("Ascend910B2", [text])

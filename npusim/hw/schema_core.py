@@ -13,9 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from npusim.hw.dtypes import DTYPE_BITS, DtypeName, canonical_dtype
 
-PositiveInt = Annotated[int, Field(strict=True, gt=0)]
-NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+#: Largest integer a descriptor field takes (2^40: bytes of a 1 TiB memory, cycles of minutes),
+#: beyond any real part; larger values overflowed the engines' integer cycle arithmetic
+MAX_DESCRIPTOR_INT = 2**40
+PositiveInt = Annotated[int, Field(strict=True, gt=0, le=MAX_DESCRIPTOR_INT)]
+NonNegInt = Annotated[int, Field(strict=True, ge=0, le=MAX_DESCRIPTOR_INT)]
 PositiveFloat = Annotated[float, Field(strict=True, gt=0)]
+CyclesPerRepeat = Annotated[float, Field(strict=True, gt=0, le=MAX_DESCRIPTOR_INT)]
 
 BufferName = Literal["L1", "L0A", "L0B", "L0C", "UB", "BT", "FB"]
 PathEnd = Literal["GM", "L1", "L0A", "L0B", "L0C", "UB", "BT", "FB"]
@@ -236,10 +240,10 @@ class CubeSpec(Model):
 class VectorClassSpec(Model):
     """Steady-state cost of one vector instruction class, conflict-free UB layout."""
 
-    cycles_per_repeat: PositiveFloat = Field(
+    cycles_per_repeat: CyclesPerRepeat = Field(
         description="Cycles per 256 B repeat when no UB bank-group conflict occurs"
     )
-    by_dtype: dict[DtypeName, PositiveFloat] = Field(
+    by_dtype: dict[DtypeName, CyclesPerRepeat] = Field(
         default_factory=dict, description="Per-dtype cycles per repeat where it differs"
     )
     source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
@@ -339,8 +343,9 @@ class GmBurstSpec(Model):
         min_length=1, description="Request lengths the engine issues, increasing; a request's "
         "span is rounded up to the next one"
     )
-    request_overhead_bytes: Annotated[float, Field(ge=0)] = Field(
-        description="Per-request cost in byte-equivalents of transfer time at peak rate"
+    request_overhead_bytes: Annotated[float, Field(ge=0, le=2**30)] = Field(
+        description="Per-request cost in byte-equivalents of transfer time at peak rate (at "
+        "most 2^30: far beyond any real overhead; keeps the engine's cycle arithmetic finite)"
     )
     source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
 
