@@ -19,11 +19,10 @@ exact; every other step is per element). A zero row gives ``r = inf``, scale 0 a
 NaN`` cast to 0 (the semantics table's NaN -> 0 Cast rule, declared).
 
 MoE groups (``group_index``, cumulative end rows): row r uses smooth row g with
-``group_index[g-1] <= r < group_index[g]``; each core walks its rows group by group and loads
-that group's smooth row before the group's passes (declared structure: the public MoE variant
-was not read; the per-element values cannot depend on it).
-
-Not modelled (NotImplementedError): ``smooth_scales`` with rows wider than one H chunk.
+``group_index[g-1] <= r < group_index[g]``; each core walks its rows group by group. The smooth
+row (its H chunk, for wide rows) is loaded into UB when a chunk needs one other than the one held
+(declared structure: the public MoE and large-shape variants were not read; the per-element
+values cannot depend on it).
 """
 
 from __future__ import annotations
@@ -54,8 +53,9 @@ def ub_bytes(t: RowChunkTiling, smooth: bool = False) -> int:
     return nbuf * (tile * 2 + tile + rows8 * 4) + single
 
 
-def default_pertoken_tiling(soc: Any, rows: int, h: int) -> RowChunkTiling:
-    return default_row_chunk_tiling(soc, rows, h, "dynamic_quant", ub_bytes)
+def default_pertoken_tiling(soc: Any, rows: int, h: int, smooth: bool = False) -> RowChunkTiling:
+    return default_row_chunk_tiling(soc, rows, h, "dynamic_quant",
+                                    lambda t: ub_bytes(t, smooth))
 
 
 def build_pertoken(soc: Any, rows: int, h: int, x_dtype: str, out: str, tiling: RowChunkTiling,
@@ -65,9 +65,6 @@ def build_pertoken(soc: Any, rows: int, h: int, x_dtype: str, out: str, tiling: 
     ``smooth`` is (h,), or (groups, h) with ``group_index`` (validated cumulative end rows)."""
     has_smooth = has_smooth or smooth is not None
     ends = None if group_index is None else [int(e) for e in np.asarray(group_index).reshape(-1)]
-    if has_smooth and h > tiling.h_chunk:
-        raise NotImplementedError("dynamic_quant: smooth_scales with rows wider than one H "
-                                  f"chunk ({h} > {tiling.h_chunk}) are not modelled")
     validate_row_chunk_tiling(tiling, soc, rows, ub_bytes(tiling, has_smooth))
     out_cols, out_dt = (h // 8, "int32") if out == "int4" else (h, "int8")
     gm = {"x": GMTensor("x", (rows, h), x_dtype, x, "input"),
@@ -119,17 +116,19 @@ class _Writer(RowStream):
         self.recip = b.alloc("UB", (rows8,), "float32", "dtype_max_over_max")
         self.cmaxv = b.alloc("UB", (rows8,), "float32", "dtype_max")
         self.ones = b.alloc("UB", (rows8,), "float32", "ones")
-        self.smooth = None
+        self.smooth = self.smooth_at = None
+        self.g = 0
         if smooth:
             self.smooth_raw = b.alloc("UB", (hc,), x_dtype, "smooth_raw")
             self.smooth = b.alloc("UB", (hc,), "float32", "smooth")
 
-    def _to_fp32(self, xr: Region, pr: int, hw: int) -> Region:
+    def _to_fp32(self, xr: Region, pr: int, h0: int, hw: int) -> Region:
         """Cast (and smooth Mul) of a loaded chunk into the fp32 work tile; frees the x tile."""
         b = self.b
         f = Region("UB", self.work.offset, (pr, hw), "float32")
         b.cast(f, xr, round_mode="rint", name="Cast x->fp32")
         if self.smooth is not None:
+            self._smooth_chunk(h0, hw)
             b.vop(VecOp.MUL, f, (f, Region("UB", self.smooth.offset, (hw,), "float32")),
                   name="Mul smooth_scales")
         b.set_flag("V", "MTE2", (self.loads - 1) % self.nbuf)
@@ -145,16 +144,21 @@ class _Writer(RowStream):
         b.vop(VecOp.DUPLICATE, self.cmaxv, scalar=DTYPE_MAX[self.out], name="Duplicate DTYPE_MAX")
         b.vop(VecOp.DUPLICATE, self.ones, scalar=1.0, name="Duplicate 1.0")
 
-    def _load_smooth(self, g: int, first: bool) -> None:
-        """Smooth row ``g`` into UB as fp32 (event 2: the previous row no longer read)."""
+    def _smooth_chunk(self, h0: int, hw: int) -> None:
+        """Columns [h0, h0 + hw) of smooth row ``self.g`` in UB as fp32, loaded unless held
+        (event 2: V's reads of the previous one end before MTE2 overwrites it)."""
         b, h = self.b, self.h
-        if not first:
-            b.wait_flag("V", "MTE2", 2)
-        raw = Region("UB", self.smooth_raw.offset, (h,), self.x_dtype)
-        b.dma(Region("GM", g * h * 2, (h,), self.x_dtype, "smooth"), raw, name="smooth GM->UB")
+        if self.smooth_at == (self.g, h0):
+            return
+        if self.smooth_at is not None:
+            b.sync("V", "MTE2", 2)
+        raw = Region("UB", self.smooth_raw.offset, (hw,), self.x_dtype)
+        b.dma(Region("GM", (self.g * h + h0) * 2, (hw,), self.x_dtype, "smooth"), raw,
+              name="smooth GM->UB")
         b.sync("MTE2", "V", 2)
-        b.cast(Region("UB", self.smooth.offset, (h,), "float32"), raw, round_mode="rint",
+        b.cast(Region("UB", self.smooth.offset, (hw,), "float32"), raw, round_mode="rint",
                name="Cast smooth->fp32")
+        self.smooth_at = (self.g, h0)
 
     def _quantise(self, f: Region, pr: int, hw: int, p0: int, h0: int, j: int) -> None:
         b, h = self.b, self.h
@@ -178,14 +182,9 @@ class _Writer(RowStream):
 
     def emit(self, runs: list[tuple[int, int, int | None]]) -> None:
         self._prologue()
-        for i, (r0, r1, g) in enumerate(runs):
-            if self.smooth is not None:
-                self._load_smooth(g, i == 0)
+        for r0, r1, g in runs:
+            self.g = g or 0
             self._rows(r0, r1)
-            if self.smooth is not None:
-                self.b.set_flag("V", "MTE2", 2)
-        if self.smooth is not None and runs:
-            self.b.wait_flag("V", "MTE2", 2)
         self.drain()
 
     def _rows(self, r0: int, r1: int) -> None:
@@ -196,7 +195,7 @@ class _Writer(RowStream):
             rm = Region("UB", self.rmax.offset, (pr,), "float32")
             if two_sweeps:
                 for k, (h0, hw) in enumerate(self.chunks):
-                    f = self._to_fp32(self.load(p0, pr, h0, hw), pr, hw)
+                    f = self._to_fp32(self.load(p0, pr, h0, hw), pr, h0, hw)
                     cm = Region("UB", self.cmax.offset, (pr,), "float32")
                     self._row_max(f, pr, hw, rm if k == 0 else cm)
                     if k:
@@ -207,7 +206,7 @@ class _Writer(RowStream):
             sr = Region("UB", self.sb[j].offset, (pr,), "float32")
             rc = Region("UB", self.recip.offset, (pr,), "float32")
             for k, (h0, hw) in enumerate(self.chunks):
-                f = self._to_fp32(self.load(p0, pr, h0, hw), pr, hw)
+                f = self._to_fp32(self.load(p0, pr, h0, hw), pr, h0, hw)
                 if not two_sweeps:
                     self._row_max(f, pr, hw, rm)
                 if k == 0:

@@ -256,7 +256,7 @@ def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any, dst_type: Any = 
         raise ValueError(f"smooth_scales: {shape_dtype(smooth_scales)} must be {want} (one "
                          "value per column of x (one row per group with group_index), x's "
                          "dtype)")
-    t = tiling or default_pertoken_tiling(soc, rows, h)
+    t = tiling or default_pertoken_tiling(soc, rows, h, smooth_scales is not None)
     kern = build_pertoken(soc, rows, h, dt, out, t, x=np.asarray(x) if functional else None,
                           smooth=np.asarray(smooth_scales) if functional and
                           smooth_scales is not None else None,

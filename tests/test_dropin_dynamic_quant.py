@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from npusim.numerics import BF16, pack_int4
-from npusim.ops.dynamic_quant_pertoken import build_pertoken
 from npusim.ops.group_quant_program import RowChunkTiling
-from npusim.runner import resolve_soc, simulate
+from npusim.runner import simulate
 from npusim.spec import spec
 
 SOC = "Ascend910B2"
@@ -64,15 +63,16 @@ def test_smooth_scales_multiply_before_the_max():
     assert np.array_equal(scale.view(np.uint32), want_scale.view(np.uint32))
 
 
-@pytest.mark.parametrize("ends,tiling", [
-    ([0, 5, 5, 30, 64], None),                      # empty groups, groups across passes
-    ([7, 64], RowChunkTiling(5, 128, 4, False)),    # groups across cores, single-buffered
+@pytest.mark.parametrize("h,ends,tiling", [
+    (128, [0, 5, 5, 30, 64], None),                   # empty groups, groups across passes
+    (128, [7, 64], RowChunkTiling(5, 128, 4, False)),  # groups across cores, single-buffered
+    (1000, [3, 3, 64], RowChunkTiling(3, 256, 2)),     # two sweeps: smooth chunk by chunk
 ])
-def test_moe_groups_pick_each_rows_smooth_row(ends, tiling):
+def test_moe_groups_pick_each_rows_smooth_row(h, ends, tiling):
     """Rule: with group_index (cumulative end rows) row r uses smooth row g where
-    ends[g-1] <= r < ends[g]; empty groups use nothing."""
-    x = _x((64, 128), "bfloat16", seed=5)
-    smooth = np.random.default_rng(6).uniform(-2, 2, (len(ends), 128)).astype(BF16)
+    ends[g-1] <= r < ends[g]; empty groups use nothing; rows wider than one chunk too."""
+    x = _x((64, h), "bfloat16", seed=5)
+    smooth = np.random.default_rng(6).uniform(-2, 2, (len(ends), h)).astype(BF16)
     gi = np.array(ends, np.int32)
     y, scale = simulate("dynamic_quant", SOC, tiling, x=x, dst_type="int8",
                         smooth_scales=smooth, group_index=gi).outputs
@@ -80,6 +80,15 @@ def test_moe_groups_pick_each_rows_smooth_row(ends, tiling):
     want_y, want_scale = _formula(x, "int8", smooth[rows])
     assert np.array_equal(y.view(np.uint8), want_y.view(np.uint8))
     assert np.array_equal(scale.view(np.uint32), want_scale.view(np.uint32))
+
+
+@pytest.mark.parametrize("h", [8192, 18944])
+def test_default_tiling_fits_smooth_rows_in_ub(h):
+    """Rule: the default tiling counts the smooth row's UB (H = 18944, qwen2-7b's
+    intermediate size, takes two sweeps)."""
+    res = simulate("dynamic_quant", SOC, x=spec((4, h), "float16"), dst_type="int8",
+                   smooth_scales=spec((h,), "float16"))
+    assert res.cycles > 0 and (h <= res.tiling.h_chunk) == (h == 8192)
 
 
 def test_timing_run_and_functional_run_have_the_same_cycles():
@@ -91,8 +100,8 @@ def test_timing_run_and_functional_run_have_the_same_cycles():
 
 
 def test_refusals_name_the_argument():
-    """Rule: unknown dst_type, smooth_scales on the E1-row kernel, a wrong smooth shape, and
-    smooth rows wider than one chunk raise naming what is wrong."""
+    """Rule: unknown dst_type, smooth_scales on the E1-row kernel and a wrong smooth shape
+    raise naming what is wrong."""
     x = _x((4, 128), "float16")
     with pytest.raises(ValueError, match="dst_type"):
         simulate("dynamic_quant", SOC, x=x, dst_type="int16")
@@ -102,9 +111,6 @@ def test_refusals_name_the_argument():
     with pytest.raises(ValueError, match="smooth_scales"):
         simulate("dynamic_quant", SOC, x=x, dst_type="int8",
                  smooth_scales=np.ones(64, np.float16))
-    with pytest.raises(NotImplementedError, match="smooth_scales"):
-        build_pertoken(resolve_soc(SOC), 4, 128, "float16",
-                       "int8", RowChunkTiling(1, 64, 1), has_smooth=True)
 
 
 torch = pytest.importorskip("torch")
