@@ -76,6 +76,21 @@ _TRANSFORMS = frozenset(t.value for t in Transform)
 #: are immutable and fully determined by the key, so every program shares one object per key
 _FLAGS: dict[tuple, Instruction] = {}
 
+def _flag(cls: type, src_pipe: str, dst_pipe: str, event_id: int) -> Instruction:
+    """The interned SetFlag (issued on ``src_pipe``) or WaitFlag (on ``dst_pipe``)."""
+    key = (cls, src_pipe, dst_pipe, event_id)
+    ins = _FLAGS.get(key)
+    if ins is None:
+        if len(_FLAGS) >= 4096:  # bounded (event ids of bad programs are arbitrary)
+            _FLAGS.clear()
+        ins = _FLAGS[key] = cls(
+            pipe=src_pipe if cls is SetFlag else dst_pipe,
+            name=f"{cls.__name__} {src_pipe}->{dst_pipe} #{event_id}",
+            src_pipe=src_pipe, dst_pipe=dst_pipe, event_id=event_id,
+        )
+    return ins
+
+
 #: The instruction budget of the build in progress (set by ``npusim.size_guard``; None = none).
 BUILD_BUDGET: ContextVar[Any] = ContextVar("npusim_build_budget", default=None)
 
@@ -362,24 +377,10 @@ class ProgramBuilder:
                                 count=instructions))
 
     def set_flag(self, src_pipe: str, dst_pipe: str, event_id: int) -> Instruction:
-        key = (SetFlag, src_pipe, dst_pipe, event_id)
-        ins = _FLAGS.get(key)
-        if ins is None:
-            ins = _FLAGS[key] = SetFlag(
-                pipe=src_pipe, name=f"SetFlag {src_pipe}->{dst_pipe} #{event_id}",
-                src_pipe=src_pipe, dst_pipe=dst_pipe, event_id=event_id,
-            )
-        return self.emit(ins)
+        return self.emit(_flag(SetFlag, src_pipe, dst_pipe, event_id))
 
     def wait_flag(self, src_pipe: str, dst_pipe: str, event_id: int) -> Instruction:
-        key = (WaitFlag, src_pipe, dst_pipe, event_id)
-        ins = _FLAGS.get(key)
-        if ins is None:
-            ins = _FLAGS[key] = WaitFlag(
-                pipe=dst_pipe, name=f"WaitFlag {src_pipe}->{dst_pipe} #{event_id}",
-                src_pipe=src_pipe, dst_pipe=dst_pipe, event_id=event_id,
-            )
-        return self.emit(ins)
+        return self.emit(_flag(WaitFlag, src_pipe, dst_pipe, event_id))
 
     def sync(self, src_pipe: str, dst_pipe: str, event_id: int) -> None:
         """SetFlag on ``src_pipe`` immediately followed by the matching WaitFlag on ``dst_pipe``."""
