@@ -262,8 +262,11 @@ class CubeEmitter:
                self.atomic, self.ca % t.depth_a1, min(self.ca, t.depth_a1), self.cb % t.depth_b1,
                min(self.cb, t.depth_b1), self.step % self.n_l0, min(self.step, self.n_l0),
                self.tiles % self.n_l0c, min(self.tiles, self.n_l0c))
-        tpl = self.intern.tiles.get(key)
-        if tpl is None:
+        tpl = self.intern.tiles.get(key, False)
+        if tpl is None:  # a tile the template cannot replay: emitted in full every time
+            self._tile_emit(a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra, rb)
+            return
+        if tpl is False:
             instrs = self.bld.program.instrs
             start, counts = len(instrs), (self.ca, self.cb, self.step)
             self._tile_emit(a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra, rb)
@@ -668,13 +671,28 @@ class TileTemplate:
     steps: int
 
     @classmethod
-    def record(cls, instrs: list[Any], ca: int, cb: int, steps: int) -> TileTemplate:
-        from npusim.isa.instructions import FixPipe
+    def record(cls, instrs: list[Any], ca: int, cb: int, steps: int) -> TileTemplate | None:
+        """The template of a tile just emitted; None when it touches GM other than through
+        the A / B loads and the FixPipe into GM that :meth:`replay` rebuilds."""
+        from npusim.isa.instructions import DataCopy, FixPipe
 
         segments, gm, seg = [], [], []
         for ins in instrs:
-            is_gm = type(ins) is FixPipe or (
-                ins.kind == "dma" and ins.reads[0].buffer == "GM")
+            cls_ = type(ins)
+            if cls_ is FixPipe:
+                is_gm = True
+                if (ins.writes[0].buffer != "GM" or len(ins.reads) != 1
+                        or ins.reads[0].buffer == "GM" or ins.deq_scale is not None):
+                    return None
+            elif cls_ is DataCopy and ins.reads[0].buffer == "GM":
+                is_gm = True
+                if ins.writes[0].buffer == "GM" or ins.name not in (
+                        "A GM->L1 nd2nz", "B GM->L1 nd2nz"):
+                    return None
+            else:
+                is_gm = False
+                if any(r.buffer == "GM" for r in (*ins.reads, *ins.writes)):
+                    return None
             if is_gm:
                 segments.append(tuple(seg))
                 gm.append(ins)
