@@ -4,8 +4,10 @@ Structures (ops-semantics 5.4-5.6; written from the descriptions, not the kernel
 
 - ``Custom``: the AIVs dequantise an N strip of the weight (K x strip) into a GM workspace ring of
   ``slots`` buffers (Cast, Add offset, Mul scale; bf16 through fp32), one strip ahead of the
-  cube; the AIC waits for a strip (cross-core flag mode 2), runs the fp16/bf16 matmul of x with it
-  and frees the slot. FixPipe writes fp16/bf16 (or int8 through the requant).
+  cube, in the weight's stored layout (a transposed weight's strip is kept (strip, K) and the
+  cube reads it transposed: ops-nn's Custom kernel passes the workspace to the matmul with
+  ``bTrans``); the AIC waits for a strip (cross-core flag mode 2), runs the fp16/bf16 matmul of x
+  with it and frees the slot. FixPipe writes fp16/bf16 (or int8 through the requant).
 - ``Msd`` (``weight_quant_program_msd``) and ``MsdSplitK`` (``weight_quant_program_msd_splitk``):
   AIVs split x rows into integer digits (per row / per K block / per group) into a workspace;
   the AIC runs the exact integer matmul of the digit rows with the raw weight; the AIVs
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.isa.opcodes import VecOp
 from npusim.ops.matmul_program import CubeEmitter, CubeTiling, Epilogue, GmMatrix
 from npusim.ops.weight_quant_batchmatmul.tiling import custom_param_groups, custom_vector_buffers
 
@@ -158,14 +161,15 @@ def build_custom(
     xd = s.x_dtype
     fun = data is not None
     ngroups = math.ceil(s.k / s.group_size) if s.group_size else 1
-    gsize = s.group_size or s.k
     param_dtype = xd
     d = data or {}
     gm = {
         "x": GMTensor("x", (s.m, s.k), xd, d.get("x")),
         "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype, d.get("w")),
         "scale": GMTensor("scale", (ngroups, s.n), param_dtype, d.get("scale")),
-        "ws": GMTensor("ws", (t.cube_cores * t.slots, s.k, t.strip_n), xd, role="workspace"),
+        "ws": GMTensor("ws", (t.cube_cores * t.slots, *((t.strip_n, s.k) if s.trans_w
+                                                         else (s.k, t.strip_n))),
+                       xd, role="workspace"),
         "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
     }
     if s.has_offset:
@@ -177,7 +181,7 @@ def build_custom(
     y_mat = GmMatrix("y", s.out_dtype, math.ceil(s.n * _ITEM[s.out_dtype]))
     bias_mat = GmMatrix("bias", "float32", s.n * 4) if s.has_bias else None
     epi = _out_epilogue(s)
-    if fun:
+    if fun and s.out_dtype == "int8":  # F322F16 / F322BF16 come from the semantics table
         epi.convert = _epilogue_convert(s, d.get("quant_param"))
     cube_model = str(soc.numerics.cube_accumulation.model) if fun else ""
     cores: list[CoreProgram] = []
@@ -198,7 +202,8 @@ def build_custom(
         for j, (n0, n1) in enumerate(per_core[ci]):
             slot = ci * t.slots + j % t.slots
             em.bld.cross_wait(READY, "MTE2")
-            ws = GmMatrix("ws", xd, t.strip_n * 2, offset=slot * s.k * t.strip_n * 2)
+            ws = GmMatrix("ws", xd, (s.k if s.trans_w else t.strip_n) * 2,
+                          offset=slot * s.k * t.strip_n * 2, transposed=s.trans_w)
             em.block(x_mat, ws, y_mat, epi, 0, s.m, n0, n1, s.k, bias_mat, b_col_offset=-n0)
             em.bld.cross_set(2, "MTE2", FREE)
         cores.append(aic)
@@ -213,6 +218,7 @@ def build_custom(
             bufs = [
                 (ub[f"w{i}"], ub.get(f"f{i}"), ub[f"o{i}"], ub[f"params{i}"]) for i in range(2)
             ]
+            pf = ub.get("params_f32")
             k0, k1 = half * math.ceil(s.k / 2), min(s.k, (half + 1) * math.ceil(s.k / 2))
             it = 0
             for j, (n0, n1) in enumerate(per_core[ci]):
@@ -268,40 +274,20 @@ def build_custom(
                     b.sync("MTE2", "V", i)
                     if it >= 2:
                         b.wait_flag("MTE3", "V", i)
-                    n_el = rows * width
-                    freg = Region("UB", fb.offset, (rows, width), "float32") if fb else None
-                    oreg = Region("UB", ob.offset, (rows, width), xd)
-                    hreg = Region("UB", ob.offset, (rows, width), "float16")
-                    prm = Region("UB", pb.offset, (2, pgroups, t.strip_n), "float32")
-                    work_dt = "float16" if xd == "float16" else "float32"
-                    pv = _ParamView(pb.offset, pgroups, srow, width, param_dtype, r0, rows, gsize,
-                                    g_lo) if fun else None
-                    b.vec("Cast w->half", "convert", hreg, (wreg,), elements=n_el,
-                          dtype=s.w_dtype, fn=_cast_w_fn(wreg, hreg, s) if fun else None)
-                    if xd == "bfloat16":
-                        b.vec("Cast half->fp32", "convert", freg, (hreg,), elements=n_el,
-                              dtype="float16", fn=_cast_fn(hreg, freg) if fun else None)
-                    acc = hreg if work_dt == "float16" else freg
-                    if s.has_offset:
-                        b.vec("Add offset", "binary", acc, (acc, prm), elements=n_el,
-                              dtype=work_dt,
-                              fn=_param_op_fn(acc, acc, pv, 1, "add") if fun else None)
-                    b.vec("Mul scale", "binary", acc, (acc, prm), elements=n_el, dtype=work_dt,
-                          fn=_param_op_fn(acc, acc, pv, 0, "mul") if fun else None)
-                    if xd == "bfloat16":
-                        b.vec("Cast fp32->bf16", "convert", oreg, (freg,), elements=n_el,
-                              dtype="float32", fn=_cast_fn(freg, oreg) if fun else None)
+                    tile = (width, rows) if s.trans_w else (rows, width)  # stored layout
+                    _custom_dequant(b, s, tile, wreg, (fb, ob, pb, pf), pgroups, srow,
+                                    (r0, g_lo))
                     b.set_flag("V", "MTE2", i)
                     b.sync("V", "MTE3", i)
-                    dst = Region(
-                        "GM",
-                        ((slot * s.k + r0) * t.strip_n) * 2,
-                        (rows, width),
-                        xd,
-                        "ws",
-                        t.strip_n * 2,
-                    )
-                    b.dma(oreg, dst, name="dequant w UB->GM ws")
+                    # the workspace keeps the weight's stored layout; the cube reads it
+                    # transposed when the weight is (ops-nn Custom: SetTensorB(ws, bTrans))
+                    if s.trans_w:
+                        dst = Region("GM", (slot * s.k * t.strip_n + r0) * 2, tile, xd, "ws",
+                                     s.k * 2)
+                    else:
+                        dst = Region("GM", ((slot * s.k + r0) * t.strip_n) * 2, tile, xd, "ws",
+                                     t.strip_n * 2)
+                    b.dma(Region("UB", ob.offset, tile, xd), dst, name="dequant w UB->GM ws")
                     b.set_flag("MTE3", "V", i)
                     it += 1
                 b.cross_set(2, "MTE3", READY)
@@ -312,81 +298,64 @@ def build_custom(
     return Kernel("wqbmm_custom", gm, cores, meta)
 
 
-@dataclass(frozen=True)
-class _ParamView:
-    """Where one vector tile's parameter rows sit in UB: row ``g - g_lo`` of the scale block
-    (``which`` 0) or the offset block (``which`` 1), ``row_bytes`` apart."""
+def _custom_dequant(b: ProgramBuilder, s: WqbmmShape, tile: tuple[int, int], wreg: Region,
+                    bufs: tuple[Region | None, ...], pgroups: int, srow: int,
+                    where: tuple[int, int]) -> None:
+    """The typed vector dequant of one Custom tile, in the weight's stored layout (``tile``:
+    (rows, width), or (width, rows) for a transposed weight): Cast w->half (->fp32 for bf16 x),
+    Add offset, Mul scale in the working dtype, Cast fp32->bf16 (ops-semantics 5.4; the ops-nn
+    Custom kernel's WeightCopyInAndCast / AntiQuant order).
 
-    offset: int
-    pgroups: int
-    row_bytes: int
-    width: int
-    dtype: str
-    r0: int
-    rows: int
-    gsize: int
-    g_lo: int
-
-    def per_row(self, ctx: Any, which: int) -> Any:
-        """(rows, width) parameter values of the tile, each K row taking its group's row."""
-        import numpy as np
-
-        groups = (np.arange(self.r0, self.r0 + self.rows) // self.gsize) - self.g_lo
-        base = self.offset + which * self.pgroups * self.row_bytes
-        table = np.stack([
-            ctx.read(Region("UB", base + g * self.row_bytes, (self.width,), self.dtype))
-            for g in range(int(groups.max()) + 1)
-        ])
-        return table[groups]
-
-
-def _cast_w_fn(wreg: Region, hreg: Region, s: WqbmmShape):
-    """Cast int8 / int4 (stored layout, transposed when the weight is) -> half (exact)."""
-    import numpy as np
-
-    def fn(ctx: Any) -> None:
-        raw = ctx.read(wreg)
-        if s.w_dtype == "int4":
-            b = raw.astype(np.uint8)
-            lo, hi = (b & 0xF).astype(np.int8), (b >> 4).astype(np.int8)
-            v = np.stack([lo, hi], axis=-1).reshape(*b.shape[:-1], b.shape[-1] * 2)
-            v = np.where(v >= 8, v - 16, v)[..., : wreg.shape[-1]]
+    bf16 x casts the loaded parameter rows to fp32 first (one Cast per block, into the shared
+    fp32 parameter buffer). Each group's rows (non-transposed) or columns (transposed) of the
+    tile take their group's parameter row: one Add / Mul per group segment; a transposed tile
+    broadcasts the row along its K axis (a (width, 1) column source: the Brcb'd parameters of
+    the kernel, declared addressing model)."""
+    fb, ob, pb, pf = bufs
+    r0, g_lo = where
+    xd = s.x_dtype
+    rows = tile[1] if s.trans_w else tile[0]
+    width = tile[0] if s.trans_w else tile[1]
+    h = Region("UB", ob.offset, tile, "float16")
+    b.cast(h, wreg, name="Cast w->half")
+    acc, work = h, "float16"
+    if xd == "bfloat16":
+        acc, work = Region("UB", fb.offset, tile, "float32"), "float32"
+        b.cast(acc, h, name="Cast half->fp32")
+    gsize = s.group_size or s.k
+    g_hi = (r0 + rows - 1) // gsize if s.group_size else g_lo
+    ng = g_hi - g_lo + 1
+    blocks = [(0, "scale")] + ([(1, "offset")] if s.has_offset else [])
+    prow: dict[int, int] = {}  # block -> byte offset of its first parameter row (working dtype)
+    for which, name in blocks:
+        raw = pb.offset + which * pgroups * srow
+        if xd == "bfloat16":
+            dst = pf.offset + which * pgroups * srow
+            b.cast(Region("UB", dst, (ng, width), "float32", row_stride_bytes=srow),
+                   Region("UB", raw, (ng, width), xd, row_stride_bytes=srow),
+                   name=f"Cast {name}->fp32")
+            prow[which] = dst
         else:
-            v = raw
-        v = v.T if s.trans_w else v
-        ctx.write(hreg, np.asarray(v, dtype=np.float16))
-
-    return fn
-
-
-def _cast_fn(src: Region, dst: Region):
-    """Vector Cast: fp16 -> fp32 (exact), fp32 -> bf16 (RINT, saturating, as the model)."""
-    import numpy as np
-
-    def fn(ctx: Any) -> None:
-        v = ctx.read(src)
-        if dst.dtype == "bfloat16":
-            from npusim.numerics import RoundMode, cast_float
-
-            ctx.write(dst, np.asarray(cast_float(v, "bfloat16", RoundMode.RINT, saturate=True)))
+            prow[which] = raw
+    isz = 4 if work == "float32" else 2
+    for g in range(g_lo, g_hi + 1):
+        a0 = max(r0, g * gsize) - r0
+        a1 = min(r0 + rows, (g + 1) * gsize) - r0
+        if s.trans_w:
+            seg = Region("UB", acc.offset + a0 * isz, (width, a1 - a0), work,
+                         row_stride_bytes=rows * isz)
+            pshape: tuple[int, ...] = (width, 1)
         else:
-            ctx.write(dst, v.astype(np.float32))
-
-    return fn
-
-
-def _param_op_fn(dst: Region, src: Region, pv: _ParamView, which: int, op: str):
-    """dst = src (+|*) parameter row of each K row, in the working dtype (one RNE rounding)."""
-    import numpy as np
-
-    def fn(ctx: Any) -> None:
-        a = ctx.read(src)
-        p = pv.per_row(ctx, which).astype(a.dtype)
-        with np.errstate(over="ignore"):
-            r = (a + p) if op == "add" else (a * p)
-        ctx.write(dst, r.astype(a.dtype))
-
-    return fn
+            seg = Region("UB", acc.offset + a0 * width * isz, (a1 - a0, width), work)
+            pshape = (width,)
+        if ng == 1:
+            seg = acc
+        par = {w: Region("UB", prow[w] + (g - g_lo) * srow, pshape, work) for w in prow}
+        if s.has_offset:
+            b.vop(VecOp.ADD, seg, (seg, par[1]), name="Add offset")
+        b.vop(VecOp.MUL, seg, (seg, par[0]), name="Mul scale")
+    if xd == "bfloat16":
+        b.cast(Region("UB", ob.offset, tile, xd), acc, name="Cast fp32->bf16")
 
 
 def custom_replay_data(args: Any) -> dict[str, Any]:
@@ -424,15 +393,13 @@ def _out_epilogue(s: WqbmmShape) -> Epilogue:
 
 
 def _epilogue_convert(s: WqbmmShape, quant_param: Any):
-    """Value semantics of the Custom FixPipe: RNE to fp16/bf16, or the int8 requant with the
-    tile's columns of the quant parameter."""
+    """Value semantics of the Custom int8-output FixPipe (QF322B8_PRE): the requant with the
+    tile's columns of the quant parameter (not in the semantics table yet)."""
     import numpy as np
 
-    from npusim.ops.weight_quant_batchmatmul.numerics_common import fixpipe_round, requant_output
+    from npusim.ops.weight_quant_batchmatmul.numerics_common import requant_output
 
     def convert(tile: Any, row0: int, col0: int) -> Any:
-        if s.out_dtype != "int8":
-            return fixpipe_round(tile, s.out_dtype)
         qp = np.asarray(quant_param).reshape(-1)
         qp = qp if qp.size == 1 else qp[col0 : col0 + tile.shape[1]]
         return requant_output(tile, qp)

@@ -63,7 +63,9 @@ def custom_vector_buffers(rows: int, width: int, x_dtype: str, pgroups: int) -> 
     """UB layout of one ``Custom`` AIV (declared once; the program allocates exactly this):
     per ping-pong side the stored weight tile (int8 bytes; int4 uses half), the fp32 working
     tile (bf16 x only: the bf16 chain runs in fp32), the x-dtype dequantised tile (the fp16
-    working tile for fp16 x) and the fp32 scale / offset rows of ``pgroups`` groups."""
+    working tile for fp16 x) and the scale / offset rows of ``pgroups`` groups as loaded; bf16 x
+    adds one fp32 copy of the parameter rows (cast before use, not ping-ponged: the V pipe is in
+    order)."""
     out: list[Buffer] = []
     for i in range(2):
         out.append((f"w{i}", (rows, width), "int8"))
@@ -71,6 +73,8 @@ def custom_vector_buffers(rows: int, width: int, x_dtype: str, pgroups: int) -> 
             out.append((f"f{i}", (rows, width), "float32"))
         out.append((f"o{i}", (rows, width), x_dtype))
         out.append((f"params{i}", (2, pgroups, width), "float32"))
+    if x_dtype == "bfloat16":
+        out.append(("params_f32", (2, pgroups, width), "float32"))
     return out
 
 
