@@ -29,13 +29,13 @@ scale is broadcast to (n,) on the host; the local layout of tiles is row-major.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, ProgramBuilder, Region
+from npusim.isa.opcodes import VecOp
 
 DONE, READY, FREE, ALL_AIV = 0, 1, 2, 3  # cross-core flag ids
 RING_SLOTS = 2  # accumulator tiles per AIC in the workspace ring (GM ping-pong)
@@ -49,9 +49,11 @@ class AivStage:
     """What the AIVs do to an accumulator tile (after any split-K reduction).
 
     ``dequant``: ``fp32(acc) * scale[col]`` (AscendDequant; scale not truncated), then
-    ``* pertoken[row]`` if ``has_pertoken``, ``+ bias[col]`` if ``bias_dtype``; ``convert`` maps
-    the fp32 (or accumulator) tile ``(tile, row0, col0, batch)`` to the output dtype (None: the
-    accumulator is stored as is). Arrays are None in timing-only runs.
+    ``* pertoken[row]`` if ``has_pertoken``, ``+ bias[col]`` if ``bias_dtype``; ``cast``: the
+    fp32 (or accumulator) tile is cast to the output dtype with CAST_RINT, overflow saturating
+    when ``saturate`` (the vector Cast) or to +-inf (the FixPipe F322F16 / F322BF16 formula the
+    split-K reduction reproduces); without it the accumulator is stored as is. Every step is a
+    typed instruction (values from the semantics table). Arrays are None in timing-only runs.
     """
 
     out_dtype: str
@@ -63,7 +65,8 @@ class AivStage:
     bias_dtype: str | None = None
     bias: np.ndarray | None = None
     bias_rows: int = 1
-    convert: Callable[[np.ndarray, int, int, int], np.ndarray] | None = None
+    cast: bool = False
+    saturate: bool = True
     label: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -82,16 +85,13 @@ class AivStage:
         return out
 
 
-def cast_stage(out_dtype: str, convert: Callable[[np.ndarray, int, int], np.ndarray] | None,
-               acc_dtype: str) -> AivStage:
-    """The stage of a split-K matmul: the reduced accumulator cast to the output (the operator's
-    FixPipe conversion, run on the vector unit) or stored as is when out == acc dtype."""
+def cast_stage(out_dtype: str, acc_dtype: str) -> AivStage:
+    """The stage of a split-K matmul: the reduced accumulator cast to the output with the
+    operator's FixPipe conversion (F322F16 / F322BF16: RNE, overflow to inf) run on the vector
+    unit, or stored as is when out == acc dtype."""
     if out_dtype == acc_dtype:
         return AivStage(out_dtype, label="store")
-    if convert is None:
-        return AivStage(out_dtype, convert=lambda f, r, c, b: f, label=f"Cast->{out_dtype}")
-    return AivStage(out_dtype, convert=lambda f, r, c, b: convert(f, r, c),
-                    label=f"Cast->{out_dtype}")
+    return AivStage(out_dtype, cast=True, saturate=False, label=f"Cast->{out_dtype}")
 
 
 class WorkspaceRing:
@@ -131,7 +131,7 @@ class WorkspaceRing:
 def vec_rows_for(ub_bytes: int, n_src: int, width: int, stage: AivStage, acc_dtype: str) -> int:
     """Rows per UB chunk so that two chunk buffers (sources, output, parameters) fit in UB."""
     per_row = n_src * width * _ISZ[acc_dtype]
-    if stage.convert is not None:
+    if stage.cast:
         per_row += width * _ISZ[stage.out_dtype]
     if stage.has_pertoken:
         per_row += 4 + 32  # the per-token scale and its Brcb (8 copies per row)
@@ -162,7 +162,7 @@ class AivTileEmitter:
         self.src = [[bld.alloc("UB", (vec_rows, width), acc_dtype, f"src{i}_{j}")
                      for j in range(n_src)] for i in range(2)]
         self.out = ([bld.alloc("UB", (vec_rows, width), st.out_dtype, f"out{i}") for i in range(2)]
-                    if st.convert is not None else None)
+                    if st.cast else None)
         self.sc = self.sc_raw = self.fb = self.fb_raw = self.pt = self.pb = None
         if st.dequant:
             self.sc = [bld.alloc("UB", (width,), "float32", f"scale{i}") for i in range(2)]
@@ -177,11 +177,6 @@ class AivTileEmitter:
             if st.bias_dtype != "float32":
                 self.fb_raw = [bld.alloc("UB", (width,), st.bias_dtype, f"bias_in{i}")
                                for i in range(2)]
-
-    def _vec(self, op: str, cls: str, dst: Region, srcs: tuple[Region, ...], dtype: str,
-             fn: Callable[[Any], None] | None, elements: int | None = None) -> None:
-        n_el = elements if elements is not None else math.prod(dst.shape)
-        self.bld.vec(op, cls, dst, srcs, elements=n_el, dtype=dtype, fn=fn if self.fun else None)
 
     def chunk(self, srcs: list[Region], bidx: int, row0: int, rows: int, col0: int,
               cols: int) -> None:
@@ -220,14 +215,10 @@ class AivTileEmitter:
         if st.dequant:
             acc = self._dequant(s[0], sc, raw, pt, pb, fb, braw)
         last = acc
-        if st.convert is not None:
+        if st.cast:
             o = ub(self.out[i], st.out_dtype)
-            conv = st.convert
-
-            def fn(ctx, a=acc, o=o, r=row0, c=col0, b=bidx) -> None:
-                ctx.write(o, conv(ctx.read(a), r, c, b))
-
-            self._vec(f"Cast {acc.dtype}->{st.out_dtype}", "convert", o, (acc,), acc.dtype, fn)
+            bld.cast(o, acc, round_mode="rint", saturate=st.saturate,
+                     name=f"Cast {acc.dtype}->{st.out_dtype}")
             bld.set_flag("V", "MTE2", i)
             last = o
         bld.sync("V", "MTE3", i)
@@ -239,42 +230,28 @@ class AivTileEmitter:
 
     def _reduce(self, s: list[Region]) -> None:
         """Partials added in ascending slice order onto a zero accumulator (declared model)."""
-        a0 = s[0]
+        a0, bld = s[0], self.bld
         if self.acc == "float32":
-            self._vec("Adds 0 (zeroed accumulator)", "unary", a0, (a0,), "float32",
-                      lambda ctx: ctx.write(a0, ctx.read(a0) + np.float32(0)))
+            bld.vop(VecOp.ADDS, a0, (a0,), scalar=0.0, name="Adds 0 (zeroed accumulator)")
         for p in s[1:]:
-            if self.acc == "float32":
-                def fn(ctx, p=p):
-                    ctx.write(a0, ctx.read(a0) + ctx.read(p))
-            else:
-                def fn(ctx, p=p):
-                    ctx.write(a0, (ctx.read(a0).astype(np.int64) + ctx.read(p)).astype(np.int32))
-            self._vec("Add partial", "binary", a0, (a0, p), self.acc, fn)
+            bld.vop(VecOp.ADD, a0, (a0, p), name="Add partial")
 
     def _dequant(self, s0, sc, sc_raw, pt, pb, fb, fb_raw) -> Region:
-        st = self.st
+        st, bld = self.st, self.bld
         f = Region("UB", s0.offset, s0.shape, "float32")
-        self._vec("Cast int32->fp32", "convert", f, (s0,), "int32",
-                  lambda ctx: ctx.write(f, ctx.read(s0).astype(np.float32)))
+        bld.cast(f, s0, round_mode="rint", name="Cast int32->fp32")
         if sc_raw is not sc:
-            self._vec(f"Cast scale {st.scale_dtype}->fp32", "convert", sc, (sc_raw,),
-                      st.scale_dtype,
-                      lambda ctx: ctx.write(sc, ctx.read(sc_raw).astype(np.float32)))
-        self._vec("Mul scale", "binary", f, (f, sc), "float32",
-                  lambda ctx: ctx.write(f, ctx.read(f) * ctx.read(sc)[None, :]))
+            bld.cast(sc, sc_raw, round_mode="rint", name=f"Cast scale {st.scale_dtype}->fp32")
+        bld.vop(VecOp.MUL, f, (f, sc), name="Mul scale")
         if pt is not None:
-            self._vec("Brcb pertoken", "dup", pb, (pt,), "float32",
-                      lambda ctx: ctx.write(pb, np.repeat(ctx.read(pt)[:, None], 8, axis=1)))
-            self._vec("Mul pertoken", "binary", f, (f, pb), "float32",
-                      lambda ctx: ctx.write(f, ctx.read(f) * ctx.read(pb)[:, :1]))
+            bld.vop(VecOp.BRCB, pb, (pt,), name="Brcb pertoken")
+            # each row's first lane of its Brcb'd block (block stride 0 across the row)
+            col = Region("UB", pb.offset, (pb.shape[0], 1), "float32", row_stride_bytes=32)
+            bld.vop(VecOp.MUL, f, (f, col), name="Mul pertoken")
         if fb is not None:
             if fb_raw is not fb:
-                self._vec(f"Cast bias {st.bias_dtype}->fp32", "convert", fb, (fb_raw,),
-                          st.bias_dtype,
-                          lambda ctx: ctx.write(fb, ctx.read(fb_raw).astype(np.float32)))
-            self._vec("Add bias", "binary", f, (f, fb), "float32",
-                      lambda ctx: ctx.write(f, ctx.read(f) + ctx.read(fb)[None, :]))
+                bld.cast(fb, fb_raw, round_mode="rint", name=f"Cast bias {st.bias_dtype}->fp32")
+            bld.vop(VecOp.ADD, f, (f, fb), name="Add bias")
         return f
 
 
@@ -299,7 +276,7 @@ def emit_aiv_programs(
     ub = int(desc.buffers["UB"].capacity_bytes)
     n_aic = len(cores)
     if stage is None:
-        stage = cast_stage(epilogue.out_dtype, epilogue.convert, acc_dtype)
+        stage = cast_stage(epilogue.out_dtype, acc_dtype)
     info: dict[str, Any] = {"aiv_stage": stage.label or "dequant"}
     if split_k_order is None:
         assert ring is not None

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.isa.instructions import Vector
+from npusim.isa.opcodes import VecOp
 
 _ITEM = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1, "int32": 4, "int4": 0.5}
 
@@ -192,6 +194,33 @@ class CubeEmitter:
         # must precede the FixPipe on the FIX pipe and returns (destination, after) where
         # ``after()`` emits what follows it (e.g. a cross-core flag to the AIVs).
         self.sink: Callable[[int, int, int, int], tuple[Region, Callable[[], None]]] | None = None
+        self.quant: GmMatrix | None = None  # per-column FixPipe parameters (see use_quant_vector)
+        self.quant_param: int | None = None  # the scalar FixPipe parameter (QF322B8_PRE / REQ8)
+
+    def use_quant_vector(self, params: GmMatrix) -> None:
+        """FixPipe takes per-column uint64 quant parameters (VQF322B8_PRE / VREQ8 / VDEQF16)
+        from ``params`` (a (1, N) row in GM): each tile's columns are staged GM -> L1 (MTE2)
+        -> FB (FIX) before its FixPipe, which reads them from FB (the matmul library's
+        SetQuantVector path)."""
+        self.quant = params
+        self.quant_l1 = self.bld.alloc("L1", (self.t.base_n,), "uint64", "quant_l1")
+        self.quant_fb = self.bld.alloc("FB", (self.t.base_n,), "uint64", "quant_fb")
+
+    def _stage_quant(self, bn: int, rn: int) -> Region:
+        """Stage the tile's quant parameters into FB (flags: the L1 copy is free once FIX has
+        moved it into FB); returns the FB region the FixPipe reads."""
+        bld, q = self.bld, self.quant
+        if self.tiles > 0:
+            bld.wait_flag("FIX", "MTE2", 0)
+        col = bn + self.offsets[2]
+        staged = Region("L1", self.quant_l1.offset, (rn,), "uint64")
+        bld.dma(Region("GM", q.offset + col * 8, (rn,), "uint64", q.tensor), staged,
+                name="quant params GM->L1")
+        bld.sync("MTE2", "FIX", 0)
+        fb = Region("FB", self.quant_fb.offset, (rn,), "uint64")
+        bld.dma(staged, fb, name="quant params L1->FB")
+        bld.set_flag("FIX", "MTE2", 0)
+        return fb
 
     def block(
         self,
@@ -388,6 +417,7 @@ class CubeEmitter:
                 (bm, bn) if fun else None,
             )
         else:
+            fb = self._stage_quant(bn, rn) if self.quant is not None else None
             if after is None:
                 bld.sync("M", "FIX", cbuf)
             bld.fixpipe(
@@ -397,8 +427,10 @@ class CubeEmitter:
                 out_dtype=epilogue.out_dtype,
                 mode=epilogue.mode,
                 fn=_fix_fn(c_reg, dst, epilogue, bm, bn) if fun and epilogue.convert else None,
-                replay=fun and epilogue.convert is None,  # parameter-free modes: the table
+                replay=fun and epilogue.convert is None,  # the table's modes
                 atomic=self.atomic,
+                extra_reads=(fb,) if fb is not None else (),
+                quant_param=self.quant_param,
             )
             bld.set_flag("FIX", "M", cbuf)
             if after is not None:
@@ -819,17 +851,22 @@ def _coupled_epilogue(
         bld.wait_flag("MTE3", "V", cbuf)
     bld.dma(c_reg, ub_acc, name="L0C->UB")
     bld.set_flag("V", "M", cbuf)
-    fn = None
-    if origin is not None:
-        row0, col0 = origin
+    if epi.convert is None and epi.out_dtype != c_reg.dtype:  # the table: vector Cast
+        bld.cast(ub_res, ub_acc, round_mode="rint", saturate=True, name=f"Cast {epi.mode}")
+    elif epi.convert is None:  # fp32 out: the tile passes the vector unit unchanged
+        bld.emit(Vector(pipe="V", name=f"Cast {epi.mode}", reads=(ub_acc,), writes=(ub_res,),
+                        op=VecOp.COPY, elements=rm * rn, dtype=c_reg.dtype,
+                        cost_class="convert"))
+    else:
+        fn = None
+        if origin is not None:
+            row0, col0 = origin
 
-        def fn(ctx) -> None:
-            tile = ctx.read(ub_acc)
-            ctx.write(ub_res, epi.convert(tile, row0, col0) if epi.convert else tile)
+            def fn(ctx) -> None:
+                ctx.write(ub_res, epi.convert(ctx.read(ub_acc), row0, col0))
 
-    bld.vec(
-        f"Cast {epi.mode}", "convert", ub_res, (ub_acc,), elements=rm * rn, dtype=c_reg.dtype, fn=fn
-    )
+        bld.vec(f"Cast {epi.mode}", "convert", ub_res, (ub_acc,), elements=rm * rn,
+                dtype=c_reg.dtype, fn=fn)
     bld.sync("V", "MTE3", cbuf)
     bld.dma(ub_res, out, name="UB->GM")
     bld.set_flag("MTE3", "V", cbuf)

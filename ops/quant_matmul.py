@@ -296,7 +296,7 @@ def quant_params(scale: np.ndarray, offset: np.ndarray | None, plan: QuantMatmul
 
 def vector_out_cast(f: np.ndarray, out_dtype: str) -> np.ndarray:
     """The vector epilogue's last step: Cast fp32 -> bf16 / fp16 with CAST_RINT, saturating
-    (ops-semantics 0.2 and 6.2); shared by the reference and the AIV program."""
+    (ops-semantics 0.2 and 6.2); the reference's (the AIV program issues the same Cast)."""
     from npusim.numerics import RoundMode, cast_float
 
     return cast_float(np.asarray(f, dtype=np.float32), out_dtype, RoundMode.RINT, saturate=True)

@@ -62,6 +62,7 @@ class WqbmmShape:
     trans_w: bool = False
     weight_nz: bool = False
     scale_int64: bool = False
+    quant_per_channel: bool = False  # int8 output: one quant parameter per column (else one)
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,14 @@ def build_custom(
     y_mat = GmMatrix("y", s.out_dtype, math.ceil(s.n * _ITEM[s.out_dtype]))
     bias_mat = GmMatrix("bias", "float32", s.n * 4) if s.has_bias else None
     epi = _out_epilogue(s)
-    if fun and s.out_dtype == "int8":  # F322F16 / F322BF16 come from the semantics table
-        epi.convert = _epilogue_convert(s, d.get("quant_param"))
+    import numpy as np
+
+    if s.quant_per_channel:
+        qp = d.get("quant_param")
+        gm["qp"] = GMTensor("qp", (s.n,), "uint64",
+                            None if qp is None else np.asarray(qp).view(np.uint64))
+    scalar_qp = (int(np.asarray(d["quant_param"]).view(np.uint64).reshape(-1)[0])
+                 if fun and s.out_dtype == "int8" and not s.quant_per_channel else None)
     cube_model = str(soc.numerics.cube_accumulation.model) if fun else ""
     cores: list[CoreProgram] = []
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
@@ -199,6 +206,9 @@ def build_custom(
             cube_model=cube_model,
             with_bias=s.has_bias,
         )
+        if s.quant_per_channel:
+            em.use_quant_vector(GmMatrix("qp", "uint64", s.n * 8))
+        em.quant_param = scalar_qp
         for j, (n0, n1) in enumerate(per_core[ci]):
             slot = ci * t.slots + j % t.slots
             em.bld.cross_wait(READY, "MTE2")
@@ -219,7 +229,10 @@ def build_custom(
                 (ub[f"w{i}"], ub.get(f"f{i}"), ub[f"o{i}"], ub[f"params{i}"]) for i in range(2)
             ]
             pf = ub.get("params_f32")
-            k0, k1 = half * math.ceil(s.k / 2), min(s.k, (half + 1) * math.ceil(s.k / 2))
+            # the two AIVs split K at a multiple of 32 rows (the kernel hands out whole
+            # vecSingleK tiles, multiples of 32), so every group segment starts 32 B-aligned
+            k_half = min(s.k, 32 * math.ceil(s.k / 64))
+            k0, k1 = (0, k_half) if half == 0 else (k_half, s.k)
             it = 0
             for j, (n0, n1) in enumerate(per_core[ci]):
                 slot = ci * t.slots + j % t.slots
@@ -250,7 +263,10 @@ def build_custom(
                             "w",
                             math.ceil(s.n * w_isz),
                         )
-                    wreg = Region("UB", wb.offset, src.shape, s.w_dtype)  # stored layout
+                    tile = (width, rows) if s.trans_w else (rows, width)  # stored layout
+                    # UB rows keep the strip's pitch (the kernel's 32 B-aligned row padding)
+                    pitch = tile[1] if s.trans_w else t.strip_n
+                    wreg = tile_region(wb.offset, tile, s.w_dtype, pitch)
                     b.dma(src, wreg, name="weight GM->UB")
                     g_lo, g_hi = (
                         (r0 // s.group_size, (r0 + rows - 1) // s.group_size)
@@ -274,8 +290,7 @@ def build_custom(
                     b.sync("MTE2", "V", i)
                     if it >= 2:
                         b.wait_flag("MTE3", "V", i)
-                    tile = (width, rows) if s.trans_w else (rows, width)  # stored layout
-                    _custom_dequant(b, s, tile, wreg, (fb, ob, pb, pf), pgroups, srow,
+                    _custom_dequant(b, s, tile, pitch, wreg, (fb, ob, pb, pf), pgroups, srow,
                                     (r0, g_lo))
                     b.set_flag("V", "MTE2", i)
                     b.sync("V", "MTE3", i)
@@ -287,7 +302,8 @@ def build_custom(
                     else:
                         dst = Region("GM", ((slot * s.k + r0) * t.strip_n) * 2, tile, xd, "ws",
                                      t.strip_n * 2)
-                    b.dma(Region("UB", ob.offset, tile, xd), dst, name="dequant w UB->GM ws")
+                    b.dma(tile_region(ob.offset, tile, xd, pitch), dst,
+                          name="dequant w UB->GM ws")
                     b.set_flag("MTE3", "V", i)
                     it += 1
                 b.cross_set(2, "MTE3", READY)
@@ -298,8 +314,16 @@ def build_custom(
     return Kernel("wqbmm_custom", gm, cores, meta)
 
 
-def _custom_dequant(b: ProgramBuilder, s: WqbmmShape, tile: tuple[int, int], wreg: Region,
-                    bufs: tuple[Region | None, ...], pgroups: int, srow: int,
+def tile_region(offset: int, tile: tuple[int, int], dtype: str, pitch: int) -> Region:
+    """A (rows, cols) UB tile whose rows are ``pitch`` elements apart (contiguous when the
+    pitch is the row length)."""
+    if pitch == tile[1]:
+        return Region("UB", offset, tile, dtype)
+    return Region("UB", offset, tile, dtype, row_stride_bytes=math.ceil(pitch * _ITEM[dtype]))
+
+
+def _custom_dequant(b: ProgramBuilder, s: WqbmmShape, tile: tuple[int, int], pitch: int,
+                    wreg: Region, bufs: tuple[Region | None, ...], pgroups: int, srow: int,
                     where: tuple[int, int]) -> None:
     """The typed vector dequant of one Custom tile, in the weight's stored layout (``tile``:
     (rows, width), or (width, rows) for a transposed weight): Cast w->half (->fp32 for bf16 x),
@@ -316,11 +340,11 @@ def _custom_dequant(b: ProgramBuilder, s: WqbmmShape, tile: tuple[int, int], wre
     xd = s.x_dtype
     rows = tile[1] if s.trans_w else tile[0]
     width = tile[0] if s.trans_w else tile[1]
-    h = Region("UB", ob.offset, tile, "float16")
+    h = tile_region(ob.offset, tile, "float16", pitch)
     b.cast(h, wreg, name="Cast w->half")
     acc, work = h, "float16"
     if xd == "bfloat16":
-        acc, work = Region("UB", fb.offset, tile, "float32"), "float32"
+        acc, work = tile_region(fb.offset, tile, "float32", pitch), "float32"
         b.cast(acc, h, name="Cast half->fp32")
     gsize = s.group_size or s.k
     g_hi = (r0 + rows - 1) // gsize if s.group_size else g_lo
@@ -346,7 +370,7 @@ def _custom_dequant(b: ProgramBuilder, s: WqbmmShape, tile: tuple[int, int], wre
                          row_stride_bytes=rows * isz)
             pshape: tuple[int, ...] = (width, 1)
         else:
-            seg = Region("UB", acc.offset + a0 * width * isz, (a1 - a0, width), work)
+            seg = tile_region(acc.offset + a0 * pitch * isz, (a1 - a0, width), work, pitch)
             pshape = (width,)
         if ng == 1:
             seg = acc
@@ -355,7 +379,7 @@ def _custom_dequant(b: ProgramBuilder, s: WqbmmShape, tile: tuple[int, int], wre
             b.vop(VecOp.ADD, seg, (seg, par[1]), name="Add offset")
         b.vop(VecOp.MUL, seg, (seg, par[0]), name="Mul scale")
     if xd == "bfloat16":
-        b.cast(Region("UB", ob.offset, tile, xd), acc, name="Cast fp32->bf16")
+        b.cast(tile_region(ob.offset, tile, xd, pitch), acc, name="Cast fp32->bf16")
 
 
 def custom_replay_data(args: Any) -> dict[str, Any]:
@@ -386,25 +410,12 @@ def custom_replay_data(args: Any) -> dict[str, Any]:
 
 
 def _out_epilogue(s: WqbmmShape) -> Epilogue:
-    """FixPipe out of L0C (value semantics attached by :func:`_epilogue_convert`)."""
+    """FixPipe out of L0C: RNE to fp16 / bf16, or the int8 requant with one quant parameter
+    (QF322B8_PRE, SetQuantScalar) or one per column from FB (VQF322B8_PRE, SetQuantVector);
+    values from the semantics table."""
     if s.out_dtype == "int8":
-        return Epilogue("QF322B8_PRE", "int8")
+        return Epilogue("VQF322B8_PRE" if s.quant_per_channel else "QF322B8_PRE", "int8")
     return Epilogue("F322F16" if s.out_dtype == "float16" else "F322BF16", s.out_dtype)
-
-
-def _epilogue_convert(s: WqbmmShape, quant_param: Any):
-    """Value semantics of the Custom int8-output FixPipe (QF322B8_PRE): the requant with the
-    tile's columns of the quant parameter (not in the semantics table yet)."""
-    import numpy as np
-
-    from npusim.ops.weight_quant_batchmatmul.numerics_common import requant_output
-
-    def convert(tile: Any, row0: int, col0: int) -> Any:
-        qp = np.asarray(quant_param).reshape(-1)
-        qp = qp if qp.size == 1 else qp[col0 : col0 + tile.shape[1]]
-        return requant_output(tile, qp)
-
-    return convert
 
 
 def _meta(s: WqbmmShape, kernel: str, t: Any) -> dict:
@@ -715,6 +726,7 @@ def plan_weight_quant_batchmatmul(
         trans_w=args.trans_b,
         weight_nz=args.weight_format == "NZ",
         scale_int64=args.scale_dtype == "int64",
+        quant_per_channel=args.quant_scale_type == "per_channel",
     )
     if name == "WeightNz" and soc.organisation != "split":
         from npusim.ops.weight_quant_batchmatmul.selection import WEIGHT_NZ_LAYOUT_MODEL

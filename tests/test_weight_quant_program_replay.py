@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import npusim
+from npusim.isa.semantics import supplied_semantics
 from npusim.ops.weight_quant_batchmatmul import compute, normalize_args
 from npusim.torch_npu import npu_trans_quant_param
 
@@ -57,7 +58,8 @@ def test_custom_replay_property(m, k32, n16, xdt, wdt, g, off, bias, trans, seed
 
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_custom_replay_int8_output(per_channel):
-    """int8 output: the FixPipe requant with each tile's columns of the quant parameter."""
+    """int8 output: the FixPipe requant from the semantics table - one uint64 parameter
+    (QF322B8_PRE) or each tile's columns staged GM -> L1 -> FB (VQF322B8_PRE)."""
     rng = np.random.default_rng(9)
     x = rng.standard_normal((70, 128)).astype(np.float16)
     w = rng.integers(-128, 128, (128, 96)).astype(np.int8)
@@ -74,3 +76,9 @@ def test_custom_replay_int8_output(per_channel):
     want = compute(args, "Custom", B2, r.tiling)
     assert np.array_equal(bits(r.outputs), bits(want))
     assert len(np.unique(r.outputs)) > 10
+    kern = r.run.kernel
+    assert supplied_semantics(kern) == {}, "no value closure left in the Custom program"
+    fixes = {i.mode for c in kern.cores for i in c.instrs if i.kind == "fix"}
+    assert fixes == {"VQF322B8_PRE" if per_channel else "QF322B8_PRE"}
+    fb_loads = [i for c in kern.cores for i in c.instrs if i.name == "quant params L1->FB"]
+    assert bool(fb_loads) == per_channel

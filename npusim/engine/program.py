@@ -342,6 +342,7 @@ class ProgramBuilder:
         atomic: str = "",
         replay: bool = False,
         deq_scale: float | None = None,
+        quant_param: int | None = None,
     ) -> Instruction:
         """FixPipe L0C -> GM / L1 with on-the-fly conversion ``mode`` (F322F16, REQ8, ...);
         ``atomic="add"`` accumulates into a GM destination (see :func:`check_atomic`). With
@@ -361,7 +362,7 @@ class ProgramBuilder:
         return self.emit(FixPipe(
             pipe="FIX", name=f"Fixpipe {mode}", reads=(src, *extra_reads), writes=(dst,),
             fn=fn, elements=elements, out_dtype=out_dtype, mode=mode, atomic=atomic,
-            deq_scale=deq_scale,
+            deq_scale=deq_scale, quant_param=quant_param,
         ))
 
     def scalar(

@@ -130,6 +130,8 @@ class FixPipe(Instruction):
     mode: str
     atomic: str = ""
     deq_scale: float | None = None  # the scalar scale of DEQF16 / REQ8 (SetFixpipe scalar)
+    # the uint64 quant parameter (npu_trans_quant_param's encoding) of REQ8 / QF322B8_PRE
+    quant_param: int | None = None
     kind: ClassVar[str] = "fix"
 
     @property

@@ -85,7 +85,8 @@ class FixpipeMode(StrEnum):
     VREQ8 = "VREQ8"  # int32 -> int8, per-channel parameters
     DEQF16 = "DEQF16"  # int32 -> fp16, one scale
     VDEQF16 = "VDEQF16"
-    QF322B8_PRE = "QF322B8_PRE"  # fp32 -> int8, per-channel parameters
+    QF322B8_PRE = "QF322B8_PRE"  # fp32 -> int8, one parameter (SetQuantScalar)
+    VQF322B8_PRE = "VQF322B8_PRE"  # fp32 -> int8, per-channel parameters in FB
     CUSTOM = "CUSTOM"  # a program-supplied conversion (being retired)
 
 

@@ -167,8 +167,9 @@ def mmad(ins: Mmad, ctx: Any) -> None:
 
 
 def fixpipe(ins: FixPipe, ctx: Any) -> None:
-    """The parameter-free FixPipe conversions, DEQF16 with a scalar scale and VDEQF16 with its
-    per-column parameters in FB (the other quant modes are not in the table yet)."""
+    """The parameter-free FixPipe conversions, DEQF16 with a scalar scale, VDEQF16 with its
+    per-column parameters in FB, and the int8 requant REQ8 / QF322B8_PRE with one uint64
+    parameter or VREQ8 / VQF322B8_PRE with per-column parameters in FB."""
     from npusim.numerics import RoundMode, cast_float
 
     src, dst = ins.reads[0], ins.writes[0]
@@ -188,6 +189,16 @@ def fixpipe(ins: FixPipe, ctx: Any) -> None:
 
         params = ctx.read(ins.reads[1]).view(np.int64).reshape(-1)[: tile.shape[-1]]
         out = deqf16(tile, np.asarray(decode_quant_param(params).m1, dtype=np.float32))
+    elif mode in (FixpipeMode.REQ8, FixpipeMode.QF322B8_PRE) and ins.quant_param is not None:
+        from npusim.numerics import requant_with_params
+
+        out = requant_with_params(tile, np.array([ins.quant_param], np.uint64).view(np.int64))
+    elif (mode in (FixpipeMode.VREQ8, FixpipeMode.VQF322B8_PRE) and len(ins.reads) > 1
+          and ins.reads[1].buffer == "FB"):
+        from npusim.numerics import requant_with_params
+
+        params = ctx.read(ins.reads[1]).view(np.int64).reshape(-1)[: tile.shape[-1]]
+        out = requant_with_params(tile, params)
     else:
         raise NotImplementedError(
             f"'{ins.name}': FixPipe {mode} reads per-channel quant parameters, which the "

@@ -147,6 +147,25 @@ def requant_int8(acc: np.ndarray, m1: np.ndarray, offset: np.ndarray) -> np.ndar
     return np.clip(s9 + off.astype(np.int64), -128, 127).astype(np.int8)
 
 
+def requant_with_params(acc: np.ndarray, quant_param: np.ndarray) -> np.ndarray:
+    """int8 output of REQ8 / QF322B8_PRE (one parameter) or VREQ8 / VQF322B8_PRE (one per
+    column, along the last axis) from the uint64 / int64 parameters npu_trans_quant_param makes:
+    :func:`requant_int8` with the decoded m1 and offset. Parameters this model does not cover
+    raise NotImplementedError: bit 46 = 0 (uint8 saturation), a shift or mode_control."""
+    qp = decode_quant_param(np.asarray(quant_param))
+    if not np.asarray(qp.signed).all():
+        raise NotImplementedError(
+            "quant_scale with bit 46 = 0 (uint8 saturation) is not modelled: int8 output needs "
+            "the signed flag that npu_trans_quant_param always sets"
+        )
+    if np.any(np.asarray(qp.shift) != 0) or np.any(np.asarray(qp.mode_control)):
+        raise NotImplementedError(
+            "quant_scale with a non-zero shift (bits 32..35) or mode_control (bit 36) is not "
+            "modelled (npu_trans_quant_param always leaves them 0)"
+        )
+    return np.asarray(requant_int8(acc, np.asarray(qp.m1), np.asarray(qp.offset)), dtype=np.int8)
+
+
 def deqf16(acc: np.ndarray, m1: np.ndarray) -> np.ndarray:
     """DEQF16 (declared model, ops-semantics 5.6 / 6.2 [INF]): float16 of float32(acc) * m1, both
     roundings to nearest even, overflow saturating to +-65504 (also when the fp32 product itself

@@ -56,21 +56,9 @@ def vector_round(acc: np.ndarray, out_dtype: str) -> np.ndarray:
 def requant_output(acc: np.ndarray, quant_param: np.ndarray) -> np.ndarray:
     """int8 output through the fixpipe requant (QF322B8_PRE / VQF322B8_PRE, ops-semantics 5.4):
     clip(clip(rne(acc * M1), -256, 255) + offset9, -128, 127)."""
-    from npusim.numerics import decode_quant_param, requant_int8
+    from npusim.numerics import requant_with_params
 
-    qp = decode_quant_param(np.asarray(quant_param, dtype=np.int64))
-    signed = np.asarray(qp.signed)
-    if not signed.all():
-        raise NotImplementedError(
-            "quant_scale with bit 46 = 0 (uint8 saturation) is not modelled: int8 output needs "
-            "the signed flag that npu_trans_quant_param always sets"
-        )
-    if np.any(np.asarray(qp.shift) != 0) or np.any(np.asarray(qp.mode_control)):
-        raise NotImplementedError(
-            "quant_scale with a non-zero shift (bits 32..35) or mode_control (bit 36) is not "
-            "modelled (npu_trans_quant_param always leaves them 0)"
-        )
-    return np.asarray(requant_int8(acc, np.asarray(qp.m1), np.asarray(qp.offset)), dtype=np.int8)
+    return requant_with_params(acc, np.asarray(quant_param, dtype=np.int64))
 
 
 def ordered_partials(partials: list, facts: object) -> list:

@@ -29,7 +29,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from npusim.ops.weight_quant_batchmatmul.args import PER_GROUP, WqbmmArgs
+from npusim.ops.weight_quant_batchmatmul.args import PER_CHANNEL, PER_GROUP, WqbmmArgs
 from npusim.ops.weight_quant_batchmatmul.soc_facts import SocFacts, soc_facts
 
 
@@ -293,13 +293,16 @@ def _cube_block(
     k_unit: int,
     k_total: int,
     bias: bool = False,
+    quant_vector: bool = False,
 ) -> CubeBlock:
     """Heuristic base block: base_m = rows aligned to 16 (<= 128); base_n the largest of
     256/128/64/32/16 not above ``cols`` (aligned); base_k the largest multiple of ``k_unit``
     (<= 512 and <= K aligned) with double-buffered L0A/L0B fitting; L1 steps of 4 (halved while
     L1 would overflow); L0C double-buffered when two fp32 blocks fit. With ``bias`` the L1
     budget also holds the fp32 bias row of one base block (``base_n`` x 4 B, staged in L1 on
-    its way to the BiasTable), as CANN's L1 budget does (aL1 + bL1 + biasL1)."""
+    its way to the BiasTable), as CANN's L1 budget does (aL1 + bL1 + biasL1); with
+    ``quant_vector`` the uint64 FixPipe parameters of one base block (``base_n`` x 8 B, staged in
+    L1 on their way to FB)."""
     out_bytes = 4
     item = _itemsize(in_dtype)
     base_m = min(128, _align(max(rows, 1), 16))
@@ -315,7 +318,7 @@ def _cube_block(
             base_k = cand
         cand += k_unit
     step = 4
-    reserve = base_n * 4 if bias else 0
+    reserve = (base_n * 4 if bias else 0) + (base_n * 8 if quant_vector else 0)
     while step > 1 and 2 * step * base_k * (base_m + base_n) * item + reserve > f.l1_bytes:
         step //= 2
     db_l0c = 2 if 2 * base_m * base_n * out_bytes <= f.l0c_bytes else 1
@@ -360,7 +363,8 @@ def _default_custom(a: WqbmmArgs, f: SocFacts) -> CustomTiling:
     dim_n = _ceil_div(a.n, single_n)
     dim_m = max(1, min(f.aic_num // dim_n, _ceil_div(a.m, 128))) if a.m > 128 else 1
     single_m = _ceil_div(a.m, dim_m)
-    cube = _cube_block(f, single_m, single_n, a.x_dtype, 16, a.k, bias=a.has_bias)
+    cube = _cube_block(f, single_m, single_n, a.x_dtype, 16, a.k, bias=a.has_bias,
+                       quant_vector=a.quant_scale_type == PER_CHANNEL)
     vec_n = min(single_n, 256)
     vec_k = custom_vec_single_k(a, f, vec_n)
     return CustomTiling(
@@ -599,7 +603,8 @@ def _positive_ints(c: _Checker, obj: Any, prefix: str = "") -> None:
 
 
 def _check_cube(
-    c: _Checker, cube: CubeBlock, f: SocFacts, in_item: float, out_bytes: int, bias: bool = False
+    c: _Checker, cube: CubeBlock, f: SocFacts, in_item: float, out_bytes: int, bias: bool = False,
+    quant_vector: bool = False,
 ) -> None:
     c.need(cube.base_m % 16 == 0, f"cube.base_m={cube.base_m}: must be a multiple of 16")
     c.need(cube.base_n % 16 == 0, f"cube.base_n={cube.base_n}: must be a multiple of 16")
@@ -617,9 +622,11 @@ def _check_cube(
     a1 = cube.depth_a1 * cube.step_m * cube.step_ka * cube.base_m * cube.base_k * in_item
     b1 = cube.depth_b1 * cube.step_n * cube.step_kb * cube.base_n * cube.base_k * in_item
     bias_l1 = cube.base_n * 4 if bias else 0
+    quant_l1 = cube.base_n * 8 if quant_vector else 0
     c.need(
-        a1 + b1 + bias_l1 <= f.l1_bytes,
-        f"L1: A {a1:.0f} B + B {b1:.0f} B + bias {bias_l1} B > {f.l1_bytes} B",
+        a1 + b1 + bias_l1 + quant_l1 <= f.l1_bytes,
+        f"L1: A {a1:.0f} B + B {b1:.0f} B + bias {bias_l1} B + quant parameters {quant_l1} B "
+        f"> {f.l1_bytes} B",
     )
 
 
@@ -654,7 +661,8 @@ def _validate_custom(c: _Checker, t: CustomTiling, a: WqbmmArgs, f: SocFacts) ->
     )
     ub = layout_bytes(bufs)
     c.need(ub <= f.ub_bytes, f"UB: vector tiles need {ub} B > {f.ub_bytes} B")
-    _check_cube(c, t.cube, f, x_item, 4, bias=a.has_bias)
+    _check_cube(c, t.cube, f, x_item, 4, bias=a.has_bias,
+                quant_vector=a.quant_scale_type == PER_CHANNEL)
     if a.has_bias:
         c.need(t.cube.base_n * 4 <= f.bt_bytes or f.bt_bytes == 0, "BT: base_n fp32 bias > BT")
 
