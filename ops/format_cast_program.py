@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.isa.opcodes import VecOp
 
 FRACTAL_ROWS = 16
 TILE_BUDGET_BYTES = 32768  # one UB buffer; four of them (in / out, ping-pong) = 128 KiB
@@ -142,7 +143,6 @@ def build_format_cast(soc: Any, g: _Geom, tiling: FormatCastTiling,
     src_shape, dst_shape = (nd_shape, nz_shape) if g.to_nz else (nz_shape, nd_shape)
     gm = {"x": GMTensor("x", src_shape, g.dtype, x, "input"),
           "y": GMTensor("y", dst_shape, g.dtype, None, "output")}
-    functional = x is not None
     nd_row, strip = g.n * isz, mpad * c0 * isz  # GM strides: ND row, NZ strip
     nd_mat, nz_mat = g.m * nd_row, n1 * strip
     rtiles = math.ceil(mpad / tiling.m_tile)
@@ -179,8 +179,7 @@ def build_format_cast(soc: Any, g: _Geom, tiling: FormatCastTiling,
             if t >= nbuf:
                 bld.wait_flag("V", "MTE2", i)
             if g.to_nz:
-                bld.dma(nd_gm, nd_ub, name="ND rows GM->UB (pad to 32 B)",
-                        fn=_load_pad_fn(nd_gm, nd_ub, cv) if functional else None)
+                bld.dma(nd_gm, nd_ub, name="ND rows GM->UB (pad to 32 B)")
             else:
                 bld.dma(nz_gm, nz_ub, name="NZ strips GM->UB")
             bld.sync("MTE2", "V", i)
@@ -188,12 +187,11 @@ def build_format_cast(soc: Any, g: _Geom, tiling: FormatCastTiling,
                 bld.wait_flag("MTE3", "V", i)
             padded = mv < mr or cvb < ns * c0
             if g.to_nz and padded:
-                bld.vec("Duplicate 0", "dup", nz_ub, (), elements=ns * mr * c0, dtype=g.dtype,
-                        fn=_zero_fn(nz_ub) if functional else None)
+                bld.vop(VecOp.DUPLICATE, nz_ub, (), scalar=0, elements=ns * mr * c0,
+                        name="Duplicate 0")
             moved = mv * cvb if g.to_nz else ns * mr * c0
-            bld.vec("Copy block-strided (transpose 32 B blocks)", "copy", dst_ub, (src_ub,),
-                    elements=moved, dtype=g.dtype,
-                    fn=_transpose_fn(g.to_nz, nd_ub, nz_ub, mr, ns, c0) if functional else None)
+            bld.vop(VecOp.TRANSPOSE_BLOCKS, dst_ub, (src_ub,), elements=moved,
+                    name="Copy block-strided (transpose 32 B blocks)")
             bld.set_flag("V", "MTE2", i)
             bld.sync("V", "MTE3", i)
             if g.to_nz:
@@ -208,47 +206,6 @@ def build_format_cast(soc: Any, g: _Geom, tiling: FormatCastTiling,
     meta = {"op": "format_cast", "direction": "ND->NZ" if g.to_nz else "NZ->ND",
             "batch": g.batch, "m": g.m, "n": g.n, "c0": c0}
     return Kernel("format_cast", gm, cores, meta)
-
-
-def _load_pad_fn(src: Region, dst: Region, cv: int):
-    """DataCopyPad semantics: valid bytes, then zeros up to the row's 32 B block."""
-    def fn(ctx) -> None:
-        data = ctx.read(src)
-        out = np.zeros(dst.shape, dtype=data.dtype)
-        out[:, :cv] = data
-        ctx.write(dst, out)
-
-    return fn
-
-
-def _zero_fn(r: Region):
-    def fn(ctx) -> None:
-        v = ctx.view(r)
-        v[...] = np.zeros((), dtype=v.dtype)
-
-    return fn
-
-
-def _transpose_fn(to_nz: bool, nd_ub: Region, nz_ub: Region, mr: int, ns: int, c0: int):
-    """Move C0-wide blocks between row-major (rows, ns * C0) and strip-major (ns, mr, C0)."""
-    mv, cvb = nd_ub.shape
-
-    def fn(ctx) -> None:
-        if to_nz:
-            nd = ctx.read(nd_ub)  # (mv, cvb)
-            nz = ctx.read(nz_ub).reshape(ns, mr, c0)
-            full = np.zeros((mv, ns * c0), dtype=nd.dtype)
-            full[:, :cvb] = nd
-            blocks = full.reshape(mv, ns, c0).transpose(1, 0, 2)
-            keep = (np.arange(ns * c0) < cvb).reshape(ns, 1, c0)
-            nz[:, :mv, :] = np.where(keep, blocks, nz[:, :mv, :])
-            ctx.write(nz_ub, nz.reshape(nz_ub.shape))
-        else:
-            nz = ctx.read(nz_ub).reshape(ns, mr, c0)
-            rows = nz.transpose(1, 0, 2).reshape(mr, ns * c0)
-            ctx.write(nd_ub, rows[:mv, :cvb])
-
-    return fn
 
 
 def _geometry(x: Any, acl_format: Any) -> tuple[_Geom, tuple[int, ...], np.ndarray | None]:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.isa.opcodes import VecOp
 
 # Scalar instructions per output element (ASSUMPTION, not calibrated): GetValue scale, mask,
 # or sign bit, SetValue, loop increment + branch = 6; round_mode 1 adds the RNE (exponent
@@ -152,13 +153,9 @@ def build_trans_quant_param(
         if oreg is not None:
             b.sync("MTE2", "V", i)
             ireg = Region("UB", ib.offset, oreg.shape, "int32")
-            b.vec("Cast offset fp32->int32 RINT", "convert", ireg, (oreg,),
-                  elements=oreg.shape[0], dtype="float32",
-                  fn=_cast_fn(oreg, ireg) if functional else None)
-            b.vec("Maxs -256", "unary", ireg, (ireg,), elements=oreg.shape[0], dtype="int32",
-                  fn=_clamp_fn(ireg, -256, None) if functional else None)
-            b.vec("Mins 255", "unary", ireg, (ireg,), elements=oreg.shape[0], dtype="int32",
-                  fn=_clamp_fn(ireg, None, 255) if functional else None)
+            b.cast(ireg, oreg, round_mode="rint", name="Cast offset fp32->int32 RINT")
+            b.vop(VecOp.MAXS, ireg, (ireg,), scalar=-256, name="Maxs -256")
+            b.vop(VecOp.MINS, ireg, (ireg,), scalar=255, name="Mins 255")
             b.sync("V", "S", i)
         if t >= nbuf:  # MTE3 of chunk t - nbuf has read the uint64 buffer
             b.wait_flag("MTE3", "S", i)
@@ -183,24 +180,6 @@ def build_trans_quant_param(
     meta = {"op": "trans_quant_param", "count": count, "round_mode": round_mode,
             "offset": with_off}
     return Kernel("trans_quant_param", gm, [prog], meta)
-
-
-def _cast_fn(src: Region, dst: Region):
-    def fn(ctx) -> None:
-        from npusim.numerics import RoundMode, float_to_int
-
-        ctx.write(dst, float_to_int(ctx.read(src), "int32", RoundMode.RINT))
-
-    return fn
-
-
-def _clamp_fn(r: Region, lo: int | None, hi: int | None):
-    def fn(ctx) -> None:
-        v = ctx.read(r)
-        v = np.maximum(v, np.int32(lo)) if lo is not None else np.minimum(v, np.int32(hi))
-        ctx.write(r, v.astype(np.int32))
-
-    return fn
 
 
 def _assemble_fn(s_in: Region, i_in: Region | None, y: Region, n: int, round_mode: int):

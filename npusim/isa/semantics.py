@@ -19,7 +19,10 @@ Declared models (the hardware behaviour is not published; named in ``DECLARED_MO
   a pairwise tree over them (an odd last value carried to the next level); ``ReduceMax`` (each
   row -> its maximum) is exact in any order;
 - a float -> same-float ``Cast`` rounds to an integral value in its mode (Ascend C Cast with
-  CAST_ROUND / CAST_FLOOR ... on fp32 -> fp32), exactly.
+  CAST_ROUND / CAST_FLOOR ... on fp32 -> fp32), exactly;
+- a DataCopy of (rows, n) elements into a local (rows, n') tile with n' > n pads each row with
+  zeros (DataCopyPad with padding value 0); ``TransposeBlocks`` moves C0-element blocks between
+  ND rows and NZ strips, keeping the destination's other blocks.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ DECLARED_MODELS = {
     "local_tile_order": "logical_row_major",
     "axpy": "product_rounded_then_sum",
     "reduce_sum_order": "pairwise_tree",
+    "data_copy_pad": "zero_padding",
 }
 
 
@@ -134,6 +138,13 @@ def data_copy(ins: DataCopy, ctx: Any) -> None:
         # the bias-table load widens fp16 / bf16 to fp32 (exact)
         ctx.write(dst, data.astype(np.float32).reshape(ctx.view(dst).shape))
         return
+    if (dst.buffer != "GM" and len(src.shape) == len(dst.shape) == 2 and src.dtype == dst.dtype
+            and src.shape[0] == dst.shape[0] and src.shape[1] < dst.shape[1]):
+        # DataCopyPad: each row's valid elements, then zeros up to the local row's end
+        padded = np.zeros(dst.shape, dtype=data.dtype)
+        padded[:, : src.shape[1]] = data
+        ctx.write(dst, padded)
+        return
     if src.dtype != dst.dtype:
         if src.nbytes != dst.nbytes:
             raise _err(ins, f"copy {src.dtype}{src.shape} -> {dst.dtype}{dst.shape}: a DataCopy "
@@ -207,6 +218,34 @@ def fixpipe(ins: FixPipe, ctx: Any) -> None:
 
 
 # -- vector ------------------------------------------------------------------------------------
+def _transpose_blocks(ins: Vector, ctx: Any, dt: str) -> np.ndarray:
+    """Block-strided copy between ND rows and NZ strips (the TransData move): the source seen as
+    (A, B) blocks of C0 elements (FRACTAL_NZ's C0: 32 B, 16 elements for 4-byte types) goes to
+    the destination seen as (B, A) blocks, ``dst[b, a] = src[a, b]``, over the part both cover;
+    the rest of the destination is kept (its padding)."""
+    src, dst = ins.reads[0], ins.writes[0]
+    c0 = 32 // min(_np(dt).itemsize, 2)
+    a = _typed(ins, ctx, src, dt)
+    out = ctx.read(dst)
+    if a.ndim != 2 or out.ndim != 2:
+        raise _err(ins, f"TransposeBlocks moves 2-D tiles, got {a.shape} -> {out.shape}")
+
+    def blocks(v: np.ndarray, fill: Any) -> np.ndarray:  # (rows, cols) -> (rows, nb, c0)
+        w = -(-v.shape[1] // c0) * c0
+        full = np.full((v.shape[0], w), fill, dtype=v.dtype)
+        full[:, : v.shape[1]] = v
+        return full.reshape(v.shape[0], -1, c0)
+
+    sa = blocks(a, 0)
+    valid = blocks(np.ones(a.shape, bool), False)  # a partial last block moves its valid part
+    so = blocks(out, 0)
+    nb, na = min(so.shape[0], sa.shape[1]), min(so.shape[1], sa.shape[0])
+    part = so[:nb, :na]
+    so[:nb, :na] = np.where(valid[:na, :nb].transpose(1, 0, 2), sa[:na, :nb].transpose(1, 0, 2),
+                            part)
+    return so.reshape(so.shape[0], -1)[:, : out.shape[1]]
+
+
 def _binary(op: VecOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if op is VecOp.ADD:
         return a + b
@@ -278,6 +317,8 @@ def vector(ins: Vector, ctx: Any) -> None:
             out = npdt.type(1) / a
         elif op is VecOp.COPY:
             out = _typed(ins, ctx, ins.reads[0], dt)
+        elif op is VecOp.TRANSPOSE_BLOCKS:
+            out = _transpose_blocks(ins, ctx, dt)
         elif op is VecOp.DUPLICATE:
             out = np.full(ctx.view(dst).shape, ins.scalar, dtype=npdt)
         elif op is VecOp.BRCB:
