@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 DtypeName = Literal[
-    "float16", "bfloat16", "float32", "hfloat32", "int4", "int8", "uint8", "int16", "int32"
+    "float16", "bfloat16", "float32", "hfloat32", "int4", "int8", "uint8", "int16", "int32",
+    "int64", "uint64",
 ]
 
 #: storage bits of one element of each canonical dtype (hfloat32 is stored as float32)
@@ -19,6 +20,8 @@ DTYPE_BITS: dict[str, int] = {
     "uint8": 8,
     "int16": 16,
     "int32": 32,
+    "int64": 64,  # data moved by DataCopy / vector copies (format_cast int64, quant parameters)
+    "uint64": 64,
 }
 
 _ALIASES: dict[str, str] = {
