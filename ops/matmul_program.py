@@ -169,15 +169,19 @@ class CubeEmitter:
             bld.alloc("L0C", (t.base_m, t.base_n), self.acc_dtype, f"C0_{i}")
             for i in range(self.n_l0c)
         ]
-        self.bt = self.l1bias = None
-        if with_bias:
-            if "BT" not in desc.buffers:
-                raise NotImplementedError(
-                    f"bias on {soc.name}: cores without a BiasTable (coupled 310P) would broadcast "
-                    "the bias UB -> L0C; that path is not modelled yet"
-                )
+        self.bt = self.l1bias = self.ub_bias = None
+        if with_bias and "BT" in desc.buffers:
             self.bt = bld.alloc("BT", (t.base_n,), self.acc_dtype, "bias")
             self.l1bias = bld.alloc("L1", (t.base_n,), self.acc_dtype, "bias_l1")
+        elif with_bias:
+            if "UB->L0C" not in desc.transfers:
+                raise NotImplementedError(
+                    f"bias on {soc.name}: a core without a BiasTable needs the UB -> L0C "
+                    "broadcast path, which its descriptor does not declare"
+                )
+            # coupled 310P: the bias row is broadcast UB -> L0C (broadcast_ub_to_cc) and the
+            # Mmads accumulate onto it
+            self.ub_bias = bld.alloc("UB", (t.base_n,), self.acc_dtype, "bias_ub")
         self.coupled = desc.fixpipe is None
         if self.coupled:
             self.ub_out = [
@@ -328,6 +332,19 @@ class CubeEmitter:
                 bld.wait_flag("M", "MTE1", 2)
             bld.dma(staged, bias_reg, name="bias L1->BT")
             bld.set_flag("MTE1", "MTE2", 4)
+        bias_in_l0c = bias is not None and self.ub_bias is not None
+        if bias_in_l0c:
+            staged = Region("UB", self.ub_bias.offset, (rn,), self.acc_dtype)
+            if self.tiles > 0:
+                bld.wait_flag("V", "MTE2", 4)
+            src = bias.window(0, 1, bn, rn)
+            bld.dma(Region("GM", src.offset, (rn,), self.acc_dtype, bias.tensor), staged,
+                    name="bias GM->UB")
+            bld.sync("MTE2", "V", 4)
+            # V is in order: this L0C buffer's previous drain (L0C -> UB on V) is done
+            bld.dma(staged, c_reg, name="bias UB->L0C broadcast")
+            bld.set_flag("V", "MTE2", 4)
+            bld.sync("V", "M", 4)
         a_reg = b_reg = None
         for s in range(ksteps):
             k0 = s * t.base_k
@@ -393,7 +410,8 @@ class CubeEmitter:
             init_bias = bias_reg if s == 0 else None
             # values from the semantics table (exact integers / the declared fp model)
             acc_model = ("exact_integer" if self.integer else self.cube_model) if fun else None
-            self.intern.mmad(bld, a0, b0, c_reg, rm, rk, rn, dt, s > 0, init_bias, acc_model)
+            self.intern.mmad(bld, a0, b0, c_reg, rm, rk, rn, dt, s > 0 or bias_in_l0c, init_bias,
+                             acc_model)
             if s == 0 and bias_reg is not None:
                 bld.set_flag("M", "MTE1", 2)
             bld.set_flag("M", "MTE1", lb)

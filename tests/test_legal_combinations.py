@@ -38,9 +38,6 @@ SAMPLE_PER_FAMILY = {"weight_quant_batchmatmul": 40, "trans_quant_param": 6, "gr
 EXPECTED_NOT_IMPLEMENTED: dict[str, str] = {
     "HF32's mantissa width is not published": "matmul with allow_hf32=True (fp32 inputs): the "
     "HF32 format is not published (its rounding is); not a seed operator",
-    "cores without a BiasTable": "cube bias on the 310P (no BiasTable): the UB -> L0C bias "
-    "broadcast is not modelled in the program (the API's bias-as-initial-accumulator bits "
-    "are not replayed there)",
     "numerics on the Atlas inference series": "npu_quant_matmul output bits on the 310P: "
     "refused by both the API and simulate (its vector dequant numerics are unpublished); "
     "timing-only runs work",

@@ -230,3 +230,24 @@ def test_torch_npu_api_on_numpy():
     want = reference_matmul(a, b, out_dtype="float32")
     assert isinstance(got, np.ndarray) and got.dtype == np.float32
     assert got.view(np.uint32).tolist() == want.view(np.uint32).tolist()
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(64, 256, 128), (33, 130, 70), (200, 512, 384)])
+def test_310p_bias_broadcast_into_l0c(m, k, n):
+    """A coupled 310P core has no BiasTable: the program broadcasts the bias row UB -> L0C and
+    the Mmads accumulate onto it; the output equals the bias-as-initial-accumulator reference
+    bit for bit."""
+    import npusim
+    from npusim.ops.matmul import reference_matmul
+
+    rng = np.random.default_rng(m + n)
+    a = rng.standard_normal((m, k)).astype(np.float16)
+    b = rng.standard_normal((k, n)).astype(np.float16)
+    bias = (rng.standard_normal(n) * 10).astype(np.float16)
+    r = npusim.simulate("matmul", "Ascend310P3", a=a, b=b, bias=bias)
+    names = {i.name for c in r.run.kernel.cores for i in c.instrs}
+    assert "bias UB->L0C broadcast" in names
+    want = reference_matmul(a, b, bias=bias, soc=r.soc)
+    assert np.array_equal(np.asarray(r.outputs).view(np.uint16), want.view(np.uint16))
+    no_bias = reference_matmul(a, b, soc=r.soc)
+    assert not np.array_equal(want.view(np.uint16), no_bias.view(np.uint16))

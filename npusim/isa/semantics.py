@@ -132,6 +132,10 @@ def data_copy(ins: DataCopy, ctx: Any) -> None:
         _store(ctx, dst, np.ascontiguousarray(tile))
         return
     data = ctx.read(src)
+    if dst.buffer == "L0C" and src.buffer == "UB" and len(src.shape) == 1:
+        # broadcast_ub_to_cc: one row (the bias) into every row of the L0C tile
+        ctx.write(dst, np.broadcast_to(data, ctx.view(dst).shape))
+        return
     if ins.transform == Transform.DN2NZ:
         data = data.T
     if dst.buffer == "BT" and src.dtype in ("float16", "bfloat16") and dst.dtype == "float32":
