@@ -19,12 +19,14 @@ Structures (ops-semantics 5.4-5.6; written from the descriptions, not the kernel
 Other kernels live in ``weight_quant_program_splitk`` (CustomNzSplitK, SplitK: K split over the
 AICs, fp32 partials in a GM workspace reduced by all AIVs in a declared order) and
 ``weight_quant_program_fixpipe`` (Fixpipe: identity matmul + DEQF16 into L1, then the fp16
-matmul; 310P WeightNz on the coupled AI Core).
+matmul) and ``weight_quant_program_weight_nz`` (310P WeightNz on the coupled AI Core).
 
-Functional outputs: ``Custom``, ``Msd``, ``MsdSplitK``, ``MsdGroup``, ``Fixpipe`` and
-``CustomNzSplitK`` are replayed from their instructions (``REPLAYED_KERNELS``) and equal the
-numerics model ``compute`` (the test oracle) bit for bit; the other kernels' functional output
-is still their numerics model, computed once per run, and the run's notes say so.
+Functional outputs: ``Custom``, ``Msd``, ``MsdSplitK``, ``MsdGroup``, ``Fixpipe``,
+``CustomNzSplitK`` and the 310P ``WeightNz`` (``weight_quant_program_weight_nz``) are replayed
+from their instructions (``REPLAYED_KERNELS``) and equal the numerics model ``compute`` (the
+test oracle) bit for bit; the other kernels' functional output (A2/A3 WeightNz: Custom's
+program, whose numerics are not modelled) is still their numerics model, computed once per run,
+and the run's notes say so.
 Every kernel's metadata declares ``compulsory_hbm_bytes`` (inputs and output once) for the
 summary's HBM bound.
 """
@@ -530,7 +532,7 @@ def build_wqbmm(soc: Any, s: WqbmmShape, kernel: str, tiling: Any = None) -> Ker
     ``WeightNzProgramTiling`` (optional) for the 310P WeightNz kernel.
     """
     if soc.organisation != "split":
-        from npusim.ops.weight_quant_program_fixpipe import (
+        from npusim.ops.weight_quant_program_weight_nz import (
             WeightNzProgramTiling,
             build_weight_nz,
             default_weight_nz_tiling,
@@ -730,7 +732,7 @@ def plan_weight_quant_batchmatmul(
     )
     if name == "WeightNz" and soc.organisation != "split":
         from npusim.ops.weight_quant_batchmatmul.selection import WEIGHT_NZ_LAYOUT_MODEL
-        from npusim.ops.weight_quant_program_fixpipe import (
+        from npusim.ops.weight_quant_program_weight_nz import (
             WeightNzProgramTiling,
             default_weight_nz_tiling,
         )
@@ -757,7 +759,8 @@ def plan_weight_quant_batchmatmul(
             pt = tiling
         else:
             pt = program_tiling_from(kt, soc, s, tname)
-    replay = functional and name in REPLAYED_KERNELS and not (
+    coupled_nz = name == "WeightNz" and soc.organisation != "split"  # the 310P kernel
+    replay = functional and (name in REPLAYED_KERNELS or coupled_nz) and not (
         name == "MsdGroup" and s.weight_nz)
     if name == "Msd":
         from npusim.ops.weight_quant_batchmatmul.selection import is_msd_high_precision
@@ -791,6 +794,13 @@ def plan_weight_quant_batchmatmul(
         )
 
         kern = build_dequant_splitk(soc, s, pt, name, nz_splitk_replay_data(args))
+    elif coupled_nz and replay:
+        from npusim.ops.weight_quant_program_weight_nz import (
+            build_weight_nz,
+            weight_nz_replay_data,
+        )
+
+        kern = build_weight_nz(soc, s, pt, weight_nz_replay_data(args))
     elif name == "Fixpipe" and replay:
         from npusim.ops.weight_quant_program_fixpipe import build_fixpipe, fixpipe_replay_data
 

@@ -85,34 +85,35 @@ def nz_call(seed: int, m: int, k: int, n: int, xdt: str = "float16", offset: boo
     return kw
 
 
-def args_of(kw: dict[str, Any]) -> Any:
+def args_of(kw: dict[str, Any], soc: str = B2) -> Any:
     """The normalised arguments of the call ``kw`` (what the tiling and the oracle read)."""
     return normalize_args(
         kw["x"], kw["weight"], kw["antiquant_scale"], kw.get("antiquant_offset"),
         bias=kw.get("bias"), antiquant_group_size=kw.get("antiquant_group_size", 0),
-        inner_precise=kw.get("inner_precise", 0),
+        inner_precise=kw.get("inner_precise", 0), soc=soc,
     )  # fmt: skip
 
 
-def oracle(kw: dict[str, Any], kernel: str, tiling: Any = None) -> np.ndarray:
+def oracle(kw: dict[str, Any], kernel: str, tiling: Any = None, soc: str = B2) -> np.ndarray:
     """The numerics model's output for the call ``kw`` on ``kernel``."""
-    return compute(args_of(kw), kernel, B2, tiling)
+    return compute(args_of(kw, soc), kernel, soc, tiling)
 
 
 def check_replay(kw: dict[str, Any], kernel: str, *, force: bool = False, tiling: Any = None,
-                 typed_kind: str = "vec", untyped: frozenset[str] = frozenset()) -> Any:
+                 typed_kind: str = "vec", untyped: frozenset[str] = frozenset(),
+                 soc: str = B2) -> Any:
     """Run ``kw`` functionally (forcing ``kernel`` when ``force``), check the default selection
     or the forced kernel ran, that every ``typed_kind`` instruction (but those named in
     ``untyped``) carries no value closure, and that the output's bits equal the oracle's and
     are mostly non-zero. Returns the result."""
     extra = {"kernel": kernel} if force else {}
-    r = npusim.simulate("weight_quant_batchmatmul", B2, tiling=tiling, **extra, **kw)
+    r = npusim.simulate("weight_quant_batchmatmul", soc, tiling=tiling, **extra, **kw)
     assert r.kernel_name == kernel
     assert "functional_replay" in r.run.kernel.meta
     typed = [i for c in r.run.kernel.cores for i in c.instrs
              if i.kind == typed_kind and i.name not in untyped]
     assert typed and all(i.fn is None for i in typed), f"every {typed_kind} instruction is typed"
-    want = oracle(kw, kernel, r.tiling)
+    want = oracle(kw, kernel, r.tiling, soc)
     assert np.array_equal(bits(r.outputs), bits(want))
     assert np.count_nonzero(bits(r.outputs)) > r.outputs.size // 2
     return r

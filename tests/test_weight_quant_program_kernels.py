@@ -148,10 +148,10 @@ def test_msd_split_k_program(m, k, n, kw):
     assert "k_block_ascending" in r.run.kernel.meta["split_k_accumulation"]
 
 
-def test_weight_nz_310p_program_timing_only_and_functional_refuses():
+def test_weight_nz_310p_program_timing_only_and_functional_replay():
     """310P WeightNz: a coupled-core program (no AIC/AIV, no cross-core flags) whose MACs are
-    m k n and which reads the NZ weight once per M block; a functional run gives the declared
-    310P oracle's bits (the API's)."""
+    m k n and which reads the NZ weight once per M block; a functional run replays its
+    instructions and gives the declared 310P oracle's bits (the API's)."""
     soc = "Ascend310P3"
     m, k, n = 200, 512, 384
     args = {
@@ -177,5 +177,6 @@ def test_weight_nz_310p_program_timing_only_and_functional_refuses():
     w = rng.integers(-128, 128, (64, 32)).astype(np.int8)
     wt, one = np.ascontiguousarray(w.T).T, np.ones(32, np.float16)
     f = npusim.simulate("weight_quant_batchmatmul", soc, x=x, weight=wt, antiquant_scale=one)
+    assert "functional_replay" in f.run.kernel.meta
     api = npu_weight_quant_batchmatmul(x, wt, one, soc=soc)
     assert np.array_equal(f.outputs.view(np.uint16), api.view(np.uint16))

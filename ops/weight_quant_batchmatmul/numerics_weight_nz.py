@@ -1,5 +1,6 @@
-"""Numerics of the 310P ``WeightNz`` kernel (Atlas inference series, coupled AI Core), the
-oracle the API uses on 310P (issue 16; the program will replay it later).
+"""Numerics of the 310P ``WeightNz`` kernel (Atlas inference series, coupled AI Core): the
+oracle the API uses on 310P and the model the tiled program's replay
+(``weight_quant_program_weight_nz``) equals bit for bit.
 
 Order of operations, from the structure of CANN's 310P kernel
 (``weight_quant_batch_matmul_v2_weight_nz_performance*.h`` in ops-nn, read for behaviour):
