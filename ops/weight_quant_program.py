@@ -571,6 +571,34 @@ def build_wqbmm(soc: Any, s: WqbmmShape, kernel: str, tiling: Any = None) -> Ker
     return KERNEL_BUILDERS[kernel](soc, s, t)
 
 
+def validate_program_tiling(t: WqbmmProgramTiling, soc: Any, s: WqbmmShape, kernel: str) -> None:
+    """A user's WqbmmProgramTiling: every count positive, the cube blocks whole fractals (M / N
+    multiples of 16, K a multiple of the cube's 32 B K fractal for the kernel's cube dtype), the
+    strip a multiple of 16 and at least one base_n block, the AICs available. Errors name the
+    field, its value and the rule."""
+    for name in ("cube_cores", "strip_n", "slots", "vec_rows", "base_m", "base_n", "base_k",
+                 "step_k", "group_pack"):
+        v = getattr(t, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ValueError(f"tiling.{name}={v!r}: must be a positive int")
+    if not isinstance(t.k_block, int) or t.k_block < 0:
+        raise ValueError(f"tiling.k_block={t.k_block!r}: must be an int >= 0 (0 = whole K)")
+    for name in ("base_m", "base_n", "strip_n"):
+        v = getattr(t, name)
+        if v % 16:
+            raise ValueError(f"tiling.{name}={v}: must be a multiple of 16 (one cube fractal)")
+    cube_dtype = s.x_dtype if kernel in ("Custom", "WeightNz") else (
+        "int4" if s.w_dtype == "int4" else "int8")
+    k0 = int(32 / _ITEM[cube_dtype])
+    if t.base_k % k0:
+        raise ValueError(f"tiling.base_k={t.base_k}: must be a multiple of {k0} (the {cube_dtype} "
+                         "cube's 32 B K fractal)")
+    if t.base_n > t.strip_n:
+        raise ValueError(f"tiling.base_n={t.base_n}: must not exceed strip_n={t.strip_n} (a base "
+                         "block lies inside one workspace strip)")
+    _check_cube_cores(soc, t)
+
+
 def _check_cube_cores(soc: Any, t: WqbmmProgramTiling) -> None:
     if t.cube_cores > soc.core_counts()["aic"]:
         raise ValueError(
@@ -753,9 +781,16 @@ def plan_weight_quant_batchmatmul(
         kt = tiling if user else default_tiling(args, soc, tname)
         if user:
             validate_tiling(kt, args, soc, tname)
+        if name in KERNEL_TILING_PROGRAMS and isinstance(tiling, WqbmmProgramTiling):
+            raise TypeError(
+                f"tiling: a WqbmmProgramTiling does not drive kernel {name}; pass a "
+                f"{KERNEL_TILING_PROGRAMS[name]} (npusim.ops.weight_quant_batchmatmul."
+                "default_tiling gives one to start from)"
+            )
         if name in KERNEL_TILING_PROGRAMS:
             pt = kt
         elif isinstance(tiling, WqbmmProgramTiling):
+            validate_program_tiling(tiling, soc, s, tname)
             pt = tiling
         else:
             pt = program_tiling_from(kt, soc, s, tname)

@@ -185,9 +185,6 @@ WQ_FIELDS = {"cube_cores": 2, "strip_n": 256, "slots": 2, "vec_rows": 128, "base
     ("slots", 0), ("step_k", 0), ("base_m", 0), ("vec_rows", 0), ("base_n", -16),
     ("base_k", 7), ("strip_n", 3),
 ])
-@pytest.mark.xfail(strict=True, reason="issue 17: WqbmmProgramTiling (ops/weight_quant_program.py,"
-                   " the lead's file) has no validator; slots/step_k = 0 divide by zero, zero or"
-                   " negative sizes simulate, base_k = 7 fails in the engine, not naming the field")
 def test_user_wqbmm_program_tiling_errors_name_field_value_and_limit(field, value):
     """A user WqbmmProgramTiling with a bad field is a ValueError naming field and value."""
     from npusim.ops.weight_quant_program import WqbmmProgramTiling
