@@ -260,7 +260,11 @@ def validate_command(args) -> int:
     rows = load_measurements(args.measurements)
     if args.rows:
         prefixes = tuple(p.strip() for p in args.rows.split(","))
+        known = sorted({r.id.rstrip("0123456789abcdefghijklmnopqrstuvwxyz") for r in rows})
         rows = [r for r in rows if r.id.startswith(prefixes)]
+        if not rows:
+            raise ValueError(f"--rows {args.rows!r}: matches no calibration row id (the ids "
+                             f"start with {', '.join(known)})")
     workers = getattr(args, "workers", None) or available_workers()
     print(f"validating {len(rows)} calibration rows from {args.measurements or 'the shipped set'}"
           f" on {min(workers, max(len(rows), 1))} worker(s)", flush=True)

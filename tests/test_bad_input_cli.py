@@ -48,6 +48,7 @@ def test_flag_values_are_refused_not_replaced(capsys, argv):
     (["run", "no_such_op"], "no_such_op"),
     (["run", "matmul", "--m", "16", "--k", "16", "--n", "16", "--tiling", "base_m=7"],
      "base_m=7"),
+    (["validate", "--rows", "ZZ"], "--rows 'ZZ': matches no calibration row id"),
 ])
 def test_user_errors_are_one_line_exit_2(capsys, argv, needle):
     """Missing files, unknown operators and bad tilings print ``npusim: error: <message>``
@@ -107,3 +108,4 @@ def test_vector_add_refuses_mismatched_or_empty_inputs(kw):
     result)."""
     with pytest.raises(ValueError):
         simulate("vector_add", **kw)
+
