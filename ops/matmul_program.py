@@ -284,9 +284,9 @@ class CubeEmitter:
         chunks are shared by a group of tiles (loaded by its first tile, released by its last).
 
         Timing-only tiles without bias, L1 groups, FB quant parameters or a FixPipe hook are
-        replayed from a template
-        (:class:`TileTemplate`) when an earlier tile of the kernel had the same shape and
-        ping-pong state: its instructions again, with this tile's GM windows."""
+        replayed from a template (:class:`TileTemplate`) when an earlier tile of the kernel had
+        the same shape and ping-pong state: its instructions again, with this tile's GM
+        windows."""
         if self.functional or ra is not None or rb is not None or bias is not None or \
                 self.sink is not None or self.coupled or self.quant is not None or \
                 not self.intern.templates:
