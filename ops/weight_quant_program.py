@@ -850,9 +850,10 @@ def plan_weight_quant_batchmatmul(
     y = compute(args, name, soc, kt) if functional and not replay else None
     notes = [
         f"capable kernel chosen as CANN does: {name}",
-        "outputs: replayed from the program's instructions (declared cube model)"
-        if replay
-        else "outputs: the kernel's numerics model; the tiled program gives the timing",
+        "outputs: replayed from the program's instructions (declared cube model)" if replay
+        else "outputs: the kernel's numerics model; the tiled program gives the timing"
+        if functional
+        else "outputs: none (timing-only run: TensorSpec inputs carry no values)",
     ]
 
     if layout_note:
