@@ -33,17 +33,22 @@ def _check_round_mode(round_mode: Any) -> int:
     return mode
 
 
+def check_shape_dtype(name: str, shape: tuple[int, ...], dtype: Any) -> None:
+    """The dtype and shape rules of ``scale`` / ``offset``, shared by array and spec calls."""
+    if str(dtype) != "float32":
+        raise TypeError(f"{name}: dtype {dtype} not supported; must be float32")
+    if len(shape) == 2 and shape[0] != 1:
+        raise ValueError(f"{name}: shape {shape} not supported; must be (n,) or (1, n) "
+                         "((g, n) exists only on Ascend950)")
+    if len(shape) not in (1, 2):
+        raise ValueError(f"{name}: shape {shape} not supported; must be (n,) or (1, n)")
+    if 0 in shape:
+        raise ValueError(f"{name}: shape {shape} is empty; empty tensors are not supported")
+
+
 def _check_tensor(name: str, value: Any) -> np.ndarray:
     a = np.asarray(value)
-    if a.dtype != np.float32:
-        raise TypeError(f"{name}: dtype {a.dtype} not supported; must be float32")
-    if a.ndim == 2 and a.shape[0] != 1:
-        raise ValueError(f"{name}: shape {a.shape} not supported; must be (n,) or (1, n) "
-                         "((g, n) exists only on Ascend950)")
-    if a.ndim not in (1, 2):
-        raise ValueError(f"{name}: shape {a.shape} not supported; must be (n,) or (1, n)")
-    if a.size == 0:
-        raise ValueError(f"{name}: shape {a.shape} is empty; empty tensors are not supported")
+    check_shape_dtype(name, a.shape, a.dtype)
     bad = ~np.isfinite(a)
     if np.any(bad):
         idx = tuple(int(i[0]) for i in np.nonzero(bad))

@@ -197,7 +197,11 @@ def _assemble_fn(s_in: Region, i_in: Region | None, y: Region, n: int, round_mod
 def _args(scale: Any, offset: Any, round_mode: Any):
     """(scale length, offset length or None, round_mode, output shape, functional); arrays get the
     operator's full validation, specs the shape / dtype rules."""
-    from npusim.ops.trans_quant_param import _check_round_mode, validate_trans_quant_param
+    from npusim.ops.trans_quant_param import (
+        _check_round_mode,
+        check_shape_dtype,
+        validate_trans_quant_param,
+    )
     from npusim.spec import is_spec, shape_dtype
 
     if not is_spec(scale) and (offset is None or not is_spec(offset)):
@@ -209,11 +213,7 @@ def _args(scale: Any, offset: Any, round_mode: Any):
     if offset is not None:
         shapes.append(("offset", *shape_dtype(offset)))
     for name, shape, dt in shapes:
-        if dt != "float32":
-            raise TypeError(f"{name}: dtype {dt} not supported; must be float32")
-        if not (len(shape) == 1 or (len(shape) == 2 and shape[0] == 1)) or 0 in shape:
-            raise ValueError(f"{name}: shape {shape} not supported; must be (n,) or (1, n), "
-                             "non-empty")
+        check_shape_dtype(name, tuple(shape), dt)
     slen = int(np.prod(sshape))
     if offset is None:
         return slen, None, mode, sshape, False

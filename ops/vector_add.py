@@ -227,6 +227,9 @@ def plan(soc, tiling: VectorAddTiling | str | None = None, *, x=None, y=None,
         raise TypeError(f"tiling={tiling!r}: expected a VectorAddTiling or an H-series step "
                         f"name ({', '.join(H_SERIES)})")
     tiling = tiling or default_tiling_for(soc)
+    if x is not None and y is None:
+        raise ValueError("y: missing; vector_add takes x and y of one shape and dtype (or "
+                         "n_elements alone)")
     functional = x is not None and not is_spec(x)
     if functional:
         x = np.asarray(x)

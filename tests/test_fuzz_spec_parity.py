@@ -107,3 +107,20 @@ def test_unmutated_calls_agree(op):
     args = default_call(op, True)
     assert outcome(op, args) is None and outcome(op, specs_of(op, args)) is None
     assert any(isinstance(v, TensorSpec) for v in specs_of(op, args).values())
+
+
+@pytest.mark.parametrize(("op", "arrays"), [
+    ("trans_quant_param", {"scale": np.zeros(0, np.float32)}),
+    ("trans_quant_param", {"scale": np.ones(4, np.float32), "offset": np.zeros(0, np.float32)}),
+    ("trans_quant_param", {"scale": np.ones((2, 4), np.float32)}),
+    ("vector_add", {"x": np.ones(1024, np.float16)}),
+])
+def test_spec_and_array_refusals_share_their_message(op, arrays):
+    """The refusals that used to be worded differently for a spec: now one message."""
+    def message(kw: dict) -> str:
+        with pytest.raises(ValueError) as err:
+            npusim.simulate(op, "Ascend910B2", **kw)
+        return str(err.value)
+
+    specs = {k: spec(v.shape, str(v.dtype)) for k, v in arrays.items()}
+    assert message(arrays) == message(specs)
