@@ -22,9 +22,14 @@ class CopyTiling:
     buffers: int = 2
 
 
+def copy_core_kind(soc) -> str:
+    """The cores the copy runs on: the AIVs of a split SoC, the vector cores of a 310P."""
+    return "aiv" if "aiv" in soc.core_counts() else "vector_core"
+
+
 def build_copy(soc, n_elements: int, dtype: str, tiling: CopyTiling,
                x: np.ndarray | None = None) -> Kernel:
-    kind = "aiv" if "aiv" in soc.core_counts() else "vector_core"
+    kind = copy_core_kind(soc)
     avail = soc.core_counts()[kind]
     if not 1 <= tiling.cores <= avail:
         raise ValueError(f"tiling.cores={tiling.cores}: must be in 1..{avail}")
@@ -109,4 +114,5 @@ def cli_op_args(ns, functional: bool, rng) -> dict:
 
 
 def default_tiling_for(soc, **op_args) -> CopyTiling:
-    return CopyTiling(cores=soc.core_counts().get("aiv", 1))
+    """Every core of the kind the copy runs on (a 310P's vector cores, not one core)."""
+    return CopyTiling(cores=soc.core_counts()[copy_core_kind(soc)])
