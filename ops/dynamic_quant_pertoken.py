@@ -34,7 +34,7 @@ import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
-from npusim.ops.dynamic_quant_program import RowStream
+from npusim.ops.dynamic_quant_program import RowStream, core_row_ranges
 from npusim.ops.group_quant_program import (
     RowChunkTiling,
     default_row_chunk_tiling,
@@ -74,13 +74,10 @@ def build_pertoken(soc: Any, rows: int, h: int, x_dtype: str, out: str, tiling: 
         shape = (h,) if ends is None else (len(ends), h)
         gm["smooth"] = GMTensor("smooth", shape, x_dtype, smooth, "input")
     desc = soc.core("aiv")
-    base, extra = divmod(rows, tiling.cores)
     cores = []
-    for c in range(tiling.cores):
+    for c, (r0, r1) in enumerate(core_row_ranges(rows, tiling.cores)):
         prog = CoreProgram(c, "aiv")
         cores.append(prog)
-        r0 = c * base + min(c, extra)
-        r1 = r0 + base + (1 if c < extra else 0)
         _Writer(ProgramBuilder(prog, desc), tiling, h, x_dtype, out, has_smooth).emit(
             _segments(r0, r1, ends if has_smooth else None))
     meta = {"op": "dynamic_quant", "rows": rows, "h": h, "out": out, "smooth": has_smooth,

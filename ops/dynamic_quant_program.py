@@ -70,16 +70,21 @@ def build_dynamic_quant(soc: Any, rows: int, h: int, x_dtype: str,
           "y": GMTensor("y", (rows, h // 8), "int32", None, "output"),
           "scale": GMTensor("scale", (rows,), "float32", None, "output")}
     desc = soc.core("aiv")
-    base, extra = divmod(rows, tiling.cores)
     cores = []
-    for c in range(tiling.cores):
+    for c, (r0, r1) in enumerate(core_row_ranges(rows, tiling.cores)):
         prog = CoreProgram(c, "aiv")
         cores.append(prog)
-        r0 = c * base + min(c, extra)
-        _CoreWriter(ProgramBuilder(prog, desc), tiling, h, x_dtype).emit(
-            r0, r0 + base + (1 if c < extra else 0))
+        _CoreWriter(ProgramBuilder(prog, desc), tiling, h, x_dtype).emit(r0, r1)
     meta = {"op": "dynamic_quant", "rows": rows, "h": h, "out": "int4", "timing_only": True}
     return Kernel("dynamic_quant", gm, cores, meta)
+
+
+def core_row_ranges(rows: int, cores: int) -> list[tuple[int, int]]:
+    """Rows split over ``cores`` AIVs as evenly as whole rows allow (the first ``rows % cores``
+    cores take one more): (r0, r1) per core, core index ascending."""
+    base, extra = divmod(rows, cores)
+    starts = [c * base + min(c, extra) for c in range(cores)]
+    return [(r0, r0 + base + (1 if c < extra else 0)) for c, r0 in enumerate(starts)]
 
 
 class RowStream:
