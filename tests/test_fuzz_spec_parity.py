@@ -6,10 +6,9 @@ refused, with the same exception type. Rules on values cannot be checked on a sp
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
+from _specs import spec_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_fuzz_simulate import CLEAR_ERRORS, DEVICE_OPS, TIMING_ONLY, default_call
@@ -25,20 +24,6 @@ VALUE_RULES = {"bit 46 = 0": "quant_matmul: an int64 scale's bit 46 (its values)
                              "saturation, not modelled"}
 
 
-def as_spec(a: Any) -> Any:
-    """The TensorSpec of array ``a`` (its logical shape; transposed 2-D views and FRACTAL_NZ
-    arrays keep their layout flags); anything else unchanged."""
-    if not isinstance(a, np.ndarray):
-        return a
-    dt = str(a.dtype)
-    if getattr(a, "npu_format", 2) == 29:
-        trans = bool(getattr(a, "npu_transposed", False))
-        o = tuple(a.origin_shape)
-        return spec((o[1], o[0]) if trans else o, dt, transposed=trans, npu_format=29)
-    trans = a.ndim == 2 and a.shape[0] > 1 and a.shape[1] > 1 and a.strides[0] < a.strides[1]
-    return spec(a.shape, dt, transposed=trans)
-
-
 def outcome(op: str, args: dict) -> tuple[str, str] | None:
     """None if the run works, else (exception type, message)."""
     try:
@@ -50,7 +35,7 @@ def outcome(op: str, args: dict) -> tuple[str, str] | None:
 
 def specs_of(op: str, args: dict) -> dict:
     keep = KEEP_DATA.get(op, ())
-    return {k: v if k in keep else as_spec(v) for k, v in args.items()}
+    return {k: v if k in keep else spec_of(v) for k, v in args.items()}
 
 
 def _mutate(draw, op: str) -> tuple[dict, str]:

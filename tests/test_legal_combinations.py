@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _specs import spec_of
 
 import npusim
 import npusim.torch_npu as tn
 from npusim.ops.weight_quant_batchmatmul import transpose_nz
-from npusim.spec import spec
 
 FAMILIES = {"A2": "Ascend910B2", "A3": "Ascend910_9391", "310P": "Ascend310P3"}
 SAMPLE_PER_FAMILY = {"weight_quant_batchmatmul": 40, "trans_quant_param": 6, "group_quant": 6,
@@ -64,20 +64,6 @@ M_CLASSES = (1, 16, 56, 100, 300, 2048)  # 1; <=16; 49..64; 65..256; >256; the u
 def _uint(a: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a)
     return a.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.itemsize])
-
-
-def _spec_of(a: Any) -> Any:
-    """The TensorSpec standing in for array ``a`` (logical shape; ND transposed views and
-    FRACTAL_NZ weights keep their layout flags)."""
-    if a is None or not isinstance(a, np.ndarray):
-        return a
-    dt = str(a.dtype)
-    if getattr(a, "npu_format", 2) == 29:
-        trans = bool(getattr(a, "npu_transposed", False))
-        o = tuple(a.origin_shape)
-        return spec((o[1], o[0]) if trans else o, dt, transposed=trans, npu_format=29)
-    trans = a.ndim == 2 and a.shape[0] > 1 and a.shape[1] > 1 and a.strides[0] < a.strides[1]
-    return spec(a.shape, dt, transposed=trans)
 
 
 # -- weight_quant_batchmatmul ------------------------------------------------------------------
@@ -355,7 +341,7 @@ def _check_trace(res: Any, tmp_path: Any) -> None:
 def _run_sim(op: str, soc: str, arrays: dict[str, Any], api: Any, tmp_path: Any,
              extra: dict[str, Any] | None = None) -> None:
     # group_quant's group_index decides the work and its offset is a scalar: they stay data
-    specs = {k: v if k in ("group_index", "offset") and op == "group_quant" else _spec_of(v)
+    specs = {k: v if k in ("group_index", "offset") and op == "group_quant" else spec_of(v)
              for k, v in arrays.items()}
     t = npusim.simulate(op, soc=soc, **specs, **(extra or {}))
     assert t.outputs is None and t.cycles > 0
@@ -424,7 +410,7 @@ def _one(op: str, family: str, case: Any, tmp_path: Any, tally: Tally) -> None:
             packed = tn.npu_convert_weight_to_int4pack(w, soc=soc)
             assert packed.dtype == np.int32
             with pytest.raises(HostOperatorError, match="host work"):  # by design, not missing
-                npusim.simulate("int4pack", soc=soc, weight=_spec_of(w))
+                npusim.simulate("int4pack", soc=soc, weight=spec_of(w))
         tally.working[(op, family)] += 1
     except NotImplementedError as e:
         tally.not_implemented[key] = str(e).splitlines()[0]
