@@ -37,7 +37,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
 from npusim.ops.matmul_program import CubeEmitter, CubeTiling, Epilogue, GmMatrix
 from npusim.ops.weight_quant_batchmatmul.tiling import custom_param_groups, custom_vector_buffers
@@ -195,12 +195,13 @@ def build_custom(
     cube_model = str(soc.numerics.cube_accumulation.model) if fun else ""
     cores: list[CoreProgram] = []
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
+    pool = InstrPool()  # cores repeat instructions: one object each (issue 14)
     # parameter rows one vector tile can span (a tile may start inside a group)
     pgroups = custom_param_groups(t.vec_rows, s.group_size)
     for ci in range(t.cube_cores):
         aic = CoreProgram(ci, "aic")
         em = CubeEmitter(
-            ProgramBuilder(aic, aic_desc),
+            ProgramBuilder(aic, aic_desc, pool),
             soc,
             _cube_tiling(t),
             xd,
@@ -221,7 +222,7 @@ def build_custom(
         cores.append(aic)
         for half in range(2):
             aiv = CoreProgram(2 * ci + half, "aiv")
-            b = ProgramBuilder(aiv, aiv_desc)
+            b = ProgramBuilder(aiv, aiv_desc, pool)
             ub = {
                 name: b.alloc("UB", shape, dt, name)
                 for name, shape, dt in custom_vector_buffers(t.vec_rows, t.strip_n, xd, pgroups)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
 from npusim.ops.weight_quant_program import (
     WqbmmShape,
     kernel_meta,
@@ -95,6 +95,7 @@ def build_fixpipe(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | None 
     cube_model = str(soc.numerics.cube_accumulation.model) if data is not None else None
     desc = soc.core("aic")
     cores = []
+    pool = InstrPool()  # cores repeat instructions: one object each (issue 14)
     for ci in range(ncores):
         prog = CoreProgram(ci, "aic")
         cores.append(prog)
@@ -102,7 +103,8 @@ def build_fixpipe(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | None 
         m0, m1 = mi * kt.base_m, min(s.m, (mi + 1) * kt.base_m)
         n_lo, n_hi = ni * kt.single_core_n, min(s.n, (ni + 1) * kt.single_core_n)
         if m0 < m1 and n_lo < n_hi:
-            _fixpipe_core(ProgramBuilder(prog, desc), s, kt, (m0, m1), (n_lo, n_hi), cube_model)
+            _fixpipe_core(ProgramBuilder(prog, desc, pool), s, kt, (m0, m1), (n_lo, n_hi),
+                          cube_model)
     meta = kernel_meta(s, "Fixpipe", kt)
     meta["stage1"] = "w16 = DEQF16(w_int8 @ I + offset_int32) via FixPipe into L1"
     if data is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
 from npusim.ops.weight_quant_program import (
@@ -299,9 +299,10 @@ def build_msd_multicore(
     cube_t = cube_tiling_for_rows(t, rows)
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
     cores: list[CoreProgram] = []
+    pool = InstrPool()  # cores repeat instructions: one object each (issue 14)
     for ci in range(t.cube_cores):
         aic = CoreProgram(ci, "aic")
-        em = CubeEmitter(ProgramBuilder(aic, aic_desc), soc, cube_t, "int8",
+        em = CubeEmitter(ProgramBuilder(aic, aic_desc, pool), soc, cube_t, "int8",
                          functional=data is not None, cube_model="", with_bias=False)
         dig = GmMatrix("digits", "int8", s.k, offset=ci * rows * s.k)
         em.bld.cross_wait(READY, "MTE2")
@@ -316,7 +317,7 @@ def build_msd_multicore(
         cores.append(aic)
         for half in range(2):
             aiv = CoreProgram(2 * ci + half, "aiv")
-            b = ProgramBuilder(aiv, aiv_desc)
+            b = ProgramBuilder(aiv, aiv_desc, pool)
             mark = b.used_bytes("UB")
             _prepare_rows(b, s, ci, half, high_precision)
             b.release("UB", mark)  # the recombination phase reuses the UB space

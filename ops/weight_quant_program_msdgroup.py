@@ -59,7 +59,7 @@ import itertools
 import math
 from typing import Any
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
 from npusim.ops.weight_quant_program import (
     ITEM,
@@ -174,20 +174,21 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | Non
         gm["bias"] = GMTensor("bias", (s.n,), bias_dtype(s), d.get("bias"))
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
     cores: list[CoreProgram] = []
+    pool = InstrPool()  # cores and groups repeat instructions: one object each (issue 14)
     for ci in range(n_blocks):
         aic = CoreProgram(ci, "aic")
         if ci < n_aic:
             n0, _, k0, k1 = cells[ci]
             groups = range(k0 // g, math.ceil(k1 / g))
-            _cube_cell(ProgramBuilder(aic, aic_desc), s, kt, ci, cells[ci], digits, dig_dtype,
+            _cube_cell(ProgramBuilder(aic, aic_desc, pool), s, kt, ci, cells[ci], digits, dig_dtype,
                        c_dtype, functional=data is not None)
         else:  # a block launched only for the digit split of more rows: its cube has no cell
-            ProgramBuilder(aic, aic_desc).cross_wait(READY, "MTE2")
+            ProgramBuilder(aic, aic_desc, pool).cross_wait(READY, "MTE2")
         cores.append(aic)
         for h in range(2):
             v = 2 * ci + h
             aiv = CoreProgram(v, "aiv")
-            b = ProgramBuilder(aiv, aiv_desc)
+            b = ProgramBuilder(aiv, aiv_desc, pool)
             mark = b.used_bytes("UB")
             _setup(b, s, v, n_aiv, digits, dig_dtype, ngroups)
             b.release("UB", mark)

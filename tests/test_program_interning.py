@@ -117,3 +117,73 @@ def test_tile_templates_over_the_tiling_space(m, k, n, monkeypatch):
         got = [ins for c in ks.cores for ins in c.instrs]
         want = [ins for c in kf.cores for ins in c.instrs]
         assert got == want, f"tiling {t}"
+
+
+def test_instr_pool_shares_only_identical_instructions():
+    """InstrPool.share returns the first instruction equal in every field, and keeps apart
+    instructions whose scalar operands are == but behave differently (-0.0 / 0.0, 1 / 1.0)."""
+    from npusim.engine.program import InstrPool
+    from npusim.isa.instructions import Vector
+    from npusim.isa.opcodes import VecOp
+
+    ub = mp.Region("UB", 0, (128,), "float32")
+
+    def muls(scalar):
+        return Vector(pipe="V", name="Muls", reads=(ub,), writes=(ub,), op=VecOp.MULS,
+                      elements=128, dtype="float32", scalar=scalar)
+
+    pool = InstrPool()
+    first = pool.share(muls(0.0))
+    assert pool.share(muls(0.0)) is first
+    assert pool.share(muls(-0.0)) is not first
+    one = pool.share(muls(1.0))
+    assert pool.share(muls(1)) is not one and pool.share(muls(1.0)) is one
+    other = muls(2.0)
+    assert pool.share(other) is other and len(pool) == 3
+
+
+def _wqbmm_calls():
+    from tests._wqbmm_replay import fixpipe_call, wqbmm_call
+
+    yield "MsdGroup", wqbmm_call(1, 2, 1024, 512, wdt="int4", group=128, offset=True, bias=True)
+    yield "Msd", wqbmm_call(2, 16, 1024, 512, bias=True)
+    yield "MsdSplitK", wqbmm_call(3, 3, 1024, 256, xdt="bfloat16", wdt="int4", group=128,
+                                  offset=True, bias=True)
+    yield "Custom", wqbmm_call(4, 200, 512, 384, group=64, offset=True, bias=True)
+    yield "Fixpipe", fixpipe_call(5, 48, 256, 256, True, True)
+
+
+@pytest.mark.parametrize(("kernel", "call"), list(_wqbmm_calls()),
+                         ids=[k for k, _ in _wqbmm_calls()])
+def test_pooled_wqbmm_program_equals_unpooled(kernel, call, monkeypatch):
+    """The wqbmm builders share instructions through an InstrPool: the pooled program equals,
+    instruction for instruction, the program built without sharing, holds fewer distinct
+    objects, and runs to the same cycles, records and traffic (both engines) and the same
+    output bits (functional run)."""
+    import npusim
+    from npusim.engine.program import InstrPool
+    from tests._wqbmm_replay import bits
+
+    def run(**kw):
+        return npusim.simulate("weight_quant_batchmatmul", "Ascend910B2", kernel=kernel,
+                               **kw, **call)
+
+    pooled = run()
+    monkeypatch.setattr(InstrPool, "share", lambda self, ins: ins)
+    fresh = run()
+    assert pooled.kernel_name == fresh.kernel_name == kernel
+    ks, kf = pooled.run.kernel, fresh.run.kernel
+    for cs, cf in zip(ks.cores, kf.cores, strict=True):
+        assert len(cs.instrs) == len(cf.instrs)
+        for i, (x, y) in enumerate(zip(cs.instrs, cf.instrs, strict=True)):
+            assert type(x) is type(y) and x == y, f"{cs.name} instruction {i}: {x} != {y}"
+
+    def distinct(k):
+        return len({id(ins) for c in k.cores for ins in c.instrs})
+
+    assert distinct(ks) < distinct(kf)
+    assert np.array_equal(bits(pooled.outputs), bits(fresh.outputs))
+    for engine in ("fast", "reference"):
+        a = run_kernel(ks, load_soc("Ascend910B2"), check_races=False, engine=engine)
+        b = run_kernel(kf, load_soc("Ascend910B2"), check_races=False, engine=engine)
+        assert fingerprint(a) == fingerprint(b)

@@ -450,7 +450,7 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
             k0 = ins[0]
             if k0 == K_SET:
                 last_end[p] = now
-                slot = ins[2]
+                slot = ins[2] + core_of[p]
                 if flag_set[slot]:
                     raise _Fallback  # set twice without a wait
                 flag_set[slot] = True
@@ -499,7 +499,7 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
                 last_end[p] = now
             i += 1
         elif st == 2:
-            slot = stream[i][1]
+            slot = stream[i][1] + core_of[p]
             flag_set[slot] = False
             flow((p, i, flag_at[slot], now))
             flag_waiters[slot] = []
@@ -508,7 +508,8 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
             rend(now)
             i += 1
         elif st == 3:
-            ctr = counters[stream[i][1]]
+            ins = stream[i]
+            ctr = counters[(core_of[p], ins[1], ins[2])]
             for src, spipe, ts in ctr.payloads:
                 flow((p, i, src, spipe, ts, now))
             ctr.payloads.clear()
@@ -522,7 +523,7 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
             ins = stream[i]
             k0 = ins[0]
             if k0 == K_WAIT:
-                slot = ins[1]
+                slot = ins[1] + core_of[p]
                 if flag_set[slot]:
                     flag_set[slot] = False
                     flow((p, i, flag_at[slot], now))
@@ -599,7 +600,7 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
                     hbm_of[p] = 0
                 break
             if k0 == K_XWAIT:
-                ck = ins[1]
+                ck = (core_of[p], ins[1], ins[2])
                 ctr = counters.get(ck)
                 if ctr is None:
                     ctr = counters[ck] = _Counter(targets(ck[0], ck[1]))

@@ -43,10 +43,10 @@ from npusim.isa.operands import element_bytes
 K_LOCAL = 0  # (K_LOCAL, dur_idle, dur_busy, nbytes): no GM, no flag (Mmad, Vector, local DMA)
 K_DMA = 1  # (K_DMA, local cycles, accesses, (in-flight spec, layout factor) or None, nbytes)
 K_FIX = 2  # (K_FIX, cycles_idle, cycles_busy, accesses, clock scale, nbytes): FixPipe into GM
-K_SET = 3  # (K_SET, dur, flag slot, 0)
+K_SET = 3  # (K_SET, dur, flag key index x cores, 0): the slot is that + the core's index
 K_XSET = 4  # (K_XSET, dur, mode, flag id, 0)
-K_WAIT = 5  # (K_WAIT, flag slot, 0)
-K_XWAIT = 6  # (K_XWAIT, (core, mode, flag id), 0)
+K_WAIT = 5  # (K_WAIT, flag key index x cores, 0)
+K_XWAIT = 6  # (K_XWAIT, mode, flag id, 0): the counter is (the core's index, mode, flag id)
 K_BARRIER = 7  # (K_BARRIER, 0)
 K_ERROR = 8  # (K_ERROR, exception, 0): the reference engine raises it when the pipe reaches it
 
@@ -266,7 +266,7 @@ class _Lowerer:
                 low = cost[key] = self.local(kd, lambda d, idle: timing.scalar_cycles(d, ins))
             return low
         if cls is CrossCoreWaitFlag:
-            return (K_XWAIT, (ci, ins.mode, ins.flag_id), 0)
+            return (K_XWAIT, ins.mode, ins.flag_id, 0)
         if cls is CrossCoreSetFlag:
             if kd.flag_cycles < 0:
                 return (K_ERROR, None, 0)
@@ -278,42 +278,46 @@ class _Lowerer:
 
 def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
     """Lower every core's stream (pipes in the order the reference engine creates them); None
-    when a static check of the reference engine fails."""
+    when a static check of the reference engine fails.
+
+    A lowered tuple depends on the instruction and its core's kind only (flag slots and
+    cross-core counters are offset by the core in the event loop), so each instruction object is
+    checked and lowered once per core kind: programs share immutable instruction objects
+    (``ops.matmul_program.Interner``, ``npusim.engine.program.InstrPool``)."""
     lw = _Lowerer(kernel, soc, mem)
     sync = soc.sync
     event_ids = sync.event_ids
     split = soc.organisation == "split"
     xids = sync.cross_core_flag_ids
+    ncores = len(kernel.cores)
     keys: list[tuple[int, str]] = []
     streams: list[list[tuple]] = []
     core_accesses: list[list[Access]] = []
     paths: dict[tuple[str, str], int] = {}
-    nflags = 0
+    flag_keys: dict[tuple[str, str, int], int] = {}  # (src, dst, event id) -> index x cores
     cost = lw.cost
     region_ok = lw.region_ok
     dma = lw.dma
-    # instructions already lowered, by identity (programs share immutable instruction objects,
-    # ops.matmul_program.Interner): id -> (kind index, pipe, lowered, accesses, path, bytes);
-    # flags are keyed to their core instead of its kind (a negative index)
-    seen: dict[int, tuple] = {}
+    # per core kind: id(instruction) -> (pipe, lowered, None or (accesses, path, bytes))
+    seen_by_kind: dict[int, dict[int, tuple]] = {}
     for ci, core in enumerate(kernel.cores):
         kd = lw.kind(core.kind)
         pipes, ki, flag_cycles, bufs = kd.pipes, kd.index, kd.flag_cycles, kd.buffers
+        seen = seen_by_kind.setdefault(ki, {})
         acc: list[Access] = []
         core_accesses.append(acc)
         pmap: dict[str, Any] = {}  # pipe -> its stream's append
-        flags: dict[tuple[type, str, str, int], tuple] = {}  # -> lowered SetFlag / WaitFlag
-        fmark = -1 - ci  # the kind index of this core's flags (slots are per core)
         for ins in core.instrs:
             hit = seen.get(id(ins))
-            if hit is not None and (hit[0] == ki or hit[0] == fmark):  # checked and costed
-                put = pmap.get(hit[1])
+            if hit is not None:  # checked and costed for this kind
+                put = pmap.get(hit[0])
                 if put is not None:
-                    if hit[3]:
-                        acc.extend(hit[3])
-                    if hit[4] is not None:
-                        paths[hit[4]] += hit[5]
-                    put(hit[2])
+                    put(hit[1])
+                    gm = hit[2]
+                    if gm is not None:
+                        acc.extend(gm[0])
+                        if gm[2]:
+                            paths[gm[1]] += gm[2]
                     continue
             pipe = ins.pipe
             put = pmap.get(pipe)
@@ -340,52 +344,48 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
                 elif not region_ok(r, kd):
                     return None
             cls = type(ins)
+            gm = None
             if cls is SetFlag or cls is WaitFlag:
-                fk = (cls, ins.src_pipe, ins.dst_pipe, ins.event_id)
-                low = flags.get(fk)
-                if low is None:
-                    if not (0 <= fk[3] < event_ids and fk[1] in pipes and fk[2] in pipes):
-                        return None
-                    other = flags.get((SetFlag if cls is WaitFlag else WaitFlag, *fk[1:]))
-                    if other is None:
-                        slot = nflags
-                        nflags += 1
-                    else:
-                        slot = other[1] if other[0] == K_WAIT else other[2]
-                    if cls is WaitFlag:
-                        low = (K_WAIT, slot, 0)
-                    elif flag_cycles < 0:
-                        low = (K_ERROR, None, 0)
-                    else:
-                        low = (K_SET, flag_cycles, slot, 0)
-                    flags[fk] = low
-                seen[id(ins)] = (fmark, pipe, low, (), None, 0)
+                fk = (ins.src_pipe, ins.dst_pipe, ins.event_id)
+                if not (0 <= fk[2] < event_ids and fk[0] in pipes and fk[1] in pipes):
+                    return None
+                base = flag_keys.get(fk)
+                if base is None:
+                    base = flag_keys[fk] = len(flag_keys) * ncores
+                if cls is WaitFlag:
+                    low = (K_WAIT, base, 0)
+                elif flag_cycles < 0:
+                    low = (K_ERROR, None, 0)
+                else:
+                    low = (K_SET, flag_cycles, base, 0)
             elif cls is DataCopy:
                 n_acc = len(acc)
                 low = dma(ins, kd, acc, paths)
-                if low[0] != K_ERROR:
-                    src, dst = ins.reads[0], ins.writes[0]
-                    seen[id(ins)] = (ki, pipe, low, tuple(acc[n_acc:]), (src.buffer, dst.buffer),
-                                     max(src.nbytes, dst.nbytes))
+                if low[0] == K_ERROR:
+                    put(low)
+                    continue
+                src, dst = ins.reads[0], ins.writes[0]
+                gm = (tuple(acc[n_acc:]), (src.buffer, dst.buffer), max(src.nbytes, dst.nbytes))
             elif cls is Mmad:
                 key = (Mmad, ki, ins.m, ins.k, ins.n, ins.dtype)
                 low = cost.get(key)
                 if low is None:
                     low = cost[key] = lw.local(kd, lambda d, idle, ins=ins: timing.mmad_cycles(
                         d, ins, idle))
-                seen[id(ins)] = (ki, pipe, low, (), None, 0)
             else:
                 if cls is CrossCoreSetFlag or cls is CrossCoreWaitFlag:
                     if not (split and 0 <= ins.flag_id < xids and ins.mode in (0, 1, 2)):
                         return None
                     if ins.mode == 1 and core.kind != "aiv":
                         return None
-                    low = lw.other(ins, cls, ci, kd, acc)
-                else:
-                    n_acc = len(acc)
-                    low = lw.other(ins, cls, ci, kd, acc)
-                    if low[0] != K_ERROR:
-                        seen[id(ins)] = (ki, pipe, low, tuple(acc[n_acc:]), None, 0)
+                n_acc = len(acc)
+                low = lw.other(ins, cls, ci, kd, acc)
+                if low[0] == K_ERROR:
+                    put(low)
+                    continue
+                if len(acc) > n_acc:
+                    gm = (tuple(acc[n_acc:]), None, 0)
+            seen[id(ins)] = (pipe, low, gm)
             put(low)
-    return Lowered(kernel, keys, streams, core_accesses, nflags,
+    return Lowered(kernel, keys, streams, core_accesses, len(flag_keys) * ncores,
                    {f"{s}->{d}": v for (s, d), v in paths.items()})

@@ -124,18 +124,59 @@ class Kernel:
         return sum(len(c.instrs) for c in self.cores)
 
 
+#: the fields whose == is looser than identical behaviour (0.0 == -0.0, 1 == 1.0 == True)
+_LOOSE_FIELDS = ("scalar", "deq_scale", "quant_param")
+
+
+class InstrPool:
+    """Shares equal instructions among the builders of one kernel (issue 14 item 3).
+
+    Builders that construct their instructions afresh per tile and per core (the wqbmm kernels)
+    emit many instructions equal to earlier ones; :meth:`share` returns the first such object
+    instead, so the program lists hold one object per distinct instruction and the fast engine
+    lowers each once. Instructions are frozen and the engines never look at their identity, so
+    runs are unchanged. Equality is the instructions' own (every field, same class) and, for
+    the scalar operands, the same type and the same ``repr`` (so -0.0 is not 0.0, 1 not 1.0).
+    """
+
+    __slots__ = ("_instrs",)
+
+    def __init__(self) -> None:
+        self._instrs: dict[Instruction, Instruction] = {}
+
+    def __len__(self) -> int:
+        return len(self._instrs)
+
+    def share(self, ins: Instruction) -> Instruction:
+        """The pooled instruction identical to ``ins`` (``ins`` itself when it is the first)."""
+        try:
+            hit = self._instrs.setdefault(ins, ins)
+        except TypeError:  # an unhashable operand (e.g. a list shape): kept unshared
+            return ins
+        if hit is ins:
+            return ins
+        for f in _LOOSE_FIELDS:
+            a, b = getattr(ins, f, None), getattr(hit, f, None)
+            if a is not b and (type(a) is not type(b) or repr(a) != repr(b)):
+                return ins
+        return hit
+
+
 class ProgramBuilder:
     """Appends instructions to one core's program, allocating its local buffers.
 
     Allocation is a bump allocator per buffer with the SoC's alignment; exceeding a buffer's
-    capacity raises :class:`npusim.engine.errors.BufferOverflowError` at build time.
+    capacity raises :class:`npusim.engine.errors.BufferOverflowError` at build time. With a
+    ``pool`` (one :class:`InstrPool` per kernel) every emitted instruction is shared through it.
     """
 
-    def __init__(self, program: CoreProgram, core_desc: Any) -> None:
+    def __init__(self, program: CoreProgram, core_desc: Any, pool: InstrPool | None = None
+                 ) -> None:
         self.program = program
         self.core = core_desc
         self._next: dict[str, int] = {}
         self._paths: dict[tuple[str, str], Any] = {}  # (src, dst) -> the core's TransferSpec
+        self._share = pool.share if pool is not None else None
 
     # -- allocation -------------------------------------------------------------------------
     def alloc(self, buffer: str, shape: tuple[int, ...], dtype: str, name: str = "") -> Region:
@@ -170,6 +211,8 @@ class ProgramBuilder:
 
     # -- instructions -----------------------------------------------------------------------
     def emit(self, instr: Instruction) -> Instruction:
+        if self._share is not None:
+            instr = self._share(instr)
         self.program.instrs.append(instr)
         budget = BUILD_BUDGET.get()
         if budget is not None:  # npusim.size_guard: stop a build past the instruction limit
