@@ -138,19 +138,25 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
             "reproduction of the FixPipe formula is not modelled"
         )
     functional = isinstance(x1, np.ndarray)
-    if functional and p.coupled:
-        # Agrees with npusim.torch_npu.npu_quant_matmul: on 310P the dequant runs L0C -> UB on
-        # the vector unit, whose order of operations and rounding are not published; giving
-        # the FixPipe formula's bits there would be a made-up model. Timing-only runs work.
-        raise NotImplementedError(
-            f"quant_matmul numerics on {soc.name} (Atlas inference series: L0C -> UB -> vector "
-            "dequant) are not published; run timing-only (TensorSpec inputs) or use an A2 / A3 "
-            "SoC for output bits"
-        )
     nb = int(np.prod(p.batch, dtype=np.int64)) if p.batch else 1
     aiv = None
     epilogue_of = None
-    if p.epilogue == "VECTOR":
+    deq = None
+    meta: dict = {"epilogue": p.epilogue}
+    if p.coupled:
+        # 310P: the dequantising L0C -> UB DataCopy (DEQ16 / VDEQ16, DEQ8 / VDEQ8), values
+        # from the semantics table under the descriptor's declared rounding model
+        from npusim.ops.matmul_program import CoupledDeq
+        from npusim.ops.quant_matmul import coupled_deq_model, coupled_deq_params
+
+        meta["declared_l0c_to_ub_dequant_model"] = coupled_deq_model(soc)
+        params = coupled_deq_params(scale, offset, p) if functional else None
+        per_channel = p.per_channel
+        value = (int(np.asarray(params).view(np.uint64).reshape(-1)[0])
+                 if params is not None and not per_channel else None)
+        deq = (CoupledDeq(per_channel, value), params if per_channel else None)
+        epi = Epilogue(p.epilogue, p.out_dtype)
+    elif p.epilogue == "VECTOR":
         float_bias = p.bias_dtype not in (None, "int32")
         aiv = AivStage(
             p.out_dtype, dequant=True, scale=_data(scale, functional),
@@ -180,7 +186,7 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
     kernel = build_matmul_kernel(
         soc, p.m, p.k, p.n, "int8", t, epi, trans_b=p.trans_x2,
         a=_stored(x1, False), b=_stored(x2, p.trans_x2), bias=ibias, name="quant_matmul",
-        meta={"epilogue": p.epilogue},
+        meta=meta, deq=deq,
         batch=_batch_layout(_shape(x1), _shape(x2), p.batch, p.bias_batched),
         epilogue_of=epilogue_of, aiv=aiv, split_k_order=_split_order(soc),
     )

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
-from npusim.isa.instructions import Vector
+from npusim.isa.instructions import DataCopy, Vector
 from npusim.isa.opcodes import VecOp
 
 _ITEM = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1, "int32": 4, "int4": 0.5}
@@ -105,6 +105,20 @@ class Epilogue:
     out_dtype: str
     convert: Callable[[np.ndarray, int, int], np.ndarray] | None = None
     l0c_dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class CoupledDeq:
+    """An integer matmul's quant epilogue on a coupled core (310P, no FixPipe): the
+    dequantising L0C -> UB DataCopy (:mod:`npusim.numerics.l0c_dequant`). ``per_channel``:
+    VDEQ16 / VDEQ8 with each tile's (n,) uint64 parameters staged GM -> UB (GM tensor ``qp``);
+    else DEQ16 / DEQ8 with the one parameter ``value`` (None in timing-only runs)."""
+
+    per_channel: bool
+    value: int | None = None
+
+    def mode(self, out_dtype: str) -> str:
+        return ("V" if self.per_channel else "") + ("DEQ16" if out_dtype == "float16" else "DEQ8")
 
 
 def _nbytes(shape: tuple[int, int], dtype: str) -> int:
@@ -188,6 +202,8 @@ class CubeEmitter:
                 bld.alloc("UB", (t.base_m, t.base_n), self.acc_dtype, f"C_ub{i}")
                 for i in range(self.n_l0c)
             ]
+        self.deq: CoupledDeq | None = None  # the coupled quant epilogue (see use_coupled_deq)
+        self.deq_ub: Region | None = None
         self.atomic = ""  # "add": FixPipe adds the tile into GM (single-core split-K partials)
         # what a tile template depends on besides the tile (tiling, dtypes, buffer layout, core)
         self.layout_key = (t, in_dtype, cube_model, id(desc), *(
@@ -209,6 +225,15 @@ class CubeEmitter:
         self.quant = params
         self.quant_l1 = self.bld.alloc("L1", (self.t.base_n,), "uint64", "quant_l1")
         self.quant_fb = self.bld.alloc("FB", (self.t.base_n,), "uint64", "quant_fb")
+
+    def use_coupled_deq(self, deq: CoupledDeq) -> None:
+        """A coupled core's L0C -> UB copy dequantises (DEQ16 / VDEQ16 / DEQ8 / VDEQ8); with
+        ``deq.per_channel`` each tile's parameters are first copied GM ``qp`` -> UB (MTE2)."""
+        if not self.coupled:
+            raise ValueError("use_coupled_deq: only a coupled core dequantises on L0C -> UB")
+        self.deq = deq
+        if deq.per_channel:
+            self.deq_ub = self.bld.alloc("UB", (self.t.base_n,), "uint64", "deq_ub")
 
     def _stage_quant(self, bn: int, rn: int) -> Region:
         """Stage the tile's quant parameters into FB (flags: the L1 copy is free once FIX has
@@ -424,7 +449,9 @@ class CubeEmitter:
             dst, after = self.sink(bm, bn, rm, rn)
         else:
             dst = out.window(bm, rm, bn + self.offsets[2], rn)
-        if self.coupled:
+        if self.coupled and self.deq is not None:
+            self._coupled_deq_epilogue(c_reg, dst, epilogue.out_dtype, cbuf, bn)
+        elif self.coupled:
             _coupled_epilogue(
                 bld,
                 c_reg,
@@ -456,6 +483,37 @@ class CubeEmitter:
             if after is not None:
                 after()
         self.tiles += 1
+
+
+    def _coupled_deq_epilogue(self, c_reg: Region, out: Region, out_dtype: str, cbuf: int,
+                              bn: int) -> None:
+        """310P quant epilogue, as the matmul library on dav-m200 (SetQuantScalar /
+        SetQuantVector -> DataCopy L0C -> UB with deqScale): [the tile's parameters GM -> UB],
+        the dequantising L0C -> UB copy on V, then UB -> GM."""
+        bld, deq = self.bld, self.deq
+        rm, rn = c_reg.shape
+        ub_res = Region("UB", self.ub_out[cbuf].offset, (rm, rn), out_dtype)
+        reads: tuple[Region, ...] = (c_reg,)
+        if deq.per_channel:
+            if self.tiles > 0:
+                bld.wait_flag("V", "MTE2", 5)
+            ub_q = Region("UB", self.deq_ub.offset, (rn,), "uint64")
+            col = bn + self.offsets[2]
+            bld.dma(Region("GM", col * 8, (rn,), "uint64", "qp"), ub_q, name="deq params GM->UB")
+            bld.sync("MTE2", "V", 5)
+            reads = (c_reg, ub_q)
+        bld.sync("M", "V", cbuf)
+        if self.tiles >= self.n_l0c:
+            bld.wait_flag("MTE3", "V", cbuf)
+        mode = deq.mode(out_dtype)
+        bld.emit(DataCopy(pipe=self.bld.core.transfer("L0C", "UB").pipe, name=f"L0C->UB {mode}",
+                          reads=reads, writes=(ub_res,), deq=mode, deq_value=deq.value))
+        if deq.per_channel:
+            bld.set_flag("V", "MTE2", 5)
+        bld.set_flag("V", "M", cbuf)
+        bld.sync("V", "MTE3", cbuf)
+        bld.dma(ub_res, out, name="UB->GM")
+        bld.set_flag("MTE3", "V", cbuf)
 
 
 def visit_order(t: CubeTiling, ms: Any, ns: Any) -> list[tuple[int, int]]:
@@ -527,6 +585,7 @@ def build_matmul_kernel(
     epilogue_of: Callable[[int], Epilogue] | None = None,
     aiv: Any = None,
     split_k_order: str = "core_index_ascending",
+    deq: tuple[CoupledDeq, np.ndarray | None] | None = None,
 ) -> Kernel:
     """Build the kernel of C (m x n) = A (m x k) @ B (k x n) [+ bias] -> epilogue.
 
@@ -540,6 +599,9 @@ def build_matmul_kernel(
     output (the quant_matmul dequant epilogue); ``tiling.k_dim > 1`` splits K over cube cores,
     whose partials the AIVs add in ``split_k_order`` (then ``aiv``'s conversion, or ``epilogue``
     as a cast when ``aiv`` is None).
+
+    ``deq`` (coupled SoCs): (:class:`CoupledDeq`, the (n,) int64 parameters of a per-channel
+    VDEQ16 / VDEQ8 or None) - the quant epilogue runs on the L0C -> UB copy.
     """
     t = cube_tiling_from(tiling)
     kind = cube_kind(soc)
@@ -574,6 +636,9 @@ def build_matmul_kernel(
         bias_arr = np.asarray(bias).astype(acc_dtype).reshape(-1, n)
         bias_rows = bias_arr.shape[0]
         gm["bias"] = GMTensor("bias", bias_arr.shape, acc_dtype, bias_arr, "input")
+    if deq is not None and deq[0].per_channel:
+        qp = None if deq[1] is None else np.asarray(deq[1]).view(np.uint64).reshape(n)
+        gm["qp"] = GMTensor("qp", (n,), "uint64", qp, "input")
     isz = _ITEM[in_dtype]
     osz = _ITEM[out_dtype]
     a_rb = math.ceil(k * isz)
@@ -622,6 +687,8 @@ def build_matmul_kernel(
                                  interner=interner)
                 if ring is not None:
                     em.sink = ring.sink(bld, core_id)
+                if deq is not None:
+                    em.use_coupled_deq(deq[0])
             ai = batch.a_index[bi] if batch is not None else 0
             bj = batch.b_index[bi] if batch is not None else 0
             am = GmMatrix("a", in_dtype, a_rb, offset=math.ceil(ai * m * k * isz))

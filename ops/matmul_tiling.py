@@ -349,10 +349,17 @@ def validate_matmul_tiling(
         _fail("step_ka", t.step_ka, f"L1 needs depth_a1*A1 + depth_b1*B1{bias_txt} = "
               f"{t.depth_a1}*{a1} + {t.depth_b1}*{b1}{bias_txt} = {l1_need} B > L1 {l1} B")
     if getattr(core, "fixpipe", None) is None and "UB" in core.buffers:
+        # next to the L0C tile(s): the bias row (broadcast UB -> L0C) and, for an integer
+        # matmul's int8 / fp16 output, its per-column dequant parameters (L0C -> UB VDEQ copy)
         ub = _capacity(core, "UB")
-        if ub is not None and l0c_need > ub:
-            _fail("base_n", t.base_n, f"coupled core stages the L0C tile(s) in UB: {l0c_need} B > "
-                  f"UB {ub} B")
+        extra = [(f"bias {t.base_n}*4", t.base_n * ACC_BYTES)] if with_bias else []
+        if in_bits <= 8 and out_dtype in ("int8", "float16"):
+            extra.append((f"deq params {t.base_n}*8", t.base_n * 8))
+        ub_need = l0c_need + sum(b for _, b in extra)
+        if ub is not None and ub_need > ub:
+            what = "".join(f" + {name}" for name, _ in extra)
+            _fail("base_n", t.base_n, f"coupled core stages the L0C tile(s){what} in UB: "
+                  f"{ub_need} B > UB {ub} B")
 
 
 def _check_single_core_split_k(t: MatmulTiling, k: int, k0: int, out_dtype: str, soc: Any) -> None:

@@ -17,9 +17,14 @@ neither bfloat16 nor int32; otherwise the scale goes to the kernel as given. Wit
 the offset lives only in the parameter's bits: an ``offset`` tensor passed next to an int64 scale
 is validated but does not change the result (the kernel reads the parameter).
 
-The Atlas inference series (310P) validates against its own, smaller table; its quantised
-epilogue runs on the vector unit after L0C -> UB and its numerics are not published, so
-:func:`reference_quant_matmul` raises NotImplementedError there.
+The Atlas inference series (310P) validates against its own, smaller table (int8 / float16
+output, no per-token scale). It has no FixPipe: its kernels (ops-nn QuantBatchMatmulV3 on
+dav-m200) dequantise on the L0C -> UB DataCopy (DEQ16 / VDEQ16 for float16, DEQ8 / VDEQ8 for
+int8), whose parameter layout and order of steps are published (asc-devkit) but whose roundings
+are not: the outputs follow the descriptor's declared model
+(``numerics.l0c_to_ub_dequant``, :mod:`npusim.numerics.l0c_dequant`). Unlike FixPipe, that copy
+reads the whole low 32 bits of each parameter as the float32 scale (npu_trans_quant_param's
+parameters have the low 13 bits zero, so both read the same scale).
 """
 
 from __future__ import annotations
@@ -302,6 +307,24 @@ def vector_out_cast(f: np.ndarray, out_dtype: str) -> np.ndarray:
     return cast_float(np.asarray(f, dtype=np.float32), out_dtype, RoundMode.RINT, saturate=True)
 
 
+def coupled_deq_model(soc: Any) -> str:
+    """The SoC's declared L0C -> UB dequant model (``numerics.l0c_to_ub_dequant.model``);
+    NotImplementedError when its descriptor declares none."""
+    spec = getattr(getattr(resolve_soc(soc), "numerics", None), "l0c_to_ub_dequant", None)
+    if spec is None:
+        raise NotImplementedError(
+            f"quant_matmul on {resolve_soc(soc).name}: its descriptor declares no "
+            "numerics.l0c_to_ub_dequant model for the dequantising L0C -> UB copy")
+    return str(spec.model)
+
+
+def coupled_deq_params(scale: np.ndarray, offset: np.ndarray | None,
+                       plan: QuantMatmulPlan) -> np.ndarray:
+    """The uint64 parameters (as int64, shape (1,) or (n,)) the 310P L0C -> UB copy reads."""
+    q = np.asarray(quant_params(np.asarray(scale), offset, plan)).reshape(-1)
+    return np.ascontiguousarray(np.broadcast_to(q, (plan.n,)) if plan.per_channel else q)
+
+
 def make_epilogue(
     plan: QuantMatmulPlan,
     scale: np.ndarray,
@@ -377,16 +400,21 @@ def reference_quant_matmul(
         if v is not None and not isinstance(v, np.ndarray):
             raise TypeError(f"{arg}: the reference needs data (a numpy array), got "
                             f"{type(v).__name__}")
-    if plan.coupled:
-        raise NotImplementedError(
-            "npu_quant_matmul numerics on the Atlas inference series (310P: L0C -> UB -> vector "
-            "dequant) are not published; only validation is available there"
-        )
     from npusim.numerics import np_dtype
     from npusim.numerics.cube import cube_matmul_int
 
     a, b = _logical_operands(x1, x2, plan)
-    epi = make_epilogue(plan, scale, offset=offset, pertoken_scale=pertoken_scale, bias=bias)
+    if plan.coupled:
+        from npusim.numerics.l0c_dequant import l0c_to_ub_dequant
+
+        coupled_deq_model(soc)
+        params = coupled_deq_params(scale, offset, plan)
+
+        def epi(acc: np.ndarray, row0: int, col0: int, bidx: int) -> np.ndarray:
+            return l0c_to_ub_dequant(acc, params, plan.out_dtype)
+    else:
+        epi = make_epilogue(plan, scale, offset=offset, pertoken_scale=pertoken_scale,
+                            bias=bias)
     nb = len(plan.batch)
     a = np.broadcast_to(a, (*plan.batch, plan.m, plan.k)) if nb else a
     b = np.broadcast_to(b, (*plan.batch, plan.k, plan.n)) if nb else b

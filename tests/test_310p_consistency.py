@@ -27,14 +27,17 @@ def test_trans_quant_param_runs_on_310p(soc, with_offset):
 
 
 def test_quant_matmul_api_and_simulate_agree_on_310p():
-    """npu_quant_matmul and simulate('quant_matmul') both refuse output bits on 310P (the vector
-    dequant's numerics are unpublished); a timing-only run works."""
-    x1, x2 = np.ones((16, 64), np.int8), np.ones((64, 32), np.int8)
-    scale = np.full(32, 0.5, np.float32)
-    with pytest.raises(NotImplementedError, match="not published"):
-        tn.npu_quant_matmul(x1, x2, scale, soc="Ascend310P3")
-    with pytest.raises(NotImplementedError, match="not published"):
-        npusim.simulate("quant_matmul", soc="Ascend310P3", x1=x1, x2=x2, scale=scale)
-    res = npusim.simulate("quant_matmul", soc="Ascend310P3", x1=spec((16, 64), "int8"),
-                          x2=spec((64, 32), "int8"), scale=spec((32,), "float32"))
-    assert res.outputs is None and res.cycles > 0
+    """npu_quant_matmul and simulate('quant_matmul') give the same bits on 310P (the L0C -> UB
+    VDEQ16 copy under the declared model), and a timing-only run has the same cycles."""
+    rng = np.random.default_rng(5)
+    x1 = rng.integers(-128, 128, (16, 64)).astype(np.int8)
+    x2 = rng.integers(-128, 128, (64, 32)).astype(np.int8)
+    scale = rng.uniform(1e-4, 1e-2, 32).astype(np.float32)
+    api = tn.npu_quant_matmul(x1, x2, scale, output_dtype="float16", soc="Ascend310P3")
+    res = npusim.simulate("quant_matmul", soc="Ascend310P3", x1=x1, x2=x2, scale=scale,
+                          output_dtype="float16")
+    assert np.array_equal(res.outputs.view(np.uint16), api.view(np.uint16))
+    spec_res = npusim.simulate("quant_matmul", soc="Ascend310P3", x1=spec((16, 64), "int8"),
+                               x2=spec((64, 32), "int8"), scale=spec((32,), "float32"),
+                               output_dtype="float16")
+    assert spec_res.outputs is None and spec_res.cycles == res.cycles

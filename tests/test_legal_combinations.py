@@ -38,9 +38,6 @@ SAMPLE_PER_FAMILY = {"weight_quant_batchmatmul": 40, "trans_quant_param": 6, "gr
 EXPECTED_NOT_IMPLEMENTED: dict[str, str] = {
     "HF32's mantissa width is not published": "matmul with allow_hf32=True (fp32 inputs): the "
     "HF32 format is not published (its rounding is); not a seed operator",
-    "numerics on the Atlas inference series": "npu_quant_matmul output bits on the 310P: "
-    "refused by both the API and simulate (its vector dequant numerics are unpublished); "
-    "timing-only runs work",
     "int4 (int32-packed) inputs are not tiled yet": "quant_matmul with int32-packed int4 "
     "inputs: no tiled program (the API computes them)",
 }

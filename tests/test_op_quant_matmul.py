@@ -387,14 +387,21 @@ def test_int4_packed_inputs(trans_x2):
     assert_bits(y, oracle(case), "float16")
 
 
-def test_310p_validates_but_has_no_published_numerics():
-    """On 310P the A2 table's int8 rows validate; the reference refuses (numerics unpublished)."""
+def test_310p_validates_and_names_its_declared_dequant_model():
+    """On 310P the A2 table's int8 rows validate; the reference gives the L0C -> UB DEQ8 copy's
+    values (a declared model: tests/test_dropin_quant_matmul_310p.py) and a descriptor without
+    that model is refused."""
+    from npusim.ops.quant_matmul import coupled_deq_model
+
     x1, x2 = _ones(4, 1)
     q = np.array([encode_param(1.0, None)], np.int64)
     plan = validate_quant_matmul(x1, x2, q, soc="Ascend310P3")
     assert plan.coupled and plan.epilogue == "REQ8"
-    with pytest.raises(NotImplementedError, match="310P"):
-        reference_quant_matmul(x1, x2, q, soc="Ascend310P3")
+    y = reference_quant_matmul(x1, x2, q, soc="Ascend310P3")
+    assert y.dtype == np.int8 and np.all(y == 4)
+    assert coupled_deq_model("Ascend310P3") == "fixpipe_equivalent"
+    with pytest.raises(NotImplementedError, match="l0c_to_ub_dequant"):
+        coupled_deq_model("Ascend910B2")
 
 
 def test_plan_reports_route_and_epilogue():

@@ -121,12 +121,28 @@ class CubeAccumulation(Model):
     description: str = Field(description="The model in words, and why it was chosen")
 
 
+class L0cToUbDequant(Model):
+    """The declared rounding of the coupled core's dequantising L0C -> UB DataCopy (DEQ16 /
+    VDEQ16 / DEQ8 / VDEQ8; the order of its steps is published, its roundings are not)."""
+
+    model: Literal["fixpipe_equivalent"] = Field(
+        description="fixpipe_equivalent: the A2 FixPipe models with M = the parameter's whole low "
+        "32 bits as float32 - DEQ16: fp16(fp32(acc) * M), both RNE, saturating; DEQ8: "
+        "clip(clip(rint(fp32(acc) * M), -256, 255) + offset, -128, 127)"
+    )
+    description: str = Field(description="The model in words, its sources, and why it was chosen")
+
+
 class NumericsSpec(Model):
     """Declared numerical behaviour that the hardware documentation leaves open."""
 
     cube_accumulation: CubeAccumulation = Field(description="Cube accumulation model")
     split_k_reduction_order: Literal["core_index_ascending"] = Field(
         description="Order in which split-K partial sums from several cores are added"
+    )
+    l0c_to_ub_dequant: L0cToUbDequant | None = Field(
+        None, description="Dequantising L0C -> UB DataCopy of a coupled core (310P); None on "
+        "cores without that path"
     )
 
 

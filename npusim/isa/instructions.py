@@ -41,11 +41,17 @@ class Instruction:
 class DataCopy(Instruction):
     """DataCopy / Nd2Nz / Fixpipe-free moves on MTE1/MTE2/MTE3 (or V on coupled cores):
     ``reads[0]`` -> ``writes[0]``, with an on-the-fly ``transform``, an L2 cache hint on GM reads
-    (``bypass`` = SetL2CacheHint no-allocate) and ``atomic="add"`` (SetAtomicAdd) into GM."""
+    (``bypass`` = SetL2CacheHint no-allocate) and ``atomic="add"`` (SetAtomicAdd) into GM.
+
+    ``deq`` (a coupled core's L0C -> UB copy, DataCopyEnhancedParams.deqScale): DEQ16 / DEQ8
+    with the uint64 parameter ``deq_value``, VDEQ16 / VDEQ8 with one parameter per column read
+    from UB (``reads[1]``), see :mod:`npusim.numerics.l0c_dequant`."""
 
     transform: str = ""
     l2_cache: str = "normal"
     atomic: str = ""
+    deq: str = ""
+    deq_value: int | None = None
     kind: ClassVar[str] = "dma"
 
     @property

@@ -114,7 +114,30 @@ def _bcast(ins: Instruction, v: np.ndarray, shape: tuple[int, ...]) -> np.ndarra
 
 
 # -- data movement -----------------------------------------------------------------------------
+def _deq_copy(ins: DataCopy, ctx: Any) -> None:
+    """The coupled core's dequantising L0C -> UB copy (DEQ16 / VDEQ16 / DEQ8 / VDEQ8)."""
+    from npusim.numerics.l0c_dequant import MODES, l0c_to_ub_dequant
+
+    src, dst = ins.reads[0], ins.writes[0]
+    if ins.deq not in MODES or src.buffer != "L0C" or dst.buffer != "UB":
+        raise _err(ins, f"deq={ins.deq!r} needs an L0C -> UB copy with a mode in {MODES}")
+    tile = _typed(ins, ctx, src, "int32")
+    if ins.deq.startswith("V"):
+        if len(ins.reads) < 2 or ins.reads[1].buffer != "UB":
+            raise _err(ins, f"{ins.deq} reads its per-column parameters from UB (reads[1])")
+        params = ctx.read(ins.reads[1]).view(np.int64).reshape(-1)[: tile.shape[-1]]
+    elif ins.deq_value is None:
+        raise _err(ins, f"{ins.deq} needs its scalar parameter deq_value")
+    else:
+        params = np.array([ins.deq_value], np.uint64).view(np.int64)
+    out = l0c_to_ub_dequant(tile, params, dst.dtype)
+    ctx.write(dst, out.reshape(ctx.view(dst).shape))
+
+
 def data_copy(ins: DataCopy, ctx: Any) -> None:
+    if ins.deq:
+        _deq_copy(ins, ctx)
+        return
     src, dst = ins.reads[0], ins.writes[0]
     if ins.transform == Transform.DN2NZ and src.dtype == "int4":
         # a transposed int4 source: transpose the elements, not the packed bytes
