@@ -26,12 +26,15 @@ def test_every_fitted_number_has_a_real_descriptor_path_and_rows():
 
 
 def test_unconstrained_number_falls_back_and_shifts_the_family():
-    """Only E is sensitive to the launch floor: leaving E out uses the fallback (0 = -100 %),
-    and an E row with elasticity -0.5 at +0 % error moves to -(100)(-0.5)(-1) = -50 %."""
+    """Only E is sensitive to the launch floor: leaving E out uses the fallback factor f (the
+    documented DEVKIT figure over the fit), and an E row with elasticity 0.5 at +0 % error moves
+    to 100 x 0.5 x (f - 1) %."""
     e = _elast(E__launch_floor=0.5)
     res = [{"id": "E1a", "error_pct": 0.0}, {"id": "A2", "error_pct": 3.0}]
     out = cf.lofo(res, e)
-    assert out["E"]["errors"]["E1a"] == pytest.approx(-50.0)
+    floor = next(n for n in cf.FITTED if n.name == "launch floor")
+    assert floor.fallback != 1.0
+    assert out["E"]["errors"]["E1a"] == pytest.approx(round(50.0 * (floor.fallback - 1), 1))
     assert any("fallback" in s for s in out["E"]["numbers"])
     assert out["A"]["errors"]["A2"] == 3.0  # nothing fitted on A
 
@@ -55,7 +58,9 @@ def test_provenance_table_gives_each_fitted_number_its_leave_out_error():
     res = [{"id": "E1a", "error_pct": 0.0}, {"id": "A2", "error_pct": 3.0}]
     table = cf.format_fit_tables(e, cf.lofo(res, e)).split("\n\n")[0]
     row = next(line for line in table.splitlines() if line.startswith("| launch floor |"))
-    assert row.rstrip().endswith("| E: 50.0 (fallback x0) |")
+    floor = next(n for n in cf.FITTED if n.name == "launch floor")
+    want = round(abs(100 * 0.5 * (floor.fallback - 1)), 1)  # E1a's linearised LOFO error
+    assert row.rstrip().endswith(f"| E: {want} (fallback x{floor.fallback:.3g}) |")
 
 
 def test_simulated_lofo_predicts_the_family_with_the_replaced_numbers():
