@@ -264,8 +264,9 @@ class _Budget:
     def __init__(self, op: str, limit: int) -> None:
         self.op, self.limit, self.left = op, limit, limit
 
-    def spend(self) -> None:
-        self.left -= 1
+    def spend(self, n: int = 1) -> None:
+        """Count ``n`` emitted instructions; raise once the limit is passed."""
+        self.left -= n
         if self.left < 0:
             raise SizeLimitError(
                 f"{self.op}: the program passed the limit of {self.limit:,} instructions while "

@@ -137,3 +137,38 @@ def test_timing_only_nz_weight_is_not_converted_and_times_as_functional(monkeypa
                              antiquant_scale=spec((n,), "float16"))
     assert timing.outputs is None and timing.kernel_name == functional.kernel_name
     assert _fingerprint(timing)[:3] == _fingerprint(functional)[:3]
+
+
+def _touches_by_row(base, rows, row_bytes, stride, pb, lb):
+    """The per-row, per-piece loop (the definition page_touches computes faster)."""
+    out = {}
+    for r in range(rows):
+        start, end = base + r * stride, base + r * stride + row_bytes
+        while start < end:
+            p = start // pb
+            stop = min(end, (p + 1) * pb)
+            first, last = (start - p * pb) // lb, (stop - 1 - p * pb) // lb
+            m0, b0 = out.get(p, (0, 0))
+            out[p] = (m0 | ((1 << (last + 1)) - 1) ^ ((1 << first) - 1), b0 + stop - start)
+            start = stop
+    return out
+
+
+def test_page_touches_equals_the_row_loop():
+    """Rule: the vectorised page_touches (many rows of at most a page, 64 lines per page) gives
+    the row loop's pages, masks, byte sums and first-touch order - overlapping rows (stride <
+    row bytes), rows crossing a page edge, strides below, at and above a page."""
+    rng = np.random.default_rng(1414)
+    for pb, lb in ((32768, 512), (32768, 1024), (4096, 64)):
+        for _ in range(300):
+            base = int(rng.integers(0, 1 << 34))
+            rows = int(rng.integers(1, 3000))
+            row_bytes = int(rng.integers(1, pb + 1))
+            stride = int(rng.choice([row_bytes, row_bytes // 2 + 1, 32, pb, pb + 96,
+                                     int(rng.integers(1, 4 * pb))]))
+            args = (base, rows, row_bytes, stride, pb, lb)
+            got = page_touches(*args)
+            want = _touches_by_row(*args)
+            assert list(got.items()) == list(want.items()), args
+            assert all(type(p) is int and type(m) is int and type(b) is int
+                       for p, (m, b) in got.items())

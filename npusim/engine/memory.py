@@ -261,14 +261,13 @@ def page_touches(base: int, rows: int, row_bytes: int, stride: int, page_bytes: 
                  line_bytes: int) -> dict[int, tuple[int, int]]:
     """Per page (absolute, ``base`` in bytes): (mask of touched lines, bytes touched), in
     first-touch order; the unmemoised computation behind :func:`page_pattern`."""
+    if rows >= 16 and 0 < row_bytes <= page_bytes and page_bytes <= 64 * line_bytes:
+        return _page_touches_np(base, rows, row_bytes, stride, page_bytes, line_bytes)
     pb, lb = page_bytes, line_bytes
     out: dict[int, tuple[int, int]] = {}
-    if rows > 1 and stride >= pb and row_bytes <= pb:
-        starts = base + np.arange(rows, dtype=np.int64) * stride
-        spans = zip(starts.tolist(), (starts + row_bytes).tolist(), strict=True)
-    else:
-        spans = ((base + r * stride, base + r * stride + row_bytes) for r in range(rows))
-    for start, end in spans:
+    for r in range(rows):
+        start = base + r * stride
+        end = start + row_bytes
         while start < end:
             p = start // pb
             stop = min(end, (p + 1) * pb)
@@ -278,3 +277,32 @@ def page_touches(base: int, rows: int, row_bytes: int, stride: int, page_bytes: 
             out[p] = (m0 | mask, b0 + stop - start)
             start = stop
     return out
+
+
+def _page_touches_np(base: int, rows: int, row_bytes: int, stride: int, pb: int, lb: int
+                     ) -> dict[int, tuple[int, int]]:
+    """:func:`page_touches` for many rows of at most a page each (so each row touches one or two
+    pages) and at most 64 lines per page (masks fit a uint64), computed with numpy: the same
+    pieces (row by row, first page first), the same masks, sums and first-touch order."""
+    starts = base + np.arange(rows, dtype=np.int64) * stride
+    ends = starts + row_bytes
+    p0 = starts // pb
+    cut = np.minimum(ends, (p0 + 1) * pb)  # end of each row's piece on its first page
+    # pieces in touch order: (row 0 first page, row 0 second page, row 1 ...); empty ones dropped
+    page = np.stack([p0, p0 + 1], axis=1).ravel()
+    lo = np.stack([starts, cut], axis=1).ravel()
+    hi = np.stack([cut, ends], axis=1).ravel()
+    keep = lo < hi
+    page, lo, hi = page[keep], lo[keep], hi[keep]
+    first = ((lo - page * pb) // lb).astype(np.uint64)
+    last = ((hi - 1 - page * pb) // lb).astype(np.uint64)
+    ones = np.uint64(0xFFFFFFFFFFFFFFFF)
+    mask = (ones >> (np.uint64(63) - last)) & ~((np.uint64(1) << first) - np.uint64(1))
+    uniq, first_at, inv = np.unique(page, return_index=True, return_inverse=True)
+    masks = np.zeros(len(uniq), np.uint64)
+    np.bitwise_or.at(masks, inv, mask)
+    nbytes = np.zeros(len(uniq), np.int64)
+    np.add.at(nbytes, inv, hi - lo)
+    order = np.argsort(first_at, kind="stable")
+    return dict(zip(uniq[order].tolist(),
+                    zip(masks[order].tolist(), nbytes[order].tolist(), strict=True), strict=True))

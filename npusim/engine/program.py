@@ -223,8 +223,7 @@ class ProgramBuilder:
         """:meth:`emit` each of ``instrs`` in order (an instruction sequence replayed whole)."""
         budget = BUILD_BUDGET.get()
         if budget is not None:
-            for _ in instrs:
-                budget.spend()
+            budget.spend(len(instrs))
         self.program.instrs.extend(instrs)
 
     def dma(
