@@ -69,19 +69,26 @@ def test_residue_classes_equal_row_by_row_sum():
         assert fast == (sum(c[0] for c in slow), sum(c[1] for c in slow))
 
 
-def _requests_brute_force(start: int, rows: int, row_bytes: int, stride: int
-                          ) -> tuple[int, int]:
+def _requests_brute_force(start: int, rows: int, row_bytes: int, stride: int,
+                          straddle: bool = False) -> tuple[int, int]:
     """Independent oracle of the documented rules: walk each row's 32 B blocks, cut at 512 B
-    address boundaries, round each piece up to a 128 / 256 / 512 B burst."""
+    address boundaries, round each piece up to a 128 / 256 / 512 B burst. ``straddle`` (an
+    ND -> NZ source): a row starting off a 32 B boundary moves each of its 32 B C0 pieces as the
+    two DataBlocks the piece spans, if that is more than its bursts."""
     req = charged = 0
     for r in range(rows):
-        lo = (start + r * stride) // 32 * 32
-        hi = -(-(start + r * stride + row_bytes) // 32) * 32
+        at = start + r * stride
+        lo = at // 32 * 32
+        hi = -(-(at + row_bytes) // 32) * 32
+        row = 0
         while lo < hi:
             cut = min(hi, (lo // 512 + 1) * 512)
             req += 1
-            charged += next(b for b in (128, 256, 512) if cut - lo <= b)
+            row += next(b for b in (128, 256, 512) if cut - lo <= b)
             lo = cut
+        if straddle and at % 32:
+            row = max(row, sum(2 * 32 for _ in range(0, row_bytes, 32)))
+        charged += row
     return req, charged
 
 
@@ -92,24 +99,27 @@ def test_misaligned_n_costs_more_than_aligned_nd2nz_load():
     Size, from the descriptor alone: the aligned 256 x 256 tile (128 KiB, 512 B rows at a 512 B
     multiple stride) costs the nd2nz curve, 131072 / 111.0 B/cyc = 1181 cycles. With N = 4100 the
     rows start 8, 16, ... bytes past a window (stride 8200 = 8 mod 512): the 4 rows that start on
-    a boundary take one request, the other 252 two - 508 requests, 178176 B in 128 / 256 / 512 B
-    bursts - so the factor is (178176 + 508 x 160) / (131072 + 256 x 160) = 1.508 and the
-    surcharge streams at the nd2nz plateau: 1181 + 0.508 x 131072 / 118.7 -> 1742 cycles."""
+    a boundary take one request, the other 252 two - 508 requests. Bursts alone would charge
+    178176 B; but 3 rows in 4 start off a 32 B boundary (8200 = 8 mod 32), and each of their 16
+    C0 pieces spans two DataBlocks: 192 rows x 1024 B + the 64 others' bursts (43008 B) = 239616 B.
+    The factor is (239616 + 508 x 160) / (131072 + 256 x 160) = 1.865 and the surcharge streams
+    at the nd2nz plateau: 1181 + 0.865 x 131072 / 118.7 -> 2137 cycles."""
     l1 = Region("L1", 0, (256, 256), "float16")
     aligned = timing.dma_local_cycles(AIC, _dma(_nd_tile(4096), l1, "nd2nz"))
     ragged = timing.dma_local_cycles(AIC, _dma(_nd_tile(4100, row0=1), l1, "nd2nz"))
     path = AIC.transfer("GM", "L1")
     nbytes = 256 * 512
     assert aligned == math.ceil(nbytes / path.bytes_per_cycle(nbytes, "nd2nz")) == 1181
-    req, charged = _requests_brute_force(4100 * 2, 256, 512, 4100 * 2)
-    assert (req, charged) == (508, 178176)
+    assert _requests_brute_force(4100 * 2, 256, 512, 4100 * 2) == (508, 178176)
+    req, charged = _requests_brute_force(4100 * 2, 256, 512, 4100 * 2, straddle=True)
+    assert (req, charged) == (508, 239616)
     ov = SPEC.request_overhead_bytes
     factor = (charged + req * ov) / (nbytes + 256 * ov)
     assert gm_cost.gm_side_factor(AIC, _nd_tile(4100, row0=1), l1, "nd2nz") == pytest.approx(
         factor, rel=1e-12)
     plateau = path.bytes_per_cycle(1 << 40, "nd2nz")
     assert ragged == math.ceil(nbytes / path.bytes_per_cycle(nbytes, "nd2nz")
-                               + (factor - 1) * nbytes / plateau) == 1742
+                               + (factor - 1) * nbytes / plateau) == 2137
 
 
 def test_ragged_k_pays_c0_padding_in_nd2nz():

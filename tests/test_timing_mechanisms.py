@@ -48,8 +48,9 @@ def test_misaligned_weight_from_hbm_same_cycles_on_both_engines():
 
 
 def test_misaligned_rows_occupy_more_of_the_bytes_in_flight():
-    """The in-flight time of a missed read scales its streamed bytes by the GM layout factor:
-    the N = 4100 tile's read is slower than the N = 4096 one by exactly that factor on the
+    """The in-flight time of a missed read scales its streamed bytes by the GM layout factor of
+    the ND -> NZ source (bursts, and two DataBlocks per C0 piece of a row off 32 B): the
+    N = 4100 tile's read is slower than the N = 4096 one by exactly that factor on the
     streaming part (the round trip is paid once either way)."""
     l1 = Region("L1", 0, (256, 256), "float16")
 
@@ -60,7 +61,9 @@ def test_misaligned_rows_occupy_more_of_the_bytes_in_flight():
     spec_a, f_a = timing.in_flight_of(AIC, read(4096, 0))
     spec_r, f_r = timing.in_flight_of(AIC, read(4100, 1))
     assert f_a == 1.0
-    assert f_r == pytest.approx(gm_cost.layout_factor(AIC.gm_bursts, 8200, 256, 512, 8200))
+    assert f_r == pytest.approx(gm_cost.layout_factor(AIC.gm_bursts, 8200, 256, 512, 8200,
+                                                      straddle=True))
+    assert f_r > gm_cost.layout_factor(AIC.gm_bursts, 8200, 256, 512, 8200)
     miss = SOC.memory.l2.miss_extra_latency_cycles
     nb = 256 * 512
     t_a = timing.in_flight_cycles(spec_a, nb, nb, miss, f_a)
@@ -113,3 +116,27 @@ def test_fp32_fixpipe_drains_a_base_tile_at_the_calibrated_rate():
     assert AIC.fixpipe.max_fp32_elements_per_cycle == 18
     assert fix("float32", "NONE") == 20 + -(-32768 // 18) == 1841
     assert fix("float16", "F322F16") == 20 + 32768 // 64
+
+
+def test_nd2nz_rows_off_32b_pay_two_datablocks_per_c0_piece():
+    """ND -> NZ moves each row as 32 B C0 pieces into separate fractals, so a source row whose
+    GM start is off a 32 B boundary reads the two DataBlocks every piece spans (gm_cost
+    ``straddle``). A 64 x 256 fp16 tile of an N = 12287 matrix (rows 24574 B apart: 60 of 64
+    rows off 32 B) costs 1.958x the aligned N = 12288 tile as an ND2NZ source, against 1.422x
+    for the same rows copied plain; rows that are 32 B aligned but off 512 B (N = 12304) pay
+    only their extra requests, 1.461x either way. Calibration rows (aligned) keep factor 1."""
+    spec_ = AIC.gm_bursts
+    for n, nz, plain in ((12288, 1.0, 1.0), (12304, 1.4613, 1.4613), (12287, 1.9576, 1.4219)):
+        assert gm_cost.layout_factor(spec_, 0, 64, 512, 2 * n, straddle=True) == pytest.approx(
+            nz, abs=1e-4)
+        assert gm_cost.layout_factor(spec_, 0, 64, 512, 2 * n) == pytest.approx(plain, abs=1e-4)
+
+
+def test_matmul_with_k_off_32b_costs_more_than_k_32b_aligned():
+    """End to end (M = 128, N = 1024, cold L2, default tiling): K = 4100 puts A's rows off 32 B
+    (8200 B = 8 mod 32), so every ND2NZ A load pays two DataBlocks per C0 piece - over 8 % more
+    cycles than K = 4096 for 0.1 % more work; K = 4112 (rows 32 B aligned, off 512 B) pays
+    only extra requests, under 4 %."""
+    base = _matmul_cycles(128, 4096, 1024)
+    assert _matmul_cycles(128, 4100, 1024) > 1.08 * base
+    assert base < _matmul_cycles(128, 4112, 1024) < 1.04 * base

@@ -17,7 +17,11 @@ Declared model (rules from public documentation, cited in the descriptor):
 
 ND -> NZ conversion in the copy (Nd2Nz, ``transform`` nd2nz / dn2nz) additionally writes each
 row's elements as whole C0 blocks of 32 B in L1 (a row of D elements fills ceil(D / C0) blocks,
-the tail zero-padded), so rows whose length is not a multiple of 32 B move padding too.
+the tail zero-padded), so rows whose length is not a multiple of 32 B move padding too. Each of
+those C0 pieces goes to its own NZ fractal, so the copy moves a row piece by piece: a source row
+whose GM start is not 32 B aligned puts every piece across two DataBlocks, and the engine reads
+both (declared: the DMA's realignment is not published; ``straddle``). A 32 B-aligned row keeps
+the contiguous-row cost, which is why DEVKIT asks for 32 B-aligned, better 512 B-aligned rows.
 NZ -> ND on the way out (FixPipe / MTE3 into an ND tensor) writes one GM row per matrix row:
 its cost is the layout factor of those rows.
 """
@@ -67,34 +71,44 @@ def row_cost(start: int, length: int, window: int, granule: int,
 
 
 def layout_cost(start: int, rows: int, row_bytes: int, stride: int, window: int, granule: int,
-                bursts: tuple[int, ...]) -> RequestCost:
+                bursts: tuple[int, ...], straddle: bool = False) -> RequestCost:
     """Requests and charged bytes of ``rows`` rows of ``row_bytes`` each, ``stride`` bytes apart,
     the first at GM address ``start``. Rows that touch each other (stride == row_bytes) are one
-    span. Row starts repeat modulo ``window``, so the cost is summed per residue class."""
+    span, except with ``straddle`` (an ND -> NZ source, moved row by row in C0 pieces: a row not
+    starting on a ``granule`` boundary is charged two granules per piece). Row starts repeat
+    modulo ``window``, so the cost is summed per residue class."""
     if rows <= 0 or row_bytes <= 0:
         return RequestCost(0, 0)
-    if rows == 1 or stride == row_bytes:
+    if not straddle and (rows == 1 or stride == row_bytes):
         return row_cost(start % window, rows * row_bytes if rows > 1 else row_bytes,
                         window, granule, bursts)
     period = window // math.gcd(stride % window or window, window)
+    pieces = 2 * -(-row_bytes // granule) * granule  # bytes of two granules per C0 piece
     req = charged = 0
     for i in range(min(rows, period)):
         count = (rows - i + period - 1) // period
-        c = row_cost((start + i * stride) % window, row_bytes, window, granule, bursts)
+        at = (start + i * stride) % window
+        c = row_cost(at, row_bytes, window, granule, bursts)
+        moved = max(c.charged_bytes, pieces) if straddle and at % granule else c.charged_bytes
         req += count * c.requests
-        charged += count * c.charged_bytes
+        charged += count * moved
     return RequestCost(req, charged)
 
 
-def layout_factor(spec: Any, start: int, rows: int, row_bytes: int, stride: int) -> float:
+NZ_TRANSFORMS = ("nd2nz", "dn2nz")
+
+
+def layout_factor(spec: Any, start: int, rows: int, row_bytes: int, stride: int,
+                  straddle: bool = False) -> float:
     """Transfer-time factor of a GM layout relative to the same payload moved as one contiguous,
     ``window``-aligned span (the condition the descriptor's size curves were measured in).
-    ``spec`` is a ``GmBurstSpec``; None = layout not modelled (factor 1)."""
+    ``spec`` is a ``GmBurstSpec``; None = layout not modelled (factor 1). ``straddle``: the
+    layout is an ND -> NZ source (see :func:`layout_cost`)."""
     if spec is None or rows <= 0 or row_bytes <= 0:
         return 1.0
     w, g, b, ov = (int(spec.window_bytes), int(spec.granule_bytes), tuple(spec.burst_bytes),
                    float(spec.request_overhead_bytes))
-    actual = layout_cost(start, rows, row_bytes, stride, w, g, b).time_bytes(ov)
+    actual = layout_cost(start, rows, row_bytes, stride, w, g, b, straddle).time_bytes(ov)
     ideal = row_cost(0, rows * row_bytes, w, g, b).time_bytes(ov)
     return max(1.0, actual / ideal)
 
@@ -122,7 +136,8 @@ def gm_side_factor(core: Any, src: Any, dst: Any, transform: str = "") -> float:
     factor = 1.0
     for r in (src, dst):
         if r.buffer == "GM":
-            factor = max(factor, layout_factor(spec, *region_layout(r)))
-    if transform in ("nd2nz", "dn2nz") and src.buffer == "GM":
+            factor = max(factor, layout_factor(spec, *region_layout(r),
+                                               straddle=r is src and transform in NZ_TRANSFORMS))
+    if transform in NZ_TRANSFORMS and src.buffer == "GM":
         factor *= nd2nz_padding_factor(int(src.row_bytes), int(spec.granule_bytes))
     return factor

@@ -48,7 +48,9 @@ def in_flight_of(core: Any, instr: Instr) -> tuple[Any, float] | None:
     src, dst = instr.reads[0], instr.writes[0]
     if spec is None or src.buffer != "GM" or f"GM->{dst.buffer}" not in spec.paths:
         return None
-    factor = gm_cost.layout_factor(getattr(core, "gm_bursts", None), *gm_cost.region_layout(src))
+    factor = gm_cost.layout_factor(getattr(core, "gm_bursts", None), *gm_cost.region_layout(src),
+                                   straddle=instr.params.get("transform", "") in
+                                   gm_cost.NZ_TRANSFORMS)
     return spec, factor
 
 
