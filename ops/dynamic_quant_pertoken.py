@@ -44,32 +44,43 @@ from npusim.ops.group_quant_program import (
 DTYPE_MAX = {"int8": 127.0, "int4": 7.0}
 
 
-def ub_bytes(t: RowChunkTiling, smooth: bool = False) -> int:
-    """UB working set: ping-pong x (2 B), y (1 B) and scale tiles; single fp32 work tiles."""
+def ub_bytes(t: RowChunkTiling, smooth: bool = False, asymmetric: bool = False) -> int:
+    """UB working set: ping-pong x (2 B), y (1 B) and scale tiles; single fp32 work tiles;
+    asymmetric: ping-pong offset tiles and four more per-row slots."""
     nbuf = 2 if t.double_buffer else 1
     tile = t.rows_per_pass * t.h_chunk
     rows8 = math.ceil(t.rows_per_pass / 8) * 8
     single = tile * 4 * 2 + rows8 * 4 * 5 + (t.h_chunk * 6 if smooth else 0)
-    return nbuf * (tile * 2 + tile + rows8 * 4) + single
+    extra = rows8 * 4 * (4 + nbuf) if asymmetric else 0
+    return nbuf * (tile * 2 + tile + rows8 * 4) + single + extra
 
 
-def default_pertoken_tiling(soc: Any, rows: int, h: int, smooth: bool = False) -> RowChunkTiling:
+def default_pertoken_tiling(soc: Any, rows: int, h: int, smooth: bool = False,
+                            asymmetric: bool = False) -> RowChunkTiling:
     return default_row_chunk_tiling(soc, rows, h, "dynamic_quant",
-                                    lambda t: ub_bytes(t, smooth))
+                                    lambda t: ub_bytes(t, smooth, asymmetric))
 
 
 def build_pertoken(soc: Any, rows: int, h: int, x_dtype: str, out: str, tiling: RowChunkTiling,
                    *, x: np.ndarray | None = None, smooth: np.ndarray | None = None,
-                   has_smooth: bool = False, group_index: np.ndarray | None = None) -> Kernel:
-    """x (rows, h) -> y int8 (rows, h) or int4 packed in int32 (rows, h / 8), fp32 scale.
+                   has_smooth: bool = False, group_index: np.ndarray | None = None,
+                   asymmetric: bool = False) -> Kernel:
+    """x (rows, h) -> y int8 (rows, h) or int4 packed in int32 (rows, h / 8), fp32 scale
+    (and, ``asymmetric``, fp32 offset: :mod:`npusim.ops.dynamic_quant_asymmetric`).
     ``smooth`` is (h,), or (groups, h) with ``group_index`` (validated cumulative end rows)."""
     has_smooth = has_smooth or smooth is not None
     ends = None if group_index is None else [int(e) for e in np.asarray(group_index).reshape(-1)]
-    validate_row_chunk_tiling(tiling, soc, rows, ub_bytes(tiling, has_smooth))
+    validate_row_chunk_tiling(tiling, soc, rows, ub_bytes(tiling, has_smooth, asymmetric))
     out_cols, out_dt = (h // 8, "int32") if out == "int4" else (h, "int8")
     gm = {"x": GMTensor("x", (rows, h), x_dtype, x, "input"),
           "y": GMTensor("y", (rows, out_cols), out_dt, None, "output"),
           "scale": GMTensor("scale", (rows,), "float32", None, "output")}
+    writer: type[_Writer] = _Writer
+    if asymmetric:
+        from npusim.ops.dynamic_quant_asymmetric import AsymmetricWriter
+
+        gm["offset"] = GMTensor("offset", (rows,), "float32", None, "output")
+        writer = AsymmetricWriter
     if has_smooth:
         shape = (h,) if ends is None else (len(ends), h)
         gm["smooth"] = GMTensor("smooth", shape, x_dtype, smooth, "input")
@@ -78,10 +89,12 @@ def build_pertoken(soc: Any, rows: int, h: int, x_dtype: str, out: str, tiling: 
     for c, (r0, r1) in enumerate(core_row_ranges(rows, tiling.cores)):
         prog = CoreProgram(c, "aiv")
         cores.append(prog)
-        _Writer(ProgramBuilder(prog, desc), tiling, h, x_dtype, out, has_smooth).emit(
+        writer(ProgramBuilder(prog, desc), tiling, h, x_dtype, out, has_smooth).emit(
             _segments(r0, r1, ends if has_smooth else None))
     meta = {"op": "dynamic_quant", "rows": rows, "h": h, "out": out, "smooth": has_smooth,
             "groups": None if ends is None else len(ends)}
+    if asymmetric:
+        meta["asymmetric"] = True
     return Kernel("dynamic_quant", gm, cores, meta)
 
 
@@ -157,10 +170,36 @@ class _Writer(RowStream):
                name="Cast smooth->fp32")
         self.smooth_at = (self.g, h0)
 
+    def _reduce(self, f: Region, pr: int, hw: int, first: bool) -> None:
+        """This chunk's row statistic into ``rmax`` (merged with a Max after the first)."""
+        rm = Region("UB", self.rmax.offset, (pr,), "float32")
+        cm = Region("UB", self.cmax.offset, (pr,), "float32")
+        self._row_max(f, pr, hw, rm if first else cm)
+        if not first:
+            self.b.vop(VecOp.MAX, rm, (rm, cm), name="Max (merge chunk maxima)")
+
+    def _scales(self, pr: int, j: int) -> None:
+        """Per-row factors: ``recip = DTYPE_MAX / max``, the scale output ``1 / recip``."""
+        b = self.b
+        rm = Region("UB", self.rmax.offset, (pr,), "float32")
+        rc = Region("UB", self.recip.offset, (pr,), "float32")
+        b.vop(VecOp.DIV, rc, (Region("UB", self.cmaxv.offset, (pr,), "float32"), rm),
+              name="Div DTYPE_MAX / max")
+        b.vop(VecOp.DIV, Region("UB", self.sb[j].offset, (pr,), "float32"),
+              (Region("UB", self.ones.offset, (pr,), "float32"), rc),
+              name="Div scale = 1 / (DTYPE_MAX / max)")
+
+    def _scale_x(self, f: Region, pr: int) -> None:
+        self.b.vop(VecOp.MUL, f, (f, Region("UB", self.recip.offset, (pr, 1), "float32")),
+                   name="Mul x * DTYPE_MAX / max")
+
+    def _store_stats(self, p0: int, pr: int, j: int) -> None:
+        self.b.dma(Region("UB", self.sb[j].offset, (pr,), "float32"),
+                   Region("GM", p0 * 4, (pr,), "float32", "scale"), name="scale UB->GM")
+
     def _quantise(self, f: Region, pr: int, hw: int, p0: int, h0: int, j: int) -> None:
         b, h = self.b, self.h
-        b.vop(VecOp.MUL, f, (f, Region("UB", self.recip.offset, (pr, 1), "float32")),
-              name="Mul x * DTYPE_MAX / max")
+        self._scale_x(f, pr)
         ir = Region("UB", self.tmp.offset, (pr, hw), "int32")
         hr = Region("UB", self.tmp.offset, (pr, hw), "float16")
         b.cast(ir, f, round_mode="rint", name="Cast fp32->int32 RINT")
@@ -189,33 +228,24 @@ class _Writer(RowStream):
         two_sweeps = len(self.chunks) > 1
         for p0 in range(r0, r1, self.rpp):
             pr = min(self.rpp, r1 - p0)
-            rm = Region("UB", self.rmax.offset, (pr,), "float32")
             if two_sweeps:
                 for k, (h0, hw) in enumerate(self.chunks):
                     f = self._to_fp32(self.load(p0, pr, h0, hw), pr, h0, hw)
-                    cm = Region("UB", self.cmax.offset, (pr,), "float32")
-                    self._row_max(f, pr, hw, rm if k == 0 else cm)
-                    if k:
-                        b.vop(VecOp.MAX, rm, (rm, cm), name="Max (merge chunk maxima)")
+                    self._reduce(f, pr, hw, k == 0)
             j = self.stores % nbuf
             if self.stores >= nbuf:
                 b.wait_flag("MTE3", "V", j)
-            sr = Region("UB", self.sb[j].offset, (pr,), "float32")
-            rc = Region("UB", self.recip.offset, (pr,), "float32")
             for k, (h0, hw) in enumerate(self.chunks):
                 f = self._to_fp32(self.load(p0, pr, h0, hw), pr, h0, hw)
                 if not two_sweeps:
-                    self._row_max(f, pr, hw, rm)
+                    self._reduce(f, pr, hw, True)
                 if k == 0:
-                    b.vop(VecOp.DIV, rc, (Region("UB", self.cmaxv.offset, (pr,), "float32"), rm),
-                          name="Div DTYPE_MAX / max")
-                    b.vop(VecOp.DIV, sr, (Region("UB", self.ones.offset, (pr,), "float32"), rc),
-                          name="Div scale = 1 / (DTYPE_MAX / max)")
+                    self._scales(pr, j)
                 self._quantise(f, pr, hw, p0, h0, j)
                 if k < len(self.chunks) - 1:  # the next chunk's output reuses buffer j
                     b.set_flag("MTE3", "V", j)
                     b.wait_flag("MTE3", "V", j)
-            b.dma(sr, Region("GM", p0 * 4, (pr,), "float32", "scale"), name="scale UB->GM")
+            self._store_stats(p0, pr, j)
             b.set_flag("MTE3", "V", j)
             self.stores += 1
 

@@ -236,17 +236,24 @@ def _dst(dst_type: Any) -> str | None:
 
 
 def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any, dst_type: Any = None,
-                       smooth_scales: Any = None, group_index: Any = None):
+                       smooth_scales: Any = None, group_index: Any = None,
+                       asymmetric: bool = False):
     """Runner entry for ``dynamic_quant``. ``dst_type`` None: the E1-row int4 program (timing
     only, cycles of the calibration rows); 'int8' / 'int4': the typed per-token program of
-    :mod:`npusim.ops.dynamic_quant_pertoken` (output bits when x is an array)."""
+    :mod:`npusim.ops.dynamic_quant_pertoken` (output bits when x is an array); with
+    ``asymmetric`` the asymmetric program of :mod:`npusim.ops.dynamic_quant_asymmetric`
+    (outputs y, scale, offset)."""
     from npusim.runner import Plan
 
+    if not isinstance(asymmetric, bool):
+        raise TypeError(f"asymmetric: {asymmetric!r} must be a bool")
     out = _dst(dst_type)
     rows, h, dt = _args(x, out)
     if out is None:
         if smooth_scales is not None:
             raise ValueError("smooth_scales: needs dst_type='int8' or 'int4' (the typed program)")
+        if asymmetric:
+            raise ValueError("asymmetric: needs dst_type='int8' or 'int4' (the typed program)")
         t = tiling or default_dynamic_quant_tiling(soc, rows, h)
         return Plan(build_dynamic_quant(soc, rows, h, dt, t),
                     "dynamic_quant per-token int4 (AIV)", t, False,
@@ -261,11 +268,15 @@ def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any, dst_type: Any = 
         raise ValueError(f"smooth_scales: {shape_dtype(smooth_scales)} must be {want} (one "
                          "value per column of x (one row per group with group_index), x's "
                          "dtype)")
-    t = tiling or default_pertoken_tiling(soc, rows, h, smooth_scales is not None)
+    t = tiling or default_pertoken_tiling(soc, rows, h, smooth_scales is not None, asymmetric)
     kern = build_pertoken(soc, rows, h, dt, out, t, x=np.asarray(x) if functional else None,
                           smooth=np.asarray(smooth_scales) if functional and
                           smooth_scales is not None else None,
-                          has_smooth=smooth_scales is not None, group_index=ends)
+                          has_smooth=smooth_scales is not None, group_index=ends,
+                          asymmetric=asymmetric)
+    if asymmetric:
+        return Plan(kern, f"dynamic_quant per-token asymmetric {out} (AIV)", t, functional,
+                    finish=lambda o: (o["y"], o["scale"], o["offset"]))
     return Plan(kern, f"dynamic_quant per-token {out} (AIV)", t, functional,
                 finish=lambda o: (o["y"], o["scale"]))
 
@@ -302,7 +313,8 @@ def default_tiling_dynamic_quant(soc: Any, **op_args: Any) -> DynamicQuantTiling
     if out is not None:
         from npusim.ops.dynamic_quant_pertoken import default_pertoken_tiling
 
-        return default_pertoken_tiling(soc, rows, h)
+        return default_pertoken_tiling(soc, rows, h,
+                                       asymmetric=bool(op_args.get("asymmetric", False)))
     return default_dynamic_quant_tiling(soc, rows, h)
 
 

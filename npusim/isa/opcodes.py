@@ -39,6 +39,7 @@ class VecOp(StrEnum):
     WHOLE_REDUCE_MAX = "WholeReduceMax"
     REDUCE_SUM = "ReduceSum"  # each row of the region -> one element (level-2 ReduceSum)
     REDUCE_MAX = "ReduceMax"  # each row of the region -> one element (level-2 ReduceMax)
+    REDUCE_MIN = "ReduceMin"  # each row of the region -> one element (level-2 ReduceMin)
     TRANSPOSE_BLOCKS = "TransposeBlocks"
     CUSTOM = "Custom"  # an instruction whose semantics a program supplies (being retired)
 
@@ -62,7 +63,7 @@ _COST_CLASS: dict[VecOp, str] = {
     VecOp.COPY: "copy", VecOp.TRANSPOSE_BLOCKS: "copy",
     VecOp.BLOCK_REDUCE_SUM: "reduce", VecOp.BLOCK_REDUCE_MAX: "reduce",
     VecOp.WHOLE_REDUCE_SUM: "reduce", VecOp.WHOLE_REDUCE_MAX: "reduce",
-    VecOp.REDUCE_SUM: "reduce", VecOp.REDUCE_MAX: "reduce",
+    VecOp.REDUCE_SUM: "reduce", VecOp.REDUCE_MAX: "reduce", VecOp.REDUCE_MIN: "reduce",
     VecOp.CUSTOM: "",
 }
 

@@ -16,8 +16,8 @@ Declared models (the hardware behaviour is not published; named in ``DECLARED_MO
   as ``npusim.ops.weight_quant_batchmatmul.vector_ops``;
 - ``BlockReduceSum`` / ``WholeReduceSum``: a pairwise tree inside each 32 B block / repeat;
   ``ReduceSum`` (each row of the source region -> one element): the row's 32 B block sums, then
-  a pairwise tree over them (an odd last value carried to the next level); ``ReduceMax`` (each
-  row -> its maximum) is exact in any order;
+  a pairwise tree over them (an odd last value carried to the next level); ``ReduceMax`` /
+  ``ReduceMin`` (each row -> its maximum / minimum) are exact in any order;
 - a float -> same-float ``Cast`` rounds to an integral value in its mode (Ascend C Cast with
   CAST_ROUND / CAST_FLOOR ... on fp32 -> fp32), exactly;
 - a DataCopy of (rows, n) elements into a local (rows, n') tile with n' > n pads each row with
@@ -361,9 +361,10 @@ def vector(ins: Vector, ctx: Any) -> None:
                 raise _err(ins, f"{a.size} elements are not whole {block} B blocks")
             fn = np.add if op in (VecOp.BLOCK_REDUCE_SUM, VecOp.WHOLE_REDUCE_SUM) else np.maximum
             out = _pairwise_blocks(a, lanes, fn)
-        elif op is VecOp.REDUCE_MAX:  # each row of the source (its last axis) -> one value
+        elif op in (VecOp.REDUCE_MAX, VecOp.REDUCE_MIN):  # each row (last axis) -> one value
             a = _typed(ins, ctx, ins.reads[0], dt)
-            out = np.max(a.reshape(-1, a.shape[-1]), axis=1)
+            red = np.max if op is VecOp.REDUCE_MAX else np.min
+            out = red(a.reshape(-1, a.shape[-1]), axis=1)
         elif op is VecOp.REDUCE_SUM:
             a = _typed(ins, ctx, ins.reads[0], dt)
             lanes = 32 // npdt.itemsize

@@ -24,6 +24,7 @@ _EXPORTS = {
     "npu_quant_matmul": "npusim.torch_npu._quant_matmul",
     "npu_quantize": "npusim.torch_npu._quantize",
     "npu_dynamic_quant": "npusim.torch_npu._quantize",
+    "npu_dynamic_quant_asymmetric": "npusim.torch_npu._quantize",
     "matmul": "npusim.torch_npu._quant_matmul",
 }
 

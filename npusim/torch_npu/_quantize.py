@@ -110,18 +110,40 @@ def npu_dynamic_quant(input: Any, *, smooth_scales: Any = None, group_index: Any
     docs). MoE ``group_index`` (cumulative int32 end rows of the flattened rows) picks each
     row's ``smooth_scales`` row. Not modelled (NotImplementedError): ``quant_mode`` other than
     "pertoken", ``dst_type_max``."""
+    return _dynamic_quant("npu_dynamic_quant", input, smooth_scales, group_index, dst_type,
+                          quant_mode, dst_type_max, soc, asymmetric=False)
+
+
+def npu_dynamic_quant_asymmetric(input: Any, *, smooth_scales: Any = None,
+                                 group_index: Any = None, dst_type: Any = None,
+                                 quant_mode: str = "pertoken", dst_type_max: float = 0.0,
+                                 soc: Any = None) -> tuple[Any, Any, Any]:
+    """``torch_npu.npu_dynamic_quant_asymmetric``: per-token asymmetric quantisation,
+    ``(y, scale, offset)``: ``scale = (rowmax - rowmin) / (DST_MAX - DST_MIN)``, ``offset =
+    DST_MAX - rowmax / scale``, ``y = round(x / scale + offset)`` of ``x (* smooth_scales)``,
+    computed by the typed program :mod:`npusim.ops.dynamic_quant_asymmetric` (the public A2
+    kernel's chain); arguments, shapes and SoCs as :func:`npu_dynamic_quant`."""
+    return _dynamic_quant("npu_dynamic_quant_asymmetric", input, smooth_scales, group_index,
+                          dst_type, quant_mode, dst_type_max, soc, asymmetric=True)
+
+
+def _dynamic_quant(api: str, input: Any, smooth_scales: Any, group_index: Any, dst_type: Any,
+                   quant_mode: str, dst_type_max: float, soc: Any, *, asymmetric: bool):
     from npusim.runner import simulate
     from npusim.torch_npu._elementwise import soc_name
 
     name = soc_name(soc)
     if not name.startswith(("Ascend910B", "Ascend910_93")):
-        raise ValueError(f"soc: npu_dynamic_quant is not supported on {name}; it runs on Atlas "
-                         "A2 / A3 only (torch_npu docs)")
-    unmodelled = {"quant_mode": quant_mode != "pertoken", "dst_type_max": dst_type_max != 0.0}
-    for arg, bad in unmodelled.items():
-        if bad:
-            raise NotImplementedError(f"npu_dynamic_quant: {arg}= is not modelled (only "
-                                      "per-token quantisation)")
+        raise ValueError(f"soc: {api} is not supported on {name}; it runs on Atlas A2 / A3 "
+                         "only (torch_npu docs)")
+    if quant_mode != "pertoken":
+        raise NotImplementedError(
+            f"{api}: quant_mode={quant_mode!r} is not modelled (aclnnDynamicQuantV3 / V4; the "
+            "torch_npu docs give only per-token quantisation on Atlas A2 / A3, and the "
+            "upstream per-channel test runs on Ascend950)")
+    if dst_type_max != 0.0:
+        raise NotImplementedError(f"{api}: dst_type_max={dst_type_max!r} is not modelled "
+                                  "(aclnnDynamicQuantV4; only the dtype's own maximum)")
     key = "int8" if dst_type is None else str(dst_type).removeprefix("torch.")
     if key not in _DYNAMIC_OUT:
         raise TypeError(f"dst_type: {dst_type!r} not supported; must be None, torch.int8 or "
@@ -153,8 +175,8 @@ def npu_dynamic_quant(input: Any, *, smooth_scales: Any = None, group_index: Any
     if rows == 0:
         raise ValueError(f"input: shape {x.shape} has no rows")
     res = simulate("dynamic_quant", name, x=np.ascontiguousarray(x).reshape(rows, x.shape[-1]),
-                   dst_type=out, smooth_scales=smooth, group_index=gi)
-    y, scale = res.outputs
+                   dst_type=out, smooth_scales=smooth, group_index=gi, asymmetric=asymmetric)
+    y, *stats = res.outputs
     y = np.asarray(y).reshape(*x.shape[:-1], -1)
-    scale = np.asarray(scale).reshape(x.shape[:-1])
-    return to_output(y, was_torch), to_output(scale, was_torch)
+    stats = [to_output(np.asarray(v).reshape(x.shape[:-1]), was_torch) for v in stats]
+    return (to_output(y, was_torch), *stats)
