@@ -29,7 +29,8 @@ import numpy as np
 import simpy
 
 from npusim.engine.sim import run_kernel
-from npusim.runner import operator_module, resolve_soc
+from npusim.operators import get_operator
+from npusim.runner import resolve_soc
 from npusim.spec import spec
 
 SOC = "Ascend910B2"
@@ -108,7 +109,7 @@ def engines_table(desc, huge: bool) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, op, op_args in _cases():
         t0 = time.process_time()
-        plan = operator_module(op).plan(desc, **op_args)
+        plan = get_operator(op).plan(desc, **op_args)
         build = time.process_time() - t0
         n = plan.kernel.instruction_count()
         ref, t_ref = _engine_run(plan.kernel, desc, "reference")
@@ -141,7 +142,7 @@ def _huge_child() -> None:
     desc = resolve_soc(SOC)
     label, op, op_args = HUGE
     t0 = time.process_time()
-    plan = operator_module(op).plan(desc, **op_args)
+    plan = get_operator(op).plan(desc, **op_args)
     t1 = time.process_time()
     res = run_kernel(plan.kernel, desc, check_races=False)
     t2 = time.process_time()
@@ -193,7 +194,7 @@ def profile_build(desc) -> None:
     label, op, op_args = list(_cases())[-1]
     prof = cProfile.Profile()
     prof.enable()
-    operator_module(op).plan(desc, **op_args)
+    get_operator(op).plan(desc, **op_args)
     prof.disable()
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(12)

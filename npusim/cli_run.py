@@ -3,8 +3,9 @@
 A run prints one header line saying what ran (operator, tensors with shape / dtype / format,
 quantisation mode, SoC, kernel, tiling origin, L2 start), the summary table, optional output check
 and files, and ends with the verdict line (the HBM bound, which no launch can beat, vs the
-simulated time, bottleneck pipe named). ``OPERATOR_CLI`` declares which operator flags each
-operator reads and their defaults; a flag the chosen operator does not read is an error.
+simulated time, bottleneck pipe named). Each operator's :class:`~npusim.operator.CliSpec`
+declares which operator flags it reads and their defaults; a flag the chosen operator does not
+read is an error. Nothing here is specific to one operator.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import argparse
 import dataclasses
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import yaml
 
 from npusim.cli import non_negative_int, positive_int
+from npusim.operator import Operator
+from npusim.operators import get_operator, operator_names
 from npusim.report.summary import format_summary, hbm_roofline
-from npusim.runner import OPERATORS, operator_module, resolve_soc, simulate
+from npusim.runner import resolve_soc, simulate
 
 # The main job `npusim run` runs with no arguments: the mission's central case, a W4A16 decode
 # layer on an Atlas A2 part.
@@ -47,96 +49,23 @@ OP_FLAGS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass(frozen=True)
-class OperatorCli:
-    """What ``npusim run OP`` reads: per flag its meaning and default for this operator."""
+def _cli_operators() -> dict[str, Operator]:
+    return {name: get_operator(name) for name in operator_names()}
 
-    what: str
-    flags: dict[str, str]  # flag -> "meaning (default ...)"
-    kernels: tuple[str, ...] = ()  # --kernel choices ("" = no choice: one kernel)
-    kernel_note: str = ""
-    tiling_note: str = ""
-
-
-def _wqbmm_kernels() -> tuple[str, ...]:
-    from npusim.ops.weight_quant_batchmatmul import KERNELS
-
-    return tuple(KERNELS)
-
-
-OPERATOR_CLI: dict[str, OperatorCli] = {
-    "vector_add": OperatorCli(
-        "z = x + y, elementwise (the H-series calibration kernel)",
-        {"--n-elements": "elements of x, y and z (default 67108864 = 8192 x 8192)",
-         "--dtype": "dtype of x, y, z (default float16)",
-         "--step": "use the tiling of calibration step H1..H7 (default: the H7 tiling)"},
-        tiling_note="--step H1..H7 or --tiling FIELD=VALUE"),
-    "tensor_copy": OperatorCli(
-        "GM-to-GM copy (calibration rows F1-F2c)",
-        {"--n-elements": "elements copied (default 33554432, row F1)",
-         "--dtype": "dtype (default float32)"}),
-    "matmul": OperatorCli(
-        "c = a @ b on the cube unit (fp16 / bf16)",
-        {"--m": "rows of a (default 1024)", "--k": "columns of a = rows of b (default 1024)",
-         "--n": "columns of b (default 1024)", "--dtype": "dtype of a and b (default float16)",
-         "--out-dtype": "dtype of c (default: the input dtype)"}),
-    "quant_matmul": OperatorCli(
-        "W8A8 npu_quant_matmul: int8 x int8 with a per-channel scale",
-        {"--m": "rows of x1 (default 1024)", "--k": "reduction size (default 1024)",
-         "--n": "columns of x2 (default 1024)",
-         "--out-dtype": "int8 | float16 | bfloat16 | int32 (default int8)"}),
-    "group_quant": OperatorCli(
-        "npu_group_quant: rows x H quantised to int8 with 8 equal row groups' scales",
-        {"--m": "rows (default 4096)", "--k": "row length H (default 512)",
-         "--dtype": "dtype of x (default float16)"}),
-    "dynamic_quant": OperatorCli(
-        "per-token dynamic quant to int4 (timing only; rows E1a-E1h)",
-        {"--m": "tokens (default 4096)", "--k": "row length H (default 512)",
-         "--dtype": "dtype of x (default float16)"}),
-    "trans_quant_param": OperatorCli(
-        "npu_trans_quant_param: fp32 scale + offset -> uint64 quant parameter",
-        {"--n": "channels (default 4096)",
-         "--kernel": "rne = round_mode 1 (default: round_mode 0)"},
-        kernels=("rne",)),
-    "format_cast": OperatorCli(
-        "npu_format_cast ND <-> FRACTAL_NZ (TransData-like)",
-        {"--m": "rows (default 4096)", "--k": "columns (default 4096)",
-         "--dtype": "dtype (default float16)",
-         "--kernel": "nd2nz (default) or nz2nd"},
-        kernels=("nd2nz", "nz2nd")),
-    "int4pack": OperatorCli(
-        "npu_convert_weight_to_int4pack (host work: prints the host cost model, exits 1)",
-        {"--k": "weight rows (default 4096)", "--n": "weight columns, a multiple of 8 "
-         "(default 4096)"}),
-    "weight_quant_batchmatmul": OperatorCli(
-        "npu_weight_quant_batchmatmul: fp16 / bf16 x int8 / int4 weight with antiquant scale",
-        {"--m": "rows of x (default 16)", "--k": "reduction size (default 4096)",
-         "--n": "output channels (default 4096)",
-         "--dtype": "dtype of x, scale and y: float16 | bfloat16 (default float16)",
-         "--weight-dtype": "int4 | int8 (default int4)",
-         "--group-size": "antiquant group size (default 128 for int4, 0 = per-channel for int8)",
-         "--inner-precise": "0 | 1 (default 0)",
-         "--kernel": "force one of the capable kernels (default: CANN's choice)",
-         "--compare-inner-precise": "run inner_precise 0 and 1, compare time and outputs"},
-        kernels=("<wqbmm>",),
-        tiling_note="kernel tilings are set through the Python API "
-                    "(npusim.ops.weight_quant_batchmatmul.tiling); --tiling is not accepted"),
-}
 
 COMMON_HELP = ("common to every operator: --soc, --set, --patch, --tiling, --trace, --csv, "
                "--profile, --gantt, --functional, --seed, --l2-start")
 
 
 def kernels_of(op: str) -> tuple[str, ...]:
-    ks = OPERATOR_CLI[op].kernels
-    return _wqbmm_kernels() if ks == ("<wqbmm>",) else ks
+    return get_operator(op).cli.kernel_names()
 
 
 def flag_defaults(flag: str) -> str:
     """``read by matmul (default 1024), weight_quant_batchmatmul (default 16)`` for run --help."""
     parts = []
-    for op, info in OPERATOR_CLI.items():
-        text = info.flags.get(flag)
+    for op, info in _cli_operators().items():
+        text = info.cli.flags.get(flag)
         if text is None:
             continue
         hit = re.search(r"\(default:? ([^)]*)\)", text)
@@ -149,22 +78,12 @@ def _dest(flag: str) -> str:
 
 
 def tiling_fields(op: str, soc: Any = None) -> list[tuple[str, Any]]:
-    """(field, default value) of the operator's tiling object for its default call."""
-    if op == "weight_quant_batchmatmul":
-        from npusim.ops.weight_quant_batchmatmul import TILING_TYPES
-
-        out = []
-        for kern, cls in sorted(TILING_TYPES.items()):
-            names = [f.name for f in dataclasses.fields(cls)]
-            out.append((kern, ", ".join(names)))
-        return out
-    if op == "int4pack":
-        return []
+    """(field, default value) of the operator's tiling object for its default CLI call."""
     soc = soc or resolve_soc(None)
-    mod = operator_module(op)
+    operator = get_operator(op)
     ns = argparse.Namespace(**{_dest(f): None for f in OP_FLAGS})
-    args = mod.cli_op_args(ns, functional=False, rng=np.random.default_rng(0))
-    t = mod.default_tiling_for(soc, **args)
+    args = operator.example_inputs(ns, False, np.random.default_rng(0))
+    t = operator.default_tiling(soc, **args)
     if not dataclasses.is_dataclass(t):
         return []
     return [(f.name, getattr(t, f.name)) for f in dataclasses.fields(t)]
@@ -172,7 +91,8 @@ def tiling_fields(op: str, soc: Any = None) -> list[tuple[str, Any]]:
 
 def operator_help(op: str) -> str:
     """The text of ``npusim run OP --help`` / ``npusim ops show OP``."""
-    info = OPERATOR_CLI[op]
+    operator = get_operator(op)
+    info = operator.cli
     lines = [f"npusim run {op}: {info.what}", "", "arguments:"]
     for flag, text in info.flags.items():
         lines.append(f"  {flag:<24} {text}")
@@ -181,16 +101,15 @@ def operator_help(op: str) -> str:
     lines.append("tiling fields (--tiling FIELD=VALUE; default values for the default call):")
     if info.tiling_note:
         lines.append(f"  {info.tiling_note}")
-    try:
-        fields = tiling_fields(op)
-    except (SystemExit, Exception) as exc:  # an operator without a CLI tiling says why
-        fields = []
-        lines.append(f"  (none: {exc})")
-    for name, value in fields:
-        lines.append(f"  {name} = {value}" if op != "weight_quant_batchmatmul"
-                     else f"  {name}: {value}")
-    if not fields and op == "int4pack":
-        lines.append("  (none: host work)")
+    if operator.tiling_help is not None:
+        lines += [f"  {line}" for line in operator.tiling_help(resolve_soc(None))]
+    else:
+        try:
+            fields = tiling_fields(op)
+        except Exception as exc:  # an operator without a CLI tiling says why
+            fields = []
+            lines.append(f"  (none: {exc})")
+        lines += [f"  {name} = {value}" for name, value in fields]
     lines += ["", COMMON_HELP + " (see npusim run --help)"]
     return "\n".join(lines)
 
@@ -204,7 +123,7 @@ class _OperatorHelp(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         op = getattr(namespace, "op", None)
-        if op in OPERATOR_CLI:
+        if op in operator_names():
             print(operator_help(op))
         else:
             parser.print_help()
@@ -214,8 +133,8 @@ class _OperatorHelp(argparse.Action):
 def run_epilog() -> str:
     lines = ["operators (npusim run OP --help lists each one's arguments, defaults, kernels and "
              "tiling fields; npusim ops lists them all):"]
-    for op, info in OPERATOR_CLI.items():
-        lines.append(f"  {op:<26} {', '.join(info.flags) or '-'}")
+    for op, info in _cli_operators().items():
+        lines.append(f"  {op:<26} {', '.join(info.cli.flags) or '-'}")
     return "\n".join(lines)
 
 
@@ -261,7 +180,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_applicable(op: str, args: argparse.Namespace) -> None:
     """A flag the operator does not read, or an unknown --kernel name, is an error."""
-    info = OPERATOR_CLI[op]
+    info = get_operator(op).cli
     given = [f for f in OP_FLAGS if getattr(args, _dest(f), None) not in (None, False)]
     bad = [f for f in given if f not in info.flags]
     if bad:
@@ -316,65 +235,19 @@ def describe_tensor(name: str, value: Any) -> str | None:
     return None
 
 
-def quantisation_mode(op: str, op_args: dict) -> str:
-    """The quantisation the call performs, in words."""
-    if op == "weight_quant_batchmatmul":
-        w = op_args["weight"]
-        wdt = "int4" if str(getattr(w, "dtype", "")) == "int32" else "int8"
-        g = op_args.get("antiquant_group_size", 0)
-        mode = f"per-group {g}" if g else "per-channel"
-        return (f"W{wdt[3:]}A16 antiquant {mode}, inner_precise "
-                f"{op_args.get('inner_precise', 0)}")
-    if op == "quant_matmul":
-        return f"W8A8 per-channel scale, {op_args.get('output_dtype')} out"
-    if op == "group_quant":
-        return f"int8 per row group ({len(op_args['group_index'])} groups)"
-    if op == "dynamic_quant":
-        return "per-token int4 out"
-    if op == "trans_quant_param":
-        return f"quant parameter, round_mode {op_args.get('round_mode', 0)}"
-    if op == "format_cast":
-        return f"no quantisation (cast to {_FORMATS.get(op_args['acl_format'])})"
-    return "no quantisation"
-
-
 def header_line(op: str, soc: Any, res: Any, op_args: dict, args: argparse.Namespace,
                 tiling_origin: str) -> str:
     """One line saying what ran."""
     tensors = [d for k, v in op_args.items() if (d := describe_tensor(k, v))]
-    if op in ("vector_add", "tensor_copy") and not tensors:
+    if not tensors and "n_elements" in op_args:
         tensors = [f"{op_args.get('n_elements')} x {op_args.get('dtype')}"]
     outs = [f"{t.name} {t.shape} {t.dtype}" for t in res.run.kernel.gm.values()
             if t.role == "output"]
     kernel = f"{res.kernel_name} ({'forced by --kernel' if args.kernel else 'selected'})"
     mode = "functional (seeded data)" if args.functional else "timing only"
     return (f"npusim run {op}: {', '.join(tensors)} -> {', '.join(outs) or '-'}; "
-            f"{quantisation_mode(op, op_args)}; SoC {soc.name}; kernel {kernel}; "
+            f"{get_operator(op).quantisation(op_args)}; SoC {soc.name}; kernel {kernel}; "
             f"tiling {tiling_origin}; L2 start {args.l2_start}; {mode}")
-
-
-# ---- the functional check of weight_quant_batchmatmul ----------------------------------------
-
-
-def check_weight_quant_batchmatmul(res: Any, op_args: dict) -> str:
-    """Compare the output with an independent float64 dequantise-then-matmul reference (the
-    kernels' roundings differ from it, so the figure is an error size, not an equality)."""
-    from npusim.ops.weight_quant_batchmatmul.args import normalize_args
-    from npusim.ops.weight_quant_batchmatmul.numerics_common import expand_rows
-
-    call = {k: v for k, v in op_args.items() if k not in ("kernel",)}
-    a = normalize_args(**call, soc=res.soc)
-    w = a.weight.astype(np.float64)
-    scale = expand_rows(a.antiquant_scale.astype(np.float64), a.k, a.group_size)
-    if a.antiquant_offset is not None:
-        w = w + expand_rows(a.antiquant_offset.astype(np.float64), a.k, a.group_size)
-    ref = a.x.astype(np.float64) @ (w * scale)
-    got = np.asarray(res.outputs, dtype=np.float64).reshape(ref.shape)
-    err = np.abs(got - ref)
-    rel = float(err.max() / max(np.abs(ref).max(), 1e-30))
-    return (f"output vs float64 dequantise-then-matmul reference ({res.kernel_name}): max abs "
-            f"error {float(err.max()):.3g}, {rel:.2e} of max |reference|; finite: "
-            f"{bool(np.isfinite(got).all())}")
 
 
 # ---- the commands ---------------------------------------------------------------------------
@@ -382,24 +255,26 @@ def check_weight_quant_batchmatmul(res: Any, op_args: dict) -> str:
 
 def run_command(args: argparse.Namespace) -> int:
     op = args.op or DEFAULT_RUN
-    if op not in OPERATORS:
+    if op not in operator_names():
         raise SystemExit(f"npusim run: unknown operator {op!r}; available: "
-                         f"{', '.join(sorted(OPERATORS))}")
+                         f"{', '.join(sorted(operator_names()))}")
     check_applicable(op, args)
     soc = resolve_soc(args.soc, args.overrides, args.patch)
-    mod = operator_module(op)
+    operator = get_operator(op)
     if args.functional:  # the size guard first: refuse before drawing data-sized inputs
         from npusim.size_guard import check_before_drawing
 
-        specs = mod.cli_op_args(args, functional=False, rng=np.random.default_rng(0))
+        specs = operator.example_inputs(args, False, np.random.default_rng(0))
         check_before_drawing(op, soc, specs, getattr(args, "max_instructions", None))
     rng = np.random.default_rng(args.seed)
-    op_args = mod.cli_op_args(args, functional=args.functional, rng=rng)
+    op_args = operator.example_inputs(args, args.functional, rng)
     tiling = None
     origin = "default"
     overrides = parse_tiling_overrides(args.tiling)
     if overrides:
-        tiling = apply_tiling_overrides(mod.default_tiling_for(soc, **op_args), overrides)
+        if not operator.cli.tiling_overrides:
+            raise SystemExit(f"--tiling: {op}: {operator.cli.tiling_note}")
+        tiling = apply_tiling_overrides(operator.default_tiling(soc, **op_args), overrides)
         origin = "user (" + ", ".join(args.tiling) + ")"
     elif getattr(args, "step", None):
         tiling = args.step
@@ -418,7 +293,7 @@ def run_command(args: argparse.Namespace) -> int:
     summary = res.summary()
     verdict = summary.pop("hbm_roofline")
     print(format_summary(summary))
-    check = _output_check(op, mod) if args.functional else None
+    check = operator.check_output if args.functional else None
     if check is not None:
         print(check(res, op_args))
     if args.trace:
@@ -436,12 +311,6 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"gantt: {gantt_png(res.run, args.gantt, title=f'{op}: {res.kernel_name}')}")
     print(verdict)
     return 0
-
-
-def _output_check(op: str, mod: Any):
-    if op == "weight_quant_batchmatmul":
-        return check_weight_quant_batchmatmul
-    return getattr(mod, "cli_check", None)
 
 
 def _compare_inner_precise(op: str, soc, tiling, op_args: dict, l2_start: str,
@@ -481,17 +350,18 @@ def add_ops_parser(sub) -> None:
 
 def ops_command(args: argparse.Namespace) -> int:
     if args.action == "show":
-        if args.name not in OPERATOR_CLI:
+        if args.name not in operator_names():
             raise SystemExit(f"npusim ops show: unknown operator {args.name!r}; operators: "
-                             f"{', '.join(OPERATOR_CLI)}")
+                             f"{', '.join(operator_names())}")
         print(operator_help(args.name))
         return 0
-    width = max(len(op) for op in OPERATOR_CLI)
-    for op, info in OPERATOR_CLI.items():
+    operators = _cli_operators()
+    width = max(len(op) for op in operators)
+    for op, operator in operators.items():
         ks = kernels_of(op)
-        print(f"{op:<{width}}  {info.what}")
-        print(f"{'':<{width}}  arguments: {', '.join(info.flags)}; kernels: "
+        print(f"{op:<{width}}  {operator.cli.what}")
+        print(f"{'':<{width}}  arguments: {', '.join(operator.cli.flags)}; kernels: "
               f"{', '.join(ks) if ks else 'one'}")
-    print(f"{len(OPERATOR_CLI)} operators; npusim ops show NAME for one operator's arguments, "
+    print(f"{len(operators)} operators; npusim ops show NAME for one operator's arguments, "
           "defaults, kernels and tiling fields")
     return 0

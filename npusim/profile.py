@@ -29,7 +29,7 @@ Declared model (not published, our choices): the sub-block names ``cube0`` / ``v
 AIVs of mix block b are the AIVs with id // 2 == b's AIC id; columns the simulator does not model
 (``icache_miss_rate``, bandwidth columns, PMU counters) are left out, not filled in; fields with
 no simulator meaning (Model ID, Stream ID, Pid, ...) are ``N/A``; ``Op Type`` is the CANN
-operator type of :data:`OP_TYPES`; ``Task Duration(us)`` is the simulated launch-to-last-
+operator type of :func:`cann_op_type`; ``Task Duration(us)`` is the simulated launch-to-last-
 instruction time (launch floor included). Writing goes to a temporary folder first, so a failed
 run leaves nothing half-written.
 
@@ -54,18 +54,13 @@ import numpy as np
 from npusim.engine.sim import RunResult
 from npusim.report.summary import pipe_utilization_rows
 
-#: CANN operator type each npusim operator launches (the op_summary ``OP Type``; our mapping).
-OP_TYPES = {
-    "weight_quant_batchmatmul": "WeightQuantBatchMatmulV2",
-    "quant_matmul": "QuantBatchMatmulV3",
-    "matmul": "MatMulV2",
-    "group_quant": "GroupQuant",
-    "dynamic_quant": "DynamicQuant",
-    "trans_quant_param": "TransQuantParamV2",
-    "format_cast": "TransData",
-    "vector_add": "Add",
-    "tensor_copy": "TensorMove",
-}
+
+def cann_op_type(op: str) -> str:
+    """The CANN operator type a launch of ``op`` is (``Operator.cann_op_type``; our mapping)."""
+    from npusim.operators import get_operator
+
+    return get_operator(op).cann_op_type or op
+
 
 OP_BASIC_INFO_COLUMNS = ("Op Name", "Op Type", "Task Duration(us)", "Block Dim", "Mix Block Dim",
                          "Device Id", "Pid", "Current Freq", "Rated Freq")
@@ -145,7 +140,7 @@ def op_summary_row(op: str, run: RunResult, op_args: dict[str, Any]) -> dict[str
     out_d = ";".join(_DTYPES.get(str(t.dtype), str(t.dtype).upper()) for t in outs)
     row: dict[str, Any] = {
         "Device_id": 0, "Model ID": "N/A", "Task ID": 0, "Stream ID": "N/A",
-        "Op Name": run.kernel.name, "OP Type": OP_TYPES.get(op, op), "OP State": "static",
+        "Op Name": run.kernel.name, "OP Type": cann_op_type(op), "OP State": "static",
         "Task Type": task_type, "Task Start Time(us)": 0.0,
         "Task Duration(us)": round(run.microseconds, 3), "Task Wait Time(us)": 0.0,
         "Block Dim": block, "Mix Block Dim": mix, "HF32 Eligible": "N/A",
@@ -182,7 +177,7 @@ def _pipe_stem(pipe: str) -> str:
 def op_basic_info_row(op: str, run: RunResult) -> dict[str, Any]:
     block, mix, _ = block_dims(run)
     f = run.freq_mhz
-    return {"Op Name": run.kernel.name, "Op Type": OP_TYPES.get(op, op),
+    return {"Op Name": run.kernel.name, "Op Type": cann_op_type(op),
             "Task Duration(us)": round(run.microseconds, 3), "Block Dim": block,
             "Mix Block Dim": mix, "Device Id": 0, "Pid": "N/A", "Current Freq": f,
             "Rated Freq": f}

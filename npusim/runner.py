@@ -1,12 +1,11 @@
 """``npusim.simulate``: plan an operator's tiled program, run it on the engine, package the result.
 
-Each operator module exposes ``plan(soc, tiling=None, **op_args) -> Plan``; this module knows the
-registry of operators and nothing about their semantics.
+Each operator module exports an :class:`npusim.operator.Operator` whose ``plan(soc, tiling=None,
+**op_args)`` returns a :class:`Plan`; this module knows no operator by name.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,22 +17,6 @@ from npusim.engine.program import Kernel
 from npusim.engine.sim import RunResult, run_kernel
 
 DEFAULT_SOC = "Ascend910B2"
-
-# operator name -> "module" (providing plan / cli_op_args) or "module:suffix" (providing
-# plan_<suffix> / cli_<suffix>)
-OPERATORS: dict[str, str] = {
-    "vector_add": "npusim.ops.vector_add",
-    "tensor_copy": "npusim.ops.tensor_copy",
-    "matmul": "npusim.ops.matmul_plans:matmul",
-    "quant_matmul": "npusim.ops.matmul_plans:quant_matmul",
-    "group_quant": "npusim.ops.group_quant_program:group_quant",
-    "trans_quant_param": "npusim.ops.trans_quant_param_program:trans_quant_param",
-    "format_cast": "npusim.ops.format_cast_program:format_cast",
-    "int4pack": "npusim.ops.int4pack:int4pack",
-    "dynamic_quant": "npusim.ops.dynamic_quant_program:dynamic_quant",
-    "weight_quant_batchmatmul": "npusim.ops.weight_quant_program:weight_quant_batchmatmul",
-}
-
 
 @dataclass
 class Plan:
@@ -126,31 +109,6 @@ def resolve_soc(soc: Any = None, overrides: Sequence[str] = (), patch: Any = Non
     return load_soc(str(soc or DEFAULT_SOC), overrides=overrides, patch=patch)
 
 
-class _OpEntry:
-    """Uniform view of an operator's entry points: ``plan``, ``cli_op_args``, ``cli_check``,
-    ``default_tiling_for``."""
-
-    def __init__(self, spec: str) -> None:
-        modname, _, suffix = spec.partition(":")
-        self.module = importlib.import_module(modname)
-        self.suffix = suffix
-
-    def __getattr__(self, name: str):
-        if self.suffix:
-            alias = {"plan": f"plan_{self.suffix}", "cli_op_args": f"cli_{self.suffix}",
-                     "cli_check": f"check_{self.suffix}",
-                     "default_tiling_for": f"default_tiling_{self.suffix}"}.get(name, name)
-            return getattr(self.module, alias)
-        return getattr(self.module, name)
-
-
-def operator_module(op: str) -> _OpEntry:
-    spec = OPERATORS.get(op)
-    if spec is None:
-        raise ValueError(f"op={op!r}: unknown operator; available: {', '.join(sorted(OPERATORS))}")
-    return _OpEntry(spec)
-
-
 def simulate(op: str, soc: Any = None, tiling: Any = None, *, overrides: Sequence[str] = (),
              patch: Any = None, check_races: bool | None = None, l2_start: str | None = None,
              max_instructions: int | None = None, **op_args: Any) -> SimResult:
@@ -167,12 +125,13 @@ def simulate(op: str, soc: Any = None, tiling: Any = None, *, overrides: Sequenc
     (:mod:`npusim.size_guard`). Returns a :class:`SimResult`.
     """
     from npusim import size_guard
+    from npusim.operators import get_operator
 
     limit = size_guard.instruction_limit(max_instructions)
     desc = resolve_soc(soc, overrides, patch)
     size_guard.check_before_plan(op, desc, op_args, limit, tiling=tiling)
     with size_guard.build_budget(op, limit):
-        plan: Plan = operator_module(op).plan(desc, tiling=tiling, **op_args)
+        plan: Plan = get_operator(op).plan(desc, tiling=tiling, **op_args)
     size_guard.check_after_plan(op, plan.kernel, limit)
     races = plan.functional if check_races is None else bool(check_races)
     run = run_kernel(plan.kernel, desc, functional=plan.functional, check_races=races,

@@ -159,7 +159,7 @@ def _chunk(op: str, tiling: Any, x: Any) -> tuple[int, int, str] | None:
 def _streaming_bound(op: str, desc: Any, tiling: Any,
                      op_args: Mapping[str, Any]) -> tuple[int, str] | None:
     """A streaming operator's chunks of input times the instructions each needs at least."""
-    from npusim.runner import operator_module
+    from npusim.operators import get_operator
 
     if op not in ("vector_add", "tensor_copy", "group_quant", "dynamic_quant", "format_cast"):
         return None
@@ -173,8 +173,7 @@ def _streaming_bound(op: str, desc: Any, tiling: Any,
     if not nbytes:
         return None
     try:
-        t = tiling if tiling is not None else operator_module(op).default_tiling_for(
-            desc, **op_args)
+        t = tiling if tiling is not None else get_operator(op).default_tiling(desc, **op_args)
     except Exception:  # the planner reports bad arguments itself, with its own message
         return None
     chunk = _chunk(op, t, x)

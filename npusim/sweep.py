@@ -28,7 +28,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from npusim.sweep_file import (
@@ -149,69 +148,17 @@ def plan_points(study: Study) -> list[Point]:
     return points
 
 
-# --- weight_quant_batchmatmul -------------------------------------------------------------------
-# Its legal program tilings are not enumerated (their constraints live in the program builder):
-# a sweep simulates the CANN-like default tiling or the study's listed ``tilings``
-# (WqbmmProgramTiling fields), across cases and options such as inner_precise / kernel.
-
-def _wq_case(case: dict[str, Any]) -> dict[str, Any]:
-    from npusim.spec import spec
-
-    m, k, n = int(case["m"]), int(case["k"]), int(case["n"])
-    dt = case.get("dtype", "float16")
-    wdt = case.get("weight_dtype", "int4")
-    g = int(case.get("group_size", 128 if wdt == "int4" else 0))
-    weight = spec((k, n // 8), "int32") if wdt == "int4" else spec((k, n), "int8")
-    scale = spec((k // g, n), dt) if g else spec((n,), dt)
-    args = {"x": spec((m, k), dt), "weight": weight, "antiquant_scale": scale,
-            "antiquant_group_size": g, "inner_precise": int(case.get("inner_precise", 0))}
-    if case.get("kernel"):
-        args["kernel"] = case["kernel"]
-    return args
-
-
-def _wq_enumerate(soc: Any, case: dict[str, Any]) -> Iterator[Any]:
-    yield {"tiling": "default"}
-
-
-def _wq_bound_us(soc: Any, case: dict[str, Any], t: Any) -> float:
-    """Lower bound: the weight, activation and scale bytes once through HBM."""
-    m, k, n = int(case["m"]), int(case["k"]), int(case["n"])
-    wbits = 4 if case.get("weight_dtype", "int4") == "int4" else 8
-    nbytes = k * n * wbits / 8 + 2 * (m * k + m * n + n * max(1, k // 128))
-    return nbytes / soc.bytes_per_cycle(soc.memory.hbm.bandwidth_gb_per_s) / soc.aicore_freq_mhz
-
-
-def _wq_tiling_from_dict(soc: Any, case: dict[str, Any], d: dict[str, Any]) -> Any:
-    from npusim.ops.weight_quant_program import WqbmmProgramTiling
-
-    return d if d == {"tiling": "default"} else asdict(WqbmmProgramTiling(**d))
-
-
-def _wq_simulate(soc_entry: dict[str, Any], case: dict[str, Any], tiling: dict[str, Any]):
-    import npusim
-    from npusim.ops.weight_quant_program import WqbmmProgramTiling
-
-    t = None if tiling == {"tiling": "default"} else WqbmmProgramTiling(**tiling)
-    return npusim.simulate("weight_quant_batchmatmul", soc_entry["name"], t,
-                           overrides=soc_entry.get("overrides", ()), check_races=False,
-                           **_wq_case(case))
-
-
-WQBMM_ADAPTER = SimpleNamespace(enumerate_tilings=_wq_enumerate, bound_us=_wq_bound_us,
-                                tiling_from_dict=_wq_tiling_from_dict, simulate_case=_wq_simulate)
-
-
 def sweep_adapter(op: str) -> Any:
-    """The object implementing ``enumerate_tilings``, ``bound_us``, ``tiling_from_dict`` and
-    ``simulate_case`` for ``op``."""
-    if op == "weight_quant_batchmatmul":
-        return WQBMM_ADAPTER
-    mods = {"matmul": "npusim.ops.matmul_sweep", "quant_matmul": "npusim.ops.matmul_sweep"}
-    if op not in mods:
+    """The operator's :class:`~npusim.operator.SweepAdapter` (``enumerate_tilings``,
+    ``bound_us``, ``tiling_from_dict``, ``simulate_case``, optionally ``default_tiling``)."""
+    from npusim.operators import get_operator, operator_names
+
+    adapter = get_operator(op).sweep
+    if adapter is None:
+        have = [n for n in operator_names() if get_operator(n).sweep is not None]
         raise NotImplementedError(f"sweep: operator {op!r} has no sweep adapter; available: "
-                                  f"{', '.join(sorted([*mods, 'weight_quant_batchmatmul']))}")
-    return importlib.import_module(mods[op])
+                                  f"{', '.join(sorted(have))}")
+    return adapter
 
 
 def _num(v: Any) -> Any:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.operator import CliSpec, Operator
 from npusim.ops.group_quant_program import (
     RowChunkTiling,
     default_row_chunk_tiling,
@@ -245,29 +246,16 @@ def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any, dst_type: Any = 
     (outputs y, scale, offset)."""
     from npusim.runner import Plan
 
-    if not isinstance(asymmetric, bool):
-        raise TypeError(f"asymmetric: {asymmetric!r} must be a bool")
-    out = _dst(dst_type)
-    rows, h, dt = _args(x, out)
+    out, rows, h, dt, ends = _checked(x, dst_type, smooth_scales, group_index, asymmetric)
     if out is None:
-        if smooth_scales is not None:
-            raise ValueError("smooth_scales: needs dst_type='int8' or 'int4' (the typed program)")
-        if asymmetric:
-            raise ValueError("asymmetric: needs dst_type='int8' or 'int4' (the typed program)")
         t = tiling or default_dynamic_quant_tiling(soc, rows, h)
         return Plan(build_dynamic_quant(soc, rows, h, dt, t),
                     "dynamic_quant per-token int4 (AIV)", t, False,
                     notes=["timing-only program: no functional outputs"])
     from npusim.ops.dynamic_quant_pertoken import build_pertoken, default_pertoken_tiling
-    from npusim.spec import is_spec, shape_dtype
+    from npusim.spec import is_spec
 
     functional = not is_spec(x)
-    ends = _group_ends(group_index, smooth_scales, rows)
-    want = ((h,) if ends is None else (len(ends), h), dt)
-    if smooth_scales is not None and shape_dtype(smooth_scales) != want:
-        raise ValueError(f"smooth_scales: {shape_dtype(smooth_scales)} must be {want} (one "
-                         "value per column of x (one row per group with group_index), x's "
-                         "dtype)")
     t = tiling or default_pertoken_tiling(soc, rows, h, smooth_scales is not None, asymmetric)
     kern = build_pertoken(soc, rows, h, dt, out, t, x=np.asarray(x) if functional else None,
                           smooth=np.asarray(smooth_scales) if functional and
@@ -279,6 +267,30 @@ def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any, dst_type: Any = 
                     finish=lambda o: (o["y"], o["scale"], o["offset"]))
     return Plan(kern, f"dynamic_quant per-token {out} (AIV)", t, functional,
                 finish=lambda o: (o["y"], o["scale"]))
+
+
+def _checked(x: Any, dst_type: Any, smooth_scales: Any, group_index: Any,
+             asymmetric: Any = False) -> tuple[str | None, int, int, str, np.ndarray | None]:
+    """The call's rules; (dst dtype or None for the E1 program, rows, H, x dtype, group ends)."""
+    from npusim.spec import shape_dtype
+
+    if not isinstance(asymmetric, bool):
+        raise TypeError(f"asymmetric: {asymmetric!r} must be a bool")
+    out = _dst(dst_type)
+    rows, h, dt = _args(x, out)
+    if out is None:
+        if smooth_scales is not None:
+            raise ValueError("smooth_scales: needs dst_type='int8' or 'int4' (the typed program)")
+        if asymmetric:
+            raise ValueError("asymmetric: needs dst_type='int8' or 'int4' (the typed program)")
+        return out, rows, h, dt, None
+    ends = _group_ends(group_index, smooth_scales, rows)
+    want = ((h,) if ends is None else (len(ends), h), dt)
+    if smooth_scales is not None and shape_dtype(smooth_scales) != want:
+        raise ValueError(f"smooth_scales: {shape_dtype(smooth_scales)} must be {want} (one "
+                         "value per column of x (one row per group with group_index), x's "
+                         "dtype)")
+    return out, rows, h, dt, ends
 
 
 def _group_ends(group_index: Any, smooth_scales: Any, rows: int) -> np.ndarray | None:
@@ -337,3 +349,23 @@ def calibration_prediction(row):
     return Prediction(res.microseconds, {}, note=f"dynamic_quant program ({t.cores} AIV, "
                                                  f"{t.rows_per_pass} rows/pass); group_quant on "
                                                  f"the same rows {gq:.2f} us ({err:+.1f} %)")
+
+
+def _validate(soc: Any, *, x: Any, dst_type: Any = None, smooth_scales: Any = None,
+              group_index: Any = None, asymmetric: bool = False) -> None:
+    _checked(x, dst_type, smooth_scales, group_index, asymmetric)
+
+
+OPERATOR = Operator(
+    name="dynamic_quant",
+    plan=plan_dynamic_quant,
+    validate=_validate,
+    default_tiling=default_tiling_dynamic_quant,
+    example_inputs=cli_dynamic_quant,
+    cli=CliSpec(
+        "per-token dynamic quant to int4 (timing only; rows E1a-E1h)",
+        {"--m": "tokens (default 4096)", "--k": "row length H (default 512)",
+         "--dtype": "dtype of x (default float16)"}),
+    cann_op_type="DynamicQuant",
+    quantisation=lambda a: "per-token int4 out",
+)

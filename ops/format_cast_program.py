@@ -39,6 +39,7 @@ import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
+from npusim.operator import CliSpec, Operator
 
 FRACTAL_ROWS = 16
 TILE_BUDGET_BYTES = 32768  # one UB buffer; four of them (in / out, ping-pong) = 128 KiB
@@ -291,3 +292,30 @@ def check_format_cast(res: Any, op_args: dict) -> str:
 def default_tiling_format_cast(soc: Any, **op_args: Any) -> FormatCastTiling:
     g, _, _ = _geometry(op_args["x"], op_args["acl_format"])
     return default_format_cast_tiling(soc, g)
+
+
+def _validate(soc: Any, *, x: Any, acl_format: Any) -> None:
+    _geometry(x, acl_format)
+
+
+def _quantisation(op_args: dict[str, Any]) -> str:
+    to = {2: "ND", 29: "FRACTAL_NZ"}.get(op_args["acl_format"], op_args["acl_format"])
+    return f"no quantisation (cast to {to})"
+
+
+OPERATOR = Operator(
+    name="format_cast",
+    plan=plan_format_cast,
+    validate=_validate,
+    default_tiling=default_tiling_format_cast,
+    example_inputs=cli_format_cast,
+    cli=CliSpec(
+        "npu_format_cast ND <-> FRACTAL_NZ (TransData-like)",
+        {"--m": "rows (default 4096)", "--k": "columns (default 4096)",
+         "--dtype": "dtype (default float16)",
+         "--kernel": "nd2nz (default) or nz2nd"},
+        kernels=("nd2nz", "nz2nd")),
+    cann_op_type="TransData",
+    quantisation=_quantisation,
+    check_output=check_format_cast,
+)

@@ -19,6 +19,7 @@ import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa import VecOp
+from npusim.operator import CliSpec, Operator
 
 PEER_H = 8192
 UB_PASS_BYTES = 32768
@@ -329,3 +330,24 @@ def default_tiling_group_quant(soc: Any, **op_args: Any) -> GroupQuantTiling:
     rows, h, *_ = _group_quant_args(op_args["x"], op_args["scale"], op_args["group_index"],
                                     op_args.get("offset"), op_args.get("dst_dtype"))
     return default_group_quant_tiling(soc, rows, h)
+
+
+def _validate(soc: Any, *, x: Any, scale: Any, group_index: Any, offset: Any = None,
+              dst_dtype: Any = None) -> None:
+    _group_quant_args(x, scale, group_index, offset, dst_dtype)
+
+
+OPERATOR = Operator(
+    name="group_quant",
+    plan=plan_group_quant,
+    validate=_validate,
+    default_tiling=default_tiling_group_quant,
+    example_inputs=cli_group_quant,
+    cli=CliSpec(
+        "npu_group_quant: rows x H quantised to int8 with 8 equal row groups' scales",
+        {"--m": "rows (default 4096)", "--k": "row length H (default 512)",
+         "--dtype": "dtype of x (default float16)"}),
+    cann_op_type="GroupQuant",
+    quantisation=lambda a: f"int8 per row group ({len(a['group_index'])} groups)",
+    check_output=check_group_quant,
+)

@@ -37,6 +37,7 @@ from npusim.layouts import (
     nz_to_nd,
     origin_shape_of,
 )
+from npusim.operator import CliSpec, Operator
 
 # Stated assumptions of host_cost_model (NOT calibrated against any measurement).
 ASSUMED_COPY_BYTES_PER_S = 20e9  # effective host <-> device copy bandwidth, PCIe 4.0 x16 class
@@ -176,6 +177,13 @@ def plan_int4pack(soc: Any, tiling: Any = None, *, weight: Any, inner_k_tiles: A
                   emulate_hardware_masking: bool = False):
     """Runner entry for ``int4pack``: checks the weight (array or spec), then raises
     :class:`HostOperatorError` quoting the host cost model - never a fake NPU time."""
+    k, n, nz = _weight_geometry(weight, inner_k_tiles, emulate_hardware_masking)
+    raise HostOperatorError(_host_message(k, n, nz))
+
+
+def _weight_geometry(weight: Any, inner_k_tiles: Any = 0,
+                     emulate_hardware_masking: bool = False) -> tuple[int, int, bool]:
+    """The weight's rules (array or spec); (k, n, stored FRACTAL_NZ)."""
     from npusim.spec import is_spec
 
     if is_spec(weight):
@@ -189,7 +197,7 @@ def plan_int4pack(soc: Any, tiling: Any = None, *, weight: Any, inner_k_tiles: A
         w, nz = validate_int4pack(weight, inner_k_tiles,
                                   emulate_hardware_masking=emulate_hardware_masking)
         k, n = w.shape
-    raise HostOperatorError(_host_message(int(k), int(n), nz))
+    return int(k), int(n), bool(nz)
 
 
 def cli_int4pack(ns: Any, functional: bool, rng: Any) -> dict:
@@ -199,3 +207,23 @@ def cli_int4pack(ns: Any, functional: bool, rng: Any) -> dict:
     if n % 8:
         raise SystemExit(f"--n {n}: must be a multiple of 8 (8 int4 values per int32)")
     raise SystemExit(_host_message(k, n, False))
+
+
+def _validate(soc: Any, *, weight: Any, inner_k_tiles: Any = 0,
+              emulate_hardware_masking: bool = False) -> None:
+    _weight_geometry(weight, inner_k_tiles, emulate_hardware_masking)
+
+
+OPERATOR = Operator(
+    name="int4pack",
+    plan=plan_int4pack,
+    validate=_validate,
+    default_tiling=lambda soc, **op_args: None,  # host work: no tiling
+    example_inputs=cli_int4pack,
+    cli=CliSpec(
+        "npu_convert_weight_to_int4pack (host work: prints the host cost model, exits 1)",
+        {"--k": "weight rows (default 4096)", "--n": "weight columns, a multiple of 8 "
+         "(default 4096)"},
+        tiling_note="(none: host work)", tiling_overrides=False),
+    tiling_help=lambda soc: [],
+)

@@ -75,15 +75,48 @@ def _kernel_label(op: str, t: Any, path: str) -> str:
     return f"{op} ({path}{split})"
 
 
+def checked_matmul(soc: Any, *, a: Any, b: Any, bias: Any = None, out_dtype: Any = None,
+                   allow_hf32: bool = False) -> Any:
+    """``matmul``'s argument rules and the program's scope: the validated call or an error."""
+    from npusim.ops.matmul import validate_matmul
+
+    p = validate_matmul(a, b, out_dtype=out_dtype, bias=bias, allow_hf32=allow_hf32, soc=soc)
+    _check_program_scope(p.trans_a, "matmul")
+    return p
+
+
+def checked_quant_matmul(soc: Any, *, x1: Any, x2: Any, scale: Any, offset: Any = None,
+                         pertoken_scale: Any = None, bias: Any = None,
+                         output_dtype: Any = None) -> Any:
+    """``quant_matmul``'s argument rules and the program's scope: the validated call or an
+    error."""
+    from npusim.ops.quant_matmul import validate_quant_matmul
+
+    p = validate_quant_matmul(x1, x2, scale, offset=offset, pertoken_scale=pertoken_scale,
+                              bias=bias, output_dtype=output_dtype, soc=soc)
+    _check_program_scope(p.trans_x1, "quant_matmul")
+    if p.in_dtype != "int8":
+        raise NotImplementedError("quant_matmul program: int4 (int32-packed) inputs are not "
+                                  "tiled yet (the torch_npu API computes them)")
+    if isinstance(x1, np.ndarray) and p.coupled:
+        # Agrees with npusim.torch_npu.npu_quant_matmul: on 310P the dequant runs L0C -> UB on
+        # the vector unit, whose order of operations and rounding are not published; giving
+        # the FixPipe formula's bits there would be a made-up model. Timing-only runs work.
+        raise NotImplementedError(
+            f"quant_matmul numerics on {soc.name} (Atlas inference series: L0C -> UB -> vector "
+            "dequant) are not published; run timing-only (TensorSpec inputs) or use an A2 / A3 "
+            "SoC for output bits"
+        )
+    return p
+
+
 def plan_matmul(soc: Any, tiling: Any = None, *, a: Any, b: Any, bias: Any = None,
                 out_dtype: Any = None, allow_hf32: bool = False):
     """``matmul``: fp16 / bf16 / fp32 in, fp16 / bf16 / fp32 out, ND or transposed B, batched
     (batches spread over the cube cores); split-K over cores with an AIV reduction."""
-    from npusim.ops.matmul import validate_matmul
     from npusim.runner import Plan
 
-    p = validate_matmul(a, b, out_dtype=out_dtype, bias=bias, allow_hf32=allow_hf32, soc=soc)
-    _check_program_scope(p.trans_a, "matmul")
+    p = checked_matmul(soc, a=a, b=b, bias=bias, out_dtype=out_dtype, allow_hf32=allow_hf32)
     t = _tiling(tiling, p.m, p.k, p.n, p.in_dtype, p.out_dtype, soc, p.trans_b, bias is not None,
                 split_k=not p.coupled)
     functional = isinstance(a, np.ndarray)
@@ -118,15 +151,11 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
     the AIV dequant epilogue fed through a GM workspace; batched inputs; split-K (int32 and AIV
     epilogues: the integer partials add exactly)."""
     from npusim.ops.matmul_mix import AivStage
-    from npusim.ops.quant_matmul import make_epilogue, validate_quant_matmul
+    from npusim.ops.quant_matmul import make_epilogue
     from npusim.runner import Plan
 
-    p = validate_quant_matmul(x1, x2, scale, offset=offset, pertoken_scale=pertoken_scale,
-                              bias=bias, output_dtype=output_dtype, soc=soc)
-    _check_program_scope(p.trans_x1, "quant_matmul")
-    if p.in_dtype != "int8":
-        raise NotImplementedError("quant_matmul program: int4 (int32-packed) inputs are not "
-                                  "tiled yet (the torch_npu API computes them)")
+    p = checked_quant_matmul(soc, x1=x1, x2=x2, scale=scale, offset=offset,
+                             pertoken_scale=pertoken_scale, bias=bias, output_dtype=output_dtype)
     fixpipe_quant = p.epilogue in ("REQ8", "DEQF16")
     t = _tiling(tiling, p.m, p.k, p.n, "int8", p.out_dtype, soc, p.trans_x2,
                 bias is not None and p.bias_dtype == "int32",
@@ -192,61 +221,6 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
     )
     return Plan(kernel, _kernel_label("quant_matmul", t, p.epilogue), t, functional,
                 finish=lambda out: out["c"].reshape(p.out_shape))
-
-
-# -- command line ------------------------------------------------------------------------------
-
-
-def cli_matmul(ns: Any, functional: bool, rng: np.random.Generator) -> dict:
-    """``npusim run matmul``: --m --k --n (default 1024), --dtype (float16), --out-dtype."""
-    from npusim.spec import spec
-
-    m, k, n = ns.m or 1024, ns.k or 1024, ns.n or 1024
-    dt = ns.dtype or "float16"
-    out = {"out_dtype": ns.out_dtype} if ns.out_dtype else {}
-    if functional:
-        from npusim.numerics import np_dtype
-
-        a = rng.standard_normal((m, k)).astype(np.float32).astype(np_dtype(dt))
-        b = rng.standard_normal((k, n)).astype(np.float32).astype(np_dtype(dt))
-        return {"a": a, "b": b, **out}
-    return {"a": spec((m, k), dt), "b": spec((k, n), dt), **out}
-
-
-def check_matmul(res: Any, op_args: dict) -> str:
-    from npusim.ops.matmul import reference_matmul
-
-    want = reference_matmul(op_args["a"], op_args["b"], out_dtype=op_args.get("out_dtype"),
-                            soc=res.soc)
-    same = np.array_equal(np.asarray(res.outputs).view(np.uint8), want.view(np.uint8))
-    return f"tiled program output bit-identical to the reference (declared cube model): {same}"
-
-
-def cli_quant_matmul(ns: Any, functional: bool, rng: np.random.Generator) -> dict:
-    """``npusim run quant_matmul``: W8A8 --m --k --n (default 1024), --out-dtype (int8)."""
-    from npusim.ops.quant_matmul import LAST_DIM_LIMIT
-    from npusim.spec import spec
-
-    m, k, n = ns.m or 1024, ns.k or 1024, ns.n or 1024
-    out = ns.out_dtype or "int8"
-    if n > LAST_DIM_LIMIT:  # checked before the scale array of n values is drawn
-        raise ValueError(f"--n {n}: x2's last dim must be <= {LAST_DIM_LIMIT} "
-                         "(npu_quant_matmul)")
-    scale = rng.uniform(1e-4, 2e-3, n).astype(np.float32)
-    if functional:
-        x1 = rng.integers(-128, 128, (m, k), dtype=np.int8)
-        x2 = rng.integers(-128, 128, (k, n), dtype=np.int8)
-    else:
-        x1, x2 = spec((m, k), "int8"), spec((k, n), "int8")
-    return {"x1": x1, "x2": x2, "scale": scale, "output_dtype": out}
-
-
-def check_quant_matmul(res: Any, op_args: dict) -> str:
-    from npusim.ops.quant_matmul import reference_quant_matmul
-
-    want = reference_quant_matmul(**op_args, soc=res.soc)
-    same = np.array_equal(np.asarray(res.outputs).view(np.uint8), want.view(np.uint8))
-    return f"tiled program output bit-identical to the reference: {same}"
 
 
 def default_tiling_matmul(soc: Any, **op_args: Any):

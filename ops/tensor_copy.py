@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.operator import CliSpec, Operator
 
 
 @dataclass(frozen=True)
@@ -63,20 +65,30 @@ def build_copy(soc, n_elements: int, dtype: str, tiling: CopyTiling,
 def plan(soc, tiling: CopyTiling | None = None, *, x=None, n_elements: int | None = None,
          dtype: str = "float32"):
     from npusim.runner import Plan
-    from npusim.spec import is_spec
 
     if tiling is not None and not isinstance(tiling, CopyTiling):
         raise TypeError(f"tiling={tiling!r}: expected a CopyTiling (fields cores, tile_bytes, "
                         "buffers)")
     tiling = tiling or default_tiling_for(soc)
-    functional = x is not None and not is_spec(x)
-    if functional:
+    arr, n, dtype = operands(x=x, n_elements=n_elements, dtype=dtype)
+    if arr is not None:
+        kernel = build_copy(soc, n, dtype, tiling, arr.reshape(-1))
+        return Plan(kernel, "tensor_copy", tiling, True,
+                    finish=lambda out: out["y"].reshape(arr.shape))
+    return Plan(build_copy(soc, n, dtype, tiling), "tensor_copy", tiling, False)
+
+
+def operands(*, x: Any = None, n_elements: int | None = None,
+             dtype: str = "float32") -> tuple[np.ndarray | None, int, str]:
+    """The call's rules: x (array or spec) or n_elements, not empty. Returns (the array of a
+    functional call or None, elements, dtype)."""
+    from npusim.spec import is_spec
+
+    if x is not None and not is_spec(x):
         arr = np.ascontiguousarray(x)
         if arr.size < 1:
             raise ValueError(f"tensor_copy: x of shape {arr.shape} is empty; nothing to time")
-        kernel = build_copy(soc, arr.size, str(arr.dtype), tiling, arr.reshape(-1))
-        return Plan(kernel, "tensor_copy", tiling, True,
-                    finish=lambda out: out["y"].reshape(arr.shape))
+        return arr, int(arr.size), str(arr.dtype)
     if x is not None:
         n_elements, dtype = math.prod(x.shape), x.dtype
         if n_elements < 1:  # the array run's message
@@ -87,7 +99,7 @@ def plan(soc, tiling: CopyTiling | None = None, *, x=None, n_elements: int | Non
             or n_elements < 1:
         raise ValueError(f"tensor_copy: n_elements={n_elements!r} must be an integer >= 1 "
                          "(an empty copy has nothing to time)")
-    return Plan(build_copy(soc, int(n_elements), dtype, tiling), "tensor_copy", tiling, False)
+    return None, int(n_elements), dtype
 
 
 def calibration_prediction(row):
@@ -103,7 +115,7 @@ def calibration_prediction(row):
     return Prediction(res.microseconds, {}, note=f"read+write {gbps:.3f} TB/s predicted")
 
 
-def cli_op_args(ns, functional: bool, rng) -> dict:
+def example_inputs(ns, functional: bool, rng) -> dict:
     """``npusim run tensor_copy``: row F1's copy (33554432 float32) unless --n-elements / --dtype
     say otherwise."""
     n = ns.n_elements or 33554432
@@ -116,3 +128,21 @@ def cli_op_args(ns, functional: bool, rng) -> dict:
 def default_tiling_for(soc, **op_args) -> CopyTiling:
     """Every core of the kind the copy runs on (a 310P's vector cores, not one core)."""
     return CopyTiling(cores=soc.core_counts()[copy_core_kind(soc)])
+
+
+def validate(soc: Any, **op_args: Any) -> None:
+    operands(**op_args)
+
+
+OPERATOR = Operator(
+    name="tensor_copy",
+    plan=plan,
+    validate=validate,
+    default_tiling=default_tiling_for,
+    example_inputs=example_inputs,
+    cli=CliSpec(
+        "GM-to-GM copy (calibration rows F1-F2c)",
+        {"--n-elements": "elements copied (default 33554432, row F1)",
+         "--dtype": "dtype (default float32)"}),
+    cann_op_type="TensorMove",
+)

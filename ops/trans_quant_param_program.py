@@ -29,6 +29,7 @@ import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
+from npusim.operator import CliSpec, Operator
 
 # Scalar instructions per output element (ASSUMPTION, not calibrated): GetValue scale, mask,
 # or sign bit, SetValue, loop increment + branch = 6; round_mode 1 adds the RNE (exponent
@@ -272,3 +273,24 @@ def check_trans_quant_param(res: Any, op_args: dict) -> str:
 
 def default_tiling_trans_quant_param(soc: Any, **op_args: Any) -> TransQuantParamTiling:
     return TransQuantParamTiling()
+
+
+def _validate(soc: Any, *, scale: Any, offset: Any = None, round_mode: Any = 0) -> None:
+    _args(scale, offset, round_mode)
+
+
+OPERATOR = Operator(
+    name="trans_quant_param",
+    plan=plan_trans_quant_param,
+    validate=_validate,
+    default_tiling=default_tiling_trans_quant_param,
+    example_inputs=cli_trans_quant_param,
+    cli=CliSpec(
+        "npu_trans_quant_param: fp32 scale + offset -> uint64 quant parameter",
+        {"--n": "channels (default 4096)",
+         "--kernel": "rne = round_mode 1 (default: round_mode 0)"},
+        kernels=("rne",)),
+    cann_op_type="TransQuantParamV2",
+    quantisation=lambda a: f"quant parameter, round_mode {a.get('round_mode', 0)}",
+    check_output=check_trans_quant_param,
+)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa import VecOp
+from npusim.operator import CliSpec, Operator
 
 SCALAR_INSTRS_PER_ELEMENT = 5  # GetValue x2, add, SetValue, loop step (the example's case 0 loop)
 
@@ -209,6 +211,40 @@ def _add_fn(xr: Region, yr: Region, zr: Region):
     return add
 
 
+def operands(*, x: Any = None, y: Any = None, n_elements: int | None = None,
+             dtype: str = "float16") -> tuple[bool, int, tuple[int, ...], str, Any, Any]:
+    """The call's rules: x and y of one shape and dtype (arrays or specs), or n_elements >= 1.
+    Returns (functional, elements, shape, dtype, x, y)."""
+    from npusim.spec import is_spec
+
+    if x is not None and y is None:
+        raise ValueError("y: missing; vector_add takes x and y of one shape and dtype (or "
+                         "n_elements alone)")
+    if x is not None and not is_spec(x):
+        x = np.asarray(x)
+        y = np.asarray(y)
+        if x.shape != y.shape or x.dtype != y.dtype:
+            raise ValueError(f"x and y must have one shape and dtype, got {x.shape} {x.dtype} "
+                             f"and {y.shape} {y.dtype}")
+        return True, x.size, x.shape, str(x.dtype), x, y
+    if x is not None:
+        shape, dtype = x.shape, x.dtype
+        if not is_spec(y) or tuple(y.shape) != tuple(shape) or str(y.dtype) != str(dtype):
+            raise ValueError(f"x and y must have one shape and dtype, got {x.shape} "
+                             f"{x.dtype} and {getattr(y, 'shape', None)} "
+                             f"{getattr(y, 'dtype', None)}")
+        n = int(np.prod(shape))
+        if n < 1:
+            raise ValueError(f"x: shape {tuple(shape)} is empty; nothing to simulate")
+        return False, n, tuple(shape), dtype, x, y
+    if n_elements is not None:
+        n = int(n_elements)
+        if n < 1:
+            raise ValueError(f"n_elements={n_elements!r}: must be >= 1")
+        return False, n, (n,), dtype, x, y
+    raise ValueError("vector_add needs x and y (arrays or specs) or n_elements")
+
+
 def plan(soc, tiling: VectorAddTiling | str | None = None, *, x=None, y=None,
          n_elements: int | None = None, dtype: str = "float16"):
     """Runner entry: arrays (functional) or specs / ``n_elements`` (timing-only).
@@ -217,7 +253,6 @@ def plan(soc, tiling: VectorAddTiling | str | None = None, *, x=None, y=None,
     the default is the fully tuned H7 structure.
     """
     from npusim.runner import Plan
-    from npusim.spec import is_spec
 
     if isinstance(tiling, str):
         if tiling not in H_SERIES:
@@ -227,37 +262,11 @@ def plan(soc, tiling: VectorAddTiling | str | None = None, *, x=None, y=None,
         raise TypeError(f"tiling={tiling!r}: expected a VectorAddTiling or an H-series step "
                         f"name ({', '.join(H_SERIES)})")
     tiling = tiling or default_tiling_for(soc)
-    if x is not None and y is None:
-        raise ValueError("y: missing; vector_add takes x and y of one shape and dtype (or "
-                         "n_elements alone)")
-    functional = x is not None and not is_spec(x)
+    functional, n, shape, dtype, x, y = operands(x=x, y=y, n_elements=n_elements, dtype=dtype)
     if functional:
-        x = np.asarray(x)
-        y = np.asarray(y)
-        if x.shape != y.shape or x.dtype != y.dtype:
-            raise ValueError(f"x and y must have one shape and dtype, got {x.shape} {x.dtype} "
-                             f"and {y.shape} {y.dtype}")
-        dtype = str(x.dtype)
-        n = x.size
         kernel = build_vector_add(soc, n, tiling, dtype=dtype, x=x.reshape(-1),
                                   y=y.reshape(-1))
-        shape = x.shape
     else:
-        if x is not None:
-            shape, dtype = x.shape, x.dtype
-            if not is_spec(y) or tuple(y.shape) != tuple(shape) or str(y.dtype) != str(dtype):
-                raise ValueError(f"x and y must have one shape and dtype, got {x.shape} "
-                                 f"{x.dtype} and {getattr(y, 'shape', None)} "
-                                 f"{getattr(y, 'dtype', None)}")
-            n = int(np.prod(shape))
-            if n < 1:
-                raise ValueError(f"x: shape {tuple(shape)} is empty; nothing to simulate")
-        elif n_elements is not None:
-            n, shape = int(n_elements), (int(n_elements),)
-            if n < 1:
-                raise ValueError(f"n_elements={n_elements!r}: must be >= 1")
-        else:
-            raise ValueError("vector_add needs x and y (arrays or specs) or n_elements")
         kernel = build_vector_add(soc, n, tiling, dtype=dtype)
     return Plan(kernel, "vector_add", tiling, functional,
                 finish=(lambda out: out["z"].reshape(shape)) if functional else None)
@@ -272,7 +281,7 @@ def default_tiling_for(soc, **_: object) -> VectorAddTiling:
     return h7 if h7.cores <= avail else dataclasses.replace(h7, cores=avail)
 
 
-def cli_op_args(ns, functional: bool, rng: np.random.Generator) -> dict:
+def example_inputs(ns, functional: bool, rng: np.random.Generator) -> dict:
     """Op arguments from ``npusim run vector_add`` flags (default 8192 x 8192 fp16)."""
     from npusim.spec import spec
 
@@ -285,7 +294,7 @@ def cli_op_args(ns, functional: bool, rng: np.random.Generator) -> dict:
     return {"x": spec((n,), dtype), "y": spec((n,), dtype)}
 
 
-def cli_check(res, op_args: dict) -> str:
+def check_output(res, op_args: dict) -> str:
     want = reference_add(op_args["x"], op_args["y"])
     same = np.array_equal(res.outputs.view(np.uint16), want.view(np.uint16))
     return f"output bit-exact vs fp16 RNE reference: {same}"
@@ -329,3 +338,24 @@ def calibration_prediction(row):
             pred = busy.get("S" if pipe == "V" and H_SERIES[row.id].scalar_loop else pipe, 0.0)
             pipes[label] = (pred / f, measured[label], kind)
     return Prediction(res.microseconds, pipes, "us", note=f"tiling {row.id}")
+
+
+def validate(soc: Any, **op_args: Any) -> None:
+    operands(**op_args)
+
+
+OPERATOR = Operator(
+    name="vector_add",
+    plan=plan,
+    validate=validate,
+    default_tiling=default_tiling_for,
+    example_inputs=example_inputs,
+    cli=CliSpec(
+        "z = x + y, elementwise (the H-series calibration kernel)",
+        {"--n-elements": "elements of x, y and z (default 67108864 = 8192 x 8192)",
+         "--dtype": "dtype of x, y, z (default float16)",
+         "--step": "use the tiling of calibration step H1..H7 (default: the H7 tiling)"},
+        tiling_note="--step H1..H7 or --tiling FIELD=VALUE"),
+    cann_op_type="Add",
+    check_output=check_output,
+)

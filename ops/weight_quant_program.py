@@ -689,31 +689,15 @@ def program_tiling_from(kt: Any, soc: Any, s: WqbmmShape, kernel: str) -> WqbmmP
     )
 
 
-def plan_weight_quant_batchmatmul(
-    soc: Any,
-    tiling: Any = None,
-    *,
-    x: Any,
-    weight: Any,
-    antiquant_scale: Any,
-    antiquant_offset: Any = None,
-    quant_scale: Any = None,
-    quant_offset: Any = None,
-    bias: Any = None,
-    antiquant_group_size: int = 0,
-    inner_precise: int = 0,
-    kernel: str | None = None,
-    deterministic: bool = False,
-):
-    """Validate, select the kernel as CANN does, build its program; outputs (functional runs) are
-    the selected kernel's numerics."""
-    import numpy as np
-
+def checked_call(soc: Any, *, x: Any, weight: Any, antiquant_scale: Any,
+                 antiquant_offset: Any = None, quant_scale: Any = None, quant_offset: Any = None,
+                 bias: Any = None, antiquant_group_size: int = 0, inner_precise: int = 0,
+                 kernel: str | None = None, deterministic: bool = False
+                 ) -> tuple[Any, str, WqbmmShape, bool]:
+    """The call's documented rules and CANN's kernel choice: (normalised arguments, kernel
+    name, program shape, functional) or the error naming the argument and rule."""
     from npusim.ops.weight_quant_batchmatmul.args import normalize_args
-    from npusim.ops.weight_quant_batchmatmul.compute import compute
     from npusim.ops.weight_quant_batchmatmul.selection import select_kernel
-    from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling, validate_tiling
-    from npusim.runner import Plan
     from npusim.spec import TensorSpec
 
     functional = not isinstance(x, TensorSpec)
@@ -759,6 +743,38 @@ def plan_weight_quant_batchmatmul(
         scale_int64=args.scale_dtype == "int64",
         quant_per_channel=args.quant_scale_type == "per_channel",
     )
+    return args, name, s, functional
+
+
+def plan_weight_quant_batchmatmul(
+    soc: Any,
+    tiling: Any = None,
+    *,
+    x: Any,
+    weight: Any,
+    antiquant_scale: Any,
+    antiquant_offset: Any = None,
+    quant_scale: Any = None,
+    quant_offset: Any = None,
+    bias: Any = None,
+    antiquant_group_size: int = 0,
+    inner_precise: int = 0,
+    kernel: str | None = None,
+    deterministic: bool = False,
+):
+    """Validate, select the kernel as CANN does, build its program; outputs (functional runs) are
+    the selected kernel's numerics."""
+    import numpy as np
+
+    from npusim.ops.weight_quant_batchmatmul.compute import compute
+    from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling, validate_tiling
+    from npusim.runner import Plan
+
+    args, name, s, functional = checked_call(
+        soc, x=x, weight=weight, antiquant_scale=antiquant_scale,
+        antiquant_offset=antiquant_offset, quant_scale=quant_scale, quant_offset=quant_offset,
+        bias=bias, antiquant_group_size=antiquant_group_size, inner_precise=inner_precise,
+        kernel=kernel, deterministic=deterministic)
     if name == "WeightNz" and soc.organisation != "split":
         from npusim.ops.weight_quant_batchmatmul.selection import WEIGHT_NZ_LAYOUT_MODEL
         from npusim.ops.weight_quant_program_weight_nz import (
@@ -880,52 +896,3 @@ def _compulsory_from_args(args: Any) -> int:
         if arr is not None:
             total += int(arr.nbytes)
     return total + math.ceil(args.m * args.n * _ITEM[args.out_dtype])
-
-
-def cli_weight_quant_batchmatmul(ns: Any, functional: bool, rng: Any) -> dict:
-    """``npusim run weight_quant_batchmatmul``: W4A16 decode by default (M=16, K=N=4096, int4,
-    per-group 128, fp16) - the mission's central case."""
-    import numpy as np
-
-    from npusim.spec import spec
-
-    m, k, n = ns.m or 16, ns.k or 4096, ns.n or 4096
-    wdt = ns.weight_dtype or "int4"
-    g = ns.group_size if ns.group_size is not None else (128 if wdt == "int4" else 0)
-    xdt = ns.dtype or "float16"
-    ip = ns.inner_precise or 0
-    ngroups = math.ceil(k / g) if g else 1
-    out = {"antiquant_group_size": g, "inner_precise": ip}
-    if ns.kernel:
-        out["kernel"] = ns.kernel
-    from npusim.numerics import np_dtype
-
-    if functional:
-        x = rng.standard_normal((m, k)).astype(np.float32).astype(np_dtype(xdt))
-        w = rng.integers(
-            -8 if wdt == "int4" else -128, 8 if wdt == "int4" else 128, (k, n), dtype=np.int32
-        )
-        if wdt == "int4":
-            from npusim.numerics import pack_int4
-
-            w = pack_int4(w)
-        else:
-            w = w.astype(np.int8)
-        scale = (rng.uniform(0.5, 1.5, (ngroups, n)) * 0.01).astype(np.float32)
-        scale = scale.astype(np_dtype(xdt))
-        return {"x": x, "weight": w, "antiquant_scale": scale if g else scale[0], **out}
-    wshape = (k, n // 8) if wdt == "int4" else (k, n)
-    return {
-        "x": spec((m, k), xdt),
-        "weight": spec(wshape, "int32" if wdt == "int4" else "int8"),
-        "antiquant_scale": spec((ngroups, n) if g else (n,), xdt),
-        **out,
-    }
-
-
-def default_tiling_weight_quant_batchmatmul(soc: Any, **op_args: Any):
-    raise SystemExit(
-        "--tiling: for weight_quant_batchmatmul pass a WqbmmProgramTiling through "
-        "the Python API; the kernel tilings are documented in "
-        "npusim.ops.weight_quant_batchmatmul.tiling"
-    )

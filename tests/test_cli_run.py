@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from npusim.cli import main
-from npusim.cli_run import OP_FLAGS, OPERATOR_CLI, _dest
-from npusim.runner import OPERATORS, operator_module
+from npusim.cli_run import OP_FLAGS, _dest
+from npusim.operators import get_operator, operator_names
 
 VERDICT = re.compile(r"^HBM bound [0-9.]+ us \(no launch is faster: .*\); simulated [0-9.]+ us "
                      r"(= [0-9.]+ x bound|\(no HBM traffic is unavoidable: the data fits in the "
@@ -78,10 +78,9 @@ def test_unknown_kernel_is_an_error(capsys):
 
 
 def test_every_registered_operator_is_described():
-    """Rule: `npusim ops` covers exactly the runner's operators, and each declared flag exists."""
-    assert set(OPERATOR_CLI) == set(OPERATORS)
-    for info in OPERATOR_CLI.values():
-        assert set(info.flags) <= set(OP_FLAGS)
+    """Rule: every registered operator declares only flags `npusim run` has."""
+    for op in operator_names():
+        assert set(get_operator(op).cli.flags) <= set(OP_FLAGS), op
 
 
 def _ns(**given):
@@ -96,21 +95,21 @@ def _describe(args):
             args.items()}
 
 
-@pytest.mark.parametrize("op", [o for o in OPERATOR_CLI if o != "int4pack"])
+@pytest.mark.parametrize("op", [o for o in operator_names() if o != "int4pack"])
 def test_documented_defaults_are_the_defaults(op):
     """Rule: each '(default V)' in an operator's flag help is what the operator uses when the
     flag is absent (the call with the flag set to V equals the call without it)."""
-    mod = operator_module(op)
-    base = _describe(mod.cli_op_args(_ns(), functional=False, rng=np.random.default_rng(0)))
+    mod = get_operator(op)
+    base = _describe(mod.example_inputs(_ns(), functional=False, rng=np.random.default_rng(0)))
     checked = 0
-    for flag, text in OPERATOR_CLI[op].flags.items():
+    for flag, text in get_operator(op).cli.flags.items():
         hit = re.search(r"\(default ([0-9a-z]+)\b", text)
         if not hit or flag in ("--kernel", "--step"):
             continue
         kw = OP_FLAGS[flag]
         value = kw.get("type", str)(hit.group(1))
-        got = mod.cli_op_args(_ns(**{_dest(flag): value}), functional=False,
-                              rng=np.random.default_rng(0))
+        got = mod.example_inputs(_ns(**{_dest(flag): value}), functional=False,
+                                 rng=np.random.default_rng(0))
         assert _describe(got) == base, (flag, value)
         checked += 1
     assert checked >= 1
@@ -120,7 +119,7 @@ def test_ops_list_and_show(capsys):
     """Rule: `npusim ops` lists every operator with its arguments and kernels; `ops show NAME`
     and `run NAME --help` give its arguments with defaults, kernels and tiling fields."""
     rc, out = _out(capsys, ["ops"])
-    assert rc == 0 and out[-1].startswith(f"{len(OPERATORS)} operators;")
+    assert rc == 0 and out[-1].startswith(f"{len(operator_names())} operators;")
     text = "\n".join(out)
     assert "weight_quant_batchmatmul" in text and "MsdGroup" in text
     rc, out = _out(capsys, ["ops", "show", "matmul"])

@@ -12,7 +12,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from npusim.runner import operator_module, resolve_soc
+from npusim.operators import get_operator
+from npusim.runner import resolve_soc
 from npusim.spec import spec
 
 A2, A3, P310 = "Ascend910B2", "Ascend910_9391", "Ascend310P3"
@@ -23,7 +24,7 @@ SETTINGS = settings(max_examples=40, deadline=None,
 
 def _default(op: str, soc: str, args: dict):
     desc = resolve_soc(soc)
-    return desc, operator_module(op).default_tiling_for(desc, **args)
+    return desc, get_operator(op).default_tiling(desc, **args)
 
 
 @SETTINGS

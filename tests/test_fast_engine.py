@@ -29,6 +29,7 @@ from npusim.engine.memory import L2Cache
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.hw import load_soc
 from npusim.isa.opcodes import VecOp
+from npusim.operators import get_operator
 from npusim.spec import spec
 
 SPLIT = load_soc("Ascend910B2")
@@ -138,7 +139,7 @@ def test_calibration_programs_identical(row, monkeypatch):
 def test_operator_programs_identical(op, args, l2_start):
     """Operator programs (cube, mix, vector) on several SoCs, cold and repeat L2 start."""
     for name, soc in SOCS.items():
-        plan = runner.operator_module(op).plan(soc, **args)
+        plan = get_operator(op).plan(soc, **args)
         ref, got = run_both(plan.kernel, soc, l2_start=l2_start)
         assert not isinstance(ref, Exception), f"{name}: {ref}"
         assert_same(ref, got)

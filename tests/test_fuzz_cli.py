@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from npusim.cli import main
-from npusim.cli_run import OPERATOR_CLI
+from npusim.operators import get_operator, operator_names
 
 LIMIT = ["--max-instructions", "20000"]
 ODD_NUMBERS = ["0", "-1", "1", "7", "2147483647", "1e3", "abc", "", "0x10", "16"]
@@ -44,8 +44,8 @@ def _flag_value(flag: str):
 
 @st.composite
 def run_argv(draw):
-    op = draw(st.sampled_from(sorted(OPERATOR_CLI)))
-    flags = [f for f in OPERATOR_CLI[op].flags if f != "--compare-inner-precise"]
+    op = draw(st.sampled_from(sorted(operator_names())))
+    flags = [f for f in get_operator(op).cli.flags if f != "--compare-inner-precise"]
     argv = ["run", op, *LIMIT]
     chosen = draw(st.lists(st.sampled_from(flags), max_size=3, unique=True)) if flags else []
     for flag in chosen:

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 
 import npusim
 from npusim.cli_run import OP_FLAGS, _dest
-from npusim.runner import OPERATORS, operator_module
+from npusim.operators import get_operator, operator_names
 from npusim.spec import TensorSpec, spec
 
 CLEAR_ERRORS = (ValueError, TypeError, NotImplementedError)
-DEVICE_OPS = sorted(op for op in OPERATORS if op != "int4pack")  # int4pack is host work
+DEVICE_OPS = sorted(op for op in operator_names() if op != "int4pack")  # int4pack is host work
 SMALL = {"m": 32, "k": 256, "n": 256, "n_elements": 4096}
 LIMIT = 20_000  # instructions: keeps every drawn run to seconds
 #: dtype names no operator accepts ("fp16" is a documented alias, so not here)
@@ -40,8 +40,7 @@ def default_call(op: str, functional: bool) -> dict:
     ns = argparse.Namespace(**{_dest(f): None for f in OP_FLAGS})
     for k, v in SMALL.items():
         setattr(ns, k, v)
-    return operator_module(op).cli_op_args(ns, functional=functional,
-                                           rng=np.random.default_rng(0))
+    return get_operator(op).example_inputs(ns, functional, np.random.default_rng(0))
 
 
 def run(op: str, args: dict):

@@ -11,8 +11,8 @@ import pytest
 
 import npusim
 from npusim.cli import main
-from npusim.cli_run import OP_FLAGS, OPERATOR_CLI, _dest
-from npusim.runner import OPERATORS, operator_module
+from npusim.cli_run import OP_FLAGS, _dest
+from npusim.operators import get_operator, operator_names
 from npusim.size_guard import (
     DEFAULT_MAX_INSTRUCTIONS,
     SizeLimitError,
@@ -24,14 +24,14 @@ from npusim.spec import spec
 #: the documented ranges: M (rows, elements) up to 2^31 - 1, K and N up to 65535 (65528: the
 #: largest multiple of 8, so int4 weights pack into int32)
 LARGEST = {"m": 2**31 - 1, "k": 65528, "n": 65528, "n_elements": 2**31 - 1}
-DEVICE_OPS = sorted(op for op in OPERATORS if op != "int4pack")  # int4pack is host work
+DEVICE_OPS = sorted(op for op in operator_names() if op != "int4pack")  # int4pack is host work
 
 
 def _cli_args(op: str, **sizes) -> dict:
     ns = argparse.Namespace(**{_dest(f): None for f in OP_FLAGS})
     for k, v in sizes.items():
         setattr(ns, k, v)
-    return operator_module(op).cli_op_args(ns, functional=False, rng=np.random.default_rng(0))
+    return get_operator(op).example_inputs(ns, False, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("op", DEVICE_OPS)
@@ -284,7 +284,7 @@ def test_cli_functional_at_the_maxima_is_refused_before_drawing(capsys, monkeypa
     float32 and was OOM-killed at 22 GiB); trans_quant_param's largest call is small."""
     real_rng = np.random.default_rng
     monkeypatch.setattr(np.random, "default_rng", lambda *a: _SmallDrawsOnly(real_rng(*a)))
-    flags = [f for f in ("--m", "--k", "--n", "--n-elements") if f in OPERATOR_CLI[op].flags]
+    flags = [f for f in ("--m", "--k", "--n", "--n-elements") if f in get_operator(op).cli.flags]
     sizes = {"--m": "2147483647", "--k": "65528", "--n": "65528", "--n-elements": "2147483647"}
     argv = ["run", op, "--functional", *[a for f in flags for a in (f, sizes[f])]]
     rc, peak = _peak(lambda: main(argv))

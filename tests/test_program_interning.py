@@ -15,7 +15,7 @@ import pytest
 import npusim.ops.matmul_program as mp
 from npusim.engine.sim import run_kernel
 from npusim.hw import load_soc
-from npusim.runner import operator_module
+from npusim.operators import get_operator
 from npusim.spec import spec
 from tests.test_fast_engine import fingerprint
 
@@ -65,9 +65,9 @@ CASES = [
                          ids=[f"{c[0]}-{c[1]}-{i}" for i, c in enumerate(CASES)])
 def test_interned_program_equals_fresh_build(soc_name, op, args, monkeypatch):
     soc = load_soc(soc_name)
-    shared = operator_module(op).plan(soc, **args).kernel
+    shared = get_operator(op).plan(soc, **args).kernel
     monkeypatch.setattr(mp, "Interner", _PassThrough)
-    fresh = operator_module(op).plan(soc, **args).kernel
+    fresh = get_operator(op).plan(soc, **args).kernel
     assert [c.kind for c in shared.cores] == [c.kind for c in fresh.cores]
     for cs, cf in zip(shared.cores, fresh.cores, strict=True):
         assert len(cs.instrs) == len(cf.instrs)
@@ -83,7 +83,7 @@ def test_cores_share_instruction_objects():
     """A 24-core fp16 matmul holds each repeated instruction once (flags, L1 -> L0 copies,
     Mmads, GM windows loaded by every core of a block row)."""
     soc = load_soc("Ascend910B2")
-    kernel = operator_module("matmul").plan(
+    kernel = get_operator("matmul").plan(
         soc, a=spec((2048, 2048), "float16"), b=spec((2048, 2048), "float16")).kernel
     instrs = [ins for c in kernel.cores for ins in c.instrs]
     distinct = len({id(ins) for ins in instrs})
@@ -108,7 +108,7 @@ def test_tile_templates_over_the_tiling_space(m, k, n, monkeypatch):
     program equals the fresh build instruction for instruction."""
     soc = load_soc("Ascend910B2")
     args = {"a": spec((m, k), "float16"), "b": spec((k, n), "float16")}
-    plan = operator_module("matmul").plan
+    plan = get_operator("matmul").plan
     tilings = _sampled_tilings(m, k, n, 12, seed=m + k + n)
     shared = [plan(soc, t, **args).kernel for t in tilings]
     monkeypatch.setattr(mp, "Interner", _PassThrough)

@@ -54,7 +54,7 @@ def nbytes_of(shape: tuple[int, ...], dtype: str) -> int:
 
 
 #: nbytes_of memo (program builders size the same few shapes hundreds of thousands of times)
-_NBYTES: dict[tuple, int] = {}
+_NBYTES: dict[tuple[tuple[int, ...], str], int] = {}
 
 
 @dataclass(frozen=True, slots=True)

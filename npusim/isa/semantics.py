@@ -76,7 +76,7 @@ def _np(dtype: str) -> np.dtype:
 
 def _logical(ctx: Any, r: Region) -> np.ndarray:
     """Element values of ``r`` (int4 unpacked to int8)."""
-    v = ctx.read(r)
+    v: np.ndarray = ctx.read(r)
     if r.dtype == "int4":  # two per byte, low nibble first, two's complement
         b = v.astype(np.uint8)
         nib = np.stack([b & 0xF, b >> 4], axis=-1).reshape(*b.shape[:-1], -1).astype(np.int8)
@@ -101,7 +101,8 @@ def _typed(ins: Instruction, ctx: Any, r: Region, dtype: str) -> np.ndarray:
     if r.dtype != dtype:
         raise _err(ins, f"operand {r.buffer}@{r.offset} is {r.dtype}, the instruction computes "
                         f"in {dtype} (no implicit casts)")
-    return ctx.read(r)
+    values: np.ndarray = ctx.read(r)
+    return values
 
 
 def _bcast(ins: Instruction, v: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -274,20 +275,24 @@ def _transpose_blocks(ins: Vector, ctx: Any, dt: str) -> np.ndarray:
 
 
 def _binary(op: VecOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out: np.ndarray
     if op is VecOp.ADD:
-        return a + b
-    if op is VecOp.SUB:
-        return a - b
-    if op is VecOp.MUL:
-        return a * b
-    if op is VecOp.DIV:
-        return a / b
-    if op is VecOp.MAX:
-        return np.maximum(a, b)
-    return np.minimum(a, b)
+        out = a + b
+    elif op is VecOp.SUB:
+        out = a - b
+    elif op is VecOp.MUL:
+        out = a * b
+    elif op is VecOp.DIV:
+        out = a / b
+    elif op is VecOp.MAX:
+        out = np.maximum(a, b)
+    else:
+        out = np.minimum(a, b)
+    return out
 
 
-def _pairwise_blocks(v: np.ndarray, lanes: int, fn: Callable) -> np.ndarray:
+def _pairwise_blocks(v: np.ndarray, lanes: int,
+                     fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
     b = v.reshape(*v.shape[:-1], v.shape[-1] // lanes, lanes)
     while b.shape[-1] > 1:
         b = fn(b[..., 0::2], b[..., 1::2])

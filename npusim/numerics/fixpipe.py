@@ -166,7 +166,7 @@ def requant_with_params(acc: np.ndarray, quant_param: np.ndarray) -> np.ndarray:
     return np.asarray(requant_int8(acc, np.asarray(qp.m1), np.asarray(qp.offset)), dtype=np.int8)
 
 
-def deqf16(acc: np.ndarray, m1: np.ndarray) -> np.ndarray:
+def deqf16(acc: np.ndarray, m1: np.ndarray | np.floating) -> np.ndarray:
     """DEQF16 (declared model, ops-semantics 5.6 / 6.2 [INF]): float16 of float32(acc) * m1, both
     roundings to nearest even, overflow saturating to +-65504 (also when the fp32 product itself
     overflows); inf / NaN in m1 propagate. ``m1`` broadcasts against ``acc``."""

@@ -8,9 +8,10 @@ the output difference between the modes. Times, cycles and busy percentages are 
 CSV text unchanged, so the tables can be checked against it; derived columns (speed-up,
 intensity, TFLOPS) say so.
 
-Output difference: the sweep runs timing-only, so the report computes both modes' outputs with
-``npusim.torch_npu.npu_weight_quant_batchmatmul`` on seeded random inputs (``OUTPUT_SEED``) for
-the row's SoC variant - the selected kernel's numerics, bit for bit as npusim models them.
+Output difference: the sweep runs timing-only, so the report asks the operator
+(``Operator.compare_modes``; weight_quant_batchmatmul: its torch_npu-named API) for both modes'
+outputs on seeded random inputs (``OUTPUT_SEED``) for the row's SoC variant - the selected
+kernel's bits as npusim computes them.
 """
 
 from __future__ import annotations
@@ -91,8 +92,9 @@ def _flops(case: dict[str, Any]) -> float:
 
 
 def _peak_dtype(op: str, case: dict[str, Any]) -> str:
-    dt = str(case.get("dtype", "float16"))
-    return "int8" if op == "quant_matmul" or dt == "int8" else dt
+    from npusim.operators import get_operator
+
+    return get_operator(op).peak_dtype(case)
 
 
 def _roofs(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], tuple[float, float]]:
@@ -154,44 +156,16 @@ def heatmap_grid(group: list[dict[str, Any]], x: str, y: str
 
 def inner_precise_outputs(op: str, soc: str, overrides: str, case: dict[str, Any],
                           modes: Sequence[int]) -> dict[str, Any]:
-    """Run ``op``'s numerics for each inner_precise mode on the same seeded inputs; the number of
-    differing elements and the largest absolute difference between the first two modes."""
-    if op != "weight_quant_batchmatmul" or len(modes) < 2:
-        return {}
-    import numpy as np
-
+    """The operator's output difference between the first two inner_precise modes on seeded
+    inputs (``OUTPUT_SEED``); {} when the operator has no such modes."""
     from npusim.hw import load_soc
-    from npusim.numerics import pack_int4
-    from npusim.torch_npu import npu_weight_quant_batchmatmul
+    from npusim.operators import get_operator
 
+    compare = get_operator(op).compare_modes
+    if compare is None or len(modes) < 2:
+        return {}
     desc = load_soc(soc, overrides=[o for o in overrides.split(";") if o])
-    m, k, n = int(case["m"]), int(case["k"]), int(case["n"])
-    dt_name = str(case.get("dtype", "float16"))
-    if dt_name == "bfloat16":
-        import ml_dtypes
-
-        dt = np.dtype(ml_dtypes.bfloat16)
-    else:
-        dt = np.dtype(dt_name)
-    wdt = case.get("weight_dtype", "int4")
-    g = int(case.get("group_size", 128 if wdt == "int4" else 0))
-    rng = np.random.default_rng(OUTPUT_SEED)
-    x = rng.standard_normal((m, k)).astype(np.float32).astype(dt)
-    if wdt == "int4":
-        w = pack_int4(rng.integers(-8, 8, (k, n), dtype=np.int32))
-    else:
-        w = rng.integers(-128, 128, (k, n), dtype=np.int8)
-    shape = (k // g, n) if g else (n,)
-    scale = (rng.uniform(0.5, 1.5, shape) * 0.01).astype(np.float32).astype(dt)
-    outs = []
-    for ip in modes[:2]:
-        kw: dict[str, Any] = {"antiquant_group_size": g, "inner_precise": int(ip), "soc": desc}
-        if case.get("kernel"):
-            kw["kernel"] = case["kernel"]
-        outs.append(np.asarray(npu_weight_quant_batchmatmul(x, w, scale, **kw), np.float64))
-    diff = np.abs(outs[0] - outs[1])
-    return {"differing": int((outs[0] != outs[1]).sum()), "elements": int(diff.size),
-            "max_abs_diff": float(diff.max()) if diff.size else 0.0}
+    return compare(desc, case, (int(modes[0]), int(modes[1])), OUTPUT_SEED)
 
 
 def write_report(results: str | Path, out_dir: str | Path,

@@ -1,0 +1,70 @@
+"""``quant_matmul`` (W8A8) as an :class:`~npusim.operator.Operator`: its CLI call, output check
+and sweep adapter beside the plan of :mod:`npusim.ops.matmul_plans`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from npusim.operator import CliSpec, Operator
+from npusim.ops import matmul_sweep
+from npusim.ops.matmul_plans import (
+    checked_quant_matmul,
+    default_tiling_quant_matmul,
+    plan_quant_matmul,
+)
+
+
+def example_inputs(ns: Any, functional: bool, rng: np.random.Generator) -> dict:
+    """``npusim run quant_matmul``: W8A8 --m --k --n (default 1024), --out-dtype (int8)."""
+    from npusim.ops.quant_matmul import LAST_DIM_LIMIT
+    from npusim.spec import spec
+
+    m, k, n = ns.m or 1024, ns.k or 1024, ns.n or 1024
+    out = ns.out_dtype or "int8"
+    if n > LAST_DIM_LIMIT:  # checked before the scale array of n values is drawn
+        raise ValueError(f"--n {n}: x2's last dim must be <= {LAST_DIM_LIMIT} "
+                         "(npu_quant_matmul)")
+    scale = rng.uniform(1e-4, 2e-3, n).astype(np.float32)
+    if functional:
+        x1 = rng.integers(-128, 128, (m, k), dtype=np.int8)
+        x2 = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    else:
+        x1, x2 = spec((m, k), "int8"), spec((k, n), "int8")
+    return {"x1": x1, "x2": x2, "scale": scale, "output_dtype": out}
+
+
+def check_output(res: Any, op_args: dict) -> str:
+    from npusim.ops.quant_matmul import reference_quant_matmul
+
+    want = reference_quant_matmul(**op_args, soc=res.soc)
+    same = np.array_equal(np.asarray(res.outputs).view(np.uint8), want.view(np.uint8))
+    return f"tiled program output bit-identical to the reference: {same}"
+
+
+def validate(soc: Any, **op_args: Any) -> None:
+    checked_quant_matmul(soc, **op_args)
+
+
+def quantisation(op_args: dict[str, Any]) -> str:
+    return f"W8A8 per-channel scale, {op_args.get('output_dtype')} out"
+
+
+OPERATOR = Operator(
+    name="quant_matmul",
+    plan=plan_quant_matmul,
+    validate=validate,
+    default_tiling=default_tiling_quant_matmul,
+    example_inputs=example_inputs,
+    cli=CliSpec(
+        "W8A8 npu_quant_matmul: int8 x int8 with a per-channel scale",
+        {"--m": "rows of x1 (default 1024)", "--k": "reduction size (default 1024)",
+         "--n": "columns of x2 (default 1024)",
+         "--out-dtype": "int8 | float16 | bfloat16 | int32 (default int8)"}),
+    cann_op_type="QuantBatchMatmulV3",
+    quantisation=quantisation,
+    check_output=check_output,
+    sweep=matmul_sweep,
+    peak_dtype=lambda case: "int8",
+)
