@@ -98,15 +98,6 @@ def checked_quant_matmul(soc: Any, *, x1: Any, x2: Any, scale: Any, offset: Any 
     if p.in_dtype != "int8":
         raise NotImplementedError("quant_matmul program: int4 (int32-packed) inputs are not "
                                   "tiled yet (the torch_npu API computes them)")
-    if isinstance(x1, np.ndarray) and p.coupled:
-        # Agrees with npusim.torch_npu.npu_quant_matmul: on 310P the dequant runs L0C -> UB on
-        # the vector unit, whose order of operations and rounding are not published; giving
-        # the FixPipe formula's bits there would be a made-up model. Timing-only runs work.
-        raise NotImplementedError(
-            f"quant_matmul numerics on {soc.name} (Atlas inference series: L0C -> UB -> vector "
-            "dequant) are not published; run timing-only (TensorSpec inputs) or use an A2 / A3 "
-            "SoC for output bits"
-        )
     return p
 
 

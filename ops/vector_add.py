@@ -187,9 +187,9 @@ def build_vector_add(
                 b.scalar(
                     "scalar add loop",
                     SCALAR_INSTRS_PER_ELEMENT * n,
-                    fn=_add_fn(xb, yb, zb),
                     reads=(xb, yb),
                     writes=(zb,),
+                    op=VecOp.ADD,
                 )
                 b.set_flag("S", "V", ev)
                 b.wait_flag("S", "V", ev)
@@ -202,13 +202,6 @@ def build_vector_add(
         cores.append(prog)
     meta = {"op": "vector_add", "tiling": tiling.__dict__.copy(), "n_elements": n_elements}
     return Kernel("vector_add", gm, cores, meta)
-
-
-def _add_fn(xr: Region, yr: Region, zr: Region):
-    def add(ctx) -> None:
-        ctx.write(zr, reference_add(ctx.read(xr), ctx.read(yr)))
-
-    return add
 
 
 def operands(*, x: Any = None, y: Any = None, n_elements: int | None = None,

@@ -414,10 +414,12 @@ class ProgramBuilder:
         fn: Callable[[Any], None] | None = None,
         reads: tuple[Region, ...] = (),
         writes: tuple[Region, ...] = (),
+        op: VecOp | None = None,
     ) -> Instruction:
-        """``instructions`` scalar-unit instructions (address arithmetic, loops, Get/SetValue)."""
+        """``instructions`` scalar-unit instructions (address arithmetic, loops, Get/SetValue);
+        ``op``: the binary element-wise op the loop computes from ``reads`` into ``writes``."""
         return self.emit(Scalar(pipe="S", name=name, reads=reads, writes=writes, fn=fn,
-                                count=instructions))
+                                count=instructions, op=op))
 
     def set_flag(self, src_pipe: str, dst_pipe: str, event_id: int) -> Instruction:
         return self.emit(_flag(SetFlag, src_pipe, dst_pipe, event_id))

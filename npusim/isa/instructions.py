@@ -148,9 +148,13 @@ class FixPipe(Instruction):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scalar(Instruction):
-    """``count`` scalar-unit instructions (address arithmetic, loops, Get/SetValue)."""
+    """``count`` scalar-unit instructions (address arithmetic, loops, Get/SetValue). With
+    ``op`` (a binary element-wise VecOp), the count is a GetValue / compute / SetValue loop over
+    ``reads`` -> ``writes[0]`` whose values are that op's (the semantics table's), element by
+    element in the operands' dtype."""
 
     count: int
+    op: VecOp | None = None
     kind: ClassVar[str] = "scalar"
 
     @property

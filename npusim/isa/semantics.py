@@ -411,6 +411,24 @@ def _nothing(ins: Instruction, ctx: Any) -> None:
     """Flags, barriers and scalar bookkeeping change no buffer."""
 
 
+def scalar_loop(ins: Scalar, ctx: Any) -> None:
+    """A scalar-unit loop computing a binary element-wise op (``Scalar.op``): the same values
+    as the vector op (one IEEE operation per element, rounded to nearest even, in the operands'
+    dtype); a Scalar without ``op`` is bookkeeping and changes no buffer."""
+    if ins.op is None:
+        return
+    if ins.op not in BINARY or len(ins.reads) != 2 or len(ins.writes) != 1:
+        raise _err(ins, f"a scalar loop computes a binary element-wise op of two operands into "
+                        f"one; got {ins.op.value} with {len(ins.reads)} -> {len(ins.writes)}")
+    dst = ins.writes[0]
+    a = _typed(ins, ctx, ins.reads[0], dst.dtype)
+    b = _typed(ins, ctx, ins.reads[1], dst.dtype)
+    shape = ctx.view(dst).shape
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        out = _binary(ins.op, _bcast(ins, a, shape), _bcast(ins, b, shape))
+    _store(ctx, dst, out.astype(_np(dst.dtype)))
+
+
 #: instruction class -> semantics (``fn`` on an instruction overrides it while being retired)
 SEMANTICS: dict[type, Callable[[Any, Any], None]] = {
     DataCopy: data_copy,
@@ -418,7 +436,7 @@ SEMANTICS: dict[type, Callable[[Any, Any], None]] = {
     FixPipe: fixpipe,
     Vector: vector,
     Cast: cast,
-    Scalar: _nothing,
+    Scalar: scalar_loop,
     SetFlag: _nothing,
     WaitFlag: _nothing,
     PipeBarrier: _nothing,
