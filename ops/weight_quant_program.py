@@ -16,17 +16,19 @@ Structures (ops-semantics 5.4-5.6; written from the descriptions, not the kernel
   (N range, K range) cell, per group int4 digit matmuls; its AIVs recombine the cell and atomically
   add the fp32 partial into a zeroed GM workspace; a final pass adds the bias and casts).
 
-Other kernels live in ``weight_quant_program_splitk`` (CustomNzSplitK, SplitK: K split over the
-AICs, fp32 partials in a GM workspace reduced by all AIVs in a declared order) and
+Other kernels live in ``weight_quant_program_splitk`` (CustomNzSplitK: K split over the AICs,
+fp32 partials in a GM workspace reduced by all AIVs in a declared order),
+``weight_quant_program_mix_splitk`` (SplitK: per-group fp32 products atomically added into a
+zeroed GM workspace) and
 ``weight_quant_program_fixpipe`` (Fixpipe: identity matmul + DEQF16 into L1, then the fp16
 matmul) and ``weight_quant_program_weight_nz`` (310P WeightNz on the coupled AI Core).
 
 Functional outputs: ``Custom``, ``Msd``, ``MsdSplitK``, ``MsdGroup``, ``Fixpipe``,
-``CustomNzSplitK`` and the 310P ``WeightNz`` (``weight_quant_program_weight_nz``) are replayed
-from their instructions (``REPLAYED_KERNELS``) and equal the numerics model ``compute`` (the
-test oracle) bit for bit; the other kernels' functional output (A2/A3 WeightNz: Custom's
-program, whose numerics are not modelled) is still their numerics model, computed once per run,
-and the run's notes say so.
+``CustomNzSplitK``, ``SplitK`` and the 310P ``WeightNz`` (``weight_quant_program_weight_nz``)
+are replayed from their instructions (``REPLAYED_KERNELS``) and equal the numerics model
+``compute`` (the test oracle) bit for bit; the other kernels' functional output (A2/A3
+WeightNz: Custom's program, whose numerics are not modelled) is still their numerics model,
+computed once per run, and the run's notes say so.
 Every kernel's metadata declares ``compulsory_hbm_bytes`` (inputs and output once) for the
 summary's HBM bound.
 """
@@ -482,6 +484,29 @@ def weight_tile_region(s: WqbmmShape, r0: int, rows: int, c0: int, cols: int) ->
     )
 
 
+ZERO_CHUNK = 16384  # fp32 elements zeroed per UB -> GM copy (64 KiB)
+
+
+def zero_gm_share(b: ProgramBuilder, tensor: str, total: int, v: int, n_aiv: int,
+                  event: int) -> bool:
+    """AIV ``v`` of ``n_aiv`` zeroes its 512 B-aligned share of the fp32 GM tensor ``tensor``
+    (``total`` elements; the kernels' InitAtomicAddr before atomic adds): Duplicate 0 into UB,
+    V -> MTE3 flag ``event``, UB -> GM copies. Returns whether the AIV had a share."""
+    share = math.ceil(math.ceil(total / n_aiv) / 128) * 128
+    z0 = v * share
+    if z0 >= total:
+        return False
+    zn = min(share, total - z0)
+    zb = b.alloc("UB", (min(zn, ZERO_CHUNK),), "float32", "zeros")
+    b.vop(VecOp.DUPLICATE, zb, scalar=0.0, name="Duplicate 0")
+    b.sync("V", "MTE3", event)
+    for off in range(z0, z0 + zn, ZERO_CHUNK):
+        cnt = min(ZERO_CHUNK, z0 + zn - off)
+        b.dma(Region("UB", zb.offset, (cnt,), "float32"),
+              Region("GM", off * 4, (cnt,), "float32", tensor), name=f"zero {tensor} UB->GM")
+    return True
+
+
 A2_WEIGHT_NZ_PROGRAM_MODEL = (
     "A2/A3 WeightNz (custom_weight_nz): the Custom program and tiling (the kernel dequantises on "
     "the AIVs into a GM workspace for the cube as Custom does; its NZ weight is read as ND "
@@ -498,7 +523,7 @@ KERNEL_BUILDERS = {
 
 #: kernels whose functional outputs are replayed from their instructions
 REPLAYED_KERNELS = frozenset({"Custom", "Msd", "MsdSplitK", "MsdGroup", "Fixpipe",
-                              "CustomNzSplitK"})
+                              "CustomNzSplitK", "SplitK"})
 
 
 def _build_msd_multicore(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling) -> Kernel:
@@ -519,7 +544,7 @@ def _param_rows(s: WqbmmShape) -> int:
 
 #: kernels whose program reads the kernel's own tiling object (tiling.py) directly
 KERNEL_TILING_PROGRAMS = {"CustomNzSplitK": "CustomNzSplitKTiling", "SplitK":
-                          "CustomNzSplitKTiling", "Fixpipe": "FixpipeTiling",
+                          "SplitKTiling", "Fixpipe": "FixpipeTiling",
                           "MsdGroup": "MsdGroupTiling"}
 
 
@@ -527,10 +552,10 @@ def build_wqbmm(soc: Any, s: WqbmmShape, kernel: str, tiling: Any = None) -> Ker
     """The tiled program of ``kernel``.
 
     ``tiling``: a :class:`WqbmmProgramTiling` for Custom / Msd / MsdSplitK (default:
-    ``default_program_tiling``); the kernel tiling object for CustomNzSplitK and SplitK
-    (``CustomNzSplitKTiling``), Fixpipe (``FixpipeTiling``) and MsdGroup (``MsdGroupTiling``),
-    required; a
-    ``WeightNzProgramTiling`` (optional) for the 310P WeightNz kernel.
+    ``default_program_tiling``); the kernel tiling object for CustomNzSplitK
+    (``CustomNzSplitKTiling``), SplitK (``SplitKTiling``), Fixpipe (``FixpipeTiling``) and
+    MsdGroup (``MsdGroupTiling``), required; a ``WeightNzProgramTiling`` (optional) for the
+    310P WeightNz kernel.
     """
     if soc.organisation != "split":
         from npusim.ops.weight_quant_program_weight_nz import (
@@ -558,6 +583,10 @@ def build_wqbmm(soc: Any, s: WqbmmShape, kernel: str, tiling: Any = None) -> Ker
             from npusim.ops.weight_quant_program_msdgroup import build_msd_group
 
             return build_msd_group(soc, s, tiling)
+        if kernel == "SplitK":
+            from npusim.ops.weight_quant_program_mix_splitk import build_split_k
+
+            return build_split_k(soc, s, tiling)
         from npusim.ops.weight_quant_program_splitk import build_dequant_splitk
 
         return build_dequant_splitk(soc, s, tiling, kernel)
@@ -727,6 +756,11 @@ def checked_call(soc: Any, *, x: Any, weight: Any, antiquant_scale: Any,
         values=functional,
     )
     name = select_kernel(args, soc, deterministic=deterministic, kernel=kernel)
+    if name == "SplitK":
+        from npusim.ops.weight_quant_batchmatmul.numerics_splitk import split_k_unsupported
+
+        if why := split_k_unsupported(args):
+            raise NotImplementedError(f"kernel 'SplitK' (white-listed shape): {why}")
     s = WqbmmShape(
         m=args.m,
         k=args.k,
@@ -839,6 +873,10 @@ def plan_weight_quant_batchmatmul(
         if args.bias is not None:  # the kernel loads the bias as given and casts it on the AIV
             data["bias"] = np.asarray(args.bias).astype(np_dtype(bias_dtype(s)))
         kern = build_msd_group(soc, s, pt, data)
+    elif name == "SplitK":
+        from npusim.ops.weight_quant_program_mix_splitk import build_split_k, split_k_replay_data
+
+        kern = build_split_k(soc, s, pt, split_k_replay_data(args) if replay else None)
     elif name == "CustomNzSplitK" and replay:
         from npusim.ops.weight_quant_program_splitk import (
             build_dequant_splitk,

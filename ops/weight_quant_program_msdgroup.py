@@ -67,13 +67,13 @@ from npusim.ops.weight_quant_program import (
     bias_dtype,
     kernel_meta,
     weight_tile_region,
+    zero_gm_share,
 )
 from npusim.ops.weight_quant_program_msd import f32_value
 from npusim.ops.weight_quant_program_msd_splitk import FACTORS, recombination_scalars
 
 # cross-core flag ids: digits ready (AIV -> AIC), C slot ready / free, the two AIV barriers
 READY, GROUP_READY, GROUP_FREE, ALL_DIGITS, ALL_ATOMIC = 0, 2, 3, 4, 5
-ZERO_CHUNK = 16384  # fp32 elements zeroed per UB -> GM copy (64 KiB)
 
 
 def msd_group_cells(kt: Any, s: WqbmmShape) -> list[tuple[int, int, int, int]]:
@@ -307,18 +307,7 @@ def _setup(
 ) -> None:
     """Step 1 on AIV ``v``: zero its share of ``acc``; split row ``v`` (if any) into digits;
     barrier of all AIVs; signal the AIC."""
-    total = s.m * s.n
-    share = math.ceil(math.ceil(total / n_aiv) / 128) * 128
-    z0 = v * share
-    if z0 < total:
-        zn = min(share, total - z0)
-        zb = b.alloc("UB", (min(zn, ZERO_CHUNK),), "float32", "zeros")
-        b.vop(VecOp.DUPLICATE, zb, scalar=0.0, name="Duplicate 0")
-        b.sync("V", "MTE3", 1)
-        for off in range(z0, z0 + zn, ZERO_CHUNK):
-            cnt = min(ZERO_CHUNK, z0 + zn - off)
-            b.dma(Region("UB", zb.offset, (cnt,), "float32"),
-                  Region("GM", off * 4, (cnt,), "float32", "acc"), name="zero acc UB->GM")
+    zero_gm_share(b, "acc", s.m * s.n, v, n_aiv, 1)
     if v < s.m:
         _split_row(b, s, v, digits, dig_dtype, ngroups)
     b.cross_set(0, "MTE3", ALL_DIGITS)

@@ -1,4 +1,4 @@
-"""Split-K dequantise-then-matmul programs: ``CustomNzSplitK`` and ``SplitK`` (A2/A3 mix kernels).
+"""The ``CustomNzSplitK`` split-K dequantise-then-matmul program (A2/A3 mix kernel).
 
 Structure (ops-semantics 5.3 / 5.4 and the CustomNzSplitK tiling data; written from the
 descriptions and the kernel's published structure, no code copied):
@@ -24,16 +24,13 @@ AIVs add the slots in **core-index-ascending** order (``SPLIT_K_ACCUMULATION`` b
 (``numerics_custom.custom_nz_splitk``) uses. The slots cost ``cube_block_dim_k`` reads of the
 partials in the post pass where the device does read-modify-writes in L2.
 
-``SplitK`` (bf16 x int8 -> bf16, per-group ND, shape white-list only; never selected because the
-white-list is not reproduced): its kernel source was not read. Its program reuses this structure
-with an ND weight and the Custom bf16 dequant (Cast, Add, Mul in fp32, Cast to bf16); the tiling
-is CustomNzSplitK's default. It is reachable only through ``build_wqbmm`` and gives timing only;
-its numerics raise NotImplementedError.
+``SplitK`` (ops-nn ``WeightQuantBatchMatmulV2MixSplitKKernel``, white-listed bf16 x int8 ->
+bf16 per-group shapes) has its own program, ``weight_quant_program_mix_splitk``: per-group
+products FixPipe'd with atomic add into a zeroed fp32 workspace.
 
 Functional runs of CustomNzSplitK replay its values (typed dequant, the NZ window delivered to UB
 in logical order under the declared local-tile model, the cube in the declared model, the
-core-ordered post pass) and equal ``numerics_custom.custom_nz_splitk`` bit for bit; SplitK's
-instructions carry timing only.
+core-ordered post pass) and equal ``numerics_custom.custom_nz_splitk`` bit for bit.
 """
 
 from __future__ import annotations
@@ -72,11 +69,8 @@ def _ranges(total: int, size: int) -> list[tuple[int, int]]:
 
 def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str,
                          data: dict[str, Any] | None = None) -> Kernel:
-    """The CustomNzSplitK / SplitK program for the kernel tiling ``kt`` (CustomNzSplitKTiling);
-    with ``data`` (:func:`nz_splitk_replay_data`, CustomNzSplitK only) a functional run replays
-    its values."""
-    if data is not None and kernel != "CustomNzSplitK":
-        raise NotImplementedError(f"{kernel}: no replay (its numerics are not modelled)")
+    """The CustomNzSplitK program for the kernel tiling ``kt`` (CustomNzSplitKTiling); with
+    ``data`` (:func:`nz_splitk_replay_data`) a functional run replays its values."""
     d = data or {}
     cube_model = str(soc.numerics.cube_accumulation.model) if data is not None else ""
     order = getattr(getattr(soc, "numerics", None), "split_k_reduction_order", "")
@@ -151,7 +145,7 @@ def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str,
             aiv = CoreProgram(2 * ci + half, "aiv")
             b = ProgramBuilder(aiv, aiv_desc)
             mark = b.used_bytes("UB")
-            _dequant_strips(b, s, kt, ci, half, strips, (k_lo, k_hi), kernel)
+            _dequant_strips(b, s, kt, ci, half, strips, (k_lo, k_hi))
             if post:
                 b.release("UB", mark)
                 b.cross_wait(DONE, "MTE2")
@@ -208,7 +202,6 @@ def _dequant_strips(
     half: int,
     strips: list[tuple[int, int]],
     krange: tuple[int, int],
-    kernel: str,
 ) -> None:
     """AIV half of one AIC: dequantise its half of every strip's columns into the ring slot
     (ping-pong UB buffers, parameters included, so one pass's loads overlap the previous
@@ -266,7 +259,7 @@ def _dequant_strips(
                 if it >= 2:
                     b.wait_flag("MTE3", "V", i)
                 oreg = Region("UB", u["o"].offset, (nr, width), xd)
-                _dequant_ops(b, s, kernel, u, wreg, oreg, width)
+                _dequant_ops(b, s, u, wreg, oreg, width)
                 b.set_flag("V", "MTE2", i)
                 b.sync("V", "MTE3", i)
                 dst = Region(
@@ -295,7 +288,6 @@ def _groups(s: WqbmmShape, r0: int, r1: int) -> range:
 def _dequant_ops(
     b: ProgramBuilder,
     s: WqbmmShape,
-    kernel: str,
     u: dict[str, Region | None],
     wreg: Region,
     oreg: Region,
@@ -304,19 +296,17 @@ def _dequant_ops(
     """The vector dequant of one pass, typed (values from the semantics table, in the order of
     ``numerics_custom``).
 
-    fp16 x (both kernels): Cast w->half, Add offset, Mul scale (fp16). CustomNzSplitK bf16:
-    Cast the offset bf16->fp16, Cast w->half, Add offset (fp16), Cast half->fp32->bf16 (the scale
-    comes after the matmul). SplitK bf16 (the Custom chain): Cast w->half->fp32, Add offset, Mul
-    scale (fp32), Cast to bf16. An NZ tile's per-channel parameters vary along its rows on the
-    device and are first broadcast per 32 B block (Brcb, kept for its time); the tile is in
-    logical order here, so the values use the parameter rows as column broadcasts."""
+    fp16 x: Cast w->half, Add offset, Mul scale (fp16). bf16: Cast the offset bf16->fp16, Cast
+    w->half, Add offset (fp16), Cast half->fp32->bf16 (the scale comes after the matmul). An NZ
+    tile's per-channel parameters vary along its rows on the device and are first broadcast per
+    32 B block (Brcb, kept for its time); the tile is in logical order here, so the values use
+    the parameter rows as column broadcasts."""
     xd, shape = s.x_dtype, oreg.shape
-    n_el = shape[0] * shape[1]
     h = Region("UB", u["h"].offset, shape, "float16")
     prm = u["p"]
     scale = Region("UB", prm.offset, (width,), xd)
     offset = Region("UB", prm.offset + prm.shape[1] * 4, (width,), xd)
-    if xd == "bfloat16" and kernel != "SplitK" and s.has_offset:
+    if xd == "bfloat16" and s.has_offset:
         offset16 = Region("UB", offset.offset, (width,), "float16")
         b.cast(offset16, offset, name="Cast offset bf16->fp16")
         offset = offset16
@@ -330,14 +320,6 @@ def _dequant_ops(
         b.vop(VecOp.MUL, oreg, (h, scale), name="Mul scale")
         return
     f = Region("UB", u["f"].offset, shape, "float32")
-    if kernel == "SplitK":  # timing only (no numerics): the Custom bf16 chain's instructions
-        b.vec("Cast half->fp32", "convert", f, (h,), elements=n_el, dtype="float16")
-        b.vec("Cast params->fp32", "convert", prm, (prm,), elements=2 * width, dtype="bfloat16")
-        if s.has_offset:
-            b.vec("Add offset", "binary", f, (f, prm), elements=n_el, dtype="float32")
-        b.vec("Mul scale", "binary", f, (f, prm), elements=n_el, dtype="float32")
-        b.vec("Cast fp32->bf16", "convert", oreg, (f,), elements=n_el, dtype="float32")
-        return
     if s.has_offset:
         b.vop(VecOp.ADD, h, (h, offset), name="Add offset")
     b.cast(f, h, name="Cast half->fp32")

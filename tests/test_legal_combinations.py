@@ -111,7 +111,11 @@ def wq_cases(family: str) -> list[WqCase]:
         ("per_tensor", "per_channel", "per_group", "int64"), (False, True), (False, True),
         ("none", "per_tensor", "per_channel"), (0, 1), M_CLASSES,
     )
-    return [c for c in (WqCase(*d) for d in dims) if wq_legal(c, family)]
+    cases = [c for c in (WqCase(*d) for d in dims) if wq_legal(c, family)]
+    if family != "310P":  # the smallest of the SplitK template's white-listed shapes
+        cases += [WqCase("bfloat16", "int8", "ND", False, "per_group", True, False, "none", ip,
+                         24, 1536, 12288) for ip in (0, 1)]
+    return cases
 
 
 def wq_arrays(c: WqCase, rng: np.random.Generator) -> dict[str, Any]:

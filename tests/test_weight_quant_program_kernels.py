@@ -70,31 +70,29 @@ def test_custom_nz_split_k_program(m, k, n, xdt, dim_k, bias):
     assert np.array_equal(bits(r.outputs), bits(want))
 
 
-def test_split_k_program_timing_only():
-    """SplitK (white-list template, never selected): its program builds from a CustomNzSplitK
-    tiling on an ND per-group weight and runs; K split over 2 AICs with fp32 partials."""
+def test_split_k_program_structure():
+    """SplitK (white-listed template): every AIC multiplies x by its K block group by group
+    (M K N MACs in all), the weight is read once by the AIVs, every group product reaches the
+    fp32 workspace by a FixPipe atomic add, and the program needs its own tiling object."""
     import ml_dtypes
 
     soc = resolve_soc(B2)
-    m, k, n, g = 16, 512, 256, 64
+    m, k, n, g = 16, 512, 1664, 64
     x = np.zeros((m, k), ml_dtypes.bfloat16)
-    w = np.zeros((k, n), np.int8)
     sc = np.ones((k // g, n), ml_dtypes.bfloat16)
-    args = normalize_args(x, w, sc, sc, antiquant_group_size=g)
-    from npusim.ops.weight_quant_batchmatmul.soc_facts import soc_facts
-    from npusim.ops.weight_quant_batchmatmul.tiling import _default_custom_nz_splitk
+    args = normalize_args(x, np.zeros((k, n), np.int8), sc, sc, antiquant_group_size=g)
+    from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling
 
-    kt = dataclasses.replace(
-        _default_custom_nz_splitk(args, soc_facts(soc)), single_core_k=256, single_k=256,
-        cube_block_dim_k=2,
-    )  # fmt: skip
+    kt = default_tiling(args, soc, "SplitK")
     s = WqbmmShape(m, k, n, "bfloat16", "int8", g, True, False, "bfloat16")
     kern = build_wqbmm(soc, s, "SplitK", kt)
     res = run_kernel(kern, soc)
     assert res.cycles > 0 and macs(kern) == m * k * n
     assert dma_bytes(kern, "w", "UB") == k * n
-    assert kern.gm["part"].shape == (2, m, n)
-    with pytest.raises(TypeError, match="CustomNzSplitKTiling"):
+    fix = [i for c in kern.cores for i in c.instrs if i.kind == "fix"]
+    assert fix and all(i.atomic == "add" and i.writes[0].tensor == "acc" for i in fix)
+    assert sum(i.elements for i in fix) == m * n * (k // g)
+    with pytest.raises(TypeError, match="SplitKTiling"):
         build_wqbmm(soc, s, "SplitK", None)
 
 

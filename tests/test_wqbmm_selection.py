@@ -62,20 +62,32 @@ def pick(a: WqbmmArgs, deterministic: bool = False) -> str:
 W4G128 = dict(weight_dtype="int4", quant_type="per_group", group_size=128)
 
 
-def test_row0_splitk_white_list_is_empty():
-    """SplitK (bf16 x int8 -> bf16 per-group ND with offset) is only for white-listed shapes,
-    which are not reproduced: it is never capable."""
-    a = shape(
-        x_dtype="bfloat16",
-        scale_dtype="bfloat16",
-        out_dtype="bfloat16",
-        quant_type="per_group",
-        group_size=64,
-        m=32,
-    )
-    reasons = kernel_reasons(a, SOC)
-    assert "white-list" in reasons["SplitK"]
-    assert pick(a) == "Custom"
+_BF16_G64 = dict(x_dtype="bfloat16", scale_dtype="bfloat16", out_dtype="bfloat16",
+                 quant_type="per_group", group_size=64, antiquant_offset=np.zeros((1, 1)))
+
+
+@pytest.mark.parametrize(("k", "n"), [(12288, 1792), (12288, 7808), (3904, 12288),
+                                      (1536, 12288)])
+@pytest.mark.parametrize("soc", ["Ascend910B2", "Ascend910B4", "Ascend910_9391"])
+def test_row0_splitk_for_its_white_listed_shapes(k, n, soc):
+    """SplitK (bf16 x int8 -> bf16 per-group ND with an antiquant offset) runs for ops-nn's four
+    white-listed (M=24, K, N, no bias, no transposes) shapes on every A2/A3 part (the list's
+    AIC-count field is 1 on both sides of the lookup)."""
+    assert select_kernel(shape(_BF16_G64, m=24, k=k, n=n), soc) == "SplitK"
+
+
+def test_row0_splitk_refused_off_its_white_list():
+    """Off the list (another M, a bias, a transposed weight, no offset, fp16, deterministic
+    mode) SplitK is not capable and the next template runs."""
+    wl = shape(_BF16_G64, m=24, k=1536, n=12288)
+    for a, why in [(dataclasses.replace(wl, m=32), "white-list"),
+                   (dataclasses.replace(wl, bias=np.zeros(1)), "white-list"),
+                   (dataclasses.replace(wl, trans_b=True), "white-list"),
+                   (dataclasses.replace(wl, antiquant_offset=None), "antiquant offset"),
+                   (dataclasses.replace(wl, x_dtype="float16", out_dtype="float16"), "bf16")]:
+        assert why in kernel_reasons(a, SOC)["SplitK"]
+        assert pick(a) != "SplitK"
+    assert "deterministic" in kernel_reasons(wl, SOC, deterministic=True)["SplitK"]
 
 
 def test_row1_msd_group_for_a16w4_per_group_decode():

@@ -12,6 +12,8 @@ from npusim.ops.weight_quant_batchmatmul.args import WqbmmArgs
 from npusim.ops.weight_quant_batchmatmul.numerics_custom import custom, custom_nz_splitk
 from npusim.ops.weight_quant_batchmatmul.numerics_fixpipe import fixpipe
 from npusim.ops.weight_quant_batchmatmul.numerics_msd import msd_group, msd_multicore, msd_split_k
+from npusim.ops.weight_quant_batchmatmul.numerics_splitk import MODEL as SPLIT_K_MODEL
+from npusim.ops.weight_quant_batchmatmul.numerics_splitk import split_k, split_k_unsupported
 from npusim.ops.weight_quant_batchmatmul.numerics_weight_nz import MODEL as WEIGHT_NZ_MODEL
 from npusim.ops.weight_quant_batchmatmul.numerics_weight_nz import weight_nz_310p
 from npusim.ops.weight_quant_batchmatmul.selection import (
@@ -48,7 +50,7 @@ NUMERICS_MODELS: dict[str, str] = {
     "output; depends on tiling single_core_k; " + _VECTOR,
     "Fixpipe": "w16 = DEQF16(w + off, M1) (declared: fp32 product RNE, fp16 RNE saturating), "
     "fp16 matmul in the cube model with fp16 bias, fixpipe RNE",
-    "SplitK": "not modelled (white-list-only template)",
+    "SplitK": SPLIT_K_MODEL + "; exact to the declared cube model and reduction order",
     "WeightNz": WEIGHT_NZ_MODEL + "; A2/A3 WeightNz (custom_weight_nz): the Custom chain",
 }
 
@@ -71,10 +73,8 @@ def compute(args: WqbmmArgs, kernel: str, soc: Any = None, tiling: Any = None) -
         # A2/A3 custom_weight_nz: Custom's dequant chain (cast, offset, scale in fp16, or fp32
         # for bf16 x) and cube/FixPipe path, read from the kernel's structure
         return custom(args, facts) if facts.split else weight_nz_310p(args, facts)
-    if kernel == "SplitK":
-        raise NotImplementedError(
-            "kernel 'SplitK': numerics of the white-list template not modelled"
-        )
+    if kernel == "SplitK" and (why := split_k_unsupported(args)):
+        raise NotImplementedError(f"kernel 'SplitK' (white-listed shape): {why}")
     if tiling is None:
         tiling = default_tiling(args, soc, kernel)
     validate_tiling(tiling, args, soc, kernel)
@@ -90,6 +90,8 @@ def compute(args: WqbmmArgs, kernel: str, soc: Any = None, tiling: Any = None) -
         return msd_group(args, facts, tiling)
     if kernel == "Fixpipe":
         return fixpipe(args, facts)
+    if kernel == "SplitK":
+        return split_k(args, facts)
     raise NotImplementedError(f"kernel={kernel!r}: no numerics")
 
 

@@ -8,6 +8,7 @@ template's ``IsCapable``):
 prio  kernel            capable when (abridged; see the ``_why_not_*`` functions)
 ====  ================  ==========================================================================
 0     SplitK            non-deterministic; bf16 x int8 -> bf16, per-group ND, shape white-list
+                        (M, K, N, bias, transA, transB) with an antiquant offset
 1     MsdGroup          non-deterministic; per-group int4 g in {64,128} (int8: g 64 + white-list);
                         M <= g/8, K <= 13952, N <= aic*2048, K%g, N%64; no trans, no int8 out;
                         L1 fits
@@ -24,9 +25,11 @@ prio  kernel            capable when (abridged; see the ``_why_not_*`` functions
 6     WeightNz          FRACTAL_NZ transposed weight (on 310P the only template)
 ====  ================  ==========================================================================
 
-Shape white-lists (SplitK, MsdGroup for int8, CustomNzSplitK's unaligned shapes) are lists of
-network shapes in the CANN sources that this simulator does not reproduce: they are treated as
-empty, so those special cases are never selected. The MSD high-precision shape (M=36, K=8192,
+SplitK's white-list is reproduced (``SPLIT_K_WHITE_LIST``: four M = 24 shapes of ops-nn
+``weight_quant_batch_matmul_v2_tiling_splitk.cpp``, matched on (M, K, N, bias, transA, transB)
+whatever the AIC count, with an antiquant offset required). The other white-lists (MsdGroup for
+int8, CustomNzSplitK's unaligned shapes) are not reproduced: they are treated as empty, so those
+special cases are never selected. The MSD high-precision shape (M=36, K=8192,
 N=1280, transB, no bias) is handled inside the ``Msd`` numerics.
 
 Deterministic mode (``deterministic=True``) excludes SplitK, MsdGroup and CustomNzSplitK, whose
@@ -92,6 +95,16 @@ def _det(deterministic: bool) -> str | None:
     return None
 
 
+#: MIX_SPLIT_K_WHITE_LIST of ops-nn's SplitK tiling: (m, k, n, has_bias, trans_a, trans_b); its
+#: AIC-count field is 1 in the list and in the lookup alike, so it matches on every SoC
+SPLIT_K_WHITE_LIST = frozenset({
+    (24, 12288, 1792, False, False, False),
+    (24, 12288, 7808, False, False, False),
+    (24, 3904, 12288, False, False, False),
+    (24, 1536, 12288, False, False, False),
+})
+
+
 def _why_not_splitk(a: WqbmmArgs, f: SocFacts, deterministic: bool) -> str | None:
     if reason := _det(deterministic):
         return reason
@@ -101,7 +114,11 @@ def _why_not_splitk(a: WqbmmArgs, f: SocFacts, deterministic: bool) -> str | Non
         return "no int64 antiquant scale"
     if a.quant_type != PER_GROUP or a.weight_format != "ND":
         return "supports the per-group ND case only"
-    return f"per-group ND: {_WHITE_LIST}"
+    if (a.m, a.k, a.n, a.has_bias, a.trans_a, a.trans_b) not in SPLIT_K_WHITE_LIST:
+        return "per-group ND: (m, k, n, bias, transA, transB) not in its shape white-list"
+    if not a.has_offset:
+        return "its white-listed shapes need an antiquant offset"
+    return None
 
 
 def msd_group_l1_fits(a: WqbmmArgs, f: SocFacts) -> bool:

@@ -261,6 +261,31 @@ class FixpipeTiling:
     a_full_load: bool
 
 
+@dataclass(frozen=True)
+class SplitKTiling:
+    """``SplitK`` (the mix split-K template of the white-listed bf16 x int8 per-group shapes;
+    WeightQuantBatchMatmulV2TilingData as ops-nn ``weight_quant_batch_matmul_v2_tiling_splitk.cpp``
+    fills it). AIC ``i`` owns K block ``i // cube_block_dim_n`` (``vec_single_k`` rows, whole
+    groups) and the 1024-column chunks ``i % cube_block_dim_n`` (stepping by
+    ``cube_block_dim_n``); its two AIVs dequantise the chunk's halves (``vec_single_n``), one
+    group at a time, into a ``cache_num``-slot GM ring; every group's fp32 product is atomically
+    added into a zeroed (M, N) workspace, which the AIVs finally cast to bf16."""
+
+    cube_block_dim_n: int
+    cube_block_dim_k: int
+    vec_block_dim_n: int  # 2 x cube_block_dim_n
+    vec_block_dim_k: int  # = cube_block_dim_k
+    vec_single_k: int  # K rows per core (a multiple of the group)
+    vec_single_n: int  # columns per AIV task (512)
+    vec_single_k_group_num: int
+    group_size: int
+    cube_single_core_n: int  # columns per AIC task (the matmul singleCoreN, 2 x vec_single_n)
+    cube: CubeBlock  # SetFixSplit(align(M, 16), 512, 64), L0C double-buffered
+    cache_num: int = 4  # weight workspace slots (the kernel's fixed four)
+    vec_pass_k: int = 32  # weight rows per AIV dequant pass (the kernel's singleCoreK)
+    post_single_n: int = 256  # columns per AIV pass of the final cast
+
+
 TILING_TYPES: dict[str, type] = {
     "Custom": CustomTiling,
     "CustomNzSplitK": CustomNzSplitKTiling,
@@ -268,6 +293,7 @@ TILING_TYPES: dict[str, type] = {
     "MsdSplitK": MsdSplitKTiling,
     "MsdGroup": MsdGroupTiling,
     "Fixpipe": FixpipeTiling,
+    "SplitK": SplitKTiling,
 }
 TILING_DEPENDENT_NUMERICS = frozenset({"MsdSplitK", "MsdGroup", "CustomNzSplitK"})
 
@@ -546,6 +572,45 @@ def _default_fixpipe(a: WqbmmArgs, f: SocFacts) -> FixpipeTiling:
     )
 
 
+SPLIT_K_VEC_N = 512  # the SplitK kernel's vector N tile; its cube chunk is twice that
+SPLIT_K_BASE_N = 512  # its SetFixSplit base N (ops-nn BASIC_BLOCK)
+SPLIT_K_BL1_BYTES = 128 * 1024  # each of its two L1 buffers of a dequantised weight group
+
+
+def _default_split_k(a: WqbmmArgs, f: SocFacts) -> SplitKTiling:
+    """ops-nn's SplitK DoOpTiling: N in 1024-column chunks (nFactor = ceil(N / 1024)); of the
+    divisors d of nFactor (largest first) the one maximising d x (aic // d) cores sets
+    cube_block_dim_n = d, cube_block_dim_k = aic // d; each K block is ceil(K / dim_k)
+    rounded up to whole groups (cube_block_dim_k then trimmed to the blocks K fills: ops-nn's
+    formula leaves no empty block on its white-listed shapes); the cube block is
+    (align(M, 16), 512, 64) with L0C double-buffered and L0A / L0B single (a 64 x 512 bf16 B
+    block fills L0B)."""
+    n_factor = _ceil_div(a.n, 2 * SPLIT_K_VEC_N)
+    best, dim_n, dim_k = 0, 1, max(1, f.aic_num)
+    for d in range(n_factor, 0, -1):
+        if n_factor % d:
+            continue
+        used = d * (f.aic_num // d)
+        if used > best:
+            best, dim_n, dim_k = used, d, f.aic_num // d
+    g = a.group_size
+    vec_k = _align(_ceil_div(a.k, dim_k), g)
+    dim_k = _ceil_div(a.k, vec_k)  # no empty K block (never one on the white-listed shapes)
+    cube = CubeBlock(_align(a.m, 16), SPLIT_K_BASE_N, 64, 1, 1, 1, 1, 1, 2, 2)
+    return SplitKTiling(
+        cube_block_dim_n=dim_n,
+        cube_block_dim_k=dim_k,
+        vec_block_dim_n=2 * dim_n,
+        vec_block_dim_k=dim_k,
+        vec_single_k=vec_k,
+        vec_single_n=SPLIT_K_VEC_N,
+        vec_single_k_group_num=_ceil_div(vec_k, g),
+        group_size=g,
+        cube_single_core_n=2 * SPLIT_K_VEC_N,
+        cube=cube,
+    )
+
+
 _DEFAULTS = {
     "Custom": _default_custom,
     "CustomNzSplitK": _default_custom_nz_splitk,
@@ -553,6 +618,7 @@ _DEFAULTS = {
     "MsdSplitK": _default_msd_split_k,
     "MsdGroup": _default_msd_group,
     "Fixpipe": _default_fixpipe,
+    "SplitK": _default_split_k,
 }
 
 
@@ -799,6 +865,69 @@ def _validate_fixpipe(c: _Checker, t: FixpipeTiling, a: WqbmmArgs, f: SocFacts) 
     c.need(c_tile <= 48 * 1024, f"L0C: fp32 block base_m x base_n x 4 = {c_tile} B > 48 KiB")
 
 
+def split_k_vector_buffers(rows: int, cols: int) -> list[Buffer]:
+    """UB layout of one SplitK AIV (its InitBuffer, declared once; the program allocates
+    exactly this): the stored int8 weight pass (ping-pong), the raw bf16 offset / scale rows
+    (ping-pong), the fp32 and fp16 offset and the fp32 scale rows, the fp16 tile, the fp32 tile
+    and the bf16 output tile (single: the kernel's VECOUT queue has one buffer)."""
+    out: list[Buffer] = []
+    for i in range(2):
+        out.append((f"w{i}", (rows, cols), "int8"))
+        out.append((f"off_in{i}", (cols,), "bfloat16"))
+        out.append((f"scale_in{i}", (cols,), "bfloat16"))
+    out += [("off32", (cols,), "float32"), ("off16", (cols,), "float16"),
+            ("scale32", (cols,), "float32"), ("h", (rows, cols), "float16"),
+            ("f", (rows, cols), "float32"), ("o", (rows, cols), "bfloat16")]
+    return out
+
+
+def split_k_post_buffers(m: int, cols: int) -> list[Buffer]:
+    """UB layout of the SplitK final pass: the fp32 workspace block of all M rows and its bf16
+    cast (the kernel reuses its fp32 / output tiles: after the dequant they are free)."""
+    return [("acc", (m, cols), "float32"), ("y", (m, cols), "bfloat16")]
+
+
+def _validate_split_k(c: _Checker, t: SplitKTiling, a: WqbmmArgs, f: SocFacts) -> None:
+    dim = t.cube_block_dim_n * t.cube_block_dim_k
+    _check_cores(c, dim, t.vec_block_dim_n * t.vec_block_dim_k, f)
+    c.need(t.vec_block_dim_n == 2 * t.cube_block_dim_n, "vec_block_dim_n must be 2 x "
+           "cube_block_dim_n (each AIV dequantises half of its AIC's chunk)")
+    c.need(t.vec_block_dim_k == t.cube_block_dim_k, "vec_block_dim_k must equal cube_block_dim_k")
+    c.need(t.cube_single_core_n == 2 * t.vec_single_n,
+           "cube_single_core_n must be 2 x vec_single_n")
+    c.need(t.group_size == a.group_size, f"group_size={t.group_size} != {a.group_size}")
+    c.need(t.vec_single_k % max(1, a.group_size) == 0,
+           f"vec_single_k={t.vec_single_k}: must be whole groups of {a.group_size}")
+    c.need(t.vec_single_k_group_num == _ceil_div(t.vec_single_k, max(1, a.group_size)),
+           "vec_single_k_group_num != vec_single_k / group")
+    c.need(t.cube_block_dim_k * t.vec_single_k >= a.k, "cube_block_dim_k x vec_single_k < k")
+    c.need((t.cube_block_dim_k - 1) * t.vec_single_k < a.k,
+           "a K block would be empty (the kernel's K length of it would underflow)")
+    c.need(t.vec_single_n % 128 == 0, f"vec_single_n={t.vec_single_n}: must be whole 128-element "
+           "fp16 repeats (the kernel's Add covers vec_single_n / 128 repeats)")
+    c.need(t.vec_pass_k % 16 == 0, f"vec_pass_k={t.vec_pass_k}: must be a multiple of 16")
+    c.need(t.post_single_n % 64 == 0, f"post_single_n={t.post_single_n}: must be a multiple of 64")
+    cb = t.cube
+    c.need(cb.base_m >= a.m and cb.base_m % 16 == 0,
+           f"cube.base_m={cb.base_m}: must be a multiple of 16 covering m={a.m} (one M block)")
+    c.need(cb.base_n % 16 == 0 and cb.base_k % 16 == 0, "cube.base_n, cube.base_k: multiples of 16")
+    l0a, l0b = cb.base_m * cb.base_k * 2, cb.base_k * cb.base_n * 2
+    l0c = cb.db_l0c * cb.base_m * cb.base_n * 4
+    c.need(l0a <= f.l0a_bytes, f"L0A: base_m x base_k = {l0a} B > {f.l0a_bytes} B")
+    c.need(l0b <= f.l0b_bytes, f"L0B: base_k x base_n = {l0b} B > {f.l0b_bytes} B")
+    c.need(l0c <= f.l0c_bytes, f"L0C: db_l0c x base_m x base_n x 4 = {l0c} B > {f.l0c_bytes} B")
+    bl1 = a.group_size * t.cube_single_core_n * 2
+    c.need(bl1 <= SPLIT_K_BL1_BYTES, f"L1: a dequantised group (group x cube_single_core_n bf16 "
+           f"= {bl1} B) exceeds the kernel's {SPLIT_K_BL1_BYTES} B B buffer")
+    al1 = _align(a.m, 16) * t.vec_single_k * 2
+    c.need(al1 + 2 * SPLIT_K_BL1_BYTES <= f.l1_bytes,
+           f"L1: x block {al1} B + 2 x {SPLIT_K_BL1_BYTES} B weight buffers > {f.l1_bytes} B")
+    ub = layout_bytes(split_k_vector_buffers(t.vec_pass_k, t.vec_single_n))
+    c.need(ub <= f.ub_bytes, f"UB: dequant pass needs {ub} B > {f.ub_bytes} B")
+    ub = layout_bytes(split_k_post_buffers(a.m, t.post_single_n))
+    c.need(ub <= f.ub_bytes, f"UB: final pass needs {ub} B > {f.ub_bytes} B")
+
+
 _VALIDATORS = {
     CustomTiling: _validate_custom,
     CustomNzSplitKTiling: _validate_custom_nz_splitk,
@@ -806,6 +935,7 @@ _VALIDATORS = {
     MsdSplitKTiling: _validate_msd_split_k,
     MsdGroupTiling: _validate_msd_group,
     FixpipeTiling: _validate_fixpipe,
+    SplitKTiling: _validate_split_k,
 }
 
 

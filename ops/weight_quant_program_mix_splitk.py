@@ -1,0 +1,314 @@
+"""The ``SplitK`` weight_quant_batchmatmul kernel as a program (A2/A3 mix kernel).
+
+Structure, read from ops-nn ``weight_quant_batch_matmul_v2_custom_mix_splitk.h`` and its tiling
+``weight_quant_batch_matmul_v2_tiling_splitk.cpp`` (behaviour only, no code copied); the tiling
+object is ``SplitKTiling``:
+
+1. *Every AIV* zeroes its 512 B-aligned share of the fp32 (M, N) workspace ``acc`` (Duplicate
+   0, UB -> GM), then all AIVs meet (SyncAll: a mode-0 cross-core barrier).
+2. *AIV* ``2i + h`` of AIC ``i`` (K block ``i // dim_n``) walks its groups, and per group its
+   512-column tiles (``vec_single_n``; tile ``2 (i % dim_n) + h``, stepping by
+   ``2 dim_n``): the offset and scale rows (bf16) in, the weight in passes of 32 rows
+   (``vec_pass_k``), per pass Cast int8 -> fp16, Add the fp16 offset, Cast -> fp32, Mul the fp32
+   scale, Cast RINT -> bf16, out to the group's slot of a 4-slot GM ring (rows ``ki * group``
+   .., pitch N aligned to 256). After each task it signals its AIC (mode 2); from its fifth
+   task on it first waits for the AIC to free a slot.
+3. *AIC* ``i``: its x block (M x K block, bf16) into L1 once (ND2NZ); per task the group's
+   dequantised chunk (group x 1024) from the ring into L1 (double-buffered), Mmad blocks of
+   ``base_m x 512 x 64`` (L0C double-buffered), FixPipe fp32 with **atomic add** into ``acc``.
+   After its last task a mode-0 barrier of all AICs, then a last flag to its AIVs.
+4. *Every AIV* casts 256-column tiles of ``acc`` (all M rows; tiles ``v``, stepping by the AIV
+   count) to bf16 with CAST_RINT into y.
+
+Unpublished behaviour, declared: the order of the atomic adds (``numerics.
+split_k_reduction_order`` = ``core_index_ascending``: applied core by core, each core's in
+program order - all groups of a column in K order); the engine holds the adds and applies them
+so (``npusim.engine.buffers``). The kernel issues one Add / Mul per weight row (128 / 64-element
+repeats); here one typed instruction covers the pass (same elements, the vector addressing's
+region broadcast). Its final waits assume four tasks per AIV (every white-listed shape has more);
+here an AIV waits for the flags its AIC actually sets. Functional runs replay the values and
+equal ``numerics_splitk.split_k`` bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.isa.opcodes import VecOp
+from npusim.ops.weight_quant_batchmatmul.tiling import (
+    split_k_post_buffers,
+    split_k_vector_buffers,
+)
+from npusim.ops.weight_quant_program import WqbmmShape, kernel_meta, zero_gm_share
+
+#: cross-core flag ids, as the kernel numbers them: AIV -> AIC (a slot is ready), AIC -> AIV (a
+#: slot is free / all done), the all-AIC barrier; and the all-AIV barrier (SyncAll)
+SLOT_READY, SLOT_FREE, ALL_AIC, ALL_AIV = 8, 9, 7, 6
+ACCUMULATION = (
+    "SplitK: each group's fp32 product is FixPipe'd with atomic add into a zeroed (M, N) fp32 "
+    "workspace; adds applied in core_index_ascending order, program order within a core "
+    "(declared model; the device's atomic order is unpublished)"
+)
+
+
+def _blocks(s: WqbmmShape, kt: Any, ki: int) -> range:
+    """The groups of K block ``ki`` (whole groups; the last block ends at K)."""
+    g = kt.group_size
+    lo = ki * kt.vec_single_k // g
+    return range(lo, min(lo + kt.vec_single_k_group_num, s.k // g))
+
+
+def _tasks(s: WqbmmShape, kt: Any, ci: int, half: int | None) -> list[tuple[int, int, int, int]]:
+    """(task, group, c0, width) of AIC ``ci`` (``half`` None) or of its AIV ``half``, in the
+    kernel's order: groups outer, column tiles inner."""
+    dim_n = kt.cube_block_dim_n
+    if half is None:
+        first, step, width = (ci % dim_n) * kt.cube_single_core_n, dim_n * kt.cube_single_core_n, \
+            kt.cube_single_core_n
+    else:
+        vn = 2 * (ci % dim_n) + half
+        first, step, width = vn * kt.vec_single_n, 2 * dim_n * kt.vec_single_n, kt.vec_single_n
+    out = []
+    for gi in _blocks(s, kt, ci // dim_n):
+        for c0 in range(first, s.n, step):
+            out.append((len(out), gi, c0, min(width, s.n - c0)))
+    return out
+
+
+def build_split_k(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | None = None) -> Kernel:
+    """The SplitK program for ``kt`` (SplitKTiling); with ``data`` (:func:`split_k_replay_data`)
+    a functional run replays its values."""
+    order = str(getattr(getattr(soc, "numerics", None), "split_k_reduction_order", ""))
+    if order and order != "core_index_ascending":
+        raise NotImplementedError(
+            f"split_k_reduction_order={order!r}: the SplitK program implements "
+            "core_index_ascending only"
+        )
+    d = data or {}
+    g = kt.group_size
+    ngroups = s.k // g
+    n_align = math.ceil(s.n / 256) * 256
+    ws_rows = kt.cube_block_dim_k * g
+    n_aic = kt.cube_block_dim_n * kt.cube_block_dim_k
+    gm = {
+        "x": GMTensor("x", (s.m, s.k), "bfloat16", d.get("x")),
+        "w": GMTensor("w", (s.k, s.n), "int8", d.get("w")),
+        "scale": GMTensor("scale", (ngroups, s.n), "bfloat16", d.get("scale")),
+        "offset": GMTensor("offset", (ngroups, s.n), "bfloat16", d.get("offset")),
+        "ws": GMTensor("ws", (kt.cache_num, ws_rows, n_align), "bfloat16", role="workspace"),
+        "acc": GMTensor("acc", (s.m, s.n), "float32", role="workspace"),
+        "y": GMTensor("y", (s.m, s.n), "bfloat16", role="output"),
+    }
+    cube_model = str(soc.numerics.cube_accumulation.model) if data is not None else ""
+    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
+    cores: list[CoreProgram] = []
+    for ci in range(n_aic):
+        aic = CoreProgram(ci, "aic")
+        _cube(ProgramBuilder(aic, aic_desc), s, kt, ci, n_align, cube_model)
+        cores.append(aic)
+        for h in range(2):
+            v = 2 * ci + h
+            aiv = CoreProgram(v, "aiv")
+            b = ProgramBuilder(aiv, aiv_desc)
+            mark = b.used_bytes("UB")
+            _zero_share(b, s, v, 2 * n_aic)
+            b.release("UB", mark)
+            tasks = _tasks(s, kt, ci, h)
+            _dequant(b, s, kt, ci, tasks, n_align)
+            b.release("UB", mark)
+            for _ in range(min(len(_tasks(s, kt, ci, None)), kt.cache_num) + 1):
+                b.cross_wait(SLOT_FREE, "MTE2")
+            _cast_out(b, s, kt, v, 2 * n_aic)
+            cores.append(aiv)
+    meta = kernel_meta(s, "SplitK", kt)
+    meta["split_k_accumulation"] = ACCUMULATION
+    if data is not None:
+        meta["functional_replay"] = (f"instructions (semantics table; cube model {cube_model}; "
+                                     "atomic adds applied in core_index_ascending order)")
+    return Kernel("wqbmm_splitk", gm, cores, meta)
+
+
+def _zero_share(b: ProgramBuilder, s: WqbmmShape, v: int, n_aiv: int) -> None:
+    """Step 1: zero this AIV's share of ``acc`` (512 B-aligned shares), then the all-AIV
+    barrier (the kernel's InitAtomicAddr + SyncAll)."""
+    if zero_gm_share(b, "acc", s.m * s.n, v, n_aiv, 0):
+        b.sync("MTE3", "MTE2", 0)
+        b.sync("V", "MTE2", 0)
+    b.cross_set(0, "MTE3", ALL_AIV)
+    b.cross_wait(ALL_AIV, "MTE2", mode=0)
+
+
+def _dequant(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int,
+             tasks: list[tuple[int, int, int, int]], n_align: int) -> None:
+    """Step 2: the AIV's tasks (group, 512-column tile), typed dequant into the ring."""
+    g, rows, cols = kt.group_size, kt.vec_pass_k, kt.vec_single_n
+    ub = {name: b.alloc("UB", shape, dt, name)
+          for name, shape, dt in split_k_vector_buffers(rows, cols)}
+    ki = ci // kt.cube_block_dim_n
+    n_pass = 0
+    for t, gi, c0, width in tasks:
+        if t >= kt.cache_num:
+            b.cross_wait(SLOT_FREE, "MTE2")
+        p = t % 2
+        off_in = Region("UB", ub[f"off_in{p}"].offset, (width,), "bfloat16")
+        sc_in = Region("UB", ub[f"scale_in{p}"].offset, (width,), "bfloat16")
+        if t >= 2:
+            b.wait_flag("V", "MTE2", 2 + p)
+        b.dma(Region("GM", (gi * s.n + c0) * 2, (width,), "bfloat16", "offset"), off_in,
+              name="offset GM->UB")
+        b.dma(Region("GM", (gi * s.n + c0) * 2, (width,), "bfloat16", "scale"), sc_in,
+              name="scale GM->UB")
+        b.sync("MTE2", "V", 2 + p)
+        off32 = Region("UB", ub["off32"].offset, (width,), "float32")
+        off16 = Region("UB", ub["off16"].offset, (width,), "float16")
+        sc32 = Region("UB", ub["scale32"].offset, (width,), "float32")
+        b.cast(off32, off_in, round_mode="rint", name="Cast offset bf16->fp32 (exact)")
+        b.cast(off16, off32, round_mode="rint", name="Cast offset fp32->fp16 CAST_NONE (RNE)")
+        b.cast(sc32, sc_in, round_mode="rint", name="Cast scale bf16->fp32 (exact)")
+        b.set_flag("V", "MTE2", 2 + p)
+        slot = (gi - _blocks(s, kt, ki).start) % kt.cache_num
+        for r0 in range(0, g, rows):
+            nr = min(rows, g - r0)
+            q = n_pass % 2
+            wreg = Region("UB", ub[f"w{q}"].offset, (nr, width), "int8")
+            if n_pass >= 2:
+                b.wait_flag("V", "MTE2", q)
+            b.dma(Region("GM", (gi * g + r0) * s.n + c0, (nr, width), "int8", "w", s.n), wreg,
+                  name="weight GM->UB")
+            b.sync("MTE2", "V", q)
+            h = Region("UB", ub["h"].offset, (nr, width), "float16")
+            f = Region("UB", ub["f"].offset, (nr, width), "float32")
+            o = Region("UB", ub["o"].offset, (nr, width), "bfloat16")
+            b.cast(h, wreg, round_mode="rint", name="Cast w->half (exact)")
+            b.set_flag("V", "MTE2", q)
+            b.vop(VecOp.ADD, h, (h, off16), name="Add offset (fp16)")
+            b.cast(f, h, round_mode="rint", name="Cast half->fp32 (exact)")
+            b.vop(VecOp.MUL, f, (f, sc32), name="Mul scale (fp32)")
+            if n_pass >= 1:
+                b.wait_flag("MTE3", "V", 0)
+            b.cast(o, f, round_mode="rint", name="Cast fp32->bf16 RINT")
+            b.sync("V", "MTE3", 0)
+            row = (slot * kt.cube_block_dim_k + ki) * g + r0
+            b.dma(o, Region("GM", (row * n_align + c0) * 2, (nr, width), "bfloat16", "ws",
+                            n_align * 2), name="dequant w UB->GM ws")
+            b.set_flag("MTE3", "V", 0)
+            n_pass += 1
+        b.cross_set(2, "MTE3", SLOT_READY)
+    # drain the flags the last passes left set
+    for q in range(min(n_pass, 2)):
+        b.wait_flag("V", "MTE2", (n_pass - 1 - q) % 2)
+    for p in range(min(len(tasks), 2)):
+        b.wait_flag("V", "MTE2", 2 + (len(tasks) - 1 - p) % 2)
+    if n_pass:
+        b.wait_flag("MTE3", "V", 0)
+
+
+def _cube(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int, n_align: int,
+          cube_model: str) -> None:
+    """Step 3 on AIC ``ci``: x block in L1 once, per task the group chunk into L1, Mmads, FixPipe
+    fp32 atomic add into ``acc``; then the all-AIC barrier and the last flag to its AIVs."""
+    g, cb = kt.group_size, kt.cube
+    ki = ci // kt.cube_block_dim_n
+    groups = _blocks(s, kt, ki)
+    tasks = _tasks(s, kt, ci, None)
+    if tasks:
+        k_lo = groups.start * g
+        kw = min(kt.vec_single_k, s.k - k_lo)
+        csn = kt.cube_single_core_n
+        a1 = b.alloc("L1", (s.m, kw), "bfloat16", "A1_x")
+        b1 = [b.alloc("L1", (g, csn), "bfloat16", f"B1_{i}") for i in range(2)]
+        l0a = b.alloc("L0A", (cb.base_m, cb.base_k), "bfloat16", "A0")
+        l0b = b.alloc("L0B", (cb.base_k, cb.base_n), "bfloat16", "B0")
+        nc = 2 if cb.db_l0c > 1 else 1
+        l0c = [b.alloc("L0C", (cb.base_m, cb.base_n), "float32", f"C0_{i}") for i in range(nc)]
+        b.dma(Region("GM", k_lo * 2, (s.m, kw), "bfloat16", "x", s.k * 2),
+              Region("L1", a1.offset, (s.m, kw), "bfloat16"), name="x GM->L1 nd2nz",
+              transform="nd2nz")
+        b.sync("MTE2", "MTE1", 0)
+        step = tile = 0
+        fun = bool(cube_model)
+        for t, gi, c0, width in tasks:
+            ib = t % 2
+            b.cross_wait(SLOT_READY, "MTE2")
+            if t >= 2:
+                b.wait_flag("MTE1", "MTE2", 2 + ib)
+            slot = (gi - groups.start) % kt.cache_num
+            row = (slot * kt.cube_block_dim_k + ki) * g
+            b.dma(Region("GM", (row * n_align + c0) * 2, (g, width), "bfloat16", "ws",
+                         n_align * 2),
+                  Region("L1", b1[ib].offset, (g, width), "bfloat16"), name="B ws GM->L1 nd2nz",
+                  transform="nd2nz")
+            b.sync("MTE2", "MTE1", 2 + ib)
+            for bn in range(0, width, cb.base_n):
+                rn = min(cb.base_n, width - bn)
+                cbuf = tile % nc
+                c_reg = Region("L0C", l0c[cbuf].offset, (s.m, rn), "float32")
+                for j, kk in enumerate(range(0, g, cb.base_k)):
+                    rk = min(cb.base_k, g - kk)
+                    if step >= 1:
+                        b.wait_flag("M", "MTE1", 0)
+                    ka = gi * g - k_lo + kk
+                    a_src = Region("L1", a1.offset + ka * 2, (s.m, rk), "bfloat16",
+                                   row_stride_bytes=kw * 2)
+                    b_src = Region("L1", b1[ib].offset + (kk * width + bn) * 2, (rk, rn),
+                                   "bfloat16", row_stride_bytes=width * 2)
+                    a0 = Region("L0A", l0a.offset, (s.m, rk), "bfloat16")
+                    b0 = Region("L0B", l0b.offset, (rk, rn), "bfloat16")
+                    b.dma(a_src, a0, name="L1->L0A")
+                    b.dma(b_src, b0, name="L1->L0B")
+                    b.sync("MTE1", "M", 0)
+                    if j == 0 and tile >= nc:
+                        b.wait_flag("FIX", "M", cbuf)
+                    b.mmad(a0, b0, c_reg, s.m, rk, rn, "bfloat16", accumulate=j > 0,
+                           accumulation=cube_model or None)
+                    b.set_flag("M", "MTE1", 0)
+                    step += 1
+                b.sync("M", "FIX", cbuf)
+                dst = Region("GM", (c0 + bn) * 4, (s.m, rn), "float32", "acc", s.n * 4)
+                b.fixpipe(c_reg, dst, elements=s.m * rn, out_dtype="float32", mode="NONE",
+                          atomic="add", replay=fun)
+                b.set_flag("FIX", "M", cbuf)
+                tile += 1
+            if t + 2 < len(tasks):
+                b.set_flag("MTE1", "MTE2", 2 + ib)
+            b.cross_set(2, "FIX", SLOT_FREE)
+    b.cross_set(0, "FIX", ALL_AIC)
+    b.cross_wait(ALL_AIC, "FIX", mode=0)
+    b.cross_set(2, "FIX", SLOT_FREE)
+
+
+def _cast_out(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, n_aiv: int) -> None:
+    """Step 4: 256-column tiles of ``acc`` (all rows) -> Cast RINT -> bf16 y."""
+    pn = kt.post_single_n
+    ub = {name: b.alloc("UB", shape, dt, name)
+          for name, shape, dt in split_k_post_buffers(s.m, pn)}
+    cols = list(range(v * pn, s.n, n_aiv * pn))
+    for i, c0 in enumerate(cols):
+        w = min(pn, s.n - c0)
+        acc = Region("UB", ub["acc"].offset, (s.m, w), "float32")
+        y = Region("UB", ub["y"].offset, (s.m, w), "bfloat16")
+        if i:
+            b.sync("V", "MTE2", 0)
+        b.dma(Region("GM", c0 * 4, (s.m, w), "float32", "acc", s.n * 4), acc,
+              name="acc GM->UB")
+        b.sync("MTE2", "V", 0)
+        if i:
+            b.wait_flag("MTE3", "V", 1)
+        b.cast(y, acc, round_mode="rint", name="Cast fp32->bf16 RINT")
+        b.sync("V", "MTE3", 1)
+        b.dma(y, Region("GM", c0 * 2, (s.m, w), "bfloat16", "y", s.n * 2), name="y UB->GM")
+        b.set_flag("MTE3", "V", 1)
+    if cols:
+        b.wait_flag("MTE3", "V", 1)
+
+
+def split_k_replay_data(args: Any) -> dict[str, Any]:
+    """GM contents of the SplitK program for a validated call: x, the (K, N) int8 weight and the
+    (groups, N) bf16 scale and offset."""
+    import numpy as np
+
+    return {"x": np.ascontiguousarray(args.x), "w": np.ascontiguousarray(args.weight),
+            "scale": np.ascontiguousarray(args.antiquant_scale),
+            "offset": np.ascontiguousarray(args.antiquant_offset)}
