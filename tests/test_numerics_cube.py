@@ -94,3 +94,20 @@ def test_unknown_model_is_not_implemented():
     """An undeclared accumulation model is refused, never approximated."""
     with pytest.raises(NotImplementedError, match="accumulation model"):
         cube_matmul_float(np.zeros((1, 1), np.float16), np.zeros((1, 1), np.float16), model="tree")
+
+
+def test_whole_fractal_exactness_certificate_both_ways():
+    """The per-fractal certificate (max ratio of magnitude to ulp over rows x over columns x k0
+    < 2^53) holds for ordinary fp16 data - those fractals skip the per-entry rounding check -
+    and fails for exponent spreads beyond float64's reach, which take the certified per-entry
+    path; the oracle test above covers both."""
+    from npusim.numerics.cube import _exact_fractals
+
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((4, 32)).astype(np.float16).astype(np.float64)
+    b = rng.standard_normal((32, 5)).astype(np.float16).astype(np.float64)
+    assert _exact_fractals(a, b, np.float16, np.float16, 16).tolist() == [True, True]
+    a[0, 20] = 2.0**-24  # fp16's smallest subnormal next to values near 2^15 in fractal 1
+    a[1, 21] = 2.0**15
+    b[20:32] = 2.0**15
+    assert _exact_fractals(a, b, np.float16, np.float16, 16).tolist() == [True, False]

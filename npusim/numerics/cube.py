@@ -19,6 +19,7 @@ with Python integers. Results are therefore independent of the BLAS library and 
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -181,8 +182,54 @@ def cube_matmul_float(
             return _round_fraction_to_f32(_exact_dot(a64[i], b64[:, j], float(acc[i, j])))
 
         return _certified_round(s, bound, fix, (m, n))
-    for start in range(0, k, k0):
-        part = _fractal_sum_f32(a64[:, start : start + k0], b64[start : start + k0, :],
-                                a.dtype, b.dtype)
-        acc = (acc + part).astype(np.float32)
+    nf = -(-k // k0)
+    chunk = max(1, _CHUNK_BYTES // (k0 * (m + n) * 8))
+    for f0 in range(0, nf, chunk):
+        f1 = min(nf, f0 + chunk)
+        lo, hi = f0 * k0, min(k, f1 * k0)
+        exact = _exact_fractals(a64[:, lo:hi], b64[lo:hi], a.dtype, b.dtype, k0)
+        for f in range(f0, f1):
+            start = f * k0
+            if exact[f - f0]:  # the float64 sum is exact: its cast is correctly rounded
+                part = (a64[:, start : start + k0] @ b64[start : start + k0, :]).astype(
+                    np.float32)
+            else:
+                part = _fractal_sum_f32(a64[:, start : start + k0], b64[start : start + k0, :],
+                                        a.dtype, b.dtype)
+            acc = (acc + part).astype(np.float32)
     return acc
+
+
+_CHUNK_BYTES = 64 << 20  # operand bytes whose fractals are checked for exactness at once
+
+
+def _exact_fractals(a64: np.ndarray, b64: np.ndarray, dta, dtb, k0: int) -> np.ndarray:
+    """Per k-fractal: True when every (i, j) sum of its products is provably exact in float64
+    in any order (so its float32 cast is the correctly rounded exact sum). Each product of row
+    i and column j is a multiple of la_i * lb_j (the smallest nonzero ulps) and the sum of
+    |products| is at most k0 * amax_i * bmax_j, so max_i(amax_i / la_i) * max_j(bmax_j / lb_j)
+    * k0 < 2^53 is sufficient (the per-entry rule of :func:`_fractal_sum_f32`, for all)."""
+    m, k = a64.shape
+    n = b64.shape[1]
+    nf = -(-k // k0)
+    if _PRECISION.get(np.dtype(dta).name) is None or _PRECISION.get(np.dtype(dtb).name) is None:
+        return np.zeros(nf, bool)
+    pad = nf * k0 - k
+
+    def ratio(x64: np.ndarray, dtype: Any, axis: int) -> np.ndarray:
+        p, emin = _PRECISION[np.dtype(dtype).name]
+        with np.errstate(invalid="ignore", over="ignore"):
+            mag = np.abs(x64)
+            _, e = np.frexp(np.where(mag == 0, 1.0, mag))
+            lsb = np.where(mag == 0, np.inf, np.exp2(np.maximum(e - p, emin).astype(np.float64)))
+            big = mag.max(axis=axis)
+            small = lsb.min(axis=axis)
+            r = np.where(big == 0, 0.0, big / small)
+        return np.where(np.isfinite(r), r, np.inf)
+
+    a3 = np.pad(a64, ((0, 0), (0, pad))).reshape(m, nf, k0)
+    b3 = np.pad(b64, ((0, pad), (0, 0))).reshape(nf, k0, n)
+    ra = ratio(a3, dta, 2).max(axis=0, initial=0.0)  # (nf,)
+    rb = ratio(b3, dtb, 1).max(axis=1, initial=0.0)  # (nf,)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (ra * rb * k0) < 2.0**53
