@@ -5,11 +5,16 @@ Prints the wall time of the whole sweep (enumerate + bound + simulate + CSV) and
 the measured CPU cost of simulating tilings picked at random from the whole space (instructions,
 CPU-s each), so the price of simulating every tiling without pruning is visible too (issue 14:
 every legal tiling simulated in under 60 s on 2 cores); ``--all`` simulates every legal tiling
-(the bound ranks, nothing is pruned) and prints its wall time. ``--ray`` repeats the sweep on a
-local Ray and says whether the two result files are byte-identical.
+(the bound ranks, nothing is pruned) and prints its wall time: tilings that build the same
+program (``matmul_sweep.program_tiling``: the block order of a one-block-row grid) are simulated
+once. ``--fast-forward`` (opt-in, approximate: :mod:`npusim.fast_forward`) extrapolates each
+steady-state K loop from two short runs, and the sample also prints its error against the full
+runs. ``--ray`` repeats the sweep on a local Ray and says whether the result files are
+byte-identical.
 
     python benchmarks/bench_sweep.py [--m 1 --k 4096 --n 4096 --soc Ascend910B2 --workers 2]
     python benchmarks/bench_sweep.py --all      # every legal tiling simulated (minutes)
+    python benchmarks/bench_sweep.py --all --fast-forward
 """
 
 from __future__ import annotations
@@ -39,19 +44,31 @@ def main() -> None:
                     help="tilings drawn at random from the whole space to time one simulation")
     ap.add_argument("--ray", action="store_true", help="also run on a local Ray and compare")
     ap.add_argument("--all", action="store_true", help="simulate every legal tiling")
+    ap.add_argument("--fast-forward", action="store_true",
+                    help="extrapolate steady-state K loops (approximate, opt-in)")
     args = ap.parse_args()
 
     case = {"m": args.m, "k": args.k, "n": args.n, "dtype": "float16"}
-    study = Study("matmul", [{"name": args.soc}], [case], simulate_top=args.simulate_top)
-    if args.all:
-        study = Study("matmul", [{"name": args.soc}], [case], simulate_top=1 << 30)
+    sim_case = dict(case, fast_forward=True) if args.fast_forward else case
     print(f"machine: {platform.node()} {platform.machine()} {platform.python_version()}, "
-          f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+          f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}, load average "
+          f"{os.getloadavg()[0]:.1f}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
 
     t0 = time.perf_counter()
     soc = load_soc(args.soc)
-    n_legal = sum(1 for _ in matmul_sweep.enumerate_tilings(soc, case))
+    tilings = list(matmul_sweep.enumerate_tilings(soc, case))
+    n_legal = len(tilings)
+    distinct = {}  # one tiling per distinct program
+    for t in tilings:
+        c = matmul_sweep.program_tiling(case, t)
+        distinct.setdefault(repr(c), c)
+    if args.all:
+        study = Study("matmul", [{"name": args.soc}], [sim_case], simulate_top=1 << 30,
+                      tilings=[c.as_dict() for c in distinct.values()])
+    else:
+        study = Study("matmul", [{"name": args.soc}], [sim_case],
+                      simulate_top=args.simulate_top)
     plan_points(study)
     t_plan = time.perf_counter() - t0
 
@@ -62,25 +79,42 @@ def main() -> None:
     rows = out.read_text().splitlines()[1:]
     ok = sum(1 for r in rows if ",ok," in r)
 
-    tilings = list(matmul_sweep.enumerate_tilings(soc, case))
     pick = random.Random(0).sample(tilings, min(args.sample, len(tilings)))
     instrs = 0
-    t0 = time.process_time()
+    errors = []
+    t_full = t_ff = 0.0
     for t in pick:
+        t0 = time.process_time()
         res = matmul_sweep.simulate_case({"name": args.soc}, case, t.as_dict())
+        t_full += time.process_time() - t0
         instrs += res.run.kernel.instruction_count()
-    per_sim = (time.process_time() - t0) / max(1, len(pick))
+        if args.fast_forward:
+            t0 = time.process_time()
+            ff = matmul_sweep.simulate_case({"name": args.soc}, sim_case, t.as_dict())
+            t_ff += time.process_time() - t0
+            errors.append((ff.cycles - res.cycles) / res.cycles)
+    per_sim = t_full / max(1, len(pick))
 
-    print(f"decode matmul M={args.m} K={args.k} N={args.n} fp16 on {args.soc}")
-    print(f"| legal tilings bounded | simulated ({'all' if args.all else 'best bound'}) | ok "
+    print(f"decode matmul M={args.m} K={args.k} N={args.n} fp16 on {args.soc}: {n_legal} legal "
+          f"tilings, {len(distinct)} distinct programs")
+    print(f"| legal tilings bounded | simulated ({'all distinct' if args.all else 'best bound'}"
+          f"{', fast-forward' if args.fast_forward else ''}) | ok "
           f"| plan s (enumerate + bound) | sweep wall s ({args.workers} workers) "
           f"| CPU-s / random-tiling simulation ({len(pick)} drawn, "
           f"{instrs / max(1, len(pick)):,.0f} instructions each on average) "
-          f"| est. s to simulate all ({args.workers} workers) |")
+          f"| est. s to simulate all distinct ({args.workers} workers) |")
     print("|---|---|---|---|---|---|---|")
     print(f"| {n_legal} | {len(rows)} | {ok} | {t_plan:.2f} | {t_sweep:.2f} | {per_sim:.3f} "
-          f"| {per_sim * n_legal / args.workers:.0f} |")
-    what = "simulated" if args.all else f"swept (best {args.simulate_top} simulated)"
+          f"| {per_sim * len(distinct) / args.workers:.0f} |")
+    if errors:
+        worst = 100 * max(abs(e) for e in errors)
+        mean = 100 * sum(errors) / len(errors)
+        print(f"fast-forward on the {len(pick)} drawn tilings: {t_ff / len(pick):.3f} CPU-s each "
+              f"(full {per_sim:.3f}); cycles error vs full runs: max |e| {worst:.2f} %, "
+              f"mean {mean:+.2f} %")
+    what = (f"simulated ({len(distinct)} distinct programs"
+            f"{', fast-forward' if args.fast_forward else ''})" if args.all
+            else f"swept (best {args.simulate_top} simulated)")
     print(f"SWEEP FIGURE: {n_legal} tilings {what} in {t_sweep:.1f} s "
           f"({'within' if t_sweep <= 60 else 'OVER'} the 60 s goal)")
     if n_legal < 1000:

@@ -528,6 +528,19 @@ def visit_order(t: CubeTiling, ms: Any, ns: Any) -> list[tuple[int, int]]:
     return [(bm, bn) for bm in ms_ for bn in ns_]
 
 
+def order_matters(t: CubeTiling, m: int, n: int) -> bool:
+    """Whether the block order (``order``, ``swizzle``) can change the program of an M=m, N=n
+    matmul: not when every :func:`visit_order` call of the build ranges over a single M block
+    or a single N block (per core: its single-core M / N extent; ``block_dim``: the whole
+    matrix), since every order then visits the blocks in the same sequence."""
+    if t.block_dim:
+        rows, cols = -(-m // t.base_m), -(-n // t.base_n)
+    else:
+        rows = -(-min(t.single_core_m, m) // t.base_m)
+        cols = -(-min(t.single_core_n, n) // t.base_n)
+    return rows > 1 and cols > 1
+
+
 def cube_kind(soc: Any) -> str:
     return "aic" if "aic" in soc.core_counts() else "aicore"
 

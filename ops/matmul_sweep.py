@@ -43,6 +43,20 @@ def tiling_from_dict(soc: Any, case: dict[str, Any], d: dict[str, Any]) -> Any:
     return t
 
 
+def program_tiling(case: dict[str, Any], t: Any) -> Any:
+    """The tiling that builds the same program as ``t`` with the block order ``row_major``
+    wherever the order cannot change the program (``matmul_program.order_matters``), so that
+    tilings differing only there are simulated once."""
+    import dataclasses
+
+    from npusim.ops.matmul_program import cube_tiling_from, order_matters
+
+    m, _, n, *_ = _case(case)
+    if t.block_order == "row_major" or order_matters(cube_tiling_from(t), m, n):
+        return t
+    return dataclasses.replace(t, block_order="row_major", swizzle=1)
+
+
 def bound_cycles(soc: Any, case: dict[str, Any], t: Any) -> float:
     m, k_full, n, dt, out, _ = _case(case)
     k = t.single_core_k if t.k_dim > 1 else k_full  # a split-K core sees its K slice only
@@ -74,23 +88,32 @@ def bound_us(soc: Any, case: dict[str, Any], t: Any) -> float:
 
 
 def simulate_case(soc_entry: dict[str, Any], case: dict[str, Any], tiling: dict[str, Any]):
-    """Timing-only simulation of one (SoC, case, tiling) point."""
+    """Timing-only simulation of one (SoC, case, tiling) point; a case with ``fast_forward:
+    true`` (opt-in, approximate) extrapolates the steady-state K loop
+    (:mod:`npusim.fast_forward`)."""
     import numpy as np
 
     import npusim
+    from npusim import fast_forward
     from npusim.ops.matmul_tiling import tiling_from_dict as _from
 
-    m, k, n, dt, out, tb = _case(case)
-    t = _from(tiling)
+    m, k0, n, dt, out, tb = _case(case)
     soc = soc_entry["name"]
     ov = soc_entry.get("overrides", ())
-    b = spec((k, n), dt, transposed=tb)
-    if dt == "int8":
-        return npusim.simulate("quant_matmul", soc, t, overrides=ov, check_races=False,
-                               x1=spec((m, k), "int8"), x2=b,
-                               scale=np.full(n, 1e-3, np.float32), output_dtype=out)
-    return npusim.simulate("matmul", soc, t, overrides=ov, check_races=False,
-                           a=spec((m, k), dt), b=b, out_dtype=out)
+
+    def run(t: Any, k: int) -> Any:
+        b = spec((k, n), dt, transposed=tb)
+        if dt == "int8":
+            return npusim.simulate("quant_matmul", soc, t, overrides=ov, check_races=False,
+                                   x1=spec((m, k), "int8"), x2=b,
+                                   scale=np.full(n, 1e-3, np.float32), output_dtype=out)
+        return npusim.simulate("matmul", soc, t, overrides=ov, check_races=False,
+                               a=spec((m, k), dt), b=b, out_dtype=out)
+
+    t = _from(tiling)
+    if case.get("fast_forward", False) is True:
+        return fast_forward.matmul(run, t, k0)
+    return run(t, k0)
 
 
 def default_tiling(soc: Any, case: dict[str, Any]) -> Any:
