@@ -70,8 +70,8 @@ def test_fast_forward_falls_back_to_the_full_run():
 def test_program_tiling_builds_the_same_program(case):
     """Sampled tilings: ``program_tiling`` gives a tiling whose program equals the original's
     instruction for instruction; where it changes nothing the block order can matter."""
+    from npusim.operators import get_operator
     from npusim.ops.matmul_program import cube_tiling_from, order_matters
-    from npusim.runner import operator_module
     from npusim.spec import spec
 
     soc = load_soc(SOC["name"])
@@ -85,9 +85,9 @@ def test_program_tiling_builds_the_same_program(case):
             continue
         changed += 1
         assert c.block_order == "row_major"
-        got = [i for co in operator_module("matmul").plan(soc, c, **args).kernel.cores
+        got = [i for co in get_operator("matmul").plan(soc, c, **args).kernel.cores
                for i in co.instrs]
-        want = [i for co in operator_module("matmul").plan(soc, t, **args).kernel.cores
+        want = [i for co in get_operator("matmul").plan(soc, t, **args).kernel.cores
                 for i in co.instrs]
         assert got == want, t
     assert changed  # the sample exercises the mapping
