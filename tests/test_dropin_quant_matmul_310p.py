@@ -134,3 +134,17 @@ def test_torch_npu_api_gives_the_program_bits_batched():
     api = tn.npu_quant_matmul(x1, x2, scale, offset=offset, soc=SOC)
     res = npusim.simulate("quant_matmul", soc=SOC, x1=x1, x2=x2, scale=scale, offset=offset)
     assert api.dtype == np.int8 and np.array_equal(_view(res.outputs), _view(api))
+
+
+def test_batched_transposed_nz_weight_as_the_310p_docs_pass_it():
+    """The 310P docs' layout: x2 (batch, k, n) transposed to (batch, n, k), cast to NZ, passed
+    transposed back; the result equals the ND call's bits (the NZ view's last two dims swap,
+    not all three)."""
+    rng = np.random.default_rng(2)
+    x1 = rng.integers(-4, 4, (3, 5, 64)).astype(np.int8)
+    x2 = rng.integers(-4, 4, (3, 64, 48)).astype(np.int8)
+    nz = tn.npu_format_cast(np.ascontiguousarray(np.swapaxes(x2, 1, 2)), 29)
+    q = reference_trans_quant_param(rng.uniform(1e-3, 1e-1, 48).astype(np.float32), None, 0)
+    got = tn.npu_quant_matmul(x1, np.swapaxes(nz, 1, 2), q, output_dtype="float16", soc=SOC)
+    want = tn.npu_quant_matmul(x1, x2, q, output_dtype="float16", soc=SOC)
+    assert got.shape == (3, 5, 48) and np.array_equal(_view(got), _view(want))

@@ -38,7 +38,7 @@ def _logical(a: Any) -> Any:
     from npusim.layouts import nz_to_nd
 
     nd = nz_to_nd(np.asarray(a).view(np.ndarray), a.origin_shape)
-    return nd.T if getattr(a, "npu_transposed", False) else nd
+    return np.swapaxes(nd, -1, -2) if getattr(a, "npu_transposed", False) else nd
 
 
 def _out(out: np.ndarray, was_torch: bool) -> Any:
