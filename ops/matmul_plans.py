@@ -45,7 +45,7 @@ def _check_program_scope(trans_a: bool, op: str) -> None:
 
 
 def _tiling(tiling: Any, m: int, k: int, n: int, in_dtype: str, out_dtype: str, soc: Any,
-            trans_b: bool, with_bias: bool, split_k: bool = False):
+            trans_b: bool, with_bias: bool, split_k: bool = False, quant_vector: bool = False):
     from npusim.ops.matmul_tiling import (
         default_matmul_tiling,
         tiling_from_dict,
@@ -54,10 +54,12 @@ def _tiling(tiling: Any, m: int, k: int, n: int, in_dtype: str, out_dtype: str, 
 
     if tiling is None:
         return default_matmul_tiling(m, k, n, in_dtype, out_dtype, soc, trans_b,
-                                     with_bias=with_bias, split_k=split_k)
+                                     with_bias=with_bias, split_k=split_k,
+                                     quant_vector=quant_vector)
     if isinstance(tiling, dict):
         tiling = tiling_from_dict(tiling)
-    validate_matmul_tiling(tiling, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias)
+    validate_matmul_tiling(tiling, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias,
+                           quant_vector=quant_vector)
     if hasattr(tiling, "for_dtypes"):
         tiling = tiling.for_dtypes(in_dtype, out_dtype)  # in_bits / out_bits from the operands
     return tiling
@@ -142,7 +144,6 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
     the AIV dequant epilogue fed through a GM workspace; batched inputs; split-K (int32 and AIV
     epilogues: the integer partials add exactly)."""
     from npusim.ops.matmul_mix import AivStage
-    from npusim.ops.quant_matmul import make_epilogue
     from npusim.runner import Plan
 
     p = checked_quant_matmul(soc, x1=x1, x2=x2, scale=scale, offset=offset,
@@ -150,7 +151,8 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
     fixpipe_quant = p.epilogue in ("REQ8", "DEQF16")
     t = _tiling(tiling, p.m, p.k, p.n, "int8", p.out_dtype, soc, p.trans_x2,
                 bias is not None and p.bias_dtype == "int32",
-                split_k=not p.coupled and not fixpipe_quant)
+                split_k=not p.coupled and not fixpipe_quant,
+                quant_vector=_fixpipe_quant_vector(p))
     if t.k_dim > 1 and fixpipe_quant:
         raise NotImplementedError(
             f"quant_matmul program: split-K (k_dim={t.k_dim}) with the FixPipe {p.epilogue} "
@@ -160,22 +162,26 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
     functional = isinstance(x1, np.ndarray)
     nb = int(np.prod(p.batch, dtype=np.int64)) if p.batch else 1
     aiv = None
-    epilogue_of = None
     deq = None
     meta: dict = {"epilogue": p.epilogue}
-    if p.coupled:
-        # 310P: the dequantising L0C -> UB DataCopy (DEQ16 / VDEQ16, DEQ8 / VDEQ8), values
-        # from the semantics table under the descriptor's declared rounding model
-        from npusim.ops.matmul_program import CoupledDeq
-        from npusim.ops.quant_matmul import coupled_deq_model, coupled_deq_params
+    if p.coupled or p.epilogue in ("REQ8", "DEQF16"):
+        # the uint64 quant parameters, one or one per column: 310P dequantises on the L0C -> UB
+        # DataCopy (DEQ16 / VDEQ16, DEQ8 / VDEQ8; the descriptor's declared rounding model), a
+        # split SoC in FixPipe (REQ8 / DEQF16, VREQ8 / VDEQF16 from FB); values from the table
+        from npusim.ops.matmul_program import QuantParams
+        from npusim.ops.quant_matmul import coupled_deq_params
 
-        meta["declared_l0c_to_ub_dequant_model"] = coupled_deq_model(soc)
+        if p.coupled:
+            from npusim.ops.quant_matmul import coupled_deq_model
+
+            meta["declared_l0c_to_ub_dequant_model"] = coupled_deq_model(soc)
         params = coupled_deq_params(scale, offset, p) if functional else None
         per_channel = p.per_channel
         value = (int(np.asarray(params).view(np.uint64).reshape(-1)[0])
                  if params is not None and not per_channel else None)
-        deq = (CoupledDeq(per_channel, value), params if per_channel else None)
-        epi = Epilogue(p.epilogue, p.out_dtype)
+        deq = (QuantParams(per_channel, value), params if per_channel else None)
+        mode = p.epilogue if p.coupled or not per_channel else "V" + p.epilogue
+        epi = Epilogue(mode, p.out_dtype)
     elif p.epilogue == "VECTOR":
         float_bias = p.bias_dtype not in (None, "int32")
         aiv = AivStage(
@@ -188,17 +194,8 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
             cast=True, saturate=True, label="dequant",  # vector Cast CAST_RINT, saturating
         )
         epi = Epilogue("NONE", "int32")
-    else:
-        mode = {"REQ8": "REQ8", "DEQF16": "DEQF16", "INT32": "NONE"}[p.epilogue]
-        epi = Epilogue(mode, p.out_dtype)
-        if functional:
-            fn = make_epilogue(p, np.asarray(scale), offset=offset,
-                               pertoken_scale=pertoken_scale, bias=bias)
-
-            def epilogue_of(bidx: int) -> Epilogue:
-                return Epilogue(mode, p.out_dtype, lambda tile, r, c: fn(tile, r, c, bidx))
-
-            epi = epilogue_of(0)
+    else:  # INT32: the accumulator as it is (FixPipe NONE, the table's copy)
+        epi = Epilogue("NONE", p.out_dtype)
     ibias = None
     if bias is not None and p.bias_dtype == "int32":
         ibias = (np.asarray(bias).reshape(-1, p.n).astype(np.int32) if functional
@@ -208,7 +205,7 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
         a=_stored(x1, False), b=_stored(x2, p.trans_x2), bias=ibias, name="quant_matmul",
         meta=meta, deq=deq,
         batch=_batch_layout(_shape(x1), _shape(x2), p.batch, p.bias_batched),
-        epilogue_of=epilogue_of, aiv=aiv, split_k_order=_split_order(soc),
+        aiv=aiv, split_k_order=_split_order(soc),
     )
     return Plan(kernel, _kernel_label("quant_matmul", t, p.epilogue), t, functional,
                 finish=lambda out: out["c"].reshape(p.out_shape))
@@ -233,4 +230,10 @@ def default_tiling_quant_matmul(soc: Any, **op_args: Any):
                               soc=soc)
     return _tiling(None, p.m, p.k, p.n, "int8", p.out_dtype, soc, p.trans_x2,
                    p.bias_dtype == "int32",
-                   split_k=not p.coupled and p.epilogue not in ("REQ8", "DEQF16"))
+                   split_k=not p.coupled and p.epilogue not in ("REQ8", "DEQF16"),
+                   quant_vector=_fixpipe_quant_vector(p))
+
+
+def _fixpipe_quant_vector(p: Any) -> bool:
+    """FixPipe reads per-column quant parameters (VREQ8 / VDEQF16), staged through L1."""
+    return not p.coupled and p.epilogue in ("REQ8", "DEQF16") and p.per_channel

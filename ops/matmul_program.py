@@ -108,11 +108,13 @@ class Epilogue:
 
 
 @dataclass(frozen=True)
-class CoupledDeq:
-    """An integer matmul's quant epilogue on a coupled core (310P, no FixPipe): the
-    dequantising L0C -> UB DataCopy (:mod:`npusim.numerics.l0c_dequant`). ``per_channel``:
-    VDEQ16 / VDEQ8 with each tile's (n,) uint64 parameters staged GM -> UB (GM tensor ``qp``);
-    else DEQ16 / DEQ8 with the one parameter ``value`` (None in timing-only runs)."""
+class QuantParams:
+    """An integer matmul's quant epilogue parameters (npu_trans_quant_param's uint64
+    encoding). ``per_channel``: one per output column (GM tensor ``qp``), staged per tile -
+    GM -> L1 -> FB for FixPipe's VREQ8 / VDEQF16 (the matmul library's SetQuantVector), or
+    GM -> UB for a coupled core's VDEQ16 / VDEQ8 L0C -> UB copy
+    (:mod:`npusim.numerics.l0c_dequant`); else the one parameter ``value`` (FixPipe REQ8 /
+    DEQF16, the coupled DEQ16 / DEQ8; None in timing-only runs)."""
 
     per_channel: bool
     value: int | None = None
@@ -202,7 +204,7 @@ class CubeEmitter:
                 bld.alloc("UB", (t.base_m, t.base_n), self.acc_dtype, f"C_ub{i}")
                 for i in range(self.n_l0c)
             ]
-        self.deq: CoupledDeq | None = None  # the coupled quant epilogue (see use_coupled_deq)
+        self.deq: QuantParams | None = None  # the coupled quant epilogue (see use_coupled_deq)
         self.deq_ub: Region | None = None
         self.atomic = ""  # "add": FixPipe adds the tile into GM (single-core split-K partials)
         # what a tile template depends on besides the tile (tiling, dtypes, buffer layout, core)
@@ -226,7 +228,7 @@ class CubeEmitter:
         self.quant_l1 = self.bld.alloc("L1", (self.t.base_n,), "uint64", "quant_l1")
         self.quant_fb = self.bld.alloc("FB", (self.t.base_n,), "uint64", "quant_fb")
 
-    def use_coupled_deq(self, deq: CoupledDeq) -> None:
+    def use_coupled_deq(self, deq: QuantParams) -> None:
         """A coupled core's L0C -> UB copy dequantises (DEQ16 / VDEQ16 / DEQ8 / VDEQ8); with
         ``deq.per_channel`` each tile's parameters are first copied GM ``qp`` -> UB (MTE2)."""
         if not self.coupled:
@@ -598,7 +600,7 @@ def build_matmul_kernel(
     epilogue_of: Callable[[int], Epilogue] | None = None,
     aiv: Any = None,
     split_k_order: str = "core_index_ascending",
-    deq: tuple[CoupledDeq, np.ndarray | None] | None = None,
+    deq: tuple[QuantParams, np.ndarray | None] | None = None,
 ) -> Kernel:
     """Build the kernel of C (m x n) = A (m x k) @ B (k x n) [+ bias] -> epilogue.
 
@@ -613,8 +615,10 @@ def build_matmul_kernel(
     whose partials the AIVs add in ``split_k_order`` (then ``aiv``'s conversion, or ``epilogue``
     as a cast when ``aiv`` is None).
 
-    ``deq`` (coupled SoCs): (:class:`CoupledDeq`, the (n,) int64 parameters of a per-channel
-    VDEQ16 / VDEQ8 or None) - the quant epilogue runs on the L0C -> UB copy.
+    ``deq``: (:class:`QuantParams`, the (n,) int64 per-column parameters or None) of an integer
+    matmul's quant epilogue: on a coupled SoC it runs on the L0C -> UB copy, on a split SoC in
+    FixPipe (``epilogue.mode`` REQ8 / DEQF16 with the scalar parameter, VREQ8 / VDEQF16 with the
+    per-column parameters in FB).
     """
     t = cube_tiling_from(tiling)
     kind = cube_kind(soc)
@@ -700,8 +704,12 @@ def build_matmul_kernel(
                                  interner=interner)
                 if ring is not None:
                     em.sink = ring.sink(bld, core_id)
-                if deq is not None:
+                if deq is not None and em.coupled:
                     em.use_coupled_deq(deq[0])
+                elif deq is not None and deq[0].per_channel:
+                    em.use_quant_vector(GmMatrix("qp", "uint64", n * 8))
+                elif deq is not None:
+                    em.quant_param = deq[0].value
             ai = batch.a_index[bi] if batch is not None else 0
             bj = batch.b_index[bi] if batch is not None else 0
             am = GmMatrix("a", in_dtype, a_rb, offset=math.ceil(ai * m * k * isz))

@@ -231,6 +231,7 @@ def validate_matmul_tiling(
     soc: Any,
     *,
     with_bias: bool = False,
+    quant_vector: bool = False,
 ) -> None:
     """Raise ValueError naming the field and the rule if ``tiling`` is not legal for the matmul
     (m x k) @ (k x n) of ``in_dtype`` -> ``out_dtype`` on ``soc``.
@@ -342,12 +343,21 @@ def validate_matmul_tiling(
                   f"{bt} B")
     a1 = _bytes(t.step_m * t.base_m * t.step_ka * t.base_k, in_bits)
     b1 = _bytes(t.step_kb * t.base_k * t.step_n * t.base_n, in_bits)
-    l1_need = t.depth_a1 * a1 + t.depth_b1 * b1 + (t.base_n * ACC_BYTES if with_bias else 0)
+    # beside the A / B buffers: the bias row and FixPipe's per-column quant parameters (uint64,
+    # staged GM -> L1 -> FB per tile, the matmul library's SetQuantVector path)
+    staged = [(" + bias", t.base_n * ACC_BYTES)] if with_bias else []
+    if quant_vector:
+        fb = _capacity(core, "FB")
+        if fb is not None and t.base_n * 8 > fb:
+            _fail("base_n", t.base_n, f"per-column quant parameters need base_n*8 = "
+                  f"{t.base_n * 8} B > FB {fb} B")
+        staged.append((" + quant params", t.base_n * 8))
+    l1_need = t.depth_a1 * a1 + t.depth_b1 * b1 + sum(b for _, b in staged)
     l1 = _capacity(core, "L1")
     if l1 is not None and l1_need > l1:
-        bias_txt = " + bias" if with_bias else ""
-        _fail("step_ka", t.step_ka, f"L1 needs depth_a1*A1 + depth_b1*B1{bias_txt} = "
-              f"{t.depth_a1}*{a1} + {t.depth_b1}*{b1}{bias_txt} = {l1_need} B > L1 {l1} B")
+        txt = "".join(name for name, _ in staged)
+        _fail("step_ka", t.step_ka, f"L1 needs depth_a1*A1 + depth_b1*B1{txt} = "
+              f"{t.depth_a1}*{a1} + {t.depth_b1}*{b1}{txt} = {l1_need} B > L1 {l1} B")
     if getattr(core, "fixpipe", None) is None and "UB" in core.buffers:
         # next to the L0C tile(s): the bias row (broadcast UB -> L0C) and, for an integer
         # matmul's int8 / fp16 output, its per-column dequant parameters (L0C -> UB VDEQ copy)
@@ -419,7 +429,7 @@ def _macs(soc: Any, kind: str, in_dtype: str) -> float:
 
 
 def _fit_steps(t: MatmulTiling, m: int, k: int, n: int, in_dtype: str, out_dtype: str, soc: Any,
-               with_bias: bool) -> MatmulTiling | None:
+               with_bias: bool, quant_vector: bool = False) -> MatmulTiling | None:
     """Largest equal power-of-two stepKa = stepKb (not beyond K) with double-buffered L1, else
     single-buffered; None if even that does not fit."""
     ksteps = -(-t.single_core_k // t.base_k)
@@ -431,7 +441,7 @@ def _fit_steps(t: MatmulTiling, m: int, k: int, n: int, in_dtype: str, out_dtype
             cand = replace(t, step_ka=s, step_kb=s, depth_a1=depth, depth_b1=depth)
             try:
                 validate_matmul_tiling(cand, m, k, n, in_dtype, out_dtype, soc,
-                                       with_bias=with_bias)
+                                       with_bias=with_bias, quant_vector=quant_vector)
                 return cand
             except ValueError:
                 s //= 2
@@ -449,6 +459,7 @@ def default_matmul_tiling(
     *,
     with_bias: bool = False,
     split_k: bool = False,
+    quant_vector: bool = False,
 ) -> MatmulTiling:
     """The documented default heuristic (in the spirit of CANN's matmul tiling; not a copy of it).
 
@@ -495,10 +506,10 @@ def default_matmul_tiling(
             in_bits=in_bits, out_bits=DTYPE_BITS[out_dtype],
         )
         t = replace(t, db_l0c=2 * bm * bn * ACC_BYTES <= (_capacity(soc.core(kind), "L0C") or 0))
-        fitted = _fit_steps(t, m, k, n, in_dtype, out_dtype, soc, with_bias)
+        fitted = _fit_steps(t, m, k, n, in_dtype, out_dtype, soc, with_bias, quant_vector)
         if fitted is None and t.db_l0c:
             fitted = _fit_steps(replace(t, db_l0c=False), m, k, n, in_dtype, out_dtype, soc,
-                                with_bias)
+                                with_bias, quant_vector)
         if fitted is None:
             continue
         key = (cost, -bm * bn, rank)
@@ -511,13 +522,14 @@ def default_matmul_tiling(
         )
     t = best[1]
     if split_k:
-        t = _with_split_k(t, m, k, n, in_dtype, out_dtype, soc, with_bias)
+        t = _with_split_k(t, m, k, n, in_dtype, out_dtype, soc, with_bias, quant_vector)
     return _with_block_order(t, m, k, n, in_dtype, soc)
 
 
 def tiling_for_tiles(
     m: int, k: int, n: int, in_dtype: str, out_dtype: str, soc: Any, *, base_m: int,
-    base_n: int, base_k: int, with_bias: bool = False, **fields: Any,
+    base_n: int, base_k: int, with_bias: bool = False, quant_vector: bool = False,
+    **fields: Any,
 ) -> MatmulTiling:
     """"My tile sizes, your core grid": a legal tiling with the caller's base block and the core
     grid, single-core blocks and (unless given in ``fields``) steps / L1 depths the default
@@ -540,11 +552,13 @@ def tiling_for_tiles(
     steps_given = {"step_ka", "step_kb", "depth_a1", "depth_b1"} & set(fields)
     t = replace(t, **fields)
     if not steps_given:
-        fitted = _fit_steps(t, m, k, n, in_dtype, out_dtype, soc, with_bias)
+        fitted = _fit_steps(t, m, k, n, in_dtype, out_dtype, soc, with_bias, quant_vector)
         if fitted is None:
-            validate_matmul_tiling(t, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias)
+            validate_matmul_tiling(t, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias,
+                                   quant_vector=quant_vector)
         t = fitted or t
-    validate_matmul_tiling(t, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias)
+    validate_matmul_tiling(t, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias,
+                           quant_vector=quant_vector)
     return t
 
 
@@ -552,7 +566,7 @@ SPLIT_K_MIN_BYTES = 2048  # least K per split-K core, in bytes of input (1024 fp
 
 
 def _with_split_k(t: MatmulTiling, m: int, k: int, n: int, in_dtype: str, out_dtype: str,
-                  soc: Any, with_bias: bool) -> MatmulTiling:
+                  soc: Any, with_bias: bool, quant_vector: bool = False) -> MatmulTiling:
     if getattr(soc, "organisation", "split") != "split" or "aiv" not in soc.core_counts():
         return t
     cores = int(soc.core_counts()[cube_core_kind(soc)])
@@ -567,7 +581,7 @@ def _with_split_k(t: MatmulTiling, m: int, k: int, n: int, in_dtype: str, out_dt
     if kd < 2:
         return t
     fitted = _fit_steps(replace(t, k_dim=kd, single_core_k=sck), m, k, n, in_dtype, out_dtype,
-                        soc, with_bias)
+                        soc, with_bias, quant_vector)
     return fitted if fitted is not None else t
 
 
@@ -614,6 +628,7 @@ def enumerate_matmul_tilings(
     trans_b: bool = False,
     *,
     with_bias: bool = False,
+    quant_vector: bool = False,
     block_orders: tuple[str, ...] = ("row_major", "col_major"),
     bases: tuple[tuple[int, int], ...] | None = None,
     k_dims: tuple[int, ...] = (1,),
@@ -686,7 +701,8 @@ def enumerate_matmul_tilings(
                                 )
                                 try:
                                     validate_matmul_tiling(t, m, k, n, in_dtype, out_dtype,
-                                                           soc, with_bias=with_bias)
+                                                           soc, with_bias=with_bias,
+                                                           quant_vector=quant_vector)
                                 except ValueError:
                                     continue
                                 yield t

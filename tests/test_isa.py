@@ -124,3 +124,66 @@ def test_group_quant_program_replays_every_value_from_the_table(seed, scale_dtyp
     kern = build_group_quant(SOC, (rows, h), "float16", scale_dtype, gi,
                              default_group_quant_tiling(SOC, rows, h), out=out)
     assert supplied_semantics(kern) == {}
+
+
+def test_vector_add_scalar_loop_replays_from_the_table():
+    """H1's scalar loop (GetValue / add / SetValue per element) is a typed Scalar(op=Add): its
+    values come from the table, equal the fp16 RNE reference bit for bit (incl. overflow to inf,
+    NaN, signed zeros, subnormals), and the functional run takes the timing-only cycles."""
+    from npusim.ops.vector_add import H_SERIES, reference_add
+    from npusim.spec import spec
+
+    rng = np.random.default_rng(3)
+    n = 4096
+    x = (rng.standard_normal(n) * 2000).astype(np.float16)
+    y = (rng.standard_normal(n) * 2000).astype(np.float16)
+    x[:6] = [np.inf, -np.inf, np.nan, -0.0, 6e-8, 65504]
+    y[:6] = [1, np.inf, 1, -0.0, 6e-8, 65504]
+    res = npusim.simulate("vector_add", SOC, H_SERIES["H1"], x=x, y=y)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = reference_add(x, y)
+    assert res.outputs.view(np.uint16).tolist() == want.view(np.uint16).tolist()
+    assert supplied_semantics(res.run.kernel) == {}
+    timing = npusim.simulate("vector_add", SOC, H_SERIES["H1"], x=spec((n,), "float16"),
+                             y=spec((n,), "float16"))
+    assert timing.cycles == res.cycles
+
+
+def test_scalar_loop_refuses_an_op_that_is_not_binary():
+    prog = CoreProgram(0, "aiv")
+    b = ProgramBuilder(prog, SOC.core("aiv"))
+    a = b.alloc("UB", (16,), "float16", "a")
+    out = b.alloc("UB", (16,), "float16", "o")
+    b.scalar("loop", 16, reads=(a,), writes=(out,), op=VecOp.ABS)
+    kern = Kernel("t", {}, [prog])
+    with pytest.raises(ProgramError, match="binary element-wise op"):
+        run_kernel(kern, SOC, functional=True)
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), out=st.sampled_from(["int8", "float16"]),
+       per_channel=st.booleans(), with_offset=st.booleans(), with_bias=st.booleans())
+def test_quant_matmul_fixpipe_requant_replays_from_the_table(seed, out, per_channel,
+                                                             with_offset, with_bias):
+    """W8A8's FixPipe REQ8 / DEQF16 (one uint64 parameter) and VREQ8 / VDEQF16 (per-column
+    parameters staged GM -> L1 -> FB) take their values from the table: no program closure, bits
+    equal the reference."""
+    from npusim.ops.quant_matmul import reference_quant_matmul
+
+    rng = np.random.default_rng(seed)
+    m, k, n = int(rng.integers(1, 40)), 32 * int(rng.integers(1, 9)), int(rng.integers(2, 80))
+    x1 = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    x2 = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    scale = rng.uniform(1e-4, 4e-3, n if per_channel else 1).astype(np.float32)
+    offset = (rng.uniform(-8, 8, scale.shape).astype(np.float32)
+              if with_offset and out == "int8" else None)
+    bias = rng.integers(-3000, 3000, n).astype(np.int32) if with_bias else None
+    kw = {"scale": scale, "offset": offset, "bias": bias, "output_dtype": out}
+    res = npusim.simulate("quant_matmul", SOC, x1=x1, x2=x2, **kw)
+    want = reference_quant_matmul(x1, x2, **kw, soc=SOC)
+    assert supplied_semantics(res.run.kernel) == {}
+    modes = {i.mode for c in res.run.kernel.cores for i in c.instrs if type(i).__name__ ==
+             "FixPipe"}
+    base = "REQ8" if out == "int8" else "DEQF16"
+    assert modes == {("V" if per_channel else "") + base}
+    assert np.asarray(res.outputs).view(np.uint8).tolist() == want.view(np.uint8).tolist()

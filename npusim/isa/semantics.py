@@ -206,9 +206,10 @@ def mmad(ins: Mmad, ctx: Any) -> None:
 
 
 def fixpipe(ins: FixPipe, ctx: Any) -> None:
-    """The parameter-free FixPipe conversions, DEQF16 with a scalar scale, VDEQF16 with its
-    per-column parameters in FB, and the int8 requant REQ8 / QF322B8_PRE with one uint64
-    parameter or VREQ8 / VQF322B8_PRE with per-column parameters in FB."""
+    """The parameter-free FixPipe conversions, DEQF16 with a scalar scale or one uint64
+    parameter, VDEQF16 with its per-column parameters in FB, and the int8 requant REQ8 /
+    QF322B8_PRE with one uint64 parameter or VREQ8 / VQF322B8_PRE with per-column parameters in
+    FB."""
     from npusim.numerics import RoundMode, cast_float
 
     src, dst = ins.reads[0], ins.writes[0]
@@ -222,6 +223,12 @@ def fixpipe(ins: FixPipe, ctx: Any) -> None:
         from npusim.numerics import deqf16
 
         out = deqf16(tile, np.float32(ins.deq_scale))
+    elif mode is FixpipeMode.DEQF16 and ins.quant_param is not None:
+        # the scalar quant register holds the uint64 parameter; DEQF16 uses its M1 (bits 13..31)
+        from npusim.numerics import decode_quant_param, deqf16
+
+        qp = np.array([ins.quant_param], np.uint64).view(np.int64)
+        out = deqf16(tile, np.asarray(decode_quant_param(qp).m1, dtype=np.float32)[0])
     elif mode is FixpipeMode.VDEQF16 and len(ins.reads) > 1 and ins.reads[1].buffer == "FB":
         # per-column quant parameters (npu_trans_quant_param's uint64 encoding) in FB
         from npusim.numerics import decode_quant_param, deqf16
