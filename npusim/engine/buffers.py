@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from npusim.engine.errors import ProgramError
 from npusim.engine.program import Kernel, Region
 
 _NP = {
@@ -104,9 +105,9 @@ class FunctionalContext:
         v = self.view(r)
         arr = np.asarray(data)
         if arr.dtype != v.dtype:
-            arr = (
-                arr.view(v.dtype) if arr.dtype.itemsize == v.dtype.itemsize else arr.astype(v.dtype)
-            )
+            raise ProgramError(
+                f"write of {arr.dtype} values into {r.buffer}@{r.offset} ({r.dtype}): a buffer "
+                "stores the dtype its region declares (no implicit cast or reinterpretation)")
         v[...] = arr.reshape(v.shape)
 
     def _apply_atomics(self, tensor: str) -> None:
@@ -117,8 +118,10 @@ class FunctionalContext:
         """``r += data`` rounded once to r's dtype (RNE; int32 wraps)."""
         v = self._view(r)
         arr = np.asarray(data)
-        if arr.dtype != v.dtype and arr.dtype.itemsize == v.dtype.itemsize:
-            arr = arr.view(v.dtype)
+        if arr.dtype != v.dtype:
+            raise ProgramError(
+                f"atomic add of {arr.dtype} values into {r.buffer}@{r.offset} ({r.dtype}): the "
+                "partials must be the destination's dtype")
         arr = arr.reshape(v.shape)
         if v.dtype.kind in "iu":
             v[...] = (v.astype(np.int64) + arr.astype(np.int64)).astype(v.dtype)  # wraps

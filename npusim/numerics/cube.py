@@ -50,8 +50,8 @@ def cube_matmul_int(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         out = a.astype(np.float32) @ b.astype(np.float32)
         return out.astype(np.int64).astype(np.int32)
     if bound < 2**53:
-        out = a.astype(np.float64) @ b.astype(np.float64)
-        return out.astype(np.int64).astype(np.int32)
+        out64 = a.astype(np.float64) @ b.astype(np.float64)
+        return out64.astype(np.int64).astype(np.int32)
     return (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
 
 
@@ -85,7 +85,7 @@ def _exact_dot(a_row: np.ndarray, b_col: np.ndarray, init: float = 0.0) -> Fract
 
 
 def _certified_round(
-    s: np.ndarray, bound: np.ndarray, fix, shape: tuple[int, int]
+    s: np.ndarray, bound: np.ndarray, fix: Any, shape: tuple[int, int]
 ) -> np.ndarray:
     """Round float64 approximations ``s`` (|s - exact| <= bound) to float32, exactly.
 
@@ -119,10 +119,12 @@ def _min_lsb(x64: np.ndarray, dtype: np.dtype, axis: int) -> np.ndarray | None:
     _, e = np.frexp(np.where(x64 == 0, 1.0, x64))
     lsb = np.exp2(np.maximum(e - p, emin).astype(np.float64))
     lsb = np.where(x64 == 0, np.inf, lsb)
-    return lsb.min(axis=axis)
+    smallest: np.ndarray = lsb.min(axis=axis)
+    return smallest
 
 
-def _fractal_sum_f32(a64: np.ndarray, b64: np.ndarray, dta=None, dtb=None) -> np.ndarray:
+def _fractal_sum_f32(a64: np.ndarray, b64: np.ndarray, dta: Any = None,
+                     dtb: Any = None) -> np.ndarray:
     """Exact sum of products over one k-fractal, rounded once to fp32."""
     s = a64 @ b64
     k = a64.shape[1]
@@ -203,7 +205,8 @@ def cube_matmul_float(
 _CHUNK_BYTES = 64 << 20  # operand bytes whose fractals are checked for exactness at once
 
 
-def _exact_fractals(a64: np.ndarray, b64: np.ndarray, dta, dtb, k0: int) -> np.ndarray:
+def _exact_fractals(a64: np.ndarray, b64: np.ndarray, dta: Any, dtb: Any,
+                    k0: int) -> np.ndarray:
     """Per k-fractal: True when every (i, j) sum of its products is provably exact in float64
     in any order (so its float32 cast is the correctly rounded exact sum). Each product of row
     i and column j is a multiple of la_i * lb_j (the smallest nonzero ulps) and the sum of
@@ -232,4 +235,5 @@ def _exact_fractals(a64: np.ndarray, b64: np.ndarray, dta, dtb, k0: int) -> np.n
     ra = ratio(a3, dta, 2).max(axis=0, initial=0.0)  # (nf,)
     rb = ratio(b3, dtb, 1).max(axis=1, initial=0.0)  # (nf,)
     with np.errstate(invalid="ignore", over="ignore"):
-        return (ra * rb * k0) < 2.0**53
+        exact: np.ndarray = (ra * rb * k0) < 2.0**53
+    return exact

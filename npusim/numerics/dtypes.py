@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -15,7 +15,8 @@ def bf16() -> np.dtype:
     more CPU time than many whole timing-only simulations, which never need it."""
     import ml_dtypes
 
-    return np.dtype(ml_dtypes.bfloat16)
+    dt: np.dtype = np.dtype(ml_dtypes.bfloat16)
+    return dt
 
 
 def is_bf16(dt: Any) -> bool:
@@ -29,7 +30,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_ALIASES = {
+_ALIASES: dict[str, Any] = {
     "float16": np.float16, "fp16": np.float16, "half": np.float16,
     "bfloat16": "bfloat16", "bf16": "bfloat16",
     "float32": np.float32, "fp32": np.float32, "float": np.float32,
@@ -48,13 +49,13 @@ def np_dtype(name: str | np.dtype | type) -> np.dtype:
             raise ValueError(f"name: dtype {name!r} is not one of {sorted(_ALIASES)}")
         return bf16() if dt == "bfloat16" else np.dtype(dt)
     try:
-        dt = np.dtype(name)
+        out: np.dtype = np.dtype(cast(Any, name))
     except TypeError:
         raise TypeError(f"name: {name!r} is neither a dtype name nor a numpy dtype") from None
-    if dt.name not in _ALIASES:
-        raise ValueError(f"name: dtype {dt} is not supported by npusim; use one of "
+    if out.name not in _ALIASES:
+        raise ValueError(f"name: dtype {out} is not supported by npusim; use one of "
                          f"{sorted(_ALIASES)}")
-    return dt
+    return out
 
 
 @dataclass(frozen=True)

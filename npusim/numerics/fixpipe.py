@@ -19,7 +19,7 @@ _OFFSET_SHIFT = np.uint64(37)
 _F32_MAX = np.float32(np.finfo(np.float32).max)
 
 
-def _exact_f32(x: np.ndarray, name: str) -> np.ndarray:
+def _exact_f32(x: np.ndarray | np.floating, name: str) -> np.ndarray:
     """``x`` as float32, refusing values that float32 cannot hold exactly (no silent rounding)."""
     arr = np.asarray(x)
     if arr.dtype == np.float32:
@@ -117,7 +117,7 @@ def _acc_to_f32(acc: np.ndarray) -> np.ndarray:
                     "(QF322B8_PRE) expected")
 
 
-def _scaled(acc: np.ndarray, m1: np.ndarray) -> np.ndarray:
+def _scaled(acc: np.ndarray, m1: np.ndarray | np.floating) -> np.ndarray:
     """float32(acc) * m1 in fp32 (RNE). The product of two fp32 values is exact in float64, so it
     is rounded once; a finite product past the fp32 range becomes +-max fp32 (saturating), while
     inf / NaN operands propagate."""
