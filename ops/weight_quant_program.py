@@ -26,9 +26,8 @@ matmul) and ``weight_quant_program_weight_nz`` (310P WeightNz on the coupled AI 
 Functional outputs: ``Custom``, ``Msd``, ``MsdSplitK``, ``MsdGroup``, ``Fixpipe``,
 ``CustomNzSplitK``, ``SplitK`` and the 310P ``WeightNz`` (``weight_quant_program_weight_nz``)
 are replayed from their instructions (``REPLAYED_KERNELS``) and equal the numerics model
-``compute`` (the test oracle) bit for bit; the other kernels' functional output (A2/A3
-WeightNz: Custom's program, whose numerics are not modelled) is still their numerics model,
-computed once per run, and the run's notes say so.
+``compute`` (the test oracle) bit for bit; so does the A2/A3 ``WeightNz`` (ops-nn
+custom_weight_nz: Custom's dequant chain and cube path) on Custom's program.
 Every kernel's metadata declares ``compulsory_hbm_bytes`` (inputs and output once) for the
 summary's HBM bound.
 """
@@ -846,7 +845,9 @@ def plan_weight_quant_batchmatmul(
         else:
             pt = program_tiling_from(kt, soc, s, tname)
     coupled_nz = name == "WeightNz" and soc.organisation != "split"  # the 310P kernel
-    replay = functional and (name in REPLAYED_KERNELS or coupled_nz) and not (
+    # A2/A3 custom_weight_nz: Custom's dequant chain (ops-nn custom_weight_nz.h), on its program
+    split_nz = name == "WeightNz" and not coupled_nz
+    replay = functional and (name in REPLAYED_KERNELS or name == "WeightNz") and not (
         name == "MsdGroup" and s.weight_nz)
     if name == "Msd":
         from npusim.ops.weight_quant_batchmatmul.selection import is_msd_high_precision
@@ -896,7 +897,7 @@ def plan_weight_quant_batchmatmul(
 
         kern = build_fixpipe(soc, s, pt, fixpipe_replay_data(args, pt.base_n))
     elif replay:
-        validate_tiling(kt, args, soc, name)
+        validate_tiling(kt, args, soc, "Custom" if split_nz else name)
         kern = build_custom(soc, s, pt, custom_replay_data(args))
     else:
         kern = build_wqbmm(soc, s, name, pt)

@@ -35,3 +35,34 @@ def test_weight_nz_replay_property(m, k32, n16, off, bias, trans, seed):
     for its time) is typed and the replayed bits equal the oracle's."""
     kw = wqbmm_call(seed, m, 32 * k32, 16 * n16, offset=off, bias=bias, trans=trans)
     check_replay(kw, "WeightNz", soc=SOC, untyped=frozenset({"Brcb params"}))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    m=st.integers(1, 160),
+    kg=st.integers(2, 6),
+    g=st.sampled_from([32, 64, 96, 128]),
+    n16=st.integers(1, 16),
+    xdt=st.sampled_from(["float16", "bfloat16"]),
+    off=st.booleans(),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_a2_weight_nz_replay_property(m, kg, g, n16, xdt, off, bias, seed):
+    """A2 (Ascend910B2) WeightNz - ops-nn's custom_weight_nz kernel, whose dequant chain is
+    Custom's (fp16: Add then Mul in fp16; bf16: fp32 Add / Mul, one Cast RINT to bf16) and whose
+    cube takes the bias as its initial value - selected for an int8 FRACTAL_NZ transposed
+    per-group weight (Custom refuses a transposed NZ per-group weight): the program's replayed
+    bits equal the oracle's, no vector value closure."""
+    import numpy as np
+    from _wqbmm_replay import B2
+
+    from npusim.ops.weight_quant_batchmatmul import transpose_nz
+    from npusim.torch_npu import npu_format_cast
+
+    k, n = g * kg, 16 * n16
+    kw = wqbmm_call(seed, m, k, n, xdt=xdt, group=g, offset=off, bias=bias, trans=True)
+    w_nk = np.ascontiguousarray(np.asarray(kw["weight"]).T)  # the stored (N, K) weight
+    kw["weight"] = transpose_nz(npu_format_cast(w_nk, 29))
+    r = check_replay(kw, "WeightNz", soc=B2)
+    assert "A2/A3 WeightNz" in " ".join(r.notes)

@@ -51,7 +51,9 @@ NUMERICS_MODELS: dict[str, str] = {
     "Fixpipe": "w16 = DEQF16(w + off, M1) (declared: fp32 product RNE, fp16 RNE saturating), "
     "fp16 matmul in the cube model with fp16 bias, fixpipe RNE",
     "SplitK": SPLIT_K_MODEL + "; exact to the declared cube model and reduction order",
-    "WeightNz": WEIGHT_NZ_MODEL + "; A2/A3 WeightNz (custom_weight_nz): the Custom chain",
+    "WeightNz": WEIGHT_NZ_MODEL + "; A2/A3 WeightNz (custom_weight_nz, read from ops-nn "
+    "weight_quant_batch_matmul_v2_custom_weight_nz.h): the Custom chain (fp16 Add then Mul in "
+    "fp16; bf16 fp32 Add / Mul, Cast RINT), bias as the cube's initial value, FixPipe RNE",
 }
 
 
