@@ -26,8 +26,9 @@ import numpy as np
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa.instructions import DataCopy, Vector
 from npusim.isa.opcodes import VecOp
+from npusim.isa.operands import ITEMSIZE
 
-_ITEM = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1, "int32": 4, "int4": 0.5}
+_ITEM = ITEMSIZE  # bytes per element (int4: 0.5), the package's one size table
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+from npusim.isa.operands import ITEMSIZE as _ITEM
 from npusim.spec import spec
-
-_ITEM = {"float16": 2, "bfloat16": 2, "int8": 1, "float32": 4}
 
 
 def _case(case: dict[str, Any]) -> tuple[int, int, int, str, str, bool]:

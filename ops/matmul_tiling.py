@@ -26,15 +26,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from npusim.hw.dtypes import DTYPE_BITS as ELEMENT_BITS
+
 # Bits per element of the dtypes a cube matmul reads or writes.
-DTYPE_BITS = {
-    "int4": 4,
-    "int8": 8,
-    "float16": 16,
-    "bfloat16": 16,
-    "float32": 32,
-    "int32": 32,
-}
+DTYPE_BITS = {d: ELEMENT_BITS[d] for d in ("int4", "int8", "float16", "bfloat16", "float32",
+                                           "int32")}
 CUBE_INPUT_DTYPES = ("int4", "int8", "float16", "bfloat16", "float32")
 BLOCK_ORDERS = ("row_major", "col_major", "l2_swizzle")
 FRACTAL_BYTES = 32  # one fractal row: k0 = 32 B / element size (hardware.md 1.5)

@@ -40,10 +40,11 @@ from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
+from npusim.isa.operands import ITEMSIZE
 from npusim.ops.matmul_program import CubeEmitter, CubeTiling, Epilogue, GmMatrix
 from npusim.ops.weight_quant_batchmatmul.tiling import custom_param_groups, custom_vector_buffers
 
-_ITEM = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1, "int32": 4, "int4": 0.5}
+_ITEM = ITEMSIZE  # bytes per element (int4: 0.5), the package's one size table
 ITEM = _ITEM
 READY, FREE, GROUP_READY, GROUP_FREE = 0, 1, 2, 3  # cross-core flag ids
 

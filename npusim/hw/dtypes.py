@@ -1,4 +1,7 @@
-"""Canonical dtype names used by the descriptors, and the aliases callers may use."""
+"""Canonical dtype names used by the descriptors, and the aliases callers may use.
+
+:data:`DTYPE_BITS` is the package's one table of element sizes: buffer item sizes
+(``npusim.isa.operands.ITEMSIZE``) and the cube tiling's bit widths derive from it."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ DTYPE_BITS: dict[str, int] = {
     "uint8": 8,
     "int16": 16,
     "int32": 32,
+    "uint32": 32,  # bit patterns (trans_quant_param reads fp32 scales as uint32)
     "int64": 64,  # data moved by DataCopy / vector copies (format_cast int64, quant parameters)
     "uint64": 64,
 }

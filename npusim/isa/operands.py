@@ -9,21 +9,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from npusim.hw.dtypes import DTYPE_BITS
+
 BUFFERS = ("GM", "L1", "L0A", "L0B", "L0C", "UB", "BT", "FB")
 
-#: bytes per element of each buffer dtype (int4 packs two elements per byte)
+#: bytes per element of each buffer dtype (int4 packs two elements per byte), from the package's
+#: one size table (``npusim.hw.dtypes.DTYPE_BITS``; hfloat32 is a cube mode, not a buffer dtype)
 ITEMSIZE: dict[str, float] = {
-    "int4": 0.5,
-    "int8": 1,
-    "uint8": 1,
-    "float16": 2,
-    "bfloat16": 2,
-    "int16": 2,
-    "float32": 4,
-    "int32": 4,
-    "uint32": 4,
-    "int64": 8,
-    "uint64": 8,
+    name: bits / 8 if bits < 8 else bits // 8
+    for name, bits in DTYPE_BITS.items() if name != "hfloat32"
 }
 
 
