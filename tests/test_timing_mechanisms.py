@@ -26,12 +26,13 @@ def _matmul_cycles(m: int, k: int, n: int, l2_start: str = "cold") -> int:
 
 def test_misaligned_n_matmul_costs_more_than_the_aligned_one():
     """M = 128, K = 1024, fp16, default tiling, cold L2: N = 4100 (4 elements past a multiple of
-    16) takes over 5 % longer than N = 4096 although it moves 0.1 % more bytes - its B rows
-    start off 512 B boundaries (layout factor 1.508 per 256 x 256 ND2NZ tile), which costs both
-    on the DMA curve and in the bytes in flight of the weight reads that miss in L2."""
+    16) takes over 15 % longer (20.5 %) than N = 4096 although it moves 0.1 % more bytes - its
+    B rows start off 512 B and 32 B boundaries (layout factor 1.865 per 256 x 256 ND2NZ tile:
+    bursts and two DataBlocks per C0 piece), which costs both on the DMA curve and in the bytes
+    in flight of the weight reads that miss in L2."""
     aligned = _matmul_cycles(128, 1024, 4096)
     ragged = _matmul_cycles(128, 1024, 4100)
-    assert ragged > 1.05 * aligned
+    assert ragged > 1.15 * aligned
 
 
 def test_misaligned_weight_from_hbm_same_cycles_on_both_engines():
@@ -140,3 +141,40 @@ def test_matmul_with_k_off_32b_costs_more_than_k_32b_aligned():
     base = _matmul_cycles(128, 4096, 1024)
     assert _matmul_cycles(128, 4100, 1024) > 1.08 * base
     assert base < _matmul_cycles(128, 4112, 1024) < 1.04 * base
+
+
+def _vector_chain(dependent: bool, barrier: bool = False):
+    """One AIV: Cast fp16 -> fp32 of 4096 elements, then Abs of 4096 fp32 reading the Cast's
+    output (dependent) or another UB tile (independent); ``barrier``: an explicit PipeBarrier."""
+    from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
+
+    prog = CoreProgram(0, "aiv")
+    b = ProgramBuilder(prog, SOC.core("aiv"))
+    x = b.alloc("UB", (4096,), "float16", "x")
+    f = b.alloc("UB", (4096,), "float32", "f")
+    other = b.alloc("UB", (4096,), "float32", "other")
+    out = b.alloc("UB", (4096,), "float32", "abs")
+    b.vec("Cast", "convert", f, (x,), elements=4096, dtype="float16")
+    if barrier:
+        b.barrier("V")
+    b.vec("Abs", "unary", out, (f if dependent else other,), elements=4096, dtype="float32")
+    return Kernel("chain", {"x": GMTensor("x", (8,), "float16", None, "input")}, [prog])
+
+
+def test_dependent_vector_instruction_pays_the_auto_sync_barrier():
+    """DEVKIT PipeBarrier doc: a vector instruction reading another's output waits for it to
+    finish (auto-sync, on by default, inserts the PIPE_V barrier). So Abs after the Cast it reads
+    starts on a drained pipe and pays the vector head (24 cycles) again; the same Abs on an
+    independent tile streams behind the Cast. An explicit barrier costs its issue cycle and the
+    same head (no double count), and both engines agree."""
+    from npusim.engine.sim import run_kernel
+
+    head = SOC.core("aiv").vector.head_cycles
+    cyc = {k: run_kernel(_vector_chain(*k), SOC, check_races=False, engine="reference").cycles
+           for k in ((False, False), (True, False), (True, True))}
+    launch = SOC.launch_cycles({"aiv"})[0]
+    assert cyc[(False, False)] - launch == head + 32 + 64  # 8 KiB + 16 KiB at 256 B a repeat
+    assert cyc[(True, False)] - cyc[(False, False)] == head
+    assert cyc[(True, True)] - cyc[(True, False)] == 1  # the barrier's own issue cycle
+    for k, ref in cyc.items():
+        assert run_kernel(_vector_chain(*k), SOC, check_races=False, engine="fast").cycles == ref

@@ -307,8 +307,16 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
         acc: list[Access] = []
         core_accesses.append(acc)
         pmap: dict[str, Any] = {}  # pipe -> its stream's append
+        # V-queue positions that pay the head after auto-sync's PIPE_V barrier (timing, timing's
+        # hook: such an instruction is lowered with its idle cost whatever the pipe's state)
+        raw = timing.vector_raw_barriers([i for i in core.instrs if i.pipe == "V"])
+        vpos = -1
         for ins in core.instrs:
-            hit = seen.get(id(ins))
+            idle_only = False
+            if raw and ins.pipe == "V":
+                vpos += 1
+                idle_only = vpos in raw
+            hit = None if idle_only else seen.get(id(ins))
             if hit is not None:  # checked and costed for this kind
                 put = pmap.get(hit[0])
                 if put is not None:
@@ -386,6 +394,8 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
                 if len(acc) > n_acc:
                     gm = (tuple(acc[n_acc:]), None, 0)
             seen[id(ins)] = (pipe, low, gm)
+            if idle_only and low[0] == K_LOCAL:
+                low = (K_LOCAL, low[1], low[1], low[3])
             put(low)
     return Lowered(kernel, keys, streams, core_accesses, len(flag_keys) * ncores,
                    {f"{s}->{d}": v for (s, d), v in paths.items()})

@@ -343,6 +343,8 @@ class Engine:
         desc = self.core_descs[ci]
         scale = self.freq_scale[ci]
         last_end = -1
+        # vector reads of a V write since the last barrier: auto-sync's PIPE_V barrier (timing)
+        raw = timing.vector_raw_barriers(instrs) if pipe == "V" else frozenset()
         if self.launch_cycles[ci]:
             yield env.timeout(self.launch_cycles[ci])
         for seq, ins in enumerate(instrs):
@@ -361,7 +363,7 @@ class Engine:
                 self.records.append(InstrRecord(ci, pipe, ins.name, kind, start, env.now))
                 continue
             start = env.now
-            was_idle = start > last_end
+            was_idle = start > last_end or seq in raw
             if self.hazards is not None:
                 self._check_hazards(ci, pidx, seq, ins)
             dur, nbytes, hbm = _COST[cls](self, desc, ins, was_idle, start)

@@ -16,6 +16,7 @@ from npusim.isa.instructions import Instruction as Instr
 from npusim.isa.operands import Region
 
 VECTOR_REPEAT_BYTES = 256
+RAW_WINDOW = 64  # vector writes remembered for the auto-sync RAW rule (vector_raw_barriers)
 
 
 def dma_local_cycles(core: Any, instr: Instr) -> int:
@@ -143,3 +144,45 @@ def scalar_cycles(core: Any, instr: Instr) -> int:
 
 def flag_cycles(core: Any) -> int:
     return max(1, int(core.scalar.flag_cycles))
+
+
+def vector_raw_barriers(queue: Any) -> frozenset[int]:
+    """Positions in one core's V-pipe queue (program order, every instruction on pipe V) of the
+    vector instructions that read UB bytes an earlier vector instruction wrote since the last
+    barrier: there the compiler's auto-sync puts a PipeBarrier<PIPE_V> (DEVKIT PipeBarrier doc:
+    a vector instruction reading another's output must wait for it to finish; with auto-sync on,
+    the default, the compiler inserts the PIPE_V sync), so the reader starts on a drained pipe
+    and pays the head latency. A PipeBarrier on V or a SetFlag from V (which waits for V's
+    earlier work) ends the window. Overlap is by byte hull [offset, end) per buffer (declared: a
+    strided region counts its whole span; at most the last ``RAW_WINDOW`` writes are kept).
+    Static: the same set for both engines."""
+    from npusim.isa.instructions import Cast, PipeBarrier, SetFlag, Vector
+
+    marked: list[int] = []
+    pending: list[tuple[str, int, int]] = []
+    span: dict[int, tuple[str, int, int]] = {}  # id(region) -> (buffer, start, end)
+
+    def hull(r: Region) -> tuple[str, int, int]:
+        got = span.get(id(r))
+        if got is None:
+            got = span[id(r)] = (r.buffer, r.offset, r.end)
+        return got
+
+    for i, ins in enumerate(queue):
+        cls = type(ins)
+        if cls is Vector or cls is Cast:
+            if pending:
+                for r in ins.reads:
+                    b, lo_r, hi_r = hull(r)
+                    if any(lo < hi_r and lo_r < hi and pb == b for pb, lo, hi in pending):
+                        marked.append(i)
+                        pending = []
+                        break
+            for w in ins.writes:
+                if w.buffer != "GM":
+                    pending.append(hull(w))
+            if len(pending) > RAW_WINDOW:
+                del pending[:-RAW_WINDOW]
+        elif cls is PipeBarrier or (cls is SetFlag and ins.src_pipe == "V"):
+            pending = []
+    return frozenset(marked)
