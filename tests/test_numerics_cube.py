@@ -96,18 +96,22 @@ def test_unknown_model_is_not_implemented():
         cube_matmul_float(np.zeros((1, 1), np.float16), np.zeros((1, 1), np.float16), model="tree")
 
 
-def test_whole_fractal_exactness_certificate_both_ways():
-    """The per-fractal certificate (max ratio of magnitude to ulp over rows x over columns x k0
-    < 2^53) holds for ordinary fp16 data - those fractals skip the per-entry rounding check -
-    and fails for exponent spreads beyond float64's reach, which take the certified per-entry
-    path; the oracle test above covers both."""
-    from npusim.numerics.cube import _exact_fractals
+def test_ulp_ratio_certificate_both_ways():
+    """The per-row certificate (row's max / ulp x the largest column max / ulp x k0 < 2^53)
+    holds for ordinary fp16 data - those rows skip the per-entry rounding check - and fails
+    for a row whose exponent spread defeats float64 against those columns, which takes the
+    certified per-entry path; the oracle test above covers both."""
+    from npusim.numerics.cube import _ulp_ratios
 
     rng = np.random.default_rng(1)
     a = rng.standard_normal((4, 32)).astype(np.float16).astype(np.float64)
     b = rng.standard_normal((32, 5)).astype(np.float16).astype(np.float64)
-    assert _exact_fractals(a, b, np.float16, np.float16, 16).tolist() == [True, True]
-    a[0, 20] = 2.0**-24  # fp16's smallest subnormal next to values near 2^15 in fractal 1
+
+    def rows_exact():
+        ra, rb = _ulp_ratios(a, b, np.float16, np.float16, 16)
+        return (ra * rb.max(axis=1, keepdims=True) * 16 < 2.0**53).tolist()
+
+    assert rows_exact() == [[True] * 4, [True] * 4]
+    a[1, 20] = 2.0**-24  # fp16's smallest subnormal beside 2^15 in row 1, fractal 1
     a[1, 21] = 2.0**15
-    b[20:32] = 2.0**15
-    assert _exact_fractals(a, b, np.float16, np.float16, 16).tolist() == [True, False]
+    assert rows_exact() == [[True] * 4, [True, False, True, True]]

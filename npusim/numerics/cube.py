@@ -93,17 +93,19 @@ def _certified_round(
     """
     with np.errstate(over="ignore", invalid="ignore"):
         r = s.astype(np.float32)
-        lo = np.nextafter(r, np.float32(-np.inf)).astype(np.float64)
-        hi = np.nextafter(r, np.float32(np.inf)).astype(np.float64)
-        r64 = r.astype(np.float64)
-        mid_lo = (r64 + lo) / 2.0
-        mid_hi = (r64 + hi) / 2.0
-        ok = (np.abs(s - mid_lo) > bound) & (np.abs(s - mid_hi) > bound) & np.isfinite(r64)
-        ok |= bound == 0.0  # exact float64 value: the cast itself is correctly rounded
-        ok |= ~np.isfinite(s)  # inf / NaN inputs propagate as IEEE arithmetic does
-    if not ok.all():
-        for i, j in zip(*np.nonzero(~ok), strict=True):
-            r[i, j] = fix(int(i), int(j))
+        # an exact float64 value (bound 0): the cast itself is correctly rounded; only the other
+        # entries are tested, gathered
+        test = np.nonzero(bound != 0.0)
+        if test[0].size:
+            st, bt, rt = s[test], bound[test], r[test]
+            lo = np.nextafter(rt, np.float32(-np.inf)).astype(np.float64)
+            hi = np.nextafter(rt, np.float32(np.inf)).astype(np.float64)
+            r64 = rt.astype(np.float64)
+            ok = (np.abs(st - (r64 + lo) / 2.0) > bt) & (np.abs(st - (r64 + hi) / 2.0) > bt)
+            ok &= np.isfinite(r64)
+            ok |= ~np.isfinite(st)  # inf / NaN inputs propagate as IEEE arithmetic does
+            for i, j in zip(*(t[~ok] for t in test), strict=True):
+                r[i, j] = fix(int(i), int(j))
     return r.reshape(shape)
 
 
@@ -186,37 +188,44 @@ def cube_matmul_float(
         return _certified_round(s, bound, fix, (m, n))
     nf = -(-k // k0)
     chunk = max(1, _CHUNK_BYTES // (k0 * (m + n) * 8))
+    limit = 2.0**53 / k0
     for f0 in range(0, nf, chunk):
         f1 = min(nf, f0 + chunk)
         lo, hi = f0 * k0, min(k, f1 * k0)
-        exact = _exact_fractals(a64[:, lo:hi], b64[lo:hi], a.dtype, b.dtype, k0)
+        ra, rb = _ulp_ratios(a64[:, lo:hi], b64[lo:hi], a.dtype, b.dtype, k0)
         for f in range(f0, f1):
-            start = f * k0
-            if exact[f - f0]:  # the float64 sum is exact: its cast is correctly rounded
-                part = (a64[:, start : start + k0] @ b64[start : start + k0, :]).astype(
-                    np.float32)
-            else:
-                part = _fractal_sum_f32(a64[:, start : start + k0], b64[start : start + k0, :],
-                                        a.dtype, b.dtype)
+            sl = slice(f * k0, (f + 1) * k0)
+            with np.errstate(invalid="ignore", over="ignore"):
+                rows_exact = ra[f - f0] * rb[f - f0].max(initial=0.0) < limit
+            part = (a64[:, sl] @ b64[sl, :]).astype(np.float32)  # exact rows: correctly rounded
+            if not rows_exact.all():
+                bad = np.flatnonzero(~rows_exact)
+                part[bad] = _fractal_sum_f32(a64[bad, sl], b64[sl, :], a.dtype, b.dtype)
             acc = (acc + part).astype(np.float32)
     return acc
 
 
-_CHUNK_BYTES = 64 << 20  # operand bytes whose fractals are checked for exactness at once
+_CHUNK_BYTES = 64 << 20  # operand bytes whose ulp ratios are computed at once
 
 
-def _exact_fractals(a64: np.ndarray, b64: np.ndarray, dta: Any, dtb: Any,
-                    k0: int) -> np.ndarray:
-    """Per k-fractal: True when every (i, j) sum of its products is provably exact in float64
-    in any order (so its float32 cast is the correctly rounded exact sum). Each product of row
-    i and column j is a multiple of la_i * lb_j (the smallest nonzero ulps) and the sum of
-    |products| is at most k0 * amax_i * bmax_j, so max_i(amax_i / la_i) * max_j(bmax_j / lb_j)
-    * k0 < 2^53 is sufficient (the per-entry rule of :func:`_fractal_sum_f32`, for all)."""
+def _ulp_ratios(a64: np.ndarray, b64: np.ndarray, dta: Any, dtb: Any, k0: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per k-fractal f: ``ra[f, i] = amax_i / ulp_i`` over row i of A's fractal columns and
+    ``rb[f, j] = bmax_j / ulp_j`` over column j of B's fractal rows (ulp: the smallest nonzero
+    unit in the last place; 0 for an all-zero row, inf when unknown or not finite).
+
+    Each product of row i and column j is a multiple of ulp_i * ulp_j and the sum of the
+    |products| is at most k0 * amax_i * bmax_j, so ``ra[f, i] * rb[f, j] * k0 < 2^53`` proves
+    every partial sum of that entry exact in float64 in any order (the argument of
+    :func:`_fractal_sum_f32`'s per-entry rule, with a cheaper bound): its float32 cast is the
+    correctly rounded exact sum."""
     m, k = a64.shape
     n = b64.shape[1]
     nf = -(-k // k0)
-    if _PRECISION.get(np.dtype(dta).name) is None or _PRECISION.get(np.dtype(dtb).name) is None:
-        return np.zeros(nf, bool)
+    known = (_PRECISION.get(np.dtype(dta).name) is not None
+             and _PRECISION.get(np.dtype(dtb).name) is not None)
+    if not known:
+        return np.full((nf, m), np.inf), np.full((nf, n), np.inf)
     pad = nf * k0 - k
 
     def ratio(x64: np.ndarray, dtype: Any, axis: int) -> np.ndarray:
@@ -226,14 +235,9 @@ def _exact_fractals(a64: np.ndarray, b64: np.ndarray, dta: Any, dtb: Any,
             _, e = np.frexp(np.where(mag == 0, 1.0, mag))
             lsb = np.where(mag == 0, np.inf, np.exp2(np.maximum(e - p, emin).astype(np.float64)))
             big = mag.max(axis=axis)
-            small = lsb.min(axis=axis)
-            r = np.where(big == 0, 0.0, big / small)
+            r = np.where(big == 0, 0.0, big / lsb.min(axis=axis))
         return np.where(np.isfinite(r), r, np.inf)
 
-    a3 = np.pad(a64, ((0, 0), (0, pad))).reshape(m, nf, k0)
-    b3 = np.pad(b64, ((0, pad), (0, 0))).reshape(nf, k0, n)
-    ra = ratio(a3, dta, 2).max(axis=0, initial=0.0)  # (nf,)
-    rb = ratio(b3, dtb, 1).max(axis=1, initial=0.0)  # (nf,)
-    with np.errstate(invalid="ignore", over="ignore"):
-        exact: np.ndarray = (ra * rb * k0) < 2.0**53
-    return exact
+    ra = ratio(np.pad(a64, ((0, 0), (0, pad))).reshape(m, nf, k0), dta, 2).T  # (nf, m)
+    rb = ratio(np.pad(b64, ((0, pad), (0, 0))).reshape(nf, k0, n), dtb, 1)  # (nf, n)
+    return ra, rb
