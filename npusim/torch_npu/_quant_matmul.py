@@ -73,9 +73,10 @@ def npu_quant_matmul(
     neither bfloat16 nor int32). ``x2`` may be FRACTAL_NZ (A2/A3 weight-NZ path: read as its
     logical values). See :mod:`npusim.ops.quant_matmul` for the formulas; int8 ``x1`` with
     int32 ``x2`` and ``group_sizes`` is A8W4 (:mod:`npusim.ops.quant_matmul_a8w4`, a declared
-    numerics model). Not modelled (raise NotImplementedError naming them): per-group A4W4,
-    the Ascend950 dtype overrides ``x1_dtype`` / ``x2_dtype`` / ``scale_dtype`` /
-    ``pertoken_scale_dtype`` and ``y_scale``.
+    numerics model); int32 x1 and x2 with ``group_sizes`` is per-group A4W4
+    (:mod:`npusim.ops.quant_matmul_a4w4_pergroup`, the public kernel's chain). Not modelled
+    (raise NotImplementedError naming them): the Ascend950 dtype overrides ``x1_dtype`` /
+    ``x2_dtype`` / ``scale_dtype`` / ``pertoken_scale_dtype`` and ``y_scale``.
     """
     from npusim.torch_npu._state import resolve
 
@@ -106,10 +107,19 @@ def npu_quant_matmul(
         from npusim.ops.quant_matmul_a8w4 import check_group_sizes
 
         if any(check_group_sizes(group_sizes)):
-            raise NotImplementedError(
-                f"npu_quant_matmul: group_sizes={list(group_sizes)} with x1 {a1.dtype} / x2 "
-                f"{a2.dtype} (per-group A4W4 dequantisation) is not modelled; its "
-                "accumulation order is not published")
+            if getattr(a1, "dtype", None) != np.int32 or getattr(a2, "dtype", None) != np.int32:
+                raise NotImplementedError(
+                    f"npu_quant_matmul: group_sizes={list(group_sizes)} with x1 {a1.dtype} / "
+                    f"x2 {a2.dtype} is not modelled (only A8W4 and per-group A4W4)")
+            from npusim.ops.quant_matmul_a4w4_pergroup import reference_a4w4_pergroup
+
+            out = reference_a4w4_pergroup(
+                a1, a2, sc, offset=_np(offset, "offset")[0],
+                pertoken_scale=_np(pertoken_scale, "pertoken_scale")[0],
+                bias=_np(bias, "bias")[0],
+                output_dtype=None if output_dtype is None else dtype_name(output_dtype),
+                group_sizes=group_sizes, soc=soc)
+            return _out(out, torch_in)
     out = reference_quant_matmul(
         a1, a2, sc,
         offset=_np(offset, "offset")[0], pertoken_scale=_np(pertoken_scale, "pertoken_scale")[0],
