@@ -10,7 +10,7 @@ PipeBarrier there; npusim executes a pipe's queue strictly one after another, wh
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -55,6 +55,71 @@ class _Access:
     seq: int
     name: str
     atomic: bool = False
+    ix: int = -1  # its insertion number in a :class:`_GmTable`
+
+
+class _GmTable:
+    """The pending accesses of one GM tensor, in insertion order (what a list of them would
+    hold), with an index of their byte spans in 4 KiB buckets: an access can overlap only the
+    accesses that share a bucket with it (or whose span is wider than ``WIDE`` buckets, or
+    empty, kept apart and always looked at). GM accesses are never pruned, and the many cores
+    writing disjoint parts of one workspace would otherwise test every pair."""
+
+    __slots__ = ("buckets", "live", "next", "wide")
+    SHIFT = 12
+    WIDE = 64
+
+    def __init__(self) -> None:
+        self.live: dict[int, _Access] = {}
+        self.buckets: dict[int, set[int]] = {}
+        self.wide: set[int] = set()
+        self.next = 0
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+    def _span(self, fp: Footprint) -> range | None:
+        """The buckets of ``fp``'s bytes; None for an empty or a wide span."""
+        if fp.end <= fp.start:
+            return None
+        first, last = fp.start >> self.SHIFT, (fp.end - 1) >> self.SHIFT
+        return range(first, last + 1) if last - first < self.WIDE else None
+
+    def near(self, fp: Footprint) -> list[_Access]:
+        """Every access whose span can overlap ``fp``'s, in insertion order."""
+        span = self._span(fp)
+        if span is None:
+            return list(self.live.values())
+        ids = set(self.wide)
+        buckets = self.buckets
+        for b in span:
+            got = buckets.get(b)
+            if got:
+                ids |= got
+        live = self.live
+        return [live[i] for i in sorted(ids)]
+
+    def add(self, acc: _Access) -> None:
+        acc.ix = i = self.next
+        self.next += 1
+        self.live[i] = acc
+        span = self._span(acc.fp)
+        if span is None:
+            self.wide.add(i)
+        else:
+            for b in span:
+                self.buckets.setdefault(b, set()).add(i)
+
+    def discard(self, accs: list[_Access]) -> None:
+        for acc in accs:
+            i = acc.ix
+            del self.live[i]
+            span = self._span(acc.fp)
+            if span is None:
+                self.wide.discard(i)
+            else:
+                for b in span:
+                    self.buckets[b].discard(i)
 
 
 class HazardTracker:
@@ -101,9 +166,6 @@ class HazardTracker:
         size = len(self.writes.get(space, ())) + len(self.reads.get(space, ()))
         self._limit[space] = max(64, 2 * size)
 
-    def _ordered(self, pipe: int, acc: _Access) -> bool:
-        return acc.pipe == pipe or self.know[pipe, acc.pipe] >= acc.seq
-
     def access(
         self, space: tuple, region: Region, pipe: int, seq: int, name: str, write: bool,
         atomic: bool = False,
@@ -111,18 +173,33 @@ class HazardTracker:
         """Check one access; atomic adds need no order among themselves, only against plain
         reads and writes."""
         fp = Footprint.of(region)
-        for w in self.writes.get(space, ()):
+        # what this pipe knows completed, as a list (the cheap ordering test runs first; the
+        # footprint test only for accesses not ordered before this one - same condition)
+        known = self.know[pipe].tolist()
+        gm = space[0] == "GM"
+        if gm:
+            wt = self._gm_table(self.writes, space)
+            ws: Any = wt.near(fp)
+        else:
+            ws = self.writes.get(space, ())
+        for w in ws:
             if atomic and w.atomic:
                 continue
-            if w.fp.overlaps(fp) and not self._ordered(pipe, w):
+            if w.pipe != pipe and known[w.pipe] < w.seq and w.fp.overlaps(fp):
                 raise RaceError(
                     f"race on {_space_name(space)} bytes [{fp.start}, {fp.end}): "
                     f"{self.names[pipe]} '{name}' {'writes' if write else 'reads'} it while "
                     f"{self.names[w.pipe]} '{w.name}' (its writer) has not signalled completion"
                 )
+        new = _Access(fp, pipe, seq, name, atomic if write else False)
         if write:
-            for r in self.reads.get(space, ()):
-                if r.fp.overlaps(fp) and not self._ordered(pipe, r):
+            if gm:
+                rt = self._gm_table(self.reads, space)
+                rs: Any = rt.near(fp)
+            else:
+                rs = self.reads.get(space, ())
+            for r in rs:
+                if r.pipe != pipe and known[r.pipe] < r.seq and r.fp.overlaps(fp):
                     raise RaceError(
                         f"race on {_space_name(space)} bytes [{fp.start}, {fp.end}): "
                         f"{self.names[pipe]} '{name}' overwrites it while {self.names[r.pipe]} "
@@ -130,18 +207,35 @@ class HazardTracker:
                     )
             # A plain write supersedes earlier writes of the same bytes; unordered atomic adds
             # all stay pending (a later reader must be ordered after every one of them).
-            keep = [w for w in self.writes.get(space, [])
-                    if w.fp != fp or (atomic and w.atomic and w.pipe != pipe)]
-            self.writes[space] = keep
-            self.writes[space].append(_Access(fp, pipe, seq, name, atomic))
-            self.reads[space] = [r for r in self.reads.get(space, []) if r.fp != fp]
+            if gm:
+                wt.discard([w for w in ws if w.fp == fp
+                            and not (atomic and w.atomic and w.pipe != pipe)])
+                wt.add(new)
+                rt.discard([r for r in rs if r.fp == fp])
+            else:
+                keep = [w for w in self.writes.get(space, [])
+                        if w.fp != fp or (atomic and w.atomic and w.pipe != pipe)]
+                self.writes[space] = keep
+                keep.append(new)
+                self.reads[space] = [r for r in self.reads.get(space, []) if r.fp != fp]
+        elif gm:
+            rt = self._gm_table(self.reads, space)
+            rt.discard([r for r in rt.near(fp) if r.fp == fp and r.pipe == pipe])
+            rt.add(new)
         else:
             lst = self.reads.setdefault(space, [])
             lst[:] = [r for r in lst if not (r.fp == fp and r.pipe == pipe)]
-            lst.append(_Access(fp, pipe, seq, name))
-        if space[0] != "GM" and (len(self.writes.get(space, ())) + len(self.reads.get(space, ()))
-                                 > self._limit.get(space, 64)):
+            lst.append(new)
+        if not gm and (len(self.writes.get(space, ())) + len(self.reads.get(space, ()))
+                       > self._limit.get(space, 64)):
             self._prune(space)
+
+    @staticmethod
+    def _gm_table(table: dict[tuple, Any], space: tuple) -> _GmTable:
+        got = table.get(space)
+        if got is None:
+            got = table[space] = _GmTable()
+        return got
 
 
 def _space_name(space: tuple) -> str:
