@@ -99,12 +99,11 @@ def cube_tiling_from(t: Any) -> CubeTiling:
 
 @dataclass
 class Epilogue:
-    """How L0C leaves the core: FixPipe ``mode`` to ``out_dtype``, with value semantics ``convert``
-    mapping the (rows, cols) L0C tile and its (row0, col0) origin to output values."""
+    """How L0C leaves the core: FixPipe ``mode`` (its values from the semantics table) to
+    ``out_dtype``."""
 
     mode: str
     out_dtype: str
-    convert: Callable[[np.ndarray, int, int], np.ndarray] | None = None
     l0c_dtype: str = "float32"
 
 
@@ -464,7 +463,6 @@ class CubeEmitter:
                 cbuf,
                 self.tiles,
                 self.n_l0c,
-                (bm, bn) if fun else None,
             )
         else:
             fb = self._stage_quant(bn, rn) if self.quant is not None else None
@@ -476,8 +474,7 @@ class CubeEmitter:
                 elements=rm * rn,
                 out_dtype=epilogue.out_dtype,
                 mode=epilogue.mode,
-                fn=_fix_fn(c_reg, dst, epilogue, bm, bn) if fun and epilogue.convert else None,
-                replay=fun and epilogue.convert is None,  # the table's modes
+                replay=fun,  # the table's modes
                 atomic=self.atomic,
                 extra_reads=(fb,) if fb is not None else (),
                 quant_param=self.quant_param,
@@ -932,14 +929,6 @@ class Interner:
                 accumulation=accumulation))
 
 
-def _fix_fn(c: Region, out: Region, epi: Epilogue, row0: int, col0: int):
-    def fix(ctx) -> None:
-        tile = ctx.read(c)
-        ctx.write(out, epi.convert(tile, row0, col0) if epi.convert else tile)
-
-    return fix
-
-
 def _coupled_epilogue(
     bld: ProgramBuilder,
     c_reg: Region,
@@ -949,7 +938,6 @@ def _coupled_epilogue(
     cbuf: int,
     tile_idx: int,
     n_l0c: int,
-    origin: tuple[int, int] | None,
 ) -> None:
     """310P (no FixPipe): L0C -> UB on the vector pipe, conversion on the vector unit, UB -> GM."""
     rm, rn = c_reg.shape
@@ -960,22 +948,12 @@ def _coupled_epilogue(
         bld.wait_flag("MTE3", "V", cbuf)
     bld.dma(c_reg, ub_acc, name="L0C->UB")
     bld.set_flag("V", "M", cbuf)
-    if epi.convert is None and epi.out_dtype != c_reg.dtype:  # the table: vector Cast
+    if epi.out_dtype != c_reg.dtype:  # the table: vector Cast
         bld.cast(ub_res, ub_acc, round_mode="rint", saturate=True, name=f"Cast {epi.mode}")
-    elif epi.convert is None:  # fp32 out: the tile passes the vector unit unchanged
+    else:  # fp32 out: the tile passes the vector unit unchanged
         bld.emit(Vector(pipe="V", name=f"Cast {epi.mode}", reads=(ub_acc,), writes=(ub_res,),
                         op=VecOp.COPY, elements=rm * rn, dtype=c_reg.dtype,
                         cost_class="convert"))
-    else:
-        fn = None
-        if origin is not None:
-            row0, col0 = origin
-
-            def fn(ctx) -> None:
-                ctx.write(ub_res, epi.convert(ctx.read(ub_acc), row0, col0))
-
-        bld.vec(f"Cast {epi.mode}", "convert", ub_res, (ub_acc,), elements=rm * rn,
-                dtype=c_reg.dtype, fn=fn)
     bld.sync("V", "MTE3", cbuf)
     bld.dma(ub_res, out, name="UB->GM")
     bld.set_flag("MTE3", "V", cbuf)

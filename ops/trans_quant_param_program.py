@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.isa import ScalarStep
 from npusim.isa.opcodes import VecOp
 from npusim.operator import CliSpec, Operator
 
@@ -38,6 +39,7 @@ from npusim.operator import CliSpec, Operator
 SCALAR_PER_ELEMENT = {"base": 6, "round_rne": 10, "offset": 4}
 SCALAR_PER_CHUNK = 20  # address set-up, loop entry (ASSUMPTION)
 DEFAULT_CHUNK = 2048
+WORK_WORDS = 4  # uint64 work regions of the scalar loop (one set, not ping-ponged)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class TransQuantParamTiling:
 
 def _ub_bytes(t: TransQuantParamTiling, with_offset: bool) -> int:
     per = 4 + 8 + (8 if with_offset else 0)  # scale fp32, out uint64, offset fp32 + int32
-    return (2 if t.double_buffer else 1) * t.chunk * per
+    return (2 if t.double_buffer else 1) * t.chunk * per + t.chunk * 8 * WORK_WORDS
 
 
 def validate_trans_quant_param_tiling(t: TransQuantParamTiling, soc: Any,
@@ -77,21 +79,39 @@ def vector_core_kind(soc: Any) -> str:
     raise NotImplementedError(f"trans_quant_param on {soc.name}: no core with a vector unit")
 
 
-def _fp19_assembly(scale_bits: np.ndarray, round_mode: int) -> np.ndarray:
-    """The scalar loop's scale step on uint32 bit patterns -> uint64 with bits 31..13 set."""
-    u = scale_bits.astype(np.uint64)
+def assembly_steps(bits: Region, off: Region | None, y: Region, temps: tuple[Region, ...],
+                   round_mode: int) -> tuple[ScalarStep, ...]:
+    """The scalar loop's body, step by step on uint64 words: the scale's fp32 bit pattern
+    ``bits`` (uint32) cut to fp19 (round_mode 0: ``& 0xFFFFE000``; 1: round to nearest even at
+    bit 13 with sticky bits 11..0, zero / subnormal -> signed zero, inf / NaN truncated), ``| 1
+    << 46``, and with ``off`` (the clamped int32 offset) ``| (off & 0x1FF) << 37``. ``temps``:
+    four (n,) uint64 work regions."""
+    u, b, c, d = temps
+    S = ScalarStep
+    out = [S(VecOp.CAST, u, (bits,))]
     if round_mode == 0:
-        return u & np.uint64(0xFFFFE000)
-    sign = u & np.uint64(0x80000000)
-    exp = (u >> np.uint64(23)) & np.uint64(0xFF)
-    mant19 = u >> np.uint64(13)  # sign, exponent and the 10 kept mantissa bits
-    rbit = (u >> np.uint64(12)) & np.uint64(1)
-    sticky = (u & np.uint64(0xFFF)) != 0
-    odd = (mant19 & np.uint64(1)) == 1
-    inc = ((rbit == 1) & (sticky | odd)).astype(np.uint64)
-    rounded = (mant19 + inc) << np.uint64(13)
-    out = np.where(exp == 0, sign, rounded)
-    return np.where(exp == 0xFF, u & np.uint64(0xFFFFE000), out)
+        out.append(S(VecOp.ANDS, y, (u,), 0xFFFFE000))
+    else:
+        out += [
+            S(VecOp.SHIFT_RIGHTS, c, (u,), 13),  # sign, exponent, 10 kept mantissa bits
+            S(VecOp.ANDS, d, (u,), 0xFFF), S(VecOp.MINS, d, (d,), 1),  # sticky
+            S(VecOp.ANDS, y, (c,), 1), S(VecOp.OR, d, (d, y)),  # sticky | odd
+            S(VecOp.SHIFT_RIGHTS, y, (u,), 12), S(VecOp.ANDS, y, (y,), 1),  # round bit
+            S(VecOp.AND, y, (y, d)), S(VecOp.ADD, y, (c, y)),  # + increment (carry runs on)
+            S(VecOp.SHIFT_LEFTS, y, (y,), 13),
+            S(VecOp.SHIFT_RIGHTS, b, (u,), 23), S(VecOp.ANDS, b, (b,), 0xFF),  # exponent
+            S(VecOp.MINS, d, (b,), 1), S(VecOp.ANDS, c, (u,), 0x80000000),
+            S(VecOp.SELECT, y, (d, y, c)),  # exponent 0: the signed zero
+            S(VecOp.ADDS, d, (b,), 1), S(VecOp.SHIFT_RIGHTS, d, (d,), 8),
+            S(VecOp.ANDS, c, (u,), 0xFFFFE000),
+            S(VecOp.SELECT, y, (d, c, y)),  # exponent 255: inf / NaN truncated
+        ]
+    out.append(S(VecOp.ORS, y, (y,), 1 << 46))
+    if off is not None:
+        wide = Region(b.buffer, b.offset, b.shape, "int64")
+        out += [S(VecOp.CAST, wide, (off,)), S(VecOp.ANDS, b, (b,), 0x1FF),
+                S(VecOp.SHIFT_LEFTS, b, (b,), 37), S(VecOp.OR, y, (y, b))]
+    return tuple(out)
 
 
 def build_trans_quant_param(
@@ -109,7 +129,6 @@ def build_trans_quant_param(
     with_off = offset_len is not None
     validate_trans_quant_param_tiling(tiling, soc, with_off)
     count = max(scale_len, offset_len or 1)
-    functional = scale is not None
     gm = {"scale": GMTensor("scale", (scale_len,), "float32",
                             None if scale is None else np.asarray(scale, np.float32).reshape(-1),
                             "input")}
@@ -131,6 +150,8 @@ def build_trans_quant_param(
         ib = b.alloc("UB", (chunk,), "int32", f"offset_i32_{i}") if with_off else None
         yb = b.alloc("UB", (chunk,), "uint64", f"y{i}")
         bufs.append((sb, ob, ib, yb))
+    # the scalar loop's work words: one set (the S pipe runs one chunk at a time)
+    temps = [b.alloc("UB", (chunk,), "uint64", f"work{w}") for w in range(WORK_WORDS)]
     per_elem = SCALAR_PER_ELEMENT["base"] + (SCALAR_PER_ELEMENT["round_rne"] if round_mode else 0)
     per_elem += SCALAR_PER_ELEMENT["offset"] if with_off else 0
     for t, e0 in enumerate(range(0, count, chunk)):
@@ -165,10 +186,10 @@ def build_trans_quant_param(
         i_in = None
         if with_off:
             i_in = Region("UB", ib.offset, (1 if o_bcast else n,), "int32")
-        reads = (s_in,) if i_in is None else (s_in, i_in)
+        bits = Region("UB", sb.offset, s_in.shape, "uint32")  # the fp32 scale's bit pattern
+        work = tuple(Region("UB", t.offset, (n,), "uint64") for t in temps)
         b.scalar(f"quant param loop x{n}", SCALAR_PER_CHUNK + per_elem * n,
-                 fn=_assemble_fn(s_in, i_in, yreg, n, round_mode) if functional else None,
-                 reads=reads, writes=(yreg,))
+                 body=assembly_steps(bits, i_in, yreg, work, round_mode))
         b.set_flag("S", "MTE2", i)
         b.sync("S", "MTE3", i)
         b.dma(yreg, Region("GM", e0 * 8, (n,), "uint64", "y"), name="y UB->GM")
@@ -181,18 +202,6 @@ def build_trans_quant_param(
     meta = {"op": "trans_quant_param", "count": count, "round_mode": round_mode,
             "offset": with_off}
     return Kernel("trans_quant_param", gm, [prog], meta)
-
-
-def _assemble_fn(s_in: Region, i_in: Region | None, y: Region, n: int, round_mode: int):
-    def fn(ctx) -> None:
-        bits = np.broadcast_to(ctx.read(s_in).view(np.uint32), (n,))
-        q = _fp19_assembly(bits, round_mode) | np.uint64(1 << 46)
-        if i_in is not None:
-            off = np.broadcast_to(ctx.read(i_in), (n,)).astype(np.int64)
-            q = q | ((off.astype(np.uint64) & np.uint64(0x1FF)) << np.uint64(37))
-        ctx.write(y, q)
-
-    return fn
 
 
 def _args(scale: Any, offset: Any, round_mode: Any):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
-from npusim.isa import VecOp
+from npusim.isa import ScalarStep, VecOp
 from npusim.operator import CliSpec, Operator
 
 SCALAR_INSTRS_PER_ELEMENT = 5  # GetValue x2, add, SetValue, loop step (the example's case 0 loop)
@@ -187,9 +187,7 @@ def build_vector_add(
                 b.scalar(
                     "scalar add loop",
                     SCALAR_INSTRS_PER_ELEMENT * n,
-                    reads=(xb, yb),
-                    writes=(zb,),
-                    op=VecOp.ADD,
+                    body=(ScalarStep(VecOp.ADD, zb, (xb, yb)),),
                 )
                 b.set_flag("S", "V", ev)
                 b.wait_flag("S", "V", ev)

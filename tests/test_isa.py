@@ -11,7 +11,7 @@ from npusim.engine.errors import ProgramError
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.engine.sim import run_kernel
 from npusim.hw import load_soc
-from npusim.isa import Cast, DataCopy, VecOp, Vector
+from npusim.isa import Cast, DataCopy, ScalarStep, VecOp, Vector
 from npusim.isa.semantics import supplied_semantics
 from npusim.numerics import BF16
 from npusim.ops.group_quant_program import build_group_quant, default_group_quant_tiling
@@ -127,7 +127,8 @@ def test_group_quant_program_replays_every_value_from_the_table(seed, scale_dtyp
 
 
 def test_vector_add_scalar_loop_replays_from_the_table():
-    """H1's scalar loop (GetValue / add / SetValue per element) is a typed Scalar(op=Add): its
+    """H1's scalar loop (GetValue / add / SetValue per element) is a typed Scalar whose body is
+    one Add step: its
     values come from the table, equal the fp16 RNE reference bit for bit (incl. overflow to inf,
     NaN, signed zeros, subnormals), and the functional run takes the timing-only cycles."""
     from npusim.ops.vector_add import H_SERIES, reference_add
@@ -149,14 +150,14 @@ def test_vector_add_scalar_loop_replays_from_the_table():
     assert timing.cycles == res.cycles
 
 
-def test_scalar_loop_refuses_an_op_that_is_not_binary():
+def test_scalar_loop_refuses_a_step_it_does_not_have():
     prog = CoreProgram(0, "aiv")
     b = ProgramBuilder(prog, SOC.core("aiv"))
     a = b.alloc("UB", (16,), "float16", "a")
     out = b.alloc("UB", (16,), "float16", "o")
-    b.scalar("loop", 16, reads=(a,), writes=(out,), op=VecOp.ABS)
+    b.scalar("loop", 16, body=(ScalarStep(VecOp.ABS, out, (a,)),))
     kern = Kernel("t", {}, [prog])
-    with pytest.raises(ProgramError, match="binary element-wise op"):
+    with pytest.raises(ProgramError, match="has no step Abs"):
         run_kernel(kern, SOC, functional=True)
 
 

@@ -1,10 +1,12 @@
-"""The trans_quant_param tiled program (one AIV): its output equals the operator's reference bit
-for bit (uint64 views) for both round modes, every broadcasting rule and every chunking, and a
-timing-only run costs the same cycles."""
+"""The trans_quant_param tiled program (one AIV): its output, computed by the scalar loop's typed
+steps from the semantics table, equals the operator's reference bit for bit (uint64 views) for
+both round modes, every broadcasting rule and every chunking, and a timing-only run costs the
+same cycles."""
 
 import numpy as np
 import pytest
 
+from npusim.isa.semantics import supplied_semantics
 from npusim.ops.trans_quant_param import reference_trans_quant_param
 from npusim.ops.trans_quant_param_program import TransQuantParamTiling
 from npusim.runner import simulate
@@ -63,6 +65,7 @@ def test_program_equals_reference_bit_for_bit(sshape, oshape, mode, chunk, db):
     assert np.array_equal(res.outputs.view(np.uint64), want.view(np.uint64))
     assert res.run.kernel.meta["count"] == want.size
     assert len(res.run.kernel.cores) == 1 and res.run.kernel.cores[0].kind == "aiv"
+    assert supplied_semantics(res.run.kernel) == {}  # the scalar loop's steps are typed
 
 
 def test_round_modes_differ_where_rne_rounds_up():

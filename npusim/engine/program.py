@@ -24,6 +24,7 @@ from npusim.isa.instructions import (
     Mmad,
     PipeBarrier,
     Scalar,
+    ScalarStep,
     SetFlag,
     Vector,
     WaitFlag,
@@ -125,7 +126,7 @@ class Kernel:
 
 
 #: the fields whose == is looser than identical behaviour (0.0 == -0.0, 1 == 1.0 == True)
-_LOOSE_FIELDS = ("scalar", "deq_scale", "quant_param")
+_LOOSE_FIELDS = ("scalar", "deq_scale", "quant_param", "body")
 
 
 class InstrPool:
@@ -414,12 +415,17 @@ class ProgramBuilder:
         fn: Callable[[Any], None] | None = None,
         reads: tuple[Region, ...] = (),
         writes: tuple[Region, ...] = (),
-        op: VecOp | None = None,
+        body: tuple[ScalarStep, ...] = (),
     ) -> Instruction:
         """``instructions`` scalar-unit instructions (address arithmetic, loops, Get/SetValue);
-        ``op``: the binary element-wise op the loop computes from ``reads`` into ``writes``."""
+        ``body``: the element-wise steps the loop computes (their sources join ``reads``, their
+        destinations ``writes``)."""
+        for step in body:
+            reads += tuple(r for r in step.srcs if r not in reads)
+            if step.dst not in writes:
+                writes += (step.dst,)
         return self.emit(Scalar(pipe="S", name=name, reads=reads, writes=writes, fn=fn,
-                                count=instructions, op=op))
+                                count=instructions, body=body))
 
     def set_flag(self, src_pipe: str, dst_pipe: str, event_id: int) -> Instruction:
         return self.emit(_flag(SetFlag, src_pipe, dst_pipe, event_id))

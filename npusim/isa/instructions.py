@@ -146,15 +146,29 @@ class FixPipe(Instruction):
                 "dst": self.writes[0].buffer, "atomic": self.atomic}
 
 
+@dataclass(frozen=True, slots=True)
+class ScalarStep:
+    """One step of a scalar loop's body, over whole regions (the loop runs it element by
+    element): ``dst = op(*srcs)``, or ``op(srcs[0], scalar)`` for the scalar-operand opcodes
+    (Adds, Ands, ShiftLefts, ...). Values are the semantics table's, in ``dst``'s dtype; a Cast
+    step converts an integer element exactly (a value the destination cannot hold is an
+    error)."""
+
+    op: VecOp
+    dst: Region
+    srcs: tuple[Region, ...]
+    scalar: int | float | None = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scalar(Instruction):
-    """``count`` scalar-unit instructions (address arithmetic, loops, Get/SetValue). With
-    ``op`` (a binary element-wise VecOp), the count is a GetValue / compute / SetValue loop over
-    ``reads`` -> ``writes[0]`` whose values are that op's (the semantics table's), element by
-    element in the operands' dtype."""
+    """``count`` scalar-unit instructions (address arithmetic, loops, Get/SetValue). ``body``:
+    the element-wise steps such a loop computes (GetValue, the arithmetic, SetValue per
+    element), executed in order by the semantics table; empty for bookkeeping. ``count`` is the
+    whole loop's instruction count (its cost); the body carries the values."""
 
     count: int
-    op: VecOp | None = None
+    body: tuple[ScalarStep, ...] = ()
     kind: ClassVar[str] = "scalar"
 
     @property

@@ -41,6 +41,13 @@ class VecOp(StrEnum):
     REDUCE_MAX = "ReduceMax"  # each row of the region -> one element (level-2 ReduceMax)
     REDUCE_MIN = "ReduceMin"  # each row of the region -> one element (level-2 ReduceMin)
     TRANSPOSE_BLOCKS = "TransposeBlocks"
+    AND = "And"  # bitwise, integer operands
+    OR = "Or"
+    ANDS = "Ands"  # bitwise with a scalar operand
+    ORS = "Ors"
+    SHIFT_LEFTS = "ShiftLeft"  # by a scalar bit count (ShiftLeft / ShiftRight take a scalar)
+    SHIFT_RIGHTS = "ShiftRight"  # logical for unsigned operands
+    SELECT = "Select"  # dst = srcs[0] != 0 ? srcs[1] : srcs[2]
     CUSTOM = "Custom"  # an instruction whose semantics a program supplies (being retired)
 
     @property
@@ -64,6 +71,8 @@ _COST_CLASS: dict[VecOp, str] = {
     VecOp.BLOCK_REDUCE_SUM: "reduce", VecOp.BLOCK_REDUCE_MAX: "reduce",
     VecOp.WHOLE_REDUCE_SUM: "reduce", VecOp.WHOLE_REDUCE_MAX: "reduce",
     VecOp.REDUCE_SUM: "reduce", VecOp.REDUCE_MAX: "reduce", VecOp.REDUCE_MIN: "reduce",
+    VecOp.AND: "binary", VecOp.OR: "binary", VecOp.ANDS: "unary", VecOp.ORS: "unary",
+    VecOp.SHIFT_LEFTS: "unary", VecOp.SHIFT_RIGHTS: "unary", VecOp.SELECT: "binary",
     VecOp.CUSTOM: "",
 }
 

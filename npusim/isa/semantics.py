@@ -42,6 +42,7 @@ from npusim.isa.instructions import (
     Mmad,
     PipeBarrier,
     Scalar,
+    ScalarStep,
     SetFlag,
     Vector,
     WaitFlag,
@@ -418,22 +419,62 @@ def _nothing(ins: Instruction, ctx: Any) -> None:
     """Flags, barriers and scalar bookkeeping change no buffer."""
 
 
+_WITH_SCALAR_BASE = {VecOp.ADDS: VecOp.ADD, VecOp.MULS: VecOp.MUL, VecOp.MAXS: VecOp.MAX,
+                     VecOp.MINS: VecOp.MIN}
+
+
 def scalar_loop(ins: Scalar, ctx: Any) -> None:
-    """A scalar-unit loop computing a binary element-wise op (``Scalar.op``): the same values
-    as the vector op (one IEEE operation per element, rounded to nearest even, in the operands'
-    dtype); a Scalar without ``op`` is bookkeeping and changes no buffer."""
-    if ins.op is None:
-        return
-    if ins.op not in BINARY or len(ins.reads) != 2 or len(ins.writes) != 1:
-        raise _err(ins, f"a scalar loop computes a binary element-wise op of two operands into "
-                        f"one; got {ins.op.value} with {len(ins.reads)} -> {len(ins.writes)}")
-    dst = ins.writes[0]
-    a = _typed(ins, ctx, ins.reads[0], dst.dtype)
-    b = _typed(ins, ctx, ins.reads[1], dst.dtype)
+    """A scalar-unit loop's body (``Scalar.body``), step by step over whole regions; a Scalar
+    without a body is bookkeeping and changes no buffer."""
+    for step in ins.body:
+        _scalar_step(ins, step, ctx)
+
+
+def _scalar_step(ins: Scalar, step: ScalarStep, ctx: Any) -> None:
+    dst, op = step.dst, step.op
+    npdt = _np(dst.dtype)
     shape = ctx.view(dst).shape
+
+    def src(i: int, dtype: str | None = None) -> np.ndarray:
+        if i >= len(step.srcs):
+            raise _err(ins, f"scalar step {op.value} needs operand {i + 1}")
+        return _bcast(ins, _typed(ins, ctx, step.srcs[i], dtype or dst.dtype), shape)
+
+    def scalar() -> Any:
+        if step.scalar is None:
+            raise _err(ins, f"scalar step {op.value} needs a scalar operand")
+        return np.asarray(step.scalar).astype(npdt)
+
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        out = _binary(ins.op, _bcast(ins, a, shape), _bcast(ins, b, shape))
-    _store(ctx, dst, out.astype(_np(dst.dtype)))
+        if op in BINARY:
+            out = _binary(op, src(0), src(1))
+        elif op in _WITH_SCALAR_BASE:
+            out = _binary(_WITH_SCALAR_BASE[op], src(0), scalar())
+        elif op in (VecOp.AND, VecOp.OR, VecOp.ANDS, VecOp.ORS, VecOp.SHIFT_LEFTS,
+                    VecOp.SHIFT_RIGHTS):
+            if npdt.kind not in "iu":
+                raise _err(ins, f"scalar step {op.value} works on integers, not {dst.dtype}")
+            a = src(0)
+            b = src(1) if op in (VecOp.AND, VecOp.OR) else scalar()
+            fn = {VecOp.AND: np.bitwise_and, VecOp.ANDS: np.bitwise_and,
+                  VecOp.OR: np.bitwise_or, VecOp.ORS: np.bitwise_or,
+                  VecOp.SHIFT_LEFTS: np.left_shift, VecOp.SHIFT_RIGHTS: np.right_shift}[op]
+            out = fn(a, b)
+        elif op is VecOp.SELECT:
+            cond = _bcast(ins, ctx.read(step.srcs[0]), shape)
+            out = np.where(cond != 0, src(1), src(2))
+        elif op is VecOp.CAST:
+            v = _bcast(ins, _logical(ctx, step.srcs[0]), shape)
+            if v.dtype.kind not in "iu" or npdt.kind not in "iu":
+                raise _err(ins, "a scalar Cast step converts integers exactly; "
+                                f"{v.dtype} -> {dst.dtype} is a vector Cast's job")
+            out = v.astype(npdt)
+            negative = npdt.kind == "u" and v.dtype.kind == "i" and bool((v < 0).any())
+            if negative or not np.array_equal(out.astype(v.dtype), v):
+                raise _err(ins, f"scalar Cast {v.dtype} -> {dst.dtype}: a value does not fit")
+        else:
+            raise _err(ins, f"a scalar loop has no step {op.value}")
+    _store(ctx, dst, np.asarray(out).astype(npdt, copy=False))
 
 
 #: instruction class -> semantics (``fn`` on an instruction overrides it while being retired)
