@@ -100,6 +100,9 @@ def describe(x: Any, arg: str) -> TensorDesc:
                           x.npu_format == 29)
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{arg}: expected a numpy array or TensorSpec, got {type(x).__name__}")
+    if getattr(x, "npu_format", 2) == 29:  # FRACTAL_NZ storage (npusim.layouts.FormattedArray)
+        return TensorDesc(tuple(x.logical_shape), x.dtype.name,
+                          bool(getattr(x, "npu_transposed", False)), True)
     trans = last_two_transposed(x.shape, x.strides, x.itemsize)
     return TensorDesc(tuple(x.shape), x.dtype.name, trans, False)
 
@@ -145,6 +148,7 @@ class MatmulPlan:
     bias_dtype: str | None
     cube_model: str
     coupled: bool
+    b_nz: bool = False  # B stored FRACTAL_NZ (its stored matrix: (k, n), or (n, k) if trans_b)
 
 
 def cube_model_of(soc: Any) -> str:
@@ -189,9 +193,13 @@ def validate_matmul(
             "AscendC docs give only its rounding: to nearest, ties to even or away from zero); "
             "run with allow_hf32=False (plain fp32 cube) instead"
         )
+    if da.nz:
+        raise NotImplementedError("a: a FRACTAL_NZ first operand is not modelled (torch_npu "
+                                  "casts weights, the second operand, to NZ)")
+    if dbm.nz and len(dbm.shape) != 2:
+        raise NotImplementedError(f"b: a batched FRACTAL_NZ operand (shape {dbm.shape}) is not "
+                                  "tiled yet; 2-D NZ weights are")
     for d, arg in ((da, "a"), (dbm, "b")):
-        if d.nz:
-            raise NotImplementedError(f"{arg}: FRACTAL_NZ input is not modelled")
         if len(d.shape) < 2:
             raise ValueError(f"{arg}: shape {d.shape} must have at least 2 dims")
         if 0 in d.shape:
@@ -218,6 +226,7 @@ def validate_matmul(
         m=m, k=k, n=n, batch=batch, out_shape=(*batch, m, n), in_dtype=da.dtype, out_dtype=out,
         trans_a=da.transposed, trans_b=dbm.transposed, bias_dtype=bias_dtype,
         cube_model=cube_model_of(soc), coupled=getattr(soc, "organisation", "split") != "split",
+        b_nz=dbm.nz,
     )
 
 

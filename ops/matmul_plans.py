@@ -15,10 +15,29 @@ from npusim.ops.matmul_program import BatchLayout, Epilogue, build_matmul_kernel
 
 
 def _stored(x: Any, transposed: bool) -> np.ndarray | None:
-    """The contiguous stored tensor behind an array (a transposed view -> its base layout)."""
+    """The contiguous stored tensor behind an array (a transposed view -> its base layout; a
+    FRACTAL_NZ array -> its NZ storage)."""
     if not isinstance(x, np.ndarray):
         return None
+    if getattr(x, "npu_format", 2) == 29:
+        return np.ascontiguousarray(x.view(np.ndarray))
     return np.ascontiguousarray(np.swapaxes(x, -1, -2) if transposed else x)
+
+
+def _n_unit(x: Any, dtype: str, nz_along_n: bool) -> int:
+    """Base N unit of the default tiling: 16, or a B stored NZ along N's C0 (its windows start
+    on C0-column strips)."""
+    return max(16, nz_c0(x, dtype)) if nz_along_n else 16
+
+
+def nz_c0(x: Any, dtype: str) -> int:
+    """C0 of a FRACTAL_NZ operand: its storage's last dim, or for a spec torch_npu's rule
+    (32 bytes / min(itemsize, 2): 16 for fp16 / bf16 / fp32, 32 for int8)."""
+    if isinstance(x, np.ndarray):
+        return int(x.shape[-1])
+    from npusim.numerics import np_dtype
+
+    return 32 // min(np_dtype(dtype).itemsize, 2)
 
 
 def _batch_layout(shape_a: tuple[int, ...], shape_b: tuple[int, ...], batch: tuple[int, ...],
@@ -45,7 +64,8 @@ def _check_program_scope(trans_a: bool, op: str) -> None:
 
 
 def _tiling(tiling: Any, m: int, k: int, n: int, in_dtype: str, out_dtype: str, soc: Any,
-            trans_b: bool, with_bias: bool, split_k: bool = False, quant_vector: bool = False):
+            trans_b: bool, with_bias: bool, split_k: bool = False, quant_vector: bool = False,
+            n_unit: int = 16):
     from npusim.ops.matmul_tiling import (
         default_matmul_tiling,
         tiling_from_dict,
@@ -55,7 +75,7 @@ def _tiling(tiling: Any, m: int, k: int, n: int, in_dtype: str, out_dtype: str, 
     if tiling is None:
         return default_matmul_tiling(m, k, n, in_dtype, out_dtype, soc, trans_b,
                                      with_bias=with_bias, split_k=split_k,
-                                     quant_vector=quant_vector)
+                                     quant_vector=quant_vector, n_unit=n_unit)
     if isinstance(tiling, dict):
         tiling = tiling_from_dict(tiling)
     validate_matmul_tiling(tiling, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias,
@@ -111,7 +131,7 @@ def plan_matmul(soc: Any, tiling: Any = None, *, a: Any, b: Any, bias: Any = Non
 
     p = checked_matmul(soc, a=a, b=b, bias=bias, out_dtype=out_dtype, allow_hf32=allow_hf32)
     t = _tiling(tiling, p.m, p.k, p.n, p.in_dtype, p.out_dtype, soc, p.trans_b, bias is not None,
-                split_k=not p.coupled)
+                split_k=not p.coupled, n_unit=_n_unit(b, p.in_dtype, p.b_nz and not p.trans_b))
     functional = isinstance(a, np.ndarray)
     mode = {"float16": "F322F16", "bfloat16": "F322BF16", "float32": "NONE"}[p.out_dtype]
     # values from the semantics table: FixPipe F322F16 / F322BF16 (RNE, overflow to inf), the
@@ -124,7 +144,8 @@ def plan_matmul(soc: Any, tiling: Any = None, *, a: Any, b: Any, bias: Any = Non
                                  a=_stored(a, False), b=_stored(b, p.trans_b), bias=fbias,
                                  cube_model=p.cube_model, name="matmul",
                                  batch=_batch_layout(_shape(a), _shape(b), p.batch),
-                                 split_k_order=_split_order(soc))
+                                 split_k_order=_split_order(soc),
+                                 b_nz_c0=nz_c0(b, p.in_dtype) if p.b_nz else 0)
     if not functional:
         kernel.gm["a"].data = kernel.gm["b"].data = None
     path = "coupled" if p.coupled else ("cube" if t.k_dim > 1 else "cube, FixPipe")
@@ -152,7 +173,8 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
     t = _tiling(tiling, p.m, p.k, p.n, "int8", p.out_dtype, soc, p.trans_x2,
                 bias is not None and p.bias_dtype == "int32",
                 split_k=not p.coupled and not fixpipe_quant,
-                quant_vector=_fixpipe_quant_vector(p))
+                quant_vector=_fixpipe_quant_vector(p),
+                n_unit=_n_unit(x2, "int8", p.x2_nz and not p.trans_x2))
     if t.k_dim > 1 and fixpipe_quant:
         raise NotImplementedError(
             f"quant_matmul program: split-K (k_dim={t.k_dim}) with the FixPipe {p.epilogue} "
@@ -206,6 +228,7 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
         meta=meta, deq=deq,
         batch=_batch_layout(_shape(x1), _shape(x2), p.batch, p.bias_batched),
         aiv=aiv, split_k_order=_split_order(soc),
+        b_nz_c0=nz_c0(x2, "int8") if p.x2_nz else 0,
     )
     return Plan(kernel, _kernel_label("quant_matmul", t, p.epilogue), t, functional,
                 finish=lambda out: out["c"].reshape(p.out_shape))
@@ -217,7 +240,8 @@ def default_tiling_matmul(soc: Any, **op_args: Any):
     p = validate_matmul(op_args["a"], op_args["b"], out_dtype=op_args.get("out_dtype"),
                         bias=op_args.get("bias"), soc=soc)
     return _tiling(None, p.m, p.k, p.n, p.in_dtype, p.out_dtype, soc, p.trans_b,
-                   op_args.get("bias") is not None, split_k=not p.coupled)
+                   op_args.get("bias") is not None, split_k=not p.coupled,
+                   n_unit=_n_unit(op_args["b"], p.in_dtype, p.b_nz and not p.trans_b))
 
 
 def default_tiling_quant_matmul(soc: Any, **op_args: Any):
@@ -231,7 +255,8 @@ def default_tiling_quant_matmul(soc: Any, **op_args: Any):
     return _tiling(None, p.m, p.k, p.n, "int8", p.out_dtype, soc, p.trans_x2,
                    p.bias_dtype == "int32",
                    split_k=not p.coupled and p.epilogue not in ("REQ8", "DEQF16"),
-                   quant_vector=_fixpipe_quant_vector(p))
+                   quant_vector=_fixpipe_quant_vector(p),
+                   n_unit=_n_unit(op_args["x2"], "int8", p.x2_nz and not p.trans_x2))
 
 
 def _fixpipe_quant_vector(p: Any) -> bool:

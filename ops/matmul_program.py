@@ -131,19 +131,38 @@ def _nbytes(shape: tuple[int, int], dtype: str) -> int:
 class GmMatrix:
     """A 2-D matrix in a GM tensor: ``rows x cols`` of ``dtype``, row-major with ``row_bytes``
     between rows, starting at byte ``offset``. ``transposed`` means the logical (k, n) operand is
-    stored as (n, k) (a transposed view of a contiguous matrix)."""
+    stored as (n, k) (a transposed view of a contiguous matrix). ``nz_rows`` > 0: the stored
+    matrix is FRACTAL_NZ (torch_npu's ``npu_format_cast(..., 29)`` storage: C0-column strips of
+    ``nz_rows`` (rows aligned to 16) x ``nz_c0`` elements) and ``row_bytes`` is unused."""
 
     tensor: str
     dtype: str
     row_bytes: int
     offset: int = 0
     transposed: bool = False
+    nz_rows: int = 0
+    nz_c0: int = 0
 
     def window(self, r0: int, rows: int, c0: int, cols: int) -> Region:
-        """Stored-layout window (row r0.., column c0..)."""
+        """Stored-layout window (row r0.., column c0..); an NZ matrix's window is one run of
+        ``rows x nz_c0`` elements per C0-column strip it touches (``c0`` on a strip boundary)."""
         isz = _ITEM[self.dtype]
+        if self.nz_rows:
+            return nz_window(self, r0, rows, c0, cols)
         off = self.offset + r0 * self.row_bytes + math.ceil(c0 * isz)
         return Region("GM", off, (rows, cols), self.dtype, self.tensor, self.row_bytes)
+
+
+def nz_window(mat: GmMatrix, r0: int, rows: int, c0: int, cols: int) -> Region:
+    """The GM runs of an NZ matrix's window: (strips, rows x C0), strips nz_rows x C0 apart."""
+    isz, c = _ITEM[mat.dtype], mat.nz_c0
+    if c0 % c:
+        raise ValueError(f"{mat.tensor}: an FRACTAL_NZ window must start on a {c}-element column "
+                         f"strip, got column {c0} (a tiling base / core block not aligned to C0)")
+    strips = math.ceil(cols / c)
+    off = mat.offset + math.ceil(((c0 // c) * mat.nz_rows + r0) * c * isz)
+    return Region("GM", off, (strips, rows * c), mat.dtype, mat.tensor,
+                  math.ceil(mat.nz_rows * c * isz))
 
 
 class CubeEmitter:
@@ -315,6 +334,7 @@ class CubeEmitter:
         the same shape and ping-pong state: its instructions again, with this tile's GM
         windows."""
         if self.functional or ra is not None or rb is not None or bias is not None or \
+                b.nz_rows or \
                 self.sink is not None or self.coupled or self.quant is not None or \
                 not self.intern.templates:
             self._tile_emit(a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra, rb)
@@ -408,7 +428,11 @@ class CubeEmitter:
                 b_reg = reg("L1", self.l1b[ib].offset, (kc, nc), dt)
                 ko, bco, _ = self.offsets
                 win = self.intern.window
-                if b.transposed:
+                if b.nz_rows:  # stored FRACTAL_NZ: a plain copy of its fractal runs
+                    src = (win(b, c0 + bco, nc, ko + k0, kc) if b.transposed
+                           else win(b, ko + k0, kc, c0 + bco, nc))
+                    copy(bld, src, b_reg, "B GM->L1 (NZ)", "nz2nd" if b.transposed else "nz")
+                elif b.transposed:
                     copy(bld, win(b, c0 + bco, nc, ko + k0, kc), b_reg, "B GM->L1 nd2nz",
                          "dn2nz")
                 else:
@@ -599,8 +623,12 @@ def build_matmul_kernel(
     aiv: Any = None,
     split_k_order: str = "core_index_ascending",
     deq: tuple[QuantParams, np.ndarray | None] | None = None,
+    b_nz_c0: int = 0,
 ) -> Kernel:
     """Build the kernel of C (m x n) = A (m x k) @ B (k x n) [+ bias] -> epilogue.
+
+    ``b_nz_c0`` > 0: ``b`` is the FRACTAL_NZ storage (C0 = ``b_nz_c0``) of the stored matrix
+    ((k, n), or (n, k) when ``trans_b``), read with plain copies of its fractal runs.
 
     ``b`` is given as stored: (k, n), or (n, k) when ``trans_b``; with ``batch`` the stored
     operands carry a leading batch dim and ``epilogue_of(i)`` (if given) is output matrix i's
@@ -641,9 +669,16 @@ def build_matmul_kernel(
     nbb = max(batch.b_index) + 1 if batch is not None else 1
     lead = (lambda cnt: (cnt,)) if batch is not None else (lambda cnt: ())
     out_dtype = aiv.out_dtype if aiv is not None else epilogue.out_dtype
+    b_shape: tuple[int, ...] = (n, k) if trans_b else (k, n)
+    if b_nz_c0:
+        if batch is not None:
+            raise NotImplementedError("matmul program: a batched FRACTAL_NZ B is not tiled yet")
+        from npusim.layouts.nz import nz_storage_shape
+
+        b_shape = nz_storage_shape(b_shape, b_nz_c0)
     gm = {
         "a": GMTensor("a", (*lead(na), m, k), in_dtype, a, "input"),
-        "b": GMTensor("b", (*lead(nbb), *((n, k) if trans_b else (k, n))), in_dtype, b, "input"),
+        "b": GMTensor("b", (*lead(nbb), *b_shape), in_dtype, b, "input"),
         "c": GMTensor("c", (*lead(nb), m, n), out_dtype, None, "output"),
     }
     bias_rows = 0
@@ -712,7 +747,9 @@ def build_matmul_kernel(
             bj = batch.b_index[bi] if batch is not None else 0
             am = GmMatrix("a", in_dtype, a_rb, offset=math.ceil(ai * m * k * isz))
             bmat = GmMatrix("b", in_dtype, b_rb, offset=math.ceil(bj * k * n * isz),
-                            transposed=trans_b)
+                            transposed=trans_b,
+                            nz_rows=(-(-(n if trans_b else k) // 16) * 16) if b_nz_c0 else 0,
+                            nz_c0=b_nz_c0)
             bias_m = None
             if bias is not None and li == 0:
                 bias_m = GmMatrix("bias", acc_dtype, n * 4,
@@ -742,6 +779,7 @@ def build_matmul_kernel(
         "in_dtype": in_dtype,
         "out_dtype": out_dtype,
         "trans_b": trans_b,
+        "b_format": "FRACTAL_NZ" if b_nz_c0 else "ND",
         "cube_model": cube_model,
     }
     if batch is not None:
@@ -901,6 +939,9 @@ class Interner:
 
     def window(self, mat: GmMatrix, r0: int, rows: int, c0: int, cols: int) -> Region:
         """``mat.window(r0, rows, c0, cols)``, interned."""
+        if mat.nz_rows:
+            w = nz_window(mat, r0, rows, c0, cols)
+            return self.region("GM", w.offset, w.shape, w.dtype, w.tensor, w.row_stride_bytes)
         off = mat.offset + r0 * mat.row_bytes + math.ceil(c0 * _ITEM[mat.dtype])
         return self.region("GM", off, (rows, cols), mat.dtype, mat.tensor, mat.row_bytes)
 

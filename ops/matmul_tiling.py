@@ -456,8 +456,12 @@ def default_matmul_tiling(
     with_bias: bool = False,
     split_k: bool = False,
     quant_vector: bool = False,
+    n_unit: int = CUBE_MN,
 ) -> MatmulTiling:
     """The documented default heuristic (in the spirit of CANN's matmul tiling; not a copy of it).
+
+    ``n_unit``: base N (and so every core's N block) is a multiple of it - the C0 of a B stored
+    FRACTAL_NZ along N (32 for int8), whose windows start on C0-column strips.
 
     1. Base K = 128 B of input (64 fp16/bf16, 128 int8, 32 fp32), clipped to K aligned to k0.
     2. Base M x N candidates 128x256 and 256x128 (the CANN sizes, filling L0C 128 KiB without
@@ -491,7 +495,9 @@ def default_matmul_tiling(
               (64, 32), (32, 32), (16, 32), (32, 16), (16, 16)]
     best = None
     for rank, (bm, bn) in enumerate(shapes):
-        bm, bn = min(bm, _align(m, CUBE_MN)), min(bn, _align(n, CUBE_MN))
+        if bn % n_unit:
+            continue
+        bm, bn = min(bm, _align(m, CUBE_MN)), min(bn, _align(n, n_unit))
         mb, nb = -(-m // bm), -(-n // bn)
         per_core, md, nd = _best_grid(mb, nb, cores)
         cost = per_core * _feed_cost(bm, bn, in_dtype, macs)

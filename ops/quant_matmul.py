@@ -89,6 +89,7 @@ class QuantMatmulPlan:
     bias_dtype: str | None
     bias_batched: bool
     coupled: bool
+    x2_nz: bool = False  # x2 stored FRACTAL_NZ (aclnnQuantMatmulWeightNz): int8, 2-D
 
 
 def _is_coupled(soc: Any) -> bool:
@@ -151,8 +152,9 @@ def validate_quant_matmul(
     in_dtype = "int4" if int4 else "int8"
     if d1.nz:
         raise ValueError("x1: only ND format is supported")
-    if d2.nz:
-        raise NotImplementedError("x2 in FRACTAL_NZ (aclnnQuantMatmulWeightNz) is not modelled")
+    if d2.nz and (d2.dtype != "int8" or len(d2.shape) != 2):
+        raise NotImplementedError("x2 in FRACTAL_NZ (aclnnQuantMatmulWeightNz): only a 2-D int8 "
+                                  f"x2 is tiled (got {d2.dtype}, shape {d2.shape})")
     for d, arg in ((d1, "x1"), (d2, "x2")):
         if not 2 <= len(d.shape) <= 6:
             raise ValueError(f"{arg}: shape {d.shape} has {len(d.shape)} dims; must have 2 to 6")
@@ -269,7 +271,7 @@ def validate_quant_matmul(
         trans_x1=d1.transposed, trans_x2=d2.transposed, out_dtype=out_dtype,
         scale_dtype=scale_dtype, scale_route=route, epilogue=epilogue, per_channel=per_channel,
         pertoken=dp is not None, offset=do is not None, bias_dtype=bias_dtype,
-        bias_batched=bias_batched, coupled=coupled,
+        bias_batched=bias_batched, coupled=coupled, x2_nz=d2.nz,
     )
 
 

@@ -208,21 +208,22 @@ def i4_cases(family: str) -> list[tuple]:
 
 def mm_cases(family: str) -> list[tuple]:
     """matmul: a / b dtype (the 310P cube takes fp16 only), fp32 output or not, transposed b,
-    bias, M class, allow_hf32 (fp32 inputs only; HF32's NotImplementedError is listed)."""
+    bias, M class, allow_hf32 (fp32 inputs only; HF32's NotImplementedError is listed), b's
+    format (ND, or FRACTAL_NZ as npu_format_cast(b, 29) stores it)."""
     dts = ("float16",) if family == "310P" else ("float16", "bfloat16", "float32")
     return [c for c in itertools.product(dts, (False, True), (False, True), (False, True),
-                                         (1, 16, 100, 300), (False, True))
+                                         (1, 16, 100, 300), (False, True), ("ND", "NZ"))
             if c[0] == "float32" or not c[5]]
 
 
 def mm_arrays(c: tuple, rng: np.random.Generator) -> dict[str, Any]:
     from npusim.numerics import np_dtype
 
-    dt, out32, trans, bias, m, hf32 = c
+    dt, out32, trans, bias, m, hf32, fmt = c
     k, n = 192, 96
     a = rng.standard_normal((m, k)).astype(np.float32).astype(np_dtype(dt))
     b = rng.standard_normal((n, k) if trans else (k, n)).astype(np.float32).astype(np_dtype(dt))
-    out = {"a": a, "b": b.T if trans else b, "out_dtype": "float32" if out32 else None}
+    out = {"a": a, "b": _weight_view(b, trans, fmt), "out_dtype": "float32" if out32 else None}
     if hf32:
         out["allow_hf32"] = True
     if bias:
@@ -247,29 +248,39 @@ def fc_arrays(c: tuple, rng: np.random.Generator) -> dict[str, Any]:
     return {"x": x, "acl_format": dst}
 
 
+def _weight_view(stored: np.ndarray, trans: bool, fmt: str) -> Any:
+    """The (k, n) operand of a stored matrix ((n, k) when ``trans``): ND, or its FRACTAL_NZ
+    storage (``npu_format_cast(stored, 29)``, seen transposed when ``trans``)."""
+    if fmt == "NZ":
+        nz = tn.npu_format_cast(stored, 29)
+        return transpose_nz(nz) if trans else nz
+    return stored.T if trans else stored
+
+
 def qm_cases(family: str) -> list[tuple]:
     """quant_matmul (W8A8; int32-packed int4 rows too): the supported-combination table of
     torch_npu's npu_quant_matmul doc (tables 1 / 2, as npusim.ops.quant_matmul records it with
     its citations) expanded over its scale dtypes, scale shape (1,) / (n,), offset where
-    allowed, bias dtypes, transposed x2 and M class. The 310P takes table 1's int8 / fp16 rows."""
+    allowed, bias dtypes, transposed x2, M class and x2's format (ND; FRACTAL_NZ for int8 x2,
+    aclnnQuantMatmulWeightNz). The 310P takes table 1's int8 / fp16 rows."""
     from npusim.ops.quant_matmul import _TABLE_310P, _TABLE_A2A3
 
     out = []
     for inp, scales, offset_ok, biases, pertoken, odt in (
             _TABLE_310P if family == "310P" else _TABLE_A2A3):
-        for sdt, per_ch, off, bias, trans, m in itertools.product(
+        for sdt, per_ch, off, bias, trans, m, fmt in itertools.product(
                 sorted(scales), (False, True), (False, True), sorted(biases, key=str),
-                (False, True), (1, 16, 100, 300)):
-            if off and not offset_ok:
+                (False, True), (1, 16, 100, 300), ("ND", "NZ")):
+            if (off and not offset_ok) or (fmt == "NZ" and inp != "int8"):
                 continue
-            out.append((inp, sdt, per_ch, off, bias, bool(pertoken), odt, trans, m))
+            out.append((inp, sdt, per_ch, off, bias, bool(pertoken), odt, trans, m, fmt))
     return out
 
 
 def qm_arrays(c: tuple, rng: np.random.Generator) -> dict[str, Any]:
     from npusim.numerics import np_dtype
 
-    inp, sdt, per_ch, off, bias, pertoken, odt, trans, m = c
+    inp, sdt, per_ch, off, bias, pertoken, odt, trans, m, fmt = c
     k, n = 256, 96
     lo, hi = (-8, 8) if inp == "int4" else (-128, 128)
     x1 = rng.integers(lo, hi, (m, k), dtype=np.int32)
@@ -280,7 +291,7 @@ def qm_arrays(c: tuple, rng: np.random.Generator) -> dict[str, Any]:
         x1, w = x1.astype(np.int8), w.astype(np.int8)
     qn = n if per_ch else 1
     scale = rng.uniform(1e-3, 1e-2, qn).astype(np.float32)
-    out: dict[str, Any] = {"x1": x1, "x2": w.T if trans else w, "output_dtype": odt}
+    out: dict[str, Any] = {"x1": x1, "x2": _weight_view(w, trans, fmt), "output_dtype": odt}
     out["scale"] = (tn.npu_trans_quant_param(scale) if sdt == "int64" else
                     scale.astype(np_dtype(sdt)))
     if off:

@@ -107,3 +107,4 @@ class Transform(StrEnum):
     ND2NZ = "nd2nz"
     NZ2ND = "nz2nd"
     DN2NZ = "dn2nz"  # a transposed (column-major) ND source written as NZ
+    NZ = "nz"  # a GM FRACTAL_NZ window of the tile's own matrix, copied as stored (plain copy)

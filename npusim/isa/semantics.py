@@ -11,7 +11,9 @@ Declared models (the hardware behaviour is not published; named in ``DECLARED_MO
   repeat / block stride of 0 (one row or one scalar block reused), elements in row-major order;
 - local buffers hold tiles in logical row-major order; ``nd2nz`` / ``nz2nd`` DataCopies change the
   cost, not the element order inside L1 / L0 (``dn2nz`` transposes a column-major source; an
-  ``nz2nd`` copy of a GM FRACTAL_NZ window into a local buffer delivers the logical order);
+  ``nz2nd`` copy of a GM FRACTAL_NZ window into a local buffer delivers the logical order of the
+  window's transpose - an (N, K) NZ weight read as its (K, N) tile - and an ``nz`` copy, the
+  plain copy of a window of C0-column strips of the tile's own matrix, its logical order);
 - ``Axpy`` / ``MulAddDst``: the product is rounded to the working dtype, then the sum (not fused),
   as ``npusim.ops.weight_quant_batchmatmul.vector_ops``;
 - ``BlockReduceSum`` / ``WholeReduceSum``: a pairwise tree inside each 32 B block / repeat;
@@ -154,6 +156,15 @@ def data_copy(ins: DataCopy, ctx: Any) -> None:
         v = _logical(ctx, src)
         c0 = v.shape[-1] // cols
         tile = v.reshape(-1, cols, c0).transpose(0, 2, 1).reshape(-1, cols)[:rows]
+        _store(ctx, dst, np.ascontiguousarray(tile))
+        return
+    if ins.transform == Transform.NZ and src.buffer == "GM" and dst.buffer != "GM":
+        # a GM FRACTAL_NZ window of the tile's own (rows, cols) matrix: one run per C0-column
+        # strip, each rows x C0 row-major; the local tile holds the logical order
+        rows, cols = dst.shape
+        v = _logical(ctx, src)
+        c0 = v.shape[-1] // rows
+        tile = v.reshape(-1, rows, c0).transpose(1, 0, 2).reshape(rows, -1)[:, :cols]
         _store(ctx, dst, np.ascontiguousarray(tile))
         return
     data = ctx.read(src)
