@@ -507,6 +507,28 @@ def zero_gm_share(b: ProgramBuilder, tensor: str, total: int, v: int, n_aiv: int
     return True
 
 
+NZ_WEIGHT_LAYOUT_MODEL = (
+    "NZ weight: the program addresses it as the FRACTAL_NZ storage of the transposed (N, K) "
+    "matrix (C0 = 32 B), the call's own NZ layout taken as converted to that, untimed "
+    "(declared layout model)"
+)
+
+
+def nz_weight_storage(args: Any) -> Any:
+    """The weight of a validated call as its FRACTAL_NZ storage of the transposed (N, K) matrix
+    (C0 = 32 B: 32 int8 or 64 int4, packed two per byte, low nibble first) - the layout
+    :func:`weight_tile_region` addresses."""
+    import numpy as np
+
+    from npusim.layouts.nz import nd_to_nz
+
+    wt = np.ascontiguousarray(np.asarray(args.weight).T).astype(np.int8)  # (N, K)
+    if args.weight_dtype == "int4":
+        nz = nd_to_nz(wt, 64).astype(np.int16) & 0xF
+        return np.ascontiguousarray((nz[..., 0::2] | (nz[..., 1::2] << 4)).astype(np.uint8))
+    return np.ascontiguousarray(nd_to_nz(wt, 32))
+
+
 A2_WEIGHT_NZ_PROGRAM_MODEL = (
     "A2/A3 WeightNz (custom_weight_nz): the Custom program and tiling (the kernel dequantises on "
     "the AIVs into a GM workspace for the cube as Custom does; its NZ weight is read as ND "
@@ -848,8 +870,7 @@ def plan_weight_quant_batchmatmul(
     coupled_nz = name == "WeightNz" and soc.organisation != "split"  # the 310P kernel
     # A2/A3 custom_weight_nz: Custom's dequant chain (ops-nn custom_weight_nz.h), on its program
     split_nz = name == "WeightNz" and not coupled_nz
-    replay = functional and (name in REPLAYED_KERNELS or name == "WeightNz") and not (
-        name == "MsdGroup" and s.weight_nz)
+    replay = functional and (name in REPLAYED_KERNELS or name == "WeightNz")
     if name == "Msd":
         from npusim.ops.weight_quant_batchmatmul.selection import is_msd_high_precision
         from npusim.ops.weight_quant_program_msd import build_msd_multicore, msd_replay_data
@@ -872,6 +893,8 @@ def plan_weight_quant_batchmatmul(
         from npusim.ops.weight_quant_program_msdgroup import build_msd_group
 
         data = msd_split_k_replay_data(args, s.group_size)
+        if s.weight_nz:  # the FRACTAL_NZ storage the kernel's copies read
+            data["w"] = nz_weight_storage(args)
         if args.bias is not None:  # the kernel loads the bias as given and casts it on the AIV
             data["bias"] = np.asarray(args.bias).astype(np_dtype(bias_dtype(s)))
         kern = build_msd_group(soc, s, pt, data)
@@ -913,6 +936,9 @@ def plan_weight_quant_batchmatmul(
         else "outputs: none (timing-only run: TensorSpec inputs carry no values)",
     ]
 
+    if s.weight_nz and not layout_note:
+        notes.append(NZ_WEIGHT_LAYOUT_MODEL)
+        kern.meta["weight_layout_model"] = NZ_WEIGHT_LAYOUT_MODEL
     if layout_note:
         from npusim.ops.weight_quant_batchmatmul.compute import NUMERICS_MODELS
 

@@ -131,9 +131,6 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | Non
     """The MsdGroup program for the kernel tiling ``kt`` (``MsdGroupTiling``); with ``data``
     (``weight_quant_program_msd_splitk.msd_split_k_replay_data``: x, stored weight, (G, N)
     parameters, fp32 bias) a functional run replays its values."""
-    if data is not None and s.weight_nz:
-        raise NotImplementedError("MsdGroup replay: an NZ weight (the L1 tile layout of the NZ "
-                                  "window is not modelled)")
     if s.k % s.group_size:
         raise NotImplementedError(f"MsdGroup program: K={s.k} is not a multiple of the group "
                                   f"size {s.group_size}")
@@ -240,7 +237,7 @@ def _cube_cell(
     for gi in list(groups)[:3]:  # the kernel's L2 warm-up: three weight tiles into one buffer
         src = weight_tile_region(s, gi * g, min(g, s.k - gi * g), n0, cw)
         b.dma(src, Region("L1", b1[0].offset, src.shape, s.w_dtype),
-              name="weight preload GM->L1 (L2 warm-up)", transform="nd2nz")
+              name="weight preload GM->L1 (L2 warm-up)", transform="" if s.weight_nz else "nd2nz")
     b.cross_wait(READY, "MTE2")
     b.dma(Region("GM", math.ceil(k0 * ITEM[dig_dtype]), (rows, kw), dig_dtype, "digits",
                  math.ceil(s.k * ITEM[dig_dtype])),
@@ -249,14 +246,16 @@ def _cube_cell(
     b.sync("MTE2", "MTE1", 0)
     step = tile = 0
     mode = "DEQF16" if c_dtype == "float16" else "NONE"
+    # an NZ weight's fractals are copied as stored; the local tile holds them in logical order
+    # (the declared local-tile model: DataCopy nz2nd from a GM FRACTAL_NZ window)
+    b_transform = "nz2nd" if s.weight_nz else "dn2nz" if s.trans_w else "nd2nz"
     for task, gi in enumerate(groups):
         ib, kg = task % 2, min(g, s.k - gi * g)
         if task >= 2:
             b.wait_flag("MTE1", "MTE2", 2 + ib)
         src = weight_tile_region(s, gi * g, kg, n0, cw)
         b.dma(src, Region("L1", b1[ib].offset, (kg, cw), s.w_dtype),
-              name="B GM->L1 " + ("dn2nz" if s.trans_w else "nd2nz"),
-              transform="dn2nz" if s.trans_w else "nd2nz")
+              name="B GM->L1 " + b_transform, transform=b_transform)
         b.sync("MTE2", "MTE1", 2 + ib)
         if task >= 2:
             b.cross_wait(GROUP_FREE, "FIX")

@@ -166,16 +166,10 @@ def nz_splitk_replay_data(args: Any) -> dict[str, Any]:
     parameters and the bias in the dtype the API takes."""
     import numpy as np
 
-    from npusim.layouts.nz import nd_to_nz
     from npusim.numerics import np_dtype
+    from npusim.ops.weight_quant_program import nz_weight_storage
 
-    wt = np.ascontiguousarray(np.asarray(args.weight).T).astype(np.int8)  # (N, K)
-    if args.weight_dtype == "int4":
-        nz = nd_to_nz(wt, 64).astype(np.int16) & 0xF
-        w = (nz[..., 0::2] | (nz[..., 1::2] << 4)).astype(np.uint8)
-    else:
-        w = nd_to_nz(wt, 32)
-    out = {"x": np.ascontiguousarray(args.x), "w": np.ascontiguousarray(w),
+    out = {"x": np.ascontiguousarray(args.x), "w": nz_weight_storage(args),
            "scale": np.broadcast_to(args.antiquant_scale, (1, args.n)).copy()}
     if args.antiquant_offset is not None:
         out["offset"] = np.broadcast_to(args.antiquant_offset, (1, args.n)).copy()

@@ -55,3 +55,23 @@ def test_msd_group_replay_property(g, m, k_groups, n_blocks, xdt, off, bias, ip,
     """Random legal MsdGroup calls (M <= g / 8, K a multiple of the group, N of 64)."""
     m = min(m, g // 8)
     _check(_call(seed, m, g * k_groups, 256 * n_blocks, xdt, g, off, bias, ip))
+
+
+@pytest.mark.parametrize(("m", "k", "n", "g", "off", "bias"),
+                         [(1, 256, 128, 128, False, False), (8, 1024, 512, 64, True, True)])
+def test_msd_group_replay_with_an_nz_weight(m, k, n, g, off, bias):
+    """An int4 weight packed to FRACTAL_NZ (npu_format_cast then npu_convert_weight_to_int4pack,
+    as torch_npu callers do): the cube's copies read the NZ fractals as stored and the output
+    still equals the oracle bit for bit."""
+    import numpy as np
+
+    from npusim.torch_npu import npu_convert_weight_to_int4pack, npu_format_cast
+
+    kw = _call(m + k, m, k, n, "float16", g, off, bias, 0)
+    rng = np.random.default_rng(k + n)
+    vals = rng.integers(-8, 8, (k, n)).astype(np.int32)
+    kw["weight"] = npu_convert_weight_to_int4pack(npu_format_cast(vals, 29))
+    r = _check(kw)
+    copies = {i.params.get("transform") for c in r.run.kernel.cores for i in c.instrs
+              if i.name.startswith("B GM->L1")}
+    assert copies == {"nz2nd"}
