@@ -9,8 +9,10 @@ Two checks, both against a configurable instruction limit (``max_instructions`` 
   descriptor has no GM->GM path); a cube operator's M*K*N MACs over the most one mmad can do
   (its blocks fit L0A, L0B, L0C); a streaming operator's chunks (the given or default tiling)
   times the instructions each chunk needs at least; a cube operator's A and B bytes over the L0A
-  and L0B capacities (the cube reads only from them). Shapes such as M = 2^31 - 1 are refused
-  here, before any array or program exists;
+  and L0B capacities (the cube reads only from them); for weight_quant_batchmatmul on the Custom
+  program, its loops counted from the tiling (strips x AIV passes, cube tiles x K steps, each
+  times the instructions it emits at least). Shapes such as M = 2^31 - 1, or the largest legal
+  Custom weight_quant_batchmatmul, are refused here, before any array or program exists;
 - while planning: the builder spends an instruction budget of the limit (``build_budget``), so
   a program past the limit stops being built the moment it passes it (building costs roughly a
   third of a run; the bounds above are loose by 3-10x for vector operators);
@@ -186,6 +188,52 @@ def _streaming_bound(op: str, desc: Any, tiling: Any,
                           f"least {per} instructions ({what})")
 
 
+#: instructions every Custom AIV dequant pass emits whatever the call (build_custom: weight
+#: GM->UB, >= 1 parameter row, MTE2->V set + wait, Cast w->half, Mul scale, V->MTE2 set,
+#: V->MTE3 set + wait, the workspace UB->GM, MTE3->V set) and every cube K step (L1->L0A,
+#: L1->L0B, MTE1->M set + wait, Mmad, M->MTE1 set)
+CUSTOM_PASS_INSTRUCTIONS, CUBE_KSTEP_INSTRUCTIONS = 11, 6
+
+
+def _wqbmm_program_bound(desc: Any, op_args: Mapping[str, Any],
+                         tiling: Any) -> tuple[int, str] | None:
+    """weight_quant_batchmatmul on the Custom program (Custom, A2/A3 WeightNz): its loops counted
+    from the call's tiling without building it - every AIV pass of every workspace strip and
+    every K step of every cube tile, times the instructions each emits at least."""
+    from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling
+    from npusim.ops.weight_quant_program import (
+        WqbmmProgramTiling,
+        checked_call,
+        program_tiling_from,
+        strips_per_core,
+    )
+
+    if getattr(desc, "organisation", "split") != "split":
+        return None
+    try:
+        args, name, s, _ = checked_call(desc, **op_args)
+        if name not in ("Custom", "WeightNz"):
+            return None
+        if isinstance(tiling, WqbmmProgramTiling):
+            pt = tiling
+        else:
+            kt = tiling if tiling is not None else default_tiling(args, desc, "Custom")
+            pt = program_tiling_from(kt, desc, s, "Custom")
+    except Exception:  # the planner reports bad arguments itself, with its own message
+        return None
+    k_half = min(s.k, 32 * math.ceil(s.k / 64))
+    passes = math.ceil(k_half / pt.vec_rows) + math.ceil((s.k - k_half) / pt.vec_rows)
+    ksteps = math.ceil(s.k / pt.base_k)
+    strips = [n1 - n0 for core in strips_per_core(s.n, pt) for n0, n1 in core]
+    tiles = sum(math.ceil(s.m / pt.base_m) * math.ceil(w / pt.base_n) for w in strips)
+    count = (CUSTOM_PASS_INSTRUCTIONS * passes * len(strips)
+             + CUBE_KSTEP_INSTRUCTIONS * ksteps * tiles)
+    return count, (f"the {name} program's loops from its tiling: {len(strips):,} workspace "
+                   f"strips x {passes:,} AIV dequant passes x >= {CUSTOM_PASS_INSTRUCTIONS} "
+                   f"instructions, plus {tiles:,} cube tiles x {ksteps:,} K steps x >= "
+                   f"{CUBE_KSTEP_INSTRUCTIONS}")
+
+
 def lower_bound(op: str, desc: Any, op_args: Mapping[str, Any],
                 tiling: Any = None) -> tuple[int, str]:
     """The largest of the lower bounds on the instruction count, with how it was derived."""
@@ -205,6 +253,10 @@ def lower_bound(op: str, desc: Any, op_args: Mapping[str, Any],
     stream = _streaming_bound(op, desc, tiling, op_args)
     if stream is not None:
         bounds.append(stream)
+    if op == "weight_quant_batchmatmul":
+        program = _wqbmm_program_bound(desc, op_args, tiling)
+        if program is not None:
+            bounds.append(program)
     return max(bounds, key=lambda b: b[0])
 
 

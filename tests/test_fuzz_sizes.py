@@ -8,6 +8,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import npusim
 from npusim.cli import main
@@ -294,3 +296,50 @@ def test_cli_functional_at_the_maxima_is_refused_before_drawing(capsys, monkeypa
     else:
         assert rc == 2 and err[-1].startswith(f"npusim: error: {op}: "), err
     assert peak < PEAK_LIMIT_BYTES, (op, peak)
+
+
+def test_largest_legal_wqbmm_refused_up_front_with_the_program_estimate():
+    """The largest legal weight_quant_batchmatmul (int4 g128, M=1, K=65408, N=65528: the Custom
+    program) at the default 2,000,000 limit is refused before planning by its loop count from
+    the tiling (4,447,744 >= the bound), naming the estimate and the limit - no program built
+    (it used to be refused only when the build reached the limit, after about 17 CPU-s)."""
+    with pytest.raises(SizeLimitError) as exc:
+        npusim.simulate(WQ, "Ascend910B2", **_wq_specs(1, 65408, 65528, "int4", 128))
+    msg = str(exc.value)
+    assert "needs at least 4,447,744 instructions" in msg and "Custom program's loops" in msg
+    assert "limit of 2,000,000" in msg and "while being built" not in msg
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(m=st.integers(1, 300), k=st.integers(1, 24), n=st.integers(1, 24),
+       w=st.sampled_from(["int8", "int4"]), g=st.sampled_from([0, 64, 128]),
+       xdt=st.sampled_from(["float16", "bfloat16"]), trans=st.booleans(), quant=st.booleans())
+def test_wqbmm_program_bound_never_exceeds_the_built_count(m, k, n, w, g, xdt, trans, quant):
+    """For calls CANN runs on the Custom program, the up-front bound counted from the tiling is
+    a lower bound of the built program's instruction count, and not a loose one (at least a
+    third of it)."""
+    from npusim.hw import load_soc
+    from npusim.size_guard import _wqbmm_program_bound
+
+    k, n = 64 * k, 64 * n
+    if g and g >= k:
+        g = 0
+    args = _wq_specs(m, k, n, w, g)
+    args["x"] = spec((m, k), xdt)
+    args["antiquant_scale"] = spec(args["antiquant_scale"].shape, xdt)
+    if trans:  # the transposed view of a stored (N, K) weight (int4: K / 8 packed words)
+        args["weight"] = spec((k // 8, n) if w == "int4" else (k, n), args["weight"].dtype,
+                              transposed=True)
+    if quant:
+        args["quant_scale"] = spec((n,), "float32")
+    soc = load_soc("Ascend910B2")
+    bound = _wqbmm_program_bound(soc, args, None)
+    try:
+        r = npusim.simulate(WQ, soc, **args)
+    except (ValueError, NotImplementedError):
+        return  # a combination the rules refuse (the planner names it)
+    if r.kernel_name not in ("Custom", "WeightNz"):
+        assert bound is None
+        return
+    count = r.run.kernel.instruction_count()
+    assert bound is not None and count / 3 <= bound[0] <= count, (bound, count)
