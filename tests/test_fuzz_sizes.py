@@ -247,15 +247,17 @@ def test_the_spy_sees_a_data_sized_array(monkeypatch):
 ])
 def test_cli_largest_wqbmm_refused_before_any_data(capsys, argv):
     """``npusim run weight_quant_batchmatmul`` at K = N = 65535: the size guard runs before
-    --functional draws 4.3 GB (plus intermediates) of random inputs; the message says which
+    --functional would draw 4.3 GB (plus intermediates) of random inputs - the Custom program's
+    loop count from its tiling (3,499,008) is over the limit either way; the message says which
     limit and by how much; nothing data-sized is traced."""
     cmd = ["run", WQ, "--m", "1", "--k", "65535", "--n", "65535", "--weight-dtype",
            "int8", "--group-size", "0", *argv]
     rc, peak = _peak(lambda: main(cmd))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("npusim: error: " + WQ), err
-    assert ("needs at least 131,071 instructions" if "100000" in argv else
-            "--functional would draw 4,295,098,365 bytes") in err[0]
+    limit = "100,000" if "100000" in argv else "2,000,000"
+    assert "needs at least 3,499,008 instructions (the Custom program's loops" in err[0]
+    assert f"above the limit of {limit}" in err[0]
     assert peak < PEAK_LIMIT_BYTES, peak
 
 
