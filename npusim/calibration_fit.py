@@ -59,9 +59,9 @@ FITTED: tuple[FittedNumber, ...] = (
                  4880 / 3600, "INI-implied l2_read_rate 110 B/cyc/core (4.88 TB/s on 910_9391)"),
     # Fallbacks of the launch numbers: DEVKIT's documented empty pure-Cube kernel on the rows'
     # SoC (Ascend910B4 kernel_launch_cube_cycles 3780 / per-block 207, from 2.52 us and
-    # (5.7 - 2.52) us / 23 cores), relative to the E1a / E1a-E1b fit (3465 / 49 cycles): the
+    # (5.7 - 2.52) us / 23 cores), relative to the E1a / E1a-E1b fit (3449 / 49 cycles): the
     # nearest documented launch cost (no figure for AIV-only kernels is published).
-    FittedNumber("launch floor", ("kernel_launch_cycles",), "E", "E1a", 3780 / 3465,
+    FittedNumber("launch floor", ("kernel_launch_cycles",), "E", "E1a", 3780 / 3449,
                  "DEVKIT empty pure-Cube kernel, 1 core: 2.52 us", additive=True),
     FittedNumber("per-block dispatch", ("kernel_launch_per_block_cycles",), "E", "E1a/E1b",
                  207 / 49, "DEVKIT empty pure-Cube kernel: +138 ns per further core",

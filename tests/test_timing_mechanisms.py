@@ -178,3 +178,27 @@ def test_dependent_vector_instruction_pays_the_auto_sync_barrier():
     assert cyc[(True, True)] - cyc[(True, False)] == 1  # the barrier's own issue cycle
     for k, ref in cyc.items():
         assert run_kernel(_vector_chain(*k), SOC, check_races=False, engine="fast").cycles == ref
+
+
+def test_ragged_vector_alu_op_pays_the_count_mode_floor():
+    """PTO (cce_costmodel_core.hpp, kCountModeFloorCycles): a vector ALU op (binary / divide
+    class) whose bytes leave a partial 256 B repeat runs in count-mask dispatch, 16 cycles more.
+    Add of 4090 fp16 (32 repeats, the last partial) costs the aligned 4096-element Add + 16; a
+    unary op of the same ragged size pays no floor."""
+    from npusim.engine.program import CoreProgram, ProgramBuilder
+
+    aiv = SOC.core("aiv")
+    b = ProgramBuilder(CoreProgram(0, "aiv"), aiv)
+    x = b.alloc("UB", (4096,), "float16", "x")
+    y = b.alloc("UB", (4096,), "float16", "y")  # 8 KiB apart: a different bank group pair
+    z = b.alloc("UB", (4096,), "float16", "z")
+
+    def cyc(op_class: str, n: int) -> int:
+        ins = b.vec("op", op_class, z, (x, y) if op_class == "binary" else (x,), elements=n,
+                    dtype="float16")
+        return timing.vector_cycles(aiv, ins, False, 2)
+
+    floor = aiv.vector.count_mode_floor_cycles
+    assert floor == 16
+    assert cyc("binary", 4090) == cyc("binary", 4096) + floor
+    assert cyc("unary", 4090) == cyc("unary", 4096)

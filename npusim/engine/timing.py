@@ -112,7 +112,8 @@ def bank_conflict_factor(core: Any, srcs: tuple[Region, ...]) -> int:
 
 
 def vector_cycles(core: Any, instr: Instr, pipe_was_idle: bool, dtype_bytes: float) -> int:
-    """Vector: head (if idle) + repeats x cycles-per-repeat(class) x bank-conflict factor."""
+    """Vector: head (if idle) + repeats x cycles-per-repeat(class) x bank-conflict factor, plus
+    the count-mode floor of a binary / divide op that leaves a partial 256 B repeat."""
     vec = core.vector
     if vec is None:
         raise ProgramError("this core has no vector unit")
@@ -121,7 +122,10 @@ def vector_cycles(core: Any, instr: Instr, pipe_was_idle: bool, dtype_bytes: flo
     cpr = vec.cycles_per_repeat(op_class, instr.dtype)  # per-dtype rates where cited
     factor = bank_conflict_factor(core, instr.reads) if op_class in ("binary", "ternary") else 1
     head = vec.head_cycles if pipe_was_idle else 0
-    return int(head) + math.ceil(repeats * cpr * factor)
+    floor = 0  # count-mask dispatch of an ALU op whose bytes leave a partial repeat (PTO)
+    if op_class in ("binary", "divide") and instr.elements * dtype_bytes % VECTOR_REPEAT_BYTES:
+        floor = getattr(vec, "count_mode_floor_cycles", 0)
+    return int(head) + floor + math.ceil(repeats * cpr * factor)
 
 
 def fixpipe_cycles(core: Any, instr: Instr, pipe_was_idle: bool) -> int:

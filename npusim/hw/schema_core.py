@@ -269,6 +269,11 @@ class VectorSpec(Model):
     read_blocks_per_group_per_cycle: PositiveInt = Field(
         description="32 B blocks one bank group delivers to the vector unit per cycle"
     )
+    count_mode_floor_cycles: NonNegInt = Field(
+        default=0,
+        description="Extra cycles of a vector ALU instruction (binary / divide classes) whose "
+        "byte count is not a multiple of repeat_bytes (count-mask dispatch); 0 = not modelled",
+    )
     classes: dict[str, VectorClassSpec] = Field(
         description="Cycles per repeat per instruction class (unary, binary, special, ternary, "
         "reduce, convert, copy, dup, and optional extra classes)"
