@@ -117,9 +117,6 @@ def checked_quant_matmul(soc: Any, *, x1: Any, x2: Any, scale: Any, offset: Any 
     p = validate_quant_matmul(x1, x2, scale, offset=offset, pertoken_scale=pertoken_scale,
                               bias=bias, output_dtype=output_dtype, soc=soc)
     _check_program_scope(p.trans_x1, "quant_matmul")
-    if p.in_dtype != "int8":
-        raise NotImplementedError("quant_matmul program: int4 (int32-packed) inputs are not "
-                                  "tiled yet (the torch_npu API computes them)")
     return p
 
 
@@ -170,7 +167,7 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
     p = checked_quant_matmul(soc, x1=x1, x2=x2, scale=scale, offset=offset,
                              pertoken_scale=pertoken_scale, bias=bias, output_dtype=output_dtype)
     fixpipe_quant = p.epilogue in ("REQ8", "DEQF16")
-    t = _tiling(tiling, p.m, p.k, p.n, "int8", p.out_dtype, soc, p.trans_x2,
+    t = _tiling(tiling, p.m, p.k, p.n, p.in_dtype, p.out_dtype, soc, p.trans_x2,
                 bias is not None and p.bias_dtype == "int32",
                 split_k=not p.coupled and not fixpipe_quant,
                 quant_vector=_fixpipe_quant_vector(p),
@@ -222,8 +219,10 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
     if bias is not None and p.bias_dtype == "int32":
         ibias = (np.asarray(bias).reshape(-1, p.n).astype(np.int32) if functional
                  else np.zeros((nb if p.bias_batched else 1, p.n), np.int32))
+    # int4: the int32-packed words are the cube's int4 bytes (value j of a word in bits 4j..4j+3,
+    # little-endian: element 2i in the low nibble of byte i), so the GM tensors hold them as is
     kernel = build_matmul_kernel(
-        soc, p.m, p.k, p.n, "int8", t, epi, trans_b=p.trans_x2,
+        soc, p.m, p.k, p.n, p.in_dtype, t, epi, trans_b=p.trans_x2,
         a=_stored(x1, False), b=_stored(x2, p.trans_x2), bias=ibias, name="quant_matmul",
         meta=meta, deq=deq,
         batch=_batch_layout(_shape(x1), _shape(x2), p.batch, p.bias_batched),
@@ -252,7 +251,7 @@ def default_tiling_quant_matmul(soc: Any, **op_args: Any):
                               pertoken_scale=op_args.get("pertoken_scale"),
                               bias=op_args.get("bias"), output_dtype=op_args.get("output_dtype"),
                               soc=soc)
-    return _tiling(None, p.m, p.k, p.n, "int8", p.out_dtype, soc, p.trans_x2,
+    return _tiling(None, p.m, p.k, p.n, p.in_dtype, p.out_dtype, soc, p.trans_x2,
                    p.bias_dtype == "int32",
                    split_k=not p.coupled and p.epilogue not in ("REQ8", "DEQF16"),
                    quant_vector=_fixpipe_quant_vector(p),

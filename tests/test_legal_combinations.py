@@ -38,8 +38,6 @@ SAMPLE_PER_FAMILY = {"weight_quant_batchmatmul": 40, "trans_quant_param": 6, "gr
 EXPECTED_NOT_IMPLEMENTED: dict[str, str] = {
     "HF32's mantissa width is not published": "matmul with allow_hf32=True (fp32 inputs): the "
     "HF32 format is not published (its rounding is); not a seed operator",
-    "int4 (int32-packed) inputs are not tiled yet": "quant_matmul with int32-packed int4 "
-    "inputs: no tiled program (the API computes them)",
 }
 #: the README operator-table row of each generator (its first cell starts with this) and a note
 README_ROWS = {
