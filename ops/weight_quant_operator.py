@@ -14,12 +14,8 @@ import numpy as np
 
 from npusim.numerics import np_dtype
 from npusim.operator import CliSpec, Operator
-from npusim.ops.weight_quant_program import (
-    WqbmmProgramTiling,
-    WqbmmShape,
-    checked_call,
-    plan_weight_quant_batchmatmul,
-)
+from npusim.ops.weight_quant_common import WqbmmProgramTiling, WqbmmShape
+from npusim.ops.weight_quant_program import checked_call, plan_weight_quant_batchmatmul
 
 
 def example_inputs(ns: Any, functional: bool, rng: Any) -> dict:

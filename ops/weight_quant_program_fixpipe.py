@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
-from npusim.ops.weight_quant_program import (
+from npusim.ops.weight_quant_common import (
     WqbmmShape,
     kernel_meta,
     weight_tile_region,
@@ -274,3 +274,9 @@ def fixpipe_replay_data(args: Any, base_n: int) -> dict[str, Any]:
 
 
 # -- 310P WeightNz -------------------------------------------------------------------------------
+
+
+def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
+    """The kernel registry's entry (``weight_quant_program.KERNEL_PROGRAMS``): this kernel's
+    program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
+    return build_fixpipe(soc, s, t, fixpipe_replay_data(args, t.base_n) if replay else None)

@@ -41,7 +41,7 @@ from npusim.ops.weight_quant_batchmatmul.tiling import (
     split_k_post_buffers,
     split_k_vector_buffers,
 )
-from npusim.ops.weight_quant_program import WqbmmShape, kernel_meta, zero_gm_share
+from npusim.ops.weight_quant_common import WqbmmShape, kernel_meta, zero_gm_share
 
 #: cross-core flag ids, as the kernel numbers them: AIV -> AIC (a slot is ready), AIC -> AIV (a
 #: slot is free / all done), the all-AIC barrier; and the all-AIV barrier (SyncAll)
@@ -312,3 +312,9 @@ def split_k_replay_data(args: Any) -> dict[str, Any]:
     return {"x": np.ascontiguousarray(args.x), "w": np.ascontiguousarray(args.weight),
             "scale": np.ascontiguousarray(args.antiquant_scale),
             "offset": np.ascontiguousarray(args.antiquant_offset)}
+
+
+def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
+    """The kernel registry's entry (``weight_quant_program.KERNEL_PROGRAMS``): this kernel's
+    program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
+    return build_split_k(soc, s, t, split_k_replay_data(args) if replay else None)

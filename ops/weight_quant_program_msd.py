@@ -23,7 +23,7 @@ from typing import Any
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
-from npusim.ops.weight_quant_program import (
+from npusim.ops.weight_quant_common import (
     GROUP_FREE,
     GROUP_READY,
     READY,
@@ -346,3 +346,15 @@ def msd_replay_data(args: Any) -> dict[str, Any]:
     if args.bias is not None:
         out["bias"] = np.asarray(args.bias, dtype=np.float32)
     return out
+
+
+def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
+    """The kernel registry's entry (``weight_quant_program.KERNEL_PROGRAMS``): this kernel's
+    program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
+    from npusim.ops.weight_quant_batchmatmul.selection import is_msd_high_precision
+    from npusim.ops.weight_quant_common import check_cube_cores
+
+    check_cube_cores(soc, t)
+    high = is_msd_high_precision(args) if args is not None else False
+    return build_msd_multicore(soc, s, t, msd_replay_data(args) if replay else None,
+                               high_precision=high)

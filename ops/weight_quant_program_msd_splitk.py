@@ -25,7 +25,7 @@ from typing import Any
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
-from npusim.ops.weight_quant_program import (
+from npusim.ops.weight_quant_common import (
     GROUP_FREE,
     GROUP_READY,
     ITEM,
@@ -412,3 +412,13 @@ def msd_split_k_replay_data(args: Any, block: int) -> dict[str, Any]:
     if args.bias is not None:
         out["bias"] = np.asarray(args.bias, dtype=np.float32)
     return out
+
+
+def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
+    """The kernel registry's entry (``weight_quant_program.KERNEL_PROGRAMS``): this kernel's
+    program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
+    from npusim.ops.weight_quant_common import check_cube_cores
+
+    check_cube_cores(soc, t)
+    return build_msd_split_k(soc, s, t, msd_split_k_replay_data(args, t.k_block) if replay
+                             else None)

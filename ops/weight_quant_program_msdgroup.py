@@ -61,7 +61,7 @@ from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
-from npusim.ops.weight_quant_program import (
+from npusim.ops.weight_quant_common import (
     ITEM,
     WqbmmShape,
     bias_dtype,
@@ -524,3 +524,22 @@ def _final(b: ProgramBuilder, s: WqbmmShape, c0: int, cw: int, *, write: bool,
         isz = ITEM[s.out_dtype]
         b.dma(out_r, Region("GM", c0 * isz, (m, cw), s.out_dtype, "y", s.n * isz),
               name="y UB->GM")
+
+
+def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
+    """The kernel registry's entry (``weight_quant_program.KERNEL_PROGRAMS``): this kernel's
+    program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
+    data = None
+    if replay:
+        import numpy as np
+
+        from npusim.numerics import np_dtype
+        from npusim.ops.weight_quant_common import nz_weight_storage
+        from npusim.ops.weight_quant_program_msd_splitk import msd_split_k_replay_data
+
+        data = msd_split_k_replay_data(args, s.group_size)
+        if s.weight_nz:  # the FRACTAL_NZ storage the kernel's copies read
+            data["w"] = nz_weight_storage(args)
+        if args.bias is not None:  # the kernel loads the bias as given and casts it on the AIV
+            data["bias"] = np.asarray(args.bias).astype(np_dtype(bias_dtype(s)))
+    return build_msd_group(soc, s, t, data)

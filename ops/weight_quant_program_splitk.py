@@ -45,7 +45,7 @@ from npusim.ops.weight_quant_batchmatmul.tiling import (
     custom_nz_splitk_post_buffers,
     custom_nz_splitk_vector_buffers,
 )
-from npusim.ops.weight_quant_program import (
+from npusim.ops.weight_quant_common import (
     FREE,
     ITEM,
     READY,
@@ -167,7 +167,7 @@ def nz_splitk_replay_data(args: Any) -> dict[str, Any]:
     import numpy as np
 
     from npusim.numerics import np_dtype
-    from npusim.ops.weight_quant_program import nz_weight_storage
+    from npusim.ops.weight_quant_common import nz_weight_storage
 
     out = {"x": np.ascontiguousarray(args.x), "w": nz_weight_storage(args),
            "scale": np.broadcast_to(args.antiquant_scale, (1, args.n)).copy()}
@@ -388,3 +388,10 @@ def _post_pass(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, dim_k: int) ->
             )
             b.set_flag("MTE3", "MTE2", 1)
     b.wait_flag("MTE3", "MTE2", 1)
+
+
+def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
+    """The kernel registry's entry (``weight_quant_program.KERNEL_PROGRAMS``): this kernel's
+    program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
+    return build_dequant_splitk(soc, s, t, "CustomNzSplitK",
+                                nz_splitk_replay_data(args) if replay else None)

@@ -26,7 +26,7 @@ from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
-from npusim.ops.weight_quant_program import ITEM, WqbmmShape, kernel_meta, weight_tile_region
+from npusim.ops.weight_quant_common import ITEM, WqbmmShape, kernel_meta, weight_tile_region
 from npusim.ops.weight_quant_program_fixpipe import PingPong, ranges
 
 
@@ -285,3 +285,9 @@ def _dequant(b: ProgramBuilder, s: WqbmmShape, h: Region, krange: tuple[int, int
             b.vop(VecOp.ADD, seg, (seg, Region("UB", row + gpt * nl * 2, (wn,), "float16")),
                   name="Add offset")
         b.vop(VecOp.MUL, seg, (seg, Region("UB", row, (wn,), "float16")), name="Mul scale")
+
+
+def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
+    """The kernel registry's entry (``weight_quant_program.KERNEL_PROGRAMS``): this kernel's
+    program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
+    return build_weight_nz(soc, s, t, weight_nz_replay_data(args) if replay else None)

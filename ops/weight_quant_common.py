@@ -1,0 +1,287 @@
+"""What every weight_quant_batchmatmul program shares: the call's shape (:class:`WqbmmShape`),
+the program tiling of Custom / Msd / MsdSplitK (:class:`WqbmmProgramTiling`, its default,
+validation and derivation from a kernel tiling), the cross-core flag ids, the weight's GM windows
+in its stored layout (ND, transposed, FRACTAL_NZ), the bias dtype, the compulsory HBM bytes,
+kernel metadata and the zeroing of atomic-add workspaces."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from npusim.engine.program import ProgramBuilder, Region
+from npusim.isa.opcodes import VecOp
+from npusim.isa.operands import ITEMSIZE
+from npusim.ops.matmul_program import CubeTiling
+
+_ITEM = ITEMSIZE  # bytes per element (int4: 0.5), the package's one size table
+ITEM = _ITEM
+READY, FREE, GROUP_READY, GROUP_FREE = 0, 1, 2, 3  # cross-core flag ids
+
+
+@dataclass(frozen=True)
+class WqbmmShape:
+    """What the programs need to know about one call."""
+
+    m: int
+    k: int
+    n: int
+    x_dtype: str  # float16 | bfloat16
+    w_dtype: str  # int8 | int4
+    group_size: int = 0
+    has_offset: bool = False
+    has_bias: bool = False
+    out_dtype: str = "float16"
+    inner_precise: int = 0
+    trans_w: bool = False
+    weight_nz: bool = False
+    scale_int64: bool = False
+    quant_per_channel: bool = False  # int8 output: one quant parameter per column (else one)
+
+
+@dataclass(frozen=True)
+class WqbmmProgramTiling:
+    """Program-level tiling: cores, N strip per workspace slot, slots, vector piece rows, and
+    the cube tiling used inside each AIC."""
+
+    cube_cores: int
+    strip_n: int
+    slots: int
+    vec_rows: int
+    base_m: int
+    base_n: int
+    base_k: int
+    step_k: int
+    k_block: int = 0  # MSD kernels: K per digit block (0 = whole K, or the group)
+    group_pack: int = 1  # MsdSplitK per-group: groups per recombination pass
+
+
+def default_program_tiling(soc: Any, s: WqbmmShape, kernel: str) -> WqbmmProgramTiling:
+    """A CANN-like default: all AICs over N, 256-wide strips (or N / cores), two slots."""
+    aic = soc.core_counts()["aic"]
+    per_core = math.ceil(s.n / aic)
+    strip = min(256, max(64, math.ceil(per_core / 64) * 64))
+    cores = min(aic, math.ceil(s.n / strip))
+    base_m = min(128, max(16, math.ceil(s.m / 16) * 16))
+    base_k = 64 if kernel == "Custom" else (128 if s.w_dtype == "int8" else 256)
+    return WqbmmProgramTiling(
+        cube_cores=cores,
+        strip_n=strip,
+        slots=2,
+        vec_rows=max(16, min(256, 32768 // strip)),
+        base_m=base_m,
+        base_n=min(strip, 256),
+        base_k=base_k,
+        step_k=4,
+    )
+
+
+def cube_tiling_of(t: WqbmmProgramTiling, base_m: int | None = None) -> CubeTiling:
+    return block_cube_tiling(base_m or t.base_m, t.base_n, t.base_k, t.step_k)
+
+
+def block_cube_tiling(base_m: int, base_n: int, base_k: int, step_k: int) -> CubeTiling:
+    """A CubeEmitter tiling for one block at a time (the WQBMM programs place blocks themselves):
+    double-buffered L1, stepKa = stepKb = ``step_k``, a 1 x 1 grid."""
+    return CubeTiling(
+        base_m=base_m,
+        base_n=base_n,
+        base_k=base_k,
+        step_ka=step_k,
+        step_kb=step_k,
+        depth_a1=2,
+        depth_b1=2,
+        single_core_m=1,
+        single_core_n=1,
+        m_dim=1,
+        n_dim=1,
+    )
+
+
+def strips(n: int, t: WqbmmProgramTiling) -> list[list[tuple[int, int]]]:
+    """N strips assigned round-robin to the cube cores: per core a list of (n0, n1)."""
+    strips = [(n0, min(n, n0 + t.strip_n)) for n0 in range(0, n, t.strip_n)]
+    per: list[list[tuple[int, int]]] = [[] for _ in range(t.cube_cores)]
+    for i, st in enumerate(strips):
+        per[i % t.cube_cores].append(st)
+    return per
+
+
+def strips_per_core(n: int, t: WqbmmProgramTiling) -> list[list[tuple[int, int]]]:
+    """The N strips (n0, n1) each AIC computes, AIC index ascending."""
+    return strips(n, t)
+
+
+def cube_tiling_for_rows(t: WqbmmProgramTiling, rows: int) -> CubeTiling:
+    """The AIC's cube tiling for ``rows`` A rows (the MSD digit rows): base_m covers them in
+    16-row fractals, at most 128."""
+    return cube_tiling_of(t, base_m=min(max(16, math.ceil(rows / 16) * 16), 128))
+
+
+def kernel_meta(s: WqbmmShape, kernel: str, t: Any) -> dict:
+    """Trace / summary metadata of a wqbmm program: the call, the tiling and the bytes that
+    must cross HBM at least once (read every input, write the output)."""
+    return {
+        "op": "weight_quant_batchmatmul",
+        "selected_kernel": kernel,
+        **s.__dict__,
+        "program_tiling": dict(t.__dict__) if hasattr(t, "__dict__") else repr(t),
+        "compulsory_hbm_bytes": compulsory_hbm_bytes(s),
+        "compulsory_hbm_what": "x + weight + antiquant scale/offset + bias + y, each once",
+    }
+
+
+def bias_dtype(s: WqbmmShape) -> str:
+    """The bias dtype the API takes: fp16 with fp16 x, fp32 with bf16 x (ops-semantics 5.2)."""
+    return "float16" if s.x_dtype == "float16" else "float32"
+
+
+def compulsory_hbm_bytes(s: WqbmmShape) -> int:
+    """Bytes every implementation must move between HBM and the chip: x, the (packed) weight,
+    the antiquant scale (and offset), the bias and quant parameters once each, y once.
+    Parameters use the x dtype (8 bytes for an int64 scale)."""
+    ngroups = math.ceil(s.k / s.group_size) if s.group_size else 1
+    pbytes = 8 if s.scale_int64 else 2
+    total = s.m * s.k * 2 + math.ceil(s.k * s.n * _ITEM[s.w_dtype])
+    total += ngroups * s.n * pbytes * (2 if s.has_offset else 1)
+    if s.has_bias:
+        total += s.n * _ITEM[bias_dtype(s)]
+    if s.out_dtype == "int8":
+        total += s.n * 8
+    return total + math.ceil(s.m * s.n * _ITEM[s.out_dtype])
+
+
+def weight_tile_region(s: WqbmmShape, r0: int, rows: int, c0: int, cols: int) -> Region:
+    """The GM window of weight rows (K) r0.. and columns (N) c0.. in its storage layout: ND
+    (K, N), ND transposed (N, K), or FRACTAL_NZ of the transposed (N, K) weight, where each
+    32-byte K column block of the tile is one contiguous run of ``cols`` x 32 bytes."""
+    isz = _ITEM[s.w_dtype]
+    if s.weight_nz:
+        c0e = int(32 / isz)
+        if r0 % c0e:
+            raise ValueError(f"NZ weight tile must start on a {c0e}-element K block, got {r0}")
+        n1 = math.ceil(s.n / 16) * 16
+        runs = math.ceil(rows / c0e)
+        return Region(
+            "GM", (r0 // c0e) * n1 * 32 + c0 * 32, (runs, cols * c0e), s.w_dtype, "w", n1 * 32
+        )
+    if s.trans_w:
+        return Region(
+            "GM", math.ceil((c0 * s.k + r0) * isz), (cols, rows), s.w_dtype, "w",
+            math.ceil(s.k * isz),
+        )
+    return Region(
+        "GM", math.ceil((r0 * s.n + c0) * isz), (rows, cols), s.w_dtype, "w", math.ceil(s.n * isz)
+    )
+
+
+ZERO_CHUNK = 16384  # fp32 elements zeroed per UB -> GM copy (64 KiB)
+
+
+def zero_gm_share(b: ProgramBuilder, tensor: str, total: int, v: int, n_aiv: int,
+                  event: int) -> bool:
+    """AIV ``v`` of ``n_aiv`` zeroes its 512 B-aligned share of the fp32 GM tensor ``tensor``
+    (``total`` elements; the kernels' InitAtomicAddr before atomic adds): Duplicate 0 into UB,
+    V -> MTE3 flag ``event``, UB -> GM copies. Returns whether the AIV had a share."""
+    share = math.ceil(math.ceil(total / n_aiv) / 128) * 128
+    z0 = v * share
+    if z0 >= total:
+        return False
+    zn = min(share, total - z0)
+    zb = b.alloc("UB", (min(zn, ZERO_CHUNK),), "float32", "zeros")
+    b.vop(VecOp.DUPLICATE, zb, scalar=0.0, name="Duplicate 0")
+    b.sync("V", "MTE3", event)
+    for off in range(z0, z0 + zn, ZERO_CHUNK):
+        cnt = min(ZERO_CHUNK, z0 + zn - off)
+        b.dma(Region("UB", zb.offset, (cnt,), "float32"),
+              Region("GM", off * 4, (cnt,), "float32", tensor), name=f"zero {tensor} UB->GM")
+    return True
+
+
+NZ_WEIGHT_LAYOUT_MODEL = (
+    "NZ weight: the program addresses it as the FRACTAL_NZ storage of the transposed (N, K) "
+    "matrix (C0 = 32 B), the call's own NZ layout taken as converted to that, untimed "
+    "(declared layout model)"
+)
+
+
+def nz_weight_storage(args: Any) -> Any:
+    """The weight of a validated call as its FRACTAL_NZ storage of the transposed (N, K) matrix
+    (C0 = 32 B: 32 int8 or 64 int4, packed two per byte, low nibble first) - the layout
+    :func:`weight_tile_region` addresses."""
+    import numpy as np
+
+    from npusim.layouts.nz import nd_to_nz
+
+    wt = np.ascontiguousarray(np.asarray(args.weight).T).astype(np.int8)  # (N, K)
+    if args.weight_dtype == "int4":
+        nz = nd_to_nz(wt, 64).astype(np.int16) & 0xF
+        return np.ascontiguousarray((nz[..., 0::2] | (nz[..., 1::2] << 4)).astype(np.uint8))
+    return np.ascontiguousarray(nd_to_nz(wt, 32))
+
+
+def validate_program_tiling(t: WqbmmProgramTiling, soc: Any, s: WqbmmShape, kernel: str) -> None:
+    """A user's WqbmmProgramTiling: every count positive, the cube blocks whole fractals (M / N
+    multiples of 16, K a multiple of the cube's 32 B K fractal for the kernel's cube dtype), the
+    strip a multiple of 16 and at least one base_n block, the AICs available. Errors name the
+    field, its value and the rule."""
+    for name in ("cube_cores", "strip_n", "slots", "vec_rows", "base_m", "base_n", "base_k",
+                 "step_k", "group_pack"):
+        v = getattr(t, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ValueError(f"tiling.{name}={v!r}: must be a positive int")
+    if not isinstance(t.k_block, int) or t.k_block < 0:
+        raise ValueError(f"tiling.k_block={t.k_block!r}: must be an int >= 0 (0 = whole K)")
+    for name in ("base_m", "base_n", "strip_n"):
+        v = getattr(t, name)
+        if v % 16:
+            raise ValueError(f"tiling.{name}={v}: must be a multiple of 16 (one cube fractal)")
+    cube_dtype = s.x_dtype if kernel in ("Custom", "WeightNz") else (
+        "int4" if s.w_dtype == "int4" else "int8")
+    k0 = int(32 / _ITEM[cube_dtype])
+    if t.base_k % k0:
+        raise ValueError(f"tiling.base_k={t.base_k}: must be a multiple of {k0} (the {cube_dtype} "
+                         "cube's 32 B K fractal)")
+    if t.base_n > t.strip_n:
+        raise ValueError(f"tiling.base_n={t.base_n}: must not exceed strip_n={t.strip_n} (a base "
+                         "block lies inside one workspace strip)")
+    check_cube_cores(soc, t)
+
+
+def check_cube_cores(soc: Any, t: WqbmmProgramTiling) -> None:
+    if t.cube_cores > soc.core_counts()["aic"]:
+        raise ValueError(
+            f"tiling.cube_cores={t.cube_cores} exceeds the "
+            f"{soc.core_counts()['aic']} AIC of {soc.name}"
+        )
+
+
+def program_tiling_from(kt: Any, soc: Any, s: WqbmmShape, kernel: str) -> WqbmmProgramTiling:
+    """Map the kernel's tiling data onto the program structure (see the module docstring)."""
+    base = default_program_tiling(soc, s, kernel)
+    cube = getattr(kt, "cube", None)
+    aic = soc.core_counts()["aic"]
+    if kernel == "Custom":
+        cores = min(aic, kt.cube_block_dim_n)
+        strip, slots, rows = kt.cube_single_n, kt.weight_cache_count, kt.vec_single_k
+    elif kernel == "Msd":
+        cores, strip, slots, rows = min(aic, kt.cube_block_dim_n), kt.single_core_n, 2, 0
+    elif kernel == "MsdSplitK":
+        cores = min(aic, math.ceil(kt.task_n_size / kt.cube_single_core_n))
+        strip, slots, rows = kt.cube_single_core_n, 2, 0
+    else:
+        return base
+    strip = max(16, min(strip, math.ceil(s.n / max(cores, 1) / 16) * 16 or 16))
+    return WqbmmProgramTiling(
+        cube_cores=max(1, min(cores, math.ceil(s.n / strip))),
+        strip_n=strip,
+        slots=max(1, slots),
+        vec_rows=rows or base.vec_rows,
+        base_m=cube.base_m if cube else base.base_m,
+        base_n=min(strip, cube.base_n) if cube else base.base_n,
+        base_k=cube.base_k if cube else base.base_k,
+        step_k=cube.step_ka if cube else base.step_k,
+        k_block=(s.group_size or kt.v1_base_k) if kernel == "MsdSplitK" else 0,
+        group_pack=kt.group_pack if kernel == "MsdSplitK" else 1,
+    )

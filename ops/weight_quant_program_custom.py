@@ -1,0 +1,316 @@
+"""The Custom kernel of npu_weight_quant_batchmatmul on A2/A3 (split AIC + 2 AIV), and on its
+program the A2/A3 WeightNz kernel (ops-nn custom_weight_nz: Custom's dequant chain and cube path).
+
+The AIVs dequantise an N strip of the weight (K x strip) into a GM workspace ring of ``slots``
+buffers (Cast, Add offset, Mul scale; bf16 through fp32), one strip ahead of the cube, in the
+weight's stored layout (a transposed weight's strip is kept (strip, K) and the cube reads it
+transposed: ops-nn's Custom kernel passes the workspace to the matmul with ``bTrans``); the AIC
+waits for a strip (cross-core flag mode 2), runs the fp16/bf16 matmul of x with it and frees the
+slot. FixPipe writes fp16/bf16 (or int8 through the requant).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
+from npusim.isa.opcodes import VecOp
+from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
+from npusim.ops.weight_quant_batchmatmul.tiling import custom_param_groups, custom_vector_buffers
+from npusim.ops.weight_quant_common import (
+    FREE,
+    ITEM,
+    READY,
+    WqbmmProgramTiling,
+    WqbmmShape,
+    check_cube_cores,
+    cube_tiling_of,
+    kernel_meta,
+    strips,
+)
+
+_ITEM = ITEM
+
+def build_custom(
+    soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, data: dict[str, Any] | None = None
+) -> Kernel:
+    """The Custom kernel (dequantise on AIV into a GM workspace, fp16/bf16 matmul on AIC).
+
+    With ``data`` (see :func:`custom_replay_data`) the program is functional: the AIV vector
+    instructions dequantise into UB (Cast, Add, Mul as the numerics model, ``numerics_custom``),
+    the workspace and cube tiles carry the values, Mmad accumulates in the SoC's declared cube
+    model and FixPipe rounds (RNE) or requantises - the output is replayed, not computed aside.
+    """
+    per_core = strips(s.n, t)
+    xd = s.x_dtype
+    fun = data is not None
+    ngroups = math.ceil(s.k / s.group_size) if s.group_size else 1
+    param_dtype = xd
+    d = data or {}
+    gm = {
+        "x": GMTensor("x", (s.m, s.k), xd, d.get("x")),
+        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype, d.get("w")),
+        "scale": GMTensor("scale", (ngroups, s.n), param_dtype, d.get("scale")),
+        "ws": GMTensor("ws", (t.cube_cores * t.slots, *((t.strip_n, s.k) if s.trans_w
+                                                         else (s.k, t.strip_n))),
+                       xd, role="workspace"),
+        "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
+    }
+    if s.has_offset:
+        gm["offset"] = GMTensor("offset", (ngroups, s.n), param_dtype, d.get("offset"))
+    if s.has_bias:
+        gm["bias"] = GMTensor("bias", (s.n,), "float32", d.get("bias"))
+    w_isz = _ITEM[s.w_dtype]
+    x_mat = GmMatrix("x", xd, s.k * 2)
+    y_mat = GmMatrix("y", s.out_dtype, math.ceil(s.n * _ITEM[s.out_dtype]))
+    bias_mat = GmMatrix("bias", "float32", s.n * 4) if s.has_bias else None
+    epi = _out_epilogue(s)
+    import numpy as np
+
+    if s.quant_per_channel:
+        qp = d.get("quant_param")
+        gm["qp"] = GMTensor("qp", (s.n,), "uint64",
+                            None if qp is None else np.asarray(qp).view(np.uint64))
+    scalar_qp = (int(np.asarray(d["quant_param"]).view(np.uint64).reshape(-1)[0])
+                 if fun and s.out_dtype == "int8" and not s.quant_per_channel else None)
+    cube_model = str(soc.numerics.cube_accumulation.model) if fun else ""
+    cores: list[CoreProgram] = []
+    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
+    pool = InstrPool()  # cores repeat instructions: one object each (issue 14)
+    # parameter rows one vector tile can span (a tile may start inside a group)
+    pgroups = custom_param_groups(t.vec_rows, s.group_size)
+    for ci in range(t.cube_cores):
+        aic = CoreProgram(ci, "aic")
+        em = CubeEmitter(
+            ProgramBuilder(aic, aic_desc, pool),
+            soc,
+            cube_tiling_of(t),
+            xd,
+            functional=fun,
+            cube_model=cube_model,
+            with_bias=s.has_bias,
+        )
+        if s.quant_per_channel:
+            em.use_quant_vector(GmMatrix("qp", "uint64", s.n * 8))
+        em.quant_param = scalar_qp
+        for j, (n0, n1) in enumerate(per_core[ci]):
+            slot = ci * t.slots + j % t.slots
+            em.bld.cross_wait(READY, "MTE2")
+            ws = GmMatrix("ws", xd, (s.k if s.trans_w else t.strip_n) * 2,
+                          offset=slot * s.k * t.strip_n * 2, transposed=s.trans_w)
+            em.block(x_mat, ws, y_mat, epi, 0, s.m, n0, n1, s.k, bias_mat, b_col_offset=-n0)
+            em.bld.cross_set(2, "MTE2", FREE)
+        cores.append(aic)
+        for half in range(2):
+            aiv = CoreProgram(2 * ci + half, "aiv")
+            b = ProgramBuilder(aiv, aiv_desc, pool)
+            ub = {
+                name: b.alloc("UB", shape, dt, name)
+                for name, shape, dt in custom_vector_buffers(t.vec_rows, t.strip_n, xd, pgroups)
+            }
+            # fp16 x has no fp32 working tile (its chain runs in the fp16 output tile)
+            bufs = [
+                (ub[f"w{i}"], ub.get(f"f{i}"), ub[f"o{i}"], ub[f"params{i}"]) for i in range(2)
+            ]
+            pf = ub.get("params_f32")
+            # the two AIVs split K at a multiple of 32 rows (the kernel hands out whole
+            # vecSingleK tiles, multiples of 32), so every group segment starts 32 B-aligned
+            k_half = min(s.k, 32 * math.ceil(s.k / 64))
+            k0, k1 = (0, k_half) if half == 0 else (k_half, s.k)
+            it = 0
+            for j, (n0, n1) in enumerate(per_core[ci]):
+                slot = ci * t.slots + j % t.slots
+                width = n1 - n0
+                if j >= t.slots:
+                    b.cross_wait(FREE, "MTE3")
+                for r0 in range(k0, k1, t.vec_rows):
+                    rows = min(t.vec_rows, k1 - r0)
+                    i = it % 2
+                    wb, fb, ob, pb = bufs[i]
+                    if it >= 2:
+                        b.wait_flag("V", "MTE2", i)
+                    if s.trans_w:
+                        src = Region(
+                            "GM",
+                            math.ceil((n0 * s.k + r0) * w_isz),
+                            (width, rows),
+                            s.w_dtype,
+                            "w",
+                            math.ceil(s.k * w_isz),
+                        )
+                    else:
+                        src = Region(
+                            "GM",
+                            math.ceil((r0 * s.n + n0) * w_isz),
+                            (rows, width),
+                            s.w_dtype,
+                            "w",
+                            math.ceil(s.n * w_isz),
+                        )
+                    tile = (width, rows) if s.trans_w else (rows, width)  # stored layout
+                    # UB rows keep the strip's pitch (the kernel's 32 B-aligned row padding)
+                    pitch = tile[1] if s.trans_w else t.strip_n
+                    wreg = tile_region(wb.offset, tile, s.w_dtype, pitch)
+                    b.dma(src, wreg, name="weight GM->UB")
+                    g_lo, g_hi = (
+                        (r0 // s.group_size, (r0 + rows - 1) // s.group_size)
+                        if s.group_size
+                        else (0, 0)
+                    )
+                    srow = t.strip_n * 4  # bytes per parameter row in UB
+                    for g in range(g_lo, g_hi + 1):
+                        po = pb.offset + (g - g_lo) * srow
+                        b.dma(
+                            Region("GM", (g * s.n + n0) * 2, (width,), param_dtype, "scale"),
+                            Region("UB", po, (width,), param_dtype),
+                            name="scale GM->UB",
+                        )
+                        if s.has_offset:
+                            b.dma(
+                                Region("GM", (g * s.n + n0) * 2, (width,), param_dtype, "offset"),
+                                Region("UB", po + pgroups * srow, (width,), param_dtype),
+                                name="offset GM->UB",
+                            )
+                    b.sync("MTE2", "V", i)
+                    if it >= 2:
+                        b.wait_flag("MTE3", "V", i)
+                    _custom_dequant(b, s, tile, pitch, wreg, (fb, ob, pb, pf), pgroups, srow,
+                                    (r0, g_lo))
+                    b.set_flag("V", "MTE2", i)
+                    b.sync("V", "MTE3", i)
+                    # the workspace keeps the weight's stored layout; the cube reads it
+                    # transposed when the weight is (ops-nn Custom: SetTensorB(ws, bTrans))
+                    if s.trans_w:
+                        dst = Region("GM", (slot * s.k * t.strip_n + r0) * 2, tile, xd, "ws",
+                                     s.k * 2)
+                    else:
+                        dst = Region("GM", ((slot * s.k + r0) * t.strip_n) * 2, tile, xd, "ws",
+                                     t.strip_n * 2)
+                    b.dma(tile_region(ob.offset, tile, xd, pitch), dst,
+                          name="dequant w UB->GM ws")
+                    b.set_flag("MTE3", "V", i)
+                    it += 1
+                b.cross_set(2, "MTE3", READY)
+            cores.append(aiv)
+    meta = _meta(s, "Custom", t)
+    if fun:
+        meta["functional_replay"] = f"instructions (cube model {cube_model})"
+    return Kernel("wqbmm_custom", gm, cores, meta)
+
+
+def tile_region(offset: int, tile: tuple[int, int], dtype: str, pitch: int) -> Region:
+    """A (rows, cols) UB tile whose rows are ``pitch`` elements apart (contiguous when the
+    pitch is the row length)."""
+    if pitch == tile[1]:
+        return Region("UB", offset, tile, dtype)
+    return Region("UB", offset, tile, dtype, row_stride_bytes=math.ceil(pitch * _ITEM[dtype]))
+
+
+def _custom_dequant(b: ProgramBuilder, s: WqbmmShape, tile: tuple[int, int], pitch: int,
+                    wreg: Region, bufs: tuple[Region | None, ...], pgroups: int, srow: int,
+                    where: tuple[int, int]) -> None:
+    """The typed vector dequant of one Custom tile, in the weight's stored layout (``tile``:
+    (rows, width), or (width, rows) for a transposed weight): Cast w->half (->fp32 for bf16 x),
+    Add offset, Mul scale in the working dtype, Cast fp32->bf16 (ops-semantics 5.4; the ops-nn
+    Custom kernel's WeightCopyInAndCast / AntiQuant order).
+
+    bf16 x casts the loaded parameter rows to fp32 first (one Cast per block, into the shared
+    fp32 parameter buffer). Each group's rows (non-transposed) or columns (transposed) of the
+    tile take their group's parameter row: one Add / Mul per group segment; a transposed tile
+    broadcasts the row along its K axis (a (width, 1) column source: the Brcb'd parameters of
+    the kernel, declared addressing model)."""
+    fb, ob, pb, pf = bufs
+    r0, g_lo = where
+    xd = s.x_dtype
+    rows = tile[1] if s.trans_w else tile[0]
+    width = tile[0] if s.trans_w else tile[1]
+    h = tile_region(ob.offset, tile, "float16", pitch)
+    b.cast(h, wreg, name="Cast w->half")
+    acc, work = h, "float16"
+    if xd == "bfloat16":
+        acc, work = tile_region(fb.offset, tile, "float32", pitch), "float32"
+        b.cast(acc, h, name="Cast half->fp32")
+    gsize = s.group_size or s.k
+    g_hi = (r0 + rows - 1) // gsize if s.group_size else g_lo
+    ng = g_hi - g_lo + 1
+    blocks = [(0, "scale")] + ([(1, "offset")] if s.has_offset else [])
+    prow: dict[int, int] = {}  # block -> byte offset of its first parameter row (working dtype)
+    for which, name in blocks:
+        raw = pb.offset + which * pgroups * srow
+        if xd == "bfloat16":
+            dst = pf.offset + which * pgroups * srow
+            b.cast(Region("UB", dst, (ng, width), "float32", row_stride_bytes=srow),
+                   Region("UB", raw, (ng, width), xd, row_stride_bytes=srow),
+                   name=f"Cast {name}->fp32")
+            prow[which] = dst
+        else:
+            prow[which] = raw
+    isz = 4 if work == "float32" else 2
+    for g in range(g_lo, g_hi + 1):
+        a0 = max(r0, g * gsize) - r0
+        a1 = min(r0 + rows, (g + 1) * gsize) - r0
+        if s.trans_w:
+            seg = Region("UB", acc.offset + a0 * isz, (width, a1 - a0), work,
+                         row_stride_bytes=rows * isz)
+            pshape: tuple[int, ...] = (width, 1)
+        else:
+            seg = tile_region(acc.offset + a0 * pitch * isz, (a1 - a0, width), work, pitch)
+            pshape = (width,)
+        if ng == 1:
+            seg = acc
+        par = {w: Region("UB", prow[w] + (g - g_lo) * srow, pshape, work) for w in prow}
+        if s.has_offset:
+            b.vop(VecOp.ADD, seg, (seg, par[1]), name="Add offset")
+        b.vop(VecOp.MUL, seg, (seg, par[0]), name="Mul scale")
+    if xd == "bfloat16":
+        b.cast(tile_region(ob.offset, tile, xd, pitch), acc, name="Cast fp32->bf16")
+
+
+def custom_replay_data(args: Any) -> dict[str, Any]:
+    """GM contents of the Custom program for a validated call: x, the weight in its stored ND
+    layout ((N, K) when transposed; int4 packed two per byte, low nibble first), the (G, N)
+    parameters, the bias as fp32 (exact), the int8-output quant parameter."""
+    import numpy as np
+
+    from npusim.numerics import pack_int4
+
+    w = np.ascontiguousarray(args.weight.T if args.trans_b else args.weight)
+    if args.weight_dtype == "int4":
+        if w.shape[-1] % 8:
+            raise NotImplementedError(
+                "Custom replay: an int4 weight whose stored last dimension is not a multiple of "
+                "8 (packing)"
+            )
+        w = pack_int4(w)
+    g = math.ceil(args.k / args.group_size) if args.group_size else 1
+    scale = np.broadcast_to(args.antiquant_scale, (g, args.n)).copy()
+    out = {"x": np.ascontiguousarray(args.x), "w": w, "scale": scale}
+    if args.antiquant_offset is not None:
+        out["offset"] = np.broadcast_to(args.antiquant_offset, (g, args.n)).copy()
+    if args.bias is not None:
+        out["bias"] = np.asarray(args.bias, dtype=np.float32)
+    out["quant_param"] = args.quant_param
+    return out
+
+
+def _out_epilogue(s: WqbmmShape) -> Epilogue:
+    """FixPipe out of L0C: RNE to fp16 / bf16, or the int8 requant with one quant parameter
+    (QF322B8_PRE, SetQuantScalar) or one per column from FB (VQF322B8_PRE, SetQuantVector);
+    values from the semantics table."""
+    if s.out_dtype == "int8":
+        return Epilogue("VQF322B8_PRE" if s.quant_per_channel else "QF322B8_PRE", "int8")
+    return Epilogue("F322F16" if s.out_dtype == "float16" else "F322BF16", s.out_dtype)
+
+
+def _meta(s: WqbmmShape, kernel: str, t: Any) -> dict:
+    return kernel_meta(s, kernel, t)
+
+
+def program(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, args: Any = None,
+            replay: bool = False) -> Kernel:
+    """The kernel registry's entry (:data:`npusim.ops.weight_quant_program.KERNEL_PROGRAMS`):
+    Custom's program for tiling ``t``; with ``replay`` its values from ``args`` (the validated
+    call)."""
+    check_cube_cores(soc, t)
+    return build_custom(soc, s, t, custom_replay_data(args) if replay else None)
