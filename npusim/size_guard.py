@@ -201,12 +201,12 @@ def _wqbmm_program_bound(desc: Any, op_args: Mapping[str, Any],
     from the call's tiling without building it - every AIV pass of every workspace strip and
     every K step of every cube tile, times the instructions each emits at least."""
     from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling
-    from npusim.ops.weight_quant_program import (
+    from npusim.ops.weight_quant_common import (
         WqbmmProgramTiling,
-        checked_call,
         program_tiling_from,
         strips_per_core,
     )
+    from npusim.ops.weight_quant_program import checked_call
 
     if getattr(desc, "organisation", "split") != "split":
         return None

@@ -97,7 +97,7 @@ def cube_tiling_from(t: Any) -> CubeTiling:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Epilogue:
     """How L0C leaves the core: FixPipe ``mode`` (its values from the semantics table) to
     ``out_dtype``."""
@@ -237,6 +237,7 @@ class CubeEmitter:
         self.sink: Callable[[int, int, int, int], tuple[Region, Callable[[], None]]] | None = None
         self.quant: GmMatrix | None = None  # per-column FixPipe parameters (see use_quant_vector)
         self.quant_param: int | None = None  # the scalar FixPipe parameter (QF322B8_PRE / REQ8)
+        self.deq_scale: float | None = None  # a DEQF16 scale set as a float (SetFixpipe scalar)
 
     def use_quant_vector(self, params: GmMatrix) -> None:
         """FixPipe takes per-column uint64 quant parameters (VQF322B8_PRE / VREQ8 / VDEQF16)
@@ -502,6 +503,7 @@ class CubeEmitter:
                 atomic=self.atomic,
                 extra_reads=(fb,) if fb is not None else (),
                 quant_param=self.quant_param,
+                deq_scale=self.deq_scale,
             )
             bld.set_flag("FIX", "M", cbuf)
             if after is not None:

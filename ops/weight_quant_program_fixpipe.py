@@ -1,5 +1,4 @@
-"""The ``Fixpipe`` wqbmm program (A2/A3, AIC only: no AIV dequant) and the ping-pong flag
-helper the cube-centred programs share.
+"""The ``Fixpipe`` wqbmm program (A2/A3, AIC only: no AIV dequant).
 
 ``Fixpipe`` (int64 antiquant scale; ops-semantics 5.6; structure from the kernel's stage-1 /
 stage-2 description, no code copied). Per AIC: its M block (``base_m`` rows) and N range
@@ -29,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
+from npusim.ops.program_stages import PingPong, ranges
 from npusim.ops.weight_quant_common import (
     WqbmmShape,
     kernel_meta,
@@ -37,37 +37,6 @@ from npusim.ops.weight_quant_common import (
 
 STAGE1_ROWS = 32  # K rows per identity matmul (the kernel's 32 x 256 ping-pong chunks)
 STAGE2_K = 64  # K per fp16 Mmad of stage 2
-
-
-def ranges(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
-    return [(a, min(hi, a + size)) for a in range(lo, hi, size)]
-
-
-class PingPong:
-    """A producer -> consumer ping-pong resource: wait for 'free' before the n-th reuse."""
-
-    def __init__(self, b: ProgramBuilder, prod: str, cons: str, ids: tuple[int, ...]) -> None:
-        self.b, self.prod, self.cons, self.ids = b, prod, cons, ids
-        self.uses = 0
-
-    def acquire(self) -> int:
-        """Index of the buffer to fill next, waiting until its consumer released it."""
-        i = self.uses % len(self.ids)
-        if self.uses >= len(self.ids):
-            self.b.wait_flag(self.cons, self.prod, self.ids[i])
-        self.uses += 1
-        return i
-
-    def ready(self, i: int) -> None:
-        self.b.sync(self.prod, self.cons, self.ids[i])
-
-    def release(self, i: int) -> None:
-        self.b.set_flag(self.cons, self.prod, self.ids[i])
-
-    def drain(self) -> None:
-        for j in range(min(self.uses, len(self.ids))):
-            i = (self.uses - 1 - j) % len(self.ids)
-            self.b.wait_flag(self.cons, self.prod, self.ids[i])
 
 
 def build_fixpipe(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | None = None

@@ -41,6 +41,7 @@ from typing import Any
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
+from npusim.ops.program_stages import ranges
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     custom_nz_splitk_post_buffers,
     custom_nz_splitk_vector_buffers,
@@ -61,10 +62,6 @@ SPLIT_K_ACCUMULATION = (
     "split_k partials: one fp32 GM workspace slot per K block, added by the AIVs in "
     "core_index_ascending order (declared model; device atomic-add order unpublished)"
 )
-
-
-def _ranges(total: int, size: int) -> list[tuple[int, int]]:
-    return [(a, min(total, a + size)) for a in range(0, total, size)]
 
 
 def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str,
@@ -112,7 +109,7 @@ def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str,
         ni, ki = ci % dim_n, ci // dim_n
         n_lo, n_hi = ni * kt.cube_single_core_n, min(s.n, (ni + 1) * kt.cube_single_core_n)
         k_lo, k_hi = ki * kt.single_core_k, min(s.k, (ki + 1) * kt.single_core_k)
-        strips = _ranges(n_hi - n_lo, strip)
+        strips = ranges(0, n_hi - n_lo, strip)
         strips = [(n_lo + a, n_lo + b) for a, b in strips]
         aic = CoreProgram(ci, "aic")
         em = CubeEmitter(
@@ -224,9 +221,9 @@ def _dequant_strips(
         c_lo, c_hi = n0 + half * hw, min(n1, n0 + (half + 1) * hw)
         if j >= slots:
             b.cross_wait(FREE, "MTE3")
-        for c0, c1 in [(c_lo + a, c_lo + e) for a, e in _ranges(max(0, c_hi - c_lo), cols)]:
+        for c0, c1 in [(c_lo + a, c_lo + e) for a, e in ranges(0, max(0, c_hi - c_lo), cols)]:
             width = c1 - c0
-            for r0, r1 in [(k_lo + a, k_lo + e) for a, e in _ranges(k_hi - k_lo, rows)]:
+            for r0, r1 in [(k_lo + a, k_lo + e) for a, e in ranges(0, k_hi - k_lo, rows)]:
                 nr = r1 - r0
                 i = it % 2
                 u = bufs[i]
@@ -293,8 +290,8 @@ def _dequant_ops(
     fp16 x: Cast w->half, Add offset, Mul scale (fp16). bf16: Cast the offset bf16->fp16, Cast
     w->half, Add offset (fp16), Cast half->fp32->bf16 (the scale comes after the matmul). An NZ
     tile's per-channel parameters vary along its rows on the device and are first broadcast per
-    32 B block (Brcb, kept for its time); the tile is in logical order here, so the values use
-    the parameter rows as column broadcasts."""
+    32 B block (Brcb, whose values the table computes though nothing reads them); the tile is in
+    logical order here, so the values use the parameter rows as column broadcasts."""
     xd, shape = s.x_dtype, oreg.shape
     h = Region("UB", u["h"].offset, shape, "float16")
     prm = u["p"]
@@ -305,9 +302,13 @@ def _dequant_ops(
         b.cast(offset16, offset, name="Cast offset bf16->fp16")
         offset = offset16
     b.cast(h, wreg, name="Cast w->half")
-    if u["b"] is not None:
-        b.vec("Brcb params", "dup", u["b"], (prm,), elements=width * 16 * (1 + s.has_offset),
-              dtype="float16")
+    if u["b"] is not None:  # each parameter to a 32 B block (a bit move: fp16 lanes)
+        rows = 1 + s.has_offset
+        src = Region("UB", prm.offset, (rows, width), "float16", None, prm.shape[1] * 4)
+        dst = Region("UB", u["b"].offset, (rows, width * 16), "float16", None,
+                     u["b"].shape[1] * 16 * 2)
+        b.vop(VecOp.BRCB, dst, (src,), elements=width * 16 * rows, dtype="float16",
+              name="Brcb params")
     if xd == "float16":
         if s.has_offset:
             b.vop(VecOp.ADD, h, (h, offset), name="Add offset")
@@ -335,8 +336,8 @@ def _post_pass(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, dim_k: int) ->
         ub[k] for k in ("acc", "part", "param_in", "scale", "bias", "out")
     )
     first = True
-    for m0, m1 in _ranges(s.m, pm):
-        for c0, c1 in [(c_lo + a, c_lo + e) for a, e in _ranges(c_hi - c_lo, pn)]:
+    for m0, m1 in ranges(0, s.m, pm):
+        for c0, c1 in [(c_lo + a, c_lo + e) for a, e in ranges(0, c_hi - c_lo, pn)]:
             rows, width = m1 - m0, c1 - c0
             if not first:
                 b.wait_flag("MTE3", "MTE2", 1)

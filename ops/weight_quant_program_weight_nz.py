@@ -26,8 +26,8 @@ from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
+from npusim.ops.program_stages import PingPong, ranges
 from npusim.ops.weight_quant_common import ITEM, WqbmmShape, kernel_meta, weight_tile_region
-from npusim.ops.weight_quant_program_fixpipe import PingPong, ranges
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,16 @@ def build_weight_nz(soc: Any, s: WqbmmShape, t: WeightNzProgramTiling,
     return Kernel("wqbmm_weightnz", gm, cores, meta)
 
 
+def _brcb(b: ProgramBuilder, brc: Region, src: Region) -> None:
+    """Brcb: each parameter of the (rows, width) ``src`` to a 32 B block of ``brc`` (rows of
+    ``brc``'s width x 16 fp16 lanes); the table computes the values though the dequant reads
+    the parameter rows directly (its declared addressing model)."""
+    rows, width = src.shape
+    dst = Region("UB", brc.offset, (rows, width * 16), "float16", None, brc.shape[1] * 16 * 2)
+    b.vop(VecOp.BRCB, dst, (src,), elements=width * 16 * rows, dtype="float16",
+          name="Brcb params")
+
+
 def _group_params_rows(s: WqbmmShape, kl: int) -> int:
     """Parameter rows one K tile of ``kl`` rows can span (1 per-channel)."""
     return math.ceil(kl / s.group_size) + 1 if s.group_size else 1
@@ -171,7 +181,7 @@ def _weight_nz_core(
                           Region("UB", prm.offset + nl * 2, (wn,), "float16"),
                           name="offset GM->UB")
                 prm_p.ready(p)
-                b.vec("Brcb params", "dup", brc, (prm,), elements=wn * 16 * 2, dtype="float16")
+                _brcb(b, brc, Region("UB", prm.offset, (2, wn), "float16", None, nl * 2))
             if s.has_bias:  # fp16 bias -> fp32 on V, broadcast into L0C before the first Mmad
                 if not first_block:
                     b.wait_flag("V", "MTE2", 5)
@@ -207,8 +217,8 @@ def _weight_nz_core(
                 hreg = Region("UB", h_ub[o].offset, (wk, wn), "float16")
                 b.cast(hreg, wreg, name="Cast w->half")
                 if s.group_size:
-                    b.vec("Brcb params", "dup", brc, (prm_g[i],),
-                          elements=wn * 16 * (1 + s.has_offset), dtype="float16")
+                    _brcb(b, brc, Region("UB", prm_g[i].offset, (1 + s.has_offset, wn),
+                                         "float16", None, gpt * nl * 2))
                 _dequant(b, s, hreg, (k0, k1), prm.offset, prm_g[i].offset, (nl, gpt))
                 w_in.release(i)
                 w_out.ready(o)

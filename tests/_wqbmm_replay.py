@@ -9,6 +9,7 @@ import ml_dtypes
 import numpy as np
 
 import npusim
+from npusim.isa.semantics import supplied_semantics
 from npusim.numerics import pack_int4
 from npusim.ops.weight_quant_batchmatmul import compute, normalize_args, transpose_nz
 from npusim.torch_npu import npu_format_cast, npu_trans_quant_param
@@ -113,6 +114,7 @@ def check_replay(kw: dict[str, Any], kernel: str, *, force: bool = False, tiling
     typed = [i for c in r.run.kernel.cores for i in c.instrs
              if i.kind == typed_kind and i.name not in untyped]
     assert typed and all(i.fn is None for i in typed), f"every {typed_kind} instruction is typed"
+    assert supplied_semantics(r.run.kernel) == {}, "no instruction's values come from a closure"
     want = oracle(kw, kernel, r.tiling, soc)
     assert np.array_equal(bits(r.outputs), bits(want))
     assert np.count_nonzero(bits(r.outputs)) > r.outputs.size // 2

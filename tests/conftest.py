@@ -1,6 +1,11 @@
-"""Test configuration: make the helper modules in this folder (``_fake_soc``) importable."""
+"""Test configuration: make the helper modules in this folder (``_fake_soc``) importable, and
+run the torch_npu-named API at ``reference`` fidelity unless a test says otherwise: the suite's
+API calls are the oracle side of comparisons with simulate()'s program outputs (the replay
+tests), and tests/test_api_fidelity.py checks the default ``program`` fidelity itself."""
 
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("NPUSIM_FIDELITY", "reference")

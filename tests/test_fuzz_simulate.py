@@ -186,7 +186,7 @@ WQ_FIELDS = {"cube_cores": 2, "strip_n": 256, "slots": 2, "vec_rows": 128, "base
 ])
 def test_user_wqbmm_program_tiling_errors_name_field_value_and_limit(field, value):
     """A user WqbmmProgramTiling with a bad field is a ValueError naming field and value."""
-    from npusim.ops.weight_quant_program import WqbmmProgramTiling
+    from npusim.ops.weight_quant_common import WqbmmProgramTiling
 
     t = WqbmmProgramTiling(**{**WQ_FIELDS, field: value})
     with pytest.raises(ValueError, match=f"{field}={value}"):
@@ -195,7 +195,7 @@ def test_user_wqbmm_program_tiling_errors_name_field_value_and_limit(field, valu
 
 def test_the_wqbmm_program_tiling_above_is_legal():
     """The unmutated tiling of the xfail cases runs (they fail for their field, not the rest)."""
-    from npusim.ops.weight_quant_program import WqbmmProgramTiling
+    from npusim.ops.weight_quant_common import WqbmmProgramTiling
 
     res = npusim.simulate("weight_quant_batchmatmul", "Ascend910B2",
                           WqbmmProgramTiling(**WQ_FIELDS), **WQ_ARGS)

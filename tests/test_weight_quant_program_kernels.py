@@ -15,7 +15,8 @@ from npusim.ops.weight_quant_batchmatmul import (
     default_tiling,
     normalize_args,
 )
-from npusim.ops.weight_quant_program import WqbmmShape, build_wqbmm
+from npusim.ops.weight_quant_common import WqbmmShape
+from npusim.ops.weight_quant_program import build_wqbmm
 from npusim.runner import resolve_soc
 from npusim.spec import spec
 from npusim.torch_npu import npu_weight_quant_batchmatmul

@@ -10,7 +10,8 @@ import pytest
 import npusim
 from npusim.engine.sim import run_kernel
 from npusim.ops.weight_quant_batchmatmul import default_tiling, normalize_args
-from npusim.ops.weight_quant_program import WqbmmShape, build_wqbmm
+from npusim.ops.weight_quant_common import WqbmmShape
+from npusim.ops.weight_quant_program import build_wqbmm
 from npusim.ops.weight_quant_program_msdgroup import msd_group_cells
 from npusim.runner import resolve_soc
 from npusim.spec import spec

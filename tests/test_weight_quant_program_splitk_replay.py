@@ -18,7 +18,7 @@ from npusim.engine.sim import run_kernel
 from npusim.ops.weight_quant_batchmatmul.numerics_splitk import split_k, split_k_unsupported
 from npusim.ops.weight_quant_batchmatmul.soc_facts import soc_facts
 from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling, validate_tiling
-from npusim.ops.weight_quant_program import WqbmmShape
+from npusim.ops.weight_quant_common import WqbmmShape
 from npusim.ops.weight_quant_program_mix_splitk import build_split_k, split_k_replay_data
 from npusim.runner import resolve_soc
 

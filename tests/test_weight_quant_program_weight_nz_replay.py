@@ -14,7 +14,7 @@ def test_weight_nz_replay_large_bias_values():
     """A bias large enough to dominate the sum: it is the accumulator's initial value."""
     kw = wqbmm_call(3, 40, 512, 192, offset=True, bias=True, trans=True)
     kw["bias"] = kw["bias"] * 1000
-    r = check_replay(kw, "WeightNz", soc=SOC, untyped=frozenset({"Brcb params"}))
+    r = check_replay(kw, "WeightNz", soc=SOC)
     names = {i.name for c in r.run.kernel.cores for i in c.instrs}
     assert "bias UB->L0C broadcast" in names and "Add bias" not in names
 
@@ -34,7 +34,7 @@ def test_weight_nz_replay_property(m, k32, n16, off, bias, trans, seed):
     the (N, K) NZ weight as declared; offset, bias): every vector instruction but the Brcb (kept
     for its time) is typed and the replayed bits equal the oracle's."""
     kw = wqbmm_call(seed, m, 32 * k32, 16 * n16, offset=off, bias=bias, trans=trans)
-    check_replay(kw, "WeightNz", soc=SOC, untyped=frozenset({"Brcb params"}))
+    check_replay(kw, "WeightNz", soc=SOC)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])

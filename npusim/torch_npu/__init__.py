@@ -19,6 +19,8 @@ _EXPORTS = {
     "npu_storage_array": "npusim.torch_npu._tensor",
     "set_soc": "npusim.torch_npu._state",
     "current_soc": "npusim.torch_npu._state",
+    "set_fidelity": "npusim.torch_npu._state",
+    "current_fidelity": "npusim.torch_npu._state",
     "npu_weight_quant_batchmatmul": "npusim.torch_npu._weight_quant",
     "explain_weight_quant_batchmatmul": "npusim.torch_npu._weight_quant",
     "npu_quant_matmul": "npusim.torch_npu._quant_matmul",

@@ -1,7 +1,12 @@
-"""The SoC the torch_npu-named API simulates when a call passes no ``soc=``.
+"""The SoC the torch_npu-named API simulates when a call passes no ``soc=``, and where its
+outputs come from.
 
-Starts as the ``NPUSIM_SOC`` environment variable, else the package default (``Ascend910B2``);
-:func:`set_soc` changes it (the drop-in mode's way of choosing the device).
+The SoC starts as the ``NPUSIM_SOC`` environment variable, else the package default
+(``Ascend910B2``); :func:`set_soc` changes it (the drop-in mode's way of choosing the device).
+The fidelity (:data:`FIDELITIES`) starts as ``NPUSIM_FIDELITY``, else ``program``: the output is
+read from the functional run of the operator's tiled program; ``reference`` computes the kernel's
+numerics model directly (the same bits where the replay tests check them, much faster, but not
+the simulator's own output); :func:`set_fidelity` or a call's ``fidelity=`` choose it.
 """
 
 from __future__ import annotations
@@ -44,3 +49,34 @@ def set_soc(soc: Any) -> str:
 def resolve(soc: Any) -> Any:
     """``soc`` when given (name or descriptor), else the current SoC name."""
     return current_soc() if soc is None else soc
+
+
+FIDELITIES = ("program", "reference")
+_fidelity: str | None = None
+
+
+def _checked_fidelity(name: Any, arg: str) -> str:
+    if name not in FIDELITIES:
+        raise ValueError(f"{arg}: {name!r} is not a fidelity; must be one of {FIDELITIES}")
+    return str(name)
+
+
+def current_fidelity() -> str:
+    """The fidelity used for ``fidelity=None``."""
+    if _fidelity is not None:
+        return _fidelity
+    env = os.environ.get("NPUSIM_FIDELITY")
+    return _checked_fidelity(env, "NPUSIM_FIDELITY") if env else "program"
+
+
+def set_fidelity(fidelity: Any) -> str:
+    """Make ``fidelity`` ("program", "reference", or None for the environment / default) the
+    fidelity of every later call without ``fidelity=``; returns the one now in effect."""
+    global _fidelity
+    _fidelity = None if fidelity is None else _checked_fidelity(fidelity, "fidelity")
+    return current_fidelity()
+
+
+def resolve_fidelity(fidelity: Any) -> str:
+    """``fidelity`` when given, else the current one."""
+    return current_fidelity() if fidelity is None else _checked_fidelity(fidelity, "fidelity")

@@ -117,33 +117,61 @@ def npu_weight_quant_batchmatmul(
     deterministic: bool = False,
     tiling: Any = None,
     weight_dtype: Any = None,
+    fidelity: str | None = None,
 ) -> Any:
     """``y = x @ dequant(weight)`` as ``torch_npu.npu_weight_quant_batchmatmul`` computes it.
 
     x (M, K) fp16/bf16; weight (K, N) int8 or int32-packed int4, ND or FRACTAL_NZ, possibly a
     transposed view of an (N, K) array; antiquant_scale / antiquant_offset per-tensor,
     per-channel or per-group (antiquant_group_size); quant_scale / quant_offset give int8
-    output. Returns (M, N) in x's dtype, or int8.
+    output. Returns (M, N) in x's dtype, or int8. ``fidelity`` (default
+    :func:`npusim.torch_npu.current_fidelity`): "program" reads y from the functional run of the
+    selected kernel's tiled program, "reference" computes its numerics model directly.
     """
-    from npusim.torch_npu._state import resolve
+    from npusim.torch_npu._state import resolve, resolve_fidelity
 
     soc = resolve(soc)
+    fidelity = resolve_fidelity(fidelity)
     if _batched_on_coupled(x, weight, soc):
         return _batched_310p(
             x, weight, antiquant_scale, antiquant_offset, quant_scale, quant_offset, bias,
             antiquant_group_size, inner_precise, soc=soc, kernel=kernel,
-            deterministic=deterministic, tiling=tiling, weight_dtype=weight_dtype)
+            deterministic=deterministic, tiling=tiling, weight_dtype=weight_dtype,
+            fidelity=fidelity)
     args, torch_in = _normalize(
         x, weight, antiquant_scale, antiquant_offset, quant_scale, quant_offset, bias,
         antiquant_group_size, inner_precise, soc, weight_dtype,
     )  # fmt: skip
     chosen = select_kernel(args, soc, deterministic=deterministic, kernel=kernel)
-    out = compute(args, chosen, soc, tiling=tiling)
+    if fidelity == "program":
+        out = _program_output(
+            (x, weight, antiquant_scale, antiquant_offset, quant_scale, quant_offset, bias),
+            antiquant_group_size, inner_precise, soc, chosen, deterministic, tiling)
+    else:
+        out = compute(args, chosen, soc, tiling=tiling)
     if not torch_in:
         return out
     from npusim.torch_npu._convert import to_output
 
     return to_output(out, True)
+
+
+def _program_output(values: tuple[Any, ...], antiquant_group_size: int, inner_precise: int,
+                    soc: Any, kernel: str, deterministic: bool, tiling: Any) -> np.ndarray:
+    """y read from the simulated GM of a functional run of ``kernel``'s tiled program."""
+    from npusim.runner import simulate
+    from npusim.size_guard import SizeLimitError
+
+    arrays = {n: _to_numpy(v, n)[0] for n, v in zip(_ARG_NAMES, values, strict=True)}
+    try:
+        res = simulate("weight_quant_batchmatmul", soc, tiling, kernel=kernel,
+                       deterministic=deterministic, antiquant_group_size=antiquant_group_size,
+                       inner_precise=inner_precise, **arrays)
+    except SizeLimitError as exc:
+        raise SizeLimitError(f"{exc}; fidelity='reference' (or NPUSIM_FIDELITY=reference) "
+                             "computes the kernel's numerics model instead of running its "
+                             "program") from exc
+    return np.asarray(res.outputs)
 
 
 def _batched_on_coupled(x: Any, weight: Any, soc: Any) -> bool:
