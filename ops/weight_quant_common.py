@@ -120,15 +120,13 @@ def cube_tiling_for_rows(t: WqbmmProgramTiling, rows: int) -> CubeTiling:
 
 
 def kernel_meta(s: WqbmmShape, kernel: str, t: Any) -> dict:
-    """Trace / summary metadata of a wqbmm program: the call, the tiling and the bytes that
-    must cross HBM at least once (read every input, write the output)."""
+    """Trace / summary metadata of a wqbmm program: the call and the tiling (the plan adds the
+    call's :func:`compulsory_hbm_bytes`)."""
     return {
         "op": "weight_quant_batchmatmul",
         "selected_kernel": kernel,
         **s.__dict__,
         "program_tiling": dict(t.__dict__) if hasattr(t, "__dict__") else repr(t),
-        "compulsory_hbm_bytes": compulsory_hbm_bytes(s),
-        "compulsory_hbm_what": "x + weight + antiquant scale/offset + bias + y, each once",
     }
 
 
@@ -137,19 +135,16 @@ def bias_dtype(s: WqbmmShape) -> str:
     return "float16" if s.x_dtype == "float16" else "float32"
 
 
-def compulsory_hbm_bytes(s: WqbmmShape) -> int:
-    """Bytes every implementation must move between HBM and the chip: x, the (packed) weight,
-    the antiquant scale (and offset), the bias and quant parameters once each, y once.
-    Parameters use the x dtype (8 bytes for an int64 scale)."""
-    ngroups = math.ceil(s.k / s.group_size) if s.group_size else 1
-    pbytes = 8 if s.scale_int64 else 2
-    total = s.m * s.k * 2 + math.ceil(s.k * s.n * _ITEM[s.w_dtype])
-    total += ngroups * s.n * pbytes * (2 if s.has_offset else 1)
-    if s.has_bias:
-        total += s.n * _ITEM[bias_dtype(s)]
-    if s.out_dtype == "int8":
-        total += s.n * 8
-    return total + math.ceil(s.m * s.n * _ITEM[s.out_dtype])
+def compulsory_hbm_bytes(args: Any) -> int:
+    """Bytes every implementation of a validated call must move between HBM and the chip (the
+    one count the run's HBM bound and the sweep's bound use): each parameter array once as
+    given (x, antiquant scale and offset, quant parameter, bias), the weight packed (int4 = half
+    a byte), y once."""
+    total = math.ceil(args.k * args.n * _ITEM[args.weight_dtype])
+    for arr in (args.x, args.antiquant_scale, args.antiquant_offset, args.quant_param, args.bias):
+        if arr is not None:
+            total += int(arr.nbytes)
+    return total + math.ceil(args.m * args.n * _ITEM[args.out_dtype])
 
 
 def weight_tile_region(s: WqbmmShape, r0: int, rows: int, c0: int, cols: int) -> Region:

@@ -144,10 +144,11 @@ def _wq_enumerate(soc: Any, case: dict[str, Any]) -> Iterator[Any]:
 
 
 def _wq_bound_us(soc: Any, case: dict[str, Any], t: Any) -> float:
-    """Lower bound: the weight, activation and scale bytes once through HBM."""
-    m, k, n = int(case["m"]), int(case["k"]), int(case["n"])
-    wbits = 4 if case.get("weight_dtype", "int4") == "int4" else 8
-    nbytes = k * n * wbits / 8 + 2 * (m * k + m * n + n * max(1, k // 128))
+    """Lower bound: the call's compulsory HBM bytes (every input once, y once) at HBM speed."""
+    from npusim.ops.weight_quant_common import compulsory_hbm_bytes
+
+    args, _, _, _ = checked_call(soc, **_wq_case(case))
+    nbytes = compulsory_hbm_bytes(args)
     return nbytes / soc.bytes_per_cycle(soc.memory.hbm.bandwidth_gb_per_s) / soc.aicore_freq_mhz
 
 

@@ -23,16 +23,15 @@ one line in :data:`KERNEL_PROGRAMS`.
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Callable
 from typing import Any
 
 from npusim.engine.program import Kernel
 from npusim.ops.weight_quant_common import (
-    _ITEM,
     NZ_WEIGHT_LAYOUT_MODEL,
     WqbmmProgramTiling,
     WqbmmShape,
+    compulsory_hbm_bytes,
     default_program_tiling,
     program_tiling_from,
     validate_program_tiling,
@@ -285,7 +284,8 @@ def plan_weight_quant_batchmatmul(
         validate_tiling(kt, args, soc, "Custom")
     kern = kernel_program(name, soc)(soc, s, pt, args, functional)
     kern.meta["kernel_tiling"] = repr(kt)
-    kern.meta["compulsory_hbm_bytes"] = _compulsory_from_args(args)
+    kern.meta["compulsory_hbm_bytes"] = compulsory_hbm_bytes(args)
+    kern.meta["compulsory_hbm_what"] = "x + weight + antiquant scale/offset + bias + y, each once"
     notes = [
         f"capable kernel chosen as CANN does: {name}",
         "outputs: replayed from the program's instructions (declared cube model)" if functional
@@ -306,13 +306,3 @@ def plan_weight_quant_batchmatmul(
         return np.asarray(out["y"]).reshape(args.m, args.n)
 
     return Plan(kern, name, kt, functional, finish=finish, notes=notes)
-
-
-def _compulsory_from_args(args: Any) -> int:
-    """Compulsory HBM bytes of a validated call: each parameter array once as given (x, scale,
-    offset, quant parameter, bias), the weight packed (int4 = half a byte), y once."""
-    total = math.ceil(args.k * args.n * _ITEM[args.weight_dtype])
-    for arr in (args.x, args.antiquant_scale, args.antiquant_offset, args.quant_param, args.bias):
-        if arr is not None:
-            total += int(arr.nbytes)
-    return total + math.ceil(args.m * args.n * _ITEM[args.out_dtype])
