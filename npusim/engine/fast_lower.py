@@ -300,6 +300,7 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
     dma = lw.dma
     # per core kind: id(instruction) -> (pipe, lowered, None or (accesses, path, bytes))
     seen_by_kind: dict[int, dict[int, tuple]] = {}
+    raw_memo: dict[tuple[int, ...], frozenset[int]] = {}  # V queue (ids) -> RAW positions
     for ci, core in enumerate(kernel.cores):
         kd = lw.kind(core.kind)
         pipes, ki, flag_cycles, bufs = kd.pipes, kd.index, kd.flag_cycles, kd.buffers
@@ -309,18 +310,26 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
         pmap: dict[str, Any] = {}  # pipe -> its stream's append
         # V-queue positions that pay the head after auto-sync's PIPE_V barrier (timing, timing's
         # hook: such an instruction is lowered with its idle cost whatever the pipe's state)
-        raw = timing.vector_raw_barriers([i for i in core.instrs if i.pipe == "V"])
+        # (pure in the queue's instruction objects: cores with the same V queue share it)
+        vq = [i for i in core.instrs if i.pipe == "V"]
+        qk = tuple(map(id, vq))
+        raw = raw_memo.get(qk)
+        if raw is None:
+            raw = raw_memo[qk] = timing.vector_raw_barriers(vq)
         vpos = -1
         for ins in core.instrs:
             idle_only = False
             if raw and ins.pipe == "V":
                 vpos += 1
                 idle_only = vpos in raw
-            hit = None if idle_only else seen.get(id(ins))
+            hit = seen.get(id(ins))
             if hit is not None:  # checked and costed for this kind
                 put = pmap.get(hit[0])
                 if put is not None:
-                    put(hit[1])
+                    low = hit[1]
+                    if idle_only and low[0] == K_LOCAL:
+                        low = (K_LOCAL, low[1], low[1], low[3])
+                    put(low)
                     gm = hit[2]
                     if gm is not None:
                         acc.extend(gm[0])
