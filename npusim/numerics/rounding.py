@@ -188,6 +188,8 @@ def cast_float(x: np.ndarray, dtype: str, mode: RoundMode | str = RoundMode.RINT
     if mode is RoundMode.RINT and name != "bfloat16" and (
             arr.dtype.kind == "f" or (_is_int(arr.dtype) and arr.dtype.itemsize <= 4)):
         return _cast_rint_native(arr, name, fmt.max_finite, saturate)
+    if mode is RoundMode.RINT and name == "bfloat16" and arr.dtype in (np.float32, np.float16):
+        return _f32_to_bf16_rint(arr.astype(np.float32), saturate)
     v = _to_f64(arr)
     finite = np.isfinite(v) & (v != 0)
     safe = np.where(finite, v, 1.0)
@@ -228,4 +230,25 @@ def _cast_rint_native(arr: np.ndarray, name: str, mx: float, saturate: bool) -> 
         if np.any(over):
             res = np.where(over, np.where(v > 0, mx, -mx), res).astype(res.dtype)
     return res
+
+
+def _f32_to_bf16_rint(x: np.ndarray, saturate: bool) -> np.ndarray:
+    """float32 -> bfloat16, round to nearest even on the bit pattern (bf16 keeps float32's
+    exponent range, so one integer rounding of the top 16 bits is exact RNE for normals and
+    subnormals alike, a carry running into the exponent); overflow gives +-inf, or +-max when
+    ``saturate``; NaN stays NaN. Equal to the general path bit for bit."""
+    u = np.ascontiguousarray(x).view(np.uint32)
+    top = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+    top = top.astype(np.uint16)
+    bf = np_dtype("bfloat16")
+    nan = np.isnan(x)
+    if nan.any():  # the general path's NaN: float64 -> bfloat16 by ml_dtypes
+        with np.errstate(invalid="ignore"):
+            top[nan] = x[nan].astype(np.float64).astype(bf).view(np.uint16)
+    if saturate:
+        over = ((top & np.uint16(0x7FFF)) == np.uint16(0x7F80)) & np.isfinite(x)
+        if over.any():
+            top = np.where(over, (top & np.uint16(0x8000)) | np.uint16(0x7F7F), top)
+    out: np.ndarray = top.astype(np.uint16).view(bf)
+    return out
 
