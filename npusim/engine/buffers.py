@@ -13,7 +13,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from npusim.engine.errors import ProgramError
-from npusim.engine.program import Kernel, Region
+from npusim.engine.program import Kernel
+from npusim.isa.operands import Region
 
 _NP = {
     "int4": np.uint8,  # packed two per byte; semantics unpack explicitly
@@ -63,7 +64,7 @@ class FunctionalContext:
         ]
 
     def _bytes(self, r: Region) -> np.ndarray:
-        return self.gm[r.tensor] if r.buffer == "GM" else self.local[self.core][r.buffer]
+        return self.gm[_tensor_of(r)] if r.buffer == "GM" else self.local[self.core][r.buffer]
 
     def view(self, r: Region) -> np.ndarray:
         """A writable typed view of region ``r`` (2-D strided windows included); pending atomic
@@ -99,7 +100,7 @@ class FunctionalContext:
         applied in ascending issuing-core order (program order within a core) when the tensor
         is next read, so the result does not depend on which add completed first."""
         if self.accumulate and r.buffer == "GM":
-            self._pending.setdefault(r.tensor, []).append(
+            self._pending.setdefault(_tensor_of(r), []).append(
                 (self.core, r, np.array(data, copy=True)))
             return
         v = self.view(r)
@@ -147,3 +148,10 @@ class FunctionalContext:
 
     def outputs(self) -> dict[str, np.ndarray]:
         return {n: self.tensor(n).copy() for n, t in self.kernel.gm.items() if t.role == "output"}
+
+
+def _tensor_of(r: Region) -> str:
+    """The GM tensor a GM region names (a GM region without one is a program error)."""
+    if r.tensor is None:
+        raise ProgramError(f"GM region at offset {r.offset} names no tensor")
+    return r.tensor
