@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import npusim
 import npusim.torch_npu as tn
-from npusim.ops.matmul import reference_matmul
+from npusim.ops.matmul import last_two_transposed, reference_matmul
 from npusim.spec import spec
 
 SOCS = ("Ascend910B2", "Ascend910_9391")
@@ -37,7 +37,8 @@ def _operands(m: int, k: int, n: int, trans_b: bool, seed: int):
 def _check(soc: str, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None) -> npusim.SimResult:
     f = npusim.simulate("matmul", soc, a=a, b=b, bias=bias)
     t = npusim.simulate("matmul", soc, a=spec(a.shape, "float32"),
-                        b=spec(b.shape, "float32", transposed=b.strides[0] < b.strides[1]),
+                        b=spec(b.shape, "float32",
+                               transposed=last_two_transposed(b.shape, b.strides, b.itemsize)),
                         bias=None if bias is None else spec(bias.shape, "float32"))
     assert t.outputs is None and f.cycles == t.cycles > 0
     sck = f.tiling.single_core_k if f.tiling.k_dim > 1 else None
