@@ -37,6 +37,15 @@ def is_spec(x: Any) -> bool:
     return isinstance(x, TensorSpec)
 
 
+def require_nd(op: str, **tensors: Any) -> None:
+    """Refuse a FRACTAL_NZ tensor (array or spec, ``npu_format`` 29) where ``op`` takes ND ones
+    (it would otherwise read the NZ storage as if it were the logical tensor)."""
+    for name, value in tensors.items():
+        if getattr(value, "npu_format", 2) == 29:
+            raise ValueError(f"{name}: a FRACTAL_NZ tensor (npu_format 29); {op} takes ND "
+                             "tensors only (npu_format_cast(..., 2) first)")
+
+
 def shape_dtype(x: Any) -> tuple[tuple[int, ...], str]:
     """(shape, dtype name) of an array or a spec."""
     if isinstance(x, TensorSpec):

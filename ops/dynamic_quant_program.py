@@ -212,8 +212,9 @@ class _CoreWriter(RowStream):
 
 
 def _args(x: Any, dst_type: Any = None) -> tuple[int, int, str]:
-    from npusim.spec import is_spec, shape_dtype
+    from npusim.spec import is_spec, require_nd, shape_dtype
 
+    require_nd("dynamic_quant", x=x)
     if dst_type is None and not is_spec(x):
         raise NotImplementedError(
             "dynamic_quant: without dst_type the program is the timing-only E1-row kernel; pass "

@@ -259,8 +259,9 @@ def proxy_prediction(row):
 def _group_quant_args(x: Any, scale: Any, group_index: Any, offset: Any, dst_dtype: Any):
     """Shape/dtype checks of the tiled program's inputs (the operator's full validation lives in
     the torch_npu API); returns (rows, h, x dtype, scale dtype, group_index, offset, out)."""
-    from npusim.spec import shape_dtype
+    from npusim.spec import require_nd, shape_dtype
 
+    require_nd("group_quant", x=x, scale=scale, offset=offset)
     (rows_h, xdt), (sshape, sdt) = shape_dtype(x), shape_dtype(scale)
     if len(rows_h) != 2:
         raise ValueError(f"x: must be 2-D (S, H), got shape {rows_h}")

@@ -82,8 +82,9 @@ def operands(*, x: Any = None, n_elements: int | None = None,
              dtype: str = "float32") -> tuple[np.ndarray | None, int, str]:
     """The call's rules: x (array or spec) or n_elements, not empty. Returns (the array of a
     functional call or None, elements, dtype)."""
-    from npusim.spec import is_spec
+    from npusim.spec import is_spec, require_nd
 
+    require_nd("tensor_copy", x=x)
     if x is not None and not is_spec(x):
         arr = np.ascontiguousarray(x)
         if arr.size < 1:

@@ -212,7 +212,9 @@ def _args(scale: Any, offset: Any, round_mode: Any):
         check_shape_dtype,
         validate_trans_quant_param,
     )
-    from npusim.spec import is_spec, shape_dtype
+    from npusim.spec import is_spec, require_nd, shape_dtype
+
+    require_nd("trans_quant_param", scale=scale, offset=offset)
 
     if not is_spec(scale) and (offset is None or not is_spec(offset)):
         s, o, mode, shape = validate_trans_quant_param(scale, offset, round_mode)

@@ -206,8 +206,9 @@ def operands(*, x: Any = None, y: Any = None, n_elements: int | None = None,
              dtype: str = "float16") -> tuple[bool, int, tuple[int, ...], str, Any, Any]:
     """The call's rules: x and y of one shape and dtype (arrays or specs), or n_elements >= 1.
     Returns (functional, elements, shape, dtype, x, y)."""
-    from npusim.spec import is_spec
+    from npusim.spec import is_spec, require_nd
 
+    require_nd("vector_add", x=x, y=y)
     if x is not None and y is None:
         raise ValueError("y: missing; vector_add takes x and y of one shape and dtype (or "
                          "n_elements alone)")

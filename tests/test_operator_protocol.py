@@ -101,3 +101,24 @@ def test_functional_outputs_come_from_the_semantics_table(op):
     res = npusim.simulate(op, SOC, **call)
     assert res.outputs is not None
     assert supplied_semantics(res.run.kernel) == {}
+
+
+ND_ONLY_CALLS = {  # operators that take ND tensors only, each called with a FRACTAL_NZ one
+    "vector_add": dict(x=spec((64, 64), "float16", npu_format=29),
+                       y=spec((64, 64), "float16", npu_format=29)),
+    "tensor_copy": dict(x=spec((64, 64), "float32", npu_format=29)),
+    "group_quant": dict(x=spec((32, 64), "float16", npu_format=29),
+                        scale=spec((1, 64), "float32"), group_index=np.array([32])),
+    "dynamic_quant": dict(x=spec((32, 64), "float16", npu_format=29), dst_type="int8"),
+    "trans_quant_param": dict(scale=spec((64,), "float32", npu_format=29)),
+}
+
+
+@pytest.mark.parametrize("op", sorted(ND_ONLY_CALLS))
+def test_an_nz_tensor_is_refused_where_only_nd_is_taken(op):
+    """A FRACTAL_NZ input to an ND-only operator is refused naming the argument (it was read as
+    if its storage were the logical tensor)."""
+    for run in (lambda kw: get_operator(op).validate(SOC, **kw),
+                lambda kw: npusim.simulate(op, SOC, **kw)):
+        with pytest.raises(ValueError, match=r"FRACTAL_NZ tensor \(npu_format 29\); " + op):
+            run(ND_ONLY_CALLS[op])
