@@ -200,13 +200,8 @@ def _wqbmm_program_bound(desc: Any, op_args: Mapping[str, Any],
     """weight_quant_batchmatmul on the Custom program (Custom, A2/A3 WeightNz): its loops counted
     from the call's tiling without building it - every AIV pass of every workspace strip and
     every K step of every cube tile, times the instructions each emits at least."""
-    from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling
-    from npusim.ops.weight_quant_common import (
-        WqbmmProgramTiling,
-        program_tiling_from,
-        strips_per_core,
-    )
-    from npusim.ops.weight_quant_program import checked_call
+    from npusim.ops.weight_quant_common import strips_per_core
+    from npusim.ops.weight_quant_program import checked_call, resolve_tilings
 
     if getattr(desc, "organisation", "split") != "split":
         return None
@@ -214,11 +209,7 @@ def _wqbmm_program_bound(desc: Any, op_args: Mapping[str, Any],
         args, name, s, _ = checked_call(desc, **op_args)
         if name not in ("Custom", "WeightNz"):
             return None
-        if isinstance(tiling, WqbmmProgramTiling):
-            pt = tiling
-        else:
-            kt = tiling if tiling is not None else default_tiling(args, desc, "Custom")
-            pt = program_tiling_from(kt, desc, s, "Custom")
+        _, _, pt, _ = resolve_tilings(desc, args, name, s, tiling)  # the plan's own tilings
     except Exception:  # the planner reports bad arguments itself, with its own message
         return None
     k_half = min(s.k, 32 * math.ceil(s.k / 64))

@@ -14,8 +14,12 @@ import numpy as np
 
 from npusim.numerics import np_dtype
 from npusim.operator import CliSpec, Operator
-from npusim.ops.weight_quant_common import WqbmmProgramTiling, WqbmmShape
-from npusim.ops.weight_quant_program import checked_call, plan_weight_quant_batchmatmul
+from npusim.ops.weight_quant_common import WqbmmProgramTiling
+from npusim.ops.weight_quant_program import (
+    checked_call,
+    plan_weight_quant_batchmatmul,
+    resolve_tilings,
+)
 
 
 def example_inputs(ns: Any, functional: bool, rng: Any) -> dict:
@@ -82,16 +86,8 @@ def validate(soc: Any, **op_args: Any) -> None:
 
 def default_tiling(soc: Any, **op_args: Any) -> Any:
     """The selected kernel's tiling object as ``plan`` builds it for a call without one."""
-    from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling as kernel_default
-
     args, name, s, _ = checked_call(soc, **op_args)
-    if name == "WeightNz" and soc.organisation != "split":
-        from npusim.ops.weight_quant_program_weight_nz import default_weight_nz_tiling
-
-        # the 310P kernel reads the (N, K) NZ weight whatever the call's layout (as plan)
-        return default_weight_nz_tiling(
-            soc, WqbmmShape(**{**s.__dict__, "trans_w": True, "weight_nz": True}))
-    return kernel_default(args, soc, "Custom" if name == "WeightNz" else name)
+    return resolve_tilings(soc, args, name, s)[1]
 
 
 def tiling_help(soc: Any) -> list[str]:

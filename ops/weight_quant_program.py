@@ -216,34 +216,13 @@ def checked_call(soc: Any, *, x: Any, weight: Any, antiquant_scale: Any,
     return args, name, s, functional
 
 
-def plan_weight_quant_batchmatmul(
-    soc: Any,
-    tiling: Any = None,
-    *,
-    x: Any,
-    weight: Any,
-    antiquant_scale: Any,
-    antiquant_offset: Any = None,
-    quant_scale: Any = None,
-    quant_offset: Any = None,
-    bias: Any = None,
-    antiquant_group_size: int = 0,
-    inner_precise: int = 0,
-    kernel: str | None = None,
-    deterministic: bool = False,
-):
-    """Validate, select the kernel as CANN does, build its program; outputs (functional runs) are
-    read from the program's simulated GM."""
-    import numpy as np
-
+def resolve_tilings(soc: Any, args: Any, name: str, s: WqbmmShape, tiling: Any = None
+                    ) -> tuple[WqbmmShape, Any, Any, str]:
+    """The kernel tiling (``tiling`` validated, or the kernel's default), the tiling its
+    program reads, the shape it is built for and the declared layout note, for kernel ``name``
+    of the validated call ``args``."""
     from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling, validate_tiling
-    from npusim.runner import Plan
 
-    args, name, s, functional = checked_call(
-        soc, x=x, weight=weight, antiquant_scale=antiquant_scale,
-        antiquant_offset=antiquant_offset, quant_scale=quant_scale, quant_offset=quant_offset,
-        bias=bias, antiquant_group_size=antiquant_group_size, inner_precise=inner_precise,
-        kernel=kernel, deterministic=deterministic)
     if name == "WeightNz" and soc.organisation != "split":
         from npusim.ops.weight_quant_batchmatmul.selection import WEIGHT_NZ_LAYOUT_MODEL
         from npusim.ops.weight_quant_program_weight_nz import (
@@ -280,6 +259,38 @@ def plan_weight_quant_batchmatmul(
             pt = tiling
         else:
             pt = program_tiling_from(kt, soc, s, tname)
+    return s, kt, pt, layout_note
+
+
+def plan_weight_quant_batchmatmul(
+    soc: Any,
+    tiling: Any = None,
+    *,
+    x: Any,
+    weight: Any,
+    antiquant_scale: Any,
+    antiquant_offset: Any = None,
+    quant_scale: Any = None,
+    quant_offset: Any = None,
+    bias: Any = None,
+    antiquant_group_size: int = 0,
+    inner_precise: int = 0,
+    kernel: str | None = None,
+    deterministic: bool = False,
+):
+    """Validate, select the kernel as CANN does, build its program; outputs (functional runs) are
+    read from the program's simulated GM."""
+    import numpy as np
+
+    from npusim.ops.weight_quant_batchmatmul.tiling import validate_tiling
+    from npusim.runner import Plan
+
+    args, name, s, functional = checked_call(
+        soc, x=x, weight=weight, antiquant_scale=antiquant_scale,
+        antiquant_offset=antiquant_offset, quant_scale=quant_scale, quant_offset=quant_offset,
+        bias=bias, antiquant_group_size=antiquant_group_size, inner_precise=inner_precise,
+        kernel=kernel, deterministic=deterministic)
+    s, kt, pt, layout_note = resolve_tilings(soc, args, name, s, tiling)
     if functional and name in ("Custom", "WeightNz") and soc.organisation == "split":
         validate_tiling(kt, args, soc, "Custom")
     kern = kernel_program(name, soc)(soc, s, pt, args, functional)
