@@ -39,8 +39,9 @@ from npusim.ops.weight_quant_common import (
 
 A2_WEIGHT_NZ_PROGRAM_MODEL = (
     "A2/A3 WeightNz (custom_weight_nz): the Custom program and tiling (the kernel dequantises on "
-    "the AIVs into a GM workspace for the cube as Custom does; its NZ weight is read as ND "
-    "windows, the Custom program's approximation)"
+    "the AIVs into a GM workspace for the cube as Custom does); the AIVs read the NZ fractals as "
+    "stored (one N x 32 B run per C0 K block); the workspace is kept ND and the cube loads it "
+    "with ND2NZ (the kernel writes it as NZ: declared approximation)"
 )
 
 

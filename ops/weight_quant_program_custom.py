@@ -12,6 +12,7 @@ slot. FixPipe writes fp16/bf16 (or int8 through the requant).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
@@ -27,8 +28,11 @@ from npusim.ops.weight_quant_common import (
     check_cube_cores,
     cube_tiling_of,
     kernel_meta,
+    nz_weight_storage,
     strips,
+    weight_tile_region,
 )
+from npusim.ops.weight_quant_program_splitk import weight_storage_shape
 
 _ITEM = ITEM
 
@@ -42,6 +46,13 @@ def build_custom(
     the workspace and cube tiles carry the values, Mmad accumulates in the SoC's declared cube
     model and FixPipe rounds (RNE) or requantises - the output is replayed, not computed aside.
     """
+    w_isz = _ITEM[s.w_dtype]
+    # an NZ weight is read in whole 32 B K blocks (C0 = 32 int8 / 64 int4): the vector K tiles
+    # and the AIVs' K split are multiples of C0 (ops-nn custom_weight_nz: blockCount =
+    # vecNzSingleK / C0)
+    c0e = int(32 / w_isz) if s.weight_nz else 32
+    if t.vec_rows % c0e:
+        t = replace(t, vec_rows=max(c0e, t.vec_rows // c0e * c0e))
     per_core = strips(s.n, t)
     xd = s.x_dtype
     fun = data is not None
@@ -50,7 +61,7 @@ def build_custom(
     d = data or {}
     gm = {
         "x": GMTensor("x", (s.m, s.k), xd, d.get("x")),
-        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype, d.get("w")),
+        "w": GMTensor("w", weight_storage_shape(s), s.w_dtype, d.get("w")),
         "scale": GMTensor("scale", (ngroups, s.n), param_dtype, d.get("scale")),
         "ws": GMTensor("ws", (t.cube_cores * t.slots, *((t.strip_n, s.k) if s.trans_w
                                                          else (s.k, t.strip_n))),
@@ -61,7 +72,6 @@ def build_custom(
         gm["offset"] = GMTensor("offset", (ngroups, s.n), param_dtype, d.get("offset"))
     if s.has_bias:
         gm["bias"] = GMTensor("bias", (s.n,), "float32", d.get("bias"))
-    w_isz = _ITEM[s.w_dtype]
     x_mat = GmMatrix("x", xd, s.k * 2)
     y_mat = GmMatrix("y", s.out_dtype, math.ceil(s.n * _ITEM[s.out_dtype]))
     bias_mat = GmMatrix("bias", "float32", s.n * 4) if s.has_bias else None
@@ -115,8 +125,9 @@ def build_custom(
             ]
             pf = ub.get("params_f32")
             # the two AIVs split K at a multiple of 32 rows (the kernel hands out whole
-            # vecSingleK tiles, multiples of 32), so every group segment starts 32 B-aligned
-            k_half = min(s.k, 32 * math.ceil(s.k / 64))
+            # vecSingleK tiles, multiples of 32; of C0 for an NZ weight), so every group
+            # segment starts 32 B-aligned
+            k_half = min(s.k, c0e * math.ceil(s.k / (2 * c0e)))
             k0, k1 = (0, k_half) if half == 0 else (k_half, s.k)
             it = 0
             for j, (n0, n1) in enumerate(per_core[ci]):
@@ -130,7 +141,15 @@ def build_custom(
                     wb, fb, ob, pb = bufs[i]
                     if it >= 2:
                         b.wait_flag("V", "MTE2", i)
-                    if s.trans_w:
+                    transform = ""
+                    if s.weight_nz:
+                        # the NZ fractals as stored: one run of width x 32 B per K block of the
+                        # (N, K) NZ weight, delivered to UB in the tile's logical order (the
+                        # declared local-tile model: ``nz`` for the stored (N, K) tile, ``nz2nd``
+                        # for the (K, N) tile of a non-transposed weight)
+                        src = weight_tile_region(s, r0, rows, n0, width)
+                        transform = "nz" if s.trans_w else "nz2nd"
+                    elif s.trans_w:
                         src = Region(
                             "GM",
                             math.ceil((n0 * s.k + r0) * w_isz),
@@ -152,7 +171,8 @@ def build_custom(
                     # UB rows keep the strip's pitch (the kernel's 32 B-aligned row padding)
                     pitch = tile[1] if s.trans_w else t.strip_n
                     wreg = tile_region(wb.offset, tile, s.w_dtype, pitch)
-                    b.dma(src, wreg, name="weight GM->UB")
+                    b.dma(src, wreg, name="weight GM->UB" + (" (NZ)" if s.weight_nz else ""),
+                          transform=transform)
                     g_lo, g_hi = (
                         (r0 // s.group_size, (r0 + rows - 1) // s.group_size)
                         if s.group_size
@@ -313,4 +333,7 @@ def program(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, args: Any = None,
     Custom's program for tiling ``t``; with ``replay`` its values from ``args`` (the validated
     call)."""
     check_cube_cores(soc, t)
-    return build_custom(soc, s, t, custom_replay_data(args) if replay else None)
+    data = custom_replay_data(args) if replay else None
+    if data is not None and s.weight_nz:  # the FRACTAL_NZ storage the weight copies read
+        data["w"] = nz_weight_storage(args)
+    return build_custom(soc, s, t, data)
