@@ -63,7 +63,7 @@ class FastForwardResult:
 
     @property
     def microseconds(self) -> float:
-        return self.cycles / self.soc.aicore_freq_mhz
+        return self.cycles / float(self.soc.aicore_freq_mhz)
 
     def summary(self) -> dict[str, Any]:
         return dict(self._summary)

@@ -81,7 +81,7 @@ def code_fingerprint() -> str:
     import npusim.socs
 
     h = hashlib.sha256(__version__.encode())
-    roots = {Path(m.__file__).parent for m in (npusim, npusim.ops, npusim.socs)}
+    roots = {Path(m.__file__).parent for m in (npusim, npusim.ops, npusim.socs) if m.__file__}
     for root in sorted(roots):
         for path in sorted(root.rglob("*")):
             if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts:
@@ -103,7 +103,7 @@ def _canon(value: Any, name: str) -> Any:
                              f"{MAX_HASHED_ARRAY_BYTES} B); pass a spec for timing-only runs")
         arr = np.ascontiguousarray(value)
         return {"array": list(arr.shape), "dtype": str(arr.dtype), "strides": list(value.strides),
-                "sha": hashlib.sha256(arr.view(np.uint8).reshape(-1)).hexdigest(),
+                "sha": hashlib.sha256(arr.view(np.uint8).reshape(-1).data).hexdigest(),
                 "fmt": getattr(value, "npu_format", 2)}
     if value is None or isinstance(value, bool | int | float | str):
         return value
@@ -114,7 +114,8 @@ def _canon(value: Any, name: str) -> Any:
     raise ValueError(f"{name}={type(value).__name__}: no exact cache key for this argument type")
 
 
-def cache_key(op: str, desc: Any, tiling: Any, l2_start: str | None, op_args: dict) -> str:
+def cache_key(op: str, desc: Any, tiling: Any, l2_start: str | None, op_args: dict[str, Any]
+              ) -> str:
     """The hex key of one call (see the module docstring for what it covers)."""
     payload = {
         "format": _FORMAT,

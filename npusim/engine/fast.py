@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from heapq import heappop, heappush, heappushpop
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -165,7 +165,8 @@ def l2_accessor(l2: L2Cache) -> Any:
     read, write = l2_read_write(l2)
 
     def access(pages: Pages, is_write: bool, allocate: bool) -> tuple[int, int, int]:
-        return write(pages) if is_write else read(pages, allocate)
+        got: tuple[int, int, int] = write(pages) if is_write else read(pages, allocate)
+        return got
 
     return access
 
@@ -245,13 +246,14 @@ class Records:
 
     __slots__ = ("end", "hbm", "pipe", "start")
 
-    def __init__(self, pipe: array, start: array, end: array, hbm: dict[int, int]) -> None:
+    def __init__(self, pipe: array[int], start: array[int], end: array[int], hbm: dict[int, int]
+                 ) -> None:
         self.pipe, self.start, self.end, self.hbm = pipe, start, end, hbm
 
     def __len__(self) -> int:
         return len(self.pipe)
 
-    def rows(self, hbm: bool = True) -> Iterator[tuple]:
+    def rows(self, hbm: bool = True) -> Iterator[tuple[int, ...]]:
         """(pipe, index, start, end[, hbm bytes]) per record, in order."""
         nxt: dict[int, int] = {}
         get = self.hbm.get
@@ -267,19 +269,19 @@ class FastRunResult(RunResult):
     simulating them, and most callers read only cycles, traffic and :meth:`pipe_busy`, which the
     tuples give directly. Once read they are the reference engine's lists, element for element."""
 
-    _raw: tuple[Lowered, Records, list[tuple]] | None = None
+    _raw: tuple[Lowered, Records, list[tuple[Any, ...]]] | None = None
 
     @classmethod
     def build(cls, kernel: Kernel, soc: Any, cycles: int, mem: MemorySystem, l2_start: str,
-              low: Lowered, recs: Records, flows: list[tuple]) -> FastRunResult:
-        res = cls(kernel, soc, cycles, None, None, mem.stats, False, {}, mem.hbm.busy_cycles,
-                  l2_start)
+              low: Lowered, recs: Records, flows: list[tuple[Any, ...]]) -> FastRunResult:
+        res = cls(kernel, soc, cycles, None, None,  # type: ignore[arg-type]  # built when read
+                  mem.stats, False, {}, mem.hbm.busy_cycles, l2_start)
         res._raw = (low, recs, flows)
         return res
 
-    @property  # type: ignore[override]
+    @property
     def records(self) -> list[InstrRecord]:
-        got = self.__dict__.get("_records")
+        got: list[InstrRecord] | None = self.__dict__.get("_records")
         if got is None and self._raw is not None:
             low, recs, _ = self._raw
             cores = [k[0] for k in low.pipe_keys]
@@ -288,15 +290,15 @@ class FastRunResult(RunResult):
             got = self.__dict__["_records"] = [
                 InstrRecord(cores[p], pipes[p], (ins := instrs[p][i]).name, ins.kind, s, e,
                             streams[p][i][-1], h) for p, i, s, e, h in recs.rows()]
-        return got
+        return cast("list[InstrRecord]", got)  # None only once released (setter)
 
     @records.setter
     def records(self, value: list[InstrRecord] | None) -> None:
         self.__dict__["_records"] = value
 
-    @property  # type: ignore[override]
+    @property
     def flows(self) -> list[FlowRecord]:
-        got = self.__dict__.get("_flows")
+        got: list[FlowRecord] | None = self.__dict__.get("_flows")
         if got is None and self._raw is not None:
             low, _, raw = self._raw
             cores = [k[0] for k in low.pipe_keys]
@@ -312,7 +314,7 @@ class FastRunResult(RunResult):
                 else:
                     got.append(FlowRecord(ins.name, f[2], f[3], f[4], cores[p], pipes[p], f[5]))
             self.__dict__["_flows"] = got
-        return got
+        return cast("list[FlowRecord]", got)  # None only once released (setter)
 
     @flows.setter
     def flows(self, value: list[FlowRecord] | None) -> None:
@@ -391,7 +393,7 @@ def run_fast(kernel: Kernel, soc: Any, *, l2_page_bytes: int = 32768,
 
 
 def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launch: list[int]
-                ) -> tuple[int, Records, list[tuple]]:
+                ) -> tuple[int, Records, list[tuple[Any, ...]]]:
     """Run the lowered streams; returns (cycles, :class:`Records`, flows), flows as tuples
     (pipe, index, set at, waited at) or (pipe, index, setter core, setter pipe, set at,
     released at).
@@ -428,7 +430,7 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
     rec_end = array("q")
     rec_hbm: dict[int, int] = {}  # (pipe << 32 | index) -> HBM bytes, where not 0
     rp, rs, rend = rec_pipe.append, rec_start.append, rec_end.append
-    flows: list[tuple] = []
+    flows: list[tuple[Any, ...]] = []
     flow = flows.append
     ceil = math.ceil
     heap: list[int] = []

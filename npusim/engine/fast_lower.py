@@ -22,7 +22,7 @@ from typing import Any
 
 from npusim.engine import timing
 from npusim.engine.memory import MemorySystem, page_pattern
-from npusim.engine.program import BUFFERS, Kernel
+from npusim.engine.program import Kernel
 from npusim.isa.instructions import (
     Cast,
     CrossCoreSetFlag,
@@ -36,7 +36,7 @@ from npusim.isa.instructions import (
     Vector,
     WaitFlag,
 )
-from npusim.isa.operands import element_bytes
+from npusim.isa.operands import BUFFERS, element_bytes
 
 # instruction kinds of the lowered streams; the last element of every tuple is the bytes the
 # instruction's record reports
@@ -63,7 +63,7 @@ class Lowered:
 
     kernel: Kernel
     pipe_keys: list[tuple[int, str]]  # (core index, pipe name), simpy process creation order
-    streams: list[list[tuple]]  # per pipe: lowered instructions
+    streams: list[list[tuple[Any, ...]]]  # per pipe: lowered instructions
     core_accesses: list[list[Access]]  # per core: GM accesses in program order (repeat replay)
     flag_slots: int
     per_path_bytes: dict[str, int] = field(default_factory=dict)
@@ -118,8 +118,9 @@ class _Lowerer:
         self.mem = mem
         self.gm_sizes = {name: t.nbytes for name, t in kernel.gm.items()}
         self.kinds: dict[str, _Kind] = {}
-        self.cost: dict[tuple, tuple] = {}
-        self.patterns: dict[tuple, tuple] = {}  # page-relative shape -> entries of Pages
+        self.cost: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        # page-relative shape -> entries of Pages
+        self.patterns: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
     def kind(self, kind: str) -> _Kind:
         k = self.kinds.get(kind)
@@ -144,7 +145,7 @@ class _Lowerer:
         lim = kd.buffers.get(b)
         if lim is None:  # not on this core (or not a buffer at all)
             return False
-        return o >= 0 and end <= lim[0] and o % lim[1] == 0
+        return bool(o >= 0 and end <= lim[0] and o % lim[1] == 0)
 
     def access(self, r: Any, layout: tuple[int, int, int, int], write: bool, allocate: bool,
                atomic: bool) -> Access:
@@ -162,7 +163,7 @@ class _Lowerer:
                 page_pattern(*key, pb, mem.l2.line_bytes))
         return ((first, pat), write, allocate, atomic, r.nbytes)
 
-    def local(self, kd: _Kind, cost: Any, nbytes: int = 0) -> tuple:
+    def local(self, kd: _Kind, cost: Any, nbytes: int = 0) -> tuple[Any, ...]:
         """(K_LOCAL, idle, busy, nbytes) from ``cost(desc, was_idle)``, scaled to the AI-core
         clock; (K_ERROR, exc, 0) when the cost function raises."""
         try:
@@ -173,7 +174,7 @@ class _Lowerer:
         return (K_LOCAL, max(1, math.ceil(idle * s)), max(1, math.ceil(busy * s)), nbytes)
 
     def dma(self, ins: Any, kd: _Kind, core_acc: list[Access],
-            paths: dict[tuple[str, str], int]) -> tuple:
+            paths: dict[tuple[str, str], int]) -> tuple[Any, ...]:
         src, dst = ins.reads[0], ins.writes[0]
         sb, db = src.buffer, dst.buffer
         snb, dnb = src.nbytes, dst.nbytes
@@ -182,7 +183,7 @@ class _Lowerer:
         paths[pk] = paths.get(pk, 0) + nbytes
         sgm, dgm = sb == "GM", db == "GM"
         if not (sgm or dgm):  # on-core copy: the whole lowered tuple is the memo entry
-            key = (DataCopy, kd.index, sb, db, nbytes, ins.transform)
+            key: tuple[Any, ...] = (DataCopy, kd.index, sb, db, nbytes, ins.transform)
             low = self.cost.get(key)
             if low is None:
                 try:
@@ -192,12 +193,12 @@ class _Lowerer:
                 dur = max(1, local)  # the reference's ceil(end - now - 1e-9) of an integer
                 low = self.cost[key] = (K_LOCAL, dur, dur, nbytes)
             return low
-        sl = _layout(src) if sgm else None
-        dl = _layout(dst) if dgm else None
+        sl: Any = _layout(src) if sgm else None
+        dl: Any = _layout(dst) if dgm else None
         w = kd.window
         key = (DataCopy, kd.index, sb, db, nbytes, ins.transform,
                sl and (sl[0] % w, *sl[1:]), dl and (dl[0] % w, *dl[1:]))
-        got = self.cost.get(key)
+        got: tuple[Any, ...] | None = self.cost.get(key)
         if got is None:
             try:
                 got = self.cost[key] = (timing.dma_local_cycles(kd.desc, ins),
@@ -206,8 +207,9 @@ class _Lowerer:
                 return (K_ERROR, exc, 0)
         local, in_flight = got
         if sgm and dgm:
-            accs: tuple = (self.access(src, sl, False, ins.l2_cache != "bypass", False),
-                           self.access(dst, dl, True, True, ins.atomic == "add"))
+            accs: tuple[Access, ...] = (
+                self.access(src, sl, False, ins.l2_cache != "bypass", False),
+                self.access(dst, dl, True, True, ins.atomic == "add"))
         elif sgm:
             accs = (self.access(src, sl, False, ins.l2_cache != "bypass", False),)
         else:
@@ -215,12 +217,12 @@ class _Lowerer:
         core_acc.extend(accs)
         return (K_DMA, local, accs, in_flight, nbytes)
 
-    def fix(self, ins: Any, kd: _Kind, core_acc: list[Access]) -> tuple:
+    def fix(self, ins: Any, kd: _Kind, core_acc: list[Access]) -> tuple[Any, ...]:
         src, dst = ins.reads[0], ins.writes[0]
         dgm = dst.buffer == "GM"
         w = kd.window
-        sl = _layout(src) if src.buffer == "GM" else None
-        dl = _layout(dst) if dgm else None
+        sl: Any = _layout(src) if src.buffer == "GM" else None
+        dl: Any = _layout(dst) if dgm else None
         key = (FixPipe, kd.index, ins.elements, ins.out_dtype, src.buffer, dst.buffer,
                sl and (sl[0] % w, *sl[1:]), dl and (dl[0] % w, *dl[1:]))
         low = self.cost.get(key)
@@ -243,16 +245,17 @@ class _Lowerer:
         core_acc.append(acc)
         return (K_FIX, low[0], low[1], (acc,), kd.scale, dst.nbytes)
 
-    def other(self, ins: Any, cls: type, ci: int, kd: _Kind, core_acc: list[Access]) -> tuple:
+    def other(self, ins: Any, cls: type, ci: int, kd: _Kind, core_acc: list[Access]
+              ) -> tuple[Any, ...]:
         """The less frequent classes: Vector, Cast, FixPipe, Scalar, barriers, cross-core."""
         cost = self.cost
         if cls is Vector or cls is Cast:
             op_class = ins.op_class
-            reads: tuple = ()
+            reads: tuple[tuple[str, int], ...] = ()
             if op_class in ("binary", "ternary"):  # the bank-conflict rule reads UB offsets
                 reads = tuple((r.buffer, r.offset) for r in ins.reads)
-            key = (Vector, kd.index, op_class, ins.elements, ins.dtype, reads)
-            low = cost.get(key)
+            key: tuple[Any, ...] = (Vector, kd.index, op_class, ins.elements, ins.dtype, reads)
+            low: tuple[Any, ...] | None = cost.get(key)
             if low is None:
                 low = cost[key] = self.local(kd, lambda d, idle: timing.vector_cycles(
                     d, ins, idle, element_bytes(ins.dtype)))
@@ -291,7 +294,7 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
     xids = sync.cross_core_flag_ids
     ncores = len(kernel.cores)
     keys: list[tuple[int, str]] = []
-    streams: list[list[tuple]] = []
+    streams: list[list[tuple[Any, ...]]] = []
     core_accesses: list[list[Access]] = []
     paths: dict[tuple[str, str], int] = {}
     flag_keys: dict[tuple[str, str, int], int] = {}  # (src, dst, event id) -> index x cores
@@ -299,7 +302,7 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
     region_ok = lw.region_ok
     dma = lw.dma
     # per core kind: id(instruction) -> (pipe, lowered, None or (accesses, path, bytes))
-    seen_by_kind: dict[int, dict[int, tuple]] = {}
+    seen_by_kind: dict[int, dict[int, tuple[Any, ...]]] = {}
     raw_memo: dict[tuple[int, ...], frozenset[int]] = {}  # V queue (ids) -> RAW positions
     for ci, core in enumerate(kernel.cores):
         kd = lw.kind(core.kind)
@@ -317,6 +320,7 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
         if raw is None:
             raw = raw_memo[qk] = timing.vector_raw_barriers(vq)
         vpos = -1
+        ins: Any  # dispatched on its class below
         for ins in core.instrs:
             idle_only = False
             if raw and ins.pipe == "V":

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from npusim.engine.errors import RaceError
-from npusim.engine.program import Region
+from npusim.isa.operands import Region
 
 
 class Footprint(NamedTuple):
@@ -129,16 +129,17 @@ class HazardTracker:
         n = len(pipe_names)
         self.names = pipe_names
         self.know = np.full((n, n), -1, dtype=np.int64)
-        self.writes: dict[tuple, list[_Access]] = {}
-        self.reads: dict[tuple, list[_Access]] = {}
-        self._limit: dict[tuple, int] = {}  # list length that triggers the next pruning
+        self.writes: dict[tuple[Any, ...], list[_Access]] = {}
+        self.reads: dict[tuple[Any, ...], list[_Access]] = {}
+        self._limit: dict[tuple[Any, ...], int] = {}  # list length that triggers the next pruning
         self._core_pipes: dict[str, np.ndarray] = {}
 
     def completed(self, pipe: int, seq: int) -> None:
         self.know[pipe, pipe] = seq
 
     def payload(self, pipe: int) -> np.ndarray:
-        return self.know[pipe].copy()
+        out: np.ndarray = self.know[pipe].copy()
+        return out
 
     def merge(self, pipe: int, payload: np.ndarray) -> None:
         np.maximum(self.know[pipe], payload, out=self.know[pipe])
@@ -150,7 +151,7 @@ class HazardTracker:
                 [i for i, n in enumerate(self.names) if n.split("/")[0] == core], dtype=np.int64)
         return self._core_pipes[core]
 
-    def _prune(self, space: tuple) -> None:
+    def _prune(self, space: tuple[Any, ...]) -> None:
         """Drop the accesses of a core-local space that every pipe of that core already knows
         completed: knowledge only grows, so no later access can race with them (same result,
         shorter lists)."""
@@ -167,7 +168,7 @@ class HazardTracker:
         self._limit[space] = max(64, 2 * size)
 
     def access(
-        self, space: tuple, region: Region, pipe: int, seq: int, name: str, write: bool,
+        self, space: tuple[Any, ...], region: Region, pipe: int, seq: int, name: str, write: bool,
         atomic: bool = False,
     ) -> None:
         """Check one access; atomic adds need no order among themselves, only against plain
@@ -231,14 +232,14 @@ class HazardTracker:
             self._prune(space)
 
     @staticmethod
-    def _gm_table(table: dict[tuple, Any], space: tuple) -> _GmTable:
+    def _gm_table(table: dict[tuple[Any, ...], Any], space: tuple[Any, ...]) -> _GmTable:
         got = table.get(space)
         if got is None:
             got = table[space] = _GmTable()
         return got
 
 
-def _space_name(space: tuple) -> str:
+def _space_name(space: tuple[Any, ...]) -> str:
     if space[0] == "GM":
         return f"GM tensor '{space[1]}'"
     return f"{space[0]} {space[1]}"

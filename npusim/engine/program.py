@@ -75,7 +75,7 @@ class CoreProgram:
 _TRANSFORMS = frozenset(t.value for t in Transform)
 #: interned SetFlag / WaitFlag instructions, keyed by (class, src pipe, dst pipe, event id): they
 #: are immutable and fully determined by the key, so every program shares one object per key
-_FLAGS: dict[tuple, Instruction] = {}
+_FLAGS: dict[tuple[Any, ...], Instruction] = {}
 
 def _flag(cls: type, src_pipe: str, dst_pipe: str, event_id: int) -> Instruction:
     """The interned SetFlag (issued on ``src_pipe``) or WaitFlag (on ``dst_pipe``)."""

@@ -8,11 +8,11 @@ semantics runs on simulated buffers when it completes; timing is identical in bo
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -28,7 +28,7 @@ from npusim.engine.errors import (
 )
 from npusim.engine.hazards import HazardTracker
 from npusim.engine.memory import L2Cache, MemorySystem, TrafficStats, gm_accesses
-from npusim.engine.program import BUFFERS, Kernel
+from npusim.engine.program import Kernel
 from npusim.isa.instructions import (
     Cast,
     CrossCoreSetFlag,
@@ -43,10 +43,22 @@ from npusim.isa.instructions import (
     Vector,
     WaitFlag,
 )
-from npusim.isa.operands import element_bytes
+from npusim.isa.operands import BUFFERS, element_bytes
 from npusim.isa.semantics import execute
 
 Instr = Instruction
+#: what a pipe's simpy process yields
+_Proc = Generator[simpy.Event, Any, None]
+
+if TYPE_CHECKING:
+    class _Env(simpy.Environment):
+        """simpy's environment as this engine uses it: every delay is an integer, so ``now``
+        is one (the runtime class is simpy.Environment itself)."""
+
+        @property
+        def now(self) -> int: ...
+else:
+    _Env = simpy.Environment
 
 #: How the L2 looks when the kernel starts. "cold": empty except tensors marked ``l2_warm`` (a
 #: layer inside a model: weights come from HBM, the previous op's output is resident). "repeat":
@@ -161,7 +173,7 @@ class _Counter:
     def __init__(self) -> None:
         self.count = 0
         self.waiters: list[simpy.Event] = []
-        self.payloads: list[tuple[np.ndarray, int, int, str]] = []
+        self.payloads: list[tuple[np.ndarray | None, int, int, str]] = []
         self.sets: dict[int, int] = {}
 
 
@@ -183,7 +195,7 @@ class Engine:
         self.l2_start = l2_start
         self.soc = soc
         self.functional = functional
-        self.env = simpy.Environment()
+        self.env = _Env()
         self.mem = MemorySystem(soc, kernel.gm, page_bytes=l2_page_bytes, l2=l2_state)
         self.records: list[InstrRecord] = []
         self.flows: list[FlowRecord] = []
@@ -210,8 +222,8 @@ class Engine:
         self.written_gm = {
             r.tensor for c in kernel.cores for i in c.instrs for r in i.writes if r.buffer == "GM"
         }
-        self.flags: dict[tuple, _Flag] = {}
-        self.counters: dict[tuple, _Counter] = {}
+        self.flags: dict[tuple[Any, ...], _Flag] = {}
+        self.counters: dict[tuple[Any, ...], _Counter] = {}
         self.pending_wait: dict[tuple[int, str], str] = {}
         self.ctx = FunctionalContext(kernel, self.core_descs) if functional else None
         self.launch_cycles = self._launch_offsets(soc, kernel)
@@ -336,7 +348,7 @@ class Engine:
             self.l2_start,
         )
 
-    def _pipe(self, key: tuple[int, str], instrs: list[Instr]):
+    def _pipe(self, key: tuple[int, str], instrs: list[Instr]) -> _Proc:
         ci, pipe = key
         env = self.env
         pidx = self.pipe_index[key]
@@ -347,6 +359,7 @@ class Engine:
         raw = timing.vector_raw_barriers(instrs) if pipe == "V" else frozenset()
         if self.launch_cycles[ci]:
             yield env.timeout(self.launch_cycles[ci])
+        ins: Any  # dispatched on its class
         for seq, ins in enumerate(instrs):
             cls = type(ins)
             kind = ins.kind
@@ -385,6 +398,8 @@ class Engine:
 
     def _check_hazards(self, ci: int, pidx: int, seq: int, ins: Instr) -> None:
         hz = self.hazards
+        if hz is None:  # (the caller checks)
+            return
         for r in ins.reads:
             if r.buffer == "GM":
                 if r.tensor not in self.written_gm:
@@ -425,7 +440,8 @@ class Engine:
     def _cost_mmad(self, desc: Any, ins: Instr, was_idle: bool, now: int) -> tuple[int, int, int]:
         return timing.mmad_cycles(desc, ins, was_idle), 0, 0
 
-    def _cost_vec(self, desc: Any, ins: Instr, was_idle: bool, now: int) -> tuple[int, int, int]:
+    def _cost_vec(self, desc: Any, ins: Vector | Cast, was_idle: bool, now: int
+                  ) -> tuple[int, int, int]:
         return timing.vector_cycles(desc, ins, was_idle, element_bytes(ins.dtype)), 0, 0
 
     def _cost_fix(self, desc: Any, ins: Instr, was_idle: bool, now: int) -> tuple[int, int, int]:
@@ -443,7 +459,7 @@ class Engine:
         return timing.flag_cycles(desc), 0, 0
 
     # -- intra-core flags -----------------------------------------------------------------------
-    def _flag(self, key: tuple) -> _Flag:
+    def _flag(self, key: tuple[Any, ...]) -> _Flag:
         f = self.flags.get(key)
         if f is None:
             f = self.flags[key] = _Flag(self.env)
@@ -465,7 +481,7 @@ class Engine:
         if not f.event.triggered:
             f.event.succeed()
 
-    def _wait_flag(self, ci: int, pipe: str, pidx: int, ins: WaitFlag):
+    def _wait_flag(self, ci: int, pipe: str, pidx: int, ins: WaitFlag) -> _Proc:
         key = (ci, ins.src_pipe, ins.dst_pipe, ins.event_id)
         f = self._flag(key)
         start = self.env.now
@@ -532,7 +548,7 @@ class Engine:
                     ctr.count -= 1
                     ev.succeed()
 
-    def _cross_wait(self, ci: int, pipe: str, pidx: int, ins: CrossCoreWaitFlag):
+    def _cross_wait(self, ci: int, pipe: str, pidx: int, ins: CrossCoreWaitFlag) -> _Proc:
         mode, fid = ins.mode, ins.flag_id
         ctr = self.counters.setdefault((ci, mode, fid), _Counter())
         start = self.env.now
@@ -553,7 +569,7 @@ class Engine:
 
 
 #: the cost table: instruction class -> Engine method giving (cycles, bytes moved, HBM bytes)
-_COST = {
+_COST: dict[type, Callable[..., tuple[int, int, int]]] = {
     DataCopy: Engine._cost_dma,
     Mmad: Engine._cost_mmad,
     Vector: Engine._cost_vec,
