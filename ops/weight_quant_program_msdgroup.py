@@ -46,11 +46,11 @@ Assumptions / simplifications (timing only; the instructions carry no value sema
 - L1 offsets inside a weight tile follow an N-block-major layout; the L1 -> L0 moves are base
   blocks of ``base_n`` x ``base_k`` (the matmul library's inner loop is not published).
 - An NZ weight tile is read as its NZ window (``weight_tile_region``), one DMA per group tile.
-- The launch has ``max(cells, ceil(M / 2))`` AIC blocks (the host asks for max(M, 2 x cells)
+- The launch has ``max(cells, ceil(ceil(M / vm) / 2))`` AIC blocks, ``vm`` =
+  ``vec1_single_core_m`` rows of x per AIV (the host asks for max(ceil(M / vm), 2 x cells)
   AIVs; the block-dim rounding is assumed to be ceil(AIVs / 2)): blocks beyond the cells only
   split rows, zero their workspace share and run step 4.
-- NotImplementedError: ``vec1_single_core_m != 1`` (the kernel reads one row per AIV), and vector
-  tilings whose AIV column ranges are not inside their AIC's cell.
+- NotImplementedError: vector tilings whose AIV column ranges are not inside their AIC's cell.
 """
 
 from __future__ import annotations
@@ -106,11 +106,6 @@ def _check(soc: Any, s: WqbmmShape, kt: Any, n_blocks: int) -> None:
         )
     if s.group_size <= 0:
         raise ValueError("MsdGroup needs a per-group call (antiquant_group_size > 0)")
-    if kt.vec1_single_core_m != 1:
-        raise NotImplementedError(
-            f"MsdGroup program: vec1_single_core_m={kt.vec1_single_core_m}; the kernel splits one "
-            "row of x per AIV (rows per AIV other than 1 are not modelled)"
-        )
     for ci, (n0, n1, _, _) in enumerate(msd_group_cells(kt, s)):
         for h in range(2):
             v = 2 * ci + h
@@ -143,7 +138,9 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | Non
     order = order or "core_index_ascending"
     cells = msd_group_cells(kt, s)
     n_aic = len(cells)
-    n_blocks = max(n_aic, math.ceil(s.m / 2))  # the host launches max(M, 2 x cells) AIVs
+    vm = kt.vec1_single_core_m  # rows of x each AIV splits into digits
+    # the host launches enough AIVs for the digit split (ceil(M / vm)) and for 2 x cells
+    n_blocks = max(n_aic, math.ceil(math.ceil(s.m / vm) / 2))
     n_aiv = 2 * n_blocks
     _check(soc, s, kt, n_blocks)
     digits = 3 if s.w_dtype == "int4" else 2
@@ -187,7 +184,7 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | Non
             aiv = CoreProgram(v, "aiv")
             b = ProgramBuilder(aiv, aiv_desc, pool)
             mark = b.used_bytes("UB")
-            _setup(b, s, v, n_aiv, digits, dig_dtype, ngroups)
+            _setup(b, s, v, vm, n_aiv, digits, dig_dtype, ngroups)
             b.release("UB", mark)
             c0 = (v % kt.vec_block_dim_n) * kt.vec_single_core_n
             cw = min(kt.vec_single_core_n, s.n - c0)
@@ -301,14 +298,19 @@ def _cube_cell(
 
 
 def _setup(
-    b: ProgramBuilder, s: WqbmmShape, v: int, n_aiv: int, digits: int, dig_dtype: str,
-    ngroups: int,
+    b: ProgramBuilder, s: WqbmmShape, v: int, vm: int, n_aiv: int, digits: int,
+    dig_dtype: str, ngroups: int,
 ) -> None:
-    """Step 1 on AIV ``v``: zero its share of ``acc``; split row ``v`` (if any) into digits;
-    barrier of all AIVs; signal the AIC."""
+    """Step 1 on AIV ``v``: zero its share of ``acc``; split its rows ``v * vm`` ..
+    ``v * vm + vm - 1`` of x (those that exist) into digits, one row at a time; barrier of all
+    AIVs; signal the AIC."""
     zero_gm_share(b, "acc", s.m * s.n, v, n_aiv, 1)
-    if v < s.m:
-        _split_row(b, s, v, digits, dig_dtype, ngroups)
+    for r in range(v * vm, min(s.m, (v + 1) * vm)):
+        if r > v * vm:  # the previous row's vector work has read x before MTE2 reloads it
+            b.sync("V", "MTE2", 0)
+        mark = b.used_bytes("UB")
+        _split_row(b, s, r, digits, dig_dtype, ngroups)
+        b.release("UB", mark)
     b.cross_set(0, "MTE3", ALL_DIGITS)
     b.cross_wait(ALL_DIGITS, "MTE2", mode=0)
     b.cross_set(2, "MTE2", READY)
