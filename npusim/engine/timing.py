@@ -61,12 +61,16 @@ def in_flight_cycles(spec: Any, nbytes: int, missed: int, miss_latency: int,
     bytes-in-flight limit (Little's law, descriptor ``gm_read_in_flight``): every request waits
     the L2 round trip plus ``miss_latency``; at most ``outstanding_bytes`` are in flight, so the
     missed bytes stream at outstanding / (round trip + miss latency) and the hit ones at
-    outstanding / round trip, both slowed by the layout ``factor``. The engine takes the larger
-    of this and the path's curve time."""
+    outstanding / round trip, both slowed by the layout ``factor``; with the descriptor's
+    ``miss_bandwidth_ratio`` r the missed bytes stream no faster than the hit rate / r (an
+    effective round trip of max(hit + miss latency, r x hit) per outstanding window). The engine
+    takes the larger of this and the path's curve time."""
     hit_rt = spec.request_latency_cycles
     miss_rt = hit_rt + miss_latency
+    ratio = getattr(spec, "miss_bandwidth_ratio", None)
+    stream_rt = max(miss_rt, ratio * hit_rt) if ratio else miss_rt
     missed = min(missed, nbytes)
-    return miss_rt + factor * (missed * miss_rt + (nbytes - missed) * hit_rt) / (
+    return miss_rt + factor * (missed * stream_rt + (nbytes - missed) * hit_rt) / (
         spec.outstanding_bytes)
 
 

@@ -376,8 +376,9 @@ class InFlightSpec(Model):
 
     Little's law: a read whose lines miss in L2 waits ``request_latency_cycles`` + the L2 miss
     latency per request, and with at most ``outstanding_bytes`` requested and not yet returned
-    its missed bytes stream at no more than outstanding_bytes / that round trip. Hits keep the
-    path's measured curve (taken as L2-hit measurements)."""
+    its missed bytes stream at no more than outstanding_bytes / that round trip, and no faster
+    than the hit rate / ``miss_bandwidth_ratio``. Hits keep the path's measured curve (taken as
+    L2-hit measurements)."""
 
     outstanding_bytes: PositiveInt = Field(
         description="Bytes of GM read requests one core keeps in flight on these paths"
@@ -387,6 +388,11 @@ class InFlightSpec(Model):
     )
     paths: tuple[str, ...] = Field(
         min_length=1, description="Transfer keys ('GM->L1', ...) the limit applies to"
+    )
+    miss_bandwidth_ratio: float | None = Field(
+        None, ge=1.0, description="At least this many times slower than hits do missed bytes "
+        "stream (hit rate / miss rate of one core); null = Little's law on the miss latency "
+        "alone"
     )
     source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
 
