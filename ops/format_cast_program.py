@@ -136,6 +136,8 @@ def validate_format_cast_tiling(t: FormatCastTiling, soc: Any, g: _Geom) -> None
 def build_format_cast(soc: Any, g: _Geom, tiling: FormatCastTiling,
                       x: np.ndarray | None = None) -> Kernel:
     """The kernel for a batch of (M, N) matrices; ``x`` is the source storage (ND or NZ)."""
+    from npusim.layouts import nz_c0
+
     validate_format_cast_tiling(tiling, soc, g)
     kind = _core_kind(soc)
     isz, c0, m1, n1 = g.isz, g.c0, g.m1, g.n1
@@ -192,6 +194,7 @@ def build_format_cast(soc: Any, g: _Geom, tiling: FormatCastTiling,
                         name="Duplicate 0")
             moved = mv * cvb if g.to_nz else ns * mr * c0
             bld.vop(VecOp.TRANSPOSE_BLOCKS, dst_ub, (src_ub,), elements=moved,
+                    scalar=None if c0 == nz_c0(g.dtype) else c0,
                     name="Copy block-strided (transpose 32 B blocks)")
             bld.set_flag("V", "MTE2", i)
             bld.sync("V", "MTE3", i)
@@ -209,9 +212,12 @@ def build_format_cast(soc: Any, g: _Geom, tiling: FormatCastTiling,
     return Kernel("format_cast", gm, cores, meta)
 
 
-def _geometry(x: Any, acl_format: Any) -> tuple[_Geom, tuple[int, ...], np.ndarray | None]:
+def _geometry(x: Any, acl_format: Any, c0: int | None = None
+              ) -> tuple[_Geom, tuple[int, ...], np.ndarray | None]:
     """(geometry, origin shape, source storage or None for a spec). Arrays get the operator's
-    full validation; a spec's ``shape`` is the logical (origin) shape, ``npu_format`` its format."""
+    full validation; a spec's ``shape`` is the logical (origin) shape, ``npu_format`` its format.
+    ``c0``: the NZ C0 when it is not the dtype's (torch_npu's ``customize_dtype``); an NZ array
+    source has its storage's."""
     from npusim.layouts import ACL_FORMAT_FRACTAL_NZ, nz_c0, origin_shape_of
     from npusim.ops.format_cast import SUPPORTED_DTYPES, validate_format_cast
     from npusim.spec import is_spec
@@ -236,17 +242,24 @@ def _geometry(x: Any, acl_format: Any) -> tuple[_Geom, tuple[int, ...], np.ndarr
     *batch, m, n = shape2
     if m == 0 or n == 0 or 0 in batch:
         raise ValueError(f"x: shape {tuple(origin)} is empty; nothing to simulate")
-    g = _Geom(int(np.prod(batch, dtype=np.int64)), int(m), int(n), nz_c0(dtype), dtype,
+    if data is not None and dst != ACL_FORMAT_FRACTAL_NZ:
+        c0 = int(data.shape[-1])
+    c0 = nz_c0(dtype) if c0 is None else int(c0)
+    if c0 <= 0 or c0 * np.dtype(_np_name(dtype)).itemsize % 32:
+        raise NotImplementedError(f"c0={c0}: the program moves 32 B blocks; a C0 of "
+                                  f"{dtype} that is not a whole number of them is not tiled")
+    g = _Geom(int(np.prod(batch, dtype=np.int64)), int(m), int(n), c0, dtype,
               dst == ACL_FORMAT_FRACTAL_NZ)
     return g, tuple(origin), data
 
 
-def plan_format_cast(soc: Any, tiling: Any = None, *, x: Any, acl_format: Any):
-    """Runner entry for ``format_cast`` (2 = ND, 29 = FRACTAL_NZ)."""
+def plan_format_cast(soc: Any, tiling: Any = None, *, x: Any, acl_format: Any,
+                     c0: int | None = None):
+    """Runner entry for ``format_cast`` (2 = ND, 29 = FRACTAL_NZ; ``c0`` as in _geometry)."""
     from npusim.layouts import ACL_FORMAT_FRACTAL_NZ, FormattedArray
     from npusim.runner import Plan
 
-    g, origin, data = _geometry(x, acl_format)
+    g, origin, data = _geometry(x, acl_format, c0)
     t = tiling or default_format_cast_tiling(soc, g)
     kern = build_format_cast(soc, g, t, data)
 
@@ -290,12 +303,12 @@ def check_format_cast(res: Any, op_args: dict) -> str:
 
 
 def default_tiling_format_cast(soc: Any, **op_args: Any) -> FormatCastTiling:
-    g, _, _ = _geometry(op_args["x"], op_args["acl_format"])
+    g, _, _ = _geometry(op_args["x"], op_args["acl_format"], op_args.get("c0"))
     return default_format_cast_tiling(soc, g)
 
 
-def _validate(soc: Any, *, x: Any, acl_format: Any) -> None:
-    _geometry(x, acl_format)
+def _validate(soc: Any, *, x: Any, acl_format: Any, c0: int | None = None) -> None:
+    _geometry(x, acl_format, c0)
 
 
 def _quantisation(op_args: dict[str, Any]) -> str:

@@ -1,8 +1,10 @@
 """Serving-code call patterns (as vllm-ascend's linear quantisation methods make them, written
 fresh) run unmodified through the drop-in mode on an A2 and a 310P SoC: argument kinds, dtypes,
 the (out, in) -> (in, out) transpose + FRACTAL_NZ cast of weights, flattened scales, and what
-each SoC refuses or does not model."""
+each SoC refuses or does not model. The script runs at the default fidelity, as a user's would
+(``program``: every operator output, format casts included, from a program run)."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -115,6 +117,7 @@ SCRIPT = textwrap.dedent('''
         want = (acc * layer.weight_scale.float() * pertoken[:, None] + bias.float()).to(act)
         assert torch.equal(y.view(torch.int16), want.view(torch.int16))
 
+    print("fidelity", torch_npu.current_fidelity())
     for name, fn in (("w8a16", w8a16), ("w4a16", w4a16), ("w8a8_static", w8a8_static),
                      ("w8a8_dynamic", w8a8_dynamic)):
         report(name, fn)
@@ -124,10 +127,13 @@ SCRIPT = textwrap.dedent('''
 def _run(tmp_path, soc: str) -> dict[str, str]:
     script = tmp_path / "serve.py"
     script.write_text(SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "NPUSIM_FIDELITY"}  # the default
     done = subprocess.run([sys.executable, "-m", "npusim.dropin", "--soc", soc, str(script)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    return {line.split()[0]: " ".join(line.split()[1:]) for line in done.stdout.splitlines()}
+    out = {line.split()[0]: " ".join(line.split()[1:]) for line in done.stdout.splitlines()}
+    assert out.pop("fidelity") == "program"
+    return out
 
 
 def test_patterns_on_a2(tmp_path):

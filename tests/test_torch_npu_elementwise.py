@@ -32,7 +32,8 @@ def _params(fn):
 
 
 def test_signatures_and_defaults_match_torch_npu():
-    """torch_npu's parameter names, order, keyword-only markers and defaults, plus soc=None."""
+    """torch_npu's parameter names, order, keyword-only markers and defaults, plus soc=None and
+    fidelity=None."""
     empty = inspect.Parameter.empty
     assert list(_params(npu_convert_weight_to_int4pack).items())[:3] == [
         ("weight", ("POSITIONAL_OR_KEYWORD", empty)),
@@ -42,7 +43,8 @@ def test_signatures_and_defaults_match_torch_npu():
         ("scale", ("POSITIONAL_OR_KEYWORD", empty)),
         ("offset", ("POSITIONAL_OR_KEYWORD", None)),
         ("round_mode", ("POSITIONAL_OR_KEYWORD", 0)),
-        ("soc", ("KEYWORD_ONLY", None))]
+        ("soc", ("KEYWORD_ONLY", None)),
+        ("fidelity", ("KEYWORD_ONLY", None))]
     assert list(_params(npu_group_quant).items())[:6] == [
         ("x", ("POSITIONAL_OR_KEYWORD", empty)),
         ("scale", ("POSITIONAL_OR_KEYWORD", empty)),
@@ -55,7 +57,8 @@ def test_signatures_and_defaults_match_torch_npu():
         ("acl_format", ("POSITIONAL_OR_KEYWORD", empty)),
         ("customize_dtype", ("KEYWORD_ONLY", None)),
         ("input_dtype", ("KEYWORD_ONLY", None)),
-        ("soc", ("KEYWORD_ONLY", None))]
+        ("soc", ("KEYWORD_ONLY", None)),
+        ("fidelity", ("KEYWORD_ONLY", None))]
 
 
 def test_numpy_in_numpy_out():

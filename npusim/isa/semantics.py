@@ -269,9 +269,10 @@ def _transpose_blocks(ins: Vector, ctx: Any, dt: str) -> np.ndarray:
     """Block-strided copy between ND rows and NZ strips (the TransData move): the source seen as
     (A, B) blocks of C0 elements (FRACTAL_NZ's C0: 32 B, 16 elements for 4-byte types) goes to
     the destination seen as (B, A) blocks, ``dst[b, a] = src[a, b]``, over the part both cover;
-    the rest of the destination is kept (its padding)."""
+    the rest of the destination is kept (its padding). ``scalar``, when set, is a C0 other than
+    the dtype's (torch_npu's ``customize_dtype``, e.g. 8 for int32)."""
     src, dst = ins.reads[0], ins.writes[0]
-    c0 = 32 // min(_np(dt).itemsize, 2)
+    c0 = int(ins.scalar) if ins.scalar else 32 // min(_np(dt).itemsize, 2)
     a = _typed(ins, ctx, src, dt)
     out = ctx.read(dst)
     if a.ndim != 2 or out.ndim != 2:

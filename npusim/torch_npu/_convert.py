@@ -46,15 +46,14 @@ def plain_numpy(t: Any) -> np.ndarray:
 def _nz_array(x: Any) -> Any:
     """The FormattedArray an NZ torch tensor stands for, or None when ``x`` is a view that is
     neither its base nor the base's last-two-dims transpose."""
-    from npusim.layouts import ACL_FORMAT_FRACTAL_NZ, FormattedArray, nd_to_nz
-    from npusim.torch_npu._tensor import base_tensor, desc_of
+    from npusim.layouts import ACL_FORMAT_FRACTAL_NZ, FormattedArray
+    from npusim.torch_npu._tensor import base_tensor, desc_of, nz_storage
 
     desc = desc_of(x)
     base = base_tensor(x)
-    whole = FormattedArray(nd_to_nz(plain_numpy(base), desc.c0), ACL_FORMAT_FRACTAL_NZ,
-                           desc.base_sizes)
     if x.data_ptr() != base.data_ptr():
         return None
+    whole = FormattedArray(nz_storage(x), ACL_FORMAT_FRACTAL_NZ, desc.base_sizes)
     if tuple(x.shape) == desc.base_sizes and x.is_contiguous():
         return whole
     if x.dim() >= 2 and tuple(x.transpose(-1, -2).shape) == desc.base_sizes and \

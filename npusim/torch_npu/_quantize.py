@@ -99,7 +99,8 @@ _DYNAMIC_OUT = {"int8": "int8", "qint8": "int8", "quint4x2": "int4"}
 
 def npu_dynamic_quant(input: Any, *, smooth_scales: Any = None, group_index: Any = None,
                       dst_type: Any = None, quant_mode: str = "pertoken",
-                      dst_type_max: float = 0.0, soc: Any = None) -> tuple[Any, Any]:
+                      dst_type_max: float = 0.0, soc: Any = None,
+                      fidelity: str | None = None) -> tuple[Any, Any]:
     """``torch_npu.npu_dynamic_quant``: per-token symmetric quantisation, ``(y, scale)``.
 
     ``scale = rowmax(|x (* smooth_scales)|) / DTYPE_MAX`` (127 for int8, 7 for quint4x2) and
@@ -109,29 +110,35 @@ def npu_dynamic_quant(input: Any, *, smooth_scales: Any = None, group_index: Any
     / 8); scale is float32 of x's shape without its last dim. Atlas A2 / A3 only (torch_npu
     docs). MoE ``group_index`` (cumulative int32 end rows of the flattened rows) picks each
     row's ``smooth_scales`` row. Not modelled (NotImplementedError): ``quant_mode`` other than
-    "pertoken", ``dst_type_max``."""
+    "pertoken", ``dst_type_max``. The outputs are the program's at either ``fidelity``: the
+    per-token chain has no separate numerics model in the package (its formula is the tests'
+    oracle)."""
     return _dynamic_quant("npu_dynamic_quant", input, smooth_scales, group_index, dst_type,
-                          quant_mode, dst_type_max, soc, asymmetric=False)
+                          quant_mode, dst_type_max, soc, fidelity, asymmetric=False)
 
 
 def npu_dynamic_quant_asymmetric(input: Any, *, smooth_scales: Any = None,
                                  group_index: Any = None, dst_type: Any = None,
                                  quant_mode: str = "pertoken", dst_type_max: float = 0.0,
-                                 soc: Any = None) -> tuple[Any, Any, Any]:
+                                 soc: Any = None, fidelity: str | None = None
+                                 ) -> tuple[Any, Any, Any]:
     """``torch_npu.npu_dynamic_quant_asymmetric``: per-token asymmetric quantisation,
     ``(y, scale, offset)``: ``scale = (rowmax - rowmin) / (DST_MAX - DST_MIN)``, ``offset =
     DST_MAX - rowmax / scale``, ``y = round(x / scale + offset)`` of ``x (* smooth_scales)``,
     computed by the typed program :mod:`npusim.ops.dynamic_quant_asymmetric` (the public A2
-    kernel's chain); arguments, shapes and SoCs as :func:`npu_dynamic_quant`."""
+    kernel's chain); arguments, shapes, SoCs and ``fidelity`` as :func:`npu_dynamic_quant`."""
     return _dynamic_quant("npu_dynamic_quant_asymmetric", input, smooth_scales, group_index,
-                          dst_type, quant_mode, dst_type_max, soc, asymmetric=True)
+                          dst_type, quant_mode, dst_type_max, soc, fidelity, asymmetric=True)
 
 
 def _dynamic_quant(api: str, input: Any, smooth_scales: Any, group_index: Any, dst_type: Any,
-                   quant_mode: str, dst_type_max: float, soc: Any, *, asymmetric: bool):
-    from npusim.runner import simulate
+                   quant_mode: str, dst_type_max: float, soc: Any, fidelity: Any, *,
+                   asymmetric: bool):
     from npusim.torch_npu._elementwise import soc_name
+    from npusim.torch_npu._fidelity import program_outputs
+    from npusim.torch_npu._state import resolve_fidelity
 
+    resolve_fidelity(fidelity)  # checked; both fidelities run the program
     name = soc_name(soc)
     if not name.startswith(("Ascend910B", "Ascend910_93")):
         raise ValueError(f"soc: {api} is not supported on {name}; it runs on Atlas A2 / A3 "
@@ -174,9 +181,11 @@ def _dynamic_quant(api: str, input: Any, smooth_scales: Any, group_index: Any, d
     rows = int(np.prod(x.shape[:-1]))
     if rows == 0:
         raise ValueError(f"input: shape {x.shape} has no rows")
-    res = simulate("dynamic_quant", name, x=np.ascontiguousarray(x).reshape(rows, x.shape[-1]),
-                   dst_type=out, smooth_scales=smooth, group_index=gi, asymmetric=asymmetric)
-    y, *stats = res.outputs
+    where = name if soc is None or isinstance(soc, str) else soc
+    y, *stats = program_outputs(api, "dynamic_quant", where,
+                                x=np.ascontiguousarray(x).reshape(rows, x.shape[-1]),
+                                dst_type=out, smooth_scales=smooth, group_index=gi,
+                                asymmetric=asymmetric)
     y = np.asarray(y).reshape(*x.shape[:-1], -1)
     stats = [to_output(np.asarray(v).reshape(x.shape[:-1]), was_torch) for v in stats]
     return (to_output(y, was_torch), *stats)

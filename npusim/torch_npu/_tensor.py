@@ -61,11 +61,14 @@ _SCALAR_TYPE_CODES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64",
 @dataclass
 class NpuDesc:
     """One storage's descriptor: format, the base (logical, contiguous) sizes the storage holds,
-    and the FRACTAL_NZ C0 (elements per fractal row) when the format is NZ."""
+    the FRACTAL_NZ C0 (elements per fractal row) when the format is NZ, and the NZ byte order
+    last produced for it (``storage``, from the base values ``storage_of``)."""
 
     npu_format: int
     base_sizes: tuple[int, ...]
     c0: int | None = None
+    storage: np.ndarray | None = None
+    storage_of: np.ndarray | None = None
 
 
 def format_name(fmt: int) -> str:
@@ -248,11 +251,12 @@ class _Identity:
         return build(x)
 
 
-def _cast_storage(x: Any, fmt: int, c0: int | None) -> Any:
-    """A new tensor viewing a new storage of format ``fmt`` that holds ``x``'s base, with
-    ``x``'s sizes, strides and offset (torch_npu: "format cast only changes the physical layout
-    of the base tensor; a view's metadata is unchanged")."""
-    base = base_tensor(x)
+def _cast_storage(x: Any, fmt: int, c0: int | None, values: Any = None) -> Any:
+    """A new tensor viewing a new storage of format ``fmt`` that holds ``x``'s base (or
+    ``values``, the base as a kernel wrote it), with ``x``'s sizes, strides and offset
+    (torch_npu: "format cast only changes the physical layout of the base tensor; a view's
+    metadata is unchanged")."""
+    base = base_tensor(x) if values is None else values
     same_base = desc_of(x) is not None
 
     def build(inp: Any) -> Any:
@@ -279,10 +283,12 @@ def _target(x: Any, fmt: int, customize_dtype: Any) -> tuple[int, int | None]:
 
 
 def npu_format_cast(x: Any, acl_format: Any, customize_dtype: Any = None,
-                    input_dtype: Any = None) -> Any:
+                    input_dtype: Any = None, soc: Any = None, fidelity: str | None = None
+                    ) -> Any:
     """``torch_npu.npu_format_cast``: ``x`` itself when already in the format; a relabel of
     ``x``'s storage between base formats (ND, NCHW, NCDHW, ...); otherwise a new storage in the
-    format, viewed as ``x`` was. FRACTAL_NZ of a 0-D / 1-D base stays ND."""
+    format, viewed as ``x`` was. FRACTAL_NZ of a 0-D / 1-D base stays ND. ND <-> FRACTAL_NZ runs
+    the TransData kernel at ``fidelity`` (:func:`nz_storage`, :func:`_nd_values`)."""
     fmt = check_format(acl_format)
     if input_dtype is not None:
         raise NotImplementedError("npu_format_cast: input_dtype= (reinterpreting the source "
@@ -298,11 +304,72 @@ def npu_format_cast(x: Any, acl_format: Any, customize_dtype: Any = None,
         _ensure_desc(x).npu_format = fmt
         return x
     new_fmt, c0 = _target(x, fmt, customize_dtype)
-    return _cast_storage(x, new_fmt, c0)
+    values = None
+    if cur == ACL_FORMAT_FRACTAL_NZ and is_base_format(new_fmt):
+        values = _nd_values(x, soc, fidelity)
+    out = _cast_storage(x, new_fmt, c0, values)
+    if new_fmt == ACL_FORMAT_FRACTAL_NZ:
+        nz_storage(out, soc, fidelity)  # the cast's kernel runs now, as on the device
+    return out
+
+
+def _program_fidelity(fidelity: Any) -> bool:
+    from npusim.torch_npu._fidelity import use_program
+
+    return use_program(fidelity)
+
+
+def _same_bytes(a: np.ndarray, b: np.ndarray | None) -> bool:
+    return b is not None and a.shape == b.shape and a.dtype == b.dtype and bool(
+        np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)))
+
+
+def nz_storage(t: Any, soc: Any = None, fidelity: str | None = None) -> np.ndarray:
+    """The FRACTAL_NZ storage (..., N1, M1, 16, C0) of NZ tensor ``t``'s base: the one its last
+    cast produced while the base values are unchanged, else produced anew (an in-place write
+    into an NZ tensor runs a TransData on the device too) - at ``program`` fidelity by the
+    ``format_cast`` program's run on ``soc`` (default the current SoC), at ``reference`` by
+    :func:`npusim.layouts.nd_to_nz`."""
+    from npusim.layouts.nz import nd_to_nz
+    from npusim.torch_npu._convert import plain_numpy
+
+    desc = desc_of(t)
+    base = np.ascontiguousarray(plain_numpy(base_tensor(t)))
+    if desc.storage is not None and _same_bytes(base, desc.storage_of):
+        return desc.storage
+    if not _program_fidelity(fidelity) or base.size == 0:  # empty: no kernel, no values
+        storage = nd_to_nz(base, desc.c0)
+    else:
+        from npusim.torch_npu._fidelity import program_outputs
+        from npusim.torch_npu._state import resolve
+
+        storage = np.asarray(program_outputs(
+            "npu_format_cast", "format_cast", resolve(soc), x=base, acl_format=29,
+            c0=desc.c0)).view(np.ndarray)
+    desc.storage, desc.storage_of = storage, base.copy()
+    return storage
+
+
+def _nd_values(x: Any, soc: Any, fidelity: Any) -> Any:
+    """The ND base of NZ tensor ``x`` as the FRACTAL_NZ -> ND kernel writes it (a torch tensor),
+    or None at ``reference`` fidelity (the tensor already holds its logical values)."""
+    if not _program_fidelity(fidelity) or math.prod(desc_of(x).base_sizes) == 0:
+        return None
+    from npusim.layouts import FormattedArray
+    from npusim.torch_npu._convert import to_output
+    from npusim.torch_npu._fidelity import program_outputs
+    from npusim.torch_npu._state import resolve
+
+    desc = desc_of(x)
+    src = FormattedArray(nz_storage(x, soc, fidelity), ACL_FORMAT_FRACTAL_NZ, desc.base_sizes)
+    nd = program_outputs("npu_format_cast", "format_cast", resolve(soc), x=src,
+                         acl_format=ACL_FORMAT_ND)
+    return to_output(np.asarray(nd), True)
 
 
 def npu_format_cast_(x: Any, acl_format: Any, customize_dtype: Any = None,
-                     input_dtype: Any = None) -> Any:
+                     input_dtype: Any = None, soc: Any = None,
+                     fidelity: str | None = None) -> Any:
     """``torch_npu.npu_format_cast_``: ``x`` moved in place onto a storage of the format (a
     tensor as ``acl_format`` gives its format); returns ``x``."""
     import torch
@@ -314,7 +381,7 @@ def npu_format_cast_(x: Any, acl_format: Any, customize_dtype: Any = None,
     if is_base_format(cur) and is_base_format(fmt):
         _ensure_desc(x).npu_format = fmt
         return x
-    out = npu_format_cast(x, fmt, customize_dtype, input_dtype)
+    out = npu_format_cast(x, fmt, customize_dtype, input_dtype, soc, fidelity)
     with torch.no_grad():
         x.set_(out.untyped_storage(), out.storage_offset(), out.shape, out.stride())
     return x
@@ -323,13 +390,12 @@ def npu_format_cast_(x: Any, acl_format: Any, customize_dtype: Any = None,
 def npu_storage_array(t: Any) -> np.ndarray:
     """The bytes torch_npu's storage holds for ``t``'s base, as a numpy array: the ND values, or
     for FRACTAL_NZ the (..., N1, M1, 16, C0) storage. Other private formats raise."""
-    from npusim.layouts.nz import nd_to_nz
     from npusim.torch_npu._convert import plain_numpy
 
     fmt = get_npu_format(t)
-    base = plain_numpy(base_tensor(t))
     if fmt == ACL_FORMAT_FRACTAL_NZ:
-        return nd_to_nz(base, desc_of(t).c0)
+        return nz_storage(t)
+    base = plain_numpy(base_tensor(t))
     if not is_base_format(fmt):
         raise NotImplementedError(f"npu_storage_array: the byte order of {format_name(fmt)} "
                                   f"({fmt}) storage is not modelled (only ND and FRACTAL_NZ)")

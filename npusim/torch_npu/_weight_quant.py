@@ -159,19 +159,13 @@ def npu_weight_quant_batchmatmul(
 def _program_output(values: tuple[Any, ...], antiquant_group_size: int, inner_precise: int,
                     soc: Any, kernel: str, deterministic: bool, tiling: Any) -> np.ndarray:
     """y read from the simulated GM of a functional run of ``kernel``'s tiled program."""
-    from npusim.runner import simulate
-    from npusim.size_guard import SizeLimitError
+    from npusim.torch_npu._fidelity import program_outputs
 
     arrays = {n: _to_numpy(v, n)[0] for n, v in zip(_ARG_NAMES, values, strict=True)}
-    try:
-        res = simulate("weight_quant_batchmatmul", soc, tiling, kernel=kernel,
-                       deterministic=deterministic, antiquant_group_size=antiquant_group_size,
-                       inner_precise=inner_precise, **arrays)
-    except SizeLimitError as exc:
-        raise SizeLimitError(f"{exc}; fidelity='reference' (or NPUSIM_FIDELITY=reference) "
-                             "computes the kernel's numerics model instead of running its "
-                             "program") from exc
-    return np.asarray(res.outputs)
+    return np.asarray(program_outputs(
+        "npu_weight_quant_batchmatmul", "weight_quant_batchmatmul", soc, tiling=tiling,
+        kernel=kernel, deterministic=deterministic, antiquant_group_size=antiquant_group_size,
+        inner_precise=inner_precise, **arrays))
 
 
 def _batched_on_coupled(x: Any, weight: Any, soc: Any) -> bool:
