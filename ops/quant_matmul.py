@@ -266,13 +266,50 @@ def validate_quant_matmul(
     else:
         epilogue = "DEQF16"
     per_channel = ds.shape[0] > 1 or (do is not None and do.shape[0] > 1)
-    return QuantMatmulPlan(
+    plan = QuantMatmulPlan(
         m=m, k=k1, n=n, batch=batch, out_shape=out_shape, in_dtype=in_dtype,
         trans_x1=d1.transposed, trans_x2=d2.transposed, out_dtype=out_dtype,
         scale_dtype=scale_dtype, scale_route=route, epilogue=epilogue, per_channel=per_channel,
         pertoken=dp is not None, offset=do is not None, bias_dtype=bias_dtype,
         bias_batched=bias_batched, coupled=coupled, x2_nz=d2.nz,
     )
+    if takes_pp_matmul(plan):
+        _check_pp_matmul(plan, ds.shape[0])
+    return plan
+
+
+PP_MATMUL_MIN_M = 1024  # ops-nn quant_matmul_v3.cpp / pp_matmul_int8_tiling.cpp PPMATMUL_PRIORITY_M
+
+
+def takes_pp_matmul(plan: QuantMatmulPlan) -> bool:
+    """True when the 310P's aclnn runs the pp_matmul kernel (ops-nn aclnn_quant_matmul_v4.cpp
+    ``isPpMatmul``, arch20 pp_matmul_int8_tiling.cpp ``IsCapable``): M >= 1024 with a bias, x1
+    not transposed and x2 transposed after aclnn's own transposes (it transposes a transposed x1,
+    and an ND x2 into a transposed NZ one; an NZ x2 stays as passed), output not bfloat16."""
+    return (plan.coupled and plan.m >= PP_MATMUL_MIN_M and plan.bias_dtype is not None
+            and (not plan.x2_nz or plan.trans_x2))
+
+
+def _check_pp_matmul(plan: QuantMatmulPlan, scale_len: int) -> None:
+    """The pp_matmul kernel (ops-nn arch20/pp_matmul_kernel.h, ``PpMatmul<..., int8_t, uint64_t,
+    int32_t, half>``) reads n_round scale and bias values at ``b * n + column`` and writes
+    float16: its values are the L0C-bias + dequantising-copy chain of the other 310P kernels only
+    for one matrix with a per-column scale and float16 output; the rest is not defined by the
+    tensors torch_npu passes, so it is refused."""
+    where = (f"on the 310P pp_matmul kernel (M = {plan.m} >= {PP_MATMUL_MIN_M} with a bias, "
+             "ops-nn arch20/pp_matmul_kernel.h)")
+    if int(np.prod(plan.batch, dtype=np.int64)) > 1:
+        raise NotImplementedError(
+            f"x1: batch {plan.batch} {where}: the kernel reads scale and bias at batch * n + "
+            "column, past an (n,) scale / bias for every batch after the first; not modelled")
+    if scale_len == 1 and plan.n > 1:
+        raise NotImplementedError(
+            f"scale: a per-tensor (1,) scale {where}: the kernel reads one scale per column, "
+            "values past the tensor's one element; not modelled (pass an (n,) scale)")
+    if plan.out_dtype != "float16":
+        raise NotImplementedError(
+            f"output_dtype: {plan.out_dtype} {where}: the kernel writes float16 only; what the "
+            "device returns for another output dtype is not modelled")
 
 
 # -- reference ----------------------------------------------------------------------------------

@@ -44,7 +44,26 @@ def check_output(res: Any, op_args: dict) -> str:
 
 
 def validate(soc: Any, **op_args: Any) -> None:
-    checked_quant_matmul(soc, **op_args)
+    _refuse_pp_matmul(checked_quant_matmul(soc, **op_args), soc)
+
+
+def _refuse_pp_matmul(p: Any, soc: Any) -> None:
+    """The 310P pp_matmul kernel's structure (x1 TransData to NZ, NZ output blocks, TransData
+    of y back to ND, its own L1 / L0 pipeline) is not tiled: the coupled program here is the
+    BmmDequant one, whose cycles would be another kernel's."""
+    from npusim.ops.quant_matmul import PP_MATMUL_MIN_M, takes_pp_matmul
+
+    if takes_pp_matmul(p):
+        raise NotImplementedError(
+            f"quant_matmul program on {getattr(soc, 'name', soc)}: M = {p.m} >= "
+            f"{PP_MATMUL_MIN_M} with a bias (x2 transposed after aclnn's transpose) runs the "
+            "pp_matmul kernel (ops-nn arch20/pp_matmul_kernel.h: x1 and y through TransData, NZ "
+            "blocks), whose structure is not tiled; only the BmmDequant structure is")
+
+
+def plan(soc: Any, tiling: Any = None, **op_args: Any) -> Any:
+    validate(soc, **op_args)
+    return plan_quant_matmul(soc, tiling, **op_args)
 
 
 def quantisation(op_args: dict[str, Any]) -> str:
@@ -53,7 +72,7 @@ def quantisation(op_args: dict[str, Any]) -> str:
 
 OPERATOR = Operator(
     name="quant_matmul",
-    plan=plan_quant_matmul,
+    plan=plan,
     validate=validate,
     default_tiling=default_tiling_quant_matmul,
     example_inputs=example_inputs,

@@ -148,3 +148,47 @@ def test_batched_transposed_nz_weight_as_the_310p_docs_pass_it():
     got = tn.npu_quant_matmul(x1, np.swapaxes(nz, 1, 2), q, output_dtype="float16", soc=SOC)
     want = tn.npu_quant_matmul(x1, x2, q, output_dtype="float16", soc=SOC)
     assert got.shape == (3, 5, 48) and np.array_equal(_view(got), _view(want))
+
+
+def _pp_call(m=1024, k=64, n=48, batch=(), per_channel=True, out="float16", seed=0):
+    rng = np.random.default_rng(seed)
+    x1 = rng.integers(-128, 128, (*batch, m, k), dtype=np.int8)
+    x2 = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    scale = (rng.random(n if per_channel else 1) * 1e-3).astype(np.float32)
+    kw = {"bias": rng.integers(-3000, 3000, n, dtype=np.int32), "output_dtype": out}
+    if out == "int8":
+        kw["offset"] = np.zeros(n if per_channel else 1, np.float32)
+    return x1, x2, scale, kw
+
+
+def test_pp_matmul_path_is_refused_by_the_program_and_defined_by_the_reference(monkeypatch):
+    """M >= 1024 with a bias runs the pp_matmul kernel on 310P (ops-nn aclnn isPpMatmul): its
+    structure is not tiled, so simulate() and the default API fidelity refuse it naming the
+    switch; one matrix with an (n,) scale and float16 output has the chain of the other 310P
+    kernels (bias in L0C, then the dequantising copy), which the reference computes."""
+    from npusim.torch_npu import _state
+
+    x1, x2, scale, kw = _pp_call()
+    with pytest.raises(NotImplementedError, match="pp_matmul kernel"):
+        npusim.simulate("quant_matmul", SOC, x1=x1, x2=x2, scale=scale, **kw)
+    monkeypatch.delenv("NPUSIM_FIDELITY", raising=False)
+    monkeypatch.setattr(_state, "_fidelity", None)
+    with pytest.raises(NotImplementedError, match=r"pp_matmul.*fidelity='reference'"):
+        tn.npu_quant_matmul(x1, x2, scale, soc=SOC, **kw)
+    got = tn.npu_quant_matmul(x1, x2, scale, soc=SOC, fidelity="reference", **kw)
+    # one row block below the threshold takes the BmmDequant program: the same chain per row
+    res = npusim.simulate("quant_matmul", SOC, x1=x1[:1023], x2=x2, scale=scale, **kw)
+    assert _view(got[:1023]).tolist() == _view(np.asarray(res.outputs)).tolist()
+    ok = npusim.simulate("quant_matmul", SOC, x1=x1, x2=x2, scale=scale,
+                         output_dtype="float16")  # no bias: not the pp_matmul path
+    assert ok.outputs.shape == (1024, 48)
+
+
+@pytest.mark.parametrize(("kw", "arg"), [({"batch": (2,)}, "x1"),
+                                         ({"per_channel": False}, "scale"),
+                                         ({"out": "int8"}, "output_dtype")])
+def test_pp_matmul_values_it_does_not_define_are_refused(kw, arg):
+    """The kernel reads scale and bias at batch * n + column and writes float16 only."""
+    x1, x2, scale, call = _pp_call(**kw)
+    with pytest.raises(NotImplementedError, match=f"^{arg}: .*pp_matmul"):
+        tn.npu_quant_matmul(x1, x2, scale, soc=SOC, fidelity="reference", **call)
