@@ -149,6 +149,7 @@ class MatmulPlan:
     cube_model: str
     coupled: bool
     b_nz: bool = False  # B stored FRACTAL_NZ (its stored matrix: (k, n), or (n, k) if trans_b)
+    a_nz: bool = False  # A stored FRACTAL_NZ (its (m, k) matrix)
 
 
 def cube_model_of(soc: Any) -> str:
@@ -193,12 +194,6 @@ def validate_matmul(
             "AscendC docs give only its rounding: to nearest, ties to even or away from zero); "
             "run with allow_hf32=False (plain fp32 cube) instead"
         )
-    if da.nz:
-        raise NotImplementedError("a: a FRACTAL_NZ first operand is not modelled (torch_npu "
-                                  "casts weights, the second operand, to NZ)")
-    if dbm.nz and len(dbm.shape) != 2:
-        raise NotImplementedError(f"b: a batched FRACTAL_NZ operand (shape {dbm.shape}) is not "
-                                  "tiled yet; 2-D NZ weights are")
     for d, arg in ((da, "a"), (dbm, "b")):
         if len(d.shape) < 2:
             raise ValueError(f"{arg}: shape {d.shape} must have at least 2 dims")
@@ -226,7 +221,7 @@ def validate_matmul(
         m=m, k=k, n=n, batch=batch, out_shape=(*batch, m, n), in_dtype=da.dtype, out_dtype=out,
         trans_a=da.transposed, trans_b=dbm.transposed, bias_dtype=bias_dtype,
         cube_model=cube_model_of(soc), coupled=getattr(soc, "organisation", "split") != "split",
-        b_nz=dbm.nz,
+        b_nz=dbm.nz, a_nz=da.nz,
     )
 
 

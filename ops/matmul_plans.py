@@ -40,6 +40,11 @@ def nz_c0(x: Any, dtype: str) -> int:
     return 32 // min(np_dtype(dtype).itemsize, 2)
 
 
+def _x2_nz_c0(x2: Any, p: Any) -> int:
+    """C0 of an NZ x2 in the cube's elements: int8 32; int32-packed int4 8 words = 64 int4."""
+    return 64 if p.in_dtype == "int4" else nz_c0(x2, "int8")
+
+
 def _batch_layout(shape_a: tuple[int, ...], shape_b: tuple[int, ...], batch: tuple[int, ...],
                   bias_batched: bool = False) -> BatchLayout | None:
     """Flat stored-matrix indices of each output matrix (broadcast batch dims -> index 0)."""
@@ -55,7 +60,8 @@ def _batch_layout(shape_a: tuple[int, ...], shape_b: tuple[int, ...], batch: tup
 
 
 def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(x.shape)
+    """The logical shape (a FRACTAL_NZ array's ``logical_shape``, not its storage's)."""
+    return tuple(getattr(x, "logical_shape", x.shape))
 
 
 def _check_program_scope(trans_a: bool, op: str) -> None:
@@ -142,7 +148,8 @@ def plan_matmul(soc: Any, tiling: Any = None, *, a: Any, b: Any, bias: Any = Non
                                  cube_model=p.cube_model, name="matmul",
                                  batch=_batch_layout(_shape(a), _shape(b), p.batch),
                                  split_k_order=_split_order(soc),
-                                 b_nz_c0=nz_c0(b, p.in_dtype) if p.b_nz else 0)
+                                 b_nz_c0=nz_c0(b, p.in_dtype) if p.b_nz else 0,
+                                 a_nz_c0=nz_c0(a, p.in_dtype) if p.a_nz else 0)
     if not functional:
         kernel.gm["a"].data = kernel.gm["b"].data = None
     path = "coupled" if p.coupled else ("cube" if t.k_dim > 1 else "cube, FixPipe")
@@ -171,7 +178,7 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
                 bias is not None and p.bias_dtype == "int32",
                 split_k=not p.coupled and not fixpipe_quant,
                 quant_vector=_fixpipe_quant_vector(p),
-                n_unit=_n_unit(x2, "int8", p.x2_nz and not p.trans_x2))
+                n_unit=max(16, _x2_nz_c0(x2, p)) if p.x2_nz and not p.trans_x2 else 16)
     if t.k_dim > 1 and fixpipe_quant:
         raise NotImplementedError(
             f"quant_matmul program: split-K (k_dim={t.k_dim}) with the FixPipe {p.epilogue} "
@@ -227,7 +234,7 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
         meta=meta, deq=deq,
         batch=_batch_layout(_shape(x1), _shape(x2), p.batch, p.bias_batched),
         aiv=aiv, split_k_order=_split_order(soc),
-        b_nz_c0=nz_c0(x2, "int8") if p.x2_nz else 0,
+        b_nz_c0=_x2_nz_c0(x2, p) if p.x2_nz else 0,
     )
     return Plan(kernel, _kernel_label("quant_matmul", t, p.epilogue), t, functional,
                 finish=lambda out: out["c"].reshape(p.out_shape))
@@ -255,7 +262,8 @@ def default_tiling_quant_matmul(soc: Any, **op_args: Any):
                    p.bias_dtype == "int32",
                    split_k=not p.coupled and p.epilogue not in ("REQ8", "DEQF16"),
                    quant_vector=_fixpipe_quant_vector(p),
-                   n_unit=_n_unit(op_args["x2"], "int8", p.x2_nz and not p.trans_x2))
+                   n_unit=(max(16, _x2_nz_c0(op_args["x2"], p)) if p.x2_nz and not p.trans_x2
+                           else 16))
 
 
 def _fixpipe_quant_vector(p: Any) -> bool:

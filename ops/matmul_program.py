@@ -335,7 +335,7 @@ class CubeEmitter:
         the same shape and ping-pong state: its instructions again, with this tile's GM
         windows."""
         if self.functional or ra is not None or rb is not None or bias is not None or \
-                b.nz_rows or \
+                a.nz_rows or b.nz_rows or \
                 self.sink is not None or self.coupled or self.quant is not None or \
                 not self.intern.templates:
             self._tile_emit(a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra, rb)
@@ -410,8 +410,12 @@ class CubeEmitter:
                 r0, nr = (ra.origin, ra.extent) if ra is not None else (bm, rm)
                 a_reg = reg("L1", self.l1a[ia].offset, (nr, kc), dt)
                 ko = self.offsets[0]
-                copy(bld, self.intern.window(a, r0, nr, ko + k0, kc), a_reg, "A GM->L1 nd2nz",
-                     "nd2nz")
+                if a.nz_rows:  # stored FRACTAL_NZ: a plain copy of its fractal runs
+                    copy(bld, self.intern.window(a, r0, nr, ko + k0, kc), a_reg,
+                         "A GM->L1 (NZ)", "nz")
+                else:
+                    copy(bld, self.intern.window(a, r0, nr, ko + k0, kc), a_reg,
+                         "A GM->L1 nd2nz", "nd2nz")
                 bld.sync("MTE2", "MTE1", ia)
                 self.ca += 1
                 if ra is not None:
@@ -626,11 +630,13 @@ def build_matmul_kernel(
     split_k_order: str = "core_index_ascending",
     deq: tuple[QuantParams, np.ndarray | None] | None = None,
     b_nz_c0: int = 0,
+    a_nz_c0: int = 0,
 ) -> Kernel:
     """Build the kernel of C (m x n) = A (m x k) @ B (k x n) [+ bias] -> epilogue.
 
     ``b_nz_c0`` > 0: ``b`` is the FRACTAL_NZ storage (C0 = ``b_nz_c0``) of the stored matrix
-    ((k, n), or (n, k) when ``trans_b``), read with plain copies of its fractal runs.
+    ((k, n), or (n, k) when ``trans_b``), read with plain copies of its fractal runs; batched,
+    each batch's storage follows the previous one's. ``a_nz_c0`` > 0: the same for ``a`` (m, k).
 
     ``b`` is given as stored: (k, n), or (n, k) when ``trans_b``; with ``batch`` the stored
     operands carry a leading batch dim and ``epilogue_of(i)`` (if given) is output matrix i's
@@ -671,15 +677,15 @@ def build_matmul_kernel(
     nbb = max(batch.b_index) + 1 if batch is not None else 1
     lead = (lambda cnt: (cnt,)) if batch is not None else (lambda cnt: ())
     out_dtype = aiv.out_dtype if aiv is not None else epilogue.out_dtype
+    from npusim.layouts.nz import nz_storage_shape
+
     b_shape: tuple[int, ...] = (n, k) if trans_b else (k, n)
     if b_nz_c0:
-        if batch is not None:
-            raise NotImplementedError("matmul program: a batched FRACTAL_NZ B is not tiled yet")
-        from npusim.layouts.nz import nz_storage_shape
-
         b_shape = nz_storage_shape(b_shape, b_nz_c0)
+    a_shape: tuple[int, ...] = nz_storage_shape((m, k), a_nz_c0) if a_nz_c0 else (m, k)
+    a_elems, b_elems = math.prod(a_shape), math.prod(b_shape)  # one batch's stored matrix
     gm = {
-        "a": GMTensor("a", (*lead(na), m, k), in_dtype, a, "input"),
+        "a": GMTensor("a", (*lead(na), *a_shape), in_dtype, a, "input"),
         "b": GMTensor("b", (*lead(nbb), *b_shape), in_dtype, b, "input"),
         "c": GMTensor("c", (*lead(nb), m, n), out_dtype, None, "output"),
     }
@@ -747,8 +753,9 @@ def build_matmul_kernel(
                     em.quant_param = deq[0].value
             ai = batch.a_index[bi] if batch is not None else 0
             bj = batch.b_index[bi] if batch is not None else 0
-            am = GmMatrix("a", in_dtype, a_rb, offset=math.ceil(ai * m * k * isz))
-            bmat = GmMatrix("b", in_dtype, b_rb, offset=math.ceil(bj * k * n * isz),
+            am = GmMatrix("a", in_dtype, a_rb, offset=math.ceil(ai * a_elems * isz),
+                          nz_rows=-(-m // 16) * 16 if a_nz_c0 else 0, nz_c0=a_nz_c0)
+            bmat = GmMatrix("b", in_dtype, b_rb, offset=math.ceil(bj * b_elems * isz),
                             transposed=trans_b,
                             nz_rows=(-(-(n if trans_b else k) // 16) * 16) if b_nz_c0 else 0,
                             nz_c0=b_nz_c0)
@@ -784,6 +791,8 @@ def build_matmul_kernel(
         "b_format": "FRACTAL_NZ" if b_nz_c0 else "ND",
         "cube_model": cube_model,
     }
+    if a_nz_c0:
+        md["a_format"] = "FRACTAL_NZ"
     if batch is not None:
         md["batch"] = nb
     if k_slice < k:

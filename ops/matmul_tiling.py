@@ -498,6 +498,9 @@ def default_matmul_tiling(
         if bn % n_unit:
             continue
         bm, bn = min(bm, _align(m, CUBE_MN)), min(bn, _align(n, n_unit))
+        if bn > _align(n, CUBE_MN):
+            # one N block starting at 0 (on a C0 strip): it needs no more than N aligned to 16
+            bn = _align(n, CUBE_MN)
         mb, nb = -(-m // bm), -(-n // bn)
         per_core, md, nd = _best_grid(mb, nb, cores)
         cost = per_core * _feed_cost(bm, bn, in_dtype, macs)

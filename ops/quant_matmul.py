@@ -143,6 +143,8 @@ def validate_quant_matmul(
     db = None if bias is None else describe(bias, "bias")
     out_dtype = "int8" if output_dtype is None else dtype_name(output_dtype)
 
+    # int32 = int4 packed 8 per word on A2 and A3 alike (torch_npu npu_quant_matmul, x1 / x2:
+    # "Atlas A3 训练系列产品: 数据类型支持INT8和INT32"; Ascend PyTorch 6.0.0 / 7.0.0 API lists)
     in_ok = ("int8",) if coupled else ("int8", "int32")
     if d1.dtype not in in_ok:
         raise TypeError(f"x1: dtype {d1.dtype} not supported on {soc.name}; must be one of {in_ok}")
@@ -151,10 +153,7 @@ def validate_quant_matmul(
     int4 = d1.dtype == "int32"
     in_dtype = "int4" if int4 else "int8"
     if d1.nz:
-        raise ValueError("x1: only ND format is supported")
-    if d2.nz and (d2.dtype != "int8" or len(d2.shape) != 2):
-        raise NotImplementedError("x2 in FRACTAL_NZ (aclnnQuantMatmulWeightNz): only a 2-D int8 "
-                                  f"x2 is tiled (got {d2.dtype}, shape {d2.shape})")
+        raise ValueError("x1: only ND format is supported (torch_npu: x1 must be ND)")
     for d, arg in ((d1, "x1"), (d2, "x2")):
         if not 2 <= len(d.shape) <= 6:
             raise ValueError(f"{arg}: shape {d.shape} has {len(d.shape)} dims; must have 2 to 6")
