@@ -1,13 +1,14 @@
 """The fast engine (npusim.engine.fast) equals the simpy reference engine exactly.
 
-Rule pinned here: for every timing-only program, both engines give the same cycles, the same
-records (core, pipe, name, kind, start, end, bytes, HBM bytes) in the same order, the same flows,
-traffic, per-path bytes, HBM busy time and per-pipe busy time; a program the reference rejects
-raises the same error, word for word. Programs: the calibration programs ``npusim validate``
-builds, and random multi-core programs (hypothesis) with intra- and cross-core flags, barriers,
-strided and unaligned GM windows, L2 bypass reads, atomic adds, tiny L2s and slow HBM (so evictions
-and channel queueing happen), and launch floors of zero (so pipes start at cycle 0 beside pipes
-that wait for their launch).
+Rule pinned here: for every program, both engines give the same cycles, the same records (core,
+pipe, name, kind, start, end, bytes, HBM bytes) in the same order, the same flows, traffic,
+per-path bytes, HBM busy time and per-pipe busy time, and in functional runs the same output bits
+(uint8 views); a program the reference rejects (a race in a race-checked run included) raises the
+same error, word for word. Programs: the calibration programs ``npusim validate`` builds, and
+random multi-core programs (hypothesis) with intra- and cross-core flags, barriers, strided and
+unaligned GM windows, L2 bypass reads, atomic adds, tiny L2s and slow HBM (so evictions and
+channel queueing happen), and launch floors of zero (so pipes start at cycle 0 beside pipes that
+wait for their launch).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import npusim.engine.sim as sim
 import npusim.runner as runner
 from npusim import validate
 from npusim.engine import fast
-from npusim.engine.errors import DeadlockError, ProgramError, SyncError
+from npusim.engine.errors import DeadlockError, ProgramError, RaceError, SyncError
 from npusim.engine.memory import L2Cache
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.hw import load_soc
@@ -51,17 +52,21 @@ def fingerprint(res: sim.RunResult) -> tuple:
             for r in res.records]
     flows = [(f.name, f.src_core, f.src_pipe, f.ts_set, f.dst_core, f.dst_pipe, f.ts_wait)
              for f in res.flows]
+    outputs = {n: (a.shape, a.dtype.str, np.ascontiguousarray(a).view(np.uint8).tobytes())
+               for n, a in res.outputs.items()}
     return (res.cycles, recs, flows, res.traffic.as_dict(), dict(res.traffic.per_path_bytes),
-            res.hbm_busy_cycles, busy, res.pipe_busy(), res.l2_start, res.functional)
+            res.hbm_busy_cycles, busy, res.pipe_busy(), res.l2_start, res.functional, outputs)
 
 
 def run_both(kernel: Kernel, soc, **kw) -> tuple:
-    """(reference result or error, fast result or error) for one kernel."""
+    """(reference result or error, fast result or error) for one kernel (timing-only without
+    race checks unless ``kw`` says otherwise)."""
+    kw.setdefault("check_races", False)
     out = []
     for engine in ("reference", "fast"):
         try:
-            out.append(sim.run_kernel(kernel, soc, check_races=False, engine=engine, **kw))
-        except (ProgramError, DeadlockError, RuntimeError, ValueError) as exc:
+            out.append(sim.run_kernel(kernel, soc, engine=engine, **kw))
+        except (ProgramError, DeadlockError, RaceError, RuntimeError, ValueError) as exc:
             out.append(exc)
     return tuple(out)
 
@@ -356,6 +361,55 @@ def test_random_coupled_programs_identical(kernel, l2_start):
     assert_same(*run_both(kernel, COUPLED, l2_start=l2_start))
 
 
+def _with_data(kernel: Kernel, seed: int) -> Kernel:
+    """``kernel`` with random fp16 values in its input tensor (a functional run's input)."""
+    gm = dict(kernel.gm)
+    x = np.random.default_rng(seed).standard_normal(GM_X).astype(np.float16)
+    gm["x"] = GMTensor("x", (GM_X,), "float16", data=x)
+    return Kernel(kernel.name, gm, kernel.cores)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(split_kernels(), st.booleans(), st.booleans(), st.integers(0, 2**16))
+def test_random_split_programs_functional_identical(case, functional, check_races, seed):
+    """Functional and race-checked runs of random mix / vector programs (racy ones included:
+    random flags): identical results and output bits, or the same error (RaceError included)."""
+    kernel, soc_name = case
+    ref, got = run_both(_with_data(kernel, seed), SOCS[soc_name], functional=functional,
+                        check_races=check_races)
+    assert_same(ref, got)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(coupled_kernels(), st.integers(0, 2**16))
+def test_random_coupled_programs_functional_identical(kernel, seed):
+    """Functional, race-checked runs of random 310P programs: identical, or the same error."""
+    assert_same(*run_both(_with_data(kernel, seed), COUPLED, functional=True, check_races=True))
+
+
+@pytest.mark.parametrize(("op", "args"), [
+    ("matmul", {"a": (96, 256), "b": (256, 160)}),
+    ("weight_quant_batchmatmul", {"x": (3, 512), "weight": (512, 256)}),
+])
+def test_operator_programs_functional_identical(op, args):
+    """Functional runs of operator programs (race checks on, the default): the fast engine
+    gives the reference's results and output bits."""
+    import npusim
+
+    rng = np.random.default_rng(7)
+    arrays = {k: rng.standard_normal(v).astype(np.float16) for k, v in args.items()}
+    if op == "weight_quant_batchmatmul":
+        arrays["weight"] = rng.integers(-128, 128, args["weight"]).astype(np.int8)
+        arrays["antiquant_scale"] = (rng.random(args["weight"][1]) * 0.01).astype(np.float16)
+    got = npusim.simulate(op, "Ascend910B2", **arrays)
+    with fast.default_engine("reference"):
+        ref = npusim.simulate(op, "Ascend910B2", **arrays)
+    assert isinstance(got.run, fast.FastRunResult) and type(ref.run) is sim.RunResult
+    assert got.run.functional and fingerprint(got.run) == fingerprint(ref.run)
+    assert np.array_equal(np.asarray(got.outputs).view(np.uint8),
+                          np.asarray(ref.outputs).view(np.uint8))
+
+
 # -- faulty programs: the reference's error, word for word ----------------------------------------
 
 def _one_core(build, kind: str = "aiv", n: int = 1) -> Kernel:
@@ -438,13 +492,13 @@ def _small_kernel() -> Kernel:
 
 
 def test_selection_rules(monkeypatch):
-    """Fast by default for timing-only runs without race checks; the reference for functional
-    or race-checked runs, for engine="reference", default_engine("reference") and
-    $NPUSIM_ENGINE=reference; an unknown engine name is an error naming the argument."""
+    """Fast by default (timing-only, functional and race-checked runs); the reference for
+    engine="reference", default_engine("reference") and $NPUSIM_ENGINE=reference; an unknown
+    engine name is an error naming the argument."""
     k = _small_kernel()
-    assert isinstance(sim.run_kernel(k, SPLIT, check_races=False), fast.FastRunResult)
-    for kw in ({"check_races": True}, {"check_races": False, "engine": "reference"}):
-        assert type(sim.run_kernel(k, SPLIT, **kw)) is sim.RunResult
+    for kw in ({"check_races": False}, {"check_races": True}, {"functional": True}):
+        assert isinstance(sim.run_kernel(k, SPLIT, **kw), fast.FastRunResult)
+    assert type(sim.run_kernel(k, SPLIT, check_races=False, engine="reference")) is sim.RunResult
     with fast.default_engine("reference"):
         assert type(sim.run_kernel(k, SPLIT, check_races=False)) is sim.RunResult
     monkeypatch.setenv("NPUSIM_ENGINE", "reference")
@@ -453,7 +507,8 @@ def test_selection_rules(monkeypatch):
                       fast.FastRunResult)
     with pytest.raises(ValueError, match="engine='simpy': must be one of fast, reference"):
         sim.run_kernel(k, SPLIT, check_races=False, engine="simpy")
-    assert not fast.use_fast("fast", functional=True, check_races=False)
+    assert fast.use_fast("fast", functional=True, check_races=True)
+    assert not fast.use_fast("reference", functional=False, check_races=False)
 
 
 def test_simulate_timing_only_uses_fast_engine_and_matches():

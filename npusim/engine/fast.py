@@ -16,12 +16,15 @@ records and flows are identical. How simpy orders events, and how this loop repr
   when the pushed entry is the earliest.
 - a satisfied wait continues synchronously, as a simpy process does on a triggered flag.
 
-Where it applies: timing-only runs without race checks (:func:`use_fast`); functional runs and
-race-checked runs go to the reference engine automatically (values and happens-before vectors
-are not modelled here). A program the reference engine would reject (static checks, a flag set
-twice, a counter overflow, a deadlock, a cost function error) is handed to the reference engine,
-so the error raised is the reference's, word for word. ``per_path_bytes`` is summed in program
-order (the reference: first-execution order; same totals, same ``as_dict``).
+Where it applies: every run (:func:`use_fast`). Functional runs execute each instruction's
+semantics (``npusim.isa.semantics.execute``) as it completes and race-checked runs check it as it
+starts and carry happens-before payloads on flags, exactly where the reference's pipe processes
+do, in the same event order, so values (atomic-add order included) and verdicts are the
+reference's (:class:`_Hooks`). A program the reference engine would reject (static checks, a
+flag set twice, a counter overflow, a deadlock, a cost function or semantics error, a race) is
+handed to the reference engine, so the error raised is the reference's, word for word.
+``per_path_bytes`` is summed in program order (the reference: first-execution order; same
+totals, same ``as_dict``).
 
 Selection: ``engine=`` of ``run_kernel``, else :func:`default_engine` in force, else
 ``$NPUSIM_ENGINE`` (the CLI's ``npusim --engine reference ...``), else "fast"; "reference"
@@ -105,8 +108,9 @@ def engine_environment(name: str | None) -> Iterator[None]:
 
 
 def use_fast(engine: str | None, *, functional: bool, check_races: bool) -> bool:
-    """True when a run goes to the fast engine: selected, timing-only and without race checks."""
-    return selected_engine(engine) == "fast" and not functional and not check_races
+    """True when a run goes to the fast engine: whenever it is selected (timing-only,
+    functional and race-checked runs alike)."""
+    return selected_engine(engine) == "fast"
 
 
 class _Fallback(Exception):
@@ -126,7 +130,8 @@ class _Counter:
         self.n = len(needed)
         self.nz = 0
         self.sets: dict[int, int] = {}
-        self.payloads: list[tuple[int, str, int]] = []
+        # (setter core, setter pipe, set at, happens-before payload or None)
+        self.payloads: list[tuple[int, str, int, np.ndarray | None]] = []
         self.waiters: list[int] = []
 
 
@@ -273,9 +278,10 @@ class FastRunResult(RunResult):
 
     @classmethod
     def build(cls, kernel: Kernel, soc: Any, cycles: int, mem: MemorySystem, l2_start: str,
-              low: Lowered, recs: Records, flows: list[tuple[Any, ...]]) -> FastRunResult:
+              low: Lowered, recs: Records, flows: list[tuple[Any, ...]],
+              outputs: dict[str, np.ndarray] | None = None) -> FastRunResult:
         res = cls(kernel, soc, cycles, None, None,  # type: ignore[arg-type]  # built when read
-                  mem.stats, False, {}, mem.hbm.busy_cycles, l2_start)
+                  mem.stats, outputs is not None, outputs or {}, mem.hbm.busy_cycles, l2_start)
         res._raw = (low, recs, flows)
         return res
 
@@ -360,16 +366,44 @@ def _busy_of(low: Lowered, recs: Records) -> dict[tuple[int, str], int]:
     return {keys[p]: int(sums[p]) for p in first[np.argsort(first_at)].tolist()}
 
 
-def run_fast(kernel: Kernel, soc: Any, *, l2_page_bytes: int = 32768,
-             l2_start: str = "cold") -> RunResult:
-    """A timing-only run of ``kernel`` on ``soc`` without race checks: the reference engine's
+class _Hooks:
+    """What a functional or race-checked run adds to the event loop, at the points where the
+    reference engine's pipe processes do it: the values (``execute`` of each completed
+    instruction on ``ctx``) and the happens-before check (each instruction checked as it starts,
+    marked completed as it ends; payloads carried by flag sets to their waits)."""
+
+    __slots__ = ("core_names", "ctx", "hz", "objs", "written")
+
+    def __init__(self, kernel: Kernel, soc: Any, low: Lowered, functional: bool,
+                 check_races: bool) -> None:
+        from npusim.engine.buffers import FunctionalContext
+        from npusim.engine.hazards import HazardTracker
+        from npusim.engine.sim import written_gm
+
+        cores = kernel.cores
+        self.objs = low.instrs()
+        self.core_names = [c.name for c in cores]
+        self.ctx = (FunctionalContext(kernel, [soc.core(c.kind) for c in cores])
+                    if functional else None)
+        self.hz = (HazardTracker([f"{cores[ci].name}/{pipe}" for ci, pipe in low.pipe_keys])
+                   if check_races else None)
+        self.written = written_gm(kernel) if check_races else set()
+
+
+def run_fast(kernel: Kernel, soc: Any, *, functional: bool = False, check_races: bool = False,
+             l2_page_bytes: int = 32768, l2_start: str = "cold") -> RunResult:
+    """A run of ``kernel`` on ``soc``: the reference engine's
     :class:`~npusim.engine.sim.RunResult`, computed by the event loop of this module (records
-    and flows built when first read, see :class:`FastRunResult`)."""
+    and flows built when first read, see :class:`FastRunResult`). ``functional``: every
+    completed instruction executes its semantics on the buffers, in the reference's event order
+    (same bits); ``check_races``: the reference's happens-before check; a program that fails
+    either way is handed to the reference engine, which raises its error."""
     from npusim.engine import sim
 
     def reference() -> RunResult:
-        return sim.run_kernel(kernel, soc, check_races=False, l2_page_bytes=l2_page_bytes,
-                              l2_start=l2_start, engine="reference")
+        return sim.run_kernel(kernel, soc, functional=functional, check_races=check_races,
+                              l2_page_bytes=l2_page_bytes, l2_start=l2_start,
+                              engine="reference")
 
     gc_was_on = gc.isenabled()
     gc.disable()  # the run allocates no cycles; collections would only rescan the kernel
@@ -381,22 +415,32 @@ def run_fast(kernel: Kernel, soc: Any, *, l2_page_bytes: int = 32768,
         if l2_start == "repeat":
             _replay(mem.l2, low.core_accesses)
         launch = Engine._launch_offsets(soc, kernel)
+        hooks = None
+        if functional or check_races:
+            try:
+                hooks = _Hooks(kernel, soc, low, functional, check_races)
+            except Exception:  # e.g. data of the wrong size: the reference raises it
+                return reference()
         try:
-            cycles, recs, flows = _event_loop(kernel, soc, mem, low, launch)
+            cycles, recs, flows = _event_loop(kernel, soc, mem, low, launch, hooks)
         except _Fallback:
             return reference()
         mem.stats.per_path_bytes.update(low.per_path_bytes)
-        return FastRunResult.build(kernel, soc, int(cycles), mem, l2_start, low, recs, flows)
+        outputs = hooks.ctx.outputs() if hooks is not None and hooks.ctx is not None else None
+        if outputs is None and functional:
+            outputs = {}
+        return FastRunResult.build(kernel, soc, int(cycles), mem, l2_start, low, recs, flows,
+                                   outputs)
     finally:
         if gc_was_on:
             gc.enable()
 
 
-def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launch: list[int]
-                ) -> tuple[int, Records, list[tuple[Any, ...]]]:
+def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launch: list[int],
+                hooks: _Hooks | None = None) -> tuple[int, Records, list[tuple[Any, ...]]]:
     """Run the lowered streams; returns (cycles, :class:`Records`, flows), flows as tuples
     (pipe, index, set at, waited at) or (pipe, index, setter core, setter pipe, set at,
-    released at).
+    released at). ``hooks``: values and race checks (:class:`_Hooks`), else timing only.
 
     A heap entry is one int, (time, order, pipe) packed into bit fields, so that the heap
     compares machine-size ints, not tuples; ``order`` is the simpy insertion counter."""
@@ -438,6 +482,14 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
     one = 1 << pb
     init = 0  # pipes started so far (simpy's Initialize events, in creation order)
     nxt = -1  # an entry to push before the next pop
+    ctx = hz = None
+    if hooks is not None:
+        from npusim.engine.sim import _is_atomic, check_hazards
+        from npusim.isa.semantics import execute
+
+        ctx, hz, objs, names, written = (hooks.ctx, hooks.hz, hooks.objs, hooks.core_names,
+                                         hooks.written)
+        flag_pay: list[Any] = [None] * nslots
     while True:
         if nxt >= 0:
             key = heappushpop(heap, nxt)
@@ -464,12 +516,24 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
         st = state[p]
         if st == 1:
             ins = stream[i]
+            k0 = ins[0]
+            if hooks is not None and k0 != K_BARRIER:  # as the reference: values, then done
+                o = objs[p][i]
+                if ctx is not None:
+                    ctx.core = core_of[p]
+                    ctx.accumulate = _is_atomic(o)
+                    try:
+                        execute(o, ctx)
+                    except Exception:
+                        raise _Fallback from None  # the reference raises it
+                    ctx.accumulate = False
+                if hz is not None:
+                    hz.completed(p, i)
             rp(p)
             rs(started[p])
             rend(now)
             if hbm_of[p]:
                 rec_hbm[p << 32 | i] = hbm_of[p]
-            k0 = ins[0]
             if k0 == K_SET:
                 last_end[p] = now
                 slot = ins[2] + core_of[p]
@@ -477,6 +541,8 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
                     raise _Fallback  # set twice without a wait
                 flag_set[slot] = True
                 flag_at[slot] = now
+                if hz is not None:
+                    flag_pay[slot] = hz.payload(p)
                 ws = flag_waiters[slot]
                 if ws:
                     for w in ws:
@@ -491,6 +557,7 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
                 if not tgt:
                     raise _Fallback  # no partner core
                 pname = pipe_name[p]
+                pay = hz.payload(p) if hz is not None else None
                 for tj in tgt:
                     ck = (tj, mode, fid)
                     ctr = counters.get(ck)
@@ -501,7 +568,7 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
                     sets[ci] = s + 1
                     if not s and ci in ctr.needed_set:
                         ctr.nz += 1
-                    ctr.payloads.append((ci, pname, now))
+                    ctr.payloads.append((ci, pname, now, pay))
                     if ctr.nz == ctr.n:
                         for j in ctr.needed:
                             v = sets[j] - 1
@@ -523,6 +590,8 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
         elif st == 2:
             slot = stream[i][1] + core_of[p]
             flag_set[slot] = False
+            if hz is not None:
+                hz.merge(p, flag_pay[slot])
             flow((p, i, flag_at[slot], now))
             flag_waiters[slot] = []
             rp(p)
@@ -532,7 +601,9 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
         elif st == 3:
             ins = stream[i]
             ctr = counters[(core_of[p], ins[1], ins[2])]
-            for src, spipe, ts in ctr.payloads:
+            for src, spipe, ts, pay in ctr.payloads:
+                if pay is not None and hz is not None:
+                    hz.merge(p, pay)
                 flow((p, i, src, spipe, ts, now))
             ctr.payloads.clear()
             rp(p)
@@ -548,6 +619,8 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
                 slot = ins[1] + core_of[p]
                 if flag_set[slot]:
                     flag_set[slot] = False
+                    if hz is not None:
+                        hz.merge(p, flag_pay[slot])
                     flow((p, i, flag_at[slot], now))
                     flag_waiters[slot] = []
                     rp(p)
@@ -559,6 +632,11 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
                 st = 2
                 break
             st = 1
+            if hz is not None and k0 != K_XWAIT and k0 != K_BARRIER:  # checked as it starts
+                try:
+                    check_hazards(hz, written, names[core_of[p]], p, i, objs[p][i])
+                except Exception:
+                    raise _Fallback from None  # the reference raises the RaceError
             if k0 == K_SET:
                 t = now + ins[1]
                 hbm_of[p] = 0
@@ -628,7 +706,9 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
                     ctr = counters[ck] = _Counter(targets(ck[0], ck[1]))
                 if ctr.count > 0:
                     ctr.count -= 1
-                    for src, spipe, ts in ctr.payloads:
+                    for src, spipe, ts, pay in ctr.payloads:
+                        if pay is not None and hz is not None:
+                            hz.merge(p, pay)
                         flow((p, i, src, spipe, ts, now))
                     ctr.payloads.clear()
                     rp(p)

@@ -91,6 +91,31 @@ def _is_atomic(ins: Instr) -> bool:
     return getattr(ins, "atomic", "") == "add"
 
 
+def written_gm(kernel: Kernel) -> set[str | None]:
+    """The GM tensors some instruction writes (reads of the others cannot race)."""
+    return {r.tensor for c in kernel.cores for i in c.instrs for r in i.writes
+            if r.buffer == "GM"}
+
+
+def check_hazards(hz: HazardTracker, written: set[str | None], core_name: str, pidx: int, seq: int,
+                  ins: Instr) -> None:
+    """Check the reads and writes of instruction ``seq`` of pipe ``pidx`` (on ``core_name``)
+    as it starts; raises RaceError."""
+    space: tuple[str, str | None]
+    for r in ins.reads:
+        if r.buffer == "GM":
+            if r.tensor not in written:
+                continue
+            space = ("GM", r.tensor)
+        else:
+            space = (core_name, r.buffer)
+        hz.access(space, r, pidx, seq, ins.name, write=False)
+    atomic = _is_atomic(ins)
+    for r in ins.writes:
+        space = ("GM", r.tensor) if r.buffer == "GM" else (core_name, r.buffer)
+        hz.access(space, r, pidx, seq, ins.name, write=True, atomic=atomic)
+
+
 SPLIT_PIPES = {"aic": ("S", "MTE1", "MTE2", "M", "FIX", "MTE3"), "aiv": ("S", "V", "MTE2", "MTE3")}
 
 
@@ -219,9 +244,7 @@ class Engine:
                     self.queues[key] = []
                 self.queues[key].append(ins)
         self.hazards = HazardTracker(names) if check_races else None
-        self.written_gm = {
-            r.tensor for c in kernel.cores for i in c.instrs for r in i.writes if r.buffer == "GM"
-        }
+        self.written_gm = written_gm(kernel)
         self.flags: dict[tuple[Any, ...], _Flag] = {}
         self.counters: dict[tuple[Any, ...], _Counter] = {}
         self.pending_wait: dict[tuple[int, str], str] = {}
@@ -397,21 +420,9 @@ class Engine:
                 self._cross_set(ci, pipe, pidx, ins)
 
     def _check_hazards(self, ci: int, pidx: int, seq: int, ins: Instr) -> None:
-        hz = self.hazards
-        if hz is None:  # (the caller checks)
-            return
-        for r in ins.reads:
-            if r.buffer == "GM":
-                if r.tensor not in self.written_gm:
-                    continue
-                space = ("GM", r.tensor)
-            else:
-                space = (self.kernel.cores[ci].name, r.buffer)
-            hz.access(space, r, pidx, seq, ins.name, write=False)
-        atomic = _is_atomic(ins)
-        for r in ins.writes:
-            space = ("GM", r.tensor) if r.buffer == "GM" else (self.kernel.cores[ci].name, r.buffer)
-            hz.access(space, r, pidx, seq, ins.name, write=True, atomic=atomic)
+        if self.hazards is not None:  # (the caller checks)
+            check_hazards(self.hazards, self.written_gm, self.kernel.cores[ci].name, pidx, seq,
+                          ins)
 
     # -- the cost table (local costs from npusim.engine.timing, GM effects from memory) -------
     def _cost_dma(self, desc: Any, ins: Instr, was_idle: bool, now: int) -> tuple[int, int, int]:
@@ -598,7 +609,8 @@ def run_kernel(
     from npusim.engine import fast
 
     if fast.use_fast(engine, functional=functional, check_races=check_races):
-        return fast.run_fast(kernel, soc, l2_page_bytes=l2_page_bytes, l2_start=mode)
+        return fast.run_fast(kernel, soc, functional=functional, check_races=check_races,
+                             l2_page_bytes=l2_page_bytes, l2_start=mode)
     l2_state = None
     if mode == "repeat":
         l2_state = MemorySystem(soc, kernel.gm, page_bytes=l2_page_bytes).replay_launch(kernel)
