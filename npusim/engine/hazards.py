@@ -129,6 +129,11 @@ class HazardTracker:
         n = len(pipe_names)
         self.names = pipe_names
         self.know = np.full((n, n), -1, dtype=np.int64)
+        # per pipe, its row of ``know`` as a list (None: to rebuild). Only a merge changes what
+        # a pipe knows of the others; its own entry, which ``completed`` moves, is never read
+        # from it (an access is never ordered against its own pipe's)
+        self._known: list[list[int] | None] = [None] * n
+        self._fps: dict[int, tuple[Region, Footprint]] = {}  # id(region) -> (region, footprint)
         self.writes: dict[tuple[Any, ...], list[_Access]] = {}
         self.reads: dict[tuple[Any, ...], list[_Access]] = {}
         self._limit: dict[tuple[Any, ...], int] = {}  # list length that triggers the next pruning
@@ -143,6 +148,7 @@ class HazardTracker:
 
     def merge(self, pipe: int, payload: np.ndarray) -> None:
         np.maximum(self.know[pipe], payload, out=self.know[pipe])
+        self._known[pipe] = None
 
     def _pipes_of(self, core: str) -> np.ndarray:
         """Indices of the pipes of ``core`` (pipe names are ``<core>/<pipe>``)."""
@@ -173,10 +179,18 @@ class HazardTracker:
     ) -> None:
         """Check one access; atomic adds need no order among themselves, only against plain
         reads and writes."""
-        fp = Footprint.of(region)
+        got = self._fps.get(id(region))
+        if got is not None and got[0] is region:  # programs share their region objects
+            fp = got[1]
+        else:
+            fp = Footprint.of(region)
+            if len(self._fps) < 1 << 16:
+                self._fps[id(region)] = (region, fp)
         # what this pipe knows completed, as a list (the cheap ordering test runs first; the
         # footprint test only for accesses not ordered before this one - same condition)
-        known = self.know[pipe].tolist()
+        known = self._known[pipe]
+        if known is None:
+            known = self._known[pipe] = self.know[pipe].tolist()
         gm = space[0] == "GM"
         if gm:
             wt = self._gm_table(self.writes, space)
