@@ -36,8 +36,8 @@ import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
+from npusim.ops.program_stages import CrossFlag, CrossFlags, Ring
 
-DONE, READY, FREE, ALL_AIV = 0, 1, 2, 3  # cross-core flag ids
 RING_SLOTS = 2  # accumulator tiles per AIC in the workspace ring (GM ping-pong)
 UB_RESERVE_BYTES = 1024  # UB left unallocated by the chunk buffers (alignment slack)
 SPLIT_K_ORDERS = ("core_index_ascending",)
@@ -94,13 +94,33 @@ def cast_stage(out_dtype: str, acc_dtype: str) -> AivStage:
     return AivStage(out_dtype, cast=True, saturate=False, label=f"Cast->{out_dtype}")
 
 
+@dataclass(frozen=True)
+class MixFlags:
+    """The cross-core flags of a mix matmul: the accumulator ring's READY / FREE (vector
+    epilogue), or DONE (an AIC's K-slice partials are out) and the all-AIV barrier (split-K)."""
+
+    flags: CrossFlags
+    ring: Ring | None = None
+    done: CrossFlag | None = None
+    all_aiv: CrossFlag | None = None
+
+    @classmethod
+    def of(cls, soc: Any, split_k: bool) -> MixFlags:
+        f = CrossFlags.of(soc)
+        if split_k:
+            return cls(f, done=f.flag("K-slice partials written"),
+                       all_aiv=f.flag("every AIV saw its AIC's partials", mode=0))
+        return cls(f, ring=f.ring("accumulator tile slot", RING_SLOTS))
+
+
 class WorkspaceRing:
-    """Per-AIC ring of accumulator tile slots in GM between the cube and its two AIVs."""
+    """Per-AIC ring of accumulator tile slots in GM between the cube and its two AIVs, with its
+    READY / FREE handshake (``handshake``)."""
 
     def __init__(self, n_cores: int, base_m: int, base_n: int, dtype: str,
-                 slots: int = RING_SLOTS) -> None:
+                 handshake: Ring) -> None:
         self.n_cores, self.base_m, self.base_n = n_cores, base_m, base_n
-        self.dtype, self.slots = dtype, slots
+        self.dtype, self.slots, self.handshake = dtype, handshake.slots, handshake
         self.tiles: dict[int, list[tuple[int, int, int, int, int, int]]] = {}
         self.batch_index = 0  # output matrix of the tiles being emitted (set by the builder)
 
@@ -120,10 +140,10 @@ class WorkspaceRing:
         def sink(bm: int, bn: int, rm: int, rn: int):
             idx = len(tiles)
             slot = idx % self.slots
-            if idx >= self.slots:
-                bld.cross_wait(FREE, "FIX")
+            self.handshake.fill(bld, idx, "FIX")
             tiles.append((self.batch_index, bm, bn, rm, rn, slot))
-            return self.region(core, slot, 0, rm, rn), lambda: bld.cross_set(2, "FIX", READY)
+            return (self.region(core, slot, 0, rm, rn),
+                    lambda: self.handshake.publish(bld, "FIX"))
 
         return sink
 
@@ -269,6 +289,7 @@ def emit_aiv_programs(
     *,
     split_k_order: str | None,
     functional: bool,
+    flags: MixFlags,
 ) -> tuple[dict[str, Any], dict[str, GMTensor]]:
     """Append the AIV programs of a mix matmul to ``cores`` (after its AICs); return the kernel
     metadata and the extra GM tensors the AIVs read."""
@@ -292,14 +313,14 @@ def emit_aiv_programs(
                 bld = ProgramBuilder(prog, desc)
                 em = AivTileEmitter(bld, stage, 1, width, vec_rows, acc_dtype, m, n, functional)
                 for bi, bm, bn, rm, rn, slot in tiles:
-                    bld.cross_wait(READY, "MTE2")
+                    ring.handshake.take(bld, "MTE2")
                     half = math.ceil(rm / 2)
                     lo, hi = min(rm, h * half), min(rm, (h + 1) * half)
                     per = math.ceil((hi - lo) / max(1, math.ceil((hi - lo) / vec_rows)))
                     for r in range(lo, hi, max(1, per)):
                         rows = min(per, hi - r)
                         em.chunk([ring.region(ci, slot, r, rows, rn)], bi, bm + r, rows, bn, rn)
-                    bld.cross_set(2, "MTE2", FREE)
+                    ring.handshake.release(bld, "MTE2")
         info.update(workspace_slots=ring.slots, aiv_vec_rows=vec_rows)
         return info, stage.gm_tensors(m, n)
     if split_k_order not in SPLIT_K_ORDERS:
@@ -318,9 +339,9 @@ def emit_aiv_programs(
         prog = CoreProgram(j, "aiv")
         cores.append(prog)
         bld = ProgramBuilder(prog, desc)
-        bld.cross_wait(DONE, "MTE2")
-        bld.cross_set(0, "MTE2", ALL_AIV)
-        bld.cross_wait(ALL_AIV, "MTE2", mode=0)
+        assert flags.done is not None and flags.all_aiv is not None
+        flags.done.wait(bld, "MTE2")
+        flags.all_aiv.barrier(bld, "MTE2", "MTE2")
         mine = units[j::n_aiv]
         if not mine:
             continue

@@ -27,74 +27,22 @@ from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder,
 from npusim.isa.instructions import DataCopy, Vector
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import ITEMSIZE
+from npusim.ops.matmul_tiling import CubeTiling, MatmulTiling, visit_order
+
+__all__ = ["CubeTiling", "visit_order"]  # re-exported: the cube program's tiling and order
 
 _ITEM = ITEMSIZE  # bytes per element (int4: 0.5), the package's one size table
 
 
-@dataclass(frozen=True)
-class CubeTiling:
-    """The resolved numbers a cube program needs (filled from an op's tiling object)."""
-
-    base_m: int
-    base_n: int
-    base_k: int
-    step_ka: int
-    step_kb: int
-    depth_a1: int
-    depth_b1: int
-    single_core_m: int
-    single_core_n: int
-    m_dim: int
-    n_dim: int
-    l0_db: bool = True
-    l0c_db: bool = False
-    order: str = "m_first"  # traversal of base blocks inside a core: m_first | n_first
-    swizzle: int = 0  # > 0: L2 swizzle panels of this many base rows, each visited N-first
-    k_dim: int = 1  # > 1: split-K over this many cube cores (mix kernel, AIV reduction)
-    single_core_k: int = 0  # K per split-K core (0 = all of K)
-    step_m: int = 1  # base blocks of M one L1 A buffer holds (reused across the group's N blocks)
-    step_n: int = 1  # base blocks of N one L1 B buffer holds (reused across the group's M blocks)
-    block_dim: int = 0  # > 0: base blocks dealt round robin over this many cores (no static grid)
-
-
-def _get(t: Any, *names: str, default: Any = None) -> Any:
-    for n in names:
-        if hasattr(t, n):
-            return getattr(t, n)
-    if default is not None:
-        return default
-    raise AttributeError(f"tiling {type(t).__name__} has none of {names}")
-
-
-def cube_tiling_from(t: Any) -> CubeTiling:
-    """Read a tiling object whose fields use Ascend C names (baseM) or snake_case (base_m)."""
+def cube_tiling_from(t: CubeTiling | MatmulTiling) -> CubeTiling:
+    """The cube program's numbers of ``t``: a CubeTiling as is, a MatmulTiling converted by
+    :meth:`MatmulTiling.cube_tiling` (the only two tiling types a cube program reads)."""
     if isinstance(t, CubeTiling):
         return t
-    order = str(_get(t, "order", "block_order", "iterate_order", default="m_first")).lower()
-    return CubeTiling(
-        base_m=int(_get(t, "base_m", "baseM")),
-        base_n=int(_get(t, "base_n", "baseN")),
-        base_k=int(_get(t, "base_k", "baseK")),
-        step_ka=int(_get(t, "step_ka", "stepKa", default=1)),
-        step_kb=int(_get(t, "step_kb", "stepKb", default=1)),
-        depth_a1=int(_get(t, "depth_a1", "depthA1", default=2)),
-        depth_b1=int(_get(t, "depth_b1", "depthB1", default=2)),
-        single_core_m=int(_get(t, "single_core_m", "singleCoreM")),
-        single_core_n=int(_get(t, "single_core_n", "singleCoreN")),
-        m_dim=int(_get(t, "m_dim", "mDim", default=1)),
-        n_dim=int(_get(t, "n_dim", "nDim", default=1)),
-        l0_db=bool(_get(t, "l0_db", "l0_double_buffer", "dbL0A", default=True)),
-        l0c_db=bool(_get(t, "l0c_db", "l0c_double_buffer", "dbL0C", default=False)),
-        order="n_first" if "n" in order.split("_")[0] else "m_first",
-        swizzle=int(_get(t, "swizzle", default=1))
-        if _get(t, "block_order", default="") == "l2_swizzle"
-        else 0,
-        k_dim=int(_get(t, "k_dim", "kDim", default=1)),
-        single_core_k=int(_get(t, "single_core_k", "singleCoreK", default=0)),
-        step_m=int(_get(t, "step_m", "stepM", default=1)),
-        step_n=int(_get(t, "step_n", "stepN", default=1)),
-        block_dim=int(_get(t, "block_dim", "blockDim", default=0) or 0),
-    )
+    if isinstance(t, MatmulTiling):
+        return t.cube_tiling()
+    raise TypeError(f"tiling={type(t).__name__}: a cube program reads a MatmulTiling or a "
+                    "CubeTiling")
 
 
 @dataclass(frozen=True)
@@ -546,18 +494,6 @@ class CubeEmitter:
         bld.set_flag("MTE3", "V", cbuf)
 
 
-def visit_order(t: CubeTiling, ms: Any, ns: Any) -> list[tuple[int, int]]:
-    """(row, col) origins in the tiling's traversal: M outer, N outer, or swizzle panels of
-    ``t.swizzle`` rows, each visited column by column."""
-    ms_, ns_ = list(ms), list(ns)
-    if t.swizzle > 0:
-        return [(bm, bn) for p in range(0, len(ms_), t.swizzle) for bn in ns_
-                for bm in ms_[p : p + t.swizzle]]
-    if t.order == "n_first":
-        return [(bm, bn) for bn in ns_ for bm in ms_]
-    return [(bm, bn) for bm in ms_ for bn in ns_]
-
-
 def order_matters(t: CubeTiling, m: int, n: int) -> bool:
     """Whether the block order (``order``, ``swizzle``) can change the program of an M=m, N=n
     matmul: not when every :func:`visit_order` call of the build ranges over a single M block
@@ -721,11 +657,14 @@ def build_matmul_kernel(
     unit_m, unit_n = (t.base_m, t.base_n) if t.block_dim else (t.single_core_m, t.single_core_n)
     cores: list[CoreProgram] = []
     ring = None
-    if aiv is not None and not split:
-        from npusim.ops.matmul_mix import WorkspaceRing
+    mix_flags = None
+    if mix:
+        from npusim.ops.matmul_mix import MixFlags, WorkspaceRing
 
-        ring = WorkspaceRing(n_cores, t.base_m, t.base_n, acc_dtype)
-        gm["ws"] = ring.tensor()
+        mix_flags = MixFlags.of(soc, split)
+        if mix_flags.ring is not None:
+            ring = WorkspaceRing(n_cores, t.base_m, t.base_n, acc_dtype, mix_flags.ring)
+            gm["ws"] = ring.tensor()
     ws_epi = Epilogue("NONE", acc_dtype)
     interner = Interner()  # one per kernel: the cores share their repeated instructions
     for core_id in range(n_cores):
@@ -777,9 +716,8 @@ def build_matmul_kernel(
                 em.block(am, bmat, out, epi, m0, m1, n0, n1, min(k_slice, k1 - ks),
                          bias_m if ks == k0 else None, k_offset=ks)
         if split:
-            from npusim.ops.matmul_mix import DONE
-
-            bld.cross_set(2, "FIX", DONE)
+            assert mix_flags is not None and mix_flags.done is not None
+            mix_flags.done.set(bld, "FIX")
     md = {
         "op": name,
         "m": m,
@@ -804,7 +742,9 @@ def build_matmul_kernel(
         info, extra = emit_aiv_programs(
             soc, cores, ring, aiv, epilogue, t, m, n, nb, acc_dtype,
             split_k_order=split_k_order if split else None, functional=functional,
+            flags=mix_flags,
         )
+        md["cross_core_flags"] = mix_flags.flags.table()
         md.update(info)
         gm.update(extra)
     md.update(meta or {})

@@ -66,6 +66,44 @@ def _align(x: int, a: int) -> int:
 
 
 @dataclass(frozen=True)
+class CubeTiling:
+    """The resolved numbers a cube program needs (filled from an op's tiling object)."""
+
+    base_m: int
+    base_n: int
+    base_k: int
+    step_ka: int
+    step_kb: int
+    depth_a1: int
+    depth_b1: int
+    single_core_m: int
+    single_core_n: int
+    m_dim: int
+    n_dim: int
+    l0_db: bool = True
+    l0c_db: bool = False
+    order: str = "m_first"  # traversal of base blocks inside a core: m_first | n_first
+    swizzle: int = 0  # > 0: L2 swizzle panels of this many base rows, each visited N-first
+    k_dim: int = 1  # > 1: split-K over this many cube cores (mix kernel, AIV reduction)
+    single_core_k: int = 0  # K per split-K core (0 = all of K)
+    step_m: int = 1  # base blocks of M one L1 A buffer holds (reused across the group's N blocks)
+    step_n: int = 1  # base blocks of N one L1 B buffer holds (reused across the group's M blocks)
+    block_dim: int = 0  # > 0: base blocks dealt round robin over this many cores (no static grid)
+
+
+def visit_order(t: CubeTiling, ms: Any, ns: Any) -> list[tuple[int, int]]:
+    """(row, col) origins in the tiling's traversal: M outer, N outer, or swizzle panels of
+    ``t.swizzle`` rows, each visited column by column."""
+    ms_, ns_ = list(ms), list(ns)
+    if t.swizzle > 0:
+        return [(bm, bn) for p in range(0, len(ms_), t.swizzle) for bn in ns_
+                for bm in ms_[p : p + t.swizzle]]
+    if t.order == "n_first":
+        return [(bm, bn) for bn in ns_ for bm in ms_]
+    return [(bm, bn) for bm in ms_ for bn in ns_]
+
+
+@dataclass(frozen=True)
 class MatmulTiling:
     """One cube-matmul tiling (all sizes in elements unless the name says bits).
 
@@ -112,21 +150,21 @@ class MatmulTiling:
         return replace(self, in_bits=_bits(in_dtype, "in_dtype"),
                        out_bits=_bits(out_dtype, "out_dtype"))
 
-    # Names read by the cube program (ops/matmul_program.py: cube_tiling_from).
-    @property
-    def l0_db(self) -> bool:
-        """L0A and L0B are both ping-ponged."""
-        return self.db_l0a and self.db_l0b
-
-    @property
-    def l0c_db(self) -> bool:
-        return self.db_l0c
-
-    @property
-    def order(self) -> str:
-        """The traversal in the cube program's vocabulary (``m_first`` = M outer, ``n_first`` = N
-        outer); a program without swizzle support runs ``l2_swizzle`` as ``m_first``."""
-        return "n_first" if self.block_order == "col_major" else "m_first"
+    def cube_tiling(self) -> CubeTiling:
+        """The numbers the cube program reads (``block_order`` as its traversal: ``row_major``
+        = M outer, ``col_major`` = N outer, ``l2_swizzle`` = panels of ``swizzle`` rows)."""
+        return CubeTiling(
+            base_m=self.base_m, base_n=self.base_n, base_k=self.base_k,
+            step_ka=self.step_ka, step_kb=self.step_kb,
+            depth_a1=self.depth_a1, depth_b1=self.depth_b1,
+            single_core_m=self.single_core_m, single_core_n=self.single_core_n,
+            m_dim=self.m_dim, n_dim=self.n_dim,
+            l0_db=self.db_l0a and self.db_l0b, l0c_db=self.db_l0c,
+            order="n_first" if self.block_order == "col_major" else "m_first",
+            swizzle=self.swizzle if self.block_order == "l2_swizzle" else 0,
+            k_dim=self.k_dim, single_core_k=self.single_core_k,
+            step_m=self.step_m, step_n=self.step_n, block_dim=self.block_dim,
+        )
 
     @property
     def used_cores(self) -> int:
@@ -163,19 +201,9 @@ class MatmulTiling:
 
     def block_sequence(self, rows: int, cols: int) -> list[tuple[int, int]]:
         """Origins (row, col) of the base blocks of a ``rows x cols`` single-core block, in the
-        order the core visits them."""
-        ms = list(range(0, rows, self.base_m))
-        ns = list(range(0, cols, self.base_n))
-        if self.block_order == "row_major":
-            return [(r, c) for r in ms for c in ns]
-        if self.block_order == "col_major":
-            return [(r, c) for c in ns for r in ms]
-        seq = []
-        for p in range(0, len(ms), self.swizzle):
-            panel = ms[p : p + self.swizzle]
-            for c in ns:
-                seq.extend((r, c) for r in panel)
-        return seq
+        order the core visits them (the cube program's :func:`visit_order`)."""
+        return visit_order(self.cube_tiling(), range(0, rows, self.base_m),
+                           range(0, cols, self.base_n))
 
 
 # -- SoC accessors ------------------------------------------------------------------------------

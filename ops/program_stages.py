@@ -1,9 +1,14 @@
-"""Stages the tiled programs are built from: ranges of a loop, and ping-pong buffers with their
+"""Stages the tiled programs are built from: ranges of a loop; ping-pong buffers with their
 flags (the producer waits for the consumer's release before the n-th reuse, and the last uses'
-flags are drained so every SetFlag has its WaitFlag)."""
+flags are drained so every SetFlag has its WaitFlag); a kernel's cross-core flags, allocated
+one id per meaning (:class:`CrossFlags`); GM workspace rings between an AIC and its AIVs with
+their READY / FREE handshake (:class:`Ring`); launch-wide barriers."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from npusim.engine.errors import ProgramError
 from npusim.engine.program import ProgramBuilder
 
 
@@ -37,3 +42,100 @@ class PingPong:
         for j in range(min(self.uses, len(self.ids))):
             i = (self.uses - 1 - j) % len(self.ids)
             self.b.wait_flag(self.cons, self.prod, self.ids[i])
+
+
+@dataclass(frozen=True)
+class CrossFlag:
+    """One cross-core flag of a kernel: the id :class:`CrossFlags` gave it, the mode its setters
+    and waiters use (hardware.md 2.3: 0 = all AICs or all AIVs of the launch, 1 = the two AIVs of
+    one AI Core, 2 = an AIC and its two AIVs) and what it means."""
+
+    flag_id: int
+    mode: int
+    meaning: str
+
+    def set(self, b: ProgramBuilder, pipe: str) -> None:
+        b.cross_set(self.mode, pipe, self.flag_id)
+
+    def wait(self, b: ProgramBuilder, pipe: str) -> None:
+        b.cross_wait(self.flag_id, pipe, mode=self.mode)
+
+    def barrier(self, b: ProgramBuilder, set_pipe: str, wait_pipe: str) -> None:
+        """Every core of this kind meets here (a mode-0 flag): set on ``set_pipe``, then wait
+        on ``wait_pipe`` until all of them set it."""
+        if self.mode != 0:
+            raise ProgramError(f"cross-core flag {self.flag_id} ({self.meaning}) is mode "
+                               f"{self.mode}; a launch-wide barrier needs mode 0")
+        self.set(b, set_pipe)
+        self.wait(b, wait_pipe)
+
+
+class CrossFlags:
+    """The cross-core flag ids of one kernel, allocated in declaration order, one meaning each
+    (no id is reused with another meaning). ``limit``: the ids a kernel may use
+    (``soc.sync.cross_core_flag_ids``: 0-10 on the 220x)."""
+
+    def __init__(self, limit: int = 11) -> None:
+        self.limit = limit
+        self.flags: list[CrossFlag] = []
+
+    @classmethod
+    def of(cls, soc: object) -> CrossFlags:
+        sync = getattr(soc, "sync", None)
+        return cls(int(getattr(sync, "cross_core_flag_ids", 11)))
+
+    def flag(self, meaning: str, mode: int = 2, flag_id: int | None = None) -> CrossFlag:
+        """A new flag: the lowest free id, or ``flag_id`` where a published kernel fixes it."""
+        if any(f.meaning == meaning for f in self.flags):
+            raise ProgramError(f"cross-core flag {meaning!r} declared twice")
+        used = {f.flag_id for f in self.flags}
+        if flag_id is None:
+            flag_id = min((i for i in range(self.limit) if i not in used), default=self.limit)
+        if flag_id >= self.limit or flag_id < 0:
+            raise ProgramError(
+                f"cross-core flag {meaning!r}: no id left below {self.limit} (in use: "
+                + ", ".join(f.meaning for f in self.flags) + ")")
+        if flag_id in used:
+            other = next(f.meaning for f in self.flags if f.flag_id == flag_id)
+            raise ProgramError(f"cross-core flag {meaning!r}: id {flag_id} already means {other!r}")
+        f = CrossFlag(flag_id, mode, meaning)
+        self.flags.append(f)
+        return f
+
+    def ring(self, what: str, slots: int) -> Ring:
+        """A workspace ring of ``slots`` slots with its own READY and FREE flags (mode 2)."""
+        return Ring(self.flag(f"{what} ready"), self.flag(f"{what} free"), slots)
+
+    def table(self) -> dict[str, str]:
+        """id -> meaning (and mode), for the kernel's metadata and traces."""
+        return {str(f.flag_id): f"{f.meaning} (mode {f.mode})"
+                for f in sorted(self.flags, key=lambda f: f.flag_id)}
+
+
+@dataclass(frozen=True)
+class Ring:
+    """A GM workspace ring of ``slots`` slots between the producer and consumer side of one AI
+    Core (an AIC and its two AIVs, either way round). The producer fills slot ``j % slots``
+    and publishes READY; before its fill ``j >= slots`` it waits for FREE (the consumer has taken
+    the slot's data). The consumer waits READY, takes the data, releases FREE. Every fill and
+    take is counted by the flag counters (mode 2: both AIVs' sets release the AIC, the AIC's
+    set releases both AIVs)."""
+
+    ready: CrossFlag
+    free: CrossFlag
+    slots: int
+
+    def fill(self, b: ProgramBuilder, j: int, pipe: str) -> None:
+        """Producer, before writing its ``j``-th slot: wait until the slot is free again."""
+        if j >= self.slots:
+            self.free.wait(b, pipe)
+
+    def publish(self, b: ProgramBuilder, pipe: str) -> None:
+        self.ready.set(b, pipe)
+
+    def take(self, b: ProgramBuilder, pipe: str) -> None:
+        """Consumer: wait until the next slot is filled."""
+        self.ready.wait(b, pipe)
+
+    def release(self, b: ProgramBuilder, pipe: str) -> None:
+        self.free.set(b, pipe)

@@ -14,10 +14,10 @@ from npusim.engine.program import ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import ITEMSIZE
 from npusim.ops.matmul_program import CubeTiling
+from npusim.ops.program_stages import CrossFlag, CrossFlags, Ring
 
 _ITEM = ITEMSIZE  # bytes per element (int4: 0.5), the package's one size table
 ITEM = _ITEM
-READY, FREE, GROUP_READY, GROUP_FREE = 0, 1, 2, 3  # cross-core flag ids
 
 
 @dataclass(frozen=True)
@@ -280,3 +280,19 @@ def program_tiling_from(kt: Any, soc: Any, s: WqbmmShape, kernel: str) -> WqbmmP
         k_block=(s.group_size or kt.v1_base_k) if kernel == "MsdSplitK" else 0,
         group_pack=kt.group_pack if kernel == "MsdSplitK" else 1,
     )
+
+
+@dataclass(frozen=True)
+class MsdFlags:
+    """The cross-core flags of the MSD kernels (Msd, MsdSplitK): ``digits`` - both AIVs of an
+    AI Core have written their digit rows (AIVs -> AIC) - and ``c``, the ring of the AIC's
+    int32 / fp16 digit-product slots that the AIVs recombine (AIC -> AIVs)."""
+
+    flags: CrossFlags
+    digits: CrossFlag
+    c: Ring
+
+    @classmethod
+    def of(cls, soc: Any, slots: int) -> MsdFlags:
+        flags = CrossFlags.of(soc)
+        return cls(flags, flags.flag("digit rows written"), flags.ring("digit product slot", slots))

@@ -18,11 +18,10 @@ from typing import Any
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
+from npusim.ops.program_stages import CrossFlags
 from npusim.ops.weight_quant_batchmatmul.tiling import custom_param_groups, custom_vector_buffers
 from npusim.ops.weight_quant_common import (
-    FREE,
     ITEM,
-    READY,
     WqbmmProgramTiling,
     WqbmmShape,
     check_cube_cores,
@@ -88,6 +87,8 @@ def build_custom(
     cores: list[CoreProgram] = []
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
     pool = InstrPool()  # cores repeat instructions: one object each (issue 14)
+    flags = CrossFlags.of(soc)
+    ring = flags.ring("dequantised weight strip", t.slots)  # AIVs fill, the AIC multiplies
     # parameter rows one vector tile can span (a tile may start inside a group)
     pgroups = custom_param_groups(t.vec_rows, s.group_size)
     for ci in range(t.cube_cores):
@@ -106,11 +107,11 @@ def build_custom(
         em.quant_param = scalar_qp
         for j, (n0, n1) in enumerate(per_core[ci]):
             slot = ci * t.slots + j % t.slots
-            em.bld.cross_wait(READY, "MTE2")
+            ring.take(em.bld, "MTE2")
             ws = GmMatrix("ws", xd, (s.k if s.trans_w else t.strip_n) * 2,
                           offset=slot * s.k * t.strip_n * 2, transposed=s.trans_w)
             em.block(x_mat, ws, y_mat, epi, 0, s.m, n0, n1, s.k, bias_mat, b_col_offset=-n0)
-            em.bld.cross_set(2, "MTE2", FREE)
+            ring.release(em.bld, "MTE2")
         cores.append(aic)
         for half in range(2):
             aiv = CoreProgram(2 * ci + half, "aiv")
@@ -133,8 +134,7 @@ def build_custom(
             for j, (n0, n1) in enumerate(per_core[ci]):
                 slot = ci * t.slots + j % t.slots
                 width = n1 - n0
-                if j >= t.slots:
-                    b.cross_wait(FREE, "MTE3")
+                ring.fill(b, j, "MTE3")
                 for r0 in range(k0, k1, t.vec_rows):
                     rows = min(t.vec_rows, k1 - r0)
                     i = it % 2
@@ -211,9 +211,10 @@ def build_custom(
                           name="dequant w UB->GM ws")
                     b.set_flag("MTE3", "V", i)
                     it += 1
-                b.cross_set(2, "MTE3", READY)
+                ring.publish(b, "MTE3")
             cores.append(aiv)
     meta = _meta(s, "Custom", t)
+    meta["cross_core_flags"] = flags.table()
     if fun:
         meta["functional_replay"] = f"instructions (cube model {cube_model})"
     return Kernel("wqbmm_custom", gm, cores, meta)

@@ -33,19 +33,37 @@ equal ``numerics_splitk.split_k`` bit for bit.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
+from npusim.ops.program_stages import CrossFlag, CrossFlags, Ring
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     split_k_post_buffers,
     split_k_vector_buffers,
 )
 from npusim.ops.weight_quant_common import WqbmmShape, kernel_meta, zero_gm_share
 
-#: cross-core flag ids, as the kernel numbers them: AIV -> AIC (a slot is ready), AIC -> AIV (a
-#: slot is free / all done), the all-AIC barrier; and the all-AIV barrier (SyncAll)
-SLOT_READY, SLOT_FREE, ALL_AIC, ALL_AIV = 8, 9, 7, 6
+
+@dataclass(frozen=True)
+class SplitKFlags:
+    """The kernel's cross-core flags, with the ids it gives them: the weight ring (AIV -> AIC a
+    slot is ready, AIC -> AIV a slot is free / all done), the all-AIC barrier and the all-AIV
+    barrier (SyncAll)."""
+
+    flags: CrossFlags
+    ring: Ring
+    all_aic: CrossFlag
+    all_aiv: CrossFlag
+
+    @classmethod
+    def of(cls, soc: Any, slots: int) -> SplitKFlags:
+        f = CrossFlags.of(soc)
+        ring = Ring(f.flag("dequantised weight group ready", flag_id=8),
+                    f.flag("weight slot free / cube done", flag_id=9), slots)
+        return cls(f, ring, f.flag("every AIC finished its atomic adds", mode=0, flag_id=7),
+                   f.flag("every AIV zeroed its share", mode=0, flag_id=6))
 ACCUMULATION = (
     "SplitK: each group's fp32 product is FixPipe'd with atomic add into a zeroed (M, N) fp32 "
     "workspace; adds applied in core_index_ascending order, program order within a core "
@@ -104,25 +122,28 @@ def build_split_k(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | None 
     cube_model = str(soc.numerics.cube_accumulation.model) if data is not None else ""
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
     cores: list[CoreProgram] = []
+    fl = SplitKFlags.of(soc, kt.cache_num)
     for ci in range(n_aic):
         aic = CoreProgram(ci, "aic")
-        _cube(ProgramBuilder(aic, aic_desc), s, kt, ci, n_align, cube_model)
+        _cube(ProgramBuilder(aic, aic_desc), s, kt, ci, n_align, cube_model, fl)
         cores.append(aic)
         for h in range(2):
             v = 2 * ci + h
             aiv = CoreProgram(v, "aiv")
             b = ProgramBuilder(aiv, aiv_desc)
             mark = b.used_bytes("UB")
-            _zero_share(b, s, v, 2 * n_aic)
+            _zero_share(b, s, v, 2 * n_aic, fl)
             b.release("UB", mark)
             tasks = _tasks(s, kt, ci, h)
-            _dequant(b, s, kt, ci, tasks, n_align)
+            _dequant(b, s, kt, ci, tasks, n_align, fl.ring)
             b.release("UB", mark)
+            # the FREEs of the last slots and the AIC's final one: every atomic add landed
             for _ in range(min(len(_tasks(s, kt, ci, None)), kt.cache_num) + 1):
-                b.cross_wait(SLOT_FREE, "MTE2")
+                fl.ring.free.wait(b, "MTE2")
             _cast_out(b, s, kt, v, 2 * n_aic)
             cores.append(aiv)
     meta = kernel_meta(s, "SplitK", kt)
+    meta["cross_core_flags"] = fl.flags.table()
     meta["split_k_accumulation"] = ACCUMULATION
     if data is not None:
         meta["functional_replay"] = (f"instructions (semantics table; cube model {cube_model}; "
@@ -130,18 +151,17 @@ def build_split_k(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | None 
     return Kernel("wqbmm_splitk", gm, cores, meta)
 
 
-def _zero_share(b: ProgramBuilder, s: WqbmmShape, v: int, n_aiv: int) -> None:
+def _zero_share(b: ProgramBuilder, s: WqbmmShape, v: int, n_aiv: int, fl: SplitKFlags) -> None:
     """Step 1: zero this AIV's share of ``acc`` (512 B-aligned shares), then the all-AIV
     barrier (the kernel's InitAtomicAddr + SyncAll)."""
     if zero_gm_share(b, "acc", s.m * s.n, v, n_aiv, 0):
         b.sync("MTE3", "MTE2", 0)
         b.sync("V", "MTE2", 0)
-    b.cross_set(0, "MTE3", ALL_AIV)
-    b.cross_wait(ALL_AIV, "MTE2", mode=0)
+    fl.all_aiv.barrier(b, "MTE3", "MTE2")
 
 
 def _dequant(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int,
-             tasks: list[tuple[int, int, int, int]], n_align: int) -> None:
+             tasks: list[tuple[int, int, int, int]], n_align: int, ring: Ring) -> None:
     """Step 2: the AIV's tasks (group, 512-column tile), typed dequant into the ring."""
     g, rows, cols = kt.group_size, kt.vec_pass_k, kt.vec_single_n
     ub = {name: b.alloc("UB", shape, dt, name)
@@ -149,8 +169,7 @@ def _dequant(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int,
     ki = ci // kt.cube_block_dim_n
     n_pass = 0
     for t, gi, c0, width in tasks:
-        if t >= kt.cache_num:
-            b.cross_wait(SLOT_FREE, "MTE2")
+        ring.fill(b, t, "MTE2")
         p = t % 2
         off_in = Region("UB", ub[f"off_in{p}"].offset, (width,), "bfloat16")
         sc_in = Region("UB", ub[f"scale_in{p}"].offset, (width,), "bfloat16")
@@ -195,7 +214,7 @@ def _dequant(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int,
                             n_align * 2), name="dequant w UB->GM ws")
             b.set_flag("MTE3", "V", 0)
             n_pass += 1
-        b.cross_set(2, "MTE3", SLOT_READY)
+        ring.publish(b, "MTE3")
     # drain the flags the last passes left set
     for q in range(min(n_pass, 2)):
         b.wait_flag("V", "MTE2", (n_pass - 1 - q) % 2)
@@ -206,7 +225,7 @@ def _dequant(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int,
 
 
 def _cube(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int, n_align: int,
-          cube_model: str) -> None:
+          cube_model: str, fl: SplitKFlags) -> None:
     """Step 3 on AIC ``ci``: x block in L1 once, per task the group chunk into L1, Mmads, FixPipe
     fp32 atomic add into ``acc``; then the all-AIC barrier and the last flag to its AIVs."""
     g, cb = kt.group_size, kt.cube
@@ -231,7 +250,7 @@ def _cube(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int, n_align: int,
         fun = bool(cube_model)
         for t, gi, c0, width in tasks:
             ib = t % 2
-            b.cross_wait(SLOT_READY, "MTE2")
+            fl.ring.take(b, "MTE2")
             if t >= 2:
                 b.wait_flag("MTE1", "MTE2", 2 + ib)
             slot = (gi - groups.start) % kt.cache_num
@@ -273,10 +292,9 @@ def _cube(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int, n_align: int,
                 tile += 1
             if t + 2 < len(tasks):
                 b.set_flag("MTE1", "MTE2", 2 + ib)
-            b.cross_set(2, "FIX", SLOT_FREE)
-    b.cross_set(0, "FIX", ALL_AIC)
-    b.cross_wait(ALL_AIC, "FIX", mode=0)
-    b.cross_set(2, "FIX", SLOT_FREE)
+            fl.ring.release(b, "FIX")
+    fl.all_aic.barrier(b, "FIX", "FIX")
+    fl.ring.release(b, "FIX")  # after every AIC's atomic adds: the AIVs may read acc
 
 
 def _cast_out(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, n_aiv: int) -> None:

@@ -24,9 +24,7 @@ from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, Prog
 from npusim.isa.opcodes import VecOp
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
 from npusim.ops.weight_quant_common import (
-    GROUP_FREE,
-    GROUP_READY,
-    READY,
+    MsdFlags,
     WqbmmProgramTiling,
     WqbmmShape,
     cube_tiling_for_rows,
@@ -121,7 +119,8 @@ def _emit_digit(b: ProgramBuilder, src: Region, half: Region, digit: Region) -> 
 
 
 def _prepare_rows(
-    b: ProgramBuilder, s: WqbmmShape, ci: int, half: int, high_precision: bool
+    b: ProgramBuilder, s: WqbmmShape, ci: int, half: int, high_precision: bool,
+    fl: MsdFlags,
 ) -> None:
     """AIV phase 1: digits, amax and row sum of the rows ``half, half + 2, ...``."""
     k = s.k
@@ -183,12 +182,12 @@ def _prepare_rows(
                          "stats"), name="row stats UB->GM")
         b.set_flag("MTE3", "MTE2", 0)
         b.wait_flag("MTE3", "MTE2", 0)
-    b.cross_set(2, "MTE3", READY)
+    fl.digits.set(b, "MTE3")
 
 
 def _recombine_strips(
     b: ProgramBuilder, s: WqbmmShape, t: WqbmmProgramTiling, ci: int, half: int,
-    strips: list[tuple[int, int]],
+    strips: list[tuple[int, int]], fl: MsdFlags,
 ) -> None:
     """AIV phase 2: this AIV's half of every strip's columns, recombined and stored."""
     m, xd = s.m, s.x_dtype
@@ -210,9 +209,9 @@ def _recombine_strips(
         c0 = n0 + half * width
         cw = min(width, n1 - c0)
         slot = ci * t.slots + j % t.slots
-        b.cross_wait(GROUP_READY, "MTE2")
+        fl.c.take(b, "MTE2")
         if cw <= 0:  # this AIV's half of a narrow strip is empty: keep the handshake only
-            b.cross_set(2, "MTE2", GROUP_FREE)
+            fl.c.release(b, "MTE2")
             continue
         src = Region("GM", (slot * 2 * m * t.strip_n + half * width) * 4, (2 * m, cw), "int32",
                      "c", t.strip_n * 4)
@@ -238,7 +237,7 @@ def _recombine_strips(
             for row, reg in enumerate([amax] + ([rsum] if s.has_offset else [])):
                 b.dma(Region("GM", ((ci * 2 + row) * m) * SLOT, (m, 1), "float32", "stats",
                              SLOT), reg, name="row stats GM->UB")
-        b.cross_set(2, "MTE2", GROUP_FREE)
+        fl.c.release(b, "MTE2")
         b.sync("MTE2", "V", 1)
         c1 = Region("UB", f1.offset, (m, cw), "float32")
         c2 = Region("UB", f2.offset, (m, cw), "float32")
@@ -300,30 +299,31 @@ def build_msd_multicore(
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
     cores: list[CoreProgram] = []
     pool = InstrPool()  # cores repeat instructions: one object each (issue 14)
+    fl = MsdFlags.of(soc, t.slots)
     for ci in range(t.cube_cores):
         aic = CoreProgram(ci, "aic")
         em = CubeEmitter(ProgramBuilder(aic, aic_desc, pool), soc, cube_t, "int8",
                          functional=data is not None, cube_model="", with_bias=False)
         dig = GmMatrix("digits", "int8", s.k, offset=ci * rows * s.k)
-        em.bld.cross_wait(READY, "MTE2")
+        fl.digits.wait(em.bld, "MTE2")
         for j, (n0, n1) in enumerate(per_core[ci]):
             slot = ci * t.slots + j % t.slots
-            if j >= t.slots:
-                em.bld.cross_wait(GROUP_FREE, "FIX")
+            fl.c.fill(em.bld, j, "FIX")
             out = GmMatrix("c", "int32", t.strip_n * 4, offset=slot * rows * t.strip_n * 4)
             em.block(dig, w_mat, out, Epilogue("NONE", "int32"), 0, rows, n0, n1, s.k,
                      out_col_offset=-n0)
-            em.bld.cross_set(2, "FIX", GROUP_READY)
+            fl.c.publish(em.bld, "FIX")
         cores.append(aic)
         for half in range(2):
             aiv = CoreProgram(2 * ci + half, "aiv")
             b = ProgramBuilder(aiv, aiv_desc, pool)
             mark = b.used_bytes("UB")
-            _prepare_rows(b, s, ci, half, high_precision)
+            _prepare_rows(b, s, ci, half, high_precision, fl)
             b.release("UB", mark)  # the recombination phase reuses the UB space
-            _recombine_strips(b, s, t, ci, half, per_core[ci])
+            _recombine_strips(b, s, t, ci, half, per_core[ci], fl)
             cores.append(aiv)
     meta = kernel_meta(s, "Msd", t)
+    meta["cross_core_flags"] = fl.flags.table()
     meta["msd_variant"] = "HIGH_PRECISION" if high_precision else "default"
     if data is not None:
         meta["functional_replay"] = "instructions (semantics table; exact int8 cube)"

@@ -26,10 +26,8 @@ from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, Prog
 from npusim.isa.opcodes import VecOp
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
 from npusim.ops.weight_quant_common import (
-    GROUP_FREE,
-    GROUP_READY,
     ITEM,
-    READY,
+    MsdFlags,
     WqbmmProgramTiling,
     WqbmmShape,
     cube_tiling_for_rows,
@@ -88,7 +86,8 @@ class _Geometry:
         self.rows = self.digits * s.m
 
 
-def _prepare_rows(b: ProgramBuilder, s: WqbmmShape, geo: _Geometry, ci: int, half: int) -> None:
+def _prepare_rows(b: ProgramBuilder, s: WqbmmShape, geo: _Geometry, ci: int, half: int,
+                  fl: MsdFlags) -> None:
     """AIV phase 1: digits, amax and row sums of the rows ``half, half + 2, ...``, block pass by
     block pass."""
     g, nb, per = geo.g, geo.nb, geo.per_pass
@@ -151,7 +150,7 @@ def _prepare_rows(b: ProgramBuilder, s: WqbmmShape, geo: _Geometry, ci: int, hal
             b.set_flag("MTE3", "MTE2", 0)
             b.wait_flag("MTE3", "MTE2", 0)
     b.sync("MTE3", "V", 0)  # the recombination's vector work reuses this phase's UB
-    b.cross_set(2, "MTE3", READY)
+    fl.digits.set(b, "MTE3")
 
 
 def _emit_block_sums(
@@ -188,7 +187,7 @@ def _emit_block_sums(
 
 def _recombine_strips(
     b: ProgramBuilder, s: WqbmmShape, t: WqbmmProgramTiling, geo: _Geometry, ci: int, half: int,
-    strips: list[tuple[int, int]],
+    strips: list[tuple[int, int]], fl: MsdFlags,
 ) -> None:
     """AIV phase 2: this AIV's half of every strip's columns, block by block into one fp32
     accumulator (per pack: the offset terms, then the digit terms), bias, CAST_ROUND, store."""
@@ -225,9 +224,9 @@ def _recombine_strips(
         for blk in range(nb):
             slot = ci * t.slots + slot_i % t.slots
             slot_i += 1
-            b.cross_wait(GROUP_READY, "MTE2")
+            fl.c.take(b, "MTE2")
             if cw <= 0:  # this AIV's half of a narrow strip is empty: keep the handshake only
-                b.cross_set(2, "MTE2", GROUP_FREE)
+                fl.c.release(b, "MTE2")
                 continue
             pack_start = blk % geo.pack == 0
             rows_here = min(pk, nb - blk) if geo.per_group else 1
@@ -247,7 +246,7 @@ def _recombine_strips(
                 src = (slot * rows + d * m) * t.strip_n + half * width
                 b.dma(Region("GM", math.ceil(src * c_isz), (m, cw), geo.c_dtype, "c",
                              math.ceil(t.strip_n * c_isz)), c_ub[d], name="digit results GM->UB")
-            b.cross_set(2, "MTE2", GROUP_FREE)
+            fl.c.release(b, "MTE2")
             b.sync("MTE2", "V", 1)
             if pack_start:
                 for i, nm in enumerate(names):
@@ -340,6 +339,7 @@ def build_msd_split_k(
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
     cores: list[CoreProgram] = []
     pool = InstrPool()  # cores repeat instructions: one object each (issue 14)
+    fl = MsdFlags.of(soc, t.slots)
     for ci in range(t.cube_cores):
         aic = CoreProgram(ci, "aic")
         em = CubeEmitter(ProgramBuilder(aic, aic_desc, pool), soc, cube_t, s.w_dtype,
@@ -348,29 +348,29 @@ def build_msd_split_k(
             em.deq_scale = 1.0  # the kernel's DEQF16 with scale 1.0 (int32 -> fp16)
         dig = GmMatrix("digits", s.w_dtype, math.ceil(s.k * dig_isz),
                        offset=math.ceil(ci * rows * s.k * dig_isz))
-        em.bld.cross_wait(READY, "MTE2")
+        fl.digits.wait(em.bld, "MTE2")
         slot_i = 0
         for n0, n1 in per_core[ci]:
             for blk in range(geo.nb):
                 slot = ci * t.slots + slot_i % t.slots
-                if slot_i >= t.slots:
-                    em.bld.cross_wait(GROUP_FREE, "FIX")
+                fl.c.fill(em.bld, slot_i, "FIX")
                 out = GmMatrix("c", geo.c_dtype, math.ceil(t.strip_n * c_isz),
                                offset=math.ceil(slot * rows * t.strip_n * c_isz))
                 em.block(dig, w_mat, out, epi, 0, rows, n0, n1, min(geo.g, s.k - blk * geo.g),
                          k_offset=blk * geo.g, out_col_offset=-n0)
-                em.bld.cross_set(2, "FIX", GROUP_READY)
+                fl.c.publish(em.bld, "FIX")
                 slot_i += 1
         cores.append(aic)
         for half in range(2):
             aiv = CoreProgram(2 * ci + half, "aiv")
             b = ProgramBuilder(aiv, aiv_desc, pool)
             mark = b.used_bytes("UB")
-            _prepare_rows(b, s, geo, ci, half)
+            _prepare_rows(b, s, geo, ci, half, fl)
             b.release("UB", mark)  # the recombination phase reuses the UB space
-            _recombine_strips(b, s, t, geo, ci, half, per_core[ci])
+            _recombine_strips(b, s, t, geo, ci, half, per_core[ci], fl)
             cores.append(aiv)
     meta = kernel_meta(s, "MsdSplitK", t)
+    meta["cross_core_flags"] = fl.flags.table()
     meta["split_k_accumulation"] = (
         f"{geo.nb} K blocks of {geo.g}: digit products in GM workspace slots, recombined into "
         "one fp32 accumulator per output element in k_block_ascending order (declared model)")

@@ -57,12 +57,15 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
+from npusim.ops.program_stages import CrossFlag, Ring
 from npusim.ops.weight_quant_common import (
     ITEM,
+    MsdFlags,
     WqbmmShape,
     bias_dtype,
     kernel_meta,
@@ -72,8 +75,21 @@ from npusim.ops.weight_quant_common import (
 from npusim.ops.weight_quant_program_msd import f32_value
 from npusim.ops.weight_quant_program_msd_splitk import FACTORS, recombination_scalars
 
-# cross-core flag ids: digits ready (AIV -> AIC), C slot ready / free, the two AIV barriers
-READY, GROUP_READY, GROUP_FREE, ALL_DIGITS, ALL_ATOMIC = 0, 2, 3, 4, 5
+
+@dataclass(frozen=True)
+class GroupFlags:
+    """MsdGroup's cross-core flags: the MSD pair (digits written, the two-slot C ring) and the
+    two barriers of all AIVs (every digit row is in GM; every atomic add into ``acc`` landed)."""
+
+    msd: MsdFlags
+    all_digits: CrossFlag
+    all_atomic: CrossFlag
+
+    @classmethod
+    def of(cls, soc: Any) -> GroupFlags:
+        msd = MsdFlags.of(soc, 2)
+        return cls(msd, msd.flags.flag("every AIV wrote its digit rows", mode=0),
+                   msd.flags.flag("every AIV's atomic adds landed", mode=0))
 
 
 def msd_group_cells(kt: Any, s: WqbmmShape) -> list[tuple[int, int, int, int]]:
@@ -169,35 +185,36 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | Non
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
     cores: list[CoreProgram] = []
     pool = InstrPool()  # cores and groups repeat instructions: one object each (issue 14)
+    fl = GroupFlags.of(soc)
     for ci in range(n_blocks):
         aic = CoreProgram(ci, "aic")
         if ci < n_aic:
             n0, _, k0, k1 = cells[ci]
             groups = range(k0 // g, math.ceil(k1 / g))
             _cube_cell(ProgramBuilder(aic, aic_desc, pool), s, kt, ci, cells[ci], digits, dig_dtype,
-                       c_dtype, functional=data is not None)
+                       c_dtype, fl, functional=data is not None)
         else:  # a block launched only for the digit split of more rows: its cube has no cell
-            ProgramBuilder(aic, aic_desc, pool).cross_wait(READY, "MTE2")
+            fl.msd.digits.wait(ProgramBuilder(aic, aic_desc, pool), "MTE2")
         cores.append(aic)
         for h in range(2):
             v = 2 * ci + h
             aiv = CoreProgram(v, "aiv")
             b = ProgramBuilder(aiv, aiv_desc, pool)
             mark = b.used_bytes("UB")
-            _setup(b, s, v, vm, n_aiv, digits, dig_dtype, ngroups)
+            _setup(b, s, v, vm, n_aiv, digits, dig_dtype, ngroups, fl)
             b.release("UB", mark)
             c0 = (v % kt.vec_block_dim_n) * kt.vec_single_core_n
             cw = min(kt.vec_single_core_n, s.n - c0)
             if ci < n_aic:
-                _recombine(b, s, kt, groups, ci, c0 - n0, cw, digits, c_dtype)
+                _recombine(b, s, kt, groups, ci, c0 - n0, cw, digits, c_dtype, fl.msd.c)
                 b.release("UB", mark)
-            b.cross_set(0, "MTE3", ALL_ATOMIC)
-            b.cross_wait(ALL_ATOMIC, "MTE2", mode=0)
+            fl.all_atomic.barrier(b, "MTE3", "MTE2")
             if cw > 0:
                 _final(b, s, c0, cw, write=v < kt.vec_block_dim_n,
                        bias_dt=gm["bias"].dtype if s.has_bias else "")
             cores.append(aiv)
     meta = kernel_meta(s, "MsdGroup", kt)
+    meta["cross_core_flags"] = fl.msd.flags.table()
     meta["split_k_accumulation"] = accumulation_note(kt, order)
     meta["cube_cells"] = [list(c) for c in cells]
     if data is not None:
@@ -208,7 +225,7 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | Non
 
 def _cube_cell(
     b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int, cell: tuple[int, int, int, int],
-    digits: int, dig_dtype: str, c_dtype: str, *, functional: bool = False,
+    digits: int, dig_dtype: str, c_dtype: str, fl: GroupFlags, *, functional: bool = False,
 ) -> None:
     """Step 2 on AIC ``ci``: the digits of its K range into L1 once; per group the cell's
     weight tile (group x cell columns, one ND2NZ DMA, double-buffered in L1), base blocks of
@@ -235,7 +252,7 @@ def _cube_cell(
         src = weight_tile_region(s, gi * g, min(g, s.k - gi * g), n0, cw)
         b.dma(src, Region("L1", b1[0].offset, src.shape, s.w_dtype),
               name="weight preload GM->L1 (L2 warm-up)", transform="" if s.weight_nz else "nd2nz")
-    b.cross_wait(READY, "MTE2")
+    fl.msd.digits.wait(b, "MTE2")
     b.dma(Region("GM", math.ceil(k0 * ITEM[dig_dtype]), (rows, kw), dig_dtype, "digits",
                  math.ceil(s.k * ITEM[dig_dtype])),
           Region("L1", a1.offset, (rows, kw), dig_dtype), name="A digits GM->L1 nd2nz",
@@ -254,8 +271,7 @@ def _cube_cell(
         b.dma(src, Region("L1", b1[ib].offset, (kg, cw), s.w_dtype),
               name="B GM->L1 " + b_transform, transform=b_transform)
         b.sync("MTE2", "MTE1", 2 + ib)
-        if task >= 2:
-            b.cross_wait(GROUP_FREE, "FIX")
+        fl.msd.c.fill(b, task, "FIX")
         slot = ci * 2 + task % 2
         for bn in range(0, cw, cb.base_n):
             rn = min(cb.base_n, cw - bn)
@@ -294,12 +310,12 @@ def _cube_cell(
             tile += 1
         if task + 2 < len(groups):
             b.set_flag("MTE1", "MTE2", 2 + ib)
-        b.cross_set(2, "FIX", GROUP_READY)
+        fl.msd.c.publish(b, "FIX")
 
 
 def _setup(
     b: ProgramBuilder, s: WqbmmShape, v: int, vm: int, n_aiv: int, digits: int,
-    dig_dtype: str, ngroups: int,
+    dig_dtype: str, ngroups: int, fl: GroupFlags,
 ) -> None:
     """Step 1 on AIV ``v``: zero its share of ``acc``; split its rows ``v * vm`` ..
     ``v * vm + vm - 1`` of x (those that exist) into digits, one row at a time; barrier of all
@@ -311,9 +327,8 @@ def _setup(
         mark = b.used_bytes("UB")
         _split_row(b, s, r, digits, dig_dtype, ngroups)
         b.release("UB", mark)
-    b.cross_set(0, "MTE3", ALL_DIGITS)
-    b.cross_wait(ALL_DIGITS, "MTE2", mode=0)
-    b.cross_set(2, "MTE2", READY)
+    fl.all_digits.barrier(b, "MTE3", "MTE2")
+    fl.msd.digits.set(b, "MTE2")
 
 
 def _split_row(
@@ -390,16 +405,16 @@ def _row_chunks(m: int) -> list[tuple[int, int]]:
 
 def _recombine(
     b: ProgramBuilder, s: WqbmmShape, kt: Any, groups: range, ci: int, cc0: int, cw: int,
-    digits: int, c_dtype: str,
+    digits: int, c_dtype: str, ring: Ring,
 ) -> None:
     """Step 3 on one AIV: per group of AIC ``ci``'s K range recombine the cell's columns
     [cc0, cc0 + cw) into an fp32 UB accumulator; then one atomic-add DMA into ``acc``."""
     ntask = len(groups)
     if cw <= 0:  # an empty column range keeps the handshakes with its AIC
         for task in range(ntask):
-            b.cross_wait(GROUP_READY, "MTE2")
+            ring.take(b, "MTE2")
             if task + 2 < ntask:
-                b.cross_set(2, "MTE2", GROUP_FREE)
+                ring.release(b, "MTE2")
         return
     m, vsn, xd, csn = s.m, kt.vec_single_core_n, s.x_dtype, kt.cube_single_core_n
     div = recombination_scalars(s.w_dtype, s.inner_precise == 1 and s.w_dtype == "int4")
@@ -448,7 +463,7 @@ def _recombine(
                 b.vop(VecOp.MUL, acc_r, (rs_r, of_r), name="Mul rsum*offset")
             else:
                 b.vop(VecOp.MUL_ADD_DST, acc_r, (rs_r, of_r), name="MulAddDst rsum*offset")
-        b.cross_wait(GROUP_READY, "MTE2")
+        ring.take(b, "MTE2")
         base = (ci * 2 + task % 2) * rows * csn
         if c_dtype == "int32":
             for ci_, (a, e) in enumerate(_row_chunks(m)):
@@ -481,8 +496,8 @@ def _recombine(
                 b.vop(VecOp.AXPY, c16, (cd,), scalar=div[d], name="Axpy digit (fp16)")
             b.cast(cf, c16, name="Cast fp16->fp32")
             b.vop(VecOp.MULS, cf, (cf,), scalar=div[0], name="Muls 1/f1")
-        if task + 2 < ntask:
-            b.cross_set(2, "MTE2", GROUP_FREE)
+        if task + 2 < ntask:  # the AIC fills this slot again
+            ring.release(b, "MTE2")
         b.vop(VecOp.MUL, cf, (cf, sc_r), name="Mul scale")
         b.vop(VecOp.MUL, cf, (cf, Region("UB", am.offset, (m, 1), "float32",
                                          row_stride_bytes=32)), name="Mul group max")

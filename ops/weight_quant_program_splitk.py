@@ -41,15 +41,13 @@ from typing import Any
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
-from npusim.ops.program_stages import ranges
+from npusim.ops.program_stages import CrossFlags, Ring, ranges
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     custom_nz_splitk_post_buffers,
     custom_nz_splitk_vector_buffers,
 )
 from npusim.ops.weight_quant_common import (
-    FREE,
     ITEM,
-    READY,
     WqbmmShape,
     bias_dtype,
     block_cube_tiling,
@@ -57,7 +55,6 @@ from npusim.ops.weight_quant_common import (
     weight_tile_region,
 )
 
-DONE, ALL_AIV = 4, 5  # cross-core flag ids: AIC finished its partials; barrier of all AIVs
 SPLIT_K_ACCUMULATION = (
     "split_k partials: one fp32 GM workspace slot per K block, added by the AIVs in "
     "core_index_ascending order (declared model; device atomic-add order unpublished)"
@@ -105,6 +102,11 @@ def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str,
     cube_t = block_cube_tiling(kt.cube_single_m, strip, kt.cube_base_k, step)
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
     cores: list[CoreProgram] = []
+    flags = CrossFlags.of(soc)
+    ring = flags.ring("dequantised weight strip", slots)  # AIVs fill, the AIC multiplies
+    if post:
+        done = flags.flag("K-slice partials written")  # AIC -> its AIVs
+        all_aiv = flags.flag("every AIV reached the post pass", mode=0)
     for ci in range(ncores):
         ni, ki = ci % dim_n, ci // dim_n
         n_lo, n_hi = ni * kt.cube_single_core_n, min(s.n, (ni + 1) * kt.cube_single_core_n)
@@ -129,28 +131,28 @@ def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str,
             epi = Epilogue("F322F16", s.out_dtype)
         for j, (n0, n1) in enumerate(strips):
             slot = ci * slots + j % slots
-            em.bld.cross_wait(READY, "MTE2")
+            ring.take(em.bld, "MTE2")
             base = slot * kt.single_core_k * strip * 2
             ws = GmMatrix("ws", xd, strip * 2, offset=base - k_lo * strip * 2)
             em.block(x_mat, ws, out, epi, 0, s.m, n0, n1, k_hi - k_lo, k_offset=k_lo,
                      b_col_offset=-n0)
-            em.bld.cross_set(2, "MTE2", FREE)
+            ring.release(em.bld, "MTE2")
         if post:
-            em.bld.cross_set(2, "FIX", DONE)
+            done.set(em.bld, "FIX")
         cores.append(aic)
         for half in range(2):
             aiv = CoreProgram(2 * ci + half, "aiv")
             b = ProgramBuilder(aiv, aiv_desc)
             mark = b.used_bytes("UB")
-            _dequant_strips(b, s, kt, ci, half, strips, (k_lo, k_hi))
+            _dequant_strips(b, s, kt, ci, half, strips, (k_lo, k_hi), ring)
             if post:
                 b.release("UB", mark)
-                b.cross_wait(DONE, "MTE2")
-                b.cross_set(0, "MTE2", ALL_AIV)
-                b.cross_wait(ALL_AIV, "MTE2", mode=0)
+                done.wait(b, "MTE2")
+                all_aiv.barrier(b, "MTE2", "MTE2")
                 _post_pass(b, s, kt, 2 * ci + half, dim_k)
             cores.append(aiv)
     meta = kernel_meta(s, kernel, kt)
+    meta["cross_core_flags"] = flags.table()
     meta["split_k_accumulation"] = SPLIT_K_ACCUMULATION if post else "none (one K block)"
     if data is not None:
         meta["functional_replay"] = f"instructions (semantics table; cube model {cube_model})"
@@ -193,6 +195,7 @@ def _dequant_strips(
     half: int,
     strips: list[tuple[int, int]],
     krange: tuple[int, int],
+    ring: Ring,
 ) -> None:
     """AIV half of one AIC: dequantise its half of every strip's columns into the ring slot
     (ping-pong UB buffers, parameters included, so one pass's loads overlap the previous
@@ -219,8 +222,7 @@ def _dequant_strips(
         slot = ci * slots + j % slots
         hw = math.ceil((n1 - n0) / 2)
         c_lo, c_hi = n0 + half * hw, min(n1, n0 + (half + 1) * hw)
-        if j >= slots:
-            b.cross_wait(FREE, "MTE3")
+        ring.fill(b, j, "MTE3")
         for c0, c1 in [(c_lo + a, c_lo + e) for a, e in ranges(0, max(0, c_hi - c_lo), cols)]:
             width = c1 - c0
             for r0, r1 in [(k_lo + a, k_lo + e) for a, e in ranges(0, k_hi - k_lo, rows)]:
@@ -264,7 +266,7 @@ def _dequant_strips(
                 b.dma(oreg, dst, name="dequant w UB->GM ws")
                 b.set_flag("MTE3", "V", i)
                 it += 1
-        b.cross_set(2, "MTE3", READY)
+        ring.publish(b, "MTE3")
     for i in range(min(it, 2)):  # drain the ping-pong flags left set by the last passes
         b.wait_flag("V", "MTE2", (it - 1 - i) % 2)
         b.wait_flag("MTE3", "V", (it - 1 - i) % 2)
