@@ -272,8 +272,6 @@ def validate_quant_matmul(
         pertoken=dp is not None, offset=do is not None, bias_dtype=bias_dtype,
         bias_batched=bias_batched, coupled=coupled, x2_nz=d2.nz,
     )
-    if takes_pp_matmul(plan):
-        _check_pp_matmul(plan, ds.shape[0])
     return plan
 
 
@@ -289,12 +287,12 @@ def takes_pp_matmul(plan: QuantMatmulPlan) -> bool:
             and (not plan.x2_nz or plan.trans_x2))
 
 
-def _check_pp_matmul(plan: QuantMatmulPlan, scale_len: int) -> None:
+def check_pp_matmul(plan: QuantMatmulPlan, scale_len: int) -> None:
     """The pp_matmul kernel (ops-nn arch20/pp_matmul_kernel.h, ``PpMatmul<..., int8_t, uint64_t,
     int32_t, half>``) reads n_round scale and bias values at ``b * n + column`` and writes
     float16: its values are the L0C-bias + dequantising-copy chain of the other 310P kernels only
     for one matrix with a per-column scale and float16 output; the rest is not defined by the
-    tensors torch_npu passes, so it is refused."""
+    tensors torch_npu passes, so the API refuses it (``scale_len``: the scale's element count)."""
     where = (f"on the 310P pp_matmul kernel (M = {plan.m} >= {PP_MATMUL_MIN_M} with a bias, "
              "ops-nn arch20/pp_matmul_kernel.h)")
     if int(np.prod(plan.batch, dtype=np.int64)) > 1:

@@ -192,3 +192,18 @@ def test_pp_matmul_values_it_does_not_define_are_refused(kw, arg):
     x1, x2, scale, call = _pp_call(**kw)
     with pytest.raises(NotImplementedError, match=f"^{arg}: .*pp_matmul"):
         tn.npu_quant_matmul(x1, x2, scale, soc=SOC, fidelity="reference", **call)
+
+
+def test_an_nz_x2_passed_untransposed_is_not_the_pp_matmul_path(monkeypatch):
+    """aclnn transposes an ND x2 (so it always meets pp_matmul's transposed-x2 condition) but
+    keeps an NZ x2 as passed: an untransposed NZ x2 with M >= 1024 and a bias takes the other
+    kernel, which the program runs (a per-tensor scale is fine there)."""
+    from npusim.torch_npu import _state
+
+    x1, x2, scale, kw = _pp_call(per_channel=False)
+    nz = tn.npu_format_cast(x2, 29, soc=SOC, fidelity="reference")
+    monkeypatch.delenv("NPUSIM_FIDELITY", raising=False)
+    monkeypatch.setattr(_state, "_fidelity", None)
+    got = tn.npu_quant_matmul(x1, nz, scale, soc=SOC, **kw)
+    want = reference_quant_matmul(x1, x2, scale, soc=SOC, **kw)  # the chain, no API dispatch
+    assert _view(got).tolist() == _view(want).tolist()

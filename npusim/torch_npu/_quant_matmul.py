@@ -7,12 +7,18 @@ references of :mod:`npusim.ops.quant_matmul` and :mod:`npusim.ops.matmul`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from npusim.ops.matmul import dtype_name, reference_matmul
-from npusim.ops.quant_matmul import reference_quant_matmul, validate_quant_matmul
+from npusim.ops.quant_matmul import (
+    check_pp_matmul,
+    reference_quant_matmul,
+    takes_pp_matmul,
+    validate_quant_matmul,
+)
 
 
 def _np(x: Any, arg: str) -> tuple[Any, bool]:
@@ -110,6 +116,9 @@ def npu_quant_matmul(
             raise no_program("npu_quant_matmul", what)
         return _out(reference(a1, b2, sc, **rest, group_sizes=group_sizes, soc=soc), torch_in)
     p = validate_quant_matmul(a1, b2, sc, **rest, soc=soc)
+    pp = replace(p, x2_nz=getattr(a2, "npu_format", 2) == 29)  # the format as passed
+    if takes_pp_matmul(pp):
+        check_pp_matmul(pp, int(np.asarray(sc).size))
     if not program:
         return _out(reference_quant_matmul(a1, b2, sc, **rest, soc=soc), torch_in)
     if p.trans_x1:
