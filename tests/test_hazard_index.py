@@ -64,7 +64,8 @@ _window = st.tuples(
     st.integers(0, 40_000),  # offset
     st.integers(0, 6),  # rows (0: a contiguous 1-D window)
     st.integers(0, 3_000),  # row elements (int8)
-    st.sampled_from([0, 16, 512, 4096, 9000, 300_000]),  # extra stride bytes
+    st.sampled_from([0, 16, 512, 4096, 9000, 300_000, 1_100_000]),  # extra stride bytes (the
+    # last: spans above _GmTable.WIDE buckets with 5 rows)
 )
 _op = st.one_of(
     st.tuples(st.just("access"), st.integers(0, 3), _window, st.booleans(), st.booleans(),

@@ -61,13 +61,15 @@ class _Access:
 class _GmTable:
     """The pending accesses of one GM tensor, in insertion order (what a list of them would
     hold), with an index of their byte spans in 4 KiB buckets: an access can overlap only the
-    accesses that share a bucket with it (or whose span is wider than ``WIDE`` buckets, or
-    empty, kept apart and always looked at). GM accesses are never pruned, and the many cores
-    writing disjoint parts of one workspace would otherwise test every pair."""
+    accesses that share a bucket with it (or whose span is wider than ``WIDE`` buckets, 4 MiB, or
+    empty, kept apart and always looked at: a strided tile read of a workspace spans hundreds of
+    KiB, and as a wide entry it was tested against every later write). GM accesses are never
+    pruned, and the many cores writing disjoint parts of one workspace would otherwise test
+    every pair."""
 
     __slots__ = ("buckets", "live", "next", "wide")
     SHIFT = 12
-    WIDE = 64
+    WIDE = 1024
 
     def __init__(self) -> None:
         self.live: dict[int, _Access] = {}
