@@ -29,14 +29,18 @@ from typing import Any
 
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
 from npusim.ops.program_stages import PingPong, ranges
+from npusim.ops.weight_quant_batchmatmul.tiling import (
+    FIXPIPE_STAGE1_ROWS,
+    FIXPIPE_STAGE2_K,
+    fixpipe_core_buffers,
+)
 from npusim.ops.weight_quant_common import (
     WqbmmShape,
     kernel_meta,
     weight_tile_region,
 )
 
-STAGE1_ROWS = 32  # K rows per identity matmul (the kernel's 32 x 256 ping-pong chunks)
-STAGE2_K = 64  # K per fp16 Mmad of stage 2
+STAGE1_ROWS, STAGE2_K = FIXPIPE_STAGE1_ROWS, FIXPIPE_STAGE2_K
 
 
 def build_fixpipe(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | None = None
@@ -92,21 +96,20 @@ def _fixpipe_core(
     rm = m1 - m0
     bn, bk = kt.base_n, kt.base_k
     xk = s.k if kt.a_full_load else bk
-    x_l1 = [b.alloc("L1", (kt.base_m, xk), "float16", f"x{i}")
-            for i in range(1 if kt.a_full_load else 2)]
-    w8_l1 = [b.alloc("L1", (bn, bk), "int8", f"w8_{i}") for i in range(2)]
-    w16_l1 = b.alloc("L1", (bk, bn), "float16", "w16")
-    diag_l1 = b.alloc("L1", (bn, bn), "int8", "diag")
-    prm_l1 = b.alloc("L1", (4, bn), "int64", "params")
-    a1 = [b.alloc("L0A", (STAGE1_ROWS, bn), "int8", f"a1_{i}") for i in range(2)]
-    a2 = [b.alloc("L0A", (kt.base_m, STAGE2_K), "float16", f"a2_{i}") for i in range(2)]
-    diag_l0 = b.alloc("L0B", (bn, bn), "int8", "diag")
-    b2 = [b.alloc("L0B", (STAGE2_K, bn), "float16", f"b2_{i}") for i in range(2)]
-    c1 = [b.alloc("L0C", (STAGE1_ROWS, bn), "int32", f"c1_{i}") for i in range(2)]
-    acc = b.alloc("L0C", (kt.base_m, bn), "float32", "acc")
-    bt_off = b.alloc("BT", (bn,), "int32", "offset")
-    bt_bias = b.alloc("BT", (bn,), "float32", "bias") if s.has_bias else None
-    fb = b.alloc("FB", (bn,), "uint64", "scale")
+    loc = {buf: {name: b.alloc(buf, shape, dt, name) for name, shape, dt in layout}
+           for buf, layout in fixpipe_core_buffers(kt, s.k, s.has_bias).items()}
+    l1, l0a, l0b, l0c = loc["L1"], loc["L0A"], loc["L0B"], loc["L0C"]
+    x_l1 = [l1[f"x{i}"] for i in range(1 if kt.a_full_load else 2)]
+    w8_l1 = [l1[f"w8_{i}"] for i in range(2)]
+    w16_l1, diag_l1, prm_l1 = l1["w16"], l1["diag"], l1["params"]
+    a1 = [l0a[f"a1_{i}"] for i in range(2)]
+    a2 = [l0a[f"a2_{i}"] for i in range(2)]
+    diag_l0 = l0b["diag"]
+    b2 = [l0b[f"b2_{i}"] for i in range(2)]
+    c1 = [l0c[f"c1_{i}"] for i in range(2)]
+    acc = l0c["acc"]
+    bt_off, bt_bias = loc["BT"]["offset"], loc["BT"].get("bias")
+    fb = loc["FB"]["scale"]
 
     l1_in = PingPong(b, "MTE2", "MTE1", (0, 1))  # weight (and x) tiles in L1
     l0a1 = PingPong(b, "MTE1", "M", (0, 1))  # stage-1 L0A chunks

@@ -25,9 +25,11 @@ def bits(a: Any) -> np.ndarray:
 
 def wqbmm_call(seed: int, m: int, k: int, n: int, *, xdt: str = "float16", wdt: str = "int8",
                group: int = 0, offset: bool = False, bias: bool = False, trans: bool = False,
-               inner_precise: int | None = None, x_scale: float = 1.0) -> dict[str, Any]:
+               inner_precise: int | None = None, x_scale: float = 1.0,
+               per_tensor: bool = False) -> dict[str, Any]:
     """Random legal inputs: x (m, k) in ``xdt``, an int8 or packed int4 weight (k, n), stored
-    transposed when ``trans``, per-channel (group 0) or per-group scale and offset, a bias."""
+    transposed when ``trans``, per-channel (group 0), per-group or (``per_tensor``) one scale
+    and offset, a bias."""
     rng = np.random.default_rng(seed)
     xd = np.float16 if xdt == "float16" else ml_dtypes.bfloat16
     x = np.clip(rng.standard_normal((m, k)) * x_scale, -60000, 60000)
@@ -39,6 +41,8 @@ def wqbmm_call(seed: int, m: int, k: int, n: int, *, xdt: str = "float16", wdt: 
     of = (rng.standard_normal((groups, n)) * 3).astype(xd) if offset else None
     if not group:
         sc, of = sc[0], None if of is None else of[0]
+    if per_tensor:
+        sc, of = sc[:1], None if of is None else of[:1]
     mat = np.ascontiguousarray(w.T if trans else w)
     mat = pack_int4(mat) if wdt == "int4" else mat
     b = rng.standard_normal(n).astype(np.float16 if xdt == "float16" else np.float32)

@@ -42,16 +42,17 @@ def test_custom_replay_equals_numerics_model(seed, m, k, n, xdt, wdt, g, off, bi
     off=st.booleans(),
     bias=st.booleans(),
     trans=st.booleans(),
+    per_tensor=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_custom_replay_property(m, k32, n16, xdt, wdt, g, off, bias, trans, seed):
-    """Random legal Custom calls (M > 64; K a multiple of 32, N of 16; per-channel or per-group
-    with tiles that start inside a group; transposed weights dequantised in their stored layout):
-    every vector instruction is typed and the replayed bits equal the oracle's."""
+def test_custom_replay_property(m, k32, n16, xdt, wdt, g, off, bias, trans, per_tensor, seed):
+    """Random legal Custom calls (M > 64; K a multiple of 32, N of 16; per-tensor, per-channel
+    or per-group with tiles that start inside a group; transposed weights dequantised in their
+    stored layout): every vector instruction is typed and the replayed bits equal the oracle's."""
     k, n = 32 * k32, 16 * n16
-    g = g if g < k else 0
+    g = g if g < k and not per_tensor else 0
     kw = wqbmm_call(seed, m, k, n, xdt=xdt, wdt=wdt, group=g, offset=off, bias=bias,
-                    trans=trans)
+                    trans=trans, per_tensor=per_tensor)
     r = check_replay(kw, "Custom")
     assert r.outputs.shape == (m, n)
 

@@ -54,13 +54,15 @@ def run(kw: dict[str, Any], kernel: str, kt: Any) -> None:
 
 
 @SETTINGS
-@given(data=st.data(), wdt=st.sampled_from(["int8", "int4"]), g=st.sampled_from([0, 64]),
+@given(data=st.data(), wdt=st.sampled_from(["int8", "int4"]), g=st.sampled_from([-1, 0, 64]),
        xdt=st.sampled_from(["float16", "bfloat16"]), seed=st.integers(0, 2**16))
 def test_custom_random_tilings(data, wdt, g, xdt, seed):
-    """Custom: AICs over N and M, workspace strip width, K rows per vector tile, ring slots,
-    cube block."""
+    """Custom (per-tensor g = -1, per-channel g = 0, per-group): AICs over N and M, workspace
+    strip width, K rows per vector tile, ring slots, cube block."""
     m, k, n = 80, 256, 192
-    kw = wqbmm_call(seed, m, k, n, xdt=xdt, wdt=wdt, group=g, offset=True, bias=True)
+    kw = wqbmm_call(seed, m, k, n, xdt=xdt, wdt=wdt, group=max(g, 0), offset=True, bias=True,
+                    per_tensor=g < 0)
+    g = max(g, 0)
     dim_n = data.draw(st.integers(1, 4))
     dim_m = data.draw(st.integers(1, 2))
     single_n = _align(-(-n // dim_n), 16)
@@ -169,3 +171,15 @@ def test_an_illegal_tiling_is_refused_naming_the_rule(kernel):
 
     with pytest.raises(ValueError, match=field):
         npusim.simulate("weight_quant_batchmatmul", B2, tiling=bad, kernel=kernel, **kw)
+
+
+def test_fixpipe_tiling_whose_local_buffers_overflow_is_refused():
+    """Found by the random-tiling test: base_n = 160 passed validation, then the program's
+    L0B (the int8 identity plus two fp16 weight slices, 66560 B) overflowed at build time; the
+    validator now sums the program's declared local buffers (fixpipe_core_buffers)."""
+    kw = fixpipe_call(0, 32, 512, 256, False, False)
+    kt = default_tiling(args_of(kw), resolve_soc(B2), "Fixpipe")
+    bad = dataclasses.replace(kt, n_block_num=2, single_core_n=160, base_n=160, base_k=32,
+                              a_full_load=False)
+    with pytest.raises(ValueError, match=r"L0B: base_m=32, base_n=160, base_k=32 need 66560 B"):
+        validate_tiling(bad, args_of(kw), resolve_soc(B2), "Fixpipe")

@@ -52,6 +52,12 @@ class SocFacts:
     bt_bytes: int
     cube_model: str
     split_k_order: str
+    #: (buffer, allocation alignment in bytes) of the cube core's local buffers
+    cube_align: tuple[tuple[str, int], ...] = ()
+    fb_bytes: int = 0
+
+    def align(self, buffer: str) -> int:
+        return dict(self.cube_align).get(buffer, 32)
 
     @property
     def split(self) -> bool:
@@ -90,4 +96,7 @@ def soc_facts(soc: Any) -> SocFacts:
         bt_bytes=_capacity(cube_core, "BT"),
         cube_model=str(model),
         split_k_order=str(order),
+        cube_align=tuple((str(name), int(buf.alignment_bytes))
+                         for name, buf in cube_core.buffers.items()),
+        fb_bytes=_capacity(cube_core, "FB"),
     )

@@ -308,7 +308,8 @@ def tiling_as_dict(tiling: Any) -> dict[str, Any]:
 
 
 def _itemsize(dtype: str) -> float:
-    return {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1, "int4": 0.5, "int32": 4}[dtype]
+    return {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1, "int4": 0.5, "int32": 4,
+            "int64": 8, "uint64": 8}[dtype]
 
 
 def _cube_block(
@@ -863,6 +864,42 @@ def _validate_fixpipe(c: _Checker, t: FixpipeTiling, a: WqbmmArgs, f: SocFacts) 
     c.need(a_tile <= 125 * 1024, f"L1: fp16 A tile {a_tile} B > 125 KiB")
     c_tile = t.base_m * t.base_n * 4
     c.need(c_tile <= 48 * 1024, f"L0C: fp32 block base_m x base_n x 4 = {c_tile} B > 48 KiB")
+    caps = {"L1": f.l1_bytes, "L0A": f.l0a_bytes, "L0B": f.l0b_bytes, "L0C": f.l0c_bytes,
+            "BT": f.bt_bytes, "FB": f.fb_bytes}
+    for buf, layout in fixpipe_core_buffers(t, a.k, a.has_bias).items():
+        need = layout_bytes(layout, f.align(buf))
+        c.need(not caps[buf] or need <= caps[buf],
+               f"{buf}: base_m={t.base_m}, base_n={t.base_n}, base_k={t.base_k} need {need} B "
+               f"> {caps[buf]} B ({', '.join(name for name, _, _ in layout)})")
+
+
+FIXPIPE_STAGE1_ROWS = 32  # K rows per identity matmul (the kernel's 32 x 256 ping-pong chunks)
+FIXPIPE_STAGE2_K = 64  # K per fp16 Mmad of stage 2
+
+
+def fixpipe_core_buffers(t: FixpipeTiling, k: int, has_bias: bool) -> dict[str, list[Buffer]]:
+    """Local buffers of one ``Fixpipe`` AIC, per buffer in allocation order (declared once; the
+    program allocates exactly this): x (whole K when ``a_full_load``, else two K tiles), the
+    int8 weight tiles (ping-pong), the fp16 weight tile, the int8 identity and the uint64
+    parameters in L1; the stage-1 weight chunks and stage-2 x slices in L0A; the identity and
+    the stage-2 weight slices in L0B; the stage-1 int32 chunks and the fp32 accumulator in L0C;
+    offset (and bias) in BT; the scale in FB."""
+    bn, bk, bm = t.base_n, t.base_k, t.base_m
+    xk = k if t.a_full_load else bk
+    r1, k2 = FIXPIPE_STAGE1_ROWS, FIXPIPE_STAGE2_K
+    return {
+        "L1": [(f"x{i}", (bm, xk), "float16") for i in range(1 if t.a_full_load else 2)]
+        + [(f"w8_{i}", (bn, bk), "int8") for i in range(2)]
+        + [("w16", (bk, bn), "float16"), ("diag", (bn, bn), "int8"),
+           ("params", (4, bn), "int64")],
+        "L0A": [(f"a1_{i}", (r1, bn), "int8") for i in range(2)]
+        + [(f"a2_{i}", (bm, k2), "float16") for i in range(2)],
+        "L0B": [("diag", (bn, bn), "int8")] + [(f"b2_{i}", (k2, bn), "float16") for i in range(2)],
+        "L0C": [(f"c1_{i}", (r1, bn), "int32") for i in range(2)]
+        + [("acc", (bm, bn), "float32")],
+        "BT": [("offset", (bn,), "int32")] + ([("bias", (bn,), "float32")] if has_bias else []),
+        "FB": [("scale", (bn,), "uint64")],
+    }
 
 
 def split_k_vector_buffers(rows: int, cols: int) -> list[Buffer]:
