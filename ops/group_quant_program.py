@@ -20,6 +20,7 @@ import numpy as np
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa import VecOp
 from npusim.operator import CliSpec, Operator
+from npusim.ops.program_stages import VecInOut
 
 PEER_H = 8192
 UB_PASS_BYTES = 32768
@@ -155,6 +156,7 @@ def build_group_quant(
         sraw = (b.alloc("UB", (tiling.h_chunk,), scale_dtype, "scale_raw")
                 if scale_dtype != "float32" else None)
         t = 0
+        q = VecInOut(b, tuple(range(nbuf)))
         for h0 in range(0, h, tiling.h_chunk):
             hw = min(tiling.h_chunk, h - h0)
             for g in range(e):
@@ -175,19 +177,15 @@ def build_group_quant(
                     b.cast(sreg, sload, round_mode="rint", name="Cast scale->fp32")
                 for p0 in range(g0, g1, tiling.rows_per_pass):
                     pr = min(tiling.rows_per_pass, g1 - p0)
-                    i = t % nbuf
+                    i = q.load()
                     xb, fb, ib, yb = bufs[i]
-                    if t >= nbuf:
-                        b.wait_flag("V", "MTE2", i)
                     xr = Region("UB", xb.offset, (pr, hw), x_dtype)
                     b.dma(
                         Region("GM", (p0 * h + h0) * xs, (pr, hw), x_dtype, "x", h * xs),
                         xr,
                         name="x GM->UB",
                     )
-                    b.sync("MTE2", "V", i)
-                    if t >= nbuf:
-                        b.wait_flag("MTE3", "V", i)
+                    q.compute(i)
                     fr = Region("UB", fb.offset, (pr, hw), "float32")
                     ir = Region("UB", ib.offset, (pr, hw), "int32")
                     ycols = hw // 8 if out == "int4" else hw
@@ -206,8 +204,7 @@ def build_group_quant(
                     b.cast(ir, fr, round_mode="rint", name="Cast fp32->int32 RINT")
                     b.cast(hr, ir, round_mode="rint", name="Cast int32->half")
                     b.cast(qr, hr, round_mode="rint", name=f"Cast half->{out}")
-                    b.set_flag("V", "MTE2", i)
-                    b.sync("V", "MTE3", i)
+                    q.store(i)
                     ocols = 8 if out == "int4" else 1
                     osz = 4 if out == "int4" else 1
                     b.dma(
@@ -222,7 +219,7 @@ def build_group_quant(
                         ),
                         name="y UB->GM",
                     )
-                    b.set_flag("MTE3", "V", i)
+                    q.stored(i)
                     t += 1
                 b.set_flag("V", "MTE2", 2)
     meta = {"op": "group_quant", "rows": rows, "h": h, "groups": e, "out": out}

@@ -44,6 +44,37 @@ class PingPong:
             self.b.wait_flag(self.cons, self.prod, self.ids[i])
 
 
+class VecInOut:
+    """An AIV's MTE2 -> V -> MTE3 pipeline over two UB buffer sets (Ascend C's VECIN / VECOUT
+    queue pair): ``load`` (wait until V released the set, then the caller's GM -> UB copies),
+    ``compute`` (MTE2 -> V, and wait until MTE3 stored the set's previous output), ``store``
+    (release the input to MTE2, V -> MTE3, then the caller's UB -> GM copy), ``stored``
+    (MTE3 -> V); ``drain`` waits for the flags the last passes left set."""
+
+    def __init__(self, b: ProgramBuilder, ids: tuple[int, ...] = (0, 1)) -> None:
+        self.inq = PingPong(b, "MTE2", "V", ids)
+        self.outq = PingPong(b, "V", "MTE3", ids)
+
+    def load(self) -> int:
+        """The buffer set to fill next."""
+        return self.inq.acquire()
+
+    def compute(self, i: int) -> None:
+        self.inq.ready(i)
+        self.outq.acquire()
+
+    def store(self, i: int) -> None:
+        self.inq.release(i)
+        self.outq.ready(i)
+
+    def stored(self, i: int) -> None:
+        self.outq.release(i)
+
+    def drain(self) -> None:
+        self.inq.drain()
+        self.outq.drain()
+
+
 @dataclass(frozen=True)
 class CrossFlag:
     """One cross-core flag of a kernel: the id :class:`CrossFlags` gave it, the mode its setters

@@ -18,6 +18,7 @@ import numpy as np
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa import ScalarStep, VecOp
 from npusim.operator import CliSpec, Operator
+from npusim.ops.program_stages import VecInOut
 
 SCALAR_INSTRS_PER_ELEMENT = 5  # GetValue x2, add, SetValue, loop step (the example's case 0 loop)
 
@@ -167,20 +168,17 @@ def build_vector_add(
         first = c * base_rows + min(c, extra)
         start = first * row
         stop = start + (base_rows + (1 if c < extra else 0)) * row
-        for t, off in enumerate(range(start, stop, tile_elems)):
+        q = VecInOut(b, tuple(range(nbuf)))
+        for off in range(start, stop, tile_elems):
             n = min(tile_elems, stop - off)
-            xb, yb, zb = (r.sub(0, (n,)) for r in bufs[t % nbuf])
-            ev = t % nbuf
+            ev = q.load()
+            xb, yb, zb = (r.sub(0, (n,)) for r in bufs[ev])
             gx = Region("GM", off * itemsize, (n,), dtype, "x")
             gy = Region("GM", off * itemsize, (n,), dtype, "y")
             gz = Region("GM", off * itemsize, (n,), dtype, "z")
-            if t >= nbuf:
-                b.wait_flag("V", "MTE2", ev)
             b.dma(gx, xb, l2_cache=bypass, name="DataCopy x GM->UB")
             b.dma(gy, yb, l2_cache=bypass, name="DataCopy y GM->UB")
-            b.sync("MTE2", "V", ev)
-            if t >= nbuf:
-                b.wait_flag("MTE3", "V", ev)
+            q.compute(ev)
             if tiling.scalar_loop:
                 b.set_flag("V", "S", ev)
                 b.wait_flag("V", "S", ev)
@@ -193,10 +191,9 @@ def build_vector_add(
                 b.wait_flag("S", "V", ev)
             else:
                 b.vop(VecOp.ADD, zb, (xb, yb), elements=n, dtype=dtype)
-            b.set_flag("V", "MTE2", ev)
-            b.sync("V", "MTE3", ev)
+            q.store(ev)
             b.dma(zb, gz, name="DataCopy z UB->GM")
-            b.set_flag("MTE3", "V", ev)
+            q.stored(ev)
         cores.append(prog)
     meta = {"op": "vector_add", "tiling": tiling.__dict__.copy(), "n_elements": n_elements}
     return Kernel("vector_add", gm, cores, meta)

@@ -18,7 +18,7 @@ from typing import Any
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
-from npusim.ops.program_stages import CrossFlags
+from npusim.ops.program_stages import CrossFlags, VecInOut
 from npusim.ops.weight_quant_batchmatmul.tiling import custom_param_groups, custom_vector_buffers
 from npusim.ops.weight_quant_common import (
     ITEM,
@@ -130,17 +130,15 @@ def build_custom(
             # segment starts 32 B-aligned
             k_half = min(s.k, c0e * math.ceil(s.k / (2 * c0e)))
             k0, k1 = (0, k_half) if half == 0 else (k_half, s.k)
-            it = 0
+            q = VecInOut(b)  # no drain: the kernel ends with its last flags set
             for j, (n0, n1) in enumerate(per_core[ci]):
                 slot = ci * t.slots + j % t.slots
                 width = n1 - n0
                 ring.fill(b, j, "MTE3")
                 for r0 in range(k0, k1, t.vec_rows):
                     rows = min(t.vec_rows, k1 - r0)
-                    i = it % 2
+                    i = q.load()
                     wb, fb, ob, pb = bufs[i]
-                    if it >= 2:
-                        b.wait_flag("V", "MTE2", i)
                     transform = ""
                     if s.weight_nz:
                         # the NZ fractals as stored: one run of width x 32 B per K block of the
@@ -192,13 +190,10 @@ def build_custom(
                                 Region("UB", po + pgroups * srow, (width,), param_dtype),
                                 name="offset GM->UB",
                             )
-                    b.sync("MTE2", "V", i)
-                    if it >= 2:
-                        b.wait_flag("MTE3", "V", i)
+                    q.compute(i)
                     _custom_dequant(b, s, tile, pitch, wreg, (fb, ob, pb, pf), pgroups, srow,
                                     (r0, g_lo))
-                    b.set_flag("V", "MTE2", i)
-                    b.sync("V", "MTE3", i)
+                    q.store(i)
                     # the workspace keeps the weight's stored layout; the cube reads it
                     # transposed when the weight is (ops-nn Custom: SetTensorB(ws, bTrans))
                     if s.trans_w:
@@ -209,8 +204,7 @@ def build_custom(
                                      t.strip_n * 2)
                     b.dma(tile_region(ob.offset, tile, xd, pitch), dst,
                           name="dequant w UB->GM ws")
-                    b.set_flag("MTE3", "V", i)
-                    it += 1
+                    q.stored(i)
                 ring.publish(b, "MTE3")
             cores.append(aiv)
     meta = _meta(s, "Custom", t)

@@ -41,7 +41,7 @@ from typing import Any
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
-from npusim.ops.program_stages import CrossFlags, Ring, ranges
+from npusim.ops.program_stages import CrossFlags, Ring, VecInOut, ranges
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     custom_nz_splitk_post_buffers,
     custom_nz_splitk_vector_buffers,
@@ -217,7 +217,7 @@ def _dequant_strips(
         for i in range(2)
     ]
     k_lo, k_hi = krange
-    it = 0
+    q = VecInOut(b)
     for j, (n0, n1) in enumerate(strips):
         slot = ci * slots + j % slots
         hw = math.ceil((n1 - n0) / 2)
@@ -227,10 +227,8 @@ def _dequant_strips(
             width = c1 - c0
             for r0, r1 in [(k_lo + a, k_lo + e) for a, e in ranges(0, k_hi - k_lo, rows)]:
                 nr = r1 - r0
-                i = it % 2
+                i = q.load()
                 u = bufs[i]
-                if it >= 2:
-                    b.wait_flag("V", "MTE2", i)
                 wreg = Region("UB", u["w"].offset, (nr, width), s.w_dtype)
                 # an NZ window lands in UB in logical order (declared local-tile model)
                 b.dma(weight_tile_region(s, r0, nr, c0, width), wreg, name="weight GM->UB",
@@ -248,13 +246,10 @@ def _dequant_strips(
                             Region("UB", prm.offset + prm.shape[1] * 4, (width,), xd),
                             name="offset GM->UB",
                         )
-                b.sync("MTE2", "V", i)
-                if it >= 2:
-                    b.wait_flag("MTE3", "V", i)
+                q.compute(i)
                 oreg = Region("UB", u["o"].offset, (nr, width), xd)
                 _dequant_ops(b, s, u, wreg, oreg, width)
-                b.set_flag("V", "MTE2", i)
-                b.sync("V", "MTE3", i)
+                q.store(i)
                 dst = Region(
                     "GM",
                     ((slot * kt.single_core_k + r0 - k_lo) * strip + c0 - n0) * 2,
@@ -264,12 +259,9 @@ def _dequant_strips(
                     strip * 2,
                 )
                 b.dma(oreg, dst, name="dequant w UB->GM ws")
-                b.set_flag("MTE3", "V", i)
-                it += 1
+                q.stored(i)
         ring.publish(b, "MTE3")
-    for i in range(min(it, 2)):  # drain the ping-pong flags left set by the last passes
-        b.wait_flag("V", "MTE2", (it - 1 - i) % 2)
-        b.wait_flag("MTE3", "V", (it - 1 - i) % 2)
+    q.drain()  # the ping-pong flags left set by the last passes
 
 
 def _groups(s: WqbmmShape, r0: int, r1: int) -> range:
