@@ -27,13 +27,14 @@ published kernel ``WeightQuantBatchMatMulV2MsdGroupKernel`` for behaviour, no co
 4. *All AIVs, after a second mode-0 barrier:* AIV ``v`` loads the ``acc`` columns of vec N index
    ``v % vec_block_dim_n``, adds the bias, Casts (CAST_ROUND) to the output dtype and writes y.
 
-Accumulation order: the device adds the K-range partials in whatever order the atomics land (the
-simulator applies them in completion order); the functional output is the numerics model
-(``numerics_msd.msd_group``), which adds them in the SoC's declared ``split_k_reduction_order``
-(``core_index_ascending``); the metadata ``split_k_accumulation`` says so. The final cast pass is
+Accumulation order: the device adds the K-range partials in whatever order the atomics land
+(unpublished); a functional run holds the atomic adds and applies them in the SoC's declared
+``split_k_reduction_order`` (``core_index_ascending``) when ``acc`` is next read (the engine's
+buffers), which is also the order the numerics model (``numerics_msd.msd_group``, the tests'
+oracle) uses; the metadata ``split_k_accumulation`` says so. The final cast pass is
 the model's ``+ bias; CAST_ROUND`` (no int8 output: MsdGroup excludes it).
 
-Assumptions / simplifications (timing only; the instructions carry no value semantics):
+Assumptions / simplifications:
 
 - Every AIV of the launch runs step 4 (the kernel's cube_block_dim_k copies per column range write
   identical y); only the AIVs of vec K index 0 issue the y write here (identical concurrent
@@ -108,9 +109,9 @@ def accumulation_note(kt: Any, order: str) -> str:
     return (
         f"{kt.cube_block_dim_k} K ranges of {kt.single_core_k}: each cube cell's fp32 partial "
         "(M x its columns) is atomically added (UB->GM DMA, atomic add) into a zeroed fp32 GM "
-        "workspace; device order unpublished (the simulator applies atomics in completion order); "
-        f"functional output = numerics model adding the partials in {order} order "
-        "(SoC split_k_reduction_order); then + bias and CAST_ROUND to y"
+        "workspace; device order unpublished: functional runs apply the adds in "
+        f"{order} order (SoC split_k_reduction_order) when the workspace is next read, timing "
+        "follows their completion; then + bias and CAST_ROUND to y"
     )
 
 

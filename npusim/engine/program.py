@@ -462,7 +462,8 @@ ATOMIC_ADD_DTYPES = ("float32", "float16", "bfloat16", "int32")
 def check_atomic(atomic: str, dst: Region, where: str) -> None:
     """Validate an ``atomic`` mode: "" (plain write) or "add" into a GM region of a supported
     dtype. Atomic adds to the same bytes from different pipes need no ordering among
-    themselves (they commute up to rounding; the simulator applies them in completion order)."""
+    themselves (they commute up to rounding; functional runs apply them in the declared
+    ``split_k_reduction_order`` - see ``engine.buffers`` - and timing follows completion)."""
     from npusim.engine.errors import ProgramError
 
     if atomic not in ("", "add"):
