@@ -206,6 +206,27 @@ class MatmulTiling:
                            range(0, cols, self.base_n))
 
 
+def cube_local_bytes(base_m: int, base_n: int, base_k: int, in_bits: int, *,
+                     l0a_bufs: int = 2, l0b_bufs: int = 2, l0c_bufs: int = 1,
+                     a1_bufs: int = 2, b1_bufs: int = 2, step_m: int = 1, step_n: int = 1,
+                     step_ka: int = 1, step_kb: int = 1, l1_staged: int = 0) -> dict[str, int]:
+    """Bytes one cube core's blocking needs: ``L0A`` (base_m x base_k per buffer), ``L0B``
+    (base_k x base_n), ``L0C`` (base_m x base_n 32-bit accumulators), ``A1`` / ``B1`` (one L1
+    load: step_m x step_ka / step_kb x step_n base blocks) and ``L1`` (the A and B loads times
+    their buffer depths plus ``l1_staged`` bytes of rows staged beside them: bias, quant
+    parameters). The one capacity rule of every cube tiling (matmul's and the wqbmm kernels')."""
+    a1 = _bytes(step_m * base_m * step_ka * base_k, in_bits)
+    b1 = _bytes(step_kb * base_k * step_n * base_n, in_bits)
+    return {
+        "L0A": _bytes(base_m * base_k, in_bits) * l0a_bufs,
+        "L0B": _bytes(base_k * base_n, in_bits) * l0b_bufs,
+        "L0C": base_m * base_n * ACC_BYTES * l0c_bufs,
+        "A1": a1,
+        "B1": b1,
+        "L1": a1_bufs * a1 + b1_bufs * b1 + l1_staged,
+    }
+
+
 # -- SoC accessors ------------------------------------------------------------------------------
 
 
@@ -342,19 +363,28 @@ def validate_matmul_tiling(
               "other")
     # Capacities.
     core = soc.core(kind)
+    staged = [(" + bias", t.base_n * ACC_BYTES)] if with_bias else []
+    if quant_vector:
+        # FixPipe's per-column quant parameters (uint64, staged GM -> L1 -> FB per tile, the
+        # matmul library's SetQuantVector path)
+        staged.append((" + quant params", t.base_n * 8))
+    needs = cube_local_bytes(
+        t.base_m, t.base_n, t.base_k, in_bits, l0a_bufs=2 if t.db_l0a else 1,
+        l0b_bufs=2 if t.db_l0b else 1, l0c_bufs=2 if t.db_l0c else 1, a1_bufs=t.depth_a1,
+        b1_bufs=t.depth_b1, step_m=t.step_m, step_n=t.step_n, step_ka=t.step_ka,
+        step_kb=t.step_kb, l1_staged=sum(b for _, b in staged))
     for buf, flag, size_field, rows, cols in (
         ("L0A", "db_l0a", "base_m", t.base_m, t.base_k),
         ("L0B", "db_l0b", "base_n", t.base_k, t.base_n),
     ):
         pingpong = getattr(t, flag)
-        need = _bytes(rows * cols, in_bits) * (2 if pingpong else 1)
+        need = needs[buf]
         cap = _capacity(core, buf)
         if cap is not None and need > cap:
             field = flag if pingpong else size_field
             _fail(field, getattr(t, field), f"{buf} needs a {rows}x{cols} {in_dtype} tile"
                   f"{' x2 (ping-pong)' if pingpong else ''} = {need} B > {cap} B")
-    tile_c = t.base_m * t.base_n * ACC_BYTES
-    l0c_need = tile_c * (2 if t.db_l0c else 1)
+    l0c_need = needs["L0C"]
     l0c = _capacity(core, "L0C")
     if l0c is not None and l0c_need > l0c:
         _fail("db_l0c" if t.db_l0c else "base_n", t.db_l0c if t.db_l0c else t.base_n,
@@ -365,18 +395,13 @@ def validate_matmul_tiling(
         if bt is not None and t.base_n * ACC_BYTES > bt:
             _fail("base_n", t.base_n, f"bias table needs base_n*4 = {t.base_n * ACC_BYTES} B > BT "
                   f"{bt} B")
-    a1 = _bytes(t.step_m * t.base_m * t.step_ka * t.base_k, in_bits)
-    b1 = _bytes(t.step_kb * t.base_k * t.step_n * t.base_n, in_bits)
-    # beside the A / B buffers: the bias row and FixPipe's per-column quant parameters (uint64,
-    # staged GM -> L1 -> FB per tile, the matmul library's SetQuantVector path)
-    staged = [(" + bias", t.base_n * ACC_BYTES)] if with_bias else []
+    a1, b1 = needs["A1"], needs["B1"]
     if quant_vector:
         fb = _capacity(core, "FB")
         if fb is not None and t.base_n * 8 > fb:
             _fail("base_n", t.base_n, f"per-column quant parameters need base_n*8 = "
                   f"{t.base_n * 8} B > FB {fb} B")
-        staged.append((" + quant params", t.base_n * 8))
-    l1_need = t.depth_a1 * a1 + t.depth_b1 * b1 + sum(b for _, b in staged)
+    l1_need = needs["L1"]
     l1 = _capacity(core, "L1")
     if l1 is not None and l1_need > l1:
         txt = "".join(name for name, _ in staged)

@@ -29,6 +29,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from npusim.ops.matmul_tiling import cube_local_bytes
 from npusim.ops.weight_quant_batchmatmul.args import PER_CHANNEL, PER_GROUP, WqbmmArgs
 from npusim.ops.weight_quant_batchmatmul.soc_facts import SocFacts, soc_facts
 
@@ -677,21 +678,22 @@ def _check_cube(
     c.need(cube.base_n % 16 == 0, f"cube.base_n={cube.base_n}: must be a multiple of 16")
     k0 = max(16, int(32 / in_item))
     c.need(cube.base_k % k0 == 0, f"cube.base_k={cube.base_k}: must be a multiple of {k0}")
-    l0a = 2 * cube.base_m * cube.base_k * in_item
-    l0b = 2 * cube.base_k * cube.base_n * in_item
-    l0c = cube.db_l0c * cube.base_m * cube.base_n * out_bytes
+    bias_l1 = cube.base_n * 4 if bias else 0
+    quant_l1 = cube.base_n * 8 if quant_vector else 0
+    need = cube_local_bytes(cube.base_m, cube.base_n, cube.base_k, round(in_item * 8),
+                            l0c_bufs=cube.db_l0c, a1_bufs=cube.depth_a1, b1_bufs=cube.depth_b1,
+                            step_m=cube.step_m, step_n=cube.step_n, step_ka=cube.step_ka,
+                            step_kb=cube.step_kb, l1_staged=bias_l1 + quant_l1)
+    l0a, l0b, l0c = need["L0A"], need["L0B"], need["L0C"] * out_bytes // 4
     c.need(l0a <= f.l0a_bytes, f"L0A: 2 x base_m x base_k = {l0a:.0f} B > {f.l0a_bytes} B")
     c.need(l0b <= f.l0b_bytes, f"L0B: 2 x base_k x base_n = {l0b:.0f} B > {f.l0b_bytes} B")
     c.need(
         l0c <= f.l0c_bytes,
         f"L0C: db_l0c x base_m x base_n x {out_bytes} = {l0c} B > {f.l0c_bytes} B",
     )
-    a1 = cube.depth_a1 * cube.step_m * cube.step_ka * cube.base_m * cube.base_k * in_item
-    b1 = cube.depth_b1 * cube.step_n * cube.step_kb * cube.base_n * cube.base_k * in_item
-    bias_l1 = cube.base_n * 4 if bias else 0
-    quant_l1 = cube.base_n * 8 if quant_vector else 0
+    a1, b1 = cube.depth_a1 * need["A1"], cube.depth_b1 * need["B1"]
     c.need(
-        a1 + b1 + bias_l1 + quant_l1 <= f.l1_bytes,
+        need["L1"] <= f.l1_bytes,
         f"L1: A {a1:.0f} B + B {b1:.0f} B + bias {bias_l1} B + quant parameters {quant_l1} B "
         f"> {f.l1_bytes} B",
     )
