@@ -212,9 +212,8 @@ OPERATOR = Operator(
          "--kernel": "force one of the capable kernels (default: CANN's choice)",
          "--compare-inner-precise": "run inner_precise 0 and 1, compare time and outputs"},
         kernels=kernel_names,
-        tiling_note="kernel tilings are set through the Python API "
-                    "(npusim.ops.weight_quant_batchmatmul.tiling); --tiling is not accepted",
-        tiling_overrides=False),
+        tiling_note="--tiling FIELD=VALUE overrides the selected (or --kernel) kernel's "
+                    "default tiling, cube.FIELD=VALUE its cube block; validated before the run"),
     cann_op_type="WeightQuantBatchMatmulV2",
     quantisation=quantisation,
     check_output=check_output,

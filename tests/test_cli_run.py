@@ -44,6 +44,26 @@ def test_user_tiling_origin_is_named(capsys):
     assert rc == 0 and "tiling user (cores=4)" in out[0]
 
 
+def test_wqbmm_kernel_tiling_fields_from_the_cli(capsys):
+    """Rule: --tiling FIELD=VALUE (and cube.FIELD=VALUE for the nested cube block) overrides the
+    selected kernel's default tiling; the run uses it (fewer AICs here), an illegal value is an
+    error naming the field, an unknown nested field lists the fields."""
+    base = ["run", "weight_quant_batchmatmul", "--m", "12", "--k", "1024", "--n", "1024",
+            "--weight-dtype", "int8"]
+    rc, out = _out(capsys, base)
+    cores = next(x for x in out if x.startswith("cores"))
+    rc, out = _out(capsys, [*base, "--tiling", "cube_block_dim_n=8", "--tiling",
+                            "single_core_n=128", "--tiling", "cube.base_k=64"])
+    assert rc == 0
+    assert "tiling user (cube_block_dim_n=8, single_core_n=128, cube.base_k=64)" in out[0]
+    mine = next(x for x in out if x.startswith("cores"))
+    assert "'aic': 8" in mine and mine != cores
+    assert main([*base, "--tiling", "cube_block_dim_n=0"]) == 2
+    assert "cube_block_dim_n=0: must be a positive int" in capsys.readouterr().err
+    assert main([*base, "--tiling", "cube.nope=3"]) == 2
+    assert "unknown field(s) cube.nope; fields are cube, cube.base_k" in capsys.readouterr().err
+
+
 def test_functional_wqbmm_prints_an_output_check(capsys):
     """Rule: --functional on weight_quant_batchmatmul prints an output check (against an
     independent float64 reference) like the other operators, before the verdict."""
