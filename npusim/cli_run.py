@@ -204,24 +204,14 @@ def parse_tiling_overrides(items: list[str]) -> dict:
 
 
 def apply_tiling_overrides(default, overrides: dict):
-    """``default`` with ``overrides`` applied; ``a.b=v`` sets field ``b`` of the nested tiling
-    ``a`` (a wqbmm kernel's ``cube.base_k``). Unknown fields are an error naming them."""
-    if not overrides:
-        return default
-    if default is None or not dataclasses.is_dataclass(default):
-        raise SystemExit("--tiling: this operator has no tiling object to override")
-    fields = {f.name: getattr(default, f.name) for f in dataclasses.fields(default)}
-    names = set(fields) | {f"{k}.{f.name}" for k, v in fields.items()
-                           if dataclasses.is_dataclass(v) for f in dataclasses.fields(v)}
-    bad = sorted(set(overrides) - names)
-    if bad:
-        raise SystemExit(f"--tiling: unknown field(s) {', '.join(bad)}; fields are "
-                         f"{', '.join(sorted(names))}")
-    flat = {k: v for k, v in overrides.items() if "." not in k}
-    for key in sorted({k.split(".")[0] for k in overrides if "." in k}):
-        sub = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith(key + ".")}
-        flat[key] = dataclasses.replace(fields[key], **sub)
-    return dataclasses.replace(default, **flat)
+    """``default`` with ``overrides`` applied (:func:`npusim.tiling_overrides.apply_overrides`:
+    ``a.b=v`` sets field ``b`` of the nested tiling ``a``, a wqbmm kernel's ``cube.base_k``)."""
+    from npusim.tiling_overrides import apply_overrides
+
+    try:
+        return apply_overrides(default, overrides)
+    except ValueError as exc:
+        raise SystemExit(f"--tiling: {exc}") from None
 
 
 # ---- the header line ------------------------------------------------------------------------

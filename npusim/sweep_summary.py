@@ -18,7 +18,9 @@ def _tiling_label(tiling_json: str, default_json: str | None) -> str:
     """The best tiling as the fields where it differs from the default (all fields, capped,
     when the default did not run)."""
     t = json.loads(tiling_json)
-    if default_json is None:
+    if default_json is None or json.loads(default_json) == {"tiling": "default"}:
+        # no default fields to compare with (an operator whose default is named, not listed):
+        # the best tiling's own fields, as the study gave them
         items = [f"{k}={v}" for k, v in t.items()]
     else:
         d = json.loads(default_json)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict
 from types import SimpleNamespace
 from typing import Any
 
@@ -115,9 +114,11 @@ def kernel_names() -> tuple[str, ...]:
 
 
 # --- sweep adapter ----------------------------------------------------------------------------
-# Its legal program tilings are not enumerated (their constraints live in the program builder):
-# a sweep simulates the CANN-like default tiling or the study's listed ``tilings``
-# (WqbmmProgramTiling fields), across cases and options such as inner_precise / kernel.
+# Its legal tilings are not enumerated (their constraints live in each kernel's validator): a
+# sweep simulates the CANN-like default tiling or the study's listed ``tilings``, across cases
+# and options such as inner_precise / kernel. A listed tiling is a full WqbmmProgramTiling (the
+# Custom / Msd / MsdSplitK program structure) or fields of the selected kernel's own tiling
+# (``cube.base_k`` or a nested ``cube`` mapping for its cube block) replacing its default.
 
 def _wq_case(case: dict[str, Any]) -> dict[str, Any]:
     from npusim.spec import spec
@@ -148,17 +149,38 @@ def _wq_bound_us(soc: Any, case: dict[str, Any], t: Any) -> float:
     return nbytes / soc.bytes_per_cycle(soc.memory.hbm.bandwidth_gb_per_s) / soc.aicore_freq_mhz
 
 
+def _wq_tiling(soc: Any, case: dict[str, Any], d: dict[str, Any]) -> Any:
+    """The tiling object a listed tiling ``d`` stands for (None: the default), validated for
+    the case's selected kernel the way simulate() validates it."""
+    import dataclasses
+
+    from npusim.tiling_overrides import apply_overrides
+
+    if d == {"tiling": "default"}:
+        return None
+    required = {f.name for f in dataclasses.fields(WqbmmProgramTiling)
+                if f.default is dataclasses.MISSING}
+    if required <= set(d):
+        t: Any = WqbmmProgramTiling(**d)
+    else:
+        t = apply_overrides(default_tiling(soc, **_wq_case(case)), d)
+    args, name, s, _ = checked_call(soc, **_wq_case(case))
+    resolve_tilings(soc, args, name, s, t)  # raises naming the field and rule
+    return t
+
+
 def _wq_tiling_from_dict(soc: Any, case: dict[str, Any], d: dict[str, Any]) -> Any:
-    return d if d == {"tiling": "default"} else asdict(WqbmmProgramTiling(**d))
+    _wq_tiling(soc, case, d)
+    return d
 
 
 def _wq_simulate(soc_entry: dict[str, Any], case: dict[str, Any], tiling: dict[str, Any]):
     import npusim
+    from npusim.runner import resolve_soc
 
-    t = None if tiling == {"tiling": "default"} else WqbmmProgramTiling(**tiling)
-    return npusim.simulate("weight_quant_batchmatmul", soc_entry["name"], t,
-                           overrides=soc_entry.get("overrides", ()), check_races=False,
-                           **_wq_case(case))
+    soc = resolve_soc(soc_entry["name"], soc_entry.get("overrides", ()))
+    return npusim.simulate("weight_quant_batchmatmul", soc, _wq_tiling(soc, case, tiling),
+                           check_races=False, **_wq_case(case))
 
 
 SWEEP = SimpleNamespace(enumerate_tilings=_wq_enumerate, bound_us=_wq_bound_us,

@@ -153,3 +153,30 @@ def test_bad_scale_factor_is_refused_before_planning(override, needle):
     study = Study("matmul", [{"name": "Ascend910B2", "overrides": [override]}], [CASE])
     with pytest.raises(ValueError, match=needle):
         plan_points(study)
+
+
+def test_wqbmm_study_lists_kernel_tiling_fields(tmp_path):
+    """A weight_quant_batchmatmul study lists fields of the selected kernel's own tiling (here
+    MsdGroup's K split; ``cube.FIELD`` for its cube block): each listed tiling runs as the
+    default with those fields replaced - the same cycles as simulate() with that tiling - and an
+    illegal one is an error row naming the rule."""
+    import dataclasses
+
+    from npusim.ops.weight_quant_operator import OPERATOR, _wq_case
+
+    case = {"m": 1, "k": 1024, "n": 1024, "weight_dtype": "int4", "group_size": 128}
+    split = {"cube_block_dim_k": 2, "single_core_k": 512, "single_core_group": 4}
+    study = Study("weight_quant_batchmatmul", [{"name": "Ascend910B2"}], [case],
+                  tilings=[{"tiling": "default"}, split, {"cube.base_k": 7}])
+    out = tmp_path / "r.csv"
+    run_sweep(study, out, workers=1, progress=False)
+    rows = {r["tiling"]: r for r in read_rows(out)}
+    soc = load_soc("Ascend910B2")
+    kt = dataclasses.replace(OPERATOR.default_tiling(soc, **_wq_case(case)), **split)
+    want = npusim.simulate("weight_quant_batchmatmul", soc, kt, check_races=False,
+                           **_wq_case(case))
+    got = rows[json.dumps(split, sort_keys=True)]
+    assert got["status"] == "ok" and int(got["cycles"]) == want.cycles
+    assert int(rows['{"tiling": "default"}']["cycles"]) != want.cycles
+    bad = rows[json.dumps({"cube.base_k": 7})]
+    assert bad["status"] == "error" and "cube.base_k=7: must be a multiple of 64" in bad["error"]
