@@ -40,6 +40,7 @@ import numpy as np
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
 from npusim.operator import CliSpec, Operator
+from npusim.ops.program_stages import VecInOut
 
 FRACTAL_ROWS = 16
 TILE_BUDGET_BYTES = 32768  # one UB buffer; four of them (in / out, ping-pong) = 128 KiB
@@ -163,8 +164,9 @@ def build_format_cast(soc: Any, g: _Geom, tiling: FormatCastTiling,
                  bld.alloc("UB", (tile_elems,), g.dtype, f"nz{i}")) for i in range(nbuf)]
         u0 = ci * base + min(ci, extra)
         mine = units[u0:u0 + base + (1 if ci < extra else 0)]
-        for t, (b, rt, st) in enumerate(mine):
-            i = t % nbuf
+        q = VecInOut(bld, tuple(range(nbuf)))
+        for b, rt, st in mine:
+            i = q.load()
             ndb, nzb = bufs[i]
             r0, s0 = rt * tiling.m_tile, st * tiling.n_strips
             mr = min(tiling.m_tile, mpad - r0)
@@ -179,15 +181,11 @@ def build_format_cast(soc: Any, g: _Geom, tiling: FormatCastTiling,
             nz_gm = Region("GM", b * nz_mat + s0 * strip + r0 * c0 * isz, (ns, mr * c0),
                            g.dtype, "y" if g.to_nz else "x", strip)
             src_ub, dst_ub = (nd_ub, nz_ub) if g.to_nz else (nz_ub, nd_ub)
-            if t >= nbuf:
-                bld.wait_flag("V", "MTE2", i)
             if g.to_nz:
                 bld.dma(nd_gm, nd_ub, name="ND rows GM->UB (pad to 32 B)")
             else:
                 bld.dma(nz_gm, nz_ub, name="NZ strips GM->UB")
-            bld.sync("MTE2", "V", i)
-            if t >= nbuf:
-                bld.wait_flag("MTE3", "V", i)
+            q.compute(i)
             padded = mv < mr or cvb < ns * c0
             if g.to_nz and padded:
                 bld.vop(VecOp.DUPLICATE, nz_ub, (), scalar=0, elements=ns * mr * c0,
@@ -196,17 +194,14 @@ def build_format_cast(soc: Any, g: _Geom, tiling: FormatCastTiling,
             bld.vop(VecOp.TRANSPOSE_BLOCKS, dst_ub, (src_ub,), elements=moved,
                     scalar=None if c0 == nz_c0(g.dtype) else c0,
                     name="Copy block-strided (transpose 32 B blocks)")
-            bld.set_flag("V", "MTE2", i)
-            bld.sync("V", "MTE3", i)
+            q.store(i)
             if g.to_nz:
                 bld.dma(nz_ub, nz_gm, name="NZ strips UB->GM")
             else:
                 out = Region("UB", ndb.offset, (mv, cv), g.dtype, row_stride_bytes=ns * c0 * isz)
                 bld.dma(out, nd_gm, name="ND rows UB->GM (valid bytes)")
-            bld.set_flag("MTE3", "V", i)
-        for t in range(max(0, len(mine) - nbuf), len(mine)):
-            bld.wait_flag("V", "MTE2", t % nbuf)
-            bld.wait_flag("MTE3", "V", t % nbuf)
+            q.stored(i)
+        q.drain(oldest_first=True)
     meta = {"op": "format_cast", "direction": "ND->NZ" if g.to_nz else "NZ->ND",
             "batch": g.batch, "m": g.m, "n": g.n, "c0": c0}
     return Kernel("format_cast", gm, cores, meta)

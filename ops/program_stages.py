@@ -38,22 +38,26 @@ class PingPong:
     def release(self, i: int) -> None:
         self.b.set_flag(self.cons, self.prod, self.ids[i])
 
-    def drain(self) -> None:
-        for j in range(min(self.uses, len(self.ids))):
+    def drain(self, oldest_first: bool = False) -> None:
+        """Wait for the releases the last uses left set (newest first, or oldest first)."""
+        last = range(min(self.uses, len(self.ids)))
+        for j in reversed(last) if oldest_first else last:
             i = (self.uses - 1 - j) % len(self.ids)
             self.b.wait_flag(self.cons, self.prod, self.ids[i])
 
 
 class VecInOut:
-    """An AIV's MTE2 -> V -> MTE3 pipeline over two UB buffer sets (Ascend C's VECIN / VECOUT
-    queue pair): ``load`` (wait until V released the set, then the caller's GM -> UB copies),
-    ``compute`` (MTE2 -> V, and wait until MTE3 stored the set's previous output), ``store``
-    (release the input to MTE2, V -> MTE3, then the caller's UB -> GM copy), ``stored``
-    (MTE3 -> V); ``drain`` waits for the flags the last passes left set."""
+    """A core's MTE2 -> compute -> MTE3 pipeline over UB buffer sets ``ids`` (Ascend C's VECIN /
+    VECOUT queue pair; ``compute`` is the V pipe, or S for a scalar loop): ``load`` (wait until
+    the compute pipe released the set, then the caller's GM -> UB copies), ``compute`` (MTE2 ->
+    compute, and wait until MTE3 stored the set's previous output), ``store`` (release the input
+    to MTE2, compute -> MTE3, then the caller's UB -> GM copy), ``stored`` (MTE3 -> compute);
+    ``drain`` waits for the flags the last passes left set."""
 
-    def __init__(self, b: ProgramBuilder, ids: tuple[int, ...] = (0, 1)) -> None:
-        self.inq = PingPong(b, "MTE2", "V", ids)
-        self.outq = PingPong(b, "V", "MTE3", ids)
+    def __init__(self, b: ProgramBuilder, ids: tuple[int, ...] = (0, 1),
+                 compute: str = "V") -> None:
+        self.inq = PingPong(b, "MTE2", compute, ids)
+        self.outq = PingPong(b, compute, "MTE3", ids)
 
     def load(self) -> int:
         """The buffer set to fill next."""
@@ -70,9 +74,9 @@ class VecInOut:
     def stored(self, i: int) -> None:
         self.outq.release(i)
 
-    def drain(self) -> None:
-        self.inq.drain()
-        self.outq.drain()
+    def drain(self, oldest_first: bool = False) -> None:
+        self.inq.drain(oldest_first)
+        self.outq.drain(oldest_first)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder,
 from npusim.isa import ScalarStep
 from npusim.isa.opcodes import VecOp
 from npusim.operator import CliSpec, Operator
+from npusim.ops.program_stages import VecInOut
 
 # Scalar instructions per output element (ASSUMPTION, not calibrated): GetValue scale, mask,
 # or sign bit, SetValue, loop increment + branch = 6; round_mode 1 adds the RNE (exponent
@@ -154,12 +155,11 @@ def build_trans_quant_param(
     temps = [b.alloc("UB", (chunk,), "uint64", f"work{w}") for w in range(WORK_WORDS)]
     per_elem = SCALAR_PER_ELEMENT["base"] + (SCALAR_PER_ELEMENT["round_rne"] if round_mode else 0)
     per_elem += SCALAR_PER_ELEMENT["offset"] if with_off else 0
+    q = VecInOut(b, tuple(range(nbuf)), compute="S")  # the S pipe's scalar loop computes
     for t, e0 in enumerate(range(0, count, chunk)):
         n = min(chunk, count - e0)
-        i = t % nbuf
+        i = q.load()  # the scalar loop (and the cast) of chunk t - nbuf released this buffer
         sb, ob, ib, yb = bufs[i]
-        if t >= nbuf:  # the scalar loop (and the cast) of chunk t - nbuf released this buffer
-            b.wait_flag("S", "MTE2", i)
         sreg = oreg = ireg = None
         if not s_bcast or t < nbuf:
             sn = 1 if s_bcast else n
@@ -171,7 +171,7 @@ def build_trans_quant_param(
             oreg = Region("UB", ob.offset, (on,), "float32")
             b.dma(Region("GM", 0 if o_bcast else e0 * 4, (on,), "float32", "offset"), oreg,
                   name="offset GM->UB")
-        b.sync("MTE2", "S", i)
+        q.inq.ready(i)
         if oreg is not None:
             b.sync("MTE2", "V", i)
             ireg = Region("UB", ib.offset, oreg.shape, "int32")
@@ -179,8 +179,7 @@ def build_trans_quant_param(
             b.vop(VecOp.MAXS, ireg, (ireg,), scalar=-256, name="Maxs -256")
             b.vop(VecOp.MINS, ireg, (ireg,), scalar=255, name="Mins 255")
             b.sync("V", "S", i)
-        if t >= nbuf:  # MTE3 of chunk t - nbuf has read the uint64 buffer
-            b.wait_flag("MTE3", "S", i)
+        q.outq.acquire()  # MTE3 of chunk t - nbuf has read the uint64 buffer
         yreg = Region("UB", yb.offset, (n,), "uint64")
         s_in = Region("UB", sb.offset, (1 if s_bcast else n,), "float32")
         i_in = None
@@ -190,15 +189,10 @@ def build_trans_quant_param(
         work = tuple(Region("UB", t.offset, (n,), "uint64") for t in temps)
         b.scalar(f"quant param loop x{n}", SCALAR_PER_CHUNK + per_elem * n,
                  body=assembly_steps(bits, i_in, yreg, work, round_mode))
-        b.set_flag("S", "MTE2", i)
-        b.sync("S", "MTE3", i)
+        q.store(i)
         b.dma(yreg, Region("GM", e0 * 8, (n,), "uint64", "y"), name="y UB->GM")
-        b.set_flag("MTE3", "S", i)
-    # drain the flags the last chunks set, so every SetFlag has its WaitFlag
-    nchunks = -(-count // chunk)
-    for t in range(max(0, nchunks - nbuf), nchunks):
-        b.wait_flag("S", "MTE2", t % nbuf)
-        b.wait_flag("MTE3", "S", t % nbuf)
+        q.stored(i)
+    q.drain(oldest_first=True)  # every SetFlag has its WaitFlag
     meta = {"op": "trans_quant_param", "count": count, "round_mode": round_mode,
             "offset": with_off}
     return Kernel("trans_quant_param", gm, [prog], meta)
