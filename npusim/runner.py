@@ -15,6 +15,7 @@ import numpy as np
 
 from npusim.engine.program import Kernel
 from npusim.engine.sim import RunResult, run_kernel
+from npusim.hw.schema import SocDescriptor
 
 DEFAULT_SOC = "Ascend910B2"
 
@@ -98,7 +99,8 @@ def _tiling_str(tiling: Any) -> str:
     return str(tiling)
 
 
-def resolve_soc(soc: Any = None, overrides: Sequence[str] = (), patch: Any = None) -> Any:
+def resolve_soc(soc: str | Path | SocDescriptor | None = None, overrides: Sequence[str] = (),
+                patch: Any = None) -> SocDescriptor:
     """A descriptor object from a name, a path or an already loaded descriptor."""
     if soc is not None and not isinstance(soc, str | Path):
         if overrides or patch:
@@ -109,9 +111,10 @@ def resolve_soc(soc: Any = None, overrides: Sequence[str] = (), patch: Any = Non
     return load_soc(str(soc or DEFAULT_SOC), overrides=overrides, patch=patch)
 
 
-def simulate(op: str, soc: Any = None, tiling: Any = None, *, overrides: Sequence[str] = (),
-             patch: Any = None, check_races: bool | None = None, l2_start: str | None = None,
-             max_instructions: int | None = None, **op_args: Any) -> SimResult:
+def simulate(op: str, soc: str | Path | SocDescriptor | None = None, tiling: Any = None, *,
+             overrides: Sequence[str] = (), patch: Any = None, check_races: bool | None = None,
+             l2_start: str | None = None, max_instructions: int | None = None,
+             **op_args: Any) -> SimResult:
     """Run ``op`` as a tiled program on ``soc`` (name, file or descriptor; default Ascend910B2).
 
     Inputs may be arrays (functional run: outputs are the NPU's bits) or :class:`TensorSpec`
