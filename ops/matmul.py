@@ -20,8 +20,11 @@ with k0 = 8; the tiled program replays them (``npusim.isa`` Mmad).
 
 HF32 (``allow_hf32=True`` with fp32 inputs): the public AscendC docs say the fp32 L0A / L0B data
 are rounded to HF32 before the Mmad, to nearest with ties to even (default) or away from zero
-(``SetHF32Mode`` / ``SetHF32TransMode``), but not the HF32 format's mantissa width, so it raises
-NotImplementedError rather than guessing.
+(``SetHF32`` / ``SetHF32Mode``), but not the HF32 format's mantissa width. The SoC descriptor
+declares it (``numerics.hf32``: mantissa bits and rounding, :mod:`npusim.numerics.hf32`); the
+operands are rounded to it, then the fp32 cube model applies. Outputs are exact to that declared
+model, never claimed bit-exact to a device; a SoC without ``numerics.hf32`` raises
+NotImplementedError naming the field.
 """
 
 from __future__ import annotations
@@ -149,6 +152,7 @@ class MatmulPlan:
     cube_model: str
     coupled: bool
     b_nz: bool = False  # B stored FRACTAL_NZ (its stored matrix: (k, n), or (n, k) if trans_b)
+    hf32: str = ""  # HF32 mode's declared format (e.g. m10_rne; numerics.hf32), "" = plain fp32
     a_nz: bool = False  # A stored FRACTAL_NZ (its (m, k) matrix)
 
 
@@ -186,14 +190,11 @@ def validate_matmul(
         raise ValueError(f"a: dtype {da.dtype}: the cube of {soc.name} has no {da.dtype} matmul")
     if not isinstance(allow_hf32, bool):
         raise TypeError(f"allow_hf32: must be a bool, got {type(allow_hf32).__name__}")
+    hf32 = ""
     if allow_hf32 and da.dtype == "float32":
         if not _supports(soc, "hf32_cube"):
             raise ValueError(f"allow_hf32: {soc.name} has no HF32 cube mode")
-        raise NotImplementedError(
-            "allow_hf32=True with float32 inputs: HF32's mantissa width is not published (the "
-            "AscendC docs give only its rounding: to nearest, ties to even or away from zero); "
-            "run with allow_hf32=False (plain fp32 cube) instead"
-        )
+        hf32 = hf32_of(soc)
     for d, arg in ((da, "a"), (dbm, "b")):
         if len(d.shape) < 2:
             raise ValueError(f"{arg}: shape {d.shape} must have at least 2 dims")
@@ -221,8 +222,20 @@ def validate_matmul(
         m=m, k=k, n=n, batch=batch, out_shape=(*batch, m, n), in_dtype=da.dtype, out_dtype=out,
         trans_a=da.transposed, trans_b=dbm.transposed, bias_dtype=bias_dtype,
         cube_model=cube_model_of(soc), coupled=getattr(soc, "organisation", "split") != "split",
-        b_nz=dbm.nz, a_nz=da.nz,
+        b_nz=dbm.nz, a_nz=da.nz, hf32=hf32,
     )
+
+
+def hf32_of(soc: Any) -> str:
+    """The SoC's declared HF32 format as the Mmad's mode string (e.g. ``m10_rne``)."""
+    from npusim.numerics.hf32 import hf32_mode
+
+    model = getattr(getattr(soc, "numerics", None), "hf32", None)
+    if model is None:
+        raise NotImplementedError(
+            f"allow_hf32=True with float32 inputs: {soc.name}'s descriptor declares no HF32 "
+            "format (numerics.hf32: mantissa_bits, rounding; the width is not published)")
+    return hf32_mode(model.mantissa_bits, model.rounding)
 
 
 def convert_l0c(acc: np.ndarray, plan: MatmulPlan) -> np.ndarray:
@@ -296,6 +309,10 @@ def reference_matmul(
     from npusim.numerics.cube import cube_matmul_float
 
     init = None if bias is None else bias.astype(np.float32)  # fp16 / bf16 -> fp32 is exact
+    if plan.hf32:  # the HF32 mode rounds the fp32 operands first (declared format)
+        from npusim.numerics.hf32 import parse_hf32_mode, round_to_hf32
+
+        a, b = (round_to_hf32(v, *parse_hf32_mode(plan.hf32)) for v in (a, b))
     nb = len(plan.batch)
     a_b = np.broadcast_to(a, (*plan.batch, plan.m, plan.k)) if nb else a
     b_b = np.broadcast_to(b, (*plan.batch, plan.k, plan.n)) if nb else b

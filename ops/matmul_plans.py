@@ -149,12 +149,21 @@ def plan_matmul(soc: Any, tiling: Any = None, *, a: Any, b: Any, bias: Any = Non
                                  batch=_batch_layout(_shape(a), _shape(b), p.batch),
                                  split_k_order=_split_order(soc),
                                  b_nz_c0=nz_c0(b, p.in_dtype) if p.b_nz else 0,
-                                 a_nz_c0=nz_c0(a, p.in_dtype) if p.a_nz else 0)
+                                 a_nz_c0=nz_c0(a, p.in_dtype) if p.a_nz else 0,
+                                 hf32=p.hf32)
     if not functional:
         kernel.gm["a"].data = kernel.gm["b"].data = None
     path = "coupled" if p.coupled else ("cube" if t.k_dim > 1 else "cube, FixPipe")
+    notes = []
+    if p.hf32:
+        model = soc.numerics.hf32
+        kernel.meta["hf32_model"] = (
+            f"declared numerics.hf32: {model.mantissa_bits} mantissa bits, {model.rounding}")
+        notes.append(f"HF32 (allow_hf32): a declared model, numerics.hf32 = {model.mantissa_bits} "
+                     f"stored mantissa bits, rounding {model.rounding} (the HF32 width is not "
+                     "published): exact to this model, not claimed bit-exact to a device")
     return Plan(kernel, _kernel_label("matmul", t, path), t, functional,
-                finish=lambda out: out["c"].reshape(p.out_shape))
+                finish=lambda out: out["c"].reshape(p.out_shape), notes=notes)
 
 
 def _data(x: Any, functional: bool) -> np.ndarray | None:

@@ -133,6 +133,7 @@ class CubeEmitter:
         self.intern = interner if interner is not None else Interner()
         self.bld, self.t, self.in_dtype = bld, t, in_dtype
         self.functional, self.cube_model = functional, cube_model
+        self.hf32 = ""  # HF32 mode (the declared format, e.g. m10_rne): fp32 L0A / L0B rounded
         self.integer = in_dtype in ("int8", "int4")
         self.acc_dtype = "int32" if self.integer else "float32"
         self.n_l0 = 2 if t.l0_db else 1
@@ -417,7 +418,7 @@ class CubeEmitter:
             # values from the semantics table (exact integers / the declared fp model)
             acc_model = ("exact_integer" if self.integer else self.cube_model) if fun else None
             self.intern.mmad(bld, a0, b0, c_reg, rm, rk, rn, dt, s > 0 or bias_in_l0c, init_bias,
-                             acc_model)
+                             acc_model, self.hf32)
             if s == 0 and bias_reg is not None:
                 bld.set_flag("M", "MTE1", 2)
             bld.set_flag("M", "MTE1", lb)
@@ -567,8 +568,12 @@ def build_matmul_kernel(
     deq: tuple[QuantParams, np.ndarray | None] | None = None,
     b_nz_c0: int = 0,
     a_nz_c0: int = 0,
+    hf32: str = "",
 ) -> Kernel:
     """Build the kernel of C (m x n) = A (m x k) @ B (k x n) [+ bias] -> epilogue.
+
+    ``hf32`` (e.g. ``m10_rne``): the cube's HF32 mode, fp32 L0A / L0B data rounded to the
+    declared HF32 format before each Mmad.
 
     ``b_nz_c0`` > 0: ``b`` is the FRACTAL_NZ storage (C0 = ``b_nz_c0``) of the stored matrix
     ((k, n), or (n, k) when ``trans_b``), read with plain copies of its fractal runs; batched,
@@ -682,6 +687,7 @@ def build_matmul_kernel(
                 em = CubeEmitter(bld, soc, t, in_dtype, functional=functional,
                                  cube_model=cube_model, with_bias=bias is not None,
                                  interner=interner)
+                em.hf32 = hf32
                 if ring is not None:
                     em.sink = ring.sink(bld, core_id)
                 if deq is not None and em.coupled:
@@ -731,6 +737,8 @@ def build_matmul_kernel(
     }
     if a_nz_c0:
         md["a_format"] = "FRACTAL_NZ"
+    if hf32:
+        md["hf32"] = hf32
     if batch is not None:
         md["batch"] = nb
     if k_slice < k:
@@ -907,18 +915,18 @@ class Interner:
             self.instrs[key] = (src, dst, bld.dma(src, dst, name=name, transform=transform))
 
     def mmad(self, bld: ProgramBuilder, a: Region, b: Region, c: Region, m: int, k: int, n: int,
-             dtype: str, accumulate: bool, bias: Region | None, accumulation: str | None
-             ) -> None:
+             dtype: str, accumulate: bool, bias: Region | None, accumulation: str | None,
+             hf32: str = "") -> None:
         """``bld.mmad(...)`` (no ``fn``), the instruction interned."""
         key = (id(bld.core), id(a), id(b), id(c), m, k, n, dtype, accumulate, id(bias),
-               accumulation)
+               accumulation, hf32)
         hit = self.instrs.get(key)
         if hit is not None and (r := hit[0])[0] is a and r[1] is b and r[2] is c and r[3] is bias:
             bld.emit(hit[1])
         else:
             self.instrs[key] = ((a, b, c, bias), bld.mmad(
                 a, b, c, m, k, n, dtype, accumulate=accumulate, bias=bias,
-                accumulation=accumulation))
+                accumulation=accumulation, hf32=hf32))
 
 
 def _coupled_epilogue(

@@ -18,7 +18,7 @@ UNIT_SUFFIXES = ("_bytes", "_cycles", "_mhz", "_bytes_per_cycle", "_gb_per_s", "
                  "_cycle", "_repeat")
 # integer fields that are counts or ids, not physical quantities
 UNITLESS_COUNTS = {
-    "count", "max_repeats", "max_mkn", "mask_bits", "ub_bank_groups", "event_ids",
+    "count", "max_repeats", "max_mkn", "mask_bits", "mantissa_bits", "ub_bank_groups", "event_ids",
     "user_event_ids", "cross_core_flag_ids", "cross_core_counter_max", "schema_version",
 }
 

@@ -35,10 +35,7 @@ SAMPLE_PER_FAMILY = {"weight_quant_batchmatmul": 40, "trans_quant_param": 6, "gr
                      "int4pack": 3, "matmul": 10, "format_cast": 6, "quant_matmul": 16,
                      "dynamic_quant": 6, "vector_add": 4}
 #: message fragment -> the unimplemented path it names (issue 16 items still open)
-EXPECTED_NOT_IMPLEMENTED: dict[str, str] = {
-    "HF32's mantissa width is not published": "matmul with allow_hf32=True (fp32 inputs): the "
-    "HF32 format is not published (its rounding is); not a seed operator",
-}
+EXPECTED_NOT_IMPLEMENTED: dict[str, str] = {}
 #: the README operator-table row of each generator (its first cell starts with this) and a note
 README_ROWS = {
     "int4pack": ("`npu_convert_weight_to_int4pack`", "seed 000: A2 / A3 only; the API packs, "
@@ -206,7 +203,7 @@ def i4_cases(family: str) -> list[tuple]:
 
 def mm_cases(family: str) -> list[tuple]:
     """matmul: a / b dtype (the 310P cube takes fp16 only), fp32 output or not, transposed b,
-    bias, M class, allow_hf32 (fp32 inputs only; HF32's NotImplementedError is listed), b's
+    bias, M class, allow_hf32 (fp32 inputs only; the declared numerics.hf32 model), b's
     format (ND, or FRACTAL_NZ as npu_format_cast(b, 29) stores it)."""
     dts = ("float16",) if family == "310P" else ("float16", "bfloat16", "float32")
     return [c for c in itertools.product(dts, (False, True), (False, True), (False, True),

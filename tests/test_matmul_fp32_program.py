@@ -4,9 +4,8 @@ for an fp16 output is not legal: the output is fp32 or the input dtype). Values 
 the program's instructions (the semantics table's Mmad, fractal depth from the operand dtype)
 and equal the declared oracle (ops.matmul.reference_matmul: the SoC's cube accumulation model
 with k0 = 8; the split-K model when the default tiling splits K) bit for bit; the timing-only
-run has the functional run's cycles. HF32 (allow_hf32=True) stays a NotImplementedError: the
-public AscendC docs give its rounding (SetHF32TransMode: to nearest, ties to even or away from
-zero) but not the HF32 format's mantissa width."""
+run has the functional run's cycles. HF32 (allow_hf32=True) is a declared model: see
+tests/test_matmul_hf32.py."""
 
 from __future__ import annotations
 
@@ -85,15 +84,6 @@ def test_fp32_runs_at_the_fp32_cube_rate():
                             b=spec(shape["b"], dt), out_dtype="float32")
         busy[dt] = sum(v for (core, pipe), v in r.pipe_busy().items() if pipe == "M")
     assert busy["float32"] > 2 * busy["float16"], busy
-
-
-@pytest.mark.parametrize("soc", SOCS)
-def test_hf32_is_refused_naming_what_is_unpublished(soc):
-    a, b = _operands(16, 64, 32, False, 0)
-    with pytest.raises(NotImplementedError, match="HF32"):
-        npusim.simulate("matmul", soc, a=a, b=b, allow_hf32=True)
-    with pytest.raises(NotImplementedError, match="HF32"):
-        tn.matmul(a, b, allow_hf32=True, soc=soc)
 
 
 def test_fp32_is_refused_where_the_cube_has_none():

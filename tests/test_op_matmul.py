@@ -170,11 +170,12 @@ def test_310p_cube_has_no_bf16_or_fp32():
             validate_matmul(x, x, soc="Ascend310P3")
 
 
-def test_hf32_is_not_modelled():
-    """allow_hf32 with fp32 inputs raises NotImplementedError; with fp16 inputs it is ignored."""
-    x = np.ones((2, 2), np.float32)
-    with pytest.raises(NotImplementedError, match="HF32"):
-        reference_matmul(x, x, allow_hf32=True, soc="Ascend910B2")
+def test_hf32_rounds_fp32_operands_and_is_ignored_for_fp16():
+    """allow_hf32 with fp32 inputs rounds them to the declared HF32 (1 + 2^-12 -> 1 under 10
+    mantissa bits); with fp16 inputs it is ignored."""
+    x = np.full((2, 2), 1 + 2**-12, np.float32)
+    assert reference_matmul(x, x, allow_hf32=True, soc="Ascend910B2").tolist() == [[2.0] * 2] * 2
+    assert reference_matmul(x, x, soc="Ascend910B2").tolist() != [[2.0] * 2] * 2
     h = np.ones((2, 2), np.float16)
     assert reference_matmul(h, h, allow_hf32=True).tolist() == [[2.0, 2.0], [2.0, 2.0]]
 

@@ -34,9 +34,9 @@ class _PassThrough(mp.Interner):
     def copy(self, bld, src, dst, name, transform=""):
         bld.dma(src, dst, name=name, transform=transform)
 
-    def mmad(self, bld, a, b, c, m, k, n, dtype, accumulate, bias, accumulation):
+    def mmad(self, bld, a, b, c, m, k, n, dtype, accumulate, bias, accumulation, hf32=""):
         bld.mmad(a, b, c, m, k, n, dtype, accumulate=accumulate, bias=bias,
-                 accumulation=accumulation)
+                 accumulation=accumulation, hf32=hf32)
 
 
 CASES = [

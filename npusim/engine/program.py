@@ -285,8 +285,10 @@ class ProgramBuilder:
         fn: Callable[[Any], None] | None = None,
         bias: Region | None = None,
         accumulation: str | None = None,
+        hf32: str = "",
     ) -> Instruction:
         """Cube matmul L0A (m x k) x L0B (k x n) -> L0C (m x n), accumulating or initialising.
+        ``hf32``: the HF32 mode's declared format (see :class:`npusim.isa.Mmad`).
 
         With ``accumulation`` (the declared fp accumulation model; any value for integer
         dtypes) the semantics table computes it; without it and without ``fn`` the Mmad is
@@ -299,6 +301,7 @@ class ProgramBuilder:
         return self.emit(Mmad(
             pipe="M", name="Mmad", reads=reads, writes=(c,), fn=fn, m=m, k=k, n=n, dtype=dtype,
             accumulate=accumulate, has_bias=bias is not None, accumulation=accumulation or "",
+            hf32=hf32,
         ))
 
     def vec(

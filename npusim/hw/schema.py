@@ -133,12 +133,28 @@ class L0cToUbDequant(Model):
     description: str = Field(description="The model in words, its sources, and why it was chosen")
 
 
+class Hf32Model(Model):
+    """The declared HF32 format of the cube's HF32 mode (its rounding modes are published -
+    AscendC SetHF32 / SetHF32Mode - its mantissa width is not)."""
+
+    mantissa_bits: int = Field(ge=1, le=23, description="Stored mantissa bits kept of fp32's 23 "
+                               "(declared; the width is not published)")
+    rounding: Literal["rne", "ties_away"] = Field(
+        description="fp32 -> HF32 rounding: rne = to nearest, ties to even (SetHF32 transMode 0, "
+        "the default); ties_away = to nearest, ties away from zero (transMode 1)")
+    description: str = Field(description="The model in words, its sources, and why it was chosen")
+
+
 class NumericsSpec(Model):
     """Declared numerical behaviour that the hardware documentation leaves open."""
 
     cube_accumulation: CubeAccumulation = Field(description="Cube accumulation model")
     split_k_reduction_order: Literal["core_index_ascending"] = Field(
         description="Order in which split-K partial sums from several cores are added"
+    )
+    hf32: Hf32Model | None = Field(
+        None, description="Declared HF32 format of the cube's HF32 mode (allow_hf32 with fp32 "
+        "inputs); None on cubes without the mode"
     )
     l0c_to_ub_dequant: L0cToUbDequant | None = Field(
         None, description="Dequantising L0C -> UB DataCopy of a coupled core (310P); None on "

@@ -74,7 +74,9 @@ class Mmad(Instruction):
 
     ``accumulate`` adds onto L0C; otherwise L0C is initialised (from the bias table when
     ``has_bias``). ``accumulation`` names the declared fp accumulation model
-    (``numerics.cube_accumulation.model``); integer products are exact."""
+    (``numerics.cube_accumulation.model``); integer products are exact. ``hf32`` (e.g.
+    ``m10_rne``): HF32 mode, fp32 operands rounded to the declared HF32 (``numerics.hf32``)
+    first."""
 
     m: int
     k: int
@@ -83,6 +85,7 @@ class Mmad(Instruction):
     accumulate: bool = False
     has_bias: bool = False
     accumulation: str = ""
+    hf32: str = ""
     kind: ClassVar[str] = "mmad"
 
     @property

@@ -200,6 +200,12 @@ def mmad(ins: Mmad, ctx: Any) -> None:
     a = _logical(ctx, ins.reads[0])
     b = _logical(ctx, ins.reads[1])
     c = ins.writes[0]
+    if ins.hf32:  # HF32 mode: the fp32 L0A / L0B data rounded to HF32 (declared format)
+        from npusim.numerics.hf32 import parse_hf32_mode, round_to_hf32
+
+        if ins.dtype != "float32":
+            raise _err(ins, f"hf32={ins.hf32!r} needs float32 operands, got {ins.dtype}")
+        a, b = (round_to_hf32(v, *parse_hf32_mode(ins.hf32)) for v in (a, b))
     integer = ins.dtype in ("int8", "int4")
     init: np.ndarray | None = None
     if ins.accumulate:
