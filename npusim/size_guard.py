@@ -9,7 +9,8 @@ Two checks, both against a configurable instruction limit (``max_instructions`` 
   descriptor has no GM->GM path); a cube operator's M*K*N MACs over the most one mmad can do
   (its blocks fit L0A, L0B, L0C); a streaming operator's chunks (the given or default tiling)
   times the instructions each chunk needs at least; a cube operator's A and B bytes over the L0A
-  and L0B capacities (the cube reads only from them); for weight_quant_batchmatmul on the Custom
+  and L0B capacities (the cube reads only from them); for matmul / quant_matmul the cube
+  program's output tiles x K steps from the tiling; for weight_quant_batchmatmul on the Custom
   program, its loops counted from the tiling (strips x AIV passes, cube tiles x K steps, each
   times the instructions it emits at least). Shapes such as M = 2^31 - 1, or the largest legal
   Custom weight_quant_batchmatmul, are refused here, before any array or program exists;
@@ -212,8 +213,10 @@ def _wqbmm_program_bound(desc: Any, op_args: Mapping[str, Any],
         _, _, pt, _ = resolve_tilings(desc, args, name, s, tiling)  # the plan's own tilings
     except Exception:  # the planner reports bad arguments itself, with its own message
         return None
-    k_half = min(s.k, 32 * math.ceil(s.k / 64))
-    passes = math.ceil(k_half / pt.vec_rows) + math.ceil((s.k - k_half) / pt.vec_rows)
+    c0e = 64 if s.weight_nz and s.w_dtype == "int4" else 32  # build_custom's K split unit
+    rows = pt.vec_rows if pt.vec_rows % c0e == 0 else max(c0e, pt.vec_rows // c0e * c0e)
+    k_half = min(s.k, c0e * math.ceil(s.k / (2 * c0e)))
+    passes = math.ceil(k_half / rows) + math.ceil((s.k - k_half) / rows)
     ksteps = math.ceil(s.k / pt.base_k)
     strips = [n1 - n0 for core in strips_per_core(s.n, pt) for n0, n1 in core]
     tiles = sum(math.ceil(s.m / pt.base_m) * math.ceil(w / pt.base_n) for w in strips)
@@ -223,6 +226,41 @@ def _wqbmm_program_bound(desc: Any, op_args: Mapping[str, Any],
                    f"strips x {passes:,} AIV dequant passes x >= {CUSTOM_PASS_INSTRUCTIONS} "
                    f"instructions, plus {tiles:,} cube tiles x {ksteps:,} K steps x >= "
                    f"{CUBE_KSTEP_INSTRUCTIONS}")
+
+
+def _cube_program_bound(op: str, desc: Any, op_args: Mapping[str, Any],
+                        tiling: Any) -> tuple[int, str] | None:
+    """matmul / quant_matmul: the cube program's loops counted from the call's tiling without
+    building it - every output tile of every batch over all of K in base_k steps (split-K
+    slices cover K at least once), each step >= CUBE_KSTEP_INSTRUCTIONS."""
+    from npusim.operators import get_operator
+
+    if op not in ("matmul", "quant_matmul"):
+        return None
+    names = {"matmul": ("a", "b"), "quant_matmul": ("x1", "x2")}[op]
+    try:
+        if op == "matmul":
+            from npusim.ops.matmul_plans import checked_matmul as check
+        else:
+            from npusim.ops.matmul_plans import checked_quant_matmul as check
+        p = check(desc, **op_args)
+        t = tiling if tiling is not None else get_operator(op).default_tiling(desc, **op_args)
+        if isinstance(t, dict):
+            from npusim.ops.matmul_tiling import tiling_from_dict
+
+            t = tiling_from_dict(t)
+        bm, bn, bk = int(t.base_m), int(t.base_n), int(t.base_k)
+    except Exception:  # the planner reports bad arguments itself, with its own message
+        return None
+    if min(bm, bn, bk) < 1 or not all(n in op_args for n in names):
+        return None
+    nb = math.prod(p.batch) if p.batch else 1
+    tiles = nb * math.ceil(p.m / bm) * math.ceil(p.n / bn)
+    ksteps = math.ceil(p.k / bk)
+    return (CUBE_KSTEP_INSTRUCTIONS * tiles * ksteps,
+            f"the {op} program's loops from its tiling: {tiles:,} output tiles "
+            f"({nb:,} batches of {p.m:,} x {p.n:,} in {bm} x {bn} blocks) x {ksteps:,} K steps "
+            f"of {bk} x >= {CUBE_KSTEP_INSTRUCTIONS}")
 
 
 def lower_bound(op: str, desc: Any, op_args: Mapping[str, Any],
@@ -248,6 +286,9 @@ def lower_bound(op: str, desc: Any, op_args: Mapping[str, Any],
         program = _wqbmm_program_bound(desc, op_args, tiling)
         if program is not None:
             bounds.append(program)
+    cube = _cube_program_bound(op, desc, op_args, tiling)
+    if cube is not None:
+        bounds.append(cube)
     return max(bounds, key=lambda b: b[0])
 
 

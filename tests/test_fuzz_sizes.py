@@ -73,18 +73,23 @@ def test_default_limit_and_where_it_comes_from(monkeypatch):
 
 
 def test_program_over_the_limit_stops_being_built():
-    """A 1024^3 matmul passes the lower bounds at a 2,000 limit but its program does not: the
-    build stops at the limit (not after building all of it); the after-plan check, the
-    backstop for instructions added past the builder, gives the exact count."""
+    """A 1024^3 matmul passes the lower bounds at a limit equal to its up-front estimate but its
+    program does not: the build stops at the limit (not after building all of it); the
+    after-plan check, the backstop for instructions added past the builder, gives the exact
+    count."""
+    from npusim.hw import load_soc
+    from npusim.size_guard import lower_bound
+
     args = {"a": spec((1024, 1024), "float16"), "b": spec((1024, 1024), "float16")}
     kernel = npusim.simulate("matmul", "Ascend910B2", **args).run.kernel
     count = kernel.instruction_count()
-    assert count > 2_000
-    with pytest.raises(SizeLimitError, match="passed the limit of 2,000 instructions while "
-                                             "being built"):
-        npusim.simulate("matmul", "Ascend910B2", max_instructions=2_000, **args)
+    limit = lower_bound("matmul", load_soc("Ascend910B2"), args)[0]
+    assert count > limit
+    with pytest.raises(SizeLimitError, match=f"passed the limit of {limit:,} instructions "
+                                             "while being built"):
+        npusim.simulate("matmul", "Ascend910B2", max_instructions=limit, **args)
     with pytest.raises(SizeLimitError, match=f"the program has {count:,} instructions"):
-        check_after_plan("matmul", kernel, 2_000)
+        check_after_plan("matmul", kernel, limit)
 
 
 def test_huge_matmul_refused_by_its_macs_before_any_array():
@@ -220,7 +225,8 @@ def test_cli_max_instructions_flag_is_one_error_line(capsys):
     assert main(["run", "matmul", "--m", "1024", "--k", "1024", "--n", "1024",
                  "--max-instructions", "1000"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("npusim: error: matmul: the program passed ")
+    # refused up front by the cube program's loop count (before 8617183: while being built)
+    assert len(err) == 1 and err[0].startswith("npusim: error: matmul: needs at least ")
 
 
 def test_the_spy_sees_a_data_sized_array(monkeypatch):
@@ -345,3 +351,47 @@ def test_wqbmm_program_bound_never_exceeds_the_built_count(m, k, n, w, g, xdt, t
         return
     count = r.run.kernel.instruction_count()
     assert bound is not None and count / 3 <= bound[0] <= count, (bound, count)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(op=st.sampled_from(["matmul", "quant_matmul"]), m=st.integers(1, 600),
+       k=st.integers(1, 3000), n=st.integers(1, 600), batch=st.sampled_from([(), (3,), (2, 2)]),
+       dt=st.sampled_from(["float16", "bfloat16", "float32"]), nz=st.booleans(),
+       soc=st.sampled_from(["Ascend910B2", "Ascend310P3"]))
+def test_cube_program_bound_never_exceeds_the_built_count(op, m, k, n, batch, dt, nz, soc):
+    """matmul / quant_matmul: the up-front bound counted from the tiling (output tiles x K
+    steps x 6) is a lower bound of the built program's instruction count, not a loose one (at
+    least a quarter of it beyond 1,000 instructions, where the fixed epilogue dominates)."""
+    from npusim.hw import load_soc
+    from npusim.size_guard import _cube_program_bound
+
+    fmt = 29 if nz else 2
+    if op == "matmul":
+        args = {"a": spec((*batch, m, k), dt), "b": spec((k, n), dt, npu_format=fmt)}
+    else:
+        args = {"x1": spec((*batch, m, k), "int8"), "x2": spec((k, n), "int8", npu_format=fmt),
+                "scale": spec((n,), "int64"), "output_dtype": "float16"}
+    desc = load_soc(soc)
+    bound = _cube_program_bound(op, desc, args, None)
+    try:
+        r = npusim.simulate(op, desc, **args)
+    except (ValueError, NotImplementedError):
+        assert bound is None  # a call the rules refuse (the planner names it) has no bound
+        return
+    count = r.run.kernel.instruction_count()
+    assert bound is not None and bound[0] <= count, (bound, count)
+    assert count < 1000 or count / 4 <= bound[0], (bound, count)  # tiny: fixed overhead
+
+
+@pytest.mark.parametrize("op", ["matmul", "quant_matmul"])
+def test_largest_cube_call_refused_with_the_program_estimate(op):
+    """matmul / quant_matmul at K = N = 65535, M = 4096 (well inside the documented ranges):
+    refused before planning by the cube program's loop count from the default tiling."""
+    m, k, n = 4096, 65535, 65535
+    if op == "matmul":
+        args = {"a": spec((m, k), "float16"), "b": spec((k, n), "float16")}
+    else:
+        args = {"x1": spec((m, k), "int8"), "x2": spec((k, n), "int8"),
+                "scale": spec((n,), "int64"), "output_dtype": "float16"}
+    with pytest.raises(SizeLimitError, match=f"{op} program's loops from its tiling"):
+        npusim.simulate(op, "Ascend910B2", **args)
