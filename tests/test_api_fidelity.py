@@ -290,3 +290,29 @@ def test_matmul_default_is_the_programs_output(default_fidelity, soc, dtype, tra
     res = npusim.simulate("matmul", soc, a=a, b=b)
     assert _u(got) == _u(res.outputs)
     assert _u(got) == _u(tn.matmul(a, b, soc=soc, fidelity="reference"))
+
+
+def _small_calls():
+    rng = np.random.default_rng(11)
+    x1, x2, scale, kw = _qmm_args(1, 16, 64, 32, "float16", "nd", ())
+    x = rng.standard_normal((8, 32)).astype(np.float16)
+    return {
+        "npu_quant_matmul": lambda **f: tn.npu_quant_matmul(x1, x2, scale, **kw, **f),
+        "npu_trans_quant_param": lambda **f: tn.npu_trans_quant_param(scale, **f),
+        "npu_group_quant": lambda **f: tn.npu_group_quant(
+            x, np.ones((1, 32), np.float32), np.array([8], np.int64), **f),
+        "npu_format_cast": lambda **f: tn.npu_format_cast(x, 29, **f),
+        "matmul": lambda **f: tn.matmul(x, x.T, **f),
+    }
+
+
+@pytest.mark.parametrize("api", sorted(_small_calls()))
+def test_a_program_too_large_names_the_switch_for_every_operator(default_fidelity, monkeypatch,
+                                                                 api):
+    """The default runs the program (refused here by a 10-instruction limit, naming the
+    switch); ``fidelity='reference'`` does not run it."""
+    call = _small_calls()[api]
+    monkeypatch.setenv("NPUSIM_MAX_INSTRUCTIONS", "10")
+    with pytest.raises(ValueError, match="fidelity='reference'"):
+        call()
+    assert np.asarray(call(fidelity="reference")).size
