@@ -316,3 +316,16 @@ def test_a_program_too_large_names_the_switch_for_every_operator(default_fidelit
     with pytest.raises(ValueError, match="fidelity='reference'"):
         call()
     assert np.asarray(call(fidelity="reference")).size
+
+
+def test_an_nz_result_keeps_the_storage_its_operator_wrote(default_fidelity, monkeypatch):
+    """int4pack of an NZ torch weight (host work in torch_npu) returns an NZ tensor whose storage
+    is the one the packing wrote: reading it runs no format_cast program."""
+    torch = pytest.importorskip("torch")
+    w = torch.from_numpy((np.arange(20 * 128, dtype=np.int32).reshape(20, 128) % 16) - 8)
+    w_nz = tn.npu_format_cast(w, 29)
+    packed = tn.npu_convert_weight_to_int4pack(w_nz)
+    want = tn.npu_convert_weight_to_int4pack(tn.npu_format_cast(w.numpy(), 29))
+    monkeypatch.setattr(npusim.runner, "simulate", None)  # any program run would fail here
+    assert tn.get_npu_format(packed) == 29 and tuple(packed.shape) == (20, 16)
+    assert _u(tn.npu_storage_array(packed)) == _u(want)

@@ -1,7 +1,9 @@
 """torch_npu-named operator API on numpy arrays (torch CPU tensors in -> torch tensors out).
 
 Each function mirrors the torch_npu signature and defaults and adds ``soc=`` (default
-``Ascend910B2``). Names resolve lazily so importing this module stays cheap.
+``Ascend910B2``) and, where a program exists, ``fidelity=`` (default ``program``: the output of
+the operator's tiled program run; ``reference``: its reference model; see
+:mod:`npusim.torch_npu._fidelity`). Names resolve lazily so importing this module stays cheap.
 """
 
 from __future__ import annotations

@@ -90,17 +90,23 @@ def to_output(arr: Any, as_torch: bool) -> Any:
     from npusim.torch_npu._tensor import ACL_FORMAT_FRACTAL_NZ, new_formatted, register
 
     nz = getattr(arr, "npu_format", None) == ACL_FORMAT_FRACTAL_NZ
-    c0 = None
+    c0 = storage = None
     if nz:
         from npusim.layouts import nz_to_nd
 
         c0 = int(arr.shape[-1])
-        arr = nz_to_nd(np.asarray(arr).view(np.ndarray), arr.origin_shape)
+        storage = np.asarray(arr).view(np.ndarray)
+        arr = nz_to_nd(storage, arr.origin_shape)
     a = np.ascontiguousarray(arr)
     if a.dtype == BF16:
         out = torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
     else:
         out = torch.from_numpy(a.copy())
-    if nz:
-        return new_formatted(out, ACL_FORMAT_FRACTAL_NZ, c0)
+    if nz:  # the storage as the operator wrote it, kept with the values it holds
+        from npusim.torch_npu._tensor import desc_of
+
+        t = new_formatted(out, ACL_FORMAT_FRACTAL_NZ, c0)
+        desc = desc_of(t)
+        desc.storage, desc.storage_of = storage, a.copy()
+        return t
     return register(out)
