@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from npusim.engine.program import ProgramBuilder, Region
+from npusim.engine.program import ProgramBuilder
 from npusim.isa.opcodes import VecOp
-from npusim.isa.operands import ITEMSIZE
+from npusim.isa.operands import ITEMSIZE, Region
 from npusim.ops.matmul_program import CubeTiling
 from npusim.ops.program_stages import CrossFlag, CrossFlags, Ring
+
+if TYPE_CHECKING:
+    from npusim.ops.weight_quant_batchmatmul.args import WqbmmArgs
 
 _ITEM = ITEMSIZE  # bytes per element (int4: 0.5), the package's one size table
 ITEM = _ITEM
@@ -119,7 +122,7 @@ def cube_tiling_for_rows(t: WqbmmProgramTiling, rows: int) -> CubeTiling:
     return cube_tiling_of(t, base_m=min(max(16, math.ceil(rows / 16) * 16), 128))
 
 
-def kernel_meta(s: WqbmmShape, kernel: str, t: Any) -> dict:
+def kernel_meta(s: WqbmmShape, kernel: str, t: Any) -> dict[str, Any]:
     """Trace / summary metadata of a wqbmm program: the call and the tiling (the plan adds the
     call's :func:`compulsory_hbm_bytes`)."""
     return {
@@ -135,7 +138,7 @@ def bias_dtype(s: WqbmmShape) -> str:
     return "float16" if s.x_dtype == "float16" else "float32"
 
 
-def compulsory_hbm_bytes(args: Any) -> int:
+def compulsory_hbm_bytes(args: WqbmmArgs) -> int:
     """Bytes every implementation of a validated call must move between HBM and the chip (the
     one count the run's HBM bound and the sweep's bound use): each parameter array once as
     given (x, antiquant scale and offset, quant parameter, bias), the weight packed (int4 = half

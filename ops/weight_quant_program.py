@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npusim.engine.program import Kernel
 from npusim.ops.weight_quant_common import (
@@ -36,6 +36,9 @@ from npusim.ops.weight_quant_common import (
     program_tiling_from,
     validate_program_tiling,
 )
+
+if TYPE_CHECKING:
+    from npusim.runner import Plan
 
 A2_WEIGHT_NZ_PROGRAM_MODEL = (
     "A2/A3 WeightNz (custom_weight_nz): the Custom program and tiling (the kernel dequantises on "
@@ -235,7 +238,7 @@ def resolve_tilings(soc: Any, args: Any, name: str, s: WqbmmShape, tiling: Any =
         s = WqbmmShape(**{**s.__dict__, "trans_w": True, "weight_nz": True})
         kt = tiling if isinstance(tiling, WeightNzProgramTiling) else None
         kt = kt or default_weight_nz_tiling(soc, s)
-        pt = kt
+        pt: Any = kt  # the tiling the kernel's program reads (one type per program)
         layout_note = WEIGHT_NZ_LAYOUT_MODEL
     else:
         layout_note = ""
@@ -278,7 +281,7 @@ def plan_weight_quant_batchmatmul(
     inner_precise: int = 0,
     kernel: str | None = None,
     deterministic: bool = False,
-):
+) -> Plan:
     """Validate, select the kernel as CANN does, build its program; outputs (functional runs) are
     read from the program's simulated GM."""
     import numpy as np
@@ -314,7 +317,7 @@ def plan_weight_quant_batchmatmul(
         kern.meta["selected_kernel"] = name
         kern.meta["weight_layout_model"] = layout_note
 
-    def finish(out: dict) -> Any:
+    def finish(out: dict[str, Any]) -> Any:
         return np.asarray(out["y"]).reshape(args.m, args.n)
 
     return Plan(kern, name, kt, functional, finish=finish, notes=notes)

@@ -15,8 +15,10 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
+from npusim.engine.errors import ProgramError
+from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
+from npusim.isa.operands import Region
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
 from npusim.ops.program_stages import CrossFlags, VecInOut
 from npusim.ops.weight_quant_batchmatmul.tiling import custom_param_groups, custom_vector_buffers
@@ -223,8 +225,8 @@ def tile_region(offset: int, tile: tuple[int, int], dtype: str, pitch: int) -> R
 
 
 def _custom_dequant(b: ProgramBuilder, s: WqbmmShape, tile: tuple[int, int], pitch: int,
-                    wreg: Region, bufs: tuple[Region | None, ...], pgroups: int, srow: int,
-                    where: tuple[int, int]) -> None:
+                    wreg: Region, bufs: tuple[Region | None, Region, Region, Region | None],
+                    pgroups: int, srow: int, where: tuple[int, int]) -> None:
     """The typed vector dequant of one Custom tile, in the weight's stored layout (``tile``:
     (rows, width), or (width, rows) for a transposed weight): Cast w->half (->fp32 for bf16 x),
     Add offset, Mul scale in the working dtype, Cast fp32->bf16 (ops-semantics 5.4; the ops-nn
@@ -244,7 +246,7 @@ def _custom_dequant(b: ProgramBuilder, s: WqbmmShape, tile: tuple[int, int], pit
     b.cast(h, wreg, name="Cast w->half")
     acc, work = h, "float16"
     if xd == "bfloat16":
-        acc, work = tile_region(fb.offset, tile, "float32", pitch), "float32"
+        acc, work = tile_region(_fp32_tile(fb).offset, tile, "float32", pitch), "float32"
         b.cast(acc, h, name="Cast half->fp32")
     gsize = s.group_size or s.k
     g_hi = (r0 + rows - 1) // gsize if s.group_size else g_lo
@@ -254,7 +256,7 @@ def _custom_dequant(b: ProgramBuilder, s: WqbmmShape, tile: tuple[int, int], pit
     for which, name in blocks:
         raw = pb.offset + which * pgroups * srow
         if xd == "bfloat16":
-            dst = pf.offset + which * pgroups * srow
+            dst = _fp32_tile(pf).offset + which * pgroups * srow
             b.cast(Region("UB", dst, (ng, width), "float32", row_stride_bytes=srow),
                    Region("UB", raw, (ng, width), xd, row_stride_bytes=srow),
                    name=f"Cast {name}->fp32")
@@ -280,6 +282,13 @@ def _custom_dequant(b: ProgramBuilder, s: WqbmmShape, tile: tuple[int, int], pit
         b.vop(VecOp.MUL, seg, (seg, par[0]), name="Mul scale")
     if xd == "bfloat16":
         b.cast(tile_region(ob.offset, tile, xd, pitch), acc, name="Cast fp32->bf16")
+
+
+def _fp32_tile(r: Region | None) -> Region:
+    """A bf16 dequant's fp32 buffer (the UB layout declares it for bf16 x)."""
+    if r is None:
+        raise ProgramError("bf16 Custom dequant: the UB layout has no fp32 tile")
+    return r
 
 
 def custom_replay_data(args: Any) -> dict[str, Any]:
@@ -318,7 +327,7 @@ def _out_epilogue(s: WqbmmShape) -> Epilogue:
     return Epilogue("F322F16" if s.out_dtype == "float16" else "F322BF16", s.out_dtype)
 
 
-def _meta(s: WqbmmShape, kernel: str, t: Any) -> dict:
+def _meta(s: WqbmmShape, kernel: str, t: Any) -> dict[str, Any]:
     return kernel_meta(s, kernel, t)
 
 

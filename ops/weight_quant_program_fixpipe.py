@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
+from npusim.isa.operands import Region
 from npusim.ops.program_stages import PingPong, ranges
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     FIXPIPE_STAGE1_ROWS,

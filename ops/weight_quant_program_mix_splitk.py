@@ -36,8 +36,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
+from npusim.isa.operands import Region
 from npusim.ops.program_stages import CrossFlag, CrossFlags, Ring
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     split_k_post_buffers,
@@ -88,7 +89,7 @@ def _tasks(s: WqbmmShape, kt: Any, ci: int, half: int | None) -> list[tuple[int,
     else:
         vn = 2 * (ci % dim_n) + half
         first, step, width = vn * kt.vec_single_n, 2 * dim_n * kt.vec_single_n, kt.vec_single_n
-    out = []
+    out: list[tuple[int, int, int, int]] = []
     for gi in _blocks(s, kt, ci // dim_n):
         for c0 in range(first, s.n, step):
             out.append((len(out), gi, c0, min(width, s.n - c0)))

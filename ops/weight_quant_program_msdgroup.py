@@ -61,8 +61,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
+from npusim.isa.operands import Region, itemsize
 from npusim.ops.program_stages import CrossFlag, Ring
 from npusim.ops.weight_quant_common import (
     ITEM,
@@ -524,7 +525,7 @@ def _final(b: ProgramBuilder, s: WqbmmShape, c0: int, cw: int, *, write: bool,
           Region("UB", res.offset, (m, cw), "float32"), name="acc GM->UB")
     if s.has_bias:
         braw = b.alloc("UB", (cw,), bias_dt, "bias_in")
-        b.dma(Region("GM", c0 * ITEM[bias_dt], (cw,), bias_dt, "bias"),
+        b.dma(Region("GM", c0 * itemsize(bias_dt), (cw,), bias_dt, "bias"),
               Region("UB", braw.offset, (cw,), bias_dt), name="bias GM->UB")
     b.sync("MTE2", "V", 0)
     res_r = Region("UB", res.offset, (m, cw), "float32")
@@ -539,7 +540,7 @@ def _final(b: ProgramBuilder, s: WqbmmShape, c0: int, cw: int, *, write: bool,
     b.cast(out_r, res_r, round_mode="round", name="Cast ROUND -> out")
     if write:
         b.sync("V", "MTE3", 0)
-        isz = ITEM[s.out_dtype]
+        isz = itemsize(s.out_dtype)
         b.dma(out_r, Region("GM", c0 * isz, (m, cw), s.out_dtype, "y", s.n * isz),
               name="y UB->GM")
 

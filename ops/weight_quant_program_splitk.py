@@ -36,10 +36,13 @@ core-ordered post pass) and equal ``numerics_custom.custom_nz_splitk`` bit for b
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.errors import ProgramError
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
+from npusim.isa.operands import Region, itemsize
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
 from npusim.ops.program_stages import CrossFlags, Ring, VecInOut, ranges
 from npusim.ops.weight_quant_batchmatmul.tiling import (
@@ -127,7 +130,7 @@ def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str,
             out = GmMatrix("part", "float32", s.n * 4, offset=ki * s.m * s.n * 4)
             epi = Epilogue("NONE", "float32")
         else:
-            out = GmMatrix("y", s.out_dtype, s.n * ITEM[s.out_dtype])
+            out = GmMatrix("y", s.out_dtype, s.n * itemsize(s.out_dtype))
             epi = Epilogue("F322F16", s.out_dtype)
         for j, (n0, n1) in enumerate(strips):
             slot = ci * slots + j % slots
@@ -187,6 +190,20 @@ def weight_storage_shape(s: WqbmmShape) -> tuple[int, ...]:
     return (math.ceil(s.k / c0), math.ceil(s.n / 16), 16, c0)
 
 
+@dataclass(frozen=True)
+class _SideBuffers:
+    """One ping-pong side of a dequant pass's UB layout: the weight tile ``w``, the fp16
+    working tile ``h``, the output tile ``o``, the parameter rows ``p``; the shared fp32 tile
+    ``f`` (bf16 x only) and the broadcast parameter blocks ``b`` (NZ weight only)."""
+
+    w: Region
+    h: Region
+    o: Region
+    p: Region
+    f: Region | None
+    b: Region | None
+
+
 def _dequant_strips(
     b: ProgramBuilder,
     s: WqbmmShape,
@@ -205,15 +222,15 @@ def _dequant_strips(
     layout = custom_nz_splitk_vector_buffers(rows, cols, xd, s.w_dtype, s.weight_nz)
     ub = {name: b.alloc("UB", shape, dt, name) for name, shape, dt in layout}
     bufs = [
-        {
-            "w": ub[f"w{i}"],
-            "h": ub[f"h{i}"],
-            "f": ub.get("f"),
+        _SideBuffers(
+            w=ub[f"w{i}"],
+            h=ub[f"h{i}"],
+            f=ub.get("f"),
             # bf16: the side's fp16 working tile is reused for its bf16 output
-            "o": ub[f"o{i}"] if f"o{i}" in ub else ub[f"h{i}"],
-            "p": ub[f"params{i}"],
-            "b": ub.get(f"params_brcb{i}"),
-        }
+            o=ub[f"o{i}"] if f"o{i}" in ub else ub[f"h{i}"],
+            p=ub[f"params{i}"],
+            b=ub.get(f"params_brcb{i}"),
+        )
         for i in range(2)
     ]
     k_lo, k_hi = krange
@@ -229,11 +246,11 @@ def _dequant_strips(
                 nr = r1 - r0
                 i = q.load()
                 u = bufs[i]
-                wreg = Region("UB", u["w"].offset, (nr, width), s.w_dtype)
+                wreg = Region("UB", u.w.offset, (nr, width), s.w_dtype)
                 # an NZ window lands in UB in logical order (declared local-tile model)
                 b.dma(weight_tile_region(s, r0, nr, c0, width), wreg, name="weight GM->UB",
                       transform="nz2nd" if s.weight_nz else "")
-                prm = u["p"]
+                prm = u.p
                 for g in _groups(s, r0, r1):
                     b.dma(
                         Region("GM", (g * s.n + c0) * 2, (width,), xd, "scale"),
@@ -247,7 +264,7 @@ def _dequant_strips(
                             name="offset GM->UB",
                         )
                 q.compute(i)
-                oreg = Region("UB", u["o"].offset, (nr, width), xd)
+                oreg = Region("UB", u.o.offset, (nr, width), xd)
                 _dequant_ops(b, s, u, wreg, oreg, width)
                 q.store(i)
                 dst = Region(
@@ -273,7 +290,7 @@ def _groups(s: WqbmmShape, r0: int, r1: int) -> range:
 def _dequant_ops(
     b: ProgramBuilder,
     s: WqbmmShape,
-    u: dict[str, Region | None],
+    u: _SideBuffers,
     wreg: Region,
     oreg: Region,
     width: int,
@@ -287,8 +304,8 @@ def _dequant_ops(
     32 B block (Brcb, whose values the table computes though nothing reads them); the tile is in
     logical order here, so the values use the parameter rows as column broadcasts."""
     xd, shape = s.x_dtype, oreg.shape
-    h = Region("UB", u["h"].offset, shape, "float16")
-    prm = u["p"]
+    h = Region("UB", u.h.offset, shape, "float16")
+    prm = u.p
     scale = Region("UB", prm.offset, (width,), xd)
     offset = Region("UB", prm.offset + prm.shape[1] * 4, (width,), xd)
     if xd == "bfloat16" and s.has_offset:
@@ -296,11 +313,11 @@ def _dequant_ops(
         b.cast(offset16, offset, name="Cast offset bf16->fp16")
         offset = offset16
     b.cast(h, wreg, name="Cast w->half")
-    if u["b"] is not None:  # each parameter to a 32 B block (a bit move: fp16 lanes)
+    if u.b is not None:  # each parameter to a 32 B block (a bit move: fp16 lanes)
         rows = 1 + s.has_offset
         src = Region("UB", prm.offset, (rows, width), "float16", None, prm.shape[1] * 4)
-        dst = Region("UB", u["b"].offset, (rows, width * 16), "float16", None,
-                     u["b"].shape[1] * 16 * 2)
+        dst = Region("UB", u.b.offset, (rows, width * 16), "float16", None,
+                     u.b.shape[1] * 16 * 2)
         b.vop(VecOp.BRCB, dst, (src,), elements=width * 16 * rows, dtype="float16",
               name="Brcb params")
     if xd == "float16":
@@ -308,7 +325,9 @@ def _dequant_ops(
             b.vop(VecOp.ADD, h, (h, offset), name="Add offset")
         b.vop(VecOp.MUL, oreg, (h, scale), name="Mul scale")
         return
-    f = Region("UB", u["f"].offset, shape, "float32")
+    if u.f is None:
+        raise ProgramError("bf16 dequant pass: the UB layout has no fp32 tile 'f'")
+    f = Region("UB", u.f.offset, shape, "float32")
     if s.has_offset:
         b.vop(VecOp.ADD, h, (h, offset), name="Add offset")
     b.cast(f, h, name="Cast half->fp32")
@@ -377,8 +396,8 @@ def _post_pass(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, dim_k: int) ->
             b.sync("V", "MTE3", 2)
             b.dma(
                 Region("UB", out.offset, (rows, width), s.out_dtype),
-                Region("GM", (m0 * s.n + c0) * ITEM[s.out_dtype], (rows, width), s.out_dtype,
-                       "y", s.n * ITEM[s.out_dtype]),
+                Region("GM", (m0 * s.n + c0) * itemsize(s.out_dtype), (rows, width), s.out_dtype,
+                       "y", s.n * itemsize(s.out_dtype)),
                 name="y UB->GM",
             )
             b.set_flag("MTE3", "MTE2", 1)

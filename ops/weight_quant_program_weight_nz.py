@@ -24,10 +24,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
+from npusim.isa.operands import Region, itemsize
 from npusim.ops.program_stages import PingPong, ranges
-from npusim.ops.weight_quant_common import ITEM, WqbmmShape, kernel_meta, weight_tile_region
+from npusim.ops.weight_quant_common import WqbmmShape, kernel_meta, weight_tile_region
 
 
 @dataclass(frozen=True)
@@ -259,8 +260,8 @@ def _weight_nz_core(
             # the 310P fp32 -> fp16 conversion: RINT, saturating (its only overflow mode)
             b.cast(yreg, creg, round_mode="rint", saturate=True, name="Cast fp32->fp16 nz2nd")
             c_out.ready(c)
-            b.dma(yreg, Region("GM", (m0 * s.n + n0) * ITEM[s.out_dtype], (rm, wn), s.out_dtype,
-                               "y", s.n * ITEM[s.out_dtype]), name="y UB->GM")
+            b.dma(yreg, Region("GM", (m0 * s.n + n0) * itemsize(s.out_dtype), (rm, wn), s.out_dtype,
+                               "y", s.n * itemsize(s.out_dtype)), name="y UB->GM")
             c_out.release(c)
     if not first_block:
         b.wait_flag("V", "M", 0)
