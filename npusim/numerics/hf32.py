@@ -50,6 +50,7 @@ def round_to_hf32(x: Any, mantissa_bits: int, rounding: str) -> np.ndarray:
     u = a.view(np.uint32).astype(np.uint64)
     mag = u & 0x7FFFFFFF
     half = np.uint64(1 << (drop - 1))
+    inc: np.ndarray | np.uint64  # per element (rne: the kept LSB breaks ties) or one constant
     if rounding == "rne":
         inc = half - np.uint64(1) + ((mag >> np.uint64(drop)) & np.uint64(1))
     else:
