@@ -1,4 +1,4 @@
-"""The fast engine (issue 14 item 2): the reference engine's timing-only runs, same cycles, faster.
+"""The fast engine (issue 14 item 2): the reference engine's runs, same cycles and bits, faster.
 
 ``npusim.engine.sim`` (the reference) runs every pipe as a simpy process. This engine runs the
 same program lowered to compact tuples (:mod:`npusim.engine.fast_lower`) in a hand-rolled heapq

@@ -603,8 +603,8 @@ def run_kernel(
 ) -> RunResult:
     """Simulate ``kernel`` on ``soc``; see :class:`Engine` and :data:`L2_START_MODES`
     (``l2_start`` None = the :func:`default_l2_start` in force, normally "cold"). ``engine``:
-    "fast" (default: timing-only runs without race checks go to :mod:`npusim.engine.fast`, same
-    results) or "reference" (this module's simpy engine); see ``fast.selected_engine``."""
+    "fast" (default: every run goes to :mod:`npusim.engine.fast`, same results and bits) or
+    "reference" (this module's simpy engine); see ``fast.selected_engine``."""
     mode = _check_l2_start(l2_start if l2_start is not None else _L2_START.get())
     from npusim.engine import fast
 
