@@ -207,7 +207,7 @@ def _wqbmm_program_bound(desc: Any, op_args: Mapping[str, Any],
     if getattr(desc, "organisation", "split") != "split":
         return None
     try:
-        args, name, s, _ = checked_call(desc, **op_args)
+        args, name, s, _ = checked_call(desc, values=False, **op_args)  # the shape, not data
         if name not in ("Custom", "WeightNz"):
             return None
         _, _, pt, _ = resolve_tilings(desc, args, name, s, tiling)  # the plan's own tilings

@@ -161,10 +161,12 @@ def _materialize_nz(x: Any, name: str) -> Any:
 def checked_call(soc: Any, *, x: Any, weight: Any, antiquant_scale: Any,
                  antiquant_offset: Any = None, quant_scale: Any = None, quant_offset: Any = None,
                  bias: Any = None, antiquant_group_size: int = 0, inner_precise: int = 0,
-                 kernel: str | None = None, deterministic: bool = False
-                 ) -> tuple[Any, str, WqbmmShape, bool]:
+                 kernel: str | None = None, deterministic: bool = False,
+                 values: bool | None = None) -> tuple[Any, str, WqbmmShape, bool]:
     """The call's documented rules and CANN's kernel choice: (normalised arguments, kernel
-    name, program shape, functional) or the error naming the argument and rule."""
+    name, program shape, functional) or the error naming the argument and rule. ``values``
+    False: the shape-level rules only, no value work (no int4 unpacking, no NZ conversion) -
+    for callers that need the kernel and shape of an array call, not its data."""
     from npusim.ops.weight_quant_batchmatmul.args import normalize_args
     from npusim.ops.weight_quant_batchmatmul.selection import select_kernel
     from npusim.spec import TensorSpec
@@ -193,7 +195,7 @@ def checked_call(soc: Any, *, x: Any, weight: Any, antiquant_scale: Any,
         antiquant_group_size,
         inner_precise,
         soc=soc,
-        values=functional,
+        values=functional if values is None else values,
     )
     name = select_kernel(args, soc, deterministic=deterministic, kernel=kernel)
     if name == "SplitK":
