@@ -58,6 +58,25 @@ def test_int_matmul_is_exact_int32():
     assert got.tolist() == want
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.sampled_from([1, 255, 1023, 1024, 1025, 5000]),
+       dtype=st.sampled_from(["int8", "uint8", "int32"]), extreme=st.booleans())
+def test_int_matmul_exact_on_every_blas_path(seed, k, dtype, extreme):
+    """Whichever path the magnitude bound picks (float32 BLAS, float64 BLAS, int64), the result
+    is the int64 product wrapped to int32 - including K around the 2^24 float32 limit of int8
+    and all-extreme values (-128 x -128)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = {"int8": (-128, 128), "uint8": (0, 256), "int32": (-5000, 5000)}[dtype]
+    a = rng.integers(lo, hi, (3, k)).astype(dtype)
+    b = rng.integers(lo, hi, (k, 2)).astype(dtype)
+    if extreme:
+        a[:] = lo if dtype != "uint8" else 255
+        b[:] = lo if dtype != "uint8" else 255
+    want = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
+    got = cube_matmul_int(a, b)
+    assert got.dtype == np.int32 and np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
