@@ -1,11 +1,16 @@
 """Test configuration: make the helper modules in this folder (``_fake_soc``) importable, and
 run the torch_npu-named API at ``reference`` fidelity unless a test says otherwise: the suite's
 API calls are the oracle side of comparisons with simulate()'s program outputs (the replay
-tests), and tests/test_api_fidelity.py checks the default ``program`` fidelity itself."""
+tests), and tests/test_api_fidelity.py checks the default ``program`` fidelity itself. The
+oracles' many small matmuls run on one BLAS thread (as simulate()'s functional runs do,
+npusim.numerics.blas_threads): results do not depend on it, the suite's time does."""
 
 import os
 import sys
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("NPUSIM_FIDELITY", "reference")
+threadpool_limits(limits=1, user_api="blas")

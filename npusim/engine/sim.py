@@ -606,6 +606,17 @@ def run_kernel(
     "fast" (default: every run goes to :mod:`npusim.engine.fast`, same results and bits) or
     "reference" (this module's simpy engine); see ``fast.selected_engine``."""
     mode = _check_l2_start(l2_start if l2_start is not None else _L2_START.get())
+
+    if functional:  # the semantics' many small-tile matmuls run fastest on one BLAS thread
+        from npusim.numerics.blas_threads import single_thread_blas
+
+        with single_thread_blas():
+            return _run(kernel, soc, True, check_races, l2_page_bytes, mode, engine)
+    return _run(kernel, soc, False, check_races, l2_page_bytes, mode, engine)
+
+
+def _run(kernel: Kernel, soc: Any, functional: bool, check_races: bool, l2_page_bytes: int,
+         mode: str, engine: str | None) -> RunResult:
     from npusim.engine import fast
 
     if fast.use_fast(engine, functional=functional, check_races=check_races):

@@ -23,12 +23,19 @@ def use_program(fidelity: Any) -> bool:
 
 def program_outputs(api: str, op: str, soc: Any, **op_args: Any) -> Any:
     """The outputs of the functional run of ``op``'s tiled program on ``soc`` (validate the call
-    with the operator's own rules first: an error raised here is the program's)."""
+    with the operator's own rules first: an error raised here is the program's). The race
+    checker (a read before its producer's flag is a program bug; about half a call's CPU time)
+    is off for API calls: a race-free program computes the same values with or without it, and
+    the replay tests run every kernel's program with it on. ``NPUSIM_API_RACE_CHECKS=1`` turns
+    it on for API calls too (a racy program then raises instead of returning what it read)."""
+    import os
+
     from npusim.runner import simulate
     from npusim.size_guard import SizeLimitError
 
+    races = os.environ.get("NPUSIM_API_RACE_CHECKS", "0") not in ("", "0")
     try:
-        return simulate(op, soc, **op_args).outputs
+        return simulate(op, soc, check_races=races, **op_args).outputs
     except SizeLimitError as exc:
         raise SizeLimitError(f"{exc}; {SWITCH} computes the reference model instead of running "
                              "the program") from exc
