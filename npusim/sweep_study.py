@@ -46,7 +46,10 @@ class Study:
 
         from npusim.hw.loader import read_yaml_file
 
-        if not Path(path).is_file():  # the CLI prints it as '<path>: no such file'
+        p = Path(path)
+        if p.exists() and not p.is_file():  # a directory, a device: says what it is
+            raise StudyError(f"{path}: not a regular file (a study is a YAML file)")
+        if not p.is_file():  # the CLI prints it as '<path>: no such file'
             raise FileNotFoundError(errno.ENOENT, "no such study file", str(path))
         return cls.from_mapping(read_yaml_file(path), str(path))
 

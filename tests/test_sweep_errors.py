@@ -180,3 +180,13 @@ def test_wqbmm_study_lists_kernel_tiling_fields(tmp_path):
     assert int(rows['{"tiling": "default"}']["cycles"]) != want.cycles
     bad = rows[json.dumps({"cube.base_k": 7})]
     assert bad["status"] == "error" and "cube.base_k=7: must be a multiple of 64" in bad["error"]
+
+
+@pytest.mark.parametrize("where, message", [("dir", "not a regular file (a study is a YAML file)"),
+                                            ("missing", "no such file")])
+def test_study_path_that_is_not_a_file(tmp_path, capsys, where, message):
+    """A directory (or a device such as /dev/null) is named as what it is, a missing path as
+    missing; both exit 2 with one error line."""
+    path = tmp_path if where == "dir" else tmp_path / "absent.yaml"
+    assert main(["sweep", str(path), "--out", str(tmp_path / "r.csv")]) == 2
+    assert capsys.readouterr().err.strip() == f"npusim: error: {path}: {message}"
