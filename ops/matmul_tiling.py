@@ -470,7 +470,7 @@ def _feed_cost(bm: int, bn: int, in_dtype: str, macs_per_cycle: float) -> float:
 
 
 def _macs(soc: Any, kind: str, in_dtype: str) -> float:
-    cube = getattr(soc.core(kind), "cube", None)
+    cube: Any = getattr(soc.core(kind), "cube", None)  # None: caught below (fallback rate)
     try:
         return float(cube.macs_per_cycle(in_dtype))
     except Exception:  # descriptor without the rate for this dtype: the fp16 fractal rate

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class WqbmmArgs:
     @property
     def n_groups(self) -> int:
         """Number of antiquant groups along K (1 unless per-group)."""
-        return self.antiquant_scale.shape[0]
+        return cast(int, self.antiquant_scale.shape[0])
 
     @property
     def has_offset(self) -> bool:

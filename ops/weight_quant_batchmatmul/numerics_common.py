@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TypeVar
+
 import numpy as np
 
 from npusim.ops.weight_quant_batchmatmul.args import WqbmmArgs
+
+T = TypeVar("T")
 
 F32 = np.float32
 
@@ -61,7 +66,7 @@ def requant_output(acc: np.ndarray, quant_param: np.ndarray) -> np.ndarray:
     return requant_with_params(acc, np.asarray(quant_param, dtype=np.int64))
 
 
-def ordered_partials(partials: list, facts: object) -> list:
+def ordered_partials(partials: Iterable[T], facts: object) -> list[T]:
     """Split-K partial results (one per core, core index ascending) in the order the SoC's
     declared ``split_k_reduction_order`` adds them (hardware atomics are unordered)."""
     order = getattr(facts, "split_k_order", "core_index_ascending")

@@ -26,8 +26,9 @@ splits cover the shape, alignment, core counts) and capacity (L1, L0A, L0B, L0C,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 from npusim.ops.matmul_tiling import cube_local_bytes
 from npusim.ops.weight_quant_batchmatmul.args import PER_CHANNEL, PER_GROUP, WqbmmArgs
@@ -889,7 +890,8 @@ def fixpipe_core_buffers(t: FixpipeTiling, k: int, has_bias: bool) -> dict[str, 
     bn, bk, bm = t.base_n, t.base_k, t.base_m
     xk = k if t.a_full_load else bk
     r1, k2 = FIXPIPE_STAGE1_ROWS, FIXPIPE_STAGE2_K
-    return {
+    # (the entries are Buffer tuples; mypy infers each concatenated list's exact tuple shapes)
+    return cast("dict[str, list[Buffer]]", {
         "L1": [(f"x{i}", (bm, xk), "float16") for i in range(1 if t.a_full_load else 2)]
         + [(f"w8_{i}", (bn, bk), "int8") for i in range(2)]
         + [("w16", (bk, bn), "float16"), ("diag", (bn, bn), "int8"),
@@ -901,7 +903,7 @@ def fixpipe_core_buffers(t: FixpipeTiling, k: int, has_bias: bool) -> dict[str, 
         + [("acc", (bm, bn), "float32")],
         "BT": [("offset", (bn,), "int32")] + ([("bias", (bn,), "float32")] if has_bias else []),
         "FB": [("scale", (bn,), "uint64")],
-    }
+    })
 
 
 def split_k_vector_buffers(rows: int, cols: int) -> list[Buffer]:
@@ -967,7 +969,8 @@ def _validate_split_k(c: _Checker, t: SplitKTiling, a: WqbmmArgs, f: SocFacts) -
     c.need(ub <= f.ub_bytes, f"UB: final pass needs {ub} B > {f.ub_bytes} B")
 
 
-_VALIDATORS = {
+#: validator of each kernel tiling type (its checks on the call and the SoC's facts)
+_VALIDATORS: dict[type, Callable[[_Checker, Any, WqbmmArgs, SocFacts], None]] = {
     CustomTiling: _validate_custom,
     CustomNzSplitKTiling: _validate_custom_nz_splitk,
     MsdTiling: _validate_msd,

@@ -23,6 +23,8 @@ These only matter for MSD kernels; the sums (``rsum``) only when an antiquant of
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 AXPY_FUSED = False
@@ -45,7 +47,7 @@ def _twosum_round_to_odd(p: np.ndarray, c: np.ndarray) -> np.ndarray:
     if fix.any():
         toward = np.where(err > 0, np.inf, -np.inf)
         s = np.where(fix, np.nextafter(s, toward), s)
-    return s
+    return cast(np.ndarray, s)
 
 
 def fused_mul_add(a: np.ndarray, b: np.ndarray, c: np.ndarray, dtype: type) -> np.ndarray:
@@ -68,7 +70,7 @@ def mul_add(dst: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return fused_mul_add(a, b, dst, dtype)
     with np.errstate(over="ignore"):
         prod = (np.asarray(a, dtype=dtype) * np.asarray(b, dtype=dtype)).astype(dtype)
-        return (dst + prod).astype(dtype)
+        return cast(np.ndarray, (dst + prod).astype(dtype))
 
 
 def block_reduce_sum(v: np.ndarray) -> np.ndarray:
