@@ -470,11 +470,15 @@ def _feed_cost(bm: int, bn: int, in_dtype: str, macs_per_cycle: float) -> float:
 
 
 def _macs(soc: Any, kind: str, in_dtype: str) -> float:
-    cube: Any = getattr(soc.core(kind), "cube", None)  # None: caught below (fallback rate)
-    try:
-        return float(cube.macs_per_cycle(in_dtype))
-    except Exception:  # descriptor without the rate for this dtype: the fp16 fractal rate
-        return 4096.0 * 16 / DTYPE_BITS[in_dtype]
+    """The cube's MACs per cycle for ``in_dtype`` (the default-tiling heuristic's rate); a cube
+    descriptor without a rate for the dtype (ValueError) ranks with the fp16 fractal rate."""
+    cube: Any = getattr(soc.core(kind), "cube", None)
+    if cube is not None:
+        try:
+            return float(cube.macs_per_cycle(in_dtype))
+        except ValueError:  # the cube does not list this dtype
+            pass
+    return 4096.0 * 16 / DTYPE_BITS[in_dtype]
 
 
 def _fit_steps(t: MatmulTiling, m: int, k: int, n: int, in_dtype: str, out_dtype: str, soc: Any,
