@@ -97,3 +97,12 @@ def test_split_k_groups_the_kernel_cannot_hold(g, why):
         npusim.simulate("weight_quant_batchmatmul", B2, **kw)
     with pytest.raises(NotImplementedError, match=why):
         npu_weight_quant_batchmatmul(**kw)
+
+
+def test_split_k_numerics_without_offset_names_the_argument():
+    """Selection never picks SplitK without an antiquant offset; the numerics model called
+    directly without one says what is missing instead of failing on None."""
+    kw = splitk_call(1, 4, 128, 1664, 64)
+    del kw["antiquant_offset"]
+    with pytest.raises(ValueError, match="antiquant_offset: the SplitK kernel needs"):
+        split_k(args_of(kw), soc_facts(resolve_soc(B2)))

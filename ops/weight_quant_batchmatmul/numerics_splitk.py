@@ -67,6 +67,9 @@ def split_k_unsupported(args: WqbmmArgs) -> str | None:
 def dequant_weight_split_k(args: WqbmmArgs) -> np.ndarray:
     """The (K, N) bf16 weight the SplitK AIVs write to the workspace."""
     g = args.group_size
+    if args.antiquant_offset is None:  # selection requires it; a direct call must say so
+        raise ValueError("antiquant_offset: the SplitK kernel needs a per-group antiquant "
+                         "offset (its white-list entries all carry one)")
     off32 = args.antiquant_offset.astype(F32)
     off16 = np.asarray(cast_float(off32, "float16", RoundMode.RINT, saturate=True))
     with np.errstate(over="ignore", invalid="ignore"):
