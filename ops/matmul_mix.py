@@ -36,7 +36,7 @@ import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, ProgramBuilder, Region
 from npusim.isa.opcodes import VecOp
-from npusim.ops.program_stages import CrossFlag, CrossFlags, Ring
+from npusim.ops.program_stages import CrossFlag, CrossFlags, PingPong, Ring, VecInOut
 
 RING_SLOTS = 2  # accumulator tiles per AIC in the workspace ring (GM ping-pong)
 UB_RESERVE_BYTES = 1024  # UB left unallocated by the chunk buffers (alignment slack)
@@ -177,12 +177,15 @@ class AivTileEmitter:
                  vec_rows: int, acc_dtype: str, m: int, n: int, functional: bool) -> None:
         self.bld, self.st, self.n_src = bld, stage, n_src
         self.acc, self.m, self.n, self.fun = acc_dtype, m, n, functional
-        self.count = 0
         st = stage
         self.src = [[bld.alloc("UB", (vec_rows, width), acc_dtype, f"src{i}_{j}")
                      for j in range(n_src)] for i in range(2)]
         self.out = ([bld.alloc("UB", (vec_rows, width), st.out_dtype, f"out{i}") for i in range(2)]
                     if st.cast else None)
+        # MTE2 -> V -> MTE3 over two UB sets; without a cast the accumulator tile itself is
+        # stored, so its input buffer is free once MTE3 has read it (MTE3 -> MTE2)
+        self.q = VecInOut(bld) if self.out is not None else None
+        self.stored_in = PingPong(bld, "MTE2", "MTE3", (0, 1)) if self.out is None else None
         self.sc = self.sc_raw = self.fb = self.fb_raw = self.pt = self.pb = None
         if st.dequant:
             self.sc = [bld.alloc("UB", (width,), "float32", f"scale{i}") for i in range(2)]
@@ -201,10 +204,8 @@ class AivTileEmitter:
     def chunk(self, srcs: list[Region], bidx: int, row0: int, rows: int, col0: int,
               cols: int) -> None:
         """Output rows ``row0..`` / cols ``col0..`` of matrix ``bidx`` from the GM ``srcs``."""
-        bld, st, i = self.bld, self.st, self.count % 2
-        free_pipe = "V" if self.out is not None else "MTE3"
-        if self.count >= 2:
-            bld.wait_flag(free_pipe, "MTE2", i)
+        bld, st = self.bld, self.st
+        i = self.q.load() if self.q is not None else self._stored_in().acquire()
         ub = lambda base, dt, shape=(rows, cols): Region("UB", base.offset, shape, dt)  # noqa: E731
         s = [ub(self.src[i][j], self.acc) for j in range(self.n_src)]
         for j, g in enumerate(srcs):
@@ -226,9 +227,10 @@ class AivTileEmitter:
             brow = bidx if st.bias_rows > 1 else 0
             bld.dma(Region("GM", (brow * self.n + col0) * _ISZ[st.bias_dtype], (cols,),
                            st.bias_dtype, "fbias"), braw, name="bias GM->UB")
-        bld.sync("MTE2", "V", i)
-        if self.count >= 2 and self.out is not None:
-            bld.wait_flag("MTE3", "V", i)
+        if self.q is not None:
+            self.q.compute(i)
+        else:
+            bld.sync("MTE2", "V", i)
         acc = s[0]
         if self.n_src > 1:
             self._reduce(s)
@@ -239,14 +241,22 @@ class AivTileEmitter:
             o = ub(self.out[i], st.out_dtype)
             bld.cast(o, acc, round_mode="rint", saturate=st.saturate,
                      name=f"Cast {acc.dtype}->{st.out_dtype}")
-            bld.set_flag("V", "MTE2", i)
             last = o
-        bld.sync("V", "MTE3", i)
+        if self.q is not None:
+            self.q.store(i)  # the input set back to MTE2, the output to MTE3
+        else:
+            bld.sync("V", "MTE3", i)
         dst = Region("GM", ((bidx * self.m + row0) * self.n + col0) * _ISZ[st.out_dtype],
                      (rows, cols), st.out_dtype, "c", self.n * _ISZ[st.out_dtype])
         bld.dma(last, dst, name="out UB->GM")
-        bld.set_flag("MTE3", "V" if self.out is not None else "MTE2", i)
-        self.count += 1
+        if self.q is not None:
+            self.q.stored(i)
+        else:
+            self._stored_in().release(i)
+
+    def _stored_in(self) -> PingPong:
+        assert self.stored_in is not None
+        return self.stored_in
 
     def _reduce(self, s: list[Region]) -> None:
         """Partials added in ascending slice order onto a zero accumulator (declared model)."""
