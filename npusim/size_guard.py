@@ -276,19 +276,12 @@ def lower_bound(op: str, desc: Any, op_args: Mapping[str, Any],
         bounds.append((math.ceil(macs / per_mmad),
                        f"{macs:,} MACs and one mmad does at most {per_mmad:,} (L0A x L0B x L0C "
                        "capacities)"))
-    l0 = _l0_bound(op, desc, op_args)
-    if l0 is not None:
-        bounds.append(l0)
-    stream = _streaming_bound(op, desc, tiling, op_args)
-    if stream is not None:
-        bounds.append(stream)
-    if op == "weight_quant_batchmatmul":
-        program = _wqbmm_program_bound(desc, op_args, tiling)
-        if program is not None:
-            bounds.append(program)
-    cube = _cube_program_bound(op, desc, op_args, tiling)
-    if cube is not None:
-        bounds.append(cube)
+    program = (_wqbmm_program_bound(desc, op_args, tiling) if op == "weight_quant_batchmatmul"
+               else None)
+    for extra in (_l0_bound(op, desc, op_args), _streaming_bound(op, desc, tiling, op_args),
+                  program, _cube_program_bound(op, desc, op_args, tiling)):
+        if extra is not None:
+            bounds.append(extra)
     return max(bounds, key=lambda b: b[0])
 
 

@@ -160,11 +160,11 @@ def _wq_tiling(soc: Any, case: dict[str, Any], d: dict[str, Any]) -> Any:
         return None
     required = {f.name for f in dataclasses.fields(WqbmmProgramTiling)
                 if f.default is dataclasses.MISSING}
+    args, name, s, _ = checked_call(soc, **_wq_case(case))
     if required <= set(d):
         t: Any = WqbmmProgramTiling(**d)
-    else:
-        t = apply_overrides(default_tiling(soc, **_wq_case(case)), d)
-    args, name, s, _ = checked_call(soc, **_wq_case(case))
+    else:  # the selected kernel's default tiling (as default_tiling gives it), fields replaced
+        t = apply_overrides(resolve_tilings(soc, args, name, s)[1], d)
     resolve_tilings(soc, args, name, s, t)  # raises naming the field and rule
     return t
 

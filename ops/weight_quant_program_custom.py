@@ -141,32 +141,13 @@ def build_custom(
                     rows = min(t.vec_rows, k1 - r0)
                     i = q.load()
                     wb, fb, ob, pb = bufs[i]
-                    transform = ""
-                    if s.weight_nz:
-                        # the NZ fractals as stored: one run of width x 32 B per K block of the
-                        # (N, K) NZ weight, delivered to UB in the tile's logical order (the
-                        # declared local-tile model: ``nz`` for the stored (N, K) tile, ``nz2nd``
-                        # for the (K, N) tile of a non-transposed weight)
-                        src = weight_tile_region(s, r0, rows, n0, width)
-                        transform = "nz" if s.trans_w else "nz2nd"
-                    elif s.trans_w:
-                        src = Region(
-                            "GM",
-                            math.ceil((n0 * s.k + r0) * w_isz),
-                            (width, rows),
-                            s.w_dtype,
-                            "w",
-                            math.ceil(s.k * w_isz),
-                        )
-                    else:
-                        src = Region(
-                            "GM",
-                            math.ceil((r0 * s.n + n0) * w_isz),
-                            (rows, width),
-                            s.w_dtype,
-                            "w",
-                            math.ceil(s.n * w_isz),
-                        )
+                    # the tile in its storage layout (weight_tile_region). An NZ weight's fractals
+                    # are copied as stored: one run of width x 32 B per K block of the (N, K) NZ
+                    # weight, delivered to UB in the tile's logical order (the declared local-tile
+                    # model: ``nz`` for the stored (N, K) tile, ``nz2nd`` for the (K, N) tile of a
+                    # non-transposed weight)
+                    src = weight_tile_region(s, r0, rows, n0, width)
+                    transform = ("nz" if s.trans_w else "nz2nd") if s.weight_nz else ""
                     tile = (width, rows) if s.trans_w else (rows, width)  # stored layout
                     # UB rows keep the strip's pitch (the kernel's 32 B-aligned row padding)
                     pitch = tile[1] if s.trans_w else t.strip_n
