@@ -194,6 +194,10 @@ def _streaming_bound(op: str, desc: Any, tiling: Any,
 #: V->MTE3 set + wait, the workspace UB->GM, MTE3->V set) and every cube K step (L1->L0A,
 #: L1->L0B, MTE1->M set + wait, Mmad, M->MTE1 set)
 CUSTOM_PASS_INSTRUCTIONS, CUBE_KSTEP_INSTRUCTIONS = 11, 6
+#: Instructions every matmul / quant_matmul output tile emits at least once, whatever its K
+#: steps: the L0C write-out (FixPipe to GM on A2/A3, L0C -> UB on 310P) and the M -> write-out
+#: set + wait before it. Without it a K = 1 call's bound was under a quarter of its program.
+CUBE_TILE_INSTRUCTIONS = 3
 
 
 def _wqbmm_program_bound(desc: Any, op_args: Mapping[str, Any],
@@ -232,7 +236,8 @@ def _cube_program_bound(op: str, desc: Any, op_args: Mapping[str, Any],
                         tiling: Any) -> tuple[int, str] | None:
     """matmul / quant_matmul: the cube program's loops counted from the call's tiling without
     building it - every output tile of every batch over all of K in base_k steps (split-K
-    slices cover K at least once), each step >= CUBE_KSTEP_INSTRUCTIONS."""
+    slices cover K at least once), each step >= CUBE_KSTEP_INSTRUCTIONS, and each tile's
+    write-out >= CUBE_TILE_INSTRUCTIONS."""
     from npusim.operators import get_operator
 
     if op not in ("matmul", "quant_matmul"):
@@ -257,10 +262,11 @@ def _cube_program_bound(op: str, desc: Any, op_args: Mapping[str, Any],
     nb = math.prod(p.batch) if p.batch else 1
     tiles = nb * math.ceil(p.m / bm) * math.ceil(p.n / bn)
     ksteps = math.ceil(p.k / bk)
-    return (CUBE_KSTEP_INSTRUCTIONS * tiles * ksteps,
+    return (tiles * (CUBE_KSTEP_INSTRUCTIONS * ksteps + CUBE_TILE_INSTRUCTIONS),
             f"the {op} program's loops from its tiling: {tiles:,} output tiles "
-            f"({nb:,} batches of {p.m:,} x {p.n:,} in {bm} x {bn} blocks) x {ksteps:,} K steps "
-            f"of {bk} x >= {CUBE_KSTEP_INSTRUCTIONS}")
+            f"({nb:,} batches of {p.m:,} x {p.n:,} in {bm} x {bn} blocks) x ({ksteps:,} K steps "
+            f"of {bk} x >= {CUBE_KSTEP_INSTRUCTIONS} + a write-out of >= "
+            f"{CUBE_TILE_INSTRUCTIONS})")
 
 
 def lower_bound(op: str, desc: Any, op_args: Mapping[str, Any],

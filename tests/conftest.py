@@ -3,14 +3,22 @@ run the torch_npu-named API at ``reference`` fidelity unless a test says otherwi
 API calls are the oracle side of comparisons with simulate()'s program outputs (the replay
 tests), and tests/test_api_fidelity.py checks the default ``program`` fidelity itself. The
 oracles' many small matmuls run on one BLAS thread (as simulate()'s functional runs do,
-npusim.numerics.blas_threads): results do not depend on it, the suite's time does."""
+npusim.numerics.blas_threads): results do not depend on it, the suite's time does.
+
+Hypothesis draws the same examples on every run (profile ``ci``, derandomized), so a CI result
+is reproducible: a failure seen once is seen again. ``NPUSIM_HYPOTHESIS=explore`` draws fresh
+random examples (and more of them) to look for new failures locally."""
 
 import os
 import sys
 from pathlib import Path
 
+from hypothesis import settings
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("NPUSIM_FIDELITY", "reference")
 threadpool_limits(limits=1, user_api="blas")
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("NPUSIM_HYPOTHESIS", "ci"))

@@ -8,7 +8,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import npusim
@@ -358,9 +358,11 @@ def test_wqbmm_program_bound_never_exceeds_the_built_count(m, k, n, w, g, xdt, t
        k=st.integers(1, 3000), n=st.integers(1, 600), batch=st.sampled_from([(), (3,), (2, 2)]),
        dt=st.sampled_from(["float16", "bfloat16", "float32"]), nz=st.booleans(),
        soc=st.sampled_from(["Ascend910B2", "Ascend310P3"]))
+@example(op="quant_matmul", m=1, k=1, n=209, batch=(2, 2), dt="float16", nz=False,
+         soc="Ascend910B2")  # K = 1: the write-out dominates (CI failure of 2026-12-03)
 def test_cube_program_bound_never_exceeds_the_built_count(op, m, k, n, batch, dt, nz, soc):
-    """matmul / quant_matmul: the up-front bound counted from the tiling (output tiles x K
-    steps x 6) is a lower bound of the built program's instruction count, not a loose one (at
+    """matmul / quant_matmul: the up-front bound counted from the tiling (output tiles x (K
+    steps x 6 + 3)) is a lower bound of the built program's instruction count, not a loose one (at
     least a quarter of it beyond 1,000 instructions, where the fixed epilogue dominates)."""
     from npusim.hw import load_soc
     from npusim.size_guard import _cube_program_bound
