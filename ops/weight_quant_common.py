@@ -2,7 +2,8 @@
 the program tiling of Custom / Msd / MsdSplitK (:class:`WqbmmProgramTiling`, its default,
 validation and derivation from a kernel tiling), the cross-core flag ids, the weight's GM windows
 in its stored layout (ND, transposed, FRACTAL_NZ), the bias dtype, the compulsory HBM bytes,
-kernel metadata and the zeroing of atomic-add workspaces."""
+kernel metadata, the zeroing of atomic-add workspaces, and the operand GM tensors and replay
+data the Custom-family and digit-split programs share."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from npusim.engine.program import ProgramBuilder
+from npusim.engine.program import GMTensor, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import ITEMSIZE, Region
 from npusim.ops.matmul_program import CubeTiling
@@ -217,6 +218,70 @@ def nz_weight_storage(args: Any) -> Any:
         nz = nd_to_nz(wt, 64).astype(np.int16) & 0xF
         return np.ascontiguousarray((nz[..., 0::2] | (nz[..., 1::2] << 4)).astype(np.uint8))
     return np.ascontiguousarray(nd_to_nz(wt, 32))
+
+
+def operand_tensors(
+    s: WqbmmShape, data: dict[str, Any], workspaces: dict[str, GMTensor], *,
+    w_shape: tuple[int, ...] | None = None, param_rows: int = 1, param_dtype: str | None = None,
+    bias_dt: str = "float32", offset_workspaces: dict[str, GMTensor] | None = None,
+) -> dict[str, GMTensor]:
+    """A program's GM tensors in their layout order: x, the stored weight (``w_shape``; ND (K, N)
+    or transposed (N, K) by default), the (``param_rows``, N) scale, the kernel's workspaces, y,
+    then the offset (and ``offset_workspaces``) and the bias when the call has them. The GM
+    address map follows this order, so a kernel keeps it to keep its cycles."""
+    pd = param_dtype or s.x_dtype
+    gm = {
+        "x": GMTensor("x", (s.m, s.k), s.x_dtype, data.get("x")),
+        "w": GMTensor("w", w_shape or ((s.n, s.k) if s.trans_w else (s.k, s.n)), s.w_dtype,
+                      data.get("w")),
+        "scale": GMTensor("scale", (param_rows, s.n), pd, data.get("scale")),
+        **workspaces,
+        "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
+    }
+    if s.has_offset:
+        gm["offset"] = GMTensor("offset", (param_rows, s.n), pd, data.get("offset"))
+        gm.update(offset_workspaces or {})
+    if s.has_bias:
+        gm["bias"] = GMTensor("bias", (s.n,), bias_dt, data.get("bias"))
+    return gm
+
+
+def stored_weight(args: Any, kernel: str) -> Any:
+    """The weight of a validated call in its stored ND layout ((N, K) when transposed; int4
+    packed eight per int32 word, low nibble first) - what an ND weight's copies read."""
+    import numpy as np
+
+    from npusim.numerics import pack_int4
+
+    w = np.ascontiguousarray(args.weight.T if args.trans_b else args.weight)
+    if args.weight_dtype == "int4":
+        if w.shape[-1] % 8:
+            raise NotImplementedError(
+                f"{kernel} replay: an int4 weight whose stored last dimension ({w.shape[-1]}) "
+                "is not a multiple of 8 (packing)")
+        w = pack_int4(w)
+    return w
+
+
+def replay_inputs(args: Any, w: Any, param_rows: int, *, param_dtype: str | None = None,
+                  bias_dt: str = "float32") -> dict[str, Any]:
+    """GM contents of a program's operands for a validated call: x, the weight ``w`` as stored,
+    the antiquant scale and offset broadcast to (``param_rows``, N) (cast to ``param_dtype``
+    if given), the bias (as ``bias_dt``; exact for fp32)."""
+    import numpy as np
+
+    from npusim.numerics import np_dtype
+
+    def params(v: Any) -> Any:
+        full = np.broadcast_to(v, (param_rows, args.n))
+        return full.astype(np_dtype(param_dtype)) if param_dtype else full.copy()
+
+    out = {"x": np.ascontiguousarray(args.x), "w": w, "scale": params(args.antiquant_scale)}
+    if args.antiquant_offset is not None:
+        out["offset"] = params(args.antiquant_offset)
+    if args.bias is not None:
+        out["bias"] = np.asarray(args.bias).astype(np_dtype(bias_dt)).reshape(args.n)
+    return out
 
 
 def validate_program_tiling(t: WqbmmProgramTiling, soc: Any, s: WqbmmShape, kernel: str) -> None:

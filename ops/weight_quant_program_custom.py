@@ -30,6 +30,9 @@ from npusim.ops.weight_quant_common import (
     cube_tiling_of,
     kernel_meta,
     nz_weight_storage,
+    operand_tensors,
+    replay_inputs,
+    stored_weight,
     strips,
     weight_tile_region,
 )
@@ -60,19 +63,9 @@ def build_custom(
     ngroups = math.ceil(s.k / s.group_size) if s.group_size else 1
     param_dtype = xd
     d = data or {}
-    gm = {
-        "x": GMTensor("x", (s.m, s.k), xd, d.get("x")),
-        "w": GMTensor("w", weight_storage_shape(s), s.w_dtype, d.get("w")),
-        "scale": GMTensor("scale", (ngroups, s.n), param_dtype, d.get("scale")),
-        "ws": GMTensor("ws", (t.cube_cores * t.slots, *((t.strip_n, s.k) if s.trans_w
-                                                         else (s.k, t.strip_n))),
-                       xd, role="workspace"),
-        "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
-    }
-    if s.has_offset:
-        gm["offset"] = GMTensor("offset", (ngroups, s.n), param_dtype, d.get("offset"))
-    if s.has_bias:
-        gm["bias"] = GMTensor("bias", (s.n,), "float32", d.get("bias"))
+    ws_t = GMTensor("ws", (t.cube_cores * t.slots, *((t.strip_n, s.k) if s.trans_w
+                                                   else (s.k, t.strip_n))), xd, role="workspace")
+    gm = operand_tensors(s, d, {"ws": ws_t}, w_shape=weight_storage_shape(s), param_rows=ngroups)
     x_mat = GmMatrix("x", xd, s.k * 2)
     y_mat = GmMatrix("y", s.out_dtype, math.ceil(s.n * _ITEM[s.out_dtype]))
     bias_mat = GmMatrix("bias", "float32", s.n * 4) if s.has_bias else None
@@ -274,27 +267,10 @@ def _fp32_tile(r: Region | None) -> Region:
 
 def custom_replay_data(args: Any) -> dict[str, Any]:
     """GM contents of the Custom program for a validated call: x, the weight in its stored ND
-    layout ((N, K) when transposed; int4 packed two per byte, low nibble first), the (G, N)
+    layout ((N, K) when transposed; int4 packed eight per word, low nibble first), the (G, N)
     parameters, the bias as fp32 (exact), the int8-output quant parameter."""
-    import numpy as np
-
-    from npusim.numerics import pack_int4
-
-    w = np.ascontiguousarray(args.weight.T if args.trans_b else args.weight)
-    if args.weight_dtype == "int4":
-        if w.shape[-1] % 8:
-            raise NotImplementedError(
-                "Custom replay: an int4 weight whose stored last dimension is not a multiple of "
-                "8 (packing)"
-            )
-        w = pack_int4(w)
     g = math.ceil(args.k / args.group_size) if args.group_size else 1
-    scale = np.broadcast_to(args.antiquant_scale, (g, args.n)).copy()
-    out = {"x": np.ascontiguousarray(args.x), "w": w, "scale": scale}
-    if args.antiquant_offset is not None:
-        out["offset"] = np.broadcast_to(args.antiquant_offset, (g, args.n)).copy()
-    if args.bias is not None:
-        out["bias"] = np.asarray(args.bias, dtype=np.float32)
+    out = replay_inputs(args, stored_weight(args, "Custom"), g)
     out["quant_param"] = args.quant_param
     return out
 

@@ -20,17 +20,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
+from npusim.engine.program import Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
-from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
+from npusim.ops.matmul_program import Epilogue
 from npusim.ops.weight_quant_common import (
     MsdFlags,
     WqbmmProgramTiling,
     WqbmmShape,
-    cube_tiling_for_rows,
-    kernel_meta,
-    strips_per_core,
+    replay_inputs,
+    stored_weight,
+)
+from npusim.ops.weight_quant_digit_kernel import (
+    DigitKernel,
+    build_digit_kernel,
+    digit_cast,
+    store_output,
 )
 
 # Msd constants (numerics_msd: C++ float constexpr; E2 computed in double, stored as float)
@@ -113,12 +118,6 @@ def emit_halving_row_sum(
     emit_block_sums_to_scalar(b, _chunk(work, 0, 64), s8, dst)
 
 
-def _emit_digit(b: ProgramBuilder, src: Region, half: Region, digit: Region) -> None:
-    """Integral fp32 ``src`` (already CAST_ROUNDed) -> half (exact) -> int8 (saturating)."""
-    b.cast(half, src, round_mode="rint", name="Cast digit fp32->half")
-    b.cast(digit, half, round_mode="rint", name="Cast digit half->int8")
-
-
 def _prepare_rows(
     b: ProgramBuilder, s: WqbmmShape, ci: int, half: int, high_precision: bool,
     fl: MsdFlags,
@@ -160,14 +159,14 @@ def _prepare_rows(
             b.vop(VecOp.DIV, xf, (xf, amax), name="Div amax")
         b.vop(VecOp.MULS, w, (xf,), scalar=f32_value(E1))
         b.cast(w, w, round_mode="round", name="Cast ROUND digit 1")
-        _emit_digit(b, w, hrow, digit[0])
+        digit_cast(b, w, hrow, digit[0])
         b.vop(VecOp.MULS, w, (w,), scalar=INV_E1)
         b.vop(VecOp.SUB, xf, (xf, w), name="Sub residual")
         if s.has_offset and high_precision:
             emit_halving_row_sum(b, w, k, w, s8, rsum)
         b.vop(VecOp.MULS, xf, (xf,), scalar=f32_value(E2))
         b.cast(xf, xf, round_mode="round", name="Cast ROUND digit 2")
-        _emit_digit(b, xf, hrow, digit[1])
+        digit_cast(b, xf, hrow, digit[1])
         if s.has_offset and high_precision:
             b.vop(VecOp.MULS, w, (xf,), scalar=INV_E2)
             emit_halving_row_sum(b, w, k, w, s8, part)
@@ -255,14 +254,9 @@ def _recombine_strips(
         b.vop(VecOp.MUL, c1, (c1, p32["scale"]), name="Mul scale")
         if s.has_bias:
             b.vop(VecOp.ADD, c1, (c1, p32["bias"]), name="Add bias")
-        out = Region("UB", ob.offset, (m, cw), s.out_dtype)
-        b.cast(out, c1, round_mode="round", name="Cast ROUND -> out")
-        b.set_flag("V", "MTE2", 1)
+        store_output(b, s, c1, Region("UB", ob.offset, (m, cw), s.out_dtype), c0)
+        b.set_flag("V", "MTE2", 1)  # the next strip's loads wait for this strip's vector work
         b.wait_flag("V", "MTE2", 1)
-        b.sync("V", "MTE3", 2)
-        b.dma(out, Region("GM", c0 * 2, (m, cw), s.out_dtype, "y", s.n * 2), name="y UB->GM")
-        b.set_flag("MTE3", "V", 2)
-        b.wait_flag("MTE3", "V", 2)
 
 
 def build_msd_multicore(
@@ -277,76 +271,31 @@ def build_msd_multicore(
     values (HIGH_PRECISION variant of the white-listed shape when ``high_precision``)."""
     if s.w_dtype != "int8" or s.group_size:
         raise ValueError("the Msd kernel takes a per-channel int8 weight")
-    d = data or {}
-    m, rows = s.m, 2 * s.m
-    gm = {
-        "x": GMTensor("x", (m, s.k), s.x_dtype, d.get("x")),
-        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), "int8", d.get("w")),
-        "scale": GMTensor("scale", (1, s.n), s.x_dtype, d.get("scale")),
-        "digits": GMTensor("digits", (t.cube_cores, rows, s.k), "int8", role="workspace"),
-        "stats": GMTensor("stats", (t.cube_cores, 2, m, SLOT // 4), "float32",
-                          role="workspace"),
-        "c": GMTensor("c", (t.cube_cores * t.slots, rows, t.strip_n), "int32",
-                      role="workspace"),
-        "y": GMTensor("y", (m, s.n), s.out_dtype, role="output"),
-    }
-    if s.has_offset:
-        gm["offset"] = GMTensor("offset", (1, s.n), s.x_dtype, d.get("offset"))
-    if s.has_bias:
-        gm["bias"] = GMTensor("bias", (s.n,), "float32", d.get("bias"))
-    w_mat = GmMatrix("w", "int8", s.k if s.trans_w else s.n, transposed=s.trans_w)
-    per_core = strips_per_core(s.n, t)
-    cube_t = cube_tiling_for_rows(t, rows)
-    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
-    cores: list[CoreProgram] = []
-    pool = InstrPool()  # cores repeat instructions: one object each (issue 14)
-    fl = MsdFlags.of(soc, t.slots)
-    for ci in range(t.cube_cores):
-        aic = CoreProgram(ci, "aic")
-        em = CubeEmitter(ProgramBuilder(aic, aic_desc, pool), soc, cube_t, "int8",
-                         functional=data is not None, cube_model="", with_bias=False)
-        dig = GmMatrix("digits", "int8", s.k, offset=ci * rows * s.k)
-        fl.digits.wait(em.bld, "MTE2")
-        for j, (n0, n1) in enumerate(per_core[ci]):
-            slot = ci * t.slots + j % t.slots
-            fl.c.fill(em.bld, j, "FIX")
-            out = GmMatrix("c", "int32", t.strip_n * 4, offset=slot * rows * t.strip_n * 4)
-            em.block(dig, w_mat, out, Epilogue("NONE", "int32"), 0, rows, n0, n1, s.k,
-                     out_col_offset=-n0)
-            fl.c.publish(em.bld, "FIX")
-        cores.append(aic)
-        for half in range(2):
-            aiv = CoreProgram(2 * ci + half, "aiv")
-            b = ProgramBuilder(aiv, aiv_desc, pool)
-            mark = b.used_bytes("UB")
-            _prepare_rows(b, s, ci, half, high_precision, fl)
-            b.release("UB", mark)  # the recombination phase reuses the UB space
-            _recombine_strips(b, s, t, ci, half, per_core[ci], fl)
-            cores.append(aiv)
-    meta = kernel_meta(s, "Msd", t)
-    meta["cross_core_flags"] = fl.flags.table()
-    meta["msd_variant"] = "HIGH_PRECISION" if high_precision else "default"
+
+    def prepare(b: ProgramBuilder, ci: int, half: int, _strips: list[tuple[int, int]],
+                fl: MsdFlags) -> None:
+        _prepare_rows(b, s, ci, half, high_precision, fl)
+
+    def recombine(b: ProgramBuilder, ci: int, half: int, strips: list[tuple[int, int]],
+                  fl: MsdFlags) -> None:
+        _recombine_strips(b, s, t, ci, half, strips, fl)
+
+    dk = DigitKernel("Msd", "wqbmm_msd", 2 * s.m, "int8", "int32", 1, (2, s.m, SLOT // 4),
+                     [(0, s.k)], Epilogue("NONE", "int32"), prepare, recombine)
+    kernel = build_digit_kernel(soc, s, t, dk, data)
+    kernel.meta["msd_variant"] = "HIGH_PRECISION" if high_precision else "default"
     if data is not None:
-        meta["functional_replay"] = "instructions (semantics table; exact int8 cube)"
-    return Kernel("wqbmm_msd", gm, cores, meta)
+        kernel.meta["functional_replay"] = "instructions (semantics table; exact int8 cube)"
+    return kernel
 
 
 def msd_replay_data(args: Any) -> dict[str, Any]:
     """GM contents of the Msd program for a validated call: x, the int8 weight in its stored
     layout ((N, K) when transposed), the (1, N) scale and offset, the bias as fp32 (exact)."""
-    import numpy as np
-
     from npusim.ops.weight_quant_batchmatmul.numerics_msd import check_row_amax
 
     check_row_amax(args.x)
-    w = np.ascontiguousarray(args.weight.T if args.trans_b else args.weight)
-    out = {"x": np.ascontiguousarray(args.x), "w": w,
-           "scale": np.broadcast_to(args.antiquant_scale, (1, args.n)).copy()}
-    if args.antiquant_offset is not None:
-        out["offset"] = np.broadcast_to(args.antiquant_offset, (1, args.n)).copy()
-    if args.bias is not None:
-        out["bias"] = np.asarray(args.bias, dtype=np.float32)
-    return out
+    return replay_inputs(args, stored_weight(args, "Msd"), 1)
 
 
 def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:

@@ -22,18 +22,23 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
+from npusim.engine.program import Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
-from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
+from npusim.ops.matmul_program import Epilogue
 from npusim.ops.weight_quant_common import (
     ITEM,
     MsdFlags,
     WqbmmProgramTiling,
     WqbmmShape,
-    cube_tiling_for_rows,
-    kernel_meta,
-    strips_per_core,
+    replay_inputs,
+    stored_weight,
+)
+from npusim.ops.weight_quant_digit_kernel import (
+    DigitKernel,
+    build_digit_kernel,
+    digit_cast,
+    store_output,
 )
 from npusim.ops.weight_quant_program_msd import f32_value
 
@@ -132,10 +137,8 @@ def _prepare_rows(b: ProgramBuilder, s: WqbmmShape, geo: _Geometry, ci: int, hal
                     b.vop(VecOp.SUB, w, (w, xf), name="Sub digit")
                     b.vop(VecOp.MULS, w, (w,), scalar=f2, name="Muls f2")
                 b.cast(xf, w, round_mode="round", name=f"Cast ROUND digit {d}")
-                half_row = Region("UB", xb.offset, (nbk, g), "float16")
-                b.cast(half_row, xf, round_mode="rint", name="Cast digit fp32->half")
-                b.cast(Region("UB", db[d].offset, (nbk, g), s.w_dtype), half_row,
-                       round_mode="rint", name=f"Cast digit half->{s.w_dtype}")
+                digit_cast(b, xf, Region("UB", xb.offset, (nbk, g), "float16"),
+                           Region("UB", db[d].offset, (nbk, g), s.w_dtype))
             b.sync("V", "MTE3", 0)
             isz = ITEM[s.w_dtype]
             for d in range(geo.digits):
@@ -279,12 +282,7 @@ def _recombine_strips(
             b.dma(Region("GM", c0 * 4, (cw,), "float32", "bias"), bias, name="bias GM->UB")
             b.sync("MTE2", "V", 1)
             b.vop(VecOp.ADD, acc_r, (acc_r, bias), name="Add bias")
-        out = Region("UB", ob.offset, (m, cw), s.out_dtype)
-        b.cast(out, acc_r, round_mode="round", name="Cast ROUND -> out")
-        b.sync("V", "MTE3", 2)
-        b.dma(out, Region("GM", c0 * 2, (m, cw), s.out_dtype, "y", s.n * 2), name="y UB->GM")
-        b.set_flag("MTE3", "V", 2)
-        b.wait_flag("MTE3", "V", 2)
+        store_output(b, s, acc_r, Region("UB", ob.offset, (m, cw), s.out_dtype), c0)
         b.set_flag("V", "MTE2", 1)  # the next strip's loads wait for this strip's vector work
         b.wait_flag("V", "MTE2", 1)
 
@@ -313,97 +311,38 @@ def build_msd_split_k(
     """The MsdSplitK program; with ``data`` (:func:`msd_split_k_replay_data`) a functional run
     replays its values."""
     geo = _Geometry(s, t)
-    d = data or {}
-    m, rows = s.m, geo.rows
-    g_rows = geo.nb if geo.per_group else 1
-    dig_isz = ITEM[s.w_dtype]
-    gm = {
-        "x": GMTensor("x", (m, s.k), s.x_dtype, d.get("x")),
-        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype, d.get("w")),
-        "scale": GMTensor("scale", (g_rows, s.n), s.x_dtype, d.get("scale")),
-        "digits": GMTensor("digits", (t.cube_cores, rows, s.k), s.w_dtype, role="workspace"),
-        "stats": GMTensor("stats", (t.cube_cores, 2, geo.nb, m), "float32", role="workspace"),
-        "c": GMTensor("c", (t.cube_cores * t.slots, rows, t.strip_n), geo.c_dtype,
-                      role="workspace"),
-        "y": GMTensor("y", (m, s.n), s.out_dtype, role="output"),
-    }
-    if s.has_offset:
-        gm["offset"] = GMTensor("offset", (g_rows, s.n), s.x_dtype, d.get("offset"))
-    if s.has_bias:
-        gm["bias"] = GMTensor("bias", (s.n,), "float32", d.get("bias"))
-    w_mat = GmMatrix("w", s.w_dtype, math.ceil((s.k if s.trans_w else s.n) * dig_isz),
-                     transposed=s.trans_w)
-    c_isz = ITEM[geo.c_dtype]
-    epi = Epilogue("DEQF16" if geo.high_perf else "NONE", geo.c_dtype)
-    per_core = strips_per_core(s.n, t)
-    cube_t = cube_tiling_for_rows(t, rows)
-    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
-    cores: list[CoreProgram] = []
-    pool = InstrPool()  # cores repeat instructions: one object each (issue 14)
-    fl = MsdFlags.of(soc, t.slots)
-    for ci in range(t.cube_cores):
-        aic = CoreProgram(ci, "aic")
-        em = CubeEmitter(ProgramBuilder(aic, aic_desc, pool), soc, cube_t, s.w_dtype,
-                         functional=data is not None, cube_model="", with_bias=False)
-        if geo.high_perf:
-            em.deq_scale = 1.0  # the kernel's DEQF16 with scale 1.0 (int32 -> fp16)
-        dig = GmMatrix("digits", s.w_dtype, math.ceil(s.k * dig_isz),
-                       offset=math.ceil(ci * rows * s.k * dig_isz))
-        fl.digits.wait(em.bld, "MTE2")
-        slot_i = 0
-        for n0, n1 in per_core[ci]:
-            for blk in range(geo.nb):
-                slot = ci * t.slots + slot_i % t.slots
-                fl.c.fill(em.bld, slot_i, "FIX")
-                out = GmMatrix("c", geo.c_dtype, math.ceil(t.strip_n * c_isz),
-                               offset=math.ceil(slot * rows * t.strip_n * c_isz))
-                em.block(dig, w_mat, out, epi, 0, rows, n0, n1, min(geo.g, s.k - blk * geo.g),
-                         k_offset=blk * geo.g, out_col_offset=-n0)
-                fl.c.publish(em.bld, "FIX")
-                slot_i += 1
-        cores.append(aic)
-        for half in range(2):
-            aiv = CoreProgram(2 * ci + half, "aiv")
-            b = ProgramBuilder(aiv, aiv_desc, pool)
-            mark = b.used_bytes("UB")
-            _prepare_rows(b, s, geo, ci, half, fl)
-            b.release("UB", mark)  # the recombination phase reuses the UB space
-            _recombine_strips(b, s, t, geo, ci, half, per_core[ci], fl)
-            cores.append(aiv)
-    meta = kernel_meta(s, "MsdSplitK", t)
-    meta["cross_core_flags"] = fl.flags.table()
-    meta["split_k_accumulation"] = (
+
+    def prepare(b: ProgramBuilder, ci: int, half: int, _strips: list[tuple[int, int]],
+                fl: MsdFlags) -> None:
+        _prepare_rows(b, s, geo, ci, half, fl)
+
+    def recombine(b: ProgramBuilder, ci: int, half: int, strips: list[tuple[int, int]],
+                  fl: MsdFlags) -> None:
+        _recombine_strips(b, s, t, geo, ci, half, strips, fl)
+
+    blocks = [(blk * geo.g, min(geo.g, s.k - blk * geo.g)) for blk in range(geo.nb)]
+    dk = DigitKernel("MsdSplitK", "wqbmm_msdsplitk", geo.rows, s.w_dtype, geo.c_dtype,
+                     geo.nb if geo.per_group else 1, (2, geo.nb, s.m), blocks,
+                     Epilogue("DEQF16" if geo.high_perf else "NONE", geo.c_dtype), prepare,
+                     recombine, deq_scale=1.0 if geo.high_perf else None)
+    kernel = build_digit_kernel(soc, s, t, dk, data)
+    kernel.meta["split_k_accumulation"] = (
         f"{geo.nb} K blocks of {geo.g}: digit products in GM workspace slots, recombined into "
         "one fp32 accumulator per output element in k_block_ascending order (declared model)")
     if data is not None:
-        meta["functional_replay"] = "instructions (semantics table; exact integer cube)"
-    return Kernel("wqbmm_msdsplitk", gm, cores, meta)
+        kernel.meta["functional_replay"] = "instructions (semantics table; exact integer cube)"
+    return kernel
 
 
 def msd_split_k_replay_data(args: Any, block: int) -> dict[str, Any]:
-    """GM contents for a validated call: x, the weight in its stored layout (int4 packed two per
-    byte, low nibble first), the (G, N) scale and offset, the bias as fp32 (exact)."""
-    import numpy as np
-
-    from npusim.numerics import pack_int4
+    """GM contents for a validated call: x, the weight in its stored layout (int4 packed eight
+    per word, low nibble first), the (G, N) scale and offset, the bias as fp32 (exact)."""
     from npusim.ops.weight_quant_batchmatmul.numerics_msd import check_block_amax
 
     size = args.group_size or block
     check_block_amax(args.x, size, "group" if args.group_size else "K block")
-    w = np.ascontiguousarray(args.weight.T if args.trans_b else args.weight)
-    if args.weight_dtype == "int4":
-        if w.shape[-1] % 2:
-            raise NotImplementedError("MsdSplitK replay: an int4 weight with an odd stored last "
-                                      "dimension (packing)")
-        w = pack_int4(w)
     g = math.ceil(args.k / args.group_size) if args.group_size else 1
-    out = {"x": np.ascontiguousarray(args.x), "w": w,
-           "scale": np.broadcast_to(args.antiquant_scale, (g, args.n)).copy()}
-    if args.antiquant_offset is not None:
-        out["offset"] = np.broadcast_to(args.antiquant_offset, (g, args.n)).copy()
-    if args.bias is not None:
-        out["bias"] = np.asarray(args.bias, dtype=np.float32)
-    return out
+    return replay_inputs(args, stored_weight(args, "MsdSplitK"), g)
 
 
 def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:

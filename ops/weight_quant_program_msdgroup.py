@@ -71,6 +71,7 @@ from npusim.ops.weight_quant_common import (
     WqbmmShape,
     bias_dtype,
     kernel_meta,
+    operand_tensors,
     weight_tile_region,
     zero_gm_share,
 )
@@ -169,21 +170,13 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | Non
     high_perf = s.inner_precise == 1 and s.w_dtype == "int4"
     c_dtype = "float16" if high_perf else "int32"
     csn = kt.cube_single_core_n
-    gm = {
-        "x": GMTensor("x", (s.m, s.k), s.x_dtype, d.get("x")),
-        "w": GMTensor("w", (s.n, s.k) if s.trans_w else (s.k, s.n), s.w_dtype, d.get("w")),
-        "scale": GMTensor("scale", (ngroups, s.n), s.x_dtype, d.get("scale")),
+    gm = operand_tensors(s, d, {
         "digits": GMTensor("digits", (rows, s.k), dig_dtype, role="workspace"),
         "amax": GMTensor("amax", (s.m, ngroups * 8), "float32", role="workspace"),
         "c": GMTensor("c", (n_aic * 2, rows, csn), c_dtype, role="workspace"),
         "acc": GMTensor("acc", (s.m, s.n), "float32", role="workspace"),
-        "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
-    }
-    if s.has_offset:
-        gm["offset"] = GMTensor("offset", (ngroups, s.n), s.x_dtype, d.get("offset"))
-        gm["rsum"] = GMTensor("rsum", (s.m, ngroups * 8), "float32", role="workspace")
-    if s.has_bias:
-        gm["bias"] = GMTensor("bias", (s.n,), bias_dtype(s), d.get("bias"))
+    }, param_rows=ngroups, bias_dt=bias_dtype(s), offset_workspaces={
+        "rsum": GMTensor("rsum", (s.m, ngroups * 8), "float32", role="workspace")})
     aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
     cores: list[CoreProgram] = []
     pool = InstrPool()  # cores and groups repeat instructions: one object each (issue 14)

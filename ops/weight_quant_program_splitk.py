@@ -55,6 +55,8 @@ from npusim.ops.weight_quant_common import (
     bias_dtype,
     block_cube_tiling,
     kernel_meta,
+    operand_tensors,
+    replay_inputs,
     weight_tile_region,
 )
 
@@ -87,17 +89,9 @@ def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str,
     post = dim_k > 1 or xd == "bfloat16" or s.has_bias
     strip, slots = kt.cube_single_n, kt.cache_num
     ngroups = math.ceil(s.k / s.group_size) if s.group_size else 1
-    gm = {
-        "x": GMTensor("x", (s.m, s.k), xd, d.get("x")),
-        "w": GMTensor("w", weight_storage_shape(s), s.w_dtype, d.get("w")),
-        "scale": GMTensor("scale", (ngroups, s.n), xd, d.get("scale")),
-        "ws": GMTensor("ws", (ncores * slots, kt.single_core_k, strip), xd, role="workspace"),
-        "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
-    }
-    if s.has_offset:
-        gm["offset"] = GMTensor("offset", (ngroups, s.n), xd, d.get("offset"))
-    if s.has_bias:
-        gm["bias"] = GMTensor("bias", (s.n,), bias_dtype(s), d.get("bias"))
+    ws_t = GMTensor("ws", (ncores * slots, kt.single_core_k, strip), xd, role="workspace")
+    gm = operand_tensors(s, d, {"ws": ws_t}, w_shape=weight_storage_shape(s), param_rows=ngroups,
+                         bias_dt=bias_dtype(s))
     if post:
         gm["part"] = GMTensor("part", (dim_k, s.m, s.n), "float32", role="workspace")
     x_mat = GmMatrix("x", xd, s.k * 2)
@@ -166,19 +160,10 @@ def nz_splitk_replay_data(args: Any) -> dict[str, Any]:
     """GM contents of the CustomNzSplitK program for a validated call: x, the weight as its
     FRACTAL_NZ storage of the transposed (N, K) matrix (int4 packed two per byte), the (1, N)
     parameters and the bias in the dtype the API takes."""
-    import numpy as np
-
-    from npusim.numerics import np_dtype
     from npusim.ops.weight_quant_common import nz_weight_storage
 
-    out = {"x": np.ascontiguousarray(args.x), "w": nz_weight_storage(args),
-           "scale": np.broadcast_to(args.antiquant_scale, (1, args.n)).copy()}
-    if args.antiquant_offset is not None:
-        out["offset"] = np.broadcast_to(args.antiquant_offset, (1, args.n)).copy()
-    if args.bias is not None:
-        xd = "float16" if args.x_dtype == "float16" else "float32"
-        out["bias"] = np.asarray(args.bias).astype(np_dtype(xd))
-    return out
+    xd = "float16" if args.x_dtype == "float16" else "float32"
+    return replay_inputs(args, nz_weight_storage(args), 1, bias_dt=xd)
 
 
 def weight_storage_shape(s: WqbmmShape) -> tuple[int, ...]:

@@ -24,11 +24,17 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
+from npusim.engine.program import CoreProgram, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
 from npusim.ops.program_stages import PingPong, ranges
-from npusim.ops.weight_quant_common import WqbmmShape, kernel_meta, weight_tile_region
+from npusim.ops.weight_quant_common import (
+    WqbmmShape,
+    kernel_meta,
+    operand_tensors,
+    replay_inputs,
+    weight_tile_region,
+)
 
 
 @dataclass(frozen=True)
@@ -70,13 +76,8 @@ def weight_nz_replay_data(args: Any) -> dict[str, Any]:
 
     wt = np.ascontiguousarray(np.asarray(args.weight).T).astype(np.int8)  # (N, K)
     g = math.ceil(args.k / args.group_size) if args.group_size else 1
-    out = {"x": np.ascontiguousarray(args.x), "w": np.ascontiguousarray(nd_to_nz(wt, 32)),
-           "scale": np.broadcast_to(args.antiquant_scale, (g, args.n)).astype(np.float16)}
-    if args.antiquant_offset is not None:
-        out["offset"] = np.broadcast_to(args.antiquant_offset, (g, args.n)).astype(np.float16)
-    if args.bias is not None:
-        out["bias"] = np.asarray(args.bias).astype(np.float16).reshape(args.n)
-    return out
+    return replay_inputs(args, np.ascontiguousarray(nd_to_nz(wt, 32)), g,
+                         param_dtype="float16", bias_dt="float16")
 
 
 def build_weight_nz(soc: Any, s: WqbmmShape, t: WeightNzProgramTiling,
@@ -96,16 +97,8 @@ def build_weight_nz(soc: Any, s: WqbmmShape, t: WeightNzProgramTiling,
 
     d = data or {}
     ngroups = math.ceil(s.k / s.group_size) if s.group_size else 1
-    gm = {
-        "x": GMTensor("x", (s.m, s.k), "float16", d.get("x")),
-        "w": GMTensor("w", weight_storage_shape(snz), s.w_dtype, d.get("w")),
-        "scale": GMTensor("scale", (ngroups, s.n), "float16", d.get("scale")),
-        "y": GMTensor("y", (s.m, s.n), s.out_dtype, role="output"),
-    }
-    if s.has_offset:
-        gm["offset"] = GMTensor("offset", (ngroups, s.n), "float16", d.get("offset"))
-    if s.has_bias:
-        gm["bias"] = GMTensor("bias", (s.n,), "float16", d.get("bias"))
+    gm = operand_tensors(s, d, {}, w_shape=weight_storage_shape(snz), param_rows=ngroups,
+                         bias_dt="float16")  # x and its parameters are fp16 (checked above)
     cube_model = str(soc.numerics.cube_accumulation.model) if data is not None else None
     desc = soc.core("aicore")
     m_per = math.ceil(s.m / t.m_block_num)

@@ -1,0 +1,128 @@
+"""The program skeleton of the digit-split weight_quant_batchmatmul kernels (Msd, MsdSplitK).
+
+Both kernels have the same shape (ops-semantics 5.5): per AI Core, its two AIVs split
+alternate x rows into integer digits (phase 1) and signal the AIC once; the AIC multiplies
+the digit rows by the raw weight block by block into a ring of GM workspace slots; the AIVs
+recombine each slot's columns, one half each (phase 2), and store the output. The kernels
+differ in what a phase does (digit count, K blocks, the recombination formula), which they pass
+in as :class:`DigitKernel`'s callbacks; the launch, the GM tensors, the cube loop and the
+output store are written here once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
+from npusim.isa.operands import Region
+from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
+from npusim.ops.weight_quant_common import (
+    ITEM,
+    MsdFlags,
+    WqbmmProgramTiling,
+    WqbmmShape,
+    cube_tiling_for_rows,
+    kernel_meta,
+    operand_tensors,
+    strips_per_core,
+)
+
+#: phase 1 / phase 2 of one AIV: (builder, AI Core index, AIV half, its AIC's strips, flags)
+AivPhase = Callable[[ProgramBuilder, int, int, list[tuple[int, int]], MsdFlags], None]
+
+
+@dataclass(frozen=True)
+class DigitKernel:
+    """What a digit-split kernel fixes: its names, digit rows and dtypes, its K blocks (offset,
+    length) per strip, its stats workspace shape, the cube's epilogue, and its two AIV phases."""
+
+    name: str  # the kernel's name in meta ("Msd")
+    program_name: str  # the Kernel's name ("wqbmm_msd")
+    rows: int  # digit rows: digits x M
+    digit_dtype: str
+    c_dtype: str  # the digit products in the workspace slots: int32, or fp16 (DEQF16)
+    param_rows: int  # rows of the scale / offset parameters: groups, or 1
+    stats_shape: tuple[int, ...]  # per AI Core
+    k_blocks: list[tuple[int, int]]
+    epilogue: Epilogue
+    prepare: AivPhase
+    recombine: AivPhase
+    deq_scale: float | None = None  # the FixPipe DEQF16 scale of an fp16 product
+
+
+def store_output(b: ProgramBuilder, s: WqbmmShape, acc: Region, out: Region, c0: int) -> None:
+    """CAST_ROUND the fp32 ``acc`` into ``out`` and store it at column ``c0`` of y; the next
+    tile's vector work waits for the store (V -> MTE3 2, MTE3 -> V 2)."""
+    m, cw = out.shape
+    b.cast(out, acc, round_mode="round", name="Cast ROUND -> out")
+    b.sync("V", "MTE3", 2)
+    isz = ITEM[s.out_dtype]
+    b.dma(out, Region("GM", math.ceil(c0 * isz), (m, cw), s.out_dtype, "y",
+                      math.ceil(s.n * isz)), name="y UB->GM")
+    b.set_flag("MTE3", "V", 2)
+    b.wait_flag("MTE3", "V", 2)
+
+
+def digit_cast(b: ProgramBuilder, src: Region, half: Region, digit: Region) -> None:
+    """An integral fp32 digit (already CAST_ROUNDed) -> half (exact) -> the int8 / int4 digit
+    (saturating), the two casts the kernels use (there is no direct fp32 -> int8 cast)."""
+    b.cast(half, src, round_mode="rint", name="Cast digit fp32->half")
+    b.cast(digit, half, round_mode="rint", name=f"Cast digit half->{digit.dtype}")
+
+
+def build_digit_kernel(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, dk: DigitKernel,
+                       data: dict[str, Any] | None) -> Kernel:
+    """The kernel's program: per AI Core the AIC's digit x weight blocks into the slot ring,
+    then its two AIVs' phases; with ``data`` (x, the stored weight, parameters, bias) a
+    functional run replays the values."""
+    d = data or {}
+    rows, cores_n = dk.rows, t.cube_cores
+    d_isz, c_isz = ITEM[dk.digit_dtype], ITEM[dk.c_dtype]
+    gm = operand_tensors(s, d, {
+        "digits": GMTensor("digits", (cores_n, rows, s.k), dk.digit_dtype, role="workspace"),
+        "stats": GMTensor("stats", (cores_n, *dk.stats_shape), "float32", role="workspace"),
+        "c": GMTensor("c", (cores_n * t.slots, rows, t.strip_n), dk.c_dtype, role="workspace"),
+    }, param_rows=dk.param_rows)
+    w_mat = GmMatrix("w", s.w_dtype, math.ceil((s.k if s.trans_w else s.n) * ITEM[s.w_dtype]),
+                     transposed=s.trans_w)
+    per_core = strips_per_core(s.n, t)
+    cube_t = cube_tiling_for_rows(t, rows)
+    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
+    cores: list[CoreProgram] = []
+    pool = InstrPool()  # cores repeat instructions: one object each (issue 14)
+    fl = MsdFlags.of(soc, t.slots)
+    for ci in range(cores_n):
+        aic = CoreProgram(ci, "aic")
+        em = CubeEmitter(ProgramBuilder(aic, aic_desc, pool), soc, cube_t, s.w_dtype,
+                         functional=data is not None, cube_model="", with_bias=False)
+        if dk.deq_scale is not None:
+            em.deq_scale = dk.deq_scale
+        dig = GmMatrix("digits", dk.digit_dtype, math.ceil(s.k * d_isz),
+                       offset=math.ceil(ci * rows * s.k * d_isz))
+        fl.digits.wait(em.bld, "MTE2")
+        slot_i = 0
+        for n0, n1 in per_core[ci]:
+            for k0, kl in dk.k_blocks:
+                slot = ci * t.slots + slot_i % t.slots
+                fl.c.fill(em.bld, slot_i, "FIX")
+                out = GmMatrix("c", dk.c_dtype, math.ceil(t.strip_n * c_isz),
+                               offset=math.ceil(slot * rows * t.strip_n * c_isz))
+                em.block(dig, w_mat, out, dk.epilogue, 0, rows, n0, n1, kl, k_offset=k0,
+                         out_col_offset=-n0)
+                fl.c.publish(em.bld, "FIX")
+                slot_i += 1
+        cores.append(aic)
+        for half in range(2):
+            aiv = CoreProgram(2 * ci + half, "aiv")
+            b = ProgramBuilder(aiv, aiv_desc, pool)
+            mark = b.used_bytes("UB")
+            dk.prepare(b, ci, half, per_core[ci], fl)
+            b.release("UB", mark)  # the recombination phase reuses the UB space
+            dk.recombine(b, ci, half, per_core[ci], fl)
+            cores.append(aiv)
+    meta = kernel_meta(s, dk.name, t)
+    meta["cross_core_flags"] = fl.flags.table()
+    return Kernel(dk.program_name, gm, cores, meta)
