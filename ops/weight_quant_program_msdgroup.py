@@ -75,6 +75,7 @@ from npusim.ops.weight_quant_common import (
     weight_tile_region,
     zero_gm_share,
 )
+from npusim.ops.weight_quant_digit_kernel import digit_cast
 from npusim.ops.weight_quant_program_msd import f32_value
 from npusim.ops.weight_quant_program_msd_splitk import FACTORS, recombination_scalars
 
@@ -380,10 +381,8 @@ def _split_row(
             b.vop(VecOp.SUB, ms, (ms, xf), name="Sub digit")
             b.vop(VecOp.MULS, ms, (ms,), scalar=f2, name="Muls f2")
         b.cast(xf, ms, round_mode="round", name=f"Cast ROUND digit {d}")
-        b.cast(hb, xf, name="Cast fp32->half")
-        dreg = Region("UB", db.offset + math.ceil(d * kpad * ITEM[dig_dtype]), (ngroups, g),
-                      dig_dtype)
-        b.cast(dreg, hb, name=f"Cast half->{dig_dtype}")
+        digit_cast(b, xf, hb, Region("UB", db.offset + math.ceil(d * kpad * ITEM[dig_dtype]),
+                                     (ngroups, g), dig_dtype))
     b.sync("V", "MTE3", 0)
     for d in range(digits):
         b.dma(Region("UB", db.offset + math.ceil(d * kpad * ITEM[dig_dtype]), (k,), dig_dtype),
