@@ -36,14 +36,36 @@ def example_inputs(ns: Any, functional: bool, rng: np.random.Generator) -> dict:
 
 
 def check_output(res: Any, op_args: dict) -> str:
-    from npusim.ops.quant_matmul import reference_quant_matmul
+    if op_args.get("group_sizes") is not None:
+        from npusim.ops.quant_matmul_a8w4 import reference_a8w4 as reference
+    else:
+        from npusim.ops.quant_matmul import reference_quant_matmul as reference
 
-    want = reference_quant_matmul(**op_args, soc=res.soc)
+    want = reference(**op_args, soc=res.soc)
     same = np.array_equal(np.asarray(res.outputs).view(np.uint8), want.view(np.uint8))
     return f"tiled program output bit-identical to the reference: {same}"
 
 
+def _grouped(op_args: dict[str, Any]) -> Any:
+    """The A8W4 validation of a call with ``group_sizes`` (int8 x1, int32-packed int4 x2), or
+    None for the W8A8 / A4W4 calls; per-group A4W4 has no program yet."""
+    if op_args.get("group_sizes") is None:
+        return None
+    x1 = op_args.get("x1")
+    if str(getattr(x1, "dtype", "")) != "int8":
+        raise NotImplementedError(
+            "quant_matmul program: group_sizes with int32-packed int4 x1 (per-group A4W4) has no "
+            "tiled program yet; only A8W4 (int8 x1, int32-packed int4 x2) is tiled")
+    from npusim.ops.quant_matmul_a8w4 import validate_a8w4
+
+    return validate_a8w4
+
+
 def validate(soc: Any, **op_args: Any) -> None:
+    grouped = _grouped(op_args)
+    if grouped is not None:
+        grouped(**op_args, soc=soc)
+        return
     _refuse_pp_matmul(checked_quant_matmul(soc, **op_args), soc)
 
 
@@ -63,7 +85,21 @@ def _refuse_pp_matmul(p: Any, soc: Any) -> None:
 
 def plan(soc: Any, tiling: Any = None, **op_args: Any) -> Any:
     validate(soc, **op_args)
+    if _grouped(op_args) is not None:
+        from npusim.ops.quant_matmul_a8w4_program import plan_a8w4
+
+        return plan_a8w4(soc, tiling, **op_args)
     return plan_quant_matmul(soc, tiling, **op_args)
+
+
+def default_tiling(soc: Any, **op_args: Any) -> Any:
+    if _grouped(op_args) is not None:
+        from npusim.ops.quant_matmul_a8w4 import validate_a8w4
+        from npusim.ops.quant_matmul_a8w4_program import default_a8w4_tiling
+
+        p = validate_a8w4(**op_args, soc=soc)
+        return default_a8w4_tiling(soc, p.m, p.n)
+    return default_tiling_quant_matmul(soc, **op_args)
 
 
 def quantisation(op_args: dict[str, Any]) -> str:
@@ -74,7 +110,7 @@ OPERATOR = Operator(
     name="quant_matmul",
     plan=plan,
     validate=validate,
-    default_tiling=default_tiling_quant_matmul,
+    default_tiling=default_tiling,
     example_inputs=example_inputs,
     cli=CliSpec(
         "W8A8 npu_quant_matmul: int8 x int8 with a per-channel scale",

@@ -14,12 +14,14 @@ from npusim.torch_npu import (  # noqa: E402
 )
 
 
-def _a8w4_inputs(m=3, k=256, n=64, g=64, seed=0):
+def _a8w4_inputs(m=3, k=512, n=64, g=256, seed=0):
     gen = torch.Generator().manual_seed(seed)
     x1 = torch.randint(-128, 128, (m, k), dtype=torch.int8, generator=gen)
-    # w in {-1, 0, 1} and one power-of-two scale per column: each group's digit sum has
-    # |.| <= 64 * 8 and the four-group fp16 running sum <= 2048, so no fp16 step rounds
+    # w in {-1, 0, 1} on the first half of each group (zero on the rest) and one power-of-two
+    # scale per column: each group's digit sum has |.| <= 128 * 8 and the two-group fp16 sum
+    # <= 2048, so no fp16 step rounds
     w = torch.randint(-1, 2, (k, n), dtype=torch.int32, generator=gen)
+    w[(torch.arange(k) % g) >= g // 2] = 0
     exps = torch.randint(-9, -5, (1, n), generator=gen).expand(k // g, n)
     scale = torch.pow(2.0, exps.float()).contiguous()
     ptk = torch.pow(2.0, torch.randint(-3, 1, (m, 1), generator=gen).float())
@@ -32,7 +34,7 @@ def test_a8w4_equals_the_exact_digit_formula_when_every_step_is_exact():
     ((x - 8) @ dequant(w) + y_offset) * pertoken for each group-scaled column: the two-digit
     split (x = 16*hi + lo + 8) loses nothing but the +8 term the caller folds into y_offset."""
     x1, w, scale, ptk, y_off = _a8w4_inputs()
-    g = 64
+    g = 256
     packed = npu_convert_weight_to_int4pack(w)
     q = npu_trans_quant_param(scale.reshape(-1)).reshape(scale.shape)
     for out_dtype in (torch.float16, torch.bfloat16):
@@ -46,9 +48,9 @@ def test_a8w4_equals_the_exact_digit_formula_when_every_step_is_exact():
 
 
 def test_a8w4_sums_groups_in_fp16():
-    """The declared model sums the per-group results in fp16: a group result below half an
-    fp16 ulp of the running sum is lost (an fp32 sum would keep it)."""
-    k, g, n = 128, 64, 8
+    """The kernel sums the per-group results in fp16 (FixPipe's fp16 atomic add into GM): a
+    group result below half an fp16 ulp of the running sum is lost (an fp32 sum keeps it)."""
+    k, g, n = 512, 256, 8
     x = np.full((1, k), 8 + 16, dtype=np.int8)  # hi = 1, lo = 0 for every element
     w = np.zeros((k, n), dtype=np.int32)
     w[:g] = 7
@@ -57,15 +59,17 @@ def test_a8w4_sums_groups_in_fp16():
     scale = np.array([[1.0] * n, [2.0 ** -8] * n], dtype=np.float32)
     q = np.asarray(npu_trans_quant_param(scale.reshape(-1))).reshape(scale.shape)
     ptk = np.ones((1, 1), np.float32)
-    y = reference_a8w4(x, packed, q, pertoken_scale=ptk, output_dtype="float16",
-                       group_sizes=[0, 0, g])
-    # hi digit: group 0 gives 448, group 1 gives 2^-8 (lost in fp16 next to 448); lo digit 0
-    assert np.array_equal(y.view(np.uint16), np.full((1, n), np.float16(448 * 16)).view(np.uint16))
+    y = reference_a8w4(x, packed, q, offset=np.zeros(n, np.float32), pertoken_scale=ptk,
+                       output_dtype="float16", group_sizes=[0, 0, g])
+    # hi digit: group 0 gives 1792, group 1 gives 2^-8 (lost in fp16 next to 1792); lo digit 0
+    want = np.full((1, n), np.float16(1792 * 16))
+    assert np.array_equal(y.view(np.uint16), want.view(np.uint16))
 
 
 def test_a8w4_refusals_name_the_argument():
-    """group_sizes length / range, scale dtype and shape, missing pertoken_scale, bias, output
-    dtype and a 310P SoC are refused with errors naming the rule."""
+    """group_sizes length / range / a group_k other than 256, a missing y_offset, scale dtype
+    and shape, missing pertoken_scale, bias, output dtype and a 310P SoC are refused with
+    errors naming the rule."""
     x1, w, scale, ptk, y_off = _a8w4_inputs()
     packed = npu_convert_weight_to_int4pack(w)
     q = npu_trans_quant_param(scale.reshape(-1)).reshape(scale.shape)
@@ -74,23 +78,27 @@ def test_a8w4_refusals_name_the_argument():
         npu_quant_matmul(x1, packed, q, group_sizes=[0, 64], **kw)
     with pytest.raises(ValueError, match=r"range \[0, 65535\]"):
         npu_quant_matmul(x1, packed, q, group_sizes=[0, 0, 70000], **kw)
-    with pytest.raises(ValueError, match="dividing k"):
-        npu_quant_matmul(x1, packed, q, group_sizes=[0, 0, 48], **kw)
+    with pytest.raises(ValueError, match="group_k = 256 only"):
+        npu_quant_matmul(x1, packed, q, group_sizes=[0, 0, 128], **kw)
+    with pytest.raises(ValueError, match="offset: required"):
+        npu_quant_matmul(x1, packed, q, pertoken_scale=ptk, output_dtype=torch.float16,
+                         group_sizes=[0, 0, 256])
     with pytest.raises(ValueError, match="group_sizes"):
         npu_quant_matmul(x1, packed, q, **kw)
     with pytest.raises(TypeError, match="scale: dtype float32"):
-        npu_quant_matmul(x1, packed, scale, group_sizes=[0, 0, 64], **kw)
+        npu_quant_matmul(x1, packed, scale, group_sizes=[0, 0, 256], **kw)
     with pytest.raises(ValueError, match=r"scale: shape"):
-        npu_quant_matmul(x1, packed, q[:2], group_sizes=[0, 0, 64], **kw)
+        npu_quant_matmul(x1, packed, q[:1], group_sizes=[0, 0, 256], **kw)
     with pytest.raises(ValueError, match="pertoken_scale: required"):
         npu_quant_matmul(x1, packed, q, offset=y_off, output_dtype=torch.float16,
-                         group_sizes=[0, 0, 64])
+                         group_sizes=[0, 0, 256])
     with pytest.raises(ValueError, match="output_dtype: int8"):
-        npu_quant_matmul(x1, packed, q, offset=y_off, pertoken_scale=ptk, group_sizes=[0, 0, 64])
+        npu_quant_matmul(x1, packed, q, offset=y_off, pertoken_scale=ptk,
+                         group_sizes=[0, 0, 256])
     with pytest.raises(ValueError, match="bias"):
-        npu_quant_matmul(x1, packed, q, bias=y_off, group_sizes=[0, 0, 64], **kw)
+        npu_quant_matmul(x1, packed, q, bias=y_off, group_sizes=[0, 0, 256], **kw)
     with pytest.raises(ValueError, match="Atlas inference"):
-        npu_quant_matmul(x1, packed, q, group_sizes=[0, 0, 64], soc="Ascend310P3", **kw)
+        npu_quant_matmul(x1, packed, q, group_sizes=[0, 0, 256], soc="Ascend310P3", **kw)
 
 
 def test_a4w4_pertoken_equals_the_int8_pertoken_path():

@@ -345,6 +345,14 @@ def vector(ins: Vector, ctx: Any) -> None:
             b = _typed(ins, ctx, ins.reads[1], dt)
             shape = ctx.view(dst).shape
             out = _binary(op, _bcast(ins, a, shape), _bcast(ins, b, shape))
+        elif op in (VecOp.AND, VecOp.OR):  # bitwise, integer operands (as their bits)
+            if npdt.kind not in "iu":
+                raise _err(ins, f"{op} needs integer operands, not {dt}")
+            a = _typed(ins, ctx, ins.reads[0], dt)
+            b = _typed(ins, ctx, ins.reads[1], dt)
+            shape = ctx.view(dst).shape
+            a, b = _bcast(ins, a, shape), _bcast(ins, b, shape)
+            out = np.bitwise_and(a, b) if op is VecOp.AND else np.bitwise_or(a, b)
         elif op in (VecOp.ADDS, VecOp.MULS, VecOp.MAXS, VecOp.MINS):
             a = _typed(ins, ctx, ins.reads[0], dt)
             s = np.asarray(ins.scalar).astype(npdt)

@@ -81,14 +81,16 @@ def npu_quant_matmul(
     :mod:`npusim.ops.quant_matmul` for the formulas. ``fidelity`` (default
     :func:`npusim.torch_npu.current_fidelity`): "program" returns the output of the functional
     run of the ``quant_matmul`` tiled program (``simulate``), "reference" computes
-    :func:`~npusim.ops.quant_matmul.reference_quant_matmul`. Paths with only a reference model
-    (a transposed x1 is not tiled; int8 x1 with int32 x2 and ``group_sizes`` is A8W4,
-    :mod:`npusim.ops.quant_matmul_a8w4`, a declared numerics model; int32 x1 and x2 with
-    ``group_sizes`` is per-group A4W4, :mod:`npusim.ops.quant_matmul_a4w4_pergroup`) raise
-    NotImplementedError at "program" naming the switch. Not modelled (NotImplementedError):
+    :func:`~npusim.ops.quant_matmul.reference_quant_matmul`; int8 x1 with int32 x2 and
+    ``group_sizes`` is A8W4 (:mod:`npusim.ops.quant_matmul_a8w4_program`, its values
+    :mod:`npusim.ops.quant_matmul_a8w4`). Paths with only a reference model (a transposed x1 is
+    not tiled; int32 x1 and x2 with ``group_sizes`` is per-group A4W4,
+    :mod:`npusim.ops.quant_matmul_a4w4_pergroup`) raise NotImplementedError at "program"
+    naming the switch. Not modelled (NotImplementedError):
     the Ascend950 dtype overrides ``x1_dtype`` / ``x2_dtype`` / ``scale_dtype`` /
     ``pertoken_scale_dtype`` and ``y_scale``.
     """
+    from npusim.ops.quant_matmul_a8w4 import validate_a8w4
     from npusim.torch_npu._fidelity import no_program, program_outputs, use_program
     from npusim.torch_npu._state import resolve
 
@@ -112,6 +114,10 @@ def npu_quant_matmul(
     if path is not None:
         validate, reference, what = path
         validate(a1, b2, sc, **rest, group_sizes=group_sizes, soc=soc)
+        if program and validate is validate_a8w4:
+            out = program_outputs("npu_quant_matmul", "quant_matmul", soc, x1=a1, x2=b2,
+                                  scale=sc, **rest, group_sizes=group_sizes)
+            return _out(np.asarray(out), torch_in)
         if program:
             raise no_program("npu_quant_matmul", what)
         return _out(reference(a1, b2, sc, **rest, group_sizes=group_sizes, soc=soc), torch_in)
