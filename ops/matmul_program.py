@@ -989,6 +989,16 @@ def b_row_tiling(size: int) -> CubeTiling:
     )
 
 
+def aic_mean_span(res) -> float:
+    """Mean cycles from each AIC's first instruction to its last (msprof's per-core total
+    cycles, the denominator of its pipe ratios)."""
+    from npusim.report.summary import core_spans
+
+    spans = [b - a for ci, (a, b) in core_spans(res).items()
+             if res.kernel.cores[ci].kind == "aic"]
+    return sum(spans) / len(spans)
+
+
 def _ratios(text: str) -> dict[str, float]:
     out = {}
     for label, _, _ in _B_PIPES:
@@ -1027,10 +1037,14 @@ def calibration_prediction(row):
     res = run_kernel(kern, soc, check_races=False)
     pipes = {}
     if row.id.startswith("B"):
+        # msprof op's ratio: a pipe's cycles over the cores' total cycles (each core's own span,
+        # not the task duration; DEVKIT data_copy README: *_ratio = *_time / (*_total_cycles /
+        # Block Num / f) in every row of its tables), as npusim.profile writes it
         busy = pipe_busy_by_kind(res).get("aic", {})
+        span = aic_mean_span(res)
         measured = _ratios(row.other_measured)
         for label, pipe, kind in _B_PIPES:
             if label in measured:
-                pipes[label] = (100.0 * busy.get(pipe, 0.0) / res.cycles, measured[label], kind)
+                pipes[label] = (100.0 * busy.get(pipe, 0.0) / span, measured[label], kind)
     tflops = 2 * row.m * row.k * row.n / (res.microseconds * 1e-6) / 1e12
     return Prediction(res.microseconds, pipes, "ratio", note=f"{tflops:.1f} TFLOPS predicted")
