@@ -10,10 +10,12 @@ Two checks, both against a configurable instruction limit (``max_instructions`` 
   (its blocks fit L0A, L0B, L0C); a streaming operator's chunks (the given or default tiling)
   times the instructions each chunk needs at least; a cube operator's A and B bytes over the L0A
   and L0B capacities (the cube reads only from them); for matmul / quant_matmul the cube
-  program's output tiles x K steps from the tiling; for weight_quant_batchmatmul on the Custom
-  program, its loops counted from the tiling (strips x AIV passes, cube tiles x K steps, each
-  times the instructions it emits at least). Shapes such as M = 2^31 - 1, or the largest legal
-  Custom weight_quant_batchmatmul, are refused here, before any array or program exists;
+  program's output tiles x K steps from the tiling; for weight_quant_batchmatmul, the selected
+  kernel's loops counted from the tiling (every kernel: Custom, WeightNz on A2/A3 and 310P,
+  Msd, MsdSplitK, MsdGroup, CustomNzSplitK, Fixpipe, SplitK; ``npusim.size_guard_wqbmm``),
+  each loop's trip count times the instructions it emits at least. Shapes such as
+  M = 2^31 - 1, or the largest legal call of each weight_quant_batchmatmul kernel, are
+  refused here, before any array or program exists;
 - while planning: the builder spends an instruction budget of the limit (``build_budget``), so
   a program past the limit stops being built the moment it passes it (building costs roughly a
   third of a run; the bounds above are loose by 3-10x for vector operators);
@@ -33,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from npusim.size_guard_wqbmm import CUBE_KSTEP_INSTRUCTIONS, CUBE_TILE_INSTRUCTIONS
+from npusim.size_guard_wqbmm import wqbmm_program_bound as _wqbmm_program_bound
 from npusim.spec import TensorSpec
 
 DEFAULT_MAX_INSTRUCTIONS = 2_000_000
@@ -187,49 +191,6 @@ def _streaming_bound(op: str, desc: Any, tiling: Any,
     return per * chunks, (f"{nbytes:,} input bytes in chunks of at most {size:,} B (the "
                           f"{'given' if tiling is not None else 'default'} tiling), each at "
                           f"least {per} instructions ({what})")
-
-
-#: instructions every Custom AIV dequant pass emits whatever the call (build_custom: weight
-#: GM->UB, >= 1 parameter row, MTE2->V set + wait, Cast w->half, Mul scale, V->MTE2 set,
-#: V->MTE3 set + wait, the workspace UB->GM, MTE3->V set) and every cube K step (L1->L0A,
-#: L1->L0B, MTE1->M set + wait, Mmad, M->MTE1 set)
-CUSTOM_PASS_INSTRUCTIONS, CUBE_KSTEP_INSTRUCTIONS = 11, 6
-#: Instructions every matmul / quant_matmul output tile emits at least once, whatever its K
-#: steps: the L0C write-out (FixPipe to GM on A2/A3, L0C -> UB on 310P) and the M -> write-out
-#: set + wait before it. Without it a K = 1 call's bound was under a quarter of its program.
-CUBE_TILE_INSTRUCTIONS = 3
-
-
-def _wqbmm_program_bound(desc: Any, op_args: Mapping[str, Any],
-                         tiling: Any) -> tuple[int, str] | None:
-    """weight_quant_batchmatmul on the Custom program (Custom, A2/A3 WeightNz): its loops counted
-    from the call's tiling without building it - every AIV pass of every workspace strip and
-    every K step of every cube tile, times the instructions each emits at least."""
-    from npusim.ops.weight_quant_common import strips_per_core
-    from npusim.ops.weight_quant_program import checked_call, resolve_tilings
-
-    if getattr(desc, "organisation", "split") != "split":
-        return None
-    try:
-        args, name, s, _ = checked_call(desc, values=False, **op_args)  # the shape, not data
-        if name not in ("Custom", "WeightNz"):
-            return None
-        _, _, pt, _ = resolve_tilings(desc, args, name, s, tiling)  # the plan's own tilings
-    except Exception:  # the planner reports bad arguments itself, with its own message
-        return None
-    c0e = 64 if s.weight_nz and s.w_dtype == "int4" else 32  # build_custom's K split unit
-    rows = pt.vec_rows if pt.vec_rows % c0e == 0 else max(c0e, pt.vec_rows // c0e * c0e)
-    k_half = min(s.k, c0e * math.ceil(s.k / (2 * c0e)))
-    passes = math.ceil(k_half / rows) + math.ceil((s.k - k_half) / rows)
-    ksteps = math.ceil(s.k / pt.base_k)
-    strips = [n1 - n0 for core in strips_per_core(s.n, pt) for n0, n1 in core]
-    tiles = sum(math.ceil(s.m / pt.base_m) * math.ceil(w / pt.base_n) for w in strips)
-    count = (CUSTOM_PASS_INSTRUCTIONS * passes * len(strips)
-             + CUBE_KSTEP_INSTRUCTIONS * ksteps * tiles)
-    return count, (f"the {name} program's loops from its tiling: {len(strips):,} workspace "
-                   f"strips x {passes:,} AIV dequant passes x >= {CUSTOM_PASS_INSTRUCTIONS} "
-                   f"instructions, plus {tiles:,} cube tiles x {ksteps:,} K steps x >= "
-                   f"{CUBE_KSTEP_INSTRUCTIONS}")
 
 
 def _cube_program_bound(op: str, desc: Any, op_args: Mapping[str, Any],
