@@ -40,6 +40,7 @@ Declared (the source does not publish it, or npusim does not model it):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -338,6 +339,21 @@ def _aiv(b: ProgramBuilder, p: A8W4Plan, t: A8W4Tiling, ci: int, h: int, fl: _Fl
     ep.drain()
 
 
+def mix_cores(soc: Any, n: int, aic: Callable[[ProgramBuilder, int], None],
+              aiv: Callable[[ProgramBuilder, int, int], None]) -> list[CoreProgram]:
+    """The programs of a mix launch of ``n`` AI Cores: AIC ``ci`` built by ``aic(b, ci)``, then
+    AIV ``2 ci + h`` by ``aiv(b, ci, h)``."""
+    cores: list[CoreProgram] = []
+    for ci in range(n):
+        cores.append(CoreProgram(ci, "aic"))
+        aic(ProgramBuilder(cores[-1], soc.core("aic")), ci)
+    for ci in range(n):
+        for h in range(2):
+            cores.append(CoreProgram(2 * ci + h, "aiv"))
+            aiv(ProgramBuilder(cores[-1], soc.core("aiv")), ci, h)
+    return cores
+
+
 def build_a8w4_kernel(soc: Any, p: A8W4Plan, t: A8W4Tiling, *, x1: np.ndarray | None = None,
                       x2: np.ndarray | None = None, qp: np.ndarray | None = None,
                       y_offset: np.ndarray | None = None,
@@ -356,18 +372,10 @@ def build_a8w4_kernel(soc: Any, p: A8W4Plan, t: A8W4Tiling, *, x1: np.ndarray | 
         "c": GMTensor("c", (p.m, p.n), p.out_dtype, None, "output"),
     }
     functional = x1 is not None
-    aic, aiv = soc.core("aic"), soc.core("aiv")
     interner = Interner()
-    cores: list[CoreProgram] = []
-    for ci in range(t.core_num):
-        prog = CoreProgram(ci, "aic")
-        cores.append(prog)
-        _aic(ProgramBuilder(prog, aic), soc, p, t, ci, fl, functional, interner)
-    for ci in range(t.core_num):
-        for h in range(2):
-            prog = CoreProgram(2 * ci + h, "aiv")
-            cores.append(prog)
-            _aiv(ProgramBuilder(prog, aiv), p, t, ci, h, fl)
+    cores = mix_cores(soc, t.core_num,
+                      lambda b, ci: _aic(b, soc, p, t, ci, fl, functional, interner),
+                      lambda b, ci, h: _aiv(b, p, t, ci, h, fl))
     meta = {
         "op": "quant_matmul", "kernel": "A8W4 MSD per-group (QuantBatchMatmulV4Msd K_G)",
         "m": p.m, "k": p.k, "n": p.n, "group_k": t.group_k, "out_dtype": p.out_dtype,

@@ -36,8 +36,10 @@ def example_inputs(ns: Any, functional: bool, rng: np.random.Generator) -> dict:
 
 
 def check_output(res: Any, op_args: dict) -> str:
-    if op_args.get("group_sizes") is not None:
+    if op_args.get("group_sizes") is not None and str(op_args["x1"].dtype) == "int8":
         from npusim.ops.quant_matmul_a8w4 import reference_a8w4 as reference
+    elif op_args.get("group_sizes") is not None:
+        from npusim.ops.quant_matmul_a4w4_pergroup import reference_a4w4_pergroup as reference
     else:
         from npusim.ops.quant_matmul import reference_quant_matmul as reference
 
@@ -46,25 +48,29 @@ def check_output(res: Any, op_args: dict) -> str:
     return f"tiled program output bit-identical to the reference: {same}"
 
 
-def _grouped(op_args: dict[str, Any]) -> Any:
-    """The A8W4 validation of a call with ``group_sizes`` (int8 x1, int32-packed int4 x2), or
-    None for the W8A8 / A4W4 calls; per-group A4W4 has no program yet."""
+def _grouped(op_args: dict[str, Any]) -> tuple[Any, Any, Any] | None:
+    """(validate, plan, default tiling) of a call with ``group_sizes``: A8W4 (int8 x1) or
+    per-group A4W4 (int32-packed int4 x1); None for the W8A8 / A4W4 calls."""
     if op_args.get("group_sizes") is None:
         return None
-    x1 = op_args.get("x1")
-    if str(getattr(x1, "dtype", "")) != "int8":
-        raise NotImplementedError(
-            "quant_matmul program: group_sizes with int32-packed int4 x1 (per-group A4W4) has no "
-            "tiled program yet; only A8W4 (int8 x1, int32-packed int4 x2) is tiled")
-    from npusim.ops.quant_matmul_a8w4 import validate_a8w4
+    if str(getattr(op_args.get("x1"), "dtype", "")) == "int8":
+        from npusim.ops.quant_matmul_a8w4 import validate_a8w4
+        from npusim.ops.quant_matmul_a8w4_program import default_a8w4_tiling, plan_a8w4
 
-    return validate_a8w4
+        return validate_a8w4, plan_a8w4, default_a8w4_tiling
+    from npusim.ops.quant_matmul_a4w4_pergroup import validate_a4w4_pergroup
+    from npusim.ops.quant_matmul_a4w4_pergroup_program import (
+        default_a4w4_group_tiling,
+        plan_a4w4_pergroup,
+    )
+
+    return validate_a4w4_pergroup, plan_a4w4_pergroup, default_a4w4_group_tiling
 
 
 def validate(soc: Any, **op_args: Any) -> None:
     grouped = _grouped(op_args)
     if grouped is not None:
-        grouped(**op_args, soc=soc)
+        grouped[0](**op_args, soc=soc)
         return
     _refuse_pp_matmul(checked_quant_matmul(soc, **op_args), soc)
 
@@ -85,20 +91,17 @@ def _refuse_pp_matmul(p: Any, soc: Any) -> None:
 
 def plan(soc: Any, tiling: Any = None, **op_args: Any) -> Any:
     validate(soc, **op_args)
-    if _grouped(op_args) is not None:
-        from npusim.ops.quant_matmul_a8w4_program import plan_a8w4
-
-        return plan_a8w4(soc, tiling, **op_args)
+    grouped = _grouped(op_args)
+    if grouped is not None:
+        return grouped[1](soc, tiling, **op_args)
     return plan_quant_matmul(soc, tiling, **op_args)
 
 
 def default_tiling(soc: Any, **op_args: Any) -> Any:
-    if _grouped(op_args) is not None:
-        from npusim.ops.quant_matmul_a8w4 import validate_a8w4
-        from npusim.ops.quant_matmul_a8w4_program import default_a8w4_tiling
-
-        p = validate_a8w4(**op_args, soc=soc)
-        return default_a8w4_tiling(soc, p.m, p.n)
+    grouped = _grouped(op_args)
+    if grouped is not None:
+        p = grouped[0](**op_args, soc=soc)
+        return grouped[2](soc, p.m, p.n)
     return default_tiling_quant_matmul(soc, **op_args)
 
 

@@ -162,12 +162,17 @@ def _a4w4_group_call(seed=0, m=4, k=128, n=16, gk=64):
     return x1, x2, np.full((k // gk, n), 0.01, np.float32), kw
 
 
-@pytest.mark.parametrize(("call", "path"), [(_a4w4_group_call, "per-group A4W4")])
-def test_quant_matmul_paths_without_a_program_refuse_the_default(default_fidelity, call, path):
-    """No silent fallback: the default names the path and the switch; the switch computes it."""
-    x1, x2, scale, kw = call()
-    with pytest.raises(NotImplementedError, match=f"{path}.*no tiled program.*"
-                                                  "fidelity='reference'"):
+def test_a4w4_pergroup_default_is_the_programs_output(default_fidelity):
+    """Per-group A4W4 (group_k 256) at the default fidelity is its program's output, equal to
+    the reference chain; a group_k the kernel is not tiled for refuses naming the switch."""
+    x1, x2, scale, kw = _a4w4_group_call(k=512, gk=256)
+    got = tn.npu_quant_matmul(x1, x2, scale, **kw)
+    res = npusim.simulate("quant_matmul", "Ascend910B2", x1=x1, x2=x2, scale=scale, **kw)
+    assert "A4W4" in res.kernel_name
+    assert _u(got) == _u(res.outputs)
+    assert _u(got) == _u(tn.npu_quant_matmul(x1, x2, scale, fidelity="reference", **kw))
+    x1, x2, scale, kw = _a4w4_group_call()
+    with pytest.raises(NotImplementedError, match=r"group_k = 256 only.*fidelity='reference'"):
         tn.npu_quant_matmul(x1, x2, scale, **kw)
     assert np.asarray(tn.npu_quant_matmul(x1, x2, scale, fidelity="reference", **kw)).size
 

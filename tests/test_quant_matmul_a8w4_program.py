@@ -135,6 +135,6 @@ def test_bad_calls_are_refused_by_name():
         npusim.simulate("quant_matmul", SOC, **big)
     with pytest.raises(ValueError, match="Atlas inference"):
         npusim.simulate("quant_matmul", "Ascend310P3", **kw)
-    a4 = {**kw, "x1": np.zeros((2, 64), np.int32)}
-    with pytest.raises(NotImplementedError, match="per-group A4W4"):
+    a4 = {**kw, "x1": np.zeros((2, 64), np.int32)}  # int32 x1: the per-group A4W4 rules
+    with pytest.raises(ValueError, match="per-group A4W4 needs transposeX2"):
         npusim.simulate("quant_matmul", SOC, **a4)

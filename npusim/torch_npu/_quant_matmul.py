@@ -83,14 +83,13 @@ def npu_quant_matmul(
     run of the ``quant_matmul`` tiled program (``simulate``), "reference" computes
     :func:`~npusim.ops.quant_matmul.reference_quant_matmul`; int8 x1 with int32 x2 and
     ``group_sizes`` is A8W4 (:mod:`npusim.ops.quant_matmul_a8w4_program`, its values
-    :mod:`npusim.ops.quant_matmul_a8w4`). Paths with only a reference model (a transposed x1 is
-    not tiled; int32 x1 and x2 with ``group_sizes`` is per-group A4W4,
-    :mod:`npusim.ops.quant_matmul_a4w4_pergroup`) raise NotImplementedError at "program"
-    naming the switch. Not modelled (NotImplementedError):
+    :mod:`npusim.ops.quant_matmul_a8w4`), int32 x1 and x2 with ``group_sizes`` per-group A4W4
+    (:mod:`npusim.ops.quant_matmul_a4w4_pergroup_program`, group_k 256; values
+    :mod:`npusim.ops.quant_matmul_a4w4_pergroup`). A transposed x1 has no program and raises
+    NotImplementedError at "program" naming the switch. Not modelled (NotImplementedError):
     the Ascend950 dtype overrides ``x1_dtype`` / ``x2_dtype`` / ``scale_dtype`` /
     ``pertoken_scale_dtype`` and ``y_scale``.
     """
-    from npusim.ops.quant_matmul_a8w4 import validate_a8w4
     from npusim.torch_npu._fidelity import no_program, program_outputs, use_program
     from npusim.torch_npu._state import resolve
 
@@ -112,14 +111,12 @@ def npu_quant_matmul(
     b2 = _logical(a2)  # the values; the program reads a2 as stored
     path = _grouped_path(a1, b2, group_sizes)
     if path is not None:
-        validate, reference, what = path
+        validate, reference, _ = path
         validate(a1, b2, sc, **rest, group_sizes=group_sizes, soc=soc)
-        if program and validate is validate_a8w4:
+        if program:  # the A8W4 / per-group A4W4 programs
             out = program_outputs("npu_quant_matmul", "quant_matmul", soc, x1=a1, x2=b2,
                                   scale=sc, **rest, group_sizes=group_sizes)
             return _out(np.asarray(out), torch_in)
-        if program:
-            raise no_program("npu_quant_matmul", what)
         return _out(reference(a1, b2, sc, **rest, group_sizes=group_sizes, soc=soc), torch_in)
     p = validate_quant_matmul(a1, b2, sc, **rest, soc=soc)
     pp = replace(p, x2_nz=getattr(a2, "npu_format", 2) == 29)  # the format as passed
