@@ -87,18 +87,19 @@ def build_wqbmm(soc: Any, s: WqbmmShape, kernel: str, tiling: Any = None) -> Ker
     ``tiling``: a :class:`WqbmmProgramTiling` for Custom / Msd / MsdSplitK (default:
     ``default_program_tiling``); the kernel tiling object for CustomNzSplitK
     (``CustomNzSplitKTiling``), SplitK (``SplitKTiling``), Fixpipe (``FixpipeTiling``) and
-    MsdGroup (``MsdGroupTiling``), required; a ``WeightNzProgramTiling`` (optional) for the
-    310P WeightNz kernel.
+    MsdGroup (``MsdGroupTiling``), required; a ``WeightNzProgramTiling`` (optional, validated)
+    for the 310P WeightNz kernel.
     """
     program = kernel_program(kernel, soc)
     if soc.organisation != "split":
         from npusim.ops.weight_quant_program_weight_nz import (
-            WeightNzProgramTiling,
             default_weight_nz_tiling,
+            validate_weight_nz_tiling,
         )
 
-        t = tiling if isinstance(tiling, WeightNzProgramTiling) else None
-        return program(soc, s, t or default_weight_nz_tiling(soc, s))
+        if tiling is not None:
+            validate_weight_nz_tiling(tiling, soc, s)
+        return program(soc, s, tiling or default_weight_nz_tiling(soc, s))
     if kernel in KERNEL_TILING_PROGRAMS:
         want = KERNEL_TILING_PROGRAMS[kernel]
         if type(tiling).__name__ != want:
@@ -232,14 +233,15 @@ def resolve_tilings(soc: Any, args: Any, name: str, s: WqbmmShape, tiling: Any =
     if name == "WeightNz" and soc.organisation != "split":
         from npusim.ops.weight_quant_batchmatmul.selection import WEIGHT_NZ_LAYOUT_MODEL
         from npusim.ops.weight_quant_program_weight_nz import (
-            WeightNzProgramTiling,
             default_weight_nz_tiling,
+            validate_weight_nz_tiling,
         )
 
         # the kernel reads the (N, K) NZ weight whatever the call's layout (declared model)
         s = WqbmmShape(**{**s.__dict__, "trans_w": True, "weight_nz": True})
-        kt = tiling if isinstance(tiling, WeightNzProgramTiling) else None
-        kt = kt or default_weight_nz_tiling(soc, s)
+        if tiling is not None:  # a user's tiling is checked, never silently replaced
+            validate_weight_nz_tiling(tiling, soc, s)
+        kt = tiling or default_weight_nz_tiling(soc, s)
         pt: Any = kt  # the tiling the kernel's program reads (one type per program)
         layout_note = WEIGHT_NZ_LAYOUT_MODEL
     else:

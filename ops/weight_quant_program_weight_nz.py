@@ -20,6 +20,7 @@ declared oracle ``numerics_weight_nz.weight_nz_310p`` bit for bit (tested).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from npusim.engine.program import CoreProgram, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
 from npusim.ops.program_stages import PingPong, ranges
+from npusim.ops.weight_quant_batchmatmul.tiling import Buffer, layout_bytes
 from npusim.ops.weight_quant_common import (
     WqbmmShape,
     kernel_meta,
@@ -60,6 +62,60 @@ def default_weight_nz_tiling(soc: Any, s: WqbmmShape) -> WeightNzProgramTiling:
     m_blocks = max(1, min(cores // n_blocks, math.ceil(s.m / 128)))
     m_l1 = min(128, math.ceil(math.ceil(s.m / m_blocks) / 16) * 16)
     return WeightNzProgramTiling(m_blocks, n_blocks, m_l1, n_l1, min(128, _align(s.k, 32)))
+
+
+def weight_nz_core_buffers(s: WqbmmShape, t: WeightNzProgramTiling) -> dict[str, list[Buffer]]:
+    """Local buffers of one WeightNz AI Core, per buffer in allocation order (declared once; the
+    program allocates exactly this): in UB the stored weight tiles and their fp16 dequant
+    (ping-pong), the per-channel parameter rows, the per-group parameter rows of a K tile
+    (ping-pong), the Brcb'd parameters, the fp32 result block, the output block and the bias;
+    in L1 the dequantised weight and x tiles (ping-pong); the L0A / L0B operands (ping-pong)
+    and the L0C accumulator."""
+    ml, nl, kl = t.m_l1, t.n_l1, t.k_l1
+    gpt = _group_params_rows(s, kl)
+    ub: list[Buffer] = [(f"w{i}", (kl, nl), s.w_dtype) for i in range(2)]
+    ub += [(f"h{i}", (kl, nl), "float16") for i in range(2)]
+    ub += [("params", (2, nl), "float16")]
+    ub += [(f"group_params{i}", (2, gpt, nl), "float16") for i in range(2)]
+    ub += [("params_brcb", (2, nl, 16), "float16"), ("c", (ml, nl), "float32"),
+           ("y", (ml, nl), s.out_dtype), ("bias", (2, nl), "float32")]
+    l1: list[Buffer] = [(f"wl1_{i}", (kl, nl), "float16") for i in range(2)]
+    l1 += [(f"xl1_{i}", (ml, kl), "float16") for i in range(2)]
+    return {"UB": ub, "L1": l1,
+            "L0A": [(f"a{i}", (ml, kl), "float16") for i in range(2)],
+            "L0B": [(f"b{i}", (kl, nl), "float16") for i in range(2)],
+            "L0C": [("acc", (ml, nl), "float32")]}
+
+
+def validate_weight_nz_tiling(t: Any, soc: Any, s: WqbmmShape) -> None:
+    """A user's 310P WeightNz tiling: the right type, positive integer fields, at most the SoC's
+    AI Cores, fractal-aligned blocks (M and the NZ weight's N rows in 16s, K in the weight's
+    32 B C0), and its local buffers within each buffer's capacity. ValueError / TypeError name
+    the field and the rule."""
+    if not isinstance(t, WeightNzProgramTiling):
+        raise TypeError(f"tiling={type(t).__name__}: the 310P WeightNz program needs a "
+                        "WeightNzProgramTiling (npusim.ops.weight_quant_program_weight_nz)")
+    for f in dataclasses.fields(t):
+        v = getattr(t, f.name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"WeightNz tiling: {f.name}={v!r} must be a positive integer")
+    cores = soc.core_counts()["aicore"]
+    if t.m_block_num * t.n_block_num > cores:
+        raise ValueError(f"WeightNz tiling: m_block_num x n_block_num = "
+                         f"{t.m_block_num * t.n_block_num} cores, {soc.name} has {cores}")
+    for name, unit in (("m_l1", 16), ("n_l1", 16), ("k_l1", 32)):
+        if getattr(t, name) % unit:
+            raise ValueError(f"WeightNz tiling: {name}={getattr(t, name)} must be a multiple of "
+                             f"{unit} (the cube fractal / the int8 weight's C0)")
+    core = soc.core("aicore")
+    for buf, layout in weight_nz_core_buffers(s, t).items():
+        spec = core.buffers[buf]
+        need = layout_bytes(layout, spec.alignment_bytes)
+        if need > spec.capacity_bytes:
+            raise ValueError(
+                f"WeightNz tiling: {buf} needs {need} B for m_l1={t.m_l1}, n_l1={t.n_l1}, "
+                f"k_l1={t.k_l1} ({', '.join(n for n, _, _ in layout)}), above its "
+                f"{spec.capacity_bytes} B")
 
 
 def _align(a: int, b: int) -> int:
@@ -139,19 +195,17 @@ def _weight_nz_core(
 ) -> None:
     ml, nl, kl = t.m_l1, t.n_l1, t.k_l1
     gpt = _group_params_rows(s, kl)
-    w_ub = [b.alloc("UB", (kl, nl), s.w_dtype, f"w{i}") for i in range(2)]
-    h_ub = [b.alloc("UB", (kl, nl), "float16", f"h{i}") for i in range(2)]
-    prm = b.alloc("UB", (2, nl), "float16", "params")
-    prm_g = [b.alloc("UB", (2, gpt, nl), "float16", f"group_params{i}") for i in range(2)]
-    brc = b.alloc("UB", (2, nl, 16), "float16", "params_brcb")
-    c_ub = b.alloc("UB", (ml, nl), "float32", "c")
-    y_ub = b.alloc("UB", (ml, nl), s.out_dtype, "y")
-    bias_ub = b.alloc("UB", (2, nl), "float32", "bias")
-    w_l1 = [b.alloc("L1", (kl, nl), "float16", f"wl1_{i}") for i in range(2)]
-    x_l1 = [b.alloc("L1", (ml, kl), "float16", f"xl1_{i}") for i in range(2)]
-    a0 = [b.alloc("L0A", (ml, kl), "float16", f"a{i}") for i in range(2)]
-    b0 = [b.alloc("L0B", (kl, nl), "float16", f"b{i}") for i in range(2)]
-    acc = b.alloc("L0C", (ml, nl), "float32", "acc")
+    loc = {buf: {name: b.alloc(buf, shape, dt, name) for name, shape, dt in layout}
+           for buf, layout in weight_nz_core_buffers(s, t).items()}
+    ub, l1 = loc["UB"], loc["L1"]
+    w_ub, h_ub = [ub[f"w{i}"] for i in range(2)], [ub[f"h{i}"] for i in range(2)]
+    prm, brc = ub["params"], ub["params_brcb"]
+    prm_g = [ub[f"group_params{i}"] for i in range(2)]
+    c_ub, y_ub, bias_ub = ub["c"], ub["y"], ub["bias"]
+    w_l1, x_l1 = [l1[f"wl1_{i}"] for i in range(2)], [l1[f"xl1_{i}"] for i in range(2)]
+    a0 = [loc["L0A"][f"a{i}"] for i in range(2)]
+    b0 = [loc["L0B"][f"b{i}"] for i in range(2)]
+    acc = loc["L0C"]["acc"]
 
     w_in = PingPong(b, "MTE2", "V", (0, 1))  # weight tile in UB
     w_out = PingPong(b, "V", "MTE3", (0, 1))  # dequantised tile in UB

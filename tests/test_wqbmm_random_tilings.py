@@ -183,3 +183,54 @@ def test_fixpipe_tiling_whose_local_buffers_overflow_is_refused():
                               a_full_load=False)
     with pytest.raises(ValueError, match=r"L0B: base_m=32, base_n=160, base_k=32 need 66560 B"):
         validate_tiling(bad, args_of(kw), resolve_soc(B2), "Fixpipe")
+
+
+WEIGHT_NZ_SOC = "Ascend310P3"
+
+
+@SETTINGS
+@given(data=st.data(), off=st.booleans(), bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_weight_nz_310p_random_tilings(data, off, bias, seed):
+    """310P WeightNz: its program tiling (M x N core grid, L1 blocks of M, N and K) drawn at
+    random, kept when validate_weight_nz_tiling accepts it; the bits equal the oracle's."""
+    from npusim.ops.weight_quant_program import checked_call
+    from npusim.ops.weight_quant_program_weight_nz import (
+        WeightNzProgramTiling,
+        validate_weight_nz_tiling,
+    )
+
+    m, k, n = 40, 256, 96
+    kw = wqbmm_call(seed, m, k, n, offset=off, bias=bias, trans=True)  # 310P: per-channel
+    kt = WeightNzProgramTiling(
+        m_block_num=data.draw(st.integers(1, 3)), n_block_num=data.draw(st.integers(1, 4)),
+        m_l1=16 * data.draw(st.integers(1, 4)), n_l1=16 * data.draw(st.integers(1, 8)),
+        k_l1=32 * data.draw(st.integers(1, 8)))
+    soc = resolve_soc(WEIGHT_NZ_SOC)
+    _, _, s, _ = checked_call(soc, **kw)
+    try:
+        validate_weight_nz_tiling(kt, soc, s)
+    except ValueError:
+        assume(False)
+    r = check_replay(kw, "WeightNz", soc=WEIGHT_NZ_SOC, tiling=kt)
+    assert r.tiling == kt, "the program ran the tiling it was given"
+
+
+@pytest.mark.parametrize("change, rule", [
+    ({"m_l1": 24}, "m_l1=24 must be a multiple of 16"),
+    ({"k_l1": 48}, "k_l1=48 must be a multiple of 32"),
+    ({"n_block_num": 0}, "n_block_num=0 must be a positive integer"),
+    ({"m_block_num": 9}, "m_block_num x n_block_num = 9 cores"),
+    ({"m_l1": 512, "n_l1": 512, "k_l1": 512}, "UB needs"),
+])
+def test_weight_nz_310p_illegal_tiling_is_refused_naming_the_rule(change, rule):
+    """A user's 310P WeightNz tiling is validated (it was silently replaced by the default
+    when of the wrong type, and ran into a buffer overflow when too large)."""
+    import npusim
+    from npusim.ops.weight_quant_program_weight_nz import WeightNzProgramTiling
+
+    kw = wqbmm_call(1, 40, 256, 96, offset=True, bias=True, trans=True)
+    kt = dataclasses.replace(WeightNzProgramTiling(1, 1, 32, 64, 128), **change)
+    with pytest.raises(ValueError, match=rule.replace("(", r"\(")):
+        npusim.simulate("weight_quant_batchmatmul", WEIGHT_NZ_SOC, tiling=kt, **kw)
+    with pytest.raises(TypeError, match="needs a WeightNzProgramTiling"):
+        npusim.simulate("weight_quant_batchmatmul", WEIGHT_NZ_SOC, tiling={"m_l1": 32}, **kw)
