@@ -373,3 +373,19 @@ def test_random_matrix(i):
     c, wdt, kernel = _random_case(i)
     info = c.explain()
     assert_same_bits(c.call(), oracle(c, kernel, info["tiling"], wdt))
+
+
+def test_custom_int8_output_without_quant_param_names_it():
+    """normalize_args gives an int8 output only with a quant_param; the numerics model called
+    with args that break that says what is missing instead of failing on None."""
+    import dataclasses
+
+    from _wqbmm_replay import B2, args_of, wqbmm_call
+
+    from npusim.ops.weight_quant_batchmatmul.numerics_custom import custom
+    from npusim.ops.weight_quant_batchmatmul.soc_facts import soc_facts
+    from npusim.runner import resolve_soc
+
+    args = dataclasses.replace(args_of(wqbmm_call(4, 16, 64, 64)), out_dtype="int8")
+    with pytest.raises(ValueError, match="quant_param: an int8 output needs"):
+        custom(args, soc_facts(resolve_soc(B2)))

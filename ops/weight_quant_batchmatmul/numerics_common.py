@@ -66,6 +66,14 @@ def requant_output(acc: np.ndarray, quant_param: np.ndarray) -> np.ndarray:
     return requant_with_params(acc, np.asarray(quant_param, dtype=np.int64))
 
 
+def required(value: T | None, name: str, rule: str) -> T:
+    """``value`` narrowed to not-None; None is a ValueError naming ``name`` and ``rule`` (the
+    paths that call it get the value from the argument normalisation, which always sets it)."""
+    if value is None:
+        raise ValueError(f"{name}: {rule}")
+    return value
+
+
 def ordered_partials(partials: Iterable[T], facts: object) -> list[T]:
     """Split-K partial results (one per core, core index ascending) in the order the SoC's
     declared ``split_k_reduction_order`` adds them (hardware atomics are unordered)."""

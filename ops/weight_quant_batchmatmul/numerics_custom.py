@@ -27,6 +27,8 @@ transposed weight, 65 <= M <= 256):
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from npusim.numerics.cube import cube_matmul_float
@@ -39,6 +41,7 @@ from npusim.ops.weight_quant_batchmatmul.numerics_common import (
     ordered_partials,
     params_f32,
     requant_output,
+    required,
     vector_round,
 )
 from npusim.ops.weight_quant_batchmatmul.soc_facts import SocFacts
@@ -54,7 +57,7 @@ def dequant_weight_fp16(args: WqbmmArgs) -> np.ndarray:
     with np.errstate(over="ignore"):
         if args.antiquant_offset is not None:
             w16 = (w16 + expand_rows(args.antiquant_offset, args.k, g)).astype(F16)
-        return (w16 * expand_rows(args.antiquant_scale, args.k, g)).astype(F16)
+        return cast(np.ndarray, (w16 * expand_rows(args.antiquant_scale, args.k, g)).astype(F16))
 
 
 def dequant_weight_bf16(args: WqbmmArgs) -> np.ndarray:
@@ -81,7 +84,8 @@ def custom(args: WqbmmArgs, facts: SocFacts) -> np.ndarray:
     w = dequant_weight_custom(args)
     acc = cube_matmul_float(args.x, w, model=facts.cube_model, bias=bias_f32(args))
     if args.out_dtype == "int8":
-        return requant_output(acc, args.quant_param)
+        rule = "an int8 output needs the fixpipe quant parameters (quant_scale)"
+        return requant_output(acc, required(args.quant_param, "quant_param", rule))
     return fixpipe_round(acc, args.out_dtype)
 
 

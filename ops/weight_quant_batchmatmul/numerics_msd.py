@@ -46,6 +46,8 @@ Not modelled (NotImplementedError): a row / block / group of x whose amax is 0 o
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 
 from npusim.numerics.cube import cube_matmul_int
@@ -56,6 +58,7 @@ from npusim.ops.weight_quant_batchmatmul.numerics_common import (
     bias_f32,
     ordered_partials,
     params_f32,
+    required,
     vector_round,
 )
 from npusim.ops.weight_quant_batchmatmul.soc_facts import SocFacts
@@ -120,7 +123,9 @@ def split_digits(xn: np.ndarray, f1: np.float32, f2: np.float32, count: int) -> 
     return out
 
 
-def recombination_factors(f1: np.float32, f2: np.float32, high_performance: bool) -> list:
+def recombination_factors(
+    f1: np.float32, f2: np.float32, high_performance: bool
+) -> list[np.floating[Any]]:
     """divFactors of the split-K / group kernels: fp32 1/f1, 1/(f1 f2), 1/(f1 f2^2); for the
     fp16 (inner_precise 1) chain 1/f1 (fp32), half(1/f2), half(1/f2^2)."""
     one = F32(1.0)
@@ -199,7 +204,9 @@ def _blocks(xf: np.ndarray, size: int) -> np.ndarray:
     return padded.reshape(m, nb, size)
 
 
-def _digits_for_blocks(xb: np.ndarray, args: WqbmmArgs, what: str):
+def _digits_for_blocks(
+    xb: np.ndarray, args: WqbmmArgs, what: str
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """amax (M, B), digits [(M, B, size)] as int8 arrays, for blocks of x."""
     f1, f2, count = DIGIT_FACTORS[args.weight_dtype]
     amax = np.max(np.abs(xb), axis=2).astype(F32)
@@ -210,12 +217,14 @@ def _digits_for_blocks(xb: np.ndarray, args: WqbmmArgs, what: str):
     return amax, [digits_to_int(d, args.weight_dtype) for d in digits]
 
 
-def _digit_products(digits, args: WqbmmArgs, size: int, high_performance: bool):
+def _digit_products(
+    digits: list[np.ndarray], args: WqbmmArgs, size: int, high_performance: bool
+) -> list[list[np.ndarray]]:
     """C[b][i] (M, N): digit i of block b times the block's weight rows (int32, or the fp16
     fixpipe output of inner_precise 1)."""
     from npusim.numerics import deqf16
 
-    out = []
+    out: list[list[np.ndarray]] = []
     m = digits[0].shape[0]
     nb = digits[0].shape[1]
     for b in range(nb):
@@ -227,13 +236,15 @@ def _digit_products(digits, args: WqbmmArgs, size: int, high_performance: bool):
     return out
 
 
-def _recombine(products, factors, high_performance: bool) -> np.ndarray:
+def _recombine(
+    products: list[np.ndarray], factors: list[np.floating[Any]], high_performance: bool
+) -> np.ndarray:
     """cc of one block: the Axpy chain over the digits (fp32 from 0, or the fp16 chain)."""
     if high_performance:
         c16 = products[0].astype(F16)
         for i in range(1, len(products)):
             c16 = vo.mul_add(c16, products[i], factors[i])
-        return (c16.astype(F32) * factors[0]).astype(F32)
+        return cast(np.ndarray, (c16.astype(F32) * factors[0]).astype(F32))
     cc = np.zeros(products[0].shape, dtype=F32)
     for p, f in zip(products, factors[: len(products)], strict=True):
         cc = vo.mul_add(cc, p, F32(f))
@@ -296,28 +307,30 @@ def msd_group(args: WqbmmArgs, facts: SocFacts, tiling: MsdGroupTiling) -> np.nd
     amax, digits = _digits_for_blocks(xb, args, "group")
     products = _digit_products(digits, args, g, high_perf)
     scale, offset = params_f32(args)
-    rsum = scale_off = None
+    # (rsum, scale * offset) of the offset terms
+    off_terms: tuple[np.ndarray, np.ndarray] | None = None
     if offset is not None:
-        rsum = vo.group_sum(xb)
-        scale_off = (scale * offset).astype(F32)
+        off_terms = (vo.group_sum(xb), (scale * offset).astype(F32))
     groups_per_core = tiling.single_core_k // g
     n_groups = xb.shape[1]
-    partials = []
+    partials: list[np.ndarray] = []
     for c0 in range(0, n_groups, groups_per_core):
-        acc = None
-        for task, gi in enumerate(range(c0, min(n_groups, c0 + groups_per_core))):
-            if rsum is not None:
+        acc: np.ndarray | None = None
+        for gi in range(c0, min(n_groups, c0 + groups_per_core)):
+            if off_terms is not None:
+                rsum, scale_off = off_terms
                 term = (rsum[:, gi, None] * scale_off[gi][None, :]).astype(F32)
-                acc = (
+                acc = (  # acc is None exactly at the core's first group
                     term
-                    if task == 0
+                    if acc is None
                     else vo.mul_add(acc, rsum[:, gi, None], scale_off[gi][None, :])
                 )
             cc = _recombine_group(products[gi], factors, high_perf)
             cc = (cc * scale[gi]).astype(F32)
             cc = (cc * amax[:, gi, None]).astype(F32)
             acc = cc if acc is None else (acc + cc).astype(F32)
-        partials.append(acc)
+        rule = f"must hold at least one group of {g} rows"
+        partials.append(required(acc, f"tiling.single_core_k={tiling.single_core_k}", rule))
     ws = np.zeros((args.m, args.n), dtype=F32)
     for part in ordered_partials(partials, facts):
         ws = (ws + part).astype(F32)
@@ -327,7 +340,9 @@ def msd_group(args: WqbmmArgs, facts: SocFacts, tiling: MsdGroupTiling) -> np.nd
     return vector_round(ws, args.out_dtype)
 
 
-def _recombine_group(products, factors, high_performance: bool) -> np.ndarray:
+def _recombine_group(
+    products: list[np.ndarray], factors: list[np.floating[Any]], high_performance: bool
+) -> np.ndarray:
     """MsdGroup's chain: fp32 starts with a Muls of digit 0 (not an Axpy from 0)."""
     if high_performance:
         return _recombine(products, factors, True)

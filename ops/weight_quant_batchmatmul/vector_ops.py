@@ -23,7 +23,7 @@ These only matter for MSD kernels; the sums (``rsum``) only when an antiquant of
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -33,6 +33,9 @@ VECTOR_DIV = "ieee_rne"
 
 F32 = np.float32
 F16 = np.float16
+
+#: a vector operand: an array, or a scalar (a Muls / Axpy factor) numpy broadcasts
+Operand = np.ndarray | np.floating[Any]
 
 
 def _twosum_round_to_odd(p: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -50,7 +53,7 @@ def _twosum_round_to_odd(p: np.ndarray, c: np.ndarray) -> np.ndarray:
     return cast(np.ndarray, s)
 
 
-def fused_mul_add(a: np.ndarray, b: np.ndarray, c: np.ndarray, dtype: type) -> np.ndarray:
+def fused_mul_add(a: Operand, b: Operand, c: np.ndarray, dtype: type) -> np.ndarray:
     """a*b + c with one rounding to ``dtype`` (float32 or float16), computed exactly.
 
     The product of two float32 (or float16) values is exact in float64; the sum is rounded to
@@ -63,7 +66,7 @@ def fused_mul_add(a: np.ndarray, b: np.ndarray, c: np.ndarray, dtype: type) -> n
         return s.astype(dtype)
 
 
-def mul_add(dst: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def mul_add(dst: np.ndarray, a: Operand, b: Operand) -> np.ndarray:
     """``MulAddDst`` / ``Axpy``: dst + a*b in dst's precision under the AXPY_FUSED model."""
     dtype = dst.dtype.type
     if AXPY_FUSED:
