@@ -57,6 +57,15 @@ class Measurement:
     other_measured: str
     source: str
 
+    def size(self, name: str) -> int:
+        """Column ``name`` (m, k or n) of a row whose prediction needs it; an empty column is a
+        ValueError naming the row and the column."""
+        value: int | None = getattr(self, name)
+        if value is None:
+            raise ValueError(f"row {self.id}: column {name} is empty; the {self.op} prediction "
+                             "needs it")
+        return value
+
 
 @dataclass
 class Prediction:

@@ -13,14 +13,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa import VecOp
+from npusim.isa.operands import Region
 from npusim.operator import CliSpec, Operator
 from npusim.ops.program_stages import VecInOut
+
+if TYPE_CHECKING:
+    from npusim.runner import Plan
+    from npusim.validate import Measurement, Prediction
 
 PEER_H = 8192
 UB_PASS_BYTES = 32768
@@ -226,7 +231,7 @@ def build_group_quant(
     return Kernel("group_quant", gm, cores, meta)
 
 
-def proxy_prediction(row):
+def proxy_prediction(row: Measurement) -> Prediction | None:
     """Rows E1* predicted with group_quant (one group, int4 output, fp16 x) as the vector-only
     proxy the calibration README names. Superseded in ``npusim validate`` by
     ``ops.dynamic_quant_program.calibration_prediction`` (the measured kernel itself); kept to
@@ -238,7 +243,7 @@ def proxy_prediction(row):
     if not row.id.startswith("E1"):
         return None
     soc = resolve_soc(soc_name_of(row))
-    rows, h = int(row.m), int(row.k)
+    rows, h = row.size("m"), row.size("k")
     gi = np.array([rows], dtype=np.int64)
     kern = build_group_quant(
         soc,
@@ -253,7 +258,9 @@ def proxy_prediction(row):
     return Prediction(res.microseconds, {}, note="group_quant proxy (1 group, int4 out)")
 
 
-def _group_quant_args(x: Any, scale: Any, group_index: Any, offset: Any, dst_dtype: Any):
+def _group_quant_args(
+    x: Any, scale: Any, group_index: Any, offset: Any, dst_dtype: Any
+) -> tuple[int, int, str, str, np.ndarray, float | None, str]:
     """Shape/dtype checks of the tiled program's inputs (the operator's full validation lives in
     the torch_npu API); returns (rows, h, x dtype, scale dtype, group_index, offset, out)."""
     from npusim.spec import require_nd, shape_dtype
@@ -289,7 +296,7 @@ def _group_quant_args(x: Any, scale: Any, group_index: Any, offset: Any, dst_dty
 
 
 def plan_group_quant(soc: Any, tiling: Any = None, *, x: Any, scale: Any, group_index: Any,
-                     offset: Any = None, dst_dtype: Any = None):
+                     offset: Any = None, dst_dtype: Any = None) -> Plan:
     """Runner entry for ``group_quant``."""
     from npusim.runner import Plan
 
@@ -302,7 +309,7 @@ def plan_group_quant(soc: Any, tiling: Any = None, *, x: Any, scale: Any, group_
     return Plan(kern, "group_quant (AIV)", t, functional, finish=lambda o: o["y"])
 
 
-def cli_group_quant(ns: Any, functional: bool, rng: Any) -> dict:
+def cli_group_quant(ns: Any, functional: bool, rng: Any) -> dict[str, Any]:
     """``npusim run group_quant``: --m rows (default 4096), --k H (512), 8 equal groups."""
     from npusim.spec import spec
 
@@ -316,7 +323,7 @@ def cli_group_quant(ns: Any, functional: bool, rng: Any) -> dict:
     return {"x": spec((rows, h), xdt), "scale": spec((e, h), "float32"), "group_index": gi}
 
 
-def check_group_quant(res: Any, op_args: dict) -> str:
+def check_group_quant(res: Any, op_args: dict[str, Any]) -> str:
     x = op_args["x"].astype(np.float32)
     gi = np.asarray(op_args["group_index"])
     grp = np.searchsorted(gi, np.arange(x.shape[0]), side="right")

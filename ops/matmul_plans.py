@@ -7,11 +7,15 @@ program and the reference share one definition of the output path.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from npusim.ops.matmul_program import BatchLayout, Epilogue, build_matmul_kernel
+
+if TYPE_CHECKING:
+    from npusim.ops.matmul_tiling import MatmulTiling
+    from npusim.runner import Plan
 
 
 def _stored(x: Any, transposed: bool) -> np.ndarray | None:
@@ -71,7 +75,7 @@ def _check_program_scope(trans_a: bool, op: str) -> None:
 
 def _tiling(tiling: Any, m: int, k: int, n: int, in_dtype: str, out_dtype: str, soc: Any,
             trans_b: bool, with_bias: bool, split_k: bool = False, quant_vector: bool = False,
-            n_unit: int = 16):
+            n_unit: int = 16) -> MatmulTiling:
     from npusim.ops.matmul_tiling import (
         default_matmul_tiling,
         tiling_from_dict,
@@ -82,13 +86,12 @@ def _tiling(tiling: Any, m: int, k: int, n: int, in_dtype: str, out_dtype: str, 
         return default_matmul_tiling(m, k, n, in_dtype, out_dtype, soc, trans_b,
                                      with_bias=with_bias, split_k=split_k,
                                      quant_vector=quant_vector, n_unit=n_unit)
-    if isinstance(tiling, dict):
-        tiling = tiling_from_dict(tiling)
-    validate_matmul_tiling(tiling, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias,
+    t: MatmulTiling = tiling_from_dict(tiling) if isinstance(tiling, dict) else tiling
+    validate_matmul_tiling(t, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias,
                            quant_vector=quant_vector)
-    if hasattr(tiling, "for_dtypes"):
-        tiling = tiling.for_dtypes(in_dtype, out_dtype)  # in_bits / out_bits from the operands
-    return tiling
+    if hasattr(t, "for_dtypes"):
+        t = t.for_dtypes(in_dtype, out_dtype)  # in_bits / out_bits from the operands
+    return t
 
 
 def _split_order(soc: Any) -> str:
@@ -127,7 +130,7 @@ def checked_quant_matmul(soc: Any, *, x1: Any, x2: Any, scale: Any, offset: Any 
 
 
 def plan_matmul(soc: Any, tiling: Any = None, *, a: Any, b: Any, bias: Any = None,
-                out_dtype: Any = None, allow_hf32: bool = False):
+                out_dtype: Any = None, allow_hf32: bool = False) -> Plan:
     """``matmul``: fp16 / bf16 / fp32 in, fp16 / bf16 / fp32 out, ND or transposed B, batched
     (batches spread over the cube cores); split-K over cores with an AIV reduction."""
     from npusim.runner import Plan
@@ -172,7 +175,7 @@ def _data(x: Any, functional: bool) -> np.ndarray | None:
 
 def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: Any,
                       offset: Any = None, pertoken_scale: Any = None, bias: Any = None,
-                      output_dtype: Any = None):
+                      output_dtype: Any = None) -> Plan:
     """``quant_matmul`` (W8A8): exact int8 cube matmul with the int32 bias in L0C, then the
     FixPipe requant / dequant (REQ8, DEQF16), int32 output, or (bf16 output / per-token scale)
     the AIV dequant epilogue fed through a GM workspace; batched inputs; split-K (int32 and AIV
@@ -198,7 +201,7 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
     nb = int(np.prod(p.batch, dtype=np.int64)) if p.batch else 1
     aiv = None
     deq = None
-    meta: dict = {"epilogue": p.epilogue}
+    meta: dict[str, Any] = {"epilogue": p.epilogue}
     if p.coupled or p.epilogue in ("REQ8", "DEQF16"):
         # the uint64 quant parameters, one or one per column: 310P dequantises on the L0C -> UB
         # DataCopy (DEQ16 / VDEQ16, DEQ8 / VDEQ8; the descriptor's declared rounding model), a
@@ -249,7 +252,7 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
                 finish=lambda out: out["c"].reshape(p.out_shape))
 
 
-def default_tiling_matmul(soc: Any, **op_args: Any):
+def default_tiling_matmul(soc: Any, **op_args: Any) -> MatmulTiling:
     from npusim.ops.matmul import validate_matmul
 
     p = validate_matmul(op_args["a"], op_args["b"], out_dtype=op_args.get("out_dtype"),
@@ -259,7 +262,7 @@ def default_tiling_matmul(soc: Any, **op_args: Any):
                    n_unit=_n_unit(op_args["b"], p.in_dtype, p.b_nz and not p.trans_b))
 
 
-def default_tiling_quant_matmul(soc: Any, **op_args: Any):
+def default_tiling_quant_matmul(soc: Any, **op_args: Any) -> MatmulTiling:
     from npusim.ops.quant_matmul import validate_quant_matmul
 
     p = validate_quant_matmul(op_args["x1"], op_args["x2"], op_args["scale"],

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
+from npusim.isa.operands import Region
 from npusim.operator import CliSpec, Operator
+
+if TYPE_CHECKING:
+    import argparse
+
+    from npusim.hw.schema import SocDescriptor
+    from npusim.runner import Plan
+    from npusim.validate import Measurement, Prediction
 
 
 @dataclass(frozen=True)
@@ -24,12 +32,12 @@ class CopyTiling:
     buffers: int = 2
 
 
-def copy_core_kind(soc) -> str:
+def copy_core_kind(soc: SocDescriptor) -> str:
     """The cores the copy runs on: the AIVs of a split SoC, the vector cores of a 310P."""
     return "aiv" if "aiv" in soc.core_counts() else "vector_core"
 
 
-def build_copy(soc, n_elements: int, dtype: str, tiling: CopyTiling,
+def build_copy(soc: SocDescriptor, n_elements: int, dtype: str, tiling: CopyTiling,
                x: np.ndarray | None = None) -> Kernel:
     kind = copy_core_kind(soc)
     avail = soc.core_counts()[kind]
@@ -62,8 +70,8 @@ def build_copy(soc, n_elements: int, dtype: str, tiling: CopyTiling,
     return Kernel("tensor_copy", gm, cores, {"op": "tensor_copy", "n_elements": n_elements})
 
 
-def plan(soc, tiling: CopyTiling | None = None, *, x=None, n_elements: int | None = None,
-         dtype: str = "float32"):
+def plan(soc: SocDescriptor, tiling: CopyTiling | None = None, *, x: Any = None,
+         n_elements: int | None = None, dtype: str = "float32") -> Plan:
     from npusim.runner import Plan
 
     if tiling is not None and not isinstance(tiling, CopyTiling):
@@ -103,20 +111,22 @@ def operands(*, x: Any = None, n_elements: int | None = None,
     return None, int(n_elements), dtype
 
 
-def calibration_prediction(row):
+def calibration_prediction(row: Measurement) -> Prediction | None:
     """Rows F*: GM -> GM copy of n float32 elements on a 910B2."""
     from npusim.runner import simulate
     from npusim.validate import Prediction, soc_name_of
 
     if not row.id.startswith("F"):
         return None
-    res = simulate("tensor_copy", soc_name_of(row), None, n_elements=row.n, dtype="float32",
+    n = row.size("n")
+    res = simulate("tensor_copy", soc_name_of(row), None, n_elements=n, dtype="float32",
                    check_races=False)
-    gbps = 2 * row.n * 4 / (res.microseconds * 1e-6) / 1e12
+    gbps = 2 * n * 4 / (res.microseconds * 1e-6) / 1e12
     return Prediction(res.microseconds, {}, note=f"read+write {gbps:.3f} TB/s predicted")
 
 
-def example_inputs(ns, functional: bool, rng) -> dict:
+def example_inputs(ns: argparse.Namespace, functional: bool,
+                   rng: np.random.Generator) -> dict[str, Any]:
     """``npusim run tensor_copy``: row F1's copy (33554432 float32) unless --n-elements / --dtype
     say otherwise."""
     n = ns.n_elements or 33554432
@@ -126,7 +136,7 @@ def example_inputs(ns, functional: bool, rng) -> dict:
     return {"n_elements": n, "dtype": dtype}
 
 
-def default_tiling_for(soc, **op_args) -> CopyTiling:
+def default_tiling_for(soc: SocDescriptor, **op_args: Any) -> CopyTiling:
     """Every core of the kind the copy runs on (a 310P's vector cores, not one core)."""
     return CopyTiling(cores=soc.core_counts()[copy_core_kind(soc)])
 

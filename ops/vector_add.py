@@ -11,14 +11,22 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa import ScalarStep, VecOp
+from npusim.isa.operands import Region
 from npusim.operator import CliSpec, Operator
 from npusim.ops.program_stages import VecInOut
+
+if TYPE_CHECKING:
+    import argparse
+
+    from npusim.hw.schema import SocDescriptor
+    from npusim.runner import Plan, SimResult
+    from npusim.validate import Measurement, Prediction
 
 SCALAR_INSTRS_PER_ELEMENT = 5  # GetValue x2, add, SetValue, loop step (the example's case 0 loop)
 
@@ -34,7 +42,7 @@ class VectorAddTiling:
     bank_conflict_free: bool = True
     scalar_loop: bool = False
 
-    def validate(self, soc) -> None:
+    def validate(self, soc: SocDescriptor) -> None:
         counts = soc.core_counts()
         kind = "aiv" if "aiv" in counts else "vector_core"
         if not 1 <= self.cores <= counts.get(kind, 0):
@@ -110,7 +118,7 @@ H_SERIES: dict[str, VectorAddTiling] = {
 
 def reference_add(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """fp16 vector Add: one IEEE addition rounded to nearest even (numpy float16 is exact here)."""
-    return (x + y).astype(x.dtype)
+    return cast(np.ndarray, (x + y).astype(x.dtype))
 
 
 def _ub_layout(b: ProgramBuilder, nbuf: int, tile_elems: int, dtype: str, staggered: bool
@@ -124,18 +132,19 @@ def _ub_layout(b: ProgramBuilder, nbuf: int, tile_elems: int, dtype: str, stagge
     itemsize = 2 if dtype in ("float16", "bfloat16") else 4
     tile = tile_elems * itemsize
     region = b.alloc("UB", (b.core.buffers["UB"].capacity_bytes // itemsize,), dtype, "ub")
-    bufs = []
+    bufs: list[tuple[Region, Region, Region]] = []
     for i in range(nbuf):
         if staggered:
             xo, yo, zo = 65536 * i, 65536 * i + tile, 131072 + tile * i
         else:
             xo, yo, zo = 3 * tile * i, 3 * tile * i + tile, 3 * tile * i + 2 * tile
-        bufs.append(tuple(region.sub(o, (tile_elems,)) for o in (xo, yo, zo)))
+        shape = (tile_elems,)
+        bufs.append((region.sub(xo, shape), region.sub(yo, shape), region.sub(zo, shape)))
     return bufs
 
 
 def build_vector_add(
-    soc,
+    soc: SocDescriptor,
     n_elements: int,
     tiling: VectorAddTiling,
     *,
@@ -234,8 +243,8 @@ def operands(*, x: Any = None, y: Any = None, n_elements: int | None = None,
     raise ValueError("vector_add needs x and y (arrays or specs) or n_elements")
 
 
-def plan(soc, tiling: VectorAddTiling | str | None = None, *, x=None, y=None,
-         n_elements: int | None = None, dtype: str = "float16"):
+def plan(soc: SocDescriptor, tiling: VectorAddTiling | str | None = None, *, x: Any = None,
+         y: Any = None, n_elements: int | None = None, dtype: str = "float16") -> Plan:
     """Runner entry: arrays (functional) or specs / ``n_elements`` (timing-only).
 
     ``tiling`` may be a :class:`VectorAddTiling` or an H-series step name ("H1".."H7");
@@ -261,7 +270,7 @@ def plan(soc, tiling: VectorAddTiling | str | None = None, *, x=None, y=None,
                 finish=(lambda out: out["z"].reshape(shape)) if functional else None)
 
 
-def default_tiling_for(soc, **_: object) -> VectorAddTiling:
+def default_tiling_for(soc: SocDescriptor, **_: object) -> VectorAddTiling:
     """Row H7's tiling on at most the SoC's vector cores (48 AIVs on a 910B2; 40 on a 910B4,
     7 or 8 vector cores on a 310P, where H7's 48 was illegal)."""
     counts = soc.core_counts()
@@ -270,7 +279,8 @@ def default_tiling_for(soc, **_: object) -> VectorAddTiling:
     return h7 if h7.cores <= avail else dataclasses.replace(h7, cores=avail)
 
 
-def example_inputs(ns, functional: bool, rng: np.random.Generator) -> dict:
+def example_inputs(ns: argparse.Namespace, functional: bool,
+                   rng: np.random.Generator) -> dict[str, Any]:
     """Op arguments from ``npusim run vector_add`` flags (default 8192 x 8192 fp16)."""
     from npusim.spec import spec
 
@@ -283,7 +293,7 @@ def example_inputs(ns, functional: bool, rng: np.random.Generator) -> dict:
     return {"x": spec((n,), dtype), "y": spec((n,), dtype)}
 
 
-def check_output(res, op_args: dict) -> str:
+def check_output(res: SimResult, op_args: dict[str, Any]) -> str:
     want = reference_add(op_args["x"], op_args["y"])
     same = np.array_equal(res.outputs.view(np.uint16), want.view(np.uint16))
     return f"output bit-exact vs fp16 RNE reference: {same}"
@@ -299,7 +309,8 @@ def _pipe_times(text: str) -> dict[str, float]:
     return out
 
 
-def h_series_result(step: str, soc_name: str = "Ascend910B2", soc=None):
+def h_series_result(step: str, soc_name: str = "Ascend910B2",
+                    soc: SocDescriptor | None = None) -> SimResult:
     """Simulate calibration step H1..H7 (timing-only) and return the SimResult."""
     from npusim.runner import simulate
     from npusim.spec import spec
@@ -309,7 +320,7 @@ def h_series_result(step: str, soc_name: str = "Ascend910B2", soc=None):
                     y=spec((n,), "float16"), check_races=False)
 
 
-def calibration_prediction(row):
+def calibration_prediction(row: Measurement) -> Prediction | None:
     """Rows H1-H7: predicted total and per-pipe (vec = compute; MTE2/MTE3 = transfer) times."""
     from npusim.report.summary import pipe_busy_by_kind
     from npusim.validate import Prediction, soc_name_of
@@ -320,7 +331,7 @@ def calibration_prediction(row):
     busy = pipe_busy_by_kind(res.run).get("aiv", {})
     f = res.run.freq_mhz
     measured = _pipe_times(row.other_measured)
-    pipes = {}
+    pipes: dict[str, tuple[float, float, str]] = {}
     for label, pipe, kind in (("vec", "V", "compute"), ("MTE2", "MTE2", "transfer"),
                               ("MTE3", "MTE3", "transfer")):
         if label in measured:

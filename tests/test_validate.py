@@ -13,6 +13,7 @@ from npusim.validate import (
     format_row_progress,
     format_table,
     load_measurements,
+    predict_row,
     run_validation,
     shipped_measurements_path,
     write_report,
@@ -54,6 +55,20 @@ def test_copy_row_uses_repeat_l2_and_signed_error(tmp_path):
     assert float(back[0]["predicted_us"]) == f9["predicted_us"]
     assert "median_abs_error_pct" in md.read_text(encoding="utf-8")
 
+
+
+def test_row_without_the_size_its_prediction_needs_names_the_column(tmp_path):
+    """A copy row with an empty n, an E1 row with an empty k: a ValueError naming row and
+    column (the prediction used to pass None on to the simulator)."""
+    path = _csv(tmp_path, ["F9,Ascend910B2,copy (GM to GM),,,,float32,contiguous,x,50.0,,,s,A",
+                           "E1z,Ascend910B4,dynamic_quant,4,,,float16,x,x,1.0,,,s,A"])
+    f9, e1 = load_measurements(path)
+    with pytest.raises(ValueError, match="row F9: column n is empty"):
+        predict_row(f9)
+    from npusim.ops.group_quant_program import proxy_prediction
+
+    with pytest.raises(ValueError, match="row E1z: column k is empty"):
+        proxy_prediction(e1)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "calibration" / "measurements.csv"
 
