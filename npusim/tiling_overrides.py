@@ -1,7 +1,8 @@
 """A tiling dataclass with some fields replaced: what ``npusim run --tiling FIELD=VALUE`` and a
 sweep study's listed ``tilings`` give for an operator whose tiling is one (possibly nested)
 dataclass. ``a.b`` (or a nested mapping ``{"a": {"b": v}}``) sets field ``b`` of the nested
-tiling ``a`` - a weight_quant_batchmatmul kernel's ``cube`` block."""
+tiling ``a`` - a weight_quant_batchmatmul kernel's ``cube`` block. Also the type check every
+dataclass tiling a user passes goes through (:func:`check_tiling_type`)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,19 @@ def apply_overrides(default: Any, overrides: dict[str, Any]) -> Any:
         sub = {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(key + ".")}
         top[key] = dataclasses.replace(getattr(default, key), **sub)
     return dataclasses.replace(default, **top)
+
+
+def check_tiling_type(tiling: Any, cls: type, op: str) -> None:
+    """``tiling`` must be a ``cls`` whose ``int`` fields hold integers and ``bool`` fields
+    booleans (TypeError naming the operator, the field and the value); the operator's own
+    validator then checks the values' ranges."""
+    if not isinstance(tiling, cls):
+        names = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise TypeError(f"{op}: tiling={tiling!r}: expected a {cls.__name__} (fields {names})")
+    for f in dataclasses.fields(cls):
+        v = getattr(tiling, f.name)
+        want = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if want == "bool" and not isinstance(v, bool):
+            raise TypeError(f"{op}: tiling.{f.name}={v!r}: must be True or False")
+        if want == "int" and (isinstance(v, bool) or not isinstance(v, int)):
+            raise TypeError(f"{op}: tiling.{f.name}={v!r}: must be an integer")

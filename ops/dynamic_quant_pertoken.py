@@ -70,7 +70,8 @@ def build_pertoken(soc: Any, rows: int, h: int, x_dtype: str, out: str, tiling: 
     ``smooth`` is (h,), or (groups, h) with ``group_index`` (validated cumulative end rows)."""
     has_smooth = has_smooth or smooth is not None
     ends = None if group_index is None else [int(e) for e in np.asarray(group_index).reshape(-1)]
-    validate_row_chunk_tiling(tiling, soc, rows, ub_bytes(tiling, has_smooth, asymmetric))
+    validate_row_chunk_tiling(tiling, soc, rows,
+                              lambda t: ub_bytes(t, has_smooth, asymmetric), "dynamic_quant")
     out_cols, out_dt = (h // 8, "int32") if out == "int4" else (h, "int8")
     gm = {"x": GMTensor("x", (rows, h), x_dtype, x, "input"),
           "y": GMTensor("y", (rows, out_cols), out_dt, None, "output"),

@@ -60,7 +60,7 @@ def _ub_bytes(t: DynamicQuantTiling) -> int:
 
 
 def validate_dynamic_quant_tiling(t: DynamicQuantTiling, soc: Any, rows: int, h: int) -> None:
-    validate_row_chunk_tiling(t, soc, rows, _ub_bytes(t))
+    validate_row_chunk_tiling(t, soc, rows, _ub_bytes, "dynamic_quant")
 
 
 def build_dynamic_quant(soc: Any, rows: int, h: int, x_dtype: str,
@@ -249,7 +249,7 @@ def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any, dst_type: Any = 
 
     out, rows, h, dt, ends = _checked(x, dst_type, smooth_scales, group_index, asymmetric)
     if out is None:
-        t = tiling or default_dynamic_quant_tiling(soc, rows, h)
+        t = default_dynamic_quant_tiling(soc, rows, h) if tiling is None else tiling
         return Plan(build_dynamic_quant(soc, rows, h, dt, t),
                     "dynamic_quant per-token int4 (AIV)", t, False,
                     notes=["timing-only program: no functional outputs"])
@@ -257,7 +257,8 @@ def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any, dst_type: Any = 
     from npusim.spec import is_spec
 
     functional = not is_spec(x)
-    t = tiling or default_pertoken_tiling(soc, rows, h, smooth_scales is not None, asymmetric)
+    t = (default_pertoken_tiling(soc, rows, h, smooth_scales is not None, asymmetric)
+         if tiling is None else tiling)
     kern = build_pertoken(soc, rows, h, dt, out, t, x=np.asarray(x) if functional else None,
                           smooth=np.asarray(smooth_scales) if functional and
                           smooth_scales is not None else None,

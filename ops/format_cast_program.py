@@ -116,6 +116,10 @@ def default_format_cast_tiling(soc: Any, g: _Geom) -> FormatCastTiling:
 
 
 def validate_format_cast_tiling(t: FormatCastTiling, soc: Any, g: _Geom) -> None:
+    """``t``'s type and fields, its core count and tiles against the SoC and the geometry."""
+    from npusim.tiling_overrides import check_tiling_type
+
+    check_tiling_type(t, FormatCastTiling, "format_cast")
     kind = _core_kind(soc)
     avail = soc.core_counts()[kind]
     tiles = _tiles(t, g) if t.m_tile > 0 and t.n_strips > 0 else 0
@@ -255,7 +259,7 @@ def plan_format_cast(soc: Any, tiling: Any = None, *, x: Any, acl_format: Any,
     from npusim.runner import Plan
 
     g, origin, data = _geometry(x, acl_format, c0)
-    t = tiling or default_format_cast_tiling(soc, g)
+    t = default_format_cast_tiling(soc, g) if tiling is None else tiling
     kern = build_format_cast(soc, g, t, data)
 
     def finish(o: dict[str, np.ndarray]) -> Any:

@@ -66,8 +66,13 @@ def default_row_chunk_tiling(soc: Any, rows: int, h: int, op: str,
     return t
 
 
-def validate_row_chunk_tiling(t: RowChunkTiling, soc: Any, rows: int, need_ub: int) -> None:
-    """Check ``t`` against the core count, the 64-element chunk rule and UB (``need_ub`` bytes)."""
+def validate_row_chunk_tiling(t: RowChunkTiling, soc: Any, rows: int,
+                              ub_bytes: Callable[[RowChunkTiling], int], op: str) -> None:
+    """Check ``t``'s type, then against the core count, the 64-element chunk rule and UB (the
+    ``ub_bytes(t)`` its kernel allocates)."""
+    from npusim.tiling_overrides import check_tiling_type
+
+    check_tiling_type(t, RowChunkTiling, op)
     avail = soc.core_counts().get("aiv", 0)
     if not 1 <= t.cores <= min(rows, avail):
         raise ValueError(f"tiling.cores={t.cores}: must be in 1..{min(rows, avail)}")
@@ -75,7 +80,7 @@ def validate_row_chunk_tiling(t: RowChunkTiling, soc: Any, rows: int, need_ub: i
         raise ValueError(f"tiling.h_chunk={t.h_chunk}: must be a positive multiple of 64")
     if t.rows_per_pass < 1:
         raise ValueError(f"tiling.rows_per_pass={t.rows_per_pass}: must be >= 1")
-    ub = soc.core("aiv").buffers["UB"].capacity_bytes
+    ub, need_ub = soc.core("aiv").buffers["UB"].capacity_bytes, ub_bytes(t)
     if need_ub > ub:
         raise ValueError(
             f"tiling needs {need_ub} B of UB (rows_per_pass x h_chunk buffers, "
@@ -88,7 +93,7 @@ def default_group_quant_tiling(soc: Any, rows: int, h: int) -> GroupQuantTiling:
 
 
 def validate_group_quant_tiling(t: GroupQuantTiling, soc: Any, rows: int, h: int) -> None:
-    validate_row_chunk_tiling(t, soc, rows, _ub_bytes(t))
+    validate_row_chunk_tiling(t, soc, rows, _ub_bytes, "group_quant")
 
 
 def _ub_bytes(t: GroupQuantTiling) -> int:
@@ -301,7 +306,7 @@ def plan_group_quant(soc: Any, tiling: Any = None, *, x: Any, scale: Any, group_
     from npusim.runner import Plan
 
     rows, h, xdt, sdt, gi, off, out = _group_quant_args(x, scale, group_index, offset, dst_dtype)
-    t = tiling or default_group_quant_tiling(soc, rows, h)
+    t = default_group_quant_tiling(soc, rows, h) if tiling is None else tiling
     functional = isinstance(x, np.ndarray)
     kern = build_group_quant(soc, (rows, h), xdt, sdt, gi, t, out=out,
                              x=x if functional else None,

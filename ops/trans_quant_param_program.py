@@ -59,6 +59,10 @@ def _ub_bytes(t: TransQuantParamTiling, with_offset: bool) -> int:
 
 def validate_trans_quant_param_tiling(t: TransQuantParamTiling, soc: Any,
                                       with_offset: bool) -> None:
+    """``t``'s type, its chunk rule and its UB bytes against the SoC."""
+    from npusim.tiling_overrides import check_tiling_type
+
+    check_tiling_type(t, TransQuantParamTiling, "trans_quant_param")
     if isinstance(t.chunk, bool) or not isinstance(t.chunk, int) or t.chunk <= 0 or t.chunk % 8:
         raise ValueError(f"tiling.chunk={t.chunk!r}: must be a positive multiple of 8 elements "
                          "(32 B-aligned fp32 buffers)")
@@ -243,7 +247,7 @@ def plan_trans_quant_param(soc: Any, tiling: Any = None, *, scale: Any, offset: 
     from npusim.runner import Plan
 
     slen, olen, mode, shape, functional = _args(scale, offset, round_mode)
-    t = tiling or TransQuantParamTiling()
+    t = TransQuantParamTiling() if tiling is None else tiling
     kern = build_trans_quant_param(soc, slen, olen, mode, t,
                                    scale=np.asarray(scale) if functional else None,
                                    offset=None if offset is None or not functional

@@ -99,7 +99,7 @@ def build_wqbmm(soc: Any, s: WqbmmShape, kernel: str, tiling: Any = None) -> Ker
 
         if tiling is not None:
             validate_weight_nz_tiling(tiling, soc, s)
-        return program(soc, s, tiling or default_weight_nz_tiling(soc, s))
+        return program(soc, s, default_weight_nz_tiling(soc, s) if tiling is None else tiling)
     if kernel in KERNEL_TILING_PROGRAMS:
         want = KERNEL_TILING_PROGRAMS[kernel]
         if type(tiling).__name__ != want:
@@ -108,7 +108,7 @@ def build_wqbmm(soc: Any, s: WqbmmShape, kernel: str, tiling: Any = None) -> Ker
                 "(npusim.ops.weight_quant_batchmatmul.default_tiling)"
             )
         return program(soc, s, tiling)
-    return program(soc, s, tiling or default_program_tiling(soc, s, kernel))
+    return program(soc, s, default_program_tiling(soc, s, kernel) if tiling is None else tiling)
 
 
 def _materialize(x: Any, name: str) -> Any:
@@ -241,7 +241,7 @@ def resolve_tilings(soc: Any, args: Any, name: str, s: WqbmmShape, tiling: Any =
         s = WqbmmShape(**{**s.__dict__, "trans_w": True, "weight_nz": True})
         if tiling is not None:  # a user's tiling is checked, never silently replaced
             validate_weight_nz_tiling(tiling, soc, s)
-        kt = tiling or default_weight_nz_tiling(soc, s)
+        kt = default_weight_nz_tiling(soc, s) if tiling is None else tiling
         pt: Any = kt  # the tiling the kernel's program reads (one type per program)
         layout_note = WEIGHT_NZ_LAYOUT_MODEL
     else:

@@ -97,7 +97,7 @@ def test_dynamic_quant_default_tiling_is_legal(soc, rows, h8, dt, dst):
     if dst is None:
         validate_dynamic_quant_tiling(t, desc, rows, h)
     else:
-        validate_row_chunk_tiling(t, desc, rows, ub_bytes(t))
+        validate_row_chunk_tiling(t, desc, rows, ub_bytes, "dynamic_quant")
 
 
 @SETTINGS
