@@ -1,14 +1,20 @@
 """int4 packing: 8 values per int32, value t of a group in bits [4t, 4t+3] (ops-semantics 2.2, 4.3).
 
 This is the packing of npu_convert_weight_to_int4pack and of npu_group_quant's quint4x2 output:
-plain little-endian nibble order, no interleave.
+plain little-endian nibble order, no interleave. Both directions work byte by byte (an int32
+word is four little-endian bytes, each holding values 2b and 2b + 1 in its low and high nibble).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_SHIFTS = np.arange(8, dtype=np.uint32) * np.uint32(4)
+#: byte -> its two nibbles as sign-extended int8 values, low nibble first, the pair stored as
+#: one little-endian 2-byte word (one gather per byte)
+_NIBBLES = np.array([[((b & 0xF) ^ 8) - 8, ((b >> 4) ^ 8) - 8] for b in range(256)],
+                    np.int8).view("<i2").reshape(256)
+#: the little-endian 32-bit word of four bytes
+_WORD = np.dtype("<u4")
 
 
 def pack_int4(values: np.ndarray, *, mask_out_of_range: bool = False) -> np.ndarray:
@@ -22,15 +28,15 @@ def pack_int4(values: np.ndarray, *, mask_out_of_range: bool = False) -> np.ndar
     if v.ndim == 0 or v.shape[-1] % 8:
         last = v.shape[-1] if v.ndim else "none (0-d array)"
         raise ValueError(f"values: last dimension {last} must be a multiple of 8")
-    if not mask_out_of_range:
+    if not mask_out_of_range and v.size and (
+            int(v.max()) > 7 or (v.dtype.kind == "i" and int(v.min()) < -8)):
         bad = (v > 7) if v.dtype.kind == "u" else (v < -8) | (v > 7)
-        if np.any(bad):
-            idx = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), v.shape))
-            raise ValueError(f"values: {int(v[idx])} at index {idx} is outside the int4 range "
-                             "[-8, 7] (pass mask_out_of_range=True to keep the low 4 bits)")
-    nibbles = (v & 0xF).astype(np.uint32).reshape(*v.shape[:-1], v.shape[-1] // 8, 8)
-    packed = np.bitwise_or.reduce(nibbles << _SHIFTS, axis=-1)
-    return np.ascontiguousarray(packed, dtype=np.uint32).view(np.int32)
+        idx = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), v.shape))
+        raise ValueError(f"values: {int(v[idx])} at index {idx} is outside the int4 range "
+                         "[-8, 7] (pass mask_out_of_range=True to keep the low 4 bits)")
+    nib = (v & 0xF).astype(np.uint8).reshape(-1, 2)
+    packed = np.ascontiguousarray(nib[:, 0] | (nib[:, 1] << 4)).view(_WORD)
+    return packed.astype(np.int32).reshape(*v.shape[:-1], v.shape[-1] // 8)
 
 
 def unpack_int4(packed: np.ndarray) -> np.ndarray:
@@ -40,7 +46,5 @@ def unpack_int4(packed: np.ndarray) -> np.ndarray:
         raise TypeError(f"packed: dtype {p.dtype} is not int32")
     if p.ndim == 0:
         raise ValueError("packed: a 0-d array has no last dimension to unpack; pass shape (..., j)")
-    words = np.ascontiguousarray(p).view(np.uint32)[..., None]
-    nibbles = ((words >> _SHIFTS) & 0xF).astype(np.int8)
-    signed = np.where(nibbles >= 8, nibbles - 16, nibbles).astype(np.int8)
-    return signed.reshape(*p.shape[:-1], p.shape[-1] * 8)
+    le = np.ascontiguousarray(p).astype(_WORD, copy=False).view(np.uint8)
+    return np.take(_NIBBLES, le).view(np.int8).reshape(*p.shape[:-1], p.shape[-1] * 8)
