@@ -58,6 +58,7 @@ class FunctionalContext:
             self.gm[name] = raw
         # atomic adds not yet applied, per GM tensor: (issuing core, region, data)
         self._pending: dict[str, list[tuple[int, Region, np.ndarray]]] = {}
+        self._views: dict[tuple[int, int], tuple[Region, np.ndarray]] = {}  # see _view
         self.local: list[dict[str, np.ndarray]] = [
             {b: np.zeros(spec.capacity_bytes, dtype=np.uint8) for b, spec in d.buffers.items()}
             for d in core_descs
@@ -74,6 +75,19 @@ class FunctionalContext:
         return self._view(r)
 
     def _view(self, r: Region) -> np.ndarray:
+        """The typed view of ``r``, memoised per (core, region object): programs share their
+        region objects and every buffer's byte array lives as long as the run, so a region's
+        view on a core never changes (the cache keeps the region, so its id stays unique)."""
+        key = (self.core if r.buffer != "GM" else -1, id(r))
+        got = self._views.get(key)
+        if got is not None and got[0] is r:
+            return got[1]
+        v = self._make_view(r)
+        if len(self._views) < 1 << 17:
+            self._views[key] = (r, v)
+        return v
+
+    def _make_view(self, r: Region) -> np.ndarray:
         raw = self._bytes(r)
         dt = np_dtype_of(r.dtype)
         shape = r.shape

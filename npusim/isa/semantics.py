@@ -81,10 +81,9 @@ def _logical(ctx: Any, r: Region) -> np.ndarray:
     """Element values of ``r`` (int4 unpacked to int8)."""
     v: np.ndarray = ctx.read(r)
     if r.dtype == "int4":  # two per byte, low nibble first, two's complement
-        b = v.astype(np.uint8)
-        nib = np.stack([b & 0xF, b >> 4], axis=-1).reshape(*b.shape[:-1], -1).astype(np.int8)
-        v = np.where(nib >= 8, nib - 16, nib).astype(np.int8)[..., : r.shape[-1]]
-        v = v.reshape(r.shape)
+        from npusim.numerics.int4 import unpack_int4_bytes
+
+        v = unpack_int4_bytes(v.astype(np.uint8))[..., : r.shape[-1]].reshape(r.shape)
     return v
 
 

@@ -20,7 +20,10 @@ def bf16() -> np.dtype:
 
 
 def is_bf16(dt: Any) -> bool:
-    """Whether ``dt`` is the bfloat16 dtype (checked by name, so ml_dtypes is not loaded)."""
+    """Whether ``dt`` is the bfloat16 dtype (checked by name, so ml_dtypes is not loaded; a
+    numpy dtype's ``name`` is computed in Python, its scalar type's name is not)."""
+    if type(dt) is not str and isinstance(dt, np.dtype):
+        return dt.type.__name__ == "bfloat16" and dt.name == "bfloat16"
     return getattr(dt, "name", None) == "bfloat16"
 
 

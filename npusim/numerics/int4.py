@@ -47,4 +47,15 @@ def unpack_int4(packed: np.ndarray) -> np.ndarray:
     if p.ndim == 0:
         raise ValueError("packed: a 0-d array has no last dimension to unpack; pass shape (..., j)")
     le = np.ascontiguousarray(p).astype(_WORD, copy=False).view(np.uint8)
-    return np.take(_NIBBLES, le).view(np.int8).reshape(*p.shape[:-1], p.shape[-1] * 8)
+    return unpack_int4_bytes(le).reshape(*p.shape[:-1], p.shape[-1] * 8)
+
+
+def unpack_int4_bytes(b: np.ndarray) -> np.ndarray:
+    """uint8 (..., n) -> int8 (..., 2n): each byte's low nibble, then its high nibble,
+    sign-extended (int4 stored two per byte)."""
+    if b.dtype != np.uint8:
+        raise TypeError(f"b: dtype {b.dtype} is not uint8")
+    if b.ndim == 0:
+        b = b.reshape(1)
+    pairs = np.take(_NIBBLES, np.ascontiguousarray(b))
+    return pairs.view(np.int8).reshape(*b.shape[:-1], 2 * b.shape[-1])

@@ -44,7 +44,14 @@ class RoundMode(enum.StrEnum):
     ODD = "odd"
 
 
+#: mode name -> member (a dict look-up: the enum's constructor costs more than many casts)
+_MODES: dict[str, RoundMode] = {m.value: m for m in RoundMode}
+
+
 def _check_mode(mode: RoundMode | str) -> RoundMode:
+    got = _MODES.get(mode) if type(mode) is str or type(mode) is RoundMode else None
+    if got is not None:
+        return got
     try:
         return RoundMode(mode)
     except ValueError:
@@ -152,6 +159,14 @@ def float_to_int(x: np.ndarray, dtype: str, mode: RoundMode | str = RoundMode.RI
         over, under = arr64 > hi, arr64 < lo
         nan = np.zeros(arr.shape, bool)
         ints = arr64
+    elif saturate and dtype != "int64":  # the saturating path below in fewer passes: clip
+        # the integral values (exact: every bound is exact in float64), NaN -> 0
+        r = round_to_integral(arr, mode)
+        np.clip(r, float(lo), float(hi), out=r)
+        nan = np.isnan(r)
+        if nan.any():
+            r[nan] = 0.0
+        return r.astype(out_dtype)
     else:
         r = round_to_integral(arr, mode)
         nan = np.isnan(r)
