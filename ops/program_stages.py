@@ -17,6 +17,16 @@ def ranges(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
     return [(a, min(hi, a + size)) for a in range(lo, hi, size)]
 
 
+def group_segments(r0: int, r1: int, group_size: int) -> list[tuple[int, int, int]]:
+    """(group, start, end) of each antiquant group that K rows [r0, r1) span, start and end
+    relative to r0 - the parameter rows a dequant tile loads and the row segment each one
+    applies to; one segment (0, 0, r1 - r0) without groups (``group_size`` 0)."""
+    if not group_size:
+        return [(0, 0, r1 - r0)]
+    return [(g, max(r0, g * group_size) - r0, min(r1, (g + 1) * group_size) - r0)
+            for g in range(r0 // group_size, (r1 - 1) // group_size + 1)]
+
+
 class PingPong:
     """A producer -> consumer ping-pong resource: wait for 'free' before the n-th reuse."""
 

@@ -20,7 +20,7 @@ from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, Prog
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
-from npusim.ops.program_stages import CrossFlags, VecInOut
+from npusim.ops.program_stages import CrossFlags, VecInOut, group_segments
 from npusim.ops.weight_quant_batchmatmul.tiling import custom_param_groups, custom_vector_buffers
 from npusim.ops.weight_quant_common import (
     ITEM,
@@ -147,13 +147,10 @@ def build_custom(
                     wreg = tile_region(wb.offset, tile, s.w_dtype, pitch)
                     b.dma(src, wreg, name="weight GM->UB" + (" (NZ)" if s.weight_nz else ""),
                           transform=transform)
-                    g_lo, g_hi = (
-                        (r0 // s.group_size, (r0 + rows - 1) // s.group_size)
-                        if s.group_size
-                        else (0, 0)
-                    )
+                    segs = group_segments(r0, r0 + rows, s.group_size)
+                    g_lo = segs[0][0]
                     srow = t.strip_n * 4  # bytes per parameter row in UB
-                    for g in range(g_lo, g_hi + 1):
+                    for g, _, _ in segs:
                         po = pb.offset + (g - g_lo) * srow
                         b.dma(
                             Region("GM", (g * s.n + n0) * 2, (width,), param_dtype, "scale"),
@@ -222,9 +219,8 @@ def _custom_dequant(b: ProgramBuilder, s: WqbmmShape, tile: tuple[int, int], pit
     if xd == "bfloat16":
         acc, work = tile_region(_fp32_tile(fb).offset, tile, "float32", pitch), "float32"
         b.cast(acc, h, name="Cast half->fp32")
-    gsize = s.group_size or s.k
-    g_hi = (r0 + rows - 1) // gsize if s.group_size else g_lo
-    ng = g_hi - g_lo + 1
+    segs = group_segments(r0, r0 + rows, s.group_size)
+    ng = len(segs)
     blocks = [(0, "scale")] + ([(1, "offset")] if s.has_offset else [])
     prow: dict[int, int] = {}  # block -> byte offset of its first parameter row (working dtype)
     for which, name in blocks:
@@ -238,9 +234,7 @@ def _custom_dequant(b: ProgramBuilder, s: WqbmmShape, tile: tuple[int, int], pit
         else:
             prow[which] = raw
     isz = 4 if work == "float32" else 2
-    for g in range(g_lo, g_hi + 1):
-        a0 = max(r0, g * gsize) - r0
-        a1 = min(r0 + rows, (g + 1) * gsize) - r0
+    for g, a0, a1 in segs:
         if s.trans_w:
             seg = Region("UB", acc.offset + a0 * isz, (width, a1 - a0), work,
                          row_stride_bytes=rows * isz)

@@ -44,7 +44,7 @@ from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
-from npusim.ops.program_stages import CrossFlags, Ring, VecInOut, ranges
+from npusim.ops.program_stages import CrossFlags, Ring, VecInOut, group_segments, ranges
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     custom_nz_splitk_post_buffers,
     custom_nz_splitk_vector_buffers,
@@ -236,7 +236,7 @@ def _dequant_strips(
                 b.dma(weight_tile_region(s, r0, nr, c0, width), wreg, name="weight GM->UB",
                       transform="nz2nd" if s.weight_nz else "")
                 prm = u.p
-                for g in _groups(s, r0, r1):
+                for g, _, _ in group_segments(r0, r1, s.group_size):
                     b.dma(
                         Region("GM", (g * s.n + c0) * 2, (width,), xd, "scale"),
                         Region("UB", prm.offset, (width,), xd),
@@ -264,12 +264,6 @@ def _dequant_strips(
                 q.stored(i)
         ring.publish(b, "MTE3")
     q.drain()  # the ping-pong flags left set by the last passes
-
-
-def _groups(s: WqbmmShape, r0: int, r1: int) -> range:
-    if not s.group_size:
-        return range(0, 1)
-    return range(r0 // s.group_size, (r1 - 1) // s.group_size + 1)
 
 
 def _dequant_ops(

@@ -28,7 +28,7 @@ from typing import Any
 from npusim.engine.program import CoreProgram, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
-from npusim.ops.program_stages import PingPong, ranges
+from npusim.ops.program_stages import PingPong, group_segments, ranges
 from npusim.ops.weight_quant_batchmatmul.tiling import Buffer, layout_bytes
 from npusim.ops.weight_quant_common import (
     WqbmmShape,
@@ -250,9 +250,8 @@ def _weight_nz_core(
                 # the NZ window lands in UB in logical order (declared local-tile model)
                 b.dma(weight_tile_region(s, k0, wk, n0, wn), wreg, name="weight NZ GM->UB",
                       transform="nz2nd")
-                groups = (range(k0 // s.group_size, (k1 - 1) // s.group_size + 1)
-                          if s.group_size else range(0))
-                for gi, g in enumerate(groups):
+                per_group = group_segments(k0, k1, s.group_size) if s.group_size else []
+                for gi, (g, _, _) in enumerate(per_group):
                     po = prm_g[i].offset + gi * nl * 2
                     b.dma(Region("GM", (g * s.n + n0) * 2, (wn,), "float16", "scale"),
                           Region("UB", po, (wn,), "float16"), name="scale GM->UB")
@@ -333,9 +332,7 @@ def _dequant(b: ProgramBuilder, s: WqbmmShape, h: Region, krange: tuple[int, int
         b.vop(VecOp.MUL, h, (h, Region("UB", prm, (wn,), "float16")), name="Mul scale")
         return
     g0 = k0 // s.group_size
-    for g in range(g0, (k1 - 1) // s.group_size + 1):
-        a0 = max(k0, g * s.group_size) - k0
-        a1 = min(k1, (g + 1) * s.group_size) - k0
+    for g, a0, a1 in group_segments(k0, k1, s.group_size):
         seg = h if (a0, a1) == (0, wk) else Region("UB", h.offset + a0 * wn * 2, (a1 - a0, wn),
                                                    "float16")
         row = prm_g + (g - g0) * nl * 2
