@@ -81,3 +81,15 @@ def test_every_mix_kernel_lists_its_flags_once_each():
         if kern.name == "wqbmm_splitk":
             assert {int(k) for k in table} == {6, 7, 8, 9}
     assert len(seen) == 7
+
+
+def test_group_segments_cover_the_rows_once_in_their_groups():
+    """K rows 60..200 with groups of 64 span groups 0-3; each segment lies inside its group,
+    and together they cover the rows once, in order. Without groups: one segment."""
+    from npusim.ops.program_stages import group_segments
+
+    segs = group_segments(60, 200, 64)
+    assert segs == [(0, 0, 4), (1, 4, 68), (2, 68, 132), (3, 132, 140)]
+    assert all(g * 64 <= 60 + a and 60 + e <= (g + 1) * 64 for g, a, e in segs)
+    assert group_segments(128, 192, 64) == [(2, 0, 64)]
+    assert group_segments(60, 200, 0) == [(0, 0, 140)]
