@@ -29,14 +29,16 @@ scale is broadcast to (n,) on the host; the local layout of tiles is row-major.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from npusim.engine.program import CoreProgram, GMTensor, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, ProgramBuilder
 from npusim.isa.opcodes import VecOp
-from npusim.ops.program_stages import CrossFlag, CrossFlags, PingPong, Ring, VecInOut
+from npusim.isa.operands import Region
+from npusim.ops.program_stages import CrossFlag, CrossFlags, PingPong, Ring, VecInOut, allocated
 
 RING_SLOTS = 2  # accumulator tiles per AIC in the workspace ring (GM ping-pong)
 UB_RESERVE_BYTES = 1024  # UB left unallocated by the chunk buffers (alignment slack)
@@ -133,11 +135,12 @@ class WorkspaceRing:
         off = ((core * self.slots + slot) * self.base_m + r0) * row_bytes
         return Region("GM", off, (rows, cols), self.dtype, "ws", row_bytes)
 
-    def sink(self, bld: ProgramBuilder, core: int):
+    def sink(self, bld: ProgramBuilder, core: int
+             ) -> Callable[[int, int, int, int], tuple[Region, Callable[[], None]]]:
         """The CubeEmitter hook: wait until both AIVs freed the slot, FixPipe into it, READY."""
         tiles = self.tiles.setdefault(core, [])
 
-        def sink(bm: int, bn: int, rm: int, rn: int):
+        def sink(bm: int, bn: int, rm: int, rn: int) -> tuple[Region, Callable[[], None]]:
             idx = len(tiles)
             slot = idx % self.slots
             self.handshake.fill(bld, idx, "FIX")
@@ -206,23 +209,26 @@ class AivTileEmitter:
         """Output rows ``row0..`` / cols ``col0..`` of matrix ``bidx`` from the GM ``srcs``."""
         bld, st = self.bld, self.st
         i = self.q.load() if self.q is not None else self._stored_in().acquire()
-        ub = lambda base, dt, shape=(rows, cols): Region("UB", base.offset, shape, dt)  # noqa: E731
+
+        def ub(base: Region, dt: str, shape: tuple[int, ...] = (rows, cols)) -> Region:
+            return Region("UB", base.offset, shape, dt)
+
         s = [ub(self.src[i][j], self.acc) for j in range(self.n_src)]
         for j, g in enumerate(srcs):
             bld.dma(g, s[j], name="acc GM->UB" if self.n_src == 1 else f"partial {j} GM->UB")
         sc = raw = pt = pb = fb = braw = None
         if st.dequant:
-            sc = ub(self.sc[i], "float32", (cols,))
+            sc = ub(allocated(self.sc, "AIV scale")[i], "float32", (cols,))
             raw = ub(self.sc_raw[i], st.scale_dtype, (cols,)) if self.sc_raw else sc
             bld.dma(Region("GM", col0 * _ISZ[st.scale_dtype], (cols,), st.scale_dtype, "scale"),
                     raw, name="scale GM->UB")
         if st.has_pertoken:
-            pt = ub(self.pt[i], "float32", (rows,))
-            pb = ub(self.pb[i], "float32", (rows, 8))
+            pt = ub(allocated(self.pt, "AIV pertoken")[i], "float32", (rows,))
+            pb = ub(allocated(self.pb, "AIV pertoken Brcb")[i], "float32", (rows, 8))
             bld.dma(Region("GM", row0 * 4, (rows,), "float32", "pertoken"), pt,
                     name="pertoken GM->UB")
         if st.bias_dtype is not None:
-            fb = ub(self.fb[i], "float32", (cols,))
+            fb = ub(allocated(self.fb, "AIV bias")[i], "float32", (cols,))
             braw = ub(self.fb_raw[i], st.bias_dtype, (cols,)) if self.fb_raw else fb
             brow = bidx if st.bias_rows > 1 else 0
             bld.dma(Region("GM", (brow * self.n + col0) * _ISZ[st.bias_dtype], (cols,),
@@ -235,10 +241,11 @@ class AivTileEmitter:
         if self.n_src > 1:
             self._reduce(s)
         if st.dequant:
-            acc = self._dequant(s[0], sc, raw, pt, pb, fb, braw)
+            acc = self._dequant(s[0], allocated(sc, "AIV scale"), allocated(raw, "AIV scale"),
+                                pt, pb, fb, braw)
         last = acc
         if st.cast:
-            o = ub(self.out[i], st.out_dtype)
+            o = ub(allocated(self.out, "AIV output")[i], st.out_dtype)
             bld.cast(o, acc, round_mode="rint", saturate=st.saturate,
                      name=f"Cast {acc.dtype}->{st.out_dtype}")
             last = o
@@ -266,19 +273,20 @@ class AivTileEmitter:
         for p in s[1:]:
             bld.vop(VecOp.ADD, a0, (a0, p), name="Add partial")
 
-    def _dequant(self, s0, sc, sc_raw, pt, pb, fb, fb_raw) -> Region:
+    def _dequant(self, s0: Region, sc: Region, sc_raw: Region, pt: Region | None,
+                 pb: Region | None, fb: Region | None, fb_raw: Region | None) -> Region:
         st, bld = self.st, self.bld
         f = Region("UB", s0.offset, s0.shape, "float32")
         bld.cast(f, s0, round_mode="rint", name="Cast int32->fp32")
         if sc_raw is not sc:
             bld.cast(sc, sc_raw, round_mode="rint", name=f"Cast scale {st.scale_dtype}->fp32")
         bld.vop(VecOp.MUL, f, (f, sc), name="Mul scale")
-        if pt is not None:
+        if pt is not None and pb is not None:  # set together (has_pertoken)
             bld.vop(VecOp.BRCB, pb, (pt,), name="Brcb pertoken")
             # each row's first lane of its Brcb'd block (block stride 0 across the row)
             col = Region("UB", pb.offset, (pb.shape[0], 1), "float32", row_stride_bytes=32)
             bld.vop(VecOp.MUL, f, (f, col), name="Mul pertoken")
-        if fb is not None:
+        if fb is not None and fb_raw is not None:  # set together (a bias)
             if fb_raw is not fb:
                 bld.cast(fb, fb_raw, round_mode="rint", name=f"Cast bias {st.bias_dtype}->fp32")
             bld.vop(VecOp.ADD, f, (f, fb), name="Add bias")

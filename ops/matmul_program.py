@@ -19,15 +19,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa.instructions import DataCopy, Vector
 from npusim.isa.opcodes import VecOp
-from npusim.isa.operands import ITEMSIZE
+from npusim.isa.operands import ITEMSIZE, Region
 from npusim.ops.matmul_tiling import CubeTiling, MatmulTiling, visit_order
+from npusim.ops.program_stages import allocated
+
+if TYPE_CHECKING:
+    from npusim.engine.sim import RunResult
+    from npusim.validate import Measurement, Prediction
 
 __all__ = ["CubeTiling", "visit_order"]  # re-exported: the cube program's tiling and order
 
@@ -206,10 +211,10 @@ class CubeEmitter:
         if deq.per_channel:
             self.deq_ub = self.bld.alloc("UB", (self.t.base_n,), "uint64", "deq_ub")
 
-    def _stage_quant(self, bn: int, rn: int) -> Region:
-        """Stage the tile's quant parameters into FB (flags: the L1 copy is free once FIX has
-        moved it into FB); returns the FB region the FixPipe reads."""
-        bld, q = self.bld, self.quant
+    def _stage_quant(self, q: GmMatrix, bn: int, rn: int) -> Region:
+        """Stage the tile's quant parameters (``q``: :attr:`quant`) into FB (flags: the L1 copy
+        is free once FIX has moved it into FB); returns the FB region the FixPipe reads."""
+        bld = self.bld
         if self.tiles > 0:
             bld.wait_flag("FIX", "MTE2", 0)
         col = bn + self.offsets[2]
@@ -274,8 +279,9 @@ class CubeEmitter:
     def _order(self, ms: range, ns: range) -> list[tuple[int, int]]:
         return visit_order(self.t, ms, ns)
 
-    def _tile(self, a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra=None, rb=None
-              ) -> None:
+    def _tile(self, a: GmMatrix, b: GmMatrix, out: GmMatrix, epilogue: Epilogue,
+              bias: GmMatrix | None, bm: int, bn: int, rm: int, rn: int, k: int, ksteps: int,
+              ra: _Resident | None = None, rb: _Resident | None = None) -> None:
         """One L0C tile over all of K. ``ra`` / ``rb`` (:class:`_Resident`): the operand's L1
         chunks are shared by a group of tiles (loaded by its first tile, released by its last).
 
@@ -294,7 +300,7 @@ class CubeEmitter:
                self.atomic, self.ca % t.depth_a1, min(self.ca, t.depth_a1), self.cb % t.depth_b1,
                min(self.cb, t.depth_b1), self.step % self.n_l0, min(self.step, self.n_l0),
                self.tiles % self.n_l0c, min(self.tiles, self.n_l0c))
-        tpl = self.intern.tiles.get(key, False)
+        tpl: TileTemplate | Literal[False] | None = self.intern.tiles.get(key, False)
         if tpl is None:  # a tile the template cannot replay: emitted in full every time
             self._tile_emit(a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra, rb)
             return
@@ -307,8 +313,10 @@ class CubeEmitter:
             return
         tpl.replay(self, a, b, out, bm, bn, rm, rn)
 
-    def _tile_emit(self, a, b, out, epilogue, bias, bm, bn, rm, rn, k, ksteps, ra=None,
-                   rb=None) -> None:
+    def _tile_emit(self, a: GmMatrix, b: GmMatrix, out: GmMatrix, epilogue: Epilogue,
+                   bias: GmMatrix | None, bm: int, bn: int, rm: int, rn: int, k: int,
+                   ksteps: int, ra: _Resident | None = None, rb: _Resident | None = None
+                   ) -> None:
         t, bld, dt = self.t, self.bld, self.in_dtype
         fun = self.functional
         cbuf = self.tiles % self.n_l0c
@@ -317,7 +325,8 @@ class CubeEmitter:
         bias_reg = None
         if bias is not None and self.bt is not None:
             bias_reg = Region("BT", self.bt.offset, (rn,), self.acc_dtype)
-            staged = Region("L1", self.l1bias.offset, (rn,), self.acc_dtype)
+            staged = Region("L1", allocated(self.l1bias, "matmul program: bias_l1").offset, (rn,),
+                            self.acc_dtype)
             if self.tiles > 0:
                 bld.wait_flag("MTE1", "MTE2", 4)
             src = bias.window(0, 1, bn, rn)
@@ -332,7 +341,7 @@ class CubeEmitter:
             bld.dma(staged, bias_reg, name="bias L1->BT")
             bld.set_flag("MTE1", "MTE2", 4)
         bias_in_l0c = bias is not None and self.ub_bias is not None
-        if bias_in_l0c:
+        if bias is not None and self.ub_bias is not None:  # bias_in_l0c
             staged = Region("UB", self.ub_bias.offset, (rn,), self.acc_dtype)
             if self.tiles > 0:
                 bld.wait_flag("V", "MTE2", 4)
@@ -344,7 +353,8 @@ class CubeEmitter:
             bld.dma(staged, c_reg, name="bias UB->L0C broadcast")
             bld.set_flag("V", "MTE2", 4)
             bld.sync("V", "M", 4)
-        a_reg = b_reg = None
+        a_reg: Region  # the L1 windows of the K chunk: set by its first step (s % step == 0)
+        b_reg: Region
         for s in range(ksteps):
             k0 = s * t.base_k
             rk = min(t.base_k, k - k0)
@@ -430,7 +440,7 @@ class CubeEmitter:
         else:
             dst = out.window(bm, rm, bn + self.offsets[2], rn)
         if self.coupled and self.deq is not None:
-            self._coupled_deq_epilogue(c_reg, dst, epilogue.out_dtype, cbuf, bn)
+            self._coupled_deq_epilogue(self.deq, c_reg, dst, epilogue.out_dtype, cbuf, bn)
         elif self.coupled:
             _coupled_epilogue(
                 bld,
@@ -443,7 +453,7 @@ class CubeEmitter:
                 self.n_l0c,
             )
         else:
-            fb = self._stage_quant(bn, rn) if self.quant is not None else None
+            fb = self._stage_quant(self.quant, bn, rn) if self.quant is not None else None
             if after is None:
                 bld.sync("M", "FIX", cbuf)
             bld.fixpipe(
@@ -464,19 +474,20 @@ class CubeEmitter:
         self.tiles += 1
 
 
-    def _coupled_deq_epilogue(self, c_reg: Region, out: Region, out_dtype: str, cbuf: int,
-                              bn: int) -> None:
+    def _coupled_deq_epilogue(self, deq: QuantParams, c_reg: Region, out: Region,
+                              out_dtype: str, cbuf: int, bn: int) -> None:
         """310P quant epilogue, as the matmul library on dav-m200 (SetQuantScalar /
         SetQuantVector -> DataCopy L0C -> UB with deqScale): [the tile's parameters GM -> UB],
-        the dequantising L0C -> UB copy on V, then UB -> GM."""
-        bld, deq = self.bld, self.deq
+        the dequantising L0C -> UB copy on V, then UB -> GM (``deq``: :attr:`deq`)."""
+        bld = self.bld
         rm, rn = c_reg.shape
         ub_res = Region("UB", self.ub_out[cbuf].offset, (rm, rn), out_dtype)
         reads: tuple[Region, ...] = (c_reg,)
         if deq.per_channel:
             if self.tiles > 0:
                 bld.wait_flag("V", "MTE2", 5)
-            ub_q = Region("UB", self.deq_ub.offset, (rn,), "uint64")
+            deq_ub = allocated(self.deq_ub, "matmul program: deq_ub")
+            ub_q = Region("UB", deq_ub.offset, (rn,), "uint64")
             col = bn + self.offsets[2]
             bld.dma(Region("GM", col * 8, (rn,), "uint64", "qp"), ub_q, name="deq params GM->UB")
             bld.sync("MTE2", "V", 5)
@@ -560,7 +571,7 @@ def build_matmul_kernel(
     bias: np.ndarray | None = None,
     cube_model: str = "fractal_exact_fp32_sequential",
     name: str = "matmul",
-    meta: dict | None = None,
+    meta: dict[str, Any] | None = None,
     batch: BatchLayout | None = None,
     epilogue_of: Callable[[int], Epilogue] | None = None,
     aiv: Any = None,
@@ -744,7 +755,7 @@ def build_matmul_kernel(
     if k_slice < k:
         md["single_core_split_k"] = math.ceil(k / k_slice)
         md["split_k_reduction_order"] = "slice_ascending (FixPipe atomic add, one core)"
-    if mix:
+    if mix_flags is not None:  # mix
         from npusim.ops.matmul_mix import emit_aiv_programs
 
         info, extra = emit_aiv_programs(
@@ -771,7 +782,8 @@ class _Resident:
     chunks: dict[int, tuple[int, Region]] = field(default_factory=dict)
 
 
-def _window(r: Region, row0: int, rows: int, col0: int, cols: int, make=Region) -> Region:
+def _window(r: Region, row0: int, rows: int, col0: int, cols: int,
+            make: Callable[..., Region] = Region) -> Region:
     """A (rows x cols) window of a 2-D local region at (row0, col0), keeping its row stride
     (``make``: the Region constructor, or an :meth:`Interner.region`)."""
     isz = _ITEM[r.dtype]
@@ -780,14 +792,14 @@ def _window(r: Region, row0: int, rows: int, col0: int, cols: int, make=Region) 
                 r.dtype, None, stride)
 
 
-def _sub_cols(r: Region, col0: int, cols: int, make=Region) -> Region:
+def _sub_cols(r: Region, col0: int, cols: int, make: Callable[..., Region] = Region) -> Region:
     rows, total = r.shape
     isz = _ITEM[r.dtype]
     return make(r.buffer, r.offset + math.ceil(col0 * isz), (rows, cols), r.dtype, None,
                 math.ceil(total * isz))
 
 
-def _sub_rows(r: Region, row0: int, rows: int, make=Region) -> Region:
+def _sub_rows(r: Region, row0: int, rows: int, make: Callable[..., Region] = Region) -> Region:
     _, cols = r.shape
     isz = _ITEM[r.dtype]
     return make(r.buffer, r.offset + math.ceil(row0 * cols * isz), (rows, cols), r.dtype)
@@ -811,7 +823,9 @@ class TileTemplate:
         the A / B loads and the FixPipe into GM that :meth:`replay` rebuilds."""
         from npusim.isa.instructions import DataCopy, FixPipe
 
-        segments, gm, seg = [], [], []
+        segments: list[tuple[Any, ...]] = []
+        gm: list[Any] = []
+        seg: list[Any] = []
         for ins in instrs:
             cls_ = type(ins)
             if cls_ is FixPipe:
@@ -884,9 +898,10 @@ class Interner:
     templates = True  # replay timing-only tiles from TileTemplate (a subclass may turn it off)
 
     def __init__(self) -> None:
-        self.regions: dict[tuple, Region] = {}
-        self.instrs: dict[tuple, tuple] = {}
-        self.tiles: dict[tuple, TileTemplate] = {}
+        self.regions: dict[tuple[Any, ...], Region] = {}
+        self.instrs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        # None: a tile shape the template cannot replay (TileTemplate.record)
+        self.tiles: dict[tuple[Any, ...], TileTemplate | None] = {}
 
     def region(self, buffer: str, offset: int, shape: tuple[int, ...], dtype: str,
                tensor: str | None = None, stride: int | None = None) -> Region:
@@ -989,7 +1004,7 @@ def b_row_tiling(size: int) -> CubeTiling:
     )
 
 
-def aic_mean_span(res) -> float:
+def aic_mean_span(res: RunResult) -> float:
     """Mean cycles from each AIC's first instruction to its last (msprof's per-core total
     cycles, the denominator of its pipe ratios)."""
     from npusim.report.summary import core_spans
@@ -1009,7 +1024,7 @@ def _ratios(text: str) -> dict[str, float]:
     return out
 
 
-def calibration_prediction(row):
+def calibration_prediction(row: Measurement) -> Prediction | None:
     """Rows A* and B*: fp16 / bf16 matmuls on 910B2 and 910_9391."""
     from npusim.report.summary import pipe_busy_by_kind
     from npusim.validate import Prediction, soc_name_of
@@ -1022,16 +1037,16 @@ def calibration_prediction(row):
     in_dtype = "bfloat16" if row.dtype.startswith("bfloat16") else "float16"
     out_dtype = "float32" if "float32 out" in row.dtype else in_dtype
     trans_b = row.layout.startswith("NT")
+    m, k, n = row.size("m"), row.size("k"), row.size("n")
+    tiling: CubeTiling | MatmulTiling
     if row.id.startswith("B"):
-        tiling = b_row_tiling(row.m)
+        tiling = b_row_tiling(m)
     else:
         from npusim.ops.matmul_tiling import default_matmul_tiling
 
-        tiling = default_matmul_tiling(
-            row.m, row.k, row.n, in_dtype, out_dtype, soc, trans_b=trans_b
-        )
+        tiling = default_matmul_tiling(m, k, n, in_dtype, out_dtype, soc, trans_b=trans_b)
     epi = Epilogue("F322F16" if out_dtype != "float32" else "NONE", out_dtype)
-    kern = build_matmul_kernel(soc, row.m, row.k, row.n, in_dtype, tiling, epi, trans_b=trans_b)
+    kern = build_matmul_kernel(soc, m, k, n, in_dtype, tiling, epi, trans_b=trans_b)
     from npusim.engine.sim import run_kernel
 
     res = run_kernel(kern, soc, check_races=False)
@@ -1046,5 +1061,5 @@ def calibration_prediction(row):
         for label, pipe, kind in _B_PIPES:
             if label in measured:
                 pipes[label] = (100.0 * busy.get(pipe, 0.0) / span, measured[label], kind)
-    tflops = 2 * row.m * row.k * row.n / (res.microseconds * 1e-6) / 1e12
+    tflops = 2 * m * k * n / (res.microseconds * 1e-6) / 1e12
     return Prediction(res.microseconds, pipes, "ratio", note=f"{tflops:.1f} TFLOPS predicted")

@@ -7,9 +7,20 @@ their READY / FREE handshake (:class:`Ring`); launch-wide barriers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from npusim.engine.errors import ProgramError
 from npusim.engine.program import ProgramBuilder
+
+T = TypeVar("T")
+
+
+def allocated(value: T | None, what: str) -> T:
+    """``value`` narrowed to not-None: a buffer (or parameter) a program sets up before the path
+    that reads it; None is a ProgramError naming ``what``."""
+    if value is None:
+        raise ProgramError(f"{what}: read before it was set up")
+    return value
 
 
 def ranges(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
