@@ -108,3 +108,57 @@ def test_indexed_gm_checker_equals_the_list_scan(ops):
         if outcomes[0] is not None:
             return
     assert np.array_equal(got.know, want.know)
+
+
+_local_op = st.one_of(
+    st.tuples(st.just("access"), st.integers(0, 3), st.tuples(
+        st.integers(0, 4000), st.integers(0, 4), st.integers(0, 600),
+        st.sampled_from([0, 32, 512])), st.booleans(), st.booleans(), st.integers(0, 1)),
+    st.tuples(st.just("merge"), st.integers(0, 3), st.integers(0, 3)),
+    st.tuples(st.just("complete"), st.integers(0, 3)),
+)
+
+
+def _local_region(offset, rows, cols, extra, buffer):
+    buf = ("UB", "L1")[buffer]
+    if rows == 0:
+        return Region(buf, offset, (cols,), "int8")
+    return Region(buf, offset, (rows, cols), "int8", None, cols + extra)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_local_op, min_size=1, max_size=120), st.sampled_from([2, 4, 256]))
+def test_fast_checker_local_spaces_same_verdicts(ops, limit):
+    """FastHazardTracker (the fast engine's) raises on a core-local space exactly at the access
+    where HazardTracker raises (messages aside: the fast engine lets the reference raise), over
+    random windows of two buffers of one core's four pipes, plain and atomic writes, merges and
+    completions that lag the accesses; a small pruning limit exercises the pruning."""
+    from npusim.engine.hazards import FastHazardTracker
+
+    names = [f"core0/{p}" for p in ("MTE2", "MTE1", "M", "V")]
+    got, want = FastHazardTracker(names), HazardTracker(names)
+    got.LIMIT = limit
+    seq = [0] * 4
+    for op in ops:
+        if op[0] == "merge":
+            for t in (got, want):
+                t.merge(op[1], t.payload(op[2]))
+            continue
+        if op[0] == "complete":
+            for t in (got, want):
+                t.completed(op[1], seq[op[1]])
+            continue
+        _, pipe, win, write, atomic, buffer = op
+        region = _local_region(*win, buffer)
+        seq[pipe] += 1
+        raised = []
+        for t in (got, want):
+            try:
+                t.access(("core0", region.buffer), region, pipe, seq[pipe], f"i{seq[pipe]}",
+                         write, atomic and write)
+                raised.append(False)
+            except RaceError:
+                raised.append(True)
+        assert raised[0] == raised[1]
+        if raised[0]:
+            return

@@ -377,7 +377,7 @@ class _Hooks:
     def __init__(self, kernel: Kernel, soc: Any, low: Lowered, functional: bool,
                  check_races: bool) -> None:
         from npusim.engine.buffers import FunctionalContext
-        from npusim.engine.hazards import HazardTracker
+        from npusim.engine.hazards import FastHazardTracker
         from npusim.engine.sim import written_gm
 
         cores = kernel.cores
@@ -385,7 +385,7 @@ class _Hooks:
         self.core_names = [c.name for c in cores]
         self.ctx = (FunctionalContext(kernel, [soc.core(c.kind) for c in cores])
                     if functional else None)
-        self.hz = (HazardTracker([f"{cores[ci].name}/{pipe}" for ci, pipe in low.pipe_keys])
+        self.hz = (FastHazardTracker([f"{cores[ci].name}/{pipe}" for ci, pipe in low.pipe_keys])
                    if check_races else None)
         self.written = written_gm(kernel) if check_races else set()
 

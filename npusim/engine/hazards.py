@@ -259,3 +259,88 @@ def _space_name(space: tuple[Any, ...]) -> str:
     if space[0] == "GM":
         return f"GM tensor '{space[1]}'"
     return f"{space[0]} {space[1]}"
+
+
+class FastHazardTracker(HazardTracker):
+    """The fast engine's checker: the verdicts of :class:`HazardTracker` (race or not, at the
+    same access), core-local spaces indexed by pipe. (Its race message is generic: the fast
+    engine hands a racy program to the reference engine, which raises the exact error.)
+
+    Per core-local space and pipe ``q``, the pending reads and writes of ``q`` in program
+    order, so sequence numbers ascend: an access by pipe ``p`` needs testing only against the
+    entries of ``q`` after ``known[q]`` (what ``p`` knows ``q`` completed), found from the end.
+    Nothing is superseded (the parent drops an earlier access to the same bytes when a write
+    replaces it); that changes no verdict: the replacing access was itself ordered after the
+    dropped one (or on its pipe) when it started, and knowledge travels whole with every
+    flag, so any access ordered after the replacement is ordered after the dropped one too.
+    Lists drop their prefix that every other pipe of the core knows completed (as ``_prune``).
+    """
+
+    LIMIT = 256
+
+    def __init__(self, pipe_names: list[str]) -> None:
+        super().__init__(pipe_names)
+        # space -> (writes, reads), each pipe -> [its pending accesses, pruning limit]
+        self._local: dict[tuple[Any, ...], tuple[dict[int, list[Any]], dict[int, list[Any]]]] = {}
+
+    def access(
+        self, space: tuple[Any, ...], region: Region, pipe: int, seq: int, name: str, write: bool,
+        atomic: bool = False,
+    ) -> None:
+        if space[0] == "GM":
+            super().access(space, region, pipe, seq, name, write, atomic)
+            return
+        got = self._fps.get(id(region))
+        if got is not None and got[0] is region:
+            fp = got[1]
+        else:
+            fp = Footprint.of(region)
+            if len(self._fps) < 1 << 16:
+                self._fps[id(region)] = (region, fp)
+        known = self._known[pipe]
+        if known is None:
+            known = self._known[pipe] = self.know[pipe].tolist()
+        tables = self._local.get(space)
+        if tables is None:
+            tables = self._local[space] = ({}, {})
+        writes, reads = tables
+        for q, ent in writes.items():
+            if q == pipe:
+                continue
+            kq = known[q]
+            lst = ent[0]
+            if not lst or lst[-1].seq <= kq:
+                continue
+            for w in reversed(lst):
+                if w.seq <= kq:
+                    break
+                if not (atomic and w.atomic) and w.fp.overlaps(fp):
+                    self._race(space, fp, pipe, name)
+        if write:
+            for q, ent in reads.items():
+                if q == pipe:
+                    continue
+                kq = known[q]
+                lst = ent[0]
+                if not lst or lst[-1].seq <= kq:
+                    continue
+                for r in reversed(lst):
+                    if r.seq <= kq:
+                        break
+                    if r.fp.overlaps(fp):
+                        self._race(space, fp, pipe, name)
+        table = writes if write else reads
+        ent = table.get(pipe)
+        if ent is None:
+            ent = table[pipe] = [[], self.LIMIT]
+        lst = ent[0]
+        lst.append(_Access(fp, pipe, seq, name, atomic if write else False))
+        if len(lst) > ent[1]:
+            others = [p for p in self._pipes_of(space[0]).tolist() if p != pipe]
+            done = int(self.know[others, pipe].min()) if others else seq
+            lst[:] = [a for a in lst if a.seq > done]
+            ent[1] = max(self.LIMIT, 2 * len(lst))
+
+    def _race(self, space: tuple[Any, ...], fp: Footprint, pipe: int, name: str) -> None:
+        raise RaceError(f"race on {_space_name(space)} bytes [{fp.start}, {fp.end}): "
+                        f"{self.names[pipe]} '{name}' is not ordered after an earlier access")
