@@ -55,9 +55,16 @@ def test_in_flight_limit_is_littles_law_on_the_descriptor():
     peak = SOC.core("aic").transfer("GM", "L1").peak_bytes_per_cycle
     assert spec.outstanding_bytes / spec.request_latency_cycles == pytest.approx(peak, rel=1e-3)
     assert peak / _miss_rate() == pytest.approx(2.0, rel=1e-3)
-    # the AIV's GM->UB keeps its curve (msKPP applies no miss penalty to GM->UB; row H2, one AIV
-    # streaming from HBM, runs at that curve's rate)
-    assert SOC.core("aiv").gm_read_in_flight is None
+    # the AIV's lone GM->UB copy keeps its curve (msKPP applies no miss penalty to GM->UB; row
+    # H2, one AIV streaming from HBM, runs at that curve's rate); only copies issued back to back
+    # (tests/test_dma_overlap.py) are bound: plateau x latency in flight, no miss ratio
+    aiv = SOC.core("aiv").gm_read_in_flight
+    assert not aiv.lone_copies and aiv.miss_bandwidth_ratio is None
+    assert timing.in_flight_cycles(aiv, 8192, 8192, miss) == 0.0
+    assert timing.in_flight_cycles(aiv, 8192, 8192, miss, pipelined=True) == pytest.approx(
+        8192 * (221 + miss) / 10078, rel=1e-12)
+    ub = SOC.core("aiv").transfer("GM", "UB")
+    assert aiv.outstanding_bytes == round(ub.bytes_per_cycle(1 << 40) * ub.overlap_cycles)
 
 
 def test_m1_matmul_on_one_core_cannot_exceed_the_per_core_mte2_rate():

@@ -674,12 +674,14 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
                     if e2 > e:
                         e = e2
                     if k0 == K_DMA:
-                        e += hit_lat + miss_lat if miss else hit_lat
+                        if not ins[4]:  # a pipelined copy's latency hides behind the last one
+                            e += hit_lat + miss_lat if miss else hit_lat
                         if e > end:
                             end = e
                         if miss and not write and ins[3] is not None:  # bytes in flight
                             ifl = ins[3]
-                            e = fnow + in_flight_cycles(ifl[0], nb, miss, miss_lat, ifl[1])
+                            e = fnow + in_flight_cycles(ifl[0], nb, miss, miss_lat, ifl[1],
+                                                        ins[4])
                             if e > end:
                                 end = e
                         h += miss + wb

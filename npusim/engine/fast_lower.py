@@ -41,7 +41,8 @@ from npusim.isa.operands import BUFFERS, element_bytes
 # instruction kinds of the lowered streams; the last element of every tuple is the bytes the
 # instruction's record reports
 K_LOCAL = 0  # (K_LOCAL, dur_idle, dur_busy, nbytes): no GM, no flag (Mmad, Vector, local DMA)
-K_DMA = 1  # (K_DMA, local cycles, accesses, (in-flight spec, layout factor) or None, nbytes)
+K_DMA = 1  # (K_DMA, local cycles, accesses, (in-flight spec, layout factor) or None,
+#            pipelined (behind another DataCopy, timing.dma_pipelined), nbytes)
 K_FIX = 2  # (K_FIX, cycles_idle, cycles_busy, accesses, clock scale, nbytes): FixPipe into GM
 K_SET = 3  # (K_SET, dur, flag key index x cores, 0): the slot is that + the core's index
 K_XSET = 4  # (K_XSET, dur, mode, flag id, 0)
@@ -215,7 +216,17 @@ class _Lowerer:
         else:
             accs = (self.access(dst, dl, True, True, ins.atomic == "add"),)
         core_acc.extend(accs)
-        return (K_DMA, local, accs, in_flight, nbytes)
+        return (K_DMA, local, accs, in_flight, False, nbytes)
+
+    def piped(self, ins: Any, kd: _Kind, low: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``low`` (a K_DMA tuple of ``ins``) as a copy issued behind another DataCopy on its
+        pipe (timing.dma_pipelined): the overlapped local cycles, the latency hidden."""
+        key = ("piped", kd.index, id(ins))
+        got = self.cost.get(key)
+        if got is None:
+            got = self.cost[key] = (K_DMA, timing.dma_local_cycles(kd.desc, ins, True), low[2],
+                                    low[3], True, low[5])
+        return got
 
     def fix(self, ins: Any, kd: _Kind, core_acc: list[Access]) -> tuple[Any, ...]:
         src, dst = ins.reads[0], ins.writes[0]
@@ -320,9 +331,12 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
         if raw is None:
             raw = raw_memo[qk] = timing.vector_raw_barriers(vq)
         vpos = -1
+        prev: dict[str, Any] = {}  # pipe -> the previous instruction of its queue
         ins: Any  # dispatched on its class below
         for ins in core.instrs:
             idle_only = False
+            prv = prev.get(ins.pipe)
+            prev[ins.pipe] = ins
             if raw and ins.pipe == "V":
                 vpos += 1
                 idle_only = vpos in raw
@@ -333,6 +347,8 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
                     low = hit[1]
                     if idle_only and low[0] == K_LOCAL:
                         low = (K_LOCAL, low[1], low[1], low[3])
+                    elif low[0] == K_DMA and timing.dma_pipelined(kd.desc, ins, prv):
+                        low = lw.piped(ins, kd, low)
                     put(low)
                     gm = hit[2]
                     if gm is not None:
@@ -409,6 +425,8 @@ def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
             seen[id(ins)] = (pipe, low, gm)
             if idle_only and low[0] == K_LOCAL:
                 low = (K_LOCAL, low[1], low[1], low[3])
+            elif low[0] == K_DMA and timing.dma_pipelined(kd.desc, ins, prv):
+                low = lw.piped(ins, kd, low)
             put(low)
     return Lowered(kernel, keys, streams, core_accesses, len(flag_keys) * ncores,
                    {f"{s}->{d}": v for (s, d), v in paths.items()})

@@ -380,6 +380,9 @@ class Engine:
         last_end = -1
         # vector reads of a V write since the last barrier: auto-sync's PIPE_V barrier (timing)
         raw = timing.vector_raw_barriers(instrs) if pipe == "V" else frozenset()
+        # DataCopys issued back to back behind another DataCopy (timing.dma_pipelined)
+        piped = frozenset(i for i, x in enumerate(instrs) if i and type(x) is DataCopy
+                          and timing.dma_pipelined(desc, x, instrs[i - 1]))
         if self.launch_cycles[ci]:
             yield env.timeout(self.launch_cycles[ci])
         ins: Any  # dispatched on its class
@@ -400,6 +403,8 @@ class Engine:
                 continue
             start = env.now
             was_idle = start > last_end or seq in raw
+            if cls is DataCopy:  # a DataCopy's "idle": not overlapping the copy before it
+                was_idle = seq not in piped
             if self.hazards is not None:
                 self._check_hazards(ci, pidx, seq, ins)
             dur, nbytes, hbm = _COST[cls](self, desc, ins, was_idle, start)
@@ -426,7 +431,8 @@ class Engine:
 
     # -- the cost table (local costs from npusim.engine.timing, GM effects from memory) -------
     def _cost_dma(self, desc: Any, ins: Instr, was_idle: bool, now: int) -> tuple[int, int, int]:
-        local = timing.dma_local_cycles(desc, ins)
+        piped = not was_idle  # (the pipe loop: behind another DataCopy, timing.dma_pipelined)
+        local = timing.dma_local_cycles(desc, ins, piped)
         src, dst = ins.reads[0], ins.writes[0]
         nbytes = max(src.nbytes, dst.nbytes)
         end = float(now + local)
@@ -435,13 +441,14 @@ class Engine:
         for access in gm_accesses(ins):
             ch_end, lat = self.mem.gm_access(now, access)
             # Measured DMA curves already include the access latency of a lone
-            # transfer; the memory latency adds only behind a busy shared channel.
-            end = max(end, ch_end + lat)
+            # transfer; the memory latency adds only behind a busy shared channel (and is
+            # hidden behind the previous copy of a pipelined one).
+            end = max(end, ch_end if piped else ch_end + lat)
             if in_flight is not None and not access.write and self.mem.last_miss:
                 # L2 misses: the core's bytes in flight bound the stream (timing.in_flight_cycles)
                 end = max(end, float(now) + timing.in_flight_cycles(
                     in_flight[0], access.region.nbytes, self.mem.last_miss,
-                    self.mem.miss_latency, in_flight[1]))
+                    self.mem.miss_latency, in_flight[1], piped))
         stats = self.mem.stats
         path = f"{src.buffer}->{dst.buffer}"
         stats.per_path_bytes[path] = stats.per_path_bytes.get(path, 0) + nbytes

@@ -19,11 +19,16 @@ VECTOR_REPEAT_BYTES = 256
 RAW_WINDOW = 64  # vector writes remembered for the auto-sync RAW rule (vector_raw_barriers)
 
 
-def dma_local_cycles(core: Any, instr: Instr) -> int:
+def dma_local_cycles(core: Any, instr: Instr, pipelined: bool = False) -> int:
     """Latency + bytes / bandwidth(bytes) of the core-side DMA engine, plus the layout surcharge
     (:mod:`npusim.engine.gm_cost`): (factor - 1) x bytes at the path's large-transfer rate for GM
     rows that are short, strided or not 512 B aligned and for the C0 padding of an ND -> NZ copy
-    (factor 1, no surcharge, for the contiguous aligned copies the curves were measured with)."""
+    (factor 1, no surcharge, for the contiguous aligned copies the curves were measured with).
+
+    ``pipelined``: the copy directly follows another DataCopy on the same pipe (see
+    :func:`dma_pipelined`), so its request latency overlaps that copy's transfer: it pays the
+    curve time less the path's ``overlap_cycles`` (``nd2nz_overlap_cycles`` when it converts),
+    never less than its bytes at the path's large-transfer rate. A lone copy keeps the curve."""
     src = instr.reads[0]
     dst = instr.writes[0]
     spec = core.transfer(src.buffer, dst.buffer)
@@ -34,11 +39,31 @@ def dma_local_cycles(core: Any, instr: Instr) -> int:
     bpc = spec.bytes_per_cycle(nbytes, transform) if transform else spec.bytes_per_cycle(nbytes)
     cycles = nbytes / bpc
     factor = gm_cost.gm_side_factor(core, src, dst, transform)
-    if factor > 1.0:  # the extra bursts stream at the path's large-transfer rate
+    overlap = 0.0
+    if pipelined:
+        overlap = spec.nd2nz_overlap_cycles if transform in gm_cost.NZ_TRANSFORMS else (
+            spec.overlap_cycles)
+    if factor > 1.0 or overlap:  # the extra bursts stream at the path's large-transfer rate
         plateau = spec.bytes_per_cycle(1 << 40, transform) if transform else spec.bytes_per_cycle(
             1 << 40)
+        if overlap:
+            cycles = max(cycles - overlap, nbytes / plateau)
         cycles += (factor - 1.0) * nbytes / plateau
     return int(spec.latency_cycles) + math.ceil(cycles)
+
+
+def dma_pipelined(core: Any, instr: Instr, previous: Instr | None) -> bool:
+    """Whether ``instr`` (a DataCopy) overlaps the ``previous`` instruction of its pipe's queue:
+    the previous one is a DataCopy too and the path declares an overlap (DMA engines keep
+    several requests outstanding, so back-to-back copies issue while the earlier data streams;
+    a flag, barrier or wait in between drains the pipe). Static: the same for both engines."""
+    if previous is None or previous.kind != "dma":
+        return False
+    spec = core.transfer(instr.reads[0].buffer, instr.writes[0].buffer)
+    if spec is None:
+        return False
+    nz = instr.params.get("transform", "") in gm_cost.NZ_TRANSFORMS
+    return bool(spec.nd2nz_overlap_cycles if nz else spec.overlap_cycles)
 
 
 def in_flight_of(core: Any, instr: Instr) -> tuple[Any, float] | None:
@@ -56,7 +81,7 @@ def in_flight_of(core: Any, instr: Instr) -> tuple[Any, float] | None:
 
 
 def in_flight_cycles(spec: Any, nbytes: int, missed: int, miss_latency: int,
-                     factor: float = 1.0) -> float:
+                     factor: float = 1.0, pipelined: bool = False) -> float:
     """Cycles a GM read of ``nbytes`` takes when ``missed`` of them miss in L2, under the core's
     bytes-in-flight limit (Little's law, descriptor ``gm_read_in_flight``): every request waits
     the L2 round trip plus ``miss_latency``; at most ``outstanding_bytes`` are in flight, so the
@@ -64,14 +89,18 @@ def in_flight_cycles(spec: Any, nbytes: int, missed: int, miss_latency: int,
     outstanding / round trip, both slowed by the layout ``factor``; with the descriptor's
     ``miss_bandwidth_ratio`` r the missed bytes stream no faster than the hit rate / r (an
     effective round trip of max(hit + miss latency, r x hit) per outstanding window). The engine
-    takes the larger of this and the path's curve time."""
+    takes the larger of this and the path's curve time. A ``pipelined`` copy (see
+    :func:`dma_pipelined`) issued its requests behind the previous copy: no round trip of its own;
+    a lone one is not bound at all when the descriptor says ``lone_copies: false`` (0 here)."""
+    if not (pipelined or getattr(spec, "lone_copies", True)):
+        return 0.0  # a lone copy keeps its curve (descriptor: the curve holds its misses)
     hit_rt = spec.request_latency_cycles
     miss_rt = hit_rt + miss_latency
     ratio = getattr(spec, "miss_bandwidth_ratio", None)
     stream_rt = max(miss_rt, ratio * hit_rt) if ratio else miss_rt
     missed = min(missed, nbytes)
-    return miss_rt + factor * (missed * stream_rt + (nbytes - missed) * hit_rt) / (
-        spec.outstanding_bytes)
+    return (0 if pipelined else miss_rt) + factor * (
+        missed * stream_rt + (nbytes - missed) * hit_rt) / spec.outstanding_bytes
 
 
 def mmad_cycles(core: Any, instr: Instr, pipe_was_idle: bool) -> int:

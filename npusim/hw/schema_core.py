@@ -127,6 +127,16 @@ class TransferSpec(Model):
         description="Measured [size_bytes, bytes_per_cycle] points of the same path when it "
         "converts ND to FRACTAL_NZ on the fly (GM->L1 nd2nz / dn2nz); empty = use `curve`",
     )
+    overlap_cycles: float = Field(
+        0.0, ge=0, le=MAX_DESCRIPTOR_INT,
+        description="Cycles of a lone copy's curve time that a copy issued directly after "
+        "another DataCopy on the same pipe hides behind it (its request latency overlaps the "
+        "previous copy's transfer; npusim.engine.timing.dma_local_cycles). 0 = no overlap",
+    )
+    nd2nz_overlap_cycles: float = Field(
+        0.0, ge=0, le=MAX_DESCRIPTOR_INT,
+        description="overlap_cycles of the same path when it converts ND to FRACTAL_NZ",
+    )
     source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
 
     @model_validator(mode="after")
@@ -393,6 +403,11 @@ class InFlightSpec(Model):
         None, ge=1.0, description="At least this many times slower than hits do missed bytes "
         "stream (hit rate / miss rate of one core); null = Little's law on the miss latency "
         "alone"
+    )
+    lone_copies: bool = Field(
+        True, description="Whether the limit also binds a copy that does not follow another "
+        "DataCopy on its pipe; false = the path's curve is read as holding a lone copy's misses "
+        "already, and only back-to-back copies (transfers.*.overlap_cycles) are bound here"
     )
     source: str = Field(min_length=1, description=SOURCE_DESCRIPTION)
 
