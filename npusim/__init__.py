@@ -4,12 +4,23 @@ Hardware (``npusim.hw``), operators (``npusim.ops``) and tilings are three separ
 engine (``npusim.engine``) runs the tiled programs that operators generate for a chosen SoC.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from npusim._version import __version__
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from npusim.hw.schema import SocDescriptor
+    from npusim.runner import SimResult
 
 __all__ = ["__version__", "simulate"]
 
 
-def simulate(op: str, soc: str | None = None, tiling=None, **op_args):
+def simulate(op: str, soc: str | Path | SocDescriptor | None = None, tiling: Any = None,
+             **op_args: Any) -> SimResult:
     """Run operator ``op`` as a tiled program on ``soc``; see :func:`npusim.runner.simulate`.
 
     ``tiling``: None (the operator's default heuristic), a tiling object or a dict of its fields

@@ -33,14 +33,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
+from npusim.isa.operands import Region
 from npusim.operator import CliSpec, Operator
 from npusim.ops.program_stages import VecInOut
+
+if TYPE_CHECKING:
+    from npusim.runner import Plan
 
 FRACTAL_ROWS = 16
 TILE_BUDGET_BYTES = 32768  # one UB buffer; four of them (in / out, ping-pong) = 128 KiB
@@ -253,7 +257,7 @@ def _geometry(x: Any, acl_format: Any, c0: int | None = None
 
 
 def plan_format_cast(soc: Any, tiling: Any = None, *, x: Any, acl_format: Any,
-                     c0: int | None = None):
+                     c0: int | None = None) -> Plan:
     """Runner entry for ``format_cast`` (2 = ND, 29 = FRACTAL_NZ; ``c0`` as in _geometry)."""
     from npusim.layouts import ACL_FORMAT_FRACTAL_NZ, FormattedArray
     from npusim.runner import Plan
@@ -273,7 +277,7 @@ def plan_format_cast(soc: Any, tiling: Any = None, *, x: Any, acl_format: Any,
     return Plan(kern, name, t, data is not None, finish=finish)
 
 
-def cli_format_cast(ns: Any, functional: bool, rng: Any) -> dict:
+def cli_format_cast(ns: Any, functional: bool, rng: Any) -> dict[str, Any]:
     """``npusim run format_cast``: ND (--m, default 4096) x (--k, default 4096) of --dtype
     (float16) -> FRACTAL_NZ; ``--kernel nz2nd`` casts an NZ tensor back to ND."""
     from npusim.layouts import ACL_FORMAT_FRACTAL_NZ, ACL_FORMAT_ND, FormattedArray, nd_to_nz
@@ -292,7 +296,7 @@ def cli_format_cast(ns: Any, functional: bool, rng: Any) -> dict:
     return {"x": x, "acl_format": fmt}
 
 
-def check_format_cast(res: Any, op_args: dict) -> str:
+def check_format_cast(res: Any, op_args: dict[str, Any]) -> str:
     from npusim.ops.format_cast import reference_format_cast
 
     want = np.asarray(reference_format_cast(op_args["x"], op_args["acl_format"]))

@@ -22,7 +22,7 @@ with ``emulate_hardware_trap=True`` it never traps.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -42,7 +42,7 @@ def _dtype_name(dtype: Any) -> str | None:
     if type(dtype).__module__.startswith("torch"):
         return str(dtype).removeprefix("torch.")
     try:
-        return np.dtype(dtype).name
+        return cast(str, np.dtype(dtype).name)
     except TypeError:
         return None
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -174,7 +174,7 @@ def _host_message(k: int, n: int, nz_input: bool) -> str:
 
 
 def plan_int4pack(soc: Any, tiling: Any = None, *, weight: Any, inner_k_tiles: Any = 0,
-                  emulate_hardware_masking: bool = False):
+                  emulate_hardware_masking: bool = False) -> NoReturn:
     """Runner entry for ``int4pack``: checks the weight (array or spec), then raises
     :class:`HostOperatorError` quoting the host cost model - never a fake NPU time."""
     k, n, nz = _weight_geometry(weight, inner_k_tiles, emulate_hardware_masking)
@@ -200,7 +200,7 @@ def _weight_geometry(weight: Any, inner_k_tiles: Any = 0,
     return int(k), int(n), bool(nz)
 
 
-def cli_int4pack(ns: Any, functional: bool, rng: Any) -> dict:
+def cli_int4pack(ns: Any, functional: bool, rng: Any) -> dict[str, Any]:
     """``npusim run int4pack --k K --n N``: prints why there is nothing to simulate (host work)
     with the host cost model's estimate, and exits with status 1."""
     k, n = ns.k or 4096, ns.n or 4096

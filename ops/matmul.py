@@ -30,7 +30,7 @@ NotImplementedError naming the field.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -104,7 +104,7 @@ def describe(x: Any, arg: str) -> TensorDesc:
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{arg}: expected a numpy array or TensorSpec, got {type(x).__name__}")
     if getattr(x, "npu_format", 2) == 29:  # FRACTAL_NZ storage (npusim.layouts.FormattedArray)
-        return TensorDesc(tuple(x.logical_shape), x.dtype.name,
+        return TensorDesc(tuple(cast(Any, x).logical_shape), x.dtype.name,
                           bool(getattr(x, "npu_transposed", False)), True)
     trans = last_two_transposed(x.shape, x.strides, x.itemsize)
     return TensorDesc(tuple(x.shape), x.dtype.name, trans, False)
@@ -320,7 +320,7 @@ def reference_matmul(
     split = single_core_k is not None and single_core_k < plan.k
     order = split_k_order_of(resolve_soc(soc)) if split else ""
     for idx in np.ndindex(*plan.batch):
-        if split:
+        if split and single_core_k is not None:  # split
             acc = split_k_accumulate(a_b[idx], b_b[idx], single_core_k, model=plan.cube_model,
                                      bias=init, k0=_K0[plan.in_dtype], order=order)
         else:

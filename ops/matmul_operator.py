@@ -12,7 +12,7 @@ from npusim.ops import matmul_sweep
 from npusim.ops.matmul_plans import checked_matmul, default_tiling_matmul, plan_matmul
 
 
-def example_inputs(ns: Any, functional: bool, rng: np.random.Generator) -> dict:
+def example_inputs(ns: Any, functional: bool, rng: np.random.Generator) -> dict[str, Any]:
     """``npusim run matmul``: --m --k --n (default 1024), --dtype (float16), --out-dtype."""
     from npusim.spec import spec
 
@@ -28,7 +28,7 @@ def example_inputs(ns: Any, functional: bool, rng: np.random.Generator) -> dict:
     return {"a": spec((m, k), dt), "b": spec((k, n), dt), **out}
 
 
-def check_output(res: Any, op_args: dict) -> str:
+def check_output(res: Any, op_args: dict[str, Any]) -> str:
     from npusim.ops.matmul import reference_matmul
 
     want = reference_matmul(op_args["a"], op_args["b"], out_dtype=op_args.get("out_dtype"),

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from npusim.isa.operands import ITEMSIZE as _ITEM
 from npusim.spec import spec
+
+if TYPE_CHECKING:
+    from npusim.runner import SimResult
 
 
 def _case(case: dict[str, Any]) -> tuple[int, int, int, str, str, bool]:
@@ -79,14 +82,15 @@ def bound_cycles(soc: Any, case: dict[str, Any], t: Any) -> float:
         fix = tiles * t.base_m * t.base_n / core.fixpipe.elements_per_cycle
     hbm = (m * k_full + k_full * n) * isz + m * n * osz
     hbm_cycles = hbm / soc.bytes_per_cycle(soc.memory.hbm.bandwidth_gb_per_s)
-    return max(cube, mte2, mte1, fix, hbm_cycles)
+    return cast(float, max(cube, mte2, mte1, fix, hbm_cycles))
 
 
 def bound_us(soc: Any, case: dict[str, Any], t: Any) -> float:
-    return bound_cycles(soc, case, t) / soc.aicore_freq_mhz
+    return cast(float, bound_cycles(soc, case, t) / soc.aicore_freq_mhz)
 
 
-def simulate_case(soc_entry: dict[str, Any], case: dict[str, Any], tiling: dict[str, Any]):
+def simulate_case(soc_entry: dict[str, Any], case: dict[str, Any],
+                  tiling: dict[str, Any]) -> Any:  # SimResult or FastForwardResult
     """Timing-only simulation of one (SoC, case, tiling) point; a case with ``fast_forward:
     true`` (opt-in, approximate) extrapolates the steady-state K loop
     (:mod:`npusim.fast_forward`)."""
@@ -100,7 +104,7 @@ def simulate_case(soc_entry: dict[str, Any], case: dict[str, Any], tiling: dict[
     soc = soc_entry["name"]
     ov = soc_entry.get("overrides", ())
 
-    def run(t: Any, k: int) -> Any:
+    def run(t: Any, k: int) -> SimResult:
         b = spec((k, n), dt, transposed=tb)
         if dt == "int8":
             return npusim.simulate("quant_matmul", soc, t, overrides=ov, check_races=False,

@@ -23,15 +23,19 @@ calibrated: the CANN kernel source was not read. The bit assembly here is writte
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa import ScalarStep
 from npusim.isa.opcodes import VecOp
+from npusim.isa.operands import Region
 from npusim.operator import CliSpec, Operator
-from npusim.ops.program_stages import VecInOut
+from npusim.ops.program_stages import VecInOut, allocated
+
+if TYPE_CHECKING:
+    from npusim.runner import Plan
 
 # Scalar instructions per output element (ASSUMPTION, not calibrated): GetValue scale, mask,
 # or sign bit, SetValue, loop increment + branch = 6; round_mode 1 adds the RNE (exponent
@@ -137,7 +141,7 @@ def build_trans_quant_param(
     gm = {"scale": GMTensor("scale", (scale_len,), "float32",
                             None if scale is None else np.asarray(scale, np.float32).reshape(-1),
                             "input")}
-    if with_off:
+    if offset_len is not None:  # with_off
         gm["offset"] = GMTensor("offset", (offset_len,), "float32",
                                 None if offset is None
                                 else np.asarray(offset, np.float32).reshape(-1), "input")
@@ -172,13 +176,14 @@ def build_trans_quant_param(
                   name="scale GM->UB")
         if with_off and (not o_bcast or t < nbuf):
             on = 1 if o_bcast else n
-            oreg = Region("UB", ob.offset, (on,), "float32")
+            oreg = Region("UB", allocated(ob, "offset UB buffer").offset, (on,), "float32")
             b.dma(Region("GM", 0 if o_bcast else e0 * 4, (on,), "float32", "offset"), oreg,
                   name="offset GM->UB")
         q.inq.ready(i)
         if oreg is not None:
             b.sync("MTE2", "V", i)
-            ireg = Region("UB", ib.offset, oreg.shape, "int32")
+            ireg = Region("UB", allocated(ib, "offset int32 UB buffer").offset, oreg.shape,
+                          "int32")
             b.cast(ireg, oreg, round_mode="rint", name="Cast offset fp32->int32 RINT")
             b.vop(VecOp.MAXS, ireg, (ireg,), scalar=-256, name="Maxs -256")
             b.vop(VecOp.MINS, ireg, (ireg,), scalar=255, name="Mins 255")
@@ -188,7 +193,8 @@ def build_trans_quant_param(
         s_in = Region("UB", sb.offset, (1 if s_bcast else n,), "float32")
         i_in = None
         if with_off:
-            i_in = Region("UB", ib.offset, (1 if o_bcast else n,), "int32")
+            i_in = Region("UB", allocated(ib, "offset int32 UB buffer").offset,
+                          (1 if o_bcast else n,), "int32")
         bits = Region("UB", sb.offset, s_in.shape, "uint32")  # the fp32 scale's bit pattern
         work = tuple(Region("UB", t.offset, (n,), "uint64") for t in temps)
         b.scalar(f"quant param loop x{n}", SCALAR_PER_CHUNK + per_elem * n,
@@ -202,7 +208,8 @@ def build_trans_quant_param(
     return Kernel("trans_quant_param", gm, [prog], meta)
 
 
-def _args(scale: Any, offset: Any, round_mode: Any):
+def _args(scale: Any, offset: Any, round_mode: Any
+          ) -> tuple[int, int | None, int, tuple[int, ...], bool]:
     """(scale length, offset length or None, round_mode, output shape, functional); arrays get the
     operator's full validation, specs the shape / dtype rules."""
     from npusim.ops.trans_quant_param import (
@@ -241,7 +248,7 @@ def _args(scale: Any, offset: Any, round_mode: Any):
 
 
 def plan_trans_quant_param(soc: Any, tiling: Any = None, *, scale: Any, offset: Any = None,
-                           round_mode: Any = 0):
+                           round_mode: Any = 0) -> Plan:
     """Runner entry for ``trans_quant_param``: arrays -> functional run whose output is the
     operator's int64 tensor; specs -> timing only."""
     from npusim.runner import Plan
@@ -258,7 +265,7 @@ def plan_trans_quant_param(soc: Any, tiling: Any = None, *, scale: Any, offset: 
                 finish=lambda o: o["y"].view(np.int64).reshape(shape))
 
 
-def cli_trans_quant_param(ns: Any, functional: bool, rng: Any) -> dict:
+def cli_trans_quant_param(ns: Any, functional: bool, rng: Any) -> dict[str, Any]:
     """``npusim run trans_quant_param``: --n channels (default 4096), offset of the same length,
     round_mode 1 when --kernel rne."""
     from npusim.spec import spec
@@ -271,7 +278,7 @@ def cli_trans_quant_param(ns: Any, functional: bool, rng: Any) -> dict:
     return {"scale": spec((n,), "float32"), "offset": spec((n,), "float32"), "round_mode": mode}
 
 
-def check_trans_quant_param(res: Any, op_args: dict) -> str:
+def check_trans_quant_param(res: Any, op_args: dict[str, Any]) -> str:
     from npusim.ops.trans_quant_param import reference_trans_quant_param
 
     want = reference_trans_quant_param(op_args["scale"], op_args.get("offset"),

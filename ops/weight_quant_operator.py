@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -20,8 +20,11 @@ from npusim.ops.weight_quant_program import (
     resolve_tilings,
 )
 
+if TYPE_CHECKING:
+    from npusim.runner import SimResult
 
-def example_inputs(ns: Any, functional: bool, rng: Any) -> dict:
+
+def example_inputs(ns: Any, functional: bool, rng: Any) -> dict[str, Any]:
     """``npusim run weight_quant_batchmatmul``: W4A16 decode by default (M=16, K=N=4096, int4,
     per-group 128, fp16) - the mission's central case."""
     from npusim.spec import spec
@@ -58,7 +61,7 @@ def example_inputs(ns: Any, functional: bool, rng: Any) -> dict:
     }
 
 
-def check_output(res: Any, op_args: dict) -> str:
+def check_output(res: Any, op_args: dict[str, Any]) -> str:
     """Compare the output with an independent float64 dequantise-then-matmul reference (the
     kernels' roundings differ from it, so the figure is an error size, not an equality)."""
     from npusim.ops.weight_quant_batchmatmul.args import normalize_args
@@ -146,7 +149,8 @@ def _wq_bound_us(soc: Any, case: dict[str, Any], t: Any) -> float:
 
     args, _, _, _ = checked_call(soc, **_wq_case(case))
     nbytes = compulsory_hbm_bytes(args)
-    return nbytes / soc.bytes_per_cycle(soc.memory.hbm.bandwidth_gb_per_s) / soc.aicore_freq_mhz
+    hbm_bytes_per_cycle = soc.bytes_per_cycle(soc.memory.hbm.bandwidth_gb_per_s)
+    return cast(float, nbytes / hbm_bytes_per_cycle / soc.aicore_freq_mhz)
 
 
 def _wq_tiling(soc: Any, case: dict[str, Any], d: dict[str, Any]) -> Any:
@@ -174,7 +178,8 @@ def _wq_tiling_from_dict(soc: Any, case: dict[str, Any], d: dict[str, Any]) -> A
     return d
 
 
-def _wq_simulate(soc_entry: dict[str, Any], case: dict[str, Any], tiling: dict[str, Any]):
+def _wq_simulate(soc_entry: dict[str, Any], case: dict[str, Any],
+                 tiling: dict[str, Any]) -> SimResult:
     import npusim
     from npusim.runner import resolve_soc
 
