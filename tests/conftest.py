@@ -16,6 +16,11 @@ from pathlib import Path
 from hypothesis import settings
 from threadpoolctl import threadpool_limits
 
+# `python -m pytest` puts the working directory first on sys.path, where the repository's
+# top-level `ops/` folder would import as a package that the installed project does not have
+# (CI runs `pytest`, which does not): drop it so both runs import the same modules.
+_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if p not in ("", ".") and Path(p).resolve() != _ROOT]
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("NPUSIM_FIDELITY", "reference")
 threadpool_limits(limits=1, user_api="blas")

@@ -6,9 +6,9 @@ table's 0.969, while its Task Duration is 215.82 us)."""
 
 from dataclasses import replace
 
+from npusim.ops import matmul_program
 from npusim.report.summary import core_spans, pipe_busy_by_kind
 from npusim.validate import load_measurements
-from ops import matmul_program
 
 
 def test_b_row_ratio_divides_by_the_cores_own_cycles(monkeypatch):
