@@ -330,16 +330,16 @@ class FastHazardTracker(HazardTracker):
                     if r.fp.overlaps(fp):
                         self._race(space, fp, pipe, name)
         table = writes if write else reads
-        ent = table.get(pipe)
-        if ent is None:
-            ent = table[pipe] = [[], self.LIMIT]
-        lst = ent[0]
+        own = table.get(pipe)
+        if own is None:
+            own = table[pipe] = [[], self.LIMIT]
+        lst = own[0]
         lst.append(_Access(fp, pipe, seq, name, atomic if write else False))
-        if len(lst) > ent[1]:
+        if len(lst) > own[1]:
             others = [p for p in self._pipes_of(space[0]).tolist() if p != pipe]
             done = int(self.know[others, pipe].min()) if others else seq
             lst[:] = [a for a in lst if a.seq > done]
-            ent[1] = max(self.LIMIT, 2 * len(lst))
+            own[1] = max(self.LIMIT, 2 * len(lst))
 
     def _race(self, space: tuple[Any, ...], fp: Footprint, pipe: int, name: str) -> None:
         raise RaceError(f"race on {_space_name(space)} bytes [{fp.start}, {fp.end}): "
