@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from npusim.engine.program import ProgramBuilder, Region
+from npusim.engine.program import ProgramBuilder
 from npusim.isa.opcodes import VecOp
+from npusim.isa.operands import Region
 from npusim.ops.dynamic_quant_pertoken import _Writer
 from npusim.ops.group_quant_program import RowChunkTiling
 

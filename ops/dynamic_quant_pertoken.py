@@ -32,14 +32,16 @@ from typing import Any
 
 import numpy as np
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
+from npusim.isa.operands import Region
 from npusim.ops.dynamic_quant_program import RowStream, core_row_ranges
 from npusim.ops.group_quant_program import (
     RowChunkTiling,
     default_row_chunk_tiling,
     validate_row_chunk_tiling,
 )
+from npusim.ops.program_stages import allocated
 
 DTYPE_MAX = {"int8": 127.0, "int4": 7.0}
 
@@ -104,7 +106,8 @@ def _segments(r0: int, r1: int, ends: list[int] | None) -> list[tuple[int, int, 
     0 (or none) without groups, else one per non-empty group."""
     if ends is None:
         return [(r0, r1, 0)] if r1 > r0 else []
-    runs, start = [], 0
+    runs: list[tuple[int, int, int | None]] = []
+    start = 0
     for g, end in enumerate(ends):
         a, b = max(r0, start), min(r1, end)
         if a < b:
@@ -127,7 +130,8 @@ class _Writer(RowStream):
         self.recip = b.alloc("UB", (rows8,), "float32", "dtype_max_over_max")
         self.cmaxv = b.alloc("UB", (rows8,), "float32", "dtype_max")
         self.ones = b.alloc("UB", (rows8,), "float32", "ones")
-        self.smooth = self.smooth_at = None
+        self.smooth: Region | None = None
+        self.smooth_at: tuple[int, int] | None = None  # (smooth row, h0) held in UB
         self.g = 0
         if smooth:
             self.smooth_raw = b.alloc("UB", (hc,), x_dtype, "smooth_raw")
@@ -167,7 +171,8 @@ class _Writer(RowStream):
         b.dma(Region("GM", (self.g * h + h0) * 2, (hw,), self.x_dtype, "smooth"), raw,
               name="smooth GM->UB")
         b.sync("MTE2", "V", 2)
-        b.cast(Region("UB", self.smooth.offset, (hw,), "float32"), raw, round_mode="rint",
+        smooth = allocated(self.smooth, "smooth UB buffer")
+        b.cast(Region("UB", smooth.offset, (hw,), "float32"), raw, round_mode="rint",
                name="Cast smooth->fp32")
         self.smooth_at = (self.g, h0)
 

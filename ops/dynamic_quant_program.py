@@ -27,17 +27,22 @@ program with the public A2 kernel's chain, whose instructions give npu_dynamic_q
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder, Region
+from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
+from npusim.isa.operands import Region
 from npusim.operator import CliSpec, Operator
 from npusim.ops.group_quant_program import (
     RowChunkTiling,
     default_row_chunk_tiling,
     validate_row_chunk_tiling,
 )
+
+if TYPE_CHECKING:
+    from npusim.runner import Plan
+    from npusim.validate import Measurement, Prediction
 
 INT4_MAX = 7
 REDUCE_ELEMS = 64  # fp32 elements one WholeReduceMax repeat folds into one value
@@ -232,14 +237,14 @@ def _args(x: Any, dst_type: Any = None) -> tuple[int, int, str]:
 
 def _dst(dst_type: Any) -> str | None:
     if dst_type is None or dst_type in ("int8", "int4"):
-        return dst_type
+        return cast(str | None, dst_type)
     raise ValueError(f"dst_type: {dst_type!r} must be None (the E1-row timing kernel), 'int8' "
                      "or 'int4'")
 
 
 def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any, dst_type: Any = None,
                        smooth_scales: Any = None, group_index: Any = None,
-                       asymmetric: bool = False):
+                       asymmetric: bool = False) -> Plan:
     """Runner entry for ``dynamic_quant``. ``dst_type`` None: the E1-row int4 program (timing
     only, cycles of the calibration rows); 'int8' / 'int4': the typed per-token program of
     :mod:`npusim.ops.dynamic_quant_pertoken` (output bits when x is an array); with
@@ -312,7 +317,7 @@ def _group_ends(group_index: Any, smooth_scales: Any, rows: int) -> np.ndarray |
     return gi
 
 
-def cli_dynamic_quant(ns: Any, functional: bool, rng: Any) -> dict:
+def cli_dynamic_quant(ns: Any, functional: bool, rng: Any) -> dict[str, Any]:
     """``npusim run dynamic_quant``: --m tokens (default 4096), --k H (512); timing only."""
     from npusim.spec import spec
 
@@ -332,7 +337,7 @@ def default_tiling_dynamic_quant(soc: Any, **op_args: Any) -> DynamicQuantTiling
     return default_dynamic_quant_tiling(soc, rows, h)
 
 
-def calibration_prediction(row):
+def calibration_prediction(row: Measurement) -> Prediction | None:
     """Rows E1*: per-token int4 dynamic quant of fp16 (m, k) on the row's SoC, default tiling."""
     from npusim.engine.sim import run_kernel
     from npusim.runner import resolve_soc
@@ -341,12 +346,15 @@ def calibration_prediction(row):
     if not row.id.startswith("E1"):
         return None
     soc = resolve_soc(soc_name_of(row))
-    rows, h = int(row.m), int(row.k)
+    rows, h = row.size("m"), row.size("k")
     t = default_dynamic_quant_tiling(soc, rows, h)
     res = run_kernel(build_dynamic_quant(soc, rows, h, "float16", t), soc, check_races=False)
     from npusim.ops.group_quant_program import proxy_prediction
 
-    gq = proxy_prediction(row).predicted_us
+    proxy = proxy_prediction(row)
+    if proxy is None:  # it predicts every E1 row, as this function does
+        raise ValueError(f"row {row.id}: the group_quant proxy does not predict it")
+    gq = proxy.predicted_us
     err = 100.0 * (gq - row.measured_us) / row.measured_us
     return Prediction(res.microseconds, {}, note=f"dynamic_quant program ({t.cores} AIV, "
                                                  f"{t.rows_per_pass} rows/pass); group_quant on "

@@ -312,7 +312,8 @@ def check_pp_matmul(plan: QuantMatmulPlan, scale_len: int) -> None:
 # -- reference ----------------------------------------------------------------------------------
 
 
-def _logical_operands(x1: np.ndarray, x2: np.ndarray, plan: QuantMatmulPlan):
+def _logical_operands(x1: np.ndarray, x2: np.ndarray, plan: QuantMatmulPlan
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """(.., m, k) and (.., k, n) int8 arrays of the logical values."""
     if plan.in_dtype == "int4":
         from npusim.numerics import unpack_int4
@@ -446,8 +447,10 @@ def reference_quant_matmul(
         coupled_deq_model(soc)
         params = coupled_deq_params(scale, offset, plan)
 
-        def epi(acc: np.ndarray, row0: int, col0: int, bidx: int) -> np.ndarray:
+        def coupled_epi(acc: np.ndarray, row0: int, col0: int, bidx: int) -> np.ndarray:
             return l0c_to_ub_dequant(acc, params, plan.out_dtype)
+
+        epi: Callable[[np.ndarray, int, int, int], np.ndarray] = coupled_epi
     else:
         epi = make_epilogue(plan, scale, offset=offset, pertoken_scale=pertoken_scale,
                             bias=bias)

@@ -3,6 +3,7 @@ and sweep adapter beside the plan of :mod:`npusim.ops.matmul_plans`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from npusim.ops.matmul_plans import (
 )
 
 
-def example_inputs(ns: Any, functional: bool, rng: np.random.Generator) -> dict:
+def example_inputs(ns: Any, functional: bool, rng: np.random.Generator) -> dict[str, Any]:
     """``npusim run quant_matmul``: W8A8 --m --k --n (default 1024), --out-dtype (int8)."""
     from npusim.ops.quant_matmul import LAST_DIM_LIMIT
     from npusim.spec import spec
@@ -27,6 +28,8 @@ def example_inputs(ns: Any, functional: bool, rng: np.random.Generator) -> dict:
         raise ValueError(f"--n {n}: x2's last dim must be <= {LAST_DIM_LIMIT} "
                          "(npu_quant_matmul)")
     scale = rng.uniform(1e-4, 2e-3, n).astype(np.float32)
+    x1: Any  # arrays (functional) or specs
+    x2: Any
     if functional:
         x1 = rng.integers(-128, 128, (m, k), dtype=np.int8)
         x2 = rng.integers(-128, 128, (k, n), dtype=np.int8)
@@ -35,7 +38,8 @@ def example_inputs(ns: Any, functional: bool, rng: np.random.Generator) -> dict:
     return {"x1": x1, "x2": x2, "scale": scale, "output_dtype": out}
 
 
-def check_output(res: Any, op_args: dict) -> str:
+def check_output(res: Any, op_args: dict[str, Any]) -> str:
+    reference: Callable[..., np.ndarray]
     if op_args.get("group_sizes") is not None and str(op_args["x1"].dtype) == "int8":
         from npusim.ops.quant_matmul_a8w4 import reference_a8w4 as reference
     elif op_args.get("group_sizes") is not None:
