@@ -18,6 +18,8 @@ class Path:
     pipe: str
     latency_cycles: int
     peak_bytes_per_cycle: float
+    overlap_cycles: float = 0.0  # no back-to-back overlap: cycles stay the synthetic ones
+    nd2nz_overlap_cycles: float = 0.0
 
     def bytes_per_cycle(self, size_bytes: int) -> float:
         return self.peak_bytes_per_cycle
