@@ -113,6 +113,27 @@ def wq_cases(family: str) -> list[WqCase]:
     return cases
 
 
+#: one legal call per weight_quant_batchmatmul kernel, run on A2 and A3 besides the sample: the
+#: kernel CANN selects is a feature class (selection.py's rules: Msd for per-channel int8 M <=
+#: 64; MsdSplitK for int4 per-channel with a transposed weight; MsdGroup for int4 per-group
+#: M <= g / 8; CustomNzSplitK for a transposed NZ weight with 65 <= M <= 256; Fixpipe for an
+#: int64 scale; WeightNz (A2 / A3) for a transposed NZ per-group weight, which Custom refuses;
+#: SplitK for its white-listed shape)
+WQ_KERNEL_CASES = {
+    "Custom": WqCase("float16", "int8", "ND", False, "per_channel", True, True, "none", 0, 300),
+    "Msd": WqCase("float16", "int8", "ND", False, "per_channel", True, False, "none", 0, 16),
+    "MsdSplitK": WqCase("bfloat16", "int4", "ND", True, "per_channel", True, True, "none", 0,
+                        16),
+    "MsdGroup": WqCase("float16", "int4", "ND", False, "per_group", True, False, "none", 1, 1),
+    "CustomNzSplitK": WqCase("float16", "int8", "NZ", True, "per_channel", True, True, "none", 0,
+                             100),
+    "Fixpipe": WqCase("float16", "int8", "ND", True, "int64", True, True, "none", 0, 16),
+    "WeightNz": WqCase("float16", "int8", "NZ", True, "per_group", True, False, "none", 0, 16),
+    "SplitK": WqCase("bfloat16", "int8", "ND", False, "per_group", True, False, "none", 0, 24,
+                     1536, 12288),
+}
+
+
 def wq_arrays(c: WqCase, rng: np.random.Generator) -> dict[str, Any]:
     """Arrays of a legal call (weights stored as the case says)."""
     from npusim.numerics import np_dtype
@@ -269,6 +290,12 @@ def qm_cases(family: str) -> list[tuple]:
             if (off and not offset_ok) or (fmt == "NZ" and inp != "int8"):
                 continue
             out.append((inp, sdt, per_ch, off, bias, bool(pertoken), odt, trans, m, fmt))
+    if family != "310P":  # A8W4 (int8 x1, int32-packed int4 x2, group_sizes [0, 0, 256]):
+        # int64 per-group scale, float32 y_offset and pertoken_scale required, no bias
+        from npusim.ops.quant_matmul_a8w4 import _OUTPUTS
+
+        out += [("a8w4", "int64", True, True, None, True, odt, False, m, "ND")
+                for odt in _OUTPUTS for m in (1, 16, 100, 300)]
     return out
 
 
@@ -277,6 +304,8 @@ def qm_arrays(c: tuple, rng: np.random.Generator) -> dict[str, Any]:
 
     inp, sdt, per_ch, off, bias, pertoken, odt, trans, m, fmt = c
     k, n = 256, 96
+    if inp == "a8w4":
+        return _a8w4_arrays(m, odt, rng)
     lo, hi = (-8, 8) if inp == "int4" else (-128, 128)
     x1 = rng.integers(lo, hi, (m, k), dtype=np.int32)
     w = rng.integers(lo, hi, (n, k) if trans else (k, n), dtype=np.int32)
@@ -300,19 +329,35 @@ def qm_arrays(c: tuple, rng: np.random.Generator) -> dict[str, Any]:
     return out
 
 
+def _a8w4_arrays(m: int, odt: str, rng: np.random.Generator) -> dict[str, Any]:
+    """An A8W4 call: K = 512 (two groups of 256), N = 96 (the scale encoded as the upstream
+    test does: npu_trans_quant_param of the flattened (groups, n) float32 scale)."""
+    k, n, g = 512, 96, 256
+    w = rng.integers(-8, 8, (k, n), dtype=np.int32)
+    scale = rng.uniform(1e-3, 1e-2, (k // g, n)).astype(np.float32)
+    return {"x1": rng.integers(-128, 128, (m, k), dtype=np.int32).astype(np.int8),
+            "x2": tn.npu_convert_weight_to_int4pack(w),
+            # the API takes (n,) scales: each group's row through it, as the upstream test does
+            "scale": np.asarray(tn.npu_trans_quant_param(scale.reshape(-1))).reshape(
+                scale.shape).astype(np.int64),
+            "offset": rng.uniform(-3, 3, n).astype(np.float32),
+            "pertoken_scale": rng.uniform(0.5, 1.5, m).astype(np.float32),
+            "output_dtype": odt, "group_sizes": [0, 0, g]}
+
+
 def dq_cases(family: str) -> list[tuple]:
     """npu_dynamic_quant (per-token; A2 / A3 only, torch_npu docs): x dtype, dst_type, smooth
     scales, M class; H 512 (a multiple of 8 for quint4x2)."""
     if family == "310P":
         return []
     return list(itertools.product(("float16", "bfloat16"), ("int8", "quint4x2"), (False, True),
-                                  (1, 16, 100)))
+                                  (1, 16, 100), (False, True)))
 
 
 def dq_arrays(c: tuple, rng: np.random.Generator) -> dict[str, Any]:
     from npusim.numerics import np_dtype
 
-    dt, _dst, smooth, m = c
+    dt, _dst, smooth, m, _asym = c
     out: dict[str, Any] = {"x": rng.standard_normal((m, 512)).astype(np.float32).astype(
         np_dtype(dt))}
     if smooth:
@@ -336,6 +381,7 @@ class Tally:
     working: Counter = field(default_factory=Counter)
     not_implemented: dict = field(default_factory=dict)  # (op, family, case) -> message
     failed: list = field(default_factory=list)
+    kernels: dict = field(default_factory=dict)  # (op, family) -> kernels the runs selected
 
 
 def _check_trace(res: Any, tmp_path: Any) -> None:
@@ -346,7 +392,7 @@ def _check_trace(res: Any, tmp_path: Any) -> None:
 
 
 def _run_sim(op: str, soc: str, arrays: dict[str, Any], api: Any, tmp_path: Any,
-             extra: dict[str, Any] | None = None) -> None:
+             extra: dict[str, Any] | None = None) -> Any:
     # group_quant's group_index decides the work and its offset is a scalar: they stay data
     specs = {k: v if k in ("group_index", "offset") and op == "group_quant" else spec_of(v)
              for k, v in arrays.items()}
@@ -361,6 +407,7 @@ def _run_sim(op: str, soc: str, arrays: dict[str, Any], api: Any, tmp_path: Any,
         assert out.shape == want.shape and out.dtype == want.dtype, (out.shape, want.shape)
         assert np.array_equal(_uint(out), _uint(want)), "functional output != API bits"
     _check_trace(f, tmp_path)
+    return f
 
 
 def _one(op: str, family: str, case: Any, tmp_path: Any, tally: Tally) -> None:
@@ -372,7 +419,8 @@ def _one(op: str, family: str, case: Any, tmp_path: Any, tally: Tally) -> None:
         if op == "weight_quant_batchmatmul":
             arrays = wq_arrays(case, rng)
             api = tn.npu_weight_quant_batchmatmul(**arrays, soc=soc)
-            _run_sim(op, soc, arrays, api, tmp_path)
+            res = _run_sim(op, soc, arrays, api, tmp_path)
+            tally.kernels.setdefault((op, family), set()).add(res.kernel_name)
         elif op == "trans_quant_param":
             arrays = tqp_arrays(case, rng)
             api = tn.npu_trans_quant_param(**arrays, soc=soc)
@@ -395,10 +443,12 @@ def _one(op: str, family: str, case: Any, tmp_path: Any, tally: Tally) -> None:
             _run_sim(op, soc, arrays, api, tmp_path)
         elif op == "dynamic_quant":
             arrays = dq_arrays(case, rng)
-            api = tn.npu_dynamic_quant(arrays["x"], smooth_scales=arrays.get("smooth_scales"),
-                                       dst_type=case[1], soc=soc)
+            fn = tn.npu_dynamic_quant_asymmetric if case[4] else tn.npu_dynamic_quant
+            api = fn(arrays["x"], smooth_scales=arrays.get("smooth_scales"), dst_type=case[1],
+                     soc=soc)
             _run_sim(op, soc, arrays, api, tmp_path,
-                     {"dst_type": "int4" if case[1] == "quint4x2" else "int8"})
+                     {"dst_type": "int4" if case[1] == "quint4x2" else "int8",
+                      **({"asymmetric": True} if case[4] else {})})
         elif op == "vector_add":  # vector_add / tensor_copy: numpy's definition is the API
             kind, dt, size = case
             x = rng.standard_normal(size).astype(dt)
@@ -462,7 +512,9 @@ def run_all(tmp_path: Any, per_family: dict[str, int] | None = None) -> tuple[Ta
             cases = gen(family)
             legal[(op, family)] = len(cases)
             n = (per_family or SAMPLE_PER_FAMILY)[op]
-            for case in sample(cases, n, seed=fi):
+            extra = list(WQ_KERNEL_CASES.values()) if (
+                op == "weight_quant_batchmatmul" and family != "310P") else []
+            for case in sample(cases, n, seed=fi) + extra:
                 _one(op, family, case, tmp_path, tally)
     return tally, legal
 
@@ -518,6 +570,11 @@ def test_legal_combinations(tmp_path, capsys):
         hit = [frag for frag in EXPECTED_NOT_IMPLEMENTED if frag in msg]
         assert hit, f"{k}: unexpected NotImplementedError: {msg}"
         seen.update(hit)
+    # every weight_quant_batchmatmul kernel ran on A2 and A3 (310P registers WeightNz only)
+    for fam in FAMILIES:
+        want_k = {"WeightNz"} if fam == "310P" else set(WQ_KERNEL_CASES)
+        got = tally.kernels.get(("weight_quant_batchmatmul", fam), set())
+        assert got == want_k, (fam, sorted(got), sorted(want_k))
     assert seen == set(EXPECTED_NOT_IMPLEMENTED), (
         f"listed as not implemented but never raised: {set(EXPECTED_NOT_IMPLEMENTED) - seen}")
     # the README's operator table carries these counts, generated (not typed): a run that
