@@ -7,7 +7,9 @@ npusim.numerics.blas_threads): results do not depend on it, the suite's time doe
 
 Hypothesis draws the same examples on every run (profile ``ci``, derandomized), so a CI result
 is reproducible: a failure seen once is seen again. ``NPUSIM_HYPOTHESIS=explore`` draws fresh
-random examples (and more of them) to look for new failures locally."""
+random examples to look for new failures locally, and ``NPUSIM_HYPOTHESIS_SCALE=N`` multiplies
+every test's own ``max_examples`` by N (a profile cannot: a test's ``@settings`` overrides it);
+pin what they find with ``@example``."""
 
 import os
 import sys
@@ -27,3 +29,16 @@ threadpool_limits(limits=1, user_api="blas")
 settings.register_profile("ci", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("NPUSIM_HYPOTHESIS", "ci"))
+
+
+def pytest_collection_modifyitems(items):
+    """``NPUSIM_HYPOTHESIS_SCALE``: each hypothesis test's max_examples times the factor."""
+    factor = float(os.environ.get("NPUSIM_HYPOTHESIS_SCALE", "1"))
+    if factor == 1:
+        return
+    for item in items:
+        fn = getattr(item, "obj", None)
+        own = getattr(fn, "_hypothesis_internal_use_settings", None)
+        if getattr(fn, "hypothesis", None) is not None and own is not None:
+            fn._hypothesis_internal_use_settings = settings(
+                own, max_examples=max(1, round(own.max_examples * factor)))
