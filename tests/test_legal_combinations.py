@@ -225,21 +225,29 @@ def i4_cases(family: str) -> list[tuple]:
 def mm_cases(family: str) -> list[tuple]:
     """matmul: a / b dtype (the 310P cube takes fp16 only), fp32 output or not, transposed b,
     bias, M class, allow_hf32 (fp32 inputs only; the declared numerics.hf32 model), b's
-    format (ND, or FRACTAL_NZ as npu_format_cast(b, 29) stores it)."""
+    format (ND, or FRACTAL_NZ as npu_format_cast(b, 29) stores it), batch (none; a batched
+    (2, m, k) against a 2-D b; both batched (2, k, n), b plain ND)."""
     dts = ("float16",) if family == "310P" else ("float16", "bfloat16", "float32")
     return [c for c in itertools.product(dts, (False, True), (False, True), (False, True),
-                                         (1, 16, 100, 300), (False, True), ("ND", "NZ"))
-            if c[0] == "float32" or not c[5]]
+                                         (1, 16, 100, 300), (False, True), ("ND", "NZ"),
+                                         ("none", "a", "ab"))
+            if (c[0] == "float32" or not c[5]) and (c[7] != "ab" or (c[6] == "ND" and not c[2]))]
 
 
 def mm_arrays(c: tuple, rng: np.random.Generator) -> dict[str, Any]:
     from npusim.numerics import np_dtype
 
-    dt, out32, trans, bias, m, hf32, fmt = c
+    dt, out32, trans, bias, m, hf32, fmt, batch = c
     k, n = 192, 96
-    a = rng.standard_normal((m, k)).astype(np.float32).astype(np_dtype(dt))
-    b = rng.standard_normal((n, k) if trans else (k, n)).astype(np.float32).astype(np_dtype(dt))
-    out = {"a": a, "b": _weight_view(b, trans, fmt), "out_dtype": "float32" if out32 else None}
+    lead = () if batch == "none" else (2,)
+    a = rng.standard_normal((*lead, m, k)).astype(np.float32).astype(np_dtype(dt))
+    if batch == "ab":
+        bv = rng.standard_normal((2, k, n)).astype(np.float32).astype(np_dtype(dt))
+    else:
+        b = rng.standard_normal((n, k) if trans else (k, n)).astype(np.float32).astype(
+            np_dtype(dt))
+        bv = _weight_view(b, trans, fmt)
+    out = {"a": a, "b": bv, "out_dtype": "float32" if out32 else None}
     if hf32:
         out["allow_hf32"] = True
     if bias:
@@ -277,24 +285,27 @@ def qm_cases(family: str) -> list[tuple]:
     """quant_matmul (W8A8; int32-packed int4 rows too): the supported-combination table of
     torch_npu's npu_quant_matmul doc (tables 1 / 2, as npusim.ops.quant_matmul records it with
     its citations) expanded over its scale dtypes, scale shape (1,) / (n,), offset where
-    allowed, bias dtypes, transposed x2, M class and x2's format (ND; FRACTAL_NZ for int8 x2,
-    aclnnQuantMatmulWeightNz). The 310P takes table 1's int8 / fp16 rows."""
+    allowed, bias dtypes, transposed x2, M class, x2's format (ND; FRACTAL_NZ for int8 x2,
+    aclnnQuantMatmulWeightNz) and a batched int8 x1 (2, m, k) without a per-token scale. The
+    310P takes table 1's int8 / fp16 rows. A8W4 (group_sizes) on A2 / A3."""
     from npusim.ops.quant_matmul import _TABLE_310P, _TABLE_A2A3
 
     out = []
     for inp, scales, offset_ok, biases, pertoken, odt in (
             _TABLE_310P if family == "310P" else _TABLE_A2A3):
-        for sdt, per_ch, off, bias, trans, m, fmt in itertools.product(
+        for sdt, per_ch, off, bias, trans, m, fmt, batch in itertools.product(
                 sorted(scales), (False, True), (False, True), sorted(biases, key=str),
-                (False, True), (1, 16, 100, 300), ("ND", "NZ")):
-            if (off and not offset_ok) or (fmt == "NZ" and inp != "int8"):
+                (False, True), (1, 16, 100, 300), ("ND", "NZ"), (False, True)):
+            if (off and not offset_ok) or (fmt == "NZ" and inp != "int8") or (
+                    batch and (pertoken or inp != "int8")):
                 continue
-            out.append((inp, sdt, per_ch, off, bias, bool(pertoken), odt, trans, m, fmt))
+            out.append((inp, sdt, per_ch, off, bias, bool(pertoken), odt, trans, m, fmt,
+                        batch))
     if family != "310P":  # A8W4 (int8 x1, int32-packed int4 x2, group_sizes [0, 0, 256]):
         # int64 per-group scale, float32 y_offset and pertoken_scale required, no bias
         from npusim.ops.quant_matmul_a8w4 import _OUTPUTS
 
-        out += [("a8w4", "int64", True, True, None, True, odt, False, m, "ND")
+        out += [("a8w4", "int64", True, True, None, True, odt, False, m, "ND", False)
                 for odt in _OUTPUTS for m in (1, 16, 100, 300)]
     return out
 
@@ -302,12 +313,12 @@ def qm_cases(family: str) -> list[tuple]:
 def qm_arrays(c: tuple, rng: np.random.Generator) -> dict[str, Any]:
     from npusim.numerics import np_dtype
 
-    inp, sdt, per_ch, off, bias, pertoken, odt, trans, m, fmt = c
+    inp, sdt, per_ch, off, bias, pertoken, odt, trans, m, fmt, batch = c
     k, n = 256, 96
     if inp == "a8w4":
         return _a8w4_arrays(m, odt, rng)
     lo, hi = (-8, 8) if inp == "int4" else (-128, 128)
-    x1 = rng.integers(lo, hi, (m, k), dtype=np.int32)
+    x1 = rng.integers(lo, hi, (2, m, k) if batch else (m, k), dtype=np.int32)
     w = rng.integers(lo, hi, (n, k) if trans else (k, n), dtype=np.int32)
     if inp == "int4":
         x1, w = tn.npu_convert_weight_to_int4pack(x1), tn.npu_convert_weight_to_int4pack(w)
