@@ -17,7 +17,9 @@ from npusim.hw.schema import SocDescriptor
 COLUMNS = ("SoC", "family", "cores", "clock MHz", "fp16 TFLOPS", "int8 TOPS", "HBM GB/s", "L2 MiB")
 
 
-def add_socs_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_socs_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     """Add ``socs`` (with ``show`` and ``validate``) to the top-level subparsers."""
     p = subparsers.add_parser(
         "socs", help="list, show or validate SoC descriptors",

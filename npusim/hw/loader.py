@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import ValidationError
@@ -93,7 +93,7 @@ class _Walk:
         self.open: set[int] = set()
 
     def _line(self, node: yaml.Node) -> int:
-        return node.start_mark.line + 1
+        return cast(int, node.start_mark.line) + 1  # PyYAML ships no type stubs
 
     def visit(self, node: yaml.Node, path: str) -> int:
         ident = id(node)
@@ -214,7 +214,7 @@ def _read_mapping(loc: Location) -> dict[str, Any]:
         if len(_PARSED) > 256:
             _PARSED.clear()
         _PARSED[key] = data
-    return _copy(_PARSED[key])
+    return {k: _copy(v) for k, v in _PARSED[key].items()}
 
 
 # -- merging with origin tracking ------------------------------------------------------------

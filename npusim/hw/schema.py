@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast, get_args
 
 import yaml
 from pydantic import Field, model_validator
@@ -262,13 +262,12 @@ class SocDescriptor(Model):
 
     def core(self, kind: str) -> CoreDescriptor:
         """The description of core kind ``kind``; DescriptorError if the SoC has none."""
-        core = self.cores.get(kind)  # type: ignore[call-overload]
-        if core is None:
+        if kind not in self.cores:
             raise DescriptorError(
                 f"{self.name}: kind={kind!r}: no such core kind; this SoC has "
                 f"{', '.join(self.cores)}"
             )
-        return core
+        return self.cores[kind]
 
     def freq_mhz(self, kind: str) -> int:
         """Clock of core kind ``kind`` in MHz."""
@@ -321,11 +320,11 @@ class SocDescriptor(Model):
             return any("BT" in c.buffers for c in self.cores.values())
         if feature == "cross_core_flags":
             return self.sync.cross_core_flag_ids > 0
-        if feature in Intrinsic.__args__:  # type: ignore[attr-defined]
+        if feature in get_args(Intrinsic):
             return any(feature in c.intrinsics for c in self.cores.values())
         raise ValueError(
             f"feature={feature!r}: unknown; known: {', '.join(DERIVED_FEATURES)} and the "
-            f"intrinsic families {', '.join(Intrinsic.__args__)}"  # type: ignore[attr-defined]
+            f"intrinsic families {', '.join(get_args(Intrinsic))}"
         )
 
     def model_dump_yaml(self) -> str:
@@ -336,18 +335,18 @@ class SocDescriptor(Model):
         )
         if self.overrides_applied:
             header += f"# What-if: {'; '.join(self.overrides_applied)}\n"
-        body = yaml.dump(
+        body = cast(str, yaml.dump(  # PyYAML ships no type stubs
             self.model_dump(mode="json"), Dumper=_FlowListDumper, sort_keys=False,
             allow_unicode=True, width=200,
-        )
+        ))
         return header + body
 
 
-class _FlowListDumper(yaml.SafeDumper):
+class _FlowListDumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML has no stubs: Any base
     """Block-style mappings; lists of scalars (or of scalar pairs) on one line."""
 
 
-def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+def _represent_list(dumper: yaml.SafeDumper, data: list[object]) -> yaml.Node:
     flat = all(
         not isinstance(x, dict | list) or (isinstance(x, list) and not any(
             isinstance(y, dict | list) for y in x))

@@ -7,7 +7,7 @@ Numbers come from ``shared/reference/hardware.md``; the YAML files cite the sour
 from __future__ import annotations
 
 import bisect
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -230,13 +230,12 @@ class CubeSpec(Model):
 
     def _spec(self, dtype: object) -> CubeDtypeSpec:
         name = canonical_dtype(dtype)
-        spec = self.dtypes.get(name)  # type: ignore[call-overload]
-        if spec is None:
+        if name not in self.dtypes:
             raise ValueError(
                 f"dtype={dtype!r}: the cube does not support {name}; supported: "
                 f"{', '.join(self.dtypes)}"
             )
-        return spec
+        return self.dtypes[name]
 
     def macs_per_cycle(self, dtype: object) -> int:
         """MACs per cycle for input ``dtype``; ValueError if the cube does not support it."""
@@ -316,7 +315,7 @@ class VectorSpec(Model):
         if dtype is not None:
             name = canonical_dtype(dtype)
             if name in spec.by_dtype:
-                return float(spec.by_dtype[name])  # type: ignore[index]
+                return float(spec.by_dtype[name])
         return float(spec.cycles_per_repeat)
 
 
@@ -449,7 +448,7 @@ class CoreDescriptor(Model):
     @field_validator("transfers")
     @classmethod
     def _keys(cls, v: dict[str, TransferSpec]) -> dict[str, TransferSpec]:
-        ends = PathEnd.__args__  # type: ignore[attr-defined]
+        ends = get_args(PathEnd)
         for key in v:
             parts = key.split("->")
             if len(parts) != 2 or parts[0] not in ends or parts[1] not in ends:
@@ -490,7 +489,11 @@ class CoreDescriptor(Model):
         return self
 
     def model_post_init(self, __context: object) -> None:
-        self._paths = {tuple(k.split("->")): t for k, t in self.transfers.items()}  # type: ignore[misc]
+        paths: dict[tuple[str, str], TransferSpec] = {}
+        for key, t in self.transfers.items():
+            src, dst = key.split("->")  # two parts: checked by _keys
+            paths[(src, dst)] = t
+        self._paths = paths
 
     def transfer(self, src: str, dst: str) -> TransferSpec | None:
         """The data path ``src`` -> ``dst`` of this core, or None when the core has none."""
