@@ -23,10 +23,16 @@ printed LOFO errors are simulations, not the linear estimate. Nothing is fitted 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from npusim.hw.schema import SocDescriptor
+    from npusim.validate import Measurement
 
 FAMILIES = ("A", "B", "E", "F", "H")
 #: one cheap row per family whose elasticities stand for the family (declared approximation)
@@ -34,6 +40,15 @@ REPRESENTATIVE = {"A": "A2", "B": "B1", "E": "E1e", "F": "F1", "H": "H4"}
 STEP = 0.10
 #: an elasticity below this is too weak to refit a number on (it would amplify noise)
 MATERIAL = 0.05
+
+
+class LofoFamily(TypedDict, total=False):
+    """One left-out family's result (:func:`lofo`, :func:`simulate_lofo`)."""
+
+    numbers: list[str]  # how each number fitted on the family was replaced
+    errors: dict[str, float]  # row id -> LOFO signed error, %
+    median_abs: float | None
+    rel: dict[str, float]  # number name -> relative change (refit or fallback factor - 1)
 
 
 @dataclass(frozen=True)
@@ -101,7 +116,8 @@ def scaled(number: FittedNumber, factor: float) -> Iterator[None]:
 
     orig = runner.resolve_soc
 
-    def patched(soc: Any = None, overrides: Sequence[str] = (), patch: Any = None) -> Any:
+    def patched(soc: str | Path | SocDescriptor | None = None, overrides: Sequence[str] = (),
+                patch: Any = None) -> SocDescriptor:
         if soc is not None and not isinstance(soc, str):
             return orig(soc, overrides, patch)
         base = load_soc(str(soc or runner.DEFAULT_SOC))
@@ -119,7 +135,7 @@ def scaled(number: FittedNumber, factor: float) -> Iterator[None]:
         runner.resolve_soc = orig
 
 
-def _predict(row: Any, l2_start: str) -> float:
+def _predict(row: Measurement, l2_start: str) -> float:
     from npusim.engine.sim import default_l2_start
     from npusim.validate import predict_row
 
@@ -130,7 +146,8 @@ def _predict(row: Any, l2_start: str) -> float:
     return pred.predicted_us
 
 
-def sensitivity(rows: Sequence[Any], l2_start: str = "repeat") -> dict[str, dict[str, float]]:
+def sensitivity(rows: Sequence[Measurement], l2_start: str = "repeat"
+                ) -> dict[str, dict[str, float]]:
     """Elasticity of each family's representative row to each fitted number (+10 % step)."""
     by_id = {r.id: r for r in rows}
     out: dict[str, dict[str, float]] = {}
@@ -151,7 +168,7 @@ def _family(row_id: str) -> str:
     return row_id[0]
 
 
-def _row_elasticity(r: dict[str, Any], n: FittedNumber, elast: dict[str, dict[str, float]],
+def _row_elasticity(r: Mapping[str, Any], n: FittedNumber, elast: dict[str, dict[str, float]],
                     pred: dict[str, float]) -> float:
     """The family's representative elasticity; for an additive number rescaled to the row's own
     time (the same absolute shift is a smaller fraction of a longer row)."""
@@ -163,15 +180,15 @@ def _row_elasticity(r: dict[str, Any], n: FittedNumber, elast: dict[str, dict[st
     return e
 
 
-def lofo(results: Sequence[dict[str, Any]], elast: dict[str, dict[str, float]]
-         ) -> dict[str, dict[str, Any]]:
+def lofo(results: Sequence[Mapping[str, Any]], elast: dict[str, dict[str, float]]
+         ) -> dict[str, LofoFamily]:
     """Leave-one-family-out errors from in-sample ``results`` (validate records) and
     ``elast`` (:func:`sensitivity`); see the module docstring for the method."""
     import numpy as np
 
     ok = [r for r in results if r.get("error_pct") is not None]
     pred = {r["id"]: float(r["predicted_us"]) for r in ok if r.get("predicted_us")}
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, LofoFamily] = {}
     for fam in FAMILIES:
         if fam not in elast:
             continue
@@ -207,8 +224,8 @@ def lofo(results: Sequence[dict[str, Any]], elast: dict[str, dict[str, float]]
     return out
 
 
-def simulate_lofo(rows: Sequence[Any], lofo_res: dict[str, dict[str, Any]],
-                  l2_start: str = "repeat") -> dict[str, dict[str, Any]]:
+def simulate_lofo(rows: Sequence[Measurement], lofo_res: dict[str, LofoFamily],
+                  l2_start: str = "repeat") -> dict[str, LofoFamily]:
     """``lofo_res`` with each left-out family's errors re-simulated: every row of the family
     predicted with its fitted numbers scaled by the refit / fallback factors (no linearisation).
     A family whose numbers all stay (factor 1) keeps its in-sample errors."""
@@ -217,7 +234,7 @@ def simulate_lofo(rows: Sequence[Any], lofo_res: dict[str, dict[str, Any]],
     from npusim.validate import signed_error_pct
 
     by_name = {n.name: n for n in FITTED}
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, LofoFamily] = {}
     for fam, rec in lofo_res.items():
         rel = {k: v for k, v in rec.get("rel", {}).items() if v != 0.0}
         if not rel:
@@ -237,7 +254,7 @@ def simulate_lofo(rows: Sequence[Any], lofo_res: dict[str, dict[str, Any]],
     return out
 
 
-def format_fit_tables(elast: dict[str, dict[str, float]], lofo_res: dict[str, dict[str, Any]]
+def format_fit_tables(elast: dict[str, dict[str, float]], lofo_res: dict[str, LofoFamily]
                       ) -> str:
     """Markdown: provenance of fitted numbers, sensitivity, LOFO per family."""
     lines = ["| fitted number | descriptor path | fitted on | LOFO fallback | leave-out error "
@@ -271,7 +288,7 @@ def format_fit_tables(elast: dict[str, dict[str, float]], lofo_res: dict[str, di
     return "\n".join(lines)
 
 
-def fit_report(rows: Sequence[Any], results: Sequence[dict[str, Any]],
+def fit_report(rows: Sequence[Measurement], results: Sequence[Mapping[str, Any]],
                l2_start: str = "repeat") -> str:
     """The tables ``npusim validate --lofo`` prints beside the in-sample table."""
     elast = sensitivity(rows, l2_start)

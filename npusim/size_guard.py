@@ -31,13 +31,17 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from npusim.size_guard_wqbmm import CUBE_KSTEP_INSTRUCTIONS, CUBE_TILE_INSTRUCTIONS
 from npusim.size_guard_wqbmm import wqbmm_program_bound as _wqbmm_program_bound
 from npusim.spec import TensorSpec
+
+if TYPE_CHECKING:
+    from npusim.engine.program import Kernel
+    from npusim.hw.schema import SocDescriptor
 
 DEFAULT_MAX_INSTRUCTIONS = 2_000_000
 ENV_MAX_INSTRUCTIONS = "NPUSIM_MAX_INSTRUCTIONS"
@@ -84,7 +88,7 @@ def input_bytes(op_args: Mapping[str, Any]) -> int:
     return sum(b for b in (_nbytes(v) for v in op_args.values()) if b is not None)
 
 
-def largest_buffer_bytes(desc: Any) -> int:
+def largest_buffer_bytes(desc: SocDescriptor) -> int:
     """The most bytes one instruction can move: the largest on-core buffer of any core kind."""
     caps = [b.capacity_bytes for kind in desc.core_counts()
             for b in desc.core(kind).buffers.values()]
@@ -112,7 +116,7 @@ def cube_macs(op: str, op_args: Mapping[str, Any]) -> int | None:
     return math.prod(xa[0][:-1]) * xa[0][-1] * n
 
 
-def largest_mmad_macs(desc: Any) -> int | None:
+def largest_mmad_macs(desc: SocDescriptor) -> int | None:
     """The most MACs one mmad can do: its (m, k), (k, n), (m, n) blocks fit L0A, L0B and L0C
     (1-byte inputs, 4-byte accumulators: the most elements), so m*k*n <= sqrt(A * B * C)."""
     for kind in desc.core_counts():
@@ -124,7 +128,7 @@ def largest_mmad_macs(desc: Any) -> int | None:
     return None
 
 
-def _l0_bound(op: str, desc: Any, op_args: Mapping[str, Any]) -> tuple[int, str] | None:
+def _l0_bound(op: str, desc: SocDescriptor, op_args: Mapping[str, Any]) -> tuple[int, str] | None:
     """Every A byte enters L0A and every B byte L0B at least once, each move at most the
     buffer's capacity (B as the cube's input dtype: a quantised weight is dequantised first)."""
     macs = cube_macs(op, op_args)
@@ -132,7 +136,10 @@ def _l0_bound(op: str, desc: Any, op_args: Mapping[str, Any]) -> tuple[int, str]
         return None
     names = {"matmul": ("a", "b"), "quant_matmul": ("x1", "x2"),
              "weight_quant_batchmatmul": ("x",)}[op]
-    ashape, adt = _dims(op_args[names[0]])
+    dims = _dims(op_args[names[0]])
+    if dims is None:  # not reached: cube_macs found the shapes
+        return None
+    ashape, adt = dims
     m_rows = math.prod(ashape[:-1])
     k = ashape[-1]
     n = macs // max(1, m_rows * k)
@@ -156,14 +163,15 @@ def _chunk(op: str, tiling: Any, x: Any) -> tuple[int, int, str] | None:
     if op == "tensor_copy" and hasattr(tiling, "tile_bytes"):
         return tiling.tile_bytes, 2, "load, store"
     if op in ("group_quant", "dynamic_quant") and hasattr(tiling, "rows_per_pass"):
-        bits = _BITS.get(_dims(x)[1] if _dims(x) else "float32", 32)
+        dims = _dims(x)
+        bits = _BITS.get(dims[1] if dims else "float32", 32)
         return math.ceil(tiling.rows_per_pass * tiling.h_chunk * bits / 8), 2, "load, store"
     if op == "format_cast" and hasattr(tiling, "m_tile"):  # C0 columns of 32 bytes per strip
         return tiling.m_tile * tiling.n_strips * 32, 2, "load, store"
     return None
 
 
-def _streaming_bound(op: str, desc: Any, tiling: Any,
+def _streaming_bound(op: str, desc: SocDescriptor, tiling: Any,
                      op_args: Mapping[str, Any]) -> tuple[int, str] | None:
     """A streaming operator's chunks of input times the instructions each needs at least."""
     from npusim.operators import get_operator
@@ -175,8 +183,10 @@ def _streaming_bound(op: str, desc: Any, tiling: Any,
         nbytes = _nbytes(x)
     else:  # tensor_copy's timing-only call: n_elements of dtype
         n, dtype = op_args.get("n_elements"), op_args.get("dtype", "float32")
-        ok = isinstance(n, int | np.integer) and not isinstance(n, bool) and n > 0
-        nbytes = math.ceil(int(n) * _BITS.get(str(dtype), 32) / 8) if ok else None
+        if isinstance(n, int | np.integer) and not isinstance(n, bool) and n > 0:
+            nbytes = math.ceil(int(n) * _BITS.get(str(dtype), 32) / 8)
+        else:
+            nbytes = None
     if not nbytes:
         return None
     try:
@@ -193,7 +203,7 @@ def _streaming_bound(op: str, desc: Any, tiling: Any,
                           f"least {per} instructions ({what})")
 
 
-def _cube_program_bound(op: str, desc: Any, op_args: Mapping[str, Any],
+def _cube_program_bound(op: str, desc: SocDescriptor, op_args: Mapping[str, Any],
                         tiling: Any) -> tuple[int, str] | None:
     """matmul / quant_matmul: the cube program's loops counted from the call's tiling without
     building it - every output tile of every batch over all of K in base_k steps (split-K
@@ -206,10 +216,13 @@ def _cube_program_bound(op: str, desc: Any, op_args: Mapping[str, Any],
     names = {"matmul": ("a", "b"), "quant_matmul": ("x1", "x2")}[op]
     try:
         if op == "matmul":
-            from npusim.ops.matmul_plans import checked_matmul as check
+            from npusim.ops.matmul_plans import checked_matmul
+
+            p = checked_matmul(desc, **op_args)
         else:
-            from npusim.ops.matmul_plans import checked_quant_matmul as check
-        p = check(desc, **op_args)
+            from npusim.ops.matmul_plans import checked_quant_matmul
+
+            p = checked_quant_matmul(desc, **op_args)
         t = tiling if tiling is not None else get_operator(op).default_tiling(desc, **op_args)
         if isinstance(t, dict):
             from npusim.ops.matmul_tiling import tiling_from_dict
@@ -230,7 +243,7 @@ def _cube_program_bound(op: str, desc: Any, op_args: Mapping[str, Any],
             f"{CUBE_TILE_INSTRUCTIONS})")
 
 
-def lower_bound(op: str, desc: Any, op_args: Mapping[str, Any],
+def lower_bound(op: str, desc: SocDescriptor, op_args: Mapping[str, Any],
                 tiling: Any = None) -> tuple[int, str]:
     """The largest of the lower bounds on the instruction count, with how it was derived."""
     total = input_bytes(op_args)
@@ -252,7 +265,7 @@ def lower_bound(op: str, desc: Any, op_args: Mapping[str, Any],
     return max(bounds, key=lambda b: b[0])
 
 
-def check_before_plan(op: str, desc: Any, op_args: Mapping[str, Any], limit: int,
+def check_before_plan(op: str, desc: SocDescriptor, op_args: Mapping[str, Any], limit: int,
                       tiling: Any = None) -> None:
     """Refuse a run whose instruction lower bound exceeds ``limit`` (no array, no program yet)."""
     bound, why = lower_bound(op, desc, op_args, tiling)
@@ -269,7 +282,7 @@ def check_before_plan(op: str, desc: Any, op_args: Mapping[str, Any], limit: int
 DEFAULT_MAX_DRAWN_BYTES = 256 << 20
 
 
-def check_before_drawing(op: str, desc: Any, spec_args: Mapping[str, Any],
+def check_before_drawing(op: str, desc: SocDescriptor, spec_args: Mapping[str, Any],
                          max_instructions: int | None = None,
                          max_bytes: int = DEFAULT_MAX_DRAWN_BYTES) -> None:
     """Before a functional CLI run draws its random inputs: the lower-bound check on the same
@@ -287,7 +300,7 @@ def check_before_drawing(op: str, desc: Any, spec_args: Mapping[str, Any],
         )
 
 
-def check_after_plan(op: str, kernel: Any, limit: int) -> None:
+def check_after_plan(op: str, kernel: Kernel, limit: int) -> None:
     """Refuse a built program over ``limit`` instructions before the engine runs it."""
     count = kernel.instruction_count()
     if count > limit:

@@ -12,7 +12,19 @@ calls of every kernel, and that it is within a stated factor of the built count.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
+    from npusim.ops.matmul_tiling import CubeTiling
+    from npusim.ops.weight_quant_batchmatmul.tiling import (
+        CustomNzSplitKTiling,
+        FixpipeTiling,
+        MsdGroupTiling,
+        SplitKTiling,
+    )
+    from npusim.ops.weight_quant_common import WqbmmProgramTiling, WqbmmShape
+    from npusim.ops.weight_quant_program_weight_nz import WeightNzProgramTiling
 
 #: instructions every Custom AIV dequant pass emits whatever the call (build_custom: weight
 #: GM->UB, >= 1 parameter row, MTE2->V set + wait, Cast w->half, Mul scale, V->MTE2 set,
@@ -30,7 +42,7 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def emitter_block(rows: int, cols: int, k: int, ct: Any) -> int:
+def emitter_block(rows: int, cols: int, k: int, ct: CubeTiling) -> int:
     """Instructions at least of one ``CubeEmitter.block`` of ``rows`` x ``cols`` over ``k`` with
     cube tiling ``ct``: every base tile over all of K in base_k steps, plus its write-out."""
     if rows <= 0 or cols <= 0 or k <= 0:
@@ -39,7 +51,7 @@ def emitter_block(rows: int, cols: int, k: int, ct: Any) -> int:
     return tiles * (CUBE_KSTEP_INSTRUCTIONS * _cdiv(k, ct.base_k) + CUBE_TILE_INSTRUCTIONS)
 
 
-def _custom(s: Any, pt: Any, name: str) -> Bound:
+def _custom(s: WqbmmShape, pt: WqbmmProgramTiling, name: str) -> Bound:
     """Custom / A2-A3 WeightNz: strips x AIV dequant passes, cube tiles x K steps."""
     from npusim.ops.weight_quant_common import strips_per_core
 
@@ -73,7 +85,7 @@ MSD_ROW = 24
 MSD_STRIP_HALF = 20
 
 
-def _msd(s: Any, pt: Any, name: str) -> Bound:
+def _msd(s: WqbmmShape, pt: WqbmmProgramTiling, name: str) -> Bound:
     from npusim.ops.weight_quant_common import cube_tiling_for_rows, strips_per_core
 
     rows = 2 * s.m
@@ -88,7 +100,7 @@ def _msd(s: Any, pt: Any, name: str) -> Bound:
                    f"rows x >= {MSD_ROW}, {halves:,} strip halves x >= {MSD_STRIP_HALF}")
 
 
-def _msd_split_k(s: Any, pt: Any, name: str) -> Bound:
+def _msd_split_k(s: WqbmmShape, pt: WqbmmProgramTiling, name: str) -> Bound:
     """MsdSplitK: per strip and K block a cube block of the digit rows; per row and
     pre-processing pass a digit split; per strip half and K block a recombination step."""
     from npusim.ops.weight_quant_common import cube_tiling_for_rows, strips_per_core
@@ -115,7 +127,7 @@ def _msd_split_k(s: Any, pt: Any, name: str) -> Bound:
                    f"split {vec:,}, {halves:,} strip halves x {geo.nb} K blocks")
 
 
-def _msd_group(s: Any, kt: Any, name: str) -> Bound:
+def _msd_group(s: WqbmmShape, kt: MsdGroupTiling, name: str) -> Bound:
     """MsdGroup: per cube cell and group its weight tile and base blocks x K steps; per row the
     digit split; per AIV with columns and group a recombination step."""
     from npusim.ops.weight_quant_program_msdgroup import msd_group_cells
@@ -148,7 +160,7 @@ def _msd_group(s: Any, kt: Any, name: str) -> Bound:
                    f"digit split of {s.m} rows ({rows:,})")
 
 
-def _custom_nz_split_k(s: Any, kt: Any, name: str) -> Bound:
+def _custom_nz_split_k(s: WqbmmShape, kt: CustomNzSplitKTiling, name: str) -> Bound:
     """CustomNzSplitK: per AIC its strips over its K range; per AIV half the dequant passes
     (VecInOut: 6 flag instructions each, besides weight / parameter loads, >= 2 vector ops and
     the store); the post pass per (rows, columns) chunk and K partial."""
@@ -186,7 +198,7 @@ def _custom_nz_split_k(s: Any, kt: Any, name: str) -> Bound:
                    f"{post_n:,} post-pass chunks x >= {3 * dim_k + 5}")
 
 
-def _fixpipe(s: Any, kt: Any, name: str) -> Bound:
+def _fixpipe(s: WqbmmShape, kt: FixpipeTiling, name: str) -> Bound:
     """Fixpipe: per AIC with work, per N tile its parameters and write-out, per K tile the
     weight load, stage-1 chunks (L1->L0A, Mmad with the identity, FixPipe DEQF16 to L1, their
     ping-pong flags: 9) and stage-2 chunks (2 L1->L0 copies, Mmad, flags: 6)."""
@@ -208,7 +220,7 @@ def _fixpipe(s: Any, kt: Any, name: str) -> Bound:
                                 f"{per_ntile:,} each")
 
 
-def _split_k(s: Any, kt: Any, name: str) -> Bound:
+def _split_k(s: WqbmmShape, kt: SplitKTiling, name: str) -> Bound:
     """SplitK: per AIC task its workspace tile and base blocks x K steps; per AIV task the
     parameter casts (8) and per pass the dequant (13); the output cast per column tile (8)."""
     from npusim.ops.weight_quant_program_mix_splitk import _tasks
@@ -234,7 +246,7 @@ WEIGHT_NZ_KTILE = 23
 WEIGHT_NZ_BLOCK = 8
 
 
-def _weight_nz_310p(s: Any, t: Any, name: str) -> Bound:
+def _weight_nz_310p(s: WqbmmShape, t: WeightNzProgramTiling, name: str) -> Bound:
     m_per, n_per = _cdiv(s.m, t.m_block_num), _cdiv(s.n, t.n_block_num)
     blocks = 0
     for ci in range(t.m_block_num * t.n_block_num):
@@ -249,14 +261,16 @@ def _weight_nz_310p(s: Any, t: Any, name: str) -> Bound:
                    f"({ktiles:,} K tiles x >= {WEIGHT_NZ_KTILE} + {WEIGHT_NZ_BLOCK})")
 
 
-_KERNEL_BOUNDS: dict[str, Callable[[Any, Any, str], Bound]] = {
+#: per kernel: its bound from the shape and the tiling its program reads (one type per kernel)
+_KERNEL_BOUNDS: dict[str, Callable[[WqbmmShape, Any, str], Bound]] = {
     "Custom": _custom, "WeightNz": _custom, "Msd": _msd, "MsdSplitK": _msd_split_k,
     "MsdGroup": _msd_group, "CustomNzSplitK": _custom_nz_split_k, "Fixpipe": _fixpipe,
     "SplitK": _split_k,
 }
 
 
-def wqbmm_program_bound(desc: Any, op_args: Mapping[str, Any], tiling: Any) -> Bound | None:
+def wqbmm_program_bound(desc: SocDescriptor, op_args: Mapping[str, Any],
+                        tiling: Any) -> Bound | None:
     """weight_quant_batchmatmul: the selected kernel's loops counted from the call's tiling (the
     tilings the plan itself resolves) without building the program; None when the call is
     refused (the planner reports it with its own message)."""

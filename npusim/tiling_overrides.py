@@ -7,7 +7,10 @@ dataclass tiling a user passes goes through (:func:`check_tiling_type`)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def flatten(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -21,19 +24,19 @@ def flatten(overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def field_names(tiling: Any) -> set[str]:
+def field_names(tiling: DataclassInstance) -> set[str]:
     """The fields of ``tiling``, nested ones as ``a.b``."""
     fields = {f.name: getattr(tiling, f.name) for f in dataclasses.fields(tiling)}
     return set(fields) | {f"{k}.{f.name}" for k, v in fields.items()
                           if dataclasses.is_dataclass(v) for f in dataclasses.fields(v)}
 
 
-def apply_overrides(default: Any, overrides: dict[str, Any]) -> Any:
+def apply_overrides(default: object, overrides: dict[str, Any]) -> object:
     """``default`` with ``overrides`` applied; an unknown field is a ValueError naming it and
     listing the fields. The result is not validated here (the operator's plan does that)."""
     if not overrides:
         return default
-    if default is None or not dataclasses.is_dataclass(default):
+    if default is None or not dataclasses.is_dataclass(default) or isinstance(default, type):
         raise ValueError("this operator has no tiling object to override")
     flat = flatten(overrides)
     names = field_names(default)
@@ -48,7 +51,7 @@ def apply_overrides(default: Any, overrides: dict[str, Any]) -> Any:
     return dataclasses.replace(default, **top)
 
 
-def check_tiling_type(tiling: Any, cls: type, op: str) -> None:
+def check_tiling_type(tiling: object, cls: type[DataclassInstance], op: str) -> None:
     """``tiling`` must be a ``cls`` whose ``int`` fields hold integers and ``bool`` fields
     booleans (TypeError naming the operator, the field and the value); the operator's own
     validator then checks the values' ranges."""

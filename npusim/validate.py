@@ -13,6 +13,7 @@ completes and the final table keeps the file's row order whatever the completion
 
 from __future__ import annotations
 
+import argparse
 import csv
 import importlib
 import io
@@ -26,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Required, TypedDict
 
 from npusim.engine.sim import default_l2_start
 
@@ -76,6 +77,22 @@ class Prediction:
     pipes: dict[str, tuple[float, float, str]] = field(default_factory=dict)
     pipe_unit: str = "us"
     note: str = ""
+
+
+class ValidationRecord(TypedDict, total=False):
+    """One row's result (:func:`validate_row`); keys in this order (the CSV's columns)."""
+
+    id: Required[str]
+    soc: Required[str]
+    op: Required[str]
+    measured_us: Required[float]
+    predicted_us: Required[float | None]  # None: no operator module expresses the row
+    error_pct: Required[float | None]
+    status: Required[str]  # "ok" | "unsupported"
+    note: str
+    compute_pipe_error_pct: float | None
+    transfer_error_pct: float | None
+    pipes: str
 
 
 def shipped_measurements_path() -> Path:
@@ -128,7 +145,7 @@ def predict_row(row: Measurement) -> Prediction | None:
         fn = getattr(mod, "calibration_prediction", None)
         if fn is None:
             continue
-        pred = fn(row)
+        pred: Prediction | None = fn(row)  # each module's calibration_prediction
         if pred is not None:
             return pred
     return None
@@ -138,18 +155,19 @@ def signed_error_pct(pred: float, meas: float) -> float:
     return 100.0 * (pred - meas) / meas
 
 
-def validate_row(row: Measurement, l2_start: str = "repeat") -> dict[str, Any]:
+def validate_row(row: Measurement, l2_start: str = "repeat") -> ValidationRecord:
     """Predict one row and compare it with its measurement (one result record)."""
     with default_l2_start(l2_start):
         pred = predict_row(row)
-    rec: dict[str, Any] = {"id": row.id, "soc": row.soc, "op": row.op,
-                           "measured_us": row.measured_us}
     if pred is None:
-        rec.update(predicted_us=None, error_pct=None, status="unsupported")
-        return rec
-    rec.update(predicted_us=round(pred.predicted_us, 3),
-               error_pct=round(signed_error_pct(pred.predicted_us, row.measured_us), 1),
-               status="ok", note=pred.note)
+        return {"id": row.id, "soc": row.soc, "op": row.op, "measured_us": row.measured_us,
+                "predicted_us": None, "error_pct": None, "status": "unsupported"}
+    rec: ValidationRecord = {
+        "id": row.id, "soc": row.soc, "op": row.op, "measured_us": row.measured_us,
+        "predicted_us": round(pred.predicted_us, 3),
+        "error_pct": round(signed_error_pct(pred.predicted_us, row.measured_us), 1),
+        "status": "ok", "note": pred.note,
+    }
     comp = [signed_error_pct(p, m) for p, m, kind in pred.pipes.values() if kind == "compute"]
     xfer = [signed_error_pct(p, m) for p, m, kind in pred.pipes.values() if kind != "compute"]
     rec["compute_pipe_error_pct"] = round(statistics.mean(comp), 1) if comp else None
@@ -161,7 +179,7 @@ def validate_row(row: Measurement, l2_start: str = "repeat") -> dict[str, Any]:
     return rec
 
 
-def _timed_row(row: Measurement, l2_start: str) -> tuple[dict[str, Any], float]:
+def _timed_row(row: Measurement, l2_start: str) -> tuple[ValidationRecord, float]:
     t0 = time.perf_counter()
     rec = validate_row(row, l2_start)
     return rec, time.perf_counter() - t0
@@ -175,11 +193,11 @@ def available_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-RowCallback = Callable[[int, int, dict[str, Any], float], None]
+RowCallback = Callable[[int, int, ValidationRecord, float], None]
 
 
 def run_validation(rows: list[Measurement], l2_start: str = "repeat", workers: int = 1,
-                   on_row: RowCallback | None = None) -> list[dict[str, Any]]:
+                   on_row: RowCallback | None = None) -> list[ValidationRecord]:
     """Predict every row, in the file's order. The rows were measured as loops of launches
     (profiler steps, sample series), so by default each run starts from the L2 the previous
     launch left (``l2_start="repeat"``, see :data:`npusim.engine.sim.L2_START_MODES`).
@@ -190,24 +208,26 @@ def run_validation(rows: list[Measurement], l2_start: str = "repeat", workers: i
     if workers < 1:
         raise ValueError(f"workers={workers}: must be >= 1")
     total = len(rows)
-    out: list[dict[str, Any] | None] = [None] * total
     if workers == 1 or total <= 1:
+        out: list[ValidationRecord] = []
         for i, row in enumerate(rows):
-            out[i], secs = _timed_row(row, l2_start)
+            rec, secs = _timed_row(row, l2_start)
+            out.append(rec)
             if on_row:
-                on_row(i + 1, total, out[i], secs)
-        return out  # type: ignore[return-value]
+                on_row(i + 1, total, rec, secs)
+        return out
+    by_row: dict[int, ValidationRecord] = {}
     with ProcessPoolExecutor(max_workers=min(workers, total)) as pool:
         futs = {pool.submit(_timed_row, row, l2_start): i for i, row in enumerate(rows)}
         for done, fut in enumerate(as_completed(futs), start=1):
             i = futs[fut]
-            out[i], secs = fut.result()
+            by_row[i], secs = fut.result()
             if on_row:
-                on_row(done, total, out[i], secs)
-    return out  # type: ignore[return-value]
+                on_row(done, total, by_row[i], secs)
+    return [by_row[i] for i in range(total)]
 
 
-def format_row_progress(done: int, total: int, rec: dict[str, Any], seconds: float) -> str:
+def format_row_progress(done: int, total: int, rec: ValidationRecord, seconds: float) -> str:
     """One progress line: ``[ 3/30] H2 add (z=x+y): predicted 6847.4 us, measured 6909.6 us,
     error -0.9 % (12.3 s)``."""
     head = f"[{done:>{len(str(total))}}/{total}] {rec['id']} {rec['op']}:"
@@ -217,7 +237,7 @@ def format_row_progress(done: int, total: int, rec: dict[str, Any], seconds: flo
             f"error {rec['error_pct']:+.1f} % ({seconds:.1f} s)")
 
 
-def error_stats(results: list[dict[str, Any]]) -> dict[str, float]:
+def error_stats(results: list[ValidationRecord]) -> dict[str, float]:
     errs = sorted(abs(r["error_pct"]) for r in results if r["error_pct"] is not None)
     if not errs:
         return {"rows": 0}
@@ -226,7 +246,7 @@ def error_stats(results: list[dict[str, Any]]) -> dict[str, float]:
             "p90_abs_error_pct": round(p90, 1)}
 
 
-def format_table(results: list[dict[str, Any]]) -> str:
+def format_table(results: list[ValidationRecord]) -> str:
     cols = ["id", "op", "measured_us", "predicted_us", "error_pct", "compute_pipe_error_pct",
             "transfer_error_pct", "pipes", "note"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -241,7 +261,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(results: list[dict[str, Any]], outdir: Path) -> tuple[Path, Path]:
+def write_report(results: list[ValidationRecord], outdir: Path) -> tuple[Path, Path]:
     outdir.mkdir(parents=True, exist_ok=True)
     stats = error_stats(results)
     md = outdir / "validation.md"
@@ -265,7 +285,7 @@ def write_report(results: list[dict[str, Any]], outdir: Path) -> tuple[Path, Pat
     return md, csvp
 
 
-def validate_command(args) -> int:
+def validate_command(args: argparse.Namespace) -> int:
     rows = load_measurements(args.measurements)
     if args.rows:
         prefixes = tuple(p.strip() for p in args.rows.split(","))
@@ -278,7 +298,7 @@ def validate_command(args) -> int:
     print(f"validating {len(rows)} calibration rows from {args.measurements or 'the shipped set'}"
           f" on {min(workers, max(len(rows), 1))} worker(s)", flush=True)
 
-    def progress(done: int, total: int, rec: dict[str, Any], secs: float) -> None:
+    def progress(done: int, total: int, rec: ValidationRecord, secs: float) -> None:
         print(format_row_progress(done, total, rec, secs), flush=True)
 
     results = run_validation(rows, args.l2_start, workers=workers, on_row=progress)
@@ -295,7 +315,7 @@ def validate_command(args) -> int:
     return 0
 
 
-def closing_line(results: list[dict[str, Any]], stats: dict[str, float]) -> str:
+def closing_line(results: list[ValidationRecord], stats: dict[str, float]) -> str:
     """The sentence validate ends with."""
     unsupported = sum(1 for r in results if r["predicted_us"] is None)
     if not stats.get("rows"):
