@@ -54,7 +54,7 @@ _TABLE_A2A3 = (
      "float16"),
     ("int4", _INT64_F32, False, frozenset({"int32", None}), False, "float16"),
     # A4W4 with per-token scale: table 2's int32 row; its float16 offset belongs to the
-    # per-group form (group_sizes), which is not modelled
+    # per-group form (group_sizes; ops/quant_matmul_a4w4_pergroup.py)
     ("int4", frozenset({"float32"}), False, frozenset({None}), True, "float16"),
     ("int4", frozenset({"float32"}), False, frozenset({None}), True, "bfloat16"),
     ("int8", frozenset({"float32", "bfloat16"}), False, frozenset({"int32", None}), False,
@@ -190,7 +190,9 @@ def validate_quant_matmul(
         raise TypeError(f"scale: dtype {ds.dtype} not supported; must be int64, float32 or "
                         "bfloat16")
     if len(ds.shape) == 2 and int4:
-        raise NotImplementedError("scale: 2-D (per-group A4W4, group_sizes) is not modelled")
+        raise ValueError("scale: a 2-D (k / 256, n) scale is per-group A4W4, which needs "
+                         "group_sizes = [0 or 1, 0 or 1, 256] (group_k = 256 only; ops-nn "
+                         "aclnnQuantMatmulV5 K-G table)")
     if len(ds.shape) != 1 or ds.shape[0] not in (1, n):
         raise ValueError(f"scale: shape {ds.shape} must be (1,) or (n,) = ({n},)")
     scale_dtype = "int64" if ds.dtype in _INT64 else ds.dtype

@@ -7,7 +7,12 @@ transposed view of a contiguous (n, k/8), ``scale`` float32 (k/gk, n), ``offset`
 (k/gk, n) (the weight zero points, x2_offset), ``pertoken_scale`` float32 (m, 1), no bias,
 float16 / bfloat16 output (torch_npu-npu_quant_matmul.md table 2, int32 row with a float16
 offset; ops-nn ``QuantMatmulChecker::IsA4W4PergroupNonSymmetric``: bias must be null,
-transposeX2 true).
+transposeX2 true). The A2 / A3 kernel takes ``group_sizes`` [0 or 1, 0 or 1, 256] only, k a
+multiple of 1024 and n a multiple of 256 (ops-nn ``aclnnQuantMatmulV5.md``, K-G constraints:
+[gsM, gsN, gsK] = [0, 0, 256], "k需与1024对齐，n需与256对齐"; the pergroup tiling's
+``AnalyzeAttrs`` refuses a group_k other than 256 and ``AnalyzeInputs`` a k or n off those
+alignments); other calls are refused with a ValueError naming the rule, on every path (API,
+reference and ``simulate``).
 
 Values: the chain of the public A2 kernel (ops-nn ``quant_batch_matmul_v4_pergroup.h``, read,
 not copied), one fp32 operation per step, each rounded to nearest even:
@@ -19,7 +24,7 @@ not copied), one fp32 operation per step, each rounded to nearest even:
 4. ``y = Cast(pertoken[m] * accu)`` to the output dtype (CAST_RINT, saturating).
 
 No step depends on an unpublished order: float(acc_g) and the row sums are exact, every other
-step is element-wise. A k that is not a multiple of gk (a partial last group) is not modelled.
+step is element-wise.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from npusim.ops.matmul import describe, dtype_name, resolve_soc
 from npusim.ops.quant_matmul_a8w4 import check_group_sizes
 
 _OUTPUTS = ("float16", "bfloat16")
+A4W4_GROUP_K = 256  # ops-nn pergroup tiling AnalyzeAttrs: group k 256 only on A4W4
+A4W4_K_ALIGN, A4W4_N_ALIGN = 1024, 256  # ops-nn pergroup tiling AnalyzeInputs
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,11 @@ def validate_a4w4_pergroup(x1: Any, x2: Any, scale: Any, *, offset: Any = None,
     if getattr(soc, "organisation", "split") != "split":
         raise ValueError(f"x1: int32 (int4) inputs are not supported on {soc.name} (Atlas "
                          "inference series: x1 and x2 int8 only)")
-    _, _, gk = check_group_sizes(group_sizes)
+    gm, gn, gk = check_group_sizes(group_sizes)
+    if gm not in (0, 1) or gn not in (0, 1) or gk != A4W4_GROUP_K:
+        raise ValueError(f"group_sizes: {[gm, gn, gk]} must be [0 or 1, 0 or 1, {A4W4_GROUP_K}]: "
+                         f"per-group A4W4 supports group_k = {A4W4_GROUP_K} only (ops-nn "
+                         "aclnnQuantMatmulV5 K-G table; the pergroup tiling refuses any other)")
     d1, d2 = describe(x1, "x1"), describe(x2, "x2")
     if d1.dtype != "int32" or d2.dtype != "int32":
         raise TypeError(f"x1, x2: per-group A4W4 needs int32-packed int4 for both, got "
@@ -71,12 +82,10 @@ def validate_a4w4_pergroup(x1: Any, x2: Any, scale: Any, *, offset: Any = None,
     if d2.shape[0] * 8 != k:
         raise ValueError(f"x2: k={d2.shape[0] * 8} (shape {d2.shape}) must equal x1's k={k}")
     n = d2.shape[1]
-    if gk <= 0:
-        raise ValueError(f"group_sizes: group_k must be positive for per-group A4W4, got "
-                         f"{list(group_sizes)}")
-    if k % gk:
-        raise NotImplementedError(f"group_sizes: k={k} is not a multiple of group_k={gk}; a "
-                                  "partial last group is not modelled")
+    if k % A4W4_K_ALIGN or n % A4W4_N_ALIGN:
+        raise ValueError(f"x1, x2: per-group A4W4 needs k a multiple of {A4W4_K_ALIGN} and n a "
+                         f"multiple of {A4W4_N_ALIGN}, got k={k}, n={n} (ops-nn "
+                         "aclnnQuantMatmulV5 K-G constraints; the pergroup tiling refuses them)")
     groups = k // gk
     if bias is not None:
         raise ValueError("bias: must be None in the per-group A4W4 (non-symmetric) scenario")

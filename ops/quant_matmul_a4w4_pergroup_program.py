@@ -314,10 +314,7 @@ def plan_a4w4_pergroup(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale:
     p = validate_a4w4_pergroup(x1, x2, scale, offset=offset, pertoken_scale=pertoken_scale,
                                bias=bias, output_dtype=output_dtype, group_sizes=group_sizes,
                                soc=soc)
-    if p.group_k != GROUP_K:
-        raise NotImplementedError(f"group_sizes: group_k={p.group_k}: the per-group A4W4 kernel "
-                                  f"is tiled for group_k = {GROUP_K} only (ops-nn pergroup "
-                                  "tiling)")
+    assert p.group_k == GROUP_K  # validate_a4w4_pergroup refuses any other
     t = default_a4w4_group_tiling(soc, p.m, p.n)
     if tiling is not None and tiling != t:
         if not isinstance(tiling, A4W4GroupTiling) or tiling.ub_calc_m < 1 or \

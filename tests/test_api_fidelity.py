@@ -152,7 +152,7 @@ def test_a8w4_default_is_the_programs_output(default_fidelity):
     assert _u(got) == _u(tn.npu_quant_matmul(x1, x2, q, fidelity="reference", **kw))
 
 
-def _a4w4_group_call(seed=0, m=4, k=128, n=16, gk=64):
+def _a4w4_group_call(seed=0, m=4, k=1024, n=256, gk=256):
     rng = np.random.default_rng(seed)
     x1 = np.asarray(pack_int4(rng.integers(-8, 8, (m, k)).astype(np.int32)))
     x2 = np.asarray(pack_int4(rng.integers(-8, 8, (n, k)).astype(np.int32))).T
@@ -164,17 +164,18 @@ def _a4w4_group_call(seed=0, m=4, k=128, n=16, gk=64):
 
 def test_a4w4_pergroup_default_is_the_programs_output(default_fidelity):
     """Per-group A4W4 (group_k 256) at the default fidelity is its program's output, equal to
-    the reference chain; a group_k the kernel is not tiled for refuses naming the switch."""
-    x1, x2, scale, kw = _a4w4_group_call(k=512, gk=256)
+    the reference chain; a group_k other than 256 is refused by both fidelities (ops-nn's
+    pergroup tiling takes group_k 256 only)."""
+    x1, x2, scale, kw = _a4w4_group_call()
     got = tn.npu_quant_matmul(x1, x2, scale, **kw)
     res = npusim.simulate("quant_matmul", "Ascend910B2", x1=x1, x2=x2, scale=scale, **kw)
     assert "A4W4" in res.kernel_name
     assert _u(got) == _u(res.outputs)
     assert _u(got) == _u(tn.npu_quant_matmul(x1, x2, scale, fidelity="reference", **kw))
-    x1, x2, scale, kw = _a4w4_group_call()
-    with pytest.raises(NotImplementedError, match=r"group_k = 256 only.*fidelity='reference'"):
-        tn.npu_quant_matmul(x1, x2, scale, **kw)
-    assert np.asarray(tn.npu_quant_matmul(x1, x2, scale, fidelity="reference", **kw)).size
+    x1, x2, scale, kw = _a4w4_group_call(gk=128)
+    for fidelity in (None, "reference"):
+        with pytest.raises(ValueError, match=r"group_k = 256 only"):
+            tn.npu_quant_matmul(x1, x2, scale, fidelity=fidelity, **kw)
 
 
 def test_quant_matmul_transposed_x1_refuses_the_default(default_fidelity):

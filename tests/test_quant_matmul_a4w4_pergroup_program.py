@@ -38,13 +38,14 @@ def _specs(kw: dict) -> dict:
 
 
 @settings(max_examples=6, deadline=None)
-@given(seed=st.integers(0, 2**16), m=st.integers(1, 200), groups=st.integers(1, 3),
-       n16=st.integers(1, 40), out=st.sampled_from(["float16", "bfloat16"]))
-@example(seed=1, m=130, groups=2, n16=17, out="float16")  # two block rows, an N tail, 3 chunks
-def test_program_bits_are_the_reference_chain(seed, m, groups, n16, out):
-    """Race-checked functional run on random shapes: output bits equal the reference's; the
-    same call as specs (timing only) has the same cycles."""
-    kw = _call(seed, m, 256 * groups, 16 * n16, out)
+@given(seed=st.integers(0, 2**16), m=st.integers(1, 200), k1024=st.integers(1, 2),
+       n256=st.integers(1, 3), out=st.sampled_from(["float16", "bfloat16"]))
+@example(seed=1, m=130, k1024=1, n256=2, out="float16")  # two block rows, two columns, chunks
+def test_program_bits_are_the_reference_chain(seed, m, k1024, n256, out):
+    """Race-checked functional run on random legal shapes (k a multiple of 1024, n of 256):
+    output bits equal the reference's; the same call as specs (timing only) has the same
+    cycles."""
+    kw = _call(seed, m, 1024 * k1024, 256 * n256, out)
     res = npusim.simulate("quant_matmul", SOC, check_races=True, **kw)
     want = reference_a4w4_pergroup(**kw, soc=SOC)
     assert np.array_equal(np.asarray(res.outputs).view(np.uint16), want.view(np.uint16))
@@ -56,7 +57,7 @@ def test_chunk_rows_follow_the_kernel_rule_and_trace(tmp_path):
     """ub_calc_m is CalcDequantTiling's (192 KB UB, 128 x 256 blocks, gk 256: 22 rows); the
     trace of a timing-only run holds the AIC's Mmad and the AIV's zero-point chain."""
     assert ub_calc_m(192 * 1024, 128, 256, 256) == 22
-    res = npusim.simulate("quant_matmul", SOC, **_specs(_call(2, 64, 512, 256, "bfloat16")))
+    res = npusim.simulate("quant_matmul", SOC, **_specs(_call(2, 64, 1024, 256, "bfloat16")))
     assert res.tiling.ub_calc_m == 22 and res.tiling.core_num == 1
     trace = json.loads(res.write_trace(tmp_path / "t.json").read_text(encoding="utf-8"))
     names = {e["name"] for e in trace["traceEvents"] if e.get("ph") == "X"}
@@ -64,8 +65,26 @@ def test_chunk_rows_follow_the_kernel_rule_and_trace(tmp_path):
     assert res.run.kernel.meta["declared"]
 
 
-def test_group_k_other_than_256_has_no_program():
-    kw = _call(3, 8, 256, 32, "float16", gk=128)
-    with pytest.raises(NotImplementedError, match="group_k = 256 only"):
-        npusim.simulate("quant_matmul", SOC, **kw)
-    assert reference_a4w4_pergroup(**kw, soc=SOC).shape == (8, 32)
+@pytest.mark.parametrize(("gs", "k", "n", "match"), [
+    ([1, 1, 128], 1024, 256, "group_k = 256 only"), ([0, 0, 0], 1024, 256, "group_k = 256"),
+    ([2, 1, 256], 1024, 256, "group_sizes"), ([1, 1, 256], 512, 256, "multiple of 1024"),
+    ([1, 1, 256], 1024, 96, "multiple of 256")])
+def test_illegal_group_sizes_and_shapes_are_refused_everywhere(gs, k, n, match):
+    """ops-nn's A2 / A3 rules (aclnnQuantMatmulV5 K-G: [gsM, gsN, gsK] = [0, 0, 256], k % 1024,
+    n % 256; the pergroup tiling refuses the rest): simulate (arrays and specs), the reference
+    and the torch_npu API all raise the same ValueError."""
+    import npusim.torch_npu as tn
+
+    kw = _call(3, 8, k, n, "float16", gk=gs[2] or 256)
+    kw["group_sizes"] = gs
+    calls = [lambda: npusim.simulate("quant_matmul", SOC, **kw),
+             lambda: npusim.simulate("quant_matmul", SOC, **_specs(kw)),
+             lambda: reference_a4w4_pergroup(**kw, soc=SOC)]
+    calls += [lambda f=f: tn.npu_quant_matmul(kw["x1"], kw["x2"], kw["scale"], soc=SOC,
+                                              fidelity=f, **{a: kw[a] for a in (
+                                                  "offset", "pertoken_scale", "output_dtype",
+                                                  "group_sizes")})
+              for f in ("program", "reference")]
+    for call in calls:
+        with pytest.raises(ValueError, match=match):
+            call()

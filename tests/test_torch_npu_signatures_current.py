@@ -62,8 +62,8 @@ def test_quant_matmul_reads_an_nz_weight_as_its_values():
 
 def test_a4w4_through_npu_quantize_and_unmodelled_keywords():
     """npu_quantize packs exact int4 values (8 per int32); int4 x int4 with an int64 scale gives
-    acc * M1 in float16; group_sizes makes it the per-group form (its scale rule refuses a
-    per-tensor int64 scale); the Ascend950 dtype keywords raise NotImplementedError naming
+    acc * M1 in float16; group_sizes makes it the per-group form (its group_k rule refuses
+    32: ops-nn takes 256 only); the Ascend950 dtype keywords raise NotImplementedError naming
     them; a non-integer quantised value raises too (rounding not published)."""
     a = torch.randint(-5, 5, (4, 64)).float()
     b = torch.randint(-5, 5, (48, 64)).float()
@@ -75,7 +75,7 @@ def test_a4w4_through_npu_quantize_and_unmodelled_keywords():
     y = npu_quant_matmul(qa, qb.t(), q, output_dtype=torch.float16)
     want = (a @ b.t() * 0.5).half()
     assert torch.equal(y, want)
-    with pytest.raises(ValueError, match="scale"):  # per-group A4W4 needs (k/gk, n) float32
+    with pytest.raises(ValueError, match="group_k = 256 only"):  # ops-nn: per-group A4W4
         npu_quant_matmul(qa, qb.t(), q, output_dtype=torch.float16, group_sizes=[0, 0, 32])
     with pytest.raises(NotImplementedError, match="x1_dtype"):
         npu_quant_matmul(qa, qb.t(), q, output_dtype=torch.float16, x1_dtype=torch.int8)
