@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
+
+#: the parser class of the subparsers (NpusimParser for the CLI's own)
+_P = TypeVar("_P", bound=argparse.ArgumentParser)
 
 
 class NpusimParser(argparse.ArgumentParser):
@@ -42,7 +45,7 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def _add_run_parser(sub) -> None:
+def _add_run_parser(sub: argparse._SubParsersAction[_P]) -> None:
     from npusim.cli_run import add_run_arguments
 
     p = sub.add_parser("run", add_help=False,
@@ -76,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from npusim.hw.cli_socs import add_socs_parser
     except ImportError:  # pragma: no cover - only while the descriptor package is incomplete
-        add_socs_parser = None
-    if add_socs_parser is not None:
+        pass
+    else:
         add_socs_parser(sub)
     _add_run_parser(sub)
     from npusim.cli_run import add_ops_parser

@@ -14,7 +14,8 @@ import argparse
 import dataclasses
 import json
 import re
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import yaml
@@ -24,6 +25,13 @@ from npusim.operator import Operator
 from npusim.operators import get_operator, operator_names
 from npusim.report.summary import format_summary, hbm_roofline
 from npusim.runner import resolve_soc, simulate
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
+    from npusim.runner import SimResult
+
+#: the parser class of the subparsers (the CLI's NpusimParser)
+_P = TypeVar("_P", bound=argparse.ArgumentParser)
 
 # The main job `npusim run` runs with no arguments: the mission's central case, a W4A16 decode
 # layer on an Atlas A2 part.
@@ -77,7 +85,7 @@ def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
-def tiling_fields(op: str, soc: Any = None) -> list[tuple[str, Any]]:
+def tiling_fields(op: str, soc: SocDescriptor | None = None) -> list[tuple[str, Any]]:
     """(field, default value) of the operator's tiling object for its default CLI call."""
     soc = soc or resolve_soc(None)
     operator = get_operator(op)
@@ -117,11 +125,12 @@ def operator_help(op: str) -> str:
 class _OperatorHelp(argparse.Action):
     """``-h/--help`` of ``npusim run``: the operator's arguments when an operator was named."""
 
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
-                 help=None):
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
         op = getattr(namespace, "op", None)
         if op in operator_names():
             print(operator_help(op))
@@ -192,9 +201,9 @@ def check_applicable(op: str, args: argparse.Namespace) -> None:
                          f"kernels: {', '.join(ks)}")
 
 
-def parse_tiling_overrides(items: list[str]) -> dict:
+def parse_tiling_overrides(items: list[str]) -> dict[str, Any]:
     """``["base_m=128", "double_buffer=false"]`` -> typed dict (values parsed as YAML scalars)."""
-    out = {}
+    out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise SystemExit(f"--tiling {item!r}: expected FIELD=VALUE")
@@ -203,7 +212,7 @@ def parse_tiling_overrides(items: list[str]) -> dict:
     return out
 
 
-def apply_tiling_overrides(default, overrides: dict):
+def apply_tiling_overrides(default: object, overrides: dict[str, Any]) -> object:
     """``default`` with ``overrides`` applied (:func:`npusim.tiling_overrides.apply_overrides`:
     ``a.b=v`` sets field ``b`` of the nested tiling ``a``, a wqbmm kernel's ``cube.base_k``)."""
     from npusim.tiling_overrides import apply_overrides
@@ -228,12 +237,14 @@ def describe_tensor(name: str, value: Any) -> str | None:
         return f"{name} {value.shape} {value.dtype} {fmt}"
     if isinstance(value, np.ndarray) and value.ndim >= 1 and value.size > 1:
         fmt = _FORMATS.get(getattr(value, "npu_format", 2), "?")
-        shape = tuple(getattr(value, "origin_shape", value.shape))
+        storage_shape: tuple[int, ...] = value.shape
+        shape = tuple(getattr(value, "origin_shape", storage_shape))
         return f"{name} {shape} {value.dtype} {fmt}"
     return None
 
 
-def header_line(op: str, soc: Any, res: Any, op_args: dict, args: argparse.Namespace,
+def header_line(op: str, soc: SocDescriptor, res: SimResult, op_args: dict[str, Any],
+                args: argparse.Namespace,
                 tiling_origin: str) -> str:
     """One line saying what ran."""
     tensors = [d for k, v in op_args.items() if (d := describe_tensor(k, v))]
@@ -266,7 +277,7 @@ def run_command(args: argparse.Namespace) -> int:
         check_before_drawing(op, soc, specs, getattr(args, "max_instructions", None))
     rng = np.random.default_rng(args.seed)
     op_args = operator.example_inputs(args, args.functional, rng)
-    tiling = None
+    tiling: object = None
     origin = "default"
     overrides = parse_tiling_overrides(args.tiling)
     if overrides:
@@ -301,8 +312,8 @@ def run_command(args: argparse.Namespace) -> int:
     if args.profile:
         from npusim.profile import write_profile
 
-        files = write_profile(args.profile, op, res, op_args)
-        print(f"profile: {files['opprof']} and {files['prof']} (msprof's folder layout)")
+        written = write_profile(args.profile, op, res, op_args)
+        print(f"profile: {written['opprof']} and {written['prof']} (msprof's folder layout)")
     if args.gantt:
         from npusim.report.plots import gantt_png
 
@@ -311,10 +322,11 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare_inner_precise(op: str, soc, tiling, op_args: dict, l2_start: str,
+def _compare_inner_precise(op: str, soc: SocDescriptor, tiling: object,
+                           op_args: dict[str, Any], l2_start: str,
                            max_instructions: int | None = None) -> int:
-    rows = {}
-    outs = {}
+    rows: dict[int, SimResult] = {}
+    outs: dict[int, Any] = {}  # each run's outputs (None: timing only)
     for ip in (0, 1):
         res = simulate(op, soc, tiling, l2_start=l2_start, max_instructions=max_instructions,
                        **{**op_args, "inner_precise": ip})
@@ -340,7 +352,7 @@ def _compare_inner_precise(op: str, soc, tiling, op_args: dict, l2_start: str,
     return 0
 
 
-def add_ops_parser(sub) -> None:
+def add_ops_parser(sub: argparse._SubParsersAction[_P]) -> None:
     p = sub.add_parser("ops", help="list the operators, their arguments, kernels and tilings")
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     p.add_argument("name", nargs="?", default=None, help="operator (for show)")

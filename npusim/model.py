@@ -20,13 +20,20 @@ modelled and are listed as such in every report.
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from npusim.result_cache import TimingSummary
+
+#: the parser class of the subparsers (the CLI's NpusimParser)
+_P = TypeVar("_P", bound=argparse.ArgumentParser)
 
 QUANT_SCHEMES = ("w4a16", "w8a16", "w8a8")
 NOT_MODELLED = (
@@ -118,13 +125,14 @@ def load_config(ref: str | Path) -> ModelConfig:
                        **vals)
 
 
-def op_calls(cfg: ModelConfig, quant: str, m: int) -> list[tuple[str, str, tuple, dict]]:
+def op_calls(cfg: ModelConfig, quant: str, m: int
+             ) -> list[tuple[str, str, tuple[int, int, int], dict[str, Any]]]:
     """(label, operator, (M, K, N), timing-only arguments) of one decoder layer with M tokens."""
     from npusim.spec import spec
 
     if quant not in QUANT_SCHEMES:
         raise ValueError(f"--quant={quant!r}: must be one of {', '.join(QUANT_SCHEMES)}")
-    calls = []
+    calls: list[tuple[str, str, tuple[int, int, int], dict[str, Any]]] = []
     quantised_inputs: set[str] = set()
     for name, k, n in cfg.linears():
         mkn = (m, k, n)
@@ -158,8 +166,8 @@ def op_calls(cfg: ModelConfig, quant: str, m: int) -> list[tuple[str, str, tuple
 class OpTime:
     label: str
     op: str
-    mkn: tuple
-    summary: Any  # npusim.result_cache.TimingSummary
+    mkn: tuple[int, int, int]
+    summary: TimingSummary
 
 
 @dataclass
@@ -197,7 +205,7 @@ def run_phase(cfg: ModelConfig, quant: str, phase: str, tokens: int, soc: str,
 
     desc = resolve_soc(soc, overrides)
     res = PhaseResult(phase, tokens, cfg.num_hidden_layers)
-    seen: dict[str, Any] = {}
+    seen: dict[str, TimingSummary] = {}
     for label, op, mkn, args in op_calls(cfg, quant, tokens):
         key = cache_key(op, desc, None, None, args)
         if key not in seen:
@@ -259,7 +267,7 @@ def plot_variants(results: dict[str, dict[str, PhaseResult]], path: str | Path) 
     return path
 
 
-def add_model_parser(sub: Any) -> None:
+def add_model_parser(sub: argparse._SubParsersAction[_P]) -> None:
     p = sub.add_parser("model", help="a transformer's quantised linear layers: one decode step "
                        "and one prefill, per-op / per-layer time, tokens/s, what-if across SoCs")
     p.add_argument("config", help=f"model YAML or a shipped name ({', '.join(shipped_configs())})")
@@ -275,7 +283,7 @@ def add_model_parser(sub: Any) -> None:
     p.add_argument("--plot", default=None, help="write a bar chart (PNG) here")
 
 
-def model_command(args: Any) -> int:
+def model_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     for name, v in (("--batch", args.batch), ("--prefill-tokens", args.prefill_tokens)):
         if v < 0 or (name == "--batch" and v == 0):

@@ -47,12 +47,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from npusim.engine.sim import RunResult
 from npusim.report.summary import pipe_utilization_rows
+
+if TYPE_CHECKING:
+    from npusim.runner import SimResult
+    from npusim.validate import Measurement
 
 
 def cann_op_type(op: str) -> str:
@@ -159,9 +163,10 @@ def op_summary_row(op: str, run: RunResult, op_args: dict[str, Any]) -> dict[str
         row[f"{prefix}_total_cycles"] = round(cycles)
         for pipe, stem in pipes:
             src = _pipe_stem(pipe)
-            times = [r.get(f"{prefix}_{src}_time(us)") for r in mine]
-            if any(t in (None, "N/A") for t in times):
+            given = [r.get(f"{prefix}_{src}_time(us)") for r in mine]
+            if any(t in (None, "N/A") for t in given):
                 continue
+            times = [t for t in given if t is not None]  # all of them (None: skipped above)
             t = sum(times) / len(times)
             row[f"{prefix}_{stem}_time(us)"] = round(t, 3)
             row[f"{prefix}_{stem}_ratio"] = round(t * f / cycles, 4) if cycles else 0.0
@@ -192,7 +197,7 @@ def _fresh(parent: Path, stem: str) -> Path:
     return path
 
 
-def write_profile(out_dir: str | Path, op: str, result: Any, op_args: dict[str, Any],
+def write_profile(out_dir: str | Path, op: str, result: SimResult, op_args: dict[str, Any],
                   gantt: bool = True) -> dict[str, Path]:
     """Write the profile folders of one :class:`npusim.runner.SimResult` under ``out_dir``;
     returns {"opprof": folder, "prof": folder, file name: path...}."""
@@ -243,7 +248,7 @@ MEASURED_COLUMNS = {"Cube": "aic_cube_ratio", "TEXTRACT": "aic_mte1_ratio",
                     "TLOAD": "aic_mte2_ratio", "TSTORE": "aic_fixpipe_ratio"}
 
 
-def measured_row(row: Any) -> dict[str, Any]:
+def measured_row(row: Measurement) -> dict[str, Any]:
     """The PipeUtilization columns a calibration row measured (its ratios, as fractions)."""
     from npusim.ops.matmul_program import _ratios
 
@@ -282,14 +287,15 @@ def compare_calibration_row(row_id: str, out_dir: str | Path) -> str:
     row = rows[row_id]
     measured = measured_row(row)
     soc = resolve_soc(soc_name_of(row))
-    tiling = b_row_tiling(row.m)
-    kern = build_matmul_kernel(soc, row.m, row.k, row.n, "float16", tiling,
+    m, k, n = row.size("m"), row.size("k"), row.size("n")
+    tiling = b_row_tiling(m)
+    kern = build_matmul_kernel(soc, m, k, n, "float16", tiling,
                                Epilogue("NONE", "float32"), trans_b=row.layout.startswith("NT"))
     run = run_kernel(kern, soc, check_races=False, l2_start="repeat")
     res = SimResult("matmul", soc, kern.name, tiling, run, None, [])
     from npusim.spec import TensorSpec
 
-    args = {"a": TensorSpec((row.m, row.k), "float16"), "b": TensorSpec((row.n, row.k), "float16")}
+    args: dict[str, Any] = {"a": TensorSpec((m, k), "float16"), "b": TensorSpec((n, k), "float16")}
     out_dir = Path(out_dir)
     files = write_profile(out_dir / "predicted", "matmul", res, args, gantt=False)
     cols = [c for c in MEASURED_COLUMNS.values() if c in measured]

@@ -8,18 +8,19 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from npusim.hw.errors import DescriptorError
 from npusim.hw.loader import list_socs, load_soc, validate_soc_file
 from npusim.hw.schema import SocDescriptor
 
+#: the parser class of the subparsers (the CLI's NpusimParser, or a plain ArgumentParser)
+_P = TypeVar("_P", bound=argparse.ArgumentParser)
+
 COLUMNS = ("SoC", "family", "cores", "clock MHz", "fp16 TFLOPS", "int8 TOPS", "HBM GB/s", "L2 MiB")
 
 
-def add_socs_parser(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
+def add_socs_parser(subparsers: argparse._SubParsersAction[_P]) -> _P:
     """Add ``socs`` (with ``show`` and ``validate``) to the top-level subparsers."""
     p = subparsers.add_parser(
         "socs", help="list, show or validate SoC descriptors",
