@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="row id prefix filter, e.g. H (H-series) or A,B (comma separated)")
     v.add_argument("--measurements", default=None, type=Path,
                    help="measurements CSV (default: the calibration rows shipped with npusim)")
-    v.add_argument("--workers", type=int, default=None,
+    v.add_argument("--workers", type=positive_int, default=None,
                    help="rows predicted in parallel processes (default: the CPUs available)")
     v.add_argument("--out", default=None, type=Path,
                    help="directory for the report (markdown and CSV)")

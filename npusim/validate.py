@@ -294,7 +294,9 @@ def validate_command(args: argparse.Namespace) -> int:
         if not rows:
             raise ValueError(f"--rows {args.rows!r}: matches no calibration row id (the ids "
                              f"start with {', '.join(known)})")
-    workers = getattr(args, "workers", None) or available_workers()
+    workers = getattr(args, "workers", None)
+    if workers is None:
+        workers = available_workers()
     print(f"validating {len(rows)} calibration rows from {args.measurements or 'the shipped set'}"
           f" on {min(workers, max(len(rows), 1))} worker(s)", flush=True)
 

@@ -31,6 +31,8 @@ def _run(capsys, argv: list[str]) -> tuple[int, str]:
     ["run", "vector_add", "--n-elements", "-8"],
     ["run", "vector_add", "--n-elements", "0"],
     ["sweep", "--workers", "0"],
+    ["validate", "--workers", "0"],
+    ["validate", "--workers", "-2"],
     ["sweep", "--simulate-top", "0"],
     ["run", "matmul", "--seed", "-1"],
 ])
