@@ -14,9 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npusim.engine.program import GMTensor, Kernel
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from npusim.engine.memory import TrafficStats
+    from npusim.hw.schema import SocDescriptor
 
 _PAD = "__seq_"  # prefix of the placeholder tensors that keep the shared address map
 
@@ -37,7 +43,7 @@ class StepResult:
     op: str
     kernel_name: str
     cycles: int
-    traffic: Any
+    traffic: TrafficStats
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,8 @@ def _shared_layout(kernels: Sequence[Kernel], steps: Sequence[Step]) -> list[dic
     return maps
 
 
-def simulate_sequence(steps: Sequence[Step], soc: Any = None, *,
+def simulate_sequence(steps: Sequence[Step],
+                      soc: str | Path | SocDescriptor | None = None, *,
                       overrides: Sequence[str] = ()) -> SequenceResult:
     """Plan every step, give the sequence one GM address map and run the launches back to back,
     each starting from the L2 the previous one left (the first from a cold L2)."""

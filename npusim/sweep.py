@@ -17,6 +17,7 @@ byte-identical files.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib
 import importlib.util
@@ -28,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npusim.sweep_file import (
     RESULT_COLUMNS,
@@ -38,6 +39,10 @@ from npusim.sweep_file import (
     write_tidy,
 )
 from npusim.sweep_study import BASELINE, Study, StudyError, expand_cases, resolve_overrides
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
+    from npusim.operator import SweepAdapter
 
 __all__ = ["BASELINE", "RESULT_COLUMNS", "Point", "Study", "StudyError", "SweepError",
            "SweepOutcome", "expand_cases", "plan_points", "resolve_overrides",
@@ -54,8 +59,8 @@ class SweepError(ValueError):
     """A sweep cannot start (missing extra, version skew): nothing has been written."""
 
 
-def _tiling_dict(t: Any) -> dict[str, Any]:
-    if is_dataclass(t):
+def _tiling_dict(t: object) -> dict[str, Any]:
+    if is_dataclass(t) and not isinstance(t, type):  # a tiling instance (never a class)
         return asdict(t)
     if isinstance(t, dict):
         return t
@@ -89,7 +94,7 @@ def _error_text(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
 
 
-def _plan_case(study: Study, adapter: Any, soc: Any, var: dict[str, Any],
+def _plan_case(study: Study, adapter: SweepAdapter, soc: SocDescriptor, var: dict[str, Any],
                case: dict[str, Any]) -> list[Point]:
     """The points of one (variant, case): ranked tilings plus the default; a failure is an
     error point (for the case, or for one user-listed tiling), never an abort."""
@@ -124,10 +129,12 @@ def _plan_case(study: Study, adapter: Any, soc: Any, var: dict[str, Any],
             points.append(Point(point_key(op, var, case, td), op, var, case, td, rank,
                                 round(bound, 3), default=td == default))
         if not any(p.default for p in points):
-            bound = (adapter.bound_us(soc, case, adapter.tiling_from_dict(soc, case, default))
-                     if default_of else None)
+            default_bound = (
+                adapter.bound_us(soc, case, adapter.tiling_from_dict(soc, case, default))
+                if default_of else None)
             points.append(Point(point_key(op, var, case, default), op, var, case, default, None,
-                                None if bound is None else round(bound, 3), default=True))
+                                None if default_bound is None else round(default_bound, 3),
+                                default=True))
         return points + bad
     except Exception as exc:  # planning failed for this case: one error row says why
         return [failed({}, exc, "planning failed")]
@@ -148,7 +155,7 @@ def plan_points(study: Study) -> list[Point]:
     return points
 
 
-def sweep_adapter(op: str) -> Any:
+def sweep_adapter(op: str) -> SweepAdapter:
     """The operator's :class:`~npusim.operator.SweepAdapter` (``enumerate_tilings``,
     ``bound_us``, ``tiling_from_dict``, ``simulate_case``, optionally ``default_tiling``)."""
     from npusim.operators import get_operator, operator_names
@@ -300,7 +307,7 @@ def _execute_ray(points: Sequence[Point], workers: int | None, address: str | No
             ray.shutdown()
 
 
-def sweep_command(args: Any) -> int:
+def sweep_command(args: argparse.Namespace) -> int:
     """``npusim sweep``: a study file, or a one-operator study from flags; prints where the
     results went, whether it resumed, and the best tiling per case against the default."""
     from npusim.sweep_summary import summary_lines

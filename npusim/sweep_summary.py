@@ -5,9 +5,32 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    from npusim.sweep import SweepOutcome
 
 TILING_FIELDS_SHOWN = 8
+
+
+class _Group(TypedDict):
+    best: Mapping[str, str] | None
+    default: Mapping[str, str] | None
+    points: int
+    errors: int
+
+
+class CaseBest(TypedDict):
+    """One (soc, variant, case) of :func:`best_per_case`."""
+
+    soc: str
+    variant: str
+    case: str
+    best: Mapping[str, str] | None  # the fastest ok row (None: no point ran)
+    default: Mapping[str, str] | None  # the default tiling's row
+    speedup: float | None  # default us / best us (None when the default did not run)
+    points: int
+    errors: int
 
 
 def _case_label(case_json: str) -> str:
@@ -32,10 +55,10 @@ def _tiling_label(tiling_json: str, default_json: str | None) -> str:
     return ", ".join(items[:TILING_FIELDS_SHOWN]) + (f", ... (+{more})" if more > 0 else "")
 
 
-def best_per_case(rows: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
+def best_per_case(rows: Sequence[Mapping[str, str]]) -> list[CaseBest]:
     """Per (soc, variant, case), in file order: the fastest ok row, the default-tiling row and
     the speed-up ``default us / best us`` (None when the default did not run)."""
-    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    groups: dict[tuple[str, str, str], _Group] = {}
     for r in rows:
         g = groups.setdefault((r["soc"], r["variant"], r["case"]),
                               {"best": None, "default": None, "points": 0, "errors": 0})
@@ -47,7 +70,7 @@ def best_per_case(rows: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
             g["best"] = r
         if r["default"] == "1":
             g["default"] = r
-    out = []
+    out: list[CaseBest] = []
     for (soc, variant, case), g in groups.items():
         best, default = g["best"], g["default"]
         speedup = None
@@ -59,7 +82,7 @@ def best_per_case(rows: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
     return out
 
 
-def summary_lines(outcome: Any, rows: Sequence[Mapping[str, str]]) -> list[str]:
+def summary_lines(outcome: SweepOutcome, rows: Sequence[Mapping[str, str]]) -> list[str]:
     """The lines ``npusim sweep`` prints after the run (only this study's points)."""
     planned = {p.key for p in outcome.points}
     mine = [r for r in rows if r["key"] in planned]
