@@ -268,7 +268,7 @@ def _group_quant_args(
 ) -> tuple[int, int, str, str, np.ndarray, float | None, str]:
     """Shape/dtype checks of the tiled program's inputs (the operator's full validation lives in
     the torch_npu API); returns (rows, h, x dtype, scale dtype, group_index, offset, out)."""
-    from npusim.spec import require_nd, shape_dtype
+    from npusim.spec import is_spec, require_nd, shape_dtype
 
     require_nd("group_quant", x=x, scale=scale, offset=offset)
     (rows_h, xdt), (sshape, sdt) = shape_dtype(x), shape_dtype(scale)
@@ -279,6 +279,10 @@ def _group_quant_args(
     for name, dt in (("x", xdt), ("scale", sdt)):
         if dt not in ("float16", "bfloat16", "float32"):
             raise TypeError(f"{name}: dtype {dt} must be float16, bfloat16 or float32")
+    if is_spec(group_index):
+        raise TypeError("group_index: a spec has no values, and the program's row-to-group "
+                        "mapping needs them; pass the cumulative end rows as an int32 / int64 "
+                        "array (x and scale may stay specs)")
     gi = np.asarray(group_index).reshape(-1)
     gi = gi.astype(np.int64) if gi.dtype.kind in "iu" else gi
     if gi.size != sshape[0] or gi.size == 0:

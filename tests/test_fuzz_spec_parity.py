@@ -109,3 +109,11 @@ def test_spec_and_array_refusals_share_their_message(op, arrays):
 
     specs = {k: spec(v.shape, str(v.dtype)) for k, v in arrays.items()}
     assert message(arrays) == message(specs)
+
+
+def test_group_index_as_a_spec_is_refused_with_the_reason():
+    """group_index decides the program (the row-to-group mapping), so a spec of it - which has
+    no values - is refused naming the argument and what to pass, not read as one element."""
+    with pytest.raises(TypeError, match="group_index: a spec has no values"):
+        npusim.simulate("group_quant", "Ascend910B2", x=spec((64, 512), "float16"),
+                        scale=spec((4, 512), "float32"), group_index=spec((4,), "int64"))
