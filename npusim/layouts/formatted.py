@@ -12,7 +12,7 @@ operators read as a transposed NZ operand; other permutations raise NotImplement
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, SupportsIndex
 
 import numpy as np
 
@@ -110,24 +110,24 @@ class FormattedArray(np.ndarray):
             f"transpose{axes!r} of a FRACTAL_NZ array: only the last-two-dims transpose keeps "
             "the NZ storage (as torch_npu); convert to ND first (npu_format_cast(x, 2))")
 
-    def transpose(self, *axes: Any) -> Any:  # type: ignore[override]
+    def transpose(self, *axes: Any) -> Any:
         """NZ: a transposed view in logical dims (last two only); ND: numpy's transpose."""
         if not self._is_nz():  # numpy permutes a same-shape view in place: re-tag it
             return _nd_retagged(super().transpose(*axes))
         return self._logical_permutation(tuple(axes))
 
     @property
-    def T(self) -> Any:  # type: ignore[override]
+    def T(self) -> Any:
         return self.transpose()
 
     @property
-    def mT(self) -> Any:  # type: ignore[override]
+    def mT(self) -> Any:
         """NZ: the last-two-dims transposed view; ND: numpy's ``mT``."""
         if not self._is_nz():
             return self.swapaxes(-1, -2)
         return self._swapped_last_two()
 
-    def swapaxes(self, axis1: int, axis2: int) -> Any:  # type: ignore[override]
+    def swapaxes(self, axis1: SupportsIndex, axis2: SupportsIndex) -> Any:
         if not self._is_nz():
             return _nd_retagged(super().swapaxes(axis1, axis2))
         n = len(self.origin_shape)

@@ -16,6 +16,7 @@ kernel's bits as npusim computes them.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -302,17 +303,17 @@ def _inner_precise_section(best: dict[tuple[str, str, str], dict[str, Any]],
           ""]
     table, labels = [], []
     times: dict[int, list[float]] = {m: [] for m in modes}
-    for (soc, var, rest), by_mode in paired.items():
+    for (soc, var, rest_json), by_mode in paired.items():
         if not all(m in by_mode for m in modes):
             continue
         first = by_mode[modes[0]]
         diff = inner_precise_outputs(first["op"], soc, first["overrides"], first["_case"],
                                      modes)
-        labels.append(f"{soc} {var} {case_label(json.loads(rest))}")
+        labels.append(f"{soc} {var} {case_label(json.loads(rest_json))}")
         for m in modes:
             times[m].append(float(by_mode[m]["us"]))
         ratio = float(by_mode[modes[1]]["us"]) / float(first["us"])
-        table.append([case_label(json.loads(rest)), soc, var,
+        table.append([case_label(json.loads(rest_json)), soc, var,
                       *[by_mode[m]["us"] for m in modes], *[by_mode[m]["kernel"] for m in modes],
                       _fmt(ratio),
                       f"{diff['differing']}/{diff['elements']}" if diff else "-",
@@ -326,7 +327,7 @@ def _inner_precise_section(best: dict[tuple[str, str, str], dict[str, Any]],
     return md
 
 
-def report_command(args: Any) -> int:
+def report_command(args: argparse.Namespace) -> int:
     """``npusim report RESULTS.csv --out DIR [--heatmap X,Y]``."""
     heat = None
     if args.heatmap:

@@ -12,12 +12,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from npusim.engine.sim import RunResult
 
 
 def require_matplotlib() -> Any:
     """``matplotlib.pyplot`` with the non-interactive Agg backend, or a RuntimeError naming the
-    extra to install."""
+    extra to install (Any: a module, whose attributes a type cannot name)."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -29,7 +35,7 @@ def require_matplotlib() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     # bbox_inches="tight" keeps rotated tick labels and outside legends inside the file
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -37,7 +43,7 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _outside_legend(ax: Any, **kw: Any) -> None:
+def _outside_legend(ax: Axes, **kw: Any) -> None:
     """A legend right of the axes: it never covers a bar, point or line."""
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kw)
 
@@ -176,7 +182,7 @@ PIPE_COLOURS = {"MTE2": "tab:blue", "MTE1": "tab:cyan", "M": "tab:red", "FIX": "
 GANTT_PIPE_ORDER = ("S", "MTE2", "MTE1", "M", "FIX", "V", "MTE3")
 
 
-def gantt_png(run: Any, path: str | Path, title: str = "", max_cores: int = 8) -> Path:
+def gantt_png(run: RunResult, path: str | Path, title: str = "", max_cores: int = 8) -> Path:
     """Timeline of one run as a PNG: one row per (core, pipe) busy at least once, one bar per
     instruction (flag waits and barriers left out), x in microseconds. Shows the first
     ``max_cores`` cores of the launch (the title says how many of how many)."""

@@ -245,12 +245,12 @@ def sub_blocks(result: RunResult) -> list[tuple[int, str, int]]:
         for b, ci in enumerate(aics):
             out.append((b, "cube0", ci))
         for ci in aivs:
-            b = block_of.get(cores[ci].core_id // 2)
-            if b is None:  # an AIV without its AIC in this launch: a block of its own
-                b = len(aics) + len(seen)
-            n = seen.get(b, 0)
-            seen[b] = n + 1
-            out.append((b, f"vector{n}", ci))
+            block = block_of.get(cores[ci].core_id // 2)
+            if block is None:  # an AIV without its AIC in this launch: a block of its own
+                block = len(aics) + len(seen)
+            n = seen.get(block, 0)
+            seen[block] = n + 1
+            out.append((block, f"vector{n}", ci))
     else:
         for b, ci in enumerate(aics or aivs):
             out.append((b, "cube0" if aics else "vector0", ci))
