@@ -17,6 +17,7 @@ OPERATOR_MODULES: dict[str, str] = {
     "quant_matmul": "npusim.ops.quant_matmul_operator",
     "group_quant": "npusim.ops.group_quant_program",
     "dynamic_quant": "npusim.ops.dynamic_quant_program",
+    "quantize": "npusim.ops.quantize_program",
     "trans_quant_param": "npusim.ops.trans_quant_param_program",
     "format_cast": "npusim.ops.format_cast_program",
     "int4pack": "npusim.ops.int4pack",

@@ -162,7 +162,7 @@ def _chunk(op: str, tiling: Any, x: Any) -> tuple[int, int, str] | None:
         return tiling.tile_bytes, 4, "load x, load y, add, store"
     if op == "tensor_copy" and hasattr(tiling, "tile_bytes"):
         return tiling.tile_bytes, 2, "load, store"
-    if op in ("group_quant", "dynamic_quant") and hasattr(tiling, "rows_per_pass"):
+    if op in ("group_quant", "dynamic_quant", "quantize") and hasattr(tiling, "rows_per_pass"):
         dims = _dims(x)
         bits = _BITS.get(dims[1] if dims else "float32", 32)
         return math.ceil(tiling.rows_per_pass * tiling.h_chunk * bits / 8), 2, "load, store"
@@ -176,7 +176,8 @@ def _streaming_bound(op: str, desc: SocDescriptor, tiling: Any,
     """A streaming operator's chunks of input times the instructions each needs at least."""
     from npusim.operators import get_operator
 
-    if op not in ("vector_add", "tensor_copy", "group_quant", "dynamic_quant", "format_cast"):
+    if op not in ("vector_add", "tensor_copy", "group_quant", "dynamic_quant", "quantize",
+                  "format_cast"):
         return None
     x = op_args.get("x")
     if x is not None:

@@ -238,6 +238,13 @@ def test_saturate_false_raises_with_value_and_range():
     assert float_to_int(np.array([np.nan]), "int8", saturate=False).tolist() == [0]
 
 
+def test_uint8_target_saturates_to_0_255():
+    """uint8 (npu_quantize's torch.quint8 output Cast): RINT, clamped to [0, 255], NaN -> 0."""
+    got = float_to_int(np.array([-1.5, 0.5, 1.5, 254.5, 300.0, np.inf, np.nan], np.float16),
+                       "uint8")
+    assert got.dtype == np.uint8 and got.tolist() == [0, 0, 2, 254, 255, 255, 0]
+
+
 def test_bad_arguments():
     """Unknown modes and targets raise ValueError naming the argument; unsupported input dtypes
     raise TypeError; integers beyond 2^53 cannot become exact float64 integral values."""
@@ -245,8 +252,8 @@ def test_bad_arguments():
         cast_float(np.zeros(2, np.float32), "float16", "half_up")
     with pytest.raises(ValueError, match="dtype: 'int8' is not a float target"):
         cast_float(np.zeros(2, np.float32), "int8")
-    with pytest.raises(ValueError, match="dtype: 'uint8' is not an integer target"):
-        float_to_int(np.zeros(2, np.float32), "uint8")
+    with pytest.raises(ValueError, match="dtype: 'uint16' is not an integer target"):
+        float_to_int(np.zeros(2, np.float32), "uint16")
     with pytest.raises(TypeError, match="x: dtype complex128"):
         cast_float(np.zeros(2, complex), "float32")
     with pytest.raises(ValueError, match="x: integer 9007199254740993 at index"):

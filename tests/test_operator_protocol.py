@@ -29,6 +29,7 @@ BAD_CALLS = {
     "group_quant": dict(x=spec((16, 32), "float16"), scale=spec((2, 32), "float32"),
                         group_index=np.array([8, 16]), dst_dtype="float32"),
     "dynamic_quant": dict(x=spec((16, 32), "float16"), smooth_scales=spec((32,), "float16")),
+    "quantize": dict(x=spec((16, 32), "float16"), scales=spec((32,), "float32"), dtype="int4"),
     "trans_quant_param": dict(scale=spec((2, 3), "float32")),
     "format_cast": dict(x=spec((16, 32), "float16"), acl_format=3),
     "int4pack": dict(weight=spec((16, 32), "int8")),
@@ -110,6 +111,7 @@ ND_ONLY_CALLS = {  # operators that take ND tensors only, each called with a FRA
     "group_quant": dict(x=spec((32, 64), "float16", npu_format=29),
                         scale=spec((1, 64), "float32"), group_index=np.array([32])),
     "dynamic_quant": dict(x=spec((32, 64), "float16", npu_format=29), dst_type="int8"),
+    "quantize": dict(x=spec((32, 64), "float16"), scales=spec((64,), "float32", npu_format=29)),
     "trans_quant_param": dict(scale=spec((64,), "float32", npu_format=29)),
 }
 

@@ -64,7 +64,7 @@ def test_a4w4_through_npu_quantize_and_unmodelled_keywords():
     """npu_quantize packs exact int4 values (8 per int32); int4 x int4 with an int64 scale gives
     acc * M1 in float16; group_sizes makes it the per-group form (its group_k rule refuses
     32: ops-nn takes 256 only); the Ascend950 dtype keywords raise NotImplementedError naming
-    them; a non-integer quantised value raises too (rounding not published)."""
+    them; npu_quantize rounds half to even (its program's RINT casts)."""
     a = torch.randint(-5, 5, (4, 64)).float()
     b = torch.randint(-5, 5, (48, 64)).float()
     one = torch.tensor([1.0])
@@ -79,7 +79,7 @@ def test_a4w4_through_npu_quantize_and_unmodelled_keywords():
         npu_quant_matmul(qa, qb.t(), q, output_dtype=torch.float16, group_sizes=[0, 0, 32])
     with pytest.raises(NotImplementedError, match="x1_dtype"):
         npu_quant_matmul(qa, qb.t(), q, output_dtype=torch.float16, x1_dtype=torch.int8)
-    with pytest.raises(NotImplementedError, match="not an integer"):
-        npu_quantize(torch.tensor([[0.5] * 8]), one, None, torch.qint8, -1, False)
+    assert npu_quantize(torch.tensor([[0.5, 1.5, 2.5, -0.5, -1.5, 3.5, 0.49, -2.51]]), one,
+                        None, torch.qint8, -1, False).tolist() == [[0, 2, 2, 0, -2, 4, 0, -3]]
     assert np.array_equal(npu_quantize(torch.tensor([[300.0, -300.0]]), one, None, torch.qint8,
                                        -1, False).numpy(), [[127, -128]])

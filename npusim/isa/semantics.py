@@ -433,7 +433,7 @@ def cast(ins: Cast, ctx: Any) -> None:
             out = round_to_integral(v, ins.round_mode).astype(_np(dst.dtype))
     elif dst.dtype in ("float16", "bfloat16", "float32"):
         out = cast_float(v, dst.dtype, ins.round_mode, saturate=ins.saturate)
-    elif dst.dtype in ("int4", "int8", "int16", "int32", "int64"):
+    elif dst.dtype in ("int4", "int8", "uint8", "int16", "int32", "int64"):
         out = float_to_int(v, dst.dtype, ins.round_mode, saturate=ins.saturate)
     else:
         raise _err(ins, f"Cast to {dst.dtype} is not a vector Cast target")

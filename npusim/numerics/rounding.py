@@ -18,6 +18,7 @@ from npusim.numerics.dtypes import FORMATS, is_bf16, np_dtype
 INT_RANGES = {
     "int4": (-8, 7),
     "int8": (-128, 127),
+    "uint8": (0, 255),
     "int16": (-(2**15), 2**15 - 1),
     "int32": (-(2**31), 2**31 - 1),
     "int64": (-(2**63), 2**63 - 1),
@@ -138,7 +139,7 @@ def round_to_integral(x: np.ndarray, mode: RoundMode | str) -> np.ndarray:
 
 def float_to_int(x: np.ndarray, dtype: str, mode: RoundMode | str = RoundMode.RINT, *,
                  saturate: bool = True) -> np.ndarray:
-    """Float (or integer) -> int4 / int8 / int16 / int32 / int64 in ``mode``.
+    """Float (or integer) -> int4 / int8 / uint8 / int16 / int32 / int64 in ``mode``.
 
     Saturates to the target range (int4 = [-8, 7], returned as int8); NaN -> 0, +-inf -> max/min.
     ``saturate=False`` raises ValueError on an out-of-range value (inf included; NaN still -> 0).

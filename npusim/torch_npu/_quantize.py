@@ -1,12 +1,13 @@
-"""``torch_npu.npu_quantize`` where its result does not depend on unpublished rounding.
+"""``torch_npu.npu_quantize`` and ``npu_dynamic_quant`` (+ asymmetric), computed by running
+their tiled vector programs (:mod:`npusim.ops.quantize_program`,
+:mod:`npusim.ops.dynamic_quant_pertoken`).
 
-torch_npu documents ``y = round(x / scales + zero_points)`` (``div_mode=True``) or
-``y = round(x * scales + zero_points)`` (``div_mode=False``), saturated to the output type;
-``torch.quint4x2`` (``div_mode=False`` only, Atlas A2 / A3 only) packs 8 int4 values per int32
-along the last dim. The kernel's intermediate precision and rounding mode are not published, so
-npusim computes in float64 and accepts only inputs where every ``x*scale (+zp)`` (or
-``x/scale (+zp)``) is exactly an integer - there every rounding chain agrees. Other inputs raise
-NotImplementedError naming the first element that would need the unpublished rounding.
+``npu_quantize``: ``y = round(x / scales + zero_points)`` (``div_mode=True``, aclnnQuantize) or
+``round(x * scales + zero_points)`` (``div_mode=False``, aclnnAscendQuantV3), saturated to the
+output type; ``torch.quint4x2`` (``div_mode=False``, Atlas A2 / A3) packs 8 int4 values per
+int32 along the last dim. The ``div_mode=False`` chain is the public AscendQuantV2 kernel's; the
+``div_mode=True`` one is a declared model (its A2 / 310P kernel is not published; see the
+program module).
 """
 
 from __future__ import annotations
@@ -17,81 +18,73 @@ import numpy as np
 
 from npusim.torch_npu._convert import to_numpy, to_output
 
-_OUT = {"qint8": ("int8", -128, 127), "quint8": ("uint8", 0, 255), "int32": ("int32", -2**31,
-        2**31 - 1), "quint4x2": ("int4", -8, 7), "int8": ("int8", -128, 127)}
+#: torch dtype name -> (the program's output kind, accepted with div_mode True / False)
+_OUT = {"qint8": ("int8", True, True), "int8": ("int8", True, True),
+        "quint8": ("uint8", True, False), "uint8": ("uint8", True, False),
+        "qint32": ("int32", True, False), "int32": ("int32", True, False),
+        "quint4x2": ("int4", False, True)}
 
 
-def _dtype_key(dtype: Any) -> str:
+def _dtype_key(dtype: Any, div_mode: bool) -> str:
     name = str(dtype).removeprefix("torch.")
-    if name not in _OUT:
-        raise TypeError(f"dtype: {dtype!r} not supported; must be one of torch.qint8, "
-                        "torch.quint8, torch.int32 (div_mode=True) or torch.qint8, "
-                        "torch.quint4x2 (div_mode=False)")
-    return name
+    if name not in _OUT or not _OUT[name][1 if div_mode else 2]:
+        raise TypeError(f"dtype: {dtype!r} not supported with div_mode={div_mode}; must be one "
+                        "of torch.qint8, torch.quint8, torch.int32 (div_mode=True) or "
+                        "torch.qint8, torch.quint4x2 (div_mode=False)")
+    return _OUT[name][0]
 
 
-def _along(param: np.ndarray, x: np.ndarray, axis: int, name: str) -> np.ndarray:
-    """``param`` broadcast against ``x`` along ``axis``."""
-    p = np.asarray(param, dtype=np.float64)
-    if p.ndim == 1:
-        if p.shape[0] not in (1, x.shape[axis]):
-            raise ValueError(f"{name}: shape {p.shape} must be (1,) or ({x.shape[axis]},) "
-                             f"(input's dim {axis})")
-        shape = [1] * x.ndim
-        shape[axis] = p.shape[0]
-        p = p.reshape(shape)
-    try:
-        return np.broadcast_to(p, x.shape)
-    except ValueError:
-        raise ValueError(f"{name}: shape {p.shape} does not broadcast to input "
-                         f"{x.shape}") from None
+def _flat_param(p: Any, x_ndim: int, ax: int, name: str, div_mode: bool) -> np.ndarray:
+    """A 1-D parameter: div_mode=False also takes x's rank with every dim 1 but ``ax``."""
+    arr = np.asarray(to_numpy(p)[0])
+    if arr.ndim == 1:
+        return np.ascontiguousarray(arr)
+    if not div_mode and arr.ndim == x_ndim and all(
+            d == 1 for i, d in enumerate(arr.shape) if i != ax):
+        return np.ascontiguousarray(arr.reshape(-1))
+    raise ValueError(f"{name}: shape {arr.shape} must be 1-D" + (
+        "" if div_mode else f", or {x_ndim}-D with every dim but {ax} equal to 1"))
 
 
 def npu_quantize(input: Any, scales: Any, zero_points: Any, dtype: Any, axis: int = 1,
-                 div_mode: bool = True, *, soc: Any = None) -> Any:
-    """Quantise ``input`` with per-axis ``scales`` / ``zero_points`` (module docstring)."""
+                 div_mode: bool = True, *, soc: Any = None, fidelity: str | None = None) -> Any:
+    """Quantise ``input`` with per-tensor / per-axis ``scales`` and ``zero_points`` by running
+    the ``quantize`` program on ``soc`` (module docstring): int8 (``torch.qint8`` /
+    ``torch.int8``), uint8 (``torch.quint8``), int32 (``torch.int32`` / ``torch.qint32``) or
+    int4 packed 8 per int32 (``torch.quint4x2``). The output is the program's at either
+    ``fidelity`` (the chain has no separate numerics model; the tests' oracle is its formula).
+    A FRACTAL_NZ input raises NotImplementedError."""
     from npusim.torch_npu._elementwise import soc_name
+    from npusim.torch_npu._fidelity import program_outputs
+    from npusim.torch_npu._state import resolve_fidelity
 
+    resolve_fidelity(fidelity)  # checked; both fidelities run the program
+    if not isinstance(div_mode, bool):
+        raise TypeError(f"div_mode: {div_mode!r} must be a bool")
     name = soc_name(soc)
-    key = _dtype_key(dtype)
-    if key == "quint4x2" and (div_mode or not name.startswith(("Ascend910B", "Ascend910_93"))):
-        raise ValueError(f"dtype: torch.quint4x2 needs div_mode=False on Atlas A2 / A3; got "
-                         f"div_mode={div_mode} on {name}")
-    if div_mode and key == "int8":
-        key = "qint8"
+    out = _dtype_key(dtype, div_mode)
     x, was_torch = to_numpy(input)
+    if getattr(x, "npu_format", 2) == 29:
+        raise NotImplementedError("npu_quantize: a FRACTAL_NZ input (the (e, k, n) float32 "
+                                  "quint4x2 weight path) is not modelled")
     x = np.asarray(x)
-    if x.dtype.name not in ("float32", "float16", "bfloat16"):
-        raise TypeError(f"input: dtype {x.dtype} not supported; must be float32, float16 or "
-                        "bfloat16")
     if x.ndim == 0:
         raise ValueError("input: must have at least 1 dim")
     ax = (x.ndim - 2 if axis == -2 else x.ndim - 1) if not div_mode else axis % x.ndim
-    s = _along(np.asarray(to_numpy(scales)[0]).astype(np.float64), x, ax, "scales")
-    xf = x.astype(np.float64)
-    v = xf / s if div_mode else xf * s
-    if zero_points is not None:
-        v = v + _along(np.asarray(to_numpy(zero_points)[0]).astype(np.float64), x, ax,
-                       "zero_points")
-    frac = v != np.round(v)
-    if np.any(frac):
-        idx = tuple(int(i[0]) for i in np.nonzero(frac))
-        raise NotImplementedError(
-            f"npu_quantize: input{list(idx)} gives {float(v[idx])!r}, not an integer; the "
-            "kernel's rounding chain for such values is not published (npusim models only "
-            "exactly-representable results)")
-    out_name, lo, hi = _OUT[key]
-    q = np.clip(v, lo, hi).astype(np.int64)
-    if key == "quint4x2":
-        from npusim.numerics import pack_int4
-
-        if q.shape[-1] % 8:
-            raise ValueError(f"input: last dim {q.shape[-1]} must be a multiple of 8 for "
+    s = _flat_param(scales, x.ndim, ax, "scales", div_mode)
+    z = None if zero_points is None else _flat_param(zero_points, x.ndim, ax, "zero_points",
+                                                     div_mode)
+    out_shape = (*x.shape[:-1], x.shape[-1] // 8) if out == "int4" else x.shape
+    ydt = {"int8": np.int8, "uint8": np.uint8, "int32": np.int32, "int4": np.int32}[out]
+    if x.size == 0:
+        if out == "int4" and x.shape[-1] % 8:
+            raise ValueError(f"input: last dim {x.shape[-1]} must be a multiple of 8 for "
                              "torch.quint4x2")
-        out = np.asarray(pack_int4(q.astype(np.int32), mask_out_of_range=True), dtype=np.int32)
-    else:
-        out = q.astype(out_name)
-    return to_output(out, was_torch)
+        return to_output(np.zeros(out_shape, ydt), was_torch)
+    where = name if soc is None or isinstance(soc, str) else soc
+    y = program_outputs("npu_quantize", "quantize", where, x=np.ascontiguousarray(x), scales=s,
+                        zero_points=z, dtype=out, axis=int(axis), div_mode=div_mode)
+    return to_output(np.asarray(y, dtype=ydt).reshape(out_shape), was_torch)
 
 
 _DYNAMIC_OUT = {"int8": "int8", "qint8": "int8", "quint4x2": "int4"}
