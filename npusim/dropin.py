@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 _installed = False
 _ALIASES = {
@@ -178,15 +179,21 @@ def install(soc: str | None = None) -> None:
     except ImportError as exc:
         raise RuntimeError("npusim's drop-in mode needs torch (pip install 'npusim[torch]')") \
             from exc
+    from torch.utils.backend_registration import rename_privateuse1_backend
+
     from npusim.torch_npu import npu
 
     if torch._C._get_privateuse1_backend_name() != "npu":
-        torch.utils.rename_privateuse1_backend("npu")
-    if not hasattr(torch, "npu"):
-        torch._register_device_module("npu", npu)
-    torch.Tensor.npu = _tensor_npu
-    torch.Tensor.is_npu = property(lambda self: _is_registered(self))
-    torch.nn.Module.npu = _module_npu
+        rename_privateuse1_backend("npu")
+    if not hasattr(torch, "npu"):  # torch._register_device_module has no annotations
+        cast(Callable[[str, Any], None], torch._register_device_module)("npu", npu)
+    # torch_npu's methods, which torch's classes (and stubs) do not have
+    methods: tuple[tuple[type, str, object], ...] = (
+        (torch.Tensor, "npu", _tensor_npu),
+        (torch.Tensor, "is_npu", property(lambda self: _is_registered(self))),
+        (torch.nn.Module, "npu", _module_npu))
+    for cls, name, method in methods:
+        setattr(cls, name, method)
     for alias, target in _ALIASES.items():
         sys.modules[alias] = importlib.import_module(target)
     mode = _make_mode()

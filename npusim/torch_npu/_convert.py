@@ -12,9 +12,12 @@ is handed over as its logical ND values (what torch_npu's implicit contiguous co
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT_ATTRS = ("npu_format", "origin_shape")
 
@@ -25,7 +28,7 @@ def is_torch_tensor(x: Any) -> bool:
                for c in type(x).__mro__)
 
 
-def plain_numpy(t: Any) -> np.ndarray:
+def plain_numpy(t: torch.Tensor) -> np.ndarray:
     """The logical values of a torch CPU tensor as numpy (bf16 bit-exact through int16; strides
     kept, so a transposed tensor gives a transposed numpy view)."""
     import torch
@@ -47,9 +50,9 @@ def _nz_array(x: Any) -> Any:
     """The FormattedArray an NZ torch tensor stands for, or None when ``x`` is a view that is
     neither its base nor the base's last-two-dims transpose."""
     from npusim.layouts import ACL_FORMAT_FRACTAL_NZ, FormattedArray
-    from npusim.torch_npu._tensor import base_tensor, desc_of, nz_storage
+    from npusim.torch_npu._tensor import base_tensor, nz_storage, registered_desc
 
-    desc = desc_of(x)
+    desc = registered_desc(x)  # an NZ tensor's storage is registered
     base = base_tensor(x)
     if x.data_ptr() != base.data_ptr():
         return None
@@ -103,10 +106,10 @@ def to_output(arr: Any, as_torch: bool) -> Any:
     else:
         out = torch.from_numpy(a.copy())
     if nz:  # the storage as the operator wrote it, kept with the values it holds
-        from npusim.torch_npu._tensor import desc_of
+        from npusim.torch_npu._tensor import registered_desc
 
         t = new_formatted(out, ACL_FORMAT_FRACTAL_NZ, c0)
-        desc = desc_of(t)
+        desc = registered_desc(t)
         desc.storage, desc.storage_of = storage, a.copy()
         return t
     return register(out)

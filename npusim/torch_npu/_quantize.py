@@ -106,8 +106,9 @@ def npu_dynamic_quant(input: Any, *, smooth_scales: Any = None, group_index: Any
     "pertoken", ``dst_type_max``. The outputs are the program's at either ``fidelity``: the
     per-token chain has no separate numerics model in the package (its formula is the tests'
     oracle)."""
-    return _dynamic_quant("npu_dynamic_quant", input, smooth_scales, group_index, dst_type,
-                          quant_mode, dst_type_max, soc, fidelity, asymmetric=False)
+    y, scale = _dynamic_quant("npu_dynamic_quant", input, smooth_scales, group_index, dst_type,
+                              quant_mode, dst_type_max, soc, fidelity, asymmetric=False)
+    return y, scale
 
 
 def npu_dynamic_quant_asymmetric(input: Any, *, smooth_scales: Any = None,
@@ -120,13 +121,17 @@ def npu_dynamic_quant_asymmetric(input: Any, *, smooth_scales: Any = None,
     DST_MAX - rowmax / scale``, ``y = round(x / scale + offset)`` of ``x (* smooth_scales)``,
     computed by the typed program :mod:`npusim.ops.dynamic_quant_asymmetric` (the public A2
     kernel's chain); arguments, shapes, SoCs and ``fidelity`` as :func:`npu_dynamic_quant`."""
-    return _dynamic_quant("npu_dynamic_quant_asymmetric", input, smooth_scales, group_index,
-                          dst_type, quant_mode, dst_type_max, soc, fidelity, asymmetric=True)
+    y, scale, offset = _dynamic_quant(
+        "npu_dynamic_quant_asymmetric", input, smooth_scales, group_index, dst_type,
+        quant_mode, dst_type_max, soc, fidelity, asymmetric=True)
+    return y, scale, offset
 
 
 def _dynamic_quant(api: str, input: Any, smooth_scales: Any, group_index: Any, dst_type: Any,
                    quant_mode: str, dst_type_max: float, soc: Any, fidelity: Any, *,
-                   asymmetric: bool):
+                   asymmetric: bool) -> tuple[Any, ...]:
+    """(y, scale) or, ``asymmetric``, (y, scale, offset): numpy arrays, or tensors for a
+    tensor input."""
     from npusim.torch_npu._elementwise import soc_name
     from npusim.torch_npu._fidelity import program_outputs
     from npusim.torch_npu._state import resolve_fidelity

@@ -124,6 +124,15 @@ def desc_of(t: Any) -> NpuDesc | None:
     return getattr(t.untyped_storage(), _DESC_ATTR, None)
 
 
+def registered_desc(t: Any) -> NpuDesc:
+    """The descriptor of a tensor whose storage npusim registered - every storage of a
+    non-default format (FRACTAL_NZ) is; a ValueError if ``t``'s is not (not reached)."""
+    desc = desc_of(t)
+    if desc is None:
+        raise ValueError("tensor: its storage carries no npusim NPU descriptor")
+    return desc
+
+
 def is_npu(t: Any) -> bool:
     """True when ``t``'s storage carries an npusim descriptor (it 'lives on the NPU')."""
     return desc_of(t) is not None
@@ -160,7 +169,7 @@ def _ensure_desc(t: Any) -> NpuDesc:
         whole = (t.is_contiguous() and t.storage_offset() == 0
                  and t.numel() * t.element_size() == t.untyped_storage().nbytes())
         register(t, None, None if whole else (t.untyped_storage().nbytes() // t.element_size(),))
-        desc = desc_of(t)
+        desc = registered_desc(t)
     return desc
 
 
@@ -191,6 +200,8 @@ def storage_elements(desc: NpuDesc) -> int:
     from npusim.layouts.nz import nz_storage_shape
 
     if desc.npu_format == ACL_FORMAT_FRACTAL_NZ:
+        if desc.c0 is None:  # an NZ descriptor always has its C0; nz_storage_shape's error
+            raise TypeError("c0: must be an int, got None")
         return math.prod(nz_storage_shape(desc.base_sizes, desc.c0))
     return math.prod(desc.base_sizes)
 
@@ -333,7 +344,7 @@ def nz_storage(t: Any, soc: Any = None, fidelity: str | None = None) -> np.ndarr
     from npusim.layouts.nz import nd_to_nz
     from npusim.torch_npu._convert import plain_numpy
 
-    desc = desc_of(t)
+    desc = registered_desc(t)  # an NZ tensor's storage is registered
     base = np.ascontiguousarray(plain_numpy(base_tensor(t)))
     if desc.storage is not None and _same_bytes(base, desc.storage_of):
         return desc.storage
@@ -353,14 +364,14 @@ def nz_storage(t: Any, soc: Any = None, fidelity: str | None = None) -> np.ndarr
 def _nd_values(x: Any, soc: Any, fidelity: Any) -> Any:
     """The ND base of NZ tensor ``x`` as the FRACTAL_NZ -> ND kernel writes it (a torch tensor),
     or None at ``reference`` fidelity (the tensor already holds its logical values)."""
-    if not _program_fidelity(fidelity) or math.prod(desc_of(x).base_sizes) == 0:
+    if not _program_fidelity(fidelity) or math.prod(registered_desc(x).base_sizes) == 0:
         return None
     from npusim.layouts import FormattedArray
     from npusim.torch_npu._convert import to_output
     from npusim.torch_npu._fidelity import program_outputs
     from npusim.torch_npu._state import resolve
 
-    desc = desc_of(x)
+    desc = registered_desc(x)
     src = FormattedArray(nz_storage(x, soc, fidelity), ACL_FORMAT_FRACTAL_NZ, desc.base_sizes)
     nd = program_outputs("npu_format_cast", "format_cast", resolve(soc), x=src,
                          acl_format=ACL_FORMAT_ND)

@@ -92,8 +92,9 @@ def _normalize(
         arr, was_torch = _to_numpy(value, name)
         arrays.append(arr)
         torch_in = torch_in or (name == "x" and was_torch)
+    xa, wa, scale, offset, qscale, qoffset, bias_a = arrays  # the seven _ARG_NAMES
     args = normalize_args(
-        *arrays,
+        xa, wa, scale, offset, qscale, qoffset, bias_a,
         antiquant_group_size=antiquant_group_size,
         inner_precise=inner_precise,
         soc=soc,
@@ -201,11 +202,12 @@ def _batched_310p(x: Any, weight: Any, antiquant_scale: Any, antiquant_offset: A
     batch = broadcast_batch(xa.shape[:-2], wa.shape[:-2], "x/weight")
     xb = np.broadcast_to(xa, (*batch, *xa.shape[-2:]))
     wb = np.broadcast_to(wa, (*batch, *wa.shape[-2:]))
-    rest = [_to_numpy(v, n)[0] for v, n in zip(
+    scale, offset, qscale, qoffset, bias_a = [_to_numpy(v, n)[0] for v, n in zip(
         (antiquant_scale, antiquant_offset, quant_scale, quant_offset, bias), _ARG_NAMES[2:],
         strict=True)]
-    outs = [npu_weight_quant_batchmatmul(xb[i], wb[i], *rest, antiquant_group_size,
-                                         inner_precise, **kw) for i in np.ndindex(*batch)]
+    outs = [npu_weight_quant_batchmatmul(xb[i], wb[i], scale, offset, qscale, qoffset, bias_a,
+                                         antiquant_group_size, inner_precise, **kw)
+            for i in np.ndindex(*batch)]
     out = np.stack(outs).reshape(*batch, *outs[0].shape)
     if not torch_in:
         return out

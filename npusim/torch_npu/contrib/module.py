@@ -27,7 +27,8 @@ x. After a forward, ``kernel`` names the kernel that ran.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 
@@ -49,9 +50,9 @@ def _x_dtype(dtype: Any) -> np.dtype:
     if name in ("float16", "half", "fp16"):
         return np.dtype(np.float16)
     if name in ("bfloat16", "bf16"):
-        from npusim.numerics import BF16
+        from npusim.numerics import bf16
 
-        return np.dtype(BF16)
+        return bf16()
     raise TypeError(f"dtype={dtype!r}: LinearWeightQuant supports float16 or bfloat16 x")
 
 
@@ -149,6 +150,14 @@ def _torch_class() -> Any:
     class TorchLinearWeightQuant(nn.Module):
         """torch_npu's LinearWeightQuant module on npusim (module docstring)."""
 
+        # set in __init__ (the optional ones by setattr / register_parameter)
+        weight: nn.Parameter
+        antiquant_scale: nn.Parameter
+        antiquant_offset: nn.Parameter | None
+        quant_scale: nn.Parameter | None
+        quant_offset: nn.Parameter | None
+        bias: nn.Parameter | None
+
         def __init__(self, in_features: int, out_features: int, bias: bool = True,
                      device: Any = None, dtype: Any = None, antiquant_offset: bool = False,
                      quant_scale: bool = False, quant_offset: bool = False,
@@ -180,7 +189,8 @@ def _torch_class() -> Any:
         def npu(self, device: Any = None) -> Any:
             from npusim.dropin import as_npu
 
-            return self._apply(as_npu)
+            # nn.Module._apply has no annotations in torch's stubs
+            return cast(Callable[[Callable[..., Any]], Any], self._apply)(as_npu)
 
         def forward(self, x: Any) -> Any:
             from npusim.torch_npu._weight_quant import (
@@ -188,7 +198,8 @@ def _torch_class() -> Any:
                 npu_weight_quant_batchmatmul,
             )
 
-            scale, offset = self.antiquant_scale, self.antiquant_offset
+            scale: torch.Tensor = self.antiquant_scale
+            offset: torch.Tensor | None = self.antiquant_offset
             if scale.dim() == 2:
                 scale = scale.transpose(-1, -2)
             if offset is not None and offset.dim() == 2:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 import unittest
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+if TYPE_CHECKING:
+    import torch
+
+
+class _NpuTensor(Protocol):
+    """A tensor with the ``.npu()`` the drop-in adds to torch.Tensor (torch's stubs lack it)."""
+
+    def npu(self, device: Any = None) -> torch.Tensor: ...
 
 
 def get_npu_device() -> str:
@@ -65,7 +74,7 @@ def create_common_tensor(item: Any, min_value: float, max_value: float,
     dtype, npu_format, shape = item[0], item[1], item[2]
     values = np.random.uniform(min_value, max_value, shape).astype(dtype)
     cpu = torch.from_numpy(values)
-    dev = torch.from_numpy(values.copy()).npu()
+    dev = cast(_NpuTensor, torch.from_numpy(values.copy())).npu()
     if npu_format != -1:
         dev = npu_format_cast(dev, npu_format)
     return cpu, dev

@@ -12,6 +12,7 @@ when both tests fail for more than ``size * p`` elements. NaNs must sit in the s
 
 from __future__ import annotations
 
+import operator
 import os
 import random
 import unittest
@@ -35,6 +36,7 @@ class TestCase(unittest.TestCase):
 
     _precision = 1e-5
     maxDiff = None
+    npu_device: str  # set by setUpClass
 
     @property
     def precision(self) -> float:
@@ -138,6 +140,7 @@ class TestCase(unittest.TestCase):
             y = y.item()
         if isinstance(x, Number) and isinstance(y, Number) and not isinstance(x, bool) and \
                 not isinstance(y, bool):
-            self.assertLessEqual(abs(x - y), prec, message)
+            # operator.sub: x - y (numbers.Number declares no arithmetic)
+            self.assertLessEqual(abs(operator.sub(x, y)), prec, message)
             return
         super().assertEqual(x, y, message or None)
