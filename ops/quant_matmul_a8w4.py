@@ -75,17 +75,36 @@ def validate_a8w4(x1: Any, x2: Any, scale: Any, *, offset: Any = None,
     if getattr(soc, "organisation", "split") != "split":
         raise ValueError(f"x2: int8 x1 with int32 (int4) x2 (A8W4) is not supported on "
                          f"{soc.name} (Atlas inference series: x1 and x2 int8 only)")
-    gm, gn, gk = check_group_sizes(group_sizes)
+    # torch_npu passes groupSize 0 without group_sizes (check_and_get_groups)
+    gm, gn, gk = (0, 0, 0) if group_sizes is None else check_group_sizes(group_sizes)
     d1, d2, ds = describe(x1, "x1"), describe(x2, "x2"), describe(scale, "scale")
+    if d2.nz:
+        raise NotImplementedError(
+            "x2: an A8W4 weight in FRACTAL_NZ is not modelled: aclnnQuantMatmulV5 documents an "
+            "int32 (int4) x2 as 2-D ND only, and the public ops-nn A2 / A3 kernel "
+            "(quant_batch_matmul_v4.cpp) instantiates its MSD kernel for an ND weight only "
+            "(the NZ branch of its tiling has no kernel there); pass the (k, n // 8) ND weight")
     if len(d1.shape) != 2 or len(d2.shape) != 2:
         raise ValueError(f"x1/x2: A8W4 needs 2-D x1 (m, k) and x2 (k, n//8), got {d1.shape} "
                          f"and {d2.shape}")
-    if d1.transposed or d2.transposed or d1.nz or d2.nz:
+    if d1.transposed or d2.transposed or d1.nz:
         raise ValueError("x1/x2: A8W4 needs contiguous ND x1 (m, k) and x2 (k, n//8)")
     m, k = d1.shape
     if d2.shape[0] != k:
         raise ValueError(f"x2: k={d2.shape[0]} (shape {d2.shape}) must equal x1's k={k}")
     n = d2.shape[1] * 8
+    if len(ds.shape) == 1:  # aclnn CheckA8W4IntGroupSize: a 1-D x2Scale is per-channel
+        if gk != 0:
+            raise ValueError(f"group_sizes: {[gm, gn, gk]}: A8W4 [int8/4] per-channel (a 1-D "
+                             "scale) supports group_k = 0 only")
+        raise NotImplementedError(
+            "npu_quant_matmul: per-channel A8W4 (int8 x1, int32-packed int4 x2, a 1-D uint64 "
+            "scale, group_k 0: aclnnQuantMatmulV5's K-C row) is not modelled: the public "
+            "ops-nn source has its host tiling (the MSD tiling's K_C branch) but no kernel "
+            "for it (quant_batch_matmul_v4.cpp instantiates only the per-group MSD kernel, "
+            "whose Init divides k by the group size), so npusim has no program; the per-group "
+            f"form group_sizes=[0, 0, {A8W4_GROUP_K}] with a (k // {A8W4_GROUP_K}, n) scale "
+            "is modelled")
     if gm not in (0, 1) or gn not in (0, 1) or gk != A8W4_GROUP_K:
         raise ValueError(f"group_sizes: {[gm, gn, gk]} must be [0 or 1, 0 or 1, "
                          f"{A8W4_GROUP_K}]: A8W4 [int8/4] per-group supports group_k = "

@@ -101,6 +101,35 @@ def test_a8w4_refusals_name_the_argument():
         npu_quant_matmul(x1, packed, q, group_sizes=[0, 0, 256], soc="Ascend310P3", **kw)
 
 
+def test_a8w4_per_channel_and_nz_weight_name_what_is_missing():
+    """aclnnQuantMatmulV5 allows per-channel A8W4 (a 1-D uint64 scale, group_k 0; torch_npu
+    passes group 0 without group_sizes) but the public A2 kernel source has no kernel for it:
+    NotImplementedError naming it, from the API and from simulate(); a 1-D scale with
+    group_k 256 breaks aclnn's rule (ValueError). An NZ int32 weight: NotImplementedError."""
+    import npusim
+    from npusim.torch_npu import npu_format_cast
+
+    x1, w, scale, ptk, y_off = _a8w4_inputs()
+    packed = npu_convert_weight_to_int4pack(w)
+    q1 = npu_trans_quant_param(scale[0].contiguous())  # (n,) per channel
+    kw = dict(offset=y_off, pertoken_scale=ptk.reshape(-1), output_dtype=torch.float16)
+    for gs in (None, [0, 0, 0]):
+        with pytest.raises(NotImplementedError, match=r"per-channel A8W4.*no kernel"):
+            npu_quant_matmul(x1, packed, q1, group_sizes=gs, **kw)
+    with pytest.raises(NotImplementedError, match="per-channel A8W4"):
+        npusim.simulate("quant_matmul", "Ascend910B2", x1=x1.numpy(), x2=packed.numpy(),
+                        scale=q1.numpy(), offset=y_off.numpy(),
+                        pertoken_scale=ptk.reshape(-1).numpy(), output_dtype="float16",
+                        group_sizes=[0, 0, 0])
+    with pytest.raises(ValueError, match=r"per-channel .* group_k = 0 only"):
+        npu_quant_matmul(x1, packed, q1, group_sizes=[0, 0, 256], **kw)
+    q = npu_trans_quant_param(scale.reshape(-1)).reshape(scale.shape)
+    nz = npu_format_cast(packed, 29)
+    with pytest.raises(NotImplementedError, match="FRACTAL_NZ"):
+        npu_quant_matmul(x1, nz, q, offset=y_off, pertoken_scale=ptk,
+                         output_dtype=torch.float16, group_sizes=[0, 0, 256])
+
+
 def test_a4w4_pertoken_equals_the_int8_pertoken_path():
     """int4 x int4 with a float32 scale and a per-token scale runs the same vector epilogue as
     int8 x int8 (fp32(acc) * scale * pertoken, RINT cast): the same values give the same bits,

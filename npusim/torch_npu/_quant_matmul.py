@@ -111,8 +111,9 @@ def npu_quant_matmul(
     b2 = _logical(a2)  # the values; the program reads a2 as stored
     path = _grouped_path(a1, b2, group_sizes)
     if path is not None:
-        validate, reference, _ = path
-        validate(a1, b2, sc, **rest, group_sizes=group_sizes, soc=soc)
+        validate, reference, name = path
+        nz_a8w4 = name.startswith("A8W4") and getattr(a2, "npu_format", 2) == 29
+        validate(a1, a2 if nz_a8w4 else b2, sc, **rest, group_sizes=group_sizes, soc=soc)
         if program:  # the A8W4 / per-group A4W4 programs
             out = program_outputs("npu_quant_matmul", "quant_matmul", soc, x1=a1, x2=b2,
                                   scale=sc, **rest, group_sizes=group_sizes)
@@ -136,9 +137,6 @@ def _grouped_path(a1: Any, a2: Any, group_sizes: Any) -> tuple[Any, Any, str] | 
     if getattr(a1, "dtype", None) == np.int8 and getattr(a2, "dtype", None) == np.int32:
         from npusim.ops.quant_matmul_a8w4 import reference_a8w4, validate_a8w4
 
-        if group_sizes is None:
-            raise ValueError("group_sizes: int8 x1 with int32 (int4) x2 is A8W4 and needs "
-                             "group_sizes=[0, 0, group_k]")
         return validate_a8w4, reference_a8w4, "A8W4 (int8 x1, int32-packed int4 x2)"
     if group_sizes is None:
         return None
