@@ -64,7 +64,7 @@ from typing import Any
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
-from npusim.ops.program_stages import CrossFlag, Ring
+from npusim.ops.program_stages import CrossFlag, PingPong, Ring
 from npusim.ops.weight_quant_common import (
     ITEM,
     MsdFlags,
@@ -254,31 +254,28 @@ def _cube_cell(
           Region("L1", a1.offset, (rows, kw), dig_dtype), name="A digits GM->L1 nd2nz",
           transform="nd2nz")
     b.sync("MTE2", "MTE1", 0)
-    step = tile = 0
     mode = "DEQF16" if c_dtype == "float16" else "NONE"
     # an NZ weight's fractals are copied as stored; the local tile holds them in logical order
     # (the declared local-tile model: DataCopy nz2nd from a GM FRACTAL_NZ window)
     b_transform = "nz2nd" if s.weight_nz else "dn2nz" if s.trans_w else "nd2nz"
+    b1q = PingPong(b, "MTE2", "MTE1", (2, 3))  # the group's weight tile in L1
+    l0q = PingPong(b, "MTE1", "M", (0, 1))  # L0A / L0B base blocks
+    l0cq = PingPong(b, "M", "FIX", tuple(range(nc)))  # the accumulator, drained by FixPipe
     for task, gi in enumerate(groups):
-        ib, kg = task % 2, min(g, s.k - gi * g)
-        if task >= 2:
-            b.wait_flag("MTE1", "MTE2", 2 + ib)
+        kg = min(g, s.k - gi * g)
+        ib = b1q.acquire()
         src = weight_tile_region(s, gi * g, kg, n0, cw)
         b.dma(src, Region("L1", b1[ib].offset, (kg, cw), s.w_dtype),
               name="B GM->L1 " + b_transform, transform=b_transform)
-        b.sync("MTE2", "MTE1", 2 + ib)
+        b1q.ready(ib)
         fl.msd.c.fill(b, task, "FIX")
         slot = ci * 2 + task % 2
         for bn in range(0, cw, cb.base_n):
             rn = min(cb.base_n, cw - bn)
-            cbuf = tile % nc
-            c_reg = Region("L0C", l0c[cbuf].offset, (rows, rn), "int32")
-            ksteps = range(0, kg, cb.base_k)
-            for j, kk in enumerate(ksteps):
+            cbuf = -1
+            for j, kk in enumerate(range(0, kg, cb.base_k)):
                 rk = min(cb.base_k, kg - kk)
-                lb = step % 2
-                if step >= 2:
-                    b.wait_flag("M", "MTE1", lb)
+                lb = l0q.acquire()
                 ka = (gi * g - k0) + kk
                 a_src = Region("L1", a1.offset + math.ceil(ka * ITEM[dig_dtype]),
                                (rows, rk), dig_dtype,
@@ -290,22 +287,22 @@ def _cube_cell(
                 b0 = Region("L0B", l0b[lb].offset, (rk, rn), dig_dtype)
                 b.dma(a_src, a0, name="L1->L0A")
                 b.dma(b_src, b0, name="L1->L0B")
-                b.sync("MTE1", "M", lb)
-                if j == 0 and tile >= nc:
-                    b.wait_flag("FIX", "M", cbuf)
+                l0q.ready(lb)
+                if j == 0:  # the first k-step's Mmad overwrites the accumulator: FixPipe drained it
+                    cbuf = l0cq.acquire()
+                c_reg = Region("L0C", l0c[cbuf].offset, (rows, rn), "int32")
                 b.mmad(a0, b0, c_reg, rows, rk, rn, dig_dtype, accumulate=j > 0,
                        accumulation="exact_integer" if functional else None)
-                b.set_flag("M", "MTE1", lb)
-                step += 1
-            b.sync("M", "FIX", cbuf)
+                l0q.release(lb)
+            l0cq.ready(cbuf)
             dst = Region("GM", math.ceil((slot * rows * csn + bn) * c_isz), (rows, rn), c_dtype,
                          "c", math.ceil(csn * c_isz))
-            b.fixpipe(c_reg, dst, elements=rows * rn, out_dtype=c_dtype, mode=mode,
-                      replay=functional, deq_scale=1.0 if mode == "DEQF16" else None)
-            b.set_flag("FIX", "M", cbuf)
-            tile += 1
-        if task + 2 < len(groups):
-            b.set_flag("MTE1", "MTE2", 2 + ib)
+            b.fixpipe(Region("L0C", l0c[cbuf].offset, (rows, rn), "int32"), dst,
+                      elements=rows * rn, out_dtype=c_dtype, mode=mode, replay=functional,
+                      deq_scale=1.0 if mode == "DEQF16" else None)
+            l0cq.release(cbuf)
+        if task + 2 < len(groups):  # the tile's buffer is filled again two groups later
+            b1q.release(ib)
         fl.msd.c.publish(b, "FIX")
 
 
