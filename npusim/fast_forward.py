@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 #: the two K lengths simulated, in periods
 PERIODS = (4, 8)
@@ -53,7 +56,7 @@ class FastForwardResult:
     """Extrapolated timing of a call (the parts of a ``SimResult`` a sweep reads)."""
 
     op: str
-    soc: Any
+    soc: SocDescriptor
     kernel_name: str
     tiling: Any
     cycles: int

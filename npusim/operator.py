@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
     from npusim.runner import Plan, SimResult
 
 #: ``plan(soc, tiling=None, **op_args) -> Plan``: validate, pick the kernel, build its program.
@@ -42,11 +43,12 @@ class CliSpec:
 class SweepAdapter(Protocol):
     """How ``npusim sweep`` enumerates, bounds and simulates one operator's points."""
 
-    def enumerate_tilings(self, soc: Any, case: dict[str, Any]) -> Iterator[Any]: ...
+    def enumerate_tilings(self, soc: SocDescriptor, case: dict[str, Any]) -> Iterator[Any]: ...
 
-    def bound_us(self, soc: Any, case: dict[str, Any], t: Any) -> float: ...
+    def bound_us(self, soc: SocDescriptor, case: dict[str, Any], t: Any) -> float: ...
 
-    def tiling_from_dict(self, soc: Any, case: dict[str, Any], d: dict[str, Any]) -> Any: ...
+    def tiling_from_dict(self, soc: SocDescriptor, case: dict[str, Any],
+                         d: dict[str, Any]) -> Any: ...
 
     def simulate_case(self, soc_entry: dict[str, Any], case: dict[str, Any],
                       tiling: dict[str, Any]) -> SimResult: ...

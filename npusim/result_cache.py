@@ -28,7 +28,11 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
+    from npusim.runner import SimResult
 
 import numpy as np
 
@@ -114,8 +118,8 @@ def _canon(value: Any, name: str) -> Any:
     raise ValueError(f"{name}={type(value).__name__}: no exact cache key for this argument type")
 
 
-def cache_key(op: str, desc: Any, tiling: Any, l2_start: str | None, op_args: dict[str, Any]
-              ) -> str:
+def cache_key(op: str, desc: SocDescriptor, tiling: Any, l2_start: str | None,
+              op_args: dict[str, Any]) -> str:
     """The hex key of one call (see the module docstring for what it covers)."""
     payload = {
         "format": _FORMAT,
@@ -129,7 +133,7 @@ def cache_key(op: str, desc: Any, tiling: Any, l2_start: str | None, op_args: di
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def summarize_result(op: str, res: Any) -> TimingSummary:
+def summarize_result(op: str, res: SimResult) -> TimingSummary:
     """The :class:`TimingSummary` of a :class:`npusim.runner.SimResult`."""
     from npusim.report.summary import hbm_roofline
 
@@ -148,7 +152,7 @@ def summarize_result(op: str, res: Any) -> TimingSummary:
     )
 
 
-def timing_summary(op: str, soc: Any = None, tiling: Any = None, *,
+def timing_summary(op: str, soc: str | Path | SocDescriptor | None = None, tiling: Any = None, *,
                    overrides: Sequence[str] = (), patch: Any = None,
                    l2_start: str | None = None, use_cache: bool | None = None,
                    **op_args: Any) -> TimingSummary:

@@ -37,7 +37,7 @@ class SimResult:
     """The result of :func:`simulate`."""
 
     op: str
-    soc: Any
+    soc: SocDescriptor
     kernel_name: str
     tiling: Any
     run: RunResult

@@ -10,11 +10,15 @@ to the next op.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from npusim.torch_npu._convert import to_numpy, to_output
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
+    from npusim.torch_npu._state import SocArg
 
 A2_A3_PREFIXES = ("Ascend910B", "Ascend910_93")
 ATLAS_310P_PREFIXES = ("Ascend310P",)
@@ -30,7 +34,7 @@ SUPPORTED_SOCS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-def soc_name(soc: Any) -> str:
+def soc_name(soc: SocArg) -> str:
     """The SoC name of ``soc``: None -> the package default; a name; or a descriptor's name."""
     if soc is None:
         from npusim.torch_npu._state import current_soc
@@ -49,12 +53,12 @@ def soc_name(soc: Any) -> str:
     return name
 
 
-def _where(name: str, soc: Any) -> Any:
+def _where(name: str, soc: SocArg) -> str | SocDescriptor:
     """The SoC a program runs on: the call's descriptor when it passed one, else its name."""
     return name if soc is None or isinstance(soc, str) else soc
 
 
-def check_soc(op: str, soc: Any) -> str:
+def check_soc(op: str, soc: SocArg) -> str:
     """The SoC name, after checking that ``op`` exists on its family."""
     name = soc_name(soc)
     prefixes, products = SUPPORTED_SOCS[op]
@@ -63,7 +67,7 @@ def check_soc(op: str, soc: Any) -> str:
     return name
 
 
-def npu_convert_weight_to_int4pack(weight: Any, inner_k_tiles: int = 0, *, soc: Any = None,
+def npu_convert_weight_to_int4pack(weight: Any, inner_k_tiles: int = 0, *, soc: SocArg = None,
                                    emulate_hardware_masking: bool = False) -> Any:
     """int32 (k, n) values in [-8, 7] -> int32 (k, n/8), 8 int4 per word; FRACTAL_NZ input ->
     NZ storage (ceil(n/64), ceil(k/16), 16, 8). Host work in torch_npu (no NPU kernel).
@@ -78,7 +82,7 @@ def npu_convert_weight_to_int4pack(weight: Any, inner_k_tiles: int = 0, *, soc: 
 
 
 def npu_trans_quant_param(scale: Any, offset: Any = None, round_mode: int = 0, *,
-                          soc: Any = None, fidelity: str | None = None) -> Any:
+                          soc: SocArg = None, fidelity: str | None = None) -> Any:
     """float32 scale (+ offset) -> int64 FixPipe quant parameters (round_mode 0 truncates the
     scale to 19 bits, 1 rounds to nearest even). ``fidelity``: "program" (default) returns the
     ``trans_quant_param`` program's output, "reference" computes
@@ -103,7 +107,7 @@ def npu_trans_quant_param(scale: Any, offset: Any = None, round_mode: int = 0, *
 
 
 def npu_group_quant(x: Any, scale: Any, group_index: Any, *, offset: Any = None,
-                    dst_dtype: Any = None, soc: Any = None,
+                    dst_dtype: Any = None, soc: SocArg = None,
                     emulate_hardware_trap: bool = False, fidelity: str | None = None) -> Any:
     """Per-group quantisation of x (S, H) to int8, or to int4 packed in int32 (S, H/8) for
     ``dst_dtype=torch.quint4x2``. A bad group_index raises ValueError unless
@@ -135,7 +139,8 @@ def npu_group_quant(x: Any, scale: Any, group_index: Any, *, offset: Any = None,
 
 
 def npu_format_cast(x: Any, acl_format: Any, *, customize_dtype: Any = None,
-                    input_dtype: Any = None, soc: Any = None, fidelity: str | None = None) -> Any:
+                    input_dtype: Any = None, soc: SocArg = None,
+                    fidelity: str | None = None) -> Any:
     """``x`` in ``acl_format`` (an int, or a tensor whose format to adopt).
 
     torch tensors follow torch_npu's tensor model (:mod:`npusim.torch_npu._tensor`): the result
@@ -171,7 +176,7 @@ def npu_format_cast(x: Any, acl_format: Any, *, customize_dtype: Any = None,
 
 
 def npu_format_cast_(x: Any, acl_format: Any, *, customize_dtype: Any = None,
-                     input_dtype: Any = None, soc: Any = None,
+                     input_dtype: Any = None, soc: SocArg = None,
                      fidelity: str | None = None) -> Any:
     """In-place ``npu_format_cast`` of a torch tensor (returns ``x``; ``fidelity`` as
     :func:`npu_format_cast`)."""

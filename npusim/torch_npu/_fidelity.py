@@ -9,7 +9,10 @@ says so and names the switch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from npusim.torch_npu._state import SocArg
 
 SWITCH = "fidelity='reference' (or set_fidelity('reference'), NPUSIM_FIDELITY=reference)"
 
@@ -21,7 +24,7 @@ def use_program(fidelity: Any) -> bool:
     return resolve_fidelity(fidelity) == "program"
 
 
-def program_outputs(api: str, op: str, soc: Any, **op_args: Any) -> Any:
+def program_outputs(api: str, op: str, soc: SocArg, **op_args: Any) -> Any:
     """The outputs of the functional run of ``op``'s tiled program on ``soc`` (validate the call
     with the operator's own rules first: an error raised here is the program's). The race
     checker (a read before its producer's flag is a program bug; about half a call's CPU time)

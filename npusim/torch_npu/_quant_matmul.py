@@ -8,7 +8,7 @@ references of :mod:`npusim.ops.quant_matmul` and :mod:`npusim.ops.matmul`.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from npusim.ops.quant_matmul import (
     takes_pp_matmul,
     validate_quant_matmul,
 )
+
+if TYPE_CHECKING:
+    from npusim.torch_npu._state import SocArg
 
 
 def _np(x: Any, arg: str) -> tuple[Any, bool]:
@@ -70,7 +73,7 @@ def npu_quant_matmul(
     scale_dtype: Any = None,
     group_sizes: Any = None,
     y_scale: Any = None,
-    soc: Any = None,
+    soc: SocArg = None,
     fidelity: str | None = None,
 ) -> Any:
     """W8A8 (and int32-packed int4, A4W4) quantised matmul, as ``torch_npu.npu_quant_matmul``.
@@ -164,7 +167,7 @@ def matmul(
     out_dtype: Any = None,
     bias: Any = None,
     allow_hf32: bool = False,
-    soc: Any = None,
+    soc: SocArg = None,
     fidelity: str | None = None,
 ) -> Any:
     """``a @ b (+ bias)`` on the cube (fp16 / bf16 / fp32 in; same dtype or fp32 out), bit-exact

@@ -12,11 +12,14 @@ program module).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from npusim.torch_npu._convert import to_numpy, to_output
+
+if TYPE_CHECKING:
+    from npusim.torch_npu._state import SocArg
 
 #: torch dtype name -> (the program's output kind, accepted with div_mode True / False)
 _OUT = {"qint8": ("int8", True, True), "int8": ("int8", True, True),
@@ -47,7 +50,7 @@ def _flat_param(p: Any, x_ndim: int, ax: int, name: str, div_mode: bool) -> np.n
 
 
 def npu_quantize(input: Any, scales: Any, zero_points: Any, dtype: Any, axis: int = 1,
-                 div_mode: bool = True, *, soc: Any = None, fidelity: str | None = None) -> Any:
+                 div_mode: bool = True, *, soc: SocArg = None, fidelity: str | None = None) -> Any:
     """Quantise ``input`` with per-tensor / per-axis ``scales`` and ``zero_points`` by running
     the ``quantize`` program on ``soc`` (module docstring): int8 (``torch.qint8`` /
     ``torch.int8``), uint8 (``torch.quint8``), int32 (``torch.int32`` / ``torch.qint32``) or
@@ -92,7 +95,7 @@ _DYNAMIC_OUT = {"int8": "int8", "qint8": "int8", "quint4x2": "int4"}
 
 def npu_dynamic_quant(input: Any, *, smooth_scales: Any = None, group_index: Any = None,
                       dst_type: Any = None, quant_mode: str = "pertoken",
-                      dst_type_max: float = 0.0, soc: Any = None,
+                      dst_type_max: float = 0.0, soc: SocArg = None,
                       fidelity: str | None = None) -> tuple[Any, Any]:
     """``torch_npu.npu_dynamic_quant``: per-token symmetric quantisation, ``(y, scale)``.
 
@@ -114,7 +117,7 @@ def npu_dynamic_quant(input: Any, *, smooth_scales: Any = None, group_index: Any
 def npu_dynamic_quant_asymmetric(input: Any, *, smooth_scales: Any = None,
                                  group_index: Any = None, dst_type: Any = None,
                                  quant_mode: str = "pertoken", dst_type_max: float = 0.0,
-                                 soc: Any = None, fidelity: str | None = None
+                                 soc: SocArg = None, fidelity: str | None = None
                                  ) -> tuple[Any, Any, Any]:
     """``torch_npu.npu_dynamic_quant_asymmetric``: per-token asymmetric quantisation,
     ``(y, scale, offset)``: ``scale = (rowmax - rowmin) / (DST_MAX - DST_MIN)``, ``offset =
@@ -128,7 +131,7 @@ def npu_dynamic_quant_asymmetric(input: Any, *, smooth_scales: Any = None,
 
 
 def _dynamic_quant(api: str, input: Any, smooth_scales: Any, group_index: Any, dst_type: Any,
-                   quant_mode: str, dst_type_max: float, soc: Any, fidelity: Any, *,
+                   quant_mode: str, dst_type_max: float, soc: SocArg, fidelity: Any, *,
                    asymmetric: bool) -> tuple[Any, ...]:
     """(y, scale) or, ``asymmetric``, (y, scale, offset): numpy arrays, or tensors for a
     tensor input."""

@@ -12,7 +12,15 @@ the simulator's own output); :func:`set_fidelity` or a call's ``fidelity=`` choo
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from npusim.hw.schema import SocDescriptor
+
+    #: a call's ``soc=``: a SoC name, a loaded descriptor, or None for the current SoC
+    SocArg: TypeAlias = str | SocDescriptor | None
 
 _current: str | None = None
 
@@ -38,7 +46,7 @@ def _checked(name: str, arg: str) -> str:
     return name
 
 
-def set_soc(soc: Any) -> str:
+def set_soc(soc: str | None) -> str:
     """Make ``soc`` (a SoC name, or None for the environment / package default) the SoC of
     every later call without ``soc=``; returns the name now in effect."""
     global _current
@@ -46,7 +54,7 @@ def set_soc(soc: Any) -> str:
     return current_soc()
 
 
-def resolve(soc: Any) -> Any:
+def resolve(soc: SocArg) -> str | SocDescriptor:
     """``soc`` when given (name or descriptor), else the current SoC name."""
     return current_soc() if soc is None else soc
 

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from npusim.torch_npu._state import SocArg
 
 ACL_FORMAT_NCHW = 0
 ACL_FORMAT_NHWC = 1
@@ -294,7 +297,7 @@ def _target(x: Any, fmt: int, customize_dtype: Any) -> tuple[int, int | None]:
 
 
 def npu_format_cast(x: Any, acl_format: Any, customize_dtype: Any = None,
-                    input_dtype: Any = None, soc: Any = None, fidelity: str | None = None
+                    input_dtype: Any = None, soc: SocArg = None, fidelity: str | None = None
                     ) -> Any:
     """``torch_npu.npu_format_cast``: ``x`` itself when already in the format; a relabel of
     ``x``'s storage between base formats (ND, NCHW, NCDHW, ...); otherwise a new storage in the
@@ -335,7 +338,7 @@ def _same_bytes(a: np.ndarray, b: np.ndarray | None) -> bool:
         np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)))
 
 
-def nz_storage(t: Any, soc: Any = None, fidelity: str | None = None) -> np.ndarray:
+def nz_storage(t: Any, soc: SocArg = None, fidelity: str | None = None) -> np.ndarray:
     """The FRACTAL_NZ storage (..., N1, M1, 16, C0) of NZ tensor ``t``'s base: the one its last
     cast produced while the base values are unchanged, else produced anew (an in-place write
     into an NZ tensor runs a TransData on the device too) - at ``program`` fidelity by the
@@ -361,7 +364,7 @@ def nz_storage(t: Any, soc: Any = None, fidelity: str | None = None) -> np.ndarr
     return storage
 
 
-def _nd_values(x: Any, soc: Any, fidelity: Any) -> Any:
+def _nd_values(x: Any, soc: SocArg, fidelity: Any) -> Any:
     """The ND base of NZ tensor ``x`` as the FRACTAL_NZ -> ND kernel writes it (a torch tensor),
     or None at ``reference`` fidelity (the tensor already holds its logical values)."""
     if not _program_fidelity(fidelity) or math.prod(registered_desc(x).base_sizes) == 0:
@@ -379,7 +382,7 @@ def _nd_values(x: Any, soc: Any, fidelity: Any) -> Any:
 
 
 def npu_format_cast_(x: Any, acl_format: Any, customize_dtype: Any = None,
-                     input_dtype: Any = None, soc: Any = None,
+                     input_dtype: Any = None, soc: SocArg = None,
                      fidelity: str | None = None) -> Any:
     """``torch_npu.npu_format_cast_``: ``x`` moved in place onto a storage of the format (a
     tensor as ``acl_format`` gives its format); returns ``x``."""

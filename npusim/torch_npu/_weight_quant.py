@@ -10,7 +10,7 @@ torch_npu's signature: ``soc``, ``kernel`` (force any capable kernel, for resear
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from npusim.ops.weight_quant_batchmatmul import (
     select_kernel,
     tiling_as_dict,
 )
+
+if TYPE_CHECKING:
+    from npusim.torch_npu._state import SocArg
 
 _ARG_NAMES = (
     "x",
@@ -81,7 +84,7 @@ def _normalize(
     bias: Any,
     antiquant_group_size: int,
     inner_precise: int,
-    soc: Any,
+    soc: SocArg,
     weight_dtype: Any = None,
 ) -> tuple[WqbmmArgs, bool]:
     _check_weight_dtype(weight_dtype, weight)
@@ -113,7 +116,7 @@ def npu_weight_quant_batchmatmul(
     antiquant_group_size: int = 0,
     inner_precise: int = 0,
     *,
-    soc: Any = None,
+    soc: SocArg = None,
     kernel: str | None = None,
     deterministic: bool = False,
     tiling: Any = None,
@@ -158,7 +161,7 @@ def npu_weight_quant_batchmatmul(
 
 
 def _program_output(values: tuple[Any, ...], antiquant_group_size: int, inner_precise: int,
-                    soc: Any, kernel: str, deterministic: bool, tiling: Any) -> np.ndarray:
+                    soc: SocArg, kernel: str, deterministic: bool, tiling: Any) -> np.ndarray:
     """y read from the simulated GM of a functional run of ``kernel``'s tiled program."""
     from npusim.torch_npu._fidelity import program_outputs
 
@@ -169,7 +172,7 @@ def _program_output(values: tuple[Any, ...], antiquant_group_size: int, inner_pr
         inner_precise=inner_precise, **arrays))
 
 
-def _batched_on_coupled(x: Any, weight: Any, soc: Any) -> bool:
+def _batched_on_coupled(x: Any, weight: Any, soc: SocArg) -> bool:
     """True for an x or weight with batch dims on a coupled (310P) SoC."""
     from npusim.ops.weight_quant_batchmatmul.soc_facts import soc_facts
 
@@ -227,7 +230,7 @@ def explain_weight_quant_batchmatmul(
     antiquant_group_size: int = 0,
     inner_precise: int = 0,
     *,
-    soc: Any = None,
+    soc: SocArg = None,
     kernel: str | None = None,
     deterministic: bool = False,
     weight_dtype: Any = None,

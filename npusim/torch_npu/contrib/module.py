@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from npusim.torch_npu._state import SocArg
 
 __all__ = ["LinearWeightQuant", "NumpyLinearWeightQuant"]
 
@@ -78,7 +81,7 @@ class NumpyLinearWeightQuant:
         antiquant_group_size: int = 0,
         inner_precise: int = 0,
         *,
-        soc: Any = None,
+        soc: SocArg = None,
     ) -> None:
         self.in_features = _positive("in_features", in_features)
         self.out_features = _positive("out_features", out_features)
@@ -162,7 +165,7 @@ def _torch_class() -> Any:
                      device: Any = None, dtype: Any = None, antiquant_offset: bool = False,
                      quant_scale: bool = False, quant_offset: bool = False,
                      antiquant_group_size: int = 0, inner_precise: int = 0,
-                     weight_dtype: Any = None, *, soc: Any = None) -> None:
+                     weight_dtype: Any = None, *, soc: SocArg = None) -> None:
             super().__init__()
             self.in_features = _positive("in_features", in_features)
             self.out_features = _positive("out_features", out_features)
