@@ -39,6 +39,7 @@ from typing import Any
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
+from npusim.ops.group_tile_cube import GroupTileCube
 from npusim.ops.program_stages import CrossFlag, CrossFlags, Ring
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     split_k_post_buffers,
@@ -247,52 +248,42 @@ def _cube(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int, n_align: int,
               Region("L1", a1.offset, (s.m, kw), "bfloat16"), name="x GM->L1 nd2nz",
               transform="nd2nz")
         b.sync("MTE2", "MTE1", 0)
-        step = tile = 0
+        cube = GroupTileCube(b, [l0a], [l0b], l0c)
         fun = bool(cube_model)
         for t, gi, c0, width in tasks:
-            ib = t % 2
             fl.ring.take(b, "MTE2")
-            if t >= 2:
-                b.wait_flag("MTE1", "MTE2", 2 + ib)
             slot = (gi - groups.start) % kt.cache_num
             row = (slot * kt.cube_block_dim_k + ki) * g
-            b.dma(Region("GM", (row * n_align + c0) * 2, (g, width), "bfloat16", "ws",
-                         n_align * 2),
-                  Region("L1", b1[ib].offset, (g, width), "bfloat16"), name="B ws GM->L1 nd2nz",
-                  transform="nd2nz")
-            b.sync("MTE2", "MTE1", 2 + ib)
+
+            def copy_tile(i: int, row: int = row, c0: int = c0, width: int = width) -> None:
+                b.dma(Region("GM", (row * n_align + c0) * 2, (g, width), "bfloat16", "ws",
+                             n_align * 2),
+                      Region("L1", b1[i].offset, (g, width), "bfloat16"),
+                      name="B ws GM->L1 nd2nz", transform="nd2nz")
+
+            ib = cube.load_tile(copy_tile)
+            ka0 = gi * g - k_lo
             for bn in range(0, width, cb.base_n):
                 rn = min(cb.base_n, width - bn)
-                cbuf = tile % nc
-                c_reg = Region("L0C", l0c[cbuf].offset, (s.m, rn), "float32")
-                for j, kk in enumerate(range(0, g, cb.base_k)):
-                    rk = min(cb.base_k, g - kk)
-                    if step >= 1:
-                        b.wait_flag("M", "MTE1", 0)
-                    ka = gi * g - k_lo + kk
-                    a_src = Region("L1", a1.offset + ka * 2, (s.m, rk), "bfloat16",
-                                   row_stride_bytes=kw * 2)
-                    b_src = Region("L1", b1[ib].offset + (kk * width + bn) * 2, (rk, rn),
-                                   "bfloat16", row_stride_bytes=width * 2)
-                    a0 = Region("L0A", l0a.offset, (s.m, rk), "bfloat16")
-                    b0 = Region("L0B", l0b.offset, (rk, rn), "bfloat16")
-                    b.dma(a_src, a0, name="L1->L0A")
-                    b.dma(b_src, b0, name="L1->L0B")
-                    b.sync("MTE1", "M", 0)
-                    if j == 0 and tile >= nc:
-                        b.wait_flag("FIX", "M", cbuf)
-                    b.mmad(a0, b0, c_reg, s.m, rk, rn, "bfloat16", accumulate=j > 0,
-                           accumulation=cube_model or None)
-                    b.set_flag("M", "MTE1", 0)
-                    step += 1
-                b.sync("M", "FIX", cbuf)
                 dst = Region("GM", (c0 + bn) * 4, (s.m, rn), "float32", "acc", s.n * 4)
-                b.fixpipe(c_reg, dst, elements=s.m * rn, out_dtype="float32", mode="NONE",
-                          atomic="add", replay=fun)
-                b.set_flag("FIX", "M", cbuf)
-                tile += 1
+
+                def a_at(kk: int, rk: int, ka0: int = ka0) -> Region:
+                    return Region("L1", a1.offset + (ka0 + kk) * 2, (s.m, rk), "bfloat16",
+                                  row_stride_bytes=kw * 2)
+
+                def b_at(kk: int, rk: int, ib: int = ib, bn: int = bn, rn: int = rn,
+                         width: int = width) -> Region:
+                    return Region("L1", b1[ib].offset + (kk * width + bn) * 2, (rk, rn),
+                                  "bfloat16", row_stride_bytes=width * 2)
+
+                def drain(acc: Region, dst: Region = dst, rn: int = rn) -> None:
+                    b.fixpipe(acc, dst, elements=s.m * rn, out_dtype="float32", mode="NONE",
+                              atomic="add", replay=fun)
+
+                cube.column_block(s.m, rn, g, cb.base_k, "bfloat16", "float32", a_at=a_at,
+                                  b_at=b_at, drain=drain, accumulation=cube_model or None)
             if t + 2 < len(tasks):
-                b.set_flag("MTE1", "MTE2", 2 + ib)
+                cube.free_tile(ib)
             fl.ring.release(b, "FIX")
     fl.all_aic.barrier(b, "FIX", "FIX")
     fl.ring.release(b, "FIX")  # after every AIC's atomic adds: the AIVs may read acc

@@ -64,7 +64,8 @@ from typing import Any
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
-from npusim.ops.program_stages import CrossFlag, PingPong, Ring
+from npusim.ops.group_tile_cube import GroupTileCube
+from npusim.ops.program_stages import CrossFlag, Ring
 from npusim.ops.weight_quant_common import (
     ITEM,
     MsdFlags,
@@ -258,51 +259,41 @@ def _cube_cell(
     # an NZ weight's fractals are copied as stored; the local tile holds them in logical order
     # (the declared local-tile model: DataCopy nz2nd from a GM FRACTAL_NZ window)
     b_transform = "nz2nd" if s.weight_nz else "dn2nz" if s.trans_w else "nd2nz"
-    b1q = PingPong(b, "MTE2", "MTE1", (2, 3))  # the group's weight tile in L1
-    l0q = PingPong(b, "MTE1", "M", (0, 1))  # L0A / L0B base blocks
-    l0cq = PingPong(b, "M", "FIX", tuple(range(nc)))  # the accumulator, drained by FixPipe
+    cube = GroupTileCube(b, l0a, l0b, l0c)
+    acc_mode = "exact_integer" if functional else None
+    a_pitch, b_pitch = math.ceil(kw * ITEM[dig_dtype]), math.ceil(cw * ITEM[s.w_dtype])
     for task, gi in enumerate(groups):
-        kg = min(g, s.k - gi * g)
-        ib = b1q.acquire()
+        kg, ka0 = min(g, s.k - gi * g), gi * g - k0
         src = weight_tile_region(s, gi * g, kg, n0, cw)
-        b.dma(src, Region("L1", b1[ib].offset, (kg, cw), s.w_dtype),
-              name="B GM->L1 " + b_transform, transform=b_transform)
-        b1q.ready(ib)
+
+        def copy_tile(i: int, src: Region = src, kg: int = kg) -> None:
+            b.dma(src, Region("L1", b1[i].offset, (kg, cw), s.w_dtype),
+                  name="B GM->L1 " + b_transform, transform=b_transform)
+
+        ib = cube.load_tile(copy_tile)
         fl.msd.c.fill(b, task, "FIX")
         slot = ci * 2 + task % 2
         for bn in range(0, cw, cb.base_n):
             rn = min(cb.base_n, cw - bn)
-            cbuf = -1
-            for j, kk in enumerate(range(0, kg, cb.base_k)):
-                rk = min(cb.base_k, kg - kk)
-                lb = l0q.acquire()
-                ka = (gi * g - k0) + kk
-                a_src = Region("L1", a1.offset + math.ceil(ka * ITEM[dig_dtype]),
-                               (rows, rk), dig_dtype,
-                               row_stride_bytes=math.ceil(kw * ITEM[dig_dtype]))
-                b_src = Region("L1", b1[ib].offset + math.ceil((kk * cw + bn) * ITEM[s.w_dtype]),
-                               (rk, rn), s.w_dtype,
-                               row_stride_bytes=math.ceil(cw * ITEM[s.w_dtype]))
-                a0 = Region("L0A", l0a[lb].offset, (rows, rk), dig_dtype)
-                b0 = Region("L0B", l0b[lb].offset, (rk, rn), dig_dtype)
-                b.dma(a_src, a0, name="L1->L0A")
-                b.dma(b_src, b0, name="L1->L0B")
-                l0q.ready(lb)
-                if j == 0:  # the first k-step's Mmad overwrites the accumulator: FixPipe drained it
-                    cbuf = l0cq.acquire()
-                c_reg = Region("L0C", l0c[cbuf].offset, (rows, rn), "int32")
-                b.mmad(a0, b0, c_reg, rows, rk, rn, dig_dtype, accumulate=j > 0,
-                       accumulation="exact_integer" if functional else None)
-                l0q.release(lb)
-            l0cq.ready(cbuf)
             dst = Region("GM", math.ceil((slot * rows * csn + bn) * c_isz), (rows, rn), c_dtype,
                          "c", math.ceil(csn * c_isz))
-            b.fixpipe(Region("L0C", l0c[cbuf].offset, (rows, rn), "int32"), dst,
-                      elements=rows * rn, out_dtype=c_dtype, mode=mode, replay=functional,
-                      deq_scale=1.0 if mode == "DEQF16" else None)
-            l0cq.release(cbuf)
+
+            def a_at(kk: int, rk: int, ka0: int = ka0) -> Region:
+                return Region("L1", a1.offset + math.ceil((ka0 + kk) * ITEM[dig_dtype]),
+                              (rows, rk), dig_dtype, row_stride_bytes=a_pitch)
+
+            def b_at(kk: int, rk: int, ib: int = ib, bn: int = bn, rn: int = rn) -> Region:
+                return Region("L1", b1[ib].offset + math.ceil((kk * cw + bn) * ITEM[s.w_dtype]),
+                              (rk, rn), s.w_dtype, row_stride_bytes=b_pitch)
+
+            def drain(acc: Region, dst: Region = dst, rn: int = rn) -> None:
+                b.fixpipe(acc, dst, elements=rows * rn, out_dtype=c_dtype, mode=mode,
+                          replay=functional, deq_scale=1.0 if mode == "DEQF16" else None)
+
+            cube.column_block(rows, rn, kg, cb.base_k, dig_dtype, "int32", a_at=a_at,
+                              b_at=b_at, drain=drain, accumulation=acc_mode)
         if task + 2 < len(groups):  # the tile's buffer is filled again two groups later
-            b1q.release(ib)
+            cube.free_tile(ib)
         fl.msd.c.publish(b, "FIX")
 
 

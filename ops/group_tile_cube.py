@@ -1,0 +1,70 @@
+"""The cube pipeline of the per-group weight_quant_batchmatmul kernels (MsdGroup, SplitK): the
+A operand resident in L1, one B tile per group in L1 (double-buffered), base blocks of
+``base_k`` x ``base_n`` through L0A / L0B, each column block accumulated in L0C and drained by
+one FixPipe. Each hand-off is a :class:`~npusim.ops.program_stages.PingPong` (MTE2 -> MTE1 for
+the L1 tiles, MTE1 -> M for the L0 blocks, M -> FIX for the accumulator), so the flags are the
+stage's, not numbered at each site."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from npusim.engine.program import ProgramBuilder
+from npusim.isa.operands import Region
+from npusim.ops.program_stages import PingPong
+
+
+class GroupTileCube:
+    """One AIC's group-tile matmul stage. ``l0a`` / ``l0b``: the L0 buffers (one, or two for
+    ping-pong); ``l0c``: the accumulators (one, or two when FixPipe drains one while the next
+    column block accumulates); ``b1_ids``: the flag ids of the two L1 B-tile buffers."""
+
+    def __init__(self, b: ProgramBuilder, l0a: list[Region], l0b: list[Region],
+                 l0c: list[Region], b1_ids: tuple[int, int] = (2, 3)) -> None:
+        if len(l0a) != len(l0b):
+            raise ValueError(f"L0A has {len(l0a)} buffers and L0B {len(l0b)}: one count each")
+        self.b, self.l0a, self.l0b, self.l0c = b, l0a, l0b, l0c
+        self.b1q = PingPong(b, "MTE2", "MTE1", b1_ids)
+        self.l0q = PingPong(b, "MTE1", "M", tuple(range(len(l0a))))
+        self.l0cq = PingPong(b, "M", "FIX", tuple(range(len(l0c))))
+
+    def load_tile(self, copy: Callable[[int], object]) -> int:
+        """The next L1 B-tile buffer: wait until MTE1 released it, ``copy(index)`` (the caller's
+        GM -> L1 DMA into that buffer), hand it to MTE1. Returns the buffer index."""
+        ib = self.b1q.acquire()
+        copy(ib)
+        self.b1q.ready(ib)
+        return ib
+
+    def free_tile(self, ib: int) -> None:
+        """MTE1 is done with tile buffer ``ib`` (only when a later tile will reuse it)."""
+        self.b1q.release(ib)
+
+    def column_block(
+        self, rows: int, cols: int, depth: int, base_k: int, dtype: str, acc_dtype: str, *,
+        a_at: Callable[[int, int], Region], b_at: Callable[[int, int], Region],
+        drain: Callable[[Region], object], accumulation: str | None = None,
+    ) -> None:
+        """``rows`` x ``cols`` of the output over ``depth`` of K in base-K steps: per step the
+        L1 windows ``a_at(k, width)`` / ``b_at(k, width)`` into L0, one Mmad (the first of the
+        block overwrites the accumulator, so it waits until FixPipe drained it); then
+        ``drain(accumulator)`` issues the caller's FixPipe."""
+        b = self.b
+        cbuf = -1
+        for j, kk in enumerate(range(0, depth, base_k)):
+            rk = min(base_k, depth - kk)
+            lb = self.l0q.acquire()
+            a0 = Region("L0A", self.l0a[lb].offset, (rows, rk), dtype)
+            b0 = Region("L0B", self.l0b[lb].offset, (rk, cols), dtype)
+            b.dma(a_at(kk, rk), a0, name="L1->L0A")
+            b.dma(b_at(kk, rk), b0, name="L1->L0B")
+            self.l0q.ready(lb)
+            if j == 0:
+                cbuf = self.l0cq.acquire()
+            acc = Region("L0C", self.l0c[cbuf].offset, (rows, cols), acc_dtype)
+            b.mmad(a0, b0, acc, rows, rk, cols, dtype, accumulate=j > 0,
+                   accumulation=accumulation)
+            self.l0q.release(lb)
+        self.l0cq.ready(cbuf)
+        drain(Region("L0C", self.l0c[cbuf].offset, (rows, cols), acc_dtype))
+        self.l0cq.release(cbuf)
