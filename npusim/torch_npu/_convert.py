@@ -12,7 +12,7 @@ is handed over as its logical ND values (what torch_npu's implicit contiguous co
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 FORMAT_ATTRS = ("npu_format", "origin_shape")
 
 
-def is_torch_tensor(x: Any) -> bool:
+def is_torch_tensor(x: object) -> TypeGuard[torch.Tensor]:
     """True for torch.Tensor instances (checked without importing torch)."""
     return any(c.__module__.startswith("torch") and c.__name__ == "Tensor"
                for c in type(x).__mro__)
@@ -46,7 +46,7 @@ def plain_numpy(t: torch.Tensor) -> np.ndarray:
     return t.resolve_conj().resolve_neg().numpy()
 
 
-def _nz_array(x: Any) -> Any:
+def _nz_array(x: torch.Tensor) -> Any:
     """The FormattedArray an NZ torch tensor stands for, or None when ``x`` is a view that is
     neither its base nor the base's last-two-dims transpose."""
     from npusim.layouts import ACL_FORMAT_FRACTAL_NZ, FormattedArray
@@ -87,6 +87,12 @@ def to_output(arr: Any, as_torch: bool) -> Any:
     shape whose storage is NZ."""
     if not as_torch or arr is None:
         return arr
+    return to_tensor(arr)
+
+
+def to_tensor(arr: Any) -> torch.Tensor:
+    """``arr`` (an array, or a FRACTAL_NZ ``FormattedArray``) as a torch tensor on the
+    (simulated) NPU (:func:`to_output` with ``as_torch``)."""
     import torch
 
     from npusim.numerics import BF16

@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import torch
+
     from npusim.torch_npu._state import SocArg
 
 ACL_FORMAT_NCHW = 0
@@ -122,12 +126,12 @@ def guess_storage_format(shape: tuple[int, ...], fmt: int) -> int:
     return fmt
 
 
-def desc_of(t: Any) -> NpuDesc | None:
+def desc_of(t: torch.Tensor) -> NpuDesc | None:
     """The descriptor attached to ``t``'s storage, or None (a tensor npusim never registered)."""
     return getattr(t.untyped_storage(), _DESC_ATTR, None)
 
 
-def registered_desc(t: Any) -> NpuDesc:
+def registered_desc(t: torch.Tensor) -> NpuDesc:
     """The descriptor of a tensor whose storage npusim registered - every storage of a
     non-default format (FRACTAL_NZ) is; a ValueError if ``t``'s is not (not reached)."""
     desc = desc_of(t)
@@ -136,12 +140,12 @@ def registered_desc(t: Any) -> NpuDesc:
     return desc
 
 
-def is_npu(t: Any) -> bool:
+def is_npu(t: torch.Tensor) -> bool:
     """True when ``t``'s storage carries an npusim descriptor (it 'lives on the NPU')."""
     return desc_of(t) is not None
 
 
-def get_npu_format(t: Any) -> int:
+def get_npu_format(t: object) -> int:
     """``torch_npu.get_npu_format``: the storage's format; a tensor without a descriptor has
     torch_npu's default for its shape. numpy arrays report their ``npu_format`` (else ND)."""
     from npusim.torch_npu._convert import is_torch_tensor
@@ -154,8 +158,8 @@ def get_npu_format(t: Any) -> int:
     return default_format(tuple(t.shape)) if desc is None else desc.npu_format
 
 
-def register(t: Any, fmt: int | None = None, base_sizes: Any = None,
-             c0: int | None = None) -> Any:
+def register(t: torch.Tensor, fmt: int | None = None, base_sizes: Sequence[int] | None = None,
+             c0: int | None = None) -> torch.Tensor:
     """Attach a descriptor to ``t``'s storage (default: its shape's default format) and return
     ``t``. Used for ``.npu()`` and for npusim operator outputs."""
     shape = tuple(int(s) for s in (t.shape if base_sizes is None else base_sizes))
@@ -164,7 +168,7 @@ def register(t: Any, fmt: int | None = None, base_sizes: Any = None,
     return t
 
 
-def _ensure_desc(t: Any) -> NpuDesc:
+def _ensure_desc(t: torch.Tensor) -> NpuDesc:
     """``t``'s descriptor, attached first when missing: a tensor that is its whole storage is
     its own base; a view of an unregistered storage gets the flat storage as its base."""
     desc = desc_of(t)
@@ -209,7 +213,7 @@ def storage_elements(desc: NpuDesc) -> int:
     return math.prod(desc.base_sizes)
 
 
-def base_tensor(t: Any) -> Any:
+def base_tensor(t: torch.Tensor) -> torch.Tensor:
     """The whole logical base tensor of ``t``'s storage (``t`` itself when it is the base); a
     tensor without a descriptor is its own base (contiguous copy when it is a view)."""
     import torch
@@ -224,7 +228,7 @@ def base_tensor(t: Any) -> Any:
     return torch.as_strided(t.detach(), base, strides, 0)
 
 
-def new_formatted(values: Any, fmt: int, c0: int | None = None) -> Any:
+def new_formatted(values: torch.Tensor, fmt: int, c0: int | None = None) -> torch.Tensor:
     """A fresh tensor holding ``values`` (its base) in a storage sized for ``fmt``."""
     import torch
 
@@ -243,10 +247,11 @@ class _Identity:
     """Autograd identity whose forward builds the new storage (format casts keep requires_grad
     and pass gradients through, as torch_npu's do)."""
 
-    _fn: Any = None
+    _fn: type[torch.autograd.Function] | None = None
 
     @classmethod
-    def apply(cls, x: Any, build: Any) -> Any:
+    def apply(cls, x: torch.Tensor,
+              build: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         import torch
 
         if cls._fn is None:
@@ -261,11 +266,13 @@ class _Identity:
 
             cls._fn = Fn
         if x.requires_grad and torch.is_grad_enabled():
-            return cls._fn.apply(x, build)
+            # torch.autograd.Function.apply has no annotations
+            return cast("Callable[..., torch.Tensor]", cls._fn.apply)(x, build)
         return build(x)
 
 
-def _cast_storage(x: Any, fmt: int, c0: int | None, values: Any = None) -> Any:
+def _cast_storage(x: torch.Tensor, fmt: int, c0: int | None,
+                  values: torch.Tensor | None = None) -> torch.Tensor:
     """A new tensor viewing a new storage of format ``fmt`` that holds ``x``'s base (or
     ``values``, the base as a kernel wrote it), with ``x``'s sizes, strides and offset
     (torch_npu: "format cast only changes the physical layout of the base tensor; a view's
@@ -273,7 +280,7 @@ def _cast_storage(x: Any, fmt: int, c0: int | None, values: Any = None) -> Any:
     base = base_tensor(x) if values is None else values
     same_base = desc_of(x) is not None
 
-    def build(inp: Any) -> Any:
+    def build(inp: torch.Tensor) -> torch.Tensor:
         stored = new_formatted(base, fmt, c0)
         if not same_base:
             return stored.view(inp.shape) if stored.shape != inp.shape else stored
@@ -282,7 +289,7 @@ def _cast_storage(x: Any, fmt: int, c0: int | None, values: Any = None) -> Any:
     return _Identity.apply(x, build)
 
 
-def _target(x: Any, fmt: int, customize_dtype: Any) -> tuple[int, int | None]:
+def _target(x: torch.Tensor, fmt: int, customize_dtype: Any) -> tuple[int, int | None]:
     """(format the result will have, its NZ C0)."""
     from npusim.layouts.nz import nz_c0
 
@@ -296,9 +303,9 @@ def _target(x: Any, fmt: int, customize_dtype: Any) -> tuple[int, int | None]:
     return new_fmt, c0
 
 
-def npu_format_cast(x: Any, acl_format: Any, customize_dtype: Any = None,
+def npu_format_cast(x: torch.Tensor, acl_format: Any, customize_dtype: Any = None,
                     input_dtype: Any = None, soc: SocArg = None, fidelity: str | None = None
-                    ) -> Any:
+                    ) -> torch.Tensor:
     """``torch_npu.npu_format_cast``: ``x`` itself when already in the format; a relabel of
     ``x``'s storage between base formats (ND, NCHW, NCDHW, ...); otherwise a new storage in the
     format, viewed as ``x`` was. FRACTAL_NZ of a 0-D / 1-D base stays ND. ND <-> FRACTAL_NZ runs
@@ -338,7 +345,7 @@ def _same_bytes(a: np.ndarray, b: np.ndarray | None) -> bool:
         np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)))
 
 
-def nz_storage(t: Any, soc: SocArg = None, fidelity: str | None = None) -> np.ndarray:
+def nz_storage(t: torch.Tensor, soc: SocArg = None, fidelity: str | None = None) -> np.ndarray:
     """The FRACTAL_NZ storage (..., N1, M1, 16, C0) of NZ tensor ``t``'s base: the one its last
     cast produced while the base values are unchanged, else produced anew (an in-place write
     into an NZ tensor runs a TransData on the device too) - at ``program`` fidelity by the
@@ -364,13 +371,13 @@ def nz_storage(t: Any, soc: SocArg = None, fidelity: str | None = None) -> np.nd
     return storage
 
 
-def _nd_values(x: Any, soc: SocArg, fidelity: Any) -> Any:
+def _nd_values(x: torch.Tensor, soc: SocArg, fidelity: Any) -> torch.Tensor | None:
     """The ND base of NZ tensor ``x`` as the FRACTAL_NZ -> ND kernel writes it (a torch tensor),
     or None at ``reference`` fidelity (the tensor already holds its logical values)."""
     if not _program_fidelity(fidelity) or math.prod(registered_desc(x).base_sizes) == 0:
         return None
     from npusim.layouts import FormattedArray
-    from npusim.torch_npu._convert import to_output
+    from npusim.torch_npu._convert import to_tensor
     from npusim.torch_npu._fidelity import program_outputs
     from npusim.torch_npu._state import resolve
 
@@ -378,10 +385,10 @@ def _nd_values(x: Any, soc: SocArg, fidelity: Any) -> Any:
     src = FormattedArray(nz_storage(x, soc, fidelity), ACL_FORMAT_FRACTAL_NZ, desc.base_sizes)
     nd = program_outputs("npu_format_cast", "format_cast", resolve(soc), x=src,
                          acl_format=ACL_FORMAT_ND)
-    return to_output(np.asarray(nd), True)
+    return to_tensor(np.asarray(nd))
 
 
-def npu_format_cast_(x: Any, acl_format: Any, customize_dtype: Any = None,
+def npu_format_cast_(x: torch.Tensor, acl_format: Any, customize_dtype: Any = None,
                      input_dtype: Any = None, soc: SocArg = None,
                      fidelity: str | None = None) -> Any:
     """``torch_npu.npu_format_cast_``: ``x`` moved in place onto a storage of the format (a
@@ -401,7 +408,7 @@ def npu_format_cast_(x: Any, acl_format: Any, customize_dtype: Any = None,
     return x
 
 
-def npu_storage_array(t: Any) -> np.ndarray:
+def npu_storage_array(t: torch.Tensor) -> np.ndarray:
     """The bytes torch_npu's storage holds for ``t``'s base, as a numpy array: the ND values, or
     for FRACTAL_NZ the (..., N1, M1, 16, C0) storage. Other private formats raise."""
     from npusim.torch_npu._convert import plain_numpy
