@@ -40,7 +40,7 @@ from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.group_tile_cube import GroupTileCube
-from npusim.ops.program_stages import CrossFlag, CrossFlags, Ring
+from npusim.ops.program_stages import CrossFlag, CrossFlags, PingPong, Ring
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     split_k_post_buffers,
     split_k_vector_buffers,
@@ -169,61 +169,52 @@ def _dequant(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int,
     ub = {name: b.alloc("UB", shape, dt, name)
           for name, shape, dt in split_k_vector_buffers(rows, cols)}
     ki = ci // kt.cube_block_dim_n
-    n_pass = 0
+    parq = PingPong(b, "MTE2", "V", (2, 3))  # a group's offset and scale rows
+    wq = PingPong(b, "MTE2", "V", (0, 1))  # a pass of weight rows
+    outq = PingPong(b, "V", "MTE3", (0,))  # the bf16 pass on its way to the GM ring
     for t, gi, c0, width in tasks:
         ring.fill(b, t, "MTE2")
-        p = t % 2
+        p = parq.acquire()
         off_in = Region("UB", ub[f"off_in{p}"].offset, (width,), "bfloat16")
         sc_in = Region("UB", ub[f"scale_in{p}"].offset, (width,), "bfloat16")
-        if t >= 2:
-            b.wait_flag("V", "MTE2", 2 + p)
         b.dma(Region("GM", (gi * s.n + c0) * 2, (width,), "bfloat16", "offset"), off_in,
               name="offset GM->UB")
         b.dma(Region("GM", (gi * s.n + c0) * 2, (width,), "bfloat16", "scale"), sc_in,
               name="scale GM->UB")
-        b.sync("MTE2", "V", 2 + p)
+        parq.ready(p)
         off32 = Region("UB", ub["off32"].offset, (width,), "float32")
         off16 = Region("UB", ub["off16"].offset, (width,), "float16")
         sc32 = Region("UB", ub["scale32"].offset, (width,), "float32")
         b.cast(off32, off_in, round_mode="rint", name="Cast offset bf16->fp32 (exact)")
         b.cast(off16, off32, round_mode="rint", name="Cast offset fp32->fp16 CAST_NONE (RNE)")
         b.cast(sc32, sc_in, round_mode="rint", name="Cast scale bf16->fp32 (exact)")
-        b.set_flag("V", "MTE2", 2 + p)
+        parq.release(p)
         slot = (gi - _blocks(s, kt, ki).start) % kt.cache_num
         for r0 in range(0, g, rows):
             nr = min(rows, g - r0)
-            q = n_pass % 2
+            q = wq.acquire()
             wreg = Region("UB", ub[f"w{q}"].offset, (nr, width), "int8")
-            if n_pass >= 2:
-                b.wait_flag("V", "MTE2", q)
             b.dma(Region("GM", (gi * g + r0) * s.n + c0, (nr, width), "int8", "w", s.n), wreg,
                   name="weight GM->UB")
-            b.sync("MTE2", "V", q)
+            wq.ready(q)
             h = Region("UB", ub["h"].offset, (nr, width), "float16")
             f = Region("UB", ub["f"].offset, (nr, width), "float32")
             o = Region("UB", ub["o"].offset, (nr, width), "bfloat16")
             b.cast(h, wreg, round_mode="rint", name="Cast w->half (exact)")
-            b.set_flag("V", "MTE2", q)
+            wq.release(q)
             b.vop(VecOp.ADD, h, (h, off16), name="Add offset (fp16)")
             b.cast(f, h, round_mode="rint", name="Cast half->fp32 (exact)")
             b.vop(VecOp.MUL, f, (f, sc32), name="Mul scale (fp32)")
-            if n_pass >= 1:
-                b.wait_flag("MTE3", "V", 0)
+            oi = outq.acquire()
             b.cast(o, f, round_mode="rint", name="Cast fp32->bf16 RINT")
-            b.sync("V", "MTE3", 0)
+            outq.ready(oi)
             row = (slot * kt.cube_block_dim_k + ki) * g + r0
             b.dma(o, Region("GM", (row * n_align + c0) * 2, (nr, width), "bfloat16", "ws",
                             n_align * 2), name="dequant w UB->GM ws")
-            b.set_flag("MTE3", "V", 0)
-            n_pass += 1
+            outq.release(oi)
         ring.publish(b, "MTE3")
-    # drain the flags the last passes left set
-    for q in range(min(n_pass, 2)):
-        b.wait_flag("V", "MTE2", (n_pass - 1 - q) % 2)
-    for p in range(min(len(tasks), 2)):
-        b.wait_flag("V", "MTE2", 2 + (len(tasks) - 1 - p) % 2)
-    if n_pass:
-        b.wait_flag("MTE3", "V", 0)
+    for q_ in (wq, parq, outq):  # the flags the last passes left set
+        q_.drain()
 
 
 def _cube(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int, n_align: int,
@@ -295,6 +286,7 @@ def _cast_out(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, n_aiv: int) -> 
     ub = {name: b.alloc("UB", shape, dt, name)
           for name, shape, dt in split_k_post_buffers(s.m, pn)}
     cols = list(range(v * pn, s.n, n_aiv * pn))
+    yq = PingPong(b, "V", "MTE3", (1,))  # the bf16 tile on its way to y
     for i, c0 in enumerate(cols):
         w = min(pn, s.n - c0)
         acc = Region("UB", ub["acc"].offset, (s.m, w), "float32")
@@ -304,14 +296,12 @@ def _cast_out(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, n_aiv: int) -> 
         b.dma(Region("GM", c0 * 4, (s.m, w), "float32", "acc", s.n * 4), acc,
               name="acc GM->UB")
         b.sync("MTE2", "V", 0)
-        if i:
-            b.wait_flag("MTE3", "V", 1)
+        yi = yq.acquire()
         b.cast(y, acc, round_mode="rint", name="Cast fp32->bf16 RINT")
-        b.sync("V", "MTE3", 1)
+        yq.ready(yi)
         b.dma(y, Region("GM", c0 * 2, (s.m, w), "bfloat16", "y", s.n * 2), name="y UB->GM")
-        b.set_flag("MTE3", "V", 1)
-    if cols:
-        b.wait_flag("MTE3", "V", 1)
+        yq.release(yi)
+    yq.drain()
 
 
 def split_k_replay_data(args: Any) -> dict[str, Any]:
