@@ -30,7 +30,7 @@ Declared models (the hardware behaviour is not published; named in ``DECLARED_MO
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,6 +52,9 @@ from npusim.isa.instructions import (
 from npusim.isa.opcodes import BINARY, FixpipeMode, Transform, VecOp
 from npusim.isa.operands import Region
 
+if TYPE_CHECKING:
+    from npusim.engine.errors import ProgramError
+
 DECLARED_MODELS = {
     "vector_addressing": "broadcast_region_shape",
     "local_tile_order": "logical_row_major",
@@ -65,10 +68,10 @@ class SemanticsError(Exception):
     """An instruction's operands do not fit its semantics (a program bug)."""
 
 
-def _err(ins: Instruction, msg: str) -> SemanticsError:
+def _err(ins: Instruction, msg: str) -> ProgramError:
     from npusim.engine.errors import ProgramError
 
-    return ProgramError(f"'{ins.name}': {msg}")  # type: ignore[return-value]
+    return ProgramError(f"'{ins.name}': {msg}")
 
 
 def _np(dtype: str) -> np.dtype:
