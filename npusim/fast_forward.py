@@ -24,18 +24,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from npusim.hw.schema import SocDescriptor
+    from npusim.ops.matmul_tiling import MatmulTiling
+    from npusim.runner import SimResult
 
 #: the two K lengths simulated, in periods
 PERIODS = (4, 8)
 
 
-def k_period(t: Any) -> int:
+def k_period(t: MatmulTiling) -> int:
     """K elements per period of the tiling's K loop (one L1 load of each operand)."""
     return int(t.base_k) * max(int(t.step_ka), int(t.step_kb))
 
 
-def periods(t: Any, k: int) -> int | None:
+def periods(t: MatmulTiling, k: int) -> int | None:
     """K periods of a matmul tiling when fast-forward applies to it, else None."""
     if t.k_dim != 1 or t.block_dim or t.single_core_k != k:
         return None
@@ -58,7 +62,7 @@ class FastForwardResult:
     op: str
     soc: SocDescriptor
     kernel_name: str
-    tiling: Any
+    tiling: MatmulTiling
     cycles: int
     periods: int
     sampled_cycles: tuple[int, int]
@@ -72,7 +76,8 @@ class FastForwardResult:
         return dict(self._summary)
 
 
-def extrapolate(short: Any, long: Any, p: int, tiling: Any) -> FastForwardResult:
+def extrapolate(short: SimResult, long: SimResult, p: int, tiling: MatmulTiling
+                ) -> FastForwardResult:
     """The call of ``tiling`` at ``p`` periods from its ``SimResult`` at PERIODS[0] (``short``)
     and PERIODS[1] (``long``) periods: cycles on the line, rounded; every integer summary entry
     (bytes, MACs, instruction count) on the line, rounded; busy percentages as busy cycles on
@@ -100,7 +105,8 @@ def extrapolate(short: Any, long: Any, p: int, tiling: Any) -> FastForwardResult
                              (short.cycles, long.cycles), out)
 
 
-def matmul(simulate: Any, t: Any, k: int) -> Any:
+def matmul(simulate: Callable[[MatmulTiling, int], SimResult], t: MatmulTiling, k: int
+           ) -> SimResult | FastForwardResult:
     """``simulate(tiling, k)`` (a timing-only matmul call of K = ``k``) fast-forwarded: the
     :class:`FastForwardResult` of the two shorter calls, or the full call's result when
     fast-forward does not apply (:func:`periods`)."""

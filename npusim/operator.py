@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 if TYPE_CHECKING:
+    from npusim.fast_forward import FastForwardResult
     from npusim.hw.schema import SocDescriptor
     from npusim.runner import Plan, SimResult
 
@@ -51,7 +52,7 @@ class SweepAdapter(Protocol):
                          d: dict[str, Any]) -> Any: ...
 
     def simulate_case(self, soc_entry: dict[str, Any], case: dict[str, Any],
-                      tiling: dict[str, Any]) -> SimResult: ...
+                      tiling: dict[str, Any]) -> SimResult | FastForwardResult: ...
 
 
 def _no_quantisation(op_args: dict[str, Any]) -> str:
@@ -82,10 +83,10 @@ class Operator:
     #: the run header's quantisation words, from the call's arguments
     quantisation: Callable[[dict[str, Any]], str] = _no_quantisation
     #: ``check_output(result, op_args) -> str``: the CLI's --functional comparison line
-    check_output: Callable[[Any, dict[str, Any]], str] | None = None
+    check_output: Callable[[SimResult, dict[str, Any]], str] | None = None
     #: ``tiling_help(soc) -> lines`` for --help when the default call's tiling object does not
     #: describe the tilings (None: its fields and values, from ``default_tiling`` of the CLI call)
-    tiling_help: Callable[[Any], list[str]] | None = None
+    tiling_help: Callable[[SocDescriptor], list[str]] | None = None
     sweep: SweepAdapter | None = None
     #: a sweep case's dtype whose cube peak is the report's compute roof
     peak_dtype: Callable[[dict[str, Any]], str] = _default_peak_dtype

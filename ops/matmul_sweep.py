@@ -18,6 +18,8 @@ from npusim.isa.operands import ITEMSIZE as _ITEM
 from npusim.spec import spec
 
 if TYPE_CHECKING:
+    from npusim.fast_forward import FastForwardResult
+    from npusim.ops.matmul_tiling import MatmulTiling
     from npusim.runner import SimResult
 
 
@@ -90,7 +92,7 @@ def bound_us(soc: Any, case: dict[str, Any], t: Any) -> float:
 
 
 def simulate_case(soc_entry: dict[str, Any], case: dict[str, Any],
-                  tiling: dict[str, Any]) -> Any:  # SimResult or FastForwardResult
+                  tiling: dict[str, Any]) -> SimResult | FastForwardResult:
     """Timing-only simulation of one (SoC, case, tiling) point; a case with ``fast_forward:
     true`` (opt-in, approximate) extrapolates the steady-state K loop
     (:mod:`npusim.fast_forward`)."""
@@ -104,7 +106,7 @@ def simulate_case(soc_entry: dict[str, Any], case: dict[str, Any],
     soc = soc_entry["name"]
     ov = soc_entry.get("overrides", ())
 
-    def run(t: Any, k: int) -> SimResult:
+    def run(t: MatmulTiling, k: int) -> SimResult:
         b = spec((k, n), dt, transposed=tb)
         if dt == "int8":
             return npusim.simulate("quant_matmul", soc, t, overrides=ov, check_races=False,
