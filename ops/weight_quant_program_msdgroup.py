@@ -65,7 +65,7 @@ from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, Prog
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
 from npusim.ops.group_tile_cube import GroupTileCube
-from npusim.ops.program_stages import CrossFlag, Ring
+from npusim.ops.program_stages import CrossFlag, PingPong, Ring
 from npusim.ops.weight_quant_common import (
     ITEM,
     MsdFlags,
@@ -354,8 +354,7 @@ def _split_row(
         b.dma(Region("UB", brc.offset, (ngroups * 8,), "float32"),
               Region("GM", r * ngroups * 32, (ngroups * 8,), "float32", what),
               name=f"{what} GM workspace")
-        b.set_flag("MTE3", "V", 0)
-        b.wait_flag("MTE3", "V", 0)
+        b.sync("MTE3", "V", 0)  # the workspace row left UB before V rewrites it
 
     if s.has_offset:
         group_reduce("rsum", xf, "Sum")
@@ -420,9 +419,9 @@ def _recombine(
         cbytes = max(rows * cw * 2, m * cw * 6)
         cbuf = b.alloc("UB", (cbytes,), "int8", "c16")
         cf = Region("UB", cbuf.offset + m * cw * 2, (m, cw), "float32")  # over digits 1, 2
+    params = PingPong(b, "MTE2", "V", (0,))  # the group's scale / max (/ offset / sum) rows
     for task, gi in enumerate(groups):
-        if task:
-            b.wait_flag("V", "MTE2", 0)
+        pi = params.acquire()
         b.dma(Region("GM", (gi * s.n + c0) * 2, (cw,), xd, "scale"),
               Region("UB", sc_raw.offset, (cw,), xd), name="scale GM->UB")
         b.dma(Region("GM", gi * 32, (m, 8), "float32", "amax", ng8 * 4),
@@ -432,7 +431,7 @@ def _recombine(
                   Region("UB", of_raw.offset, (cw,), xd), name="offset GM->UB")
             b.dma(Region("GM", gi * 32, (m, 8), "float32", "rsum", ng8 * 4),
                   Region("UB", rs.offset, (m, 8), "float32"), name="group sum GM->UB")
-        b.sync("MTE2", "V", 0)
+        params.ready(pi)
         sc_r = Region("UB", sc.offset, (cw,), "float32")
         acc_r = Region("UB", acc.offset, (m, cw), "float32")
         b.cast(sc_r, Region("UB", sc_raw.offset, (cw,), xd), name="Cast scale->fp32")
@@ -450,9 +449,8 @@ def _recombine(
         if c_dtype == "int32":
             for ci_, (a, e) in enumerate(_row_chunks(m)):
                 tail = e - a
-                if ci_:
-                    b.set_flag("V", "MTE2", 1)
-                    b.wait_flag("V", "MTE2", 1)
+                if ci_:  # V has read the previous chunk's C rows before MTE2 reloads them
+                    b.sync("V", "MTE2", 1)
                 for d in range(digits):
                     ub = Region("UB", cbuf.offset + (a + d * tail) * cw * 4, (tail, cw), "int32")
                     b.dma(Region("GM", (base + (a * digits + d) * csn + cc0) * c_isz,
@@ -487,8 +485,8 @@ def _recombine(
             b.vop(VecOp.COPY, acc_r, (cf,), name="Copy to acc")
         else:
             b.vop(VecOp.ADD, acc_r, (acc_r, cf), name="Add to acc")
-        b.set_flag("V", "MTE2", 0)
-    b.wait_flag("V", "MTE2", 0)
+        params.release(pi)
+    params.drain()
     b.sync("V", "MTE3", 3)
     b.dma(Region("UB", acc.offset, (m, cw), "float32"),
           Region("GM", c0 * 4, (m, cw), "float32", "acc", s.n * 4),
