@@ -62,8 +62,7 @@ def store_output(b: ProgramBuilder, s: WqbmmShape, acc: Region, out: Region, c0:
     isz = ITEM[s.out_dtype]
     b.dma(out, Region("GM", math.ceil(c0 * isz), (m, cw), s.out_dtype, "y",
                       math.ceil(s.n * isz)), name="y UB->GM")
-    b.set_flag("MTE3", "V", 2)
-    b.wait_flag("MTE3", "V", 2)
+    b.sync("MTE3", "V", 2)
 
 
 def digit_cast(b: ProgramBuilder, src: Region, half: Region, digit: Region) -> None:

@@ -180,8 +180,7 @@ def _prepare_rows(
             b.dma(_slot(st, slot, SLOT // 4),
                   Region("GM", ((ci * 2 + j) * s.m + r) * SLOT, (SLOT // 4,), "float32",
                          "stats"), name="row stats UB->GM")
-        b.set_flag("MTE3", "MTE2", 0)
-        b.wait_flag("MTE3", "MTE2", 0)
+        b.sync("MTE3", "MTE2", 0)
     fl.digits.set(b, "MTE3")
 
 
@@ -255,8 +254,7 @@ def _recombine_strips(
         if s.has_bias:
             b.vop(VecOp.ADD, c1, (c1, p32["bias"]), name="Add bias")
         store_output(b, s, c1, Region("UB", ob.offset, (m, cw), s.out_dtype), c0)
-        b.set_flag("V", "MTE2", 1)  # the next strip's loads wait for this strip's vector work
-        b.wait_flag("V", "MTE2", 1)
+        b.sync("V", "MTE2", 1)  # the next strip's loads wait for this strip's vector work
 
 
 def build_msd_multicore(

@@ -151,8 +151,7 @@ def _prepare_rows(b: ProgramBuilder, s: WqbmmShape, geo: _Geometry, ci: int, hal
                 b.dma(Region("UB", at, (nbk,), "float32"),
                       Region("GM", (((ci * 2 + j) * nb + b0) * m + r) * 4, (nbk, 1), "float32",
                              "stats", m * 4), name="block stats UB->GM")
-            b.set_flag("MTE3", "MTE2", 0)
-            b.wait_flag("MTE3", "MTE2", 0)
+            b.sync("MTE3", "MTE2", 0)
     b.sync("MTE3", "V", 0)  # the recombination's vector work reuses this phase's UB
     fl.digits.set(b, "MTE3")
 
@@ -273,8 +272,7 @@ def _recombine_strips(
             _emit_digit_terms(b, geo, c_ub, cc_r, div)
             b.vop(VecOp.MUL, cc_r, (cc_r, scale_row), name="Mul scale")
             b.vop(VecOp.MUL_ADD_DST, acc_r, (cc_r, stat(0, blk)), name="MulAddDst cc*amax")
-            b.set_flag("V", "MTE2", 1)
-            b.wait_flag("V", "MTE2", 1)
+            b.sync("V", "MTE2", 1)
         if cw <= 0:
             continue
         if s.has_bias:
@@ -283,8 +281,7 @@ def _recombine_strips(
             b.sync("MTE2", "V", 1)
             b.vop(VecOp.ADD, acc_r, (acc_r, bias), name="Add bias")
         store_output(b, s, acc_r, Region("UB", ob.offset, (m, cw), s.out_dtype), c0)
-        b.set_flag("V", "MTE2", 1)  # the next strip's loads wait for this strip's vector work
-        b.wait_flag("V", "MTE2", 1)
+        b.sync("V", "MTE2", 1)  # the next strip's loads wait for this strip's vector work
 
 
 def _emit_digit_terms(
