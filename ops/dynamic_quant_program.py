@@ -37,6 +37,7 @@ from npusim.operator import CliSpec, Operator
 from npusim.ops.group_quant_program import (
     RowChunkTiling,
     default_row_chunk_tiling,
+    refuse_off_a2_a3,
     validate_row_chunk_tiling,
 )
 
@@ -252,6 +253,7 @@ def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any, dst_type: Any = 
     (outputs y, scale, offset)."""
     from npusim.runner import Plan
 
+    _refuse(soc, asymmetric)
     out, rows, h, dt, ends = _checked(x, dst_type, smooth_scales, group_index, asymmetric)
     if out is None:
         t = default_dynamic_quant_tiling(soc, rows, h) if tiling is None else tiling
@@ -332,7 +334,7 @@ def default_tiling_dynamic_quant(soc: Any, **op_args: Any) -> DynamicQuantTiling
     if out is not None:
         from npusim.ops.dynamic_quant_pertoken import default_pertoken_tiling
 
-        return default_pertoken_tiling(soc, rows, h,
+        return default_pertoken_tiling(soc, rows, h, op_args.get("smooth_scales") is not None,
                                        asymmetric=bool(op_args.get("asymmetric", False)))
     return default_dynamic_quant_tiling(soc, rows, h)
 
@@ -363,7 +365,14 @@ def calibration_prediction(row: Measurement) -> Prediction | None:
 
 def _validate(soc: Any, *, x: Any, dst_type: Any = None, smooth_scales: Any = None,
               group_index: Any = None, asymmetric: bool = False) -> None:
+    _refuse(soc, asymmetric)
     _checked(x, dst_type, smooth_scales, group_index, asymmetric)
+
+
+def _refuse(soc: Any, asymmetric: Any) -> None:
+    """The API's refusal off A2 / A3 (torch_npu docs: Atlas A2 / A3 only)."""
+    refuse_off_a2_a3(soc, "npu_dynamic_quant_asymmetric" if asymmetric is True else
+                     "npu_dynamic_quant", "torch_npu docs")
 
 
 OPERATOR = Operator(

@@ -45,6 +45,14 @@ class RowChunkTiling:
 GroupQuantTiling = RowChunkTiling
 
 
+def refuse_off_a2_a3(soc: Any, api: str, source: str) -> None:
+    """The refusal of the torch_npu API (``npusim.torch_npu``) for a SoC without split AIV
+    cores (the Atlas inference series), raised by ``simulate`` too: the same ValueError."""
+    if soc.core_counts().get("aiv", 0) == 0:
+        raise ValueError(f"soc: {api} is not supported on {soc.name}; it runs on Atlas A2 / A3 "
+                         f"only ({source})")
+
+
 def default_row_chunk_tiling(soc: Any, rows: int, h: int, op: str,
                              ub_bytes: Callable[[RowChunkTiling], int]) -> RowChunkTiling:
     """The kernels' rule: every AIV (at most one per row), H chunks of up to PEER_H (a multiple
@@ -309,6 +317,7 @@ def plan_group_quant(soc: Any, tiling: Any = None, *, x: Any, scale: Any, group_
     """Runner entry for ``group_quant``."""
     from npusim.runner import Plan
 
+    refuse_off_a2_a3(soc, "npu_group_quant", "seed 004")
     rows, h, xdt, sdt, gi, off, out = _group_quant_args(x, scale, group_index, offset, dst_dtype)
     t = default_group_quant_tiling(soc, rows, h) if tiling is None else tiling
     functional = isinstance(x, np.ndarray)
@@ -348,6 +357,7 @@ def default_tiling_group_quant(soc: Any, **op_args: Any) -> GroupQuantTiling:
 
 def _validate(soc: Any, *, x: Any, scale: Any, group_index: Any, offset: Any = None,
               dst_dtype: Any = None) -> None:
+    refuse_off_a2_a3(soc, "npu_group_quant", "seed 004")
     _group_quant_args(x, scale, group_index, offset, dst_dtype)
 
 
