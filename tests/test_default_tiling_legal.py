@@ -69,6 +69,126 @@ def test_quant_matmul_default_tiling_is_legal(soc, m, k, n, trans_b, out, bias):
 
 
 @SETTINGS
+@given(data=st.data(), soc=st.sampled_from([A2, A3, P310]), m=st.integers(1, MAX_KN),
+       k=st.integers(1, MAX_KN), n=st.integers(1, MAX_KN), trans=st.booleans(),
+       nz=st.booleans(), batch=st.integers(0, 3))
+def test_quant_matmul_default_tiling_is_legal_in_every_class(data, soc, m, k, n, trans, nz,
+                                                             batch):
+    """Every row of torch_npu's supported-combination tables (ops/quant_matmul.py: int8 and
+    int32-packed int4 inputs, every output dtype, per-token scales - the mix kernel - and the
+    310P rows), scale dtype and shape, offset, bias dtype, transposed / FRACTAL_NZ x2, a batched
+    x1: the default tiling passes the matmul tiling validator with the call's bias and FixPipe
+    quant-vector staging."""
+    from npusim.ops.matmul_plans import _fixpipe_quant_vector
+    from npusim.ops.matmul_tiling import validate_matmul_tiling
+    from npusim.ops.quant_matmul import _TABLE_310P, _TABLE_A2A3, validate_quant_matmul
+
+    inp, scales, offset_ok, biases, pertoken, out = data.draw(st.sampled_from(
+        _TABLE_310P if soc == P310 else _TABLE_A2A3))
+    sdt = data.draw(st.sampled_from(sorted(scales)))
+    bias = data.draw(st.sampled_from(sorted(biases, key=str)))
+    pt = data.draw(st.booleans()) if pertoken is None else pertoken
+    qn = n if data.draw(st.booleans()) else 1
+    nz = nz and inp == "int8"
+    lead = (batch + 1,) if batch and not pt and inp == "int8" else ()
+    if inp == "int4":  # int32 words of 8 int4: x1 (m, k/8), x2 (k, n/8) or (n, k/8).T
+        k = max(8, k // 8 * 8)
+        n = n if trans else max(8, n // 8 * 8)
+        qn = n if qn > 1 else 1
+        x1 = spec((m, k // 8), "int32")
+        x2 = spec((k // 8, n), "int32", transposed=True) if trans else spec((k, n // 8), "int32")
+    else:
+        x1 = spec((*lead, m, k), "int8")
+        x2 = spec((k, n), "int8", transposed=trans, npu_format=29 if nz else 2)
+    args = {"x1": x1, "x2": x2, "scale": spec((qn,), sdt), "output_dtype": out,
+            "bias": spec((n,), bias) if bias else None,
+            "offset": spec((qn,), "float32") if offset_ok and data.draw(st.booleans()) else None,
+            "pertoken_scale": spec((m,), "float32") if pt else None}
+    desc, t = _default("quant_matmul", soc, args)
+    p = validate_quant_matmul(x1, x2, args["scale"], offset=args["offset"],
+                              pertoken_scale=args["pertoken_scale"], bias=args["bias"],
+                              output_dtype=out, soc=desc)
+    validate_matmul_tiling(t, p.m, p.k, p.n, p.in_dtype, p.out_dtype, desc,
+                           with_bias=p.bias_dtype == "int32", quant_vector=_fixpipe_quant_vector(p))
+
+
+def _small_timing_run(soc: str, tiling, args: dict) -> None:
+    """The grouped kernels' tilings do not depend on M or K beyond what they hold: a timing-only
+    build of a small call with the same tiling allocates every local buffer (an overflow raises
+    BufferOverflowError) and runs."""
+    import npusim
+
+    res = npusim.simulate("quant_matmul", soc, tiling=tiling, **args)
+    assert res.outputs is None and res.cycles > 0 and res.tiling == tiling
+
+
+@SETTINGS
+@given(soc=st.sampled_from([A2, A3]), m=st.integers(1, MAX_KN), k256=st.integers(1, 115),
+       n8=st.integers(1, MAX_KN // 8), out=st.sampled_from(["float16", "bfloat16"]))
+def test_a8w4_default_tiling_is_legal(soc, m, k256, n8, out):
+    """A8W4 (aclnn: group_k 256, k <= 29576): the default tiling passes the kernel's tiling
+    check and its buffers fit (a small build with it)."""
+    from npusim.ops.quant_matmul_a8w4_program import check_a8w4_tiling
+
+    def call(m: int, k: int, n: int) -> dict:
+        return {"x1": spec((m, k), "int8"), "x2": spec((k, n // 8), "int32"),
+                "scale": spec((k // 256, n), "int64"), "offset": spec((n,), "float32"),
+                "pertoken_scale": spec((m, 1), "float32"), "output_dtype": out,
+                "group_sizes": [0, 0, 256]}
+
+    desc, t = _default("quant_matmul", soc, call(m, 256 * k256, 8 * n8))
+    check_a8w4_tiling(t, desc)
+    _small_timing_run(soc, t, call(min(m, 40), 256, min(8 * n8, 2 * t.base_n)))
+
+
+@SETTINGS
+@given(soc=st.sampled_from([A2, A3]), m=st.integers(1, MAX_KN), k1024=st.integers(1, 63),
+       n256=st.integers(1, 255), out=st.sampled_from(["float16", "bfloat16"]))
+def test_a4w4_pergroup_default_tiling_is_legal(soc, m, k1024, n256, out):
+    """Per-group A4W4 (k % 1024, n % 256, k / 8 and n <= 65535): the default tiling is
+    accepted as a user tiling and its buffers fit (a small build with it)."""
+    def call(m: int, k: int, n: int) -> dict:
+        g = k // 256
+        return {"x1": spec((m, k // 8), "int32"), "x2": spec((k // 8, n), "int32",
+                                                             transposed=True),
+                "scale": spec((g, n), "float32"), "offset": spec((g, n), "float16"),
+                "pertoken_scale": spec((m, 1), "float32"), "output_dtype": out,
+                "group_sizes": [0, 0, 256]}
+
+    desc, t = _default("quant_matmul", soc, call(m, 1024 * k1024, 256 * n256))
+    assert 1 <= t.core_num <= desc.core_counts()["aic"] and t.ub_calc_m >= 1
+    _small_timing_run(soc, t, call(min(m, 300), 1024, 256 * min(n256, 2)))
+
+
+@SETTINGS
+@given(soc=st.sampled_from([A2, A3, P310]), m=st.integers(1, MAX_KN), k=st.integers(1, MAX_KN),
+       n=st.integers(1, MAX_KN), trans_b=st.booleans(), bias=st.booleans(),
+       dt=st.sampled_from(["float16", "bfloat16", "float32"]), nz=st.booleans(),
+       batch=st.sampled_from(["none", "a", "ab"]), hf32=st.booleans())
+def test_matmul_default_tiling_is_legal_for_nz_and_batched_operands(soc, m, k, n, trans_b, bias,
+                                                                   dt, nz, batch, hf32):
+    """B in FRACTAL_NZ (plain or transposed view), a batched a against a 2-D b, both batched
+    (b plain ND), allow_hf32 for fp32: the default tiling passes the validator."""
+    from npusim.ops.matmul import validate_matmul
+    from npusim.ops.matmul_tiling import validate_matmul_tiling
+
+    if soc == P310:
+        dt = "float16"
+    if batch == "ab":
+        nz = trans_b = False
+    lead = () if batch == "none" else (2,)
+    b = spec((*lead, k, n) if batch == "ab" else (k, n), dt, transposed=trans_b,
+             npu_format=29 if nz else 2)
+    args = {"a": spec((*lead, m, k), dt), "b": b,
+            "bias": spec((n,), "float32") if bias else None,
+            "allow_hf32": hf32 and dt == "float32"}
+    desc, t = _default("matmul", soc, args)
+    p = validate_matmul(args["a"], b, bias=args["bias"], allow_hf32=args["allow_hf32"],
+                        soc=desc)
+    validate_matmul_tiling(t, p.m, p.k, p.n, p.in_dtype, p.out_dtype, desc, with_bias=bias)
+
+
+@SETTINGS
 @given(soc=st.sampled_from([A2, A3]), rows=st.integers(1, MAX_ROWS), h8=st.integers(1, 8191),
        groups=st.integers(1, 64), dt=st.sampled_from(["float32", "float16", "bfloat16"]),
        dst=st.sampled_from(["int8", "quint4x2"]))
@@ -85,19 +205,26 @@ def test_group_quant_default_tiling_is_legal(soc, rows, h8, groups, dt, dst):
 
 @SETTINGS
 @given(soc=st.sampled_from([A2, A3]), rows=st.integers(1, MAX_ROWS), h8=st.integers(1, 8191),
-       dt=st.sampled_from(["float16", "bfloat16"]), dst=st.sampled_from([None, "int8", "int4"]))
-def test_dynamic_quant_default_tiling_is_legal(soc, rows, h8, dt, dst):
+       dt=st.sampled_from(["float16", "bfloat16"]), dst=st.sampled_from([None, "int8", "int4"]),
+       smooth=st.booleans(), asym=st.booleans())
+def test_dynamic_quant_default_tiling_is_legal(soc, rows, h8, dt, dst, smooth, asym):
+    """Also with smooth scales and the asymmetric program (typed dst only), whose UB working
+    sets are larger."""
     from npusim.ops.dynamic_quant_pertoken import ub_bytes
     from npusim.ops.dynamic_quant_program import validate_dynamic_quant_tiling
     from npusim.ops.group_quant_program import validate_row_chunk_tiling
 
     h = h8 * 8
-    args = {"x": spec((rows, h), dt), **({"dst_type": dst} if dst else {})}
+    smooth, asym = smooth and dst is not None, asym and dst is not None
+    args = {"x": spec((rows, h), dt), **({"dst_type": dst} if dst else {}),
+            **({"smooth_scales": spec((h,), dt)} if smooth else {}),
+            **({"asymmetric": True} if asym else {})}
     desc, t = _default("dynamic_quant", soc, args)
     if dst is None:
         validate_dynamic_quant_tiling(t, desc, rows, h)
     else:
-        validate_row_chunk_tiling(t, desc, rows, ub_bytes, "dynamic_quant")
+        validate_row_chunk_tiling(t, desc, rows, lambda t: ub_bytes(t, smooth, asym),
+                                  "dynamic_quant")
 
 
 @SETTINGS

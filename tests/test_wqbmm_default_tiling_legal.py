@@ -177,3 +177,24 @@ def test_timing_only_with_fractal_nz_spec(w, scale, g):
     )
     assert t.outputs is None and f.outputs is not None
     assert (t.kernel_name, t.cycles) == (f.kernel_name, f.cycles)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(soc=st.sampled_from(["Ascend310P1", "Ascend310P3", "Ascend310P5"]),
+       m=st.integers(1, 65535), k=st.integers(1, 65535), n=st.integers(1, 65535),
+       offset=st.booleans(), bias=st.booleans())
+def test_310p_weight_nz_default_tiling_validates(soc, m, k, n, offset, bias):
+    """The 310P WeightNz program (seed 002: fp16 x, int8 per-channel weight, the only 310P
+    kernel): its default tiling passes ``validate_weight_nz_tiling`` (core count, fractal
+    alignment, every local buffer within capacity) for legal calls up to K = N = 65535."""
+    from npusim.ops.weight_quant_common import WqbmmShape
+    from npusim.ops.weight_quant_program_weight_nz import (
+        default_weight_nz_tiling,
+        validate_weight_nz_tiling,
+    )
+    from npusim.runner import resolve_soc
+
+    desc = resolve_soc(soc)
+    s = WqbmmShape(m, k, n, "float16", "int8", has_offset=offset, has_bias=bias, trans_w=True,
+                   weight_nz=True)
+    validate_weight_nz_tiling(default_weight_nz_tiling(desc, s), desc, s)
