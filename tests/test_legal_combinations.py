@@ -36,7 +36,7 @@ from npusim.ops.weight_quant_batchmatmul import transpose_nz
 FAMILIES = {"A2": "Ascend910B2", "A3": "Ascend910_9391", "310P": "Ascend310P3"}
 SAMPLE_PER_FAMILY = {"weight_quant_batchmatmul": 40, "trans_quant_param": 6, "group_quant": 6,
                      "int4pack": 3, "matmul": 10, "format_cast": 6, "quant_matmul": 16,
-                     "dynamic_quant": 6, "vector_add": 4}
+                     "dynamic_quant": 6, "vector_add": 4, "quantize": 6}
 #: message fragment -> the unimplemented path it names (issue 16 items still open)
 EXPECTED_NOT_IMPLEMENTED: dict[str, str] = {}
 #: the README operator-table row of each generator (its first cell starts with this) and a note
@@ -51,6 +51,8 @@ README_ROWS = {
     "quant_matmul": ("`npu_quant_matmul`", ""),
     "matmul": ("`matmul`", ""),
     "vector_add": ("`vector_add`", "no torch_npu API: numpy's x + y / copy is the reference"),
+    "quantize": ("`npu_quantize`", "its bits against an independent oracle: "
+                 "`tests/test_quantize_program.py`"),
 }
 README = Path(__file__).resolve().parents[1] / "README.md"
 M_CLASSES = (1, 16, 56, 100, 300, 2048)  # 1; <=16; 49..64; 65..256; >256; the upper sample
@@ -407,6 +409,57 @@ def va_cases(family: str) -> list[tuple]:
                                   (64, 1000, 1 << 17)))
 
 
+def qz_cases(family: str) -> list[tuple]:
+    """npu_quantize (its program's documented rules, ops/quantize_program.py): x dtype (bf16 not
+    on 310P), div_mode (True: aclnnQuantize, int8 / uint8 / int32 out, float32 / float16 scale
+    with an int8 / uint8 / int32 / no zero point, or a bfloat16 x, scale and (optional) zero
+    point; False: aclnnAscendQuantV3, int8 or int4 (not 310P) out, scale and zero
+    point in x's dtype), zero-point dtype, per-tensor or per-axis parameters, the axis (-1, 0;
+    -2 with div_mode False, not 310P), the x shape (a 3-D head layout or 2-D rows)."""
+    p310 = family == "310P"
+    out = []
+    for xdt in ("float32", "float16") if p310 else ("float32", "float16", "bfloat16"):
+        for div in (True, False):
+            if div:
+                outs, sdts = ("int8", "uint8", "int32"), ["float32", "float16"]
+                if xdt == "bfloat16":
+                    sdts.append("bfloat16")
+            else:
+                outs, sdts = ("int8",) if p310 else ("int8", "int4"), [xdt]
+            for o, sdt in itertools.product(outs, sdts):
+                # a bfloat16 scale or zero point needs all three bfloat16 (aclnnQuantize)
+                zdts = ((None, "bfloat16") if sdt == "bfloat16" else
+                        (None, "int8", "uint8", "int32")) if div else (None, xdt)
+                axes = (-1, 0) if div or p310 else (-1, 0, -2)
+                out += [(xdt, div, o, sdt, z, per, ax, shape)
+                        for z, per, ax, shape in itertools.product(
+                            zdts, (False, True), axes, ((6, 5, 64), (300, 96)))]
+    return out
+
+
+_QZ_TORCH_DTYPE = {"int8": "qint8", "uint8": "quint8", "int32": "int32", "int4": "quint4x2"}
+
+
+def qz_arrays(c: tuple, rng: np.random.Generator) -> dict[str, Any]:
+    from npusim.numerics import np_dtype
+
+    xdt, div, o, sdt, zdt, per, axis, shape = c
+    x = rng.uniform(-60, 60, shape).astype(np.float32).astype(np_dtype(xdt))
+    nd = len(shape)
+    ax = (nd - 2 if axis == -2 else nd - 1) if not div else axis % nd
+    nparam = shape[ax] if per else 1
+    scales = rng.uniform(0.25, 4, nparam).astype(np.float32).astype(np_dtype(sdt))
+    z = None
+    if zdt in ("int8", "int32"):
+        z = rng.integers(-20, 20, nparam).astype(zdt)
+    elif zdt == "uint8":
+        z = rng.integers(0, 40, nparam).astype(np.uint8)
+    elif zdt is not None:
+        z = rng.uniform(-5, 5, nparam).astype(np.float32).astype(np_dtype(zdt))
+    return {"x": x, "scales": scales, "zero_points": z, "dtype": o, "axis": axis,
+            "div_mode": div}
+
+
 # -- running one combination ---------------------------------------------------------------------
 
 
@@ -484,6 +537,11 @@ def _one(op: str, family: str, case: Any, tmp_path: Any, tally: Tally) -> None:
             _run_sim(op, soc, arrays, api, tmp_path,
                      {"dst_type": "int4" if case[1] == "quint4x2" else "int8",
                       **({"asymmetric": True} if case[4] else {})})
+        elif op == "quantize":
+            arrays = qz_arrays(case, rng)
+            api = tn.npu_quantize(arrays["x"], arrays["scales"], arrays["zero_points"],
+                                  _QZ_TORCH_DTYPE[case[2]], arrays["axis"], case[1], soc=soc)
+            _run_sim(op, soc, arrays, api, tmp_path)
         elif op == "vector_add":  # vector_add / tensor_copy: numpy's definition is the API
             kind, dt, size = case
             x = rng.standard_normal(size).astype(dt)
@@ -513,7 +571,7 @@ def _one(op: str, family: str, case: Any, tmp_path: Any, tally: Tally) -> None:
 GENERATORS = {"weight_quant_batchmatmul": wq_cases, "trans_quant_param": tqp_cases,
               "group_quant": gq_cases, "int4pack": i4_cases, "matmul": mm_cases,
               "format_cast": fc_cases, "quant_matmul": qm_cases, "dynamic_quant": dq_cases,
-              "vector_add": va_cases}
+              "vector_add": va_cases, "quantize": qz_cases}
 
 
 #: the fields of each operator's cases whose value combination is its feature class (the path
@@ -528,6 +586,8 @@ CLASS_FIELDS: dict[str, tuple] = {
     "matmul": (0, 1, 2, 5, 6, 7),
     "trans_quant_param": (0, 1, 2), "group_quant": (0, 1, 2, 3), "int4pack": (0, 1),
     "format_cast": (0, 1, 2), "dynamic_quant": (0, 1, 2, 4), "vector_add": (0, 1, 2),
+    # (x dtype, div_mode, output, scale dtype)
+    "quantize": (0, 1, 2, 3),
 }
 
 
@@ -691,8 +751,9 @@ def _refusal(fn: Any, *args: Any, **kwargs: Any) -> tuple[str, str]:
 def test_families_the_docs_do_not_list_are_refused_alike(soc):
     """Where the docs list an operator class on A2 / A3 only (A8W4 and per-group A4W4
     quant_matmul: aclnnQuantMatmulV5, torch_npu's int32 x1 rows; group_quant: seed 004;
-    dynamic_quant: torch_npu docs), the Atlas inference SoCs refuse it with a ValueError, the same
-    one from the torch_npu API (both fidelities), ``simulate`` with arrays and with specs.
+    dynamic_quant, npu_quantize's int4 output and bfloat16 x: torch_npu docs), the Atlas
+    inference SoCs refuse it with a ValueError (a TypeError for a dtype), the same one from the
+    torch_npu API (both fidelities), ``simulate`` with arrays and with specs.
     (npu_convert_weight_to_int4pack is host work: ``simulate`` names the host path on every SoC.)
     """
     rng = np.random.default_rng(16)
@@ -706,6 +767,14 @@ def test_families_the_docs_do_not_list_are_refused_alike(soc):
     for fn, asym in ((tn.npu_dynamic_quant, False), (tn.npu_dynamic_quant_asymmetric, True)):
         calls.append(("dynamic_quant", lambda x, fn=fn, **kw: fn(x, **kw), x,
                       {"dst_type": "int8", **({"asymmetric": True} if asym else {})}))
+    def quantize(x: Any, scales: Any, zero_points: Any, dtype: str, axis: int, div_mode: bool,
+                 **kw: Any) -> Any:
+        return tn.npu_quantize(x, scales, zero_points, _QZ_TORCH_DTYPE[dtype], axis, div_mode,
+                               **kw)
+
+    for pick in (lambda c: c[2] == "int4", lambda c: c[0] == "bfloat16"):  # A2 / A3 only
+        calls.append(("quantize", quantize,
+                      qz_arrays(next(c for c in qz_cases("A2") if pick(c)), rng), {}))
     for op, api, arrays, extra in calls:
         specs = {k: v if k in ("group_index", "offset") and op == "group_quant" else spec_of(v)
                  for k, v in arrays.items()}
@@ -718,4 +787,4 @@ def test_families_the_docs_do_not_list_are_refused_alike(soc):
         kinds = set(got.values())
         assert len(kinds) == 1, (op, got)
         kind, msg = kinds.pop()
-        assert kind == "ValueError" and f"not supported on {soc}" in msg, got
+        assert kind in ("ValueError", "TypeError") and f"not supported on {soc}" in msg, got
