@@ -270,3 +270,26 @@ def test_vector_add_and_copy_default_tilings_are_legal_on_every_soc(soc, n, dt):
     _, c = _default("tensor_copy", soc, {"n_elements": n, "dtype": dt})
     kind = "aiv" if "aiv" in desc.core_counts() else "vector_core"  # the copy's cores
     assert c.cores == desc.core_counts()[kind]  # all of them, and no more
+
+
+@SETTINGS
+@given(soc=st.sampled_from([A2, A3, P310]), rows=st.integers(1, MAX_ROWS),
+       n=st.integers(1, MAX_KN), xdt=st.sampled_from(["float32", "float16", "bfloat16"]),
+       out=st.sampled_from(["int8", "uint8", "int32", "int4"]), per_channel=st.booleans())
+def test_quantize_default_tiling_is_legal(soc, rows, n, xdt, out, per_channel):
+    """npu_quantize (div_mode True for int8 / uint8 / int32, False for int4 - A2 / A3 only -
+    whose scale takes x's dtype; the 310P takes float32 / float16 x): the default tiling passes
+    the program's tiling validator (cores, chunking, UB working set)."""
+    from npusim.ops.quantize_program import validate_quantize_tiling
+
+    if soc == P310:
+        xdt = "float16" if xdt == "bfloat16" else xdt
+        out = "int8" if out == "int4" else out
+    div = out != "int4"
+    if not div:
+        n = max(8, n // 8 * 8)
+    sdt = "float32" if div else xdt
+    args = {"x": spec((rows, n), xdt), "scales": spec((n if per_channel else 1,), sdt),
+            "dtype": out, "axis": -1, "div_mode": div}
+    desc, t = _default("quantize", soc, args)
+    validate_quantize_tiling(t, desc, rows, xdt, out)
