@@ -484,8 +484,8 @@ def test_batched_bias_must_match_the_output_batch():
 
 
 def test_int4_rules():
-    """int4 (int32-packed): x2 must be 2-D, x1 not transposed, 2-D scales are not modelled,
-    and the 310P has no int4."""
+    """int4 (int32-packed): x2 must be 2-D, x1 not transposed, a 2-D scale is per-group A4W4
+    and needs group_sizes, and the 310P has no int4."""
     x1 = np.zeros((4, 2), np.int32)
     x2 = np.zeros((16, 1), np.int32)
     assert validate_quant_matmul(x1, x2, np.ones(1, np.float32),
@@ -496,7 +496,7 @@ def test_int4_rules():
     with pytest.raises(ValueError, match=r"^x1:"):
         validate_quant_matmul(np.zeros((2, 4), np.int32).T, np.zeros((16, 1), np.int32), S64[:1],
                               output_dtype="float16")
-    with pytest.raises(NotImplementedError, match="per-group"):
+    with pytest.raises(ValueError, match=r"^scale: a 2-D .* per-group A4W4, which needs group_sizes"):
         validate_quant_matmul(x1, x2, np.ones((2, 8), np.float32), output_dtype="float16")
     with pytest.raises(TypeError, match=r"^x1:"):
         validate_quant_matmul(x1, x2, S64[:1], output_dtype="float16", soc="Ascend310P3")
