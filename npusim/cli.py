@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc.code, str) and not args.debug:
             return _user_error(exc.code)
         raise
+    except BrokenPipeError:  # `npusim run ... | head`: the reader left; stop quietly
+        return _reader_left()
     except USER_ERRORS as exc:
         if args.debug:
             raise
@@ -166,6 +168,17 @@ def _error_text(exc: BaseException) -> str:
         return f"{exc.filename}: {exc.strerror or exc}"
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if isinstance(exc, ValueError | TypeError) else f"{type(exc).__name__}: {text}"
+
+
+def _reader_left() -> int:
+    """The reader of stdout closed the pipe: no error line (the output was not wanted), stdout
+    pointed at /dev/null so the interpreter's final flush cannot fail again, exit status 1."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # a stdout without an fd
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1
 
 
 def _user_error(message: str) -> int:

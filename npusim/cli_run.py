@@ -248,8 +248,9 @@ def header_line(op: str, soc: SocDescriptor, res: SimResult, op_args: dict[str, 
                 tiling_origin: str) -> str:
     """One line saying what ran."""
     tensors = [d for k, v in op_args.items() if (d := describe_tensor(k, v))]
-    if not tensors and "n_elements" in op_args:
-        tensors = [f"{op_args.get('n_elements')} x {op_args.get('dtype')}"]
+    if not tensors:  # sized by scalars (n_elements, dtype): the kernel's GM inputs
+        tensors = [f"{t.name} {t.shape} {t.dtype} ND" for t in res.run.kernel.gm.values()
+                   if t.role == "input"]
     outs = [f"{t.name} {t.shape} {t.dtype}" for t in res.run.kernel.gm.values()
             if t.role == "output"]
     kernel = f"{res.kernel_name} ({'forced by --kernel' if args.kernel else 'selected'})"

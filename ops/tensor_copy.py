@@ -145,12 +145,22 @@ def validate(soc: Any, **op_args: Any) -> None:
     operands(**op_args)
 
 
+def check_output(res: Any, op_args: dict[str, Any]) -> str:
+    """The CLI's --functional line: the copy read back from simulated GM equals x byte for
+    byte (compared as unsigned bytes, so NaN payloads and signed zeros count)."""
+    x = np.ascontiguousarray(op_args["x"])
+    y = np.ascontiguousarray(res.outputs)
+    same = x.shape == y.shape and np.array_equal(y.view(np.uint8), x.view(np.uint8))
+    return f"output equals x byte for byte: {same}"
+
+
 OPERATOR = Operator(
     name="tensor_copy",
     plan=plan,
     validate=validate,
     default_tiling=default_tiling_for,
     example_inputs=example_inputs,
+    check_output=check_output,
     cli=CliSpec(
         "GM-to-GM copy (calibration rows F1-F2c)",
         {"--n-elements": "elements copied (default 33554432, row F1)",

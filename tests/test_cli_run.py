@@ -13,8 +13,8 @@ from npusim.cli_run import OP_FLAGS, _dest
 from npusim.operators import get_operator, operator_names
 
 VERDICT = re.compile(r"^HBM bound [0-9.]+ us \(no launch is faster: .*\); simulated [0-9.]+ us "
-                     r"(= [0-9.]+ x bound|\(no HBM traffic is unavoidable: the data fits in the "
-                     r"L2\)); bottleneck pipe \S+ \(busy [0-9.]+%\)$")
+                     r"(= [0-9.]+ x bound|\(no HBM traffic is unavoidable: the inputs and the "
+                     r"outputs each fit in the L2\)); bottleneck pipe \S+ \(busy [0-9.]+%\)$")
 
 
 def _out(capsys, argv):
@@ -156,3 +156,27 @@ def test_ops_list_and_show(capsys):
     flat = " ".join(text.split())
     assert "read by matmul (default 1024)" in flat
     assert "weight_quant_batchmatmul (default 16)" in flat
+
+
+def test_a_reader_that_leaves_early_gets_no_error_line(tmp_path):
+    """Rule: ``npusim ... | head`` - stdout's reader closes the pipe before the output is written
+    - ends without a traceback or ``npusim: error`` line (it printed BrokenPipeError before)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "npusim.cli", "socs"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the interpreter has imported npusim: every write fails
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert err == "", err
+
+
+def test_tensor_copy_header_names_its_tensor_and_functional_checks_the_copy(capsys):
+    """Rule: a run sized by --n-elements names its input like every other tensor
+    (``x (N,) dtype ND``, was ``N x dtype``), and --functional prints the copy's check."""
+    rc, out = _out(capsys, ["run", "tensor_copy", "--n-elements", "4096", "--functional"])
+    assert rc == 0
+    assert out[0].startswith("npusim run tensor_copy: x (4096,) float32 ND -> y (4096,) "
+                             "float32; no quantisation;"), out[0]
+    assert "output equals x byte for byte: True" in out

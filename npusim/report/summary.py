@@ -178,7 +178,8 @@ def hbm_roofline(result: RunResult) -> dict[str, Any]:
     ratio = us / bound_us if bound_us > 0 else float("inf")
     pipe, pct = bottleneck_pipe(result)
     versus = (f"= {ratio:.2f} x bound" if bound_bytes else
-              "(no HBM traffic is unavoidable: the data fits in the L2)")
+              "(no HBM traffic is unavoidable: the inputs and the outputs each fit in the "
+              "L2)")
     line = (
         f"HBM bound {bound_us:.2f} us (no launch is faster: {_mib(lb['read_bytes'])} inputs "
         f"read + {_mib(lb['write_bytes'])} outputs beyond L2 written, at {bw:g} GB/s); "
