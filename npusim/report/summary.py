@@ -61,6 +61,20 @@ def cube_macs(result: RunResult) -> int:
     return total
 
 
+def fixpipe_paths(result: RunResult) -> dict[str, int]:
+    """Bytes each FixPipe path wrote (``L0C->GM``, ``L0C->L1``), from the program: the engines
+    count DataCopy paths only (``traffic.per_path_bytes``), while a FixPipe into GM is as much a
+    GM write as a DataCopy's (``gm_write_bytes`` counts both)."""
+    out: dict[str, int] = {}
+    for core in result.kernel.cores:
+        for ins in core.instrs:
+            if ins.kind == "fix":
+                src, dst = ins.reads[0], ins.writes[0]
+                key = f"{src.buffer}->{dst.buffer}"
+                out[key] = out.get(key, 0) + dst.nbytes
+    return out
+
+
 def summarize(result: RunResult) -> dict[str, Any]:
     """A flat, JSON-ready summary of a run."""
     soc = result.soc
@@ -81,6 +95,8 @@ def summarize(result: RunResult) -> dict[str, Any]:
         for pipe, cyc in sorted(pipes.items()):
             s[f"{kind}_{pipe}_busy_pct"] = round(100.0 * cyc / cycles, 2)
     s.update(result.traffic.as_dict())
+    for path, nbytes in sorted(fixpipe_paths(result).items()):  # so the paths sum to the GM bytes
+        s.setdefault(f"path_{path}", nbytes)
     seconds = us * 1e-6 if us > 0 else float("nan")
     hbm = result.traffic.hbm_read_bytes + result.traffic.hbm_write_bytes
     s["hbm_achieved_gb_per_s"] = round(hbm / seconds / 1e9, 3) if us > 0 else 0.0
