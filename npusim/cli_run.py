@@ -269,6 +269,15 @@ def run_command(args: argparse.Namespace) -> int:
         raise SystemExit(f"npusim run: unknown operator {op!r}; available: "
                          f"{', '.join(sorted(operator_names()))}")
     check_applicable(op, args)
+    for flag in ("dtype", "out_dtype"):  # a name numpy knows ('bfloat16' needs ml_dtypes loaded)
+        if getattr(args, flag, None):
+            from npusim.numerics.dtypes import np_dtype
+
+            try:
+                np_dtype(getattr(args, flag))
+            except ValueError as exc:
+                raise SystemExit(f"npusim run {op}: --{flag.replace('_', '-')}: "
+                                 f"{str(exc).removeprefix('name: ')}") from None
     soc = resolve_soc(args.soc, args.overrides, args.patch)
     operator = get_operator(op)
     if args.functional:  # the size guard first: refuse before drawing data-sized inputs

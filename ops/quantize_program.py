@@ -449,12 +449,26 @@ def cli_quantize(ns: Any, functional: bool, rng: Any) -> dict[str, Any]:
     return {"x": spec((rows, h), xdt), "scales": spec((h,), "float32")}
 
 
+def check_quantize(res: Any, op_args: dict[str, Any]) -> str:
+    """The CLI's --functional line for its call (per-channel fp32 scales, div_mode=True, int8,
+    no zero points): the program's bits against numpy's fp32 chain, rint(x / scale) saturated
+    to int8 (fp32 division correctly rounded; the int32 -> fp16 -> int8 Casts saturate)."""
+    x, s = op_args["x"], op_args["scales"]
+    with np.errstate(all="ignore"):
+        want = np.rint(np.asarray(x).astype(np.float32) / np.asarray(s, np.float32))
+    want = np.where(np.isnan(want), 0, np.clip(want, -128, 127)).astype(np.int8)
+    got = np.asarray(res.outputs)
+    same = got.shape == want.shape and np.array_equal(got.view(np.uint8), want.view(np.uint8))
+    return f"output equals numpy's fp32 rint(x / scale) saturated to int8, bit for bit: {same}"
+
+
 OPERATOR = Operator(
     name="quantize",
     plan=plan_quantize,
     validate=_validate,
     default_tiling=default_tiling_quantize,
     example_inputs=cli_quantize,
+    check_output=check_quantize,
     cli=CliSpec(
         "npu_quantize: x / scales (+ zero points) to int8 per channel",
         {"--m": "rows (default 4096)", "--k": "row length H (default 512)",

@@ -296,7 +296,7 @@ def example_inputs(ns: argparse.Namespace, functional: bool,
 def check_output(res: SimResult, op_args: dict[str, Any]) -> str:
     want = reference_add(op_args["x"], op_args["y"])
     same = np.array_equal(res.outputs.view(np.uint16), want.view(np.uint16))
-    return f"output bit-exact vs fp16 RNE reference: {same}"
+    return f"output bit-exact vs {np.dtype(want.dtype).name} RNE reference: {same}"
 
 
 def _pipe_times(text: str) -> dict[str, float]:
