@@ -204,3 +204,16 @@ def test_an_unknown_dtype_is_one_line_naming_the_flag(capsys):
     assert main(["run", "matmul", "--dtype", "fp8"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--dtype: dtype 'fp8' is not one of" in err[0], err
+
+
+def test_compare_inner_precise_says_how_the_outputs_differ_in_words(capsys):
+    """Rule: --compare-inner-precise --functional states the output difference as a sentence
+    (it printed a JSON object between the table and the closing line)."""
+    rc, out = _out(capsys, ["run", "weight_quant_batchmatmul", "--m", "2", "--k", "256", "--n",
+                            "128", "--compare-inner-precise", "--functional"])
+    assert rc == 0
+    diff = [x for x in out if x.startswith("outputs on the same seeded inputs: ")]
+    assert len(diff) == 1 and re.search(r": \d+ of 256 elements differ between the modes, "
+                                        r"max \|diff\| \S+, mean \|diff\| \S+$", diff[0]), out
+    assert not [x for x in out if x.startswith("{")]
+    assert out[-1].startswith("inner_precise 1 takes ")
