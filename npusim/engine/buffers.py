@@ -59,6 +59,8 @@ class FunctionalContext:
         # atomic adds not yet applied, per GM tensor: (issuing core, region, data)
         self._pending: dict[str, list[tuple[int, Region, np.ndarray]]] = {}
         self._views: dict[tuple[int, int], tuple[Region, np.ndarray]] = {}  # see _view
+        # instruction id -> (instruction, its runner): npusim.isa.compiled.execute_cached
+        self.runners: dict[int, tuple[Any, Any]] = {}
         self.local: list[dict[str, np.ndarray]] = [
             {b: np.zeros(spec.capacity_bytes, dtype=np.uint8) for b, spec in d.buffers.items()}
             for d in core_descs

@@ -17,7 +17,8 @@ records and flows are identical. How simpy orders events, and how this loop repr
 - a satisfied wait continues synchronously, as a simpy process does on a triggered flag.
 
 Where it applies: every run (:func:`use_fast`). Functional runs execute each instruction's
-semantics (``npusim.isa.semantics.execute``) as it completes and race-checked runs check it as it
+semantics as it completes (through ``npusim.isa.compiled.execute_cached``: the table's bits, with
+each instruction's operand checks and dispatch done once) and race-checked runs check it as it
 starts and carry happens-before payloads on flags, exactly where the reference's pipe processes
 do, in the same event order, so values (atomic-add order included) and verdicts are the
 reference's (:class:`_Hooks`). A program the reference engine would reject (static checks, a
@@ -485,7 +486,7 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
     ctx = hz = None
     if hooks is not None:
         from npusim.engine.sim import _is_atomic, check_hazards
-        from npusim.isa.semantics import execute
+        from npusim.isa.compiled import execute_cached as execute
 
         ctx, hz, objs, names, written = (hooks.ctx, hooks.hz, hooks.objs, hooks.core_names,
                                          hooks.written)

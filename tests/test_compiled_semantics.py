@@ -1,0 +1,186 @@
+"""The semantics fast paths (npusim.isa.compiled) give the semantics table's bytes: random
+instructions over overlapping, aliased and broadcast windows of one buffer, random bit patterns
+(NaN, inf, subnormals, signed zeros) and rounding ties, compared as uint8 after both ran; where the
+table raises, the fast path raises too. Also: the float32 rounding helpers against the exact
+float64 ones on every float16 and on random / boundary float32 values."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from npusim.engine.buffers import FunctionalContext
+from npusim.isa.compiled import runner
+from npusim.isa.instructions import Cast, DataCopy, Mmad, Vector
+from npusim.isa.opcodes import VecOp
+from npusim.isa.operands import Region, itemsize
+from npusim.isa.semantics import SEMANTICS
+from npusim.numerics import float_to_int, round_to_integral
+from npusim.numerics.native_round import float_to_small_int, round_same_float
+from npusim.numerics.rounding import RoundMode
+
+UB = 4096
+BUFS = ("UB", "L1", "L0A", "L0B", "L0C")
+
+
+def _ctx(raw: dict[str, np.ndarray]) -> FunctionalContext:
+    kernel = SimpleNamespace(gm={})
+    desc = SimpleNamespace(buffers={b: SimpleNamespace(capacity_bytes=UB) for b in BUFS})
+    ctx = FunctionalContext(kernel, [desc])  # type: ignore[arg-type]
+    for b, v in raw.items():
+        ctx.local[0][b][:] = v
+    return ctx
+
+
+def _fill(seed: int, style: str) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for b in BUFS:
+        if style == "bits":
+            out[b] = rng.integers(0, 256, UB, dtype=np.uint8)
+        else:  # small values and ties: k / 2, k / 4 in float32
+            v = (rng.integers(-600, 600, UB // 4) / rng.choice([1, 2, 4, 8], UB // 4))
+            out[b] = v.astype(np.float32).view(np.uint8)
+    return out
+
+
+def _same(ins, seed: int, style: str) -> None:
+    raw = _fill(seed, style)
+    a, b = _ctx(raw), _ctx(raw)
+    try:
+        with np.errstate(all="ignore"):
+            SEMANTICS[type(ins)](ins, b)
+    except Exception:  # the fast path must fail too (the engine then asks the reference)
+        try:
+            with np.errstate(all="ignore"):
+                runner(ins)(a)
+        except Exception:
+            return
+        raise AssertionError("the table raises, the fast path does not") from None
+    with np.errstate(all="ignore"):
+        runner(ins)(a)
+    for buf in BUFS:
+        np.testing.assert_array_equal(a.local[0][buf], b.local[0][buf], err_msg=buf)
+
+
+def _region(draw, dtype: str, shape: tuple[int, ...], buf: str = "UB") -> Region:
+    item = itemsize(dtype)
+    size = max(1, int(np.prod(shape))) * item
+    align = draw(st.sampled_from([32, item]))
+    off = draw(st.integers(0, (UB - size) // align)) * align
+    return Region(buf, off, shape, dtype)
+
+
+SHAPES = [(64,), (1, 64), (8, 16), (128,), (1,)]
+ELEMWISE = [VecOp.ADD, VecOp.SUB, VecOp.MUL, VecOp.DIV, VecOp.MAX, VecOp.MIN]
+SCALAR = [VecOp.ADDS, VecOp.MULS, VecOp.MAXS, VecOp.MINS, VecOp.AXPY]
+UNARY = [VecOp.COPY, VecOp.ABS, VecOp.DUPLICATE, VecOp.REDUCE_MAX, VecOp.REDUCE_MIN]
+
+
+@st.composite
+def vector_ins(draw):
+    dt = draw(st.sampled_from(["float16", "float32", "int16"]))
+    op = draw(st.sampled_from(ELEMWISE + SCALAR + UNARY))
+    shape = draw(st.sampled_from(SHAPES))
+    dst = _region(draw, dt, shape)
+    if op in ELEMWISE:
+        srcs = tuple(_region(draw, draw(st.sampled_from([dt, dt, dt, "float32"])),
+                             draw(st.sampled_from([shape, shape, (1,), shape[-1:]])))
+                     for _ in range(2))
+    elif op is VecOp.DUPLICATE:
+        srcs = ()
+    elif op in (VecOp.REDUCE_MAX, VecOp.REDUCE_MIN):
+        srcs = (_region(draw, dt, draw(st.sampled_from([(64,), (8, 16), (1, 64)]))),)
+        dst = _region(draw, dt, draw(st.sampled_from([(1,), (8,), (8, 1)])))
+    else:
+        srcs = (_region(draw, dt, draw(st.sampled_from([shape, shape, (1,)]))),)
+    scalar = draw(st.sampled_from([0.5, -3.0, 2.0, 1e30, 7]))
+    return Vector(pipe="V", name="v", reads=srcs, writes=(dst,), op=op,
+                  elements=int(np.prod(shape)), dtype=dt, scalar=scalar)
+
+
+@settings(max_examples=400, deadline=None)
+@given(vector_ins(), st.integers(0, 2**31), st.sampled_from(["bits", "ties"]))
+def test_vector_fast_paths_equal_the_table(ins, seed, style):
+    _same(ins, seed, style)
+
+
+@st.composite
+def cast_ins(draw):
+    sdt, ddt = draw(st.sampled_from([
+        ("float32", "float32"), ("float16", "float16"), ("float32", "float16"),
+        ("float16", "float32"), ("float32", "bfloat16"), ("float16", "int8"),
+        ("float32", "int8"), ("float32", "int16"), ("float16", "int16"), ("int32", "float32"),
+        ("float32", "int32")]))
+    shape = draw(st.sampled_from(SHAPES))
+    src = _region(draw, sdt, shape)
+    dst = _region(draw, ddt, draw(st.sampled_from([shape, shape, (int(np.prod(shape)),)])))
+    mode = draw(st.sampled_from([m.value for m in RoundMode]))
+    return Cast(pipe="V", name="c", reads=(src,), writes=(dst,), op=VecOp.CAST,
+                elements=int(np.prod(shape)), dtype=sdt, round_mode=mode,
+                saturate=draw(st.booleans()))
+
+
+@settings(max_examples=400, deadline=None)
+@given(cast_ins(), st.integers(0, 2**31), st.sampled_from(["bits", "ties"]))
+def test_cast_fast_paths_equal_the_table(ins, seed, style):
+    _same(ins, seed, style)
+
+
+@st.composite
+def copy_or_mmad(draw):
+    if draw(st.booleans()):
+        dt = draw(st.sampled_from(["int8", "float16", "float32", "int4"]))
+        shape = draw(st.sampled_from([(8, 16), (128,), (4, 32)]))
+        src = _region(draw, dt, shape, draw(st.sampled_from(["UB", "L1"])))
+        dst = _region(draw, draw(st.sampled_from([dt, dt, "int8"])),
+                      draw(st.sampled_from([shape, shape, (8, 32)])),
+                      draw(st.sampled_from(["UB", "L0A"])))
+        return DataCopy(pipe="MTE1", name="d", reads=(src,), writes=(dst,),
+                        transform=draw(st.sampled_from(["", "nd2nz"])))
+    da, db = draw(st.sampled_from(["int8", "int4"])), draw(st.sampled_from(["int8", "int4"]))
+    m, k, n = draw(st.sampled_from([1, 3, 16])), draw(st.sampled_from([16, 32, 64])), 16
+    a = _region(draw, da, (m, k), "L0A")
+    b = _region(draw, db, (k, n), "L0B")
+    c = _region(draw, "int32", (m, n), "L0C")
+    return Mmad(pipe="M", name="m", reads=(a, b), writes=(c,), m=m, k=k, n=n, dtype=da,
+                accumulate=draw(st.booleans()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(copy_or_mmad(), st.integers(0, 2**31))
+def test_copy_and_mmad_fast_paths_equal_the_table(ins, seed):
+    _same(ins, seed, "bits")
+
+
+ALL_F16 = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+
+
+def _f32_cases() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    ties = (rng.integers(-2**24, 2**24, 50_000) / 2.0).astype(np.float32)
+    edge = np.array([0.0, -0.0, 0.5, -0.5, 1.5, -2.5, 2**23, 2**23 + 1, -(2**23) - 1, 2**24,
+                     0.49999997, -0.49999997, 127.5, -128.5, 32767.5, -32768.5, 1e-45,
+                     3.4028235e38, -3.4028235e38], np.float32)
+    return np.concatenate([bits, ties, edge])
+
+
+@pytest.mark.parametrize("mode", list(RoundMode))
+@pytest.mark.parametrize("values", ["f16", "f32"])
+def test_native_rounding_equals_the_float64_path(mode, values):
+    v = ALL_F16 if values == "f16" else _f32_cases()
+    finite = v[np.isfinite(v)]
+    got = round_same_float(finite, mode)
+    want = round_to_integral(finite, mode).astype(v.dtype)
+    assert got is not None and got.dtype == v.dtype
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+    assert round_same_float(v, mode) is None  # NaN / inf present: the exact path's job
+    for dt in ("int8", "int16"):
+        with np.errstate(invalid="ignore"):
+            want_i = float_to_int(v, dt, mode, saturate=True)
+        np.testing.assert_array_equal(float_to_small_int(v, dt, mode), want_i)
