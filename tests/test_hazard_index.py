@@ -162,3 +162,58 @@ def test_fast_checker_local_spaces_same_verdicts(ops, limit):
         assert raised[0] == raised[1]
         if raised[0]:
             return
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_local_op, min_size=1, max_size=120))
+def test_slot_checker_local_spaces_same_verdicts(ops):
+    """SlotHazardTracker (the fast engine's, slots fixed from the program's instructions before
+    the run) raises on a core-local space exactly at the access where HazardTracker raises,
+    over the same random windows, atomic writes, merges and lagging completions."""
+    from types import SimpleNamespace
+
+    from npusim.engine.hazards_slots import SlotHazardTracker
+
+    pipes = ("MTE2", "MTE1", "M", "V")
+    names = [f"core0/{p}" for p in pipes]
+    instrs = []
+    for op in ops:
+        if op[0] == "access":
+            _, pipe, win, write, atomic, buffer = op
+            region = _local_region(*win, buffer)
+            instrs.append(SimpleNamespace(
+                pipe=pipes[pipe], name=f"i{len(instrs)}", reads=() if write else (region,),
+                writes=(region,) if write else (), atomic="add" if atomic and write else ""))
+    kernel = SimpleNamespace(cores=[SimpleNamespace(kind="aiv", name="core0", instrs=instrs)])
+    got = SlotHazardTracker(names, kernel, [(0, p) for p in pipes], set())
+    want = HazardTracker(names)
+    seq = [0] * 4
+    it = iter(instrs)
+    for op in ops:
+        if op[0] == "merge":
+            for t in (got, want):
+                t.merge(op[1], t.payload(op[2]))
+            continue
+        if op[0] == "complete":
+            for t in (got, want):
+                t.completed(op[1], seq[op[1]])
+            continue
+        _, pipe, win, write, atomic, buffer = op
+        ins = next(it)
+        region = (ins.writes or ins.reads)[0]
+        seq[pipe] += 1
+        raised = []
+        try:
+            got.check(0, pipe, seq[pipe], ins)
+            raised.append(False)
+        except RaceError:
+            raised.append(True)
+        try:
+            want.access(("core0", region.buffer), region, pipe, seq[pipe], ins.name, write,
+                        atomic and write)
+            raised.append(False)
+        except RaceError:
+            raised.append(True)
+        assert raised[0] == raised[1]
+        if raised[0]:
+            return

@@ -373,22 +373,25 @@ class _Hooks:
     instruction on ``ctx``) and the happens-before check (each instruction checked as it starts,
     marked completed as it ends; payloads carried by flag sets to their waits)."""
 
-    __slots__ = ("core_names", "ctx", "hz", "objs", "written")
+    __slots__ = ("ctx", "hz", "objs", "written")
 
     def __init__(self, kernel: Kernel, soc: Any, low: Lowered, functional: bool,
                  check_races: bool) -> None:
         from npusim.engine.buffers import FunctionalContext
-        from npusim.engine.hazards import FastHazardTracker
+        from npusim.engine.hazards_slots import SlotHazardTracker
         from npusim.engine.sim import written_gm
 
         cores = kernel.cores
         self.objs = low.instrs()
-        self.core_names = [c.name for c in cores]
         self.ctx = (FunctionalContext(kernel, [soc.core(c.kind) for c in cores])
                     if functional else None)
-        self.hz = (FastHazardTracker([f"{cores[ci].name}/{pipe}" for ci, pipe in low.pipe_keys])
-                   if check_races else None)
         self.written = written_gm(kernel) if check_races else set()
+        self.hz: SlotHazardTracker | None = None
+        if check_races:
+            names = [f"{cores[ci].name}/{pipe}" for ci, pipe in low.pipe_keys]
+            if len({c.name for c in cores}) < len(cores):  # spaces are named by core
+                raise ValueError("core names repeat: the reference checks their races")
+            self.hz = SlotHazardTracker(names, kernel, low.pipe_keys, self.written)
 
 
 def run_fast(kernel: Kernel, soc: Any, *, functional: bool = False, check_races: bool = False,
@@ -485,11 +488,10 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
     nxt = -1  # an entry to push before the next pop
     ctx = hz = None
     if hooks is not None:
-        from npusim.engine.sim import _is_atomic, check_hazards
+        from npusim.engine.sim import _is_atomic
         from npusim.isa.compiled import execute_cached as execute
 
-        ctx, hz, objs, names, written = (hooks.ctx, hooks.hz, hooks.objs, hooks.core_names,
-                                         hooks.written)
+        ctx, hz, objs = hooks.ctx, hooks.hz, hooks.objs
         flag_pay: list[Any] = [None] * nslots
     while True:
         if nxt >= 0:
@@ -635,7 +637,7 @@ def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launc
             st = 1
             if hz is not None and k0 != K_XWAIT and k0 != K_BARRIER:  # checked as it starts
                 try:
-                    check_hazards(hz, written, names[core_of[p]], p, i, objs[p][i])
+                    hz.check(core_of[p], p, i, objs[p][i])
                 except Exception:
                     raise _Fallback from None  # the reference raises the RaceError
             if k0 == K_SET:
