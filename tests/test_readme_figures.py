@@ -43,3 +43,22 @@ def test_the_quoted_b1_profile_block(tmp_path):
     want = block.group(1).rstrip("\n").splitlines()
     got[-1] = got[-1].replace(str(tmp_path / "out" / "b1"), "out/b1")
     assert got[-len(want):] == want
+
+
+def test_the_sweeps_section_study_blocks_are_studies():
+    """Each ```yaml block of the Sweeps section that starts with ``op:`` is a complete study,
+    and the what-if block is one once joined to the first study's op and socs (the
+    weight_quant_batchmatmul block lacked socs: 'missing required key socs')."""
+    import yaml
+
+    from npusim.sweep_study import Study
+
+    section = README.split("## Sweeps, what-if studies and clusters", 1)[1].split("\n## ", 1)[0]
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+    studies = [b for b in blocks if "op" in b]
+    assert len(studies) == 2 and len(blocks) == 3
+    for b in studies:
+        Study.from_mapping(b, "README")
+    (what_if,) = [b for b in blocks if "op" not in b]
+    Study.from_mapping({"op": "weight_quant_batchmatmul", "socs": studies[0]["socs"],
+                        **what_if}, "README")
