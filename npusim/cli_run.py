@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -277,6 +278,10 @@ def run_command(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 raise SystemExit(f"npusim run {op}: --{flag.replace('_', '-')}: "
                                  f"{str(exc).removeprefix('name: ')}") from None
+    for flag in ("trace", "csv", "gantt"):  # their folders, as --profile and sweep --out do,
+        target = getattr(args, flag, None)  # before simulating (a run failed after it)
+        if target:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
     soc = resolve_soc(args.soc, args.overrides, args.patch)
     operator = get_operator(op)
     if args.functional:  # the size guard first: refuse before drawing data-sized inputs

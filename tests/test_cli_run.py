@@ -217,3 +217,12 @@ def test_compare_inner_precise_says_how_the_outputs_differ_in_words(capsys):
                                         r"max \|diff\| \S+, mean \|diff\| \S+$", diff[0]), out
     assert not [x for x in out if x.startswith("{")]
     assert out[-1].startswith("inner_precise 1 takes ")
+
+
+def test_output_files_in_new_folders_are_written(capsys, tmp_path):
+    """Rule: --trace / --csv / --gantt create their folders before the run, as --profile and
+    sweep --out do (a missing folder failed after the simulation: 't.json.tmp: no such file')."""
+    trace, csv = tmp_path / "a" / "b" / "t.json", tmp_path / "c" / "p.csv"
+    rc, _ = _out(capsys, ["run", "vector_add", "--n-elements", "4096", "--trace", str(trace),
+                            "--csv", str(csv)])
+    assert rc == 0 and trace.is_file() and csv.is_file()
