@@ -253,6 +253,9 @@ def stored_weight(args: Any, kernel: str) -> Any:
 
     from npusim.numerics import pack_int4
 
+    packed = getattr(args, "packed_weight", None)
+    if args.weight_dtype == "int4" and packed is not None:
+        return packed  # the caller's packing: pack_int4 of the unpacked values gives it again
     w = np.ascontiguousarray(args.weight.T if args.trans_b else args.weight)
     if args.weight_dtype == "int4":
         if w.shape[-1] % 8:

@@ -69,6 +69,9 @@ class WqbmmArgs:
     m: int
     k: int
     n: int
+    #: an ND int4 weight as the caller packed it, in its stored layout ((N, K/8) when
+    #: transposed): what ``weight_quant_common.stored_weight`` would re-pack from ``weight``
+    packed_weight: np.ndarray | None = None
 
     @property
     def n_groups(self) -> int:
@@ -233,6 +236,13 @@ def _nz_origin(weight: np.ndarray, values: bool = True) -> np.ndarray:
     if not values:
         return placeholder(origin, storage.dtype)
     return np.asarray(nz_to_nd(storage, origin))
+
+
+def _packed_nd(weight: np.ndarray) -> np.ndarray:
+    """An ND int32-packed int4 weight in its stored layout, copied: the (K, N/8) matrix, or the
+    contiguous (N, K/8) matrix of a transposed (K/8, N) view."""
+    stored = weight.T if is_transpose_last_two_dims(weight) else weight
+    return np.array(stored, dtype=np.int32, order="C", copy=True)
 
 
 def _decode_weight(weight: np.ndarray, split: bool, values: bool = True
@@ -589,4 +599,6 @@ def normalize_args(
         m=m,
         k=k,
         n=n,
+        packed_weight=_packed_nd(weight) if values and w_dtype == "int4" and w_format == "ND"
+        else None,
     )
