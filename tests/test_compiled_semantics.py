@@ -184,3 +184,22 @@ def test_native_rounding_equals_the_float64_path(mode, values):
         with np.errstate(invalid="ignore"):
             want_i = float_to_int(v, dt, mode, saturate=True)
         np.testing.assert_array_equal(float_to_small_int(v, dt, mode), want_i)
+
+
+@pytest.mark.parametrize("sat", [True, False])
+def test_cast_to_half_at_the_overflow_boundary(sat):
+    """float32 -> float16 RINT around 65504 / 65520 (ties to inf) and with a NaN or inf."""
+    edge = np.array([65504, 65519.996, 65520, 65520.004, -65520, 1e9, np.inf, -np.inf, np.nan,
+                     6e-8, -0.0], np.float32)
+    for values in (edge, edge[:4], np.nextafter(edge[:3], np.float32(0))):
+        raw = {b: np.zeros(UB, np.uint8) for b in BUFS}
+        raw["UB"][: values.nbytes] = values.view(np.uint8)
+        src = Region("UB", 0, values.shape, "float32")
+        dst = Region("UB", 1024, values.shape, "float16")
+        ins = Cast(pipe="V", name="c", reads=(src,), writes=(dst,), op=VecOp.CAST,
+                   elements=values.size, dtype="float32", round_mode="rint", saturate=sat)
+        a, b = _ctx(raw), _ctx(raw)
+        with np.errstate(all="ignore"):
+            runner(ins)(a)
+            SEMANTICS[Cast](ins, b)
+        np.testing.assert_array_equal(a.local[0]["UB"], b.local[0]["UB"])
