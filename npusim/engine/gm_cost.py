@@ -30,7 +30,11 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from npusim.hw.schema_core import CoreDescriptor, GmBurstSpec
+    from npusim.isa.operands import Region
 
 
 class RequestCost(NamedTuple):
@@ -98,7 +102,7 @@ def layout_cost(start: int, rows: int, row_bytes: int, stride: int, window: int,
 NZ_TRANSFORMS = ("nd2nz", "dn2nz")
 
 
-def layout_factor(spec: Any, start: int, rows: int, row_bytes: int, stride: int,
+def layout_factor(spec: GmBurstSpec | None, start: int, rows: int, row_bytes: int, stride: int,
                   straddle: bool = False) -> float:
     """Transfer-time factor of a GM layout relative to the same payload moved as one contiguous,
     ``window``-aligned span (the condition the descriptor's size curves were measured in).
@@ -121,13 +125,13 @@ def nd2nz_padding_factor(row_bytes: int, granule: int = 32) -> float:
     return (-(-row_bytes // granule) * granule) / row_bytes
 
 
-def region_layout(region: Any) -> tuple[int, int, int, int]:
+def region_layout(region: Region) -> tuple[int, int, int, int]:
     """(start offset, rows, row bytes, stride) of an engine ``Region`` (GM tensors start 512 B
     aligned in the memory system, so the offset inside the tensor decides the alignment)."""
     return int(region.offset), int(region.rows), int(region.row_bytes), int(region.stride)
 
 
-def gm_side_factor(core: Any, src: Any, dst: Any, transform: str = "") -> float:
+def gm_side_factor(core: CoreDescriptor, src: Region, dst: Region, transform: str = "") -> float:
     """Layout factor of a DMA whose source or destination is in GM: the GM side's burst cost,
     times the NZ padding an nd2nz / dn2nz conversion writes into L1. 1.0 without a descriptor."""
     spec = getattr(core, "gm_bursts", None)
