@@ -17,11 +17,10 @@ stays -1 and never fires). GM accesses go to the parent's bucket index unchanged
 
 from __future__ import annotations
 
-from typing import Any
-
 from npusim.engine.errors import RaceError
 from npusim.engine.hazards import FastHazardTracker, Footprint
 from npusim.engine.program import Kernel
+from npusim.isa.instructions import Instruction
 from npusim.isa.operands import Region
 
 _READ, _WRITE, _ATOMIC = 0, 1, 2
@@ -32,7 +31,7 @@ Plan = tuple[tuple[tuple[int, int], ...], tuple[int, ...],
              tuple[tuple[tuple[str, str | None], Region, bool, bool], ...]]
 
 
-def _is_atomic(ins: Any) -> bool:
+def _is_atomic(ins: Instruction) -> bool:
     return getattr(ins, "atomic", "") == "add"
 
 
@@ -79,7 +78,7 @@ class SlotHazardTracker(FastHazardTracker):
         # slots stay -1, and -1 > known[0] never holds)
         self._gidx = [[index.get((ci, name), 0) for name in self._pipes.get(c.kind, {})]
                       for ci, c in enumerate(cores)]
-        self._plans: dict[tuple[str, int], tuple[Any, Plan]] = {}
+        self._plans: dict[tuple[str, int], tuple[Instruction, Plan]] = {}
         self._test_memo: dict[tuple[str, str, str, Footprint, bool, bool],
                               tuple[tuple[int, int], ...]] = {}
 
@@ -92,7 +91,7 @@ class SlotHazardTracker(FastHazardTracker):
             self._fps[id(r)] = (r, fp)
         return fp
 
-    def _plan(self, kind: str, ins: Any) -> Plan:
+    def _plan(self, kind: str, ins: Instruction) -> Plan:
         fps = self._slots.get(kind, {})
         me = ins.pipe
         tests: set[tuple[int, int]] = set()
@@ -132,7 +131,7 @@ class SlotHazardTracker(FastHazardTracker):
             got = self._test_memo[key] = tuple(out)
         return got
 
-    def check(self, core: int, pipe: int, seq: int, ins: Any) -> None:
+    def check(self, core: int, pipe: int, seq: int, ins: Instruction) -> None:
         """Check instruction ``seq`` of pipe ``pipe`` on core ``core`` as it starts (the
         reference's ``check_hazards``); raises RaceError."""
         kind = self._kind[core]
