@@ -455,21 +455,21 @@ class Engine:
         hbm = stats.hbm_read_bytes + stats.hbm_write_bytes - hbm_before
         return max(1, math.ceil(end - now - 1e-9)), nbytes, hbm
 
-    def _cost_mmad(self, desc: Any, ins: Instr, was_idle: bool, now: int) -> tuple[int, int, int]:
+    def _cost_mmad(self, desc: Any, ins: Mmad, was_idle: bool, now: int) -> tuple[int, int, int]:
         return timing.mmad_cycles(desc, ins, was_idle), 0, 0
 
     def _cost_vec(self, desc: Any, ins: Vector | Cast, was_idle: bool, now: int
                   ) -> tuple[int, int, int]:
         return timing.vector_cycles(desc, ins, was_idle, element_bytes(ins.dtype)), 0, 0
 
-    def _cost_fix(self, desc: Any, ins: Instr, was_idle: bool, now: int) -> tuple[int, int, int]:
+    def _cost_fix(self, desc: Any, ins: FixPipe, was_idle: bool, now: int) -> tuple[int, int, int]:
         cyc = timing.fixpipe_cycles(desc, ins, was_idle)
         for access in gm_accesses(ins):
             ch_end, lat = self.mem.gm_access(now, access)
             cyc = max(cyc, math.ceil(ch_end - now) + lat)
         return cyc, ins.writes[0].nbytes, 0
 
-    def _cost_scalar(self, desc: Any, ins: Instr, was_idle: bool, now: int
+    def _cost_scalar(self, desc: Any, ins: Scalar, was_idle: bool, now: int
                      ) -> tuple[int, int, int]:
         return timing.scalar_cycles(desc, ins), 0, 0
 

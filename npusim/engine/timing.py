@@ -8,18 +8,23 @@ GM-side effects (shared HBM / L2 bandwidth, hits and misses) are added by ``npus
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, cast
 
 from npusim.engine import gm_cost
 from npusim.engine.errors import ProgramError
+from npusim.isa.instructions import FixPipe, Mmad, Scalar, Vector
 from npusim.isa.instructions import Instruction as Instr
 from npusim.isa.operands import Region
+
+if TYPE_CHECKING:
+    from npusim.hw.schema_core import CoreDescriptor, InFlightSpec
 
 VECTOR_REPEAT_BYTES = 256
 RAW_WINDOW = 64  # vector writes remembered for the auto-sync RAW rule (vector_raw_barriers)
 
 
-def dma_local_cycles(core: Any, instr: Instr, pipelined: bool = False) -> int:
+def dma_local_cycles(core: CoreDescriptor, instr: Instr, pipelined: bool = False) -> int:
     """Latency + bytes / bandwidth(bytes) of the core-side DMA engine, plus the layout surcharge
     (:mod:`npusim.engine.gm_cost`): (factor - 1) x bytes at the path's large-transfer rate for GM
     rows that are short, strided or not 512 B aligned and for the C0 padding of an ND -> NZ copy
@@ -52,7 +57,7 @@ def dma_local_cycles(core: Any, instr: Instr, pipelined: bool = False) -> int:
     return int(spec.latency_cycles) + math.ceil(cycles)
 
 
-def dma_pipelined(core: Any, instr: Instr, previous: Instr | None) -> bool:
+def dma_pipelined(core: CoreDescriptor, instr: Instr, previous: Instr | None) -> bool:
     """Whether ``instr`` (a DataCopy) overlaps the ``previous`` instruction of its pipe's queue:
     the previous one is a DataCopy too and the path declares an overlap (DMA engines keep
     several requests outstanding, so back-to-back copies issue while the earlier data streams;
@@ -66,7 +71,7 @@ def dma_pipelined(core: Any, instr: Instr, previous: Instr | None) -> bool:
     return bool(spec.nd2nz_overlap_cycles if nz else spec.overlap_cycles)
 
 
-def in_flight_of(core: Any, instr: Instr) -> tuple[Any, float] | None:
+def in_flight_of(core: CoreDescriptor, instr: Instr) -> tuple[InFlightSpec, float] | None:
     """(the core's GM read in-flight limit, the GM layout factor of the read) when the limit
     applies to this DataCopy's path, else None. The factor (:mod:`npusim.engine.gm_cost`) scales
     the streamed bytes: short or misaligned rows occupy more of the bytes in flight per payload."""
@@ -80,7 +85,7 @@ def in_flight_of(core: Any, instr: Instr) -> tuple[Any, float] | None:
     return spec, factor
 
 
-def in_flight_cycles(spec: Any, nbytes: int, missed: int, miss_latency: int,
+def in_flight_cycles(spec: InFlightSpec, nbytes: int, missed: int, miss_latency: int,
                      factor: float = 1.0, pipelined: bool = False) -> float:
     """Cycles a GM read of ``nbytes`` takes when ``missed`` of them miss in L2, under the core's
     bytes-in-flight limit (Little's law, descriptor ``gm_read_in_flight``): every request waits
@@ -103,7 +108,7 @@ def in_flight_cycles(spec: Any, nbytes: int, missed: int, miss_latency: int,
         missed * stream_rt + (nbytes - missed) * hit_rt) / spec.outstanding_bytes
 
 
-def mmad_cycles(core: Any, instr: Instr, pipe_was_idle: bool) -> int:
+def mmad_cycles(core: CoreDescriptor, instr: Mmad, pipe_was_idle: bool) -> int:
     """Cube: head (if the pipe was idle) + fractal count x cycles per fractal."""
     cube = core.cube
     if cube is None:
@@ -120,7 +125,7 @@ def vector_repeats(elements: int, dtype_bytes: float) -> int:
     return max(1, math.ceil(elements * dtype_bytes / VECTOR_REPEAT_BYTES))
 
 
-def bank_conflict_factor(core: Any, srcs: tuple[Region, ...]) -> int:
+def bank_conflict_factor(core: CoreDescriptor, srcs: tuple[Region, ...]) -> int:
     """Cycles one 256 B repeat needs on the UB read ports (hardware.md 2.5, the bank-group rule).
 
     Each source reads 8 consecutive 32 B blocks; bank group = (addr >> 5) % groups. The vector
@@ -130,6 +135,8 @@ def bank_conflict_factor(core: Any, srcs: tuple[Region, ...]) -> int:
     KiB tiles) all measure ~2 cycles per repeat, which the read-group rule alone explains.
     """
     vec = core.vector
+    if vec is None:  # (vector_cycles checks first; the same error for a direct call)
+        raise ProgramError("this core has no vector unit")
     groups = vec.ub_bank_groups
     block = vec.ub_block_bytes
     blocks = VECTOR_REPEAT_BYTES // block
@@ -144,7 +151,8 @@ def bank_conflict_factor(core: Any, srcs: tuple[Region, ...]) -> int:
     return max(reads.values(), default=1)
 
 
-def vector_cycles(core: Any, instr: Instr, pipe_was_idle: bool, dtype_bytes: float) -> int:
+def vector_cycles(core: CoreDescriptor, instr: Vector, pipe_was_idle: bool,
+                  dtype_bytes: float) -> int:
     """Vector: head (if idle) + repeats x cycles-per-repeat(class) x bank-conflict factor, plus
     the count-mode floor of a binary / divide op that leaves a partial 256 B repeat."""
     vec = core.vector
@@ -161,7 +169,7 @@ def vector_cycles(core: Any, instr: Instr, pipe_was_idle: bool, dtype_bytes: flo
     return int(head) + floor + math.ceil(repeats * cpr * factor)
 
 
-def fixpipe_cycles(core: Any, instr: Instr, pipe_was_idle: bool) -> int:
+def fixpipe_cycles(core: CoreDescriptor, instr: FixPipe, pipe_was_idle: bool) -> int:
     """FixPipe: latency (if idle) + output elements / elements per cycle (fp32 out is capped)."""
     fix = core.fixpipe
     if fix is None:
@@ -175,15 +183,15 @@ def fixpipe_cycles(core: Any, instr: Instr, pipe_was_idle: bool) -> int:
     return int(head) + math.ceil(instr.elements / rate * factor)
 
 
-def scalar_cycles(core: Any, instr: Instr) -> int:
+def scalar_cycles(core: CoreDescriptor, instr: Scalar) -> int:
     return max(1, math.ceil(instr.count * core.scalar.cycles_per_instruction))
 
 
-def flag_cycles(core: Any) -> int:
+def flag_cycles(core: CoreDescriptor) -> int:
     return max(1, int(core.scalar.flag_cycles))
 
 
-def vector_raw_barriers(queue: Any) -> frozenset[int]:
+def vector_raw_barriers(queue: Iterable[Instr]) -> frozenset[int]:
     """Positions in one core's V-pipe queue (program order, every instruction on pipe V) of the
     vector instructions that read UB bytes an earlier vector instruction wrote since the last
     barrier: there the compiler's auto-sync puts a PipeBarrier<PIPE_V> (DEVKIT PipeBarrier doc:
@@ -220,6 +228,6 @@ def vector_raw_barriers(queue: Any) -> frozenset[int]:
                     pending.append(hull(w))
             if len(pending) > RAW_WINDOW:
                 del pending[:-RAW_WINDOW]
-        elif cls is PipeBarrier or (cls is SetFlag and ins.src_pipe == "V"):
+        elif cls is PipeBarrier or (cls is SetFlag and cast(SetFlag, ins).src_pipe == "V"):
             pending = []
     return frozenset(marked)
