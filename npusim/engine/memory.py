@@ -17,11 +17,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from npusim.engine.program import GMTensor, Instr, Region
+from npusim.engine.program import GMTensor, Instr, Kernel
+from npusim.isa.operands import Region
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 GM_ALIGN = 512
 
@@ -148,7 +152,7 @@ class L2Cache:
 class MemorySystem:
     """GM address map, L2 and the shared HBM / L2 channels of one chip."""
 
-    def __init__(self, soc, gm: dict[str, GMTensor], page_bytes: int = 32768,
+    def __init__(self, soc: SocDescriptor, gm: dict[str, GMTensor], page_bytes: int = 32768,
                  l2: L2Cache | None = None) -> None:
         """``l2``: the cache as a previous launch left it (``l2_start="repeat"``); None = cold
         except for the tensors marked ``l2_warm``."""
@@ -178,7 +182,10 @@ class MemorySystem:
         """Per L2 page the region touches: (mask of touched lines, bytes touched). The pattern
         depends only on the region's page-relative shape, so it is computed once per shape
         (:func:`page_pattern`) and shifted to the region's first page."""
-        base = self.base[region.tensor] + region.offset
+        tensor = region.tensor
+        if tensor is None:  # the KeyError the lookup raised (a GM region names its tensor)
+            raise KeyError(None)
+        base = self.base[tensor] + region.offset
         pb = self.l2.page_bytes
         first = base // pb
         pattern = page_pattern(base - first * pb, region.rows, region.row_bytes, region.stride,
@@ -220,7 +227,7 @@ class MemorySystem:
         latency = self.hit_latency + (self.miss_latency if miss else 0)
         return end, latency
 
-    def replay_launch(self, kernel) -> L2Cache:
+    def replay_launch(self, kernel: Kernel) -> L2Cache:
         """Leave the L2 as one earlier launch of ``kernel`` would: every core's GM accesses in
         program order, the cores interleaved round-robin (their concurrent progress approximated
         by equal rates). Only the cache state changes; no time or traffic is charged."""
