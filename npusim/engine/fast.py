@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from heapq import heappop, heappush, heappushpop
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -64,6 +64,9 @@ from npusim.engine.memory import L2Cache, MemorySystem
 from npusim.engine.program import Kernel
 from npusim.engine.sim import Engine, FlowRecord, InstrRecord, RunResult
 from npusim.engine.timing import in_flight_cycles
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 ENGINES = ("fast", "reference")
 _ENGINE: ContextVar[str | None] = ContextVar("npusim_engine", default=None)
@@ -278,8 +281,8 @@ class FastRunResult(RunResult):
     _raw: tuple[Lowered, Records, list[tuple[Any, ...]]] | None = None
 
     @classmethod
-    def build(cls, kernel: Kernel, soc: Any, cycles: int, mem: MemorySystem, l2_start: str,
-              low: Lowered, recs: Records, flows: list[tuple[Any, ...]],
+    def build(cls, kernel: Kernel, soc: SocDescriptor, cycles: int, mem: MemorySystem,
+              l2_start: str, low: Lowered, recs: Records, flows: list[tuple[Any, ...]],
               outputs: dict[str, np.ndarray] | None = None) -> FastRunResult:
         res = cls(kernel, soc, cycles, None, None,  # type: ignore[arg-type]  # built when read
                   mem.stats, outputs is not None, outputs or {}, mem.hbm.busy_cycles, l2_start)
@@ -375,7 +378,7 @@ class _Hooks:
 
     __slots__ = ("ctx", "hz", "objs", "written")
 
-    def __init__(self, kernel: Kernel, soc: Any, low: Lowered, functional: bool,
+    def __init__(self, kernel: Kernel, soc: SocDescriptor, low: Lowered, functional: bool,
                  check_races: bool) -> None:
         from npusim.engine.buffers import FunctionalContext
         from npusim.engine.hazards_slots import SlotHazardTracker
@@ -394,8 +397,9 @@ class _Hooks:
             self.hz = SlotHazardTracker(names, kernel, low.pipe_keys, self.written)
 
 
-def run_fast(kernel: Kernel, soc: Any, *, functional: bool = False, check_races: bool = False,
-             l2_page_bytes: int = 32768, l2_start: str = "cold") -> RunResult:
+def run_fast(kernel: Kernel, soc: SocDescriptor, *, functional: bool = False,
+             check_races: bool = False, l2_page_bytes: int = 32768,
+             l2_start: str = "cold") -> RunResult:
     """A run of ``kernel`` on ``soc``: the reference engine's
     :class:`~npusim.engine.sim.RunResult`, computed by the event loop of this module (records
     and flows built when first read, see :class:`FastRunResult`). ``functional``: every
@@ -440,7 +444,8 @@ def run_fast(kernel: Kernel, soc: Any, *, functional: bool = False, check_races:
             gc.enable()
 
 
-def _event_loop(kernel: Kernel, soc: Any, mem: MemorySystem, low: Lowered, launch: list[int],
+def _event_loop(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem, low: Lowered,
+                launch: list[int],
                 hooks: _Hooks | None = None) -> tuple[int, Records, list[tuple[Any, ...]]]:
     """Run the lowered streams; returns (cycles, :class:`Records`, flows), flows as tuples
     (pipe, index, set at, waited at) or (pipe, index, setter core, setter pipe, set at,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npusim.engine import timing
 from npusim.engine.memory import MemorySystem, page_pattern
@@ -37,6 +37,9 @@ from npusim.isa.instructions import (
     WaitFlag,
 )
 from npusim.isa.operands import BUFFERS, element_bytes
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 # instruction kinds of the lowered streams; the last element of every tuple is the bytes the
 # instruction's record reports
@@ -94,7 +97,7 @@ class _Kind:
 
     __slots__ = ("buffers", "desc", "flag_cycles", "index", "pipes", "scale", "window")
 
-    def __init__(self, index: int, soc: Any, kind: str) -> None:
+    def __init__(self, index: int, soc: SocDescriptor, kind: str) -> None:
         self.index = index
         self.desc = desc = soc.core(kind)
         self.scale = soc.aicore_freq_mhz / soc.freq_mhz(kind)
@@ -114,7 +117,7 @@ class _Kind:
 class _Lowerer:
     """Cost memo and GM page memo of one run (the cold paths of :func:`lower`)."""
 
-    def __init__(self, kernel: Kernel, soc: Any, mem: MemorySystem) -> None:
+    def __init__(self, kernel: Kernel, soc: SocDescriptor, mem: MemorySystem) -> None:
         self.soc = soc
         self.mem = mem
         self.gm_sizes = {name: t.nbytes for name, t in kernel.gm.items()}
@@ -290,7 +293,7 @@ class _Lowerer:
         return (K_ERROR, TypeError(f"no cost for {cls.__name__}"), 0)
 
 
-def lower(kernel: Kernel, soc: Any, mem: MemorySystem) -> Lowered | None:
+def lower(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem) -> Lowered | None:
     """Lower every core's stream (pipes in the order the reference engine creates them); None
     when a static check of the reference engine fails.
 

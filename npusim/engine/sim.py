@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
         @property
         def now(self) -> int: ...
+    from npusim.hw.schema import SocDescriptor
 else:
     _Env = simpy.Environment
 
@@ -151,7 +152,7 @@ class RunResult:
     """Everything one run produced: cycles, per-instruction records, traffic and outputs."""
 
     kernel: Kernel
-    soc: Any
+    soc: SocDescriptor
     cycles: int
     records: list[InstrRecord]
     flows: list[FlowRecord]
@@ -208,7 +209,7 @@ class Engine:
     def __init__(
         self,
         kernel: Kernel,
-        soc: Any,
+        soc: SocDescriptor,
         *,
         functional: bool = False,
         check_races: bool = True,
@@ -253,7 +254,7 @@ class Engine:
         self._check_static()
 
     @staticmethod
-    def _launch_offsets(soc: Any, kernel: Kernel) -> list[int]:
+    def _launch_offsets(soc: SocDescriptor, kernel: Kernel) -> list[int]:
         """Cycles before each core's first instruction: the launch floor plus its block's place
         in the dispatch order (blocks are dispatched one after another). A block is one AI Core:
         an AIC with its AIVs in a mix kernel (AIV ``core_id`` = 2 x block + half), else a core."""
@@ -600,7 +601,7 @@ _COST: dict[type, Callable[..., tuple[int, int, int]]] = {
 
 def run_kernel(
     kernel: Kernel,
-    soc: Any,
+    soc: SocDescriptor,
     *,
     functional: bool = False,
     check_races: bool = True,
@@ -622,8 +623,8 @@ def run_kernel(
     return _run(kernel, soc, False, check_races, l2_page_bytes, mode, engine)
 
 
-def _run(kernel: Kernel, soc: Any, functional: bool, check_races: bool, l2_page_bytes: int,
-         mode: str, engine: str | None) -> RunResult:
+def _run(kernel: Kernel, soc: SocDescriptor, functional: bool, check_races: bool,
+         l2_page_bytes: int, mode: str, engine: str | None) -> RunResult:
     from npusim.engine import fast
 
     if fast.use_fast(engine, functional=functional, check_races=check_races):

@@ -112,11 +112,13 @@ def summarize(result: RunResult) -> dict[str, Any]:
         }
         dt = sorted(dtypes)[0]
         cube_cores = sum(1 for c in result.kernel.cores if c.kind in ("aic", "aicore"))
-        peak = soc.core(
+        cube = soc.core(
             result.kernel.cores[0].kind
             if result.kernel.cores[0].kind in ("aic", "aicore")
             else "aic"
-        ).cube.macs_per_cycle(dt)
+        ).cube
+        assert cube is not None  # macs > 0: the kernel ran Mmads on this core kind
+        peak = cube.macs_per_cycle(dt)
         s["cube_macs"] = macs
         s["cube_utilisation_pct"] = round(100.0 * macs / (peak * cycles * max(cube_cores, 1)), 2)
         s["achieved_tflops"] = round(2 * macs / seconds / 1e12, 3)
