@@ -30,7 +30,7 @@ from pathlib import Path
 
 from npusim.hw import load_soc
 from npusim.ops import matmul_sweep
-from npusim.sweep import Study, plan_points, run_sweep
+from npusim.sweep import Study, no_collections, plan_points, run_sweep
 
 
 def _cpu() -> float:
@@ -95,7 +95,9 @@ def main() -> None:
     t_full = t_ff = 0.0
     for t in pick:
         t0 = time.process_time()
-        res = matmul_sweep.simulate_case({"name": args.soc}, case, t.as_dict())
+        with no_collections():  # as a sweep point runs, summary included
+            res = matmul_sweep.simulate_case({"name": args.soc}, case, t.as_dict())
+            res.summary()
         t_full += time.process_time() - t0
         instrs += res.run.kernel.instruction_count()
         if args.fast_forward:

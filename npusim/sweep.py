@@ -18,6 +18,7 @@ byte-identical files.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import importlib
 import importlib.util
@@ -27,6 +28,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,6 +177,20 @@ def _num(v: Any) -> Any:
     return v
 
 
+@contextmanager
+def no_collections() -> Iterator[None]:
+    """Within the block, no cyclic garbage collection: a point builds and drops a program of
+    some 10^5 objects, which triggers collections that rescan them (about a fifth of a decode
+    matmul point's CPU); the few cycles it leaves are collected after it."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
 def run_point(p: Point) -> dict[str, Any]:
     """Simulate one point; never raises (errors are recorded in the row)."""
     row: dict[str, Any] = {"key": p.key, "op": p.op, "soc": p.soc["name"],
@@ -189,8 +205,9 @@ def run_point(p: Point) -> dict[str, Any]:
         row.update(status="error", kernel="", cycles="", us="", error=p.error, summary="")
         return row
     try:
-        res = sweep_adapter(p.op).simulate_case(p.soc, p.case, p.tiling)
-        summ = res.summary()
+        with no_collections():
+            res = sweep_adapter(p.op).simulate_case(p.soc, p.case, p.tiling)
+            summ = res.summary()
         keep = {k: _num(v) for k, v in summ.items()
                 if k.endswith("busy_pct") or k in SUMMARY_KEYS}
         row.update(status="ok", kernel=res.kernel_name, cycles=int(res.cycles),

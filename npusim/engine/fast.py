@@ -251,13 +251,16 @@ def _replay(l2: L2Cache, streams: list[list[Access]]) -> None:
 class Records:
     """The event loop's records, 20 bytes each: record ``r`` is pipe ``pipe[r]``'s next
     instruction (every instruction of a pipe is recorded once, in its order), from ``start[r]`` to
-    ``end[r]``; ``hbm`` holds the HBM bytes of the records that moved any."""
+    ``end[r]``; ``hbm`` holds the HBM bytes of the records that moved any; ``busy`` per pipe the
+    summed durations of its timed records (DataCopy, FixPipe, local work: not flags, waits or
+    barriers), pipes in the order of their first such record, as :meth:`RunResult.pipe_busy`."""
 
-    __slots__ = ("end", "hbm", "pipe", "start")
+    __slots__ = ("busy", "end", "hbm", "pipe", "start")
 
-    def __init__(self, pipe: array[int], start: array[int], end: array[int], hbm: dict[int, int]
-                 ) -> None:
+    def __init__(self, pipe: array[int], start: array[int], end: array[int], hbm: dict[int, int],
+                 busy: dict[int, int]) -> None:
         self.pipe, self.start, self.end, self.hbm = pipe, start, end, hbm
+        self.busy = busy
 
     def __len__(self) -> int:
         return len(self.pipe)
@@ -333,10 +336,8 @@ class FastRunResult(RunResult):
     def pipe_busy(self) -> dict[tuple[int, str], int]:
         if self.__dict__.get("_records") is not None or self._raw is None:
             return super().pipe_busy()
-        got = self.__dict__.get("_busy")
-        if got is None:
-            got = self.__dict__["_busy"] = _busy_of(*self._raw[:2])
-        return dict(got)
+        low, recs, _ = self._raw
+        return {low.pipe_keys[p]: b for p, b in recs.busy.items()}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -346,28 +347,6 @@ class FastRunResult(RunResult):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-
-
-def _busy_of(low: Lowered, recs: Records) -> dict[tuple[int, str], int]:
-    """:meth:`RunResult.pipe_busy` from the event loop's arrays: per (core, pipe), the summed
-    durations of its records other than flags, waits and barriers, keys in the order of each
-    pipe's first such record. Pipe ``p``'s records are its instructions in order, so sorting
-    the records by pipe (stably) lines them up with the concatenated streams' kinds."""
-    pipe = np.frombuffer(recs.pipe, dtype=np.uint32)
-    if not len(pipe):
-        return {}
-    dur = np.frombuffer(recs.end, dtype=np.int64) - np.frombuffer(recs.start, dtype=np.int64)
-    by_pipe = np.argsort(pipe, kind="stable")
-    timed = np.empty(len(pipe), dtype=bool)
-    timed[by_pipe] = np.fromiter((ins[0] <= K_FIX for st in low.streams for ins in st),
-                                 dtype=bool, count=len(pipe))
-    tp = pipe[timed]
-    if not len(tp):
-        return {}
-    sums = np.bincount(tp, weights=dur[timed], minlength=len(low.pipe_keys))
-    first, first_at = np.unique(tp, return_index=True)
-    keys = low.pipe_keys
-    return {keys[p]: int(sums[p]) for p in first[np.argsort(first_at)].tolist()}
 
 
 class _Hooks:
@@ -482,6 +461,7 @@ def _event_loop(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem, low: Lowe
     rec_start = array("q")
     rec_end = array("q")
     rec_hbm: dict[int, int] = {}  # (pipe << 32 | index) -> HBM bytes, where not 0
+    busy: dict[int, int] = {}  # pipe -> summed durations of its timed records (first-end order)
     rp, rs, rend = rec_pipe.append, rec_start.append, rec_end.append
     flows: list[tuple[Any, ...]] = []
     flow = flows.append
@@ -540,8 +520,10 @@ def _event_loop(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem, low: Lowe
             rp(p)
             rs(started[p])
             rend(now)
-            if hbm_of[p]:
-                rec_hbm[p << 32 | i] = hbm_of[p]
+            if k0 <= K_FIX:  # K_LOCAL, K_DMA, K_FIX: timed work (pipe_busy)
+                busy[p] = busy.get(p, 0) + now - started[p]
+                if hbm_of[p]:
+                    rec_hbm[p << 32 | i] = hbm_of[p]
             if k0 == K_SET:
                 last_end[p] = now
                 slot = ins[2] + core_of[p]
@@ -758,4 +740,5 @@ def _event_loop(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem, low: Lowe
     st_.hbm_read_bytes += hr
     st_.hbm_write_bytes += hw
     # records are appended in time order, so the last one ends last (the reference's max end)
-    return (rec_end[-1] if rec_end else 0), Records(rec_pipe, rec_start, rec_end, rec_hbm), flows
+    return (rec_end[-1] if rec_end else 0), Records(rec_pipe, rec_start, rec_end, rec_hbm,
+                                                      busy), flows

@@ -51,27 +51,43 @@ def pipe_busy_by_kind(result: RunResult) -> dict[str, dict[str, float]]:
     return out
 
 
-def cube_macs(result: RunResult) -> int:
+def distinct_instructions(kernel: Any) -> list[tuple[Any, int]]:
+    """(instruction object, how often it occurs) over every core of ``kernel``, one entry per
+    distinct object: programs share immutable instruction objects (interning, tile templates),
+    so per-instruction tallies (MACs, FixPipe bytes) cost a pass at C speed plus one Python step
+    per distinct object instead of one per instruction."""
+    from collections import Counter
+
+    counts: Counter[int] = Counter()
+    objs: dict[int, Any] = {}
+    for core in kernel.cores:
+        ids = list(map(id, core.instrs))
+        counts.update(ids)
+        objs.update(zip(ids, core.instrs, strict=True))
+    return [(objs[i], n) for i, n in counts.items()]
+
+
+def cube_macs(result: RunResult, distinct: list[tuple[Any, int]] | None = None) -> int:
+    """Multiply-accumulates of every Mmad (``distinct``: :func:`distinct_instructions` of the
+    result's kernel, when the caller has it)."""
     total = 0
-    for core in result.kernel.cores:
-        for ins in core.instrs:
-            if ins.kind == "mmad":
-                p = ins.params
-                total += p["m"] * p["k"] * p["n"]
+    for ins, n in distinct if distinct is not None else distinct_instructions(result.kernel):
+        if ins.kind == "mmad":
+            total += n * ins.m * ins.k * ins.n
     return total
 
 
-def fixpipe_paths(result: RunResult) -> dict[str, int]:
+def fixpipe_paths(result: RunResult, distinct: list[tuple[Any, int]] | None = None
+                  ) -> dict[str, int]:
     """Bytes each FixPipe path wrote (``L0C->GM``, ``L0C->L1``), from the program: the engines
     count DataCopy paths only (``traffic.per_path_bytes``), while a FixPipe into GM is as much a
     GM write as a DataCopy's (``gm_write_bytes`` counts both)."""
     out: dict[str, int] = {}
-    for core in result.kernel.cores:
-        for ins in core.instrs:
-            if ins.kind == "fix":
-                src, dst = ins.reads[0], ins.writes[0]
-                key = f"{src.buffer}->{dst.buffer}"
-                out[key] = out.get(key, 0) + dst.nbytes
+    for ins, n in distinct if distinct is not None else distinct_instructions(result.kernel):
+        if ins.kind == "fix":
+            src, dst = ins.reads[0], ins.writes[0]
+            key = f"{src.buffer}->{dst.buffer}"
+            out[key] = out.get(key, 0) + n * dst.nbytes
     return out
 
 
@@ -95,7 +111,9 @@ def summarize(result: RunResult) -> dict[str, Any]:
         for pipe, cyc in sorted(pipes.items()):
             s[f"{kind}_{pipe}_busy_pct"] = round(100.0 * cyc / cycles, 2)
     s.update(result.traffic.as_dict())
-    for path, nbytes in sorted(fixpipe_paths(result).items()):  # so the paths sum to the GM bytes
+    distinct = distinct_instructions(result.kernel)
+    # the FixPipe paths, so that the paths sum to the GM bytes
+    for path, nbytes in sorted(fixpipe_paths(result, distinct).items()):
         s.setdefault(f"path_{path}", nbytes)
     seconds = us * 1e-6 if us > 0 else float("nan")
     hbm = result.traffic.hbm_read_bytes + result.traffic.hbm_write_bytes
@@ -105,11 +123,9 @@ def summarize(result: RunResult) -> dict[str, Any]:
         if us > 0
         else 0.0
     )
-    macs = cube_macs(result)
+    macs = cube_macs(result, distinct)
     if macs:
-        dtypes = {
-            i.params["dtype"] for c in result.kernel.cores for i in c.instrs if i.kind == "mmad"
-        }
+        dtypes = {i.dtype for i, _ in distinct if i.kind == "mmad"}
         dt = sorted(dtypes)[0]
         cube_cores = sum(1 for c in result.kernel.cores if c.kind in ("aic", "aicore"))
         cube = soc.core(
