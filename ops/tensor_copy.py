@@ -1,8 +1,10 @@
 """GM -> GM tensor copy on the vector cores (calibration rows F1, F2a-c).
 
-Declared model of the vendor copy kernel (its source was not read): every AIV streams its slice
-GM -> UB -> GM with MTE2 / MTE3 in ``tile_bytes`` chunks, ping-pong buffered. The rows measure the
-achieved HBM bandwidth, which this program exercises through the shared memory model.
+A declared stand-in: the rows time torch's ``dst.copy_(src)`` on contiguous tensors, which torch_npu
+v2.7.1 runs as a runtime device-to-device memcpy task (``copy_d2d_by_memcpy``), not an AI Core
+kernel, and which engine serves that memcpy is not published. Here every AIV streams its slice
+GM -> UB -> GM with MTE2 / MTE3 in ``tile_bytes`` chunks, ping-pong buffered, so the same bytes
+cross the shared HBM / L2 model and the rows measure its achieved bandwidth.
 """
 
 from __future__ import annotations
