@@ -400,7 +400,7 @@ def run_fast(kernel: Kernel, soc: SocDescriptor, *, functional: bool = False,
         if low is None:
             return reference()  # a static check fails: the reference raises its error
         if l2_start == "repeat":
-            _replay(mem.l2, low.core_accesses)
+            _replay(mem.l2, low.core_accesses())
         launch = Engine._launch_offsets(soc, kernel)
         hooks = None
         if functional or check_races:

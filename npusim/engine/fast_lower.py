@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from npusim.engine import timing
 from npusim.engine.memory import MemorySystem, page_pattern
@@ -57,6 +61,8 @@ K_ERROR = 8  # (K_ERROR, exception, 0): the reference engine raises it when the 
 #: the L2 pages of one access: (first page, its page pattern), the pattern's entries (page - first
 #: page, line mask, bytes, lines in mask) - shared by every access of that page-relative shape
 Pages = tuple[int, tuple[tuple[int, int, int, int], ...]]
+_PIPE = attrgetter("pipe")
+
 #: (pages, write, allocate, atomic, bytes) of one GM access
 Access = tuple[Pages, bool, bool, bool, int]
 
@@ -67,10 +73,25 @@ class Lowered:
 
     kernel: Kernel
     pipe_keys: list[tuple[int, str]]  # (core index, pipe name), simpy process creation order
-    streams: list[list[tuple[Any, ...]]]  # per pipe: lowered instructions
-    core_accesses: list[list[Access]]  # per core: GM accesses in program order (repeat replay)
+    streams: list[list[tuple[Any, ...]]]  # per pipe: lowered instructions (may be shared)
     flag_slots: int
     per_path_bytes: dict[str, int] = field(default_factory=dict)
+    # per core kind: id(instruction) -> (pipe, lowered, None or (accesses, path, bytes))
+    seen: list[dict[int, tuple[Any, ...]]] = field(default_factory=list)
+    core_kinds: list[int] = field(default_factory=list)  # per core: its kind's index in seen
+
+    def core_accesses(self) -> list[list[Access]]:
+        """Per core, its GM accesses in program order (the ``repeat`` L2 replay)."""
+        out: list[list[Access]] = []
+        for core, ki in zip(self.kernel.cores, self.core_kinds, strict=True):
+            get = self.seen[ki].get
+            acc: list[Access] = []
+            for ins in core.instrs:
+                hit = get(id(ins))
+                if hit is not None and hit[2] is not None:
+                    acc.extend(hit[2][0])
+            out.append(acc)
+        return out
 
     def instrs(self) -> list[list[Any]]:
         """Per pipe, the original instructions (for the names and kinds of records)."""
@@ -90,6 +111,27 @@ def _layout(r: Any) -> tuple[int, int, int, int]:
         return r.offset, 1, nb, nb
     rows = r.shape[0]
     return r.offset, rows, (nb // rows if rows else 0), rsb
+
+
+_ENTRIES: dict[tuple[int, ...], tuple[tuple[int, int, int, int], ...]] = {}
+_ENTRIES_MAX = 65536
+
+
+def pattern_entries(start: int, rows: int, row_bytes: int, stride: int, page_bytes: int,
+                    line_bytes: int) -> tuple[tuple[int, int, int, int], ...]:
+    """The entries of :data:`Pages` for a window of that page-relative shape: page_pattern's
+    (page - first page, line mask, bytes) plus the mask's line count. Pure, so memoised for the
+    process: the windows of one tiling recur in the other tilings of a sweep (a decode matmul's
+    weight tiles, ~90 pages each, cost a quarter of a tiling's lowering before)."""
+    key = (start, rows, row_bytes, stride, page_bytes, line_bytes)
+    got = _ENTRIES.get(key)
+    if got is None:
+        if len(_ENTRIES) >= _ENTRIES_MAX:
+            _ENTRIES.clear()
+        got = _ENTRIES[key] = tuple(
+            (rel, mask, nb, mask.bit_count()) for rel, (mask, nb) in
+            page_pattern(start, rows, row_bytes, stride, page_bytes, line_bytes))
+    return got
 
 
 class _Kind:
@@ -162,9 +204,7 @@ class _Lowerer:
         key = (base - first * pb, *layout[1:])
         pat = self.patterns.get(key)
         if pat is None:
-            pat = self.patterns[key] = tuple(
-                (rel, mask, nb, mask.bit_count()) for rel, (mask, nb) in
-                page_pattern(*key, pb, mem.l2.line_bytes))
+            pat = self.patterns[key] = pattern_entries(*key, pb, mem.l2.line_bytes)
         return ((first, pat), write, allocate, atomic, r.nbytes)
 
     def local(self, kd: _Kind, cost: Any, nbytes: int = 0) -> tuple[Any, ...]:
@@ -300,7 +340,12 @@ def lower(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem) -> Lowered | No
     A lowered tuple depends on the instruction and its core's kind only (flag slots and
     cross-core counters are offset by the core in the event loop), so each instruction object is
     checked and lowered once per core kind: programs share immutable instruction objects
-    (``ops.matmul_program.Interner``, ``npusim.engine.program.InstrPool``)."""
+    (``ops.matmul_program.Interner``, ``npusim.engine.program.InstrPool``). A pipe's lowered
+    stream depends only on its queue's instruction objects (a DataCopy's overlap on the previous
+    one of the queue, a vector's auto-sync barrier on the V queue), so a queue another core of
+    the kind already has - the cube and L1 -> L0 pipes of the cores of a matmul grid - reuses
+    that core's stream: each core costs one pass at C speed over its instructions plus the
+    per-instruction work of the queues it does not share (its GM loads and stores)."""
     lw = _Lowerer(kernel, soc, mem)
     sync = soc.sync
     event_ids = sync.event_ids
@@ -309,7 +354,6 @@ def lower(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem) -> Lowered | No
     ncores = len(kernel.cores)
     keys: list[tuple[int, str]] = []
     streams: list[list[tuple[Any, ...]]] = []
-    core_accesses: list[list[Access]] = []
     paths: dict[tuple[str, str], int] = {}
     flag_keys: dict[tuple[str, str, int], int] = {}  # (src, dst, event id) -> index x cores
     cost = lw.cost
@@ -317,56 +361,38 @@ def lower(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem) -> Lowered | No
     dma = lw.dma
     # per core kind: id(instruction) -> (pipe, lowered, None or (accesses, path, bytes))
     seen_by_kind: dict[int, dict[int, tuple[Any, ...]]] = {}
-    raw_memo: dict[tuple[int, ...], frozenset[int]] = {}  # V queue (ids) -> RAW positions
-    for ci, core in enumerate(kernel.cores):
-        kd = lw.kind(core.kind)
+    # (core kind, the queue's instruction ids) -> (lowered stream, per-path bytes of the queue)
+    queues: dict[tuple[int, bytes], tuple[list[tuple[Any, ...]], dict[Any, int]]] = {}
+    core_kinds: list[int] = []
+
+    def lower_queue(q: list[Any], pipe: str, core: Any, kd: _Kind, seen: dict[int, Any]
+                    ) -> tuple[list[tuple[Any, ...]], dict[Any, int]] | None:
+        """One pipe's queue lowered (None: a static check fails), with its per-path bytes."""
         pipes, ki, flag_cycles, bufs = kd.pipes, kd.index, kd.flag_cycles, kd.buffers
-        seen = seen_by_kind.setdefault(ki, {})
-        acc: list[Access] = []
-        core_accesses.append(acc)
-        pmap: dict[str, Any] = {}  # pipe -> its stream's append
+        out: list[tuple[Any, ...]] = []
+        put = out.append
+        qpaths: dict[Any, int] = {}
+        acc: list[Access] = []  # scratch: the accesses each GM instruction adds
         # V-queue positions that pay the head after auto-sync's PIPE_V barrier (timing, timing's
         # hook: such an instruction is lowered with its idle cost whatever the pipe's state)
-        # (pure in the queue's instruction objects: cores with the same V queue share it)
-        vq = [i for i in core.instrs if i.pipe == "V"]
-        qk = tuple(map(id, vq))
-        raw = raw_memo.get(qk)
-        if raw is None:
-            raw = raw_memo[qk] = timing.vector_raw_barriers(vq)
-        vpos = -1
-        prev: dict[str, Any] = {}  # pipe -> the previous instruction of its queue
+        raw = timing.vector_raw_barriers(q) if pipe == "V" else frozenset()
+        prv: Any = None  # the previous instruction of the queue
         ins: Any  # dispatched on its class below
-        for ins in core.instrs:
-            idle_only = False
-            prv = prev.get(ins.pipe)
-            prev[ins.pipe] = ins
-            if raw and ins.pipe == "V":
-                vpos += 1
-                idle_only = vpos in raw
+        for pos, ins in enumerate(q):
+            idle_only = bool(raw) and pos in raw
             hit = seen.get(id(ins))
             if hit is not None:  # checked and costed for this kind
-                put = pmap.get(hit[0])
-                if put is not None:
-                    low = hit[1]
-                    if idle_only and low[0] == K_LOCAL:
-                        low = (K_LOCAL, low[1], low[1], low[3])
-                    elif low[0] == K_DMA and timing.dma_pipelined(kd.desc, ins, prv):
-                        low = lw.piped(ins, kd, low)
-                    put(low)
-                    gm = hit[2]
-                    if gm is not None:
-                        acc.extend(gm[0])
-                        if gm[2]:
-                            paths[gm[1]] += gm[2]
-                    continue
-            pipe = ins.pipe
-            put = pmap.get(pipe)
-            if put is None:
-                if pipe not in pipes:
-                    return None
-                keys.append((ci, pipe))
-                streams.append([])
-                put = pmap[pipe] = streams[-1].append
+                low = hit[1]
+                if idle_only and low[0] == K_LOCAL:
+                    low = (K_LOCAL, low[1], low[1], low[3])
+                elif low[0] == K_DMA and timing.dma_pipelined(kd.desc, ins, prv):
+                    low = lw.piped(ins, kd, low)
+                put(low)
+                gm = hit[2]
+                if gm is not None and gm[2]:
+                    qpaths[gm[1]] = qpaths.get(gm[1], 0) + gm[2]
+                prv = ins
+                continue
             for r in ins.reads:
                 lim = bufs.get(r.buffer)
                 if lim is not None and r.row_stride_bytes is None:  # contiguous, on the core
@@ -400,9 +426,10 @@ def lower(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem) -> Lowered | No
                     low = (K_SET, flag_cycles, base, 0)
             elif cls is DataCopy:
                 n_acc = len(acc)
-                low = dma(ins, kd, acc, paths)
+                low = dma(ins, kd, acc, qpaths)
                 if low[0] == K_ERROR:
                     put(low)
+                    prv = ins
                     continue
                 src, dst = ins.reads[0], ins.writes[0]
                 gm = (tuple(acc[n_acc:]), (src.buffer, dst.buffer), max(src.nbytes, dst.nbytes))
@@ -419,9 +446,10 @@ def lower(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem) -> Lowered | No
                     if ins.mode == 1 and core.kind != "aiv":
                         return None
                 n_acc = len(acc)
-                low = lw.other(ins, cls, ci, kd, acc)
+                low = lw.other(ins, cls, 0, kd, acc)
                 if low[0] == K_ERROR:
                     put(low)
+                    prv = ins
                     continue
                 if len(acc) > n_acc:
                     gm = (tuple(acc[n_acc:]), None, 0)
@@ -431,5 +459,36 @@ def lower(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem) -> Lowered | No
             elif low[0] == K_DMA and timing.dma_pipelined(kd.desc, ins, prv):
                 low = lw.piped(ins, kd, low)
             put(low)
-    return Lowered(kernel, keys, streams, core_accesses, len(flag_keys) * ncores,
-                   {f"{s}->{d}": v for (s, d), v in paths.items()})
+            prv = ins
+        return out, qpaths
+
+    for ci, core in enumerate(kernel.cores):
+        kd = lw.kind(core.kind)
+        core_kinds.append(kd.index)
+        seen = seen_by_kind.setdefault(kd.index, {})
+        instrs = core.instrs
+        pipe_of = list(map(_PIPE, instrs))
+        order = list(dict.fromkeys(pipe_of))  # pipes in first-use order (process creation)
+        if len(order) > 1:  # which pipe each instruction is on, and the ids, as arrays
+            code = {pipe: c for c, pipe in enumerate(order)}
+            codes = np.frombuffer(bytes(map(code.__getitem__, pipe_of)), dtype=np.uint8)
+        ids = np.fromiter(map(id, instrs), dtype=np.uint64, count=len(instrs))
+        for c, pipe in enumerate(order):
+            if pipe not in kd.pipes:
+                return None
+            sel = None if len(order) == 1 else codes == c
+            qk = (kd.index, (ids if sel is None else ids[sel]).tobytes())
+            got = queues.get(qk)
+            if got is None:
+                q = instrs if sel is None else list(compress(instrs, sel.tolist()))
+                got = lower_queue(q, pipe, core, kd, seen)
+                if got is None:
+                    return None
+                queues[qk] = got
+            keys.append((ci, pipe))
+            streams.append(got[0])
+            for pk, nb in got[1].items():
+                paths[pk] = paths.get(pk, 0) + nb
+    return Lowered(kernel, keys, streams, len(flag_keys) * ncores,
+                   {f"{s}->{d}": v for (s, d), v in paths.items()},
+                   [seen_by_kind[k] for k in range(len(seen_by_kind))], core_kinds)
