@@ -30,9 +30,19 @@ NotImplementedError naming the field.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import TypeAlias
+
+    from npusim.hw.schema import SocDescriptor
+
+    #: a ``soc`` argument: a loaded descriptor, a SoC name or descriptor file, or None for the
+    #: default SoC (:func:`resolve_soc`)
+    SocRef: TypeAlias = SocDescriptor | str | Path | None
 
 DEFAULT_CUBE_MODEL = "fractal_exact_fp32_sequential"
 FIXPIPE_CAST_SATURATES = False
@@ -110,7 +120,7 @@ def describe(x: Any, arg: str) -> TensorDesc:
     return TensorDesc(tuple(x.shape), x.dtype.name, trans, False)
 
 
-def resolve_soc(soc: Any) -> Any:
+def resolve_soc(soc: SocRef) -> SocDescriptor:
     """A descriptor from None (the default SoC), a name or path, or a loaded descriptor."""
     from npusim.runner import resolve_soc as _resolve
 
@@ -156,7 +166,7 @@ class MatmulPlan:
     a_nz: bool = False  # A stored FRACTAL_NZ (its (m, k) matrix)
 
 
-def cube_model_of(soc: Any) -> str:
+def cube_model_of(soc: SocDescriptor) -> str:
     """The SoC's declared cube accumulation model (the default model if it declares none)."""
     try:
         return str(soc.numerics.cube_accumulation.model)
@@ -164,7 +174,7 @@ def cube_model_of(soc: Any) -> str:
         return DEFAULT_CUBE_MODEL
 
 
-def _supports(soc: Any, feature: str) -> bool:
+def _supports(soc: SocDescriptor, feature: str) -> bool:
     fn = getattr(soc, "supports", None)
     return True if fn is None else bool(fn(feature))
 
@@ -176,7 +186,7 @@ def validate_matmul(
     out_dtype: Any = None,
     bias: Any = None,
     allow_hf32: bool = False,
-    soc: Any = None,
+    soc: SocRef = None,
 ) -> MatmulPlan:
     """Check dtypes, shapes, batch broadcast, bias and SoC support; raise ValueError / TypeError
     naming the argument, or NotImplementedError for HF32."""
@@ -226,7 +236,7 @@ def validate_matmul(
     )
 
 
-def hf32_of(soc: Any) -> str:
+def hf32_of(soc: SocDescriptor) -> str:
     """The SoC's declared HF32 format as the Mmad's mode string (e.g. ``m10_rne``)."""
     from npusim.numerics.hf32 import hf32_mode
 
@@ -249,7 +259,7 @@ def convert_l0c(acc: np.ndarray, plan: MatmulPlan) -> np.ndarray:
                       saturate=saturate)
 
 
-def split_k_order_of(soc: Any) -> str:
+def split_k_order_of(soc: SocDescriptor) -> str:
     """The SoC's declared split-K reduction order (``core_index_ascending`` if it declares none)."""
     try:
         return str(soc.numerics.split_k_reduction_order)
@@ -293,7 +303,7 @@ def reference_matmul(
     out_dtype: Any = None,
     bias: np.ndarray | None = None,
     allow_hf32: bool = False,
-    soc: Any = None,
+    soc: SocRef = None,
     single_core_k: int | None = None,
 ) -> np.ndarray:
     """``a @ b (+ bias)`` as the NPU computes it under the SoC's declared cube model; with

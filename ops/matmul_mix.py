@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from npusim.engine.program import CoreProgram, GMTensor, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.program_stages import CrossFlag, CrossFlags, PingPong, Ring, VecInOut, allocated
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 RING_SLOTS = 2  # accumulator tiles per AIC in the workspace ring (GM ping-pong)
 UB_RESERVE_BYTES = 1024  # UB left unallocated by the chunk buffers (alignment slack)
@@ -107,7 +110,7 @@ class MixFlags:
     all_aiv: CrossFlag | None = None
 
     @classmethod
-    def of(cls, soc: Any, split_k: bool) -> MixFlags:
+    def of(cls, soc: SocDescriptor, split_k: bool) -> MixFlags:
         f = CrossFlags.of(soc)
         if split_k:
             return cls(f, done=f.flag("K-slice partials written"),
@@ -294,7 +297,7 @@ class AivTileEmitter:
 
 
 def emit_aiv_programs(
-    soc: Any,
+    soc: SocDescriptor,
     cores: list[CoreProgram],
     ring: WorkspaceRing | None,
     stage: AivStage | None,

@@ -3,13 +3,16 @@ sweep adapter beside the plan of :mod:`npusim.ops.matmul_plans`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from npusim.operator import CliSpec, Operator
 from npusim.ops import matmul_sweep
 from npusim.ops.matmul_plans import checked_matmul, default_tiling_matmul, plan_matmul
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 
 def example_inputs(ns: Any, functional: bool, rng: np.random.Generator) -> dict[str, Any]:
@@ -37,7 +40,7 @@ def check_output(res: Any, op_args: dict[str, Any]) -> str:
     return f"tiled program output bit-identical to the reference (declared cube model): {same}"
 
 
-def validate(soc: Any, **op_args: Any) -> None:
+def validate(soc: SocDescriptor, **op_args: Any) -> None:
     checked_matmul(soc, **op_args)
 
 

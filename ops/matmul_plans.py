@@ -14,6 +14,7 @@ import numpy as np
 from npusim.ops.matmul_program import BatchLayout, Epilogue, build_matmul_kernel
 
 if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
     from npusim.ops.matmul_tiling import MatmulTiling
     from npusim.runner import Plan
 
@@ -73,7 +74,7 @@ def _check_program_scope(trans_a: bool, op: str) -> None:
         raise NotImplementedError(f"{op} program: a transposed first operand is not tiled yet")
 
 
-def _tiling(tiling: Any, m: int, k: int, n: int, in_dtype: str, out_dtype: str, soc: Any,
+def _tiling(tiling: Any, m: int, k: int, n: int, in_dtype: str, out_dtype: str, soc: SocDescriptor,
             trans_b: bool, with_bias: bool, split_k: bool = False, quant_vector: bool = False,
             n_unit: int = 16) -> MatmulTiling:
     from npusim.ops.matmul_tiling import (
@@ -94,7 +95,7 @@ def _tiling(tiling: Any, m: int, k: int, n: int, in_dtype: str, out_dtype: str, 
     return t
 
 
-def _split_order(soc: Any) -> str:
+def _split_order(soc: SocDescriptor) -> str:
     from npusim.ops.matmul import split_k_order_of
 
     return split_k_order_of(soc)
@@ -106,7 +107,7 @@ def _kernel_label(op: str, t: Any, path: str) -> str:
     return f"{op} ({path}{split})"
 
 
-def checked_matmul(soc: Any, *, a: Any, b: Any, bias: Any = None, out_dtype: Any = None,
+def checked_matmul(soc: SocDescriptor, *, a: Any, b: Any, bias: Any = None, out_dtype: Any = None,
                    allow_hf32: bool = False) -> Any:
     """``matmul``'s argument rules and the program's scope: the validated call or an error."""
     from npusim.ops.matmul import validate_matmul
@@ -116,7 +117,7 @@ def checked_matmul(soc: Any, *, a: Any, b: Any, bias: Any = None, out_dtype: Any
     return p
 
 
-def checked_quant_matmul(soc: Any, *, x1: Any, x2: Any, scale: Any, offset: Any = None,
+def checked_quant_matmul(soc: SocDescriptor, *, x1: Any, x2: Any, scale: Any, offset: Any = None,
                          pertoken_scale: Any = None, bias: Any = None,
                          output_dtype: Any = None) -> Any:
     """``quant_matmul``'s argument rules and the program's scope: the validated call or an
@@ -129,7 +130,7 @@ def checked_quant_matmul(soc: Any, *, x1: Any, x2: Any, scale: Any, offset: Any 
     return p
 
 
-def plan_matmul(soc: Any, tiling: Any = None, *, a: Any, b: Any, bias: Any = None,
+def plan_matmul(soc: SocDescriptor, tiling: Any = None, *, a: Any, b: Any, bias: Any = None,
                 out_dtype: Any = None, allow_hf32: bool = False) -> Plan:
     """``matmul``: fp16 / bf16 / fp32 in, fp16 / bf16 / fp32 out, ND or transposed B, batched
     (batches spread over the cube cores); split-K over cores with an AIV reduction."""
@@ -160,6 +161,7 @@ def plan_matmul(soc: Any, tiling: Any = None, *, a: Any, b: Any, bias: Any = Non
     notes = []
     if p.hf32:
         model = soc.numerics.hf32
+        assert model is not None  # p.hf32: validate_matmul found it (hf32_of)
         kernel.meta["hf32_model"] = (
             f"declared numerics.hf32: {model.mantissa_bits} mantissa bits, {model.rounding}")
         notes.append(f"HF32 (allow_hf32): a declared model, numerics.hf32 = {model.mantissa_bits} "
@@ -173,7 +175,7 @@ def _data(x: Any, functional: bool) -> np.ndarray | None:
     return np.asarray(x) if functional and isinstance(x, np.ndarray) else None
 
 
-def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: Any,
+def plan_quant_matmul(soc: SocDescriptor, tiling: Any = None, *, x1: Any, x2: Any, scale: Any,
                       offset: Any = None, pertoken_scale: Any = None, bias: Any = None,
                       output_dtype: Any = None) -> Plan:
     """``quant_matmul`` (W8A8): exact int8 cube matmul with the int32 bias in L0C, then the
@@ -252,7 +254,7 @@ def plan_quant_matmul(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: 
                 finish=lambda out: out["c"].reshape(p.out_shape))
 
 
-def default_tiling_matmul(soc: Any, **op_args: Any) -> MatmulTiling:
+def default_tiling_matmul(soc: SocDescriptor, **op_args: Any) -> MatmulTiling:
     from npusim.ops.matmul import validate_matmul
 
     p = validate_matmul(op_args["a"], op_args["b"], out_dtype=op_args.get("out_dtype"),
@@ -262,7 +264,7 @@ def default_tiling_matmul(soc: Any, **op_args: Any) -> MatmulTiling:
                    n_unit=_n_unit(op_args["b"], p.in_dtype, p.b_nz and not p.trans_b))
 
 
-def default_tiling_quant_matmul(soc: Any, **op_args: Any) -> MatmulTiling:
+def default_tiling_quant_matmul(soc: SocDescriptor, **op_args: Any) -> MatmulTiling:
     from npusim.ops.quant_matmul import validate_quant_matmul
 
     p = validate_quant_matmul(op_args["x1"], op_args["x2"], op_args["scale"],

@@ -32,6 +32,7 @@ from npusim.ops.program_stages import allocated
 
 if TYPE_CHECKING:
     from npusim.engine.sim import RunResult
+    from npusim.hw.schema import SocDescriptor
     from npusim.validate import Measurement, Prediction
 
 __all__ = ["CubeTiling", "visit_order"]  # re-exported: the cube program's tiling and order
@@ -125,7 +126,7 @@ class CubeEmitter:
     def __init__(
         self,
         bld: ProgramBuilder,
-        soc: Any,
+        soc: SocDescriptor,
         t: CubeTiling,
         in_dtype: str,
         *,
@@ -519,7 +520,7 @@ def order_matters(t: CubeTiling, m: int, n: int) -> bool:
     return rows > 1 and cols > 1
 
 
-def cube_kind(soc: Any) -> str:
+def cube_kind(soc: SocDescriptor) -> str:
     return "aic" if "aic" in soc.core_counts() else "aicore"
 
 
@@ -557,7 +558,7 @@ def work_items(t: CubeTiling, batch: int, m: int = 0, n: int = 0
 
 
 def build_matmul_kernel(
-    soc: Any,
+    soc: SocDescriptor,
     m: int,
     k: int,
     n: int,

@@ -19,6 +19,7 @@ from npusim.spec import spec
 
 if TYPE_CHECKING:
     from npusim.fast_forward import FastForwardResult
+    from npusim.hw.schema import SocDescriptor
     from npusim.ops.matmul_tiling import MatmulTiling
     from npusim.runner import SimResult
 
@@ -30,14 +31,14 @@ def _case(case: dict[str, Any]) -> tuple[int, int, int, str, str, bool]:
     return m, k, n, dt, out, bool(case.get("trans_b", False))
 
 
-def enumerate_tilings(soc: Any, case: dict[str, Any]) -> Iterator[Any]:
+def enumerate_tilings(soc: SocDescriptor, case: dict[str, Any]) -> Iterator[Any]:
     from npusim.ops.matmul_tiling import enumerate_matmul_tilings
 
     m, k, n, dt, out, tb = _case(case)
     return enumerate_matmul_tilings(m, k, n, dt, out, soc, tb)
 
 
-def tiling_from_dict(soc: Any, case: dict[str, Any], d: dict[str, Any]) -> Any:
+def tiling_from_dict(soc: SocDescriptor, case: dict[str, Any], d: dict[str, Any]) -> Any:
     from npusim.ops.matmul_tiling import tiling_from_dict as _from
     from npusim.ops.matmul_tiling import validate_matmul_tiling
 
@@ -61,13 +62,15 @@ def program_tiling(case: dict[str, Any], t: Any) -> Any:
     return dataclasses.replace(t, block_order="row_major", swizzle=1)
 
 
-def bound_cycles(soc: Any, case: dict[str, Any], t: Any) -> float:
+def bound_cycles(soc: SocDescriptor, case: dict[str, Any], t: Any) -> float:
     m, k_full, n, dt, out, _ = _case(case)
     k = t.single_core_k if t.k_dim > 1 else k_full  # a split-K core sees its K slice only
     core = soc.core("aic" if "aic" in soc.core_counts() else "aicore")
     isz, osz = _ITEM[dt], _ITEM.get(out, 2)
-    m0, k0, n0 = core.cube.fractal_mkn(dt)
-    per_fractal = m0 * k0 * n0 / core.cube.macs_per_cycle(dt)
+    unit = core.cube
+    assert unit is not None  # an aic / aicore core has a cube
+    m0, k0, n0 = unit.fractal_mkn(dt)
+    per_fractal = m0 * k0 * n0 / unit.macs_per_cycle(dt)
     bm_blocks = math.ceil(t.single_core_m / t.base_m)
     bn_blocks = math.ceil(t.single_core_n / t.base_n)
     tiles = bm_blocks * bn_blocks
@@ -76,9 +79,11 @@ def bound_cycles(soc: Any, case: dict[str, Any], t: Any) -> float:
     a_bytes = tiles * t.base_m * k * isz
     b_bytes = tiles * t.base_n * k * isz
     chunk = t.base_m * t.base_k * t.step_ka * isz
-    mte2 = (a_bytes + b_bytes) / core.transfer("GM", "L1").bytes_per_cycle(max(1, chunk))
-    mte1 = (a_bytes / core.transfer("L1", "L0A").peak_bytes_per_cycle
-            + b_bytes / core.transfer("L1", "L0B").peak_bytes_per_cycle)
+    gm_l1, l1_l0a, l1_l0b = (core.transfer(*p) for p in (("GM", "L1"), ("L1", "L0A"),
+                                                             ("L1", "L0B")))
+    assert gm_l1 is not None and l1_l0a is not None and l1_l0b is not None  # a cube core's paths
+    mte2 = (a_bytes + b_bytes) / gm_l1.bytes_per_cycle(max(1, chunk))
+    mte1 = (a_bytes / l1_l0a.peak_bytes_per_cycle + b_bytes / l1_l0b.peak_bytes_per_cycle)
     fix = 0.0
     if core.fixpipe is not None:
         fix = tiles * t.base_m * t.base_n / core.fixpipe.elements_per_cycle
@@ -87,8 +92,8 @@ def bound_cycles(soc: Any, case: dict[str, Any], t: Any) -> float:
     return cast(float, max(cube, mte2, mte1, fix, hbm_cycles))
 
 
-def bound_us(soc: Any, case: dict[str, Any], t: Any) -> float:
-    return cast(float, bound_cycles(soc, case, t) / soc.aicore_freq_mhz)
+def bound_us(soc: SocDescriptor, case: dict[str, Any], t: Any) -> float:
+    return bound_cycles(soc, case, t) / soc.aicore_freq_mhz
 
 
 def simulate_case(soc_entry: dict[str, Any], case: dict[str, Any],
@@ -121,7 +126,7 @@ def simulate_case(soc_entry: dict[str, Any], case: dict[str, Any],
     return run(t, k0)
 
 
-def default_tiling(soc: Any, case: dict[str, Any]) -> Any:
+def default_tiling(soc: SocDescriptor, case: dict[str, Any]) -> Any:
     """The tiling ``simulate`` picks when given none (the sweep's reference for speed-ups)."""
     import numpy as np
 

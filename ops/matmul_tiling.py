@@ -24,9 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npusim.hw.dtypes import DTYPE_BITS as ELEMENT_BITS
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 # Bits per element of the dtypes a cube matmul reads or writes.
 DTYPE_BITS = {d: ELEMENT_BITS[d] for d in ("int4", "int8", "float16", "bfloat16", "float32",
@@ -230,7 +233,7 @@ def cube_local_bytes(base_m: int, base_n: int, base_k: int, in_bits: int, *,
 # -- SoC accessors ------------------------------------------------------------------------------
 
 
-def cube_core_kind(soc: Any) -> str:
+def cube_core_kind(soc: SocDescriptor) -> str:
     """``aic`` on split SoCs (A2 / A3), ``aicore`` on the coupled 310P."""
     counts = soc.core_counts()
     for kind in ("aic", "aicore"):
@@ -273,7 +276,7 @@ def validate_matmul_tiling(
     n: int,
     in_dtype: str,
     out_dtype: str,
-    soc: Any,
+    soc: SocDescriptor,
     *,
     with_bias: bool = False,
     quant_vector: bool = False,
@@ -421,7 +424,8 @@ def validate_matmul_tiling(
                   f"{ub_need} B > UB {ub} B")
 
 
-def _check_single_core_split_k(t: MatmulTiling, k: int, k0: int, out_dtype: str, soc: Any) -> None:
+def _check_single_core_split_k(t: MatmulTiling, k: int, k0: int, out_dtype: str,
+                               soc: SocDescriptor) -> None:
     """single_core_k < k with k_dim = 1: each core runs its K in slices of single_core_k (K-outer
     loop) and FixPipe adds every slice's partial atomically into the zeroed GM output, so the
     output must be the 32-bit accumulator dtype (an fp16 atomic add would round each partial)."""
@@ -469,7 +473,7 @@ def _feed_cost(bm: int, bn: int, in_dtype: str, macs_per_cycle: float) -> float:
     return max(compute, feed)
 
 
-def _macs(soc: Any, kind: str, in_dtype: str) -> float:
+def _macs(soc: SocDescriptor, kind: str, in_dtype: str) -> float:
     """The cube's MACs per cycle for ``in_dtype`` (the default-tiling heuristic's rate); a cube
     descriptor without a rate for the dtype (ValueError) ranks with the fp16 fractal rate."""
     cube: Any = getattr(soc.core(kind), "cube", None)
@@ -481,7 +485,8 @@ def _macs(soc: Any, kind: str, in_dtype: str) -> float:
     return 4096.0 * 16 / DTYPE_BITS[in_dtype]
 
 
-def _fit_steps(t: MatmulTiling, m: int, k: int, n: int, in_dtype: str, out_dtype: str, soc: Any,
+def _fit_steps(t: MatmulTiling, m: int, k: int, n: int, in_dtype: str, out_dtype: str,
+               soc: SocDescriptor,
                with_bias: bool, quant_vector: bool = False) -> MatmulTiling | None:
     """Largest equal power-of-two stepKa = stepKb (not beyond K) with double-buffered L1, else
     single-buffered; None if even that does not fit."""
@@ -507,7 +512,7 @@ def default_matmul_tiling(
     n: int,
     in_dtype: str,
     out_dtype: str,
-    soc: Any,
+    soc: SocDescriptor,
     trans_b: bool = False,
     *,
     with_bias: bool = False,
@@ -589,7 +594,7 @@ def default_matmul_tiling(
 
 
 def tiling_for_tiles(
-    m: int, k: int, n: int, in_dtype: str, out_dtype: str, soc: Any, *, base_m: int,
+    m: int, k: int, n: int, in_dtype: str, out_dtype: str, soc: SocDescriptor, *, base_m: int,
     base_n: int, base_k: int, with_bias: bool = False, quant_vector: bool = False,
     **fields: Any,
 ) -> MatmulTiling:
@@ -628,7 +633,7 @@ SPLIT_K_MIN_BYTES = 2048  # least K per split-K core, in bytes of input (1024 fp
 
 
 def _with_split_k(t: MatmulTiling, m: int, k: int, n: int, in_dtype: str, out_dtype: str,
-                  soc: Any, with_bias: bool, quant_vector: bool = False) -> MatmulTiling:
+                  soc: SocDescriptor, with_bias: bool, quant_vector: bool = False) -> MatmulTiling:
     if getattr(soc, "organisation", "split") != "split" or "aiv" not in soc.core_counts():
         return t
     cores = int(soc.core_counts()[cube_core_kind(soc)])
@@ -648,7 +653,7 @@ def _with_split_k(t: MatmulTiling, m: int, k: int, n: int, in_dtype: str, out_dt
 
 
 def _with_block_order(t: MatmulTiling, m: int, k: int, n: int, in_dtype: str,
-                      soc: Any) -> MatmulTiling:
+                      soc: SocDescriptor) -> MatmulTiling:
     l2 = _l2_bytes(soc)
     bits = DTYPE_BITS[in_dtype]
     footprint = _bytes(m * k, bits) + _bytes(k * n, bits)
@@ -660,7 +665,7 @@ def _with_block_order(t: MatmulTiling, m: int, k: int, n: int, in_dtype: str,
     return replace(t, block_order="l2_swizzle", swizzle=swizzle)
 
 
-def _l2_bytes(soc: Any) -> int | None:
+def _l2_bytes(soc: SocDescriptor) -> int | None:
     try:
         return int(soc.memory.l2.capacity_bytes)
     except AttributeError:
@@ -686,7 +691,7 @@ def enumerate_matmul_tilings(
     n: int,
     in_dtype: str,
     out_dtype: str,
-    soc: Any,
+    soc: SocDescriptor,
     trans_b: bool = False,
     *,
     with_bias: bool = False,

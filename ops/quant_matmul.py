@@ -31,11 +31,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from npusim.ops.matmul import broadcast_batch, describe, dtype_name, resolve_soc
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
+    from npusim.ops.matmul import SocRef
 
 LAST_DIM_LIMIT = 65535
 OUTPUT_DTYPES = ("int8", "float16", "bfloat16", "int32")
@@ -92,7 +96,7 @@ class QuantMatmulPlan:
     x2_nz: bool = False  # x2 stored FRACTAL_NZ (aclnnQuantMatmulWeightNz): int8, 2-D
 
 
-def _is_coupled(soc: Any) -> bool:
+def _is_coupled(soc: SocDescriptor) -> bool:
     return getattr(soc, "organisation", "split") != "split"
 
 
@@ -131,7 +135,7 @@ def validate_quant_matmul(
     pertoken_scale: Any = None,
     bias: Any = None,
     output_dtype: Any = None,
-    soc: Any = None,
+    soc: SocRef = None,
 ) -> QuantMatmulPlan:
     """Check every constraint of ops-semantics 6.1 / 6.2 and the supported-combination table;
     return the :class:`QuantMatmulPlan` or raise ValueError / TypeError naming the argument."""
@@ -346,7 +350,7 @@ def vector_out_cast(f: np.ndarray, out_dtype: str) -> np.ndarray:
     return cast_float(np.asarray(f, dtype=np.float32), out_dtype, RoundMode.RINT, saturate=True)
 
 
-def coupled_deq_model(soc: Any) -> str:
+def coupled_deq_model(soc: SocRef) -> str:
     """The SoC's declared L0C -> UB dequant model (``numerics.l0c_to_ub_dequant.model``);
     NotImplementedError when its descriptor declares none."""
     spec = getattr(getattr(resolve_soc(soc), "numerics", None), "l0c_to_ub_dequant", None)
@@ -429,7 +433,7 @@ def reference_quant_matmul(
     pertoken_scale: np.ndarray | None = None,
     bias: np.ndarray | None = None,
     output_dtype: Any = None,
-    soc: Any = None,
+    soc: SocRef = None,
 ) -> np.ndarray:
     """The NPU's output of ``npu_quant_matmul`` on numpy arrays (bit-exact to ops-semantics 6)."""
     plan = validate_quant_matmul(x1, x2, scale, offset=offset, pertoken_scale=pertoken_scale,

@@ -30,12 +30,15 @@ step is element-wise.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from npusim.ops.matmul import describe, dtype_name, resolve_soc
 from npusim.ops.quant_matmul_a8w4 import check_group_sizes
+
+if TYPE_CHECKING:
+    from npusim.ops.matmul import SocRef
 
 _OUTPUTS = ("float16", "bfloat16")
 A4W4_GROUP_K = 256  # ops-nn pergroup tiling AnalyzeAttrs: group k 256 only on A4W4
@@ -56,7 +59,7 @@ class A4W4GroupPlan:
 def validate_a4w4_pergroup(x1: Any, x2: Any, scale: Any, *, offset: Any = None,
                            pertoken_scale: Any = None, bias: Any = None,
                            output_dtype: Any = None, group_sizes: Any = None,
-                           soc: Any = None) -> A4W4GroupPlan:
+                           soc: SocRef = None) -> A4W4GroupPlan:
     """Check a per-group A4W4 call (module docstring); raise naming the argument and rule."""
     soc = resolve_soc(soc)
     if getattr(soc, "organisation", "split") != "split":
@@ -108,7 +111,7 @@ def validate_a4w4_pergroup(x1: Any, x2: Any, scale: Any, *, offset: Any = None,
 def reference_a4w4_pergroup(x1: np.ndarray, x2: np.ndarray, scale: np.ndarray, *,
                             offset: np.ndarray, pertoken_scale: np.ndarray, bias: Any = None,
                             output_dtype: Any = None, group_sizes: Any = None,
-                            soc: Any = None) -> np.ndarray:
+                            soc: SocRef = None) -> np.ndarray:
     """The kernel's chain (module docstring) on numpy arrays."""
     from npusim.numerics import unpack_int4
     from npusim.numerics.cube import cube_matmul_int

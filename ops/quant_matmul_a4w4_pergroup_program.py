@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from npusim.ops.matmul_program import CubeEmitter, CubeTiling, Epilogue, GmMatri
 from npusim.ops.program_stages import CrossFlags, PingPong, Ring
 from npusim.ops.quant_matmul_a4w4_pergroup import A4W4GroupPlan
 from npusim.ops.quant_matmul_a8w4_program import mix_cores
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 _ISZ = {"float16": 2, "bfloat16": 2}
 BASE_M, BASE_N, GROUP_K = 128, 256, 256  # ops-nn pergroup tiling: BASE_M / BASE_N, baseK = gk
@@ -79,7 +82,7 @@ def ub_calc_m(ub_bytes: int, base_m: int, base_n: int, group_k: int) -> int:
     return int(left // (4 * base_n + 1.5 * group_k))
 
 
-def default_a4w4_group_tiling(soc: Any, m: int, n: int) -> A4W4GroupTiling:
+def default_a4w4_group_tiling(soc: SocDescriptor, m: int, n: int) -> A4W4GroupTiling:
     blocks = math.ceil(m / BASE_M) * math.ceil(n / BASE_N)
     ub = int(soc.core("aiv").buffers["UB"].capacity_bytes)
     return A4W4GroupTiling(core_num=min(soc.core_counts()["aic"], blocks),
@@ -96,7 +99,7 @@ def _slot(t: A4W4GroupTiling, ci: int, slot: int, r0: int, rows: int, rn: int) -
     return Region("GM", off, (rows, rn), "int32", "ws", rn * 4)
 
 
-def _aic(b: ProgramBuilder, soc: Any, p: A4W4GroupPlan, t: A4W4GroupTiling, ci: int,
+def _aic(b: ProgramBuilder, soc: SocDescriptor, p: A4W4GroupPlan, t: A4W4GroupTiling, ci: int,
          ring: Ring, functional: bool, interner: Interner) -> None:
     em = CubeEmitter(b, soc, t.cube(), "int4", functional=functional,
                      cube_model="exact_integer", with_bias=False, interner=interner)
@@ -268,7 +271,7 @@ def _aiv(b: ProgramBuilder, p: A4W4GroupPlan, t: A4W4GroupTiling, ci: int, h: in
     st.drain()
 
 
-def build_a4w4_group_kernel(soc: Any, p: A4W4GroupPlan, t: A4W4GroupTiling, *,
+def build_a4w4_group_kernel(soc: SocDescriptor, p: A4W4GroupPlan, t: A4W4GroupTiling, *,
                             data: dict[str, np.ndarray] | None = None) -> Kernel:
     """The kernel of one per-group A4W4 call (module docstring); ``data`` None: timing only."""
     d = data or {}
@@ -304,7 +307,7 @@ DECLARED = ("blocks dealt round robin in row-major order (the kernel's L2 tiling
             "PipeBarrier<PIPE_ALL> per chunk modelled by buffer flags")
 
 
-def plan_a4w4_pergroup(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: Any,
+def plan_a4w4_pergroup(soc: SocDescriptor, tiling: Any = None, *, x1: Any, x2: Any, scale: Any,
                        offset: Any = None, pertoken_scale: Any = None, bias: Any = None,
                        output_dtype: Any = None, group_sizes: Any = None) -> Any:
     """``quant_matmul`` with int32-packed int4 x1 and transposed x2 and ``group_sizes``."""

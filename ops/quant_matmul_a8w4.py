@@ -25,11 +25,14 @@ Values (``A8W4_NUMERICS_MODEL``) follow the A2 kernel's dataflow (ops-nn
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from npusim.ops.matmul import describe, dtype_name, resolve_soc
+
+if TYPE_CHECKING:
+    from npusim.ops.matmul import SocRef
 
 A8W4_NUMERICS_MODEL = ("ops-nn A8W4 MSD kernel order - int8 split into two int4 digits, "
                        "per-k-group int32 product -> FixPipe VDEQF16 (declared DEQF16 model), "
@@ -69,7 +72,7 @@ def check_group_sizes(group_sizes: Any) -> tuple[int, int, int]:
 
 def validate_a8w4(x1: Any, x2: Any, scale: Any, *, offset: Any = None,
                   pertoken_scale: Any = None, bias: Any = None, output_dtype: Any = None,
-                  group_sizes: Any = None, soc: Any = None) -> A8W4Plan:
+                  group_sizes: Any = None, soc: SocRef = None) -> A8W4Plan:
     """Check an A8W4 call (module docstring); raise naming the argument and the rule."""
     soc = resolve_soc(soc)
     if getattr(soc, "organisation", "split") != "split":
@@ -148,7 +151,7 @@ def fp16_atomic_add(acc: np.ndarray, v: np.ndarray) -> np.ndarray:
 def reference_a8w4(x1: np.ndarray, x2: np.ndarray, scale: np.ndarray, *,
                    offset: np.ndarray | None = None, pertoken_scale: np.ndarray | None = None,
                    bias: np.ndarray | None = None, output_dtype: Any = None,
-                   group_sizes: Any = None, soc: Any = None) -> np.ndarray:
+                   group_sizes: Any = None, soc: SocRef = None) -> np.ndarray:
     """The output of an A8W4 ``npu_quant_matmul`` under ``A8W4_NUMERICS_MODEL``."""
     from npusim.numerics import decode_quant_param, deqf16, unpack_int4
     from npusim.numerics.cube import cube_matmul_int

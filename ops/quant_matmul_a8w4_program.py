@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,6 +52,9 @@ from npusim.isa.operands import Region
 from npusim.ops.matmul_program import CubeEmitter, CubeTiling, Epilogue, GmMatrix, Interner
 from npusim.ops.program_stages import CrossFlag, CrossFlags, PingPong, Ring, VecInOut
 from npusim.ops.quant_matmul_a8w4 import A8W4_NUMERICS_MODEL, A8W4Plan
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 BASE_NS = (64, 128, 256, 512)  # ops-nn BASEN: the per-group base_n choices
 _ISZ = {"float16": 2, "bfloat16": 2, "float32": 4}
@@ -85,7 +88,7 @@ class A8W4Tiling:
         return min(self.ub_cal_size // self.base_n, self.base_m // 2)
 
 
-def default_a8w4_tiling(soc: Any, m: int, n: int) -> A8W4Tiling:
+def default_a8w4_tiling(soc: SocDescriptor, m: int, n: int) -> A8W4Tiling:
     """ops-nn's per-group tiling: base_n from the cores left per block row."""
     aic = soc.core_counts()["aic"]
     base_m = 16
@@ -95,7 +98,7 @@ def default_a8w4_tiling(soc: Any, m: int, n: int) -> A8W4Tiling:
     return A8W4Tiling(base_n=base_n, core_num=aic)
 
 
-def check_a8w4_tiling(t: Any, soc: Any) -> A8W4Tiling:
+def check_a8w4_tiling(t: Any, soc: SocDescriptor) -> A8W4Tiling:
     """A given tiling: an :class:`A8W4Tiling` within the kernel's rules and the SoC's cores."""
     if not isinstance(t, A8W4Tiling):
         raise TypeError(f"tiling: the A8W4 kernel reads an A8W4Tiling, got {type(t).__name__}")
@@ -120,7 +123,7 @@ class _Flags:
     ring: Ring
 
     @classmethod
-    def of(cls, soc: Any, slots: int) -> _Flags:
+    def of(cls, soc: SocDescriptor, slots: int) -> _Flags:
         f = CrossFlags.of(soc)
         return cls(f, f.flag("every AIV wrote its x1 int4 digit rows", mode=0),
                    f.flag("x1 digit rows written (SyncAll)"),
@@ -196,7 +199,7 @@ def _slot(t: A8W4Tiling, ci: int, slot: int, r0: int, rows: int, rn: int,
     return Region("GM", off, (rows, rn), "float16", "ws", row_stride)
 
 
-def _aic(b: ProgramBuilder, soc: Any, p: A8W4Plan, t: A8W4Tiling, ci: int, fl: _Flags,
+def _aic(b: ProgramBuilder, soc: SocDescriptor, p: A8W4Plan, t: A8W4Tiling, ci: int, fl: _Flags,
          functional: bool, interner: Interner) -> None:
     """Step 3 on AIC ``ci``."""
     fl.split.wait(b, "MTE2")
@@ -339,7 +342,7 @@ def _aiv(b: ProgramBuilder, p: A8W4Plan, t: A8W4Tiling, ci: int, h: int, fl: _Fl
     ep.drain()
 
 
-def mix_cores(soc: Any, n: int, aic: Callable[[ProgramBuilder, int], None],
+def mix_cores(soc: SocDescriptor, n: int, aic: Callable[[ProgramBuilder, int], None],
               aiv: Callable[[ProgramBuilder, int, int], None]) -> list[CoreProgram]:
     """The programs of a mix launch of ``n`` AI Cores: AIC ``ci`` built by ``aic(b, ci)``, then
     AIV ``2 ci + h`` by ``aiv(b, ci, h)``."""
@@ -354,7 +357,8 @@ def mix_cores(soc: Any, n: int, aic: Callable[[ProgramBuilder, int], None],
     return cores
 
 
-def build_a8w4_kernel(soc: Any, p: A8W4Plan, t: A8W4Tiling, *, x1: np.ndarray | None = None,
+def build_a8w4_kernel(soc: SocDescriptor, p: A8W4Plan, t: A8W4Tiling, *,
+                      x1: np.ndarray | None = None,
                       x2: np.ndarray | None = None, qp: np.ndarray | None = None,
                       y_offset: np.ndarray | None = None,
                       pertoken: np.ndarray | None = None) -> Kernel:
@@ -394,7 +398,8 @@ def build_a8w4_kernel(soc: Any, p: A8W4Plan, t: A8W4Tiling, *, x1: np.ndarray | 
     return Kernel("quant_matmul_a8w4", gm, cores, meta)
 
 
-def plan_a8w4(soc: Any, tiling: Any = None, *, x1: Any, x2: Any, scale: Any, offset: Any = None,
+def plan_a8w4(soc: SocDescriptor, tiling: Any = None, *, x1: Any, x2: Any, scale: Any,
+              offset: Any = None,
               pertoken_scale: Any = None, bias: Any = None, output_dtype: Any = None,
               group_sizes: Any = None) -> Any:
     """``quant_matmul`` with int8 x1, int32-packed int4 x2 and ``group_sizes``: the A8W4 kernel

@@ -4,7 +4,7 @@ and sweep adapter beside the plan of :mod:`npusim.ops.matmul_plans`."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from npusim.ops.matmul_plans import (
     default_tiling_quant_matmul,
     plan_quant_matmul,
 )
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 
 def example_inputs(ns: Any, functional: bool, rng: np.random.Generator) -> dict[str, Any]:
@@ -71,7 +74,7 @@ def _grouped(op_args: dict[str, Any]) -> tuple[Any, Any, Any] | None:
     return validate_a4w4_pergroup, plan_a4w4_pergroup, default_a4w4_group_tiling
 
 
-def validate(soc: Any, **op_args: Any) -> None:
+def validate(soc: SocDescriptor, **op_args: Any) -> None:
     grouped = _grouped(op_args)
     if grouped is not None:
         grouped[0](**op_args, soc=soc)
@@ -79,7 +82,7 @@ def validate(soc: Any, **op_args: Any) -> None:
     _refuse_pp_matmul(checked_quant_matmul(soc, **op_args), soc)
 
 
-def _refuse_pp_matmul(p: Any, soc: Any) -> None:
+def _refuse_pp_matmul(p: Any, soc: SocDescriptor) -> None:
     """The 310P pp_matmul kernel's structure (x1 TransData to NZ, NZ output blocks, TransData
     of y back to ND, its own L1 / L0 pipeline) is not tiled: the coupled program here is the
     BmmDequant one, whose cycles would be another kernel's."""
@@ -93,7 +96,7 @@ def _refuse_pp_matmul(p: Any, soc: Any) -> None:
             "blocks), whose structure is not tiled; only the BmmDequant structure is")
 
 
-def plan(soc: Any, tiling: Any = None, **op_args: Any) -> Any:
+def plan(soc: SocDescriptor, tiling: Any = None, **op_args: Any) -> Any:
     validate(soc, **op_args)
     grouped = _grouped(op_args)
     if grouped is not None:
@@ -101,7 +104,7 @@ def plan(soc: Any, tiling: Any = None, **op_args: Any) -> Any:
     return plan_quant_matmul(soc, tiling, **op_args)
 
 
-def default_tiling(soc: Any, **op_args: Any) -> Any:
+def default_tiling(soc: SocDescriptor, **op_args: Any) -> Any:
     grouped = _grouped(op_args)
     if grouped is not None:
         p = grouped[0](**op_args, soc=soc)
