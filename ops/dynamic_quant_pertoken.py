@@ -28,7 +28,7 @@ values cannot depend on it).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from npusim.ops.group_quant_program import (
     validate_row_chunk_tiling,
 )
 from npusim.ops.program_stages import allocated
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 DTYPE_MAX = {"int8": 127.0, "int4": 7.0}
 
@@ -57,13 +60,14 @@ def ub_bytes(t: RowChunkTiling, smooth: bool = False, asymmetric: bool = False) 
     return nbuf * (tile * 2 + tile + rows8 * 4) + single + extra
 
 
-def default_pertoken_tiling(soc: Any, rows: int, h: int, smooth: bool = False,
+def default_pertoken_tiling(soc: SocDescriptor, rows: int, h: int, smooth: bool = False,
                             asymmetric: bool = False) -> RowChunkTiling:
     return default_row_chunk_tiling(soc, rows, h, "dynamic_quant",
                                     lambda t: ub_bytes(t, smooth, asymmetric))
 
 
-def build_pertoken(soc: Any, rows: int, h: int, x_dtype: str, out: str, tiling: RowChunkTiling,
+def build_pertoken(soc: SocDescriptor, rows: int, h: int, x_dtype: str, out: str,
+                   tiling: RowChunkTiling,
                    *, x: np.ndarray | None = None, smooth: np.ndarray | None = None,
                    has_smooth: bool = False, group_index: np.ndarray | None = None,
                    asymmetric: bool = False) -> Kernel:

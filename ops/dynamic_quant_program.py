@@ -42,6 +42,7 @@ from npusim.ops.group_quant_program import (
 )
 
 if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
     from npusim.runner import Plan
     from npusim.validate import Measurement, Prediction
 
@@ -52,7 +53,7 @@ REDUCE_ELEMS = 64  # fp32 elements one WholeReduceMax repeat folds into one valu
 DynamicQuantTiling = RowChunkTiling
 
 
-def default_dynamic_quant_tiling(soc: Any, rows: int, h: int) -> DynamicQuantTiling:
+def default_dynamic_quant_tiling(soc: SocDescriptor, rows: int, h: int) -> DynamicQuantTiling:
     """group_quant's rule (H chunks up to 8192, a 32 KiB fp32 work tile per pass)."""
     return default_row_chunk_tiling(soc, rows, h, "dynamic_quant", _ub_bytes)
 
@@ -65,11 +66,12 @@ def _ub_bytes(t: DynamicQuantTiling) -> int:
     return nbuf * (tile * 2 + tile // 2 + rows8 * 4) + single
 
 
-def validate_dynamic_quant_tiling(t: DynamicQuantTiling, soc: Any, rows: int, h: int) -> None:
+def validate_dynamic_quant_tiling(t: DynamicQuantTiling, soc: SocDescriptor, rows: int,
+                                  h: int) -> None:
     validate_row_chunk_tiling(t, soc, rows, _ub_bytes, "dynamic_quant")
 
 
-def build_dynamic_quant(soc: Any, rows: int, h: int, x_dtype: str,
+def build_dynamic_quant(soc: SocDescriptor, rows: int, h: int, x_dtype: str,
                         tiling: DynamicQuantTiling) -> Kernel:
     """The timing kernel for x (rows, h) -> int4 y (rows, h / 8 int32 words), fp32 scale (rows,)."""
     validate_dynamic_quant_tiling(tiling, soc, rows, h)
@@ -243,7 +245,7 @@ def _dst(dst_type: Any) -> str | None:
                      "or 'int4'")
 
 
-def plan_dynamic_quant(soc: Any, tiling: Any = None, *, x: Any, dst_type: Any = None,
+def plan_dynamic_quant(soc: SocDescriptor, tiling: Any = None, *, x: Any, dst_type: Any = None,
                        smooth_scales: Any = None, group_index: Any = None,
                        asymmetric: bool = False) -> Plan:
     """Runner entry for ``dynamic_quant``. ``dst_type`` None: the E1-row int4 program (timing
@@ -328,7 +330,7 @@ def cli_dynamic_quant(ns: Any, functional: bool, rng: Any) -> dict[str, Any]:
     return {"x": spec((ns.m or 4096, ns.k or 512), ns.dtype or "float16")}
 
 
-def default_tiling_dynamic_quant(soc: Any, **op_args: Any) -> DynamicQuantTiling:
+def default_tiling_dynamic_quant(soc: SocDescriptor, **op_args: Any) -> DynamicQuantTiling:
     out = _dst(op_args.get("dst_type"))
     rows, h, _ = _args(op_args["x"], out if out else None)
     if out is not None:
@@ -363,13 +365,13 @@ def calibration_prediction(row: Measurement) -> Prediction | None:
                                                  f"the same rows {gq:.2f} us ({err:+.1f} %)")
 
 
-def _validate(soc: Any, *, x: Any, dst_type: Any = None, smooth_scales: Any = None,
+def _validate(soc: SocDescriptor, *, x: Any, dst_type: Any = None, smooth_scales: Any = None,
               group_index: Any = None, asymmetric: bool = False) -> None:
     _refuse(soc, asymmetric)
     _checked(x, dst_type, smooth_scales, group_index, asymmetric)
 
 
-def _refuse(soc: Any, asymmetric: Any) -> None:
+def _refuse(soc: SocDescriptor, asymmetric: Any) -> None:
     """The API's refusal off A2 / A3 (torch_npu docs: Atlas A2 / A3 only)."""
     refuse_off_a2_a3(soc, "npu_dynamic_quant_asymmetric" if asymmetric is True else
                      "npu_dynamic_quant", "torch_npu docs")

@@ -44,6 +44,7 @@ from npusim.operator import CliSpec, Operator
 from npusim.ops.program_stages import VecInOut
 
 if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
     from npusim.runner import Plan
 
 FRACTAL_ROWS = 16
@@ -87,7 +88,7 @@ def _np_name(dtype: str) -> str:
     return "float16" if dtype == "bfloat16" else dtype
 
 
-def _core_kind(soc: Any) -> str:
+def _core_kind(soc: SocDescriptor) -> str:
     counts = soc.core_counts()
     if counts.get("aiv", 0):
         return "aiv"
@@ -105,7 +106,7 @@ def _tiles(t: FormatCastTiling, g: _Geom) -> int:
     return g.batch * math.ceil(g.m1 * FRACTAL_ROWS / t.m_tile) * math.ceil(g.n1 / t.n_strips)
 
 
-def default_format_cast_tiling(soc: Any, g: _Geom) -> FormatCastTiling:
+def default_format_cast_tiling(soc: SocDescriptor, g: _Geom) -> FormatCastTiling:
     """``n_strips`` = min(N1, 8); ``m_tile`` fills a 32 KiB buffer, then shrinks (not below 16)
     until every core has a tile."""
     avail = soc.core_counts()[_core_kind(soc)]
@@ -119,7 +120,7 @@ def default_format_cast_tiling(soc: Any, g: _Geom) -> FormatCastTiling:
     return FormatCastTiling(max(1, min(avail, _tiles(t, g))), t.m_tile, t.n_strips)
 
 
-def validate_format_cast_tiling(t: FormatCastTiling, soc: Any, g: _Geom) -> None:
+def validate_format_cast_tiling(t: FormatCastTiling, soc: SocDescriptor, g: _Geom) -> None:
     """``t``'s type and fields, its core count and tiles against the SoC and the geometry."""
     from npusim.tiling_overrides import check_tiling_type
 
@@ -142,7 +143,7 @@ def validate_format_cast_tiling(t: FormatCastTiling, soc: Any, g: _Geom) -> None
                          f"> {ub} B")
 
 
-def build_format_cast(soc: Any, g: _Geom, tiling: FormatCastTiling,
+def build_format_cast(soc: SocDescriptor, g: _Geom, tiling: FormatCastTiling,
                       x: np.ndarray | None = None) -> Kernel:
     """The kernel for a batch of (M, N) matrices; ``x`` is the source storage (ND or NZ)."""
     from npusim.layouts import nz_c0
@@ -256,7 +257,7 @@ def _geometry(x: Any, acl_format: Any, c0: int | None = None
     return g, tuple(origin), data
 
 
-def plan_format_cast(soc: Any, tiling: Any = None, *, x: Any, acl_format: Any,
+def plan_format_cast(soc: SocDescriptor, tiling: Any = None, *, x: Any, acl_format: Any,
                      c0: int | None = None) -> Plan:
     """Runner entry for ``format_cast`` (2 = ND, 29 = FRACTAL_NZ; ``c0`` as in _geometry)."""
     from npusim.layouts import ACL_FORMAT_FRACTAL_NZ, FormattedArray
@@ -305,12 +306,12 @@ def check_format_cast(res: Any, op_args: dict[str, Any]) -> str:
     return f"output storage equals npusim.layouts bit for bit: {same}"
 
 
-def default_tiling_format_cast(soc: Any, **op_args: Any) -> FormatCastTiling:
+def default_tiling_format_cast(soc: SocDescriptor, **op_args: Any) -> FormatCastTiling:
     g, _, _ = _geometry(op_args["x"], op_args["acl_format"], op_args.get("c0"))
     return default_format_cast_tiling(soc, g)
 
 
-def _validate(soc: Any, *, x: Any, acl_format: Any, c0: int | None = None) -> None:
+def _validate(soc: SocDescriptor, *, x: Any, acl_format: Any, c0: int | None = None) -> None:
     _geometry(x, acl_format, c0)
 
 

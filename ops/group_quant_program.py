@@ -24,6 +24,7 @@ from npusim.operator import CliSpec, Operator
 from npusim.ops.program_stages import VecInOut
 
 if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
     from npusim.runner import Plan
     from npusim.validate import Measurement, Prediction
 
@@ -45,7 +46,7 @@ class RowChunkTiling:
 GroupQuantTiling = RowChunkTiling
 
 
-def refuse_off_a2_a3(soc: Any, api: str, source: str) -> None:
+def refuse_off_a2_a3(soc: SocDescriptor, api: str, source: str) -> None:
     """The refusal of the torch_npu API (``npusim.torch_npu``) for a SoC without split AIV
     cores (the Atlas inference series), raised by ``simulate`` too: the same ValueError."""
     if soc.core_counts().get("aiv", 0) == 0:
@@ -53,7 +54,7 @@ def refuse_off_a2_a3(soc: Any, api: str, source: str) -> None:
                          f"only ({source})")
 
 
-def default_row_chunk_tiling(soc: Any, rows: int, h: int, op: str,
+def default_row_chunk_tiling(soc: SocDescriptor, rows: int, h: int, op: str,
                              ub_bytes: Callable[[RowChunkTiling], int]) -> RowChunkTiling:
     """The kernels' rule: every AIV (at most one per row), H chunks of up to PEER_H (a multiple
     of 64), an fp32 work tile of UB_PASS_BYTES per pass, halved until ``ub_bytes`` fits UB (the
@@ -74,7 +75,7 @@ def default_row_chunk_tiling(soc: Any, rows: int, h: int, op: str,
     return t
 
 
-def validate_row_chunk_tiling(t: RowChunkTiling, soc: Any, rows: int,
+def validate_row_chunk_tiling(t: RowChunkTiling, soc: SocDescriptor, rows: int,
                               ub_bytes: Callable[[RowChunkTiling], int], op: str) -> None:
     """Check ``t``'s type, then against the core count, the 64-element chunk rule and UB (the
     ``ub_bytes(t)`` its kernel allocates)."""
@@ -96,11 +97,11 @@ def validate_row_chunk_tiling(t: RowChunkTiling, soc: Any, rows: int,
         )
 
 
-def default_group_quant_tiling(soc: Any, rows: int, h: int) -> GroupQuantTiling:
+def default_group_quant_tiling(soc: SocDescriptor, rows: int, h: int) -> GroupQuantTiling:
     return default_row_chunk_tiling(soc, rows, h, "group_quant", _ub_bytes)
 
 
-def validate_group_quant_tiling(t: GroupQuantTiling, soc: Any, rows: int, h: int) -> None:
+def validate_group_quant_tiling(t: GroupQuantTiling, soc: SocDescriptor, rows: int, h: int) -> None:
     validate_row_chunk_tiling(t, soc, rows, _ub_bytes, "group_quant")
 
 
@@ -123,7 +124,7 @@ def _quantize(x: np.ndarray, s: np.ndarray, offset: float | None, out: str) -> n
 
 
 def build_group_quant(
-    soc: Any,
+    soc: SocDescriptor,
     x_shape: tuple[int, int],
     x_dtype: str,
     scale_dtype: str,
@@ -312,8 +313,8 @@ def _group_quant_args(
     return rows_h[0], rows_h[1], xdt, sdt, gi, off, out
 
 
-def plan_group_quant(soc: Any, tiling: Any = None, *, x: Any, scale: Any, group_index: Any,
-                     offset: Any = None, dst_dtype: Any = None) -> Plan:
+def plan_group_quant(soc: SocDescriptor, tiling: Any = None, *, x: Any, scale: Any,
+                     group_index: Any, offset: Any = None, dst_dtype: Any = None) -> Plan:
     """Runner entry for ``group_quant``."""
     from npusim.runner import Plan
 
@@ -349,13 +350,13 @@ def check_group_quant(res: Any, op_args: dict[str, Any]) -> str:
     return f"output equals clip(rint(x*scale)) exactly: {np.array_equal(res.outputs, want)}"
 
 
-def default_tiling_group_quant(soc: Any, **op_args: Any) -> GroupQuantTiling:
+def default_tiling_group_quant(soc: SocDescriptor, **op_args: Any) -> GroupQuantTiling:
     rows, h, *_ = _group_quant_args(op_args["x"], op_args["scale"], op_args["group_index"],
                                     op_args.get("offset"), op_args.get("dst_dtype"))
     return default_group_quant_tiling(soc, rows, h)
 
 
-def _validate(soc: Any, *, x: Any, scale: Any, group_index: Any, offset: Any = None,
+def _validate(soc: SocDescriptor, *, x: Any, scale: Any, group_index: Any, offset: Any = None,
               dst_dtype: Any = None) -> None:
     refuse_off_a2_a3(soc, "npu_group_quant", "seed 004")
     _group_quant_args(x, scale, group_index, offset, dst_dtype)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from npusim.layouts import (
     origin_shape_of,
 )
 from npusim.operator import CliSpec, Operator
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 # Stated assumptions of host_cost_model (NOT calibrated against any measurement).
 ASSUMED_COPY_BYTES_PER_S = 20e9  # effective host <-> device copy bandwidth, PCIe 4.0 x16 class
@@ -173,7 +176,7 @@ def _host_message(k: int, n: int, nz_input: bool) -> str:
             + f". {c['assumptions']}.")
 
 
-def plan_int4pack(soc: Any, tiling: Any = None, *, weight: Any, inner_k_tiles: Any = 0,
+def plan_int4pack(soc: SocDescriptor, tiling: Any = None, *, weight: Any, inner_k_tiles: Any = 0,
                   emulate_hardware_masking: bool = False) -> NoReturn:
     """Runner entry for ``int4pack``: checks the weight (array or spec), then raises
     :class:`HostOperatorError` quoting the host cost model - never a fake NPU time."""
@@ -209,7 +212,7 @@ def cli_int4pack(ns: Any, functional: bool, rng: Any) -> dict[str, Any]:
     raise SystemExit(_host_message(k, n, False))
 
 
-def _validate(soc: Any, *, weight: Any, inner_k_tiles: Any = 0,
+def _validate(soc: SocDescriptor, *, weight: Any, inner_k_tiles: Any = 0,
               emulate_hardware_masking: bool = False) -> None:
     _weight_geometry(weight, inner_k_tiles, emulate_hardware_masking)
 

@@ -48,6 +48,7 @@ from npusim.ops.group_quant_program import PEER_H, UB_PASS_BYTES, RowChunkTiling
 from npusim.ops.program_stages import VecInOut
 
 if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
     from npusim.runner import Plan
 
 #: output kind -> (GM dtype of y, smallest, largest value)
@@ -71,11 +72,11 @@ _FLOATS = ("float32", "float16", "bfloat16")
 _SIZES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1, "int32": 4}
 
 
-def _is_a2(soc: Any) -> bool:
+def _is_a2(soc: SocDescriptor) -> bool:
     return bool(soc.core_counts().get("aiv", 0))
 
 
-def core_kind(soc: Any) -> str:
+def core_kind(soc: SocDescriptor) -> str:
     """The vector core the kernels run on: AIVs on A2 / A3, AI Cores on the coupled 310P."""
     counts = soc.core_counts()
     if counts.get("aiv", 0):
@@ -101,7 +102,7 @@ def layout(shape: tuple[int, ...], axis: int, nparam: int, div_mode: bool
     return math.prod(shape[:ax + 1]), math.prod(shape[ax + 1:]), "row", shape[ax]
 
 
-def _checked(soc: Any, x: Any, scales: Any, zero_points: Any, dtype: Any, axis: Any,
+def _checked(soc: SocDescriptor, x: Any, scales: Any, zero_points: Any, dtype: Any, axis: Any,
              div_mode: Any) -> tuple[tuple[int, ...], str, str, str | None, str, int, int, str,
                                      int]:
     """The call's documented rules (torch_npu npu_quantize for A2 / A3 and the 310P);
@@ -196,7 +197,7 @@ def ub_bytes(t: RowChunkTiling, xdt: str, out: str) -> int:
     return nbuf * tile * (_SIZES[xdt] + ysz) + tile * 4 + par * 4 * 4
 
 
-def default_quantize_tiling(soc: Any, rows: int, n: int, xdt: str, out: str,
+def default_quantize_tiling(soc: SocDescriptor, rows: int, n: int, xdt: str, out: str,
                             double_buffer: bool = False) -> QuantizeTiling:
     """Every vector core (at most one per row), H chunks of up to 8192 (a multiple of 64), a
     32 KiB fp32 work tile per pass, halved until UB holds the working set."""
@@ -212,7 +213,7 @@ def default_quantize_tiling(soc: Any, rows: int, n: int, xdt: str, out: str,
     return t
 
 
-def validate_quantize_tiling(t: Any, soc: Any, rows: int, xdt: str, out: str) -> None:
+def validate_quantize_tiling(t: Any, soc: SocDescriptor, rows: int, xdt: str, out: str) -> None:
     from npusim.tiling_overrides import check_tiling_type
 
     check_tiling_type(t, RowChunkTiling, "quantize")
@@ -228,7 +229,7 @@ def validate_quantize_tiling(t: Any, soc: Any, rows: int, xdt: str, out: str) ->
         raise ValueError(f"tiling needs {need} B of UB > {ub} B")
 
 
-def build_quantize(soc: Any, shape: tuple[int, ...], xdt: str, sdt: str, zdt: str | None,
+def build_quantize(soc: SocDescriptor, shape: tuple[int, ...], xdt: str, sdt: str, zdt: str | None,
                    out: str, div_mode: bool, rows: int, n: int, mode: str, period: int,
                    tiling: QuantizeTiling, *, x: np.ndarray | None = None,
                    scales: np.ndarray | None = None,
@@ -401,7 +402,8 @@ def _arrays(x: Any, scales: Any, zero_points: Any) -> bool:
     return not any(is_spec(v) for v in (x, scales, zero_points) if v is not None)
 
 
-def plan_quantize(soc: Any, tiling: Any = None, *, x: Any, scales: Any, zero_points: Any = None,
+def plan_quantize(soc: SocDescriptor, tiling: Any = None, *, x: Any, scales: Any,
+                  zero_points: Any = None,
                   dtype: Any = "int8", axis: int = -1, div_mode: bool = True) -> Plan:
     """Runner entry for ``quantize``: x (any shape) -> y of ``dtype`` ('int8', 'uint8', 'int32';
     'int4' = int4 packed 8 per int32 along the last dim) with 1-D ``scales`` / ``zero_points``
@@ -424,15 +426,15 @@ def plan_quantize(soc: Any, tiling: Any = None, *, x: Any, scales: Any, zero_poi
     return Plan(kern, kname, t, functional, finish=lambda o: np.asarray(o["y"]).reshape(oshape))
 
 
-def default_tiling_quantize(soc: Any, **op_args: Any) -> QuantizeTiling:
+def default_tiling_quantize(soc: SocDescriptor, **op_args: Any) -> QuantizeTiling:
     _, xdt, _, _, out, rows, n, _, _ = _checked(
         soc, op_args["x"], op_args["scales"], op_args.get("zero_points"),
         op_args.get("dtype", "int8"), op_args.get("axis", -1), op_args.get("div_mode", True))
     return default_quantize_tiling(soc, rows, n, xdt, out)
 
 
-def _validate(soc: Any, *, x: Any, scales: Any, zero_points: Any = None, dtype: Any = "int8",
-              axis: int = -1, div_mode: bool = True) -> None:
+def _validate(soc: SocDescriptor, *, x: Any, scales: Any, zero_points: Any = None,
+              dtype: Any = "int8", axis: int = -1, div_mode: bool = True) -> None:
     _checked(soc, x, scales, zero_points, dtype, axis, div_mode)
 
 

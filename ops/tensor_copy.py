@@ -143,7 +143,7 @@ def default_tiling_for(soc: SocDescriptor, **op_args: Any) -> CopyTiling:
     return CopyTiling(cores=soc.core_counts()[copy_core_kind(soc)])
 
 
-def validate(soc: Any, **op_args: Any) -> None:
+def validate(soc: SocDescriptor, **op_args: Any) -> None:
     operands(**op_args)
 
 

@@ -35,6 +35,7 @@ from npusim.operator import CliSpec, Operator
 from npusim.ops.program_stages import VecInOut, allocated
 
 if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
     from npusim.runner import Plan
 
 # Scalar instructions per output element (ASSUMPTION, not calibrated): GetValue scale, mask,
@@ -61,7 +62,7 @@ def _ub_bytes(t: TransQuantParamTiling, with_offset: bool) -> int:
     return (2 if t.double_buffer else 1) * t.chunk * per + t.chunk * 8 * WORK_WORDS
 
 
-def validate_trans_quant_param_tiling(t: TransQuantParamTiling, soc: Any,
+def validate_trans_quant_param_tiling(t: TransQuantParamTiling, soc: SocDescriptor,
                                       with_offset: bool) -> None:
     """``t``'s type, its chunk rule and its UB bytes against the SoC."""
     from npusim.tiling_overrides import check_tiling_type
@@ -76,7 +77,7 @@ def validate_trans_quant_param_tiling(t: TransQuantParamTiling, soc: Any,
         raise ValueError(f"tiling.chunk={t.chunk}: needs {need} B of UB > {ub} B")
 
 
-def vector_core_kind(soc: Any) -> str:
+def vector_core_kind(soc: SocDescriptor) -> str:
     """The core the kernel runs on: one AIV on A2 / A3; one AI Core on the coupled 310P,
     whose vector and scalar units run the same program (declared model: seed 003 lists the
     310P, its kernel source was not read, the A2 / A3 structure is assumed)."""
@@ -124,7 +125,7 @@ def assembly_steps(bits: Region, off: Region | None, y: Region, temps: tuple[Reg
 
 
 def build_trans_quant_param(
-    soc: Any,
+    soc: SocDescriptor,
     scale_len: int,
     offset_len: int | None,
     round_mode: int,
@@ -247,8 +248,8 @@ def _args(scale: Any, offset: Any, round_mode: Any
     return slen, olen, mode, (sshape if sshape[0] > oshape[0] else oshape), False
 
 
-def plan_trans_quant_param(soc: Any, tiling: Any = None, *, scale: Any, offset: Any = None,
-                           round_mode: Any = 0) -> Plan:
+def plan_trans_quant_param(soc: SocDescriptor, tiling: Any = None, *, scale: Any,
+                           offset: Any = None, round_mode: Any = 0) -> Plan:
     """Runner entry for ``trans_quant_param``: arrays -> functional run whose output is the
     operator's int64 tensor; specs -> timing only."""
     from npusim.runner import Plan
@@ -287,11 +288,11 @@ def check_trans_quant_param(res: Any, op_args: dict[str, Any]) -> str:
     return f"output equals reference_trans_quant_param bit for bit: {same}"
 
 
-def default_tiling_trans_quant_param(soc: Any, **op_args: Any) -> TransQuantParamTiling:
+def default_tiling_trans_quant_param(soc: SocDescriptor, **op_args: Any) -> TransQuantParamTiling:
     return TransQuantParamTiling()
 
 
-def _validate(soc: Any, *, scale: Any, offset: Any = None, round_mode: Any = 0) -> None:
+def _validate(soc: SocDescriptor, *, scale: Any, offset: Any = None, round_mode: Any = 0) -> None:
     _args(scale, offset, round_mode)
 
 

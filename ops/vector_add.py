@@ -340,7 +340,7 @@ def calibration_prediction(row: Measurement) -> Prediction | None:
     return Prediction(res.microseconds, pipes, "us", note=f"tiling {row.id}")
 
 
-def validate(soc: Any, **op_args: Any) -> None:
+def validate(soc: SocDescriptor, **op_args: Any) -> None:
     operands(**op_args)
 
 
