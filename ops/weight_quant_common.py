@@ -18,6 +18,7 @@ from npusim.ops.matmul_program import CubeTiling
 from npusim.ops.program_stages import CrossFlag, CrossFlags, Ring
 
 if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
     from npusim.ops.weight_quant_batchmatmul.args import WqbmmArgs
 
 _ITEM = ITEMSIZE  # bytes per element (int4: 0.5), the package's one size table
@@ -61,7 +62,7 @@ class WqbmmProgramTiling:
     group_pack: int = 1  # MsdSplitK per-group: groups per recombination pass
 
 
-def default_program_tiling(soc: Any, s: WqbmmShape, kernel: str) -> WqbmmProgramTiling:
+def default_program_tiling(soc: SocDescriptor, s: WqbmmShape, kernel: str) -> WqbmmProgramTiling:
     """A CANN-like default: all AICs over N, 256-wide strips (or N / cores), two slots."""
     aic = soc.core_counts()["aic"]
     per_core = math.ceil(s.n / aic)
@@ -287,7 +288,8 @@ def replay_inputs(args: Any, w: Any, param_rows: int, *, param_dtype: str | None
     return out
 
 
-def validate_program_tiling(t: WqbmmProgramTiling, soc: Any, s: WqbmmShape, kernel: str) -> None:
+def validate_program_tiling(t: WqbmmProgramTiling, soc: SocDescriptor, s: WqbmmShape,
+                            kernel: str) -> None:
     """A user's WqbmmProgramTiling: every count positive, the cube blocks whole fractals (M / N
     multiples of 16, K a multiple of the cube's 32 B K fractal for the kernel's cube dtype), the
     strip a multiple of 16 and at least one base_n block, the AICs available. Errors name the
@@ -315,7 +317,7 @@ def validate_program_tiling(t: WqbmmProgramTiling, soc: Any, s: WqbmmShape, kern
     check_cube_cores(soc, t)
 
 
-def check_cube_cores(soc: Any, t: WqbmmProgramTiling) -> None:
+def check_cube_cores(soc: SocDescriptor, t: WqbmmProgramTiling) -> None:
     if t.cube_cores > soc.core_counts()["aic"]:
         raise ValueError(
             f"tiling.cube_cores={t.cube_cores} exceeds the "
@@ -323,7 +325,8 @@ def check_cube_cores(soc: Any, t: WqbmmProgramTiling) -> None:
         )
 
 
-def program_tiling_from(kt: Any, soc: Any, s: WqbmmShape, kernel: str) -> WqbmmProgramTiling:
+def program_tiling_from(kt: Any, soc: SocDescriptor, s: WqbmmShape,
+                        kernel: str) -> WqbmmProgramTiling:
     """Map the kernel's tiling data onto the program structure (see the module docstring)."""
     base = default_program_tiling(soc, s, kernel)
     cube = getattr(kt, "cube", None)
@@ -364,6 +367,6 @@ class MsdFlags:
     c: Ring
 
     @classmethod
-    def of(cls, soc: Any, slots: int) -> MsdFlags:
+    def of(cls, soc: SocDescriptor, slots: int) -> MsdFlags:
         flags = CrossFlags.of(soc)
         return cls(flags, flags.flag("digit rows written"), flags.ring("digit product slot", slots))

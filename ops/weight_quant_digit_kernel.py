@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.operands import Region
@@ -29,6 +29,9 @@ from npusim.ops.weight_quant_common import (
     operand_tensors,
     strips_per_core,
 )
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 #: phase 1 / phase 2 of one AIV: (builder, AI Core index, AIV half, its AIC's strips, flags)
 AivPhase = Callable[[ProgramBuilder, int, int, list[tuple[int, int]], MsdFlags], None]
@@ -72,7 +75,7 @@ def digit_cast(b: ProgramBuilder, src: Region, half: Region, digit: Region) -> N
     b.cast(digit, half, round_mode="rint", name=f"Cast digit half->{digit.dtype}")
 
 
-def build_digit_kernel(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, dk: DigitKernel,
+def build_digit_kernel(soc: SocDescriptor, s: WqbmmShape, t: WqbmmProgramTiling, dk: DigitKernel,
                        data: dict[str, Any] | None) -> Kernel:
     """The kernel's program: per AI Core the AIC's digit x weight blocks into the slot ring,
     then its two AIVs' phases; with ``data`` (x, the stored weight, parameters, bias) a

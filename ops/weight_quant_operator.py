@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from npusim.ops.weight_quant_program import (
 )
 
 if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
     from npusim.runner import SimResult
 
 
@@ -82,17 +83,17 @@ def check_output(res: Any, op_args: dict[str, Any]) -> str:
             f"{bool(np.isfinite(got).all())}")
 
 
-def validate(soc: Any, **op_args: Any) -> None:
+def validate(soc: SocDescriptor, **op_args: Any) -> None:
     checked_call(soc, **op_args)
 
 
-def default_tiling(soc: Any, **op_args: Any) -> Any:
+def default_tiling(soc: SocDescriptor, **op_args: Any) -> Any:
     """The selected kernel's tiling object as ``plan`` builds it for a call without one."""
     args, name, s, _ = checked_call(soc, **op_args)
     return resolve_tilings(soc, args, name, s)[1]
 
 
-def tiling_help(soc: Any) -> list[str]:
+def tiling_help(soc: SocDescriptor) -> list[str]:
     """Per kernel, its tiling type's fields (each kernel has its own tiling object)."""
     import dataclasses
 
@@ -139,21 +140,21 @@ def _wq_case(case: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-def _wq_enumerate(soc: Any, case: dict[str, Any]) -> Iterator[Any]:
+def _wq_enumerate(soc: SocDescriptor, case: dict[str, Any]) -> Iterator[Any]:
     yield {"tiling": "default"}
 
 
-def _wq_bound_us(soc: Any, case: dict[str, Any], t: Any) -> float:
+def _wq_bound_us(soc: SocDescriptor, case: dict[str, Any], t: Any) -> float:
     """Lower bound: the call's compulsory HBM bytes (every input once, y once) at HBM speed."""
     from npusim.ops.weight_quant_common import compulsory_hbm_bytes
 
     args, _, _, _ = checked_call(soc, **_wq_case(case))
     nbytes = compulsory_hbm_bytes(args)
     hbm_bytes_per_cycle = soc.bytes_per_cycle(soc.memory.hbm.bandwidth_gb_per_s)
-    return cast(float, nbytes / hbm_bytes_per_cycle / soc.aicore_freq_mhz)
+    return nbytes / hbm_bytes_per_cycle / soc.aicore_freq_mhz
 
 
-def _wq_tiling(soc: Any, case: dict[str, Any], d: dict[str, Any]) -> Any:
+def _wq_tiling(soc: SocDescriptor, case: dict[str, Any], d: dict[str, Any]) -> Any:
     """The tiling object a listed tiling ``d`` stands for (None: the default), validated for
     the case's selected kernel the way simulate() validates it."""
     import dataclasses
@@ -173,7 +174,7 @@ def _wq_tiling(soc: Any, case: dict[str, Any], d: dict[str, Any]) -> Any:
     return t
 
 
-def _wq_tiling_from_dict(soc: Any, case: dict[str, Any], d: dict[str, Any]) -> Any:
+def _wq_tiling_from_dict(soc: SocDescriptor, case: dict[str, Any], d: dict[str, Any]) -> Any:
     _wq_tiling(soc, case, d)
     return d
 

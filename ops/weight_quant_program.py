@@ -38,6 +38,7 @@ from npusim.ops.weight_quant_common import (
 )
 
 if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
     from npusim.runner import Plan
 
 A2_WEIGHT_NZ_PROGRAM_MODEL = (
@@ -69,7 +70,7 @@ KERNEL_TILING_PROGRAMS = {"CustomNzSplitK": "CustomNzSplitKTiling", "SplitK":
                           "MsdGroup": "MsdGroupTiling"}
 
 
-def kernel_program(kernel: str, soc: Any) -> Callable[..., Kernel]:
+def kernel_program(kernel: str, soc: SocDescriptor) -> Callable[..., Kernel]:
     """The registered ``program`` function of ``kernel`` on ``soc``'s organisation."""
     split = soc.organisation == "split"
     table = KERNEL_PROGRAMS if split else COUPLED_KERNEL_PROGRAMS
@@ -81,7 +82,7 @@ def kernel_program(kernel: str, soc: Any) -> Callable[..., Kernel]:
     return fn
 
 
-def build_wqbmm(soc: Any, s: WqbmmShape, kernel: str, tiling: Any = None) -> Kernel:
+def build_wqbmm(soc: SocDescriptor, s: WqbmmShape, kernel: str, tiling: Any = None) -> Kernel:
     """The timing-only program of ``kernel``.
 
     ``tiling``: a :class:`WqbmmProgramTiling` for Custom / Msd / MsdSplitK (default:
@@ -159,7 +160,7 @@ def _materialize_nz(x: Any, name: str) -> Any:
     return arr
 
 
-def checked_call(soc: Any, *, x: Any, weight: Any, antiquant_scale: Any,
+def checked_call(soc: SocDescriptor, *, x: Any, weight: Any, antiquant_scale: Any,
                  antiquant_offset: Any = None, quant_scale: Any = None, quant_offset: Any = None,
                  bias: Any = None, antiquant_group_size: int = 0, inner_precise: int = 0,
                  kernel: str | None = None, deterministic: bool = False,
@@ -223,7 +224,7 @@ def checked_call(soc: Any, *, x: Any, weight: Any, antiquant_scale: Any,
     return args, name, s, functional
 
 
-def resolve_tilings(soc: Any, args: Any, name: str, s: WqbmmShape, tiling: Any = None
+def resolve_tilings(soc: SocDescriptor, args: Any, name: str, s: WqbmmShape, tiling: Any = None
                     ) -> tuple[WqbmmShape, Any, Any, str]:
     """The kernel tiling (``tiling`` validated, or the kernel's default), the tiling its
     program reads, the shape it is built for and the declared layout note, for kernel ``name``
@@ -271,7 +272,7 @@ def resolve_tilings(soc: Any, args: Any, name: str, s: WqbmmShape, tiling: Any =
 
 
 def plan_weight_quant_batchmatmul(
-    soc: Any,
+    soc: SocDescriptor,
     tiling: Any = None,
     *,
     x: Any,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npusim.engine.errors import ProgramError
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
@@ -38,10 +38,13 @@ from npusim.ops.weight_quant_common import (
 )
 from npusim.ops.weight_quant_program_splitk import weight_storage_shape
 
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
+
 _ITEM = ITEM
 
 def build_custom(
-    soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, data: dict[str, Any] | None = None
+    soc: SocDescriptor, s: WqbmmShape, t: WqbmmProgramTiling, data: dict[str, Any] | None = None
 ) -> Kernel:
     """The Custom kernel (dequantise on AIV into a GM workspace, fp16/bf16 matmul on AIC).
 
@@ -282,7 +285,7 @@ def _meta(s: WqbmmShape, kernel: str, t: Any) -> dict[str, Any]:
     return kernel_meta(s, kernel, t)
 
 
-def program(soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, args: Any = None,
+def program(soc: SocDescriptor, s: WqbmmShape, t: WqbmmProgramTiling, args: Any = None,
             replay: bool = False) -> Kernel:
     """The kernel registry's entry (:data:`npusim.ops.weight_quant_program.KERNEL_PROGRAMS`):
     Custom's program for tiling ``t``; with ``replay`` its values from ``args`` (the validated

@@ -25,7 +25,7 @@ output equals the numerics model (tested bit for bit).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.operands import Region
@@ -41,10 +41,13 @@ from npusim.ops.weight_quant_common import (
     weight_tile_region,
 )
 
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
+
 STAGE1_ROWS, STAGE2_K = FIXPIPE_STAGE1_ROWS, FIXPIPE_STAGE2_K
 
 
-def build_fixpipe(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | None = None
+def build_fixpipe(soc: SocDescriptor, s: WqbmmShape, kt: Any, data: dict[str, Any] | None = None
                   ) -> Kernel:
     """The Fixpipe kernel's program for its tiling ``kt`` (FixpipeTiling); with ``data``
     (:func:`fixpipe_replay_data`) a functional run replays its values."""
@@ -249,7 +252,8 @@ def fixpipe_replay_data(args: Any, base_n: int) -> dict[str, Any]:
 # -- 310P WeightNz -------------------------------------------------------------------------------
 
 
-def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
+def program(soc: SocDescriptor, s: WqbmmShape, t: Any, args: Any = None,
+            replay: bool = False) -> Kernel:
     """The kernel registry's entry (``weight_quant_program.KERNEL_PROGRAMS``): this kernel's
     program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
     return build_fixpipe(soc, s, t, fixpipe_replay_data(args, t.base_n) if replay else None)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
@@ -46,6 +46,9 @@ from npusim.ops.weight_quant_batchmatmul.tiling import (
     split_k_vector_buffers,
 )
 from npusim.ops.weight_quant_common import WqbmmShape, kernel_meta, zero_gm_share
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class SplitKFlags:
     all_aiv: CrossFlag
 
     @classmethod
-    def of(cls, soc: Any, slots: int) -> SplitKFlags:
+    def of(cls, soc: SocDescriptor, slots: int) -> SplitKFlags:
         f = CrossFlags.of(soc)
         ring = Ring(f.flag("dequantised weight group ready", flag_id=8),
                     f.flag("weight slot free / cube done", flag_id=9), slots)
@@ -97,7 +100,8 @@ def _tasks(s: WqbmmShape, kt: Any, ci: int, half: int | None) -> list[tuple[int,
     return out
 
 
-def build_split_k(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | None = None) -> Kernel:
+def build_split_k(soc: SocDescriptor, s: WqbmmShape, kt: Any, data: dict[str,
+                  Any] | None = None) -> Kernel:
     """The SplitK program for ``kt`` (SplitKTiling); with ``data`` (:func:`split_k_replay_data`)
     a functional run replays its values."""
     order = str(getattr(getattr(soc, "numerics", None), "split_k_reduction_order", ""))
@@ -314,7 +318,8 @@ def split_k_replay_data(args: Any) -> dict[str, Any]:
             "offset": np.ascontiguousarray(args.antiquant_offset)}
 
 
-def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
+def program(soc: SocDescriptor, s: WqbmmShape, t: Any, args: Any = None,
+            replay: bool = False) -> Kernel:
     """The kernel registry's entry (``weight_quant_program.KERNEL_PROGRAMS``): this kernel's
     program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
     return build_split_k(soc, s, t, split_k_replay_data(args) if replay else None)

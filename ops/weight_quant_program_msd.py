@@ -18,7 +18,7 @@ declared data path; the kernel's own layout is not published).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npusim.engine.program import Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
@@ -37,6 +37,9 @@ from npusim.ops.weight_quant_digit_kernel import (
     digit_cast,
     store_output,
 )
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 # Msd constants (numerics_msd: C++ float constexpr; E2 computed in double, stored as float)
 E1 = 127.499
@@ -258,7 +261,7 @@ def _recombine_strips(
 
 
 def build_msd_multicore(
-    soc: Any,
+    soc: SocDescriptor,
     s: WqbmmShape,
     t: WqbmmProgramTiling,
     data: dict[str, Any] | None = None,
@@ -296,7 +299,8 @@ def msd_replay_data(args: Any) -> dict[str, Any]:
     return replay_inputs(args, stored_weight(args, "Msd"), 1)
 
 
-def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
+def program(soc: SocDescriptor, s: WqbmmShape, t: Any, args: Any = None,
+            replay: bool = False) -> Kernel:
     """The kernel registry's entry (``weight_quant_program.KERNEL_PROGRAMS``): this kernel's
     program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
     from npusim.ops.weight_quant_batchmatmul.selection import is_msd_high_precision

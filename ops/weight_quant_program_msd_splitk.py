@@ -20,7 +20,7 @@ pre-processing pass are the rows of 2-D UB regions, so one instruction covers th
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npusim.engine.program import Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
@@ -41,6 +41,9 @@ from npusim.ops.weight_quant_digit_kernel import (
     store_output,
 )
 from npusim.ops.weight_quant_program_msd import f32_value
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 SLOT = 32  # bytes: a vector operand starts 32 B aligned in UB
 #: (f1, f2, digits) per weight dtype (numerics_msd.DIGIT_FACTORS)
@@ -303,7 +306,7 @@ def _emit_digit_terms(
 
 
 def build_msd_split_k(
-    soc: Any, s: WqbmmShape, t: WqbmmProgramTiling, data: dict[str, Any] | None = None
+    soc: SocDescriptor, s: WqbmmShape, t: WqbmmProgramTiling, data: dict[str, Any] | None = None
 ) -> Kernel:
     """The MsdSplitK program; with ``data`` (:func:`msd_split_k_replay_data`) a functional run
     replays its values."""
@@ -342,7 +345,8 @@ def msd_split_k_replay_data(args: Any, block: int) -> dict[str, Any]:
     return replay_inputs(args, stored_weight(args, "MsdSplitK"), g)
 
 
-def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
+def program(soc: SocDescriptor, s: WqbmmShape, t: Any, args: Any = None,
+            replay: bool = False) -> Kernel:
     """The kernel registry's entry (``weight_quant_program.KERNEL_PROGRAMS``): this kernel's
     program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
     from npusim.ops.weight_quant_common import check_cube_cores

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npusim.engine.errors import ProgramError
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
@@ -60,13 +60,16 @@ from npusim.ops.weight_quant_common import (
     weight_tile_region,
 )
 
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
+
 SPLIT_K_ACCUMULATION = (
     "split_k partials: one fp32 GM workspace slot per K block, added by the AIVs in "
     "core_index_ascending order (declared model; device atomic-add order unpublished)"
 )
 
 
-def build_dequant_splitk(soc: Any, s: WqbmmShape, kt: Any, kernel: str,
+def build_dequant_splitk(soc: SocDescriptor, s: WqbmmShape, kt: Any, kernel: str,
                          data: dict[str, Any] | None = None) -> Kernel:
     """The CustomNzSplitK program for the kernel tiling ``kt`` (CustomNzSplitKTiling); with
     ``data`` (:func:`nz_splitk_replay_data`) a functional run replays its values."""
@@ -383,7 +386,8 @@ def _post_pass(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, dim_k: int) ->
     b.wait_flag("MTE3", "MTE2", 1)
 
 
-def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
+def program(soc: SocDescriptor, s: WqbmmShape, t: Any, args: Any = None,
+            replay: bool = False) -> Kernel:
     """The kernel registry's entry (``weight_quant_program.KERNEL_PROGRAMS``): this kernel's
     program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
     return build_dequant_splitk(soc, s, t, "CustomNzSplitK",

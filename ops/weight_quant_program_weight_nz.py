@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npusim.engine.program import CoreProgram, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
@@ -37,6 +37,10 @@ from npusim.ops.weight_quant_common import (
     replay_inputs,
     weight_tile_region,
 )
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
+    from npusim.hw.schema_core import BufferName
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class WeightNzProgramTiling:
     k_l1: int
 
 
-def default_weight_nz_tiling(soc: Any, s: WqbmmShape) -> WeightNzProgramTiling:
+def default_weight_nz_tiling(soc: SocDescriptor, s: WqbmmShape) -> WeightNzProgramTiling:
     """N over the cores in 32-aligned ranges of at most 128 columns per L1 block, then M;
     K blocks of 128 (double-buffered fp16 L0B blocks of 128 x 128 fill the 64 KiB L0B): a
     heuristic, the 310P host tiling was not read."""
@@ -64,7 +68,8 @@ def default_weight_nz_tiling(soc: Any, s: WqbmmShape) -> WeightNzProgramTiling:
     return WeightNzProgramTiling(m_blocks, n_blocks, m_l1, n_l1, min(128, _align(s.k, 32)))
 
 
-def weight_nz_core_buffers(s: WqbmmShape, t: WeightNzProgramTiling) -> dict[str, list[Buffer]]:
+def weight_nz_core_buffers(s: WqbmmShape, t: WeightNzProgramTiling
+                           ) -> dict[BufferName, list[Buffer]]:
     """Local buffers of one WeightNz AI Core, per buffer in allocation order (declared once; the
     program allocates exactly this): in UB the stored weight tiles and their fp16 dequant
     (ping-pong), the per-channel parameter rows, the per-group parameter rows of a K tile
@@ -87,7 +92,7 @@ def weight_nz_core_buffers(s: WqbmmShape, t: WeightNzProgramTiling) -> dict[str,
             "L0C": [("acc", (ml, nl), "float32")]}
 
 
-def validate_weight_nz_tiling(t: Any, soc: Any, s: WqbmmShape) -> None:
+def validate_weight_nz_tiling(t: Any, soc: SocDescriptor, s: WqbmmShape) -> None:
     """A user's 310P WeightNz tiling: the right type, positive integer fields, at most the SoC's
     AI Cores, fractal-aligned blocks (M and the NZ weight's N rows in 16s, K in the weight's
     32 B C0), and its local buffers within each buffer's capacity. ValueError / TypeError name
@@ -136,7 +141,7 @@ def weight_nz_replay_data(args: Any) -> dict[str, Any]:
                          param_dtype="float16", bias_dt="float16")
 
 
-def build_weight_nz(soc: Any, s: WqbmmShape, t: WeightNzProgramTiling,
+def build_weight_nz(soc: SocDescriptor, s: WqbmmShape, t: WeightNzProgramTiling,
                     data: dict[str, Any] | None = None) -> Kernel:
     """The 310P WeightNz program (coupled AI Cores); with ``data``
     (:func:`weight_nz_replay_data`) a functional run replays its values."""
@@ -342,7 +347,8 @@ def _dequant(b: ProgramBuilder, s: WqbmmShape, h: Region, krange: tuple[int, int
         b.vop(VecOp.MUL, seg, (seg, Region("UB", row, (wn,), "float16")), name="Mul scale")
 
 
-def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
+def program(soc: SocDescriptor, s: WqbmmShape, t: Any, args: Any = None,
+            replay: bool = False) -> Kernel:
     """The kernel registry's entry (``weight_quant_program.KERNEL_PROGRAMS``): this kernel's
     program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
     return build_weight_nz(soc, s, t, weight_nz_replay_data(args) if replay else None)

@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from npusim.ops.weight_quant_batchmatmul.soc_facts import soc_facts
+
+if TYPE_CHECKING:
+    from npusim.ops.weight_quant_batchmatmul.soc_facts import SocArg
 
 ACL_FORMAT_ND = 2
 ACL_FORMAT_FRACTAL_NZ = 29
@@ -434,7 +437,7 @@ def normalize_args(
     antiquant_group_size: int = 0,
     inner_precise: int = 0,
     *,
-    soc: Any = None,
+    soc: SocArg = None,
     values: bool = True,
 ) -> WqbmmArgs:
     """Validate one npu_weight_quant_batchmatmul call and return its logical form.

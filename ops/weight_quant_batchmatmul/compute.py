@@ -3,7 +3,7 @@ declared models listed in ``NUMERICS_MODELS``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from npusim.ops.weight_quant_batchmatmul.tiling import (
     default_tiling,
     validate_tiling,
 )
+
+if TYPE_CHECKING:
+    from npusim.ops.weight_quant_batchmatmul.soc_facts import SocArg
 
 _VECTOR = (
     f"vector ops IEEE RNE; Axpy/MulAddDst fused={vector_ops.AXPY_FUSED}; BlockReduceSum "
@@ -57,7 +60,7 @@ NUMERICS_MODELS: dict[str, str] = {
 }
 
 
-def compute(args: WqbmmArgs, kernel: str, soc: Any = None, tiling: Any = None) -> np.ndarray:
+def compute(args: WqbmmArgs, kernel: str, soc: SocArg = None, tiling: Any = None) -> np.ndarray:
     """Output of ``kernel`` for ``args`` on ``soc``.
 
     ``kernel`` must be capable of the call (ignoring deterministic mode). ``tiling`` defaults to

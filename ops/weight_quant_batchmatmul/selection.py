@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from npusim.ops.weight_quant_batchmatmul.args import (
     PER_CHANNEL,
@@ -57,6 +57,9 @@ from npusim.ops.weight_quant_batchmatmul.args import (
     WqbmmArgs,
 )
 from npusim.ops.weight_quant_batchmatmul.soc_facts import SocFacts, soc_facts
+
+if TYPE_CHECKING:
+    from npusim.ops.weight_quant_batchmatmul.soc_facts import SocArg
 
 KERNELS = (
     "SplitK",
@@ -266,7 +269,8 @@ _CHECKS: dict[str, Callable[[WqbmmArgs, SocFacts, bool], str | None]] = {
 }
 
 
-def kernel_reasons(args: WqbmmArgs, soc: Any, deterministic: bool = False) -> dict[str, str | None]:
+def kernel_reasons(args: WqbmmArgs, soc: SocArg, deterministic: bool = False
+                   ) -> dict[str, str | None]:
     """For every kernel in priority order: None if capable, else why not."""
     f = soc_facts(soc)
     out: dict[str, str | None] = {}
@@ -278,13 +282,13 @@ def kernel_reasons(args: WqbmmArgs, soc: Any, deterministic: bool = False) -> di
     return out
 
 
-def capable_kernels(args: WqbmmArgs, soc: Any, deterministic: bool = False) -> list[str]:
+def capable_kernels(args: WqbmmArgs, soc: SocArg, deterministic: bool = False) -> list[str]:
     """Capable kernels in CANN's priority order (the first one is what CANN runs)."""
     return [k for k, why in kernel_reasons(args, soc, deterministic).items() if why is None]
 
 
 def select_kernel(
-    args: WqbmmArgs, soc: Any, deterministic: bool = False, kernel: str | None = None
+    args: WqbmmArgs, soc: SocArg, deterministic: bool = False, kernel: str | None = None
 ) -> str:
     """The kernel CANN would run, or ``kernel`` if given and capable (research override)."""
     reasons = kernel_reasons(args, soc, deterministic)

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from npusim.hw.schema import SocDescriptor
+
+    #: a ``soc`` argument: a loaded descriptor, a SoC name, or None for ``DEFAULT_SOC``
+    SocArg: TypeAlias = SocDescriptor | str | None
 
 DEFAULT_SOC = "Ascend910B2"
 DEFAULT_CUBE_MODEL = "fractal_exact_fp32_sequential"
@@ -17,13 +25,13 @@ DEFAULT_SPLIT_K_ORDER = "core_index_ascending"
 
 
 @lru_cache(maxsize=32)
-def _load(name: str) -> Any:
+def _load(name: str) -> SocDescriptor:
     from npusim.hw import load_soc
 
     return load_soc(name)
 
 
-def resolve_soc(soc: Any) -> Any:
+def resolve_soc(soc: SocArg) -> SocDescriptor:
     """The descriptor for ``soc`` (object, name, or None = ``DEFAULT_SOC``)."""
     if soc is None:
         return _load(DEFAULT_SOC)
@@ -69,7 +77,7 @@ def _capacity(core: Any, name: str) -> int:
     return int(buf.capacity_bytes) if buf is not None else 0
 
 
-def soc_facts(soc: Any) -> SocFacts:
+def soc_facts(soc: SocArg) -> SocFacts:
     """Read the operator-relevant facts of ``soc`` (see :func:`resolve_soc`)."""
     d = resolve_soc(soc)
     counts = d.core_counts()

@@ -28,11 +28,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from npusim.ops.matmul_tiling import cube_local_bytes
 from npusim.ops.weight_quant_batchmatmul.args import PER_CHANNEL, PER_GROUP, WqbmmArgs
 from npusim.ops.weight_quant_batchmatmul.soc_facts import SocFacts, soc_facts
+
+if TYPE_CHECKING:
+    from npusim.ops.weight_quant_batchmatmul.soc_facts import SocArg
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -625,7 +628,7 @@ _DEFAULTS = {
 }
 
 
-def default_tiling(args: WqbmmArgs, soc: Any, kernel: str) -> Any:
+def default_tiling(args: WqbmmArgs, soc: SocArg, kernel: str) -> Any:
     """The CANN-like default tiling of ``kernel`` for ``args`` on ``soc``."""
     fn = _DEFAULTS.get(kernel)
     if fn is None:
@@ -981,7 +984,7 @@ _VALIDATORS: dict[type, Callable[[_Checker, Any, WqbmmArgs, SocFacts], None]] = 
 }
 
 
-def validate_tiling(tiling: Any, args: WqbmmArgs, soc: Any, kernel: str | None = None) -> None:
+def validate_tiling(tiling: Any, args: WqbmmArgs, soc: SocArg, kernel: str | None = None) -> None:
     """Raise ValueError listing every rule ``tiling`` breaks for ``args`` on ``soc``."""
     if kernel is not None:
         want = TILING_TYPES.get(kernel)
