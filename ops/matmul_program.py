@@ -497,7 +497,9 @@ class CubeEmitter:
         if self.tiles >= self.n_l0c:
             bld.wait_flag("MTE3", "V", cbuf)
         mode = deq.mode(out_dtype)
-        bld.emit(DataCopy(pipe=self.bld.core.transfer("L0C", "UB").pipe, name=f"L0C->UB {mode}",
+        path = self.bld.core.transfer("L0C", "UB")
+        assert path is not None  # the coupled AI Core's dequantising copy
+        bld.emit(DataCopy(pipe=path.pipe, name=f"L0C->UB {mode}",
                           reads=reads, writes=(ub_res,), deq=mode, deq_value=deq.value))
         if deq.per_channel:
             bld.set_flag("V", "MTE2", 5)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from npusim.isa.instructions import (
 )
 from npusim.isa.opcodes import FixpipeMode, Transform, VecOp
 from npusim.isa.operands import BUFFERS, ITEMSIZE, Region, itemsize, nbytes_of  # noqa: F401
+
+if TYPE_CHECKING:
+    from npusim.hw.schema_core import BufferName, CoreDescriptor, TransferSpec
 
 #: the instruction base class (older name)
 Instr = Instruction
@@ -171,19 +174,19 @@ class ProgramBuilder:
     ``pool`` (one :class:`InstrPool` per kernel) every emitted instruction is shared through it.
     """
 
-    def __init__(self, program: CoreProgram, core_desc: Any, pool: InstrPool | None = None
-                 ) -> None:
+    def __init__(self, program: CoreProgram, core_desc: CoreDescriptor,
+                 pool: InstrPool | None = None) -> None:
         self.program = program
         self.core = core_desc
         self._next: dict[str, int] = {}
-        self._paths: dict[tuple[str, str], Any] = {}  # (src, dst) -> the core's TransferSpec
+        self._paths: dict[tuple[str, str], TransferSpec | None] = {}  # (src, dst) -> its path
         self._share = pool.share if pool is not None else None
 
     # -- allocation -------------------------------------------------------------------------
     def alloc(self, buffer: str, shape: tuple[int, ...], dtype: str, name: str = "") -> Region:
         from npusim.engine.errors import BufferOverflowError
 
-        spec = self.core.buffers.get(buffer)
+        spec = self.core.buffers.get(cast("BufferName", buffer))  # another str: None, refused
         if spec is None:
             raise BufferOverflowError(
                 f"{self.program.name}: buffer {buffer} does not exist on a {self.program.kind} core"

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         @property
         def now(self) -> int: ...
     from npusim.hw.schema import SocDescriptor
+    from npusim.hw.schema_core import CoreDescriptor
 else:
     _Env = simpy.Environment
 
@@ -313,7 +314,7 @@ class Engine:
                             "of one AI Core; an AIC cannot use it"
                         )
 
-    def _check_region(self, core_name: str, desc: Any, ins: Instr, r: Any) -> None:
+    def _check_region(self, core_name: str, desc: CoreDescriptor, ins: Instr, r: Any) -> None:
         if r.buffer not in BUFFERS:
             raise ProgramError(f"{core_name}: '{ins.name}' names unknown buffer {r.buffer}")
         if r.buffer == "GM":
@@ -431,7 +432,8 @@ class Engine:
                           ins)
 
     # -- the cost table (local costs from npusim.engine.timing, GM effects from memory) -------
-    def _cost_dma(self, desc: Any, ins: Instr, was_idle: bool, now: int) -> tuple[int, int, int]:
+    def _cost_dma(self, desc: CoreDescriptor, ins: Instr, was_idle: bool, now: int
+                  ) -> tuple[int, int, int]:
         piped = not was_idle  # (the pipe loop: behind another DataCopy, timing.dma_pipelined)
         local = timing.dma_local_cycles(desc, ins, piped)
         src, dst = ins.reads[0], ins.writes[0]
@@ -456,25 +458,28 @@ class Engine:
         hbm = stats.hbm_read_bytes + stats.hbm_write_bytes - hbm_before
         return max(1, math.ceil(end - now - 1e-9)), nbytes, hbm
 
-    def _cost_mmad(self, desc: Any, ins: Mmad, was_idle: bool, now: int) -> tuple[int, int, int]:
+    def _cost_mmad(self, desc: CoreDescriptor, ins: Mmad, was_idle: bool, now: int
+                   ) -> tuple[int, int, int]:
         return timing.mmad_cycles(desc, ins, was_idle), 0, 0
 
-    def _cost_vec(self, desc: Any, ins: Vector | Cast, was_idle: bool, now: int
+    def _cost_vec(self, desc: CoreDescriptor, ins: Vector | Cast, was_idle: bool, now: int
                   ) -> tuple[int, int, int]:
         return timing.vector_cycles(desc, ins, was_idle, element_bytes(ins.dtype)), 0, 0
 
-    def _cost_fix(self, desc: Any, ins: FixPipe, was_idle: bool, now: int) -> tuple[int, int, int]:
+    def _cost_fix(self, desc: CoreDescriptor, ins: FixPipe, was_idle: bool, now: int
+                  ) -> tuple[int, int, int]:
         cyc = timing.fixpipe_cycles(desc, ins, was_idle)
         for access in gm_accesses(ins):
             ch_end, lat = self.mem.gm_access(now, access)
             cyc = max(cyc, math.ceil(ch_end - now) + lat)
         return cyc, ins.writes[0].nbytes, 0
 
-    def _cost_scalar(self, desc: Any, ins: Scalar, was_idle: bool, now: int
+    def _cost_scalar(self, desc: CoreDescriptor, ins: Scalar, was_idle: bool, now: int
                      ) -> tuple[int, int, int]:
         return timing.scalar_cycles(desc, ins), 0, 0
 
-    def _cost_flag(self, desc: Any, ins: Instr, was_idle: bool, now: int) -> tuple[int, int, int]:
+    def _cost_flag(self, desc: CoreDescriptor, ins: Instr, was_idle: bool, now: int
+                   ) -> tuple[int, int, int]:
         return timing.flag_cycles(desc), 0, 0
 
     # -- intra-core flags -----------------------------------------------------------------------
