@@ -193,7 +193,7 @@ SWEEP = SimpleNamespace(enumerate_tilings=_wq_enumerate, bound_us=_wq_bound_us,
                         tiling_from_dict=_wq_tiling_from_dict, simulate_case=_wq_simulate)
 
 
-def compare_modes(desc: Any, case: dict[str, Any], modes: tuple[int, int],
+def compare_modes(desc: SocDescriptor, case: dict[str, Any], modes: tuple[int, int],
                   seed: int) -> dict[str, Any]:
     """Both inner_precise modes' outputs on the same seeded inputs (the API, so the selected
     kernel's bits): the count of differing elements and the largest absolute difference."""
