@@ -115,7 +115,8 @@ def cast_ins(draw):
         ("float32", "float32"), ("float16", "float16"), ("float32", "float16"),
         ("float16", "float32"), ("float32", "bfloat16"), ("float16", "int8"),
         ("float32", "int8"), ("float32", "int16"), ("float16", "int16"), ("int32", "float32"),
-        ("float32", "int32")]))
+        ("float32", "int32"), ("float16", "bfloat16"), ("float16", "uint8"),
+        ("float16", "int32")]))
     shape = draw(st.sampled_from(SHAPES))
     src = _region(draw, sdt, shape)
     dst = _region(draw, ddt, draw(st.sampled_from([shape, shape, (int(np.prod(shape)),)])))
@@ -203,3 +204,75 @@ def test_cast_to_half_at_the_overflow_boundary(sat):
             runner(ins)(a)
             SEMANTICS[Cast](ins, b)
         np.testing.assert_array_equal(a.local[0]["UB"], b.local[0]["UB"])
+
+
+def _big_ctx(values: np.ndarray, nbytes: int = 1 << 20) -> FunctionalContext:
+    """A one-core context whose UB (``nbytes``) starts with ``values``' bytes."""
+    kernel = SimpleNamespace(gm={})
+    desc = SimpleNamespace(buffers={"UB": SimpleNamespace(capacity_bytes=nbytes)})
+    ctx = FunctionalContext(kernel, [desc])  # type: ignore[arg-type]
+    raw = values.view(np.uint8).reshape(-1)
+    ctx.local[0]["UB"][: raw.size] = raw
+    return ctx
+
+
+def _cast_both(values: np.ndarray, ddt: str, mode: str, sat: bool, expect: str | None) -> None:
+    """The fast path's Cast of ``values`` (fast path ``expect``, None: any) and the table's,
+    compared as bytes (or both raising)."""
+    n = values.size
+    src = Region("UB", 0, (n,), values.dtype.name)
+    dst = Region("UB", 1 << 19, (n,), ddt)
+    ins = Cast(pipe="V", name="c", reads=(src,), writes=(dst,), op=VecOp.CAST, elements=n,
+               dtype=values.dtype.name, round_mode=mode, saturate=sat)
+    run = runner(ins)
+    if expect is not None:
+        assert run.__name__ == expect, run.__name__
+    a, b = _big_ctx(values), _big_ctx(values)
+    try:
+        with np.errstate(all="ignore"):
+            SEMANTICS[Cast](ins, b)
+    except Exception:
+        with pytest.raises(Exception), np.errstate(all="ignore"):  # noqa: B017 - the table's
+            run(a)
+        return
+    with np.errstate(all="ignore"):
+        run(a)
+    np.testing.assert_array_equal(a.local[0]["UB"], b.local[0]["UB"])
+
+
+@pytest.mark.parametrize("ddt", ["float16", "float32", "bfloat16", "int8", "uint8", "int16",
+                                 "int32", "int64"])
+@pytest.mark.parametrize("sat", [True, False])
+def test_float16_casts_look_up_the_table_for_every_bit_pattern(ddt, sat):
+    """A float16-source Cast is one look-up of the table's result for each of the 65536 bit
+    patterns (NaNs, infs, subnormals, -0.0, ties and saturation included), for every mode; a
+    non-saturating integer Cast, which raises out of range, is left to the table."""
+    for mode in RoundMode:
+        tabulated = sat or ddt in ("float16", "float32", "bfloat16")
+        _cast_both(ALL_F16, ddt, mode.value, sat, "tabulated" if tabulated else None)
+
+
+def test_float32_round_half_away_equals_the_table():
+    """float32 ROUND -> float32 as trunc(|v| + pred(0.5)) with v's sign: every float16 value,
+    random bit patterns, ties k + 0.5 (to 2^23), the float below and above each tie, 0.5's
+    neighbours (0.49999997 + 0.5 rounds to 1 in float32: the reason for pred(0.5)), the
+    2^22 / 2^23 / 2^24 steps, subnormals and -0.0; NaN or inf anywhere: the table."""
+    rng = np.random.default_rng(11)
+    ties = (rng.integers(-2**23, 2**23, 40_000) + 0.5).astype(np.float32)
+    near = np.concatenate([np.nextafter(ties, np.float32(np.inf)),
+                           np.nextafter(ties, np.float32(-np.inf))])
+    steps = np.array([2**22, 2**23, 2**24], np.float32)
+    edge = np.concatenate([steps, np.nextafter(steps, np.float32(0)),
+                           np.nextafter(steps, np.float32(np.inf)),
+                           np.array([0.5, 0.49999997, 0.50000006, 1e-45, 1.1754942e-38,
+                                     3.4028235e38, 0.0, 8388607.5, 4194303.5], np.float32)])
+    edge = np.concatenate([edge, -edge])
+    finite = _f32_cases()
+    finite = finite[np.isfinite(finite)]
+    values = np.concatenate([ALL_F16[np.isfinite(ALL_F16)].astype(np.float32), finite, ties,
+                             near, edge])
+    for chunk in np.array_split(values, 8):
+        _cast_both(chunk, "float32", "round", True, "round_half_away")
+    for bad in (np.nan, np.inf, -np.inf):
+        _cast_both(np.array([1.5, bad, -2.5, 0.49999997], np.float32), "float32", "round",
+                   True, "round_half_away")

@@ -1,6 +1,8 @@
 """The semantics table's fast paths: per instruction object, the work that does not depend on the
 values (operand dtype and shape checks, broadcast decisions, the scalar operand's conversion,
-the cast's path) is done once, so that each execution only reads views and computes.
+the cast's path) is done once, so that each execution only reads views and computes. A Cast of
+a float16 source is a look-up in the table's results for all 65536 float16 bit patterns
+(:func:`half_table`).
 
 Each fast path computes what :mod:`npusim.isa.semantics` computes, bit for bit; an instruction
 without one, or whose operands the path does not cover (int4 operands, a dtype mismatch the table
@@ -22,6 +24,7 @@ from npusim.isa.opcodes import Transform, VecOp
 from npusim.isa.operands import Region
 from npusim.isa.semantics import SEMANTICS
 from npusim.isa.semantics import _nothing as _table_nothing
+from npusim.numerics.rounding import RoundMode
 
 Runner = Callable[[Any], None]
 
@@ -195,6 +198,27 @@ def _cast(ins: Cast) -> Runner | None:
     shape = dst.shape
     if src.shape != shape:
         return None
+    if sdt == "float16":
+        lut = half_table(ins)
+        if lut is not None:
+            def tabulated(ctx: Any) -> None:  # every float16 bit pattern's result, looked up
+                ctx.view(dst)[...] = lut.take(ctx.view(src).view(np.uint16))
+
+            return tabulated
+    if ddt == sdt == "float32" and mode is RoundMode.ROUND:
+        def round_half_away(ctx: Any) -> None:
+            v = ctx.view(src)
+            a = np.abs(v)
+            if not a.max() < np.inf:  # a NaN or an inf: the table
+                table(ins, ctx)
+                return
+            # trunc(|v| + pred(0.5)) is floor(|v| + 0.5) for every finite float32 (see
+            # _PRED_HALF), the sign put back: the table's ROUND bits, -0.0 included
+            np.add(a, _PRED_HALF, out=a)
+            np.trunc(a, out=a)
+            np.copysign(a, v, out=ctx.view(dst))
+
+        return round_half_away
     if ddt == sdt:
         def same(ctx: Any) -> None:
             out = round_same_float(ctx.view(src), mode)
@@ -206,16 +230,6 @@ def _cast(ins: Cast) -> Runner | None:
         return same
     if ddt in (*_FLOATS, "bfloat16"):
         sat = ins.saturate
-
-        if sdt == "float16" and mode.value == "rint":  # widening: exact
-            def widen(ctx: Any) -> None:
-                out = ctx.view(src).astype(np.float32)
-                if not np.isfinite(out).all():
-                    table(ins, ctx)
-                    return
-                ctx.view(dst)[...] = out
-
-            return widen
 
         if ddt == "float16" and mode.value == "rint" and sat and src.elements:
             def to_half(ctx: Any) -> None:
@@ -239,6 +253,49 @@ def _cast(ins: Cast) -> Runner | None:
 
         return to_int
     return None
+
+
+#: the float32 below 0.5. For finite a >= 0 the float32 sum a + pred(0.5) rounds to an integer
+#: n + 1 when a's fraction is at least 0.5 (the sum is within 2^-25 below n + 1: a quarter ulp,
+#: or at 1 a tie going to the even 1.0) and stays below n + 1 otherwise (a's fraction is then at
+#: most 0.5 - ulp(a), and the float below n + 1 is n + 1 - ulp(a)); from 2^23 on a is integral
+#: and pred(0.5) less than half its ulp. (With 0.5 itself, 0.49999997 + 0.5 would round to 1.)
+_PRED_HALF = np.float32(0.5) - np.float32(2.0**-25)
+
+#: (destination dtype, round mode, saturate) -> the results of every float16 bit pattern, or
+#: None where the table raises for some float16 value (saturate=False out of range)
+_HALF_TABLES: dict[tuple[str, str, bool], np.ndarray | None] = {}
+
+
+def half_table(ins: Cast) -> np.ndarray | None:
+    """What the table's Cast of a float16 source stores, for each of the 65536 float16 bit
+    patterns (index = the bits), as the destination's dtype; None when the table raises for
+    some value or stores another dtype. The table's Cast works element by element, so looking
+    each element up gives its bits exactly, NaN payloads included."""
+    from npusim.engine.buffers import np_dtype_of
+    from npusim.isa.semantics import cast_values
+    from npusim.numerics.rounding import _check_mode
+
+    dst = ins.writes[0]
+    try:
+        key = (dst.dtype, _check_mode(ins.round_mode).value, bool(ins.saturate))
+    except ValueError:
+        return None
+    if key not in _HALF_TABLES:
+        got: np.ndarray | None
+        try:
+            with np.errstate(all="ignore"):
+                got = np.asarray(cast_values(ins, _ALL_HALF))
+        except Exception:
+            got = None
+        if got is not None and (got.shape != _ALL_HALF.shape
+                                or got.dtype != np_dtype_of(dst.dtype)):
+            got = None
+        _HALF_TABLES[key] = got
+    return _HALF_TABLES[key]
+
+
+_ALL_HALF = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
 
 
 def _data_copy(ins: DataCopy) -> Runner | None:

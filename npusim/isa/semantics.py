@@ -423,13 +423,21 @@ def vector(ins: Vector, ctx: Any) -> None:
 
 
 def cast(ins: Cast, ctx: Any) -> None:
-    from npusim.numerics import cast_float, float_to_int
-
     src, dst = ins.reads[0], ins.writes[0]
     if src.dtype != ins.dtype:
         raise _err(ins, f"source is {src.dtype}, the Cast declares {ins.dtype}")
-    v = _logical(ctx, src)
-    if dst.dtype == src.dtype and dst.dtype in ("float16", "bfloat16", "float32"):
+    out = cast_values(ins, _logical(ctx, src))
+    _store(ctx, dst, np.asarray(out).reshape(dst.shape))
+
+
+def cast_values(ins: Cast, v: np.ndarray) -> np.ndarray:
+    """The values a Cast stores for source element values ``v`` (element by element; int4
+    results as int8), or its error (``npusim.isa.compiled`` tabulates it for float16 sources)."""
+    from npusim.numerics import cast_float, float_to_int
+
+    dst = ins.writes[0]
+    out: np.ndarray
+    if dst.dtype == ins.reads[0].dtype and dst.dtype in ("float16", "bfloat16", "float32"):
         from npusim.numerics import round_to_integral
 
         with np.errstate(invalid="ignore", over="ignore"):
@@ -440,7 +448,7 @@ def cast(ins: Cast, ctx: Any) -> None:
         out = float_to_int(v, dst.dtype, ins.round_mode, saturate=ins.saturate)
     else:
         raise _err(ins, f"Cast to {dst.dtype} is not a vector Cast target")
-    _store(ctx, dst, np.asarray(out).reshape(dst.shape))
+    return out
 
 
 def _nothing(ins: Instruction, ctx: Any) -> None:
