@@ -7,10 +7,11 @@ stage's, not numbered at each site."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from npusim.engine.program import ProgramBuilder
-from npusim.isa.operands import Region
+from npusim.isa.operands import ITEMSIZE, Region
 from npusim.ops.program_stages import PingPong
 
 
@@ -36,9 +37,39 @@ class GroupTileCube:
         self.b1q.ready(ib)
         return ib
 
-    def free_tile(self, ib: int) -> None:
-        """MTE1 is done with tile buffer ``ib`` (only when a later tile will reuse it)."""
-        self.b1q.release(ib)
+    def free_tile(self, ib: int, later: int) -> None:
+        """MTE1 is done with tile buffer ``ib``: released when one of the ``later`` tiles still
+        to load will reuse it (the two buffers alternate)."""
+        if later >= len(self.b1q.ids):
+            self.b1q.release(ib)
+
+    def tile_product(
+        self, a1: Region, rows: int, ka0: int, b1: Region, depth: int, width: int, base_n: int,
+        base_k: int, acc_dtype: str, *, drain: Callable[[Region, int, int], object],
+        accumulation: str | None = None,
+    ) -> None:
+        """``rows`` of the resident L1 A operand ``a1`` (its K columns from ``ka0``) times the L1
+        B tile at ``b1`` (``depth`` x ``width``, row pitch ``width``), in column blocks of
+        ``base_n``; ``drain(accumulator, col0, cols)`` issues each block's FixPipe."""
+        dt, bdt = a1.dtype, b1.dtype
+        a_pitch = math.ceil(a1.shape[1] * ITEMSIZE[dt])
+        b_pitch = math.ceil(width * ITEMSIZE[bdt])
+        for bn in range(0, width, base_n):
+            rn = min(base_n, width - bn)
+
+            def a_at(kk: int, rk: int) -> Region:
+                return Region("L1", a1.offset + math.ceil((ka0 + kk) * ITEMSIZE[dt]), (rows, rk),
+                              dt, row_stride_bytes=a_pitch)
+
+            def b_at(kk: int, rk: int, bn: int = bn, rn: int = rn) -> Region:
+                return Region("L1", b1.offset + math.ceil((kk * width + bn) * ITEMSIZE[bdt]),
+                              (rk, rn), bdt, row_stride_bytes=b_pitch)
+
+            def drain_block(acc: Region, bn: int = bn, rn: int = rn) -> None:
+                drain(acc, bn, rn)
+
+            self.column_block(rows, rn, depth, base_k, dt, acc_dtype, a_at=a_at, b_at=b_at,
+                              drain=drain_block, accumulation=accumulation)
 
     def column_block(
         self, rows: int, cols: int, depth: int, base_k: int, dtype: str, acc_dtype: str, *,

@@ -2,15 +2,21 @@
 flags (the producer waits for the consumer's release before the n-th reuse, and the last uses'
 flags are drained so every SetFlag has its WaitFlag); a kernel's cross-core flags, allocated
 one id per meaning (:class:`CrossFlags`); GM workspace rings between an AIC and its AIVs with
-their READY / FREE handshake (:class:`Ring`); launch-wide barriers."""
+their READY / FREE handshake (:class:`Ring`); launch-wide barriers; the cores of a mix launch
+(:class:`MixLaunch`); the output cast and store (:func:`cast_store`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from npusim.engine.errors import ProgramError
-from npusim.engine.program import ProgramBuilder
+from npusim.engine.program import CoreProgram, InstrPool, ProgramBuilder
+from npusim.isa.operands import ITEMSIZE, Region
+
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
 
 T = TypeVar("T")
 
@@ -195,3 +201,46 @@ class Ring:
 
     def release(self, b: ProgramBuilder, pipe: str) -> None:
         self.free.set(b, pipe)
+
+    def done(self, b: ProgramBuilder, j: int, n: int, pipe: str) -> None:
+        """Consumer, done with its ``j``-th of ``n`` takes: release the slot only if the producer
+        fills it again (a fill ``j + slots < n`` waits for it)."""
+        if j + self.slots < n:
+            self.release(b, pipe)
+
+
+class MixLaunch:
+    """The cores of a mix (AIC + AIV) launch in the order the Kernel lists them: per AI Core
+    ``ci`` its AIC (core id ``ci``), then its two AIVs (``2 ci`` and ``2 ci + 1``). ``pool``:
+    the launch's shared instruction objects (None: none shared)."""
+
+    def __init__(self, soc: SocDescriptor, pool: InstrPool | None = None) -> None:
+        self.aic_desc, self.aiv_desc = soc.core("aic"), soc.core("aiv")
+        self.pool = pool
+        self.cores: list[CoreProgram] = []
+
+    def aic(self, ci: int) -> ProgramBuilder:
+        """A builder for the next core, AIC ``ci``."""
+        return self._core(ci, "aic", self.aic_desc)
+
+    def aiv(self, v: int) -> ProgramBuilder:
+        """A builder for the next core, AIV ``v``."""
+        return self._core(v, "aiv", self.aiv_desc)
+
+    def _core(self, core_id: int, kind: str, desc: Any) -> ProgramBuilder:
+        core = CoreProgram(core_id, kind)
+        self.cores.append(core)
+        return ProgramBuilder(core, desc, self.pool)
+
+
+def cast_store(b: ProgramBuilder, out: Region, acc: Region, tensor: str, row0: int, col0: int,
+               row_len: int, event: int, *, write: bool = True) -> None:
+    """The output stage: CAST_ROUND the fp32 ``acc`` into the UB tile ``out``; with ``write``,
+    V -> MTE3 flag ``event`` and ``out`` to rows ``row0..`` / columns ``col0..`` of the GM
+    tensor ``tensor`` (``row_len`` elements per row)."""
+    b.cast(out, acc, round_mode="round", name="Cast ROUND -> out")
+    if write:
+        b.sync("V", "MTE3", event)
+        isz = ITEMSIZE[out.dtype]
+        b.dma(out, Region("GM", math.ceil((row0 * row_len + col0) * isz), out.shape, out.dtype,
+                          tensor, math.ceil(row_len * isz)), name="y UB->GM")

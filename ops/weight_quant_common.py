@@ -124,6 +124,30 @@ def cube_tiling_for_rows(t: WqbmmProgramTiling, rows: int) -> CubeTiling:
     return cube_tiling_of(t, base_m=min(max(16, math.ceil(rows / 16) * 16), 128))
 
 
+def cube_cells(dim_n: int, dim_k: int, size_n: int, size_k: int, n: int, k: int
+               ) -> list[tuple[int, int, int, int]]:
+    """(n0, n1, k0, k1) of each AIC of a ``dim_n`` x ``dim_k`` split of the (K, N) weight into
+    cells of ``size_k`` x ``size_n``, AIC index order (N index fastest: AIC ``ci`` has N index
+    ``ci % dim_n`` and K index ``ci // dim_n``)."""
+    cells = []
+    for ci in range(dim_n * dim_k):
+        n0, k0 = (ci % dim_n) * size_n, (ci // dim_n) * size_k
+        cells.append((n0, min(n, n0 + size_n), k0, min(k, k0 + size_k)))
+    return cells
+
+
+def split_k_order(soc: SocDescriptor, kernel: str) -> str:
+    """The order the split-K programs add K partials in: the SoC's ``split_k_reduction_order``,
+    ``core_index_ascending`` (also when the descriptor declares none); any other is not
+    implemented."""
+    order = str(getattr(getattr(soc, "numerics", None), "split_k_reduction_order", "")
+                or "core_index_ascending")
+    if order != "core_index_ascending":
+        raise NotImplementedError(f"split_k_reduction_order={order!r}: the {kernel} program "
+                                  "implements core_index_ascending only")
+    return order
+
+
 def kernel_meta(s: WqbmmShape, kernel: str, t: Any) -> dict[str, Any]:
     """Trace / summary metadata of a wqbmm program: the call and the tiling (the plan adds the
     call's :func:`compulsory_hbm_bytes`)."""

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
+from npusim.engine.program import GMTensor, InstrPool, Kernel, ProgramBuilder
+from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
+from npusim.ops.program_stages import MixLaunch, cast_store
 from npusim.ops.weight_quant_common import (
     ITEM,
     MsdFlags,
@@ -59,12 +61,7 @@ class DigitKernel:
 def store_output(b: ProgramBuilder, s: WqbmmShape, acc: Region, out: Region, c0: int) -> None:
     """CAST_ROUND the fp32 ``acc`` into ``out`` and store it at column ``c0`` of y; the next
     tile's vector work waits for the store (V -> MTE3 2, MTE3 -> V 2)."""
-    m, cw = out.shape
-    b.cast(out, acc, round_mode="round", name="Cast ROUND -> out")
-    b.sync("V", "MTE3", 2)
-    isz = ITEM[s.out_dtype]
-    b.dma(out, Region("GM", math.ceil(c0 * isz), (m, cw), s.out_dtype, "y",
-                      math.ceil(s.n * isz)), name="y UB->GM")
+    cast_store(b, out, acc, "y", 0, c0, s.n, 2)
     b.sync("MTE3", "V", 2)
 
 
@@ -73,6 +70,20 @@ def digit_cast(b: ProgramBuilder, src: Region, half: Region, digit: Region) -> N
     (saturating), the two casts the kernels use (there is no direct fp32 -> int8 cast)."""
     b.cast(half, src, round_mode="rint", name="Cast digit fp32->half")
     b.cast(digit, half, round_mode="rint", name=f"Cast digit half->{digit.dtype}")
+
+
+def digit_split(b: ProgramBuilder, norm: Region, t: Region, rounded: Region, half: Region,
+                digits: list[Region], f1: float, f2: float) -> None:
+    """The MSD digit recurrence on the normalised x ``norm``: ``t = norm f1``, digit ``i`` is
+    ``ROUND(t)`` (fp32 in ``rounded``, then through ``half`` into ``digits[i]``), then
+    ``t = (t - digit) f2`` for the next one."""
+    b.vop(VecOp.MULS, t, (norm,), scalar=f1, name="Muls f1")
+    for d, digit in enumerate(digits):
+        if d:
+            b.vop(VecOp.SUB, t, (t, rounded), name="Sub digit")
+            b.vop(VecOp.MULS, t, (t,), scalar=f2, name="Muls f2")
+        b.cast(rounded, t, round_mode="round", name=f"Cast ROUND digit {d}")
+        digit_cast(b, rounded, half, digit)
 
 
 def build_digit_kernel(soc: SocDescriptor, s: WqbmmShape, t: WqbmmProgramTiling, dk: DigitKernel,
@@ -92,13 +103,10 @@ def build_digit_kernel(soc: SocDescriptor, s: WqbmmShape, t: WqbmmProgramTiling,
                      transposed=s.trans_w)
     per_core = strips_per_core(s.n, t)
     cube_t = cube_tiling_for_rows(t, rows)
-    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
-    cores: list[CoreProgram] = []
-    pool = InstrPool()  # cores repeat instructions: one object each (issue 14)
+    launch = MixLaunch(soc, InstrPool())  # cores repeat instructions (issue 14)
     fl = MsdFlags.of(soc, t.slots)
     for ci in range(cores_n):
-        aic = CoreProgram(ci, "aic")
-        em = CubeEmitter(ProgramBuilder(aic, aic_desc, pool), soc, cube_t, s.w_dtype,
+        em = CubeEmitter(launch.aic(ci), soc, cube_t, s.w_dtype,
                          functional=data is not None, cube_model="", with_bias=False)
         if dk.deq_scale is not None:
             em.deq_scale = dk.deq_scale
@@ -116,15 +124,12 @@ def build_digit_kernel(soc: SocDescriptor, s: WqbmmShape, t: WqbmmProgramTiling,
                          out_col_offset=-n0)
                 fl.c.publish(em.bld, "FIX")
                 slot_i += 1
-        cores.append(aic)
         for half in range(2):
-            aiv = CoreProgram(2 * ci + half, "aiv")
-            b = ProgramBuilder(aiv, aiv_desc, pool)
+            b = launch.aiv(2 * ci + half)
             mark = b.used_bytes("UB")
             dk.prepare(b, ci, half, per_core[ci], fl)
             b.release("UB", mark)  # the recombination phase reuses the UB space
             dk.recombine(b, ci, half, per_core[ci], fl)
-            cores.append(aiv)
     meta = kernel_meta(s, dk.name, t)
     meta["cross_core_flags"] = fl.flags.table()
-    return Kernel(dk.program_name, gm, cores, meta)
+    return Kernel(dk.program_name, gm, launch.cores, meta)

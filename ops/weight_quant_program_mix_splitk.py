@@ -36,16 +36,16 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
+from npusim.engine.program import GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.group_tile_cube import GroupTileCube
-from npusim.ops.program_stages import CrossFlag, CrossFlags, PingPong, Ring
+from npusim.ops.program_stages import CrossFlag, CrossFlags, MixLaunch, PingPong, Ring
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     split_k_post_buffers,
     split_k_vector_buffers,
 )
-from npusim.ops.weight_quant_common import WqbmmShape, kernel_meta, zero_gm_share
+from npusim.ops.weight_quant_common import WqbmmShape, kernel_meta, split_k_order, zero_gm_share
 
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
@@ -104,12 +104,7 @@ def build_split_k(soc: SocDescriptor, s: WqbmmShape, kt: Any, data: dict[str,
                   Any] | None = None) -> Kernel:
     """The SplitK program for ``kt`` (SplitKTiling); with ``data`` (:func:`split_k_replay_data`)
     a functional run replays its values."""
-    order = str(getattr(getattr(soc, "numerics", None), "split_k_reduction_order", ""))
-    if order and order != "core_index_ascending":
-        raise NotImplementedError(
-            f"split_k_reduction_order={order!r}: the SplitK program implements "
-            "core_index_ascending only"
-        )
+    split_k_order(soc, "SplitK")
     d = data or {}
     g = kt.group_size
     ngroups = s.k // g
@@ -126,17 +121,13 @@ def build_split_k(soc: SocDescriptor, s: WqbmmShape, kt: Any, data: dict[str,
         "y": GMTensor("y", (s.m, s.n), "bfloat16", role="output"),
     }
     cube_model = str(soc.numerics.cube_accumulation.model) if data is not None else ""
-    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
-    cores: list[CoreProgram] = []
+    launch = MixLaunch(soc)
     fl = SplitKFlags.of(soc, kt.cache_num)
     for ci in range(n_aic):
-        aic = CoreProgram(ci, "aic")
-        _cube(ProgramBuilder(aic, aic_desc), s, kt, ci, n_align, cube_model, fl)
-        cores.append(aic)
+        _cube(launch.aic(ci), s, kt, ci, n_align, cube_model, fl)
         for h in range(2):
             v = 2 * ci + h
-            aiv = CoreProgram(v, "aiv")
-            b = ProgramBuilder(aiv, aiv_desc)
+            b = launch.aiv(v)
             mark = b.used_bytes("UB")
             _zero_share(b, s, v, 2 * n_aic, fl)
             b.release("UB", mark)
@@ -147,14 +138,13 @@ def build_split_k(soc: SocDescriptor, s: WqbmmShape, kt: Any, data: dict[str,
             for _ in range(min(len(_tasks(s, kt, ci, None)), kt.cache_num) + 1):
                 fl.ring.free.wait(b, "MTE2")
             _cast_out(b, s, kt, v, 2 * n_aic)
-            cores.append(aiv)
     meta = kernel_meta(s, "SplitK", kt)
     meta["cross_core_flags"] = fl.flags.table()
     meta["split_k_accumulation"] = ACCUMULATION
     if data is not None:
         meta["functional_replay"] = (f"instructions (semantics table; cube model {cube_model}; "
                                      "atomic adds applied in core_index_ascending order)")
-    return Kernel("wqbmm_splitk", gm, cores, meta)
+    return Kernel("wqbmm_splitk", gm, launch.cores, meta)
 
 
 def _zero_share(b: ProgramBuilder, s: WqbmmShape, v: int, n_aiv: int, fl: SplitKFlags) -> None:
@@ -257,28 +247,15 @@ def _cube(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int, n_align: int,
                       name="B ws GM->L1 nd2nz", transform="nd2nz")
 
             ib = cube.load_tile(copy_tile)
-            ka0 = gi * g - k_lo
-            for bn in range(0, width, cb.base_n):
-                rn = min(cb.base_n, width - bn)
+
+            def drain(acc: Region, bn: int, rn: int, c0: int = c0) -> None:
                 dst = Region("GM", (c0 + bn) * 4, (s.m, rn), "float32", "acc", s.n * 4)
+                b.fixpipe(acc, dst, elements=s.m * rn, out_dtype="float32", mode="NONE",
+                          atomic="add", replay=fun)
 
-                def a_at(kk: int, rk: int, ka0: int = ka0) -> Region:
-                    return Region("L1", a1.offset + (ka0 + kk) * 2, (s.m, rk), "bfloat16",
-                                  row_stride_bytes=kw * 2)
-
-                def b_at(kk: int, rk: int, ib: int = ib, bn: int = bn, rn: int = rn,
-                         width: int = width) -> Region:
-                    return Region("L1", b1[ib].offset + (kk * width + bn) * 2, (rk, rn),
-                                  "bfloat16", row_stride_bytes=width * 2)
-
-                def drain(acc: Region, dst: Region = dst, rn: int = rn) -> None:
-                    b.fixpipe(acc, dst, elements=s.m * rn, out_dtype="float32", mode="NONE",
-                              atomic="add", replay=fun)
-
-                cube.column_block(s.m, rn, g, cb.base_k, "bfloat16", "float32", a_at=a_at,
-                                  b_at=b_at, drain=drain, accumulation=cube_model or None)
-            if t + 2 < len(tasks):
-                cube.free_tile(ib)
+            cube.tile_product(a1, s.m, gi * g - k_lo, b1[ib], g, width, cb.base_n, cb.base_k,
+                              "float32", drain=drain, accumulation=cube_model or None)
+            cube.free_tile(ib, len(tasks) - 1 - t)
             fl.ring.release(b, "FIX")
     fl.all_aic.barrier(b, "FIX", "FIX")
     fl.ring.release(b, "FIX")  # after every AIC's atomic adds: the AIVs may read acc

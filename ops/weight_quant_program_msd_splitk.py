@@ -37,7 +37,7 @@ from npusim.ops.weight_quant_common import (
 from npusim.ops.weight_quant_digit_kernel import (
     DigitKernel,
     build_digit_kernel,
-    digit_cast,
+    digit_split,
     store_output,
 )
 from npusim.ops.weight_quant_program_msd import f32_value
@@ -134,14 +134,9 @@ def _prepare_rows(b: ProgramBuilder, s: WqbmmShape, geo: _Geometry, ci: int, hal
             if s.has_offset:
                 _emit_block_sums(b, geo, fb.offset, wb.offset, nbk, sums, rsum)
             b.vop(VecOp.DIV, xf, (xf, amax), name="Div amax")
-            b.vop(VecOp.MULS, w, (xf,), scalar=f1, name="Muls f1")
-            for d in range(geo.digits):
-                if d:
-                    b.vop(VecOp.SUB, w, (w, xf), name="Sub digit")
-                    b.vop(VecOp.MULS, w, (w,), scalar=f2, name="Muls f2")
-                b.cast(xf, w, round_mode="round", name=f"Cast ROUND digit {d}")
-                digit_cast(b, xf, Region("UB", xb.offset, (nbk, g), "float16"),
-                           Region("UB", db[d].offset, (nbk, g), s.w_dtype))
+            digit_split(b, xf, w, xf, Region("UB", xb.offset, (nbk, g), "float16"),
+                        [Region("UB", db[d].offset, (nbk, g), s.w_dtype)
+                         for d in range(geo.digits)], f1, f2)
             b.sync("V", "MTE3", 0)
             isz = ITEM[s.w_dtype]
             for d in range(geo.digits):

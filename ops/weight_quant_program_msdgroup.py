@@ -61,22 +61,24 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
+from npusim.engine.program import GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
 from npusim.ops.group_tile_cube import GroupTileCube
-from npusim.ops.program_stages import CrossFlag, PingPong, Ring
+from npusim.ops.program_stages import CrossFlag, MixLaunch, PingPong, Ring, cast_store
 from npusim.ops.weight_quant_common import (
     ITEM,
     MsdFlags,
     WqbmmShape,
     bias_dtype,
+    cube_cells,
     kernel_meta,
     operand_tensors,
+    split_k_order,
     weight_tile_region,
     zero_gm_share,
 )
-from npusim.ops.weight_quant_digit_kernel import digit_cast
+from npusim.ops.weight_quant_digit_kernel import digit_split
 from npusim.ops.weight_quant_program_msd import f32_value
 from npusim.ops.weight_quant_program_msd_splitk import FACTORS, recombination_scalars
 
@@ -99,13 +101,8 @@ class GroupFlags:
 
 def msd_group_cells(kt: Any, s: WqbmmShape) -> list[tuple[int, int, int, int]]:
     """(n0, n1, k0, k1) of each cube core of the launch, core index order (N index fastest)."""
-    cells = []
-    for ci in range(kt.cube_block_dim_n * kt.cube_block_dim_k):
-        ni, ki = ci % kt.cube_block_dim_n, ci // kt.cube_block_dim_n
-        n0, k0 = ni * kt.cube_single_core_n, ki * kt.single_core_k
-        n1, k1 = min(s.n, n0 + kt.cube_single_core_n), min(s.k, k0 + kt.single_core_k)
-        cells.append((n0, n1, k0, k1))
-    return cells
+    return cube_cells(kt.cube_block_dim_n, kt.cube_block_dim_k, kt.cube_single_core_n,
+                      kt.single_core_k, s.n, s.k)
 
 
 def accumulation_note(kt: Any, order: str) -> str:
@@ -151,12 +148,7 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | Non
         raise NotImplementedError(f"MsdGroup program: K={s.k} is not a multiple of the group "
                                   f"size {s.group_size}")
     d = data or {}
-    order = getattr(getattr(soc, "numerics", None), "split_k_reduction_order", "")
-    if order and order != "core_index_ascending":
-        raise NotImplementedError(
-            f"split_k_reduction_order={order!r}: only core_index_ascending is modelled"
-        )
-    order = order or "core_index_ascending"
+    order = split_k_order(soc, "MsdGroup")
     cells = msd_group_cells(kt, s)
     n_aic = len(cells)
     vm = kt.vec1_single_core_m  # rows of x each AIV splits into digits
@@ -179,24 +171,19 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | Non
         "acc": GMTensor("acc", (s.m, s.n), "float32", role="workspace"),
     }, param_rows=ngroups, bias_dt=bias_dtype(s), offset_workspaces={
         "rsum": GMTensor("rsum", (s.m, ngroups * 8), "float32", role="workspace")})
-    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
-    cores: list[CoreProgram] = []
-    pool = InstrPool()  # cores and groups repeat instructions: one object each (issue 14)
+    launch = MixLaunch(soc, InstrPool())  # cores and groups repeat instructions (issue 14)
     fl = GroupFlags.of(soc)
     for ci in range(n_blocks):
-        aic = CoreProgram(ci, "aic")
         if ci < n_aic:
             n0, _, k0, k1 = cells[ci]
             groups = range(k0 // g, math.ceil(k1 / g))
-            _cube_cell(ProgramBuilder(aic, aic_desc, pool), s, kt, ci, cells[ci], digits, dig_dtype,
-                       c_dtype, fl, functional=data is not None)
+            _cube_cell(launch.aic(ci), s, kt, ci, cells[ci], digits, dig_dtype, c_dtype, fl,
+                       functional=data is not None)
         else:  # a block launched only for the digit split of more rows: its cube has no cell
-            fl.msd.digits.wait(ProgramBuilder(aic, aic_desc, pool), "MTE2")
-        cores.append(aic)
+            fl.msd.digits.wait(launch.aic(ci), "MTE2")
         for h in range(2):
             v = 2 * ci + h
-            aiv = CoreProgram(v, "aiv")
-            b = ProgramBuilder(aiv, aiv_desc, pool)
+            b = launch.aiv(v)
             mark = b.used_bytes("UB")
             _setup(b, s, v, vm, n_aiv, digits, dig_dtype, ngroups, fl)
             b.release("UB", mark)
@@ -209,7 +196,6 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | Non
             if cw > 0:
                 _final(b, s, c0, cw, write=v < kt.vec_block_dim_n,
                        bias_dt=gm["bias"].dtype if s.has_bias else "")
-            cores.append(aiv)
     meta = kernel_meta(s, "MsdGroup", kt)
     meta["cross_core_flags"] = fl.msd.flags.table()
     meta["split_k_accumulation"] = accumulation_note(kt, order)
@@ -217,7 +203,7 @@ def build_msd_group(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | Non
     if data is not None:
         meta["functional_replay"] = ("instructions (semantics table; exact integer cube; atomic "
                                      "adds applied in core_index_ascending order)")
-    return Kernel("wqbmm_msdgroup", gm, cores, meta)
+    return Kernel("wqbmm_msdgroup", gm, launch.cores, meta)
 
 
 def _cube_cell(
@@ -260,10 +246,8 @@ def _cube_cell(
     # (the declared local-tile model: DataCopy nz2nd from a GM FRACTAL_NZ window)
     b_transform = "nz2nd" if s.weight_nz else "dn2nz" if s.trans_w else "nd2nz"
     cube = GroupTileCube(b, l0a, l0b, l0c)
-    acc_mode = "exact_integer" if functional else None
-    a_pitch, b_pitch = math.ceil(kw * ITEM[dig_dtype]), math.ceil(cw * ITEM[s.w_dtype])
     for task, gi in enumerate(groups):
-        kg, ka0 = min(g, s.k - gi * g), gi * g - k0
+        kg = min(g, s.k - gi * g)
         src = weight_tile_region(s, gi * g, kg, n0, cw)
 
         def copy_tile(i: int, src: Region = src, kg: int = kg) -> None:
@@ -273,27 +257,16 @@ def _cube_cell(
         ib = cube.load_tile(copy_tile)
         fl.msd.c.fill(b, task, "FIX")
         slot = ci * 2 + task % 2
-        for bn in range(0, cw, cb.base_n):
-            rn = min(cb.base_n, cw - bn)
+
+        def drain(acc: Region, bn: int, rn: int, slot: int = slot) -> None:
             dst = Region("GM", math.ceil((slot * rows * csn + bn) * c_isz), (rows, rn), c_dtype,
                          "c", math.ceil(csn * c_isz))
+            b.fixpipe(acc, dst, elements=rows * rn, out_dtype=c_dtype, mode=mode,
+                      replay=functional, deq_scale=1.0 if mode == "DEQF16" else None)
 
-            def a_at(kk: int, rk: int, ka0: int = ka0) -> Region:
-                return Region("L1", a1.offset + math.ceil((ka0 + kk) * ITEM[dig_dtype]),
-                              (rows, rk), dig_dtype, row_stride_bytes=a_pitch)
-
-            def b_at(kk: int, rk: int, ib: int = ib, bn: int = bn, rn: int = rn) -> Region:
-                return Region("L1", b1[ib].offset + math.ceil((kk * cw + bn) * ITEM[s.w_dtype]),
-                              (rk, rn), s.w_dtype, row_stride_bytes=b_pitch)
-
-            def drain(acc: Region, dst: Region = dst, rn: int = rn) -> None:
-                b.fixpipe(acc, dst, elements=rows * rn, out_dtype=c_dtype, mode=mode,
-                          replay=functional, deq_scale=1.0 if mode == "DEQF16" else None)
-
-            cube.column_block(rows, rn, kg, cb.base_k, dig_dtype, "int32", a_at=a_at,
-                              b_at=b_at, drain=drain, accumulation=acc_mode)
-        if task + 2 < len(groups):  # the tile's buffer is filled again two groups later
-            cube.free_tile(ib)
+        cube.tile_product(a1, rows, gi * g - k0, b1[ib], kg, cw, cb.base_n, cb.base_k, "int32",
+                          drain=drain, accumulation="exact_integer" if functional else None)
+        cube.free_tile(ib, len(groups) - 1 - task)
         fl.msd.c.publish(b, "FIX")
 
 
@@ -362,14 +335,8 @@ def _split_row(
     group_reduce("amax", ms, "Max")
     gmax = Region("UB", brc.offset, (ngroups, 1), "float32", row_stride_bytes=32)
     b.vop(VecOp.DIV, ms, (xf, gmax), name="Div by group max")
-    b.vop(VecOp.MULS, ms, (ms,), scalar=f1, name="Muls f1")
-    for d in range(digits):
-        if d:
-            b.vop(VecOp.SUB, ms, (ms, xf), name="Sub digit")
-            b.vop(VecOp.MULS, ms, (ms,), scalar=f2, name="Muls f2")
-        b.cast(xf, ms, round_mode="round", name=f"Cast ROUND digit {d}")
-        digit_cast(b, xf, hb, Region("UB", db.offset + math.ceil(d * kpad * ITEM[dig_dtype]),
-                                     (ngroups, g), dig_dtype))
+    digit_split(b, ms, ms, xf, hb, [Region("UB", db.offset + math.ceil(d * kpad * ITEM[dig_dtype]),
+                                           (ngroups, g), dig_dtype) for d in range(digits)], f1, f2)
     b.sync("V", "MTE3", 0)
     for d in range(digits):
         b.dma(Region("UB", db.offset + math.ceil(d * kpad * ITEM[dig_dtype]), (k,), dig_dtype),
@@ -394,8 +361,7 @@ def _recombine(
     if cw <= 0:  # an empty column range keeps the handshakes with its AIC
         for task in range(ntask):
             ring.take(b, "MTE2")
-            if task + 2 < ntask:
-                ring.release(b, "MTE2")
+            ring.done(b, task, ntask, "MTE2")
         return
     m, vsn, xd, csn = s.m, kt.vec_single_core_n, s.x_dtype, kt.cube_single_core_n
     div = recombination_scalars(s.w_dtype, s.inner_precise == 1 and s.w_dtype == "int4")
@@ -476,8 +442,7 @@ def _recombine(
                 b.vop(VecOp.AXPY, c16, (cd,), scalar=div[d], name="Axpy digit (fp16)")
             b.cast(cf, c16, name="Cast fp16->fp32")
             b.vop(VecOp.MULS, cf, (cf,), scalar=div[0], name="Muls 1/f1")
-        if task + 2 < ntask:  # the AIC fills this slot again
-            ring.release(b, "MTE2")
+        ring.done(b, task, ntask, "MTE2")
         b.vop(VecOp.MUL, cf, (cf, sc_r), name="Mul scale")
         b.vop(VecOp.MUL, cf, (cf, Region("UB", am.offset, (m, 1), "float32",
                                          row_stride_bytes=32)), name="Mul group max")
@@ -514,13 +479,8 @@ def _final(b: ProgramBuilder, s: WqbmmShape, c0: int, cw: int, *, write: bool,
             b.cast(Region("UB", bf.offset, (cw,), "float32"), bias, name="Cast bias->fp32")
             bias = Region("UB", bf.offset, (cw,), "float32")
         b.vop(VecOp.ADD, res_r, (res_r, bias), name="Add bias")
-    out_r = Region("UB", out.offset, (m, cw), s.out_dtype)
-    b.cast(out_r, res_r, round_mode="round", name="Cast ROUND -> out")
-    if write:
-        b.sync("V", "MTE3", 0)
-        isz = itemsize(s.out_dtype)
-        b.dma(out_r, Region("GM", c0 * isz, (m, cw), s.out_dtype, "y", s.n * isz),
-              name="y UB->GM")
+    cast_store(b, Region("UB", out.offset, (m, cw), s.out_dtype), res_r, "y", 0, c0, s.n, 0,
+               write=write)
 
 
 def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
