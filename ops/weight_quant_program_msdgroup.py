@@ -59,7 +59,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from npusim.engine.program import GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
@@ -82,6 +82,9 @@ from npusim.ops.weight_quant_digit_kernel import digit_split
 from npusim.ops.weight_quant_program_msd import f32_value
 from npusim.ops.weight_quant_program_msd_splitk import FACTORS, recombination_scalars
 
+if TYPE_CHECKING:
+    from npusim.hw.schema import SocDescriptor
+
 
 @dataclass(frozen=True)
 class GroupFlags:
@@ -93,7 +96,7 @@ class GroupFlags:
     all_atomic: CrossFlag
 
     @classmethod
-    def of(cls, soc: Any) -> GroupFlags:
+    def of(cls, soc: SocDescriptor) -> GroupFlags:
         msd = MsdFlags.of(soc, 2)
         return cls(msd, msd.flags.flag("every AIV wrote its digit rows", mode=0),
                    msd.flags.flag("every AIV's atomic adds landed", mode=0))
@@ -116,7 +119,7 @@ def accumulation_note(kt: Any, order: str) -> str:
     )
 
 
-def _check(soc: Any, s: WqbmmShape, kt: Any, n_blocks: int) -> None:
+def _check(soc: SocDescriptor, s: WqbmmShape, kt: Any, n_blocks: int) -> None:
     if n_blocks > soc.core_counts()["aic"]:
         raise ValueError(
             f"MsdGroup: a launch of {n_blocks} AIC blocks (cube_block_dim_n x cube_block_dim_k, "
@@ -139,7 +142,7 @@ def _check(soc: Any, s: WqbmmShape, kt: Any, n_blocks: int) -> None:
                 )
 
 
-def build_msd_group(soc: Any, s: WqbmmShape, kt: Any, data: dict[str, Any] | None = None
+def build_msd_group(soc: SocDescriptor, s: WqbmmShape, kt: Any, data: dict[str, Any] | None = None
                     ) -> Kernel:
     """The MsdGroup program for the kernel tiling ``kt`` (``MsdGroupTiling``); with ``data``
     (``weight_quant_program_msd_splitk.msd_split_k_replay_data``: x, stored weight, (G, N)
@@ -483,7 +486,8 @@ def _final(b: ProgramBuilder, s: WqbmmShape, c0: int, cw: int, *, write: bool,
                write=write)
 
 
-def program(soc: Any, s: WqbmmShape, t: Any, args: Any = None, replay: bool = False) -> Kernel:
+def program(soc: SocDescriptor, s: WqbmmShape, t: Any, args: Any = None,
+            replay: bool = False) -> Kernel:
     """The kernel registry's entry (``weight_quant_program.KERNEL_PROGRAMS``): this kernel's
     program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
     data = None
