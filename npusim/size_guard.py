@@ -8,7 +8,8 @@ Two checks, both against a configurable instruction limit (``max_instructions`` 
   from GM at least once by an instruction that moves at most one on-core buffer's capacity (the
   descriptor has no GM->GM path); a cube operator's M*K*N MACs over the most one mmad can do
   (its blocks fit L0A, L0B, L0C); a streaming operator's chunks (the given or default tiling)
-  times the instructions each chunk needs at least; a cube operator's A and B bytes over the L0A
+  times the instructions each chunk needs at least (trans_quant_param: its element
+  chunks); a cube operator's A and B bytes over the L0A
   and L0B capacities (the cube reads only from them); for matmul / quant_matmul the cube
   program's output tiles x K steps from the tiling; for weight_quant_batchmatmul, the selected
   kernel's loops counted from the tiling (every kernel: Custom, WeightNz on A2/A3 and 310P,
@@ -204,6 +205,26 @@ def _streaming_bound(op: str, desc: SocDescriptor, tiling: Any,
                           f"least {per} instructions ({what})")
 
 
+def _trans_quant_param_bound(op: str, tiling: Any,
+                             op_args: Mapping[str, Any]) -> tuple[int, str] | None:
+    """trans_quant_param: one core walks the elements in chunks of the tiling's ``chunk``, and
+    every chunk emits at least its scalar loop and its store (a scale of 2^31 - 1 elements built
+    for a minute before the build budget stopped it)."""
+    if op != "trans_quant_param":
+        return None
+    lengths = [math.prod(d[0]) for d in (_dims(op_args.get(n)) for n in ("scale", "offset"))
+               if d is not None]
+    from npusim.ops.trans_quant_param_program import DEFAULT_CHUNK
+
+    chunk = getattr(tiling, "chunk", DEFAULT_CHUNK) if tiling is not None else DEFAULT_CHUNK
+    if not lengths or isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        return None  # the planner reports bad arguments itself, with its own message
+    chunks = math.ceil(max(lengths) / chunk)
+    return 2 * chunks, (f"{max(lengths):,} elements in chunks of at most {chunk:,} (the "
+                        f"{'given' if tiling is not None else 'default'} tiling), each at least "
+                        "2 instructions (scalar loop, store)")
+
+
 def _cube_program_bound(op: str, desc: SocDescriptor, op_args: Mapping[str, Any],
                         tiling: Any) -> tuple[int, str] | None:
     """matmul / quant_matmul: the cube program's loops counted from the call's tiling without
@@ -260,7 +281,8 @@ def lower_bound(op: str, desc: SocDescriptor, op_args: Mapping[str, Any],
     program = (_wqbmm_program_bound(desc, op_args, tiling) if op == "weight_quant_batchmatmul"
                else None)
     for extra in (_l0_bound(op, desc, op_args), _streaming_bound(op, desc, tiling, op_args),
-                  program, _cube_program_bound(op, desc, op_args, tiling)):
+                  program, _cube_program_bound(op, desc, op_args, tiling),
+                  _trans_quant_param_bound(op, tiling, op_args)):
         if extra is not None:
             bounds.append(extra)
     return max(bounds, key=lambda b: b[0])

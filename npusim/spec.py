@@ -29,8 +29,11 @@ class TensorSpec:
 
 
 def spec(shape: tuple[int, ...] | list[int], dtype: str, **kw: Any) -> TensorSpec:
-    """Shorthand: ``spec((16, 4096), "float16")``."""
-    return TensorSpec(tuple(int(s) for s in shape), str(dtype), **kw)
+    """Shorthand: ``spec((16, 4096), "float16")``. NumPy integers become ints; anything else
+    (16.5, True, "16") goes to TensorSpec's check as given, so it is refused rather than
+    truncated (a study's ``m: [16.5]`` ran as M = 16)."""
+    return TensorSpec(tuple(int(s) if isinstance(s, np.integer) else s for s in shape),
+                      str(dtype), **kw)
 
 
 def is_spec(x: Any) -> bool:

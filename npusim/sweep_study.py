@@ -213,7 +213,29 @@ def expand_cases(cases: Any, where: str = "study") -> list[dict[str, Any]]:
     else:
         raise StudyError(f"{where}: field cases: must be a non-empty list of mappings or a "
                          f"mapping of lists, got {cases!r}")
-    return [_scalar_mapping(c, where, f"cases[{i}]") for i, c in enumerate(out)]
+    checked = [_scalar_mapping(c, where, f"cases[{i}]") for i, c in enumerate(out)]
+    for i, c in enumerate(checked):
+        _case_types(c, where, f"cases[{i}]")
+    return checked
+
+
+#: case keys the operators' sweep adapters read as integers / booleans (they convert with int()
+#: and bool(), so 16.5 would run as 16 and "no" as True: refused here instead)
+INT_CASE_KEYS = ("m", "k", "n", "group_size", "inner_precise")
+BOOL_CASE_KEYS = ("trans_b", "fast_forward")
+
+
+def _case_types(case: Mapping[str, Any], where: str, name: str) -> None:
+    """Refuse a case value an adapter would silently convert (a float or boolean size, a
+    string where a boolean belongs)."""
+    for k in INT_CASE_KEYS:
+        v = case.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise StudyError(f"{where}: field {name}.{k}: must be an integer, got {v!r}")
+    for k in BOOL_CASE_KEYS:
+        v = case.get(k)
+        if v is not None and not isinstance(v, bool):
+            raise StudyError(f"{where}: field {name}.{k}: must be true or false, got {v!r}")
 
 
 def resolve_overrides(soc: str, overrides: Sequence[str]) -> list[str]:
