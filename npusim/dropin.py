@@ -177,7 +177,8 @@ def install(soc: str | None = None) -> None:
     try:
         import torch
     except ImportError as exc:
-        raise RuntimeError("npusim's drop-in mode needs torch (pip install 'npusim[torch]')") \
+        raise RuntimeError("npusim's drop-in mode needs torch: pip install -e \".[torch]\" in "
+                           "the npusim checkout") \
             from exc
     from torch.utils.backend_registration import rename_privateuse1_backend
 
@@ -207,23 +208,51 @@ def _is_registered(t: Any) -> bool:
     return is_npu(t)
 
 
+USAGE = "usage: python -m npusim.dropin [--soc NAME] (script.py | -m module) [args...]"
+
+
+def _error(message: str) -> int:
+    """A set-up error of the drop-in launcher: one line on stderr, status 2 (no traceback)."""
+    print(f"npusim.dropin: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m npusim.dropin [--soc NAME] script.py [args]`` or ``... -m module [args]``."""
+    """``python -m npusim.dropin [--soc NAME] script.py [args]`` or ``... -m module [args]``.
+
+    What goes wrong before the script starts (usage, an unknown SoC, no torch, a real
+    torch_npu, a missing script or module) is one ``npusim.dropin: error:`` line and status 2;
+    the script's own exceptions propagate as usual."""
+    import importlib.util
     import runpy
+    from pathlib import Path
 
     args = list(sys.argv[1:] if argv is None else argv)
     soc = None
     if args[:1] == ["--soc"]:
         if len(args) < 2:
-            raise SystemExit("usage: python -m npusim.dropin [--soc NAME] script.py [args...]")
+            return _error("--soc needs a SoC name; " + USAGE)
         soc, args = args[1], args[2:]
+    elif args and args[0].startswith("--soc="):
+        soc, args = args[0].split("=", 1)[1], args[1:]
     if not args:
-        raise SystemExit("usage: python -m npusim.dropin [--soc NAME] (script.py | -m module) "
-                         "[args...]")
-    install(soc)
+        return _error(USAGE)
     if args[0] == "-m":
         if len(args) < 2:
-            raise SystemExit("-m needs a module name")
+            return _error("-m needs a module name; " + USAGE)
+        try:
+            found = importlib.util.find_spec(args[1]) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return _error(f"no module named {args[1]!r}")
+    elif not Path(args[0]).is_file():
+        return _error(f"{args[0]}: no such script file")
+    try:
+        install(soc)
+    except (RuntimeError, ValueError) as exc:  # no torch, a real torch_npu, an unknown SoC
+        return _error(str(exc))
+    if args[0] == "-m":
         sys.argv = [args[1], *args[2:]]
         runpy.run_module(args[1], run_name="__main__", alter_sys=True)
     else:
