@@ -246,7 +246,8 @@ def plot_variants(results: dict[str, dict[str, PhaseResult]], path: str | Path) 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - the plot extra is optional
-        raise SystemExit("--plot needs matplotlib: pip install 'npusim[plot]'") from exc
+        raise SystemExit("--plot needs matplotlib: pip install -e \".[plot]\" in the npusim "
+                         "checkout") from exc
     phases = sorted({p for v in results.values() for p in v})
     fig, axes = plt.subplots(1, len(phases), figsize=(6 * len(phases), 4), squeeze=False)
     for ax, phase in zip(axes[0], phases, strict=True):

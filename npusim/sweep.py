@@ -237,8 +237,8 @@ class SweepOutcome:
 def check_ray_available() -> None:
     """``--ray`` without Ray is refused before anything is planned or written."""
     if importlib.util.find_spec("ray") is None:
-        raise SweepError("--ray needs Ray, which is not installed: pip install 'npusim[ray]' "
-                         "(or run without --ray: a local process pool)")
+        raise SweepError("--ray needs Ray, which is not installed: pip install -e \".[ray]\" "
+                         "in the npusim checkout (or run without --ray: a local process pool)")
 
 
 def run_sweep(study: Study, out: str | Path, *, workers: int | None = None, use_ray: bool = False,
@@ -299,7 +299,8 @@ def _execute_ray(points: Sequence[Point], workers: int | None, address: str | No
     try:
         import ray
     except ImportError as exc:
-        raise SweepError("--ray needs the optional extra: pip install 'npusim[ray]'") from exc
+        raise SweepError("--ray needs the optional extra: pip install -e \".[ray]\" in the "
+                         "npusim checkout") from exc
     started = False
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")

@@ -153,5 +153,5 @@ def test_missing_matplotlib_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_mpl)
     path = tmp_path / "r.csv"
     path.write_text("key\n")
-    with pytest.raises(RuntimeError, match=r"pip install 'npusim\[plot\]'"):
+    with pytest.raises(RuntimeError, match=r'pip install -e "\.\[plot\]" in the npusim checkout'):
         write_report(path, tmp_path / "out")

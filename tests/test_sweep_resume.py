@@ -106,7 +106,8 @@ def test_ray_missing_fails_before_any_file(monkeypatch, study_file, tmp_path):
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "ray" else real(name, *a))
     out = tmp_path / "ray.csv"
-    with pytest.raises(SweepError, match="--ray needs Ray"):
+    with pytest.raises(SweepError, match=r'--ray needs Ray.*pip install -e "\.\[ray\]" in the '
+                                         "npusim checkout"):
         run_sweep(Study.from_yaml(study_file), out, use_ray=True, progress=False)
     assert not out.exists()
 

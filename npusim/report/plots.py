@@ -28,7 +28,7 @@ def require_matplotlib() -> Any:
         import matplotlib
     except ImportError as exc:
         raise RuntimeError("npusim report draws its plots with matplotlib, which is not "
-                           "installed: pip install 'npusim[plot]'") from exc
+                           "installed: pip install -e \".[plot]\" in the npusim checkout") from exc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
