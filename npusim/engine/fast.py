@@ -461,7 +461,9 @@ def _event_loop(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem, low: Lowe
     rec_start = array("q")
     rec_end = array("q")
     rec_hbm: dict[int, int] = {}  # (pipe << 32 | index) -> HBM bytes, where not 0
-    busy: dict[int, int] = {}  # pipe -> summed durations of its timed records (first-end order)
+    busy = [0] * npipes  # per pipe: summed durations of its timed records
+    busy_first: list[int] = []  # pipes in the order of their first timed record
+    busy_order = busy_first.append
     rp, rs, rend = rec_pipe.append, rec_start.append, rec_end.append
     flows: list[tuple[Any, ...]] = []
     flow = flows.append
@@ -521,8 +523,11 @@ def _event_loop(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem, low: Lowe
             rs(started[p])
             rend(now)
             if k0 <= K_FIX:  # K_LOCAL, K_DMA, K_FIX: timed work (pipe_busy)
-                busy[p] = busy.get(p, 0) + now - started[p]
-                if hbm_of[p]:
+                b = busy[p]
+                if not b:  # every timed record lasts >= 1 cycle
+                    busy_order(p)
+                busy[p] = b + now - started[p]
+                if k0 == K_DMA and hbm_of[p]:
                     rec_hbm[p << 32 | i] = hbm_of[p]
             if k0 == K_SET:
                 last_end[p] = now
@@ -629,11 +634,9 @@ def _event_loop(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem, low: Lowe
                     raise _Fallback from None  # the reference raises the RaceError
             if k0 == K_SET:
                 t = now + ins[1]
-                hbm_of[p] = 0
                 break
             if k0 == K_LOCAL:
                 t = now + (ins[1] if now > last_end[p] else ins[2])
-                hbm_of[p] = 0
                 break
             if k0 == K_DMA or k0 == K_FIX:  # noqa: SIM109 - two int compares are faster
                 end = float(now + ins[1]) if k0 == K_DMA else 0.0
@@ -689,7 +692,6 @@ def _event_loop(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem, low: Lowe
                         cyc = fix_end
                     d = ceil(cyc * ins[4])
                     t = now + (d if d > 1 else 1)
-                    hbm_of[p] = 0
                 break
             if k0 == K_XWAIT:
                 ck = (core_of[p], ins[1], ins[2])
@@ -713,11 +715,9 @@ def _event_loop(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem, low: Lowe
                 break
             if k0 == K_XSET:
                 t = now + ins[1]
-                hbm_of[p] = 0
                 break
             if k0 == K_BARRIER:
                 t = now + 1
-                hbm_of[p] = 0
                 break
             raise _Fallback  # K_ERROR: the reference raises this instruction's error
         idx[p] = i
@@ -740,5 +740,5 @@ def _event_loop(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem, low: Lowe
     st_.hbm_read_bytes += hr
     st_.hbm_write_bytes += hw
     # records are appended in time order, so the last one ends last (the reference's max end)
-    return (rec_end[-1] if rec_end else 0), Records(rec_pipe, rec_start, rec_end, rec_hbm,
-                                                      busy), flows
+    return (rec_end[-1] if rec_end else 0), Records(
+        rec_pipe, rec_start, rec_end, rec_hbm, {p: busy[p] for p in busy_first}), flows
