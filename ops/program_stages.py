@@ -3,7 +3,8 @@ flags (the producer waits for the consumer's release before the n-th reuse, and 
 flags are drained so every SetFlag has its WaitFlag); a kernel's cross-core flags, allocated
 one id per meaning (:class:`CrossFlags`); GM workspace rings between an AIC and its AIVs with
 their READY / FREE handshake (:class:`Ring`); launch-wide barriers; the cores of a mix launch
-(:class:`MixLaunch`); the output cast and store (:func:`cast_store`)."""
+(:class:`MixLaunch`); the bias add and the output cast and store (:func:`add_bias`,
+:func:`cast_store`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from npusim.engine.errors import ProgramError
 from npusim.engine.program import CoreProgram, InstrPool, ProgramBuilder
+from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import ITEMSIZE, Region
 
 if TYPE_CHECKING:
@@ -231,6 +233,16 @@ class MixLaunch:
         core = CoreProgram(core_id, kind)
         self.cores.append(core)
         return ProgramBuilder(core, desc, self.pool)
+
+
+def add_bias(b: ProgramBuilder, acc: Region, bias: Region, f32: Region | None = None) -> None:
+    """``acc += bias`` (one row, broadcast over the rows of the fp32 ``acc``); a bias that is
+    not fp32 is first cast into the fp32 tile ``f32`` (required then)."""
+    if bias.dtype != "float32":
+        f32 = allocated(f32, "add_bias: the fp32 tile of a non-fp32 bias")
+        b.cast(f32, bias, name="Cast bias->fp32")
+        bias = f32
+    b.vop(VecOp.ADD, acc, (acc, bias), name="Add bias")
 
 
 def cast_store(b: ProgramBuilder, out: Region, acc: Region, tensor: str, row0: int, col0: int,

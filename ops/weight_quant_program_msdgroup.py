@@ -65,7 +65,14 @@ from npusim.engine.program import GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
 from npusim.ops.group_tile_cube import GroupTileCube
-from npusim.ops.program_stages import CrossFlag, MixLaunch, PingPong, Ring, cast_store
+from npusim.ops.program_stages import (
+    CrossFlag,
+    MixLaunch,
+    PingPong,
+    Ring,
+    add_bias,
+    cast_store,
+)
 from npusim.ops.weight_quant_common import (
     ITEM,
     MsdFlags,
@@ -476,12 +483,8 @@ def _final(b: ProgramBuilder, s: WqbmmShape, c0: int, cw: int, *, write: bool,
     b.sync("MTE2", "V", 0)
     res_r = Region("UB", res.offset, (m, cw), "float32")
     if s.has_bias:
-        bias = Region("UB", braw.offset, (cw,), bias_dt)
-        if bias_dt != "float32":
-            bf = b.alloc("UB", (cw,), "float32", "bias")
-            b.cast(Region("UB", bf.offset, (cw,), "float32"), bias, name="Cast bias->fp32")
-            bias = Region("UB", bf.offset, (cw,), "float32")
-        b.vop(VecOp.ADD, res_r, (res_r, bias), name="Add bias")
+        f32 = b.alloc("UB", (cw,), "float32", "bias") if bias_dt != "float32" else None
+        add_bias(b, res_r, Region("UB", braw.offset, (cw,), bias_dt), f32)
     cast_store(b, Region("UB", out.offset, (m, cw), s.out_dtype), res_r, "y", 0, c0, s.n, 0,
                write=write)
 

@@ -40,23 +40,33 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from npusim.engine.errors import ProgramError
-from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
+from npusim.engine.program import GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
 from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
-from npusim.ops.program_stages import CrossFlags, Ring, VecInOut, group_segments, ranges
+from npusim.ops.program_stages import (
+    CrossFlags,
+    MixLaunch,
+    Ring,
+    VecInOut,
+    add_bias,
+    cast_store,
+    group_segments,
+    ranges,
+)
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     custom_nz_splitk_post_buffers,
     custom_nz_splitk_vector_buffers,
 )
 from npusim.ops.weight_quant_common import (
-    ITEM,
     WqbmmShape,
     bias_dtype,
     block_cube_tiling,
+    cube_cells,
     kernel_meta,
     operand_tensors,
     replay_inputs,
+    split_k_order,
     weight_tile_region,
 )
 
@@ -75,12 +85,7 @@ def build_dequant_splitk(soc: SocDescriptor, s: WqbmmShape, kt: Any, kernel: str
     ``data`` (:func:`nz_splitk_replay_data`) a functional run replays its values."""
     d = data or {}
     cube_model = str(soc.numerics.cube_accumulation.model) if data is not None else ""
-    order = getattr(getattr(soc, "numerics", None), "split_k_reduction_order", "")
-    if order and order != "core_index_ascending":
-        raise NotImplementedError(
-            f"split_k_reduction_order={order!r}: the split-K programs implement "
-            "core_index_ascending only"
-        )
+    split_k_order(soc, kernel)
     xd = s.x_dtype
     dim_n, dim_k = kt.cube_block_dim_n, kt.cube_block_dim_k
     ncores = dim_n * dim_k
@@ -100,29 +105,18 @@ def build_dequant_splitk(soc: SocDescriptor, s: WqbmmShape, kt: Any, kernel: str
     x_mat = GmMatrix("x", xd, s.k * 2)
     step = max(1, kt.single_k // kt.cube_base_k)
     cube_t = block_cube_tiling(kt.cube_single_m, strip, kt.cube_base_k, step)
-    aic_desc, aiv_desc = soc.core("aic"), soc.core("aiv")
-    cores: list[CoreProgram] = []
+    launch = MixLaunch(soc)
     flags = CrossFlags.of(soc)
     ring = flags.ring("dequantised weight strip", slots)  # AIVs fill, the AIC multiplies
     if post:
         done = flags.flag("K-slice partials written")  # AIC -> its AIVs
         all_aiv = flags.flag("every AIV reached the post pass", mode=0)
-    for ci in range(ncores):
-        ni, ki = ci % dim_n, ci // dim_n
-        n_lo, n_hi = ni * kt.cube_single_core_n, min(s.n, (ni + 1) * kt.cube_single_core_n)
-        k_lo, k_hi = ki * kt.single_core_k, min(s.k, (ki + 1) * kt.single_core_k)
-        strips = ranges(0, n_hi - n_lo, strip)
-        strips = [(n_lo + a, n_lo + b) for a, b in strips]
-        aic = CoreProgram(ci, "aic")
-        em = CubeEmitter(
-            ProgramBuilder(aic, aic_desc),
-            soc,
-            cube_t,
-            xd,
-            functional=data is not None,
-            cube_model=cube_model,
-            with_bias=False,
-        )
+    cells = cube_cells(dim_n, dim_k, kt.cube_single_core_n, kt.single_core_k, s.n, s.k)
+    for ci, (n_lo, n_hi, k_lo, k_hi) in enumerate(cells):
+        ki = ci // dim_n
+        strips = ranges(n_lo, n_hi, strip)
+        em = CubeEmitter(launch.aic(ci), soc, cube_t, xd, functional=data is not None,
+                         cube_model=cube_model, with_bias=False)
         if post:
             out = GmMatrix("part", "float32", s.n * 4, offset=ki * s.m * s.n * 4)
             epi = Epilogue("NONE", "float32")
@@ -139,10 +133,8 @@ def build_dequant_splitk(soc: SocDescriptor, s: WqbmmShape, kt: Any, kernel: str
             ring.release(em.bld, "MTE2")
         if post:
             done.set(em.bld, "FIX")
-        cores.append(aic)
         for half in range(2):
-            aiv = CoreProgram(2 * ci + half, "aiv")
-            b = ProgramBuilder(aiv, aiv_desc)
+            b = launch.aiv(2 * ci + half)
             mark = b.used_bytes("UB")
             _dequant_strips(b, s, kt, ci, half, strips, (k_lo, k_hi), ring)
             if post:
@@ -150,13 +142,12 @@ def build_dequant_splitk(soc: SocDescriptor, s: WqbmmShape, kt: Any, kernel: str
                 done.wait(b, "MTE2")
                 all_aiv.barrier(b, "MTE2", "MTE2")
                 _post_pass(b, s, kt, 2 * ci + half, dim_k)
-            cores.append(aiv)
     meta = kernel_meta(s, kernel, kt)
     meta["cross_core_flags"] = flags.table()
     meta["split_k_accumulation"] = SPLIT_K_ACCUMULATION if post else "none (one K block)"
     if data is not None:
         meta["functional_replay"] = f"instructions (semantics table; cube model {cube_model})"
-    return Kernel(f"wqbmm_{kernel.lower()}", gm, cores, meta)
+    return Kernel(f"wqbmm_{kernel.lower()}", gm, launch.cores, meta)
 
 
 def nz_splitk_replay_data(args: Any) -> dict[str, Any]:
@@ -228,9 +219,9 @@ def _dequant_strips(
         hw = math.ceil((n1 - n0) / 2)
         c_lo, c_hi = n0 + half * hw, min(n1, n0 + (half + 1) * hw)
         ring.fill(b, j, "MTE3")
-        for c0, c1 in [(c_lo + a, c_lo + e) for a, e in ranges(0, max(0, c_hi - c_lo), cols)]:
+        for c0, c1 in ranges(c_lo, c_hi, cols):
             width = c1 - c0
-            for r0, r1 in [(k_lo + a, k_lo + e) for a, e in ranges(0, k_hi - k_lo, rows)]:
+            for r0, r1 in ranges(k_lo, k_hi, rows):
                 nr = r1 - r0
                 i = q.load()
                 u = bufs[i]
@@ -332,7 +323,7 @@ def _post_pass(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, dim_k: int) ->
     )
     first = True
     for m0, m1 in ranges(0, s.m, pm):
-        for c0, c1 in [(c_lo + a, c_lo + e) for a, e in ranges(0, c_hi - c_lo, pn)]:
+        for c0, c1 in ranges(c_lo, c_hi, pn):
             rows, width = m1 - m0, c1 - c0
             if not first:
                 b.wait_flag("MTE3", "MTE2", 1)
@@ -364,24 +355,14 @@ def _post_pass(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, dim_k: int) ->
                 b.vop(VecOp.MUL, acc_r, (acc_r, sc_r), name="Mul scale")
             if s.has_bias:
                 bdt = bias_dtype(s)
-                b.dma(Region("GM", c0 * ITEM[bdt], (width,), bdt, "bias"),
+                b.dma(Region("GM", c0 * itemsize(bdt), (width,), bdt, "bias"),
                       Region("UB", bi.offset, (width,), bdt), name="bias GM->UB")
                 b.sync("MTE2", "V", 3)
-                bi_r = Region("UB", bi.offset, (width,), "float32")
-                if bdt != "float32":
-                    b.cast(bi_r, Region("UB", bi.offset, (width,), bdt), name="Cast bias->fp32")
-                acc_r = Region("UB", acc.offset, (rows, width), "float32")
-                b.vop(VecOp.ADD, acc_r, (acc_r, bi_r), name="Add bias")
-            b.cast(Region("UB", out.offset, (rows, width), s.out_dtype),
-                   Region("UB", acc.offset, (rows, width), "float32"), round_mode="round",
-                   name="Cast ROUND -> out")
-            b.sync("V", "MTE3", 2)
-            b.dma(
-                Region("UB", out.offset, (rows, width), s.out_dtype),
-                Region("GM", (m0 * s.n + c0) * itemsize(s.out_dtype), (rows, width), s.out_dtype,
-                       "y", s.n * itemsize(s.out_dtype)),
-                name="y UB->GM",
-            )
+                add_bias(b, Region("UB", acc.offset, (rows, width), "float32"),
+                         Region("UB", bi.offset, (width,), bdt),
+                         Region("UB", bi.offset, (width,), "float32"))
+            cast_store(b, Region("UB", out.offset, (rows, width), s.out_dtype),
+                       Region("UB", acc.offset, (rows, width), "float32"), "y", m0, c0, s.n, 2)
             b.set_flag("MTE3", "MTE2", 1)
     b.wait_flag("MTE3", "MTE2", 1)
 

@@ -93,3 +93,61 @@ def test_group_segments_cover_the_rows_once_in_their_groups():
     assert all(g * 64 <= 60 + a and 60 + e <= (g + 1) * 64 for g, a, e in segs)
     assert group_segments(128, 192, 64) == [(2, 0, 64)]
     assert group_segments(60, 200, 0) == [(0, 0, 140)]
+
+
+def test_a_ring_consumer_frees_a_slot_only_when_the_producer_refills_it():
+    """Ring.done: of n takes, the j-th releases its slot iff a fill j + slots < n waits for it,
+    so every FREE set has its wait (n = 5 takes of a 2-slot ring: takes 0, 1, 2 release)."""
+    from npusim.engine.program import CoreProgram, ProgramBuilder
+    from npusim.runner import resolve_soc
+
+    soc = resolve_soc(B2)
+    b = ProgramBuilder(CoreProgram(0, "aiv"), soc.core("aiv"))
+    ring = CrossFlags.of(soc).ring("slot", 2)
+    released = []
+    for j in range(5):
+        before = len(b.program.instrs)
+        ring.done(b, j, 5, "MTE2")
+        released.append(len(b.program.instrs) > before)
+    assert released == [True, True, True, False, False]
+
+
+def test_cube_cells_tile_k_by_n_once_in_core_order():
+    """cube_cells: AIC ci has N index ci % dim_n and K index ci // dim_n; the cells (the last
+    ones cut at N and K) cover every (k, n) exactly once."""
+    import numpy as np
+
+    from npusim.ops.weight_quant_common import cube_cells
+
+    cells = cube_cells(3, 2, 48, 100, 130, 150)
+    assert cells[:4] == [(0, 48, 0, 100), (48, 96, 0, 100), (96, 130, 0, 100), (0, 48, 100, 150)]
+    cover = np.zeros((150, 130), int)
+    for n0, n1, k0, k1 in cells:
+        cover[k0:k1, n0:n1] += 1
+    assert (cover == 1).all()
+
+
+def test_add_bias_casts_a_non_fp32_bias_into_its_tile_and_cast_store_addresses_y():
+    """add_bias: an fp16 bias is cast into the given fp32 tile first (refused without one), an
+    fp32 bias is added as it is; cast_store writes rows row0.. / columns col0.. of y."""
+    from npusim.engine.program import CoreProgram, ProgramBuilder
+    from npusim.isa.operands import Region
+    from npusim.ops.program_stages import add_bias, cast_store
+    from npusim.runner import resolve_soc
+
+    soc = resolve_soc(B2)
+    b = ProgramBuilder(CoreProgram(0, "aiv"), soc.core("aiv"))
+    acc = b.alloc("UB", (4, 64), "float32", "acc")
+    raw = b.alloc("UB", (64,), "float16", "bias_in")
+    f32 = b.alloc("UB", (64,), "float32", "bias")
+    with pytest.raises(ProgramError, match="fp32 tile"):
+        add_bias(b, acc, raw)
+    add_bias(b, acc, raw, f32)
+    add_bias(b, acc, f32)
+    names = [i.name for i in b.program.instrs]
+    assert names == ["Cast bias->fp32", "Add bias", "Add bias"]
+    assert b.program.instrs[1].reads == (acc, f32)
+    out = b.alloc("UB", (4, 64), "float16", "out")
+    cast_store(b, out, acc, "y", 8, 32, 1024, 2)
+    store = b.program.instrs[-1]
+    assert store.writes[0] == Region("GM", (8 * 1024 + 32) * 2, (4, 64), "float16", "y", 2048)
