@@ -137,8 +137,15 @@ def simulate(op: str, soc: str | Path | SocDescriptor | None = None, tiling: Any
         plan: Plan = get_operator(op).plan(desc, tiling=tiling, **op_args)
     size_guard.check_after_plan(op, plan.kernel, limit)
     races = plan.functional if check_races is None else bool(check_races)
-    run = run_kernel(plan.kernel, desc, functional=plan.functional, check_races=races,
-                     l2_start=l2_start)
+    try:
+        run = run_kernel(plan.kernel, desc, functional=plan.functional, check_races=races,
+                         l2_start=l2_start)
+    except OverflowError as exc:  # e.g. --set memory.hbm.bandwidth_gb_per_s=1e-300
+        applied = "; ".join(getattr(desc, "overrides_applied", None) or []) or "none"
+        raise ValueError(
+            f"{op}: a time of this run does not fit a machine integer ({exc}): a number of "
+            f"the descriptor {desc.name} is far outside any hardware's range (a bandwidth or "
+            f"rate near 0?); overrides applied: {applied}") from None
     outputs = None
     if plan.functional:
         outputs = plan.finish(run.outputs) if plan.finish else run.outputs

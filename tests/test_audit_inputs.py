@@ -76,3 +76,47 @@ def test_trans_quant_param_bound_is_below_the_built_program():
         res = npusim.simulate("trans_quant_param", desc, **args)
         assert "elements in chunks" in why
         assert bound <= res.run.kernel.instruction_count()
+
+
+@pytest.mark.parametrize(("text", "value"), [("1e3", 1000.0), ("1.5e3", 1500.0),
+                                             ("-2E-3", -0.002), (".5e2", 50.0)])
+def test_yaml_reads_exponent_floats_as_numbers(text, value):
+    """PyYAML's YAML 1.1 floats need a dot and a signed exponent: '--set ...=1.5e3', the
+    overrides' documented example, reached the schema as a string ('Input should be a valid
+    number (got '1.5e3')')."""
+    from npusim.hw.loader import parse_yaml
+
+    assert parse_yaml(text, "x") == value
+    assert parse_yaml("name_1e3", "x") == "name_1e3" and parse_yaml('"1e3"', "x") == "1e3"
+
+
+def test_override_with_exponent_sets_the_number():
+    from npusim.hw import load_soc
+
+    d = load_soc("Ascend910B4", overrides=["memory.hbm.bandwidth_gb_per_s=1.5e3"])
+    assert d.memory.hbm.bandwidth_gb_per_s == 1500.0
+
+
+def test_a_bandwidth_near_zero_is_a_clear_error_not_an_overflow():
+    """A finite but absurd descriptor number (1e-300 GB/s) overflowed the engine's integer
+    times: 'npusim: error: OverflowError: int too big to convert'."""
+    args = {"a": spec((16, 64), "float16"), "b": spec((64, 64), "float16")}
+    with pytest.raises(ValueError, match=r"matmul: a time of this run does not fit a machine "
+                                         r"integer .*overrides applied: memory\.hbm\."
+                                         r"bandwidth_gb_per_s=1e-300"):
+        npusim.simulate("matmul", "Ascend910B2",
+                        overrides=["memory.hbm.bandwidth_gb_per_s=1e-300"], **args)
+
+
+def test_report_of_a_binary_or_torn_csv_names_the_file(tmp_path):
+    from npusim.report.compare import load_results
+
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ValueError, match=re.escape(f"{binary}: not UTF-8 text (byte 0)")):
+        load_results(binary)
+    torn = tmp_path / "torn.csv"
+    torn.write_text('variant,case,tiling,us,summary\nbaseline,"{""m"": 1",{},1.0,\n')
+    with pytest.raises(ValueError, match=re.escape(f"{torn}: row 1: its case / tiling / "
+                                                   "summary is not JSON")):
+        load_results(torn)

@@ -16,6 +16,7 @@ Errors name the file that supplied the offending key, the dotted field path and 
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -149,7 +150,17 @@ def _check_nodes(node: yaml.Node, where: str, limit: int = MAX_YAML_NODES) -> No
     _Walk(where, limit).visit(node, "")
 
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader, reading ``1e3`` / ``1.5e3`` as numbers: PyYAML follows YAML 1.1, whose
+    floats need a dot and a signed exponent, so ``--set ...=1.5e3`` (the overrides' documented
+    example) reached the schema as the string '1.5e3' ('Input should be a valid number')."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def parse_yaml(text: str, where: str) -> Any:

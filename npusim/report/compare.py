@@ -35,15 +35,23 @@ MAX_HEATMAPS = 12
 
 def load_results(path: str | Path) -> list[dict[str, Any]]:
     """The CSV rows (strings) with parsed ``_case``, ``_tiling`` and ``_summary`` added."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if rows and not {"variant", "case", "us", "summary"} <= set(rows[0]):
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); not a results CSV") \
+            from None
+    if rows and not {"variant", "case", "tiling", "us", "summary"} <= set(rows[0]):
         raise ValueError(f"{path}: not a results CSV of this npusim version (columns "
                          f"{list(rows[0])})")
-    for r in rows:
-        r["_case"] = json.loads(r["case"])
-        r["_tiling"] = json.loads(r["tiling"])
-        r["_summary"] = json.loads(r["summary"]) if r["summary"] else {}
+    for i, r in enumerate(rows):
+        try:
+            r["_case"] = json.loads(r["case"])
+            r["_tiling"] = json.loads(r["tiling"])
+            r["_summary"] = json.loads(r["summary"]) if r["summary"] else {}
+        except (TypeError, ValueError) as exc:  # a cut or edited row: name it
+            raise ValueError(f"{path}: row {i + 1}: its case / tiling / summary is not JSON "
+                             f"({exc}); a torn or edited results file") from None
     return rows
 
 
