@@ -234,6 +234,59 @@ def l2_read_write(l2: L2Cache) -> tuple[Any, Any]:
     return read, write
 
 
+def l2_read_write_no_evict(l2: L2Cache) -> tuple[Any, Any]:
+    """:func:`l2_read_write` for a run in which no page can be evicted (every page it can touch
+    fits in the L2 at once, :func:`cannot_evict`): the same hits and misses, write-backs 0 (they
+    happen only on evictions), with a page's state its present-line mask alone - the LRU order
+    and the dirty lines matter only to evictions, and the run's L2 is not read after it. Starts
+    from ``l2``'s present lines and leaves ``l2`` unchanged."""
+    present: dict[int, int] = {page: e[0] for page, e in l2.pages.items()}
+    get = present.get
+    lb = l2.line_bytes
+
+    def read(pages: Pages, allocate: bool) -> tuple[int, int, int]:
+        hit = miss = 0
+        first, pattern = pages
+        for rel, mask, nbytes, bits in pattern:
+            page = first + rel
+            e0 = get(page)
+            if e0 is None:
+                if allocate:
+                    present[page] = mask
+                miss += bits * lb
+            elif e0 & mask == mask:  # every line present
+                hit += nbytes
+            else:
+                n = (e0 & mask).bit_count()
+                hit += nbytes * n // bits
+                miss += (bits - n) * lb
+                if allocate:
+                    present[page] = e0 | mask
+        return hit, miss, 0
+
+    def write(pages: Pages) -> tuple[int, int, int]:
+        first, pattern = pages
+        for rel, mask, _nbytes, _bits in pattern:
+            page = first + rel
+            present[page] = get(page, 0) | mask
+        return 0, 0, 0
+
+    return read, write
+
+
+def cannot_evict(kernel: Kernel, mem: MemorySystem) -> bool:
+    """Whether every L2 page the kernel's GM tensors span fits in the L2 at once: a run's
+    accesses stay inside its tensors (the static region checks) and its L2 starts with pages of
+    those tensors only, so then no insertion ever finds the L2 full."""
+    pb = mem.l2.page_bytes
+    span = 0
+    for name, t in kernel.gm.items():
+        if t.nbytes > 0:
+            b = mem.base[name]
+            span += (b + t.nbytes - 1) // pb - b // pb + 1
+    return span <= mem.l2.capacity_pages
+
+
 def _replay(l2: L2Cache, streams: list[list[Access]]) -> None:
     """MemorySystem.replay_launch over lowered accesses: program order per core, round-robin."""
     access = l2_accessor(l2)
@@ -452,7 +505,8 @@ def _event_loop(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem, low: Lowe
     counters: dict[tuple[int, int, int], _Counter] = {}
     targets = _partners(kernel)
     limit = soc.sync.cross_core_counter_max
-    l2read, l2write = l2_read_write(mem.l2)
+    l2read, l2write = (l2_read_write_no_evict if cannot_evict(kernel, mem) else l2_read_write)(
+        mem.l2)
     hbm_reserve = mem.hbm.reserve
     l2_reserve = mem.l2_channel.reserve
     hit_lat, miss_lat = mem.hit_latency, mem.miss_latency
