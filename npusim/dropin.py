@@ -104,6 +104,8 @@ def _make_mode() -> Any:
     import torch
     from torch.overrides import TorchFunctionMode
 
+    from npusim.torch_npu.npu import _check_index as check_index
+
     tensor_to = torch.Tensor.to
     tensor_cpu = torch.Tensor.cpu
 
@@ -116,6 +118,7 @@ def _make_mode() -> Any:
             to_npu = to_cpu = False
             dev = kwargs.get("device")
             if dev is not None and _is_npu_device(dev):
+                check_index(dev)  # device="npu:7" as x.npu(7): one simulated NPU
                 kwargs["device"] = "cpu"
                 to_npu = True
             if func is tensor_to:
@@ -123,6 +126,7 @@ def _make_mode() -> Any:
                 for i, a in enumerate(args[1:], start=1):
                     if isinstance(a, str | torch.device):
                         if _is_npu_device(a):
+                            check_index(a)
                             args[i] = "cpu"
                             to_npu = True
                         elif str(a).startswith("cpu"):
