@@ -10,6 +10,7 @@ index's buckets), atomic adds, pipes that learn of each other's progress through
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -217,3 +218,175 @@ def test_slot_checker_local_spaces_same_verdicts(ops):
         assert raised[0] == raised[1]
         if raised[0]:
             return
+
+
+#: a few windows per example, so that accesses repeat them (supersede) and touch by one byte
+_pool_window = st.tuples(
+    st.sampled_from([0, 1, 2, 4094, 4095, 4096, 4097, 8190]),
+    st.integers(0, 3),
+    st.sampled_from([0, 1, 2, 3, 4094, 4096]),
+    st.sampled_from([0, 1, 4093, 1_100_000]),
+)
+_gm_access = st.tuples(st.just("access"), st.integers(0, 3), st.integers(0, 5), st.booleans(),
+                       st.booleans())
+_gm_op = st.one_of(
+    _gm_access, _gm_access, _gm_access, _gm_access,
+    st.tuples(st.just("flag"), st.integers(0, 3), st.integers(0, 3)),  # complete, then merge
+    st.just(("sync",)),  # every pipe completes and learns of every other: a barrier
+    st.tuples(st.just("merge"), st.integers(0, 3), st.integers(0, 3)),
+    st.tuples(st.just("complete"), st.integers(0, 3)),
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(st.tuples(_pool_window, st.integers(0, 1)), min_size=6, max_size=6),
+       st.lists(_gm_op, min_size=1, max_size=120), st.sampled_from([0, 2, 64]))
+def test_slot_checker_gm_same_verdicts(pool, ops, compact):
+    """SlotHazardTracker's GM index (dead entries instead of removals, no sorting) raises at the
+    access where the brute-force list scan raises, over accesses to a pool of six strided GM
+    windows of two tensors (repeated: writes and re-reads supersede; overlapping, touching,
+    empty, wider than the buckets), atomic adds, flags (a completion, then its payload merged),
+    barriers, bare merges and lagging completions, with four pipes on four cores; small ``compact``
+    rebuilds the index often."""
+    from types import SimpleNamespace
+
+    from npusim.engine.hazards_slots import SlotHazardTracker, _GmIndex
+
+    names = [f"core{i}/MTE2" for i in range(4)]
+    regions = [_region(*win, f"t{tensor}") for win, tensor in pool]
+    instrs: list[list[SimpleNamespace]] = [[] for _ in range(4)]
+    for op in ops:
+        if op[0] == "access":
+            _, pipe, w, write, atomic = op
+            region = regions[w]
+            instrs[pipe].append(SimpleNamespace(
+                pipe="MTE2", name=f"i{len(instrs[pipe])}", reads=() if write else (region,),
+                writes=(region,) if write else (), atomic="add" if atomic and write else ""))
+    kernel = SimpleNamespace(cores=[SimpleNamespace(kind="aiv", name=f"core{i}", instrs=instrs[i])
+                                    for i in range(4)])
+    old = _GmIndex.COMPACT
+    _GmIndex.COMPACT = compact
+    try:
+        got = SlotHazardTracker(names, kernel, [(i, "MTE2") for i in range(4)], {"t0", "t1"})
+        want = _ListTracker(names)
+        seq = [0] * 4
+        its = [iter(x) for x in instrs]
+        for op in ops:
+            if op[0] == "sync":
+                for t in (got, want):
+                    for q in range(4):
+                        t.completed(q, seq[q])
+                    pays = [t.payload(q) for q in range(4)]
+                    for q in range(4):
+                        for pay in pays:
+                            t.merge(q, pay)
+                continue
+            if op[0] == "flag":  # what a SetFlag / WaitFlag pair does
+                for t in (got, want):
+                    t.completed(op[1], seq[op[1]])
+                    t.merge(op[2], t.payload(op[1]))
+                continue
+            if op[0] == "merge":
+                for t in (got, want):
+                    t.merge(op[1], t.payload(op[2]))
+                continue
+            if op[0] == "complete":
+                for t in (got, want):
+                    t.completed(op[1], seq[op[1]])
+                continue
+            pipe = op[1]
+            ins = next(its[pipe])
+            region = (ins.writes or ins.reads)[0]
+            write = bool(ins.writes)
+            seq[pipe] += 1
+            raised = []
+            try:
+                got.check(pipe, pipe, seq[pipe], ins)
+                raised.append(False)
+            except RaceError:
+                raised.append(True)
+            try:
+                want.access(("GM", region.tensor), region, pipe, seq[pipe], ins.name, write,
+                            ins.atomic == "add")
+                raised.append(False)
+            except RaceError:
+                raised.append(True)
+            assert raised[0] == raised[1]
+            if raised[0]:
+                return
+    finally:
+        _GmIndex.COMPACT = old
+
+
+#: scripted GM sequences over pipes 0..3 (one per core): ("r" | "w" | "a", pipe, offset,
+#: bytes) reads / writes / atomic-adds a window of t0, ("f", src, dst) is a flag (src's latest
+#: access completes, dst learns of it); each pins one rule of the list scan
+_GM_SCRIPTS = {
+    "a read stays pending when another pipe re-reads the bytes":
+        [("r", 1, 0, 16), ("r", 0, 0, 16), ("f", 0, 2), ("w", 2, 0, 16)],
+    "a window ending one byte into the access overlaps it": [("w", 1, 0, 16), ("r", 2, 15, 2)],
+    "a write into the last byte of a pending read races": [("r", 1, 0, 16), ("w", 2, 15, 2)],
+    "touching windows do not": [("w", 1, 0, 16), ("r", 2, 16, 2), ("w", 3, 18, 4)],
+    "an atomic add stays pending when another pipe adds to the bytes":
+        [("a", 1, 0, 16), ("a", 0, 0, 16), ("f", 0, 2), ("r", 2, 0, 16)],
+    "a plain write supersedes the atomic adds it is ordered after":
+        [("a", 1, 0, 16), ("f", 1, 0), ("w", 0, 0, 16), ("f", 0, 2), ("r", 2, 0, 16)],
+    "atomic adds need no order among themselves": [("a", 1, 0, 16), ("a", 2, 8, 16)],
+    "a flag carries the setter's completion": [("w", 1, 0, 16), ("f", 1, 2), ("r", 2, 0, 16)],
+    "a read before its producer's flag races": [("w", 1, 0, 16), ("r", 2, 0, 16)],
+}
+
+
+@pytest.mark.parametrize("name", list(_GM_SCRIPTS))
+def test_slot_checker_gm_scripts(name):
+    """Each scripted sequence: SlotHazardTracker's verdict at every access is the list scan's."""
+    from types import SimpleNamespace
+
+    from npusim.engine.hazards_slots import SlotHazardTracker
+
+    script = _GM_SCRIPTS[name]
+    names = [f"core{i}/MTE2" for i in range(4)]
+    instrs: list[list[SimpleNamespace]] = [[] for _ in range(4)]
+    for op in script:
+        if op[0] != "f":
+            kind, pipe, off, nb = op
+            r = Region("GM", off, (nb,), "int8", "t0")
+            instrs[pipe].append(SimpleNamespace(
+                pipe="MTE2", name=f"{kind}{off}", reads=(r,) if kind == "r" else (),
+                writes=() if kind == "r" else (r,), atomic="add" if kind == "a" else ""))
+    kernel = SimpleNamespace(cores=[SimpleNamespace(kind="aiv", name=f"core{i}", instrs=instrs[i])
+                                    for i in range(4)])
+    got = SlotHazardTracker(names, kernel, [(i, "MTE2") for i in range(4)], {"t0"})
+    want = _ListTracker(names)
+    seq = [0] * 4
+    its = [iter(x) for x in instrs]
+    verdicts = []
+    for op in script:
+        if op[0] == "f":
+            for t in (got, want):
+                t.completed(op[1], seq[op[1]])
+                t.merge(op[2], t.payload(op[1]))
+            continue
+        pipe = op[1]
+        ins = next(its[pipe])
+        r = (ins.reads or ins.writes)[0]
+        seq[pipe] += 1
+        raised = []
+        try:
+            got.check(pipe, pipe, seq[pipe], ins)
+            raised.append(False)
+        except RaceError:
+            raised.append(True)
+        try:
+            want.access(("GM", "t0"), r, pipe, seq[pipe], ins.name, bool(ins.writes),
+                        ins.atomic == "add")
+            raised.append(False)
+        except RaceError:
+            raised.append(True)
+        assert raised[0] == raised[1], (name, op)
+        verdicts.append(raised[0])
+        if raised[0]:
+            break
+    # the scripts' own claims, so that the list scan itself is pinned too
+    races = name.startswith(("a read", "a window", "a write into", "an atomic"))
+    assert verdicts[-1] is races

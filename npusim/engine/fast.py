@@ -534,6 +534,7 @@ def _event_loop(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem, low: Lowe
 
         ctx, hz, objs = hooks.ctx, hooks.hz, hooks.objs
         flag_pay: list[Any] = [None] * nslots
+        done = hz.done if hz is not None else []  # the tracker's completions (its completed)
     while True:
         if nxt >= 0:
             key = heappushpop(heap, nxt)
@@ -572,7 +573,7 @@ def _event_loop(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem, low: Lowe
                         raise _Fallback from None  # the reference raises it
                     ctx.accumulate = False
                 if hz is not None:
-                    hz.completed(p, i)
+                    done[p] = i
             rp(p)
             rs(started[p])
             rend(now)
