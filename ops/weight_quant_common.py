@@ -200,6 +200,17 @@ def weight_tile_region(s: WqbmmShape, r0: int, rows: int, c0: int, cols: int) ->
     )
 
 
+def load_params(b: ProgramBuilder, s: WqbmmShape, row: int, c0: int, width: int,
+                scale_at: int, offset_at: int, dtype: str | None = None) -> None:
+    """The dequant parameters of one column range: columns ``c0..`` (``width``) of row ``row``
+    of the (rows, N) antiquant scale, and of the offset when the call has one, GM -> UB at byte
+    offsets ``scale_at`` / ``offset_at`` (2-byte parameters, ``dtype`` default the x dtype)."""
+    dt = dtype or s.x_dtype
+    for name, at in (("scale", scale_at), ("offset", offset_at))[:1 + s.has_offset]:
+        b.dma(Region("GM", (row * s.n + c0) * 2, (width,), dt, name),
+              Region("UB", at, (width,), dt), name=f"{name} GM->UB")
+
+
 ZERO_CHUNK = 16384  # fp32 elements zeroed per UB -> GM copy (64 KiB)
 
 

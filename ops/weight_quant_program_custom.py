@@ -29,6 +29,7 @@ from npusim.ops.weight_quant_common import (
     check_cube_cores,
     cube_tiling_of,
     kernel_meta,
+    load_params,
     nz_weight_storage,
     operand_tensors,
     replay_inputs,
@@ -155,17 +156,7 @@ def build_custom(
                     srow = t.strip_n * 4  # bytes per parameter row in UB
                     for g, _, _ in segs:
                         po = pb.offset + (g - g_lo) * srow
-                        b.dma(
-                            Region("GM", (g * s.n + n0) * 2, (width,), param_dtype, "scale"),
-                            Region("UB", po, (width,), param_dtype),
-                            name="scale GM->UB",
-                        )
-                        if s.has_offset:
-                            b.dma(
-                                Region("GM", (g * s.n + n0) * 2, (width,), param_dtype, "offset"),
-                                Region("UB", po + pgroups * srow, (width,), param_dtype),
-                                name="offset GM->UB",
-                            )
+                        load_params(b, s, g, n0, width, po, po + pgroups * srow, param_dtype)
                     q.compute(i)
                     _custom_dequant(b, s, tile, pitch, wreg, (fb, ob, pb, pf), pgroups, srow,
                                     (r0, g_lo))

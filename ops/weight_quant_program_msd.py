@@ -24,10 +24,12 @@ from npusim.engine.program import Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.matmul_program import Epilogue
+from npusim.ops.program_stages import add_bias
 from npusim.ops.weight_quant_common import (
     MsdFlags,
     WqbmmProgramTiling,
     WqbmmShape,
+    load_params,
     replay_inputs,
     stored_weight,
 )
@@ -230,8 +232,7 @@ def _recombine_strips(
         p_in = {nm: Region("UB", pin.offset + i * i_row, (cw,), xd) for i, nm in enumerate(names)}
         p32 = {nm: Region("UB", pf.offset + i * p_row, (cw,), "float32")
                for i, nm in enumerate([*names, "bias"])}
-        for nm in names:
-            b.dma(Region("GM", c0 * 2, (cw,), xd, nm), p_in[nm], name=f"{nm} GM->UB")
+        load_params(b, s, 0, c0, cw, pin.offset, pin.offset + i_row)
         if s.has_bias:
             b.dma(Region("GM", c0 * 4, (cw,), "float32", "bias"), p32["bias"],
                   name="bias GM->UB")
@@ -255,7 +256,7 @@ def _recombine_strips(
             b.vop(VecOp.MUL_ADD_DST, c1, (rsum, p32["offset"]), name="MulAddDst rsum*offset")
         b.vop(VecOp.MUL, c1, (c1, p32["scale"]), name="Mul scale")
         if s.has_bias:
-            b.vop(VecOp.ADD, c1, (c1, p32["bias"]), name="Add bias")
+            add_bias(b, c1, p32["bias"])
         store_output(b, s, c1, Region("UB", ob.offset, (m, cw), s.out_dtype), c0)
         b.sync("V", "MTE2", 1)  # the next strip's loads wait for this strip's vector work
 

@@ -26,6 +26,7 @@ from npusim.engine.program import Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.matmul_program import Epilogue
+from npusim.ops.program_stages import add_bias
 from npusim.ops.weight_quant_common import (
     ITEM,
     MsdFlags,
@@ -277,7 +278,7 @@ def _recombine_strips(
             bias = prm(pf.offset, 2 * pk, cw, "float32", p_row)
             b.dma(Region("GM", c0 * 4, (cw,), "float32", "bias"), bias, name="bias GM->UB")
             b.sync("MTE2", "V", 1)
-            b.vop(VecOp.ADD, acc_r, (acc_r, bias), name="Add bias")
+            add_bias(b, acc_r, bias)
         store_output(b, s, acc_r, Region("UB", ob.offset, (m, cw), s.out_dtype), c0)
         b.sync("V", "MTE2", 1)  # the next strip's loads wait for this strip's vector work
 

@@ -64,6 +64,7 @@ from npusim.ops.weight_quant_common import (
     block_cube_tiling,
     cube_cells,
     kernel_meta,
+    load_params,
     operand_tensors,
     replay_inputs,
     split_k_order,
@@ -231,17 +232,7 @@ def _dequant_strips(
                       transform="nz2nd" if s.weight_nz else "")
                 prm = u.p
                 for g, _, _ in group_segments(r0, r1, s.group_size):
-                    b.dma(
-                        Region("GM", (g * s.n + c0) * 2, (width,), xd, "scale"),
-                        Region("UB", prm.offset, (width,), xd),
-                        name="scale GM->UB",
-                    )
-                    if s.has_offset:
-                        b.dma(
-                            Region("GM", (g * s.n + c0) * 2, (width,), xd, "offset"),
-                            Region("UB", prm.offset + prm.shape[1] * 4, (width,), xd),
-                            name="offset GM->UB",
-                        )
+                    load_params(b, s, g, c0, width, prm.offset, prm.offset + prm.shape[1] * 4)
                 q.compute(i)
                 oreg = Region("UB", u.o.offset, (nr, width), xd)
                 _dequant_ops(b, s, u, wreg, oreg, width)

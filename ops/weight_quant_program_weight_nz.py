@@ -33,6 +33,7 @@ from npusim.ops.weight_quant_batchmatmul.tiling import Buffer, layout_bytes
 from npusim.ops.weight_quant_common import (
     WqbmmShape,
     kernel_meta,
+    load_params,
     operand_tensors,
     replay_inputs,
     weight_tile_region,
@@ -227,12 +228,7 @@ def _weight_nz_core(
             c_reg = Region("L0C", acc.offset, (rm, wn), "float32")
             if not s.group_size:
                 p = prm_p.acquire()
-                b.dma(Region("GM", n0 * 2, (wn,), "float16", "scale"),
-                      Region("UB", prm.offset, (wn,), "float16"), name="scale GM->UB")
-                if s.has_offset:
-                    b.dma(Region("GM", n0 * 2, (wn,), "float16", "offset"),
-                          Region("UB", prm.offset + nl * 2, (wn,), "float16"),
-                          name="offset GM->UB")
+                load_params(b, s, 0, n0, wn, prm.offset, prm.offset + nl * 2, "float16")
                 prm_p.ready(p)
                 _brcb(b, brc, Region("UB", prm.offset, (2, wn), "float16", None, nl * 2))
             if s.has_bias:  # fp16 bias -> fp32 on V, broadcast into L0C before the first Mmad
@@ -258,12 +254,7 @@ def _weight_nz_core(
                 per_group = group_segments(k0, k1, s.group_size) if s.group_size else []
                 for gi, (g, _, _) in enumerate(per_group):
                     po = prm_g[i].offset + gi * nl * 2
-                    b.dma(Region("GM", (g * s.n + n0) * 2, (wn,), "float16", "scale"),
-                          Region("UB", po, (wn,), "float16"), name="scale GM->UB")
-                    if s.has_offset:
-                        b.dma(Region("GM", (g * s.n + n0) * 2, (wn,), "float16", "offset"),
-                              Region("UB", po + gpt * nl * 2, (wn,), "float16"),
-                              name="offset GM->UB")
+                    load_params(b, s, g, n0, wn, po, po + gpt * nl * 2, "float16")
                 w_in.ready(i)
                 o = w_out.acquire()
                 hreg = Region("UB", h_ub[o].offset, (wk, wn), "float16")
