@@ -276,3 +276,31 @@ def test_float32_round_half_away_equals_the_table():
     for bad in (np.nan, np.inf, -np.inf):
         _cast_both(np.array([1.5, bad, -2.5, 0.49999997], np.float32), "float32", "round",
                    True, "round_half_away")
+
+
+@st.composite
+def fixpipe_ins(draw):
+    from npusim.isa.instructions import FixPipe
+
+    dt = draw(st.sampled_from(["int32", "float32"]))
+    rows, cols = draw(st.sampled_from([(16, 16), (3, 32), (1, 64)]))
+    src = _region(draw, dt, (rows, cols), "L0C")
+    out_dt = draw(st.sampled_from([dt, dt, "float16"]))
+    item = itemsize(out_dt)
+    stride = draw(st.sampled_from([None, cols * item, cols * item + 32]))
+    span = (rows - 1) * (stride or cols * item) + cols * item
+    off = draw(st.integers(0, (UB - span) // 32)) * 32
+    dst = Region("L1", off, (rows, cols), out_dt, None, stride)
+    mode = "NONE" if out_dt == dt else "F322F16"
+    return FixPipe(pipe="FIX", name="f", reads=(src,), writes=(dst,), elements=rows * cols,
+                   out_dtype=out_dt, mode=draw(st.sampled_from([mode, mode, "F322F16"])))
+
+
+@settings(max_examples=200, deadline=None)
+@given(fixpipe_ins(), st.integers(0, 2**31))
+def test_fixpipe_fast_path_equals_the_table(ins, seed):
+    """The plain FixPipe (NONE, same dtype: a copy, into contiguous or row-strided L1 windows)
+    gives the table's bytes; other modes run the table."""
+    if ins.mode == "NONE":
+        assert runner(ins).__name__ == "copy"
+    _same(ins, seed, "bits")

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from npusim.isa.instructions import Cast, DataCopy, Instruction, Mmad, Vector
-from npusim.isa.opcodes import Transform, VecOp
+from npusim.isa.instructions import Cast, DataCopy, FixPipe, Instruction, Mmad, Vector
+from npusim.isa.opcodes import FixpipeMode, Transform, VecOp
 from npusim.isa.operands import Region
 from npusim.isa.semantics import SEMANTICS
 from npusim.isa.semantics import _nothing as _table_nothing
@@ -339,13 +339,30 @@ def _mmad(ins: Mmad) -> Runner | None:
     acc = ins.accumulate
 
     def mmad(ctx: Any) -> None:
-        prod = (fa(ctx.view(ra)) @ fb(ctx.view(rb))).astype(np.int64)
+        # the exact product fits int32; int32 addition wraps as the table's int64 sum cast
+        # back to int32 does (both are the sum modulo 2^32)
+        prod = (fa(ctx.view(ra)) @ fb(ctx.view(rb))).astype(np.int32)
         c = ctx.view(rc)
         if acc:
-            prod += c
-        c[...] = prod.astype(np.int32)
+            np.add(c, prod, out=c)
+        else:
+            c[...] = prod
 
     return mmad
+
+
+def _fixpipe(ins: FixPipe) -> Runner | None:
+    """The plain FixPipe (mode NONE, no atomic add, same dtype and shape): a copy."""
+    src, dst = ins.reads[0], ins.writes[0]
+    if ins.mode != FixpipeMode.NONE.value or ins.atomic or len(ins.reads) != 1:
+        return None
+    if src.dtype != dst.dtype or src.dtype == "int4" or src.shape != dst.shape:
+        return None
+
+    def copy(ctx: Any) -> None:
+        ctx.view(dst)[...] = ctx.view(src)
+
+    return copy
 
 
 #: byte -> its two int4 nibbles (low first, sign-extended) as float32
@@ -368,6 +385,7 @@ def _as_f32(r: Region) -> Callable[[np.ndarray], np.ndarray]:
 
 
 _BUILDERS: dict[type, Callable[[Any], Runner | None]] = {
+    FixPipe: _fixpipe,
     Mmad: _mmad,
     Vector: _vector,
     Cast: _cast,
