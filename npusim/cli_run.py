@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -208,6 +208,8 @@ def parse_tiling_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise SystemExit(f"--tiling {item!r}: expected FIELD=VALUE")
         key, value = item.split("=", 1)
+        if not value.strip():
+            raise SystemExit(f"--tiling {item!r}: no value after '=' (expected FIELD=VALUE)")
         out[key.strip()] = yaml.safe_load(value)
     return out
 
@@ -319,21 +321,39 @@ def run_command(args: argparse.Namespace) -> int:
     check = operator.check_output if args.functional else None
     if check is not None:
         print(check(res, op_args))
-    if args.trace:
+    for flag, write in _output_writers(op, res, op_args, args):
+        try:
+            write()
+        except OSError as exc:  # a full disk's message names no file: say which flag's it is
+            raise SystemExit(f"npusim run {op}: --{flag} {getattr(args, flag)}: "
+                             f"{exc.strerror or exc}") from None
+    print(verdict)
+    return 0
+
+
+def _output_writers(op: str, res: SimResult, op_args: dict[str, Any], args: argparse.Namespace
+                    ) -> list[tuple[str, Callable[[], None]]]:
+    """(flag, write) for each file the run's flags ask for; write prints the path it wrote."""
+
+    def trace() -> None:
         print(f"trace: {res.write_trace(args.trace)}")
-    if args.csv:
+
+    def csv() -> None:
         print(f"csv:   {res.write_csv(args.csv)}")
-    if args.profile:
+
+    def profile() -> None:
         from npusim.profile import write_profile
 
         written = write_profile(args.profile, op, res, op_args)
         print(f"profile: {written['opprof']} and {written['prof']} (msprof's folder layout)")
-    if args.gantt:
+
+    def gantt() -> None:
         from npusim.report.plots import gantt_png
 
         print(f"gantt: {gantt_png(res.run, args.gantt, title=f'{op}: {res.kernel_name}')}")
-    print(verdict)
-    return 0
+
+    writers = {"trace": trace, "csv": csv, "profile": profile, "gantt": gantt}
+    return [(flag, w) for flag, w in writers.items() if getattr(args, flag, None)]
 
 
 def _compare_inner_precise(op: str, soc: SocDescriptor, tiling: object,

@@ -93,3 +93,6 @@ class Operator:
     #: ``compare_modes(desc, case, modes) -> dict``: outputs of two inner_precise modes on the
     #: same seeded inputs, for the report (None: the operator has no such modes)
     compare_modes: Callable[..., dict[str, Any]] | None = None
+    #: ``plan`` reads a dict tiling itself (matmul's Ascend C names, ``tiling_from_dict``);
+    #: for the others ``simulate`` applies a dict's fields to ``default_tiling``
+    tiling_dicts: bool = False

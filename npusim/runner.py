@@ -6,7 +6,7 @@ Each operator module exports an :class:`npusim.operator.Operator` whose ``plan(s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,24 @@ def resolve_soc(soc: str | Path | SocDescriptor | None = None, overrides: Sequen
     return load_soc(str(soc or DEFAULT_SOC), overrides=overrides, patch=patch)
 
 
+def tiling_from_fields(op: str, desc: SocDescriptor, fields: Mapping[str, Any],
+                       op_args: dict[str, Any]) -> Any:
+    """``simulate(..., tiling={"base_m": 128, "cube.base_k": 64})``: the operator's default
+    tiling for this call with those fields replaced (what ``npusim run --tiling`` does); an
+    unknown field is a ValueError naming it and the fields there are. The plan validates the
+    result like any other tiling."""
+    from npusim.operators import get_operator
+    from npusim.tiling_overrides import apply_overrides
+
+    if any(not isinstance(k, str) for k in fields):
+        raise TypeError(f"{op}: tiling: field names must be strings, got {list(fields)!r}")
+    default = get_operator(op).default_tiling(desc, **op_args)
+    try:
+        return apply_overrides(default, dict(fields))
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{op}: tiling={dict(fields)!r}: {exc}") from None
+
+
 def simulate(op: str, soc: str | Path | SocDescriptor | None = None, tiling: Any = None, *,
              overrides: Sequence[str] = (), patch: Any = None, check_races: bool | None = None,
              l2_start: str | None = None, max_instructions: int | None = None,
@@ -118,7 +136,10 @@ def simulate(op: str, soc: str | Path | SocDescriptor | None = None, tiling: Any
     """Run ``op`` as a tiled program on ``soc`` (name, file or descriptor; default Ascend910B2).
 
     Inputs may be arrays (functional run: outputs are the NPU's bits) or :class:`TensorSpec`
-    (timing-only run: outputs are None). ``l2_start``: "cold" (default: a layer inside a model)
+    (timing-only run: outputs are None). ``tiling``: None (the operator's default), the
+    operator's tiling object, or a mapping of some of its fields (``{"base_m": 128}``, nested
+    ``"cube.base_k"``) applied to the default tiling of this call, as ``npusim run --tiling``.
+    ``l2_start``: "cold" (default: a layer inside a model)
     or "repeat" (the steady state of a benchmark loop of this kernel); see
     :data:`npusim.engine.sim.L2_START_MODES`. ``check_races``: check that every read follows its
     producer's flag (a program bug raises :class:`npusim.engine.errors.RaceError`); None (default)
@@ -132,6 +153,10 @@ def simulate(op: str, soc: str | Path | SocDescriptor | None = None, tiling: Any
 
     limit = size_guard.instruction_limit(max_instructions)
     desc = resolve_soc(soc, overrides, patch)
+    if isinstance(tiling, Mapping) and not tiling:
+        raise ValueError(f"{op}: tiling={{}}: no fields given (None is the default tiling)")
+    if isinstance(tiling, Mapping) and not get_operator(op).tiling_dicts:
+        tiling = tiling_from_fields(op, desc, tiling, op_args)
     size_guard.check_before_plan(op, desc, op_args, limit, tiling=tiling)
     with size_guard.build_budget(op, limit):
         plan: Plan = get_operator(op).plan(desc, tiling=tiling, **op_args)

@@ -249,7 +249,8 @@ def _cube_program_bound(op: str, desc: SocDescriptor, op_args: Mapping[str, Any]
         if isinstance(t, dict):
             from npusim.ops.matmul_tiling import tiling_from_dict
 
-            t = tiling_from_dict(t)
+            t = tiling_from_dict(
+                t, lambda: get_operator(op).default_tiling(desc, **op_args))
         bm, bn, bk = int(t.base_m), int(t.base_n), int(t.base_k)
     except Exception:  # the planner reports bad arguments itself, with its own message
         return None

@@ -58,4 +58,5 @@ OPERATOR = Operator(
     cann_op_type="MatMulV2",
     check_output=check_output,
     sweep=matmul_sweep,
+    tiling_dicts=True,
 )

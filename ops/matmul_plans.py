@@ -83,11 +83,14 @@ def _tiling(tiling: Any, m: int, k: int, n: int, in_dtype: str, out_dtype: str, 
         validate_matmul_tiling,
     )
 
-    if tiling is None:
+    def default() -> MatmulTiling:
         return default_matmul_tiling(m, k, n, in_dtype, out_dtype, soc, trans_b,
                                      with_bias=with_bias, split_k=split_k,
                                      quant_vector=quant_vector, n_unit=n_unit)
-    t: MatmulTiling = tiling_from_dict(tiling) if isinstance(tiling, dict) else tiling
+
+    if tiling is None:
+        return default()
+    t: MatmulTiling = tiling_from_dict(tiling, default) if isinstance(tiling, dict) else tiling
     validate_matmul_tiling(t, m, k, n, in_dtype, out_dtype, soc, with_bias=with_bias,
                            quant_vector=quant_vector)
     if hasattr(t, "for_dtypes"):

@@ -21,8 +21,9 @@ fractal 16 x 16).
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -775,8 +776,12 @@ def enumerate_matmul_tilings(
                                 yield t
 
 
-def tiling_from_dict(d: dict[str, Any]) -> MatmulTiling:
-    """A tiling from snake_case fields or Ascend C names (``baseM``...; depthA1 in base blocks)."""
+def tiling_from_dict(d: dict[str, Any],
+                     base: Callable[[], MatmulTiling] | None = None) -> MatmulTiling:
+    """A tiling from snake_case fields or Ascend C names (``baseM``...; depthA1 in base blocks).
+    A dict that gives every required field is a whole tiling (the rest take their defaults);
+    one that does not takes the others from ``base()`` (the call's default tiling), as
+    ``npusim run --tiling`` does; without ``base`` a missing field is a ValueError naming it."""
     if not isinstance(d, dict):
         raise TypeError(f"tiling: expected a dict, got {type(d).__name__}")
     names = {f: f for f in MatmulTiling.__dataclass_fields__}
@@ -796,7 +801,10 @@ def tiling_from_dict(d: dict[str, Any]) -> MatmulTiling:
                      "usedCoreNum"):
             continue
         else:
-            raise ValueError(f"tiling: unknown field {key!r}")
+            raise ValueError(f"tiling: unknown field {key!r}; fields are "
+                             f"{', '.join(sorted(names))} or the Ascend C names "
+                             f"{', '.join(camel)}, depthA1, depthB1, dbL0A, dbL0B, dbL0C, "
+                             "iterateOrder")
     for key, (steps, field) in {"depthA1": (("step_m", "step_ka"), "depth_a1"),
                                 "depthB1": (("step_n", "step_kb"), "depth_b1")}.items():
         if key in d and field not in out:
@@ -810,6 +818,13 @@ def tiling_from_dict(d: dict[str, Any]) -> MatmulTiling:
             out[field] = int(d[key]) == 2
     if "iterateOrder" in d and "block_order" not in out:
         out["block_order"] = "row_major" if int(d["iterateOrder"]) == 1 else "col_major"
+    required = [f.name for f in dataclasses.fields(MatmulTiling)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [f for f in required if f not in out]
+    if missing:
+        if base is None:
+            raise ValueError(f"tiling: missing field(s) {', '.join(missing)}")
+        return dataclasses.replace(base(), **out)
     try:
         return MatmulTiling(**out)
     except TypeError as e:

@@ -132,4 +132,5 @@ OPERATOR = Operator(
     check_output=check_output,
     sweep=matmul_sweep,
     peak_dtype=lambda case: "int8",
+    tiling_dicts=True,
 )

@@ -1,5 +1,6 @@
 """A tiling the user passes is never silently replaced or half-used: for every operator, an
-object of the wrong type (a dict, an int, an empty dict) is refused with a TypeError or
+object of the wrong type (an int, an object), a dict naming no field of the operator's tiling
+or an empty dict is refused with a TypeError or
 ValueError naming what is expected, before any program is built; a field of the wrong type in a
 vector kernel's tiling dataclass is refused naming the field (it used to end in AttributeError
 or a comparison TypeError, or an empty dict ran the default tiling)."""
