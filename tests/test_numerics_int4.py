@@ -74,3 +74,24 @@ def test_bad_shapes_and_dtypes():
         unpack_int4(np.zeros(2, np.int64))
     with pytest.raises(ValueError, match="packed: a 0-d array"):
         unpack_int4(np.int32(5))
+
+
+def test_unpack_bytes_on_every_byte_pair_and_odd_rows():
+    """unpack_int4_bytes (two bytes per look-up on rows of even length, one otherwise) gives
+    each byte's low nibble, then its high nibble, sign-extended: every pair of byte values,
+    rows of odd length, an empty row, a 0-d byte and a strided (non-contiguous) view."""
+    from npusim.numerics.int4 import unpack_int4_bytes
+
+    every = np.arange(1 << 16, dtype="<u2").view(np.uint8).reshape(-1, 2)  # (65536, 2)
+
+    def want(b):
+        b = np.asarray(b, np.int16)
+        lo, hi = ((b & 0xF) ^ 8) - 8, ((b >> 4) ^ 8) - 8
+        return np.stack([lo, hi], axis=-1).reshape(*b.shape[:-1], 2 * b.shape[-1]).astype(np.int8)
+
+    for b in (every, every.reshape(-1, 8), every[:, :1], every.reshape(-1)[:9999],
+              every.reshape(-1, 4)[:, ::2], every[:0]):
+        got = unpack_int4_bytes(np.asarray(b))
+        assert got.dtype == np.int8
+        np.testing.assert_array_equal(got, want(b))
+    np.testing.assert_array_equal(unpack_int4_bytes(np.uint8(0x9F)), np.int8([-1, -7]))

@@ -13,6 +13,10 @@ import numpy as np
 #: one little-endian 2-byte word (one gather per byte)
 _NIBBLES = np.array([[((b & 0xF) ^ 8) - 8, ((b >> 4) ^ 8) - 8] for b in range(256)],
                     np.int8).view("<i2").reshape(256)
+#: two bytes (a little-endian 16-bit index: first byte low) -> their four nibbles as int8
+#: values, the four stored as one little-endian 4-byte word: one gather per two bytes
+_NIBBLES2 = np.stack([_NIBBLES[np.arange(1 << 16) & 0xFF], _NIBBLES[np.arange(1 << 16) >> 8]],
+                     axis=-1).view("<u4").reshape(1 << 16)
 #: the little-endian 32-bit word of four bytes
 _WORD = np.dtype("<u4")
 
@@ -57,5 +61,9 @@ def unpack_int4_bytes(b: np.ndarray) -> np.ndarray:
         raise TypeError(f"b: dtype {b.dtype} is not uint8")
     if b.ndim == 0:
         b = b.reshape(1)
-    pairs = np.take(_NIBBLES, np.ascontiguousarray(b))
+    b = np.ascontiguousarray(b)
+    if b.shape[-1] % 2 == 0 and b.size:  # two bytes per gather (rows of an even length)
+        quads = np.take(_NIBBLES2, b.view("<u2"))
+        return quads.view(np.int8).reshape(*b.shape[:-1], 2 * b.shape[-1])
+    pairs = np.take(_NIBBLES, b)
     return pairs.view(np.int8).reshape(*b.shape[:-1], 2 * b.shape[-1])
