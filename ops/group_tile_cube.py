@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from npusim.engine.program import ProgramBuilder
 from npusim.isa.operands import ITEMSIZE, Region
 from npusim.ops.program_stages import PingPong
+
+if TYPE_CHECKING:
+    from npusim.ops.weight_quant_batchmatmul.tiling import CubeBlock
 
 
 class GroupTileCube:
@@ -28,6 +32,35 @@ class GroupTileCube:
         self.b1q = PingPong(b, "MTE2", "MTE1", b1_ids)
         self.l0q = PingPong(b, "MTE1", "M", tuple(range(len(l0a))))
         self.l0cq = PingPong(b, "M", "FIX", tuple(range(len(l0c))))
+
+    @classmethod
+    def allocate(
+        cls, b: ProgramBuilder, cb: CubeBlock, a_shape: tuple[int, int], a_name: str,
+        tile_shape: tuple[int, int], tile_dtype: str, dtype: str, acc_dtype: str,
+        l0_buffers: int,
+    ) -> tuple[GroupTileCube, Region, list[Region]]:
+        """The stage with its buffers, allocated in this order: in L1 the resident A operand
+        (``a_shape``, named ``a_name``) and the two B tiles (``B1_i``); ``l0_buffers`` L0A and
+        L0B blocks of the cube block ``cb`` (``A0_i`` / ``B0_i``, or ``A0`` / ``B0`` for one);
+        one L0C accumulator, two when ``cb.db_l0c > 1`` (``C0_i``). Returns the stage, the A
+        buffer and the tile buffers."""
+        a1 = b.alloc("L1", a_shape, dtype, a_name)
+        b1 = [b.alloc("L1", tile_shape, tile_dtype, f"B1_{i}") for i in range(2)]
+
+        def names(p: str) -> list[str]:
+            return [f"{p}_{i}" for i in range(l0_buffers)] if l0_buffers > 1 else [p]
+
+        l0a = [b.alloc("L0A", (cb.base_m, cb.base_k), dtype, n) for n in names("A0")]
+        l0b = [b.alloc("L0B", (cb.base_k, cb.base_n), dtype, n) for n in names("B0")]
+        l0c = [b.alloc("L0C", (cb.base_m, cb.base_n), acc_dtype, f"C0_{i}")
+               for i in range(2 if cb.db_l0c > 1 else 1)]
+        return cls(b, l0a, l0b, l0c), a1, b1
+
+    def load_resident(self, src: Region, a1: Region, name: str) -> None:
+        """The A operand GM -> L1 (ND2NZ) into ``a1`` once, handed to MTE1 (MTE2 -> MTE1 0)."""
+        self.b.dma(src, Region("L1", a1.offset, src.shape, src.dtype), name=name,
+                   transform="nd2nz")
+        self.b.sync("MTE2", "MTE1", 0)
 
     def load_tile(self, copy: Callable[[int], object]) -> int:
         """The next L1 B-tile buffer: wait until MTE1 released it, ``copy(index)`` (the caller's

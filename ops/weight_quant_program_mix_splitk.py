@@ -223,17 +223,10 @@ def _cube(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int, n_align: int,
         k_lo = groups.start * g
         kw = min(kt.vec_single_k, s.k - k_lo)
         csn = kt.cube_single_core_n
-        a1 = b.alloc("L1", (s.m, kw), "bfloat16", "A1_x")
-        b1 = [b.alloc("L1", (g, csn), "bfloat16", f"B1_{i}") for i in range(2)]
-        l0a = b.alloc("L0A", (cb.base_m, cb.base_k), "bfloat16", "A0")
-        l0b = b.alloc("L0B", (cb.base_k, cb.base_n), "bfloat16", "B0")
-        nc = 2 if cb.db_l0c > 1 else 1
-        l0c = [b.alloc("L0C", (cb.base_m, cb.base_n), "float32", f"C0_{i}") for i in range(nc)]
-        b.dma(Region("GM", k_lo * 2, (s.m, kw), "bfloat16", "x", s.k * 2),
-              Region("L1", a1.offset, (s.m, kw), "bfloat16"), name="x GM->L1 nd2nz",
-              transform="nd2nz")
-        b.sync("MTE2", "MTE1", 0)
-        cube = GroupTileCube(b, [l0a], [l0b], l0c)
+        cube, a1, b1 = GroupTileCube.allocate(b, cb, (s.m, kw), "A1_x", (g, csn), "bfloat16",
+                                              "bfloat16", "float32", 1)
+        cube.load_resident(Region("GM", k_lo * 2, (s.m, kw), "bfloat16", "x", s.k * 2), a1,
+                           "x GM->L1 nd2nz")
         fun = bool(cube_model)
         for t, gi, c0, width in tasks:
             fl.ring.take(b, "MTE2")

@@ -235,27 +235,20 @@ def _cube_cell(
     csn, cw, kw = kt.cube_single_core_n, n1 - n0, k1 - k0
     c_isz = ITEM[c_dtype]
     groups = range(k0 // g, math.ceil(k1 / g))
-    a1 = b.alloc("L1", (cb.base_m, kw), dig_dtype, "A1_digits")
-    b1 = [b.alloc("L1", (g, csn), s.w_dtype, f"B1_{i}") for i in range(2)]
-    l0a = [b.alloc("L0A", (cb.base_m, cb.base_k), dig_dtype, f"A0_{i}") for i in range(2)]
-    l0b = [b.alloc("L0B", (cb.base_k, cb.base_n), dig_dtype, f"B0_{i}") for i in range(2)]
-    nc = 2 if cb.db_l0c > 1 else 1
-    l0c = [b.alloc("L0C", (cb.base_m, cb.base_n), "int32", f"C0_{i}") for i in range(nc)]
+    cube, a1, b1 = GroupTileCube.allocate(b, cb, (cb.base_m, kw), "A1_digits", (g, csn),
+                                          s.w_dtype, dig_dtype, "int32", 2)
     for gi in list(groups)[:3]:  # the kernel's L2 warm-up: three weight tiles into one buffer
         src = weight_tile_region(s, gi * g, min(g, s.k - gi * g), n0, cw)
         b.dma(src, Region("L1", b1[0].offset, src.shape, s.w_dtype),
               name="weight preload GM->L1 (L2 warm-up)", transform="" if s.weight_nz else "nd2nz")
     fl.msd.digits.wait(b, "MTE2")
-    b.dma(Region("GM", math.ceil(k0 * ITEM[dig_dtype]), (rows, kw), dig_dtype, "digits",
-                 math.ceil(s.k * ITEM[dig_dtype])),
-          Region("L1", a1.offset, (rows, kw), dig_dtype), name="A digits GM->L1 nd2nz",
-          transform="nd2nz")
-    b.sync("MTE2", "MTE1", 0)
+    cube.load_resident(Region("GM", math.ceil(k0 * ITEM[dig_dtype]), (rows, kw), dig_dtype,
+                              "digits", math.ceil(s.k * ITEM[dig_dtype])), a1,
+                       "A digits GM->L1 nd2nz")
     mode = "DEQF16" if c_dtype == "float16" else "NONE"
     # an NZ weight's fractals are copied as stored; the local tile holds them in logical order
     # (the declared local-tile model: DataCopy nz2nd from a GM FRACTAL_NZ window)
     b_transform = "nz2nd" if s.weight_nz else "dn2nz" if s.trans_w else "nd2nz"
-    cube = GroupTileCube(b, l0a, l0b, l0c)
     for task, gi in enumerate(groups):
         kg = min(g, s.k - gi * g)
         src = weight_tile_region(s, gi * g, kg, n0, cw)
