@@ -100,6 +100,10 @@ def plan(soc: SocDescriptor, tiling: Any = None, **op_args: Any) -> Any:
     validate(soc, **op_args)
     grouped = _grouped(op_args)
     if grouped is not None:
+        if isinstance(tiling, dict):  # fields of the A8W4 / A4W4 tiling, onto its default
+            from npusim.runner import tiling_from_fields
+
+            tiling = tiling_from_fields("quant_matmul", soc, tiling, op_args)
         return grouped[1](soc, tiling, **op_args)
     return plan_quant_matmul(soc, tiling, **op_args)
 

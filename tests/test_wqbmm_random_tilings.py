@@ -233,4 +233,7 @@ def test_weight_nz_310p_illegal_tiling_is_refused_naming_the_rule(change, rule):
     with pytest.raises(ValueError, match=rule.replace("(", r"\(")):
         npusim.simulate("weight_quant_batchmatmul", WEIGHT_NZ_SOC, tiling=kt, **kw)
     with pytest.raises(TypeError, match="needs a WeightNzProgramTiling"):
-        npusim.simulate("weight_quant_batchmatmul", WEIGHT_NZ_SOC, tiling={"m_l1": 32}, **kw)
+        npusim.simulate("weight_quant_batchmatmul", WEIGHT_NZ_SOC, tiling=(1, 1, 32), **kw)
+    with pytest.raises(ValueError, match=rule.replace("(", r"\(")):  # the same fields as a dict
+        npusim.simulate("weight_quant_batchmatmul", WEIGHT_NZ_SOC, tiling={
+            f.name: getattr(kt, f.name) for f in dataclasses.fields(kt)}, **kw)
