@@ -79,32 +79,42 @@ def validate(soc: SocDescriptor, **op_args: Any) -> None:
     if grouped is not None:
         grouped[0](**op_args, soc=soc)
         return
-    _refuse_pp_matmul(checked_quant_matmul(soc, **op_args), soc)
+    _check_pp_matmul(checked_quant_matmul(soc, **op_args), op_args)
 
 
-def _refuse_pp_matmul(p: Any, soc: SocDescriptor) -> None:
-    """The 310P pp_matmul kernel's structure (x1 TransData to NZ, NZ output blocks, TransData
-    of y back to ND, its own L1 / L0 pipeline) is not tiled: the coupled program here is the
-    BmmDequant one, whose cycles would be another kernel's."""
-    from npusim.ops.quant_matmul import PP_MATMUL_MIN_M, takes_pp_matmul
+def _check_pp_matmul(p: Any, op_args: dict[str, Any]) -> bool:
+    """True when the call takes the 310P pp_matmul kernel (M >= 1024 with a bias, x2 transposed
+    after aclnn's transpose; :mod:`npusim.ops.quant_matmul_pp_program`); the values that kernel
+    does not define (a batch, a per-tensor scale, a non-float16 output) raise
+    NotImplementedError (:func:`~npusim.ops.quant_matmul.check_pp_matmul`)."""
+    from npusim.ops.quant_matmul import check_pp_matmul, takes_pp_matmul
 
-    if takes_pp_matmul(p):
-        raise NotImplementedError(
-            f"quant_matmul program on {getattr(soc, 'name', soc)}: M = {p.m} >= "
-            f"{PP_MATMUL_MIN_M} with a bias (x2 transposed after aclnn's transpose) runs the "
-            "pp_matmul kernel (ops-nn arch20/pp_matmul_kernel.h: x1 and y through TransData, NZ "
-            "blocks), whose structure is not tiled; only the BmmDequant structure is")
+    if not takes_pp_matmul(p):
+        return False
+    check_pp_matmul(p, int(np.prod(getattr(op_args["scale"], "shape", (1,)), dtype=np.int64)))
+    return True
 
 
 def plan(soc: SocDescriptor, tiling: Any = None, **op_args: Any) -> Any:
-    validate(soc, **op_args)
     grouped = _grouped(op_args)
     if grouped is not None:
+        grouped[0](**op_args, soc=soc)
         if isinstance(tiling, dict):  # fields of the A8W4 / A4W4 tiling, onto its default
             from npusim.runner import tiling_from_fields
 
             tiling = tiling_from_fields("quant_matmul", soc, tiling, op_args)
         return grouped[1](soc, tiling, **op_args)
+    p = checked_quant_matmul(soc, **op_args)
+    if _check_pp_matmul(p, op_args):
+        from npusim.ops.quant_matmul_pp_program import plan_pp_matmul
+
+        if isinstance(tiling, dict):  # fields of the PpMatmulTiling, onto its default
+            from npusim.runner import tiling_from_fields
+
+            tiling = tiling_from_fields("quant_matmul", soc, tiling, op_args)
+        return plan_pp_matmul(soc, tiling, p, x1=op_args["x1"], x2=op_args["x2"],
+                              scale=op_args["scale"], offset=op_args.get("offset"),
+                              bias=op_args.get("bias"))
     return plan_quant_matmul(soc, tiling, **op_args)
 
 
@@ -113,6 +123,11 @@ def default_tiling(soc: SocDescriptor, **op_args: Any) -> Any:
     if grouped is not None:
         p = grouped[0](**op_args, soc=soc)
         return grouped[2](soc, p.m, p.n)
+    p = checked_quant_matmul(soc, **op_args)
+    if _check_pp_matmul(p, op_args):
+        from npusim.ops.quant_matmul_pp_program import default_pp_tiling
+
+        return default_pp_tiling(soc, p.m, p.k, p.n)
     return default_tiling_quant_matmul(soc, **op_args)
 
 

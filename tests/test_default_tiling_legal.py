@@ -9,6 +9,7 @@ operator are built and run by tests/test_legal_combinations.py."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -81,7 +82,14 @@ def test_quant_matmul_default_tiling_is_legal_in_every_class(data, soc, m, k, n,
     quant-vector staging."""
     from npusim.ops.matmul_plans import _fixpipe_quant_vector
     from npusim.ops.matmul_tiling import validate_matmul_tiling
-    from npusim.ops.quant_matmul import _TABLE_310P, _TABLE_A2A3, validate_quant_matmul
+    from npusim.ops.quant_matmul import (
+        _TABLE_310P,
+        _TABLE_A2A3,
+        check_pp_matmul,
+        takes_pp_matmul,
+        validate_quant_matmul,
+    )
+    from npusim.ops.quant_matmul_pp_program import validate_pp_tiling
 
     inp, scales, offset_ok, biases, pertoken, out = data.draw(st.sampled_from(
         _TABLE_310P if soc == P310 else _TABLE_A2A3))
@@ -104,10 +112,20 @@ def test_quant_matmul_default_tiling_is_legal_in_every_class(data, soc, m, k, n,
             "bias": spec((n,), bias) if bias else None,
             "offset": spec((qn,), "float32") if offset_ok and data.draw(st.booleans()) else None,
             "pertoken_scale": spec((m,), "float32") if pt else None}
-    desc, t = _default("quant_matmul", soc, args)
+    desc = resolve_soc(soc)
     p = validate_quant_matmul(x1, x2, args["scale"], offset=args["offset"],
                               pertoken_scale=args["pertoken_scale"], bias=args["bias"],
                               output_dtype=out, soc=desc)
+    if takes_pp_matmul(p):  # the 310P pp_matmul kernel: its own tiling, or a listed refusal
+        try:
+            check_pp_matmul(p, qn)
+        except NotImplementedError:
+            with pytest.raises(NotImplementedError, match="pp_matmul"):
+                _default("quant_matmul", soc, args)
+            return
+        validate_pp_tiling(_default("quant_matmul", soc, args)[1], desc, p.m, p.k, p.n)
+        return
+    desc, t = _default("quant_matmul", soc, args)
     validate_matmul_tiling(t, p.m, p.k, p.n, p.in_dtype, p.out_dtype, desc,
                            with_bias=p.bias_dtype == "int32", quant_vector=_fixpipe_quant_vector(p))
 

@@ -161,27 +161,24 @@ def _pp_call(m=1024, k=64, n=48, batch=(), per_channel=True, out="float16", seed
     return x1, x2, scale, kw
 
 
-def test_pp_matmul_path_is_refused_by_the_program_and_defined_by_the_reference(monkeypatch):
-    """M >= 1024 with a bias runs the pp_matmul kernel on 310P (ops-nn aclnn isPpMatmul): its
-    structure is not tiled, so simulate() and the default API fidelity refuse it naming the
-    switch; one matrix with an (n,) scale and float16 output has the chain of the other 310P
-    kernels (bias in L0C, then the dequantising copy), which the reference computes."""
+def test_pp_matmul_path_runs_its_program_at_the_default_fidelity(monkeypatch):
+    """M >= 1024 with a bias runs the pp_matmul kernel on 310P (ops-nn aclnn isPpMatmul):
+    simulate() runs its program (ops/quant_matmul_pp_program.py) and the default API fidelity
+    returns that program's bits, equal to the reference's bias-in-L0C + dequantising-copy chain
+    (one matrix, an (n,) scale, float16 output); without a bias the BmmDequant program runs."""
     from npusim.torch_npu import _state
 
     x1, x2, scale, kw = _pp_call()
-    with pytest.raises(NotImplementedError, match="pp_matmul kernel"):
-        npusim.simulate("quant_matmul", SOC, x1=x1, x2=x2, scale=scale, **kw)
+    res = npusim.simulate("quant_matmul", SOC, x1=x1, x2=x2, scale=scale, **kw)
+    assert "PpMatmul" in res.kernel_name and res.run.kernel.name == "quant_matmul_pp"
     monkeypatch.delenv("NPUSIM_FIDELITY", raising=False)
     monkeypatch.setattr(_state, "_fidelity", None)
-    with pytest.raises(NotImplementedError, match=r"pp_matmul.*fidelity='reference'"):
-        tn.npu_quant_matmul(x1, x2, scale, soc=SOC, **kw)
+    api = tn.npu_quant_matmul(x1, x2, scale, soc=SOC, **kw)
     got = tn.npu_quant_matmul(x1, x2, scale, soc=SOC, fidelity="reference", **kw)
-    # one row block below the threshold takes the BmmDequant program: the same chain per row
-    res = npusim.simulate("quant_matmul", SOC, x1=x1[:1023], x2=x2, scale=scale, **kw)
-    assert _view(got[:1023]).tolist() == _view(np.asarray(res.outputs)).tolist()
+    assert _view(api).tolist() == _view(got).tolist() == _view(np.asarray(res.outputs)).tolist()
     ok = npusim.simulate("quant_matmul", SOC, x1=x1, x2=x2, scale=scale,
                          output_dtype="float16")  # no bias: not the pp_matmul path
-    assert ok.outputs.shape == (1024, 48)
+    assert ok.outputs.shape == (1024, 48) and ok.run.kernel.name == "quant_matmul"
 
 
 @pytest.mark.parametrize(("kw", "arg"), [({"batch": (2,)}, "x1"),
@@ -192,6 +189,8 @@ def test_pp_matmul_values_it_does_not_define_are_refused(kw, arg):
     x1, x2, scale, call = _pp_call(**kw)
     with pytest.raises(NotImplementedError, match=f"^{arg}: .*pp_matmul"):
         tn.npu_quant_matmul(x1, x2, scale, soc=SOC, fidelity="reference", **call)
+    with pytest.raises(NotImplementedError, match=f"^{arg}: .*pp_matmul"):
+        npusim.simulate("quant_matmul", SOC, x1=x1, x2=x2, scale=scale, **call)
 
 
 def test_an_nz_x2_passed_untransposed_is_not_the_pp_matmul_path(monkeypatch):
