@@ -72,6 +72,10 @@ class AivStage:
     bias_rows: int = 1
     cast: bool = False
     saturate: bool = True
+    #: REQ8 on the vector unit (split-K): after ``* scale``, s9 = clip(rint(v), -256, 255),
+    #: then ``+ offset[col]`` (int32) before the saturating Cast to int8 - FixPipe's formula
+    requant: bool = False
+    offset: np.ndarray | None = None
     label: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -82,6 +86,10 @@ class AivStage:
             sc = None if self.scale is None else np.broadcast_to(
                 np.asarray(self.scale).reshape(-1), (n,)).copy()
             out["scale"] = GMTensor("scale", (n,), self.scale_dtype, sc, "input")
+        if self.requant:
+            off = None if self.offset is None else np.broadcast_to(
+                np.asarray(self.offset, np.int32).reshape(-1), (n,)).copy()
+            out["offset"] = GMTensor("offset", (n,), "int32", off, "input")
         if self.has_pertoken:
             out["pertoken"] = GMTensor("pertoken", (m,), "float32", self.pertoken, "input")
         if self.bias_dtype is not None:
@@ -168,6 +176,9 @@ def vec_rows_for(ub_bytes: int, n_src: int, width: int, stage: AivStage, acc_dty
     if stage.bias_dtype is not None:
         fixed += width * (4 + (_ISZ[stage.bias_dtype] if stage.bias_dtype != "float32" else 0))
         allocs += 2
+    if stage.requant:
+        fixed += width * 4
+        allocs += 2
     budget = (ub_bytes - UB_RESERVE_BYTES) // 2 - fixed - 32 * allocs
     rows = budget // per_row
     if rows < 1:
@@ -192,7 +203,9 @@ class AivTileEmitter:
         # stored, so its input buffer is free once MTE3 has read it (MTE3 -> MTE2)
         self.q = VecInOut(bld) if self.out is not None else None
         self.stored_in = PingPong(bld, "MTE2", "MTE3", (0, 1)) if self.out is None else None
-        self.sc = self.sc_raw = self.fb = self.fb_raw = self.pt = self.pb = None
+        self.sc = self.sc_raw = self.fb = self.fb_raw = self.pt = self.pb = self.off = None
+        if st.requant:
+            self.off = [bld.alloc("UB", (width,), "int32", f"offset{i}") for i in range(2)]
         if st.dequant:
             self.sc = [bld.alloc("UB", (width,), "float32", f"scale{i}") for i in range(2)]
             if st.scale_dtype != "float32":
@@ -225,6 +238,11 @@ class AivTileEmitter:
             raw = ub(self.sc_raw[i], st.scale_dtype, (cols,)) if self.sc_raw else sc
             bld.dma(Region("GM", col0 * _ISZ[st.scale_dtype], (cols,), st.scale_dtype, "scale"),
                     raw, name="scale GM->UB")
+        off = None
+        if st.requant:
+            off = ub(allocated(self.off, "AIV offset")[i], "int32", (cols,))
+            bld.dma(Region("GM", col0 * 4, (cols,), "int32", "offset"), off,
+                    name="offset GM->UB")
         if st.has_pertoken:
             pt = ub(allocated(self.pt, "AIV pertoken")[i], "float32", (rows,))
             pb = ub(allocated(self.pb, "AIV pertoken Brcb")[i], "float32", (rows, 8))
@@ -246,6 +264,8 @@ class AivTileEmitter:
         if st.dequant:
             acc = self._dequant(s[0], allocated(sc, "AIV scale"), allocated(raw, "AIV scale"),
                                 pt, pb, fb, braw)
+        if st.requant:
+            acc = self._requant(acc, allocated(off, "AIV offset"))
         last = acc
         if st.cast:
             o = ub(allocated(self.out, "AIV output")[i], st.out_dtype)
@@ -276,6 +296,9 @@ class AivTileEmitter:
         for p in s[1:]:
             bld.vop(VecOp.ADD, a0, (a0, p), name="Add partial")
 
+    def _requant(self, f: Region, off: Region) -> Region:
+        return _requant_chain(self.bld, f, off)
+
     def _dequant(self, s0: Region, sc: Region, sc_raw: Region, pt: Region | None,
                  pb: Region | None, fb: Region | None, fb_raw: Region | None) -> Region:
         st, bld = self.st, self.bld
@@ -294,6 +317,18 @@ class AivTileEmitter:
                 bld.cast(fb, fb_raw, round_mode="rint", name=f"Cast bias {st.bias_dtype}->fp32")
             bld.vop(VecOp.ADD, f, (f, fb), name="Add bias")
         return f
+
+
+def _requant_chain(bld: ProgramBuilder, f: Region, off: Region) -> Region:
+    """REQ8's integer steps on the vector unit: the fp32 product ``f`` to int32 (CAST_RINT,
+    saturating; NaN -> 0), clamped to the 9-bit range, plus the column offsets, in place in the
+    tile's int32 view; the saturating Cast to int8 that follows clamps to [-128, 127]."""
+    q = Region("UB", f.offset, f.shape, "int32")
+    bld.cast(q, f, round_mode="rint", saturate=True, name="Cast fp32->int32")
+    bld.vop(VecOp.MAXS, q, (q,), scalar=-256, name="Maxs -256 (s9)")
+    bld.vop(VecOp.MINS, q, (q,), scalar=255, name="Mins 255 (s9)")
+    bld.vop(VecOp.ADD, q, (q, off), name="Add offset")
+    return q
 
 
 def emit_aiv_programs(

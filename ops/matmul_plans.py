@@ -15,7 +15,9 @@ from npusim.ops.matmul_program import BatchLayout, Epilogue, build_matmul_kernel
 
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
+    from npusim.ops.matmul_mix import AivStage
     from npusim.ops.matmul_tiling import MatmulTiling
+    from npusim.ops.quant_matmul import QuantMatmulPlan
     from npusim.runner import Plan
 
 
@@ -196,18 +198,17 @@ def plan_quant_matmul(soc: SocDescriptor, tiling: Any = None, *, x1: Any, x2: An
                 split_k=not p.coupled and not fixpipe_quant,
                 quant_vector=_fixpipe_quant_vector(p),
                 n_unit=max(16, _x2_nz_c0(x2, p)) if p.x2_nz and not p.trans_x2 else 16)
-    if t.k_dim > 1 and fixpipe_quant:
-        raise NotImplementedError(
-            f"quant_matmul program: split-K (k_dim={t.k_dim}) with the FixPipe {p.epilogue} "
-            "output would need the requant on the AIV after the reduction; that vector "
-            "reproduction of the FixPipe formula is not modelled"
-        )
     functional = isinstance(x1, np.ndarray)
     nb = int(np.prod(p.batch, dtype=np.int64)) if p.batch else 1
     aiv = None
     deq = None
     meta: dict[str, Any] = {"epilogue": p.epilogue}
-    if p.coupled or p.epilogue in ("REQ8", "DEQF16"):
+    if t.k_dim > 1 and fixpipe_quant:
+        # the int32 partials are reduced on the AIVs, so the conversion runs there too
+        aiv = _split_k_requant_stage(p, scale, offset, functional)
+        meta["declared_split_k_requant"] = SPLIT_K_REQUANT_MODEL
+        epi = Epilogue("NONE", "int32")
+    elif p.coupled or p.epilogue in ("REQ8", "DEQF16"):
         # the uint64 quant parameters, one or one per column: 310P dequantises on the L0C -> UB
         # DataCopy (DEQ16 / VDEQ16, DEQ8 / VDEQ8; the descriptor's declared rounding model), a
         # split SoC in FixPipe (REQ8 / DEQF16, VREQ8 / VDEQF16 from FB); values from the table
@@ -255,6 +256,37 @@ def plan_quant_matmul(soc: SocDescriptor, tiling: Any = None, *, x1: Any, x2: An
     )
     return Plan(kernel, _kernel_label("quant_matmul", t, p.epilogue), t, functional,
                 finish=lambda out: out["c"].reshape(p.out_shape))
+
+
+#: the declared model of REQ8 / DEQF16 after a multi-core split-K (no CANN QuantBatchMatmulV3
+#: kernel splits K for these outputs; npusim runs FixPipe's formula on the vector unit)
+SPLIT_K_REQUANT_MODEL = (
+    "aiv_fixpipe_formula: the exact int32 sum of the K-slice partials, then on the AIVs "
+    "Cast int32->fp32 (RINT), Mul m1 (the parameter's fp32 M1); REQ8: Cast fp32->int32 (RINT, "
+    "saturating, NaN -> 0), clamp to [-256, 255], Add the column offset, saturating Cast to "
+    "int8 - FixPipe's REQ8 bits; DEQF16: saturating Cast to fp16 - FixPipe's DEQF16 bits "
+    "except a product past the fp32 range from finite operands, which is +-inf here, +-65504 "
+    "there")
+
+
+def _split_k_requant_stage(p: QuantMatmulPlan, scale: Any, offset: Any,
+                           functional: bool) -> AivStage:
+    """The AIV stage of REQ8 / DEQF16 after a split-K reduction (:data:`SPLIT_K_REQUANT_MODEL`);
+    m1 and the offsets decoded on the host from npu_trans_quant_param's parameters."""
+    from npusim.numerics import decode_quant_param, requant_params
+    from npusim.ops.matmul_mix import AivStage
+    from npusim.ops.quant_matmul import coupled_deq_params
+
+    m1 = off = None
+    if functional:
+        params = np.asarray(coupled_deq_params(scale, offset, p)).view(np.int64).reshape(-1)
+        if p.epilogue == "REQ8":
+            m1, off = requant_params(params)
+        else:
+            m1 = np.asarray(decode_quant_param(params).m1, dtype=np.float32)
+    return AivStage(p.out_dtype, dequant=True, scale=m1, scale_dtype="float32",
+                    requant=p.epilogue == "REQ8", offset=off, cast=True, saturate=True,
+                    label=f"{p.epilogue} on the AIVs after split-K (declared)")
 
 
 def default_tiling_matmul(soc: SocDescriptor, **op_args: Any) -> MatmulTiling:

@@ -11,6 +11,7 @@ from npusim.numerics.fixpipe import (
     encode_quant_param,
     fp19_bits,
     requant_int8,
+    requant_params,
     requant_with_params,
 )
 from npusim.numerics.int4 import pack_int4, unpack_int4
@@ -48,6 +49,7 @@ __all__ = [
     "np_dtype",
     "pack_int4",
     "requant_int8",
+    "requant_params",
     "requant_with_params",
     "round_to_integral",
     "unpack_int4",

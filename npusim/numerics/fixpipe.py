@@ -147,11 +147,11 @@ def requant_int8(acc: np.ndarray, m1: np.ndarray, offset: np.ndarray) -> np.ndar
     return np.clip(s9 + off.astype(np.int64), -128, 127).astype(np.int8)
 
 
-def requant_with_params(acc: np.ndarray, quant_param: np.ndarray) -> np.ndarray:
-    """int8 output of REQ8 / QF322B8_PRE (one parameter) or VREQ8 / VQF322B8_PRE (one per
-    column, along the last axis) from the uint64 / int64 parameters npu_trans_quant_param makes:
-    :func:`requant_int8` with the decoded m1 and offset. Parameters this model does not cover
-    raise NotImplementedError: bit 46 = 0 (uint8 saturation), a shift or mode_control."""
+def requant_params(quant_param: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(m1 float32, offset int32) of REQ8 parameters (uint64 / int64, npu_trans_quant_param's
+    encoding), in the parameters' shape, as :func:`requant_int8` takes them; what this model
+    does not cover raises NotImplementedError: bit 46 = 0 (uint8 saturation), a shift or
+    mode_control."""
     qp = decode_quant_param(np.asarray(quant_param))
     if not np.asarray(qp.signed).all():
         raise NotImplementedError(
@@ -163,7 +163,15 @@ def requant_with_params(acc: np.ndarray, quant_param: np.ndarray) -> np.ndarray:
             "quant_scale with a non-zero shift (bits 32..35) or mode_control (bit 36) is not "
             "modelled (npu_trans_quant_param always leaves them 0)"
         )
-    return np.asarray(requant_int8(acc, np.asarray(qp.m1), np.asarray(qp.offset)), dtype=np.int8)
+    return np.asarray(qp.m1, dtype=np.float32), np.asarray(qp.offset, dtype=np.int32)
+
+
+def requant_with_params(acc: np.ndarray, quant_param: np.ndarray) -> np.ndarray:
+    """int8 output of REQ8 / QF322B8_PRE (one parameter) or VREQ8 / VQF322B8_PRE (one per
+    column, along the last axis) from the uint64 / int64 parameters npu_trans_quant_param makes:
+    :func:`requant_int8` with the decoded m1 and offset (:func:`requant_params`)."""
+    m1, off = requant_params(quant_param)
+    return np.asarray(requant_int8(acc, m1, off), dtype=np.int8)
 
 
 def deqf16(acc: np.ndarray, m1: np.ndarray | np.floating) -> np.ndarray:
