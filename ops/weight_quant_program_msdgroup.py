@@ -80,8 +80,11 @@ from npusim.ops.weight_quant_common import (
     bias_dtype,
     cube_cells,
     kernel_meta,
+    nz_weight_storage,
     operand_tensors,
+    replay_inputs,
     split_k_order,
+    stored_weight,
     weight_tile_region,
     zero_gm_share,
 )
@@ -488,15 +491,11 @@ def program(soc: SocDescriptor, s: WqbmmShape, t: Any, args: Any = None,
     program for tiling ``t``; with ``replay`` its values from ``args`` (the validated call)."""
     data = None
     if replay:
-        import numpy as np
+        from npusim.ops.weight_quant_batchmatmul.numerics_msd import check_block_amax
 
-        from npusim.numerics import np_dtype
-        from npusim.ops.weight_quant_common import nz_weight_storage
-        from npusim.ops.weight_quant_program_msd_splitk import msd_split_k_replay_data
-
-        data = msd_split_k_replay_data(args, s.group_size)
-        if s.weight_nz:  # the FRACTAL_NZ storage the kernel's copies read
-            data["w"] = nz_weight_storage(args)
-        if args.bias is not None:  # the kernel loads the bias as given and casts it on the AIV
-            data["bias"] = np.asarray(args.bias).astype(np_dtype(bias_dtype(s)))
+        check_block_amax(args.x, s.group_size, "group")
+        # an NZ weight: the FRACTAL_NZ storage the kernel's copies read; the bias as given (the
+        # AIVs cast it)
+        w = nz_weight_storage(args) if s.weight_nz else stored_weight(args, "MsdGroup")
+        data = replay_inputs(args, w, math.ceil(s.k / s.group_size), bias_dt=bias_dtype(s))
     return build_msd_group(soc, s, t, data)
