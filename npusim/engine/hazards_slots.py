@@ -181,14 +181,21 @@ class SlotHazardTracker(FastHazardTracker):
         self._gm: dict[str | None, tuple[_GmIndex, _GmIndex]] = {}  # tensor -> (writes, reads)
         #: per pipe, its latest completed sequence number (see the module docstring)
         self.done = [-1] * len(pipe_names)
+        self._rows = list(self.know)  # each pipe's row of know, as a view
 
     def completed(self, pipe: int, seq: int) -> None:
         self.done[pipe] = seq
 
     def payload(self, pipe: int) -> np.ndarray:
-        self.know[pipe, pipe] = self.done[pipe]
-        out: np.ndarray = self.know[pipe].copy()
+        row = self._rows[pipe]
+        row[pipe] = self.done[pipe]
+        out: np.ndarray = row.copy()
         return out
+
+    def merge(self, pipe: int, payload: np.ndarray) -> None:
+        row = self._rows[pipe]
+        np.maximum(row, payload, out=row)
+        self._known[pipe] = None
 
     def _footprint(self, r: Region) -> Footprint:
         got = self._fps.get(id(r))
@@ -254,6 +261,8 @@ class SlotHazardTracker(FastHazardTracker):
         if got is None or got[0] is not ins:
             got = self._plans[(kind, id(ins))] = (ins, self._plan(kind, ins))
         tests, sets, gm = got[1]
+        if not (tests or sets or gm):  # a flag, a barrier: nothing to check or record
+            return
         known = self._known[pipe]
         if known is None:
             known = self._known[pipe] = self.know[pipe].tolist()
