@@ -36,6 +36,12 @@ def ranges(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
     return [(a, min(hi, a + size)) for a in range(lo, hi, size)]
 
 
+def lanes32(count: int, item: int) -> int:
+    """Elements of a row of ``count`` ``item``-byte elements padded to 32 B (a vector operand
+    starts 32 B aligned in UB)."""
+    return math.ceil(count * item / 32) * 32 // item
+
+
 def group_segments(r0: int, r1: int, group_size: int) -> list[tuple[int, int, int]]:
     """(group, start, end) of each antiquant group that K rows [r0, r1) span, start and end
     relative to r0 - the parameter rows a dequant tile loads and the row segment each one

@@ -24,7 +24,7 @@ from npusim.engine.program import Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.matmul_program import Epilogue
-from npusim.ops.program_stages import add_bias
+from npusim.ops.program_stages import add_bias, lanes32
 from npusim.ops.weight_quant_common import (
     MsdFlags,
     WqbmmProgramTiling,
@@ -196,19 +196,16 @@ def _recombine_strips(
     """AIV phase 2: this AIV's half of every strip's columns, recombined and stored."""
     m, xd = s.m, s.x_dtype
     width = math.ceil(t.strip_n / 2)
-    def lanes(count: int, item: int) -> int:  # elements of a 32 B-aligned row
-        return math.ceil(count * item / SLOT) * SLOT // item
-
-    cb = b.alloc("UB", (2, m * lanes(width, 4)), "int32", "c")
+    cb = b.alloc("UB", (2, m * lanes32(width, 4)), "int32", "c")
     f1 = b.alloc("UB", (m, width), "float32", "c1")
     f2 = b.alloc("UB", (m, width), "float32", "c2")
-    pin = b.alloc("UB", (3, lanes(width, 2)), xd, "params_in")
-    pf = b.alloc("UB", (3, lanes(width, 4)), "float32", "params")
-    st = b.alloc("UB", (2, lanes(m, 4)), "float32", "row_stats")
+    pin = b.alloc("UB", (3, lanes32(width, 2)), xd, "params_in")
+    pf = b.alloc("UB", (3, lanes32(width, 4)), "float32", "params")
+    st = b.alloc("UB", (2, lanes32(m, 4)), "float32", "row_stats")
     ob = b.alloc("UB", (m, width), s.out_dtype, "out")
     amax = Region("UB", st.offset, (m, 1), "float32")
-    rsum = Region("UB", st.offset + lanes(m, 4) * 4, (m, 1), "float32")
-    p_row, i_row = lanes(width, 4) * 4, lanes(width, 2) * 2  # bytes per parameter row
+    rsum = Region("UB", st.offset + lanes32(m, 4) * 4, (m, 1), "float32")
+    p_row, i_row = lanes32(width, 4) * 4, lanes32(width, 2) * 2  # bytes per parameter row
     for j, (n0, n1) in enumerate(strips):
         c0 = n0 + half * width
         cw = min(width, n1 - c0)
@@ -224,7 +221,7 @@ def _recombine_strips(
             b.dma(src, Region("UB", cb.offset, (2 * m, cw), "int32"), name="digit results GM->UB")
             c_ub.append(Region("UB", cb.offset + m * cw * 4, (m, cw), "int32"))
         else:  # the second digit's rows would start unaligned: one copy per digit
-            c_ub.append(Region("UB", cb.offset + m * lanes(width, 4) * 4, (m, cw), "int32"))
+            c_ub.append(Region("UB", cb.offset + m * lanes32(width, 4) * 4, (m, cw), "int32"))
             for d in range(2):
                 b.dma(Region("GM", src.offset + d * m * t.strip_n * 4, (m, cw), "int32", "c",
                              t.strip_n * 4), c_ub[d], name="digit results GM->UB")

@@ -26,7 +26,7 @@ from npusim.engine.program import Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.matmul_program import Epilogue
-from npusim.ops.program_stages import add_bias
+from npusim.ops.program_stages import add_bias, lanes32
 from npusim.ops.weight_quant_common import (
     ITEM,
     MsdFlags,
@@ -46,7 +46,6 @@ from npusim.ops.weight_quant_program_msd import f32_value
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
 
-SLOT = 32  # bytes: a vector operand starts 32 B aligned in UB
 #: (f1, f2, digits) per weight dtype (numerics_msd.DIGIT_FACTORS)
 FACTORS = {"int8": (127.0, 254.0, 2), "int4": (7.49, 14.98, 3)}
 
@@ -66,11 +65,6 @@ def recombination_scalars(w_dtype: str, high_perf: bool) -> list[float]:
                 _f16(f32_value(1.0 / f32_value(f2 * f2)))]
     f12 = f32_value(f1 * f2)
     return [f32_value(1.0 / f1), f32_value(1.0 / f12), f32_value(1.0 / f32_value(f12 * f2))]
-
-
-def _lanes(count: int, item: int) -> int:
-    """Elements of a row of ``count`` ``item``-byte elements padded to 32 B."""
-    return math.ceil(count * item / SLOT) * SLOT // item
 
 
 def _blocks(base: int, nbk: int, g: int, col0: int, cols: int) -> Region:
@@ -108,8 +102,8 @@ def _prepare_rows(b: ProgramBuilder, s: WqbmmShape, geo: _Geometry, ci: int, hal
     wb = b.alloc("UB", (span,), "float32", "work")
     db = [b.alloc("UB", (span,), s.w_dtype, f"digit{d}") for d in range(geo.digits)]
     sums = b.alloc("UB", (per * 8,), "float32", "block_sums")
-    st = b.alloc("UB", (2, _lanes(per, 4)), "float32", "stats")
-    amax_at, rsum_at = st.offset, st.offset + _lanes(per, 4) * 4
+    st = b.alloc("UB", (2, lanes32(per, 4)), "float32", "stats")
+    amax_at, rsum_at = st.offset, st.offset + lanes32(per, 4) * 4
     m, k = s.m, s.k
     for r in range(half, m, 2):
         for b0 in range(0, nb, per):
@@ -195,17 +189,17 @@ def _recombine_strips(
     accumulator (per pack: the offset terms, then the digit terms), bias, CAST_ROUND, store."""
     m, xd, nb, rows = s.m, s.x_dtype, geo.nb, geo.rows
     width = math.ceil(t.strip_n / 2)
-    wl = _lanes(width, 4)
+    wl = lanes32(width, 4)
     c_isz = ITEM[geo.c_dtype]
     div = recombination_scalars(s.w_dtype, geo.high_perf)
     pk = geo.pack if geo.per_group else 1  # parameter rows held per pack
     cb = [b.alloc("UB", (m, wl), "int32", f"c{d}") for d in range(geo.digits)]
     cc = b.alloc("UB", (m, width), "float32", "cc")
     acc = b.alloc("UB", (m, width), "float32", "acc")
-    i_row, p_row = _lanes(width, 2) * 2, wl * 4
-    pin = b.alloc("UB", (2 * pk, _lanes(width, 2)), xd, "params_in")
+    i_row, p_row = lanes32(width, 2) * 2, wl * 4
+    pin = b.alloc("UB", (2 * pk, lanes32(width, 2)), xd, "params_in")
     pf = b.alloc("UB", (2 * pk + 1, wl), "float32", "params")
-    ml = _lanes(m, 4)
+    ml = lanes32(m, 4)
     st = b.alloc("UB", (2 * nb, ml), "float32", "block_stats")
     ob = b.alloc("UB", (m, width), s.out_dtype, "out")
 
