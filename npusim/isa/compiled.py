@@ -120,6 +120,14 @@ def _vector(ins: Vector) -> Runner | None:
         src = ins.reads[0]
         s = np.asarray(ins.scalar).astype(npdt)
 
+        if op in (VecOp.ADDS, VecOp.MULS) and src.row_stride_bytes is None and (
+                dst.row_stride_bytes is None):
+            def scaled(ctx: Any) -> None:  # correctly rounded, contiguous: straight into dst
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    uf(ctx.view(src), s, out=ctx.view(dst))
+
+            return scaled
+
         def with_scalar(ctx: Any) -> None:
             a = ctx.view(src).copy()  # as the table: the same loop on the same layout
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
