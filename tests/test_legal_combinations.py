@@ -292,31 +292,39 @@ def qm_cases(family: str) -> list[tuple]:
     its citations) expanded over its scale dtypes, scale shape (1,) / (n,), offset where
     allowed, bias dtypes, transposed x2, M class, x2's format (ND; FRACTAL_NZ for int8 x2,
     aclnnQuantMatmulWeightNz) and a batched int8 x1 (2, m, k) without a per-token scale. The
-    310P takes table 1's int8 / fp16 rows. A8W4 (group_sizes) on A2 / A3."""
+    310P takes table 1's int8 / fp16 rows, and M = 1024: with a bias and x2 transposed after
+    aclnn's transposes (any ND x2, a transposed NZ one) that is the pp_matmul path (the last
+    field, its own class), defined for one matrix, an (n,) scale and float16 output only
+    (ops/quant_matmul.py check_pp_matmul; the other pp combinations are refused by design, so
+    they are not legal combinations here). A8W4 (group_sizes) on A2 / A3."""
     from npusim.ops.quant_matmul import _TABLE_310P, _TABLE_A2A3
 
     out = []
+    ms = (1, 16, 100, 300, 1024) if family == "310P" else (1, 16, 100, 300)
     for inp, scales, offset_ok, biases, pertoken, odt in (
             _TABLE_310P if family == "310P" else _TABLE_A2A3):
         for sdt, per_ch, off, bias, trans, m, fmt, batch in itertools.product(
                 sorted(scales), (False, True), (False, True), sorted(biases, key=str),
-                (False, True), (1, 16, 100, 300), ("ND", "NZ"), (False, True)):
+                (False, True), ms, ("ND", "NZ"), (False, True)):
             if (off and not offset_ok) or (fmt == "NZ" and inp != "int8") or (
                     batch and (pertoken or inp != "int8")):
                 continue
+            pp = m >= 1024 and bias is not None and (fmt == "ND" or trans)
+            if pp and (not per_ch or odt != "float16" or batch):
+                continue
             out.append((inp, sdt, per_ch, off, bias, bool(pertoken), odt, trans, m, fmt,
-                        batch))
+                        batch, "pp_matmul" if pp else ""))
     if family != "310P":  # A8W4 (int8 x1, int32-packed int4 x2, group_sizes [0, 0, 256]):
         # int64 per-group scale, float32 y_offset and pertoken_scale required, no bias
         from npusim.ops.quant_matmul_a4w4_pergroup import _OUTPUTS as A4W4G_OUTPUTS
         from npusim.ops.quant_matmul_a8w4 import _OUTPUTS
 
-        out += [("a8w4", "int64", True, True, None, True, odt, False, m, "ND", False)
+        out += [("a8w4", "int64", True, True, None, True, odt, False, m, "ND", False, "")
                 for odt in _OUTPUTS for m in (1, 16, 100, 300)]
         # per-group A4W4 (aclnnQuantMatmulV5 K-G: int4 x1 and transposed x2, float32 (k/256, n)
         # scale, float16 (k/256, n) zero points, float32 (m, 1) per-token scale, no bias,
         # group_sizes [0, 0, 256], k % 1024 == 0, n % 256 == 0)
-        out += [("a4w4g", "float32", True, True, None, True, odt, True, m, "ND", False)
+        out += [("a4w4g", "float32", True, True, None, True, odt, True, m, "ND", False, "")
                 for odt in A4W4G_OUTPUTS for m in (1, 16, 100, 300)]
     return out
 
@@ -324,7 +332,7 @@ def qm_cases(family: str) -> list[tuple]:
 def qm_arrays(c: tuple, rng: np.random.Generator) -> dict[str, Any]:
     from npusim.numerics import np_dtype
 
-    inp, sdt, per_ch, off, bias, pertoken, odt, trans, m, fmt, batch = c
+    inp, sdt, per_ch, off, bias, pertoken, odt, trans, m, fmt, batch, _path = c
     k, n = 256, 96
     if inp == "a8w4":
         return _a8w4_arrays(m, odt, rng)
@@ -580,8 +588,8 @@ GENERATORS = {"weight_quant_batchmatmul": wq_cases, "trans_quant_param": tqp_cas
 #: every field is still drawn (``sample``). Names for WqCase, tuple indices otherwise.
 CLASS_FIELDS: dict[str, tuple] = {
     "weight_quant_batchmatmul": ("x", "w", "fmt", "quant", "out_quant"),
-    # (inputs, output dtype, per-token, scale dtype, x2 format, batched x1)
-    "quant_matmul": (0, 6, 5, 1, 9, 10),
+    # (inputs, output dtype, per-token, scale dtype, x2 format, batched x1, 310P pp_matmul)
+    "quant_matmul": (0, 6, 5, 1, 9, 10, 11),
     # (dtype, fp32 out, transposed b, allow_hf32, b format, batch)
     "matmul": (0, 1, 2, 5, 6, 7),
     "trans_quant_param": (0, 1, 2), "group_quant": (0, 1, 2, 3), "int4pack": (0, 1),
