@@ -60,6 +60,7 @@ class WqbmmProgramTiling:
     step_k: int
     k_block: int = 0  # MSD kernels: K per digit block (0 = whole K, or the group)
     group_pack: int = 1  # MsdSplitK per-group: groups per recombination pass
+    post_m: int = 0  # Msd: rows per recombination pass (0 = all M rows)
 
 
 def default_program_tiling(soc: SocDescriptor, s: WqbmmShape, kernel: str) -> WqbmmProgramTiling:
@@ -334,6 +335,8 @@ def validate_program_tiling(t: WqbmmProgramTiling, soc: SocDescriptor, s: WqbmmS
         v = getattr(t, name)
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             raise ValueError(f"tiling.{name}={v!r}: must be a positive int")
+    if not isinstance(t.post_m, int) or isinstance(t.post_m, bool) or t.post_m < 0:
+        raise ValueError(f"tiling.post_m={t.post_m!r}: must be an int >= 0 (0 = all rows)")
     if not isinstance(t.k_block, int) or t.k_block < 0:
         raise ValueError(f"tiling.k_block={t.k_block!r}: must be an int >= 0 (0 = whole K)")
     for name in ("base_m", "base_n", "strip_n"):
@@ -388,6 +391,7 @@ def program_tiling_from(kt: Any, soc: SocDescriptor, s: WqbmmShape,
         step_k=cube.step_ka if cube else base.step_k,
         k_block=(s.group_size or kt.v1_base_k) if kernel == "MsdSplitK" else 0,
         group_pack=kt.group_pack if kernel == "MsdSplitK" else 1,
+        post_m=kt.post_process_base_m if kernel == "Msd" else 0,
     )
 
 

@@ -58,10 +58,11 @@ class DigitKernel:
     deq_scale: float | None = None  # the FixPipe DEQF16 scale of an fp16 product
 
 
-def store_output(b: ProgramBuilder, s: WqbmmShape, acc: Region, out: Region, c0: int) -> None:
-    """CAST_ROUND the fp32 ``acc`` into ``out`` and store it at column ``c0`` of y; the next
-    tile's vector work waits for the store (V -> MTE3 2, MTE3 -> V 2)."""
-    cast_store(b, out, acc, "y", 0, c0, s.n, 2)
+def store_output(b: ProgramBuilder, s: WqbmmShape, acc: Region, out: Region, c0: int,
+                 r0: int = 0) -> None:
+    """CAST_ROUND the fp32 ``acc`` into ``out`` and store it at row ``r0``, column ``c0`` of y;
+    the next tile's vector work waits for the store (V -> MTE3 2, MTE3 -> V 2)."""
+    cast_store(b, out, acc, "y", r0, c0, s.n, 2)
     b.sync("MTE3", "V", 2)
 
 

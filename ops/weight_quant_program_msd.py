@@ -25,6 +25,7 @@ from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.matmul_program import Epilogue
 from npusim.ops.program_stages import add_bias, lanes32
+from npusim.ops.weight_quant_batchmatmul.tiling import msd_prepare_buffers, msd_recombine_buffers
 from npusim.ops.weight_quant_common import (
     MsdFlags,
     WqbmmProgramTiling,
@@ -130,13 +131,10 @@ def _prepare_rows(
     """AIV phase 1: digits, amax and row sum of the rows ``half, half + 2, ...``."""
     k = s.k
     kpad = math.ceil(k / 64) * 64
-    xb = b.alloc("UB", (kpad,), s.x_dtype, "x")
-    fb = b.alloc("UB", (kpad,), "float32", "xf")
-    rb = b.alloc("UB", (kpad,), "float32", "work")
-    db = b.alloc("UB", (2, kpad), "int8", "digits")
-    st = b.alloc("UB", (4, SLOT // 4), "float32", "stats")
-    t64 = b.alloc("UB", (64,), "float32", "chunk")
-    s8 = b.alloc("UB", (8,), "float32", "blocks")
+    ub = {name: b.alloc("UB", shape, dt, name)
+          for name, shape, dt in msd_prepare_buffers(k, s.x_dtype)}
+    xb, fb, rb, db, st, t64, s8 = (ub[nm] for nm in ("x", "xf", "work", "digits", "stats",
+                                                     "chunk", "blocks"))
     x_row = Region("UB", xb.offset, (k,), s.x_dtype)
     hrow = Region("UB", xb.offset, (k,), "float16")  # the x tile, reused for the half digits
     xf = Region("UB", fb.offset, (k,), "float32")
@@ -193,19 +191,22 @@ def _recombine_strips(
     b: ProgramBuilder, s: WqbmmShape, t: WqbmmProgramTiling, ci: int, half: int,
     strips: list[tuple[int, int]], fl: MsdFlags,
 ) -> None:
-    """AIV phase 2: this AIV's half of every strip's columns, recombined and stored."""
+    """AIV phase 2: this AIV's half of every strip's columns, recombined and stored in passes
+    of ``t.post_m`` rows (all M rows when 0 or more): a pass's digit products are loaded,
+    recombined and stored before the next pass reuses its tiles; the parameters of a strip
+    and the row statistics (once) are loaded with its first pass."""
     m, xd = s.m, s.x_dtype
     width = math.ceil(t.strip_n / 2)
-    cb = b.alloc("UB", (2, m * lanes32(width, 4)), "int32", "c")
-    f1 = b.alloc("UB", (m, width), "float32", "c1")
-    f2 = b.alloc("UB", (m, width), "float32", "c2")
-    pin = b.alloc("UB", (3, lanes32(width, 2)), xd, "params_in")
-    pf = b.alloc("UB", (3, lanes32(width, 4)), "float32", "params")
-    st = b.alloc("UB", (2, lanes32(m, 4)), "float32", "row_stats")
-    ob = b.alloc("UB", (m, width), s.out_dtype, "out")
-    amax = Region("UB", st.offset, (m, 1), "float32")
-    rsum = Region("UB", st.offset + lanes32(m, 4) * 4, (m, 1), "float32")
+    rows = min(m, t.post_m or m)
+    passes = [(r0, min(m, r0 + rows)) for r0 in range(0, m, rows)]
+    ub = {name: b.alloc("UB", shape, dt, name)
+          for name, shape, dt in msd_recombine_buffers(rows, m, width, xd, s.out_dtype)}
+    cb, f1, f2, pin, pf, st, ob = (ub[nm] for nm in ("c", "c1", "c2", "params_in", "params",
+                                                     "row_stats", "out"))
+    pass_stats = lanes32(rows, 4) * 4  # bytes of one pass's rows of a statistic
+    stat_row = pass_stats * len(passes)  # bytes of one statistic's rows
     p_row, i_row = lanes32(width, 4) * 4, lanes32(width, 2) * 2  # bytes per parameter row
+    c_rows = rows * lanes32(width, 4) * 4  # bytes of one digit's products in UB
     for j, (n0, n1) in enumerate(strips):
         c0 = n0 + half * width
         cw = min(width, n1 - c0)
@@ -214,48 +215,59 @@ def _recombine_strips(
         if cw <= 0:  # this AIV's half of a narrow strip is empty: keep the handshake only
             fl.c.release(b, "MTE2")
             continue
-        src = Region("GM", (slot * 2 * m * t.strip_n + half * width) * 4, (2 * m, cw), "int32",
-                     "c", t.strip_n * 4)
-        c_ub = [Region("UB", cb.offset, (m, cw), "int32")]
-        if (m * cw * 4) % SLOT == 0:  # both digits' rows in one copy
-            b.dma(src, Region("UB", cb.offset, (2 * m, cw), "int32"), name="digit results GM->UB")
-            c_ub.append(Region("UB", cb.offset + m * cw * 4, (m, cw), "int32"))
-        else:  # the second digit's rows would start unaligned: one copy per digit
-            c_ub.append(Region("UB", cb.offset + m * lanes32(width, 4) * 4, (m, cw), "int32"))
-            for d in range(2):
-                b.dma(Region("GM", src.offset + d * m * t.strip_n * 4, (m, cw), "int32", "c",
-                             t.strip_n * 4), c_ub[d], name="digit results GM->UB")
         names = ["scale"] + (["offset"] if s.has_offset else [])
         p_in = {nm: Region("UB", pin.offset + i * i_row, (cw,), xd) for i, nm in enumerate(names)}
         p32 = {nm: Region("UB", pf.offset + i * p_row, (cw,), "float32")
                for i, nm in enumerate([*names, "bias"])}
-        load_params(b, s, 0, c0, cw, pin.offset, pin.offset + i_row)
-        if s.has_bias:
-            b.dma(Region("GM", c0 * 4, (cw,), "float32", "bias"), p32["bias"],
-                  name="bias GM->UB")
-        if j == 0:
-            for row, reg in enumerate([amax] + ([rsum] if s.has_offset else [])):
-                b.dma(Region("GM", ((ci * 2 + row) * m) * SLOT, (m, 1), "float32", "stats",
-                             SLOT), reg, name="row stats GM->UB")
-        fl.c.release(b, "MTE2")
-        b.sync("MTE2", "V", 1)
-        c1 = Region("UB", f1.offset, (m, cw), "float32")
-        c2 = Region("UB", f2.offset, (m, cw), "float32")
-        b.cast(c1, c_ub[0], name="Cast C1->fp32")
-        b.cast(c2, c_ub[1], name="Cast C2->fp32")
-        b.vop(VecOp.MULS, c1, (c1,), scalar=INV_E1)
-        b.vop(VecOp.MULS, c2, (c2,), scalar=INV_E2)
-        b.vop(VecOp.ADD, c1, (c1, c2))
-        b.vop(VecOp.MUL, c1, (c1, amax), name="Mul amax")
-        for nm in names:
-            b.cast(p32[nm], p_in[nm], name=f"Cast {nm}->fp32")
-        if s.has_offset:
-            b.vop(VecOp.MUL_ADD_DST, c1, (rsum, p32["offset"]), name="MulAddDst rsum*offset")
-        b.vop(VecOp.MUL, c1, (c1, p32["scale"]), name="Mul scale")
-        if s.has_bias:
-            add_bias(b, c1, p32["bias"])
-        store_output(b, s, c1, Region("UB", ob.offset, (m, cw), s.out_dtype), c0)
-        b.sync("V", "MTE2", 1)  # the next strip's loads wait for this strip's vector work
+        for p_i, (r0, r1) in enumerate(passes):
+            rr = r1 - r0
+            src = Region("GM", (slot * 2 * m * t.strip_n + r0 * t.strip_n + half * width) * 4,
+                         (rr, cw), "int32", "c", t.strip_n * 4)
+            c_ub = [Region("UB", cb.offset, (rr, cw), "int32")]
+            if rr == m and (m * cw * 4) % SLOT == 0:  # both digits' rows in one copy
+                b.dma(Region("GM", src.offset, (2 * m, cw), "int32", "c", t.strip_n * 4),
+                      Region("UB", cb.offset, (2 * m, cw), "int32"), name="digit results GM->UB")
+                c_ub.append(Region("UB", cb.offset + m * cw * 4, (m, cw), "int32"))
+            else:  # the second digit's rows would start unaligned: one copy per digit
+                c_ub.append(Region("UB", cb.offset + c_rows, (rr, cw), "int32"))
+                for d in range(2):
+                    b.dma(Region("GM", src.offset + d * m * t.strip_n * 4, (rr, cw), "int32",
+                                 "c", t.strip_n * 4), c_ub[d], name="digit results GM->UB")
+            if p_i == 0:
+                load_params(b, s, 0, c0, cw, pin.offset, pin.offset + i_row)
+                if s.has_bias:
+                    b.dma(Region("GM", c0 * 4, (cw,), "float32", "bias"), p32["bias"],
+                          name="bias GM->UB")
+            if j == 0 and p_i == 0:
+                for row in range(2 if s.has_offset else 1):
+                    for q, (q0, q1) in enumerate(passes):
+                        reg = Region("UB", st.offset + row * stat_row + q * pass_stats,
+                                     (q1 - q0, 1), "float32")
+                        b.dma(Region("GM", ((ci * 2 + row) * m + q0) * SLOT, (q1 - q0, 1),
+                                     "float32", "stats", SLOT), reg, name="row stats GM->UB")
+            if p_i == len(passes) - 1:
+                fl.c.release(b, "MTE2")
+            b.sync("MTE2", "V", 1)
+            amax, rsum = (Region("UB", st.offset + row * stat_row + p_i * pass_stats, (rr, 1),
+                                 "float32") for row in range(2))
+            c1 = Region("UB", f1.offset, (rr, cw), "float32")
+            c2 = Region("UB", f2.offset, (rr, cw), "float32")
+            b.cast(c1, c_ub[0], name="Cast C1->fp32")
+            b.cast(c2, c_ub[1], name="Cast C2->fp32")
+            b.vop(VecOp.MULS, c1, (c1,), scalar=INV_E1)
+            b.vop(VecOp.MULS, c2, (c2,), scalar=INV_E2)
+            b.vop(VecOp.ADD, c1, (c1, c2))
+            b.vop(VecOp.MUL, c1, (c1, amax), name="Mul amax")
+            if p_i == 0:
+                for nm in names:
+                    b.cast(p32[nm], p_in[nm], name=f"Cast {nm}->fp32")
+            if s.has_offset:
+                b.vop(VecOp.MUL_ADD_DST, c1, (rsum, p32["offset"]), name="MulAddDst rsum*offset")
+            b.vop(VecOp.MUL, c1, (c1, p32["scale"]), name="Mul scale")
+            if s.has_bias:
+                add_bias(b, c1, p32["bias"])
+            store_output(b, s, c1, Region("UB", ob.offset, (rr, cw), s.out_dtype), c0, r0)
+            b.sync("V", "MTE2", 1)  # the next pass's loads wait for this pass's vector work
 
 
 def build_msd_multicore(

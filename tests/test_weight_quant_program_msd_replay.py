@@ -62,3 +62,25 @@ def test_msd_replay_property(m, k32, n32, xdt, off, bias, trans, seed):
     """Random legal Msd shapes (M <= 64, K and N multiples of 32), both x dtypes, offset,
     bias and transposed weight: the replayed bits equal the oracle's."""
     _check(_call(seed, m, 32 * k32, 32 * n32, xdt, off, bias, trans))
+
+
+@pytest.mark.parametrize(("m", "rows", "off", "bias"), [(12, 5, True, True), (9, 8, False, True),
+                                                        (16, 8, True, False)])
+def test_msd_recombination_in_row_passes_replays(m, rows, off, bias):
+    """The recombination runs in passes of ``post_process_base_m`` rows (the last one shorter):
+    each pass's products, statistics and output rows are its own, and the bits equal the
+    oracle's."""
+    import dataclasses
+
+    from _wqbmm_replay import B2, args_of
+
+    from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling
+    from npusim.runner import resolve_soc
+
+    kw = _call(m * 3 + rows, m, 256, 192, "float16", off, bias, False)
+    kt = dataclasses.replace(default_tiling(args_of(kw), resolve_soc(B2), "Msd"),
+                             post_process_base_m=rows)
+    r = check_replay(kw, "Msd", tiling=kt)
+    stores = [i for c in r.run.kernel.cores if c.kind == "aiv" for i in c.instrs
+              if i.name == "y UB->GM"]
+    assert {i.reads[0].shape[0] for i in stores} == {rows, m - (-(-m // rows) - 1) * rows}

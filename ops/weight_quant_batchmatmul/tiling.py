@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, cast
 
 from npusim.ops.matmul_tiling import cube_local_bytes
+from npusim.ops.program_stages import lanes32
 from npusim.ops.weight_quant_batchmatmul.args import PER_CHANNEL, PER_GROUP, WqbmmArgs
 from npusim.ops.weight_quant_batchmatmul.soc_facts import SocFacts, soc_facts
 
@@ -109,6 +110,53 @@ def custom_nz_splitk_vector_buffers(
         if weight_nz:
             out.append((f"params_brcb{i}", (2, cols, 16), "float16"))
     return out
+
+
+MSD_STAT_SLOT = 32  # bytes per row statistic in the Msd workspace and UB (one DataBlock)
+
+
+def msd_prepare_buffers(k: int, x_dtype: str) -> list[Buffer]:
+    """UB layout of one ``Msd`` AIV's digit split (declared once; the program allocates exactly
+    this): one x row, its fp32 copy and fp32 work row (K padded to 64-lane repeats), the two
+    int8 digit rows, four scalar slots (amax, 1/amax, row sum, partial), a 64-lane and an
+    8-lane reduction tile."""
+    kpad = _align(k, 64)
+    return [("x", (kpad,), x_dtype), ("xf", (kpad,), "float32"), ("work", (kpad,), "float32"),
+            ("digits", (2, kpad), "int8"), ("stats", (4, MSD_STAT_SLOT // 4), "float32"),
+            ("chunk", (64,), "float32"), ("blocks", (8,), "float32")]
+
+
+def msd_recombine_buffers(rows: int, m: int, width: int, x_dtype: str,
+                          out_dtype: str) -> list[Buffer]:
+    """UB layout of one ``Msd`` AIV's recombination (declared once; the program allocates
+    exactly this) for passes of ``rows`` of the ``m`` rows over ``width`` columns: both digits'
+    int32 products (rows 32 B aligned), their fp32 casts, the raw and fp32 scale / offset /
+    bias rows, the amax and row-sum of every row (each pass's rows from a 32 B boundary) and
+    the output tile."""
+    passes = _ceil_div(m, rows)
+    return [("c", (2, rows * lanes32(width, 4)), "int32"), ("c1", (rows, width), "float32"),
+            ("c2", (rows, width), "float32"), ("params_in", (3, lanes32(width, 2)), x_dtype),
+            ("params", (3, lanes32(width, 4)), "float32"),
+            ("row_stats", (2, passes * lanes32(rows, 4)), "float32"),
+            ("out", (rows, width), out_dtype)]
+
+
+def msd_recombine_rows(m: int, width: int, x_dtype: str, out_dtype: str, ub_bytes: int) -> int:
+    """The most rows (at most ``m``) one Msd recombination pass of ``width`` columns holds in
+    UB: CANN's kernel sizes its pass the same way (rows = its UB budget / the core's columns)."""
+    for rows in range(m, 1, -1):
+        if layout_bytes(msd_recombine_buffers(rows, m, width, x_dtype, out_dtype)) <= ub_bytes:
+            return rows
+    return 1
+
+
+def msd_strip_width(n: int, single_core_n: int, dim_n: int, aic: int) -> int:
+    """Columns of one Msd AIV's half of a strip, as the program maps the tiling
+    (``weight_quant_common.program_tiling_from``: the strip is ``single_core_n``, at most N
+    over the AICs used, 16-aligned)."""
+    cores = max(1, min(aic, dim_n))
+    strip = max(16, min(single_core_n, _align(_ceil_div(n, cores), 16) or 16))
+    return _ceil_div(strip, 2)
 
 
 def custom_nz_splitk_post_buffers(pm: int, pn: int, out_dtype: str) -> list[Buffer]:
@@ -211,7 +259,7 @@ class MsdTiling:
     v1_base_m: int  # rows per pre-processing pass
     v1_base_k: int  # K per pre-processing pass (= K)
     preload_times: int  # weight L1 loads issued before the digits are ready
-    post_process_base_m: int  # rows per recombination pass (each AIV takes half its rows)
+    post_process_base_m: int  # rows per recombination pass (each AIV: half the columns)
     cube: CubeBlock
 
 
@@ -454,7 +502,8 @@ def _default_custom_nz_splitk(a: WqbmmArgs, f: SocFacts) -> CustomNzSplitKTiling
 
 def _default_msd(a: WqbmmArgs, f: SocFacts) -> MsdTiling:
     """Rows over the AIVs for the digit split (CANN: min(M, AIVs) cores); N over the AICs in
-    64-aligned ranges; up to 3 weight L1 preloads; recombination in UB-sized row blocks."""
+    64-aligned ranges; up to 3 weight L1 preloads; recombination passes of as many rows as UB
+    holds (``msd_recombine_rows``; CANN's kernel derives the same from its UB budget)."""
     used = a.m
     if used > f.aiv_num:
         used = _ceil_div(a.m, _ceil_div(a.m, f.aiv_num))
@@ -471,7 +520,9 @@ def _default_msd(a: WqbmmArgs, f: SocFacts) -> MsdTiling:
         v1_base_m=1,
         v1_base_k=a.k,
         preload_times=max(preload, 0),
-        post_process_base_m=max(1, min(a.m, (f.ub_bytes // 8) // (core_n * 4))),
+        post_process_base_m=msd_recombine_rows(
+            a.m, msd_strip_width(a.n, core_n, dim_n, f.aic_num), a.x_dtype, a.out_dtype,
+            f.ub_bytes),
         cube=cube,
     )
 
@@ -787,12 +838,15 @@ def _validate_msd(c: _Checker, t: MsdTiling, a: WqbmmArgs, f: SocFacts) -> None:
     c.need(
         t.v1_base_k == a.k, f"v1_base_k={t.v1_base_k}: the Msd kernel takes whole rows (k={a.k})"
     )
-    ub_pre = t.v1_base_m * _align(a.k, 16) * (2 + 4 + 4 + 2 + 1 * 2)
-    ub_post = t.post_process_base_m * _align(t.single_core_n, 8) * 4 * 4
-    c.need(
-        ub_pre <= f.ub_bytes, f"UB: digit split of v1_base_m rows needs {ub_pre} B > {f.ub_bytes} B"
-    )
-    c.need(ub_post <= f.ub_bytes, f"UB: recombination block needs {ub_post} B > {f.ub_bytes} B")
+    c.need(t.v1_base_m == 1, f"v1_base_m={t.v1_base_m}: the Msd kernel splits one row per pass "
+           "(CANN fixes v1BaseM = 1)")
+    ub_pre = layout_bytes(msd_prepare_buffers(a.k, a.x_dtype))
+    rows = min(t.post_process_base_m, a.m)
+    width = msd_strip_width(a.n, t.single_core_n, t.cube_block_dim_n, f.aic_num)
+    ub_post = layout_bytes(msd_recombine_buffers(rows, a.m, width, a.x_dtype, a.out_dtype))
+    c.need(ub_pre <= f.ub_bytes, f"UB: digit split of one row needs {ub_pre} B > {f.ub_bytes} B")
+    c.need(ub_post <= f.ub_bytes, f"UB: recombination of post_process_base_m={rows} rows x "
+           f"{width} columns needs {ub_post} B > {f.ub_bytes} B")
     _check_cube(c, t.cube, f, 1, 4)
 
 

@@ -1,0 +1,92 @@
+"""The tiling validators' UB models are the programs' allocations (issue 16): for random legal
+calls and tilings, ``validate_tiling`` reports a UB overflow exactly when building the program
+with that tiling overflows UB (BufferOverflowError), so a default tiling the validator accepts
+always builds and a tiling it refuses for UB could not have run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
+
+from npusim.engine.errors import BufferOverflowError
+from npusim.ops.weight_quant_batchmatmul.tiling import default_tiling, validate_tiling
+from npusim.ops.weight_quant_common import program_tiling_from
+from npusim.ops.weight_quant_program import checked_call, kernel_program
+from npusim.runner import resolve_soc
+from npusim.spec import spec
+
+SOC = "Ascend910B2"
+
+
+def _ub_verdicts(kernel: str, call: dict, **changes) -> tuple[bool, bool] | None:
+    """(the validator reports a UB problem, the build overflows UB) for ``call`` with the
+    default tiling of ``kernel`` changed by ``changes``; None when the validator refuses it for
+    another reason."""
+    soc = resolve_soc(SOC)
+    args, _name, s, _ = checked_call(soc, kernel=kernel, **call)
+    kt = dataclasses.replace(default_tiling(args, soc, kernel), **changes)
+    try:
+        validate_tiling(kt, args, soc, kernel)
+        refused = False
+    except ValueError as e:
+        problems = str(e).split(": ", 1)[1].split("; ")
+        if not all(p.startswith("UB") for p in problems):
+            return None
+        refused = True
+    try:
+        kernel_program(kernel, soc)(soc, s, program_tiling_from(kt, soc, s, kernel))
+        overflow = False
+    except BufferOverflowError as e:
+        assert " in UB " in str(e), e
+        overflow = True
+    return refused, overflow
+
+
+def _msd_call(m: int, k: int, n: int, xd: str, off: bool, bias: bool, trans: bool) -> dict:
+    call = {"x": spec((m, k), xd), "weight": spec((k, n), "int8", transposed=trans),
+            "antiquant_scale": spec((n,), xd)}
+    if off:
+        call["antiquant_offset"] = spec((n,), xd)
+    if bias:
+        call["bias"] = spec((n,), "float16" if xd == "float16" else "float32")
+    return call
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=st.data(), m=st.integers(1, 64), k32=st.integers(1, 13696 // 32),
+       n32=st.integers(1, 32000 // 32), xd=st.sampled_from(["float16", "bfloat16"]),
+       off=st.booleans(), bias=st.booleans(), trans=st.booleans())
+def test_msd_validator_ub_is_the_program_allocation(data, m, k32, n32, xd, off, bias, trans):
+    """Msd (per-channel int8, M <= 64, K <= 13696, N <= 32000): random N per AIC and rows per
+    recombination pass; the validator's UB verdict equals the build's."""
+    n = 32 * n32
+    single_n = 64 * data.draw(st.integers(1, -(-n // 64)))
+    dim_n = -(-n // single_n)
+    assume(dim_n <= 24)
+    v = _ub_verdicts(
+        "Msd", _msd_call(m, 32 * k32, n, xd, off, bias, trans), single_core_n=single_n,
+        cube_block_dim_n=dim_n, post_process_base_m=data.draw(st.integers(1, m)))
+    assume(v is not None)
+    event(f"UB refused: {v[0]}")
+    assert v[0] == v[1]
+
+
+@pytest.mark.parametrize(("m", "n", "rows", "fits"), [(60, 11008, 41, True),
+                                                      (60, 11008, 42, False),
+                                                      (64, 32000, 15, True),
+                                                      (64, 32000, 16, False)])
+def test_msd_recombination_rows_at_the_ub_limit(m, n, rows, fits):
+    """At the limit: N = 11008 over 24 AICs leaves 256 columns per AIV, 41 rows of whose
+    recombination fit UB and 42 do not (N = 32000: 672 columns, 15 rows); both sides agree, and
+    the default is the largest that fits."""
+    soc = resolve_soc(SOC)
+    args = checked_call(soc, kernel="Msd", **_msd_call(m, 4096, n, "float16", True, True,
+                                                        False))[0]
+    assert default_tiling(args, soc, "Msd").post_process_base_m == {11008: 41, 32000: 15}[n]
+    v = _ub_verdicts("Msd", _msd_call(m, 4096, n, "float16", True, True, False),
+                     post_process_base_m=rows)
+    assert v == (not fits, not fits)
