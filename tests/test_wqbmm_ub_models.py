@@ -90,3 +90,54 @@ def test_msd_recombination_rows_at_the_ub_limit(m, n, rows, fits):
     v = _ub_verdicts("Msd", _msd_call(m, 4096, n, "float16", True, True, False),
                      post_process_base_m=rows)
     assert v == (not fits, not fits)
+
+
+def _custom_call(m: int, k: int, n: int, xd: str, wd: str, fmt: str, trans: bool,
+                 g: int) -> dict:
+    packed = wd == "int4"
+    shape = ((k // 8, n) if trans else (k, n // 8)) if packed else (k, n)
+    w = spec(shape, "int32" if packed else "int8", transposed=trans,
+             npu_format=29 if fmt == "NZ" else 2)
+    return {"x": spec((m, k), xd), "weight": w,
+            "antiquant_scale": spec((k // g, n) if g else (n,), xd), "antiquant_group_size": g}
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=st.data(), m=st.integers(17, 300), k64=st.integers(2, 32), n64=st.integers(1, 64),
+       xd=st.sampled_from(["float16", "bfloat16"]), wd=st.sampled_from(["int8", "int4"]),
+       fmt=st.sampled_from(["ND", "NZ"]), trans=st.booleans(), group=st.booleans())
+def test_custom_validator_ub_is_the_program_allocation(data, m, k64, n64, xd, wd, fmt, trans,
+                                                       group):
+    """Custom (ND and FRACTAL_NZ weights, int8 / int4, per-channel / per-group 64): random
+    strip width and K rows per vector tile; the validator's UB verdict equals the build's."""
+    k, n = 64 * k64, 64 * n64
+    if fmt == "NZ" and wd == "int4":  # seed 002: per-channel transposed, per-group not
+        trans = not group
+    if fmt == "NZ" and group and trans:
+        trans = False  # Custom takes no transposed NZ per-group weight (WeightNz does)
+    g = 64 if group else 0
+    strip = 16 * data.draw(st.integers(1, 24))
+    unit = 64 if fmt == "NZ" and wd == "int4" else 32
+    rows = unit * data.draw(st.integers(1, 8))
+    v = _ub_verdicts("Custom", _custom_call(m, k, n, xd, wd, fmt, trans, g), cube_single_n=strip,
+                     vec_single_n=strip, vec_single_k=rows,
+                     vec_single_k_group_num=rows // g if g else 0)
+    assume(v is not None)
+    assert v is not None
+    event(f"UB refused: {v[0]}")
+    assert v[0] == v[1]
+
+
+@pytest.mark.parametrize("group", [0, 128])
+def test_custom_bf16_int4_nz_default_fits(group):
+    """bf16 x with an int4 FRACTAL_NZ weight (per-channel transposed, per-group not): the tiles
+    are whole 64-row K blocks, so the default strip narrows until one fits UB (it took 256
+    columns, 229 KiB of tiles, and overflowed on f1); M = 8 / 64, K = 14336, N = 11008."""
+    soc = resolve_soc(SOC)
+    call = _custom_call(8 if not group else 64, 14336, 11008, "bfloat16", "int4", "NZ",
+                        not group, group)
+    args = checked_call(soc, kernel="Custom", **call)[0]
+    t = default_tiling(args, soc, "Custom")
+    assert (t.cube_single_n, t.vec_single_k) == (208, 64)  # 256 x 64 needs 229 KiB
+    assert _ub_verdicts("Custom", call) == (False, False)

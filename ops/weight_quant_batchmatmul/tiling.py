@@ -150,13 +150,17 @@ def msd_recombine_rows(m: int, width: int, x_dtype: str, out_dtype: str, ub_byte
     return 1
 
 
-def msd_strip_width(n: int, single_core_n: int, dim_n: int, aic: int) -> int:
-    """Columns of one Msd AIV's half of a strip, as the program maps the tiling
-    (``weight_quant_common.program_tiling_from``: the strip is ``single_core_n``, at most N
-    over the AICs used, 16-aligned)."""
+def program_strip_n(n: int, strip: int, dim_n: int, aic: int) -> int:
+    """The workspace strip a Custom / Msd program builds for a tiling's ``strip`` columns over
+    ``dim_n`` AICs (``weight_quant_common.program_tiling_from``: at most N over the AICs used,
+    16-aligned)."""
     cores = max(1, min(aic, dim_n))
-    strip = max(16, min(single_core_n, _align(_ceil_div(n, cores), 16) or 16))
-    return _ceil_div(strip, 2)
+    return max(16, min(strip, _align(_ceil_div(n, cores), 16) or 16))
+
+
+def msd_strip_width(n: int, single_core_n: int, dim_n: int, aic: int) -> int:
+    """Columns of one Msd AIV's half of its strip."""
+    return _ceil_div(program_strip_n(n, single_core_n, dim_n, aic), 2)
 
 
 def custom_nz_splitk_post_buffers(pm: int, pn: int, out_dtype: str) -> list[Buffer]:
@@ -405,22 +409,36 @@ def _cube_block(
     return CubeBlock(base_m, base_n, base_k, step, step, 1, 1, 2, 2, db_l0c)
 
 
+def custom_k_unit(a: WqbmmArgs) -> int:
+    """The K rows a Custom vector tile is a multiple of: an NZ weight's 32 B K block (C0 = 32
+    int8 / 64 int4 rows; the program reads whole blocks), else 32."""
+    return 64 if a.weight_format == "NZ" and a.weight_dtype == "int4" else 32
+
+
+def custom_tile_fits(a: WqbmmArgs, f: SocFacts, rows: int, width: int) -> bool:
+    """Whether the Custom UB layout of ``rows`` x ``width`` vector tiles fits the AIV's UB."""
+    g = a.group_size if a.quant_type == PER_GROUP else 0
+    bufs = custom_vector_buffers(rows, width, a.x_dtype, custom_param_groups(rows, g))
+    return layout_bytes(bufs) <= f.ub_bytes
+
+
 def custom_vec_single_k(a: WqbmmArgs, f: SocFacts, width: int) -> int:
     """The largest K rows per Custom vector tile whose UB layout (``custom_vector_buffers``,
     ``width`` columns) fits the AIV's UB, as CANN solves its buffer-sum <= UB inequality.
 
     Per-group the rows are a multiple of the group (CANN's first choice) or, when not even one
-    group fits, the largest multiple of 32 dividing the group (CANN's fallback: a factor of
-    the group); per-channel a multiple of 32. Never more than K (aligned)."""
+    group fits, the largest multiple of the K unit (``custom_k_unit``) dividing the group
+    (CANN's fallback: a factor of the group); per-channel a multiple of the K unit. Never more
+    than K (aligned)."""
     g = a.group_size if a.quant_type == PER_GROUP else 0
+    k0 = custom_k_unit(a)
 
     def fits(rows: int) -> bool:
-        bufs = custom_vector_buffers(rows, width, a.x_dtype, custom_param_groups(rows, g))
-        return layout_bytes(bufs) <= f.ub_bytes
+        return custom_tile_fits(a, f, rows, width)
 
-    unit = g if g and fits(g) else 32
-    if g and unit == 32:
-        unit = max(d for d in range(32, g + 1, 32) if g % d == 0 and fits(d))
+    unit = g if g and fits(g) else k0
+    if g and unit == k0:
+        unit = max(d for d in range(k0, g + 1, k0) if g % d == 0 and fits(d))
         return unit
     cap = _align(a.k, unit)
     lo, hi = 1, cap // unit  # binary search over multiples of unit
@@ -436,8 +454,9 @@ def custom_vec_single_k(a: WqbmmArgs, f: SocFacts, width: int) -> int:
 def _default_custom(a: WqbmmArgs, f: SocFacts) -> CustomTiling:
     """N over the AICs first (at least 64 columns each), then M if AICs remain and M > 128;
     the vector tile spans one workspace strip (``cube_single_n`` columns, as the program
-    builds it) and the K rows that fit UB (``custom_vec_single_k``); a two-slot workspace
-    ring."""
+    builds it: at most 256, narrowed in steps of 16 until a tile of the fewest K rows fits UB -
+    bf16 x with an int4 NZ weight, whose tiles are whole 64-row K blocks) and the K rows that
+    fit UB (``custom_vec_single_k``); a two-slot workspace ring."""
     dim_n = max(1, min(f.aic_num, _ceil_div(a.n, 64)))
     single_n = _align(_ceil_div(a.n, dim_n), 16)
     dim_n = _ceil_div(a.n, single_n)
@@ -446,6 +465,8 @@ def _default_custom(a: WqbmmArgs, f: SocFacts) -> CustomTiling:
     cube = _cube_block(f, single_m, single_n, a.x_dtype, 16, a.k, bias=a.has_bias,
                        quant_vector=a.quant_scale_type == PER_CHANNEL)
     vec_n = min(single_n, 256)
+    while vec_n > 16 and not custom_tile_fits(a, f, custom_k_unit(a), vec_n):
+        vec_n -= 16
     vec_k = custom_vec_single_k(a, f, vec_n)
     return CustomTiling(
         cube_block_dim_m=dim_m,
@@ -773,6 +794,9 @@ def _validate_custom(c: _Checker, t: CustomTiling, a: WqbmmArgs, f: SocFacts) ->
             f"vec_single_k={t.vec_single_k}: must be a multiple of the group ({g}) or a "
             "multiple of 32 dividing it",
         )
+    k0 = custom_k_unit(a)
+    c.need(t.vec_single_k % k0 == 0, f"vec_single_k={t.vec_single_k}: must be a multiple of "
+           f"{k0} (whole {a.weight_format} K blocks of the {a.weight_dtype} weight)")
     c.need(t.vec_single_n % 16 == 0, f"vec_single_n={t.vec_single_n}: must be a multiple of 16")
     c.need(
         t.vec_single_n == t.cube_single_n,
@@ -780,10 +804,9 @@ def _validate_custom(c: _Checker, t: CustomTiling, a: WqbmmArgs, f: SocFacts) ->
         f"so it must equal cube_single_n={t.cube_single_n}",
     )
     x_item = _itemsize(a.x_dtype)
-    bufs = custom_vector_buffers(
-        t.vec_single_k, t.cube_single_n, a.x_dtype, custom_param_groups(t.vec_single_k, g)
-    )
-    ub = layout_bytes(bufs)
+    width = program_strip_n(a.n, t.cube_single_n, t.cube_block_dim_n, f.aic_num)
+    ub = layout_bytes(custom_vector_buffers(t.vec_single_k, width, a.x_dtype,
+                                            custom_param_groups(t.vec_single_k, g)))
     c.need(ub <= f.ub_bytes, f"UB: vector tiles need {ub} B > {f.ub_bytes} B")
     _check_cube(c, t.cube, f, x_item, 4, bias=a.has_bias,
                 quant_vector=a.quant_scale_type == PER_CHANNEL)
