@@ -46,7 +46,10 @@ def split_k_unsupported(args: WqbmmArgs) -> str | None:
     g = args.group_size
     if not 32 <= g <= 64 or g % 32:
         return (f"group size {g}: its 128 KiB L1 buffer holds a dequantised group of at most 64 "
-                "rows x 1024 bf16 columns (ops-nn SplitK kernel); larger groups overflow it")
+                "rows x 1024 bf16 columns (ops-nn SplitK kernel: CopyInBL1 loads a whole group, "
+                "unsplit); larger groups overflow it. CANN's host tiling still selects SplitK "
+                "for the white-listed shape (its IsCapable checks no group size), so no other "
+                "kernel computes this call")
     if args.k % g:
         return (f"k={args.k} is not whole groups of {g}: the kernel loops over k / group groups "
                 "and drops a partial last one")
