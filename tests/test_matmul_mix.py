@@ -167,13 +167,21 @@ def test_split_k_quant_matmul_is_exact(out):
     assert _bits(r.outputs) == _bits(reference_quant_matmul(**kw))
 
 
-def test_split_k_with_fixpipe_requant_is_not_modelled():
+@pytest.mark.parametrize("out", ["int8", "float16"])
+def test_split_k_with_fixpipe_requant_runs_on_the_aivs(out):
+    """REQ8 / DEQF16 after a split-K reduction (a float32 scale here; the uint64 parameters in
+    tests/test_quant_matmul_split_k_requant.py): the AIVs apply FixPipe's formula, same bits."""
+    from npusim.ops.quant_matmul import reference_quant_matmul
+
     rng = np.random.default_rng(0)
-    kw = _qargs(rng, 32, 512, 32, "int8")
+    kw = _qargs(rng, 32, 512, 32, out)
     t = MatmulTiling(base_m=32, base_n=32, base_k=128, single_core_m=32, single_core_n=32,
                      single_core_k=256, k_dim=2, in_bits=8, out_bits=8)
-    with pytest.raises(NotImplementedError, match="REQ8"):
-        npusim.simulate("quant_matmul", B2, t, **kw)
+    res = npusim.simulate("quant_matmul", B2, t, **kw)
+    want = reference_quant_matmul(kw["x1"], kw["x2"], kw["scale"], output_dtype=out, soc=B2)
+    u = np.uint8 if out == "int8" else np.uint16
+    assert "split-K" in res.kernel_name
+    assert np.array_equal(np.asarray(res.outputs).view(u), want.view(u))
 
 
 def test_default_heuristic_splits_k_only_when_cores_would_idle():
