@@ -176,7 +176,7 @@ def test_split_k_with_fixpipe_requant_runs_on_the_aivs(out):
     rng = np.random.default_rng(0)
     kw = _qargs(rng, 32, 512, 32, out)
     t = MatmulTiling(base_m=32, base_n=32, base_k=128, single_core_m=32, single_core_n=32,
-                     single_core_k=256, k_dim=2, in_bits=8, out_bits=8)
+                     single_core_k=256, k_dim=2, in_bits=8, out_bits=8 if out == "int8" else 16)
     res = npusim.simulate("quant_matmul", B2, t, **kw)
     want = reference_quant_matmul(kw["x1"], kw["x2"], kw["scale"], output_dtype=out, soc=B2)
     u = np.uint8 if out == "int8" else np.uint16
