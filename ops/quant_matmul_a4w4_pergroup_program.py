@@ -89,6 +89,16 @@ def default_a4w4_group_tiling(soc: SocDescriptor, m: int, n: int) -> A4W4GroupTi
                            ub_calc_m=ub_calc_m(ub, BASE_M, BASE_N, GROUP_K))
 
 
+def check_a4w4_group_tiling(tiling: object, soc: SocDescriptor) -> None:
+    """A user tiling of the per-group A4W4 kernel: an A4W4GroupTiling with core_num in
+    [1, AIC count] and ub_calc_m >= 1 (ValueError naming the rule)."""
+    aic = soc.core_counts()["aic"]
+    if not isinstance(tiling, A4W4GroupTiling) or tiling.ub_calc_m < 1 or \
+            not 1 <= tiling.core_num <= aic:
+        raise ValueError(f"tiling: {tiling!r} must be an A4W4GroupTiling with core_num in "
+                         f"[1, {aic}] and ub_calc_m >= 1")
+
+
 def _blocks(p: A4W4GroupPlan, t: A4W4GroupTiling) -> list[tuple[int, int]]:
     bdn = math.ceil(p.n / t.base_n)
     return [(i // bdn, i % bdn) for i in range(math.ceil(p.m / t.base_m) * bdn)]
@@ -320,10 +330,7 @@ def plan_a4w4_pergroup(soc: SocDescriptor, tiling: Any = None, *, x1: Any, x2: A
     assert p.group_k == GROUP_K  # validate_a4w4_pergroup refuses any other
     t = default_a4w4_group_tiling(soc, p.m, p.n)
     if tiling is not None and tiling != t:
-        if not isinstance(tiling, A4W4GroupTiling) or tiling.ub_calc_m < 1 or \
-                not 1 <= tiling.core_num <= soc.core_counts()["aic"]:
-            raise ValueError(f"tiling: {tiling!r} must be an A4W4GroupTiling with core_num in "
-                             f"[1, {soc.core_counts()['aic']}] and ub_calc_m >= 1")
+        check_a4w4_group_tiling(tiling, soc)
         t = tiling
     data = None
     if isinstance(x1, np.ndarray):

@@ -88,3 +88,17 @@ def test_illegal_group_sizes_and_shapes_are_refused_everywhere(gs, k, n, match):
     for call in calls:
         with pytest.raises(ValueError, match=match):
             call()
+
+
+@pytest.mark.parametrize("core_num,ub_calc_m", [(0, 8), (25, 8), (4, 0)])
+def test_a_user_tiling_outside_the_rules_is_refused(core_num, ub_calc_m):
+    from npusim.hw import load_soc
+    from npusim.ops.quant_matmul_a4w4_pergroup_program import (
+        A4W4GroupTiling,
+        check_a4w4_group_tiling,
+    )
+
+    bad = A4W4GroupTiling(core_num=core_num, ub_calc_m=ub_calc_m)
+    with pytest.raises(ValueError, match=r"core_num in \[1, 24\] and ub_calc_m >= 1"):
+        check_a4w4_group_tiling(bad, load_soc(SOC))
+    check_a4w4_group_tiling(A4W4GroupTiling(core_num=24, ub_calc_m=1), load_soc(SOC))
