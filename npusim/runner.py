@@ -153,13 +153,14 @@ def simulate(op: str, soc: str | Path | SocDescriptor | None = None, tiling: Any
 
     limit = size_guard.instruction_limit(max_instructions)
     desc = resolve_soc(soc, overrides, patch)
+    operator = get_operator(op)
     if isinstance(tiling, Mapping) and not tiling:
         raise ValueError(f"{op}: tiling={{}}: no fields given (None is the default tiling)")
-    if isinstance(tiling, Mapping) and not get_operator(op).tiling_dicts:
+    if isinstance(tiling, Mapping) and not operator.tiling_dicts:
         tiling = tiling_from_fields(op, desc, tiling, op_args)
     size_guard.check_before_plan(op, desc, op_args, limit, tiling=tiling)
     with size_guard.build_budget(op, limit):
-        plan: Plan = get_operator(op).plan(desc, tiling=tiling, **op_args)
+        plan: Plan = operator.plan(desc, tiling=tiling, **op_args)
     size_guard.check_after_plan(op, plan.kernel, limit)
     races = plan.functional if check_races is None else bool(check_races)
     try:

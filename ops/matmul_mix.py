@@ -265,7 +265,7 @@ class AivTileEmitter:
             acc = self._dequant(s[0], allocated(sc, "AIV scale"), allocated(raw, "AIV scale"),
                                 pt, pb, fb, braw)
         if st.requant:
-            acc = self._requant(acc, allocated(off, "AIV offset"))
+            acc = _requant_chain(bld, acc, allocated(off, "AIV offset"))
         last = acc
         if st.cast:
             o = ub(allocated(self.out, "AIV output")[i], st.out_dtype)
@@ -295,9 +295,6 @@ class AivTileEmitter:
             bld.vop(VecOp.ADDS, a0, (a0,), scalar=0.0, name="Adds 0 (zeroed accumulator)")
         for p in s[1:]:
             bld.vop(VecOp.ADD, a0, (a0, p), name="Add partial")
-
-    def _requant(self, f: Region, off: Region) -> Region:
-        return _requant_chain(self.bld, f, off)
 
     def _dequant(self, s0: Region, sc: Region, sc_raw: Region, pt: Region | None,
                  pb: Region | None, fb: Region | None, fb_raw: Region | None) -> Region:
