@@ -192,6 +192,12 @@ def block_order(t: PpMatmulTiling, m: int, n: int) -> list[tuple[int, int]]:
     return out
 
 
+#: the kernel's event ids, set before its block loop and waited after it, in this order
+_KERNEL_EVENTS = (*(("MTE1", "MTE2", ev) for ev in (0, 1, 2, 3)),
+                  ("M", "MTE1", 0), ("M", "MTE1", 1), ("V", "M", 0), ("MTE3", "V", 0),
+                  ("V", "MTE2", 1), ("V", "MTE2", 0))
+
+
 def _nz(tensor: str, r0: int, rows: int, c0: int, cols: int, nz_rows: int, c: int,
         dtype: str) -> Region:
     """The GM runs of an NZ window: (strips, rows x C0), strips nz_rows x C0 apart."""
@@ -267,10 +273,7 @@ def build_pp_matmul_kernel(soc: SocDescriptor, m: int, k: int, n: int, t: PpMatm
         l0a = [bld.alloc("L0A", (L0AB_HALF,), "int8", f"l0_a_{i}") for i in ("ping", "pong")]
         l0b = [bld.alloc("L0B", (L0AB_HALF,), "int8", f"l0_b_{i}") for i in ("ping", "pong")]
         l0c = bld.alloc("L0C", (t.m0 * t.n0,), "int32", "l0c")
-        for ev in (0, 1, 2, 3):
-            bld.set_flag("MTE1", "MTE2", ev)
-        for src, dst, ev in (("M", "MTE1", 0), ("M", "MTE1", 1), ("V", "M", 0),
-                             ("MTE3", "V", 0), ("V", "MTE2", 1), ("V", "MTE2", 0)):
+        for src, dst, ev in _KERNEL_EVENTS:  # primed once, drained at the end
             bld.set_flag(src, dst, ev)
         pp = 1  # l1_ping_pong: 1 = ping
         for li in range(ci, m_loop * n_loop, t.block_dim):
@@ -351,10 +354,7 @@ def build_pp_matmul_kernel(soc: SocDescriptor, m: int, k: int, n: int, t: PpMatm
                         Region("GM", (col * mu + mi * t.m0) * 32, (mr, 16), "float16",
                                "y_nz", 32), name="y UB->GM (NZ burst)")
             bld.set_flag("MTE3", "V", 0)
-        for ev in (0, 1, 2, 3):
-            bld.wait_flag("MTE1", "MTE2", ev)
-        for src, dst, ev in (("M", "MTE1", 0), ("M", "MTE1", 1), ("V", "M", 0),
-                             ("MTE3", "V", 0), ("V", "MTE2", 1), ("V", "MTE2", 0)):
+        for src, dst, ev in _KERNEL_EVENTS:
             bld.wait_flag(src, dst, ev)
     md: dict[str, Any] = {
         "op": "quant_matmul", "kernel": "PpMatmul (ops-nn arch20/pp_matmul_kernel.h)",
@@ -388,6 +388,11 @@ def _x2_storage(x2: Any) -> np.ndarray | None:
     return np.asarray(nd_to_nz(np.ascontiguousarray(np.swapaxes(x2, -1, -2))))
 
 
+def _outputs(plan: Plan, run: Any) -> Any:
+    """A format_cast launch's result as its plan finishes it."""
+    return plan.finish(run.outputs) if plan.finish else run.outputs["y"]
+
+
 def _run(soc: SocDescriptor, plan: Plan) -> Any:
     from npusim.engine.sim import run_kernel
 
@@ -412,7 +417,7 @@ def plan_pp_matmul(soc: SocDescriptor, tiling: Any, p: Any, *, x1: Any, x2: Any,
     pre_run = _run(soc, pre)
     a = None
     if functional:
-        nz = pre.finish(pre_run.outputs) if pre.finish else pre_run.outputs["y"]
+        nz = _outputs(pre, pre_run)
         a = np.ascontiguousarray(np.asarray(nz).view(np.ndarray))
     params = coupled_deq_params(scale, offset, p) if functional else None
     kern = build_pp_matmul_kernel(
@@ -432,8 +437,7 @@ def plan_pp_matmul(soc: SocDescriptor, tiling: Any, p: Any, *, x1: Any, x2: Any,
     def finish(out: dict[str, np.ndarray]) -> Any:
         y_nz = FormattedArray(out["y_nz"], ACL_FORMAT_FRACTAL_NZ, (p.m, p.n))
         back = plan_format_cast(soc, x=y_nz, acl_format=ACL_FORMAT_ND)
-        run = _run(soc, back)
-        y = back.finish(run.outputs) if back.finish else run.outputs["y"]
+        y = _outputs(back, _run(soc, back))
         return np.asarray(y).reshape(p.out_shape)
 
     return Plan(kern, "quant_matmul (PpMatmul: x1 TransData, NZ blocks, y TransData)", t,

@@ -24,7 +24,7 @@ from npusim.engine.program import Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.matmul_program import Epilogue
-from npusim.ops.program_stages import add_bias, lanes32
+from npusim.ops.program_stages import add_bias, lanes32, ranges
 from npusim.ops.weight_quant_batchmatmul.tiling import msd_prepare_buffers, msd_recombine_buffers
 from npusim.ops.weight_quant_common import (
     MsdFlags,
@@ -198,7 +198,7 @@ def _recombine_strips(
     m, xd = s.m, s.x_dtype
     width = math.ceil(t.strip_n / 2)
     rows = min(m, t.post_m or m)
-    passes = [(r0, min(m, r0 + rows)) for r0 in range(0, m, rows)]
+    passes = ranges(0, m, rows)
     ub = {name: b.alloc("UB", shape, dt, name)
           for name, shape, dt in msd_recombine_buffers(rows, m, width, xd, s.out_dtype)}
     cb, f1, f2, pin, pf, st, ob = (ub[nm] for nm in ("c", "c1", "c2", "params_in", "params",
