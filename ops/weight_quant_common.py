@@ -16,6 +16,7 @@ from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import ITEMSIZE, Region
 from npusim.ops.matmul_program import CubeTiling
 from npusim.ops.program_stages import CrossFlag, CrossFlags, Ring
+from npusim.ops.weight_quant_batchmatmul.tiling import program_strip_n
 
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
@@ -370,18 +371,18 @@ def program_tiling_from(kt: Any, soc: SocDescriptor, s: WqbmmShape,
     cube = getattr(kt, "cube", None)
     aic = soc.core_counts()["aic"]
     if kernel == "Custom":
-        cores = min(aic, kt.cube_block_dim_n)
-        strip, slots, rows = kt.cube_single_n, kt.weight_cache_count, kt.vec_single_k
+        dim_n, strip, slots, rows = (kt.cube_block_dim_n, kt.cube_single_n,
+                                     kt.weight_cache_count, kt.vec_single_k)
     elif kernel == "Msd":
-        cores, strip, slots, rows = min(aic, kt.cube_block_dim_n), kt.single_core_n, 2, 0
+        dim_n, strip, slots, rows = kt.cube_block_dim_n, kt.single_core_n, 2, 0
     elif kernel == "MsdSplitK":
-        cores = min(aic, math.ceil(kt.task_n_size / kt.cube_single_core_n))
+        dim_n = math.ceil(kt.task_n_size / kt.cube_single_core_n)
         strip, slots, rows = kt.cube_single_core_n, 2, 0
     else:
         return base
-    strip = max(16, min(strip, math.ceil(s.n / max(cores, 1) / 16) * 16 or 16))
+    strip = program_strip_n(s.n, strip, dim_n, aic)
     return WqbmmProgramTiling(
-        cube_cores=max(1, min(cores, math.ceil(s.n / strip))),
+        cube_cores=max(1, min(aic, dim_n, math.ceil(s.n / strip))),
         strip_n=strip,
         slots=max(1, slots),
         vec_rows=rows or base.vec_rows,

@@ -151,9 +151,10 @@ def msd_recombine_rows(m: int, width: int, x_dtype: str, out_dtype: str, ub_byte
 
 
 def program_strip_n(n: int, strip: int, dim_n: int, aic: int) -> int:
-    """The workspace strip a Custom / Msd program builds for a tiling's ``strip`` columns over
-    ``dim_n`` AICs (``weight_quant_common.program_tiling_from``: at most N over the AICs used,
-    16-aligned)."""
+    """The workspace strip a Custom / Msd / MsdSplitK program builds for a kernel tiling's
+    ``strip`` columns over ``dim_n`` AICs: at most N over the AICs used, 16-aligned, at least
+    16. The one rule: ``weight_quant_common.program_tiling_from`` derives the program's strip
+    with it and the validators size UB with it."""
     cores = max(1, min(aic, dim_n))
     return max(16, min(strip, _align(_ceil_div(n, cores), 16) or 16))
 
