@@ -25,7 +25,12 @@ from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.matmul_program import Epilogue
 from npusim.ops.program_stages import add_bias, lanes32, ranges
-from npusim.ops.weight_quant_batchmatmul.tiling import msd_prepare_buffers, msd_recombine_buffers
+from npusim.ops.weight_quant_batchmatmul.tiling import (
+    MSD_STAT_SLOT,
+    UB_ALIGN,
+    msd_prepare_buffers,
+    msd_recombine_buffers,
+)
 from npusim.ops.weight_quant_common import (
     MsdFlags,
     WqbmmProgramTiling,
@@ -47,7 +52,6 @@ if TYPE_CHECKING:
 # Msd constants (numerics_msd: C++ float constexpr; E2 computed in double, stored as float)
 E1 = 127.499
 E2 = 127.499 * 127.499 * 2
-SLOT = 32  # bytes of one scalar slot in UB (a vector operand starts 32 B aligned)
 _RECIPROCAL_MIN_K = 128  # K >= 128: x * (1/amax) (scalar reciprocal + Muls), else x / amax
 _HALVING_MIN_K = 4096  # K >= 4096: the row sum halves in place (RowSumInplace)
 
@@ -64,7 +68,7 @@ INV_E2 = f32_value(f32_value(1.0) / f32_value(E2))
 
 
 def _slot(st: Region, i: int, elements: int = 1) -> Region:
-    return Region("UB", st.offset + i * SLOT, (elements,), "float32")
+    return Region("UB", st.offset + i * MSD_STAT_SLOT, (elements,), "float32")
 
 
 def _chunk(v: Region, start: int, count: int) -> Region:
@@ -180,9 +184,9 @@ def _prepare_rows(
             b.dma(digit[d], Region("GM", ((ci * 2 + d) * s.m + r) * k, (k,), "int8", "digits"),
                   name="digits UB->GM")
         for j, slot in [(0, 0)] + ([(1, 2)] if s.has_offset else []):  # amax, rsum
-            b.dma(_slot(st, slot, SLOT // 4),
-                  Region("GM", ((ci * 2 + j) * s.m + r) * SLOT, (SLOT // 4,), "float32",
-                         "stats"), name="row stats UB->GM")
+            b.dma(_slot(st, slot, MSD_STAT_SLOT // 4),
+                  Region("GM", ((ci * 2 + j) * s.m + r) * MSD_STAT_SLOT, (MSD_STAT_SLOT // 4,),
+                         "float32", "stats"), name="row stats UB->GM")
         b.sync("MTE3", "MTE2", 0)
     fl.digits.set(b, "MTE3")
 
@@ -224,7 +228,7 @@ def _recombine_strips(
             src = Region("GM", (slot * 2 * m * t.strip_n + r0 * t.strip_n + half * width) * 4,
                          (rr, cw), "int32", "c", t.strip_n * 4)
             c_ub = [Region("UB", cb.offset, (rr, cw), "int32")]
-            if rr == m and (m * cw * 4) % SLOT == 0:  # both digits' rows in one copy
+            if rr == m and (m * cw * 4) % UB_ALIGN == 0:  # both digits' rows in one copy
                 b.dma(Region("GM", src.offset, (2 * m, cw), "int32", "c", t.strip_n * 4),
                       Region("UB", cb.offset, (2 * m, cw), "int32"), name="digit results GM->UB")
                 c_ub.append(Region("UB", cb.offset + m * cw * 4, (m, cw), "int32"))
@@ -243,8 +247,9 @@ def _recombine_strips(
                     for q, (q0, q1) in enumerate(passes):
                         reg = Region("UB", st.offset + row * stat_row + q * pass_stats,
                                      (q1 - q0, 1), "float32")
-                        b.dma(Region("GM", ((ci * 2 + row) * m + q0) * SLOT, (q1 - q0, 1),
-                                     "float32", "stats", SLOT), reg, name="row stats GM->UB")
+                        b.dma(Region("GM", ((ci * 2 + row) * m + q0) * MSD_STAT_SLOT,
+                                     (q1 - q0, 1), "float32", "stats", MSD_STAT_SLOT), reg,
+                              name="row stats GM->UB")
             if p_i == len(passes) - 1:
                 fl.c.release(b, "MTE2")
             b.sync("MTE2", "V", 1)
@@ -291,8 +296,9 @@ def build_msd_multicore(
                   fl: MsdFlags) -> None:
         _recombine_strips(b, s, t, ci, half, strips, fl)
 
-    dk = DigitKernel("Msd", "wqbmm_msd", 2 * s.m, "int8", "int32", 1, (2, s.m, SLOT // 4),
-                     [(0, s.k)], Epilogue("NONE", "int32"), prepare, recombine)
+    dk = DigitKernel("Msd", "wqbmm_msd", 2 * s.m, "int8", "int32", 1,
+                     (2, s.m, MSD_STAT_SLOT // 4), [(0, s.k)], Epilogue("NONE", "int32"), prepare,
+                     recombine)
     kernel = build_digit_kernel(soc, s, t, dk, data)
     kernel.meta["msd_variant"] = "HIGH_PRECISION" if high_precision else "default"
     if data is not None:
