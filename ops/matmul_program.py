@@ -27,6 +27,7 @@ from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa.instructions import DataCopy, Vector
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import ITEMSIZE, Region
+from npusim.ops.gm_matrix import GmMatrix, nz_window
 from npusim.ops.matmul_tiling import CubeTiling, MatmulTiling, visit_order
 from npusim.ops.program_stages import allocated
 
@@ -75,48 +76,6 @@ class QuantParams:
 
     def mode(self, out_dtype: str) -> str:
         return ("V" if self.per_channel else "") + ("DEQ16" if out_dtype == "float16" else "DEQ8")
-
-
-def _nbytes(shape: tuple[int, int], dtype: str) -> int:
-    return math.ceil(shape[0] * shape[1] * _ITEM[dtype])
-
-
-@dataclass(frozen=True)
-class GmMatrix:
-    """A 2-D matrix in a GM tensor: ``rows x cols`` of ``dtype``, row-major with ``row_bytes``
-    between rows, starting at byte ``offset``. ``transposed`` means the logical (k, n) operand is
-    stored as (n, k) (a transposed view of a contiguous matrix). ``nz_rows`` > 0: the stored
-    matrix is FRACTAL_NZ (torch_npu's ``npu_format_cast(..., 29)`` storage: C0-column strips of
-    ``nz_rows`` (rows aligned to 16) x ``nz_c0`` elements) and ``row_bytes`` is unused."""
-
-    tensor: str
-    dtype: str
-    row_bytes: int
-    offset: int = 0
-    transposed: bool = False
-    nz_rows: int = 0
-    nz_c0: int = 0
-
-    def window(self, r0: int, rows: int, c0: int, cols: int) -> Region:
-        """Stored-layout window (row r0.., column c0..); an NZ matrix's window is one run of
-        ``rows x nz_c0`` elements per C0-column strip it touches (``c0`` on a strip boundary)."""
-        isz = _ITEM[self.dtype]
-        if self.nz_rows:
-            return nz_window(self, r0, rows, c0, cols)
-        off = self.offset + r0 * self.row_bytes + math.ceil(c0 * isz)
-        return Region("GM", off, (rows, cols), self.dtype, self.tensor, self.row_bytes)
-
-
-def nz_window(mat: GmMatrix, r0: int, rows: int, c0: int, cols: int) -> Region:
-    """The GM runs of an NZ matrix's window: (strips, rows x C0), strips nz_rows x C0 apart."""
-    isz, c = _ITEM[mat.dtype], mat.nz_c0
-    if c0 % c:
-        raise ValueError(f"{mat.tensor}: an FRACTAL_NZ window must start on a {c}-element column "
-                         f"strip, got column {c0} (a tiling base / core block not aligned to C0)")
-    strips = math.ceil(cols / c)
-    off = mat.offset + math.ceil(((c0 // c) * mat.nz_rows + r0) * c * isz)
-    return Region("GM", off, (strips, rows * c), mat.dtype, mat.tensor,
-                  math.ceil(mat.nz_rows * c * isz))
 
 
 class CubeEmitter:

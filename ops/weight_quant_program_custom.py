@@ -19,7 +19,8 @@ from npusim.engine.errors import ProgramError
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
-from npusim.ops.matmul_program import CubeEmitter, Epilogue, GmMatrix
+from npusim.ops.gm_matrix import GmMatrix
+from npusim.ops.matmul_program import CubeEmitter, Epilogue
 from npusim.ops.program_stages import CrossFlags, VecInOut, group_segments
 from npusim.ops.weight_quant_batchmatmul.tiling import custom_param_groups, custom_vector_buffers
 from npusim.ops.weight_quant_common import (
