@@ -53,10 +53,11 @@ def emitter_block(rows: int, cols: int, k: int, ct: CubeTiling) -> int:
 
 def _custom(s: WqbmmShape, pt: WqbmmProgramTiling, name: str) -> Bound:
     """Custom / A2-A3 WeightNz: strips x AIV dequant passes, cube tiles x K steps."""
-    from npusim.ops.weight_quant_common import strips_per_core
+    from npusim.ops.weight_quant_batchmatmul.tiling import custom_k_rows
+    from npusim.ops.weight_quant_common import custom_vec_rows, strips_per_core
 
-    c0e = 64 if s.weight_nz and s.w_dtype == "int4" else 32  # build_custom's K split unit
-    rows = pt.vec_rows if pt.vec_rows % c0e == 0 else max(c0e, pt.vec_rows // c0e * c0e)
+    c0e = custom_k_rows(s.weight_nz, s.w_dtype)  # build_custom's K split unit
+    rows = custom_vec_rows(s, pt)
     k_half = min(s.k, c0e * _cdiv(s.k, 2 * c0e))
     passes = _cdiv(k_half, rows) + _cdiv(s.k - k_half, rows)
     ksteps = _cdiv(s.k, pt.base_k)

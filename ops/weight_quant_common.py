@@ -16,7 +16,17 @@ from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import ITEMSIZE, Region
 from npusim.ops.matmul_program import CubeTiling
 from npusim.ops.program_stages import CrossFlag, CrossFlags, Ring
-from npusim.ops.weight_quant_batchmatmul.tiling import program_strip_n
+from npusim.ops.weight_quant_batchmatmul.soc_facts import soc_facts
+from npusim.ops.weight_quant_batchmatmul.tiling import (
+    custom_k_rows,
+    custom_param_groups,
+    custom_vector_buffers,
+    layout_bytes,
+    msd_prepare_buffers,
+    msd_recombine_buffers,
+    msd_recombine_rows,
+    program_strip_n,
+)
 
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
@@ -82,6 +92,14 @@ def default_program_tiling(soc: SocDescriptor, s: WqbmmShape, kernel: str) -> Wq
         base_k=base_k,
         step_k=4,
     )
+
+
+def custom_vec_rows(s: WqbmmShape, t: WqbmmProgramTiling) -> int:
+    """K rows per Custom AIV dequant pass the program runs for ``t.vec_rows``: whole K units
+    (:func:`~npusim.ops.weight_quant_batchmatmul.tiling.custom_k_rows`), rounded down, at
+    least one (ops-nn custom_weight_nz: blockCount = vecNzSingleK / C0)."""
+    unit = custom_k_rows(s.weight_nz, s.w_dtype)
+    return t.vec_rows if t.vec_rows % unit == 0 else max(unit, t.vec_rows // unit * unit)
 
 
 def cube_tiling_of(t: WqbmmProgramTiling, base_m: int | None = None) -> CubeTiling:
@@ -354,6 +372,34 @@ def validate_program_tiling(t: WqbmmProgramTiling, soc: SocDescriptor, s: WqbmmS
         raise ValueError(f"tiling.base_n={t.base_n}: must not exceed strip_n={t.strip_n} (a base "
                          "block lies inside one workspace strip)")
     check_cube_cores(soc, t)
+    _check_program_ub(t, soc, s, kernel)
+
+
+def _check_program_ub(t: WqbmmProgramTiling, soc: SocDescriptor, s: WqbmmShape,
+                      kernel: str) -> None:
+    """The UB layouts the Custom and Msd programs allocate for ``t`` (the ones their kernel
+    tilings' validators size) against the AIV's UB; ValueError naming the field."""
+    ub = soc_facts(soc).ub_bytes
+    if kernel == "Custom":
+        rows = custom_vec_rows(s, t)
+        need = layout_bytes(custom_vector_buffers(
+            rows, t.strip_n, s.x_dtype, custom_param_groups(rows, s.group_size)))
+        if need > ub:
+            raise ValueError(f"tiling.vec_rows={t.vec_rows}: the Custom AIV's tiles of {rows} K "
+                             f"rows x strip_n={t.strip_n} columns need {need} B > UB {ub} B")
+    elif kernel == "Msd":
+        need = layout_bytes(msd_prepare_buffers(s.k, s.x_dtype))
+        if need > ub:
+            raise ValueError(f"k={s.k}: the Msd digit split of one row needs {need} B > UB "
+                             f"{ub} B")
+        rows, width = min(s.m, t.post_m or s.m), math.ceil(t.strip_n / 2)
+        need = layout_bytes(msd_recombine_buffers(rows, s.m, width, s.x_dtype, s.out_dtype))
+        if need > ub:
+            most = msd_recombine_rows(s.m, width, s.x_dtype, s.out_dtype, ub)
+            raise ValueError(
+                f"tiling.post_m={t.post_m}{' (all rows)' if not t.post_m else ''}: the Msd "
+                f"recombination of {rows} rows x {width} columns (half of strip_n={t.strip_n}) "
+                f"needs {need} B > UB {ub} B; post_m <= {most} fits")
 
 
 def check_cube_cores(soc: SocDescriptor, t: WqbmmProgramTiling) -> None:

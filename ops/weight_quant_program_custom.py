@@ -22,13 +22,18 @@ from npusim.isa.operands import Region
 from npusim.ops.gm_matrix import GmMatrix
 from npusim.ops.matmul_program import CubeEmitter, Epilogue
 from npusim.ops.program_stages import CrossFlags, VecInOut, group_segments
-from npusim.ops.weight_quant_batchmatmul.tiling import custom_param_groups, custom_vector_buffers
+from npusim.ops.weight_quant_batchmatmul.tiling import (
+    custom_k_rows,
+    custom_param_groups,
+    custom_vector_buffers,
+)
 from npusim.ops.weight_quant_common import (
     ITEM,
     WqbmmProgramTiling,
     WqbmmShape,
     check_cube_cores,
     cube_tiling_of,
+    custom_vec_rows,
     kernel_meta,
     load_params,
     nz_weight_storage,
@@ -55,13 +60,10 @@ def build_custom(
     the workspace and cube tiles carry the values, Mmad accumulates in the SoC's declared cube
     model and FixPipe rounds (RNE) or requantises - the output is replayed, not computed aside.
     """
-    w_isz = _ITEM[s.w_dtype]
     # an NZ weight is read in whole 32 B K blocks (C0 = 32 int8 / 64 int4): the vector K tiles
-    # and the AIVs' K split are multiples of C0 (ops-nn custom_weight_nz: blockCount =
-    # vecNzSingleK / C0)
-    c0e = int(32 / w_isz) if s.weight_nz else 32
-    if t.vec_rows % c0e:
-        t = replace(t, vec_rows=max(c0e, t.vec_rows // c0e * c0e))
+    # and the AIVs' K split are multiples of C0
+    c0e = custom_k_rows(s.weight_nz, s.w_dtype)
+    t = replace(t, vec_rows=custom_vec_rows(s, t))
     per_core = strips(s.n, t)
     xd = s.x_dtype
     fun = data is not None

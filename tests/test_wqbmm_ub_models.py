@@ -141,3 +141,96 @@ def test_custom_bf16_int4_nz_default_fits(group):
     t = default_tiling(args, soc, "Custom")
     assert (t.cube_single_n, t.vec_single_k) == (208, 64)  # 256 x 64 needs 229 KiB
     assert _ub_verdicts("Custom", call) == (False, False)
+
+
+def _program_ub_verdicts(kernel: str, call: dict, **changes) -> tuple[bool, bool] | None:
+    """(validate_program_tiling refuses the UB, the build overflows UB) for ``call`` with the
+    program tiling derived from ``kernel``'s default changed by ``changes``; None when it is
+    refused for another reason."""
+    from npusim.ops.weight_quant_common import validate_program_tiling
+
+    soc = resolve_soc(SOC)
+    args, _name, s, _ = checked_call(soc, kernel=kernel, **call)
+    pt = program_tiling_from(default_tiling(args, soc, kernel), soc, s, kernel)
+    pt = dataclasses.replace(pt, **changes)
+    try:
+        validate_program_tiling(pt, soc, s, kernel)
+        refused = False
+    except ValueError as e:
+        if " > UB " not in str(e):
+            return None
+        refused = True
+    try:
+        kernel_program(kernel, soc)(soc, s, pt)
+        overflow = False
+    except BufferOverflowError as e:
+        if " in UB " not in str(e):  # an L0 / L1 overflow: not this check's (the cube's)
+            return None
+        overflow = True
+    return refused, overflow
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=st.data(), kernel=st.sampled_from(["Msd", "Custom"]), m=st.integers(1, 64),
+       k64=st.integers(1, 64), n64=st.integers(1, 172),
+       xd=st.sampled_from(["float16", "bfloat16"]))
+def test_program_tiling_ub_check_is_the_program_allocation(data, kernel, m, k64, n64, xd):
+    """A user's WqbmmProgramTiling (Msd: rows per recombination pass ``post_m``, 0 = all M
+    rows, and the strip; Custom: K rows per vector tile and the strip): the program-tiling
+    validator reports a UB overflow exactly when the build overflows UB (it had no UB model:
+    post_m = 0 at M = 64, N = 11008 overflowed at build, BufferOverflowError on c2)."""
+    k, n = 64 * k64, 64 * n64
+    strip = 16 * data.draw(st.integers(1, 64), label="strip / 16")
+    if kernel == "Msd":
+        call = _msd_call(m, k, n, xd, True, True, False)
+        changes = {"post_m": data.draw(st.integers(0, m), label="post_m"), "strip_n": strip}
+    else:
+        call = _custom_call(max(m, 17), k, n, xd, "int8", "ND", False, 0)
+        changes = {"vec_rows": 16 * data.draw(st.integers(1, 32), label="vec_rows / 16"),
+                   "strip_n": strip}
+    changes["base_n"] = min(strip, 256)
+    v = _program_ub_verdicts(kernel, call, **changes)
+    assume(v is not None)
+    assert v is not None
+    event(f"UB refused: {v[0]}")
+    assert v[0] == v[1]
+
+
+def test_msd_program_tiling_with_all_rows_is_refused_naming_post_m():
+    """post_m = 0 (all 64 rows in one recombination pass) with N = 11008's 512-column strips
+    needs more UB than the AIV has: simulate refuses it naming the field and the rows that fit
+    (it raised BufferOverflowError on c2 while building); post_m = 41 runs."""
+    import npusim
+
+    soc = resolve_soc(SOC)
+    call = _msd_call(64, 4096, 11008, "float16", True, True, False)
+    args, _name, s, _ = checked_call(soc, kernel="Msd", **call)
+    pt = program_tiling_from(default_tiling(args, soc, "Msd"), soc, s, "Msd")
+    assert pt.post_m == 41
+    with pytest.raises(ValueError, match=r"tiling\.post_m=0 \(all rows\).*post_m <= 41 fits"):
+        npusim.simulate("weight_quant_batchmatmul", SOC, dataclasses.replace(pt, post_m=0),
+                        kernel="Msd", **call)
+    assert npusim.simulate("weight_quant_batchmatmul", SOC, pt, kernel="Msd", **call).cycles > 0
+
+
+@pytest.mark.parametrize("g", [32 * i for i in range(1, 9)])
+def test_an_int4_nz_group_is_whole_k_blocks(g):
+    """custom_k_unit is 64 rows for an int4 FRACTAL_NZ weight (one 32 B K block) whatever the
+    group: sound only because every per-group call that reaches Custom with that weight has a
+    group of whole blocks (aclnn: 64 or 128), so no vector tile or K split cuts a block across
+    two groups. The other multiples of 32 are refused before any tiling exists; for the
+    accepted ones the default tiling is legal and its tiles are whole groups."""
+    from npusim.ops.weight_quant_batchmatmul.tiling import custom_k_unit
+
+    soc = resolve_soc(SOC)
+    call = _custom_call(64, 8 * g, 1024, "bfloat16", "int4", "NZ", False, g)
+    if g not in (64, 128):
+        with pytest.raises(ValueError, match="group size 64 or 128"):
+            checked_call(soc, kernel="Custom", **call)
+        return
+    args = checked_call(soc, kernel="Custom", **call)[0]
+    assert g % custom_k_unit(args) == 0
+    t = default_tiling(args, soc, "Custom")
+    validate_tiling(t, args, soc, "Custom")
+    assert t.vec_single_k % g == 0

@@ -410,10 +410,17 @@ def _cube_block(
     return CubeBlock(base_m, base_n, base_k, step, step, 1, 1, 2, 2, db_l0c)
 
 
+def custom_k_rows(weight_nz: bool, w_dtype: str) -> int:
+    """The K rows a Custom vector tile and the AIVs' K split are multiples of: an NZ weight's
+    32 B K block (C0 = 32 int8 / 64 int4 rows; the program reads whole blocks), else 32. Every
+    group a call can give Custom with an int4 NZ weight (64 or 128, the aclnn rule) is whole
+    blocks, so a block never spans two groups."""
+    return 64 if weight_nz and w_dtype == "int4" else 32
+
+
 def custom_k_unit(a: WqbmmArgs) -> int:
-    """The K rows a Custom vector tile is a multiple of: an NZ weight's 32 B K block (C0 = 32
-    int8 / 64 int4 rows; the program reads whole blocks), else 32."""
-    return 64 if a.weight_format == "NZ" and a.weight_dtype == "int4" else 32
+    """:func:`custom_k_rows` of a validated call."""
+    return custom_k_rows(a.weight_format == "NZ", a.weight_dtype)
 
 
 def custom_tile_fits(a: WqbmmArgs, f: SocFacts, rows: int, width: int) -> bool:
