@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import compress
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from npusim.engine import timing
 from npusim.engine.memory import MemorySystem, page_pattern
-from npusim.engine.program import Kernel
+from npusim.engine.program import CoreProgram, Kernel
 from npusim.isa.instructions import (
     Cast,
     CrossCoreSetFlag,
@@ -40,10 +41,13 @@ from npusim.isa.instructions import (
     Vector,
     WaitFlag,
 )
-from npusim.isa.operands import BUFFERS, element_bytes
+from npusim.isa.operands import BUFFERS, Region, element_bytes
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from npusim.hw.schema import SocDescriptor
+    from npusim.hw.schema_core import CoreDescriptor
 
 # instruction kinds of the lowered streams; the last element of every tuple is the bytes the
 # instruction's record reports
@@ -103,7 +107,12 @@ class Lowered:
         return out
 
 
-def _layout(r: Any) -> tuple[int, int, int, int]:
+def _mmad_cost(ins: Mmad, desc: CoreDescriptor, idle: bool) -> int:
+    """An Mmad's cycles on ``desc`` (the cost-function shape :meth:`_Lowerer.local` takes)."""
+    return timing.mmad_cycles(desc, ins, idle)
+
+
+def _layout(r: Region) -> tuple[int, int, int, int]:
     """(offset, rows, row bytes, stride) of a region, as Region's properties compute them."""
     nb = r.nbytes
     rsb = r.row_stride_bytes
@@ -148,8 +157,9 @@ class _Kind:
         # row_cost reads start % window); without a burst model they ignore it
         bursts = getattr(desc, "gm_bursts", None)
         self.window = int(bursts.window_bytes) if bursts is not None else 1
-        self.buffers = {name: (b.capacity_bytes, b.alignment_bytes)
-                        for name, b in desc.buffers.items() if name in BUFFERS}
+        self.buffers: dict[str, tuple[int, int]] = {
+            name: (b.capacity_bytes, b.alignment_bytes)
+            for name, b in desc.buffers.items() if name in BUFFERS}
         try:
             self.flag_cycles = max(1, math.ceil(timing.flag_cycles(desc) * self.scale))
         except Exception:  # the reference raises it at the first SetFlag
@@ -174,7 +184,7 @@ class _Lowerer:
             k = self.kinds[kind] = _Kind(len(self.kinds), self.soc, kind)
         return k
 
-    def region_ok(self, r: Any, kd: _Kind) -> bool:
+    def region_ok(self, r: Region, kd: _Kind) -> bool:
         """The reference's ``_check_region`` as a predicate."""
         b = r.buffer
         o = r.offset
@@ -186,20 +196,20 @@ class _Lowerer:
             rows = r.shape[0]
             end = o + (rows - 1) * rsb + (nb // rows if rows else 0)
         if b == "GM":  # (BUFFERS holds GM; a local buffer must be in kd.buffers, all BUFFERS)
-            size = self.gm_sizes.get(r.tensor)
+            size = self.gm_sizes.get(r.tensor) if r.tensor is not None else None
             return size is not None and o >= 0 and end <= size
         lim = kd.buffers.get(b)
         if lim is None:  # not on this core (or not a buffer at all)
             return False
         return bool(o >= 0 and end <= lim[0] and o % lim[1] == 0)
 
-    def access(self, r: Any, layout: tuple[int, int, int, int], write: bool, allocate: bool,
+    def access(self, r: Region, layout: tuple[int, int, int, int], write: bool, allocate: bool,
                atomic: bool) -> Access:
         """One GM access: its pages as MemorySystem._pages finds them (page_pattern of the
         window's page-relative shape, from its first page), in the same order."""
         mem = self.mem
         pb = mem.l2.page_bytes
-        base = mem.base[r.tensor] + layout[0]
+        base = mem.base[cast(str, r.tensor)] + layout[0]  # a GM region (region_ok passed)
         first = base // pb
         key = (base - first * pb, *layout[1:])
         pat = self.patterns.get(key)
@@ -207,7 +217,8 @@ class _Lowerer:
             pat = self.patterns[key] = pattern_entries(*key, pb, mem.l2.line_bytes)
         return ((first, pat), write, allocate, atomic, r.nbytes)
 
-    def local(self, kd: _Kind, cost: Any, nbytes: int = 0) -> tuple[Any, ...]:
+    def local(self, kd: _Kind, cost: Callable[[CoreDescriptor, bool], float],
+              nbytes: int = 0) -> tuple[Any, ...]:
         """(K_LOCAL, idle, busy, nbytes) from ``cost(desc, was_idle)``, scaled to the AI-core
         clock; (K_ERROR, exc, 0) when the cost function raises."""
         try:
@@ -365,7 +376,7 @@ def lower(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem) -> Lowered | No
     queues: dict[tuple[int, bytes], tuple[list[tuple[Any, ...]], dict[Any, int]]] = {}
     core_kinds: list[int] = []
 
-    def lower_queue(q: list[Any], pipe: str, core: Any, kd: _Kind, seen: dict[int, Any]
+    def lower_queue(q: list[Any], pipe: str, core: CoreProgram, kd: _Kind, seen: dict[int, Any]
                     ) -> tuple[list[tuple[Any, ...]], dict[Any, int]] | None:
         """One pipe's queue lowered (None: a static check fails), with its per-path bytes."""
         pipes, ki, flag_cycles, bufs = kd.pipes, kd.index, kd.flag_cycles, kd.buffers
@@ -437,8 +448,7 @@ def lower(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem) -> Lowered | No
                 key = (Mmad, ki, ins.m, ins.k, ins.n, ins.dtype)
                 low = cost.get(key)
                 if low is None:
-                    low = cost[key] = lw.local(kd, lambda d, idle, ins=ins: timing.mmad_cycles(
-                        d, ins, idle))
+                    low = cost[key] = lw.local(kd, partial(_mmad_cost, ins))
             else:
                 if cls is CrossCoreSetFlag or cls is CrossCoreWaitFlag:
                     if not (split and 0 <= ins.flag_id < xids and ins.mode in (0, 1, 2)):
