@@ -243,11 +243,6 @@ def cube_core_kind(soc: SocDescriptor) -> str:
     raise ValueError(f"soc={getattr(soc, 'name', soc)!r}: no cube cores (aic / aicore) in {counts}")
 
 
-def _capacity(core: Any, buf: str) -> int | None:
-    b = core.buffers.get(buf)
-    return None if b is None else int(b.capacity_bytes)
-
-
 # -- validation ---------------------------------------------------------------------------------
 
 
@@ -383,30 +378,30 @@ def validate_matmul_tiling(
     ):
         pingpong = getattr(t, flag)
         need = needs[buf]
-        cap = _capacity(core, buf)
+        cap = core.capacity(buf)
         if cap is not None and need > cap:
             field = flag if pingpong else size_field
             _fail(field, getattr(t, field), f"{buf} needs a {rows}x{cols} {in_dtype} tile"
                   f"{' x2 (ping-pong)' if pingpong else ''} = {need} B > {cap} B")
     l0c_need = needs["L0C"]
-    l0c = _capacity(core, "L0C")
+    l0c = core.capacity("L0C")
     if l0c is not None and l0c_need > l0c:
         _fail("db_l0c" if t.db_l0c else "base_n", t.db_l0c if t.db_l0c else t.base_n,
               f"L0C needs base_m*base_n*4{' x2 (ping-pong)' if t.db_l0c else ''} = {l0c_need} B"
               f" > {l0c} B")
     if with_bias:
-        bt = _capacity(core, "BT")
+        bt = core.capacity("BT")
         if bt is not None and t.base_n * ACC_BYTES > bt:
             _fail("base_n", t.base_n, f"bias table needs base_n*4 = {t.base_n * ACC_BYTES} B > BT "
                   f"{bt} B")
     a1, b1 = needs["A1"], needs["B1"]
     if quant_vector:
-        fb = _capacity(core, "FB")
+        fb = core.capacity("FB")
         if fb is not None and t.base_n * 8 > fb:
             _fail("base_n", t.base_n, f"per-column quant parameters need base_n*8 = "
                   f"{t.base_n * 8} B > FB {fb} B")
     l1_need = needs["L1"]
-    l1 = _capacity(core, "L1")
+    l1 = core.capacity("L1")
     if l1 is not None and l1_need > l1:
         txt = "".join(name for name, _ in staged)
         _fail("step_ka", t.step_ka, f"L1 needs depth_a1*A1 + depth_b1*B1{txt} = "
@@ -414,7 +409,7 @@ def validate_matmul_tiling(
     if getattr(core, "fixpipe", None) is None and "UB" in core.buffers:
         # next to the L0C tile(s): the bias row (broadcast UB -> L0C) and, for an integer
         # matmul's int8 / fp16 output, its per-column dequant parameters (L0C -> UB VDEQ copy)
-        ub = _capacity(core, "UB")
+        ub = core.capacity("UB")
         extra = [(f"bias {t.base_n}*4", t.base_n * ACC_BYTES)] if with_bias else []
         if in_bits <= 8 and out_dtype in ("int8", "float16"):
             extra.append((f"deq params {t.base_n}*8", t.base_n * 8))
@@ -573,7 +568,7 @@ def default_matmul_tiling(
             single_core_k=k, m_dim=md, n_dim=nd,
             in_bits=in_bits, out_bits=DTYPE_BITS[out_dtype],
         )
-        t = replace(t, db_l0c=2 * bm * bn * ACC_BYTES <= (_capacity(soc.core(kind), "L0C") or 0))
+        t = replace(t, db_l0c=2 * bm * bn * ACC_BYTES <= (soc.core(kind).capacity("L0C") or 0))
         fitted = _fit_steps(t, m, k, n, in_dtype, out_dtype, soc, with_bias, quant_vector)
         if fitted is None and t.db_l0c:
             fitted = _fit_steps(replace(t, db_l0c=False), m, k, n, in_dtype, out_dtype, soc,

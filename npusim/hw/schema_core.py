@@ -498,3 +498,8 @@ class CoreDescriptor(Model):
     def transfer(self, src: str, dst: str) -> TransferSpec | None:
         """The data path ``src`` -> ``dst`` of this core, or None when the core has none."""
         return self._paths.get((src, dst))
+
+    def capacity(self, buffer: str) -> int | None:
+        """The capacity in bytes of local buffer ``buffer``, or None when this core has none."""
+        b = self.buffers.get(buffer)  # type: ignore[call-overload]  # any name; None if absent
+        return None if b is None else int(b.capacity_bytes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -72,11 +72,6 @@ class SocFacts:
         return self.organisation == "split"
 
 
-def _capacity(core: Any, name: str) -> int:
-    buf = core.buffers.get(name) if hasattr(core.buffers, "get") else None
-    return int(buf.capacity_bytes) if buf is not None else 0
-
-
 def soc_facts(soc: SocArg) -> SocFacts:
     """Read the operator-relevant facts of ``soc`` (see :func:`resolve_soc`)."""
     d = resolve_soc(soc)
@@ -96,15 +91,15 @@ def soc_facts(soc: SocArg) -> SocFacts:
         organisation=organisation,
         aic_num=int(aic),
         aiv_num=int(aiv),
-        l1_bytes=_capacity(cube_core, "L1"),
-        l0a_bytes=_capacity(cube_core, "L0A"),
-        l0b_bytes=_capacity(cube_core, "L0B"),
-        l0c_bytes=_capacity(cube_core, "L0C"),
-        ub_bytes=_capacity(vec_core, "UB"),
-        bt_bytes=_capacity(cube_core, "BT"),
+        l1_bytes=(cube_core.capacity("L1") or 0),
+        l0a_bytes=(cube_core.capacity("L0A") or 0),
+        l0b_bytes=(cube_core.capacity("L0B") or 0),
+        l0c_bytes=(cube_core.capacity("L0C") or 0),
+        ub_bytes=(vec_core.capacity("UB") or 0),
+        bt_bytes=(cube_core.capacity("BT") or 0),
         cube_model=str(model),
         split_k_order=str(order),
         cube_align=tuple((str(name), int(buf.alignment_bytes))
                          for name, buf in cube_core.buffers.items()),
-        fb_bytes=_capacity(cube_core, "FB"),
+        fb_bytes=(cube_core.capacity("FB") or 0),
     )
