@@ -10,7 +10,8 @@ stats workspace. The AIC multiplies each block's ``D x M`` digit rows by the blo
 ring of workspace slots, block after block for each N strip. The AIVs recombine each strip's
 columns (one half each) into one fp32 accumulator, per ``group_pack`` blocks the offset terms
 ``rsum_b * (scale * offset)`` first, then each block's digit terms
-``(sum_i C_i * divF_i) * scale * amax_b``; then bias and CAST_ROUND.
+``(sum_i C_i * divF_i) * scale * amax_b`` (the ``msd_recombine`` stage, its fused form); then
+bias and CAST_ROUND.
 
 Every vector instruction is a typed ISA instruction (values from ``npusim.isa.semantics``) in the
 order of the numerics model (``numerics_msd.msd_split_k``, the test oracle). Blocks of a
@@ -26,6 +27,7 @@ from npusim.engine.program import Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.matmul_program import Epilogue
+from npusim.ops.msd_recombine import FACTORS, MsdRecombine
 from npusim.ops.program_stages import add_bias, lanes32
 from npusim.ops.weight_quant_common import (
     ITEM,
@@ -45,26 +47,6 @@ from npusim.ops.weight_quant_program_msd import f32_value
 
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
-
-#: (f1, f2, digits) per weight dtype (numerics_msd.DIGIT_FACTORS)
-FACTORS = {"int8": (127.0, 254.0, 2), "int4": (7.49, 14.98, 3)}
-
-
-def _f16(v: float) -> float:
-    import numpy as np
-
-    return float(np.float16(v))
-
-
-def recombination_scalars(w_dtype: str, high_perf: bool) -> list[float]:
-    """divF_i as the kernels hold them: fp32 1/f1, 1/(f1 f2), 1/(f1 f2^2); for the fp16 chain
-    1/f1 (fp32), half(1/f2), half(1/f2^2)."""
-    f1, f2 = f32_value(FACTORS[w_dtype][0]), f32_value(FACTORS[w_dtype][1])
-    if high_perf:
-        return [f32_value(1.0 / f1), _f16(f32_value(1.0 / f2)),
-                _f16(f32_value(1.0 / f32_value(f2 * f2)))]
-    f12 = f32_value(f1 * f2)
-    return [f32_value(1.0 / f1), f32_value(1.0 / f12), f32_value(1.0 / f32_value(f12 * f2))]
 
 
 def _blocks(base: int, nbk: int, g: int, col0: int, cols: int) -> Region:
@@ -191,7 +173,7 @@ def _recombine_strips(
     width = math.ceil(t.strip_n / 2)
     wl = lanes32(width, 4)
     c_isz = ITEM[geo.c_dtype]
-    div = recombination_scalars(s.w_dtype, geo.high_perf)
+    rc = MsdRecombine.of(s.w_dtype, geo.high_perf, fused=True)
     pk = geo.pack if geo.per_group else 1  # parameter rows held per pack
     cb = [b.alloc("UB", (m, wl), "int32", f"c{d}") for d in range(geo.digits)]
     cc = b.alloc("UB", (m, width), "float32", "cc")
@@ -209,21 +191,28 @@ def _recombine_strips(
     def prm(base: int, row: int, cw: int, dtype: str, stride: int) -> Region:
         return Region("UB", base + row * stride, (cw,), dtype)
 
+    def pack_rows(i: int, f32: bool, rows_here: int, cw: int) -> Region:
+        """The raw or fp32 rows of parameter ``i`` (0 scale, 1 offset) held for a pack."""
+        base, stride, dt = (pf.offset, p_row, "float32") if f32 else (pin.offset, i_row, xd)
+        return Region("UB", base + i * pk * stride, (rows_here, cw), dt, row_stride_bytes=stride)
+
     slot_i = 0
     for si, (n0, n1) in enumerate(strips):
         c0 = n0 + half * width
         cw = min(width, n1 - c0)
+        if cw <= 0:  # this AIV's half of a narrow strip is empty: keep the handshakes only
+            for _ in range(nb):
+                fl.c.take(b, "MTE2")
+                fl.c.release(b, "MTE2")
+            slot_i += nb
+            continue
         acc_r = Region("UB", acc.offset, (m, cw), "float32")
         cc_r = Region("UB", cc.offset, (m, cw), "float32")
-        if cw > 0:
-            b.vop(VecOp.DUPLICATE, acc_r, scalar=0.0, name="Duplicate 0 acc")
+        sum_r = rc.accumulator(b, acc_r)
         for blk in range(nb):
             slot = ci * t.slots + slot_i % t.slots
             slot_i += 1
             fl.c.take(b, "MTE2")
-            if cw <= 0:  # this AIV's half of a narrow strip is empty: keep the handshake only
-                fl.c.release(b, "MTE2")
-                continue
             pack_start = blk % geo.pack == 0
             rows_here = min(pk, nb - blk) if geo.per_group else 1
             prow0 = blk if geo.per_group else 0
@@ -235,8 +224,7 @@ def _recombine_strips(
             if pack_start:
                 for i, nm in enumerate(names):
                     b.dma(Region("GM", (prow0 * s.n + c0) * 2, (rows_here, cw), xd, nm, s.n * 2),
-                          Region("UB", pin.offset + i * pk * i_row, (rows_here, cw), xd,
-                                 row_stride_bytes=i_row), name=f"{nm} GM->UB")
+                          pack_rows(i, False, rows_here, cw), name=f"{nm} GM->UB")
             c_ub = [Region("UB", cb[d].offset, (m, cw), geo.c_dtype) for d in range(geo.digits)]
             for d in range(geo.digits):
                 src = (slot * rows + d * m) * t.strip_n + half * width
@@ -245,29 +233,18 @@ def _recombine_strips(
             fl.c.release(b, "MTE2")
             b.sync("MTE2", "V", 1)
             if pack_start:
-                for i, nm in enumerate(names):
-                    b.cast(Region("UB", pf.offset + i * pk * p_row, (rows_here, cw), "float32",
-                                  row_stride_bytes=p_row),
-                           Region("UB", pin.offset + i * pk * i_row, (rows_here, cw), xd,
-                                  row_stride_bytes=i_row), name=f"Cast {nm}->fp32")
-                if s.has_offset:  # scale * offset, in place of the offset rows
-                    off = Region("UB", pf.offset + pk * p_row, (rows_here, cw), "float32",
-                                 row_stride_bytes=p_row)
-                    sc = Region("UB", pf.offset, (rows_here, cw), "float32",
-                                row_stride_bytes=p_row)
-                    b.vop(VecOp.MUL, off, (sc, off), name="Mul scale*offset")
+                sc, of = ((pack_rows(i, True, rows_here, cw), pack_rows(i, False, rows_here, cw))
+                          for i in range(2))
+                rc.params(b, sc, of if s.has_offset else None)
+                if s.has_offset:  # scale * offset is in place of the offset rows
                     for bb in range(blk, min(nb, blk + geo.pack)):
                         so_row = prm(pf.offset + pk * p_row, bb - blk if geo.per_group else 0,
                                      cw, "float32", p_row)
-                        b.vop(VecOp.MUL_ADD_DST, acc_r, (stat(1, bb), so_row),
-                              name="MulAddDst rsum*scale*offset")
+                        sum_r.add_offset(b, stat(1, bb), so_row)
             scale_row = prm(pf.offset, (blk % pk) if geo.per_group else 0, cw, "float32", p_row)
-            _emit_digit_terms(b, geo, c_ub, cc_r, div)
-            b.vop(VecOp.MUL, cc_r, (cc_r, scale_row), name="Mul scale")
-            b.vop(VecOp.MUL_ADD_DST, acc_r, (cc_r, stat(0, blk)), name="MulAddDst cc*amax")
+            rc.digit_sum(b, c_ub, cc_r)
+            sum_r.add_digits(b, cc_r, scale_row, stat(0, blk))
             b.sync("V", "MTE2", 1)
-        if cw <= 0:
-            continue
         if s.has_bias:
             bias = prm(pf.offset, 2 * pk, cw, "float32", p_row)
             b.dma(Region("GM", c0 * 4, (cw,), "float32", "bias"), bias, name="bias GM->UB")
@@ -275,24 +252,6 @@ def _recombine_strips(
             add_bias(b, acc_r, bias)
         store_output(b, s, acc_r, Region("UB", ob.offset, (m, cw), s.out_dtype), c0)
         b.sync("V", "MTE2", 1)  # the next strip's loads wait for this strip's vector work
-
-
-def _emit_digit_terms(
-    b: ProgramBuilder, geo: _Geometry, c_ub: list[Region], cc: Region, div: list[float]
-) -> None:
-    """cc = sum_i C_i divF_i: fp32 Axpys from 0 (each C_i cast to fp32 in place), or the fp16
-    chain of inner_precise 1 (C_0 += C_i half(divF_i), then fp32 times divF_0)."""
-    if geo.high_perf:
-        for d in range(1, geo.digits):
-            b.vop(VecOp.AXPY, c_ub[0], (c_ub[d],), scalar=div[d], name="Axpy fp16 digit")
-        b.cast(cc, c_ub[0], name="Cast fp16->fp32")
-        b.vop(VecOp.MULS, cc, (cc,), scalar=div[0], name="Muls divF0")
-        return
-    b.vop(VecOp.DUPLICATE, cc, scalar=0.0, name="Duplicate 0 cc")
-    for d in range(geo.digits):
-        f = c_ub[d].as_dtype("float32")
-        b.cast(f, c_ub[d], name=f"Cast C{d}->fp32")
-        b.vop(VecOp.AXPY, cc, (f,), scalar=div[d], name="Axpy digit")
 
 
 def build_msd_split_k(

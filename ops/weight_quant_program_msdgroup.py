@@ -65,6 +65,7 @@ from npusim.engine.program import GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
 from npusim.ops.group_tile_cube import GroupTileCube
+from npusim.ops.msd_recombine import FACTORS, recombination_scalars
 from npusim.ops.program_stages import (
     CrossFlag,
     MixLaunch,
@@ -90,7 +91,6 @@ from npusim.ops.weight_quant_common import (
 )
 from npusim.ops.weight_quant_digit_kernel import digit_split
 from npusim.ops.weight_quant_program_msd import f32_value
-from npusim.ops.weight_quant_program_msd_splitk import FACTORS, recombination_scalars
 
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
