@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from npusim.runner import Plan
 
 
-def _stored(x: Any, transposed: bool) -> np.ndarray | None:
+def stored_tensor(x: Any, transposed: bool) -> np.ndarray | None:
     """The contiguous stored tensor behind an array (a transposed view -> its base layout; a
     FRACTAL_NZ array -> its NZ storage)."""
     if not isinstance(x, np.ndarray):
@@ -153,7 +153,8 @@ def plan_matmul(soc: SocDescriptor, tiling: Any = None, *, a: Any, b: Any, bias:
     if bias is not None and fbias is None:
         fbias = np.zeros(p.n, np.float32)  # timing-only: the bias path is still exercised
     kernel = build_matmul_kernel(soc, p.m, p.k, p.n, p.in_dtype, t, epi, trans_b=p.trans_b,
-                                 a=_stored(a, False), b=_stored(b, p.trans_b), bias=fbias,
+                                 a=stored_tensor(a, False), b=stored_tensor(b, p.trans_b),
+                                 bias=fbias,
                                  cube_model=p.cube_model, name="matmul",
                                  batch=_batch_layout(_shape(a), _shape(b), p.batch),
                                  split_k_order=_split_order(soc),
@@ -248,7 +249,8 @@ def plan_quant_matmul(soc: SocDescriptor, tiling: Any = None, *, x1: Any, x2: An
     # little-endian: element 2i in the low nibble of byte i), so the GM tensors hold them as is
     kernel = build_matmul_kernel(
         soc, p.m, p.k, p.n, p.in_dtype, t, epi, trans_b=p.trans_x2,
-        a=_stored(x1, False), b=_stored(x2, p.trans_x2), bias=ibias, name="quant_matmul",
+        a=stored_tensor(x1, False), b=stored_tensor(x2, p.trans_x2), bias=ibias,
+        name="quant_matmul",
         meta=meta, deq=deq,
         batch=_batch_layout(_shape(x1), _shape(x2), p.batch, p.bias_batched),
         aiv=aiv, split_k_order=_split_order(soc),

@@ -25,9 +25,10 @@ Values: every stage's output is its functional run (the format_cast programs' mo
 semantics table's exact int8 Mmad and VDEQ16 copy), bit-identical to
 :func:`npusim.ops.quant_matmul.reference_quant_matmul` for the cases
 :func:`~npusim.ops.quant_matmul.check_pp_matmul` defines (one matrix, an (n,) scale, float16
-output). ``simulate`` returns the PpMatmul launch's run; the TransData launches are run (each
-from a cold L2, functional when the call is) and their cycles named in the plan's notes and the
-kernel metadata ``launches``.
+output). ``simulate`` returns the PpMatmul launch's run; each TransData launch is run once
+(from a cold L2, functional when the call is: the y TransData of a functional call when the plan
+is finished, on the PpMatmul's output) and its cycles named in the plan's notes and the kernel
+metadata ``launches``.
 
 Declared (not published, named in the kernel metadata ``declared``):
 
@@ -55,6 +56,8 @@ from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa.instructions import DataCopy
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
+from npusim.ops.gm_matrix import GmMatrix
+from npusim.ops.matmul_plans import stored_tensor
 
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
@@ -198,15 +201,6 @@ _KERNEL_EVENTS = (*(("MTE1", "MTE2", ev) for ev in (0, 1, 2, 3)),
                   ("V", "MTE2", 1), ("V", "MTE2", 0))
 
 
-def _nz(tensor: str, r0: int, rows: int, c0: int, cols: int, nz_rows: int, c: int,
-        dtype: str) -> Region:
-    """The GM runs of an NZ window: (strips, rows x C0), strips nz_rows x C0 apart."""
-    isz = 2 if dtype == "float16" else 1
-    strips = -(-cols // c)
-    return Region("GM", ((c0 // c) * nz_rows + r0) * c * isz, (strips, rows * c), dtype,
-                  tensor, nz_rows * c * isz)
-
-
 @dataclass(frozen=True)
 class _Block:
     """One output block: its (m, n) block indices and rows / columns rounded to 16."""
@@ -218,20 +212,21 @@ class _Block:
 
 
 def _load_chunk(bld: ProgramBuilder, l1a: list[Region], l1b: list[Region], t: PpMatmulTiling,
-                k: int, mu: int, nu: int, blk: _Block, kidx: int, buf: int) -> None:
+                k: int, a: GmMatrix, b: GmMatrix, blk: _Block, kidx: int, buf: int) -> None:
     """K chunk ``kidx`` of the block's A and B GM -> L1 (``buf`` 1: the ping halves, events 0 /
-    2; 0: pong, 1 / 3), each a plain copy of its NZ runs."""
+    2; 0: pong, 1 / 3), each a plain copy of its NZ runs (``a``: x1's NZ storage, ``b``: the
+    transposed x2's, both C0 = 32 int8)."""
     k_loop = -(-k // t.k0)
     ka = k - kidx * t.k0 if kidx == k_loop - 1 else t.k0
     kr = -(-ka // 32) * 32
     ea, eb = (0, 2) if buf else (1, 3)
     bld.wait_flag("MTE1", "MTE2", ea)
-    bld.dma(_nz("a", blk.mi * t.m0, blk.mr, kidx * t.k0, kr, mu, 32, "int8"),
+    bld.dma(a.window(blk.mi * t.m0, blk.mr, kidx * t.k0, kr),
             Region("L1", l1a[1 - buf].offset, (blk.mr, kr), "int8"),
             name="A GM->L1 (NZ)", transform="nz")
     bld.set_flag("MTE2", "MTE1", ea)
     bld.wait_flag("MTE1", "MTE2", eb)
-    bld.dma(_nz("b", blk.ni * t.n0, blk.nr, kidx * t.k0, kr, nu, 32, "int8"),
+    bld.dma(b.window(blk.ni * t.n0, blk.nr, kidx * t.k0, kr),
             Region("L1", l1b[1 - buf].offset, (kr, blk.nr), "int8"),
             name="B GM->L1 (NZ, transposed)", transform="nz2nd")
     bld.set_flag("MTE2", "MTE1", eb)
@@ -259,6 +254,8 @@ def build_pp_matmul_kernel(soc: SocDescriptor, m: int, k: int, n: int, t: PpMatm
             "input"),
         "y_nz": GMTensor("y_nz", (nu // 16, mu // 16, 16, 16), "float16", None, "output"),
     }
+    a_nz, b_nz = (GmMatrix(name, "int8", 0, nz_rows=rows, nz_c0=32)
+                  for name, rows in (("a", mu), ("b", nu)))
     m_loop, n_loop, k_loop = -(-m // t.m0), -(-n // t.n0), -(-k // t.k0)
     order = block_order(t, m, n)
     path = desc.transfer("L0C", "UB")
@@ -284,7 +281,7 @@ def build_pp_matmul_kernel(soc: SocDescriptor, m: int, k: int, n: int, t: PpMatm
             c_reg = Region("L0C", l0c.offset, (mr, nr), "int32")
 
             blk = _Block(mi, ni, mr, nr)
-            _load_chunk(bld, l1a, l1b, t, k, mu, nu, blk, 0, pp)
+            _load_chunk(bld, l1a, l1b, t, k, a_nz, b_nz, blk, 0, pp)
             bias_ub = Region("UB", UB_BIAS, (nr,), "int32")
             bld.wait_flag("V", "MTE2", 0)
             bld.dma(Region("GM", ni * t.n0 * 4, (nr,), "int32", "bias"), bias_ub,
@@ -296,7 +293,7 @@ def build_pp_matmul_kernel(soc: SocDescriptor, m: int, k: int, n: int, t: PpMatm
                 kr = -(-ka // 32) * 32
                 ea, eb = (0, 2) if pp else (1, 3)
                 if kidx < k_loop - 1:
-                    _load_chunk(bld, l1a, l1b, t, k, mu, nu, blk, kidx + 1, 1 - pp)
+                    _load_chunk(bld, l1a, l1b, t, k, a_nz, b_nz, blk, kidx + 1, 1 - pp)
                 a_l1 = Region("L1", l1a[1 - pp].offset, (mr, kr), "int8")
                 b_l1 = Region("L1", l1b[1 - pp].offset, (kr, nr), "int8")
                 parts = -(-ka // k_part)
@@ -375,17 +372,15 @@ def build_pp_matmul_kernel(soc: SocDescriptor, m: int, k: int, n: int, t: PpMatm
     return Kernel("quant_matmul_pp", gm, cores, md)
 
 
-def _x2_storage(x2: Any) -> np.ndarray | None:
+def _x2_storage(x2: np.ndarray) -> np.ndarray:
     """The transposed x2's NZ storage (k1, n1, 16, 32): an NZ x2 as stored; an ND x2 (a (k, n)
-    array or a transposed view of an (n, k) one) converted on the host (the declared weight
-    preparation)."""
-    if not isinstance(x2, np.ndarray):
-        return None
-    if getattr(x2, "npu_format", 2) == 29:
-        return np.ascontiguousarray(x2.view(np.ndarray))
+    array or a transposed view of an (n, k) one) as its stored (n, k) matrix, converted on the
+    host (the declared weight preparation)."""
     from npusim.layouts import nd_to_nz
 
-    return np.asarray(nd_to_nz(np.ascontiguousarray(np.swapaxes(x2, -1, -2))))
+    stored = stored_tensor(x2, True)
+    assert stored is not None  # a functional call's x2 is an array
+    return stored if getattr(x2, "npu_format", 2) == 29 else np.asarray(nd_to_nz(stored))
 
 
 def _outputs(plan: Plan, run: Any) -> Any:
@@ -424,20 +419,26 @@ def plan_pp_matmul(soc: SocDescriptor, tiling: Any, p: Any, *, x1: Any, x2: Any,
         soc, p.m, p.k, p.n, t, a=a, b=_x2_storage(x2) if functional else None,
         bias=np.asarray(bias) if functional else None, params=params,
         meta={"declared_l0c_to_ub_dequant_model": coupled_deq_model(soc)})
-    post = plan_format_cast(soc, x=spec((p.m, p.n), "float16", npu_format=ACL_FORMAT_FRACTAL_NZ),
-                            acl_format=ACL_FORMAT_ND)
-    post_cycles = _run(soc, post).cycles
-    kern.meta["launches"] = {"x1 TransData ND->NZ": pre_run.cycles,
-                             "PpMatmul": "this run",
-                             "y TransData NZ->ND": post_cycles}
-    notes = [f"310P pp_matmul path: 3 launches; this run is PpMatmul; x1 TransData ND->NZ "
-             f"{pre_run.cycles} cycles and y TransData NZ->ND {post_cycles} cycles run "
-             "separately (each from a cold L2)"]
+    launches: dict[str, Any] = {"x1 TransData ND->NZ": pre_run.cycles, "PpMatmul": "this run"}
+    kern.meta["launches"] = launches
+    notes: list[str] = []
+
+    def post(y_nz: Any) -> Any:
+        """Run the y TransData on ``y_nz`` (the PpMatmul's output, or its spec) once and name
+        its cycles in the launches and the note; its result (None timing-only)."""
+        back = plan_format_cast(soc, x=y_nz, acl_format=ACL_FORMAT_ND)
+        run = _run(soc, back)
+        launches["y TransData NZ->ND"] = run.cycles
+        notes[:] = [f"310P pp_matmul path: 3 launches; this run is PpMatmul; x1 TransData "
+                    f"ND->NZ {pre_run.cycles} cycles and y TransData NZ->ND {run.cycles} cycles "
+                    "run separately (each from a cold L2)"]
+        return _outputs(back, run) if back.functional else None
+
+    if not functional:  # timing only: nothing to wait for
+        post(spec((p.m, p.n), "float16", npu_format=ACL_FORMAT_FRACTAL_NZ))
 
     def finish(out: dict[str, np.ndarray]) -> Any:
-        y_nz = FormattedArray(out["y_nz"], ACL_FORMAT_FRACTAL_NZ, (p.m, p.n))
-        back = plan_format_cast(soc, x=y_nz, acl_format=ACL_FORMAT_ND)
-        y = _outputs(back, _run(soc, back))
+        y = post(FormattedArray(out["y_nz"], ACL_FORMAT_FRACTAL_NZ, (p.m, p.n)))
         return np.asarray(y).reshape(p.out_shape)
 
     return Plan(kern, "quant_matmul (PpMatmul: x1 TransData, NZ blocks, y TransData)", t,

@@ -174,3 +174,30 @@ def test_a_dict_tiling_applies_its_fields_to_the_default():
     assert res.tiling.m0 == 128 and res.tiling.block_dim == 4
     want = reference_quant_matmul(x1, x2, scale, soc=SOC, **kw)
     assert np.array_equal(_u16(res.outputs), _u16(want))
+
+
+def test_a_functional_call_runs_each_trans_data_once(monkeypatch):
+    """A functional call runs three launches, each once and functional: x1 TransData,
+    PpMatmul, y TransData (the y TransData also ran timing-only while planning, for its
+    cycles); the notes and metadata name the y TransData's cycles from its one run, the same
+    as a timing-only call's."""
+    import npusim.engine.sim as sim
+    import npusim.runner as runner
+
+    runs: list[tuple[str, bool]] = []
+    run_kernel = sim.run_kernel
+
+    def counting(kernel, *args, **kw):
+        runs.append((kernel.name, bool(kw.get("functional"))))
+        return run_kernel(kernel, *args, **kw)
+
+    for module in (sim, runner):  # the runner holds its own reference
+        monkeypatch.setattr(module, "run_kernel", counting)
+    x1, x2, scale, kw = _call(1030, 200, 90, 4)
+    res = npusim.simulate("quant_matmul", SOC, x1=x1, x2=x2, scale=scale, **kw)
+    assert runs == [("format_cast", True), ("quant_matmul_pp", True), ("format_cast", True)]
+    timing = npusim.simulate("quant_matmul", SOC, x1=spec_of(x1), x2=spec_of(x2),
+                             scale=spec_of(scale), bias=spec_of(kw["bias"]),
+                             output_dtype="float16")
+    assert res.run.kernel.meta["launches"] == timing.run.kernel.meta["launches"]
+    assert res.notes == timing.notes and "y TransData NZ->ND" in res.notes[0]
