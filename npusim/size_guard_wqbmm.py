@@ -149,7 +149,7 @@ def _msd_group(s: WqbmmShape, kt: MsdGroupTiling, name: str) -> Bound:
                 c0 = (v % kt.vec_block_dim_n) * kt.vec_single_core_n
                 if min(kt.vec_single_core_n, s.n - c0) > 0:
                     # scale + amax loads, sync, Cast, a C load per digit, Muls / Axpy / Cast,
-                    # Mul scale, Mul group max, Add / Copy, set
+                    # Mul scale, Mul amax, Add / Copy, set
                     vec += 9 + d
     # per row of x: load, sync, Cast, Abs, the max reduction (2 BlockReduce, Brcb, sync,
     # store, set + wait), Div, Muls, 3 casts per digit, Sub + Muls per further digit, sync, a

@@ -23,7 +23,8 @@ published kernel ``WeightQuantBatchMatMulV2MsdGroupKernel`` for behaviour, no co
    ``vec_single_core_n`` columns of the cell group by group: scale (and offset) rows; C digit rows
    (int32: row chunks of 8, 6 and the rest, each digit Cast then Muls / Axpy in fp32; fp16: the
    Axpy chain in fp16, Cast, Muls); x scale, x group max; into an fp32 accumulator (M x columns)
-   in UB. After its last group one UB -> GM DMA with **atomic add** into ``acc``.
+   in UB (the ``msd_recombine`` stage, its unfused form). After its last group one UB -> GM DMA
+   with **atomic add** into ``acc``.
 4. *All AIVs, after a second mode-0 barrier:* AIV ``v`` loads the ``acc`` columns of vec N index
    ``v % vec_block_dim_n``, adds the bias, Casts (CAST_ROUND) to the output dtype and writes y.
 
@@ -65,7 +66,7 @@ from npusim.engine.program import GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
 from npusim.ops.group_tile_cube import GroupTileCube
-from npusim.ops.msd_recombine import FACTORS, recombination_scalars
+from npusim.ops.msd_recombine import FACTORS, MsdRecombine
 from npusim.ops.program_stages import (
     CrossFlag,
     MixLaunch,
@@ -370,7 +371,7 @@ def _recombine(
             ring.done(b, task, ntask, "MTE2")
         return
     m, vsn, xd, csn = s.m, kt.vec_single_core_n, s.x_dtype, kt.cube_single_core_n
-    div = recombination_scalars(s.w_dtype, s.inner_precise == 1 and s.w_dtype == "int4")
+    rc = MsdRecombine.of(s.w_dtype, s.inner_precise == 1 and s.w_dtype == "int4", fused=False)
     c0 = (ci % kt.cube_block_dim_n) * csn + cc0  # the global first column
     ng8 = math.ceil(s.k / s.group_size) * 8
     rows = digits * m
@@ -391,31 +392,30 @@ def _recombine(
         cbytes = max(rows * cw * 2, m * cw * 6)
         cbuf = b.alloc("UB", (cbytes,), "int8", "c16")
         cf = Region("UB", cbuf.offset + m * cw * 2, (m, cw), "float32")  # over digits 1, 2
+    scale = (Region("UB", sc.offset, (cw,), "float32"), Region("UB", sc_raw.offset, (cw,), xd))
+    offset = ((Region("UB", of.offset, (cw,), "float32"), Region("UB", of_raw.offset, (cw,), xd))
+              if s.has_offset else None)
+
+    def per_row(buf: Region) -> Region:  # a group's value per row (8 lanes broadcast, 32 B)
+        return Region("UB", buf.offset, (m, 1), "float32", row_stride_bytes=32)
+
+    sum_r = rc.accumulator(b, Region("UB", acc.offset, (m, cw), "float32"))
     params = PingPong(b, "MTE2", "V", (0,))  # the group's scale / max (/ offset / sum) rows
     for task, gi in enumerate(groups):
         pi = params.acquire()
-        b.dma(Region("GM", (gi * s.n + c0) * 2, (cw,), xd, "scale"),
-              Region("UB", sc_raw.offset, (cw,), xd), name="scale GM->UB")
+        b.dma(Region("GM", (gi * s.n + c0) * 2, (cw,), xd, "scale"), scale[1],
+              name="scale GM->UB")
         b.dma(Region("GM", gi * 32, (m, 8), "float32", "amax", ng8 * 4),
               Region("UB", am.offset, (m, 8), "float32"), name="group max GM->UB")
-        if s.has_offset:
-            b.dma(Region("GM", (gi * s.n + c0) * 2, (cw,), xd, "offset"),
-                  Region("UB", of_raw.offset, (cw,), xd), name="offset GM->UB")
+        if offset is not None:
+            b.dma(Region("GM", (gi * s.n + c0) * 2, (cw,), xd, "offset"), offset[1],
+                  name="offset GM->UB")
             b.dma(Region("GM", gi * 32, (m, 8), "float32", "rsum", ng8 * 4),
                   Region("UB", rs.offset, (m, 8), "float32"), name="group sum GM->UB")
         params.ready(pi)
-        sc_r = Region("UB", sc.offset, (cw,), "float32")
-        acc_r = Region("UB", acc.offset, (m, cw), "float32")
-        b.cast(sc_r, Region("UB", sc_raw.offset, (cw,), xd), name="Cast scale->fp32")
-        if s.has_offset:
-            of_r = Region("UB", of.offset, (cw,), "float32")
-            rs_r = Region("UB", rs.offset, (m, 1), "float32", row_stride_bytes=32)
-            b.cast(of_r, Region("UB", of_raw.offset, (cw,), xd), name="Cast offset->fp32")
-            b.vop(VecOp.MUL, of_r, (sc_r, of_r), name="Mul scale*offset")
-            if task == 0:
-                b.vop(VecOp.MUL, acc_r, (rs_r, of_r), name="Mul rsum*offset")
-            else:
-                b.vop(VecOp.MUL_ADD_DST, acc_r, (rs_r, of_r), name="MulAddDst rsum*offset")
+        rc.params(b, scale, offset)
+        if offset is not None:
+            sum_r.add_offset(b, per_row(rs), offset[0])
         ring.take(b, "MTE2")
         base = (ci * 2 + task % 2) * rows * csn
         if c_dtype == "int32":
@@ -423,39 +423,26 @@ def _recombine(
                 tail = e - a
                 if ci_:  # V has read the previous chunk's C rows before MTE2 reloads them
                     b.sync("V", "MTE2", 1)
-                for d in range(digits):
-                    ub = Region("UB", cbuf.offset + (a + d * tail) * cw * 4, (tail, cw), "int32")
+                c_ub = [Region("UB", cbuf.offset + (a + d * tail) * cw * 4, (tail, cw), "int32")
+                        for d in range(digits)]
+
+                def load(d: int, a: int = a, c_ub: list[Region] = c_ub, base: int = base) -> None:
                     b.dma(Region("GM", (base + (a * digits + d) * csn + cc0) * c_isz,
-                                 (tail, cw), c_dtype, "c", digits * csn * c_isz),
-                          ub, name=f"C digit {d} GM->UB")
+                                 c_ub[d].shape, c_dtype, "c", digits * csn * c_isz),
+                          c_ub[d], name=f"C digit {d} GM->UB")
                     b.sync("MTE2", "V", 2 + d)  # one event per digit: MTE2 runs ahead
-                    f = Region("UB", ub.offset, (tail, cw), "float32")
-                    b.cast(f, ub, name="Cast C->fp32")
-                    if d == 0:
-                        b.vop(VecOp.MULS, f, (f,), scalar=div[0], name="Muls 1/f1")
-                    else:
-                        cc_rows = Region("UB", cbuf.offset + a * cw * 4, (tail, cw), "float32")
-                        b.vop(VecOp.AXPY, cc_rows, (f,), scalar=div[d], name="Axpy digit")
+
+                rc.digit_sum(b, c_ub, c_ub[0].as_dtype("float32"), before=load)
         else:
+            c16 = [Region("UB", cbuf.offset + d * m * cw * 2, (m, cw), "float16")
+                   for d in range(digits)]
             for d in range(digits):
-                ub = Region("UB", cbuf.offset + d * m * cw * 2, (m, cw), "float16")
                 b.dma(Region("GM", (base + d * csn + cc0) * c_isz, (m, cw), c_dtype, "c",
-                             digits * csn * c_isz), ub, name=f"C digit {d} GM->UB")
+                             digits * csn * c_isz), c16[d], name=f"C digit {d} GM->UB")
             b.sync("MTE2", "V", 2)
-            c16 = Region("UB", cbuf.offset, (m, cw), "float16")
-            for d in range(1, digits):
-                cd = Region("UB", cbuf.offset + d * m * cw * 2, (m, cw), "float16")
-                b.vop(VecOp.AXPY, c16, (cd,), scalar=div[d], name="Axpy digit (fp16)")
-            b.cast(cf, c16, name="Cast fp16->fp32")
-            b.vop(VecOp.MULS, cf, (cf,), scalar=div[0], name="Muls 1/f1")
+            rc.digit_sum(b, c16, cf)
         ring.done(b, task, ntask, "MTE2")
-        b.vop(VecOp.MUL, cf, (cf, sc_r), name="Mul scale")
-        b.vop(VecOp.MUL, cf, (cf, Region("UB", am.offset, (m, 1), "float32",
-                                         row_stride_bytes=32)), name="Mul group max")
-        if task == 0 and not s.has_offset:
-            b.vop(VecOp.COPY, acc_r, (cf,), name="Copy to acc")
-        else:
-            b.vop(VecOp.ADD, acc_r, (acc_r, cf), name="Add to acc")
+        sum_r.add_digits(b, cf, scale[0], per_row(am))
         params.release(pi)
     params.drain()
     b.sync("V", "MTE3", 3)
