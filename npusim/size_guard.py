@@ -11,7 +11,8 @@ Two checks, both against a configurable instruction limit (``max_instructions`` 
   times the instructions each chunk needs at least (trans_quant_param: its element
   chunks); a cube operator's A and B bytes over the L0A
   and L0B capacities (the cube reads only from them); for matmul / quant_matmul the cube
-  program's output tiles x K steps from the tiling; for weight_quant_batchmatmul, the selected
+  program's output tiles x K steps from the tiling (the 310P pp_matmul path: its PpMatmul
+  blocks x K chunks x L0 parts, ``pp_matmul_bound``); for weight_quant_batchmatmul, the selected
   kernel's loops counted from the tiling (every kernel: Custom, WeightNz on A2/A3 and 310P,
   Msd, MsdSplitK, MsdGroup, CustomNzSplitK, Fixpipe, SplitK; ``npusim.size_guard_wqbmm``),
   each loop's trip count times the instructions it emits at least. Shapes such as
@@ -251,6 +252,10 @@ def _cube_program_bound(op: str, desc: SocDescriptor, op_args: Mapping[str, Any]
 
             t = tiling_from_dict(
                 t, lambda: get_operator(op).default_tiling(desc, **op_args))
+        from npusim.ops.quant_matmul_pp_program import PpMatmulTiling
+
+        if isinstance(t, PpMatmulTiling):  # the 310P pp_matmul path: its own kernel's loops
+            return pp_matmul_bound(p.m, p.k, p.n, t)
         bm, bn, bk = int(t.base_m), int(t.base_n), int(t.base_k)
     except Exception:  # the planner reports bad arguments itself, with its own message
         return None
@@ -264,6 +269,45 @@ def _cube_program_bound(op: str, desc: SocDescriptor, op_args: Mapping[str, Any]
             f"({nb:,} batches of {p.m:,} x {p.n:,} in {bm} x {bn} blocks) x ({ksteps:,} K steps "
             f"of {bk} x >= {CUBE_KSTEP_INSTRUCTIONS} + a write-out of >= "
             f"{CUBE_TILE_INSTRUCTIONS})")
+
+
+#: PpMatmul instructions emitted whatever the call (``build_pp_matmul_kernel``): per core the
+#: primed and drained event flags; per block the first chunk's A / B loads with their flags, the
+#: bias load, the bias broadcast with its flags, and the write-out (barrier, parameters load,
+#: 3 syncs, 2 waits, the VDEQ16 copy, 3 sets, the final set) besides its NZ bursts; per K chunk
+#: a prefetch (but the last: 6), the 4 chunk flags; per K part 8 (a wait, 2 L1 -> L0 copies, a
+#: sync, a barrier, the Mmad, a set)
+PP_CORE, PP_BLOCK, PP_CHUNK_LOAD, PP_CHUNK, PP_PART = 20, 29, 6, 4, 8
+
+
+def pp_matmul_bound(m: int, k: int, n: int, t: Any) -> tuple[int, str]:
+    """The 310P PpMatmul launch's loops counted from its tiling (``PpMatmulTiling``) without
+    building it: every (m0 x n0) block (four classes: full / last along M and N) x its K chunks
+    of ``k0`` x the L0 parts of each chunk (``32768 / max(m_round, n_round)`` deep), plus each
+    block's fixed instructions and 16-column NZ bursts. The TransData launches around it are
+    not counted (they spend the same build budget)."""
+    from npusim.ops.quant_matmul_pp_program import L0AB_HALF
+
+    def sizes(total: int, base: int) -> list[tuple[int, int]]:
+        loops = -(-total // base)
+        out = [(loops - 1, base), (1, total - (loops - 1) * base)]
+        return [(c, v) for c, v in out if c > 0]
+
+    k_loop = -(-k // t.k0)
+    chunks = sizes(k, t.k0)
+    blocks = total = 0
+    for cm, ma in sizes(m, t.m0):
+        for cn, na in sizes(n, t.n0):
+            mr, nr = -(-ma // 16) * 16, -(-na // 16) * 16
+            k_part = L0AB_HALF // max(mr, nr) // 32 * 32
+            parts = sum(c * (PP_CHUNK + PP_PART * -(-ka // k_part)) for c, ka in chunks)
+            per_block = PP_BLOCK + PP_CHUNK_LOAD * (k_loop - 1) + parts + nr // 16
+            blocks += cm * cn
+            total += cm * cn * per_block
+    total += PP_CORE * t.block_dim
+    return total, (f"the PpMatmul program's loops from its tiling: {blocks:,} blocks of "
+                   f"{t.m0} x {t.n0} x {k_loop:,} K chunks of {t.k0} in L0 parts (x >= "
+                   f"{PP_PART}), each block >= {PP_BLOCK} + its NZ bursts")
 
 
 def lower_bound(op: str, desc: SocDescriptor, op_args: Mapping[str, Any],

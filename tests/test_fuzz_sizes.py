@@ -395,3 +395,50 @@ def test_largest_cube_call_refused_with_the_program_estimate(op):
                 "scale": spec((n,), "int64"), "output_dtype": "float16"}
     with pytest.raises(SizeLimitError, match=f"{op} program's loops from its tiling"):
         npusim.simulate(op, "Ascend910B2", **args)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(m=st.integers(1024, 3000), k=st.integers(1, 1500), n=st.integers(1, 700),
+       given_tiling=st.booleans(), m0=st.sampled_from([16, 64, 256]),
+       n0=st.sampled_from([16, 128, 256]), k0=st.sampled_from([32, 256, 512]),
+       cores=st.integers(1, 8))
+def test_pp_matmul_bound_never_exceeds_the_built_count(m, k, n, given_tiling, m0, n0, k0, cores):
+    """310P pp_matmul (M >= 1024 with a bias): the up-front bound counted from the
+    PpMatmulTiling (blocks x K chunks x L0 parts) is a lower bound of the built PpMatmul
+    program's instruction count and a tight one (it was not counted: the cube bound read
+    base_m / base_n / base_k, which a PpMatmulTiling has not)."""
+    from npusim.hw import load_soc
+    from npusim.ops.quant_matmul_pp_program import PpMatmulTiling, validate_pp_tiling
+    from npusim.size_guard import _cube_program_bound
+
+    desc = load_soc("Ascend310P3")
+    args = {"x1": spec((m, k), "int8"), "x2": spec((k, n), "int8"),
+            "scale": spec((n,), "int64"), "bias": spec((n,), "int32"),
+            "output_dtype": "float16"}
+    tiling = None
+    if given_tiling:
+        tiling = PpMatmulTiling(m0, n0, k0, cores)
+        try:
+            validate_pp_tiling(tiling, desc, m, k, n)
+        except ValueError:
+            tiling = None
+    bound = _cube_program_bound("quant_matmul", desc, args, tiling)
+    r = npusim.simulate("quant_matmul", desc, tiling, **args)
+    count = r.run.kernel.instruction_count()
+    assert r.run.kernel.name == "quant_matmul_pp"
+    assert bound is not None and count / 2 <= bound[0] <= count, (bound, count)
+    assert "the PpMatmul program's loops" in bound[1]
+
+
+def test_large_pp_matmul_refused_up_front_with_its_estimate():
+    """A 310P pp_matmul call whose PpMatmul program passes the limit (M = 10000, K = N = 4096:
+    about 290,000 instructions) is refused before planning with its loop estimate; it used to
+    be refused only once the build passed the limit (at M = 100,000 and the default limit,
+    after 20 s of building the TransData and PpMatmul programs)."""
+    args = {"x1": spec((10000, 4096), "int8"), "x2": spec((4096, 4096), "int8"),
+            "scale": spec((4096,), "int64"), "bias": spec((4096,), "int32"),
+            "output_dtype": "float16"}
+    t0 = time.process_time()
+    with pytest.raises(SizeLimitError, match=r"needs at least .*PpMatmul program's loops"):
+        npusim.simulate("quant_matmul", "Ascend310P3", max_instructions=200_000, **args)
+    assert time.process_time() - t0 < 5.0
