@@ -250,9 +250,9 @@ MEASURED_COLUMNS = {"Cube": "aic_cube_ratio", "TEXTRACT": "aic_mte1_ratio",
 
 def measured_row(row: Measurement) -> dict[str, Any]:
     """The PipeUtilization columns a calibration row measured (its ratios, as fractions)."""
-    from npusim.ops.matmul_program import _ratios
+    from npusim.ops.matmul_calibration import pipe_ratios
 
-    got = _ratios(row.other_measured)
+    got = pipe_ratios(row.other_measured)
     if not got:
         raise ValueError(f"row {row.id}: no per-pipe measurement (other_measured "
                          f"{row.other_measured!r}); rows B1-B4 have them")
@@ -277,7 +277,8 @@ def compare_calibration_row(row_id: str, out_dir: str | Path) -> str:
     PipeUtilization.csv mean row with the row's measured columns) for a matmul calibration row
     with profiler ratios, and return the side-by-side table (text)."""
     from npusim.engine.sim import run_kernel
-    from npusim.ops.matmul_program import Epilogue, b_row_tiling, build_matmul_kernel
+    from npusim.ops.matmul_calibration import b_row_tiling
+    from npusim.ops.matmul_program import Epilogue, build_matmul_kernel
     from npusim.runner import SimResult, resolve_soc
     from npusim.validate import load_measurements, soc_name_of
 

@@ -35,7 +35,7 @@ from npusim.engine.sim import default_l2_start
 CALIBRATION_MODULES = (
     "npusim.ops.vector_add",
     "npusim.ops.tensor_copy",
-    "npusim.ops.matmul_program",
+    "npusim.ops.matmul_calibration",
     "npusim.ops.dynamic_quant_program",
     "npusim.ops.group_quant_program",
 )

@@ -6,7 +6,7 @@ table's 0.969, while its Task Duration is 215.82 us)."""
 
 from dataclasses import replace
 
-from npusim.ops import matmul_program
+from npusim.ops import matmul_calibration
 from npusim.report.summary import core_spans, pipe_busy_by_kind
 from npusim.validate import load_measurements
 
@@ -27,7 +27,7 @@ def test_b_row_ratio_divides_by_the_cores_own_cycles(monkeypatch):
         return res
 
     monkeypatch.setattr(sim, "run_kernel", spy)  # calibration_prediction imports it late
-    pred = matmul_program.calibration_prediction(row)
+    pred = matmul_calibration.calibration_prediction(row)
     res = seen["res"]
     busy = pipe_busy_by_kind(res)["aic"]
     spans = [b - a for ci, (a, b) in core_spans(res).items()
