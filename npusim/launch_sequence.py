@@ -122,12 +122,13 @@ def simulate_sequence(steps: Sequence[Step],
     each starting from the L2 the previous one left (the first from a cold L2)."""
     from npusim.engine.sim import Engine
     from npusim.operators import get_operator
-    from npusim.runner import resolve_soc
+    from npusim.runner import plan_tiling, resolve_soc
 
     if not steps:
         raise ValueError("steps: at least one launch is needed")
     desc = resolve_soc(soc, overrides)
-    plans = [get_operator(s.op).plan(desc, tiling=s.tiling, **dict(s.args)) for s in steps]
+    plans = [get_operator(s.op).plan(desc, tiling=plan_tiling(s.op, desc, s.tiling, s.args),
+                                     **dict(s.args)) for s in steps]
     for i, p in enumerate(plans):
         if p.functional:
             raise ValueError(f"step {i} ({steps[i].op}): a launch sequence is timing only; pass "

@@ -55,6 +55,16 @@ class SweepAdapter(Protocol):
                       tiling: dict[str, Any]) -> SimResult | FastForwardResult: ...
 
 
+def no_dict_tilings(soc: SocDescriptor, **op_args: Any) -> bool:
+    """``Operator.tiling_dicts`` of an operator whose ``plan`` takes tiling objects only."""
+    return False
+
+
+def reads_dict_tilings(soc: SocDescriptor, **op_args: Any) -> bool:
+    """``Operator.tiling_dicts`` of an operator whose ``plan`` reads every dict tiling itself."""
+    return True
+
+
 def _no_quantisation(op_args: dict[str, Any]) -> str:
     return "no quantisation"
 
@@ -93,6 +103,9 @@ class Operator:
     #: ``compare_modes(desc, case, modes) -> dict``: outputs of two inner_precise modes on the
     #: same seeded inputs, for the report (None: the operator has no such modes)
     compare_modes: Callable[..., dict[str, Any]] | None = None
-    #: ``plan`` reads a dict tiling itself (matmul's Ascend C names, ``tiling_from_dict``);
-    #: for the others ``simulate`` applies a dict's fields to ``default_tiling``
-    tiling_dicts: bool = False
+    #: ``tiling_dicts(soc, **op_args) -> bool``: ``plan`` reads a dict tiling of this call
+    #: itself (matmul's Ascend C names, ``tiling_from_dict``: a whole dict is a whole tiling);
+    #: when False, ``simulate`` (``runner.plan_tiling``) applies a dict's fields to the call's
+    #: ``default_tiling`` and ``plan`` gets that object. A predicate on the call, since one
+    #: operator's arms may differ (quant_matmul: only its W8A8 / A4W4 cube arm reads dicts)
+    tiling_dicts: Callable[..., bool] = no_dict_tilings

@@ -129,6 +129,22 @@ def tiling_from_fields(op: str, desc: SocDescriptor, fields: Mapping[str, Any],
         raise type(exc)(f"{op}: tiling={dict(fields)!r}: {exc}") from None
 
 
+def plan_tiling(op: str, desc: SocDescriptor, tiling: Any, op_args: Mapping[str, Any]) -> Any:
+    """The tiling ``op``'s ``plan`` is given for ``tiling`` (what ``simulate`` and launch
+    sequences plan with): a dict of fields becomes the call's default tiling with those fields
+    replaced (:func:`tiling_from_fields`) unless the operator reads this call's dicts itself
+    (``Operator.tiling_dicts``); anything else as given. An empty dict is refused."""
+    from npusim.operators import get_operator
+
+    if not isinstance(tiling, Mapping):
+        return tiling
+    if not tiling:
+        raise ValueError(f"{op}: tiling={{}}: no fields given (None is the default tiling)")
+    if get_operator(op).tiling_dicts(desc, **op_args):
+        return tiling
+    return tiling_from_fields(op, desc, tiling, dict(op_args))
+
+
 def simulate(op: str, soc: str | Path | SocDescriptor | None = None, tiling: Any = None, *,
              overrides: Sequence[str] = (), patch: Any = None, check_races: bool | None = None,
              l2_start: str | None = None, max_instructions: int | None = None,
@@ -154,10 +170,7 @@ def simulate(op: str, soc: str | Path | SocDescriptor | None = None, tiling: Any
     limit = size_guard.instruction_limit(max_instructions)
     desc = resolve_soc(soc, overrides, patch)
     operator = get_operator(op)
-    if isinstance(tiling, Mapping) and not tiling:
-        raise ValueError(f"{op}: tiling={{}}: no fields given (None is the default tiling)")
-    if isinstance(tiling, Mapping) and not operator.tiling_dicts:
-        tiling = tiling_from_fields(op, desc, tiling, op_args)
+    tiling = plan_tiling(op, desc, tiling, op_args)
     size_guard.check_before_plan(op, desc, op_args, limit, tiling=tiling)
     with size_guard.build_budget(op, limit):
         plan: Plan = operator.plan(desc, tiling=tiling, **op_args)

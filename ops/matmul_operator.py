@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from npusim.operator import CliSpec, Operator
+from npusim.operator import CliSpec, Operator, reads_dict_tilings
 from npusim.ops import matmul_sweep
 from npusim.ops.matmul_plans import checked_matmul, default_tiling_matmul, plan_matmul
 
@@ -58,5 +58,5 @@ OPERATOR = Operator(
     cann_op_type="MatMulV2",
     check_output=check_output,
     sweep=matmul_sweep,
-    tiling_dicts=True,
+    tiling_dicts=reads_dict_tilings,
 )

@@ -99,19 +99,11 @@ def plan(soc: SocDescriptor, tiling: Any = None, **op_args: Any) -> Any:
     grouped = _grouped(op_args)
     if grouped is not None:
         grouped[0](**op_args, soc=soc)
-        if isinstance(tiling, dict):  # fields of the A8W4 / A4W4 tiling, onto its default
-            from npusim.runner import tiling_from_fields
-
-            tiling = tiling_from_fields("quant_matmul", soc, tiling, op_args)
         return grouped[1](soc, tiling, **op_args)
     p = checked_quant_matmul(soc, **op_args)
     if _check_pp_matmul(p, op_args):
         from npusim.ops.quant_matmul_pp_program import plan_pp_matmul
 
-        if isinstance(tiling, dict):  # fields of the PpMatmulTiling, onto its default
-            from npusim.runner import tiling_from_fields
-
-            tiling = tiling_from_fields("quant_matmul", soc, tiling, op_args)
         return plan_pp_matmul(soc, tiling, p, x1=op_args["x1"], x2=op_args["x2"],
                               scale=op_args["scale"], offset=op_args.get("offset"),
                               bias=op_args.get("bias"))
@@ -129,6 +121,16 @@ def default_tiling(soc: SocDescriptor, **op_args: Any) -> Any:
 
         return default_pp_tiling(soc, p.m, p.k, p.n)
     return default_tiling_quant_matmul(soc, **op_args)
+
+
+def tiling_dicts(soc: SocDescriptor, **op_args: Any) -> bool:
+    """Only the W8A8 / A4W4 cube arm's plan reads a dict tiling itself (``tiling_from_dict``:
+    Ascend C names, a whole dict a whole MatmulTiling); the A8W4 / A4W4 per-group and 310P
+    pp_matmul arms take their tiling objects, so ``simulate`` applies a dict's fields to their
+    default tiling first. A call the rules refuse raises as ``plan`` would."""
+    if _grouped(op_args) is not None:
+        return False
+    return not _check_pp_matmul(checked_quant_matmul(soc, **op_args), op_args)
 
 
 def quantisation(op_args: dict[str, Any]) -> str:
@@ -151,5 +153,5 @@ OPERATOR = Operator(
     check_output=check_output,
     sweep=matmul_sweep,
     peak_dtype=lambda case: "int8",
-    tiling_dicts=True,
+    tiling_dicts=tiling_dicts,
 )
