@@ -7,8 +7,9 @@ import time
 
 from npusim.engine.sim import run_kernel
 from npusim.hw import load_soc
+from npusim.ops.cube_epilogue import Epilogue
 from npusim.ops.matmul_calibration import b_row_tiling
-from npusim.ops.matmul_program import Epilogue, build_matmul_kernel
+from npusim.ops.matmul_program import build_matmul_kernel
 from npusim.ops.vector_add import H_SERIES, build_vector_add
 
 

@@ -277,8 +277,9 @@ def compare_calibration_row(row_id: str, out_dir: str | Path) -> str:
     PipeUtilization.csv mean row with the row's measured columns) for a matmul calibration row
     with profiler ratios, and return the side-by-side table (text)."""
     from npusim.engine.sim import run_kernel
+    from npusim.ops.cube_epilogue import Epilogue
     from npusim.ops.matmul_calibration import b_row_tiling
-    from npusim.ops.matmul_program import Epilogue, build_matmul_kernel
+    from npusim.ops.matmul_program import build_matmul_kernel
     from npusim.runner import SimResult, resolve_soc
     from npusim.validate import load_measurements, soc_name_of
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from npusim.ops.matmul_program import Epilogue, build_matmul_kernel
+from npusim.ops.cube_epilogue import Epilogue
+from npusim.ops.matmul_program import build_matmul_kernel
 from npusim.ops.matmul_tiling import CubeTiling, MatmulTiling
 
 if TYPE_CHECKING:

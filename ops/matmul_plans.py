@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from npusim.ops.matmul_program import BatchLayout, Epilogue, build_matmul_kernel
+from npusim.ops.cube_epilogue import Epilogue, QuantParams
+from npusim.ops.matmul_program import BatchLayout, build_matmul_kernel
 
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
@@ -213,7 +214,6 @@ def plan_quant_matmul(soc: SocDescriptor, tiling: Any = None, *, x1: Any, x2: An
         # the uint64 quant parameters, one or one per column: 310P dequantises on the L0C -> UB
         # DataCopy (DEQ16 / VDEQ16, DEQ8 / VDEQ8; the descriptor's declared rounding model), a
         # split SoC in FixPipe (REQ8 / DEQF16, VREQ8 / VDEQF16 from FB); values from the table
-        from npusim.ops.matmul_program import QuantParams
         from npusim.ops.quant_matmul import coupled_deq_params
 
         if p.coupled:

@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
-from npusim.isa.instructions import DataCopy, Vector
-from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import ITEMSIZE, Region
+from npusim.ops.cube_epilogue import Epilogue, QuantParams, coupled_deq_epilogue, coupled_epilogue
 from npusim.ops.gm_matrix import GmMatrix, nz_window
 from npusim.ops.matmul_tiling import CubeTiling, MatmulTiling, visit_order
 from npusim.ops.program_stages import allocated
@@ -48,32 +47,6 @@ def cube_tiling_from(t: CubeTiling | MatmulTiling) -> CubeTiling:
         return t.cube_tiling()
     raise TypeError(f"tiling={type(t).__name__}: a cube program reads a MatmulTiling or a "
                     "CubeTiling")
-
-
-@dataclass(frozen=True)
-class Epilogue:
-    """How L0C leaves the core: FixPipe ``mode`` (its values from the semantics table) to
-    ``out_dtype``."""
-
-    mode: str
-    out_dtype: str
-    l0c_dtype: str = "float32"
-
-
-@dataclass(frozen=True)
-class QuantParams:
-    """An integer matmul's quant epilogue parameters (npu_trans_quant_param's uint64
-    encoding). ``per_channel``: one per output column (GM tensor ``qp``), staged per tile -
-    GM -> L1 -> FB for FixPipe's VREQ8 / VDEQF16 (the matmul library's SetQuantVector), or
-    GM -> UB for a coupled core's VDEQ16 / VDEQ8 L0C -> UB copy
-    (:mod:`npusim.numerics.l0c_dequant`); else the one parameter ``value`` (FixPipe REQ8 /
-    DEQF16, the coupled DEQ16 / DEQ8; None in timing-only runs)."""
-
-    per_channel: bool
-    value: int | None = None
-
-    def mode(self, out_dtype: str) -> str:
-        return ("V" if self.per_channel else "") + ("DEQ16" if out_dtype == "float16" else "DEQ8")
 
 
 class CubeEmitter:
@@ -398,9 +371,11 @@ class CubeEmitter:
         else:
             dst = out.window(bm, rm, bn + self.offsets[2], rn)
         if self.coupled and self.deq is not None:
-            self._coupled_deq_epilogue(self.deq, c_reg, dst, epilogue.out_dtype, cbuf, bn)
+            coupled_deq_epilogue(bld, c_reg, self.ub_out[cbuf], dst, self.deq,
+                                 epilogue.out_dtype, cbuf, self.tiles, self.n_l0c,
+                                 deq_ub=self.deq_ub, col=bn + self.offsets[2])
         elif self.coupled:
-            _coupled_epilogue(
+            coupled_epilogue(
                 bld,
                 c_reg,
                 self.ub_out[cbuf],
@@ -430,40 +405,6 @@ class CubeEmitter:
             if after is not None:
                 after()
         self.tiles += 1
-
-
-    def _coupled_deq_epilogue(self, deq: QuantParams, c_reg: Region, out: Region,
-                              out_dtype: str, cbuf: int, bn: int) -> None:
-        """310P quant epilogue, as the matmul library on dav-m200 (SetQuantScalar /
-        SetQuantVector -> DataCopy L0C -> UB with deqScale): [the tile's parameters GM -> UB],
-        the dequantising L0C -> UB copy on V, then UB -> GM (``deq``: :attr:`deq`)."""
-        bld = self.bld
-        rm, rn = c_reg.shape
-        ub_res = Region("UB", self.ub_out[cbuf].offset, (rm, rn), out_dtype)
-        reads: tuple[Region, ...] = (c_reg,)
-        if deq.per_channel:
-            if self.tiles > 0:
-                bld.wait_flag("V", "MTE2", 5)
-            deq_ub = allocated(self.deq_ub, "matmul program: deq_ub")
-            ub_q = Region("UB", deq_ub.offset, (rn,), "uint64")
-            col = bn + self.offsets[2]
-            bld.dma(Region("GM", col * 8, (rn,), "uint64", "qp"), ub_q, name="deq params GM->UB")
-            bld.sync("MTE2", "V", 5)
-            reads = (c_reg, ub_q)
-        bld.sync("M", "V", cbuf)
-        if self.tiles >= self.n_l0c:
-            bld.wait_flag("MTE3", "V", cbuf)
-        mode = deq.mode(out_dtype)
-        path = self.bld.core.transfer("L0C", "UB")
-        assert path is not None  # the coupled AI Core's dequantising copy
-        bld.emit(DataCopy(pipe=path.pipe, name=f"L0C->UB {mode}",
-                          reads=reads, writes=(ub_res,), deq=mode, deq_value=deq.value))
-        if deq.per_channel:
-            bld.set_flag("V", "MTE2", 5)
-        bld.set_flag("V", "M", cbuf)
-        bld.sync("V", "MTE3", cbuf)
-        bld.dma(ub_res, out, name="UB->GM")
-        bld.set_flag("MTE3", "V", cbuf)
 
 
 def order_matters(t: CubeTiling, m: int, n: int) -> bool:
@@ -902,33 +843,3 @@ class Interner:
             self.instrs[key] = ((a, b, c, bias), bld.mmad(
                 a, b, c, m, k, n, dtype, accumulate=accumulate, bias=bias,
                 accumulation=accumulation, hf32=hf32))
-
-
-def _coupled_epilogue(
-    bld: ProgramBuilder,
-    c_reg: Region,
-    ub: Region,
-    out: Region,
-    epi: Epilogue,
-    cbuf: int,
-    tile_idx: int,
-    n_l0c: int,
-) -> None:
-    """310P (no FixPipe): L0C -> UB on the vector pipe, conversion on the vector unit, UB -> GM."""
-    rm, rn = c_reg.shape
-    ub_acc = Region("UB", ub.offset, (rm, rn), c_reg.dtype)
-    ub_res = Region("UB", ub.offset, (rm, rn), epi.out_dtype)
-    bld.sync("M", "V", cbuf)
-    if tile_idx >= n_l0c:
-        bld.wait_flag("MTE3", "V", cbuf)
-    bld.dma(c_reg, ub_acc, name="L0C->UB")
-    bld.set_flag("V", "M", cbuf)
-    if epi.out_dtype != c_reg.dtype:  # the table: vector Cast
-        bld.cast(ub_res, ub_acc, round_mode="rint", saturate=True, name=f"Cast {epi.mode}")
-    else:  # fp32 out: the tile passes the vector unit unchanged
-        bld.emit(Vector(pipe="V", name=f"Cast {epi.mode}", reads=(ub_acc,), writes=(ub_res,),
-                        op=VecOp.COPY, elements=rm * rn, dtype=c_reg.dtype,
-                        cost_class="convert"))
-    bld.sync("V", "MTE3", cbuf)
-    bld.dma(ub_res, out, name="UB->GM")
-    bld.set_flag("MTE3", "V", cbuf)

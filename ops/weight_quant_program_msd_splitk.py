@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from npusim.engine.program import Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
-from npusim.ops.matmul_program import Epilogue
+from npusim.ops.cube_epilogue import Epilogue
 from npusim.ops.msd_recombine import FACTORS, MsdRecombine
 from npusim.ops.program_stages import add_bias, lanes32
 from npusim.ops.weight_quant_common import (

@@ -8,7 +8,8 @@ import pytest
 from npusim.engine import timing
 from npusim.engine.sim import run_kernel
 from npusim.hw import load_soc
-from npusim.ops.matmul_program import CubeTiling, Epilogue, build_matmul_kernel
+from npusim.ops.cube_epilogue import Epilogue
+from npusim.ops.matmul_program import CubeTiling, build_matmul_kernel
 
 SOC = load_soc("Ascend910B2")
 
