@@ -5,8 +5,9 @@
     acc += (sum_i C_i divF_i) * scale_b * amax_b
 
 with ``C_i`` the block's digit-``i`` products (int32, or fp16 from FixPipe DEQF16 for the
-inner_precise 1 int4 chain) and ``divF_i`` :func:`recombination_scalars`; the numerics models
-(``numerics_msd.msd_group`` / ``msd_split_k``) fix the order of every rounding. The kernels'
+inner_precise 1 int4 chain) and ``divF_i`` the numerics model's ``recombination_factors`` of the
+weight dtype's ``DIGIT_FACTORS``; the numerics models (``numerics_msd.msd_group`` /
+``msd_split_k``) fix the order of every rounding. The kernels'
 loads, flags and loops stay with them; this module emits the vector instructions, named once.
 
 The two kernels start their sums differently, which changes instruction counts (so cycles),
@@ -32,27 +33,10 @@ from npusim.engine.errors import ProgramError
 from npusim.engine.program import ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
-from npusim.ops.weight_quant_program_msd import f32_value
-
-#: (f1, f2, digits) per weight dtype (numerics_msd.DIGIT_FACTORS)
-FACTORS = {"int8": (127.0, 254.0, 2), "int4": (7.49, 14.98, 3)}
-
-
-def _f16(v: float) -> float:
-    import numpy as np
-
-    return float(np.float16(v))
-
-
-def recombination_scalars(w_dtype: str, high_perf: bool) -> list[float]:
-    """divF_i as the kernels hold them: fp32 1/f1, 1/(f1 f2), 1/(f1 f2^2); for the fp16 chain
-    1/f1 (fp32), half(1/f2), half(1/f2^2)."""
-    f1, f2 = f32_value(FACTORS[w_dtype][0]), f32_value(FACTORS[w_dtype][1])
-    if high_perf:
-        return [f32_value(1.0 / f1), _f16(f32_value(1.0 / f2)),
-                _f16(f32_value(1.0 / f32_value(f2 * f2)))]
-    f12 = f32_value(f1 * f2)
-    return [f32_value(1.0 / f1), f32_value(1.0 / f12), f32_value(1.0 / f32_value(f12 * f2))]
+from npusim.ops.weight_quant_batchmatmul.numerics_msd import (
+    DIGIT_FACTORS,
+    recombination_factors,
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +50,9 @@ class MsdRecombine:
 
     @classmethod
     def of(cls, w_dtype: str, high_perf: bool, *, fused: bool) -> MsdRecombine:
-        return cls(tuple(recombination_scalars(w_dtype, high_perf)), high_perf, fused)
+        f1, f2, _ = DIGIT_FACTORS[w_dtype]
+        return cls(tuple(float(v) for v in recombination_factors(f1, f2, high_perf)), high_perf,
+                   fused)
 
     def params(self, b: ProgramBuilder, scale: tuple[Region, Region],
                offset: tuple[Region, Region] | None = None) -> None:

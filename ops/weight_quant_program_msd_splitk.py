@@ -27,8 +27,9 @@ from npusim.engine.program import Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.cube_epilogue import Epilogue
-from npusim.ops.msd_recombine import FACTORS, MsdRecombine
+from npusim.ops.msd_recombine import MsdRecombine
 from npusim.ops.program_stages import add_bias, lanes32
+from npusim.ops.weight_quant_batchmatmul.numerics_msd import DIGIT_FACTORS
 from npusim.ops.weight_quant_common import (
     ITEM,
     MsdFlags,
@@ -43,7 +44,6 @@ from npusim.ops.weight_quant_digit_kernel import (
     digit_split,
     store_output,
 )
-from npusim.ops.weight_quant_program_msd import f32_value
 
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
@@ -61,7 +61,7 @@ class _Geometry:
         self.per_group = s.group_size > 0
         self.g = s.group_size if self.per_group else (t.k_block or s.k)
         self.nb = math.ceil(s.k / self.g)
-        self.digits = FACTORS[s.w_dtype][2]
+        self.digits = DIGIT_FACTORS[s.w_dtype][2]
         self.high_perf = self.per_group and s.w_dtype == "int4" and s.inner_precise == 1
         self.c_dtype = "float16" if self.high_perf else "int32"
         self.pack = t.group_pack if self.per_group else self.nb
@@ -78,7 +78,7 @@ def _prepare_rows(b: ProgramBuilder, s: WqbmmShape, geo: _Geometry, ci: int, hal
     block pass."""
     g, nb, per = geo.g, geo.nb, geo.per_pass
     span = per * g
-    f1, f2 = f32_value(FACTORS[s.w_dtype][0]), f32_value(FACTORS[s.w_dtype][1])
+    f1, f2 = (float(v) for v in DIGIT_FACTORS[s.w_dtype][:2])
     xb = b.alloc("UB", (span,), s.x_dtype, "x")
     fb = b.alloc("UB", (span,), "float32", "xf")
     wb = b.alloc("UB", (span,), "float32", "work")

@@ -66,7 +66,7 @@ from npusim.engine.program import GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
 from npusim.ops.group_tile_cube import GroupTileCube
-from npusim.ops.msd_recombine import FACTORS, MsdRecombine
+from npusim.ops.msd_recombine import MsdRecombine
 from npusim.ops.program_stages import (
     CrossFlag,
     MixLaunch,
@@ -75,6 +75,7 @@ from npusim.ops.program_stages import (
     add_bias,
     cast_store,
 )
+from npusim.ops.weight_quant_batchmatmul.numerics_msd import DIGIT_FACTORS
 from npusim.ops.weight_quant_common import (
     ITEM,
     MsdFlags,
@@ -91,7 +92,6 @@ from npusim.ops.weight_quant_common import (
     zero_gm_share,
 )
 from npusim.ops.weight_quant_digit_kernel import digit_split
-from npusim.ops.weight_quant_program_msd import f32_value
 
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
@@ -170,8 +170,8 @@ def build_msd_group(soc: SocDescriptor, s: WqbmmShape, kt: Any, data: dict[str, 
     n_blocks = max(n_aic, math.ceil(math.ceil(s.m / vm) / 2))
     n_aiv = 2 * n_blocks
     _check(soc, s, kt, n_blocks)
-    digits = 3 if s.w_dtype == "int4" else 2
     dig_dtype = "int4" if s.w_dtype == "int4" else "int8"
+    digits = DIGIT_FACTORS[dig_dtype][2]
     rows = digits * s.m
     g = s.group_size
     ngroups = math.ceil(s.k / g)
@@ -301,7 +301,7 @@ def _split_row(
     """Digits of row ``r`` of x (whole K), its broadcast group maxima (and sums) to GM."""
     k, g = s.k, s.group_size
     kpad = math.ceil(k / 16) * 16
-    f1, f2 = (f32_value(v) for v in FACTORS[dig_dtype][:2])
+    f1, f2 = (float(v) for v in DIGIT_FACTORS[dig_dtype][:2])
     xb = b.alloc("UB", (kpad,), s.x_dtype, "x")
     fb = b.alloc("UB", (kpad,), "float32", "xf")
     mb = b.alloc("UB", (kpad,), "float32", "multi_scale")
