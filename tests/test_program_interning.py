@@ -1,6 +1,6 @@
 """Interned cube programs (issue 14 item 3) equal the programs built without interning.
 
-Rule pinned here: ``ops.matmul_program.Interner`` only shares objects - every core's instruction
+Rule pinned here: ``ops.cube_templates.Interner`` only shares objects - every core's instruction
 stream is, instruction by instruction, equal (all fields) to the stream a pass-through interner
 builds (a fresh Region / instruction per call, the builder's behaviour before interning), and
 both programs run to the same cycles, records and traffic; and a multi-core matmul really shares
@@ -12,21 +12,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import npusim.ops.matmul_program as mp
+import npusim.ops.matmul_program as mp  # the kernel builder: it makes the Interner the tests swap
 from npusim.engine.sim import run_kernel
 from npusim.hw import load_soc
+from npusim.isa.operands import Region
 from npusim.operators import get_operator
+from npusim.ops.cube_templates import Interner
 from npusim.spec import spec
 from tests.test_fast_engine import fingerprint
 
 
-class _PassThrough(mp.Interner):
+class _PassThrough(Interner):
     """Builds every region and instruction afresh (no sharing, no tile templates)."""
 
     templates = False
 
     def region(self, buffer, offset, shape, dtype, tensor=None, stride=None):
-        return mp.Region(buffer, offset, shape, dtype, tensor, stride)
+        return Region(buffer, offset, shape, dtype, tensor, stride)
 
     def window(self, mat, r0, rows, c0, cols):
         return mat.window(r0, rows, c0, cols)
@@ -126,7 +128,7 @@ def test_instr_pool_shares_only_identical_instructions():
     from npusim.isa.instructions import Vector
     from npusim.isa.opcodes import VecOp
 
-    ub = mp.Region("UB", 0, (128,), "float32")
+    ub = Region("UB", 0, (128,), "float32")
 
     def muls(scalar):
         return Vector(pipe="V", name="Muls", reads=(ub,), writes=(ub,), op=VecOp.MULS,

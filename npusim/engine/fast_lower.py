@@ -351,7 +351,7 @@ def lower(kernel: Kernel, soc: SocDescriptor, mem: MemorySystem) -> Lowered | No
     A lowered tuple depends on the instruction and its core's kind only (flag slots and
     cross-core counters are offset by the core in the event loop), so each instruction object is
     checked and lowered once per core kind: programs share immutable instruction objects
-    (``ops.matmul_program.Interner``, ``npusim.engine.program.InstrPool``). A pipe's lowered
+    (``ops.cube_templates.Interner``, ``npusim.engine.program.InstrPool``). A pipe's lowered
     stream depends only on its queue's instruction objects (a DataCopy's overlap on the previous
     one of the queue, a vector's auto-sync barrier on the V queue), so a queue another core of
     the kind already has - the cube and L1 -> L0 pipes of the cores of a matmul grid - reuses
