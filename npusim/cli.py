@@ -72,9 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of a user error (default: one line)")
-    parser.add_argument("--engine", choices=("fast", "reference"), default=None,
-                        help="engine of timing-only runs: fast (default) or the simpy reference "
-                             "(same results; $NPUSIM_ENGINE)")
+    parser.add_argument("--engine", choices=("fast", "reference", "jit"),
+                        default=None,
+                        help="engine of timing-only runs: fast (default), the simpy reference "
+                             "or jit (fast with a numba-compiled loop, extra 'jit'; same "
+                             "results; $NPUSIM_ENGINE)")
     sub = parser.add_subparsers(dest="command")
     try:
         from npusim.hw.cli_socs import add_socs_parser

@@ -68,7 +68,7 @@ from npusim.engine.timing import in_flight_cycles
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
 
-ENGINES = ("fast", "reference")
+ENGINES = ("fast", "reference", "jit")  # jit: the fast engine, compiled loop (jit_loop)
 _ENGINE: ContextVar[str | None] = ContextVar("npusim_engine", default=None)
 
 
@@ -114,7 +114,7 @@ def engine_environment(name: str | None) -> Iterator[None]:
 def use_fast(engine: str | None, *, functional: bool, check_races: bool) -> bool:
     """True when a run goes to the fast engine: whenever it is selected (timing-only,
     functional and race-checked runs alike)."""
-    return selected_engine(engine) == "fast"
+    return selected_engine(engine) != "reference"
 
 
 class _Fallback(Exception):
@@ -431,14 +431,19 @@ class _Hooks:
 
 def run_fast(kernel: Kernel, soc: SocDescriptor, *, functional: bool = False,
              check_races: bool = False, l2_page_bytes: int = 32768,
-             l2_start: str = "cold") -> RunResult:
+             l2_start: str = "cold", engine: str = "fast") -> RunResult:
     """A run of ``kernel`` on ``soc``: the reference engine's
     :class:`~npusim.engine.sim.RunResult`, computed by the event loop of this module (records
     and flows built when first read, see :class:`FastRunResult`). ``functional``: every
     completed instruction executes its semantics on the buffers, in the reference's event order
     (same bits); ``check_races``: the reference's happens-before check; a program that fails
-    either way is handed to the reference engine, which raises its error."""
+    either way is handed to the reference engine, which raises its error. ``engine="jit"``:
+    the compiled loop where it applies (:mod:`npusim.engine.jit_loop`; needs numba)."""
     from npusim.engine import sim
+
+    loop = _event_loop
+    if engine == "jit":
+        from npusim.engine.jit_loop import event_loop as loop
 
     def reference() -> RunResult:
         return sim.run_kernel(kernel, soc, functional=functional, check_races=check_races,
@@ -462,7 +467,7 @@ def run_fast(kernel: Kernel, soc: SocDescriptor, *, functional: bool = False,
             except Exception:  # e.g. data of the wrong size: the reference raises it
                 return reference()
         try:
-            cycles, recs, flows = _event_loop(kernel, soc, mem, low, launch, hooks)
+            cycles, recs, flows = loop(kernel, soc, mem, low, launch, hooks)
         except _Fallback:
             return reference()
         mem.stats.per_path_bytes.update(low.per_path_bytes)

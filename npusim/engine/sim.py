@@ -634,7 +634,8 @@ def _run(kernel: Kernel, soc: SocDescriptor, functional: bool, check_races: bool
 
     if fast.use_fast(engine, functional=functional, check_races=check_races):
         return fast.run_fast(kernel, soc, functional=functional, check_races=check_races,
-                             l2_page_bytes=l2_page_bytes, l2_start=mode)
+                             l2_page_bytes=l2_page_bytes, l2_start=mode,
+                             engine=fast.selected_engine(engine))
     l2_state = None
     if mode == "repeat":
         l2_state = MemorySystem(soc, kernel.gm, page_bytes=l2_page_bytes).replay_launch(kernel)
