@@ -25,6 +25,7 @@ from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.cube_epilogue import Epilogue
 from npusim.ops.program_stages import add_bias, lanes32, ranges
+from npusim.ops.weight_quant_batchmatmul import numerics_msd as nm
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     MSD_STAT_SLOT,
     UB_ALIGN,
@@ -49,22 +50,10 @@ from npusim.ops.weight_quant_digit_kernel import (
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
 
-# Msd constants (numerics_msd: C++ float constexpr; E2 computed in double, stored as float)
-E1 = 127.499
-E2 = 127.499 * 127.499 * 2
 _RECIPROCAL_MIN_K = 128  # K >= 128: x * (1/amax) (scalar reciprocal + Muls), else x / amax
 _HALVING_MIN_K = 4096  # K >= 4096: the row sum halves in place (RowSumInplace)
-
-
-def f32_value(v: float) -> float:
-    """``v`` rounded to the nearest float32 (a C++ float constant)."""
-    import numpy as np
-
-    return float(np.float32(v))
-
-
-INV_E1 = f32_value(f32_value(1.0) / f32_value(E1))
-INV_E2 = f32_value(f32_value(1.0) / f32_value(E2))
+# the numerics model's float32 constants (C++ float constexpr) as the Muls scalars
+E1, E2, INV_E1, INV_E2 = (float(v) for v in (nm.E1, nm.E2, nm.INV_E1, nm.INV_E2))
 
 
 def _slot(st: Region, i: int, elements: int = 1) -> Region:
@@ -164,14 +153,14 @@ def _prepare_rows(
             b.vop(VecOp.MUL, xf, (xf, recip), name="Muls 1/amax")
         else:
             b.vop(VecOp.DIV, xf, (xf, amax), name="Div amax")
-        b.vop(VecOp.MULS, w, (xf,), scalar=f32_value(E1))
+        b.vop(VecOp.MULS, w, (xf,), scalar=E1)
         b.cast(w, w, round_mode="round", name="Cast ROUND digit 1")
         digit_cast(b, w, hrow, digit[0])
         b.vop(VecOp.MULS, w, (w,), scalar=INV_E1)
         b.vop(VecOp.SUB, xf, (xf, w), name="Sub residual")
         if s.has_offset and high_precision:
             emit_halving_row_sum(b, w, k, w, s8, rsum)
-        b.vop(VecOp.MULS, xf, (xf,), scalar=f32_value(E2))
+        b.vop(VecOp.MULS, xf, (xf,), scalar=E2)
         b.cast(xf, xf, round_mode="round", name="Cast ROUND digit 2")
         digit_cast(b, xf, hrow, digit[1])
         if s.has_offset and high_precision:
@@ -309,9 +298,7 @@ def build_msd_multicore(
 def msd_replay_data(args: Any) -> dict[str, Any]:
     """GM contents of the Msd program for a validated call: x, the int8 weight in its stored
     layout ((N, K) when transposed), the (1, N) scale and offset, the bias as fp32 (exact)."""
-    from npusim.ops.weight_quant_batchmatmul.numerics_msd import check_row_amax
-
-    check_row_amax(args.x)
+    nm.check_row_amax(args.x)
     return replay_inputs(args, stored_weight(args, "Msd"), 1)
 
 
