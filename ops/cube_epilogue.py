@@ -1,7 +1,7 @@
 """How an L0C tile leaves the cube core: the epilogue records a program is built with (the
 FixPipe mode and output dtype, an integer matmul's quant parameters), and the exits of a coupled
 core without FixPipe (310P: L0C -> UB on the vector pipe, a Cast or the dequantising copy,
-UB -> GM). The split cores' FixPipe exit is the cube emitter's (``CubeEmitter``)."""
+UB -> GM). The split cores' FixPipe exit is :class:`npusim.ops.cube_emitter.CubeEmitter`'s."""
 
 from __future__ import annotations
 

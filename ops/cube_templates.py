@@ -13,7 +13,7 @@ from npusim.isa.operands import ITEMSIZE, Region
 from npusim.ops.gm_matrix import GmMatrix, nz_window
 
 if TYPE_CHECKING:
-    from npusim.ops.matmul_program import CubeEmitter
+    from npusim.ops.cube_emitter import CubeEmitter
 
 _ITEM = ITEMSIZE  # bytes per element (int4: 0.5), the package's one size table
 

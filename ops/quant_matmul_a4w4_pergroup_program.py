@@ -44,10 +44,11 @@ import numpy as np
 from npusim.engine.program import GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
+from npusim.ops.cube_emitter import CubeEmitter
 from npusim.ops.cube_epilogue import Epilogue
 from npusim.ops.cube_templates import Interner
 from npusim.ops.gm_matrix import GmMatrix
-from npusim.ops.matmul_program import CubeEmitter, CubeTiling
+from npusim.ops.matmul_tiling import CubeTiling
 from npusim.ops.program_stages import CrossFlags, PingPong, Ring
 from npusim.ops.quant_matmul_a4w4_pergroup import A4W4GroupPlan
 from npusim.ops.quant_matmul_a8w4_program import mix_cores

@@ -49,10 +49,11 @@ import numpy as np
 from npusim.engine.program import CoreProgram, GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
+from npusim.ops.cube_emitter import CubeEmitter
 from npusim.ops.cube_epilogue import Epilogue
 from npusim.ops.cube_templates import Interner
 from npusim.ops.gm_matrix import GmMatrix
-from npusim.ops.matmul_program import CubeEmitter, CubeTiling
+from npusim.ops.matmul_tiling import CubeTiling
 from npusim.ops.program_stages import CrossFlag, CrossFlags, PingPong, Ring, VecInOut
 from npusim.ops.quant_matmul_a8w4 import A8W4_NUMERICS_MODEL, A8W4Plan
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from npusim.engine.program import GMTensor, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import ITEMSIZE, Region
-from npusim.ops.matmul_program import CubeTiling
+from npusim.ops.matmul_tiling import CubeTiling
 from npusim.ops.program_stages import CrossFlag, CrossFlags, Ring
 from npusim.ops.weight_quant_batchmatmul.soc_facts import soc_facts
 from npusim.ops.weight_quant_batchmatmul.tiling import (

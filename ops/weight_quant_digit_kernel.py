@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from npusim.engine.program import GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
+from npusim.ops.cube_emitter import CubeEmitter
 from npusim.ops.cube_epilogue import Epilogue
 from npusim.ops.gm_matrix import GmMatrix
-from npusim.ops.matmul_program import CubeEmitter
 from npusim.ops.program_stages import MixLaunch, cast_store
 from npusim.ops.weight_quant_common import (
     ITEM,

@@ -19,9 +19,9 @@ from npusim.engine.errors import ProgramError
 from npusim.engine.program import CoreProgram, GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
+from npusim.ops.cube_emitter import CubeEmitter
 from npusim.ops.cube_epilogue import Epilogue
 from npusim.ops.gm_matrix import GmMatrix
-from npusim.ops.matmul_program import CubeEmitter
 from npusim.ops.program_stages import CrossFlags, VecInOut, group_segments
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     custom_k_rows,

@@ -43,9 +43,9 @@ from npusim.engine.errors import ProgramError
 from npusim.engine.program import GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
+from npusim.ops.cube_emitter import CubeEmitter
 from npusim.ops.cube_epilogue import Epilogue
 from npusim.ops.gm_matrix import GmMatrix
-from npusim.ops.matmul_program import CubeEmitter
 from npusim.ops.program_stages import (
     CrossFlags,
     MixLaunch,

@@ -9,7 +9,8 @@ from npusim.engine import timing
 from npusim.engine.sim import run_kernel
 from npusim.hw import load_soc
 from npusim.ops.cube_epilogue import Epilogue
-from npusim.ops.matmul_program import CubeTiling, build_matmul_kernel
+from npusim.ops.matmul_program import build_matmul_kernel
+from npusim.ops.matmul_tiling import CubeTiling
 
 SOC = load_soc("Ascend910B2")
 
