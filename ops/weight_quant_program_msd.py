@@ -24,6 +24,7 @@ from npusim.engine.program import Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.cube_epilogue import Epilogue
+from npusim.ops.group_reduce import block_reduce
 from npusim.ops.program_stages import add_bias, lanes32, ranges
 from npusim.ops.weight_quant_batchmatmul import numerics_msd as nm
 from npusim.ops.weight_quant_batchmatmul.tiling import (
@@ -65,12 +66,6 @@ def _chunk(v: Region, start: int, count: int) -> Region:
     return Region("UB", v.offset + 4 * start, (count,), "float32")
 
 
-def emit_block_sums_to_scalar(b: ProgramBuilder, t64: Region, s8: Region, dst: Region) -> None:
-    """(64,) -> (8,) -> (1,): two BlockReduceSums (the kernels' ReduceRepeatToScalar)."""
-    b.vop(VecOp.BLOCK_REDUCE_SUM, s8, (t64,), elements=64)
-    b.vop(VecOp.BLOCK_REDUCE_SUM, dst, (s8,), elements=8)
-
-
 def emit_sequential_row_sum(
     b: ProgramBuilder, v: Region, k: int, t64: Region, s8: Region, dst: Region
 ) -> None:
@@ -90,7 +85,7 @@ def emit_sequential_row_sum(
         if k > 64:
             head = _chunk(t64, 0, k - 64)
             b.vop(VecOp.ADD, head, (_chunk(v, 0, k - 64), _chunk(v, 64, k - 64)))
-    emit_block_sums_to_scalar(b, t64, s8, dst)
+    block_reduce(b, "Sum", t64, s8, dst)
 
 
 def emit_halving_row_sum(
@@ -114,7 +109,7 @@ def emit_halving_row_sum(
     if k > full * 64:
         head = _chunk(work, 0, k - full * 64)
         b.vop(VecOp.ADD, head, (head, _chunk(v, full * 64, k - full * 64)))
-    emit_block_sums_to_scalar(b, _chunk(work, 0, 64), s8, dst)
+    block_reduce(b, "Sum", _chunk(work, 0, 64), s8, dst)
 
 
 def _prepare_rows(

@@ -27,6 +27,7 @@ from npusim.engine.program import Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.cube_epilogue import Epilogue
+from npusim.ops.group_reduce import block_reduce, group_reduce
 from npusim.ops.msd_recombine import MsdRecombine
 from npusim.ops.program_stages import add_bias, lanes32
 from npusim.ops.weight_quant_batchmatmul.numerics_msd import DIGIT_FACTORS
@@ -135,32 +136,27 @@ def _emit_block_sums(
     b: ProgramBuilder, geo: _Geometry, x_at: int, w_at: int, nbk: int, sums: Region,
     dst: Region,
 ) -> None:
-    """Each block's row sum: per-group (g = 64 / 128) the halves added then two block sums;
-    per-channel the in-place halving of the block's 64-lane chunks, then two block sums."""
+    """Each block's row sum: per-group (g = 64 / 128) the group_reduce stage; per-channel the
+    in-place halving of the block's 64-lane chunks, then the stage's two block sums."""
     g = geo.g
-    if geo.per_group and g not in (64, 128):
-        raise ValueError(f"MsdSplitK per-group row sums take groups of 64 or 128, not {g}")
-    if g == 64 and geo.per_group:
-        head = Region("UB", x_at, (nbk, 64), "float32")
-    elif geo.per_group:
-        head = Region("UB", w_at, (nbk, 64), "float32")
-        b.vop(VecOp.ADD, head, (_blocks(x_at, nbk, g, 0, 64), _blocks(x_at, nbk, g, 64, 64)),
-              name="Add group halves")
-    else:
-        src, r = x_at, g // 64
-        while r > 1:
-            p = r // 2
-            b.vop(VecOp.ADD, _blocks(w_at, nbk, g, 0, 64 * p),
-                  (_blocks(src, nbk, g, 0, 64 * p), _blocks(src, nbk, g, 64 * p, 64 * p)),
-                  name="Add chunk halves")
-            if r % 2:
-                b.vop(VecOp.COPY, _blocks(w_at, nbk, g, 64 * p, 64),
-                      (_blocks(src, nbk, g, 128 * p, 64),), name="Copy odd chunk")
-            src, r = w_at, p + r % 2
-        head = _blocks(src, nbk, g, 0, 64)
     eights = Region("UB", sums.offset, (nbk * 8,), "float32")
-    b.vop(VecOp.BLOCK_REDUCE_SUM, eights, (head,), elements=nbk * 64)
-    b.vop(VecOp.BLOCK_REDUCE_SUM, dst, (eights,), elements=nbk * 8)
+    if geo.per_group:
+        if g not in (64, 128):
+            raise ValueError(f"MsdSplitK per-group row sums take groups of 64 or 128, not {g}")
+        group_reduce(b, "Sum", Region("UB", x_at, (nbk, g), "float32"),
+                     Region("UB", w_at, (nbk, 64), "float32"), eights, dst)
+        return
+    src, r = x_at, g // 64
+    while r > 1:
+        p = r // 2
+        b.vop(VecOp.ADD, _blocks(w_at, nbk, g, 0, 64 * p),
+              (_blocks(src, nbk, g, 0, 64 * p), _blocks(src, nbk, g, 64 * p, 64 * p)),
+              name="Add chunk halves")
+        if r % 2:
+            b.vop(VecOp.COPY, _blocks(w_at, nbk, g, 64 * p, 64),
+                  (_blocks(src, nbk, g, 128 * p, 64),), name="Copy odd chunk")
+        src, r = w_at, p + r % 2
+    block_reduce(b, "Sum", _blocks(src, nbk, g, 0, 64), eights, dst)
 
 
 def _recombine_strips(

@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Any
 from npusim.engine.program import GMTensor, InstrPool, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
+from npusim.ops.group_reduce import group_reduce
 from npusim.ops.group_tile_cube import GroupTileCube
 from npusim.ops.msd_recombine import MsdRecombine
 from npusim.ops.program_stages import (
@@ -315,20 +316,12 @@ def _split_row(
     b.sync("MTE2", "V", 0)
     b.cast(xf, Region("UB", xb.offset, (ngroups, g), s.x_dtype), name="Cast x->fp32")
 
-    def group_reduce(what: str, src: Region, red: str) -> None:
-        """Per group: (128: the halves combined,) two block reductions, Brcb to 8 lanes."""
-        add = red == "Sum"
-        lanes64 = Region("UB", mb.offset, (ngroups, 64), "float32")
-        if g == 128:
-            halves = [Region("UB", src.offset + h * 256, (ngroups, 64), "float32",
-                             row_stride_bytes=g * 4) for h in range(2)]
-            b.vop(VecOp.ADD if add else VecOp.MAX, lanes64, tuple(halves), name=f"{red} halves")
-            src = lanes64
-        eights = Region("UB", mb.offset, (ngroups * 8,), "float32")
+    def reduce_to_gm(what: str, src: Region, red: str) -> None:
+        """Per group one value (the group_reduce stage, in place over multi_scale), Brcb to 8
+        lanes, to its GM workspace row."""
         ones = Region("UB", mb.offset, (ngroups,), "float32")
-        block = VecOp.BLOCK_REDUCE_SUM if add else VecOp.BLOCK_REDUCE_MAX
-        b.vop(block, eights, (src,), elements=ngroups * 64, name=f"BlockReduce{red} per group")
-        b.vop(block, ones, (eights,), elements=ngroups * 8, name=f"BlockReduce{red} blocks")
+        group_reduce(b, red, src, Region("UB", mb.offset, (ngroups, 64), "float32"),
+                     Region("UB", mb.offset, (ngroups * 8,), "float32"), ones)
         b.vop(VecOp.BRCB, brc, (ones,), elements=ngroups * 8, name="Brcb")
         b.sync("V", "MTE3", 0)
         b.dma(Region("UB", brc.offset, (ngroups * 8,), "float32"),
@@ -337,9 +330,9 @@ def _split_row(
         b.sync("MTE3", "V", 0)  # the workspace row left UB before V rewrites it
 
     if s.has_offset:
-        group_reduce("rsum", xf, "Sum")
+        reduce_to_gm("rsum", xf, "Sum")
     b.vop(VecOp.ABS, ms, (xf,))
-    group_reduce("amax", ms, "Max")
+    reduce_to_gm("amax", ms, "Max")
     gmax = Region("UB", brc.offset, (ngroups, 1), "float32", row_stride_bytes=32)
     b.vop(VecOp.DIV, ms, (xf, gmax), name="Div by group max")
     digit_split(b, ms, ms, xf, hb, [Region("UB", db.offset + math.ceil(d * kpad * ITEM[dig_dtype]),
