@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from npusim.engine.program import GMTensor, ProgramBuilder
 from npusim.isa.opcodes import VecOp
@@ -18,6 +18,7 @@ from npusim.ops.matmul_tiling import CubeTiling
 from npusim.ops.program_stages import CrossFlag, CrossFlags, Ring
 from npusim.ops.weight_quant_batchmatmul.soc_facts import soc_facts
 from npusim.ops.weight_quant_batchmatmul.tiling import (
+    Buffer,
     custom_k_rows,
     custom_param_groups,
     custom_vector_buffers,
@@ -25,11 +26,14 @@ from npusim.ops.weight_quant_batchmatmul.tiling import (
     msd_prepare_buffers,
     msd_recombine_buffers,
     msd_recombine_rows,
+    msd_split_k_prepare_buffers,
+    msd_split_k_recombine_buffers,
     program_strip_n,
 )
 
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
+    from npusim.hw.schema_core import BufferName
     from npusim.ops.weight_quant_batchmatmul.args import WqbmmArgs
 
 _ITEM = ITEMSIZE  # bytes per element (int4: 0.5), the package's one size table
@@ -347,8 +351,9 @@ def validate_program_tiling(t: WqbmmProgramTiling, soc: SocDescriptor, s: WqbmmS
                             kernel: str) -> None:
     """A user's WqbmmProgramTiling: every count positive, the cube blocks whole fractals (M / N
     multiples of 16, K a multiple of the cube's 32 B K fractal for the kernel's cube dtype), the
-    strip a multiple of 16 and at least one base_n block, the AICs available. Errors name the
-    field, its value and the rule."""
+    strip a multiple of 16 and at least one base_n block, the AICs available, and every buffer
+    the kernel's program allocates for it within capacity (the AIVs' UB; the AIC's L1 / L0A /
+    L0B / L0C / BT / FB). Errors name the field, its value and the rule."""
     for name in ("cube_cores", "strip_n", "slots", "vec_rows", "base_m", "base_n", "base_k",
                  "step_k", "group_pack"):
         v = getattr(t, name)
@@ -373,6 +378,7 @@ def validate_program_tiling(t: WqbmmProgramTiling, soc: SocDescriptor, s: WqbmmS
                          "block lies inside one workspace strip)")
     check_cube_cores(soc, t)
     _check_program_ub(t, soc, s, kernel)
+    _check_program_cube(t, soc, s, kernel)
 
 
 def _check_program_ub(t: WqbmmProgramTiling, soc: SocDescriptor, s: WqbmmShape,
@@ -400,6 +406,105 @@ def _check_program_ub(t: WqbmmProgramTiling, soc: SocDescriptor, s: WqbmmShape,
                 f"tiling.post_m={t.post_m}{' (all rows)' if not t.post_m else ''}: the Msd "
                 f"recombination of {rows} rows x {width} columns (half of strip_n={t.strip_n}) "
                 f"needs {need} B > UB {ub} B; post_m <= {most} fits")
+    elif kernel == "MsdSplitK":
+        blk, nb, per, pack = msd_split_k_blocks(s, t)
+        digits = digit_count(s.w_dtype)
+        need = layout_bytes(msd_split_k_prepare_buffers(blk, per, digits, s.x_dtype, s.w_dtype))
+        if need > ub:
+            what = (f"group_size={s.group_size}" if s.group_size else
+                    f"tiling.k_block={t.k_block}{' (whole K)' if not t.k_block else ''}")
+            raise ValueError(f"{what}: the MsdSplitK digit split of {per} K block(s) of {blk} "
+                             f"elements needs {need} B > UB {ub} B")
+        width = math.ceil(t.strip_n / 2)
+        need = layout_bytes(msd_split_k_recombine_buffers(s.m, width, nb, pack, digits,
+                                                          s.x_dtype, s.out_dtype))
+        if need > ub:
+            what = f"tiling.strip_n={t.strip_n}, " + (
+                f"tiling.group_pack={t.group_pack}" if s.group_size else
+                f"tiling.k_block={t.k_block}{' (whole K)' if not t.k_block else ''}")
+            raise ValueError(
+                f"{what}: the MsdSplitK recombination of {s.m} rows x {width} columns (half of "
+                f"strip_n) with the statistics of {nb} K blocks and the parameter rows of "
+                f"{pack} needs {need} B > UB {ub} B")
+
+
+def digit_count(w_dtype: str) -> int:
+    """Integer digits the MSD kernels split an x row into: 2 for an int8 weight, 3 for int4
+    (``numerics_msd.DIGIT_FACTORS``)."""
+    from npusim.ops.weight_quant_batchmatmul.numerics_msd import DIGIT_FACTORS
+
+    return int(DIGIT_FACTORS[w_dtype][2])
+
+
+def msd_split_k_blocks(s: WqbmmShape, t: WqbmmProgramTiling) -> tuple[int, int, int, int]:
+    """(K block, blocks, blocks per digit-split pass, blocks of parameter rows held) of the
+    MsdSplitK program for ``t``: the group per-group, else ``k_block`` (0: all of K); a pass
+    takes the whole row up to K = 4096, else one block (per-group: 4096 / g blocks); the
+    parameters of ``group_pack`` groups per-group, of one row per-channel."""
+    blk = s.group_size or t.k_block or s.k
+    nb = math.ceil(s.k / blk)
+    per = nb if s.k <= 4096 else max(1, 4096 // blk) if s.group_size else 1
+    return blk, nb, per, t.group_pack if s.group_size else 1
+
+
+def cube_emitter_buffers(t: CubeTiling, in_dtype: str, *, bias: bool,
+                         quant_vector: bool) -> dict[str, list[Buffer]]:
+    """The local buffers a split SoC's AIC allocates for a ``CubeEmitter`` (ops/cube_emitter.py)
+    of tiling ``t``, per buffer in allocation order (its ``__init__``: the A1 / B1 L1 loads times
+    their depths, the L0A / L0B ping-pong, the L0C accumulators, with ``bias`` the BiasTable row
+    and its L1 staging; ``use_quant_vector``: the uint64 quant row in L1 and FB)."""
+    acc = "int32" if in_dtype in ("int8", "int4") else "float32"
+    n_l0, n_l0c = (2 if t.l0_db else 1), (2 if t.l0c_db else 1)
+    ka, kb = t.base_k * t.step_ka, t.base_k * t.step_kb
+    out: dict[str, list[Buffer]] = {
+        "L1": [*[(f"A1_{i}", (t.step_m * t.base_m, ka), in_dtype) for i in range(t.depth_a1)],
+               *[(f"B1_{i}", (kb, t.step_n * t.base_n), in_dtype) for i in range(t.depth_b1)]],
+        "L0A": [(f"A0_{i}", (t.base_m, t.base_k), in_dtype) for i in range(n_l0)],
+        "L0B": [(f"B0_{i}", (t.base_k, t.base_n), in_dtype) for i in range(n_l0)],
+        "L0C": [(f"C0_{i}", (t.base_m, t.base_n), acc) for i in range(n_l0c)],
+        "BT": [], "FB": [],
+    }
+    if bias:
+        out["BT"].append(("bias", (t.base_n,), acc))
+        out["L1"].append(("bias_l1", (t.base_n,), acc))
+    if quant_vector:
+        out["L1"].append(("quant_l1", (t.base_n,), "uint64"))
+        out["FB"].append(("quant_fb", (t.base_n,), "uint64"))
+    return out
+
+
+def _check_program_cube(t: WqbmmProgramTiling, soc: SocDescriptor, s: WqbmmShape,
+                        kernel: str) -> None:
+    """The AIC's local buffers the Custom / Msd / MsdSplitK programs allocate for ``t``
+    (:func:`cube_emitter_buffers`: Custom multiplies x-dtype tiles of ``base_m`` rows, with the
+    call's bias and per-column quant row; the MSD kernels multiply the weight dtype's tiles of
+    the digit rows, ``base_m`` covering them, no bias) against the AIC's capacities; ValueError
+    naming the fields and the capacity."""
+    core = soc.core("aic")
+    if kernel == "Custom":
+        ct, dtype = cube_tiling_of(t), s.x_dtype
+        bias = s.has_bias and "BT" in core.buffers  # a split SoC's AIC has its BiasTable
+        bufs = cube_emitter_buffers(ct, dtype, bias=bias, quant_vector=s.quant_per_channel)
+        m_field = f"tiling.base_m={t.base_m}"
+    elif kernel in ("Msd", "MsdSplitK"):
+        rows = digit_count(s.w_dtype) * s.m
+        ct, dtype = cube_tiling_for_rows(t, rows), s.w_dtype
+        bufs = cube_emitter_buffers(ct, dtype, bias=False, quant_vector=False)
+        m_field = f"base_m={ct.base_m} (of the {rows} digit rows)"
+    else:
+        return
+    k, n = f"tiling.base_k={t.base_k}", f"tiling.base_n={t.base_n}"
+    fields = {"L1": f"{m_field}, {n}, {k}, tiling.step_k={t.step_k}", "L0A": f"{m_field}, {k}",
+              "L0B": f"{k}, {n}", "L0C": f"{m_field}, {n}", "BT": n, "FB": n}
+    for buf, layout in bufs.items():
+        spec = core.buffers.get(cast("BufferName", buf))
+        if not layout or spec is None:
+            continue
+        need = layout_bytes(layout, spec.alignment_bytes)
+        if need > spec.capacity_bytes:
+            names = ", ".join(f"{name} {list(shape)} {dt}" for name, shape, dt in layout)
+            raise ValueError(f"{fields[buf]}: the {kernel} AIC's {buf} buffers ({names}) need "
+                             f"{need} B > {buf} {spec.capacity_bytes} B")
 
 
 def check_cube_cores(soc: SocDescriptor, t: WqbmmProgramTiling) -> None:

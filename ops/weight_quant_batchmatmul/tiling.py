@@ -141,6 +141,33 @@ def msd_recombine_buffers(rows: int, m: int, width: int, x_dtype: str,
             ("out", (rows, width), out_dtype)]
 
 
+def msd_split_k_prepare_buffers(block: int, per_pass: int, digits: int, x_dtype: str,
+                                w_dtype: str) -> list[Buffer]:
+    """UB layout of one ``MsdSplitK`` AIV's digit split (as its program allocates it): for a
+    pass of ``per_pass`` K blocks of ``block`` elements the x row, its fp32 copy and fp32 work
+    row, the ``digits`` digit rows, the 8-lane block sums and the amax / row-sum slots."""
+    span = per_pass * block
+    return [("x", (span,), x_dtype), ("xf", (span,), "float32"), ("work", (span,), "float32"),
+            *[(f"digit{d}", (span,), w_dtype) for d in range(digits)],
+            ("block_sums", (per_pass * 8,), "float32"),
+            ("stats", (2, lanes32(per_pass, 4)), "float32")]
+
+
+def msd_split_k_recombine_buffers(m: int, width: int, blocks: int, pack: int, digits: int,
+                                  x_dtype: str, out_dtype: str) -> list[Buffer]:
+    """UB layout of one ``MsdSplitK`` AIV's recombination (as its program allocates it) over
+    ``width`` columns: each digit's int32 products of the ``m`` rows (rows 32 B aligned), the
+    digit sum and the accumulator (fp32), the raw and fp32 scale / offset rows of ``pack``
+    blocks (fp32: and the bias row), the amax and row sum of every row of the ``blocks`` K
+    blocks, the output tile."""
+    wl = lanes32(width, 4)
+    return [*[(f"c{d}", (m, wl), "int32") for d in range(digits)],
+            ("cc", (m, width), "float32"), ("acc", (m, width), "float32"),
+            ("params_in", (2 * pack, lanes32(width, 2)), x_dtype),
+            ("params", (2 * pack + 1, wl), "float32"),
+            ("block_stats", (2 * blocks, lanes32(m, 4)), "float32"), ("out", (m, width), out_dtype)]
+
+
 def msd_recombine_rows(m: int, width: int, x_dtype: str, out_dtype: str, ub_bytes: int) -> int:
     """The most rows (at most ``m``) one Msd recombination pass of ``width`` columns holds in
     UB: CANN's kernel sizes its pass the same way (rows = its UB budget / the core's columns)."""
