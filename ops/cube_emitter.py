@@ -29,8 +29,6 @@ from npusim.ops.program_stages import allocated
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
 
-_ITEM = ITEMSIZE  # bytes per element (int4: 0.5), the package's one size table
-
 
 class CubeEmitter:
     """Emits the cube pipeline of one AIC: buffers are allocated once, ping-pong counters persist
@@ -406,7 +404,7 @@ def _window(r: Region, row0: int, rows: int, col0: int, cols: int,
             make: Callable[..., Region] = Region) -> Region:
     """A (rows x cols) window of a 2-D local region at (row0, col0), keeping its row stride
     (``make``: the Region constructor, or an :meth:`Interner.region`)."""
-    isz = _ITEM[r.dtype]
+    isz = ITEMSIZE[r.dtype]
     stride = r.stride if r.row_stride_bytes is not None else math.ceil(r.shape[1] * isz)
     return make(r.buffer, r.offset + row0 * stride + math.ceil(col0 * isz), (rows, cols),
                 r.dtype, None, stride)
@@ -414,12 +412,12 @@ def _window(r: Region, row0: int, rows: int, col0: int, cols: int,
 
 def _sub_cols(r: Region, col0: int, cols: int, make: Callable[..., Region] = Region) -> Region:
     rows, total = r.shape
-    isz = _ITEM[r.dtype]
+    isz = ITEMSIZE[r.dtype]
     return make(r.buffer, r.offset + math.ceil(col0 * isz), (rows, cols), r.dtype, None,
                 math.ceil(total * isz))
 
 
 def _sub_rows(r: Region, row0: int, rows: int, make: Callable[..., Region] = Region) -> Region:
     _, cols = r.shape
-    isz = _ITEM[r.dtype]
+    isz = ITEMSIZE[r.dtype]
     return make(r.buffer, r.offset + math.ceil(row0 * cols * isz), (rows, cols), r.dtype)

@@ -15,8 +15,6 @@ from npusim.ops.gm_matrix import GmMatrix, nz_window
 if TYPE_CHECKING:
     from npusim.ops.cube_emitter import CubeEmitter
 
-_ITEM = ITEMSIZE  # bytes per element (int4: 0.5), the package's one size table
-
 
 @dataclass(frozen=True)
 class TileTemplate:
@@ -129,7 +127,7 @@ class Interner:
         if mat.nz_rows:
             w = nz_window(mat, r0, rows, c0, cols)
             return self.region("GM", w.offset, w.shape, w.dtype, w.tensor, w.row_stride_bytes)
-        off = mat.offset + r0 * mat.row_bytes + math.ceil(c0 * _ITEM[mat.dtype])
+        off = mat.offset + r0 * mat.row_bytes + math.ceil(c0 * ITEMSIZE[mat.dtype])
         return self.region("GM", off, (rows, cols), mat.dtype, mat.tensor, mat.row_bytes)
 
     def copy(self, bld: ProgramBuilder, src: Region, dst: Region, name: str,

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 
 from npusim.isa.operands import ITEMSIZE, Region
 
-_ITEM = ITEMSIZE  # bytes per element (int4: 0.5), the package's one size table
-
 
 @dataclass(frozen=True)
 class GmMatrix:
@@ -31,7 +29,7 @@ class GmMatrix:
     def window(self, r0: int, rows: int, c0: int, cols: int) -> Region:
         """Stored-layout window (row r0.., column c0..); an NZ matrix's window is one run of
         ``rows x nz_c0`` elements per C0-column strip it touches (``c0`` on a strip boundary)."""
-        isz = _ITEM[self.dtype]
+        isz = ITEMSIZE[self.dtype]
         if self.nz_rows:
             return nz_window(self, r0, rows, c0, cols)
         off = self.offset + r0 * self.row_bytes + math.ceil(c0 * isz)
@@ -40,7 +38,7 @@ class GmMatrix:
 
 def nz_window(mat: GmMatrix, r0: int, rows: int, c0: int, cols: int) -> Region:
     """The GM runs of an NZ matrix's window: (strips, rows x C0), strips nz_rows x C0 apart."""
-    isz, c = _ITEM[mat.dtype], mat.nz_c0
+    isz, c = ITEMSIZE[mat.dtype], mat.nz_c0
     if c0 % c:
         raise ValueError(f"{mat.tensor}: an FRACTAL_NZ window must start on a {c}-element column "
                          f"strip, got column {c0} (a tiling base / core block not aligned to C0)")

@@ -26,8 +26,6 @@ from npusim.ops.matmul_tiling import CubeTiling, MatmulTiling, visit_order
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
 
-_ITEM = ITEMSIZE  # bytes per element (int4: 0.5), the package's one size table
-
 
 def cube_tiling_from(t: CubeTiling | MatmulTiling) -> CubeTiling:
     """The cube program's numbers of ``t``: a CubeTiling as is, a MatmulTiling converted by
@@ -183,8 +181,8 @@ def build_matmul_kernel(
     if deq is not None and deq[0].per_channel:
         qp = None if deq[1] is None else np.asarray(deq[1]).view(np.uint64).reshape(n)
         gm["qp"] = GMTensor("qp", (n,), "uint64", qp, "input")
-    isz = _ITEM[in_dtype]
-    osz = _ITEM[out_dtype]
+    isz = ITEMSIZE[in_dtype]
+    osz = ITEMSIZE[out_dtype]
     a_rb = math.ceil(k * isz)
     b_rb = math.ceil((k if trans_b else n) * isz)
     c_rb = math.ceil(n * osz)
