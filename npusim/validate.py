@@ -31,13 +31,12 @@ from typing import Required, TypedDict
 
 from npusim.engine.sim import default_l2_start
 
-# Modules providing ``calibration_prediction(row, soc_loader) -> Prediction | None``.
+# Modules providing ``calibration_prediction(row) -> Prediction | None``, consulted in order.
 CALIBRATION_MODULES = (
     "npusim.ops.vector_add",
     "npusim.ops.tensor_copy",
     "npusim.ops.matmul_calibration",
-    "npusim.ops.dynamic_quant_program",
-    "npusim.ops.group_quant_program",
+    "npusim.ops.dynamic_quant_program",  # E rows (its note adds group_quant on the same rows)
 )
 
 
@@ -137,14 +136,15 @@ def soc_name_of(row: Measurement) -> str:
 
 
 def predict_row(row: Measurement) -> Prediction | None:
+    """The first prediction a calibration module gives for ``row`` (None: no module models it).
+    A listed module that cannot be imported or has no ``calibration_prediction`` is an error,
+    not a skip: a renamed module would otherwise drop its rows to "unsupported" silently."""
     for modname in CALIBRATION_MODULES:
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError:
-            continue
+        mod = importlib.import_module(modname)
         fn = getattr(mod, "calibration_prediction", None)
         if fn is None:
-            continue
+            raise AttributeError(f"{modname}: listed in CALIBRATION_MODULES but has no "
+                                 "calibration_prediction(row)")
         pred: Prediction | None = fn(row)  # each module's calibration_prediction
         if pred is not None:
             return pred

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from npusim import validate as validate_mod
 from npusim.cli import main
 from npusim.runner import simulate
 from npusim.validate import (
+    CALIBRATION_MODULES,
     default_measurements_path,
     error_stats,
     format_row_progress,
@@ -69,6 +71,25 @@ def test_row_without_the_size_its_prediction_needs_names_the_column(tmp_path):
 
     with pytest.raises(ValueError, match="row E1z: column k is empty"):
         proxy_prediction(e1)
+
+def test_every_calibration_module_provides_the_prediction_hook():
+    """Each module validate consults imports and defines calibration_prediction (a renamed
+    module once could have dropped its rows to "unsupported" without a word)."""
+    import importlib
+
+    for name in CALIBRATION_MODULES:
+        assert callable(importlib.import_module(name).calibration_prediction), name
+
+
+def test_a_missing_calibration_module_is_an_error_not_a_skip(tmp_path, monkeypatch):
+    """predict_row raises on a listed module that does not exist."""
+    (row,) = load_measurements(_csv(tmp_path, [
+        "F9,Ascend910B2,copy (GM to GM),,,1024,float32,contiguous,x,50.0,,,s,A"]))
+    monkeypatch.setattr(validate_mod, "CALIBRATION_MODULES",
+                        ("npusim.ops.no_such_calibration_module", *CALIBRATION_MODULES))
+    with pytest.raises(ModuleNotFoundError, match="no_such_calibration_module"):
+        predict_row(row)
+
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "calibration" / "measurements.csv"
 
