@@ -42,12 +42,13 @@ CAPACITY = re.compile(r"needs? \d+ B > (UB|L1|L0A|L0B|L0C|BT|FB) \d+ B")
 
 
 def _call(kernel: str, m: int, k: int, n: int, xd: str, off: bool, bias: bool,
-          per_group: bool, quant: bool) -> dict[str, Any]:
+          per_group: bool, quant: bool, *, group: int = 64, int8: bool = False
+          ) -> dict[str, Any]:
     """A call that selects ``kernel``: Msd per-channel int8 (M <= 64), MsdSplitK int4 (per-group
-    64 ND, or per-channel transposed), Custom int8 (int8 output with a per-column quant scale
-    when ``quant``)."""
-    if kernel == "MsdSplitK":
-        g = 64 if per_group else 0
+    ``group`` ND, or per-channel transposed; ``int8``: per-channel int8, which needs K > 13696),
+    Custom int8 (int8 output with a per-column quant scale when ``quant``)."""
+    if kernel == "MsdSplitK" and not int8:
+        g = group if per_group else 0
         w = spec((k, n // 8), "int32") if g else spec((k // 8, n), "int32", transposed=True)
     else:
         g = 0
@@ -96,19 +97,26 @@ def _verdicts(kernel: str, s: Any, pt: Any) -> tuple[str, str] | None:
 @given(data=st.data(), kernel=st.sampled_from(["Custom", "Msd", "MsdSplitK"]),
        m=st.integers(1, 64), k64=st.integers(1, 96), n64=st.integers(1, 48),
        xd=st.sampled_from(["float16", "bfloat16"]), off=st.booleans(), bias=st.booleans(),
-       per_group=st.booleans(), quant=st.booleans())
+       per_group=st.booleans(), quant=st.booleans(), group=st.sampled_from([64, 128]),
+       int8=st.booleans())
 def test_program_tiling_capacity_check_is_the_build(data, kernel, m, k64, n64, xd, off, bias,
-                                                    per_group, quant):
+                                                    per_group, quant, group, int8):
     """Random cube blocks (base_m / base_n / base_k, step_k), strips, vector rows, recombination
     rows, K blocks and group packs: the validator refuses a capacity iff the build overflows
     (found: Msd base_n = 112 on the default base_k = 320 passed the validator and overflowed L0B
-    at build, naming no field; MsdSplitK had no UB check)."""
+    at build, naming no field; MsdSplitK had no UB check). MsdSplitK: int4 per-group 64 / 128
+    and per-channel, int8 per-channel (K > 13696)."""
     k, n = 64 * k64, 64 * n64
     if kernel == "Custom":
         m = max(m, 17)
+    int8 = int8 and kernel == "MsdSplitK"
+    if int8:
+        per_group, k = False, 13696 + k
     if kernel == "MsdSplitK" and per_group:
-        m = min(m, 8)  # MsdSplitK per-group: M <= g / 8
-    call = _call(kernel, m, k, n, xd, off, bias, per_group, quant and kernel == "Custom")
+        m = min(m, group // 8)  # MsdSplitK per-group: M <= g / 8
+        k = -(-k // group) * group
+    call = _call(kernel, m, k, n, xd, off, bias, per_group, quant and kernel == "Custom",
+                 group=group, int8=int8)
     try:
         s, pt = _shape_and_default(kernel, call)
     except ValueError:
@@ -134,6 +142,7 @@ def test_program_tiling_capacity_check_is_the_build(data, kernel, m, k64, n64, x
     assume(v is not None)
     assert v is not None
     event(f"{kernel} refused: {v[0] or '-'}, overflow: {v[1] or '-'}")
+    event(f"{kernel} {s.w_dtype} group {s.group_size}")
     assert bool(v[0]) == bool(v[1]), v
     if v[0] in ("UB",) or v[1] == "UB":
         return  # the validator sizes UB first, the build the AIC first: both named
