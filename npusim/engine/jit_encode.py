@@ -81,6 +81,30 @@ def _words(mask: int, w: int) -> list[int]:
     return [(mask >> (64 * i)) & 0xFFFFFFFFFFFFFFFF for i in range(w)]
 
 
+#: id(pattern) -> (pattern, words, (rel, bytes, lines, masks) arrays): page patterns recur in the
+#: runs of a sweep (``fast_lower.pattern_entries`` memoises them for the process), so each is
+#: turned into arrays once; the entry holds the pattern, so its id is not reused while cached
+_PATTERNS: dict[int, tuple[Any, int, tuple[np.ndarray, ...]]] = {}
+_PATTERNS_MAX = 65536
+
+
+def _pattern_arrays(pat: tuple[tuple[int, int, int, int], ...], w: int
+                    ) -> tuple[np.ndarray, ...]:
+    got = _PATTERNS.get(id(pat))
+    if got is not None and got[0] is pat and got[1] == w:
+        return got[2]
+    if len(_PATTERNS) >= _PATTERNS_MAX:
+        _PATTERNS.clear()
+    ent = np.array([(e[0], e[2], e[3]) for e in pat], dtype=np.int64).reshape(-1, 3)
+    if w == 1:
+        masks = np.array([e[1] for e in pat], dtype=np.uint64).reshape(-1, 1)
+    else:
+        masks = np.array([_words(e[1], w) for e in pat], dtype=np.uint64).reshape(-1, w)
+    arrs = (ent[:, 0].copy(), ent[:, 1].copy(), ent[:, 2].copy(), masks)
+    _PATTERNS[id(pat)] = (pat, w, arrs)
+    return arrs
+
+
 def encode(low: Lowered, mem: MemorySystem) -> Encoded | None:
     """The arrays of ``low`` run on ``mem`` (its L2 as the run starts), or None when the
     compiled loop does not implement something the streams hold (the caller runs Python)."""
@@ -101,18 +125,21 @@ def encode(low: Lowered, mem: MemorySystem) -> Encoded | None:
     pats: dict[int, int] = {}  # id(pattern) -> row
     pat_e0: list[int] = []
     pat_ne: list[int] = []
-    ents: list[tuple[int, int, int, int]] = []
+    ents: list[tuple[np.ndarray, ...]] = []
+    n_ents = 0
     specs: dict[int, int] = {}
     spec_rows: list[tuple[float, float, float, float, int]] = []
     max_page = max(l2.pages, default=-1)
 
     def pattern(pat: tuple[tuple[int, int, int, int], ...]) -> int:
+        nonlocal n_ents
         row = pats.get(id(pat))
         if row is None:
             row = pats[id(pat)] = len(pat_e0)
-            pat_e0.append(len(ents))
+            pat_e0.append(n_ents)
             pat_ne.append(len(pat))
-            ents.extend(pat)
+            ents.append(_pattern_arrays(pat, w))
+            n_ents += len(pat)
         return row
 
     def accesses(accs: Any) -> tuple[int, int]:
@@ -175,32 +202,38 @@ def encode(low: Lowered, mem: MemorySystem) -> Encoded | None:
         return row
 
     streams: dict[int, int] = {}  # id(stream) -> base in prog
-    chunks: list[list[int]] = []
+    chunks: list[np.ndarray] = []
+    waits: dict[int, int] = {}  # stream base -> its K_WAIT count
     nprog = 0
     base: list[int] = []
-    n_waits = 0
+    get = ops.get
     for s_ in low.streams:
         b = streams.get(id(s_))
         if b is None:
-            rows: list[int] = []
-            put = rows.append
-            get = ops.get
-            for t in s_:
-                r = get(id(t))
-                if r is None:
-                    r = op(t)
-                    if r is None:
-                        return None
-                    ops[id(t)] = r
-                put(r)
+            rows: list[int | None] = list(map(get, map(id, s_)))
+            if None in rows:  # tuples not seen yet (in a pipe's stream in order)
+                for j, t in enumerate(s_):
+                    if rows[j] is None:
+                        r = get(id(t))
+                        if r is None:
+                            r = op(t)
+                            if r is None:
+                                return None
+                            ops[id(t)] = r
+                        rows[j] = r
             b = streams[id(s_)] = nprog
             nprog += len(rows)
-            chunks.append(rows)
+            chunks.append(np.array(rows, dtype=np.int64))
+            waits[b] = -1
         base.append(b)
-        n_waits += sum(1 for t in s_ if t[0] == K_WAIT)
     acc = np.array(acc_rows, dtype=np.int64).reshape(-1, 6)
-    ent = np.array(ents, dtype=object).reshape(-1, 4)
-    masks = np.array([_words(int(m), w) for m in ent[:, 1]], dtype=np.uint64).reshape(-1, w)
+    op_kind = np.array(kind, dtype=np.int64)
+    for b, c in zip(list(waits), chunks, strict=True):
+        waits[b] = int((op_kind[c] == K_WAIT).sum())
+    n_waits = sum(waits[b] for b in base)
+
+    def cat(i: int, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+        return np.concatenate([e[i] for e in ents]) if ents else np.zeros(shape, dtype)
     present = np.zeros((max_page + 1, w), dtype=np.uint64)
     for page, e in l2.pages.items():
         present[page] = _words(e[0], w)
@@ -210,16 +243,16 @@ def encode(low: Lowered, mem: MemorySystem) -> Encoded | None:
         core_of=np.array([k[0] for k in low.pipe_keys], dtype=i64),
         pipe_base=np.array(base, dtype=i64),
         pipe_len=np.array([len(s_) for s_ in low.streams], dtype=i64),
-        prog=np.fromiter((r for c in chunks for r in c), dtype=i64, count=nprog),
-        op_kind=np.array(kind, dtype=i64), op_i0=np.array(i0, dtype=i64),
+        prog=np.concatenate(chunks) if chunks else np.zeros(0, i64),
+        op_kind=op_kind, op_i0=np.array(i0, dtype=i64),
         op_i1=np.array(i1, dtype=i64), op_f0=np.array(f0), op_f1=np.array(f1),
         op_f2=np.array(f2), op_acc0=np.array(a0, dtype=i64), op_nacc=np.array(na, dtype=i64),
         op_ifl=np.array(ifl_of, dtype=i64),
         acc_first=acc[:, 0].copy(), acc_pat=acc[:, 1].copy(), acc_write=acc[:, 2].copy(),
         acc_alloc=acc[:, 3].copy(), acc_atomic=acc[:, 4].copy(), acc_nb=acc[:, 5].copy(),
         pat_e0=np.array(pat_e0, dtype=i64), pat_ne=np.array(pat_ne, dtype=i64),
-        ent_rel=ent[:, 0].astype(i64), ent_nb=ent[:, 2].astype(i64),
-        ent_bits=ent[:, 3].astype(i64), ent_mask=masks,
+        ent_rel=cat(0, i64, (0,)), ent_nb=cat(1, i64, (0,)), ent_bits=cat(2, i64, (0,)),
+        ent_mask=cat(3, np.uint64, (0, w)),
         ifl_hit=np.array([r[0] for r in spc]), ifl_miss=np.array([r[1] for r in spc]),
         ifl_stream=np.array([r[2] for r in spc]), ifl_out=np.array([r[3] for r in spc]),
         ifl_lone=np.array([r[4] for r in spc], dtype=i64),
