@@ -62,3 +62,24 @@ def test_the_sweeps_section_study_blocks_are_studies():
     (what_if,) = [b for b in blocks if "op" not in b]
     Study.from_mapping({"op": "weight_quant_batchmatmul", "socs": studies[0]["socs"],
                         **what_if}, "README")
+
+
+def test_the_tiling_example_runs_as_written_and_prints_its_quoted_figures(capsys):
+    """The ```python block after 'Passing one:' runs on its own (it once used arrays it never
+    defined) and prints the grid and cycles its comment quotes."""
+    block = re.search(r"Passing one:\s*\n\s*```python\n(.*?)^\s*```", README, re.S | re.M)
+    assert block, "README: the tiling example block is missing"
+    code = "\n".join(line[2:] for line in block.group(1).splitlines())
+    quoted = re.search(r"^# (\d+ \d+ \d+)$", code, re.M)
+    assert quoted, "README: the tiling example's quoted output line is missing"
+    exec(compile(code, "README tiling example", "exec"), {})
+    assert capsys.readouterr().out.split("\n")[0] == quoted.group(1)
+
+
+def test_the_quoted_tiling_override_command_runs(capsys):
+    """'as `npusim run matmul --tiling ...` does': that command runs on the default call (the
+    quoted step_n=2 --tiling step_ka=2 overflowed L1 and was refused)."""
+    quoted = re.search(r"`npusim\s+run\s+matmul\s+(--tiling\s+[^`]*)` does", README)
+    assert quoted, "README: the quoted --tiling command is missing"
+    argv = ["run", "matmul", *quoted.group(1).split()]
+    assert main(argv) == 0, capsys.readouterr().err
