@@ -15,6 +15,7 @@ byte-identical.
     python benchmarks/bench_sweep.py [--m 1 --k 4096 --n 4096 --soc Ascend910B2 --workers 2]
     python benchmarks/bench_sweep.py --all      # every legal tiling simulated (minutes)
     python benchmarks/bench_sweep.py --all --fast-forward
+    python benchmarks/bench_sweep.py --all --engine jit   # numba-compiled event loop (extra jit)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from npusim.engine.fast import ENGINES, engine_environment, selected_engine
 from npusim.hw import load_soc
 from npusim.ops import matmul_sweep
 from npusim.sweep import Study, no_collections, plan_points, run_sweep
@@ -54,13 +56,20 @@ def main() -> None:
     ap.add_argument("--all", action="store_true", help="simulate every legal tiling")
     ap.add_argument("--fast-forward", action="store_true",
                     help="extrapolate steady-state K loops (approximate, opt-in)")
+    ap.add_argument("--engine", choices=ENGINES, default=None,
+                    help="engine of every simulation, workers included ($NPUSIM_ENGINE)")
     args = ap.parse_args()
+    with engine_environment(args.engine):
+        _bench(args)
+
+
+def _bench(args: argparse.Namespace) -> None:
 
     case = {"m": args.m, "k": args.k, "n": args.n, "dtype": "float16"}
     sim_case = dict(case, fast_forward=True) if args.fast_forward else case
     print(f"machine: {platform.node()} {platform.machine()} {platform.python_version()}, "
           f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}, load average "
-          f"{os.getloadavg()[0]:.1f}")
+          f"{os.getloadavg()[0]:.1f}; engine {selected_engine()}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
 
     t0 = time.perf_counter()
