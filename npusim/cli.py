@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="show the Python traceback of a user error (default: one line)")
     parser.add_argument("--engine", choices=("fast", "reference", "jit"),
                         default=None,
-                        help="engine of timing-only runs: fast (default), the simpy reference "
-                             "or jit (fast with a numba-compiled loop, extra 'jit'; same "
-                             "results; $NPUSIM_ENGINE)")
+                        help="engine of every run (timing-only, functional, race-checked): fast "
+                             "(default), the simpy reference or jit (fast with a numba-compiled "
+                             "loop where it applies, extra 'jit'; same results; $NPUSIM_ENGINE)")
     sub = parser.add_subparsers(dest="command")
     try:
         from npusim.hw.cli_socs import add_socs_parser

@@ -544,6 +544,23 @@ def test_cli_engine_flag_sets_the_engine_for_the_command_only(monkeypatch, capsy
     assert seen == ["reference", "fast"] and "NPUSIM_ENGINE" not in os.environ
 
 
+def test_cli_engine_flag_applies_to_functional_runs(monkeypatch, capsys):
+    """`--engine` picks the engine of every run, not only timing-only ones (its help said
+    "engine of timing-only runs"): a functional run under `--engine reference` never reaches
+    the fast engine, and without the flag it does."""
+    from npusim import cli
+
+    calls = []
+    real = fast.run_fast
+    monkeypatch.delenv("NPUSIM_ENGINE", raising=False)
+    monkeypatch.setattr(fast, "run_fast", lambda *a, **k: calls.append(k) or real(*a, **k))
+    argv = ["run", "vector_add", "--n-elements", "4096", "--functional"]
+    assert cli.main(["--engine", "reference", *argv]) == 0
+    assert calls == []
+    assert cli.main(argv) == 0
+    assert calls and all(k["functional"] for k in calls)
+
+
 def test_gm_cost_memo_sees_offsets_modulo_the_burst_window():
     """The fast engine costs a GM copy once per (offset modulo the burst window, shape): copies
     of one shape at offsets equal modulo 512 B, and at offsets that differ inside the window

@@ -83,7 +83,7 @@ def selected_engine(engine: str | None = None) -> str:
 
 @contextmanager
 def default_engine(name: str) -> Iterator[None]:
-    """Within the block, runs without ``engine=`` use ``name`` ("fast" or "reference")."""
+    """Within the block, runs without ``engine=`` use ``name`` (one of :data:`ENGINES`)."""
     selected_engine(name)
     token = _ENGINE.set(name)
     try:
