@@ -106,7 +106,10 @@ def operator_help(op: str) -> str:
         lines.append(f"  {flag:<24} {text}")
     ks = kernels_of(op)
     lines += ["", "kernels: " + (", ".join(ks) if ks else "one kernel (no --kernel choice)")]
-    lines.append("tiling fields (--tiling FIELD=VALUE; default values for the default call):")
+    # the operator's own tiling help lists field names (no values): the header says which it is
+    values = operator.tiling_help is None
+    lines.append("tiling fields (--tiling FIELD=VALUE" +
+                 ("; default values for the default call):" if values else "):"))
     if info.tiling_note:
         lines.append(f"  {info.tiling_note}")
     if operator.tiling_help is not None:

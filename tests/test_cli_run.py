@@ -158,6 +158,22 @@ def test_ops_list_and_show(capsys):
     assert "weight_quant_batchmatmul (default 16)" in flat
 
 
+def test_ops_show_claims_default_values_only_where_it_lists_them(capsys):
+    """Rule: an operator's tiling-fields header says "default values" only when values follow
+    (``FIELD = VALUE`` lines); weight_quant_batchmatmul lists each kernel's field names, and its
+    header claimed values it did not print."""
+    for op in operator_names():
+        rc, out = _out(capsys, ["ops", "show", op])
+        assert rc == 0
+        (i,) = [j for j, line in enumerate(out) if line.startswith("tiling fields")]
+        body = out[i + 1:out.index("", i) if "" in out[i:] else len(out)]
+        if "default values" in out[i]:
+            assert any(re.match(r"  \w+ = ", line) for line in body), (op, out[i], body)
+    rc, out = _out(capsys, ["ops", "show", "weight_quant_batchmatmul"])
+    header = next(line for line in out if line.startswith("tiling fields"))
+    assert "default values" not in header and any("MsdGroup: " in line for line in out)
+
+
 def test_a_reader_that_leaves_early_gets_no_error_line(tmp_path):
     """Rule: ``npusim ... | head`` - stdout's reader closes the pipe before the output is written
     - ends without a traceback or ``npusim: error`` line (it printed BrokenPipeError before)."""
