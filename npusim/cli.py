@@ -104,15 +104,24 @@ def main(argv: list[str] | None = None) -> int:
                    "leave-one-family-out error (npusim.calibration_fit)")
     sw = sub.add_parser("sweep", help="sweep tilings x shapes x SoCs (study YAML or flags)")
     sw.add_argument("study", nargs="?", default=None, help="study YAML (op, socs, cases, ...)")
-    sw.add_argument("--op", default="matmul")
-    sw.add_argument("--soc", action="append", default=None, help="SoC (repeatable)")
-    sw.add_argument("--m", type=positive_int, action="append", default=None)
-    sw.add_argument("--k", type=positive_int, action="append", default=None)
-    sw.add_argument("--n", type=positive_int, action="append", default=None)
-    sw.add_argument("--dtype", default="float16")
-    sw.add_argument("--simulate-top", type=positive_int, default=8,
-                    help="simulate this many best-bound tilings per case")
-    sw.add_argument("--max-tilings", type=positive_int, default=None)
+    # the flags study's options default to None: with a study file each one is an error
+    # (sweep.FLAGS_STUDY_DEFAULTS holds their defaults), never silently unread
+    sw.add_argument("--op", default=None, help="flags study: the operator (default matmul)")
+    sw.add_argument("--soc", action="append", default=None,
+                    help="flags study: SoC (repeatable; default Ascend910B2)")
+    sw.add_argument("--m", type=positive_int, action="append", default=None,
+                    help="flags study: M (repeatable; default 16)")
+    sw.add_argument("--k", type=positive_int, action="append", default=None,
+                    help="flags study: K (repeatable; default 4096)")
+    sw.add_argument("--n", type=positive_int, action="append", default=None,
+                    help="flags study: N (repeatable; default 4096)")
+    sw.add_argument("--dtype", default=None, help="flags study: dtype (default float16)")
+    sw.add_argument("--simulate-top", type=positive_int, default=None,
+                    help="flags study: simulate this many best-bound tilings per case "
+                         "(default 8)")
+    sw.add_argument("--max-tilings", type=positive_int, default=None,
+                    help="flags study: rank at most this many legal tilings by the bound "
+                         "(default all)")
     sw.add_argument("--out", type=Path, default=Path("sweep.csv"),
                     help="results CSV (appended; an interrupted sweep resumes)")
     sw.add_argument("--workers", type=positive_int, default=None,

@@ -325,19 +325,35 @@ def _execute_ray(points: Sequence[Point], workers: int | None, address: str | No
             ray.shutdown()
 
 
+#: the options of a study from flags (``npusim sweep --op ...``) and their defaults; each is
+#: refused beside a study file, which holds all of them itself
+FLAGS_STUDY_DEFAULTS: dict[str, Any] = {
+    "--op": "matmul", "--soc": ["Ascend910B2"], "--m": [16], "--k": [4096], "--n": [4096],
+    "--dtype": "float16", "--simulate-top": 8, "--max-tilings": None, "--what-if": None}
+
+
 def sweep_command(args: argparse.Namespace) -> int:
     """``npusim sweep``: a study file, or a one-operator study from flags; prints where the
     results went, whether it resumed, and the best tiling per case against the default."""
     from npusim.sweep_summary import summary_lines
 
     if args.study:
+        given = [flag for flag in FLAGS_STUDY_DEFAULTS
+                 if getattr(args, flag[2:].replace("-", "_"), None) is not None]
+        if given:
+            raise ValueError(
+                f"npusim sweep {args.study}: {', '.join(given)} "
+                f"{'describes' if len(given) == 1 else 'describe'} a study from flags and "
+                "would not be read with a study file; put it in the study (op, socs, cases, "
+                "simulate_top, max_tilings, what_if) or drop the file")
         study = Study.from_yaml(args.study)
     else:
+        d = FLAGS_STUDY_DEFAULTS
         data: dict[str, Any] = {
-            "op": args.op, "socs": list(args.soc or ["Ascend910B2"]),
-            "cases": {"m": args.m or [16], "k": args.k or [4096], "n": args.n or [4096],
-                      "dtype": [args.dtype]},
-            "simulate_top": args.simulate_top}
+            "op": args.op or d["--op"], "socs": list(args.soc or d["--soc"]),
+            "cases": {"m": args.m or d["--m"], "k": args.k or d["--k"],
+                      "n": args.n or d["--n"], "dtype": [args.dtype or d["--dtype"]]},
+            "simulate_top": args.simulate_top or d["--simulate-top"]}
         if args.max_tilings is not None:
             data["max_tilings"] = args.max_tilings
         if getattr(args, "what_if", None):

@@ -190,3 +190,35 @@ def test_study_path_that_is_not_a_file(tmp_path, capsys, where, message):
     path = tmp_path if where == "dir" else tmp_path / "absent.yaml"
     assert main(["sweep", str(path), "--out", str(tmp_path / "r.csv")]) == 2
     assert capsys.readouterr().err.strip() == f"npusim: error: {path}: {message}"
+
+
+@pytest.mark.parametrize("flags", [["--m", "64"], ["--simulate-top", "3", "--op", "matmul"],
+                                   ["--max-tilings", "5"], ["--what-if", "aicore_freq_mhz*=2"]])
+def test_flags_of_a_flags_study_beside_a_study_file_are_refused(tmp_path, capsys, flags):
+    """Rule: ``npusim sweep study.yaml --m 64`` refuses the flags a study file leaves unread
+    (they were silently ignored: the study's cases ran), naming them, before any file is
+    written; ``--out`` / ``--workers`` / ``--report`` still apply to a study file."""
+    study = _study_file(tmp_path, "op: matmul\nsocs: [Ascend910B2]\n"
+                        "cases: {m: [16], k: [256], n: [256]}\nsimulate_top: 1\n")
+    out = tmp_path / "r.csv"
+    assert main(["sweep", str(study), "--out", str(out), "--workers", "1", *flags]) == 2
+    err = capsys.readouterr().err
+    named = [f for f in flags if f.startswith("--")]
+    assert all(f in err for f in named) and "study file" in err, err
+    assert not out.exists()
+    assert main(["sweep", str(study), "--out", str(out), "--workers", "1"]) == 0
+    rows = read_rows(out)
+    assert rows and {r["status"] for r in rows} == {"ok"}
+    assert {json.loads(r["case"])["m"] for r in rows} == {16}
+
+
+def test_a_flags_study_keeps_its_defaults(tmp_path, capsys):
+    """Without a study file the flags study still defaults to matmul on Ascend910B2 with
+    simulate_top 8 (the options now default to None so that a study file can refuse them)."""
+    out = tmp_path / "f.csv"
+    assert main(["sweep", "--m", "16", "--k", "256", "--n", "256", "--out", str(out),
+                 "--workers", "1"]) == 0
+    rows = read_rows(out)
+    assert {r["op"] for r in rows} == {"matmul"} and {r["soc"] for r in rows} == {"Ascend910B2"}
+    # the 8 best-bound tilings, plus the default tiling's row when it is not among them
+    assert len(rows) - (sum(r["default"] == "1" for r in rows[8:])) == 8, len(rows)
