@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 #: the parser class of the subparsers (NpusimParser for the CLI's own)
 _P = TypeVar("_P", bound=argparse.ArgumentParser)
@@ -65,6 +65,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return validate_command(args)
 
 
+#: the options of a study from flags (``npusim sweep --op ...``) and their defaults; each is
+#: refused beside a study file, which holds all of them itself (here, not in npusim.sweep:
+#: the sweep driver names no operator)
+SWEEP_FLAGS_DEFAULTS: dict[str, Any] = {
+    "--op": "matmul", "--soc": ["Ascend910B2"], "--m": [16], "--k": [4096], "--n": [4096],
+    "--dtype": "float16", "--simulate-top": 8, "--max-tilings": None, "--what-if": None}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = NpusimParser(
         prog="npusim", description="Cycle-approximate, bit-exact Ascend NPU simulator"
@@ -105,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     sw = sub.add_parser("sweep", help="sweep tilings x shapes x SoCs (study YAML or flags)")
     sw.add_argument("study", nargs="?", default=None, help="study YAML (op, socs, cases, ...)")
     # the flags study's options default to None: with a study file each one is an error
-    # (sweep.FLAGS_STUDY_DEFAULTS holds their defaults), never silently unread
+    # (SWEEP_FLAGS_DEFAULTS holds their defaults), never silently unread
     sw.add_argument("--op", default=None, help="flags study: the operator (default matmul)")
     sw.add_argument("--soc", action="append", default=None,
                     help="flags study: SoC (repeatable; default Ascend910B2)")

@@ -325,16 +325,10 @@ def _execute_ray(points: Sequence[Point], workers: int | None, address: str | No
             ray.shutdown()
 
 
-#: the options of a study from flags (``npusim sweep --op ...``) and their defaults; each is
-#: refused beside a study file, which holds all of them itself
-FLAGS_STUDY_DEFAULTS: dict[str, Any] = {
-    "--op": "matmul", "--soc": ["Ascend910B2"], "--m": [16], "--k": [4096], "--n": [4096],
-    "--dtype": "float16", "--simulate-top": 8, "--max-tilings": None, "--what-if": None}
-
-
 def sweep_command(args: argparse.Namespace) -> int:
     """``npusim sweep``: a study file, or a one-operator study from flags; prints where the
     results went, whether it resumed, and the best tiling per case against the default."""
+    from npusim.cli import SWEEP_FLAGS_DEFAULTS as FLAGS_STUDY_DEFAULTS
     from npusim.sweep_summary import summary_lines
 
     if args.study:
