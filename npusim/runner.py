@@ -148,7 +148,7 @@ def plan_tiling(op: str, desc: SocDescriptor, tiling: Any, op_args: Mapping[str,
 def simulate(op: str, soc: str | Path | SocDescriptor | None = None, tiling: Any = None, *,
              overrides: Sequence[str] = (), patch: Any = None, check_races: bool | None = None,
              l2_start: str | None = None, max_instructions: int | None = None,
-             **op_args: Any) -> SimResult:
+             engine: str | None = None, **op_args: Any) -> SimResult:
     """Run ``op`` as a tiled program on ``soc`` (name, file or descriptor; default Ascend910B2).
 
     Inputs may be arrays (functional run: outputs are the NPU's bits) or :class:`TensorSpec`
@@ -162,8 +162,17 @@ def simulate(op: str, soc: str | Path | SocDescriptor | None = None, tiling: Any
     = on in functional runs, off in timing-only runs, where a race cannot change a cycle and the
     check costs about as much as the simulation. ``max_instructions`` (default
     $NPUSIM_MAX_INSTRUCTIONS, else 2,000,000): a run that needs more is refused with its estimate
-    (:mod:`npusim.size_guard`). Returns a :class:`SimResult`.
+    (:mod:`npusim.size_guard`). ``engine``: "fast" / "reference" / "jit" for this call and the
+    runs its plan makes (default: :func:`npusim.engine.fast.selected_engine`, normally "fast";
+    the same results whichever). Returns a :class:`SimResult`.
     """
+    if engine is not None:
+        from npusim.engine.fast import default_engine
+
+        with default_engine(engine):  # validates the name; reaches runs made while planning
+            return simulate(op, soc, tiling, overrides=overrides, patch=patch,
+                            check_races=check_races, l2_start=l2_start,
+                            max_instructions=max_instructions, **op_args)
     from npusim import size_guard
     from npusim.operators import get_operator
 

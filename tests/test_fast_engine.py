@@ -561,6 +561,28 @@ def test_cli_engine_flag_applies_to_functional_runs(monkeypatch, capsys):
     assert calls and all(k["functional"] for k in calls)
 
 
+def test_simulate_takes_the_engine_by_keyword(monkeypatch):
+    """`npusim.simulate(..., engine=...)` picks the engine of that call (the README's
+    `engine="reference"` / `engine="jit"`; it was an unknown operator argument, a TypeError
+    from the plan): reference never reaches the fast engine, fast does, both give the same
+    cycles, and an unknown name is a ValueError naming it."""
+    import npusim
+    from npusim.spec import spec
+
+    calls = []
+    real = fast.run_fast
+    monkeypatch.delenv("NPUSIM_ENGINE", raising=False)
+    monkeypatch.setattr(fast, "run_fast", lambda *a, **k: calls.append(k) or real(*a, **k))
+    args = {"x": spec((65536,), "float16"), "y": spec((65536,), "float16")}
+    ref = npusim.simulate("vector_add", "Ascend910B2", engine="reference", **args)
+    assert calls == []
+    got = npusim.simulate("vector_add", "Ascend910B2", engine="fast", **args)
+    assert len(calls) == 1 and got.cycles == ref.cycles
+    assert fast.selected_engine() == "fast"  # the choice does not outlive the call
+    with pytest.raises(ValueError, match="engine='nope'"):
+        npusim.simulate("vector_add", "Ascend910B2", engine="nope", **args)
+
+
 def test_gm_cost_memo_sees_offsets_modulo_the_burst_window():
     """The fast engine costs a GM copy once per (offset modulo the burst window, shape): copies
     of one shape at offsets equal modulo 512 B, and at offsets that differ inside the window
