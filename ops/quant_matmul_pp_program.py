@@ -85,7 +85,7 @@ class PpMatmulTiling:
     swizzle_direct: int = 0
 
 
-def _f32(x: float) -> np.float32:
+def _f32(x: float | np.float32) -> np.float32:
     return np.float32(x)
 
 
