@@ -24,10 +24,84 @@ from npusim.ops.cube_epilogue import Epilogue, QuantParams, coupled_deq_epilogue
 from npusim.ops.cube_templates import Interner, TileTemplate
 from npusim.ops.gm_matrix import GmMatrix
 from npusim.ops.matmul_tiling import CubeTiling, visit_order
-from npusim.ops.program_stages import allocated
+from npusim.ops.program_stages import Buffer, allocated
 
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
+    from npusim.hw.schema_core import CoreDescriptor
+
+
+#: a local buffer of a core's layout with the buffer it lives in: (buffer, (name, shape, dtype))
+Placed = tuple[str, Buffer]
+
+
+def cube_acc_dtype(in_dtype: str) -> str:
+    """The L0C accumulator dtype of a cube multiplying ``in_dtype`` tiles."""
+    return "int32" if in_dtype in ("int8", "int4") else "float32"
+
+
+def cube_emitter_layout(t: CubeTiling, in_dtype: str, core: CoreDescriptor, *,
+                        bias: bool) -> list[Placed]:
+    """The local buffers a :class:`CubeEmitter` of tiling ``t`` allocates on ``core`` when built,
+    in allocation order: the A1 / B1 L1 loads times their depths, the L0A / L0B ping-pong (one
+    of each without ``l0_db``), the L0C accumulators; with ``bias`` the BiasTable row and its L1
+    staging, or on a core without a BiasTable the UB row broadcast into L0C; on a coupled core
+    (no FixPipe) the UB copies of the accumulators."""
+    acc = cube_acc_dtype(in_dtype)
+    n_l0, n_l0c = (2 if t.l0_db else 1), (2 if t.l0c_db else 1)
+    ka, kb = t.base_k * t.step_ka, t.base_k * t.step_kb
+    out: list[Placed] = [
+        *[("L1", (f"A1_{i}", (t.step_m * t.base_m, ka), in_dtype)) for i in range(t.depth_a1)],
+        *[("L1", (f"B1_{i}", (kb, t.step_n * t.base_n), in_dtype)) for i in range(t.depth_b1)],
+        *[("L0A", (f"A0_{i}", (t.base_m, t.base_k), in_dtype)) for i in range(n_l0)],
+        *[("L0B", (f"B0_{i}", (t.base_k, t.base_n), in_dtype)) for i in range(n_l0)],
+        *[("L0C", (f"C0_{i}", (t.base_m, t.base_n), acc)) for i in range(n_l0c)],
+    ]
+    if bias and "BT" in core.buffers:
+        out += [("BT", ("bias", (t.base_n,), acc)), ("L1", ("bias_l1", (t.base_n,), acc))]
+    elif bias:
+        out.append(("UB", ("bias_ub", (t.base_n,), acc)))
+    if core.fixpipe is None:
+        out += [("UB", (f"C_ub{i}", (t.base_m, t.base_n), acc)) for i in range(n_l0c)]
+    return out
+
+
+def cube_quant_vector_layout(t: CubeTiling) -> list[Placed]:
+    """What :meth:`CubeEmitter.use_quant_vector` allocates: a tile's uint64 per-column FixPipe
+    parameters staged in L1 and held in FB."""
+    return [("L1", ("quant_l1", (t.base_n,), "uint64")),
+            ("FB", ("quant_fb", (t.base_n,), "uint64"))]
+
+
+def cube_coupled_deq_layout(t: CubeTiling) -> list[Placed]:
+    """What :meth:`CubeEmitter.use_coupled_deq` allocates per-channel: a tile's uint64
+    dequantisation parameters in UB."""
+    return [("UB", ("deq_ub", (t.base_n,), "uint64"))]
+
+
+def cube_emitter_buffers(t: CubeTiling, in_dtype: str, core: CoreDescriptor, *, bias: bool,
+                         quant_vector: bool = False,
+                         coupled_deq: bool = False) -> dict[str, list[Buffer]]:
+    """Every buffer a :class:`CubeEmitter` allocates on ``core`` (built, then with
+    ``quant_vector`` / ``coupled_deq`` its ``use_quant_vector`` / per-channel
+    ``use_coupled_deq``), per local buffer in allocation order: what a validator sizes."""
+    placed = [*cube_emitter_layout(t, in_dtype, core, bias=bias),
+              *(cube_quant_vector_layout(t) if quant_vector else []),
+              *(cube_coupled_deq_layout(t) if coupled_deq else [])]
+    out: dict[str, list[Buffer]] = {}
+    for buf, b in placed:
+        out.setdefault(buf, []).append(b)
+    return out
+
+
+def _alloc(bld: ProgramBuilder, placed: list[Placed]) -> dict[str, Region]:
+    """Allocate ``placed`` in its order; the regions by name."""
+    return {name: bld.alloc(buf, shape, dt, name) for buf, (name, shape, dt) in placed}
+
+
+def _series(regs: dict[str, Region], prefix: str) -> list[Region]:
+    """The regions named ``prefix`` + index, in allocation order."""
+    return [r for name, r in regs.items() if name.startswith(prefix)]
 
 
 class CubeEmitter:
@@ -52,43 +126,24 @@ class CubeEmitter:
         self.functional, self.cube_model = functional, cube_model
         self.hf32 = ""  # HF32 mode (the declared format, e.g. m10_rne): fp32 L0A / L0B rounded
         self.integer = in_dtype in ("int8", "int4")
-        self.acc_dtype = "int32" if self.integer else "float32"
+        self.acc_dtype = cube_acc_dtype(in_dtype)
         self.n_l0 = 2 if t.l0_db else 1
         self.n_l0c = 2 if t.l0c_db else 1
-        ka, kb = t.base_k * t.step_ka, t.base_k * t.step_kb
-        self.l1a = [bld.alloc("L1", (t.step_m * t.base_m, ka), in_dtype, f"A1_{i}")
-                    for i in range(t.depth_a1)]
-        self.l1b = [bld.alloc("L1", (kb, t.step_n * t.base_n), in_dtype, f"B1_{i}")
-                    for i in range(t.depth_b1)]
-        self.l0a = [
-            bld.alloc("L0A", (t.base_m, t.base_k), in_dtype, f"A0_{i}") for i in range(self.n_l0)
-        ]
-        self.l0b = [
-            bld.alloc("L0B", (t.base_k, t.base_n), in_dtype, f"B0_{i}") for i in range(self.n_l0)
-        ]
-        self.l0c = [
-            bld.alloc("L0C", (t.base_m, t.base_n), self.acc_dtype, f"C0_{i}")
-            for i in range(self.n_l0c)
-        ]
-        self.bt = self.l1bias = self.ub_bias = None
-        if with_bias and "BT" in desc.buffers:
-            self.bt = bld.alloc("BT", (t.base_n,), self.acc_dtype, "bias")
-            self.l1bias = bld.alloc("L1", (t.base_n,), self.acc_dtype, "bias_l1")
-        elif with_bias:
-            if "UB->L0C" not in desc.transfers:
-                raise NotImplementedError(
-                    f"bias on {soc.name}: a core without a BiasTable needs the UB -> L0C "
-                    "broadcast path, which its descriptor does not declare"
-                )
-            # coupled 310P: the bias row is broadcast UB -> L0C (broadcast_ub_to_cc) and the
-            # Mmads accumulate onto it
-            self.ub_bias = bld.alloc("UB", (t.base_n,), self.acc_dtype, "bias_ub")
+        if with_bias and "BT" not in desc.buffers and "UB->L0C" not in desc.transfers:
+            raise NotImplementedError(
+                f"bias on {soc.name}: a core without a BiasTable needs the UB -> L0C "
+                "broadcast path, which its descriptor does not declare"
+            )
+        # coupled 310P (no BiasTable): the bias row is broadcast UB -> L0C (broadcast_ub_to_cc)
+        # and the Mmads accumulate onto it
+        regs = _alloc(bld, cube_emitter_layout(t, in_dtype, desc, bias=with_bias))
+        self.l1a, self.l1b = _series(regs, "A1_"), _series(regs, "B1_")
+        self.l0a, self.l0b = _series(regs, "A0_"), _series(regs, "B0_")
+        self.l0c = _series(regs, "C0_")
+        self.bt, self.l1bias = regs.get("bias"), regs.get("bias_l1")
+        self.ub_bias = regs.get("bias_ub")
         self.coupled = desc.fixpipe is None
-        if self.coupled:
-            self.ub_out = [
-                bld.alloc("UB", (t.base_m, t.base_n), self.acc_dtype, f"C_ub{i}")
-                for i in range(self.n_l0c)
-            ]
+        self.ub_out = _series(regs, "C_ub")
         self.deq: QuantParams | None = None  # the coupled quant epilogue (see use_coupled_deq)
         self.deq_ub: Region | None = None
         self.atomic = ""  # "add": FixPipe adds the tile into GM (single-core split-K partials)
@@ -111,8 +166,8 @@ class CubeEmitter:
         -> FB (FIX) before its FixPipe, which reads them from FB (the matmul library's
         SetQuantVector path)."""
         self.quant = params
-        self.quant_l1 = self.bld.alloc("L1", (self.t.base_n,), "uint64", "quant_l1")
-        self.quant_fb = self.bld.alloc("FB", (self.t.base_n,), "uint64", "quant_fb")
+        regs = _alloc(self.bld, cube_quant_vector_layout(self.t))
+        self.quant_l1, self.quant_fb = regs["quant_l1"], regs["quant_fb"]
 
     def use_coupled_deq(self, deq: QuantParams) -> None:
         """A coupled core's L0C -> UB copy dequantises (DEQ16 / VDEQ16 / DEQ8 / VDEQ8); with
@@ -121,7 +176,7 @@ class CubeEmitter:
             raise ValueError("use_coupled_deq: only a coupled core dequantises on L0C -> UB")
         self.deq = deq
         if deq.per_channel:
-            self.deq_ub = self.bld.alloc("UB", (self.t.base_n,), "uint64", "deq_ub")
+            self.deq_ub = _alloc(self.bld, cube_coupled_deq_layout(self.t))["deq_ub"]
 
     def _stage_quant(self, q: GmMatrix, bn: int, rn: int) -> Region:
         """Stage the tile's quant parameters (``q``: :attr:`quant`) into FB (flags: the L1 copy

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: one buffer of a local-buffer layout: (name, shape, dtype)
+Buffer = tuple[str, tuple[int, ...], str]
+
 
 def allocated(value: T | None, what: str) -> T:
     """``value`` narrowed to not-None: a buffer (or parameter) a program sets up before the path
@@ -29,6 +32,12 @@ def allocated(value: T | None, what: str) -> T:
     if value is None:
         raise ProgramError(f"{what}: read before it was set up")
     return value
+
+
+def alloc_layout(b: ProgramBuilder, buffer: str, layout: list[Buffer]) -> dict[str, Region]:
+    """Allocate ``layout`` in ``buffer`` in its order, by name: a program allocates from the
+    layout its validator sizes, so the two cannot drift apart."""
+    return {name: b.alloc(buffer, shape, dt, name) for name, shape, dt in layout}
 
 
 def ranges(lo: int, hi: int, size: int) -> list[tuple[int, int]]:

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, cast
 from npusim.engine.program import GMTensor, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import ITEMSIZE, Region
+from npusim.ops.cube_emitter import cube_emitter_buffers
 from npusim.ops.matmul_tiling import CubeTiling
 from npusim.ops.program_stages import CrossFlag, CrossFlags, Ring
 from npusim.ops.weight_quant_batchmatmul.soc_facts import soc_facts
 from npusim.ops.weight_quant_batchmatmul.tiling import (
-    Buffer,
     custom_k_rows,
     custom_param_groups,
     custom_vector_buffers,
@@ -447,32 +447,6 @@ def msd_split_k_blocks(s: WqbmmShape, t: WqbmmProgramTiling) -> tuple[int, int, 
     return blk, nb, per, t.group_pack if s.group_size else 1
 
 
-def cube_emitter_buffers(t: CubeTiling, in_dtype: str, *, bias: bool,
-                         quant_vector: bool) -> dict[str, list[Buffer]]:
-    """The local buffers a split SoC's AIC allocates for a ``CubeEmitter`` (ops/cube_emitter.py)
-    of tiling ``t``, per buffer in allocation order (its ``__init__``: the A1 / B1 L1 loads times
-    their depths, the L0A / L0B ping-pong, the L0C accumulators, with ``bias`` the BiasTable row
-    and its L1 staging; ``use_quant_vector``: the uint64 quant row in L1 and FB)."""
-    acc = "int32" if in_dtype in ("int8", "int4") else "float32"
-    n_l0, n_l0c = (2 if t.l0_db else 1), (2 if t.l0c_db else 1)
-    ka, kb = t.base_k * t.step_ka, t.base_k * t.step_kb
-    out: dict[str, list[Buffer]] = {
-        "L1": [*[(f"A1_{i}", (t.step_m * t.base_m, ka), in_dtype) for i in range(t.depth_a1)],
-               *[(f"B1_{i}", (kb, t.step_n * t.base_n), in_dtype) for i in range(t.depth_b1)]],
-        "L0A": [(f"A0_{i}", (t.base_m, t.base_k), in_dtype) for i in range(n_l0)],
-        "L0B": [(f"B0_{i}", (t.base_k, t.base_n), in_dtype) for i in range(n_l0)],
-        "L0C": [(f"C0_{i}", (t.base_m, t.base_n), acc) for i in range(n_l0c)],
-        "BT": [], "FB": [],
-    }
-    if bias:
-        out["BT"].append(("bias", (t.base_n,), acc))
-        out["L1"].append(("bias_l1", (t.base_n,), acc))
-    if quant_vector:
-        out["L1"].append(("quant_l1", (t.base_n,), "uint64"))
-        out["FB"].append(("quant_fb", (t.base_n,), "uint64"))
-    return out
-
-
 def _check_program_cube(t: WqbmmProgramTiling, soc: SocDescriptor, s: WqbmmShape,
                         kernel: str) -> None:
     """The AIC's local buffers the Custom / Msd / MsdSplitK programs allocate for ``t``
@@ -483,13 +457,13 @@ def _check_program_cube(t: WqbmmProgramTiling, soc: SocDescriptor, s: WqbmmShape
     core = soc.core("aic")
     if kernel == "Custom":
         ct, dtype = cube_tiling_of(t), s.x_dtype
-        bias = s.has_bias and "BT" in core.buffers  # a split SoC's AIC has its BiasTable
-        bufs = cube_emitter_buffers(ct, dtype, bias=bias, quant_vector=s.quant_per_channel)
+        bufs = cube_emitter_buffers(ct, dtype, core, bias=s.has_bias,
+                                    quant_vector=s.quant_per_channel)
         m_field = f"tiling.base_m={t.base_m}"
     elif kernel in ("Msd", "MsdSplitK"):
         rows = digit_count(s.w_dtype) * s.m
         ct, dtype = cube_tiling_for_rows(t, rows), s.w_dtype
-        bufs = cube_emitter_buffers(ct, dtype, bias=False, quant_vector=False)
+        bufs = cube_emitter_buffers(ct, dtype, core, bias=False)
         m_field = f"base_m={ct.base_m} (of the {rows} digit rows)"
     else:
         return

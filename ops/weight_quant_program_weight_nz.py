@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from npusim.engine.program import CoreProgram, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region, itemsize
-from npusim.ops.program_stages import PingPong, group_segments, ranges
-from npusim.ops.weight_quant_batchmatmul.tiling import Buffer, layout_bytes
+from npusim.ops.program_stages import Buffer, PingPong, group_segments, ranges
+from npusim.ops.weight_quant_batchmatmul.tiling import layout_bytes
 from npusim.ops.weight_quant_common import (
     WqbmmShape,
     kernel_meta,

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from npusim.engine.errors import BufferOverflowError
+from npusim.ops.cube_emitter import cube_emitter_buffers
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     default_tiling,
     layout_bytes,
@@ -24,7 +25,6 @@ from npusim.ops.weight_quant_batchmatmul.tiling import (
     msd_split_k_recombine_buffers,
 )
 from npusim.ops.weight_quant_common import (
-    cube_emitter_buffers,
     cube_tiling_for_rows,
     cube_tiling_of,
     digit_count,
@@ -177,10 +177,10 @@ def test_sized_layouts_are_the_allocations(kernel, xd, bias, quant, per_group):
     kern = kernel_program(kernel, soc)(soc, s, pt)
     aic = soc.core("aic")
     if kernel == "Custom":
-        want = cube_emitter_buffers(cube_tiling_of(pt), xd, bias=bias, quant_vector=quant)
+        want = cube_emitter_buffers(cube_tiling_of(pt), xd, aic, bias=bias, quant_vector=quant)
     else:
         ct = cube_tiling_for_rows(pt, digit_count(s.w_dtype) * s.m)
-        want = cube_emitter_buffers(ct, s.w_dtype, bias=False, quant_vector=False)
+        want = cube_emitter_buffers(ct, s.w_dtype, aic, bias=False)
     for core in (c for c in kern.cores if c.kind == "aic"):
         assert core.allocations == {
             buf: _placed(layout, aic.buffers[buf].alignment_bytes)

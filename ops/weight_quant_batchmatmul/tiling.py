@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, cast
 
 from npusim.ops.matmul_tiling import cube_local_bytes
-from npusim.ops.program_stages import lanes32
+from npusim.ops.program_stages import Buffer, lanes32
 from npusim.ops.weight_quant_batchmatmul.args import PER_CHANNEL, PER_GROUP, WqbmmArgs
 from npusim.ops.weight_quant_batchmatmul.soc_facts import SocFacts, soc_facts
 
@@ -48,9 +48,6 @@ def _align(a: int, b: int) -> int:
 
 
 UB_ALIGN = 32  # bytes: one DataBlock, the UB allocation alignment of every AIV descriptor
-
-#: one UB buffer of a program's layout: (name, shape, dtype)
-Buffer = tuple[str, tuple[int, ...], str]
 
 
 def layout_bytes(buffers: list[Buffer], align: int = UB_ALIGN) -> int:
