@@ -29,13 +29,19 @@ from npusim.isa.operands import Region
 from npusim.ops.cube_epilogue import Epilogue
 from npusim.ops.group_reduce import block_reduce, group_reduce
 from npusim.ops.msd_recombine import MsdRecombine
-from npusim.ops.program_stages import add_bias, lanes32
+from npusim.ops.program_stages import add_bias, alloc_layout, lanes32
 from npusim.ops.weight_quant_batchmatmul.numerics_msd import DIGIT_FACTORS
+from npusim.ops.weight_quant_batchmatmul.tiling import (
+    msd_split_k_prepare_buffers,
+    msd_split_k_recombine_buffers,
+)
 from npusim.ops.weight_quant_common import (
     ITEM,
     MsdFlags,
     WqbmmProgramTiling,
     WqbmmShape,
+    digit_count,
+    msd_split_k_blocks,
     replay_inputs,
     stored_weight,
 )
@@ -60,16 +66,13 @@ class _Geometry:
 
     def __init__(self, s: WqbmmShape, t: WqbmmProgramTiling) -> None:
         self.per_group = s.group_size > 0
-        self.g = s.group_size if self.per_group else (t.k_block or s.k)
-        self.nb = math.ceil(s.k / self.g)
-        self.digits = DIGIT_FACTORS[s.w_dtype][2]
+        # the K block, blocks, blocks per pre-processing pass (the kernel's v1 loop) and
+        # parameter rows held per pack, as validate_program_tiling sizes them
+        self.g, self.nb, self.per_pass, self.pk = msd_split_k_blocks(s, t)
+        self.digits = digit_count(s.w_dtype)
         self.high_perf = self.per_group and s.w_dtype == "int4" and s.inner_precise == 1
         self.c_dtype = "float16" if self.high_perf else "int32"
         self.pack = t.group_pack if self.per_group else self.nb
-        # blocks per pre-processing pass: the whole row up to K = 4096, else whole blocks of
-        # at most 12288 elements (the kernel's v1 loop)
-        self.per_pass = (self.nb if s.k <= 4096
-                         else max(1, 4096 // self.g) if self.per_group else 1)
         self.rows = self.digits * s.m
 
 
@@ -78,14 +81,11 @@ def _prepare_rows(b: ProgramBuilder, s: WqbmmShape, geo: _Geometry, ci: int, hal
     """AIV phase 1: digits, amax and row sums of the rows ``half, half + 2, ...``, block pass by
     block pass."""
     g, nb, per = geo.g, geo.nb, geo.per_pass
-    span = per * g
     f1, f2 = (float(v) for v in DIGIT_FACTORS[s.w_dtype][:2])
-    xb = b.alloc("UB", (span,), s.x_dtype, "x")
-    fb = b.alloc("UB", (span,), "float32", "xf")
-    wb = b.alloc("UB", (span,), "float32", "work")
-    db = [b.alloc("UB", (span,), s.w_dtype, f"digit{d}") for d in range(geo.digits)]
-    sums = b.alloc("UB", (per * 8,), "float32", "block_sums")
-    st = b.alloc("UB", (2, lanes32(per, 4)), "float32", "stats")
+    ub = alloc_layout(b, "UB", msd_split_k_prepare_buffers(g, per, geo.digits, s.x_dtype,
+                                                           s.w_dtype))
+    xb, fb, wb, sums, st = (ub[nm] for nm in ("x", "xf", "work", "block_sums", "stats"))
+    db = [ub[f"digit{d}"] for d in range(geo.digits)]
     amax_at, rsum_at = st.offset, st.offset + lanes32(per, 4) * 4
     m, k = s.m, s.k
     for r in range(half, m, 2):
@@ -170,16 +170,14 @@ def _recombine_strips(
     wl = lanes32(width, 4)
     c_isz = ITEM[geo.c_dtype]
     rc = MsdRecombine.of(s.w_dtype, geo.high_perf, fused=True)
-    pk = geo.pack if geo.per_group else 1  # parameter rows held per pack
-    cb = [b.alloc("UB", (m, wl), "int32", f"c{d}") for d in range(geo.digits)]
-    cc = b.alloc("UB", (m, width), "float32", "cc")
-    acc = b.alloc("UB", (m, width), "float32", "acc")
+    pk = geo.pk  # parameter rows held per pack
+    ub = alloc_layout(b, "UB", msd_split_k_recombine_buffers(m, width, nb, pk, geo.digits, xd,
+                                                             s.out_dtype))
+    cb = [ub[f"c{d}"] for d in range(geo.digits)]
+    cc, acc, pin, pf, st, ob = (ub[nm] for nm in ("cc", "acc", "params_in", "params",
+                                                  "block_stats", "out"))
     i_row, p_row = lanes32(width, 2) * 2, wl * 4
-    pin = b.alloc("UB", (2 * pk, lanes32(width, 2)), xd, "params_in")
-    pf = b.alloc("UB", (2 * pk + 1, wl), "float32", "params")
     ml = lanes32(m, 4)
-    st = b.alloc("UB", (2 * nb, ml), "float32", "block_stats")
-    ob = b.alloc("UB", (m, width), s.out_dtype, "out")
 
     def stat(j: int, blk: int) -> Region:  # amax (j 0) / rsum (j 1) of block blk, per row
         return Region("UB", st.offset + (j * nb + blk) * ml * 4, (m, 1), "float32")
