@@ -22,7 +22,7 @@ from npusim.isa.operands import Region
 from npusim.ops.cube_emitter import CubeEmitter
 from npusim.ops.cube_epilogue import Epilogue
 from npusim.ops.gm_matrix import GmMatrix
-from npusim.ops.program_stages import CrossFlags, VecInOut, group_segments
+from npusim.ops.program_stages import CrossFlags, VecInOut, alloc_layout, group_segments
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     custom_k_rows,
     custom_param_groups,
@@ -119,10 +119,7 @@ def build_custom(
         for half in range(2):
             aiv = CoreProgram(2 * ci + half, "aiv")
             b = ProgramBuilder(aiv, aiv_desc, pool)
-            ub = {
-                name: b.alloc("UB", shape, dt, name)
-                for name, shape, dt in custom_vector_buffers(t.vec_rows, t.strip_n, xd, pgroups)
-            }
+            ub = alloc_layout(b, "UB", custom_vector_buffers(t.vec_rows, t.strip_n, xd, pgroups))
             # fp16 x has no fp32 working tile (its chain runs in the fp16 output tile)
             bufs = [
                 (ub[f"w{i}"], ub.get(f"f{i}"), ub[f"o{i}"], ub[f"params{i}"]) for i in range(2)

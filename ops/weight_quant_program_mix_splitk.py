@@ -40,7 +40,14 @@ from npusim.engine.program import GMTensor, Kernel, ProgramBuilder
 from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.group_tile_cube import GroupTileCube
-from npusim.ops.program_stages import CrossFlag, CrossFlags, MixLaunch, PingPong, Ring
+from npusim.ops.program_stages import (
+    CrossFlag,
+    CrossFlags,
+    MixLaunch,
+    PingPong,
+    Ring,
+    alloc_layout,
+)
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     split_k_post_buffers,
     split_k_vector_buffers,
@@ -160,8 +167,7 @@ def _dequant(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int,
              tasks: list[tuple[int, int, int, int]], n_align: int, ring: Ring) -> None:
     """Step 2: the AIV's tasks (group, 512-column tile), typed dequant into the ring."""
     g, rows, cols = kt.group_size, kt.vec_pass_k, kt.vec_single_n
-    ub = {name: b.alloc("UB", shape, dt, name)
-          for name, shape, dt in split_k_vector_buffers(rows, cols)}
+    ub = alloc_layout(b, "UB", split_k_vector_buffers(rows, cols))
     ki = ci // kt.cube_block_dim_n
     parq = PingPong(b, "MTE2", "V", (2, 3))  # a group's offset and scale rows
     wq = PingPong(b, "MTE2", "V", (0, 1))  # a pass of weight rows
@@ -257,8 +263,7 @@ def _cube(b: ProgramBuilder, s: WqbmmShape, kt: Any, ci: int, n_align: int,
 def _cast_out(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, n_aiv: int) -> None:
     """Step 4: 256-column tiles of ``acc`` (all rows) -> Cast RINT -> bf16 y."""
     pn = kt.post_single_n
-    ub = {name: b.alloc("UB", shape, dt, name)
-          for name, shape, dt in split_k_post_buffers(s.m, pn)}
+    ub = alloc_layout(b, "UB", split_k_post_buffers(s.m, pn))
     cols = list(range(v * pn, s.n, n_aiv * pn))
     yq = PingPong(b, "V", "MTE3", (1,))  # the bf16 tile on its way to y
     for i, c0 in enumerate(cols):

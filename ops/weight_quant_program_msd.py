@@ -25,7 +25,7 @@ from npusim.isa.opcodes import VecOp
 from npusim.isa.operands import Region
 from npusim.ops.cube_epilogue import Epilogue
 from npusim.ops.group_reduce import block_reduce
-from npusim.ops.program_stages import add_bias, lanes32, ranges
+from npusim.ops.program_stages import add_bias, alloc_layout, lanes32, ranges
 from npusim.ops.weight_quant_batchmatmul import numerics_msd as nm
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     MSD_STAT_SLOT,
@@ -119,8 +119,7 @@ def _prepare_rows(
     """AIV phase 1: digits, amax and row sum of the rows ``half, half + 2, ...``."""
     k = s.k
     kpad = math.ceil(k / 64) * 64
-    ub = {name: b.alloc("UB", shape, dt, name)
-          for name, shape, dt in msd_prepare_buffers(k, s.x_dtype)}
+    ub = alloc_layout(b, "UB", msd_prepare_buffers(k, s.x_dtype))
     xb, fb, rb, db, st, t64, s8 = (ub[nm] for nm in ("x", "xf", "work", "digits", "stats",
                                                      "chunk", "blocks"))
     x_row = Region("UB", xb.offset, (k,), s.x_dtype)
@@ -187,8 +186,7 @@ def _recombine_strips(
     width = math.ceil(t.strip_n / 2)
     rows = min(m, t.post_m or m)
     passes = ranges(0, m, rows)
-    ub = {name: b.alloc("UB", shape, dt, name)
-          for name, shape, dt in msd_recombine_buffers(rows, m, width, xd, s.out_dtype)}
+    ub = alloc_layout(b, "UB", msd_recombine_buffers(rows, m, width, xd, s.out_dtype))
     cb, f1, f2, pin, pf, st, ob = (ub[nm] for nm in ("c", "c1", "c2", "params_in", "params",
                                                      "row_stats", "out"))
     pass_stats = lanes32(rows, 4) * 4  # bytes of one pass's rows of a statistic

@@ -52,6 +52,7 @@ from npusim.ops.program_stages import (
     Ring,
     VecInOut,
     add_bias,
+    alloc_layout,
     cast_store,
     group_segments,
     ranges,
@@ -202,7 +203,7 @@ def _dequant_strips(
     xd, rows, cols = s.x_dtype, kt.single_k, kt.vec_single_n
     strip, slots = kt.cube_single_n, kt.cache_num
     layout = custom_nz_splitk_vector_buffers(rows, cols, xd, s.w_dtype, s.weight_nz)
-    ub = {name: b.alloc("UB", shape, dt, name) for name, shape, dt in layout}
+    ub = alloc_layout(b, "UB", layout)
     bufs = [
         _SideBuffers(
             w=ub[f"w{i}"],
@@ -307,10 +308,7 @@ def _post_pass(b: ProgramBuilder, s: WqbmmShape, kt: Any, v: int, dim_k: int) ->
     c_lo, c_hi = v * kt.post_single_core_n, min(s.n, (v + 1) * kt.post_single_core_n)
     if c_lo >= c_hi:
         return
-    ub = {
-        name: b.alloc("UB", shape, dt, name)
-        for name, shape, dt in custom_nz_splitk_post_buffers(pm, pn, s.out_dtype)
-    }
+    ub = alloc_layout(b, "UB", custom_nz_splitk_post_buffers(pm, pn, s.out_dtype))
     acc, tmp, raw, sc, bi, out = (
         ub[k] for k in ("acc", "part", "param_in", "scale", "bias", "out")
     )
