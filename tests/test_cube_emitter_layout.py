@@ -5,27 +5,13 @@ accumulators, the per-channel dequantisation row). The wqbmm validator sizes the
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
+from _layouts import placed
 
 import npusim
 from npusim.ops.cube_emitter import cube_emitter_buffers
-from npusim.ops.weight_quant_batchmatmul.tiling import layout_bytes
 from npusim.runner import resolve_soc
 from npusim.spec import spec
-
-
-def _placed(layout: list[Any], align: int) -> list[tuple[str, int, int]]:
-    """(name, offset, bytes) of ``layout`` allocated in order, each start ``align``-aligned."""
-    out, end = [], 0
-    for name, shape, dt in layout:
-        start = -(-end // align) * align
-        size = layout_bytes([(name, shape, dt)], 1)
-        out.append((name, start, size))
-        end = start + size
-    return out
-
 
 _MM = {"a": spec((64, 128), "float16"), "b": spec((128, 96), "float16")}
 _QMM = {"x1": spec((64, 256), "int8"), "x2": spec((256, 96), "int8"),
@@ -52,5 +38,5 @@ def test_layout_is_the_emitters_allocations(op, soc, kw, in_dtype, bias, quant):
         want = cube_emitter_buffers(r.tiling.cube_tiling(), in_dtype, core, bias=bias,
                                     quant_vector=quant and not coupled,
                                     coupled_deq=quant and coupled)
-        assert c.allocations == {buf: _placed(layout, core.buffers[buf].alignment_bytes)
+        assert c.allocations == {buf: placed(layout, core.buffers[buf].alignment_bytes)
                                  for buf, layout in want.items()}

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import pytest
+from _layouts import placed
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,6 @@ from npusim.engine.errors import BufferOverflowError
 from npusim.ops.cube_emitter import cube_emitter_buffers
 from npusim.ops.weight_quant_batchmatmul.tiling import (
     default_tiling,
-    layout_bytes,
     msd_split_k_prepare_buffers,
     msd_split_k_recombine_buffers,
 )
@@ -149,17 +149,6 @@ def test_program_tiling_capacity_check_is_the_build(data, kernel, m, k64, n64, x
     assert v[0] == v[1]
 
 
-def _placed(layout: list, align: int) -> list[tuple[str, int, int]]:
-    """(name, offset, bytes) of ``layout`` allocated in order, each start ``align``-aligned."""
-    out, end = [], 0
-    for name, shape, dt in layout:
-        start = -(-end // align) * align
-        size = layout_bytes([(name, shape, dt)], 1)
-        out.append((name, start, size))
-        end = start + size
-    return out
-
-
 @pytest.mark.parametrize(("kernel", "xd", "bias", "quant", "per_group"), [
     ("Custom", "float16", True, True, False), ("Custom", "bfloat16", False, False, False),
     ("Msd", "float16", True, False, False), ("MsdSplitK", "bfloat16", True, False, True),
@@ -183,13 +172,13 @@ def test_sized_layouts_are_the_allocations(kernel, xd, bias, quant, per_group):
         want = cube_emitter_buffers(ct, s.w_dtype, aic, bias=False)
     for core in (c for c in kern.cores if c.kind == "aic"):
         assert core.allocations == {
-            buf: _placed(layout, aic.buffers[buf].alignment_bytes)
+            buf: placed(layout, aic.buffers[buf].alignment_bytes)
             for buf, layout in want.items() if layout}
     if kernel == "MsdSplitK":
         blk, nb, per, pack = msd_split_k_blocks(s, pt)
         d = digit_count(s.w_dtype)
-        ub = (_placed(msd_split_k_prepare_buffers(blk, per, d, xd, s.w_dtype), 32)
-              + _placed(msd_split_k_recombine_buffers(s.m, 48, nb, pack, d, xd, s.out_dtype),
+        ub = (placed(msd_split_k_prepare_buffers(blk, per, d, xd, s.w_dtype), 32)
+              + placed(msd_split_k_recombine_buffers(s.m, 48, nb, pack, d, xd, s.out_dtype),
                         32))
         for core in (c for c in kern.cores if c.kind == "aiv"):
             assert core.allocations == {"UB": ub}
