@@ -28,9 +28,12 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from npusim.hw.dtypes import DTYPE_BITS as ELEMENT_BITS
+from npusim.isa.operands import element_bytes
 
 if TYPE_CHECKING:
     from npusim.hw.schema import SocDescriptor
+    from npusim.hw.schema_core import CoreDescriptor
+    from npusim.ops.program_stages import Buffer
 
 # Bits per element of the dtypes a cube matmul reads or writes.
 DTYPE_BITS = {d: ELEMENT_BITS[d] for d in ("int4", "int8", "float16", "bfloat16", "float32",
@@ -210,25 +213,37 @@ class MatmulTiling:
                            range(0, cols, self.base_n))
 
 
-def cube_local_bytes(base_m: int, base_n: int, base_k: int, in_bits: int, *,
-                     l0a_bufs: int = 2, l0b_bufs: int = 2, l0c_bufs: int = 1,
-                     a1_bufs: int = 2, b1_bufs: int = 2, step_m: int = 1, step_n: int = 1,
-                     step_ka: int = 1, step_kb: int = 1, l1_staged: int = 0) -> dict[str, int]:
-    """Bytes one cube core's blocking needs: ``L0A`` (base_m x base_k per buffer), ``L0B``
-    (base_k x base_n), ``L0C`` (base_m x base_n 32-bit accumulators), ``A1`` / ``B1`` (one L1
-    load: step_m x step_ka / step_kb x step_n base blocks) and ``L1`` (the A and B loads times
-    their buffer depths plus ``l1_staged`` bytes of rows staged beside them: bias, quant
-    parameters). The one capacity rule of every cube tiling (matmul's and the wqbmm kernels')."""
-    a1 = _bytes(step_m * base_m * step_ka * base_k, in_bits)
-    b1 = _bytes(step_kb * base_k * step_n * base_n, in_bits)
-    return {
-        "L0A": _bytes(base_m * base_k, in_bits) * l0a_bufs,
-        "L0B": _bytes(base_k * base_n, in_bits) * l0b_bufs,
-        "L0C": base_m * base_n * ACC_BYTES * l0c_bufs,
-        "A1": a1,
-        "B1": b1,
-        "L1": a1_bufs * a1 + b1_bufs * b1 + l1_staged,
-    }
+def cube_local_bytes(t: MatmulTiling, in_dtype: str, core: CoreDescriptor, *, with_bias: bool,
+                     quant_vector: bool) -> dict[str, int]:
+    """Bytes per local buffer the :class:`~npusim.ops.cube_emitter.CubeEmitter` of ``t``
+    allocates on ``core`` (``cube_emitter_buffers``, the one statement of its buffers), plus
+    ``A1`` / ``B1``: one L1 load of A / B, for the error text.
+
+    Two rows stay sized as the tiling declares, not as the emitter builds it, so that legality
+    is what it was: a tiling with ``db_l0a != db_l0b`` is sized per flag (Ascend C's dbL0A /
+    dbL0B) though the emitter, with one ``l0_db``, single-buffers both; and with bias on a core
+    without a BiasTable (the coupled 310P) L1 is still charged the bias row (base_n x 4 B)
+    although the emitter stages it in UB."""
+    # local import: cube_emitter imports CubeTiling / visit_order from this module
+    from npusim.ops.cube_emitter import cube_emitter_buffers
+
+    def total(bufs: dict[str, list[Buffer]], name: str) -> int:
+        return sum(math.ceil(math.prod(shape) * element_bytes(dt)) for _, shape, dt in
+                   bufs.get(name, []))
+
+    ct = t.cube_tiling()
+    bufs = cube_emitter_buffers(ct, in_dtype, core, bias=with_bias, quant_vector=quant_vector)
+    out = {b: total(bufs, b) for b in bufs}
+    if t.db_l0a != t.db_l0b:
+        for buf, db in (("L0A", t.db_l0a), ("L0B", t.db_l0b)):
+            out[buf] = total(cube_emitter_buffers(replace(ct, l0_db=db), in_dtype, core,
+                                                  bias=False), buf)
+    a1 = {name: math.ceil(math.prod(shape) * element_bytes(dt)) for name, shape, dt in
+          bufs["L1"]}
+    out["A1"], out["B1"] = a1["A1_0"], a1["B1_0"]
+    if with_bias and "BT" not in core.buffers:
+        out["L1"] += t.base_n * ACC_BYTES
+    return out
 
 
 # -- SoC accessors ------------------------------------------------------------------------------
@@ -367,11 +382,7 @@ def validate_matmul_tiling(
         # FixPipe's per-column quant parameters (uint64, staged GM -> L1 -> FB per tile, the
         # matmul library's SetQuantVector path)
         staged.append((" + quant params", t.base_n * 8))
-    needs = cube_local_bytes(
-        t.base_m, t.base_n, t.base_k, in_bits, l0a_bufs=2 if t.db_l0a else 1,
-        l0b_bufs=2 if t.db_l0b else 1, l0c_bufs=2 if t.db_l0c else 1, a1_bufs=t.depth_a1,
-        b1_bufs=t.depth_b1, step_m=t.step_m, step_n=t.step_n, step_ka=t.step_ka,
-        step_kb=t.step_kb, l1_staged=sum(b for _, b in staged))
+    needs = cube_local_bytes(t, in_dtype, core, with_bias=with_bias, quant_vector=quant_vector)
     for buf, flag, size_field, rows, cols in (
         ("L0A", "db_l0a", "base_m", t.base_m, t.base_k),
         ("L0B", "db_l0b", "base_n", t.base_k, t.base_n),

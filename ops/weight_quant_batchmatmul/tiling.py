@@ -30,7 +30,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, cast
 
-from npusim.ops.matmul_tiling import cube_local_bytes
 from npusim.ops.program_stages import Buffer, lanes32
 from npusim.ops.weight_quant_batchmatmul.args import PER_CHANNEL, PER_GROUP, WqbmmArgs
 from npusim.ops.weight_quant_batchmatmul.soc_facts import SocFacts, soc_facts
@@ -778,6 +777,28 @@ def _positive_ints(c: _Checker, obj: Any, prefix: str = "") -> None:
             c.need(False, f"{prefix}{fld.name}={v!r}: must be an int")
 
 
+def _cube_block_bytes(cube: CubeBlock, in_bits: int, l1_staged: int) -> dict[str, int]:
+    """Bytes the :class:`CubeBlock` declares per buffer: ``L0A`` / ``L0B`` (two base tiles each),
+    ``L0C`` (``db_l0c`` base_m x base_n 32-bit tiles), ``A1`` / ``B1`` (one L1 load of step_m x
+    step_ka / step_kb x step_n base blocks) and ``L1`` (the loads times their depths plus
+    ``l1_staged`` bytes of bias / quant rows).
+
+    Sizes only, and on purpose not the CubeEmitter's layout: this checks the ops-nn tiling data
+    (TCubeTiling's step_m / step_n, depths, dbL0C), while the wqbmm programs build their emitter
+    from :func:`~npusim.ops.weight_quant_common.block_cube_tiling` (depth 2, one base block per
+    load, one L0C), which ``validate_program_tiling`` sizes through ``cube_emitter_buffers``."""
+    a1 = math.ceil(cube.step_m * cube.base_m * cube.step_ka * cube.base_k * in_bits / 8)
+    b1 = math.ceil(cube.step_kb * cube.base_k * cube.step_n * cube.base_n * in_bits / 8)
+    return {
+        "L0A": math.ceil(cube.base_m * cube.base_k * in_bits / 8) * 2,
+        "L0B": math.ceil(cube.base_k * cube.base_n * in_bits / 8) * 2,
+        "L0C": cube.base_m * cube.base_n * 4 * cube.db_l0c,
+        "A1": a1,
+        "B1": b1,
+        "L1": cube.depth_a1 * a1 + cube.depth_b1 * b1 + l1_staged,
+    }
+
+
 def _check_cube(
     c: _Checker, cube: CubeBlock, f: SocFacts, in_item: float, out_bytes: int, bias: bool = False,
     quant_vector: bool = False,
@@ -788,10 +809,7 @@ def _check_cube(
     c.need(cube.base_k % k0 == 0, f"cube.base_k={cube.base_k}: must be a multiple of {k0}")
     bias_l1 = cube.base_n * 4 if bias else 0
     quant_l1 = cube.base_n * 8 if quant_vector else 0
-    need = cube_local_bytes(cube.base_m, cube.base_n, cube.base_k, round(in_item * 8),
-                            l0c_bufs=cube.db_l0c, a1_bufs=cube.depth_a1, b1_bufs=cube.depth_b1,
-                            step_m=cube.step_m, step_n=cube.step_n, step_ka=cube.step_ka,
-                            step_kb=cube.step_kb, l1_staged=bias_l1 + quant_l1)
+    need = _cube_block_bytes(cube, round(in_item * 8), bias_l1 + quant_l1)
     l0a, l0b, l0c = need["L0A"], need["L0B"], need["L0C"] * out_bytes // 4
     c.need(l0a <= f.l0a_bytes, f"L0A: 2 x base_m x base_k = {l0a:.0f} B > {f.l0a_bytes} B")
     c.need(l0b <= f.l0b_bytes, f"L0B: 2 x base_k x base_n = {l0b:.0f} B > {f.l0b_bytes} B")
