@@ -7,6 +7,7 @@ Each operator module exports an :class:`npusim.operator.Operator` whose ``plan(s
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,13 +167,19 @@ def simulate(op: str, soc: str | Path | SocDescriptor | None = None, tiling: Any
     runs its plan makes (default: :func:`npusim.engine.fast.selected_engine`, normally "fast";
     the same results whichever). Returns a :class:`SimResult`.
     """
-    if engine is not None:
-        from npusim.engine.fast import default_engine
+    from npusim.engine.fast import default_engine
 
-        with default_engine(engine):  # validates the name; reaches runs made while planning
-            return simulate(op, soc, tiling, overrides=overrides, patch=patch,
-                            check_races=check_races, l2_start=l2_start,
-                            max_instructions=max_instructions, **op_args)
+    # the engine (validated by default_engine) reaches the runs the plan makes too
+    with default_engine(engine) if engine is not None else nullcontext():
+        return _simulate(op, soc, tiling, overrides, patch, check_races, l2_start,
+                         max_instructions, op_args)
+
+
+def _simulate(op: str, soc: str | Path | SocDescriptor | None, tiling: Any,
+              overrides: Sequence[str], patch: Any, check_races: bool | None,
+              l2_start: str | None, max_instructions: int | None,
+              op_args: dict[str, Any]) -> SimResult:
+    """:func:`simulate` under the engine in force."""
     from npusim import size_guard
     from npusim.operators import get_operator
 
