@@ -29,6 +29,7 @@ from npusim.engine.fast_lower import (
     Lowered,
 )
 from npusim.engine.memory import MemorySystem
+from npusim.engine.timing import in_flight_round_trips
 
 _EXACT = 1 << 53  # integers the loop turns into floats stay exact below this
 
@@ -155,11 +156,8 @@ def encode(low: Lowered, mem: MemorySystem) -> Encoded | None:
     def spec(ifl: Any) -> int:
         sp = ifl[0]
         row = specs.get(id(sp))
-        if row is None:  # as timing.in_flight_cycles computes them
-            hit_rt = sp.request_latency_cycles
-            miss_rt = hit_rt + miss_lat
-            ratio = getattr(sp, "miss_bandwidth_ratio", None)
-            stream_rt = max(miss_rt, ratio * hit_rt) if ratio else miss_rt
+        if row is None:
+            hit_rt, miss_rt, stream_rt = in_flight_round_trips(sp, miss_lat)
             row = specs[id(sp)] = len(spec_rows)
             spec_rows.append((float(hit_rt), float(miss_rt), float(stream_rt),
                               float(sp.outstanding_bytes),

@@ -85,6 +85,16 @@ def in_flight_of(core: CoreDescriptor, instr: Instr) -> tuple[InFlightSpec, floa
     return spec, factor
 
 
+def in_flight_round_trips(spec: InFlightSpec, miss_latency: int) -> tuple[int, int, float]:
+    """(hit, miss, streaming) round trips of :func:`in_flight_cycles`: a hit's request latency,
+    plus ``miss_latency`` for a miss, and the effective round trip of missed bytes under the
+    descriptor's ``miss_bandwidth_ratio`` (the compiled loop's encoding reads them here too)."""
+    hit_rt = spec.request_latency_cycles
+    miss_rt = hit_rt + miss_latency
+    ratio = getattr(spec, "miss_bandwidth_ratio", None)
+    return hit_rt, miss_rt, (max(miss_rt, ratio * hit_rt) if ratio else miss_rt)
+
+
 def in_flight_cycles(spec: InFlightSpec, nbytes: int, missed: int, miss_latency: int,
                      factor: float = 1.0, pipelined: bool = False) -> float:
     """Cycles a GM read of ``nbytes`` takes when ``missed`` of them miss in L2, under the core's
@@ -99,10 +109,7 @@ def in_flight_cycles(spec: InFlightSpec, nbytes: int, missed: int, miss_latency:
     a lone one is not bound at all when the descriptor says ``lone_copies: false`` (0 here)."""
     if not (pipelined or getattr(spec, "lone_copies", True)):
         return 0.0  # a lone copy keeps its curve (descriptor: the curve holds its misses)
-    hit_rt = spec.request_latency_cycles
-    miss_rt = hit_rt + miss_latency
-    ratio = getattr(spec, "miss_bandwidth_ratio", None)
-    stream_rt = max(miss_rt, ratio * hit_rt) if ratio else miss_rt
+    hit_rt, miss_rt, stream_rt = in_flight_round_trips(spec, miss_latency)
     missed = min(missed, nbytes)
     return (0 if pipelined else miss_rt) + factor * (
         missed * stream_rt + (nbytes - missed) * hit_rt) / spec.outstanding_bytes
