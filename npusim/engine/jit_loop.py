@@ -127,7 +127,7 @@ def _reserve(ch: np.ndarray, c: int, now: int, nbytes: int, bpc: float, ovh: flo
     start = float(now)
     if ch[2 * c] > start:
         start = ch[2 * c]
-    dur = (nbytes + ovh * 1) / bpc
+    dur = (nbytes + ovh) / bpc  # one request: overhead x 1
     ch[2 * c] = start + dur
     ch[2 * c + 1] += dur
     return float(ch[2 * c])
@@ -301,6 +301,8 @@ def _loop(launch: np.ndarray, core_of: np.ndarray, pipe_base: np.ndarray,
                 break
             if k0 == 1 or k0 == 2:  # K_DMA, K_FIX
                 dma = k0 == 1
+                piped = op_i0[o] != 0  # (DMA) issued behind another copy: latency hidden
+                s = op_ifl[o]  # (DMA) in-flight spec row, -1 none
                 end = float(now) + op_f0[o] if dma else 0.0
                 h = 0
                 fix_end = 0
@@ -336,12 +338,10 @@ def _loop(launch: np.ndarray, core_of: np.ndarray, pipe_base: np.ndarray,
                     if e2 > e:
                         e = e2
                     if dma:
-                        piped = op_i0[o] != 0
                         if not piped:  # a pipelined copy's latency hides behind the last one
                             e += hit_lat + miss_lat if miss else hit_lat
                         if e > end:
                             end = e
-                        s = op_ifl[o]
                         if miss and not write and s >= 0:  # bytes in flight
                             if not (piped or ifl_lone[s] != 0):
                                 c = 0.0
