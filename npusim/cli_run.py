@@ -217,17 +217,6 @@ def parse_tiling_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def apply_tiling_overrides(default: object, overrides: dict[str, Any]) -> object:
-    """``default`` with ``overrides`` applied (:func:`npusim.tiling_overrides.apply_overrides`:
-    ``a.b=v`` sets field ``b`` of the nested tiling ``a``, a wqbmm kernel's ``cube.base_k``)."""
-    from npusim.tiling_overrides import apply_overrides
-
-    try:
-        return apply_overrides(default, overrides)
-    except ValueError as exc:
-        raise SystemExit(f"--tiling: {exc}") from None
-
-
 # ---- the header line ------------------------------------------------------------------------
 
 _FORMATS = {2: "ND", 29: "FRACTAL_NZ"}
@@ -302,7 +291,12 @@ def run_command(args: argparse.Namespace) -> int:
     if overrides:
         if not operator.cli.tiling_overrides:
             raise SystemExit(f"--tiling: {op}: {operator.cli.tiling_note}")
-        tiling = apply_tiling_overrides(operator.default_tiling(soc, **op_args), overrides)
+        from npusim.runner import tiling_from_fields
+
+        try:  # the default tiling of this call with the fields replaced, as simulate() does
+            tiling = tiling_from_fields(op, soc, overrides, op_args)
+        except (ValueError, TypeError) as exc:
+            raise SystemExit(f"--tiling: {exc}") from None
         origin = "user (" + ", ".join(args.tiling) + ")"
     elif getattr(args, "step", None):
         tiling = args.step
